@@ -1,0 +1,63 @@
+//! edgefn: write serverless functions in Rust, compile them to WebAssembly components, run them on the edgefn
+//! host (or any `wasi:http` runtime).
+//!
+//! ```
+//! use edgefn::prelude::*;
+//!
+//! #[function(trigger = http("/hello/{name}"))]
+//! fn hello(req: Request) -> Response {
+//!     Response::text(format!("Hello, {}!", req.param("name").unwrap_or("world")))
+//! }
+//!
+//! # #[derive(serde::Deserialize, serde::Serialize)] struct Order { id: u32 }
+//! #[function(trigger = http("/orders", method = "POST"))]
+//! fn create_order(req: Request) -> Result<Response> {
+//!     let order: Order = req.json()?; // bad JSON is a 400
+//!     Ok(Response::json(&order)?.with_status(201))
+//! }
+//!
+//! // Handlers are plain functions: test them natively, no wasm and no host needed.
+//! let response = hello(edgefn::testing::get("/hello/ada"));
+//! assert_eq!(response.text_body(), "Hello, ada!");
+//! ```
+//!
+//! # How it fits together
+//! - [`function`] registers the handler and writes its trigger into the component's `edgefn-manifest` custom
+//!   section, which the host reads to build its route table.
+//! - Built for `wasm32-wasip2`, this crate exports `wasi:http/incoming-handler`: every component is a standard
+//!   `wasi:http/proxy` component. Its dispatcher routes each request to the right `#[function]` the same way the
+//!   host does, so `wasmtime serve` answers exactly like `edgefn up`.
+//! - An `Err` becomes a JSON error response carrying the request id: the error's status for client errors (a bad
+//!   JSON body is a 400), 500 with the details logged (not sent) otherwise.
+//! - [`config`] reads the configuration and secrets the host hands to the function.
+
+mod dispatch;
+mod error;
+mod request;
+mod response;
+#[cfg(target_family = "wasm")]
+mod wasi;
+
+pub mod config;
+pub mod testing;
+
+pub use edgefn_macros::function;
+pub use error::{Error, Result};
+pub use http;
+pub use request::Request;
+pub use response::{IntoResponse, Response};
+
+/// The request header carrying the id of a request, set by the host and echoed in every response.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Everything a function author usually needs: `use edgefn::prelude::*;`.
+pub mod prelude {
+    pub use crate::{Error, IntoResponse, Request, Response, Result, function};
+}
+
+/// Used by the code `#[function]` generates. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::dispatch::HttpFunction;
+    pub use inventory;
+}

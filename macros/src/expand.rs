@@ -1,0 +1,118 @@
+//! Writing the code that goes next to the user's function.
+
+use crate::parse::{self, HttpTrigger, TriggerArgs};
+use crate::validate;
+use edgefn_manifest::record::{FunctionRecord, Trigger, encode_record};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Ident, ItemFn};
+
+/// Entry point of `#[function]`.
+pub(crate) fn function(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            let error = syn::Error::new(
+                item.span(),
+                "#[function] goes on a free function: `fn name(req: Request) -> Response`",
+            )
+            .to_compile_error();
+            return quote! { #error #item };
+        }
+    };
+    match expand(attr, &func) {
+        Ok(tokens) => quote! { #func #tokens },
+        Err(error) => {
+            // Keep the user's function so the rest of the crate, and the IDE, still see it.
+            let error = error.to_compile_error();
+            quote! { #func #error }
+        }
+    }
+}
+
+fn expand(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
+    let args = parse::parse_args(attr)?;
+    match &args.trigger {
+        TriggerArgs::Http(http) => expand_http(func, http),
+    }
+}
+
+fn expand_http(func: &ItemFn, http: &HttpTrigger) -> syn::Result<TokenStream> {
+    let request_ty = validate::http_handler(func)?;
+    let name = &func.sig.ident;
+    let name_str = name.to_string();
+    let route = http.route.as_str();
+    let method = http.method_str();
+    let output = match &func.sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => name.span(),
+    };
+
+    // The call is spanned at the argument and the return type, so a wrong request type or a return type that is
+    // not a response is reported where the user wrote it.
+    let call = quote_spanned! {request_ty.span()=> #name(request) };
+    let into_response = quote_spanned! {output=> ::edgefn::IntoResponse::into_response(#call) };
+
+    let record = FunctionRecord {
+        name: name_str.clone(),
+        trigger: Trigger::Http { route: route.to_owned(), method: method.to_owned() },
+    };
+    let manifest = manifest_static(name, &encode_record(&record));
+    let marker = route_marker(http);
+
+    Ok(quote! {
+        const _: () = {
+            fn __edgefn_call(request: ::edgefn::Request) -> ::edgefn::Response {
+                #into_response
+            }
+            ::edgefn::__private::inventory::submit! {
+                ::edgefn::__private::HttpFunction {
+                    name: #name_str,
+                    route: #route,
+                    method: #method,
+                    handler: __edgefn_call,
+                }
+            }
+        };
+        #manifest
+        #marker
+    })
+}
+
+/// The bytes of the function's manifest record, placed in the `edgefn-manifest` custom section. Emitted in the
+/// user's crate (not the SDK) so the linker cannot drop it as unreferenced.
+fn manifest_static(name: &Ident, bytes: &[u8]) -> TokenStream {
+    let ident = format_ident!("__EDGEFN_MANIFEST_{}", name.to_string().to_uppercase());
+    let len = bytes.len();
+    let section = edgefn_manifest::SECTION_NAME;
+    quote! {
+        #[cfg(target_family = "wasm")]
+        #[doc(hidden)]
+        #[used]
+        #[unsafe(link_section = #section)]
+        static #ident: [u8; #len] = [#(#bytes),*];
+    }
+}
+
+/// An item whose name encodes method and route shape: a second function on the same route in the same module
+/// defines the same name, and rustc reports "the name ... is defined multiple times" at the route literal.
+fn route_marker(http: &HttpTrigger) -> TokenStream {
+    let mut name = format!("__edgefn_duplicate_route__{}_", if http.method_str() == "*" { "ANY" } else { http.method_str() });
+    for c in http.route.shape().chars() {
+        match c {
+            '/' => name.push('_'),
+            '{' => name.push_str("_param"),
+            '*' => name.push_str("_rest"),
+            '}' => {}
+            c if c.is_ascii_alphanumeric() => name.push(c),
+            c => name.push_str(&format!("_x{:x}", c as u32)),
+        }
+    }
+    let ident = Ident::new(&name, http.route_span);
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, dead_code)]
+        struct #ident;
+    }
+}

@@ -1,0 +1,91 @@
+//! Building requests in native unit tests, without wasm and without a host.
+//!
+//! ```
+//! use edgefn::prelude::*;
+//!
+//! #[function(trigger = http("/hello/{name}"))]
+//! fn hello(req: Request) -> Response {
+//!     Response::text(format!("Hello, {}!", req.param("name").unwrap_or("world")))
+//! }
+//!
+//! // The path is matched against the crate's routes, so `req.param("name")` works in the test.
+//! assert_eq!(hello(edgefn::testing::get("/hello/ada")).text_body(), "Hello, ada!");
+//! // Or go through the dispatcher, as the host does: routing, 404 and 405 included.
+//! assert_eq!(edgefn::testing::call(edgefn::testing::get("/nowhere")).status(), 404);
+//! ```
+
+use crate::{Request, Response, dispatch};
+use serde::Serialize;
+
+/// Builds a request; finish it with [`TestRequest::build`] or pass it where a `Request` is expected.
+#[derive(Debug)]
+pub struct TestRequest {
+    builder: http::request::Builder,
+    body: Vec<u8>,
+}
+
+impl TestRequest {
+    /// A request with any method and path (with optional query).
+    pub fn new(method: &str, uri: &str) -> Self {
+        Self { builder: http::Request::builder().method(method).uri(uri), body: Vec::new() }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.builder = self.builder.header(name, value);
+        self
+    }
+
+    /// Sets a raw body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Sets a JSON body and its content type.
+    pub fn json<T: Serialize + ?Sized>(self, value: &T) -> Self {
+        let body = serde_json::to_vec(value).expect("test value serializes as JSON");
+        self.header("content-type", "application/json").body(body)
+    }
+
+    /// The request, with route parameters filled from the crate's registered routes.
+    ///
+    /// # Panics
+    /// On an invalid method, URI or header: a broken test should fail loudly.
+    pub fn build(self) -> Request {
+        let request = self.builder.body(self.body).expect("valid test request");
+        let params = dispatch::route_params(request.method().as_str(), request.uri().path());
+        Request::with_params(request, params)
+    }
+}
+
+impl From<TestRequest> for Request {
+    fn from(test: TestRequest) -> Self {
+        test.build()
+    }
+}
+
+/// A `GET` request.
+pub fn get(uri: &str) -> Request {
+    TestRequest::new("GET", uri).build()
+}
+
+/// A `POST` request with a raw body.
+pub fn post(uri: &str, body: impl Into<Vec<u8>>) -> Request {
+    TestRequest::new("POST", uri).body(body).build()
+}
+
+/// A `POST` request with a JSON body.
+pub fn post_json<T: Serialize + ?Sized>(uri: &str, value: &T) -> Request {
+    TestRequest::new("POST", uri).json(value).build()
+}
+
+/// A request builder for anything else: other methods, headers.
+pub fn request(method: &str, uri: &str) -> TestRequest {
+    TestRequest::new(method, uri)
+}
+
+/// Sends a request through the component's dispatcher, exactly as the host would: routing, 404, 405, error bodies.
+pub fn call(request: impl Into<Request>) -> Response {
+    Response::from(dispatch::dispatch(request.into().into_inner()))
+}
