@@ -1,0 +1,54 @@
+//! Building a function crate into a component with cargo, for `edgefn up path/to/crate`.
+
+use anyhow::{Context as _, bail};
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The target every function is built for.
+pub const TARGET: &str = "wasm32-wasip2";
+
+/// Builds the crate in `dir` (release, wasm32-wasip2) and returns the path of its `.wasm`.
+///
+/// Cargo's progress and diagnostics go to the terminal as usual; its JSON messages on stdout tell which file it
+/// produced, so target directories and workspaces need no guessing.
+pub fn build_crate(dir: &Path) -> anyhow::Result<PathBuf> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        bail!("{} is neither a .wasm file nor a crate directory (no Cargo.toml)", dir.display());
+    }
+    let manifest = manifest.canonicalize().with_context(|| format!("failed to resolve {}", manifest.display()))?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("building {} for {TARGET}", dir.display());
+    let mut child = Command::new(cargo)
+        .args(["build", "--release", "--target", TARGET, "--message-format=json-render-diagnostics", "--lib"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("failed to run cargo: is it installed and on PATH?")?;
+    let stdout = child.stdout.take().context("cargo stdout")?;
+    let mut wasm = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.context("failed to read cargo output")?;
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        if message["reason"] != "compiler-artifact" || message["manifest_path"] != manifest.to_string_lossy().as_ref()
+        {
+            continue;
+        }
+        if let Some(files) = message["filenames"].as_array() {
+            wasm = files.iter().filter_map(|f| f.as_str()).find(|f| f.ends_with(".wasm")).map(PathBuf::from).or(wasm);
+        }
+    }
+    let status = child.wait().context("failed to wait for cargo")?;
+    if !status.success() {
+        bail!(
+            "failed to build {}: cargo exited with {status} (is the target installed? `rustup target add {TARGET}`)",
+            dir.display()
+        );
+    }
+    wasm.with_context(|| {
+        format!("building {} produced no .wasm: its [lib] needs `crate-type = [\"cdylib\"]`", dir.display())
+    })
+}

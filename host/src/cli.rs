@@ -1,0 +1,32 @@
+//! The command line: `edgefn up` serves functions, `edgefn inspect` shows what a component declares.
+
+mod inspect;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+/// edgefn: run WebAssembly edge functions on a machine you own.
+#[derive(Debug, Parser)]
+#[command(name = "edgefn", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Deploy function crates or components and serve them.
+    Up(up::UpArgs),
+    /// Print the functions and triggers a component declares, without running it.
+    Inspect(inspect::InspectArgs),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand to completion.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Up(args) => up::run(args),
+            Command::Inspect(args) => inspect::run(args),
+        }
+    }
+}

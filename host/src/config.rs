@@ -1,0 +1,144 @@
+//! The host's configuration file (`--config edgefn.toml`): limits, and per-component environment, secrets and
+//! outbound allowlist.
+//!
+//! ```toml
+//! [limits]
+//! timeout_ms = 30000          # wall-clock deadline of one invocation
+//! memory_mb = 128             # memory cap of one instance
+//! max_body_bytes = 10485760   # request body cap (413 above it)
+//!
+//! [components.webhook]        # a component, by name (crate name or .wasm file stem)
+//! env = { GREETING = "hi" }   # handed to the function as its environment
+//! env_from_host = ["WEBHOOK_SECRET"]   # copied from the host's environment at start
+//! allowed_outbound_hosts = ["api.github.com", "127.0.0.1:9000"]   # default: none
+//! ```
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Limits every invocation runs under.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub timeout_ms: u64,
+    pub memory_mb: u64,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { timeout_ms: 30_000, memory_mb: 128, max_body_bytes: 10 << 20 }
+    }
+}
+
+impl Limits {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        usize::try_from(self.memory_mb << 20).unwrap_or(usize::MAX)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.timeout_ms == 0 {
+            bail!("limits.timeout_ms must be at least 1");
+        }
+        if self.memory_mb == 0 || self.memory_mb > 4096 {
+            bail!("limits.memory_mb must be between 1 and 4096 (a wasm32 memory cannot exceed 4 GiB)");
+        }
+        Ok(())
+    }
+}
+
+/// Settings of one component.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComponentConfig {
+    pub env: BTreeMap<String, String>,
+    pub env_from_host: Vec<String>,
+    pub allowed_outbound_hosts: Vec<String>,
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    pub limits: Limits,
+    pub components: BTreeMap<String, ComponentConfig>,
+}
+
+impl HostConfig {
+    /// Reads and validates a config file; errors name the file and the offending key.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("failed to read config {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid config {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Self = toml::from_str(text)?;
+        config.limits.validate()?;
+        Ok(config)
+    }
+
+    /// The environment of component `name`: its `env`, plus each `env_from_host` variable read from the host's
+    /// environment. A listed variable that the host does not have is an error, not a silent empty secret.
+    pub fn component_env(&self, name: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let Some(component) = self.components.get(name) else { return Ok(Vec::new()) };
+        let mut env: Vec<(String, String)> = component.env.clone().into_iter().collect();
+        for key in &component.env_from_host {
+            let value = std::env::var(key).with_context(|| {
+                format!("component `{name}` lists `{key}` in env_from_host, but the host has no such environment variable")
+            })?;
+            env.push((key.clone(), value));
+        }
+        Ok(env)
+    }
+
+    /// Outbound hosts component `name` may call.
+    pub fn allowed_outbound_hosts(&self, name: &str) -> Vec<String> {
+        self.components.get(name).map(|c| c.allowed_outbound_hosts.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_limits_and_components() {
+        let config = HostConfig::parse(
+            r#"
+            [limits]
+            timeout_ms = 500
+            [components.webhook]
+            env = { A = "1" }
+            allowed_outbound_hosts = ["example.com"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.limits.timeout_ms, 500);
+        assert_eq!(config.limits.memory_mb, 128);
+        assert_eq!(config.component_env("webhook").unwrap(), vec![("A".into(), "1".into())]);
+        assert_eq!(config.allowed_outbound_hosts("webhook"), ["example.com"]);
+        assert!(config.component_env("other").unwrap().is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_limits_are_refused() {
+        let e = HostConfig::parse("[limits]\ntimeout = 5").unwrap_err();
+        assert!(format!("{e:#}").contains("unknown field `timeout`"), "{e:#}");
+        assert!(HostConfig::parse("[limits]\nmemory_mb = 0").is_err());
+    }
+
+    #[test]
+    fn missing_host_variable_is_an_error_that_names_it() {
+        let config =
+            HostConfig::parse("[components.x]\nenv_from_host = [\"EDGEFN_TEST_SURELY_UNSET_VARIABLE\"]").unwrap();
+        let e = config.component_env("x").unwrap_err().to_string();
+        assert!(e.contains("EDGEFN_TEST_SURELY_UNSET_VARIABLE"), "{e}");
+    }
+}

@@ -1,0 +1,124 @@
+//! Persistent state in SQLite (`<data dir>/edgefn.db`): what is deployed.
+//!
+//! rusqlite is blocking: callers on the async runtime go through `spawn_blocking`. Schema changes are numbered
+//! migrations applied in order at open, tracked with `PRAGMA user_version`.
+
+use anyhow::Context as _;
+use rusqlite::{Connection, params};
+use std::path::Path;
+
+/// The schema, one entry per version. Never edit a released entry: append a new one.
+const MIGRATIONS: &[&str] = &["CREATE TABLE deployments (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        source TEXT NOT NULL,
+        triggers TEXT NOT NULL,
+        first_deployed_at INTEGER NOT NULL,
+        last_deployed_at INTEGER NOT NULL,
+        UNIQUE (name, hash)
+    );"];
+
+/// A deployment as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub name: String,
+    pub hash: String,
+    pub source: String,
+    /// JSON array of the component's function records.
+    pub triggers: String,
+    pub last_deployed_at: i64,
+}
+
+/// The database.
+#[derive(Debug)]
+pub struct Db {
+    conn: Connection,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database in `data_dir` and brings its schema up to date.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("failed to create data dir {}", data_dir.display()))?;
+        let path = data_dir.join("edgefn.db");
+        let conn = Connection::open(&path).with_context(|| format!("failed to open {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut db = Self { conn };
+        db.migrate().with_context(|| format!("failed to migrate {}", path.display()))?;
+        Ok(db)
+    }
+
+    fn migrate(&mut self) -> anyhow::Result<()> {
+        let version: usize = self.conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if version > MIGRATIONS.len() {
+            anyhow::bail!("the database has schema version {version}, newer than this host knows; upgrade edgefn");
+        }
+        let tx = self.conn.transaction()?;
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+            tx.execute_batch(migration)?;
+            tx.pragma_update(None, "user_version", index + 1)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records that `name` is deployed at `hash`.
+    pub fn record_deployment(&self, name: &str, hash: &str, source: &str, triggers: &str) -> anyhow::Result<()> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64)?;
+        self.conn.execute(
+            "INSERT INTO deployments (name, hash, source, triggers, first_deployed_at, last_deployed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT (name, hash) DO UPDATE SET source = ?3, triggers = ?4, last_deployed_at = ?5",
+            params![name, hash, source, triggers, now],
+        )?;
+        Ok(())
+    }
+
+    /// Every deployment, most recent first.
+    pub fn deployments(&self) -> anyhow::Result<Vec<Deployment>> {
+        let mut statement = self.conn.prepare(
+            "SELECT name, hash, source, triggers, last_deployed_at FROM deployments
+             ORDER BY last_deployed_at DESC, id DESC",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(Deployment {
+                name: row.get(0)?,
+                hash: row.get(1)?,
+                source: row.get(2)?,
+                triggers: row.get(3)?,
+                last_deployed_at: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployments_persist_across_reopen_and_redeploys_do_not_duplicate() {
+        let dir = tempfile_dir();
+        {
+            let db = Db::open(&dir).unwrap();
+            db.record_deployment("hello", "abc", "hello.wasm", "[]").unwrap();
+            db.record_deployment("hello", "abc", "hello.wasm", "[]").unwrap();
+            db.record_deployment("hello", "def", "hello.wasm", "[]").unwrap();
+        }
+        let db = Db::open(&dir).unwrap();
+        let hashes: Vec<_> = db.deployments().unwrap().into_iter().map(|d| d.hash).collect();
+        assert_eq!(hashes.len(), 2);
+        assert!(hashes.contains(&"abc".to_owned()) && hashes.contains(&"def".to_owned()));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("edgefn-storage-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+}
