@@ -1,0 +1,326 @@
+//! End to end: real components on a real `edgefn up`, over real HTTP, with a real SQLite file.
+
+mod support;
+
+use hmac::Mac as _;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use support::{Host, component, get, post, send};
+
+const SECRET: &str = "s3cr3t-webhook-key-for-tests";
+
+/// One host with every test component, shared by the tests that do not need a host of their own.
+fn shared() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let config = std::env::temp_dir().join(format!("edgefn-test-config-{}.toml", std::process::id()));
+        std::fs::write(&config, "[components.webhook]\nenv_from_host = [\"WEBHOOK_SECRET\"]\n").expect("config");
+        let (hello, webhook, misbehave) = (component("hello"), component("webhook"), component("misbehave"));
+        let plain = format!("/plain={}", component("plain").display());
+        Host::start_with_env(
+            &[
+                "--config",
+                config.to_str().expect("utf-8 path"),
+                "--timeout-ms",
+                "1000",
+                "--memory-mb",
+                "64",
+                "--max-body-bytes",
+                "65536",
+                "--mount",
+                &plain,
+                hello.to_str().expect("utf-8 path"),
+                webhook.to_str().expect("utf-8 path"),
+                misbehave.to_str().expect("utf-8 path"),
+            ],
+            &[("WEBHOOK_SECRET", SECRET)],
+        )
+    })
+}
+
+#[test]
+fn path_parameters_reach_the_function() {
+    let host = shared();
+    let reply = get(&host.url("/hello/ada"));
+    assert_eq!((reply.status, reply.body.as_str()), (200, "Hello, ada!"));
+    assert_eq!(get(&host.url("/hello/grace%20hopper")).body, "Hello, grace hopper!");
+}
+
+#[test]
+fn startup_prints_each_function_with_its_trigger_and_url() {
+    let host = shared();
+    let expected = format!("GET     {}/hello/{{name}}", host.base);
+    assert!(host.banner.contains(&expected), "{}", host.banner);
+    assert!(host.banner.contains(&format!("POST    {}/orders", host.base)), "{}", host.banner);
+}
+
+#[test]
+fn json_in_and_out() {
+    let reply = post(&shared().url("/orders"), r#"{"item":"tea","quantity":2}"#);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let order = reply.json();
+    assert_eq!((order["item"].as_str(), order["quantity"].as_u64()), (Some("tea"), Some(2)));
+}
+
+#[test]
+fn bad_json_is_400_with_a_request_id() {
+    let reply = post(&shared().url("/orders"), "{not json");
+    assert_eq!(reply.status, 400);
+    let body = reply.json();
+    assert!(body["error"].as_str().unwrap_or_default().contains("not valid JSON"), "{}", reply.body);
+    assert_eq!(body["request_id"].as_str(), reply.header("x-request-id"));
+}
+
+#[test]
+fn handler_errors_carry_their_status() {
+    let reply = get(&shared().url("/orders/42"));
+    assert_eq!(reply.status, 404);
+    assert!(reply.json()["error"].as_str().unwrap_or_default().contains("order 42 does not exist"));
+}
+
+#[test]
+fn unknown_route_is_404_and_wrong_method_is_405() {
+    let host = shared();
+    let reply = get(&host.url("/nowhere"));
+    assert_eq!(reply.status, 404);
+    assert!(reply.json()["request_id"].is_string());
+    let reply = get(&host.url("/orders"));
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("POST"));
+}
+
+#[test]
+fn oversized_body_is_413() {
+    let host = shared();
+    let big = vec![b'x'; 65536 + 1];
+    assert_eq!(send("POST", &host.url("/echo"), &[], &big).status, 413);
+    let fits = vec![b'y'; 65536];
+    let reply = send("POST", &host.url("/echo"), &[], &fits);
+    assert_eq!((reply.status, reply.body.len()), (200, 65536));
+}
+
+#[test]
+fn panic_is_500_and_the_host_keeps_serving() {
+    let host = shared();
+    let reply = get(&host.url("/panic"));
+    assert_eq!(reply.status, 500);
+    let request_id = reply.header("x-request-id").expect("request id").to_owned();
+    assert_eq!(reply.json()["request_id"].as_str(), Some(request_id.as_str()));
+    assert_eq!(get(&host.url("/ok")).body, "still here");
+    // The trap is logged with the request id, so the operator can find it.
+    let logs = host.wait_for_log("this handler panics on purpose");
+    assert!(logs.contains(&request_id), "{logs}");
+}
+
+#[test]
+fn infinite_loop_is_504_within_the_deadline_and_the_host_keeps_serving() {
+    let host = shared();
+    let started = Instant::now();
+    let reply = get(&host.url("/loop"));
+    assert_eq!(reply.status, 504, "{}", reply.body);
+    // Generous bound: the deadline is 1 s; this only proves the loop was stopped rather than run to the client's
+    // 30 s timeout.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(get(&host.url("/ok")).status, 200);
+}
+
+#[test]
+fn memory_hog_is_500_and_the_host_keeps_serving() {
+    let host = shared();
+    let reply = get(&host.url("/hog"));
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    assert_eq!(get(&host.url("/ok")).body, "still here");
+}
+
+#[test]
+fn healthz_answers_200() {
+    let reply = get(&shared().url("/healthz"));
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ok"));
+}
+
+#[test]
+fn every_request_is_logged_once_with_id_function_status_and_duration() {
+    let host = shared();
+    let reply = get(&host.url("/hello/logline"));
+    let request_id = reply.header("x-request-id").expect("request id").to_owned();
+    let logs = host.wait_for_log(&request_id);
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains(&request_id)).collect();
+    assert_eq!(lines.len(), 1, "{logs}");
+    for field in ["function=\"hello/hello\"", "status=200", "duration_ms="] {
+        assert!(lines[0].contains(field), "missing {field}: {}", lines[0]);
+    }
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[test]
+fn webhook_accepts_good_signatures_and_refuses_bad_ones() {
+    let host = shared();
+    let url = host.url("/webhooks/github");
+    let body = br#"{"action":"opened"}"#;
+    let good = sign(body);
+    let reply = send("POST", &url, &[("x-hub-signature-256", &good), ("x-github-event", "issues")], body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["action"], "opened");
+
+    let tampered = send("POST", &url, &[("x-hub-signature-256", &good)], br#"{"action":"closed"}"#);
+    assert_eq!(tampered.status, 401);
+    assert_eq!(send("POST", &url, &[], body).status, 401);
+    assert_eq!(send("POST", &url, &[("x-hub-signature-256", "sha256=00")], body).status, 401);
+    // The secret reached the function (the good signature verified) and never the log.
+    let request_id = tampered.header("x-request-id").expect("request id");
+    assert!(!host.wait_for_log(request_id).contains(SECRET));
+}
+
+#[test]
+fn a_plain_wasi_http_component_is_served_at_its_mount() {
+    let reply = get(&shared().url("/plain/any/path?x=1"));
+    assert_eq!((reply.status, reply.body.as_str()), (200, "plain component saw /plain/any/path?x=1"));
+}
+
+#[test]
+fn a_non_component_is_refused_by_name_and_the_others_serve() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bogus = dir.path().join("bogus.wasm");
+    std::fs::write(&bogus, b"definitely not wasm").expect("write");
+    let hello = component("hello");
+    let host = Host::start(&[bogus.to_str().expect("utf-8"), hello.to_str().expect("utf-8")]);
+    let logs = host.logs();
+    assert!(logs.contains("refused") && logs.contains("bogus.wasm"), "{logs}");
+    assert!(logs.contains("not a WebAssembly file"), "{logs}");
+    assert_eq!(get(&host.url("/hello/ada")).body, "Hello, ada!");
+}
+
+#[test]
+fn a_route_claimed_by_two_components_stops_the_start_naming_both() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let copy = dir.path().join("hello_again.wasm");
+    std::fs::copy(component("hello"), &copy).expect("copy");
+    let hello = component("hello");
+    let Err((code, output)) = Host::try_start(&[hello.to_str().expect("utf-8"), copy.to_str().expect("utf-8")], &[])
+    else {
+        panic!("the host started with a route claimed twice");
+    };
+    assert_ne!(code, Some(0));
+    assert!(output.contains("already claimed"), "{output}");
+    assert!(output.contains("hello_again/") && output.contains("hello/"), "{output}");
+}
+
+#[test]
+fn deployments_are_recorded_in_sqlite() {
+    let host = Host::start(&[component("hello").to_str().expect("utf-8")]);
+    let db = host.data.path().join("edgefn.db");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgefn"))
+        .args(["deployments", "--data"])
+        .arg(host.data.path())
+        .output()
+        .expect("run edgefn deployments");
+    assert!(db.is_file());
+    let listing = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(listing.contains("hello sha256") && listing.contains("hello  http GET /hello/{name}"), "{listing}");
+}
+
+#[test]
+fn up_builds_a_crate_directory() {
+    let dir = support::workspace().join("examples").join("hello");
+    let host = Host::start(&[dir.to_str().expect("utf-8")]);
+    assert_eq!(get(&host.url("/hello/crate")).body, "Hello, crate!");
+}
+
+#[test]
+fn inspect_prints_functions_and_triggers() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgefn"))
+        .arg("inspect")
+        .arg(component("hello"))
+        .output()
+        .expect("run edgefn inspect");
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in ["create_order  http POST /orders", "get_order     http GET /orders/{id}", "hello         http GET /hello/{name}"]
+    {
+        assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
+    }
+
+    let plain = std::process::Command::new(env!("CARGO_BIN_EXE_edgefn"))
+        .arg("inspect")
+        .arg(component("plain"))
+        .output()
+        .expect("run edgefn inspect");
+    assert!(String::from_utf8_lossy(&plain.stdout).contains("no edgefn manifest"));
+
+    let bogus = std::process::Command::new(env!("CARGO_BIN_EXE_edgefn"))
+        .args(["inspect", "Cargo.toml"])
+        .current_dir(support::workspace())
+        .output()
+        .expect("run edgefn inspect");
+    assert!(!bogus.status.success());
+    assert!(String::from_utf8_lossy(&bogus.stderr).contains("Cargo.toml: not a WebAssembly file"));
+}
+
+/// The same hello .wasm under `wasmtime serve` answers the same requests with the same responses: no lock-in.
+#[test]
+fn wasmtime_serve_answers_like_edgefn() {
+    let Some(wasmtime) = which("wasmtime") else {
+        println!("SKIPPED wasmtime_serve_answers_like_edgefn: `wasmtime` is not on PATH (cargo install wasmtime-cli --version 48.0.8 --locked)");
+        eprintln!("SKIPPED wasmtime_serve_answers_like_edgefn: `wasmtime` is not on PATH");
+        return;
+    };
+    let port = free_port();
+    let mut child = std::process::Command::new(wasmtime)
+        .args(["serve", "-Scli", "--addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(component("hello"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn wasmtime serve");
+    let reference = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "wasmtime serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let edgefn = shared();
+    let requests: &[(&str, &str, &str)] = &[
+        ("GET", "/hello/ada", ""),
+        ("POST", "/orders", r#"{"item":"tea","quantity":2}"#),
+        ("POST", "/orders", "{not json"),
+        ("GET", "/orders/7", ""),
+        ("GET", "/orders", ""),
+        ("GET", "/nowhere/at/all", ""),
+    ];
+    for (method, path, body) in requests {
+        let ours = send(method, &edgefn.url(path), &[], body.as_bytes());
+        let theirs = send(method, &format!("{reference}{path}"), &[], body.as_bytes());
+        assert_eq!(ours.status, theirs.status, "{method} {path}");
+        assert_eq!(without_request_id(&ours.body), without_request_id(&theirs.body), "{method} {path}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn without_request_id(body: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(mut value) => {
+            if let Some(object) = value.as_object_mut() {
+                object.remove("request_id");
+            }
+            value.to_string()
+        }
+        Err(_) => body.to_owned(),
+    }
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| std::path::Path::new(dir).join(program)).find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}

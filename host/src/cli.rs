@@ -1,5 +1,6 @@
 //! The command line: `edgefn up` serves functions, `edgefn inspect` shows what a component declares.
 
+mod deployments;
 mod inspect;
 mod up;
 
@@ -19,6 +20,8 @@ enum Command {
     Up(up::UpArgs),
     /// Print the functions and triggers a component declares, without running it.
     Inspect(inspect::InspectArgs),
+    /// List what the data directory's database records as deployed.
+    Deployments(deployments::DeploymentsArgs),
 }
 
 impl Cli {
@@ -27,6 +30,7 @@ impl Cli {
         match self.command {
             Command::Up(args) => up::run(args),
             Command::Inspect(args) => inspect::run(args),
+            Command::Deployments(args) => deployments::run(args),
         }
     }
 }

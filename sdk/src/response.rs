@@ -111,6 +111,11 @@ impl From<http::Response<Vec<u8>>> for Response {
 }
 
 /// Anything a handler may return.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a response an edgefn function can return",
+    label = "this return type does not implement `IntoResponse`",
+    note = "return `Response`, `Result<Response>`, `String`, `&'static str`, `(u16, T)`, `()`, or implement `IntoResponse`"
+)]
 pub trait IntoResponse {
     fn into_response(self) -> Response;
 }

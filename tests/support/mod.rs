@@ -1,0 +1,188 @@
+//! Test support: build the test components once per test binary, run real hosts on 127.0.0.1:0 with a temporary
+//! data dir, and talk real HTTP to them.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the support code")]
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_owned()
+}
+
+/// Where the test components are built: apart from the main target dir, so the nested cargo never waits on the
+/// lock of the cargo running the tests.
+pub fn components_target_dir() -> PathBuf {
+    workspace().join("target").join("test-components")
+}
+
+/// The crates built into components for the tests.
+const COMPONENT_CRATES: &[&str] = &["hello", "webhook", "misbehave", "plain"];
+
+/// Builds every test component once per test binary and returns the path of `name`.wasm.
+pub fn component(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        command.current_dir(workspace()).args(["build", "--release", "--target", "wasm32-wasip2"]);
+        for krate in COMPONENT_CRATES {
+            command.args(["-p", krate]);
+        }
+        let status = command.env("CARGO_TARGET_DIR", components_target_dir()).status().expect("run cargo");
+        assert!(status.success(), "building the test components failed (is wasm32-wasip2 installed?)");
+        components_target_dir().join("wasm32-wasip2").join("release")
+    });
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+/// A running `edgefn up`, killed on drop.
+pub struct Host {
+    child: Child,
+    pub base: String,
+    pub data: tempfile::TempDir,
+    /// Everything the host printed on stdout before it started listening.
+    pub banner: String,
+    stderr: std::sync::Arc<Mutex<String>>,
+}
+
+impl Host {
+    /// Starts a host with `args` (after `up`) and waits until it listens.
+    pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::try_start(args, env).unwrap_or_else(|(code, output)| panic!("host exited with {code:?}:\n{output}"))
+    }
+
+    /// Starts a host; on failure returns its exit code and everything it printed.
+    pub fn try_start(args: &[&str], env: &[(&str, &str)]) -> Result<Self, (Option<i32>, String)> {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_edgefn"));
+        command
+            .arg("up")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data")
+            .arg(data.path())
+            .args(args)
+            .env("CARGO_TARGET_DIR", components_target_dir())
+            .env("EDGEFN_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn edgefn");
+        let stderr = std::sync::Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().expect("stderr lock").push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut banner = String::new();
+        loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+                let code = child.wait().ok().and_then(|s| s.code());
+                // Give the stderr reader a moment to drain what the host printed before exiting.
+                std::thread::sleep(Duration::from_millis(100));
+                let output = format!("{banner}{}", stderr.lock().expect("stderr lock"));
+                return Err((code, output));
+            }
+            banner.push_str(&line);
+            if let Some(address) = line.trim().strip_prefix("edgefn listening on ") {
+                let base = address.split_whitespace().next().expect("address").to_owned();
+                // Keep draining stdout so the host never blocks on a full pipe.
+                std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+                return Ok(Self { child, base, data, banner, stderr });
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// What the host logged so far.
+    pub fn logs(&self) -> String {
+        self.stderr.lock().expect("stderr lock").clone()
+    }
+
+    /// Polls the logs until `needle` appears (the log line is written after the response is sent).
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) || Instant::now() > deadline {
+                return logs;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response, whatever its status.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Sends a request and returns the reply, 4xx and 5xx included.
+pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let mut request = agent.request(method, url);
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    let response = match request.send_bytes(body) {
+        Ok(response) => response,
+        Err(ureq::Error::Status(_, response)) => response,
+        Err(error) => panic!("{method} {url}: {error}"),
+    };
+    let status = response.status();
+    let headers =
+        response.headers_names().iter().map(|n| (n.clone(), response.header(n).unwrap_or("").to_owned())).collect();
+    let body = response.into_string().expect("UTF-8 body");
+    Reply { status, headers, body }
+}
+
+pub fn get(url: &str) -> Reply {
+    send("GET", url, &[], b"")
+}
+
+pub fn post(url: &str, body: &str) -> Reply {
+    send("POST", url, &[("content-type", "application/json")], body.as_bytes())
+}

@@ -1,0 +1,8 @@
+use edgefn::prelude::*;
+
+#[function(trigger = http("/x"))]
+fn handler(_req: &Request) -> Response {
+    Response::text("x")
+}
+
+fn main() {}
