@@ -242,8 +242,11 @@ fn inspect_prints_functions_and_triggers() {
         .expect("run edgefn inspect");
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for line in ["create_order  http POST /orders", "get_order     http GET /orders/{id}", "hello         http GET /hello/{name}"]
-    {
+    for line in [
+        "create_order  http POST /orders",
+        "get_order     http GET /orders/{id}",
+        "hello         http GET /hello/{name}",
+    ] {
         assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
     }
 
@@ -267,7 +270,9 @@ fn inspect_prints_functions_and_triggers() {
 #[test]
 fn wasmtime_serve_answers_like_edgefn() {
     let Some(wasmtime) = which("wasmtime") else {
-        println!("SKIPPED wasmtime_serve_answers_like_edgefn: `wasmtime` is not on PATH (cargo install wasmtime-cli --version 48.0.8 --locked)");
+        println!(
+            "SKIPPED wasmtime_serve_answers_like_edgefn: `wasmtime` is not on PATH (cargo install wasmtime-cli --version 48.0.8 --locked)"
+        );
         eprintln!("SKIPPED wasmtime_serve_answers_like_edgefn: `wasmtime` is not on PATH");
         return;
     };
@@ -318,9 +323,45 @@ fn without_request_id(body: &str) -> String {
 }
 
 fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| std::path::Path::new(dir).join(program)).find(|p| p.is_file())
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| std::path::Path::new(dir).join(program))
+        .find(|p| p.is_file())
 }
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Every import of the example components is in the `edgefn:function/http-function` world of `wit/`, and the
+/// component exports the world's `wasi:http/incoming-handler`: the WIT is the real contract, not documentation.
+#[test]
+fn components_fit_the_wit_contract() {
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve.push_dir(support::workspace().join("wit")).expect("wit/ parses");
+    let world = resolve.select_world(&[package], Some("http-function")).expect("world http-function");
+    let key_names = |items: &dyn Fn(&wit_parser::World) -> Vec<wit_parser::WorldKey>| -> Vec<String> {
+        items(&resolve.worlds[world]).iter().map(|key| resolve.name_world_key(key)).collect()
+    };
+    let imports = key_names(&|w| w.imports.keys().cloned().collect());
+    let exports = key_names(&|w| w.exports.keys().cloned().collect());
+    assert!(exports.iter().any(|e| e.starts_with("wasi:http/incoming-handler@")), "{exports:?}");
+
+    for name in ["hello", "webhook", "misbehave"] {
+        let wasm = std::fs::read(component(name)).expect("read component");
+        for payload in wasmparser::Parser::new(0).parse_all(&wasm) {
+            if let Ok(wasmparser::Payload::ComponentImportSection(section)) = payload {
+                for import in section {
+                    let import = import.expect("valid import").name.name;
+                    // Nested shim components import local names such as `import-type-incoming-request`; only
+                    // interface imports (`ns:pkg/iface@version`) cross the host boundary.
+                    if !import.contains(':') {
+                        continue;
+                    }
+                    assert!(imports.iter().any(|i| i == import), "{name} imports {import}, which the WIT world lacks");
+                }
+            }
+        }
+    }
 }

@@ -33,8 +33,7 @@ pub fn build_crate(dir: &Path) -> anyhow::Result<PathBuf> {
     for line in std::io::BufReader::new(stdout).lines() {
         let line = line.context("failed to read cargo output")?;
         let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-        if message["reason"] != "compiler-artifact" || message["manifest_path"] != manifest.to_string_lossy().as_ref()
-        {
+        if message["reason"] != "compiler-artifact" || message["manifest_path"] != manifest.to_string_lossy().as_ref() {
             continue;
         }
         if let Some(files) = message["filenames"].as_array() {

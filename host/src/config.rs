@@ -74,7 +74,8 @@ pub struct HostConfig {
 impl HostConfig {
     /// Reads and validates a config file; errors name the file and the offending key.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("failed to read config {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("failed to read config {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("invalid config {}", path.display()))
     }
 
@@ -91,7 +92,9 @@ impl HostConfig {
         let mut env: Vec<(String, String)> = component.env.clone().into_iter().collect();
         for key in &component.env_from_host {
             let value = std::env::var(key).with_context(|| {
-                format!("component `{name}` lists `{key}` in env_from_host, but the host has no such environment variable")
+                format!(
+                    "component `{name}` lists `{key}` in env_from_host, but the host has no such environment variable"
+                )
             })?;
             env.push((key.clone(), value));
         }

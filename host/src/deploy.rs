@@ -104,8 +104,10 @@ fn deploy_one(runtime: &Runtime, config: &HostConfig, db: &Db, source: &Source) 
         Source::Mount { route, .. } => {
             // A mounted component answers its route and everything below it, for any method.
             let pattern = if route == "/" { "/{*path}".to_owned() } else { format!("{route}/{{*path}}") };
-            inspection.functions =
-                vec![FunctionRecord { name: name.clone(), trigger: Trigger::Http { route: pattern, method: "*".into() } }];
+            inspection.functions = vec![FunctionRecord {
+                name: name.clone(),
+                trigger: Trigger::Http { route: pattern, method: "*".into() },
+            }];
         }
     }
     let prepared = runtime.prepare(&wasm)?;

@@ -6,8 +6,8 @@
 
 mod state;
 
-pub use state::OutboundPolicy;
 use state::InvocationState;
+pub use state::OutboundPolicy;
 
 use crate::config::Limits;
 use anyhow::{Context as _, anyhow};
@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::WasiHttpView as _;
 
 /// How often the epoch advances. The deadline of an invocation is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);

@@ -98,7 +98,8 @@ fn manifest_static(name: &Ident, bytes: &[u8]) -> TokenStream {
 /// An item whose name encodes method and route shape: a second function on the same route in the same module
 /// defines the same name, and rustc reports "the name ... is defined multiple times" at the route literal.
 fn route_marker(http: &HttpTrigger) -> TokenStream {
-    let mut name = format!("__edgefn_duplicate_route__{}_", if http.method_str() == "*" { "ANY" } else { http.method_str() });
+    let mut name =
+        format!("__edgefn_duplicate_route__{}_", if http.method_str() == "*" { "ANY" } else { http.method_str() });
     for c in http.route.shape().chars() {
         match c {
             '/' => name.push('_'),

@@ -130,9 +130,8 @@ fn parse_trigger(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
                 if method.is_some() {
                     return Err(syn::Error::new(option.key.span(), "duplicate key `method`"));
                 }
-                let parsed = MethodFilter::parse(&option.value.value()).map_err(|e| {
-                    syn::Error::new(option.value.span(), e)
-                })?;
+                let parsed =
+                    MethodFilter::parse(&option.value.value()).map_err(|e| syn::Error::new(option.value.span(), e))?;
                 method = Some((parsed, &option.key));
             }
             other => {

@@ -48,15 +48,15 @@ pub(crate) fn http_handler(func: &ItemFn) -> syn::Result<Type> {
         FnArg::Typed(pat) => (*pat.ty).clone(),
     };
     if let Type::Reference(reference) = &ty {
-        return Err(syn::Error::new_spanned(
-            reference,
-            "take the request by value: `req: Request`, not a reference",
-        ));
+        return Err(syn::Error::new_spanned(reference, "take the request by value: `req: Request`, not a reference"));
     }
     if let ReturnType::Default = sig.output {
         return Err(syn::Error::new_spanned(
             &sig.ident,
-            format!("`{}` returns nothing; an http function returns a response: expected `{HTTP_SIGNATURE}`", sig.ident),
+            format!(
+                "`{}` returns nothing; an http function returns a response: expected `{HTTP_SIGNATURE}`",
+                sig.ident
+            ),
         ));
     }
     Ok(ty)

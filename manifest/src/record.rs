@@ -110,10 +110,8 @@ pub fn decode_section(mut bytes: &[u8]) -> Result<Vec<FunctionRecord>, ManifestE
         let Some(payload) = bytes.get(HEADER_LEN..HEADER_LEN + len) else {
             return Err(ManifestError::Truncated { offset });
         };
-        let record = serde_json::from_slice(payload).map_err(|e| ManifestError::BadPayload {
-            offset,
-            reason: e.to_string(),
-        })?;
+        let record =
+            serde_json::from_slice(payload).map_err(|e| ManifestError::BadPayload { offset, reason: e.to_string() })?;
         records.push(record);
         bytes = &bytes[HEADER_LEN + len..];
         offset += HEADER_LEN + len;
@@ -126,10 +124,7 @@ mod tests {
     use super::*;
 
     fn http(name: &str, route: &str) -> FunctionRecord {
-        FunctionRecord {
-            name: name.into(),
-            trigger: Trigger::Http { route: route.into(), method: "GET".into() },
-        }
+        FunctionRecord { name: name.into(), trigger: Trigger::Http { route: route.into(), method: "GET".into() } }
     }
 
     #[test]
@@ -159,10 +154,7 @@ mod tests {
     fn unknown_version_is_refused() {
         let mut section = encode_record(&http("a", "/a"));
         section[3] = 9;
-        assert_eq!(
-            decode_section(&section),
-            Err(ManifestError::UnsupportedVersion { offset: 0, version: 9 })
-        );
+        assert_eq!(decode_section(&section), Err(ManifestError::UnsupportedVersion { offset: 0, version: 9 }));
     }
 
     #[test]

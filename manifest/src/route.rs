@@ -277,7 +277,7 @@ mod tests {
 
     #[test]
     fn literals_are_more_specific_than_params() {
-        let mut routes = vec![p("/{*all}"), p("/hello/{name}"), p("/hello/world"), p("/hello")];
+        let mut routes = [p("/{*all}"), p("/hello/{name}"), p("/hello/world"), p("/hello")];
         routes.sort_by(|a, b| a.specificity_cmp(b));
         let order: Vec<_> = routes.iter().map(|r| r.as_str()).collect();
         assert_eq!(order, ["/hello/world", "/hello/{name}", "/hello", "/{*all}"]);

@@ -58,9 +58,14 @@ pub struct Conflict<'a, T> {
 /// What a lookup found.
 #[derive(Debug)]
 pub enum Lookup<'a, T> {
-    Found { route: &'a Route<T>, params: Vec<(String, String)> },
+    Found {
+        route: &'a Route<T>,
+        params: Vec<(String, String)>,
+    },
     /// The path exists, but not for this method; `allowed` lists the methods that are.
-    MethodNotAllowed { allowed: Vec<String> },
+    MethodNotAllowed {
+        allowed: Vec<String>,
+    },
     NotFound,
 }
 
@@ -100,18 +105,13 @@ impl<T> Router<T> {
         if let Some(index) = self.conflict(&pattern, &method).map(|c| self.index_of(c.existing)) {
             return Err(Conflict { existing: &self.routes[index] });
         }
-        let at = self
-            .routes
-            .partition_point(|r| r.pattern.specificity_cmp(&pattern) != std::cmp::Ordering::Greater);
+        let at = self.routes.partition_point(|r| r.pattern.specificity_cmp(&pattern) != std::cmp::Ordering::Greater);
         self.routes.insert(at, Route { pattern, method, value });
         Ok(())
     }
 
     fn index_of(&self, route: &Route<T>) -> usize {
-        self.routes
-            .iter()
-            .position(|r| std::ptr::eq(r, route))
-            .expect("a conflict points into this router")
+        self.routes.iter().position(|r| std::ptr::eq(r, route)).expect("a conflict points into this router")
     }
 
     /// Parses `route` and `method` and inserts them; errors are strings fit for a user.
@@ -121,8 +121,9 @@ impl<T> Router<T> {
     {
         let pattern = RoutePattern::parse(route).map_err(|e: RouteError| e.to_string())?;
         let method = MethodFilter::parse(method)?;
-        self.insert(pattern, method, value)
-            .map_err(|c| format!("route `{route}` is already claimed by `{}` ({:?})", c.existing.pattern, c.existing.value))
+        self.insert(pattern, method, value).map_err(|c| {
+            format!("route `{route}` is already claimed by `{}` ({:?})", c.existing.pattern, c.existing.value)
+        })
     }
 
     /// Finds the most specific route for a request.

@@ -2,6 +2,7 @@
 //! data dir, and talk real HTTP to them.
 
 #![allow(dead_code, reason = "each test binary uses a different part of the support code")]
+#![allow(clippy::zombie_processes, reason = "the child is killed and waited for in Drop, or waited for on exit")]
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
@@ -10,13 +11,13 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The workspace root.
-pub fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_owned()
 }
 
 /// Where the test components are built: apart from the main target dir, so the nested cargo never waits on the
 /// lock of the cargo running the tests.
-pub fn components_target_dir() -> PathBuf {
+pub(crate) fn components_target_dir() -> PathBuf {
     workspace().join("target").join("test-components")
 }
 
@@ -24,7 +25,7 @@ pub fn components_target_dir() -> PathBuf {
 const COMPONENT_CRATES: &[&str] = &["hello", "webhook", "misbehave", "plain"];
 
 /// Builds every test component once per test binary and returns the path of `name`.wasm.
-pub fn component(name: &str) -> PathBuf {
+pub(crate) fn component(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -42,27 +43,27 @@ pub fn component(name: &str) -> PathBuf {
 }
 
 /// A running `edgefn up`, killed on drop.
-pub struct Host {
+pub(crate) struct Host {
     child: Child,
-    pub base: String,
-    pub data: tempfile::TempDir,
+    pub(crate) base: String,
+    pub(crate) data: tempfile::TempDir,
     /// Everything the host printed on stdout before it started listening.
-    pub banner: String,
+    pub(crate) banner: String,
     stderr: std::sync::Arc<Mutex<String>>,
 }
 
 impl Host {
     /// Starts a host with `args` (after `up`) and waits until it listens.
-    pub fn start(args: &[&str]) -> Self {
+    pub(crate) fn start(args: &[&str]) -> Self {
         Self::start_with_env(args, &[])
     }
 
-    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         Self::try_start(args, env).unwrap_or_else(|(code, output)| panic!("host exited with {code:?}:\n{output}"))
     }
 
     /// Starts a host; on failure returns its exit code and everything it printed.
-    pub fn try_start(args: &[&str], env: &[(&str, &str)]) -> Result<Self, (Option<i32>, String)> {
+    pub(crate) fn try_start(args: &[&str], env: &[(&str, &str)]) -> Result<Self, (Option<i32>, String)> {
         let data = tempfile::tempdir().expect("temp dir");
         let mut command = Command::new(env!("CARGO_BIN_EXE_edgefn"));
         command
@@ -113,17 +114,17 @@ impl Host {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// What the host logged so far.
-    pub fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.stderr.lock().expect("stderr lock").clone()
     }
 
     /// Polls the logs until `needle` appears (the log line is written after the response is sent).
-    pub fn wait_for_log(&self, needle: &str) -> String {
+    pub(crate) fn wait_for_log(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let logs = self.logs();
@@ -144,24 +145,24 @@ impl Drop for Host {
 
 /// A response, whatever its status.
 #[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
 /// Sends a request and returns the reply, 4xx and 5xx included.
-pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+pub(crate) fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
     let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
     let mut request = agent.request(method, url);
     for (name, value) in headers {
@@ -179,10 +180,10 @@ pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> R
     Reply { status, headers, body }
 }
 
-pub fn get(url: &str) -> Reply {
+pub(crate) fn get(url: &str) -> Reply {
     send("GET", url, &[], b"")
 }
 
-pub fn post(url: &str, body: &str) -> Reply {
+pub(crate) fn post(url: &str, body: &str) -> Reply {
     send("POST", url, &[("content-type", "application/json")], body.as_bytes())
 }

@@ -43,11 +43,8 @@ fn create_order(req: Request) -> Result<Response> {
 
 #[function(trigger = http("/orders/{id}"))]
 fn get_order(req: Request) -> Result<Response> {
-    let id: u64 = req
-        .param("id")
-        .unwrap_or_default()
-        .parse()
-        .map_err(|_| Error::bad_request("order id must be a number"))?;
+    let id: u64 =
+        req.param("id").unwrap_or_default().parse().map_err(|_| Error::bad_request("order id must be a number"))?;
     // This example keeps no state, so every lookup is a miss: the error path, with a JSON body and request id.
     Err(Error::not_found(format!("order {id} does not exist")))
 }

@@ -15,7 +15,10 @@ pub(crate) fn run(args: InspectArgs) -> anyhow::Result<()> {
     let inspection = component::inspect(&wasm).with_context(|| format!("cannot inspect {}", args.file.display()))?;
     println!("{} (sha256 {})", args.file.display(), inspection.hash);
     if inspection.functions.is_empty() {
-        println!("  no edgefn manifest: a plain component; serve it with `edgefn up --mount /route={}`", args.file.display());
+        println!(
+            "  no edgefn manifest: a plain component; serve it with `edgefn up --mount /route={}`",
+            args.file.display()
+        );
         return Ok(());
     }
     let width = inspection.functions.iter().map(|f| f.name.len()).max().unwrap_or(0);

@@ -24,9 +24,7 @@ impl OutboundPolicy {
     pub fn allows(&self, host: &str, port: Option<u16>) -> bool {
         let host = host.to_ascii_lowercase();
         self.allowed_hosts.iter().any(|allowed| {
-            allowed == "*"
-                || *allowed == host
-                || port.is_some_and(|port| *allowed == format!("{host}:{port}"))
+            allowed == "*" || *allowed == host || port.is_some_and(|port| *allowed == format!("{host}:{port}"))
         })
     }
 }

@@ -112,7 +112,12 @@ async fn read_request(request: Request, max_body: usize, request_id: &str) -> Re
     Ok(http::Request::from_parts(parts, body))
 }
 
-async fn invoke(trigger: &HttpTrigger, target: &RouteTarget, request: http::Request<Bytes>, request_id: &str) -> Response {
+async fn invoke(
+    trigger: &HttpTrigger,
+    target: &RouteTarget,
+    request: http::Request<Bytes>,
+    request_id: &str,
+) -> Response {
     let component = &target.component;
     match trigger.runtime.invoke_http(&component.prepared, &component.env, request).await {
         Ok(response) => response.map(Body::new),
