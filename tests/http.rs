@@ -190,7 +190,8 @@ fn a_non_component_is_refused_by_name_and_the_others_serve() {
     std::fs::write(&bogus, b"definitely not wasm").expect("write");
     let hello = component("hello");
     let host = Host::start(&[bogus.to_str().expect("utf-8"), hello.to_str().expect("utf-8")]);
-    let logs = host.logs();
+    // The refusal is printed before the host listens, but read from its stderr by another thread: poll for it.
+    let logs = host.wait_for_log("not a WebAssembly file");
     assert!(logs.contains("refused") && logs.contains("bogus.wasm"), "{logs}");
     assert!(logs.contains("not a WebAssembly file"), "{logs}");
     assert_eq!(get(&host.url("/hello/ada")).body, "Hello, ada!");

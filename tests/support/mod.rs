@@ -84,7 +84,7 @@ impl Host {
         let stderr = std::sync::Arc::new(Mutex::new(String::new()));
         let mut pipe = child.stderr.take().expect("stderr");
         let sink = stderr.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = pipe.read(&mut buf) {
                 if n == 0 {
@@ -99,8 +99,8 @@ impl Host {
             let mut line = String::new();
             if stdout.read_line(&mut line).unwrap_or(0) == 0 {
                 let code = child.wait().ok().and_then(|s| s.code());
-                // Give the stderr reader a moment to drain what the host printed before exiting.
-                std::thread::sleep(Duration::from_millis(100));
+                // The host has exited, so its stderr reaches EOF: wait for the reader to have it all.
+                let _ = reader.join();
                 let output = format!("{banner}{}", stderr.lock().expect("stderr lock"));
                 return Err((code, output));
             }
