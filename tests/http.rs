@@ -215,10 +215,10 @@ fn a_route_claimed_by_two_components_stops_the_start_naming_both() {
 #[test]
 fn deployments_are_recorded_in_sqlite() {
     let host = Host::start(&[component("hello").to_str().expect("utf-8")]);
-    let db = host.data.path().join("edgefn.db");
+    let db = host.data.join("edgefn.db");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgefn"))
         .args(["deployments", "--data"])
-        .arg(host.data.path())
+        .arg(&host.data)
         .output()
         .expect("run edgefn deployments");
     assert!(db.is_file());

@@ -17,7 +17,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Deploy function crates or components and serve them.
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Print the functions and triggers a component declares, without running it.
     Inspect(inspect::InspectArgs),
     /// List what the data directory's database records as deployed.
@@ -28,7 +28,7 @@ impl Cli {
     /// Runs the chosen subcommand to completion.
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Up(args) => up::run(args),
+            Command::Up(args) => up::run(*args),
             Command::Inspect(args) => inspect::run(args),
             Command::Deployments(args) => deployments::run(args),
         }

@@ -6,6 +6,10 @@
 //! timeout_ms = 30000          # wall-clock deadline of one invocation
 //! memory_mb = 128             # memory cap of one instance
 //! max_body_bytes = 10485760   # request body cap (413 above it)
+//! max_instances = 64          # instances running at once (pooling allocator slots)
+//! queue_timeout_ms = 1000     # wait for a free slot before answering 503
+//! max_loaded = 256            # components kept loaded; least recently used is unloaded first
+//! idle_timeout_ms = 300000    # a component unused this long is unloaded
 //!
 //! [components.webhook]        # a component, by name (crate name or .wasm file stem)
 //! env = { GREETING = "hi" }   # handed to the function as its environment
@@ -26,11 +30,27 @@ pub struct Limits {
     pub timeout_ms: u64,
     pub memory_mb: u64,
     pub max_body_bytes: usize,
+    /// Instances that may run at once: the size of the pooling allocator's pool.
+    pub max_instances: u32,
+    /// How long a request waits for a free instance slot before it gets a 503.
+    pub queue_timeout_ms: u64,
+    /// Components kept loaded (compiled code mapped, pre-linked) at once; the least recently used goes first.
+    pub max_loaded: usize,
+    /// A loaded component unused for this long is unloaded.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { timeout_ms: 30_000, memory_mb: 128, max_body_bytes: 10 << 20 }
+        Self {
+            timeout_ms: 30_000,
+            memory_mb: 128,
+            max_body_bytes: 10 << 20,
+            max_instances: 64,
+            queue_timeout_ms: 1_000,
+            max_loaded: 256,
+            idle_timeout_ms: 300_000,
+        }
     }
 }
 
@@ -43,12 +63,23 @@ impl Limits {
         usize::try_from(self.memory_mb << 20).unwrap_or(usize::MAX)
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    pub fn queue_timeout(&self) -> Duration {
+        Duration::from_millis(self.queue_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
         if self.timeout_ms == 0 {
             bail!("limits.timeout_ms must be at least 1");
         }
         if self.memory_mb == 0 || self.memory_mb > 4096 {
             bail!("limits.memory_mb must be between 1 and 4096 (a wasm32 memory cannot exceed 4 GiB)");
+        }
+        if self.max_instances == 0 || self.max_loaded == 0 {
+            bail!("limits.max_instances and limits.max_loaded must be at least 1");
         }
         Ok(())
     }

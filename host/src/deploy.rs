@@ -7,7 +7,8 @@
 use crate::build;
 use crate::component::{self, Inspection};
 use crate::config::HostConfig;
-use crate::runtime::{FunctionEnv, OutboundPolicy, PreparedComponent, Runtime};
+use crate::registry::Registry;
+use crate::runtime::{FunctionEnv, OutboundPolicy};
 use crate::storage::Db;
 use anyhow::{Context as _, anyhow, bail};
 use edgefn_manifest::record::{FunctionRecord, Trigger};
@@ -39,7 +40,8 @@ pub struct Deployed {
     pub name: String,
     pub wasm_path: PathBuf,
     pub inspection: Inspection,
-    pub prepared: PreparedComponent,
+    /// The compiled artifact, loaded on demand by the registry.
+    pub artifact: PathBuf,
     pub env: FunctionEnv,
     /// Set for a plain wasi:http component mounted with `--mount`: it has no functions of its own.
     pub mounted: bool,
@@ -72,11 +74,11 @@ pub struct Deployment {
 }
 
 /// Deploys every source; see the module docs for what happens on failure.
-pub fn deploy_all(runtime: &Runtime, config: &HostConfig, db: &Db, sources: &[Source]) -> Deployment {
+pub fn deploy_all(registry: &Registry, config: &HostConfig, db: &Db, sources: &[Source]) -> Deployment {
     let mut components = Vec::new();
     let mut refused = Vec::new();
     for source in sources {
-        match deploy_one(runtime, config, db, source) {
+        match deploy_one(registry, config, db, source) {
             Ok(deployed) => components.push(Arc::new(deployed)),
             Err(error) => refused.push((source.path().to_owned(), error)),
         }
@@ -84,7 +86,7 @@ pub fn deploy_all(runtime: &Runtime, config: &HostConfig, db: &Db, sources: &[So
     Deployment { components, refused }
 }
 
-fn deploy_one(runtime: &Runtime, config: &HostConfig, db: &Db, source: &Source) -> anyhow::Result<Deployed> {
+fn deploy_one(registry: &Registry, config: &HostConfig, db: &Db, source: &Source) -> anyhow::Result<Deployed> {
     let path = source.path();
     let (name, wasm_path) = if path.is_dir() {
         let wasm_path = build::build_crate(path)?;
@@ -110,7 +112,7 @@ fn deploy_one(runtime: &Runtime, config: &HostConfig, db: &Db, source: &Source) 
             }];
         }
     }
-    let prepared = runtime.prepare(&wasm)?;
+    let artifact = registry.install(db, &name, &wasm, &inspection.hash)?;
     let env = FunctionEnv {
         env: config.component_env(&name)?,
         outbound: OutboundPolicy::allow(config.allowed_outbound_hosts(&name)),
@@ -119,7 +121,7 @@ fn deploy_one(runtime: &Runtime, config: &HostConfig, db: &Db, source: &Source) 
     db.record_deployment(&name, &inspection.hash, &wasm_path.to_string_lossy(), &triggers)
         .context("failed to record the deployment")?;
     let mounted = matches!(source, Source::Mount { .. });
-    Ok(Deployed { name, wasm_path, inspection, prepared, env, mounted })
+    Ok(Deployed { name, wasm_path, inspection, artifact, env, mounted })
 }
 
 /// `hello` for `.../hello.wasm`: cargo names the artifact after the crate (with `-` turned into `_`).

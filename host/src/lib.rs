@@ -1,8 +1,9 @@
 //! The edgefn host: loads WebAssembly function components and wires them to triggers.
 //!
 //! Data flows one way: [`cli`] parses what the user asked for; [`deploy`] resolves each source (building crates
-//! with [`build`]), reads its manifest ([`component`]), prepares it with the [`runtime`] (the one place that
-//! configures wasmtime) and records it in [`storage`]; [`triggers`] then serve it. [`config`] holds the limits and
+//! with [`build`]), reads its manifest ([`component`]), compiles it into the [`registry`]'s artifact cache with the [`runtime`]
+//! (the one place that configures wasmtime) and records it in [`storage`]; [`triggers`] then serve it, loading
+//! components on demand through the registry. [`config`] holds the limits and
 //! per-component settings.
 
 pub mod build;
@@ -10,6 +11,7 @@ pub mod cli;
 pub mod component;
 pub mod config;
 pub mod deploy;
+pub mod registry;
 pub mod runtime;
 pub mod storage;
 pub mod triggers;

@@ -1,8 +1,11 @@
 //! The one place that configures wasmtime: the engine, the linker, epochs and per-invocation limits.
 //!
-//! A [`Runtime`] is shared by every trigger. [`Runtime::prepare`] compiles a component and pre-links it once
-//! ([`ProxyPre`]); every invocation then gets a fresh [`Store`] and instance from it, so nothing leaks between
-//! requests, and runs under a wall-clock deadline (epoch interruption) and a memory cap.
+//! A [`Runtime`] is shared by every trigger. [`Runtime::precompile`] compiles a component ahead of time;
+//! [`Runtime::load`] maps such an artifact and pre-links it once ([`ProxyPre`]); every invocation then gets a fresh
+//! [`Store`] and instance from it, so nothing leaks between requests, and runs under a wall-clock deadline (epoch
+//! interruption) and a memory cap. Instances come from the pooling allocator (copy-on-write memory images); a
+//! semaphore in front of the pool turns "pool full" into a short wait and then a 503, never a failure inside
+//! wasmtime.
 
 mod state;
 
@@ -13,10 +16,13 @@ use crate::config::Limits;
 use anyhow::{Context as _, anyhow};
 use bytes::Bytes;
 use http_body_util::Full;
+use std::hash::{Hash as _, Hasher as _};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -31,6 +37,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<InvocationState>>,
     limits: Limits,
+    /// One permit per pool slot: an invocation holds one from instantiation until its guest task ends.
+    instance_slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -71,6 +79,9 @@ pub enum InvokeError {
     /// The guest returned without setting a response.
     #[error("the function returned without a response")]
     NoResponse,
+    /// Every instance slot stayed busy for the whole queue timeout.
+    #[error("all {0} instance slots stayed busy")]
+    Busy(u32),
     /// The host could not set the invocation up.
     #[error("the host failed to run the function: {0}")]
     Host(String),
@@ -79,15 +90,31 @@ pub enum InvokeError {
 impl Runtime {
     /// Builds the engine and linker. Starts the epoch ticker thread, which stops when the engine is dropped.
     pub fn new(limits: Limits) -> anyhow::Result<Self> {
+        let memory_bytes = limits.memory_bytes();
+        let mut pool = PoolingAllocationConfig::new();
+        // A wasip2 Rust component uses about 3 core instances, 1 memory and 2 tables per component instance.
+        pool.total_component_instances(limits.max_instances)
+            .total_core_instances(limits.max_instances.saturating_mul(4))
+            .total_memories(limits.max_instances.saturating_mul(2))
+            .total_tables(limits.max_instances.saturating_mul(2))
+            .total_stacks(limits.max_instances)
+            .max_memory_size(memory_bytes);
         let mut config = Config::new();
-        config.wasm_component_model(true).epoch_interruption(true);
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            // Reserve only what an instance may use, not 4 GiB of address space per slot.
+            .memory_reservation(memory_bytes as u64)
+            .memory_init_cow(true);
         let engine = Engine::new(&config).map_err(|e| anyhow!("failed to configure wasmtime: {e}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("failed to link WASI: {e}"))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| anyhow!("failed to link wasi:http: {e}"))?;
         spawn_epoch_ticker(&engine);
-        Ok(Self { engine, linker: Arc::new(linker), limits })
+        let instance_slots = Arc::new(Semaphore::new(limits.max_instances as usize));
+        Ok(Self { engine, linker: Arc::new(linker), limits, instance_slots })
     }
 
     /// The limits invocations run under.
@@ -95,10 +122,30 @@ impl Runtime {
         &self.limits
     }
 
-    /// Compiles a component and checks that the host can satisfy its imports and that it exports
-    /// `wasi:http/incoming-handler`. Errors say which import or export is the problem.
-    pub fn prepare(&self, wasm: &[u8]) -> anyhow::Result<PreparedComponent> {
-        let component = Component::new(&self.engine, wasm).map_err(|e| anyhow!("failed to compile: {e:#}"))?;
+    /// Identifies the engine's code generation (wasmtime version, target, flags, tunables such as the memory
+    /// reservation): compiled artifacts are only valid for an engine with the same hash.
+    pub fn engine_hash(&self) -> String {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+
+    /// Compiles a component ahead of time into an artifact for [`Runtime::load`].
+    pub fn precompile(&self, wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
+        self.engine.precompile_component(wasm).map_err(|e| anyhow!("failed to compile: {e:#}"))
+    }
+
+    /// Maps a compiled artifact and pre-links it. Errors say which import or export is the problem.
+    ///
+    /// The artifact must have been written by [`Runtime::precompile`] of an engine with the same
+    /// [`Runtime::engine_hash`], and must never change while loaded (the registry writes artifacts once, by
+    /// rename, and verifies their checksum before the first load).
+    pub fn load(&self, artifact: &Path) -> anyhow::Result<PreparedComponent> {
+        // SAFETY: the registry only passes artifacts it wrote with `precompile` for this engine's compatibility
+        // hash, checked against the sha256 it recorded, and it never rewrites a file in place (a rebuild is a new
+        // file renamed over the old one, which leaves existing mappings intact).
+        let component = unsafe { Component::deserialize_file(&self.engine, artifact) }
+            .map_err(|e| anyhow!("failed to load compiled artifact {}: {e:#}", artifact.display()))?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -116,6 +163,13 @@ impl Runtime {
         request: http::Request<Bytes>,
     ) -> Result<http::Response<HyperOutgoingBody>, InvokeError> {
         let timeout = self.limits.timeout();
+        let slot = match tokio::time::timeout(self.limits.queue_timeout(), self.instance_slots.clone().acquire_owned())
+            .await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_closed)) => return Err(InvokeError::Host("the instance pool is shut down".into())),
+            Err(_elapsed) => return Err(InvokeError::Busy(self.limits.max_instances)),
+        };
         let mut store = Store::new(&self.engine, InvocationState::new(function_env, &self.limits));
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(deadline_ticks(timeout));
@@ -132,6 +186,8 @@ impl Runtime {
         let pre = component.pre.clone();
         // The guest runs in its own task: it may keep streaming the body after it has set the response.
         let task = tokio::spawn(async move {
+            // The slot is held until the guest is done, body streaming included.
+            let _slot = slot;
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
         });

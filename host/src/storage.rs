@@ -8,7 +8,8 @@ use rusqlite::{Connection, params};
 use std::path::Path;
 
 /// The schema, one entry per version. Never edit a released entry: append a new one.
-const MIGRATIONS: &[&str] = &["CREATE TABLE deployments (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE deployments (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL,
         hash TEXT NOT NULL,
@@ -17,7 +18,18 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE deployments (
         first_deployed_at INTEGER NOT NULL,
         last_deployed_at INTEGER NOT NULL,
         UNIQUE (name, hash)
-    );"];
+    );",
+    // Compiled artifacts, keyed by the component's sha256 and the engine's compatibility hash. The artifact's own
+    // sha256 is what lets a restarted host tell a good artifact from a corrupt or half-written one.
+    "CREATE TABLE artifacts (
+        component_hash TEXT NOT NULL,
+        engine_hash TEXT NOT NULL,
+        artifact_sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (component_hash, engine_hash)
+    );",
+];
 
 /// A deployment as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +79,7 @@ impl Db {
 
     /// Records that `name` is deployed at `hash`.
     pub fn record_deployment(&self, name: &str, hash: &str, source: &str, triggers: &str) -> anyhow::Result<()> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64)?;
+        let now = unix_now()?;
         self.conn.execute(
             "INSERT INTO deployments (name, hash, source, triggers, first_deployed_at, last_deployed_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)
@@ -75,6 +87,34 @@ impl Db {
             params![name, hash, source, triggers, now],
         )?;
         Ok(())
+    }
+
+    /// Records the checksum of a compiled artifact (replacing an older record for the same key).
+    pub fn record_artifact(
+        &self,
+        component_hash: &str,
+        engine_hash: &str,
+        artifact_sha256: &str,
+        size: u64,
+    ) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO artifacts (component_hash, engine_hash, artifact_sha256, size, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![component_hash, engine_hash, artifact_sha256, size as i64, unix_now()?],
+        )?;
+        Ok(())
+    }
+
+    /// The recorded checksum of an artifact, if one was recorded.
+    pub fn artifact_sha256(&self, component_hash: &str, engine_hash: &str) -> anyhow::Result<Option<String>> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT artifact_sha256 FROM artifacts WHERE component_hash = ?1 AND engine_hash = ?2")?;
+        let mut rows = statement.query(params![component_hash, engine_hash])?;
+        Ok(match rows.next()? {
+            Some(row) => Some(row.get(0)?),
+            None => None,
+        })
     }
 
     /// Every deployment, most recent first.
@@ -94,6 +134,10 @@ impl Db {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+fn unix_now() -> anyhow::Result<i64> {
+    Ok(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64)?)
 }
 
 #[cfg(test)]

@@ -46,7 +46,9 @@ pub(crate) fn component(name: &str) -> PathBuf {
 pub(crate) struct Host {
     child: Child,
     pub(crate) base: String,
-    pub(crate) data: tempfile::TempDir,
+    /// The data dir; a temporary one is removed with the host.
+    pub(crate) data: std::path::PathBuf,
+    _temp: Option<tempfile::TempDir>,
     /// Everything the host printed on stdout before it started listening.
     pub(crate) banner: String,
     stderr: std::sync::Arc<Mutex<String>>,
@@ -64,14 +66,30 @@ impl Host {
 
     /// Starts a host; on failure returns its exit code and everything it printed.
     pub(crate) fn try_start(args: &[&str], env: &[(&str, &str)]) -> Result<Self, (Option<i32>, String)> {
-        let data = tempfile::tempdir().expect("temp dir");
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut host = Self::try_start_in(temp.path(), args, env)?;
+        host._temp = Some(temp);
+        Ok(host)
+    }
+
+    /// Starts a host on an existing data dir, e.g. to restart on the state a previous host left.
+    pub(crate) fn start_in(data: &Path, args: &[&str]) -> Self {
+        Self::try_start_in(data, args, &[])
+            .unwrap_or_else(|(code, output)| panic!("host exited with {code:?}:\n{output}"))
+    }
+
+    pub(crate) fn try_start_in(
+        data: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, (Option<i32>, String)> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_edgefn"));
         command
             .arg("up")
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data")
-            .arg(data.path())
+            .arg(data)
             .args(args)
             .env("CARGO_TARGET_DIR", components_target_dir())
             .env("EDGEFN_LOG", "info")
@@ -109,7 +127,7 @@ impl Host {
                 let base = address.split_whitespace().next().expect("address").to_owned();
                 // Keep draining stdout so the host never blocks on a full pipe.
                 std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-                return Ok(Self { child, base, data, banner, stderr });
+                return Ok(Self { child, base, data: data.to_owned(), _temp: None, banner, stderr });
             }
         }
     }

@@ -2,6 +2,7 @@
 
 use crate::config::HostConfig;
 use crate::deploy::{self, Source};
+use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::storage::Db;
 use crate::triggers::http::HttpTrigger;
@@ -9,6 +10,7 @@ use anyhow::{Context as _, bail};
 use edgefn_manifest::record::Trigger;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct UpArgs {
@@ -35,6 +37,18 @@ pub(crate) struct UpArgs {
     /// Request body cap in bytes (overrides the config file).
     #[arg(long)]
     max_body_bytes: Option<usize>,
+    /// Instances that may run at once (overrides the config file).
+    #[arg(long)]
+    max_instances: Option<u32>,
+    /// How long a request waits for a free instance before a 503, in milliseconds (overrides the config file).
+    #[arg(long)]
+    queue_timeout_ms: Option<u64>,
+    /// Components kept loaded at once (overrides the config file).
+    #[arg(long)]
+    max_loaded: Option<usize>,
+    /// Unload a component unused for this long, in milliseconds (overrides the config file).
+    #[arg(long)]
+    idle_timeout_ms: Option<u64>,
 }
 
 fn parse_mount(value: &str) -> Result<(String, PathBuf), String> {
@@ -50,15 +64,28 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(path) => HostConfig::load(path)?,
         None => HostConfig::default(),
     };
-    if let Some(timeout_ms) = args.timeout_ms {
-        config.limits.timeout_ms = timeout_ms;
+    let limits = &mut config.limits;
+    let overrides = [
+        (args.timeout_ms, &mut limits.timeout_ms),
+        (args.memory_mb, &mut limits.memory_mb),
+        (args.queue_timeout_ms, &mut limits.queue_timeout_ms),
+        (args.idle_timeout_ms, &mut limits.idle_timeout_ms),
+    ];
+    for (flag, setting) in overrides {
+        if let Some(value) = flag {
+            *setting = value;
+        }
     }
-    if let Some(memory_mb) = args.memory_mb {
-        config.limits.memory_mb = memory_mb;
+    if let Some(value) = args.max_body_bytes {
+        limits.max_body_bytes = value;
     }
-    if let Some(max_body_bytes) = args.max_body_bytes {
-        config.limits.max_body_bytes = max_body_bytes;
+    if let Some(value) = args.max_loaded {
+        limits.max_loaded = value;
     }
+    if let Some(value) = args.max_instances {
+        limits.max_instances = value;
+    }
+    limits.validate()?;
     let mut sources: Vec<Source> = args.paths.iter().cloned().map(Source::Path).collect();
     sources.extend(args.mount.iter().map(|(route, path)| Source::Mount { route: route.clone(), path: path.clone() }));
     if sources.is_empty() {
@@ -66,8 +93,8 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
     }
 
     let db = Db::open(&args.data)?;
-    let runtime = Runtime::new(config.limits.clone())?;
-    let deployment = deploy::deploy_all(&runtime, &config, &db, &sources);
+    let registry = Arc::new(Registry::new(Runtime::new(config.limits.clone())?, &args.data)?);
+    let deployment = deploy::deploy_all(&registry, &config, &db, &sources);
     for (path, error) in &deployment.refused {
         eprintln!("error: refused {}: {error:#}", path.display());
     }
@@ -84,7 +111,8 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         let address = listener.local_addr()?;
         print_functions(&deployment.components, address);
         println!("edgefn listening on http://{address} (data: {})", args.data.display());
-        let app = HttpTrigger::new(routes, runtime).into_app();
+        spawn_idle_sweeper(registry.clone());
+        let app = HttpTrigger::new(routes, registry).into_app();
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("server failed")
     })
 }
@@ -98,6 +126,19 @@ fn print_functions(components: &[std::sync::Arc<deploy::Deployed>], address: Soc
             println!("  {:24} {method:7} http://{address}{route}", function.name);
         }
     }
+}
+
+/// Unloads idle components, checking a few times per idle timeout (at most once a second).
+fn spawn_idle_sweeper(registry: Arc<Registry>) {
+    let period = (registry.runtime().limits().idle_timeout() / 4)
+        .clamp(std::time::Duration::from_millis(10), std::time::Duration::from_secs(1));
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        loop {
+            interval.tick().await;
+            registry.unload_idle();
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -2,7 +2,8 @@
 //! built from the components' manifests, enforces the body cap, runs the function and logs one line per request.
 
 use crate::deploy::RouteTarget;
-use crate::runtime::{InvokeError, Runtime};
+use crate::registry::{Registry, Start};
+use crate::runtime::{InvokeError, PreparedComponent};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -20,12 +21,12 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 #[derive(Debug)]
 pub struct HttpTrigger {
     routes: Router<RouteTarget>,
-    runtime: Runtime,
+    registry: Arc<Registry>,
 }
 
 impl HttpTrigger {
-    pub fn new(routes: Router<RouteTarget>, runtime: Runtime) -> Self {
-        Self { routes, runtime }
+    pub fn new(routes: Router<RouteTarget>, registry: Arc<Registry>) -> Self {
+        Self { routes, registry }
     }
 
     /// The axum app: `/healthz` plus every function route.
@@ -42,13 +43,14 @@ async fn handle(State(trigger): State<Arc<HttpTrigger>>, request: Request) -> Re
     let request_id = uuid::Uuid::new_v4().simple().to_string();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let (mut response, function) = route_and_invoke(&trigger, request, &request_id).await;
+    let (mut response, function, start) = route_and_invoke(&trigger, request, &request_id).await;
     if let Ok(value) = HeaderValue::try_from(request_id.as_str()) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     tracing::info!(
         request_id = %request_id,
         function = function.as_deref().unwrap_or("-"),
+        start = %start.map_or("-", Start::label),
         method = %method,
         path = %path,
         status = response.status().as_u16(),
@@ -58,8 +60,13 @@ async fn handle(State(trigger): State<Arc<HttpTrigger>>, request: Request) -> Re
     response
 }
 
-/// Routes, reads the body under its cap and invokes; returns the response and the function's label.
-async fn route_and_invoke(trigger: &HttpTrigger, request: Request, request_id: &str) -> (Response, Option<String>) {
+/// Routes, reads the body under its cap and invokes; returns the response, the function's label and whether the
+/// invocation was a cold or warm start.
+async fn route_and_invoke(
+    trigger: &HttpTrigger,
+    request: Request,
+    request_id: &str,
+) -> (Response, Option<String>, Option<Start>) {
     let target = match trigger.routes.lookup(request.method().as_str(), request.uri().path()) {
         Lookup::Found { route, .. } => route.value.clone(),
         Lookup::MethodNotAllowed { allowed } => {
@@ -68,19 +75,29 @@ async fn route_and_invoke(trigger: &HttpTrigger, request: Request, request_id: &
             if let Ok(allow) = HeaderValue::try_from(allowed.join(", ")) {
                 response.headers_mut().insert(header::ALLOW, allow);
             }
-            return (response, None);
+            return (response, None, None);
         }
         Lookup::NotFound => {
             let message = format!("no function at {}", request.uri().path());
-            return (error_response(StatusCode::NOT_FOUND, &message, request_id), None);
+            return (error_response(StatusCode::NOT_FOUND, &message, request_id), None, None);
         }
     };
     let label = target.label();
-    let response = match read_request(request, trigger.runtime.limits().max_body_bytes, request_id).await {
-        Ok(request) => invoke(trigger, &target, request, request_id).await,
-        Err(response) => response,
+    let max_body = trigger.registry.runtime().limits().max_body_bytes;
+    let request = match read_request(request, max_body, request_id).await {
+        Ok(request) => request,
+        Err(response) => return (response, Some(label), None),
     };
-    (response, Some(label))
+    let (prepared, start) = match trigger.registry.get(&target.component) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            tracing::error!(request_id = %request_id, function = %label, "failed to load the component: {error:#}");
+            let message = "the function could not be loaded; see the host log for this request id";
+            return (error_response(StatusCode::INTERNAL_SERVER_ERROR, message, request_id), Some(label), None);
+        }
+    };
+    let response = invoke(trigger, &target, &prepared, request, request_id).await;
+    (response, Some(label), Some(start))
 }
 
 /// Buffers the body under the cap (413 above it) and rebuilds the request the guest will see.
@@ -115,26 +132,36 @@ async fn read_request(request: Request, max_body: usize, request_id: &str) -> Re
 async fn invoke(
     trigger: &HttpTrigger,
     target: &RouteTarget,
+    prepared: &PreparedComponent,
     request: http::Request<Bytes>,
     request_id: &str,
 ) -> Response {
-    let component = &target.component;
-    match trigger.runtime.invoke_http(&component.prepared, &component.env, request).await {
+    match trigger.registry.runtime().invoke_http(prepared, &target.component.env, request).await {
         Ok(response) => response.map(Body::new),
         Err(error) => {
             let status = match &error {
                 InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                InvokeError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
                 InvokeError::Trap(_) | InvokeError::NoResponse | InvokeError::Host(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
             };
             // The full error (trap code, guest backtrace) goes to the log; the caller gets the request id.
-            tracing::error!(request_id = %request_id, function = %target.label(), "{error}");
+            if matches!(error, InvokeError::Busy(_)) {
+                tracing::warn!(request_id = %request_id, function = %target.label(), "{error}");
+            } else {
+                tracing::error!(request_id = %request_id, function = %target.label(), "{error}");
+            }
             let message = match &error {
                 InvokeError::Timeout(deadline) => format!("the function did not answer within {deadline:?}"),
+                InvokeError::Busy(_) => "the host is at capacity; retry shortly".to_owned(),
                 _ => "the function failed; see the host log for this request id".to_owned(),
             };
-            error_response(status, &message, request_id)
+            let mut response = error_response(status, &message, request_id);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            response
         }
     }
 }

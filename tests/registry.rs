@@ -1,0 +1,112 @@
+//! Warm starts end to end: the compiled-artifact cache across restarts, loading on demand, eviction, and the
+//! instance pool's back-pressure.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::{Host, component, get};
+
+fn path(name: &str) -> String {
+    component(name).to_str().expect("utf-8 path").to_owned()
+}
+
+fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The `start=` field of the request log line of `reply`.
+fn start_of(host: &Host, reply: &support::Reply) -> String {
+    let id = reply.header("x-request-id").expect("request id").to_owned();
+    let logs = host.wait_for_log(&id);
+    let line = logs.lines().find(|l| l.contains(&id) && l.contains("start=")).expect("request log").to_owned();
+    line.split("start=").nth(1).expect("start field").split_whitespace().next().expect("value").to_owned()
+}
+
+#[test]
+fn a_restarted_host_reuses_artifacts_and_rebuilds_a_corrupt_one() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let hello = path("hello");
+    {
+        let host = Host::start_in(data.path(), &[&hello]);
+        assert!(host.logs().contains("compiled component ahead of time"), "{}", host.logs());
+        assert_eq!(get(&host.url("/hello/first")).body, "Hello, first!");
+    }
+    // The .wasm is stored by its hash, the artifact next to it.
+    let stored = std::fs::read_dir(data.path().join("components")).expect("components dir").count();
+    assert_eq!(stored, 1);
+    {
+        let host = Host::start_in(data.path(), &[&hello]);
+        let logs = host.logs();
+        assert!(logs.contains("reusing compiled artifact, no compile"), "{logs}");
+        assert!(!logs.contains("compiled component ahead of time"), "{logs}");
+        assert_eq!(get(&host.url("/hello/again")).body, "Hello, again!");
+    }
+    // Corrupt the artifact in place: the next host must notice, rebuild it and serve correctly.
+    let artifact = std::fs::read_dir(data.path().join("compiled"))
+        .expect("compiled dir")
+        .map(|entry| entry.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .expect("an artifact");
+    let mut bytes = std::fs::read(&artifact).expect("read artifact");
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 64].fill(0xAB);
+    std::fs::write(&artifact, &bytes).expect("corrupt artifact");
+    let host = Host::start_in(data.path(), &[&hello]);
+    let logs = host.logs();
+    assert!(logs.contains("does not match its recorded checksum; rebuilding it"), "{logs}");
+    assert!(logs.contains("compiled component ahead of time"), "{logs}");
+    assert_eq!(get(&host.url("/hello/rebuilt")).body, "Hello, rebuilt!");
+}
+
+#[test]
+fn components_load_on_first_use_and_reload_after_eviction() {
+    let host = Host::start(&["--max-loaded", "1", &path("hello"), &path("misbehave")]);
+    assert!(!host.logs().contains("loaded component"), "nothing loads before it is triggered");
+
+    let first = get(&host.url("/hello/one"));
+    let second = get(&host.url("/hello/two"));
+    assert_eq!(get(&host.url("/ok")).body, "still here"); // loads misbehave, evicting hello
+    let third = get(&host.url("/hello/three"));
+    assert_eq!(third.body, "Hello, three!");
+
+    assert_eq!(start_of(&host, &first), "cold");
+    assert_eq!(start_of(&host, &second), "warm");
+    assert_eq!(start_of(&host, &third), "cold");
+    assert!(host.logs().contains("unloaded least recently used component"), "{}", host.logs());
+}
+
+#[test]
+fn idle_components_are_unloaded_and_reload_on_demand() {
+    let host = Host::start(&["--idle-timeout-ms", "200", &path("hello")]);
+    assert_eq!(get(&host.url("/hello/a")).body, "Hello, a!");
+    poll_until("the idle unload", || host.logs().contains("unloaded idle component"));
+    let reply = get(&host.url("/hello/b"));
+    assert_eq!(reply.body, "Hello, b!");
+    assert_eq!(start_of(&host, &reply), "cold");
+}
+
+#[test]
+fn a_full_pool_answers_503_and_the_host_recovers() {
+    let host =
+        Host::start(&["--max-instances", "1", "--queue-timeout-ms", "100", "--timeout-ms", "4000", &path("misbehave")]);
+    let url = host.url("/loop");
+    let busy = std::thread::spawn(move || get(&url).status);
+    // Wait until the looping request holds the only slot (its component is loaded and instantiated).
+    poll_until("the loop to start", || host.logs().contains("loaded component"));
+    let mut saw_503 = false;
+    while !busy.is_finished() && !saw_503 {
+        let reply = get(&host.url("/ok"));
+        saw_503 = reply.status == 503;
+        if saw_503 {
+            assert!(reply.body.contains("at capacity"), "{}", reply.body);
+            assert_eq!(reply.header("retry-after"), Some("1"));
+        }
+    }
+    assert!(saw_503, "no request was refused while the only slot was busy:\n{}", host.logs());
+    assert_eq!(busy.join().expect("loop thread"), 504);
+    assert_eq!(get(&host.url("/ok")).body, "still here");
+}
