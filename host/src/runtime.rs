@@ -13,7 +13,7 @@ use state::InvocationState;
 pub use state::OutboundPolicy;
 
 use crate::config::Limits;
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use bytes::Bytes;
 use http_body_util::Full;
 use std::hash::{Hash as _, Hasher as _};
@@ -186,8 +186,10 @@ impl Runtime {
         let pre = component.pre.clone();
         // The guest runs in its own task: it may keep streaming the body after it has set the response.
         let task = tokio::spawn(async move {
-            // The slot is held until the guest is done, body streaming included.
+            // The slot is held until the guest is done, body streaming included. The store is rebound after it
+            // so it drops first: the pool slot is free before the permit lets the next request instantiate.
             let _slot = slot;
+            let mut store = store;
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
         });
@@ -239,9 +241,4 @@ fn spawn_epoch_ticker(engine: &Engine) {
             }
         })
         .expect("failed to spawn the epoch thread");
-}
-
-/// Loads `path` for the error messages of callers that want the file named.
-pub fn read_wasm(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))
 }

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Benchmark (a) of issue 4: hello-world HTTP, edgefn vs `wasmtime serve`, serving the SAME .wasm, alternating in one
+# run at a fixed concurrency with wrk. Both servers bind to 127.0.0.1 only.
+#
+#   bash bench/http-vs-wasmtime.sh [rounds] [seconds-per-run] [connections]
+#
+# Needs: wrk (apt-get install wrk) and wasmtime-cli 48.0.8 (cargo install wasmtime-cli --version 48.0.8 --locked).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+seconds=${2:-10}
+connections=${3:-16}
+threads=2
+
+command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 1; }
+command -v wasmtime >/dev/null || { echo "wasmtime is not installed: cargo install wasmtime-cli --version 48.0.8 --locked" >&2; exit 1; }
+
+rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
+cargo build --release -p edgefn-host >&2
+cargo build --release --target wasm32-wasip2 -p hello >&2
+wasm=target/wasm32-wasip2/release/hello.wasm
+data=$(mktemp -d)
+edgefn_port=18180
+wasmtime_port=18181
+
+./target/release/edgefn up --listen 127.0.0.1:$edgefn_port --data "$data" --max-instances 256 "$wasm" >/dev/null 2>"$data/edgefn.log" &
+edgefn_pid=$!
+wasmtime serve -Scli --addr 127.0.0.1:$wasmtime_port "$wasm" >/dev/null 2>"$data/wasmtime.log" &
+wasmtime_pid=$!
+trap 'kill $edgefn_pid $wasmtime_pid 2>/dev/null || true; rm -rf "$data"' EXIT
+
+for port in $edgefn_port $wasmtime_port; do
+    for _ in $(seq 1 300); do
+        curl -fs "http://127.0.0.1:$port/hello/bench" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+done
+[ "$(curl -s http://127.0.0.1:$edgefn_port/hello/bench)" = "Hello, bench!" ] || { echo "edgefn is not answering" >&2; exit 1; }
+[ "$(curl -s http://127.0.0.1:$wasmtime_port/hello/bench)" = "Hello, bench!" ] || { echo "wasmtime serve is not answering" >&2; exit 1; }
+
+run() { # name port -> "req/s p50 p99"
+    local out
+    out=$(wrk -t$threads -c"$connections" -d"${seconds}s" --latency "http://127.0.0.1:$2/hello/bench")
+    local rps p50 p99
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    printf '%-8s round %s  %10s req/s  p50 %8s  p99 %8s\n' "$1" "$round" "$rps" "$p50" "$p99"
+    echo "$1 $rps" >>"$data/rps"
+}
+
+echo "hello-world HTTP, $connections connections, $threads wrk threads, ${seconds}s per run, $rounds rounds, same .wasm"
+for round in $(seq 1 "$rounds"); do
+    run edgefn $edgefn_port
+    run wasmtime $wasmtime_port
+done
+awk '{sum[$1]+=$2; n[$1]++} END {e=sum["edgefn"]/n["edgefn"]; w=sum["wasmtime"]/n["wasmtime"];
+     printf "mean: edgefn %.0f req/s, wasmtime serve %.0f req/s, ratio %.2fx\n", e, w, e/w}' "$data/rps"
