@@ -32,7 +32,8 @@ fn a_restarted_host_reuses_artifacts_and_rebuilds_a_corrupt_one() {
     let hello = path("hello");
     {
         let host = Host::start_in(data.path(), &[&hello]);
-        assert!(host.logs().contains("compiled component ahead of time"), "{}", host.logs());
+        let logs = host.wait_for_log("compiled component ahead of time");
+        assert!(logs.contains("compiled component ahead of time"), "{logs}");
         assert_eq!(get(&host.url("/hello/first")).body, "Hello, first!");
     }
     // The .wasm is stored by its hash, the artifact next to it.
@@ -40,7 +41,7 @@ fn a_restarted_host_reuses_artifacts_and_rebuilds_a_corrupt_one() {
     assert_eq!(stored, 1);
     {
         let host = Host::start_in(data.path(), &[&hello]);
-        let logs = host.logs();
+        let logs = host.wait_for_log("reusing compiled artifact");
         assert!(logs.contains("reusing compiled artifact, no compile"), "{logs}");
         assert!(!logs.contains("compiled component ahead of time"), "{logs}");
         assert_eq!(get(&host.url("/hello/again")).body, "Hello, again!");
@@ -56,7 +57,7 @@ fn a_restarted_host_reuses_artifacts_and_rebuilds_a_corrupt_one() {
     bytes[middle..middle + 64].fill(0xAB);
     std::fs::write(&artifact, &bytes).expect("corrupt artifact");
     let host = Host::start_in(data.path(), &[&hello]);
-    let logs = host.logs();
+    let logs = host.wait_for_log("compiled component ahead of time");
     assert!(logs.contains("does not match its recorded checksum; rebuilding it"), "{logs}");
     assert!(logs.contains("compiled component ahead of time"), "{logs}");
     assert_eq!(get(&host.url("/hello/rebuilt")).body, "Hello, rebuilt!");
@@ -76,7 +77,8 @@ fn components_load_on_first_use_and_reload_after_eviction() {
     assert_eq!(start_of(&host, &first), "cold");
     assert_eq!(start_of(&host, &second), "warm");
     assert_eq!(start_of(&host, &third), "cold");
-    assert!(host.logs().contains("unloaded least recently used component"), "{}", host.logs());
+    let logs = host.wait_for_log("unloaded least recently used component");
+    assert!(logs.contains("unloaded least recently used component"), "{logs}");
 }
 
 #[test]

@@ -184,24 +184,32 @@ impl Runtime {
             (incoming, outparam)
         };
         let pre = component.pre.clone();
+        // The epoch deadline stops a guest that computes forever; the hard deadline also stops a guest blocked in
+        // a host call (epochs do not interrupt those), including after it has sent its response head.
+        let hard_deadline = timeout + EPOCH_TICK * 5;
         // The guest runs in its own task: it may keep streaming the body after it has set the response.
         let task = tokio::spawn(async move {
             // The slot is held until the guest is done, body streaming included. The store is rebound after it
             // so it drops first: the pool slot is free before the permit lets the next request instantiate.
             let _slot = slot;
             let mut store = store;
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
+            };
+            match tokio::time::timeout(hard_deadline, run).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(classify_trap(error, timeout)),
+                Err(_elapsed) => Err(InvokeError::Timeout(timeout)),
+            }
         });
 
-        // The epoch deadline stops a guest that computes forever; this timeout also covers a guest blocked in a
-        // host call (epochs do not interrupt those).
-        match tokio::time::timeout(timeout + EPOCH_TICK * 5, receiver).await {
+        match tokio::time::timeout(hard_deadline, receiver).await {
             Ok(Ok(Ok(response))) => Ok(response),
             Ok(Ok(Err(code))) => Err(InvokeError::Trap(format!("the function answered with an error: {code:?}"))),
             Ok(Err(_dropped)) => Err(match task.await {
                 Ok(Ok(())) => InvokeError::NoResponse,
-                Ok(Err(error)) => classify_trap(error, timeout),
+                Ok(Err(error)) => error,
                 Err(join) => InvokeError::Host(join.to_string()),
             }),
             Err(_elapsed) => {
