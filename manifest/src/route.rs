@@ -137,20 +137,28 @@ impl RoutePattern {
 
     /// Matches a request path (without query), returning the decoded parameters.
     pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
-        let rest = path.strip_prefix('/')?;
-        let mut parts = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
-        // A trailing slash is tolerated on request paths: `/orders/` reaches `/orders`.
-        if parts.last() == Some(&"") {
-            parts.pop();
+        self.matches_segments(&split_path(path)?)
+    }
+
+    /// Matches a path already split with [`split_path`]: a router splits once and tries every route.
+    pub fn matches_segments(&self, parts: &[&str]) -> Option<Vec<(String, String)>> {
+        // Cheap rejections first: most routes of a large table fail on length or on a literal.
+        let catch_all = matches!(self.segments.last(), Some(Segment::CatchAll(_)));
+        let fixed = self.segments.len() - usize::from(catch_all);
+        if parts.len() < fixed || (!catch_all && parts.len() != fixed) {
+            return None;
+        }
+        for (segment, part) in self.segments.iter().zip(parts) {
+            if let Segment::Literal(l) = segment
+                && l != part
+            {
+                return None;
+            }
         }
         let mut params = Vec::new();
         for (i, segment) in self.segments.iter().enumerate() {
             match segment {
-                Segment::Literal(l) => {
-                    if parts.get(i) != Some(&l.as_str()) {
-                        return None;
-                    }
-                }
+                Segment::Literal(_) => {}
                 Segment::Param(name) => {
                     let part = parts.get(i).filter(|p| !p.is_empty())?;
                     params.push((name.clone(), percent_decode(part)));
@@ -158,11 +166,10 @@ impl RoutePattern {
                 Segment::CatchAll(name) => {
                     let tail = parts.get(i..).map(|t| t.join("/")).unwrap_or_default();
                     params.push((name.clone(), percent_decode(&tail)));
-                    return Some(params);
                 }
             }
         }
-        (parts.len() == self.segments.len()).then_some(params)
+        Some(params)
     }
 
     /// Orders patterns from most to least specific: at the first differing segment, a literal beats a parameter,
@@ -191,6 +198,17 @@ impl fmt::Display for RoutePattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
     }
+}
+
+/// Splits a request path into segments; `None` if it does not start with `/`. A trailing slash is tolerated:
+/// `/orders/` reaches `/orders`.
+pub fn split_path(path: &str) -> Option<Vec<&str>> {
+    let rest = path.strip_prefix('/')?;
+    let mut parts: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
+    if parts.last() == Some(&"") {
+        parts.pop();
+    }
+    Some(parts)
 }
 
 /// Decodes `%XX` escapes; malformed escapes and invalid UTF-8 are kept as they are rather than refused, since a

@@ -128,10 +128,11 @@ impl<T> Router<T> {
 
     /// Finds the most specific route for a request.
     pub fn lookup(&self, method: &str, path: &str) -> Lookup<'_, T> {
+        let Some(parts) = crate::route::split_path(path) else { return Lookup::NotFound };
         let mut allowed: Vec<String> = Vec::new();
         let mut path_matched = false;
         for route in &self.routes {
-            let Some(params) = route.pattern.matches(path) else { continue };
+            let Some(params) = route.pattern.matches_segments(&parts) else { continue };
             if route.method.accepts(method) {
                 return Lookup::Found { route, params };
             }

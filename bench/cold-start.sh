@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Benchmarks (d) cold start and (e) density of issue 4.
+#
+#   bash bench/cold-start.sh [functions]      # default 100: cold start p50/p99; 1000: density (RSS, total time)
+#
+# Generates N distinct components from one plain wasi:http component (each gets a unique custom section, so each
+# has its own sha256, artifact and cache entry), deploys them all on one host (compiled ahead of time at deploy,
+# not loaded), then hits each once (a cold start: load on demand + fresh instance) and once more (warm). Reports
+# client-side latency, the host's own per-request durations, host RSS and total time. Binds to 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=${1:-100}
+port=18190
+
+rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
+cargo build --release -p edgefn-host >&2
+cargo build --release --target wasm32-wasip2 -p plain >&2
+work=$(mktemp -d)
+trap 'kill $host_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+host_pid=
+
+python3 - "$count" "$work" target/wasm32-wasip2/release/plain.wasm <<'PY'
+import sys
+count, work, base = int(sys.argv[1]), sys.argv[2], open(sys.argv[3], "rb").read()
+def leb(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F; n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n: return bytes(out)
+name = b"edgefn-bench-variant"
+for i in range(count):
+    payload = bytes([len(name)]) + name + str(i).encode()
+    open(f"{work}/fn{i}.wasm", "wb").write(base + b"\x00" + leb(len(payload)) + payload)
+PY
+
+args=()
+for i in $(seq 0 $((count - 1))); do args+=(--mount "/fn$i=$work/fn$i.wasm"); done
+deploy_start=$(date +%s.%N)
+./target/release/edgefn up --listen 127.0.0.1:$port --data "$work/data" --max-loaded $((count + 1)) \
+    "${args[@]}" >"$work/stdout" 2>"$work/host.log" &
+host_pid=$!
+until grep -q "edgefn listening" "$work/stdout" 2>/dev/null; do
+    kill -0 $host_pid 2>/dev/null || { cat "$work/host.log" >&2; exit 1; }
+    sleep 0.2
+done
+deploy_end=$(date +%s.%N)
+rss_before=$(awk '/VmRSS/ {print $2}' /proc/$host_pid/status)
+
+hit_start=$(date +%s.%N)
+for i in $(seq 0 $((count - 1))); do
+    curl -s -o /dev/null -w "cold %{time_total}\n" "http://127.0.0.1:$port/fn$i/x" >>"$work/times"
+done
+hit_end=$(date +%s.%N)
+for i in $(seq 0 $((count - 1))); do
+    curl -s -o /dev/null -w "warm %{time_total}\n" "http://127.0.0.1:$port/fn$i/x" >>"$work/times"
+done
+rss_after=$(awk '/VmRSS/ {print $2}' /proc/$host_pid/status)
+sleep 0.5
+
+python3 - "$work" "$count" "$deploy_start" "$deploy_end" "$hit_start" "$hit_end" "$rss_before" "$rss_after" <<'PY'
+import re, sys
+work, count = sys.argv[1], int(sys.argv[2])
+deploy_s = float(sys.argv[4]) - float(sys.argv[3])
+hit_s = float(sys.argv[6]) - float(sys.argv[5])
+rss_before, rss_after = int(sys.argv[7]) / 1024, int(sys.argv[8]) / 1024
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+client = {"cold": [], "warm": []}
+for line in open(f"{work}/times"):
+    kind, t = line.split()
+    client[kind].append(float(t) * 1000)
+server = {"cold": [], "warm": []}
+for line in open(f"{work}/host.log"):
+    m = re.search(r"start=(cold|warm) .* status=(\d+) duration_ms=([\d.]+)", line)
+    if m:
+        assert m.group(2) == "200", line
+        server[m.group(1)].append(float(m.group(3)))
+print(f"{count} functions, each hit once cold then once warm (curl, sequential)")
+print(f"deploy (validate + store + compile ahead of time, all {count}): {deploy_s:.1f} s")
+for kind in ("cold", "warm"):
+    c, s = client[kind], server[kind]
+    print(f"{kind}: client p50 {pct(c, 50):.3f} ms p99 {pct(c, 99):.3f} ms | host p50 {pct(s, 50):.3f} ms "
+          f"p99 {pct(s, 99):.3f} ms ({len(s)} requests)")
+print(f"first hit of all {count}: {hit_s:.2f} s total")
+print(f"host RSS: {rss_before:.0f} MiB after deploy, {rss_after:.0f} MiB with all {count} loaded")
+PY
