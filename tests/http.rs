@@ -348,6 +348,7 @@ fn components_fit_the_wit_contract() {
     let imports = key_names(&|w| w.imports.keys().cloned().collect());
     let exports = key_names(&|w| w.exports.keys().cloned().collect());
     assert!(exports.iter().any(|e| e.starts_with("wasi:http/incoming-handler@")), "{exports:?}");
+    assert!(exports.iter().any(|e| e == "wizer-initialize"), "{exports:?}");
 
     for name in ["hello", "webhook", "misbehave"] {
         let wasm = std::fs::read(component(name)).expect("read component");

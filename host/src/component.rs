@@ -17,6 +17,13 @@ pub struct Inspection {
     pub functions: Vec<FunctionRecord>,
 }
 
+impl Inspection {
+    /// Whether the component has an `#[init]` function to snapshot at deploy.
+    pub fn has_init(&self) -> bool {
+        self.functions.iter().any(|f| f.trigger == Trigger::Init)
+    }
+}
+
 /// Checks that `wasm` is a component and reads its manifest. Errors say what the bytes are instead.
 pub fn inspect(wasm: &[u8]) -> anyhow::Result<Inspection> {
     if !wasm.starts_with(b"\0asm") {
@@ -58,12 +65,17 @@ fn check_functions(functions: &[FunctionRecord]) -> anyhow::Result<()> {
             bail!("two functions are named `{}` with different triggers", pair[0].name);
         }
     }
+    let inits: Vec<&str> = functions.iter().filter(|f| f.trigger == Trigger::Init).map(|f| f.name.as_str()).collect();
+    if inits.len() > 1 {
+        bail!("a component has at most one #[init] function, this one has {}: {}", inits.len(), inits.join(", "));
+    }
     let mut router: Router<&str> = Router::new();
     for function in functions {
         match &function.trigger {
             Trigger::Http { route, method } => router
                 .insert_str(route, method, &function.name)
                 .map_err(|e| anyhow!("function `{}`: {e}", function.name))?,
+            Trigger::Init => {}
         }
     }
     Ok(())
@@ -123,6 +135,15 @@ mod tests {
         assert!(inspect(b"hello").unwrap_err().to_string().contains("not a WebAssembly file"));
         let core_module = b"\0asm\x01\0\0\0";
         assert!(inspect(core_module).unwrap_err().to_string().contains("core WebAssembly module"));
+    }
+
+    #[test]
+    fn two_init_functions_are_refused_by_name() {
+        let init = |name: &str| FunctionRecord { name: name.into(), trigger: Trigger::Init };
+        let mut data = encode_record(&init("first"));
+        data.extend(encode_record(&init("second")));
+        let e = inspect(&component_with_section(SECTION_NAME, &data)).unwrap_err().to_string();
+        assert!(e.contains("at most one #[init]") && e.contains("first, second"), "{e}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use crate::build;
 use crate::component::{self, Inspection};
 use crate::config::HostConfig;
-use crate::registry::Registry;
+use crate::registry::{InstallRequest, Registry};
 use crate::runtime::{FunctionEnv, OutboundPolicy};
 use crate::storage::Db;
 use anyhow::{Context as _, anyhow, bail};
@@ -112,11 +112,17 @@ fn deploy_one(registry: &Registry, config: &HostConfig, db: &Db, source: &Source
             }];
         }
     }
-    let artifact = registry.install(db, &name, &wasm, &inspection.hash)?;
     let env = FunctionEnv {
         env: config.component_env(&name)?,
         outbound: OutboundPolicy::allow(config.allowed_outbound_hosts(&name)),
     };
+    let request = InstallRequest {
+        name: &name,
+        wasm: &wasm,
+        hash: &inspection.hash,
+        init_env: inspection.has_init().then_some(&env),
+    };
+    let artifact = registry.install(db, &request)?;
     let triggers = serde_json::to_string(&inspection.functions)?;
     db.record_deployment(&name, &inspection.hash, &wasm_path.to_string_lossy(), &triggers)
         .context("failed to record the deployment")?;
@@ -134,7 +140,7 @@ pub fn route_table(components: &[Arc<Deployed>]) -> anyhow::Result<Router<RouteT
     let mut router = Router::new();
     for component in components {
         for function in &component.inspection.functions {
-            let Trigger::Http { route, method } = &function.trigger;
+            let Trigger::Http { route, method } = &function.trigger else { continue };
             let pattern = edgefn_manifest::route::RoutePattern::parse(route).map_err(|e| anyhow!("{e}"))?;
             let method_filter = edgefn_manifest::router::MethodFilter::parse(method).map_err(|e| anyhow!(e))?;
             let target = RouteTarget {

@@ -10,7 +10,7 @@
 //! [`Start::Cold`] (had to load) or [`Start::Warm`].
 
 use crate::deploy::Deployed;
-use crate::runtime::{PreparedComponent, Runtime};
+use crate::runtime::{FunctionEnv, PreparedComponent, Runtime};
 use crate::storage::Db;
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
@@ -40,6 +40,17 @@ struct Loaded {
     name: String,
     prepared: PreparedComponent,
     last_used: Instant,
+}
+
+/// A component to install.
+#[derive(Debug, Clone, Copy)]
+pub struct InstallRequest<'a> {
+    pub name: &'a str,
+    pub wasm: &'a [u8],
+    /// The component's sha256.
+    pub hash: &'a str,
+    /// The environment its `#[init]` runs with, if it has one.
+    pub init_env: Option<&'a FunctionEnv>,
 }
 
 /// The components of one host: artifact cache plus the LRU of loaded components.
@@ -73,7 +84,12 @@ impl Registry {
 
     /// Stores `wasm` by its hash and makes sure a verified compiled artifact exists for this engine; checks that
     /// the host can link it. Returns the artifact's path. Blocking: call it off the async threads.
-    pub fn install(&self, db: &Db, name: &str, wasm: &[u8], hash: &str) -> anyhow::Result<PathBuf> {
+    ///
+    /// A component with an `#[init]` is snapshotted first: init runs once, here, and the artifact is compiled from
+    /// the snapshot. The artifact stays keyed by the original component's hash, so a restart neither compiles nor
+    /// re-runs init.
+    pub fn install(&self, db: &Db, component: &InstallRequest<'_>) -> anyhow::Result<PathBuf> {
+        let InstallRequest { name, wasm, hash, init_env } = *component;
         let stored = self.components_dir.join(format!("{hash}.wasm"));
         if !stored.is_file() {
             write_atomically(&stored, wasm)?;
@@ -94,7 +110,21 @@ impl Registry {
             tracing::info!(component = name, artifact = %artifact.display(), "reusing compiled artifact, no compile");
         } else {
             let started = Instant::now();
-            let bytes = self.runtime.precompile(wasm)?;
+            let snapshot;
+            let to_compile = match init_env {
+                Some(env) => {
+                    let handle = tokio::runtime::Handle::current();
+                    snapshot = handle.block_on(self.runtime.snapshot(wasm, env))?;
+                    tracing::info!(
+                        component = name,
+                        duration_ms = started.elapsed().as_millis() as u64,
+                        "ran init and took the snapshot"
+                    );
+                    &snapshot[..]
+                }
+                None => wasm,
+            };
+            let bytes = self.runtime.precompile(to_compile)?;
             write_atomically(&artifact, &bytes)?;
             db.record_artifact(hash, &engine_hash, &sha256_hex(&bytes), bytes.len() as u64)?;
             tracing::info!(component = name, artifact = %artifact.display(),

@@ -135,6 +135,39 @@ impl Runtime {
         self.engine.precompile_component(wasm).map_err(|e| anyhow!("failed to compile: {e:#}"))
     }
 
+    /// Runs the component's `#[init]` once (its `wizer-initialize` export) and returns the component rewritten so
+    /// that its memory starts as init left it. Init runs under the same deadline and memory cap as a request; its
+    /// failure (an `Err`, a panic, a trap, a timeout) is an error carrying what init printed on stderr.
+    pub async fn snapshot(&self, wasm: &[u8], function_env: &FunctionEnv) -> anyhow::Result<Vec<u8>> {
+        let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(64 << 10);
+        let state = InvocationState::with_stderr(function_env, &self.limits, Some(stderr.clone()));
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(deadline_ticks(self.limits.timeout()));
+        store.epoch_deadline_trap();
+        let mut wizer = wasmtime_wizer::Wizer::new();
+        // Required for wasip2 Rust components (wasmtime issue #13186); the export stays and is harmless.
+        wizer.keep_init_func(true);
+        let linker = self.linker.clone();
+        let run = wizer
+            .run_component(&mut store, wasm, async |store, component| linker.instantiate_async(store, component).await);
+        match tokio::time::timeout(self.limits.timeout() + EPOCH_TICK * 5, run).await {
+            Ok(Ok((snapshot, _results))) => Ok(snapshot),
+            Ok(Err(error)) => {
+                let printed = String::from_utf8_lossy(&stderr.contents()).trim().to_owned();
+                let reason = match classify_trap(error, self.limits.timeout()) {
+                    InvokeError::Timeout(deadline) => format!("it ran past its {deadline:?} deadline"),
+                    other => other.to_string(),
+                };
+                if printed.is_empty() {
+                    anyhow::bail!("init failed: {reason}")
+                }
+                anyhow::bail!("init failed: {printed} ({reason})")
+            }
+            Err(_elapsed) => anyhow::bail!("init failed: it ran past its {:?} deadline", self.limits.timeout()),
+        }
+    }
+
     /// Maps a compiled artifact and pre-links it. Errors say which import or export is the problem.
     ///
     /// The artifact must have been written by [`Runtime::precompile`] of an engine with the same

@@ -117,3 +117,54 @@ fn route_marker(http: &HttpTrigger) -> TokenStream {
         struct #ident;
     }
 }
+
+/// Entry point of `#[init]`.
+pub(crate) fn init(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            let error = syn::Error::new(item.span(), "#[init] goes on a free function: `fn init()`").to_compile_error();
+            return quote! { #error #item };
+        }
+    };
+    match expand_init(attr, &func) {
+        Ok(tokens) => quote! { #func #tokens },
+        Err(error) => {
+            let error = error.to_compile_error();
+            quote! { #func #error }
+        }
+    }
+}
+
+fn expand_init(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
+    if !attr.is_empty() {
+        return Err(syn::Error::new(attr.span(), "#[init] takes no arguments"));
+    }
+    validate::init_function(func)?;
+    let name = &func.sig.ident;
+    let name_str = name.to_string();
+    let output = match &func.sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => name.span(),
+    };
+    let call = quote_spanned! {output=> ::edgefn::__private::IntoInitResult::into_init_result(#name()) };
+    let record = FunctionRecord { name: name_str.clone(), trigger: Trigger::Init };
+    let manifest = manifest_static(name, &encode_record(&record));
+    // A second #[init] in the same module defines this name again: a compile error at the second function. The
+    // host also refuses a component whose manifest holds two init records (e.g. in different modules).
+    let marker = Ident::new("__edgefn_only_one_init_function_is_allowed", name.span());
+    Ok(quote! {
+        const _: () = {
+            fn __edgefn_init() -> ::core::result::Result<(), ::edgefn::Error> {
+                #call
+            }
+            ::edgefn::__private::inventory::submit! {
+                ::edgefn::__private::InitFunction { name: #name_str, run: __edgefn_init }
+            }
+        };
+        #manifest
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, dead_code)]
+        struct #marker;
+    })
+}

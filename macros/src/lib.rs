@@ -21,6 +21,12 @@ mod expand;
 mod parse;
 mod validate;
 
+/// Marks the crate's one-time initialization function; see `edgefn::init`.
+#[proc_macro_attribute]
+pub fn init(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::init(attr.into(), item.into()).into()
+}
+
 /// Declares an edgefn function and its trigger. See the `edgefn` crate for the full documentation.
 #[proc_macro_attribute]
 pub fn function(attr: TokenStream, item: TokenStream) -> TokenStream {

@@ -61,3 +61,21 @@ pub(crate) fn http_handler(func: &ItemFn) -> syn::Result<Type> {
     }
     Ok(ty)
 }
+
+/// Validates an init function: `fn name()` or `fn name() -> Result<()>`.
+pub(crate) fn init_function(func: &ItemFn) -> syn::Result<()> {
+    let sig = &func.sig;
+    if let Some(asyncness) = &sig.asyncness {
+        return Err(syn::Error::new_spanned(asyncness, "#[init] functions are synchronous: remove `async`"));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return Err(syn::Error::new_spanned(&sig.generics, "an #[init] function cannot be generic"));
+    }
+    if !sig.inputs.is_empty() {
+        return Err(syn::Error::new_spanned(
+            &sig.inputs,
+            "an #[init] function takes no arguments: expected `fn init()` or `fn init() -> Result<()>`",
+        ));
+    }
+    Ok(())
+}

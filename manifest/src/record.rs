@@ -33,12 +33,15 @@ pub struct FunctionRecord {
 pub enum Trigger {
     /// An HTTP route, e.g. `/hello/{name}`, and the method it answers (`*` for any).
     Http { route: String, method: String },
+    /// `#[edgefn::init]`: runs once at deploy, and the memory it leaves becomes every instance's starting state.
+    Init,
 }
 
 impl std::fmt::Display for Trigger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Trigger::Http { route, method } => write!(f, "http {method} {route}"),
+            Trigger::Init => f.write_str("init (runs once at deploy; instances start from its snapshot)"),
         }
     }
 }

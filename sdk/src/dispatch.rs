@@ -59,6 +59,9 @@ pub(crate) fn dispatch(mut request: http::Request<Vec<u8>>) -> http::Response<Ve
         }
     };
     CURRENT_REQUEST_ID.with(|current| current.replace(request_id.clone()));
+    if let Err(message) = crate::init::ensure() {
+        return error_response(&Error::internal(message)).into_inner();
+    }
 
     let response = match router().lookup(request.method().as_str(), request.uri().path()) {
         Lookup::Found { route, params } => (route.value.handler)(Request::with_params(request, params)),

@@ -30,18 +30,24 @@
 //! - An `Err` becomes a JSON error response carrying the request id: the error's status for client errors (a bad
 //!   JSON body is a 400), 500 with the details logged (not sent) otherwise.
 //! - [`config`] reads the configuration and secrets the host hands to the function.
+//! - [`init`] marks a one-time initialization function. The host runs it once at deploy and snapshots the memory
+//!   it leaves, so every invocation starts warm. [`random`] and [`collections`] stay random across such
+//!   snapshots.
 
 mod dispatch;
 mod error;
+mod init;
 mod request;
 mod response;
 #[cfg(target_family = "wasm")]
 mod wasi;
 
+pub mod collections;
 pub mod config;
+pub mod random;
 pub mod testing;
 
-pub use edgefn_macros::function;
+pub use edgefn_macros::{function, init};
 pub use error::{Error, Result};
 pub use http;
 pub use request::Request;
@@ -59,5 +65,6 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::dispatch::HttpFunction;
+    pub use crate::init::{InitFunction, IntoInitResult};
     pub use inventory;
 }

@@ -22,7 +22,7 @@ pub(crate) fn components_target_dir() -> PathBuf {
 }
 
 /// The crates built into components for the tests.
-const COMPONENT_CRATES: &[&str] = &["hello", "webhook", "misbehave", "plain"];
+const COMPONENT_CRATES: &[&str] = &["hello", "webhook", "misbehave", "plain", "heavy-init", "bad-init"];
 
 /// Builds every test component once per test binary and returns the path of `name`.wasm.
 pub(crate) fn component(name: &str) -> PathBuf {

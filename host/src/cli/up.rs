@@ -92,6 +92,9 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         bail!("nothing to serve: give function crate directories or .wasm files, e.g. `edgefn up examples/hello`");
     }
 
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start tokio")?;
+    // Deploying is blocking work (compiling), done here before serving; snapshots run init on the runtime.
+    let entered = tokio.enter();
     let db = Db::open(&args.data)?;
     let registry = Arc::new(Registry::new(Runtime::new(config.limits.clone())?, &args.data)?);
     let deployment = deploy::deploy_all(&registry, &config, &db, &sources);
@@ -102,8 +105,8 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         bail!("no component could be deployed");
     }
     let routes = deploy::route_table(&deployment.components)?;
+    drop(entered);
 
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start tokio")?;
     tokio.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -121,9 +124,13 @@ fn print_functions(components: &[std::sync::Arc<deploy::Deployed>], address: Soc
     for component in components {
         println!("{} ({}, sha256 {})", component.name, component.wasm_path.display(), &component.inspection.hash[..12]);
         for function in &component.inspection.functions {
-            let Trigger::Http { route, method } = &function.trigger;
-            let method = if method == "*" { "ANY" } else { method };
-            println!("  {:24} {method:7} http://{address}{route}", function.name);
+            match &function.trigger {
+                Trigger::Http { route, method } => {
+                    let method = if method == "*" { "ANY" } else { method };
+                    println!("  {:24} {method:7} http://{address}{route}", function.name);
+                }
+                Trigger::Init => println!("  {:24} init    snapshot taken at deploy", function.name),
+            }
         }
     }
 }

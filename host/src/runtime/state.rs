@@ -73,8 +73,21 @@ pub(crate) struct InvocationState {
 
 impl InvocationState {
     pub(crate) fn new(function_env: &FunctionEnv, limits: &Limits) -> Self {
+        Self::with_stderr(function_env, limits, None)
+    }
+
+    /// Like [`InvocationState::new`], with the guest's stderr captured in `stderr` instead of inherited.
+    pub(crate) fn with_stderr(
+        function_env: &FunctionEnv,
+        limits: &Limits,
+        stderr: Option<wasmtime_wasi::p2::pipe::MemoryOutputPipe>,
+    ) -> Self {
         let mut wasi = WasiCtx::builder();
-        wasi.inherit_stdout().inherit_stderr();
+        wasi.inherit_stdout();
+        match stderr {
+            Some(pipe) => wasi.stderr(pipe),
+            None => wasi.inherit_stderr(),
+        };
         for (key, value) in &function_env.env {
             wasi.env(key, value);
         }

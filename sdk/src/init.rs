@@ -1,0 +1,76 @@
+//! One-time initialization: `#[edgefn::init]`.
+//!
+//! The init function runs once per component state, and before any handler:
+//! - on the edgefn host, once at deploy. The memory it leaves is snapshotted (wasmtime-wizer) and every instance
+//!   starts from that snapshot, so no request pays for init;
+//! - under any other host (e.g. `wasmtime serve`), or in native tests, lazily before the first request an
+//!   instance handles.
+//!
+//! Either way the result is the same state. A failing init (an `Err` or a panic) refuses the deploy with its error
+//! on the edgefn host, and answers 500 elsewhere.
+
+use crate::Error;
+use std::sync::OnceLock;
+
+/// An init function, as registered by `#[edgefn::init]`.
+#[derive(Debug)]
+pub struct InitFunction {
+    pub name: &'static str,
+    pub run: fn() -> Result<(), Error>,
+}
+
+inventory::collect!(InitFunction);
+
+/// What `#[edgefn::init]` functions may return: nothing, or a `Result<(), E>`.
+pub trait IntoInitResult {
+    fn into_init_result(self) -> Result<(), Error>;
+}
+
+impl IntoInitResult for () {
+    fn into_init_result(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl<E: Into<Error>> IntoInitResult for Result<(), E> {
+    fn into_init_result(self) -> Result<(), Error> {
+        self.map_err(Into::into)
+    }
+}
+
+/// Runs the init functions if they have not run in this memory yet; a snapshot taken after them has it done.
+pub(crate) fn ensure() -> Result<(), &'static str> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        for init in inventory::iter::<InitFunction> {
+            (init.run)().map_err(|e| format!("init function `{}` failed: {e}", init.name))?;
+        }
+        Ok(())
+    })
+    .as_ref()
+    .copied()
+    .map_err(String::as_str)
+}
+
+/// The component's `wizer-initialize` export: the host calls it once at deploy, then snapshots the memory.
+#[cfg(target_family = "wasm")]
+mod snapshot_export {
+    wit_bindgen::generate!({
+        inline: "package edgefn:snapshot; world init { export wizer-initialize: func(); }",
+        world: "init",
+    });
+
+    struct Snapshot;
+
+    impl Guest for Snapshot {
+        fn wizer_initialize() {
+            if let Err(error) = super::ensure() {
+                // The host reports this line as the reason the deploy was refused.
+                eprintln!("edgefn: {error}");
+                std::process::abort();
+            }
+        }
+    }
+
+    export!(Snapshot);
+}

@@ -1,0 +1,4 @@
+#[edgefn::init]
+fn init(_table: Vec<u8>) {}
+
+fn main() {}
