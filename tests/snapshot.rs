@@ -57,3 +57,14 @@ fn a_failing_init_refuses_the_deploy_with_its_error() {
     assert!(output.contains("init failed"), "{output}");
     assert!(output.contains("cannot load the routing table: bundled data is empty"), "{output}");
 }
+
+#[test]
+fn without_snapshots_init_runs_in_every_instance_before_its_first_request() {
+    let host = Host::start(&["--no-snapshot", &path("heavy_init")]);
+    for _ in 0..2 {
+        // A fresh instance per request, each running init itself: the count is 1 every time, never 0 or 2.
+        assert_eq!(get(&host.url("/heavy/init-count")).body, "1");
+    }
+    let logs = host.wait_for_log("compiled component ahead of time");
+    assert!(!logs.contains("ran init and took the snapshot"), "{logs}");
+}

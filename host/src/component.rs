@@ -17,13 +17,6 @@ pub struct Inspection {
     pub functions: Vec<FunctionRecord>,
 }
 
-impl Inspection {
-    /// Whether the component has an `#[init]` function to snapshot at deploy.
-    pub fn has_init(&self) -> bool {
-        self.functions.iter().any(|f| f.trigger == Trigger::Init)
-    }
-}
-
 /// Checks that `wasm` is a component and reads its manifest. Errors say what the bytes are instead.
 pub fn inspect(wasm: &[u8]) -> anyhow::Result<Inspection> {
     if !wasm.starts_with(b"\0asm") {

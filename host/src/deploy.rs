@@ -120,7 +120,9 @@ fn deploy_one(registry: &Registry, config: &HostConfig, db: &Db, source: &Source
         name: &name,
         wasm: &wasm,
         hash: &inspection.hash,
-        init_env: inspection.has_init().then_some(&env),
+        // Every SDK component (it has a manifest; a mounted plain component has none of its own) exports
+        // `wizer-initialize`: snapshotting it moves init and the SDK's own start-up (its route table) to deploy.
+        init_env: (config.snapshot && matches!(source, Source::Path(_))).then_some(&env),
     };
     let artifact = registry.install(db, &request)?;
     let triggers = serde_json::to_string(&inspection.functions)?;

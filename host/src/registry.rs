@@ -95,8 +95,10 @@ impl Registry {
             write_atomically(&stored, wasm)?;
         }
         let engine_hash = self.runtime.engine_hash();
-        let artifact = self.compiled_dir.join(format!("{hash}-{engine_hash}.cwasm"));
-        let recorded = db.artifact_sha256(hash, &engine_hash)?;
+        // A snapshot and a plain compile of the same component are different artifacts.
+        let key = if init_env.is_some() { format!("{hash}-snapshot") } else { hash.to_owned() };
+        let artifact = self.compiled_dir.join(format!("{key}-{engine_hash}.cwasm"));
+        let recorded = db.artifact_sha256(&key, &engine_hash)?;
         let reusable = match (&recorded, std::fs::read(&artifact)) {
             (Some(expected), Ok(bytes)) if *expected == sha256_hex(&bytes) => true,
             (_, Ok(_)) => {
@@ -126,7 +128,7 @@ impl Registry {
             };
             let bytes = self.runtime.precompile(to_compile)?;
             write_atomically(&artifact, &bytes)?;
-            db.record_artifact(hash, &engine_hash, &sha256_hex(&bytes), bytes.len() as u64)?;
+            db.record_artifact(&key, &engine_hash, &sha256_hex(&bytes), bytes.len() as u64)?;
             tracing::info!(component = name, artifact = %artifact.display(),
                 duration_ms = started.elapsed().as_millis() as u64, "compiled component ahead of time");
         }

@@ -28,6 +28,9 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+/// Tables and host stacks of a guest are small: keep their first pages resident too.
+const KEEP_RESIDENT_SMALL_BYTES: usize = 128 << 10;
+
 /// How often the epoch advances. The deadline of an invocation is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -98,7 +101,14 @@ impl Runtime {
             .total_memories(limits.max_instances.saturating_mul(2))
             .total_tables(limits.max_instances.saturating_mul(2))
             .total_stacks(limits.max_instances)
-            .max_memory_size(memory_bytes);
+            .max_memory_size(memory_bytes)
+            // Reset the first pages of a freed slot in place instead of with madvise: the next instance then takes
+            // no page faults there, and the host sends no TLB-shootdown IPIs across cores. Before this, those took
+            // about a third of the CPU time of a hello-world request. A Rust guest's stack (1 MiB), data and first
+            // heap pages fit in the default 2 MiB (see BENCHMARKS.md for the cold-start cost of it).
+            .linear_memory_keep_resident(limits.keep_resident_kib << 10)
+            .table_keep_resident(KEEP_RESIDENT_SMALL_BYTES)
+            .async_stack_keep_resident(KEEP_RESIDENT_SMALL_BYTES);
         let mut config = Config::new();
         config
             .wasm_component_model(true)

@@ -33,6 +33,12 @@ fn router() -> &'static Router<&'static HttpFunction> {
     })
 }
 
+/// Builds the route table now rather than on the first request, so that a snapshot holds it.
+#[cfg(target_family = "wasm")]
+pub(crate) fn warm_up() {
+    router();
+}
+
 thread_local! {
     /// The id of the request being handled, so an error response built anywhere can carry it.
     static CURRENT_REQUEST_ID: RefCell<String> = const { RefCell::new(String::new()) };

@@ -64,6 +64,8 @@ mod snapshot_export {
 
     impl Guest for Snapshot {
         fn wizer_initialize() {
+            // Everything an instance would otherwise build on its first request goes into the snapshot too.
+            crate::dispatch::warm_up();
             if let Err(error) = super::ensure() {
                 // The host reports this line as the reason the deploy was refused.
                 eprintln!("edgefn: {error}");

@@ -86,6 +86,8 @@ impl Host {
         let mut command = Command::new(env!("CARGO_BIN_EXE_edgefn"));
         command
             .arg("up")
+            // The host exits when this process does (a shared host lives in a static, which is never dropped).
+            .arg("--exit-on-stdin-close")
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data")
@@ -93,6 +95,7 @@ impl Host {
             .args(args)
             .env("CARGO_TARGET_DIR", components_target_dir())
             .env("EDGEFN_LOG", "info")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (key, value) in env {

@@ -37,6 +37,15 @@ pub(crate) struct UpArgs {
     /// Request body cap in bytes (overrides the config file).
     #[arg(long)]
     max_body_bytes: Option<usize>,
+    /// KiB of each pool slot's memory kept resident between instances (overrides the config file).
+    #[arg(long)]
+    keep_resident_kib: Option<usize>,
+    /// Exit when standard input closes: lets a supervising process (the test suite) tie the host's life to its own.
+    #[arg(long, hide = true)]
+    exit_on_stdin_close: bool,
+    /// Do not snapshot #[init]: run it in every instance instead (for comparison and debugging).
+    #[arg(long)]
+    no_snapshot: bool,
     /// Instances that may run at once (overrides the config file).
     #[arg(long)]
     max_instances: Option<u32>,
@@ -64,6 +73,9 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(path) => HostConfig::load(path)?,
         None => HostConfig::default(),
     };
+    if args.no_snapshot {
+        config.snapshot = false;
+    }
     let limits = &mut config.limits;
     let overrides = [
         (args.timeout_ms, &mut limits.timeout_ms),
@@ -82,10 +94,19 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(value) = args.max_loaded {
         limits.max_loaded = value;
     }
+    if let Some(value) = args.keep_resident_kib {
+        limits.keep_resident_kib = value;
+    }
     if let Some(value) = args.max_instances {
         limits.max_instances = value;
     }
     limits.validate()?;
+    if args.exit_on_stdin_close {
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            std::process::exit(0);
+        });
+    }
     let mut sources: Vec<Source> = args.paths.iter().cloned().map(Source::Path).collect();
     sources.extend(args.mount.iter().map(|(route, path)| Source::Mount { route: route.clone(), path: path.clone() }));
     if sources.is_empty() {
