@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-100}
+extra_args=${EDGEFN_EXTRA_ARGS:-}   # e.g. EDGEFN_EXTRA_ARGS="--keep-resident-kib 0"
 port=18190
 
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
@@ -37,7 +38,7 @@ PY
 args=()
 for i in $(seq 0 $((count - 1))); do args+=(--mount "/fn$i=$work/fn$i.wasm"); done
 deploy_start=$(date +%s.%N)
-./target/release/edgefn up --listen 127.0.0.1:$port --data "$work/data" --max-loaded $((count + 1)) \
+./target/release/edgefn up --listen 127.0.0.1:$port --data "$work/data" --max-loaded $((count + 1)) $extra_args \
     "${args[@]}" >"$work/stdout" 2>"$work/host.log" &
 host_pid=$!
 until grep -q "edgefn listening" "$work/stdout" 2>/dev/null; do
