@@ -4,11 +4,7 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use support::{Host, component, get};
-
-fn path(name: &str) -> String {
-    component(name).to_str().expect("utf-8 path").to_owned()
-}
+use support::{Host, component_arg, get};
 
 fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -29,7 +25,7 @@ fn start_of(host: &Host, reply: &support::Reply) -> String {
 #[test]
 fn a_restarted_host_reuses_artifacts_and_rebuilds_a_corrupt_one() {
     let data = tempfile::tempdir().expect("temp dir");
-    let hello = path("hello");
+    let hello = component_arg("hello");
     {
         let host = Host::start_in(data.path(), &[&hello]);
         let logs = host.wait_for_log("compiled component ahead of time");
@@ -65,7 +61,7 @@ fn a_restarted_host_reuses_artifacts_and_rebuilds_a_corrupt_one() {
 
 #[test]
 fn components_load_on_first_use_and_reload_after_eviction() {
-    let host = Host::start(&["--max-loaded", "1", &path("hello"), &path("misbehave")]);
+    let host = Host::start(&["--max-loaded", "1", &component_arg("hello"), &component_arg("misbehave")]);
     assert!(!host.logs().contains("loaded component"), "nothing loads before it is triggered");
 
     let first = get(&host.url("/hello/one"));
@@ -83,7 +79,7 @@ fn components_load_on_first_use_and_reload_after_eviction() {
 
 #[test]
 fn idle_components_are_unloaded_and_reload_on_demand() {
-    let host = Host::start(&["--idle-timeout-ms", "200", &path("hello")]);
+    let host = Host::start(&["--idle-timeout-ms", "200", &component_arg("hello")]);
     assert_eq!(get(&host.url("/hello/a")).body, "Hello, a!");
     poll_until("the idle unload", || host.logs().contains("unloaded idle component"));
     let reply = get(&host.url("/hello/b"));
@@ -93,8 +89,15 @@ fn idle_components_are_unloaded_and_reload_on_demand() {
 
 #[test]
 fn a_full_pool_answers_503_and_the_host_recovers() {
-    let host =
-        Host::start(&["--max-instances", "1", "--queue-timeout-ms", "100", "--timeout-ms", "4000", &path("misbehave")]);
+    let host = Host::start(&[
+        "--max-instances",
+        "1",
+        "--queue-timeout-ms",
+        "100",
+        "--timeout-ms",
+        "4000",
+        &component_arg("misbehave"),
+    ]);
     let url = host.url("/loop");
     let busy = std::thread::spawn(move || get(&url).status);
     // Wait until the looping request holds the only slot (its component is loaded and instantiated).

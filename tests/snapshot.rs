@@ -3,16 +3,12 @@
 
 mod support;
 
-use support::{Host, component, get};
-
-fn path(name: &str) -> String {
-    component(name).to_str().expect("utf-8 path").to_owned()
-}
+use support::{Host, component_arg, get};
 
 #[test]
 fn init_runs_once_at_deploy_and_every_request_starts_from_the_snapshot() {
     let data = tempfile::tempdir().expect("temp dir");
-    let heavy = path("heavy_init");
+    let heavy = component_arg("heavy_init");
     {
         let host = Host::start_in(data.path(), &[&heavy]);
         let logs = host.wait_for_log("ran init and took the snapshot");
@@ -35,7 +31,7 @@ fn init_runs_once_at_deploy_and_every_request_starts_from_the_snapshot() {
 
 #[test]
 fn instances_from_one_snapshot_share_no_random_values_or_hash_keys() {
-    let host = Host::start(&[&path("heavy_init")]);
+    let host = Host::start(&[&component_arg("heavy_init")]);
     let ids: Vec<String> = (0..4).map(|_| get(&host.url("/heavy/random")).body).collect();
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(id.len(), 32, "{id}");
@@ -49,7 +45,7 @@ fn instances_from_one_snapshot_share_no_random_values_or_hash_keys() {
 
 #[test]
 fn a_failing_init_refuses_the_deploy_with_its_error() {
-    let Err((code, output)) = Host::try_start(&[&path("bad_init")], &[]) else {
+    let Err((code, output)) = Host::try_start(&[&component_arg("bad_init")], &[]) else {
         panic!("a component whose init fails was deployed");
     };
     assert_ne!(code, Some(0));
@@ -60,7 +56,7 @@ fn a_failing_init_refuses_the_deploy_with_its_error() {
 
 #[test]
 fn without_snapshots_init_runs_in_every_instance_before_its_first_request() {
-    let host = Host::start(&["--no-snapshot", &path("heavy_init")]);
+    let host = Host::start(&["--no-snapshot", &component_arg("heavy_init")]);
     for _ in 0..2 {
         // A fresh instance per request, each running init itself: the count is 1 every time, never 0 or 2.
         assert_eq!(get(&host.url("/heavy/init-count")).body, "1");

@@ -10,21 +10,33 @@ use syn::{Ident, ItemFn};
 
 /// Entry point of `#[function]`.
 pub(crate) fn function(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand_item(item, "#[function] goes on a free function: `fn name(req: Request) -> Response`", |func| {
+        expand(attr, func)
+    })
+}
+
+/// Entry point of `#[init]`.
+pub(crate) fn init(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand_item(item, "#[init] goes on a free function: `fn init()`", |func| expand_init(attr, func))
+}
+
+/// Parses the annotated function and emits it unchanged, followed by what `expand` generates, or by the error.
+/// On error the user's function is still emitted, so the rest of the crate, and the IDE, keep seeing it.
+fn expand_item(
+    item: TokenStream,
+    not_a_function: &str,
+    expand: impl FnOnce(&ItemFn) -> syn::Result<TokenStream>,
+) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
         Err(_) => {
-            let error = syn::Error::new(
-                item.span(),
-                "#[function] goes on a free function: `fn name(req: Request) -> Response`",
-            )
-            .to_compile_error();
+            let error = syn::Error::new(item.span(), not_a_function).to_compile_error();
             return quote! { #error #item };
         }
     };
-    match expand(attr, &func) {
+    match expand(&func) {
         Ok(tokens) => quote! { #func #tokens },
         Err(error) => {
-            // Keep the user's function so the rest of the crate, and the IDE, still see it.
             let error = error.to_compile_error();
             quote! { #func #error }
         }
@@ -115,24 +127,6 @@ fn route_marker(http: &HttpTrigger) -> TokenStream {
         #[doc(hidden)]
         #[allow(non_camel_case_types, dead_code)]
         struct #ident;
-    }
-}
-
-/// Entry point of `#[init]`.
-pub(crate) fn init(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let func: ItemFn = match syn::parse2(item.clone()) {
-        Ok(func) => func,
-        Err(_) => {
-            let error = syn::Error::new(item.span(), "#[init] goes on a free function: `fn init()`").to_compile_error();
-            return quote! { #error #item };
-        }
-    };
-    match expand_init(attr, &func) {
-        Ok(tokens) => quote! { #func #tokens },
-        Err(error) => {
-            let error = error.to_compile_error();
-            quote! { #func #error }
-        }
     }
 }
 

@@ -42,6 +42,11 @@ pub(crate) fn component(name: &str) -> PathBuf {
     path
 }
 
+/// The path of `name`.wasm as a command-line argument.
+pub(crate) fn component_arg(name: &str) -> String {
+    component(name).to_str().expect("utf-8 path").to_owned()
+}
+
 /// A running `edgefn up`, killed on drop.
 pub(crate) struct Host {
     child: Child,
