@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every benchmark of BENCHMARKS.md, (a) to (e), in order. Takes about 8 minutes on the 2-core machine.
+#   bash bench/run-all.sh
+# Needs wrk (apt-get install wrk) and wasmtime-cli 48.0.8 (cargo install wasmtime-cli --version 48.0.8 --locked).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== (a) hello-world HTTP, edgefn vs wasmtime serve"
+bash bench/http-vs-wasmtime.sh 3 8 16
+echo "== (b) init-heavy function: snapshot, no snapshot, wasmtime serve"
+bash bench/heavy-init.sh 8 8
+echo "== (c) in-process invocation (criterion)"
+cargo build --release --target wasm32-wasip2 -p misbehave >&2
+cargo bench -p edgefn-host --bench invoke 2>&1 | grep -A3 "^invoke"
+echo "== (d) cold start over 100 functions (default keep_resident_kib, then 0)"
+bash bench/cold-start.sh 100
+EDGEFN_EXTRA_ARGS="--keep-resident-kib 0" bash bench/cold-start.sh 100
+echo "== (e) density: 1,000 functions (default keep_resident_kib, then 0)"
+bash bench/cold-start.sh 1000
+EDGEFN_EXTRA_ARGS="--keep-resident-kib 0" bash bench/cold-start.sh 1000
