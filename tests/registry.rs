@@ -16,9 +16,7 @@ fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// The `start=` field of the request log line of `reply`.
 fn start_of(host: &Host, reply: &support::Reply) -> String {
-    let id = reply.header("x-request-id").expect("request id").to_owned();
-    let logs = host.wait_for_log(&id);
-    let line = logs.lines().find(|l| l.contains(&id) && l.contains("start=")).expect("request log").to_owned();
+    let line = host.request_log_line(reply);
     line.split("start=").nth(1).expect("start field").split_whitespace().next().expect("value").to_owned()
 }
 

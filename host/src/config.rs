@@ -12,6 +12,7 @@
 //! queue_timeout_ms = 1000     # wait for a free slot before answering 503
 //! max_loaded = 256            # components kept loaded; least recently used is unloaded first
 //! idle_timeout_ms = 300000    # a component unused this long is unloaded
+//! init_timeout_ms = 60000     # deadline of a component's one-time init at deploy
 //! keep_resident_kib = 2048    # memory per pool slot reset in place between instances (speed vs resident memory)
 //!
 //! [components.webhook]        # a component, by name (crate name or .wasm file stem)
@@ -44,6 +45,9 @@ pub struct Limits {
     /// KiB of each pool slot's memory reset in place between instances instead of being released: more makes
     /// warm requests faster (no page faults) and costs resident memory per slot and a little on cold starts.
     pub keep_resident_kib: usize,
+    /// Deadline of a component's deploy-time init (`#[edgefn::init]` and the SDK's start-up), which runs once and
+    /// may legitimately be far slower than a request; it includes preparing the component for the snapshot.
+    pub init_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -57,6 +61,7 @@ impl Default for Limits {
             max_loaded: 256,
             idle_timeout_ms: 300_000,
             keep_resident_kib: 2048,
+            init_timeout_ms: 60_000,
         }
     }
 }
@@ -70,6 +75,10 @@ impl Limits {
         usize::try_from(self.memory_mb << 20).unwrap_or(usize::MAX)
     }
 
+    pub fn init_timeout(&self) -> Duration {
+        Duration::from_millis(self.init_timeout_ms)
+    }
+
     pub fn queue_timeout(&self) -> Duration {
         Duration::from_millis(self.queue_timeout_ms)
     }
@@ -79,8 +88,8 @@ impl Limits {
     }
 
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
-        if self.timeout_ms == 0 {
-            bail!("limits.timeout_ms must be at least 1");
+        if self.timeout_ms == 0 || self.init_timeout_ms == 0 {
+            bail!("limits.timeout_ms and limits.init_timeout_ms must be at least 1");
         }
         if self.memory_mb == 0 || self.memory_mb > 4096 {
             bail!("limits.memory_mb must be between 1 and 4096 (a wasm32 memory cannot exceed 4 GiB)");

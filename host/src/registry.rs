@@ -85,7 +85,8 @@ impl Registry {
     /// Stores `wasm` by its hash and makes sure a verified compiled artifact exists for this engine; checks that
     /// the host can link it. Returns the artifact's path. Blocking: call it off the async threads.
     ///
-    /// A component with an `#[init]` is snapshotted first: init runs once, here, and the artifact is compiled from
+    /// With `init_env` (every SDK component, unless snapshots are off) the component is snapshotted first: its
+    /// `wizer-initialize` (the SDK's start-up and any `#[init]`) runs once, here, and the artifact is compiled from
     /// the snapshot. The artifact stays keyed by the original component's hash, so a restart neither compiles nor
     /// re-runs init.
     pub fn install(&self, db: &Db, component: &InstallRequest<'_>) -> anyhow::Result<PathBuf> {
@@ -98,12 +99,17 @@ impl Registry {
         // A snapshot and a plain compile of the same component are different artifacts.
         let key = if init_env.is_some() { format!("{hash}-snapshot") } else { hash.to_owned() };
         let artifact = self.compiled_dir.join(format!("{key}-{engine_hash}.cwasm"));
-        let recorded = db.artifact_sha256(&key, &engine_hash)?;
+        let recorded = db.artifact_sha256(&key, engine_hash)?;
         let reusable = match (&recorded, std::fs::read(&artifact)) {
             (Some(expected), Ok(bytes)) if *expected == sha256_hex(&bytes) => true,
-            (_, Ok(_)) => {
+            (Some(_), Ok(_)) => {
                 tracing::warn!(component = name, artifact = %artifact.display(),
                     "compiled artifact does not match its recorded checksum; rebuilding it");
+                false
+            }
+            (None, Ok(_)) => {
+                tracing::warn!(component = name, artifact = %artifact.display(),
+                    "compiled artifact has no recorded checksum; rebuilding it");
                 false
             }
             (_, Err(_)) => false,
@@ -128,7 +134,7 @@ impl Registry {
             };
             let bytes = self.runtime.precompile(to_compile)?;
             write_atomically(&artifact, &bytes)?;
-            db.record_artifact(&key, &engine_hash, &sha256_hex(&bytes), bytes.len() as u64)?;
+            db.record_artifact(&key, engine_hash, &sha256_hex(&bytes), bytes.len() as u64)?;
             tracing::info!(component = name, artifact = %artifact.display(),
                 duration_ms = started.elapsed().as_millis() as u64, "compiled component ahead of time");
         }

@@ -42,6 +42,8 @@ pub struct Runtime {
     limits: Limits,
     /// One permit per pool slot: an invocation holds one from instantiation until its guest task ends.
     instance_slots: Arc<Semaphore>,
+    /// See [`Runtime::engine_hash`]; fixed for the engine's life, so computed once.
+    engine_hash: Arc<str>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -124,7 +126,10 @@ impl Runtime {
             .map_err(|e| anyhow!("failed to link wasi:http: {e}"))?;
         spawn_epoch_ticker(&engine);
         let instance_slots = Arc::new(Semaphore::new(limits.max_instances as usize));
-        Ok(Self { engine, linker: Arc::new(linker), limits, instance_slots })
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_hash = format!("{:016x}", hasher.finish()).into();
+        Ok(Self { engine, linker: Arc::new(linker), limits, instance_slots, engine_hash })
     }
 
     /// The limits invocations run under.
@@ -134,10 +139,8 @@ impl Runtime {
 
     /// Identifies the engine's code generation (wasmtime version, target, flags, tunables such as the memory
     /// reservation): compiled artifacts are only valid for an engine with the same hash.
-    pub fn engine_hash(&self) -> String {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
-        format!("{:016x}", hasher.finish())
+    pub fn engine_hash(&self) -> &str {
+        &self.engine_hash
     }
 
     /// Compiles a component ahead of time into an artifact for [`Runtime::load`].
@@ -146,14 +149,16 @@ impl Runtime {
     }
 
     /// Runs the component's `#[init]` once (its `wizer-initialize` export) and returns the component rewritten so
-    /// that its memory starts as init left it. Init runs under the same deadline and memory cap as a request; its
+    /// that its memory starts as init left it. Init runs under its own deadline (`init_timeout_ms`, not a request's: init is expected to be slow, and the
+    /// deadline also covers preparing the component) and under a request's memory cap; its
     /// failure (an `Err`, a panic, a trap, a timeout) is an error carrying what init printed on stderr.
     pub async fn snapshot(&self, wasm: &[u8], function_env: &FunctionEnv) -> anyhow::Result<Vec<u8>> {
         let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(64 << 10);
         let state = InvocationState::with_stderr(function_env, &self.limits, Some(stderr.clone()));
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(deadline_ticks(self.limits.timeout()));
+        let init_timeout = self.limits.init_timeout();
+        store.set_epoch_deadline(deadline_ticks(init_timeout));
         store.epoch_deadline_trap();
         let mut wizer = wasmtime_wizer::Wizer::new();
         // Required for wasip2 Rust components (wasmtime issue #13186); the export stays and is harmless.
@@ -161,11 +166,11 @@ impl Runtime {
         let linker = self.linker.clone();
         let run = wizer
             .run_component(&mut store, wasm, async |store, component| linker.instantiate_async(store, component).await);
-        match tokio::time::timeout(self.limits.timeout() + EPOCH_TICK * 5, run).await {
+        match tokio::time::timeout(init_timeout + EPOCH_TICK * 5, run).await {
             Ok(Ok((snapshot, _results))) => Ok(snapshot),
             Ok(Err(error)) => {
                 let printed = String::from_utf8_lossy(&stderr.contents()).trim().to_owned();
-                let reason = match classify_trap(error, self.limits.timeout()) {
+                let reason = match classify_trap(error, init_timeout) {
                     InvokeError::Timeout(deadline) => format!("it ran past its {deadline:?} deadline"),
                     other => other.to_string(),
                 };
@@ -174,7 +179,7 @@ impl Runtime {
                 }
                 anyhow::bail!("init failed: {printed} ({reason})")
             }
-            Err(_elapsed) => anyhow::bail!("init failed: it ran past its {:?} deadline", self.limits.timeout()),
+            Err(_elapsed) => anyhow::bail!("init failed: it ran past its {init_timeout:?} deadline"),
         }
     }
 

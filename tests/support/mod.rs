@@ -149,6 +149,15 @@ impl Host {
         self.stderr.lock().expect("stderr lock").clone()
     }
 
+    /// The host's log line for the request that produced `reply` (found by its `x-request-id`).
+    pub(crate) fn request_log_line(&self, reply: &Reply) -> String {
+        let id = reply.header("x-request-id").expect("request id");
+        let logs = self.wait_for_log(id);
+        let lines: Vec<&str> = logs.lines().filter(|l| l.contains(id) && l.contains(" request ")).collect();
+        assert_eq!(lines.len(), 1, "expected one log line for request {id}:\n{logs}");
+        lines[0].to_owned()
+    }
+
     /// Polls the logs until `needle` appears (the log line is written after the response is sent).
     pub(crate) fn wait_for_log(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
