@@ -42,7 +42,7 @@ fn invoke(c: &mut Criterion) {
     };
     c.bench_function("invoke no-op http function (instantiate + call + body)", |b| {
         b.to_async(&tokio).iter(|| async {
-            let response = runtime.invoke_http(&prepared, &env, request()).await.expect("invoke");
+            let response = runtime.invoke_http(&prepared, &env, Default::default(), request()).await.expect("invoke");
             assert_eq!(response.status(), 200);
             response.into_body().collect().await.expect("body").to_bytes()
         })

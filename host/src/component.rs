@@ -68,7 +68,16 @@ fn check_functions(functions: &[FunctionRecord]) -> anyhow::Result<()> {
             Trigger::Http { route, method } => router
                 .insert_str(route, method, &function.name)
                 .map_err(|e| anyhow!("function `{}`: {e}", function.name))?,
-            Trigger::Init => {}
+            Trigger::Cron { expression, timezone, .. } => {
+                edgefn_manifest::schedule::Schedule::parse(expression, timezone)
+                    .map_err(|e| anyhow!("cron function `{}`: {e}", function.name))?;
+            }
+            Trigger::Queue { queue: name, delivery } | Trigger::Topic { topic: name, delivery } => {
+                edgefn_manifest::record::validate_queue_name("queue or topic", name)
+                    .and_then(|()| delivery.validate())
+                    .map_err(|e| anyhow!("function `{}`: {e}", function.name))?;
+            }
+            Trigger::Init | Trigger::Invoke => {}
         }
     }
     Ok(())

@@ -48,6 +48,8 @@ pub struct Limits {
     /// Deadline of a component's deploy-time init (`#[edgefn::init]` and the SDK's start-up), which runs once and
     /// may legitimately be far slower than a request; it includes preparing the component for the snapshot.
     pub init_timeout_ms: u64,
+    /// The largest queue or topic message, in bytes; a bigger one is refused at send.
+    pub max_message_bytes: usize,
 }
 
 impl Default for Limits {
@@ -62,6 +64,7 @@ impl Default for Limits {
             idle_timeout_ms: 300_000,
             keep_resident_kib: 2048,
             init_timeout_ms: 60_000,
+            max_message_bytes: 1 << 20,
         }
     }
 }

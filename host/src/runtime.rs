@@ -7,8 +7,10 @@
 //! semaphore in front of the pool turns "pool full" into a short wait and then a 503, never a failure inside
 //! wasmtime.
 
+pub mod guest;
 mod state;
 
+use guest::{CallContext, GuestCall, GuestOutcome, Settlement};
 use state::InvocationState;
 pub use state::OutboundPolicy;
 
@@ -64,6 +66,17 @@ pub struct FunctionEnv {
 #[derive(Clone)]
 pub struct PreparedComponent {
     pre: ProxyPre<InvocationState>,
+    /// The `edgefn:function/handler` export, which every SDK component has (a mounted plain component does not).
+    guest: Option<guest::SdkPre<InvocationState>>,
+}
+
+/// How long an invocation may wait for a free instance slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotWait {
+    /// `queue_timeout_ms`, then [`InvokeError::Busy`]: requests and nested `invoke` calls, which someone waits on.
+    Bounded,
+    /// As long as it takes: background triggers (cron, queues), whose concurrency is bounded on their own.
+    Unbounded,
 }
 
 impl std::fmt::Debug for PreparedComponent {
@@ -124,6 +137,11 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("failed to link WASI: {e}"))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| anyhow!("failed to link wasi:http: {e}"))?;
+        guest::Sdk::add_to_linker::<InvocationState, wasmtime::component::HasSelf<InvocationState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(|e| anyhow!("failed to link edgefn:function/host: {e}"))?;
         spawn_epoch_ticker(&engine);
         let instance_slots = Arc::new(Semaphore::new(limits.max_instances as usize));
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -198,9 +216,74 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow!("the host cannot satisfy its imports: {e:#}"))?;
+        let guest = guest::SdkPre::new(instance_pre.clone()).ok();
         let pre = ProxyPre::new(instance_pre)
             .map_err(|e| anyhow!("it is not a wasi:http component (no `wasi:http/incoming-handler` export): {e:#}"))?;
-        Ok(PreparedComponent { pre })
+        Ok(PreparedComponent { pre, guest })
+    }
+
+    async fn acquire_slot(&self, wait: SlotWait) -> Result<tokio::sync::OwnedSemaphorePermit, InvokeError> {
+        let acquire = self.instance_slots.clone().acquire_owned();
+        let acquired = match wait {
+            SlotWait::Unbounded => acquire.await,
+            SlotWait::Bounded => match tokio::time::timeout(self.limits.queue_timeout(), acquire).await {
+                Ok(acquired) => acquired,
+                Err(_elapsed) => return Err(InvokeError::Busy(self.limits.max_instances)),
+            },
+        };
+        acquired.map_err(|_closed| InvokeError::Host("the instance pool is shut down".into()))
+    }
+
+    fn new_store(&self, function_env: &FunctionEnv, call: CallContext) -> Store<InvocationState> {
+        let mut state = InvocationState::new(function_env, &self.limits);
+        state.call = call;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(deadline_ticks(self.limits.timeout()));
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Runs one cron, queue, topic or invoke function through a fresh instance of `component`, under the same
+    /// deadline and memory cap as a request. Returns the function's outcome and the messages it settled (kept even
+    /// when it trapped or timed out, so that only the others are retried).
+    pub async fn call_guest(
+        &self,
+        component: &PreparedComponent,
+        function_env: &FunctionEnv,
+        call: CallContext,
+        guest_call: GuestCall,
+        wait: SlotWait,
+    ) -> (Result<GuestOutcome, InvokeError>, Vec<(String, Settlement)>) {
+        let Some(pre) = component.guest.clone() else {
+            let error = InvokeError::Host("the component has no `edgefn:function/handler` export".into());
+            return (Err(error), Vec::new());
+        };
+        let _slot = match self.acquire_slot(wait).await {
+            Ok(slot) => slot,
+            Err(error) => return (Err(error), Vec::new()),
+        };
+        let timeout = self.limits.timeout();
+        let mut store = self.new_store(function_env, call);
+        let run = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            let handler = instance.edgefn_function_handler();
+            match &guest_call {
+                GuestCall::Cron(event) => handler.call_on_cron(&mut store, event).await.map(|r| r.map(|()| Vec::new())),
+                GuestCall::Messages(delivery) => {
+                    handler.call_on_messages(&mut store, delivery).await.map(|r| r.map(|()| Vec::new()))
+                }
+                GuestCall::Invoke { function, payload } => handler.call_on_invoke(&mut store, function, payload).await,
+            }
+        };
+        // The epoch deadline stops a guest that computes; this one also stops a guest blocked in a host call.
+        let outcome = match tokio::time::timeout(timeout + EPOCH_TICK * 5, run).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(error)) => Err(classify_trap(error, timeout)),
+            Err(_elapsed) => Err(InvokeError::Timeout(timeout)),
+        };
+        let settlements = std::mem::take(&mut store.data_mut().call.settlements);
+        (outcome, settlements)
     }
 
     /// Runs one HTTP request through a fresh instance of `component`.
@@ -208,20 +291,12 @@ impl Runtime {
         &self,
         component: &PreparedComponent,
         function_env: &FunctionEnv,
+        call: CallContext,
         request: http::Request<Bytes>,
     ) -> Result<http::Response<HyperOutgoingBody>, InvokeError> {
         let timeout = self.limits.timeout();
-        let slot = match tokio::time::timeout(self.limits.queue_timeout(), self.instance_slots.clone().acquire_owned())
-            .await
-        {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_closed)) => return Err(InvokeError::Host("the instance pool is shut down".into())),
-            Err(_elapsed) => return Err(InvokeError::Busy(self.limits.max_instances)),
-        };
-        let mut store = Store::new(&self.engine, InvocationState::new(function_env, &self.limits));
-        store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(deadline_ticks(timeout));
-        store.epoch_deadline_trap();
+        let slot = self.acquire_slot(SlotWait::Bounded).await?;
+        let mut store = self.new_store(function_env, call);
 
         let request = request.map(Full::new);
         let (sender, receiver) = tokio::sync::oneshot::channel();

@@ -1,4 +1,5 @@
-//! Persistent state in SQLite (`<data dir>/edgefn.db`): what is deployed.
+//! Persistent state in SQLite (`<data dir>/edgefn.db`): what is deployed, the queues, the cron schedules and
+//! their run history (the last two through their own connections, see [`connect`]).
 //!
 //! rusqlite is blocking: callers on the async runtime go through `spawn_blocking`. Schema changes are numbered
 //! migrations applied in order at open, tracked with `PRAGMA user_version`.
@@ -29,7 +30,54 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         PRIMARY KEY (component_hash, engine_hash)
     );",
+    // Durable queues (queue.rs). One table for every queue, dead-letter queues included: a message is ready when
+    // `visible_at` has passed; a lease pushes `visible_at` to the lease's end, so a lease that is never settled
+    // (the host died) makes the message visible again by itself. AUTOINCREMENT: a message id is never reused.
+    "CREATE TABLE queue_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue TEXT NOT NULL,
+        body BLOB NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        enqueued_at INTEGER NOT NULL,
+        visible_at INTEGER NOT NULL,
+        leased INTEGER NOT NULL DEFAULT 0,
+        origin_queue TEXT,
+        last_error TEXT
+    );
+    CREATE INDEX queue_messages_by_priority ON queue_messages (queue, priority DESC, id);
+    CREATE INDEX queue_messages_by_origin ON queue_messages (origin_queue) WHERE origin_queue IS NOT NULL;",
+    // Cron (cron.rs): the last tick each schedule handled, and the history of runs.
+    "CREATE TABLE cron_state (
+        function TEXT PRIMARY KEY,
+        last_tick INTEGER NOT NULL
+    );
+    CREATE TABLE cron_runs (
+        id INTEGER PRIMARY KEY,
+        function TEXT NOT NULL,
+        scheduled_at INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        outcome TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        error TEXT,
+        delay_us INTEGER NOT NULL
+    );
+    CREATE INDEX cron_runs_by_function ON cron_runs (function, id);",
 ];
+
+/// Opens another connection to the database of `data_dir` (already migrated by [`Db::open`]), with the same
+/// settings: WAL, so readers never block the writer; `synchronous = NORMAL`, so a commit survives the process
+/// being killed (not a power cut: see the README); a busy timeout instead of instant `SQLITE_BUSY`.
+pub fn connect(data_dir: &Path) -> anyhow::Result<Connection> {
+    let path = data_dir.join("edgefn.db");
+    let conn = Connection::open(&path).with_context(|| format!("failed to open {}", path.display()))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
 
 /// A deployment as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]

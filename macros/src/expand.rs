@@ -47,6 +47,113 @@ fn expand(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     let args = parse::parse_args(attr)?;
     match &args.trigger {
         TriggerArgs::Http(http) => expand_http(func, http),
+        TriggerArgs::Cron { expression, timezone, policy } => {
+            let trigger =
+                Trigger::Cron { expression: expression.clone(), timezone: timezone.clone(), policy: policy.clone() };
+            expand_cron(func, trigger)
+        }
+        TriggerArgs::Queue { queue, span, delivery } => {
+            let marker = unique_marker("__edgefn_one_consumer_per_queue__", queue, *span);
+            let trigger = Trigger::Queue { queue: queue.clone(), delivery: delivery.clone() };
+            let expanded = expand_messages(func, "queue", trigger)?;
+            Ok(quote! { #marker #expanded })
+        }
+        TriggerArgs::Topic { topic, delivery } => {
+            expand_messages(func, "topic", Trigger::Topic { topic: topic.clone(), delivery: delivery.clone() })
+        }
+        TriggerArgs::Invoke => expand_invoke(func),
+    }
+}
+
+const CRON_SIGNATURE: &str = "fn name(event: CronEvent) -> Result<()>";
+
+fn expand_cron(func: &ItemFn, trigger: Trigger) -> syn::Result<TokenStream> {
+    let event_ty = validate::handler(func, "cron", "the event", CRON_SIGNATURE)?;
+    let name = &func.sig.ident;
+    let name_str = name.to_string();
+    let call = quote_spanned! {event_ty.span()=> #name(event) };
+    let into_result = quote_spanned! {output_span(func)=> ::edgefn::__private::IntoHandlerResult::into_handler_result(#call) };
+    let manifest = manifest_static(name, &encode_record(&FunctionRecord { name: name_str.clone(), trigger }));
+    Ok(quote! {
+        const _: () = {
+            fn __edgefn_call(event: ::edgefn::CronEvent) -> ::core::result::Result<(), ::edgefn::Error> {
+                #into_result
+            }
+            ::edgefn::__private::inventory::submit! {
+                ::edgefn::__private::CronFunction { name: #name_str, handler: __edgefn_call }
+            }
+        };
+        #manifest
+    })
+}
+
+fn expand_messages(func: &ItemFn, kind: &str, trigger: Trigger) -> syn::Result<TokenStream> {
+    let signature = "fn name(batch: Batch<T>) -> Result<()>";
+    let batch_ty = validate::handler(func, kind, "the batch", signature)?;
+    let name = &func.sig.ident;
+    let name_str = name.to_string();
+    let call = quote_spanned! {batch_ty.span()=> #name(::edgefn::__private::Batch::decode(source, messages)) };
+    let into_result = quote_spanned! {output_span(func)=> ::edgefn::__private::IntoHandlerResult::into_handler_result(#call) };
+    let manifest = manifest_static(name, &encode_record(&FunctionRecord { name: name_str.clone(), trigger }));
+    Ok(quote! {
+        const _: () = {
+            fn __edgefn_call(
+                source: ::std::string::String,
+                messages: ::std::vec::Vec<::edgefn::__private::RawMessage>,
+            ) -> ::core::result::Result<(), ::edgefn::Error> {
+                #into_result
+            }
+            ::edgefn::__private::inventory::submit! {
+                ::edgefn::__private::MessageFunction { name: #name_str, handler: __edgefn_call }
+            }
+        };
+        #manifest
+    })
+}
+
+fn expand_invoke(func: &ItemFn) -> syn::Result<TokenStream> {
+    let signature = "fn name(input: T) -> Result<R> (T: Deserialize, R: Serialize)";
+    let input_ty = validate::handler(func, "invoke", "the input", signature)?;
+    let name = &func.sig.ident;
+    let name_str = name.to_string();
+    let call = quote_spanned! {input_ty.span()=> #name(::edgefn::__private::decode_payload(payload)?) };
+    let into_result = quote_spanned! {output_span(func)=> ::edgefn::__private::IntoInvokeResult::into_invoke_result(#call) };
+    let record = FunctionRecord { name: name_str.clone(), trigger: Trigger::Invoke };
+    let manifest = manifest_static(name, &encode_record(&record));
+    Ok(quote! {
+        const _: () = {
+            fn __edgefn_call(payload: &[u8]) -> ::core::result::Result<::std::vec::Vec<u8>, ::edgefn::Error> {
+                #into_result
+            }
+            ::edgefn::__private::inventory::submit! {
+                ::edgefn::__private::InvokeFunction { name: #name_str, handler: __edgefn_call }
+            }
+        };
+        #manifest
+    })
+}
+
+fn output_span(func: &ItemFn) -> proc_macro2::Span {
+    match &func.sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => func.sig.ident.span(),
+    }
+}
+
+/// An item named after `value`: a second one in the same module is a compile error at `span`.
+fn unique_marker(prefix: &str, value: &str, span: proc_macro2::Span) -> TokenStream {
+    let mut name = prefix.to_owned();
+    for c in value.chars() {
+        match c {
+            c if c.is_ascii_alphanumeric() => name.push(c),
+            c => name.push_str(&format!("_x{:x}", c as u32)),
+        }
+    }
+    let ident = Ident::new(&name, span);
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, dead_code)]
+        struct #ident;
     }
 }
 

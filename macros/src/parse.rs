@@ -1,14 +1,17 @@
-//! Parsing `#[function(trigger = http("/route", method = "POST"))]` into [`FunctionArgs`].
+//! Parsing `#[function(trigger = ...)]` (`http`, `cron`, `queue`, `topic`, `invoke`) into [`FunctionArgs`], with
+//! every value checked: a bad route, cron expression, time zone or queue name is a compile error at the literal.
 
+use edgefn_manifest::record::{CatchUp, CronPolicy, Delivery, Overlap, validate_queue_name};
 use edgefn_manifest::route::RoutePattern;
+use edgefn_manifest::schedule::Schedule;
 use edgefn_manifest::router::{KNOWN_METHODS, MethodFilter};
 use proc_macro2::{Span, TokenStream};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::{Ident, LitStr, Token, parenthesized};
+use syn::{Ident, Lit, LitStr, Token, parenthesized};
 
 /// The trigger kinds the macro accepts. A closed set: adding one means teaching the host about it too.
-const TRIGGER_KINDS: &[&str] = &["http"];
+const TRIGGER_KINDS: &[&str] = &["http", "cron", "queue", "topic", "invoke"];
 
 /// Everything the attribute said, validated.
 pub(crate) struct FunctionArgs {
@@ -18,6 +21,10 @@ pub(crate) struct FunctionArgs {
 /// A validated trigger.
 pub(crate) enum TriggerArgs {
     Http(HttpTrigger),
+    Cron { expression: String, timezone: String, policy: CronPolicy },
+    Queue { queue: String, span: Span, delivery: Delivery },
+    Topic { topic: String, delivery: Delivery },
+    Invoke,
 }
 
 pub(crate) struct HttpTrigger {
@@ -36,10 +43,10 @@ impl HttpTrigger {
     }
 }
 
-/// `key = value` where the value is a string literal.
+/// `key = value` where the value is a string or integer literal.
 struct KeyValue {
     key: Ident,
-    value: LitStr,
+    value: Lit,
 }
 
 impl Parse for KeyValue {
@@ -47,28 +54,58 @@ impl Parse for KeyValue {
         let key: Ident = input.parse()?;
         input.parse::<Token![=]>()?;
         let value = input.parse().map_err(|e| {
-            syn::Error::new(e.span(), format!("`{key}` takes a string literal, e.g. `{key} = \"...\"`"))
+            syn::Error::new(e.span(), format!("`{key}` takes a literal, e.g. `{key} = \"...\"` or `{key} = 10`"))
         })?;
         Ok(Self { key, value })
     }
 }
 
-/// The arguments of `http(...)`: a route literal, then optional `key = "value"` pairs.
-struct HttpArgs {
-    route: LitStr,
+impl KeyValue {
+    fn string(&self) -> syn::Result<LitStr> {
+        match &self.value {
+            Lit::Str(value) => Ok(value.clone()),
+            other => Err(syn::Error::new(
+                other.span(),
+                format!("`{}` takes a string literal, e.g. `{} = \"...\"`", self.key, self.key),
+            )),
+        }
+    }
+
+    fn integer<N: std::str::FromStr>(&self) -> syn::Result<N>
+    where
+        N::Err: std::fmt::Display,
+    {
+        match &self.value {
+            Lit::Int(value) => value.base10_parse(),
+            other => Err(syn::Error::new(
+                other.span(),
+                format!("`{}` takes a whole number, e.g. `{} = 10`", self.key, self.key),
+            )),
+        }
+    }
+}
+
+/// The arguments of `kind(...)`: a string literal first (route, expression, queue or topic), then optional
+/// `key = value` pairs.
+struct TriggerCall {
+    first: LitStr,
     options: Punctuated<KeyValue, Token![,]>,
 }
 
-impl Parse for HttpArgs {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let route: LitStr = input.parse().map_err(|e| {
-            syn::Error::new(e.span(), "`http` takes the route first, as a string literal: `http(\"/hello/{name}\")`")
-        })?;
-        let mut options = Punctuated::new();
+impl TriggerCall {
+    fn parse(input: ParseStream<'_>, example: &str) -> syn::Result<Self> {
+        let first: LitStr = input.parse().map_err(|e| syn::Error::new(e.span(), example))?;
+        let mut options: Punctuated<KeyValue, Token![,]> = Punctuated::new();
         if input.parse::<Option<Token![,]>>()?.is_some() {
             options = Punctuated::parse_terminated(input)?;
         }
-        Ok(Self { route, options })
+        let mut seen = std::collections::BTreeSet::new();
+        for option in &options {
+            if !seen.insert(option.key.to_string()) {
+                return Err(syn::Error::new(option.key.span(), format!("duplicate key `{}`", option.key)));
+            }
+        }
+        Ok(Self { first, options })
     }
 }
 
@@ -77,7 +114,7 @@ impl Parse for FunctionArgs {
         if input.is_empty() {
             return Err(syn::Error::new(
                 Span::call_site(),
-                "missing trigger: write `#[function(trigger = http(\"/path\"))]`",
+                "missing trigger: write `#[function(trigger = http(\"/path\"))]` (or `cron(...)`, `queue(...)`, `topic(...)`, `invoke`)",
             ));
         }
         let mut trigger = None;
@@ -113,26 +150,42 @@ impl Parse for FunctionArgs {
 
 fn parse_trigger(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
     let kind: Ident = input.parse()?;
-    if !TRIGGER_KINDS.contains(&kind.to_string().as_str()) {
+    let kind_str = kind.to_string();
+    if !TRIGGER_KINDS.contains(&kind_str.as_str()) {
         return Err(syn::Error::new(
             kind.span(),
             format!("unknown trigger `{kind}`; expected one of {}", quoted_list(TRIGGER_KINDS)),
         ));
     }
+    if kind_str == "invoke" {
+        // `invoke` or `invoke()`: it takes no arguments.
+        if input.peek(syn::token::Paren) {
+            let content;
+            parenthesized!(content in input);
+            if !content.is_empty() {
+                return Err(content.error("`invoke` takes no arguments: `trigger = invoke`"));
+            }
+        }
+        return Ok(TriggerArgs::Invoke);
+    }
     let content;
     parenthesized!(content in input);
-    let args: HttpArgs = content.parse()?;
-    let route = RoutePattern::parse(&args.route.value()).map_err(|e| syn::Error::new(args.route.span(), e))?;
-    let mut method: Option<(MethodFilter, &Ident)> = None;
+    match kind_str.as_str() {
+        "http" => parse_http(&content),
+        "cron" => parse_cron(&content),
+        _ => parse_messages(&content, &kind_str),
+    }
+}
+
+fn parse_http(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
+    let args = TriggerCall::parse(input, "`http` takes the route first, as a string literal: `http(\"/hello/{name}\")`")?;
+    let route = RoutePattern::parse(&args.first.value()).map_err(|e| syn::Error::new(args.first.span(), e))?;
+    let mut method = None;
     for option in &args.options {
         match option.key.to_string().as_str() {
             "method" => {
-                if method.is_some() {
-                    return Err(syn::Error::new(option.key.span(), "duplicate key `method`"));
-                }
-                let parsed =
-                    MethodFilter::parse(&option.value.value()).map_err(|e| syn::Error::new(option.value.span(), e))?;
-                method = Some((parsed, &option.key));
+                let value = option.string()?;
+                method = Some(MethodFilter::parse(&value.value()).map_err(|e| syn::Error::new(value.span(), e))?);
             }
             other => {
                 return Err(syn::Error::new(
@@ -147,9 +200,83 @@ fn parse_trigger(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
     }
     Ok(TriggerArgs::Http(HttpTrigger {
         route,
-        route_span: args.route.span(),
-        method: method.map(|(m, _)| m).unwrap_or_else(|| MethodFilter::Only("GET".into())),
+        route_span: args.first.span(),
+        method: method.unwrap_or_else(|| MethodFilter::Only("GET".into())),
     }))
+}
+
+const CRON_KEYS: &[&str] = &["tz", "catch_up", "catch_up_limit", "overlap", "retries", "backoff_ms"];
+
+fn parse_cron(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
+    let args = TriggerCall::parse(input, "`cron` takes the expression first, as a string literal: `cron(\"0 */5 * * * *\")`")?;
+    let mut timezone = ("UTC".to_owned(), args.first.span());
+    let mut policy = CronPolicy::default();
+    for option in &args.options {
+        match option.key.to_string().as_str() {
+            "tz" => {
+                let value = option.string()?;
+                timezone = (value.value(), value.span());
+            }
+            "catch_up" => {
+                let value = option.string()?;
+                policy.catch_up = CatchUp::parse(&value.value()).ok_or_else(|| {
+                    syn::Error::new(value.span(), format!("`catch_up` is one of {}", quoted_list(CatchUp::NAMES)))
+                })?;
+            }
+            "overlap" => {
+                let value = option.string()?;
+                policy.overlap = Overlap::parse(&value.value()).ok_or_else(|| {
+                    syn::Error::new(value.span(), format!("`overlap` is one of {}", quoted_list(Overlap::NAMES)))
+                })?;
+            }
+            "catch_up_limit" => policy.catch_up_limit = option.integer()?,
+            "retries" => policy.retries = option.integer()?,
+            "backoff_ms" => policy.backoff_ms = option.integer()?,
+            other => {
+                return Err(syn::Error::new(
+                    option.key.span(),
+                    format!("unknown key `{other}` for a cron trigger; expected one of {}", quoted_list(CRON_KEYS)),
+                ));
+            }
+        }
+    }
+    let expression = args.first.value();
+    if let Err(error) = Schedule::parse(&expression, &timezone.0) {
+        let span = if error.starts_with("unknown time zone") { timezone.1 } else { args.first.span() };
+        return Err(syn::Error::new(span, error));
+    }
+    Ok(TriggerArgs::Cron { expression, timezone: timezone.0, policy })
+}
+
+const DELIVERY_KEYS: &[&str] = &["batch_size", "max_wait_ms", "max_retries", "dead_letter", "concurrency", "backoff_ms"];
+
+fn parse_messages(input: ParseStream<'_>, kind: &str) -> syn::Result<TriggerArgs> {
+    let example = format!("`{kind}` takes the {kind} name first, as a string literal: `{kind}(\"orders\")`");
+    let args = TriggerCall::parse(input, &example)?;
+    let name = args.first.value();
+    validate_queue_name(kind, &name).map_err(|e| syn::Error::new(args.first.span(), e))?;
+    let mut delivery = Delivery::default();
+    for option in &args.options {
+        match option.key.to_string().as_str() {
+            "batch_size" => delivery.batch_size = option.integer()?,
+            "max_wait_ms" => delivery.max_wait_ms = option.integer()?,
+            "max_retries" => delivery.max_retries = option.integer()?,
+            "concurrency" => delivery.concurrency = option.integer()?,
+            "backoff_ms" => delivery.backoff_ms = option.integer()?,
+            "dead_letter" => delivery.dead_letter = Some(option.string()?.value()),
+            other => {
+                return Err(syn::Error::new(
+                    option.key.span(),
+                    format!("unknown key `{other}` for a {kind} trigger; expected one of {}", quoted_list(DELIVERY_KEYS)),
+                ));
+            }
+        }
+    }
+    delivery.validate().map_err(|e| syn::Error::new(args.first.span(), e))?;
+    Ok(match kind {
+        "queue" => TriggerArgs::Queue { queue: name, span: args.first.span(), delivery },
+        _ => TriggerArgs::Topic { topic: name, delivery },
+    })
 }
 
 fn quoted_list(items: &[&str]) -> String {

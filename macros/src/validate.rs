@@ -7,11 +7,16 @@ const HTTP_SIGNATURE: &str = "fn name(req: Request) -> Response (or Result<Respo
 
 /// Validates an HTTP handler and returns the type of its request argument, to span type errors at it.
 pub(crate) fn http_handler(func: &ItemFn) -> syn::Result<Type> {
+    handler(func, "http", "the request", HTTP_SIGNATURE)
+}
+
+/// Validates a handler of `kind` taking exactly one argument (`what`), and returns that argument's type.
+pub(crate) fn handler(func: &ItemFn, kind: &str, what: &str, signature: &str) -> syn::Result<Type> {
     let sig = &func.sig;
     if let Some(asyncness) = &sig.asyncness {
         return Err(syn::Error::new_spanned(
             asyncness,
-            format!("edgefn functions are synchronous: remove `async` (expected `{HTTP_SIGNATURE}`)"),
+            format!("edgefn functions are synchronous: remove `async` (expected `{signature}`)"),
         ));
     }
     if let Some(unsafety) = &sig.unsafety {
@@ -20,7 +25,7 @@ pub(crate) fn http_handler(func: &ItemFn) -> syn::Result<Type> {
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         return Err(syn::Error::new_spanned(
             &sig.generics,
-            format!("an edgefn function cannot be generic (expected `{HTTP_SIGNATURE}`)"),
+            format!("an edgefn function cannot be generic (expected `{signature}`)"),
         ));
     }
     if let Some(variadic) = &sig.variadic {
@@ -32,7 +37,7 @@ pub(crate) fn http_handler(func: &ItemFn) -> syn::Result<Type> {
         return Err(syn::Error::new_spanned(
             spanned,
             format!(
-                "an http function takes exactly one argument, the request, but `{}` takes {}: expected `{HTTP_SIGNATURE}`",
+                "a {kind} function takes exactly one argument, {what}, but `{}` takes {}: expected `{signature}`",
                 sig.ident,
                 sig.inputs.len()
             ),
@@ -42,20 +47,22 @@ pub(crate) fn http_handler(func: &ItemFn) -> syn::Result<Type> {
         FnArg::Receiver(receiver) => {
             return Err(syn::Error::new_spanned(
                 receiver,
-                format!("an edgefn function is a free function, not a method: expected `{HTTP_SIGNATURE}`"),
+                format!("an edgefn function is a free function, not a method: expected `{signature}`"),
             ));
         }
         FnArg::Typed(pat) => (*pat.ty).clone(),
     };
     if let Type::Reference(reference) = &ty {
-        return Err(syn::Error::new_spanned(reference, "take the request by value: `req: Request`, not a reference"));
+        return Err(syn::Error::new_spanned(reference, format!("take {what} by value, not a reference: expected `{signature}`")));
     }
-    if let ReturnType::Default = sig.output {
+    // Cron, queue and topic functions may return nothing (success); http and invoke functions must answer.
+    if matches!(sig.output, ReturnType::Default) && matches!(kind, "http" | "invoke") {
         return Err(syn::Error::new_spanned(
             &sig.ident,
             format!(
-                "`{}` returns nothing; an http function returns a response: expected `{HTTP_SIGNATURE}`",
-                sig.ident
+                "`{}` returns nothing; a {kind} function returns {}: expected `{signature}`",
+                sig.ident,
+                if kind == "http" { "a response" } else { "a result" }
             ),
         ));
     }

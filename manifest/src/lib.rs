@@ -10,6 +10,8 @@
 //!   uses it to dispatch inside a component, the host to pick the component; both route the same way, which is what
 //!   makes a component answer identically under `edgefn` and under `wasmtime serve`.
 //!
+//! - [`schedule`] (feature `schedule`): cron expressions in IANA time zones, with daylight-saving rules.
+//!
 //! ```
 //! use edgefn_manifest::record::{FunctionRecord, Trigger, decode_section, encode_record};
 //!
@@ -25,6 +27,8 @@
 pub mod record;
 pub mod route;
 pub mod router;
+#[cfg(feature = "schedule")]
+pub mod schedule;
 
 /// Name of the custom section that holds the manifest records.
 pub const SECTION_NAME: &str = "edgefn-manifest";

@@ -35,6 +35,171 @@ pub enum Trigger {
     Http { route: String, method: String },
     /// `#[edgefn::init]`: runs once at deploy, and the memory it leaves becomes every instance's starting state.
     Init,
+    /// A schedule: a cron expression (5 or 6 fields, or an `@alias`) in an IANA time zone.
+    Cron {
+        expression: String,
+        #[serde(default = "utc")]
+        timezone: String,
+        #[serde(default)]
+        policy: CronPolicy,
+    },
+    /// The consumer of a durable queue. A queue has at most one consumer function.
+    Queue {
+        queue: String,
+        #[serde(default)]
+        delivery: Delivery,
+    },
+    /// A subscriber of a topic: every subscriber gets its own durable copy of each published message.
+    Topic {
+        topic: String,
+        #[serde(default)]
+        delivery: Delivery,
+    },
+    /// A command: called by name with a JSON payload (`edgefn::invoke`, the admin API, `edgefn invoke`), answers
+    /// with a JSON result.
+    Invoke,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+/// What a cron trigger does about missed ticks, overlapping runs and failures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CronPolicy {
+    /// Ticks missed while the host was down.
+    pub catch_up: CatchUp,
+    /// With [`CatchUp::All`], at most this many missed ticks run (the latest ones).
+    pub catch_up_limit: u32,
+    /// A tick that arrives while the previous run is still going.
+    pub overlap: Overlap,
+    /// How many times a failed run (an `Err`, a trap, a timeout) is retried before it is recorded as failed.
+    pub retries: u32,
+    /// The first retry waits this long; each next one twice as long.
+    pub backoff_ms: u64,
+}
+
+impl Default for CronPolicy {
+    fn default() -> Self {
+        Self { catch_up: CatchUp::One, catch_up_limit: 10, overlap: Overlap::Skip, retries: 3, backoff_ms: 1_000 }
+    }
+}
+
+/// Missed-tick policy of a cron trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    /// Run once for the latest missed tick (the default).
+    One,
+    /// Run nothing for missed ticks.
+    Skip,
+    /// Run every missed tick, up to `catch_up_limit`.
+    All,
+}
+
+impl CatchUp {
+    pub const NAMES: &[&str] = &["one", "skip", "all"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "one" => Some(Self::One),
+            "skip" => Some(Self::Skip),
+            "all" => Some(Self::All),
+            _ => None,
+        }
+    }
+}
+
+/// Overlap policy of a cron trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overlap {
+    /// A tick that arrives while a run is going is recorded as skipped (the default).
+    Skip,
+    /// Runs may overlap.
+    Allow,
+}
+
+impl Overlap {
+    pub const NAMES: &[&str] = &["skip", "allow"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "skip" => Some(Self::Skip),
+            "allow" => Some(Self::Allow),
+            _ => None,
+        }
+    }
+}
+
+/// How a queue or topic delivers messages to its consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Delivery {
+    /// At most this many messages per invocation.
+    pub batch_size: u32,
+    /// How long a partial batch waits for more messages before it is delivered anyway.
+    pub max_wait_ms: u64,
+    /// A message that failed this many retries (so `max_retries + 1` deliveries) goes to the dead-letter queue.
+    pub max_retries: u32,
+    /// The dead-letter queue; `<queue>-dlq` when not set.
+    pub dead_letter: Option<String>,
+    /// Invocations of this consumer that may run at once.
+    pub concurrency: u32,
+    /// The first retry of a message waits this long; each next one twice as long (capped at 15 minutes).
+    pub backoff_ms: u64,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self { batch_size: 10, max_wait_ms: 100, max_retries: 3, dead_letter: None, concurrency: 2, backoff_ms: 1_000 }
+    }
+}
+
+/// Limits the macro and the host both enforce on trigger settings.
+pub mod bounds {
+    /// The largest `batch_size`.
+    pub const MAX_BATCH_SIZE: u32 = 1_000;
+    /// The largest `concurrency` of one consumer.
+    pub const MAX_CONCURRENCY: u32 = 256;
+    /// The longest queue, topic or dead-letter queue name.
+    pub const MAX_QUEUE_NAME: usize = 200;
+}
+
+/// Checks a queue or topic name: 1 to 200 characters from `A-Z a-z 0-9 . _ - @ /`.
+pub fn validate_queue_name(kind: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("{kind} name is empty"));
+    }
+    if name.len() > bounds::MAX_QUEUE_NAME {
+        return Err(format!("{kind} name `{name}` is longer than {} characters", bounds::MAX_QUEUE_NAME));
+    }
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-@/".contains(*c))) {
+        return Err(format!("{kind} name `{name}` contains `{bad}`; use letters, digits and `. _ - @ /`"));
+    }
+    Ok(())
+}
+
+impl Delivery {
+    /// Checks the settings' ranges; the error names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch_size == 0 || self.batch_size > bounds::MAX_BATCH_SIZE {
+            return Err(format!("batch_size must be between 1 and {}", bounds::MAX_BATCH_SIZE));
+        }
+        if self.concurrency == 0 || self.concurrency > bounds::MAX_CONCURRENCY {
+            return Err(format!("concurrency must be between 1 and {}", bounds::MAX_CONCURRENCY));
+        }
+        if let Some(dead_letter) = &self.dead_letter {
+            validate_queue_name("dead_letter queue", dead_letter)?;
+        }
+        Ok(())
+    }
+
+    /// The dead-letter queue of `queue`.
+    pub fn dead_letter_queue(&self, queue: &str) -> String {
+        self.dead_letter.clone().unwrap_or_else(|| format!("{queue}-dlq"))
+    }
 }
 
 impl std::fmt::Display for Trigger {
@@ -42,6 +207,10 @@ impl std::fmt::Display for Trigger {
         match self {
             Trigger::Http { route, method } => write!(f, "http {method} {route}"),
             Trigger::Init => f.write_str("init (runs once at deploy; instances start from its snapshot)"),
+            Trigger::Cron { expression, timezone, .. } => write!(f, "cron \"{expression}\" ({timezone})"),
+            Trigger::Queue { queue, .. } => write!(f, "queue {queue}"),
+            Trigger::Topic { topic, .. } => write!(f, "topic {topic}"),
+            Trigger::Invoke => f.write_str("invoke"),
         }
     }
 }
@@ -137,6 +306,38 @@ mod tests {
         let mut section = encode_record(&b);
         section.extend(encode_record(&a));
         assert_eq!(decode_section(&section).unwrap(), vec![b, a]);
+    }
+
+    #[test]
+    fn new_trigger_kinds_round_trip_and_fill_defaults() {
+        let cron = FunctionRecord {
+            name: "tick".into(),
+            trigger: Trigger::Cron {
+                expression: "*/5 * * * * *".into(),
+                timezone: "Europe/Berlin".into(),
+                policy: CronPolicy { catch_up: CatchUp::All, ..CronPolicy::default() },
+            },
+        };
+        let queue = FunctionRecord {
+            name: "process".into(),
+            trigger: Trigger::Queue { queue: "orders".into(), delivery: Delivery::default() },
+        };
+        let mut section = encode_record(&cron);
+        section.extend(encode_record(&queue));
+        assert_eq!(decode_section(&section).unwrap(), vec![cron, queue]);
+        let minimal: Trigger = serde_json::from_str(r#"{"kind":"cron","expression":"@hourly"}"#).unwrap();
+        assert_eq!(
+            minimal,
+            Trigger::Cron { expression: "@hourly".into(), timezone: "UTC".into(), policy: CronPolicy::default() }
+        );
+    }
+
+    #[test]
+    fn queue_names_are_checked() {
+        assert!(validate_queue_name("queue", "orders-dlq").is_ok());
+        assert!(validate_queue_name("topic", "order.created").is_ok());
+        assert!(validate_queue_name("queue", "").unwrap_err().contains("empty"));
+        assert!(validate_queue_name("queue", "a b").unwrap_err().contains("` `"));
     }
 
     #[test]

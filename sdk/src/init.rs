@@ -51,28 +51,3 @@ pub(crate) fn ensure() -> Result<(), &'static str> {
     .copied()
     .map_err(String::as_str)
 }
-
-/// The component's `wizer-initialize` export: the host calls it once at deploy, then snapshots the memory.
-#[cfg(target_family = "wasm")]
-mod snapshot_export {
-    wit_bindgen::generate!({
-        inline: "package edgefn:snapshot; world init { export wizer-initialize: func(); }",
-        world: "init",
-    });
-
-    struct Snapshot;
-
-    impl Guest for Snapshot {
-        fn wizer_initialize() {
-            // Everything an instance would otherwise build on its first request goes into the snapshot too.
-            crate::dispatch::warm_up();
-            if let Err(error) = super::ensure() {
-                // The host reports this line as the reason the deploy was refused.
-                eprintln!("edgefn: {error}");
-                std::process::abort();
-            }
-        }
-    }
-
-    export!(Snapshot);
-}

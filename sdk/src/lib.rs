@@ -29,14 +29,23 @@
 //!   host does, so `wasmtime serve` answers exactly like `edgefn up`.
 //! - An `Err` becomes a JSON error response carrying the request id: the error's status for client errors (a bad
 //!   JSON body is a 400), 500 with the details logged (not sent) otherwise.
+//! - Besides HTTP, a function can be triggered by a schedule (`cron("0 */5 * * * *", tz = "Europe/Berlin")`,
+//!   taking a [`CronEvent`]), a durable queue (`queue("orders")`, taking a [`Batch`]), a topic (`topic("name")`)
+//!   or by name (`invoke`, JSON in and out). Functions produce with [`queue::send`], [`topic::publish`] and
+//!   [`invoke()`], and call out with [`fetch()`].
 //! - [`config`] reads the configuration and secrets the host hands to the function.
 //! - [`init`] marks a one-time initialization function. The host runs it once at deploy and snapshots the memory
 //!   it leaves, so every invocation starts warm. [`random`] and [`collections`] stay random across such
 //!   snapshots.
 
+#[cfg(target_family = "wasm")]
+mod bindings;
 mod dispatch;
 mod error;
+mod handlers;
+mod host;
 mod init;
+mod invoke;
 mod request;
 mod response;
 #[cfg(target_family = "wasm")]
@@ -44,8 +53,17 @@ mod wasi;
 
 pub mod collections;
 pub mod config;
+pub mod cron;
+pub mod fetch;
+pub mod queue;
 pub mod random;
 pub mod testing;
+pub mod topic;
+
+pub use cron::CronEvent;
+pub use fetch::fetch;
+pub use invoke::invoke;
+pub use queue::{Batch, Message};
 
 pub use edgefn_macros::{function, init};
 pub use error::{Error, Result};
@@ -58,13 +76,17 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Everything a function author usually needs: `use edgefn::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Error, IntoResponse, Request, Response, Result, function};
+    pub use crate::{Batch, CronEvent, Error, IntoResponse, Message, Request, Response, Result, function};
 }
 
 /// Used by the code `#[function]` generates. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::dispatch::HttpFunction;
+    pub use crate::handlers::{
+        CronFunction, IntoHandlerResult, IntoInvokeResult, InvokeFunction, MessageFunction, decode_payload,
+    };
     pub use crate::init::{InitFunction, IntoInitResult};
+    pub use crate::queue::{Batch, RawMessage};
     pub use inventory;
 }

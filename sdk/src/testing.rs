@@ -89,3 +89,34 @@ pub fn request(method: &str, uri: &str) -> TestRequest {
 pub fn call(request: impl Into<Request>) -> Response {
     Response::from(dispatch::dispatch(request.into().into_inner()))
 }
+
+/// A batch of messages with these bodies, as a queue consumer would receive it (first delivery, ids `1`, `2`, ...).
+pub fn batch<T: Serialize + crate::queue::MessageBody>(bodies: &[T]) -> crate::Batch<T> {
+    let raw = bodies
+        .iter()
+        .enumerate()
+        .map(|(index, body)| crate::queue::RawMessage {
+            id: (index + 1).to_string(),
+            body: serde_json::to_vec(body).expect("a test message body serializes"),
+            attempts: 1,
+            priority: 0,
+            enqueued_at_ms: 0,
+        })
+        .collect();
+    crate::Batch::decode("test".to_owned(), raw)
+}
+
+#[cfg(not(target_family = "wasm"))]
+pub use crate::host::imp::Sent;
+
+/// Takes what the functions of this thread sent to queues and published to topics so far.
+#[cfg(not(target_family = "wasm"))]
+pub fn outbox() -> Vec<Sent> {
+    crate::host::imp::OUTBOX.with(|outbox| std::mem::take(&mut *outbox.borrow_mut()))
+}
+
+/// Takes the messages settled on this thread so far (acked, retried or dead-lettered), by id.
+#[cfg(not(target_family = "wasm"))]
+pub fn settlements() -> Vec<(String, crate::queue::Settled)> {
+    crate::host::imp::SETTLED.with(|settled| std::mem::take(&mut *settled.borrow_mut()))
+}

@@ -1,6 +1,8 @@
 //! `edgefn up`: deploy, print what is served, serve until Ctrl-C or SIGTERM.
 
+use crate::admin;
 use crate::config::HostConfig;
+use crate::platform::Platform;
 use crate::deploy::{self, Source};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
@@ -43,6 +45,9 @@ pub(crate) struct UpArgs {
     /// Exit when standard input closes: lets a supervising process (the test suite) tie the host's life to its own.
     #[arg(long, hide = true)]
     exit_on_stdin_close: bool,
+    /// Address of the admin API (queues, topics, cron history, manual fire; bearer token in the data dir).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    admin_listen: SocketAddr,
     /// Do not snapshot #[init]: run it in every instance instead (for comparison and debugging).
     #[arg(long)]
     no_snapshot: bool,
@@ -117,6 +122,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
     // Deploying is blocking work (compiling), done here before serving; snapshots run init on the runtime.
     let entered = tokio.enter();
     let db = Db::open(&args.data)?;
+    let _lock = lock_data_dir(&args.data)?;
     let registry = Arc::new(Registry::new(Runtime::new(config.limits.clone())?, &args.data)?);
     let deployment = deploy::deploy_all(&registry, &config, &db, &sources);
     for (path, error) in &deployment.refused {
@@ -126,6 +132,8 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         bail!("no component could be deployed");
     }
     let routes = deploy::route_table(&deployment.components)?;
+    let platform = Arc::new(Platform::new(registry.clone(), &args.data, &deployment.components)?);
+    let (token, created) = admin::load_or_create_token(&args.data)?;
     drop(entered);
 
     tokio.block_on(async move {
@@ -133,10 +141,28 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("failed to listen on {}", args.listen))?;
         let address = listener.local_addr()?;
+        let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
+            .await
+            .with_context(|| format!("failed to listen on {} (admin API; change it with --admin-listen)", args.admin_listen))?;
+        let admin_address = admin_listener.local_addr()?;
         print_functions(&deployment.components, address);
+        let token_path = args.data.join(admin::TOKEN_FILE);
+        if created {
+            println!("admin token (new, saved in {}): {token}", token_path.display());
+        } else {
+            println!("admin token: {token} (from {})", token_path.display());
+        }
+        println!("edgefn admin API on http://{admin_address}");
         println!("edgefn listening on http://{address} (data: {})", args.data.display());
         spawn_idle_sweeper(registry.clone());
-        let app = HttpTrigger::new(routes, registry).into_app();
+        platform.start()?;
+        let admin_app = admin::app(platform.clone(), token);
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(admin_listener, admin_app).await {
+                tracing::error!(%error, "admin API failed");
+            }
+        });
+        let app = HttpTrigger::new(routes, registry, Some(platform)).into_app();
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("server failed")
     })
 }
@@ -151,7 +177,34 @@ fn print_functions(components: &[std::sync::Arc<deploy::Deployed>], address: Soc
                     println!("  {:24} {method:7} http://{address}{route}", function.name);
                 }
                 Trigger::Init => println!("  {:24} init    snapshot taken at deploy", function.name),
+                Trigger::Cron { expression, timezone, .. } => {
+                    println!("  {:24} cron    \"{expression}\" ({timezone})", function.name)
+                }
+                Trigger::Queue { queue, .. } => println!("  {:24} queue   {queue}", function.name),
+                Trigger::Topic { topic, .. } => println!("  {:24} topic   {topic}", function.name),
+                Trigger::Invoke => println!("  {:24} invoke  edgefn invoke {}", function.name, function.name),
             }
+        }
+    }
+}
+
+/// Holds `<data dir>/lock` for the life of the host: two hosts on one data dir would hand out each other's
+/// queue messages and release each other's leases.
+fn lock_data_dir(data: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = data.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("failed to open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!("another edgefn host is running on data dir {}: stop it, or use another --data", data.display())
+        }
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("failed to lock {}", path.display()))
         }
     }
 }

@@ -69,6 +69,7 @@ pub(crate) struct InvocationState {
     table: ResourceTable,
     hooks: PolicyHooks,
     pub(crate) limits: StoreLimits,
+    pub(crate) call: super::guest::CallContext,
 }
 
 impl InvocationState {
@@ -97,6 +98,7 @@ impl InvocationState {
             table: ResourceTable::new(),
             hooks: PolicyHooks { policy: function_env.outbound.clone() },
             limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes()).trap_on_grow_failure(false).build(),
+            call: super::guest::CallContext::default(),
         }
     }
 }

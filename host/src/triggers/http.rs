@@ -22,11 +22,17 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub struct HttpTrigger {
     routes: Router<RouteTarget>,
     registry: Arc<Registry>,
+    /// What HTTP functions reach through `edgefn:function/host` (queues, topics, invoke).
+    platform: Option<Arc<crate::platform::Platform>>,
 }
 
 impl HttpTrigger {
-    pub fn new(routes: Router<RouteTarget>, registry: Arc<Registry>) -> Self {
-        Self { routes, registry }
+    pub fn new(
+        routes: Router<RouteTarget>,
+        registry: Arc<Registry>,
+        platform: Option<Arc<crate::platform::Platform>>,
+    ) -> Self {
+        Self { routes, registry, platform }
     }
 
     /// The axum app: `/healthz` plus every function route.
@@ -136,7 +142,8 @@ async fn invoke(
     request: http::Request<Bytes>,
     request_id: &str,
 ) -> Response {
-    match trigger.registry.runtime().invoke_http(prepared, &target.component.env, request).await {
+    let call = crate::runtime::guest::CallContext::new(trigger.platform.clone(), vec![target.label()]);
+    match trigger.registry.runtime().invoke_http(prepared, &target.component.env, call, request).await {
         Ok(response) => response.map(Body::new),
         Err(error) => {
             let status = match &error {

@@ -1,0 +1,253 @@
+//! The cron trigger: one scheduler task per cron function, its state and run history in SQLite.
+//!
+//! - Ticks come from [`Schedule`] (time zones, daylight-saving rules). The scheduler sleeps until the next tick,
+//!   records it as handled, and fires it.
+//! - At start, ticks missed while the host was down follow the function's `catch_up` policy: `one` (default)
+//!   runs the latest missed tick once, `skip` runs none, `all` runs them oldest first, at most `catch_up_limit`.
+//! - `overlap = "skip"` (default): a tick that arrives while a run (its retries included) is going is recorded
+//!   as `skipped`, not started.
+//! - A failed attempt (an `Err`, a trap, a timeout) is retried after `backoff_ms`, doubling, up to `retries`
+//!   times; then the run is recorded as `failed` and logged as an error. Every attempt is a row in the history.
+
+mod history;
+
+pub use history::{CronStore, RunRecord};
+
+use crate::deploy::Deployed;
+use crate::platform::{Platform, now_ms};
+use crate::runtime::SlotWait;
+use crate::runtime::guest::{CallContext, CronEvent, GuestCall};
+use chrono::{DateTime, Utc};
+use edgefn_manifest::record::{CatchUp, CronPolicy, Overlap};
+use edgefn_manifest::schedule::Schedule;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A deployed cron function.
+#[derive(Debug)]
+pub struct CronJob {
+    pub component: Arc<Deployed>,
+    pub function: String,
+    /// `component/function`: the key of its state and history.
+    pub label: String,
+    pub expression: String,
+    pub timezone: String,
+    pub schedule: Schedule,
+    pub policy: CronPolicy,
+    /// Runs going now (retries included).
+    running: AtomicU32,
+}
+
+impl CronJob {
+    /// Checks the expression and zone (a component built without the macro may carry anything).
+    pub fn new(
+        component: Arc<Deployed>,
+        function: &str,
+        expression: &str,
+        timezone: &str,
+        policy: &CronPolicy,
+    ) -> Result<Self, String> {
+        let schedule = Schedule::parse(expression, timezone)?;
+        Ok(Self {
+            label: format!("{}/{function}", component.name),
+            component,
+            function: function.to_owned(),
+            expression: expression.to_owned(),
+            timezone: timezone.to_owned(),
+            schedule,
+            policy: policy.clone(),
+            running: AtomicU32::new(0),
+        })
+    }
+}
+
+/// Runs `job`'s schedule until the host stops.
+pub async fn run_schedule(platform: Arc<Platform>, job: Arc<CronJob>) {
+    let store = platform.cron();
+    let now = Utc::now();
+    match store.last_tick(&job.label) {
+        Ok(Some(last)) => {
+            let last = DateTime::from_timestamp_millis(last).unwrap_or(now);
+            let missed = match job.policy.catch_up {
+                CatchUp::Skip => Vec::new(),
+                CatchUp::One => job.schedule.ticks_between(last, now, 1),
+                CatchUp::All => job.schedule.ticks_between(last, now, job.policy.catch_up_limit as usize),
+            };
+            if !missed.is_empty() {
+                tracing::info!(function = %job.label, missed = missed.len(), policy = ?job.policy.catch_up,
+                    "catching up on ticks missed while the host was down");
+                let (platform, job) = (platform.clone(), job.clone());
+                // In order, one after the other, as one long run: ticks arriving meanwhile follow the overlap policy.
+                job.running.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    for tick in missed {
+                        run_with_retries(&platform, &job, tick.timestamp_millis(), "catch-up").await;
+                    }
+                    job.running.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        }
+        Ok(None) => {}
+        Err(error) => tracing::error!(function = %job.label, %error, "failed to read the cron state; no catch-up"),
+    }
+    if let Err(error) = store.set_last_tick(&job.label, now.timestamp_millis()) {
+        tracing::error!(function = %job.label, %error, "failed to record the cron state");
+    }
+    let mut cursor = now;
+    loop {
+        let Some(next) = job.schedule.next_after(cursor) else {
+            tracing::warn!(function = %job.label, expression = %job.expression, "the schedule never fires again");
+            return;
+        };
+        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        cursor = next;
+        let tick = next.timestamp_millis();
+        if let Err(error) = store.set_last_tick(&job.label, tick) {
+            tracing::error!(function = %job.label, %error, "failed to record the cron state");
+        }
+        fire(&platform, &job, tick);
+    }
+}
+
+/// Starts the run of one scheduled tick, unless the overlap policy says to skip it.
+fn fire(platform: &Arc<Platform>, job: &Arc<CronJob>, tick: i64) {
+    let already_running = job.running.fetch_add(1, Ordering::SeqCst) > 0;
+    if already_running && job.policy.overlap == Overlap::Skip {
+        job.running.fetch_sub(1, Ordering::SeqCst);
+        let now = now_ms();
+        let run = RunRecord {
+            id: 0,
+            function: job.label.clone(),
+            scheduled_at: tick,
+            started_at: now,
+            finished_at: Some(now),
+            outcome: "skipped".into(),
+            attempt: 0,
+            reason: "schedule".into(),
+            error: Some("the previous run was still going (overlap = \"skip\")".into()),
+            delay_us: delay_us(tick),
+        };
+        tracing::warn!(function = %job.label, scheduled_at = tick, "cron tick skipped: the previous run is still going");
+        if let Err(error) = platform.cron().start_run(&run) {
+            tracing::error!(function = %job.label, %error, "failed to record a skipped cron run");
+        }
+        return;
+    }
+    let (platform, job) = (platform.clone(), job.clone());
+    tokio::spawn(async move {
+        run_with_retries(&platform, &job, tick, "schedule").await;
+        job.running.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+/// Runs a tick, retrying failed attempts per the policy. Returns the last attempt's record.
+async fn run_with_retries(platform: &Arc<Platform>, job: &CronJob, tick: i64, reason: &str) -> RunRecord {
+    let attempts = job.policy.retries.saturating_add(1);
+    let mut attempt = 1;
+    loop {
+        let last = attempt == attempts;
+        let record = run_once(platform, job, tick, reason, attempt, last).await;
+        if record.outcome == "succeeded" || last {
+            if record.outcome == "failed" {
+                tracing::error!(function = %job.label, scheduled_at = tick, attempts,
+                    error = record.error.as_deref().unwrap_or_default(), "cron run failed after its last retry");
+            }
+            return record;
+        }
+        let backoff = job.policy.backoff_ms.saturating_mul(1 << (attempt - 1).min(20));
+        tokio::time::sleep(Duration::from_millis(backoff)).await;
+        attempt += 1;
+    }
+}
+
+/// One attempt, recorded in the history. `last`: a failure is final (`failed`), not `retrying`.
+pub(crate) async fn run_once(
+    platform: &Arc<Platform>,
+    job: &CronJob,
+    tick: i64,
+    reason: &str,
+    attempt: u32,
+    last: bool,
+) -> RunRecord {
+    let started = Instant::now();
+    let started_at = now_ms();
+    let mut record = RunRecord {
+        id: 0,
+        function: job.label.clone(),
+        scheduled_at: tick,
+        started_at,
+        finished_at: None,
+        outcome: "running".into(),
+        attempt,
+        reason: reason.to_owned(),
+        error: None,
+        delay_us: delay_us(tick),
+    };
+    match platform.cron().start_run(&record) {
+        Ok(id) => record.id = id,
+        Err(error) => tracing::error!(function = %job.label, %error, "failed to record a cron run"),
+    }
+    let event = CronEvent {
+        function: job.function.clone(),
+        expression: job.expression.clone(),
+        timezone: job.timezone.clone(),
+        scheduled_at: tick,
+        fired_at: started_at,
+        attempt,
+        reason: reason.to_owned(),
+    };
+    let error = match platform.registry().get(&job.component) {
+        Ok((prepared, _start)) => {
+            let call = CallContext::new(Some(platform.clone()), vec![job.label.clone()]);
+            let (outcome, _) = platform
+                .runtime()
+                .call_guest(&prepared, &job.component.env, call, GuestCall::Cron(event), SlotWait::Unbounded)
+                .await;
+            match outcome {
+                Ok(Ok(_)) => None,
+                Ok(Err(message)) => Some(message),
+                Err(error) => Some(error.to_string()),
+            }
+        }
+        Err(error) => Some(format!("{error:#}")),
+    };
+    record.finished_at = Some(now_ms());
+    record.outcome = match (&error, last) {
+        (None, _) => "succeeded",
+        (Some(_), false) => "retrying",
+        (Some(_), true) => "failed",
+    }
+    .into();
+    record.error = error;
+    if record.id != 0
+        && let Err(error) =
+            platform.cron().finish_run(record.id, now_ms(), &record.outcome, record.error.as_deref())
+    {
+        tracing::error!(function = %job.label, %error, "failed to record the end of a cron run");
+    }
+    let duration_ms = started.elapsed().as_millis() as u64;
+    match &record.error {
+        None => tracing::info!(function = %job.label, scheduled_at = tick, attempt, reason, duration_ms, "cron run ok"),
+        Some(error) => tracing::warn!(function = %job.label, scheduled_at = tick, attempt, reason, duration_ms,
+            outcome = %record.outcome, %error, "cron run failed"),
+    }
+    record
+}
+
+/// Fires `job` now, once, by hand (admin API, `edgefn invoke FN --cron`): no retries, recorded as `manual`.
+pub async fn fire_manually(platform: &Arc<Platform>, job: &CronJob) -> RunRecord {
+    job.running.fetch_add(1, Ordering::SeqCst);
+    let record = run_once(platform, job, now_ms(), "manual", 1, true).await;
+    job.running.fetch_sub(1, Ordering::SeqCst);
+    record
+}
+
+fn delay_us(tick: i64) -> i64 {
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    now_us - tick * 1000
+}
