@@ -17,7 +17,9 @@
 //!
 //! [components.webhook]        # a component, by name (crate name or .wasm file stem)
 //! env = { GREETING = "hi" }   # handed to the function as its environment
-//! env_from_host = ["WEBHOOK_SECRET"]   # copied from the host's environment at start
+//! env_from_host = ["REGION"]  # copied from the host's environment at start
+//! secrets = { WEBHOOK_SECRET = "dev-only" }    # like env, and masked in everything the function prints
+//! secrets_from_host = ["GITHUB_TOKEN"]         # like env_from_host, and masked too
 //! allowed_outbound_hosts = ["api.github.com", "127.0.0.1:9000"]   # default: none
 //! ```
 
@@ -110,6 +112,9 @@ impl Limits {
 pub struct ComponentConfig {
     pub env: BTreeMap<String, String>,
     pub env_from_host: Vec<String>,
+    /// Environment entries whose values are secret: the host masks them in the function's stdout and stderr.
+    pub secrets: BTreeMap<String, String>,
+    pub secrets_from_host: Vec<String>,
     pub allowed_outbound_hosts: Vec<String>,
 }
 
@@ -149,7 +154,8 @@ impl HostConfig {
     pub fn component_env(&self, name: &str) -> anyhow::Result<Vec<(String, String)>> {
         let Some(component) = self.components.get(name) else { return Ok(Vec::new()) };
         let mut env: Vec<(String, String)> = component.env.clone().into_iter().collect();
-        for key in &component.env_from_host {
+        env.extend(component.secrets.clone());
+        for key in component.env_from_host.iter().chain(&component.secrets_from_host) {
             let value = std::env::var(key).with_context(|| {
                 format!(
                     "component `{name}` lists `{key}` in env_from_host, but the host has no such environment variable"
@@ -161,6 +167,12 @@ impl HostConfig {
     }
 
     /// Outbound hosts component `name` may call.
+    /// The names of component `name`'s secret entries (`secrets` and `secrets_from_host`).
+    pub fn secret_names(&self, name: &str) -> Vec<String> {
+        let Some(component) = self.components.get(name) else { return Vec::new() };
+        component.secrets.keys().chain(&component.secrets_from_host).cloned().collect()
+    }
+
     pub fn allowed_outbound_hosts(&self, name: &str) -> Vec<String> {
         self.components.get(name).map(|c| c.allowed_outbound_hosts.clone()).unwrap_or_default()
     }

@@ -112,8 +112,16 @@ fn deploy_one(registry: &Registry, config: &HostConfig, db: &Db, source: &Source
             }];
         }
     }
+    let component_env = config.component_env(&name)?;
+    let secret_names = config.secret_names(&name);
+    let secrets = component_env
+        .iter()
+        .filter(|(key, value)| secret_names.contains(key) && !value.is_empty())
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
     let env = FunctionEnv {
-        env: config.component_env(&name)?,
+        secrets: std::sync::Arc::new(secrets),
+        env: component_env,
         outbound: OutboundPolicy::allow(config.allowed_outbound_hosts(&name)),
     };
     let request = InstallRequest {

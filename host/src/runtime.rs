@@ -8,6 +8,7 @@
 //! wasmtime.
 
 pub mod guest;
+mod redact;
 mod state;
 
 use guest::{CallContext, GuestCall, GuestOutcome, Settlement};
@@ -59,6 +60,8 @@ impl std::fmt::Debug for Runtime {
 #[derive(Debug, Clone, Default)]
 pub struct FunctionEnv {
     pub env: Vec<(String, String)>,
+    /// `(name, value)` of the secret entries of `env`: masked in the function's stdout and stderr.
+    pub secrets: Arc<Vec<(String, String)>>,
     pub outbound: OutboundPolicy,
 }
 

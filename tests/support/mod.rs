@@ -22,7 +22,8 @@ pub(crate) fn components_target_dir() -> PathBuf {
 }
 
 /// The crates built into components for the tests.
-const COMPONENT_CRATES: &[&str] = &["hello", "webhook", "misbehave", "plain", "heavy-init", "bad-init"];
+const COMPONENT_CRATES: &[&str] =
+    &["hello", "webhook", "misbehave", "plain", "heavy-init", "bad-init", "automation", "order-pipeline", "uptime-monitor"];
 
 /// Builds every test component once per test binary and returns the path of `name`.wasm.
 pub(crate) fn component(name: &str) -> PathBuf {
@@ -56,6 +57,9 @@ pub(crate) struct Host {
     _temp: Option<tempfile::TempDir>,
     /// Everything the host printed on stdout before it started listening.
     pub(crate) banner: String,
+    /// The admin API's base URL and bearer token.
+    pub(crate) admin: String,
+    pub(crate) token: String,
     stderr: std::sync::Arc<Mutex<String>>,
 }
 
@@ -94,6 +98,8 @@ impl Host {
             // The host exits when this process does (a shared host lives in a static, which is never dropped).
             .arg("--exit-on-stdin-close")
             .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--admin-listen")
             .arg("127.0.0.1:0")
             .arg("--data")
             .arg(data)
@@ -135,9 +141,30 @@ impl Host {
                 let base = address.split_whitespace().next().expect("address").to_owned();
                 // Keep draining stdout so the host never blocks on a full pipe.
                 std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-                return Ok(Self { child, base, data: data.to_owned(), _temp: None, banner, stderr });
+                let admin = banner
+                    .lines()
+                    .find_map(|l| l.strip_prefix("edgefn admin API on "))
+                    .expect("the host printed its admin address")
+                    .trim()
+                    .to_owned();
+                let token =
+                    std::fs::read_to_string(data.join("admin-token")).expect("admin token").trim().to_owned();
+                return Ok(Self { child, base, data: data.to_owned(), _temp: None, banner, admin, token, stderr });
             }
         }
+    }
+
+    /// Calls the admin API with the host's token; returns the reply whatever its status.
+    pub(crate) fn admin(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Reply {
+        let auth = format!("Bearer {}", self.token);
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        send(method, &format!("{}{path}", self.admin), &[("authorization", &auth), ("content-type", "application/json")], body.as_bytes())
+    }
+
+    /// Kills the host with SIGKILL: no shutdown, no flushing, as in a crash.
+    pub(crate) fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -221,4 +248,88 @@ pub(crate) fn get(url: &str) -> Reply {
 
 pub(crate) fn post(url: &str, body: &str) -> Reply {
     send("POST", url, &[("content-type", "application/json")], body.as_bytes())
+}
+
+/// A tiny HTTP server on 127.0.0.1 that records every POST body by path: the functions under test report to it
+/// with outbound HTTP, so the tests see what really ran.
+pub(crate) struct Collector {
+    pub(crate) url: String,
+    /// `host:port`, for `allowed_outbound_hosts`.
+    pub(crate) authority: String,
+    received: std::sync::Arc<Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+impl Collector {
+    pub(crate) fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind collector");
+        let authority = listener.local_addr().expect("address").to_string();
+        let received = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let sink = sink.clone();
+                std::thread::spawn(move || serve_one(stream, &sink));
+            }
+        });
+        Self { url: format!("http://{authority}"), authority, received }
+    }
+
+    /// The bodies POSTed to `path` so far.
+    pub(crate) fn bodies(&self, path: &str) -> Vec<serde_json::Value> {
+        let received = self.received.lock().expect("collector lock");
+        received.iter().filter(|(p, _)| p == path).map(|(_, body)| body.clone()).collect()
+    }
+
+    /// Polls until `done(bodies)` holds, or panics after `timeout` with what arrived.
+    pub(crate) fn wait_for(
+        &self,
+        path: &str,
+        timeout: Duration,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let bodies = self.bodies(path);
+            if done(&bodies) {
+                return bodies;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting on {path}; received: {bodies:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn serve_one(stream: std::net::TcpStream, sink: &Mutex<Vec<(String, serde_json::Value)>>) {
+    use std::io::Write as _;
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        sink.lock().expect("collector lock").push((path, value));
+        let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    }
 }

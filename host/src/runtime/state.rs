@@ -1,6 +1,7 @@
 //! Per-invocation state: what lives in one `wasmtime::Store`, and dies with it.
 
 use super::FunctionEnv;
+use super::redact;
 use crate::config::Limits;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -84,10 +85,15 @@ impl InvocationState {
         stderr: Option<wasmtime_wasi::p2::pipe::MemoryOutputPipe>,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
-        wasi.inherit_stdout();
+        if function_env.secrets.is_empty() {
+            wasi.inherit_stdout();
+        } else {
+            wasi.stdout(redact::stream(redact::Target::Stdout, function_env.secrets.clone()));
+        }
         match stderr {
             Some(pipe) => wasi.stderr(pipe),
-            None => wasi.inherit_stderr(),
+            None if function_env.secrets.is_empty() => wasi.inherit_stderr(),
+            None => wasi.stderr(redact::stream(redact::Target::Stderr, function_env.secrets.clone())),
         };
         for (key, value) in &function_env.env {
             wasi.env(key, value);
