@@ -242,7 +242,11 @@ struct RedriveRequest {
     ids: Option<Vec<i64>>,
 }
 
-async fn redrive(State(platform): State<Arc<Platform>>, Path(queue): Path<String>, body: axum::body::Bytes) -> Response {
+async fn redrive(
+    State(platform): State<Arc<Platform>>,
+    Path(queue): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
     let request: RedriveRequest = if body.is_empty() {
         RedriveRequest::default()
     } else {
@@ -263,7 +267,11 @@ struct PublishRequest {
     body: Value,
 }
 
-async fn publish(State(platform): State<Arc<Platform>>, Path(topic): Path<String>, body: axum::body::Bytes) -> Response {
+async fn publish(
+    State(platform): State<Arc<Platform>>,
+    Path(topic): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
     let request: PublishRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid publish request: {e}")),

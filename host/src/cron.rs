@@ -222,8 +222,7 @@ pub(crate) async fn run_once(
     .into();
     record.error = error;
     if record.id != 0
-        && let Err(error) =
-            platform.cron().finish_run(record.id, now_ms(), &record.outcome, record.error.as_deref())
+        && let Err(error) = platform.cron().finish_run(record.id, now_ms(), &record.outcome, record.error.as_deref())
     {
         tracing::error!(function = %job.label, %error, "failed to record the end of a cron run");
     }
@@ -245,9 +244,7 @@ pub async fn fire_manually(platform: &Arc<Platform>, job: &CronJob) -> RunRecord
 }
 
 fn delay_us(tick: i64) -> i64 {
-    let now_us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0);
+    let now_us =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
     now_us - tick * 1000
 }

@@ -81,8 +81,11 @@ impl Platform {
         let mut crons = BTreeMap::new();
         for component in components.iter().filter(|c| !c.mounted) {
             for record in &component.inspection.functions {
-                let entry =
-                    FunctionEntry { component: component.clone(), name: record.name.clone(), trigger: record.trigger.clone() };
+                let entry = FunctionEntry {
+                    component: component.clone(),
+                    name: record.name.clone(),
+                    trigger: record.trigger.clone(),
+                };
                 let label = entry.label();
                 match &record.trigger {
                     Trigger::Cron { expression, timezone, policy } => {
@@ -253,15 +256,13 @@ impl Platform {
 
     /// Finds a function by `name` or `component/name` among those with one of `kinds`.
     pub fn find(&self, name: &str, what: &str, matches: impl Fn(&Trigger) -> bool) -> Result<&FunctionEntry, String> {
-        let candidates: Vec<&FunctionEntry> = self
-            .functions
-            .iter()
-            .filter(|f| matches(&f.trigger) && (f.name == name || f.label() == name))
-            .collect();
+        let candidates: Vec<&FunctionEntry> =
+            self.functions.iter().filter(|f| matches(&f.trigger) && (f.name == name || f.label() == name)).collect();
         match candidates.as_slice() {
             [one] => Ok(one),
             [] => {
-                let known: Vec<String> = self.functions.iter().filter(|f| matches(&f.trigger)).map(|f| f.label()).collect();
+                let known: Vec<String> =
+                    self.functions.iter().filter(|f| matches(&f.trigger)).map(|f| f.label()).collect();
                 Err(format!(
                     "no {what} function `{name}` is deployed{}",
                     if known.is_empty() { String::new() } else { format!(" (there are: {})", known.join(", ")) }
@@ -333,8 +334,10 @@ impl Platform {
 
     /// Moves dead letters of `queue` back into it.
     pub fn redrive(&self, queue: &str, ids: Option<&[i64]>) -> Result<usize, String> {
-        let moved =
-            self.queues.redrive(queue, ids, now_ms()).map_err(|e| format!("failed to re-drive queue `{queue}`: {e}"))?;
+        let moved = self
+            .queues
+            .redrive(queue, ids, now_ms())
+            .map_err(|e| format!("failed to re-drive queue `{queue}`: {e}"))?;
         tracing::info!(%queue, messages = moved, "re-drove dead letters");
         self.wake(queue);
         Ok(moved)

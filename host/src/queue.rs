@@ -58,7 +58,10 @@ impl Consumer {
         if message.attempts > self.delivery.max_retries {
             return Outcome::DeadLetter {
                 queue: self.dead_letter_queue.clone(),
-                reason: format!("failed {} deliveries (max_retries = {}); last error: {error}", message.attempts, self.delivery.max_retries),
+                reason: format!(
+                    "failed {} deliveries (max_retries = {}); last error: {error}",
+                    message.attempts, self.delivery.max_retries
+                ),
             };
         }
         let delay = delay_ms.filter(|d| *d > 0).unwrap_or_else(|| self.backoff_ms(message.attempts));
@@ -138,7 +141,13 @@ async fn deliver(platform: &Arc<Platform>, consumer: &Arc<Consumer>, leased: Vec
             let call = CallContext::new(Some(platform.clone()), vec![consumer.label.clone()]);
             platform
                 .runtime()
-                .call_guest(&prepared, &consumer.component.env, call, GuestCall::Messages(delivery), SlotWait::Unbounded)
+                .call_guest(
+                    &prepared,
+                    &consumer.component.env,
+                    call,
+                    GuestCall::Messages(delivery),
+                    SlotWait::Unbounded,
+                )
                 .await
         }
         Err(error) => (Err(crate::runtime::InvokeError::Host(format!("{error:#}"))), Vec::new()),

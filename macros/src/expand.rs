@@ -72,7 +72,8 @@ fn expand_cron(func: &ItemFn, trigger: Trigger) -> syn::Result<TokenStream> {
     let name = &func.sig.ident;
     let name_str = name.to_string();
     let call = quote_spanned! {event_ty.span()=> #name(event) };
-    let into_result = quote_spanned! {output_span(func)=> ::edgefn::__private::IntoHandlerResult::into_handler_result(#call) };
+    let into_result =
+        quote_spanned! {output_span(func)=> ::edgefn::__private::IntoHandlerResult::into_handler_result(#call) };
     let manifest = manifest_static(name, &encode_record(&FunctionRecord { name: name_str.clone(), trigger }));
     Ok(quote! {
         const _: () = {
@@ -93,7 +94,8 @@ fn expand_messages(func: &ItemFn, kind: &str, trigger: Trigger) -> syn::Result<T
     let name = &func.sig.ident;
     let name_str = name.to_string();
     let call = quote_spanned! {batch_ty.span()=> #name(::edgefn::__private::Batch::decode(source, messages)) };
-    let into_result = quote_spanned! {output_span(func)=> ::edgefn::__private::IntoHandlerResult::into_handler_result(#call) };
+    let into_result =
+        quote_spanned! {output_span(func)=> ::edgefn::__private::IntoHandlerResult::into_handler_result(#call) };
     let manifest = manifest_static(name, &encode_record(&FunctionRecord { name: name_str.clone(), trigger }));
     Ok(quote! {
         const _: () = {
@@ -117,7 +119,8 @@ fn expand_invoke(func: &ItemFn) -> syn::Result<TokenStream> {
     let name = &func.sig.ident;
     let name_str = name.to_string();
     let call = quote_spanned! {input_ty.span()=> #name(::edgefn::__private::decode_payload(payload)?) };
-    let into_result = quote_spanned! {output_span(func)=> ::edgefn::__private::IntoInvokeResult::into_invoke_result(#call) };
+    let into_result =
+        quote_spanned! {output_span(func)=> ::edgefn::__private::IntoInvokeResult::into_invoke_result(#call) };
     let record = FunctionRecord { name: name_str.clone(), trigger: Trigger::Invoke };
     let manifest = manifest_static(name, &encode_record(&record));
     Ok(quote! {

@@ -3,8 +3,8 @@
 
 use edgefn_manifest::record::{CatchUp, CronPolicy, Delivery, Overlap, validate_queue_name};
 use edgefn_manifest::route::RoutePattern;
-use edgefn_manifest::schedule::Schedule;
 use edgefn_manifest::router::{KNOWN_METHODS, MethodFilter};
+use edgefn_manifest::schedule::Schedule;
 use proc_macro2::{Span, TokenStream};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
@@ -178,7 +178,8 @@ fn parse_trigger(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
 }
 
 fn parse_http(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
-    let args = TriggerCall::parse(input, "`http` takes the route first, as a string literal: `http(\"/hello/{name}\")`")?;
+    let args =
+        TriggerCall::parse(input, "`http` takes the route first, as a string literal: `http(\"/hello/{name}\")`")?;
     let route = RoutePattern::parse(&args.first.value()).map_err(|e| syn::Error::new(args.first.span(), e))?;
     let mut method = None;
     for option in &args.options {
@@ -208,7 +209,8 @@ fn parse_http(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
 const CRON_KEYS: &[&str] = &["tz", "catch_up", "catch_up_limit", "overlap", "retries", "backoff_ms"];
 
 fn parse_cron(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
-    let args = TriggerCall::parse(input, "`cron` takes the expression first, as a string literal: `cron(\"0 */5 * * * *\")`")?;
+    let args =
+        TriggerCall::parse(input, "`cron` takes the expression first, as a string literal: `cron(\"0 */5 * * * *\")`")?;
     let mut timezone = ("UTC".to_owned(), args.first.span());
     let mut policy = CronPolicy::default();
     for option in &args.options {
@@ -248,7 +250,8 @@ fn parse_cron(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
     Ok(TriggerArgs::Cron { expression, timezone: timezone.0, policy })
 }
 
-const DELIVERY_KEYS: &[&str] = &["batch_size", "max_wait_ms", "max_retries", "dead_letter", "concurrency", "backoff_ms"];
+const DELIVERY_KEYS: &[&str] =
+    &["batch_size", "max_wait_ms", "max_retries", "dead_letter", "concurrency", "backoff_ms"];
 
 fn parse_messages(input: ParseStream<'_>, kind: &str) -> syn::Result<TriggerArgs> {
     let example = format!("`{kind}` takes the {kind} name first, as a string literal: `{kind}(\"orders\")`");
@@ -267,7 +270,10 @@ fn parse_messages(input: ParseStream<'_>, kind: &str) -> syn::Result<TriggerArgs
             other => {
                 return Err(syn::Error::new(
                     option.key.span(),
-                    format!("unknown key `{other}` for a {kind} trigger; expected one of {}", quoted_list(DELIVERY_KEYS)),
+                    format!(
+                        "unknown key `{other}` for a {kind} trigger; expected one of {}",
+                        quoted_list(DELIVERY_KEYS)
+                    ),
                 ));
             }
         }

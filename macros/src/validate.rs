@@ -53,7 +53,10 @@ pub(crate) fn handler(func: &ItemFn, kind: &str, what: &str, signature: &str) ->
         FnArg::Typed(pat) => (*pat.ty).clone(),
     };
     if let Type::Reference(reference) = &ty {
-        return Err(syn::Error::new_spanned(reference, format!("take {what} by value, not a reference: expected `{signature}`")));
+        return Err(syn::Error::new_spanned(
+            reference,
+            format!("take {what} by value, not a reference: expected `{signature}`"),
+        ));
     }
     // Cron, queue and topic functions may return nothing (success); http and invoke functions must answer.
     if matches!(sig.output, ReturnType::Default) && matches!(kind, "http" | "invoke") {

@@ -27,14 +27,8 @@ impl Guest for Component {
 impl handler::Guest for Component {
     fn on_cron(event: handler::CronEvent) -> Result<(), String> {
         let handler::CronEvent { function, expression, timezone, scheduled_at, fired_at, attempt, reason } = event;
-        let event = CronEvent {
-            expression,
-            timezone,
-            scheduled_at_ms: scheduled_at,
-            fired_at_ms: fired_at,
-            attempt,
-            reason,
-        };
+        let event =
+            CronEvent { expression, timezone, scheduled_at_ms: scheduled_at, fired_at_ms: fired_at, attempt, reason };
         crate::handlers::run_cron(&function, event)
     }
 

@@ -12,7 +12,8 @@ pub fn fetch(request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>,
 
 /// `GET url`.
 pub fn get(url: &str) -> Result<http::Response<Vec<u8>>, Error> {
-    let request = http::Request::get(url).body(Vec::new()).map_err(|e| Error::internal(format!("bad URL `{url}`: {e}")))?;
+    let request =
+        http::Request::get(url).body(Vec::new()).map_err(|e| Error::internal(format!("bad URL `{url}`: {e}")))?;
     fetch(request)
 }
 
@@ -55,6 +56,12 @@ mod imp {
             .as_str()
             .to_owned();
         let headers = Fields::new();
+        // A known length, rather than a chunked body: some servers (and proxies) refuse chunked requests.
+        if !parts.headers.contains_key(http::header::CONTENT_LENGTH)
+            && (!body.is_empty() || parts.method != http::Method::GET)
+        {
+            let _ = headers.append("content-length", body.len().to_string().as_bytes());
+        }
         for (name, value) in &parts.headers {
             headers
                 .append(name.as_str(), value.as_bytes())
@@ -92,23 +99,27 @@ mod imp {
         // Send first, then stream the body: the host reads it while we write, so a large body cannot fill a pipe
         // nobody drains.
         let future = outgoing_handler::handle(outgoing, None).map_err(failed)?;
-        {
-            let mut stream = outgoing_body.write().map_err(|()| invalid("body stream"))?;
+        // A write fails when the host refused the request (e.g. denied by the allowlist): the response future then
+        // holds the real reason, so report that first.
+        let written = outgoing_body.write().map_err(|()| invalid("body stream")).and_then(|mut stream| {
             stream
                 .write_all(&body)
                 .and_then(|()| std::io::Write::flush(&mut stream))
-                .map_err(|e| Error::internal(format!("outbound request to `{uri}`: writing the body failed: {e}")))?;
-        }
-        OutgoingBody::finish(outgoing_body, None).map_err(failed)?;
+                .map_err(|e| Error::internal(format!("outbound request to `{uri}`: writing the body failed: {e}")))
+        });
+        let finished = match written {
+            Ok(()) => OutgoingBody::finish(outgoing_body, None).map_err(failed),
+            Err(error) => Err(error),
+        };
         let response = loop {
             match future.get() {
                 Some(result) => break result,
                 None => future.subscribe().block(),
             }
         };
-        let response = response
-            .map_err(|()| Error::internal("outbound response was already taken"))?
-            .map_err(failed)?;
+        let response =
+            response.map_err(|()| Error::internal("outbound response was already taken"))?.map_err(failed)?;
+        finished?;
         let mut builder = http::Response::builder().status(response.status());
         for (name, value) in response.headers().entries() {
             builder = builder.header(name, value);
@@ -117,9 +128,9 @@ mod imp {
         let mut bytes = Vec::new();
         {
             let mut stream = incoming_body.stream().map_err(|()| invalid("response body stream"))?;
-            stream
-                .read_to_end(&mut bytes)
-                .map_err(|e| Error::internal(format!("outbound request to `{uri}`: reading the response failed: {e}")))?;
+            stream.read_to_end(&mut bytes).map_err(|e| {
+                Error::internal(format!("outbound request to `{uri}`: reading the response failed: {e}"))
+            })?;
         }
         drop(IncomingBody::finish(incoming_body));
         builder.body(bytes).map_err(|e| Error::internal(format!("outbound response from `{uri}` is invalid: {e}")))

@@ -13,6 +13,9 @@ pub fn invoke<R: DeserializeOwned, P: Serialize + ?Sized>(function: &str, payloa
         serde_json::to_vec(payload).map_err(|e| Error::internal(format!("failed to encode the payload: {e}")))?;
     let result = crate::host::invoke(function, &payload).map_err(Error::internal)?;
     serde_json::from_slice(&result).map_err(|e| {
-        Error::internal(format!("`{function}` answered with something that is not a valid {}: {e}", std::any::type_name::<R>()))
+        Error::internal(format!(
+            "`{function}` answered with something that is not a valid {}: {e}",
+            std::any::type_name::<R>()
+        ))
     })
 }

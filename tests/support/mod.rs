@@ -22,8 +22,17 @@ pub(crate) fn components_target_dir() -> PathBuf {
 }
 
 /// The crates built into components for the tests.
-const COMPONENT_CRATES: &[&str] =
-    &["hello", "webhook", "misbehave", "plain", "heavy-init", "bad-init", "automation", "order-pipeline", "uptime-monitor"];
+const COMPONENT_CRATES: &[&str] = &[
+    "hello",
+    "webhook",
+    "misbehave",
+    "plain",
+    "heavy-init",
+    "bad-init",
+    "automation",
+    "order-pipeline",
+    "uptime-monitor",
+];
 
 /// Builds every test component once per test binary and returns the path of `name`.wasm.
 pub(crate) fn component(name: &str) -> PathBuf {
@@ -147,8 +156,7 @@ impl Host {
                     .expect("the host printed its admin address")
                     .trim()
                     .to_owned();
-                let token =
-                    std::fs::read_to_string(data.join("admin-token")).expect("admin token").trim().to_owned();
+                let token = std::fs::read_to_string(data.join("admin-token")).expect("admin token").trim().to_owned();
                 return Ok(Self { child, base, data: data.to_owned(), _temp: None, banner, admin, token, stderr });
             }
         }
@@ -158,7 +166,12 @@ impl Host {
     pub(crate) fn admin(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Reply {
         let auth = format!("Bearer {}", self.token);
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        send(method, &format!("{}{path}", self.admin), &[("authorization", &auth), ("content-type", "application/json")], body.as_bytes())
+        send(
+            method,
+            &format!("{}{path}", self.admin),
+            &[("authorization", &auth), ("content-type", "application/json")],
+            body.as_bytes(),
+        )
     }
 
     /// Kills the host with SIGKILL: no shutdown, no flushing, as in a crash.

@@ -136,7 +136,10 @@ fn invoice(batch: Batch<OrderCreated>) -> Result<()> {
 fn notify(batch: Batch<OrderCreated>) -> Result<()> {
     for message in &batch {
         let created = message.body();
-        let text = format!("Thanks {}, order {} ({} items) is confirmed", created.order.customer, created.order.id, created.item_count);
+        let text = format!(
+            "Thanks {}, order {} ({} items) is confirmed",
+            created.order.customer, created.order.id, created.item_count
+        );
         deliver("NOTIFY_WEBHOOK_URL", &json!({ "order": created.order.id, "text": text }))?;
         message.ack();
     }
@@ -175,7 +178,9 @@ mod tests {
         assert_eq!((created.subtotal_cents, created.item_count), (500, 2));
         let settled = edgefn::testing::settlements();
         assert_eq!(settled[0], ("1".to_owned(), edgefn::queue::Settled::Ack));
-        assert!(matches!(&settled[1], (id, edgefn::queue::Settled::DeadLetter(reason)) if id == "2" && reason.contains("quantity 0")));
+        assert!(
+            matches!(&settled[1], (id, edgefn::queue::Settled::DeadLetter(reason)) if id == "2" && reason.contains("quantity 0"))
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 
 use crate::admin;
 use crate::config::HostConfig;
-use crate::platform::Platform;
 use crate::deploy::{self, Source};
+use crate::platform::Platform;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::storage::Db;
@@ -141,9 +141,9 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("failed to listen on {}", args.listen))?;
         let address = listener.local_addr()?;
-        let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
-            .await
-            .with_context(|| format!("failed to listen on {} (admin API; change it with --admin-listen)", args.admin_listen))?;
+        let admin_listener = tokio::net::TcpListener::bind(args.admin_listen).await.with_context(|| {
+            format!("failed to listen on {} (admin API; change it with --admin-listen)", args.admin_listen)
+        })?;
         let admin_address = admin_listener.local_addr()?;
         print_functions(&deployment.components, address);
         let token_path = args.data.join(admin::TOKEN_FILE);

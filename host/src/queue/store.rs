@@ -111,11 +111,12 @@ impl QueueStore {
 
     /// How many messages are ready (up to `limit`), and since when the oldest of them has been ready.
     pub fn ready(&self, queue: &str, now: i64, limit: u32) -> rusqlite::Result<(u32, Option<i64>)> {
-        self.conn().prepare_cached(
-            "SELECT COUNT(*), MIN(visible_at) FROM (SELECT visible_at FROM queue_messages
+        self.conn()
+            .prepare_cached(
+                "SELECT COUNT(*), MIN(visible_at) FROM (SELECT visible_at FROM queue_messages
              WHERE queue = ?1 AND visible_at <= ?2 LIMIT ?3)",
-        )?
-        .query_row(params![queue, now, limit], |row| Ok((row.get(0)?, row.get(1)?)))
+            )?
+            .query_row(params![queue, now, limit], |row| Ok((row.get(0)?, row.get(1)?)))
     }
 
     /// When the next message that is not ready yet (delayed, backing off or leased) becomes ready.

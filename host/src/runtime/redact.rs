@@ -93,7 +93,10 @@ mod tests {
     #[test]
     fn secrets_are_masked_by_name() {
         let secrets = vec![("API_SECRET".to_owned(), "hunter2".to_owned())];
-        assert_eq!(mask("token hunter2 and hunter2\n", &secrets), "token [secret API_SECRET] and [secret API_SECRET]\n");
+        assert_eq!(
+            mask("token hunter2 and hunter2\n", &secrets),
+            "token [secret API_SECRET] and [secret API_SECRET]\n"
+        );
         assert_eq!(mask("nothing here", &secrets), "nothing here");
     }
 }

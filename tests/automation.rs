@@ -1,0 +1,350 @@
+//! End to end: cron, queues, topics, invoke, outbound HTTP and secrets, on real hosts with a real SQLite file.
+//! The functions under test (tests/guests/automation) report what they ran to a collector over real HTTP.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+use std::time::Duration;
+use support::{Collector, Host, component_arg, get, post};
+
+const SECRET: &str = "s3cr3t-value-4242";
+
+/// A host config for the automation component reporting to `collector`.
+fn config(collector: &Collector, dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("edgefn.toml");
+    let text = format!(
+        "[limits]\ntimeout_ms = 10000\n\n[components.automation]\nenv = {{ COLLECTOR_URL = \"{}\" }}\n\
+         secrets = {{ API_SECRET = \"{SECRET}\" }}\nallowed_outbound_hosts = [\"{}\"]\n",
+        collector.url, collector.authority
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+struct Shared {
+    host: Host,
+    collector: Collector,
+    _dir: tempfile::TempDir,
+}
+
+/// One host with the automation component, shared by the tests that need no host of their own.
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let collector = Collector::start();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = config(&collector, dir.path());
+        let host = Host::start(&["--config", config.to_str().expect("utf-8"), &component_arg("automation")]);
+        Shared { host, collector, _dir: dir }
+    })
+}
+
+fn runs(host: &Host, function: &str) -> Vec<Value> {
+    let reply = host.admin("GET", &format!("/v1/functions/{function}/runs?limit=200"), None);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["runs"].as_array().expect("runs").clone()
+}
+
+fn wait_for_runs(host: &Host, function: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let runs = runs(host, function);
+        if done(&runs) {
+            return runs;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out; runs of {function}: {runs:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn count(runs: &[Value], key: &str, value: &str) -> usize {
+    runs.iter().filter(|r| r[key] == value).count()
+}
+
+fn queue_stats(host: &Host, queue: &str) -> Value {
+    let reply = host.admin("GET", "/v1/queues", None);
+    reply.json()["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .find(|q| q["queue"] == queue)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn numbers(bodies: &[Value]) -> BTreeSet<u64> {
+    bodies.iter().flat_map(|b| b["done"].as_array().cloned().unwrap_or_default()).filter_map(|n| n.as_u64()).collect()
+}
+
+#[test]
+fn cron_fires_every_second_and_records_its_runs() {
+    let Shared { host, collector, .. } = shared();
+    let reports = collector.wait_for("/every_second", Duration::from_secs(30), |b| b.len() >= 2);
+    assert!(reports.iter().all(|r| r["reason"] == "schedule" && r["attempt"] == 1), "{reports:?}");
+    let runs = wait_for_runs(host, "every_second", |r| count(r, "outcome", "succeeded") >= 2);
+    for run in runs.iter().filter(|r| r["outcome"] == "succeeded") {
+        assert_eq!(run["scheduled_at"].as_i64().expect("scheduled_at") % 1000, 0, "a per-second tick: {run}");
+        assert!(run["finished_at"].as_i64() >= run["started_at"].as_i64(), "{run}");
+    }
+}
+
+#[test]
+fn a_failing_cron_run_is_retried_then_recorded_as_failed() {
+    let Shared { host, .. } = shared();
+    let runs = wait_for_runs(host, "always_fails", |r| count(r, "outcome", "failed") >= 1);
+    let failed = runs.iter().find(|r| r["outcome"] == "failed").expect("a failed run");
+    assert_eq!(failed["attempt"], 3, "retries = 2 means three attempts: {failed}");
+    assert!(failed["error"].as_str().expect("error").contains("failing on purpose"), "{failed}");
+    let tick = &failed["scheduled_at"];
+    let attempts: Vec<(&Value, &Value)> =
+        runs.iter().filter(|r| &r["scheduled_at"] == tick).map(|r| (&r["attempt"], &r["outcome"])).collect();
+    assert_eq!(attempts.len(), 3, "{attempts:?}");
+    assert_eq!(
+        count(&runs.iter().filter(|r| &r["scheduled_at"] == tick).cloned().collect::<Vec<_>>(), "outcome", "retrying"),
+        2
+    );
+    assert!(host.wait_for_log("cron run failed after its last retry").contains("always_fails"));
+}
+
+#[test]
+fn a_cron_run_still_going_is_not_doubled() {
+    let Shared { host, .. } = shared();
+    let runs =
+        wait_for_runs(host, "slow", |r| count(r, "outcome", "skipped") >= 1 && count(r, "outcome", "succeeded") >= 1);
+    let skipped = runs.iter().find(|r| r["outcome"] == "skipped").expect("skipped");
+    assert!(skipped["error"].as_str().expect("reason").contains("still going"), "{skipped}");
+    // Never two runs at once: every started run finished before the next one started.
+    let mut started: Vec<(i64, i64)> = runs
+        .iter()
+        .filter(|r| r["outcome"] == "succeeded")
+        .map(|r| (r["started_at"].as_i64().expect("start"), r["finished_at"].as_i64().expect("end")))
+        .collect();
+    started.sort();
+    for pair in started.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "overlapping runs: {pair:?}");
+    }
+}
+
+#[test]
+fn a_cron_function_fires_by_hand_through_the_admin_api_and_the_cli() {
+    let Shared { host, collector, .. } = shared();
+    let reply = host.admin("POST", "/v1/functions/nightly/invoke?cron", None);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["outcome"], "succeeded", "{}", reply.body);
+    assert_eq!(reply.json()["reason"], "manual");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgefn"))
+        .args(["invoke", "nightly", "--cron", "--admin", &host.admin, "--token", &host.token])
+        .output()
+        .expect("run edgefn invoke");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let reports = collector.wait_for("/nightly", Duration::from_secs(10), |b| b.len() >= 2);
+    assert_eq!(reports[0], json!({ "reason": "manual", "expression": "0 0 3 * * *", "tz": "Europe/Berlin" }));
+    assert_eq!(count(&runs(host, "nightly"), "reason", "manual"), 2);
+    // An unknown function is a 404 that names it.
+    let reply = host.admin("POST", "/v1/functions/nope/invoke?cron", None);
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    assert!(reply.body.contains("`nope`"), "{}", reply.body);
+}
+
+#[test]
+fn missed_ticks_follow_the_catch_up_policy_after_a_restart() {
+    let collector = Collector::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(&collector, dir.path());
+    let data = dir.path().join("data");
+    let args = ["--config", config.to_str().expect("utf-8"), &component_arg("automation")];
+    let host = Host::start_in(&data, &args);
+    wait_for_runs(&host, "every_second", |r| count(r, "outcome", "succeeded") >= 1);
+    host.kill();
+    // Down for at least three ticks.
+    std::thread::sleep(Duration::from_millis(3_500));
+    let host = Host::start_in(&data, &args);
+    let one = wait_for_runs(&host, "every_second", |r| count(r, "reason", "catch-up") >= 1);
+    let all = wait_for_runs(&host, "every_second_all", |r| count(r, "reason", "catch-up") >= 2);
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(count(&runs(&host, "every_second"), "reason", "catch-up"), 1, "catch_up = one: {one:#?}");
+    assert_eq!(count(&runs(&host, "every_second_all"), "reason", "catch-up"), 2, "catch_up_limit = 2: {all:#?}");
+    assert_eq!(count(&runs(&host, "every_second_skip"), "reason", "catch-up"), 0, "catch_up = skip");
+}
+
+#[test]
+fn a_thousand_messages_with_random_failures_are_all_processed() {
+    let Shared { host, collector, .. } = shared();
+    let messages: Vec<Value> = (0..1000).map(|n| json!({ "body": { "n": n, "fail_percent": 30 } })).collect();
+    let reply = host.admin("POST", "/v1/queues/flaky/messages", Some(json!({ "messages": messages })));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.json()["ids"].as_array().expect("ids").len(), 1000);
+    let expected: BTreeSet<u64> = (0..1000).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while numbers(&collector.bodies("/flaky")) != expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "missing: {:?}",
+            expected.difference(&numbers(&collector.bodies("/flaky"))).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Nothing left behind, nothing dead-lettered, and the failures really happened.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = queue_stats(host, "flaky");
+        if stats["ready"] == 0 && stats["in_flight"] == 0 && stats["delayed"] == 0 {
+            assert_eq!(stats["dead"], 0, "{stats}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stats}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logs = host.logs();
+    assert!(logs.contains("transient failure of the whole batch"), "no batch failed: the test proves nothing");
+}
+
+#[test]
+fn a_poison_message_is_dead_lettered_after_max_retries_and_can_be_redriven() {
+    let Shared { host, collector, .. } = shared();
+    let reply = host.admin("POST", "/v1/queues/poison/messages", Some(json!({ "body": { "poison": true } })));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let id = reply.json()["ids"][0].as_i64().expect("id");
+    let deliveries = collector.wait_for("/poison", Duration::from_secs(30), |b| b.len() >= 3);
+    let attempts: Vec<&Value> = deliveries.iter().map(|d| &d["attempts"]).collect();
+    assert_eq!(attempts, [1, 2, 3], "max_retries = 2: three deliveries");
+    let letters = loop {
+        let reply = host.admin("GET", "/v1/queues/poison/dead-letters", None);
+        let letters = reply.json()["dead_letters"].as_array().expect("letters").clone();
+        if !letters.is_empty() {
+            break letters;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(letters[0]["id"], id);
+    assert_eq!(letters[0]["queue"], "poison-dlq");
+    let error = letters[0]["error"].as_str().expect("error");
+    assert!(error.contains("this message is poison") && error.contains("max_retries = 2"), "{error}");
+    assert_eq!(queue_stats(host, "poison")["dead"], 1);
+    assert_eq!(queue_stats(host, "poison-dlq")["ready"], 1);
+
+    let reply = host.admin("POST", "/v1/queues/poison/redrive", Some(json!({})));
+    assert_eq!(reply.json()["redriven"], 1, "{}", reply.body);
+    let deliveries = collector.wait_for("/poison", Duration::from_secs(30), |b| b.len() >= 4);
+    assert_eq!(deliveries[3]["attempts"], 1, "a re-driven message starts over");
+    assert_eq!(deliveries[3]["id"], id.to_string(), "same message, same id");
+}
+
+#[test]
+fn priority_orders_delivery_and_delayed_messages_are_not_early() {
+    let Shared { host, collector, .. } = shared();
+    let priorities = [0, 5, 1, 9, 3];
+    let messages: Vec<Value> = priorities.iter().map(|p| json!({ "body": { "p": p }, "priority": p })).collect();
+    let reply = host.admin("POST", "/v1/queues/ordered/messages", Some(json!({ "messages": messages })));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let received = collector.wait_for("/ordered", Duration::from_secs(20), |b| {
+        b.iter().filter(|m| m["body"]["p"].is_number()).count() >= 5
+    });
+    let order: Vec<i64> = received.iter().filter_map(|m| m["body"]["p"].as_i64()).collect();
+    assert_eq!(order, [9, 5, 3, 1, 0]);
+
+    let reply = host.admin(
+        "POST",
+        "/v1/queues/ordered/messages",
+        Some(json!({ "body": { "delayed": true }, "delay_ms": 1500 })),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let received =
+        collector.wait_for("/ordered", Duration::from_secs(20), |b| b.iter().any(|m| m["body"]["delayed"] == true));
+    let delayed = received.iter().find(|m| m["body"]["delayed"] == true).expect("delayed");
+    let waited =
+        delayed["received_at"].as_u64().expect("received") - delayed["enqueued_at"].as_u64().expect("enqueued");
+    assert!(waited >= 1500, "delivered {waited} ms after it was sent, before its 1500 ms delay");
+}
+
+#[test]
+fn an_oversize_message_is_refused_at_send_with_a_clear_error() {
+    let Shared { host, .. } = shared();
+    let big = "x".repeat(1_100_000);
+    let reply = host.admin("POST", "/v1/queues/ordered/messages", Some(json!({ "body": big })));
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    assert!(reply.body.contains("queue `ordered`") && reply.body.contains("limit is 1048576 bytes"), "{}", reply.body);
+    // From a function: its send returns the error.
+    let reply = post(&host.url("/send-big"), "");
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    assert!(reply.json()["error"].as_str().expect("error").contains("limits.max_message_bytes"), "{}", reply.body);
+}
+
+#[test]
+fn a_topic_reaches_every_subscriber() {
+    let Shared { host, collector, .. } = shared();
+    let reply = post(&host.url("/publish"), r#"{"event":"from-http"}"#);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["subscribers"], 2);
+    let reply = host.admin("POST", "/v1/topics/events/messages", Some(json!({ "body": { "event": "from-admin" } })));
+    assert_eq!(reply.json()["subscribers"], 2, "{}", reply.body);
+    for path in ["/sub_a", "/sub_b"] {
+        let bodies = collector.wait_for(path, Duration::from_secs(20), |b| {
+            let events: Vec<&Value> = b.iter().flat_map(|x| x["bodies"].as_array().into_iter().flatten()).collect();
+            events.iter().any(|e| e["event"] == "from-http") && events.iter().any(|e| e["event"] == "from-admin")
+        });
+        assert!(!bodies.is_empty());
+    }
+}
+
+#[test]
+fn invoke_calls_another_function_and_stops_a_cycle_at_the_depth_limit() {
+    let Shared { host, .. } = shared();
+    let reply = get(&host.url("/double/21"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["result"], 42);
+    let reply = host.admin("POST", "/v1/functions/double/invoke", Some(json!(5)));
+    assert_eq!(reply.json()["result"], 10, "{}", reply.body);
+    let reply = host.admin("POST", "/v1/functions/recurse/invoke", Some(json!(0)));
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert!(reply.body.contains("invoke depth limit (8) reached"), "{}", reply.body);
+}
+
+#[test]
+fn outbound_http_is_allowed_only_to_listed_hosts() {
+    let Shared { host, collector, .. } = shared();
+    let allowed = get(&host.url(&format!("/fetch?url={}/ping", collector.url)));
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    assert_eq!(allowed.json()["status"], 200);
+    let port = collector.authority.rsplit(':').next().expect("port");
+    let denied = get(&host.url(&format!("/fetch?url=http://localhost:{port}/ping")));
+    assert_eq!(denied.status, 502, "{}", denied.body);
+    assert!(denied.json()["error"].as_str().expect("error").contains("denied"), "{}", denied.body);
+    assert!(host.wait_for_log("outbound request denied").contains("host=localhost"));
+}
+
+#[test]
+fn secrets_reach_the_function_but_not_the_logs() {
+    let Shared { host, .. } = shared();
+    let reply = get(&host.url("/secret"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["length"], SECRET.len());
+    let logs = host.wait_for_log("calling the API with secret [secret API_SECRET]");
+    assert!(logs.contains("calling the API with secret [secret API_SECRET]"), "{logs}");
+    assert!(!logs.contains(SECRET), "the secret leaked into the host's logs");
+    assert!(!host.banner.contains(SECRET));
+}
+
+#[test]
+fn a_host_killed_mid_batch_loses_no_message() {
+    let collector = Collector::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(&collector, dir.path());
+    let data = dir.path().join("data");
+    let args = ["--config", config.to_str().expect("utf-8"), &component_arg("automation")];
+    let host = Host::start_in(&data, &args);
+    let messages: Vec<Value> = (0..300).map(|n| json!({ "body": { "n": n } })).collect();
+    let reply = host.admin("POST", "/v1/queues/durable/messages", Some(json!({ "messages": messages })));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    collector.wait_for("/durable", Duration::from_secs(60), |b| numbers(b).len() >= 30);
+    // SIGKILL while batches are in flight: leases held, outcomes not recorded.
+    host.kill();
+    let before = numbers(&collector.bodies("/durable")).len();
+    assert!(before < 300, "everything was processed before the kill: the test proves nothing");
+    let host = Host::start_in(&data, &args);
+    let expected: BTreeSet<u64> = (0..300).collect();
+    collector.wait_for("/durable", Duration::from_secs(120), |b| numbers(b) == expected);
+    assert!(host.wait_for_log("redelivering messages that were in flight").contains("messages="));
+}
