@@ -37,7 +37,8 @@ pub(crate) fn handler(func: &ItemFn, kind: &str, what: &str, signature: &str) ->
         return Err(syn::Error::new_spanned(
             spanned,
             format!(
-                "a {kind} function takes exactly one argument, {what}, but `{}` takes {}: expected `{signature}`",
+                "{} {kind} function takes exactly one argument, {what}, but `{}` takes {}: expected `{signature}`",
+                article(kind),
                 sig.ident,
                 sig.inputs.len()
             ),
@@ -70,6 +71,11 @@ pub(crate) fn handler(func: &ItemFn, kind: &str, what: &str, signature: &str) ->
         ));
     }
     Ok(ty)
+}
+
+/// "an http function", "a cron function", "an invoke function".
+fn article(kind: &str) -> &'static str {
+    if kind == "http" || kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
 }
 
 /// Validates an init function: `fn name()` or `fn name() -> Result<()>`.
