@@ -9,6 +9,7 @@
 //! - A failed attempt (an `Err`, a trap, a timeout) is retried after `backoff_ms`, doubling, up to `retries`
 //!   times; then the run is recorded as `failed` and logged as an error. Every attempt is a row in the history.
 
+mod clock;
 mod history;
 
 pub use history::{CronStore, RunRecord};
@@ -82,7 +83,7 @@ pub async fn run_schedule(platform: Arc<Platform>, job: Arc<CronJob>) {
                 job.running.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     for tick in missed {
-                        run_with_retries(&platform, &job, tick.timestamp_millis(), "catch-up").await;
+                        run_with_retries(&platform, &job, tick.timestamp_millis(), "catch-up", None).await;
                     }
                     job.running.fetch_sub(1, Ordering::SeqCst);
                 });
@@ -100,19 +101,25 @@ pub async fn run_schedule(platform: Arc<Platform>, job: Arc<CronJob>) {
             tracing::warn!(function = %job.label, expression = %job.expression, "the schedule never fires again");
             return;
         };
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
-        tokio::time::sleep(wait).await;
+        clock::sleep_until(next.into()).await;
+        // The fire time is taken as the timer wakes, and the run is started before any SQLite write, so the
+        // writes (ten jobs on one tick queue on one connection) do not delay the function.
+        let fired_us = now_us();
         cursor = next;
         let tick = next.timestamp_millis();
-        if let Err(error) = store.set_last_tick(&job.label, tick) {
-            tracing::error!(function = %job.label, %error, "failed to record the cron state");
-        }
-        fire(&platform, &job, tick);
+        fire(&platform, &job, tick, fired_us);
+        // Off the async threads: the other schedules due on this tick should not wait for it.
+        let (platform, label) = (platform.clone(), job.label.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = platform.cron().set_last_tick(&label, tick) {
+                tracing::error!(function = %label, %error, "failed to record the cron state");
+            }
+        });
     }
 }
 
 /// Starts the run of one scheduled tick, unless the overlap policy says to skip it.
-fn fire(platform: &Arc<Platform>, job: &Arc<CronJob>, tick: i64) {
+fn fire(platform: &Arc<Platform>, job: &Arc<CronJob>, tick: i64, fired_us: i64) {
     let already_running = job.running.fetch_add(1, Ordering::SeqCst) > 0;
     if already_running && job.policy.overlap == Overlap::Skip {
         job.running.fetch_sub(1, Ordering::SeqCst);
@@ -127,7 +134,7 @@ fn fire(platform: &Arc<Platform>, job: &Arc<CronJob>, tick: i64) {
             attempt: 0,
             reason: "schedule".into(),
             error: Some("the previous run was still going (overlap = \"skip\")".into()),
-            delay_us: delay_us(tick),
+            delay_us: fired_us - tick * 1000,
         };
         tracing::warn!(function = %job.label, scheduled_at = tick, "cron tick skipped: the previous run is still going");
         if let Err(error) = platform.cron().start_run(&run) {
@@ -137,18 +144,26 @@ fn fire(platform: &Arc<Platform>, job: &Arc<CronJob>, tick: i64) {
     }
     let (platform, job) = (platform.clone(), job.clone());
     tokio::spawn(async move {
-        run_with_retries(&platform, &job, tick, "schedule").await;
+        run_with_retries(&platform, &job, tick, "schedule", Some(fired_us)).await;
         job.running.fetch_sub(1, Ordering::SeqCst);
     });
 }
 
-/// Runs a tick, retrying failed attempts per the policy. Returns the last attempt's record.
-async fn run_with_retries(platform: &Arc<Platform>, job: &CronJob, tick: i64, reason: &str) -> RunRecord {
+/// Runs a tick, retrying failed attempts per the policy. `fired_us`: when the scheduler fired it (µs since the
+/// epoch), if it did. Returns the last attempt's record.
+async fn run_with_retries(
+    platform: &Arc<Platform>,
+    job: &CronJob,
+    tick: i64,
+    reason: &str,
+    fired_us: Option<i64>,
+) -> RunRecord {
     let attempts = job.policy.retries.saturating_add(1);
     let mut attempt = 1;
     loop {
         let last = attempt == attempts;
-        let record = run_once(platform, job, tick, reason, attempt, last).await;
+        let fired = if attempt == 1 { fired_us } else { None };
+        let record = run_once(platform, job, Attempt { tick, reason, attempt, last, fired_us: fired }).await;
         if record.outcome == "succeeded" || last {
             if record.outcome == "failed" {
                 tracing::error!(function = %job.label, scheduled_at = tick, attempts,
@@ -162,17 +177,23 @@ async fn run_with_retries(platform: &Arc<Platform>, job: &CronJob, tick: i64, re
     }
 }
 
-/// One attempt, recorded in the history. `last`: a failure is final (`failed`), not `retrying`.
-pub(crate) async fn run_once(
-    platform: &Arc<Platform>,
-    job: &CronJob,
+/// Which attempt [`run_once`] makes.
+struct Attempt<'a> {
     tick: i64,
-    reason: &str,
+    reason: &'a str,
     attempt: u32,
+    /// A failure is final (`failed`), not `retrying`.
     last: bool,
-) -> RunRecord {
+    /// When the scheduler fired it (µs since the epoch); now when not given.
+    fired_us: Option<i64>,
+}
+
+/// One attempt, recorded in the history.
+async fn run_once(platform: &Arc<Platform>, job: &CronJob, attempt: Attempt<'_>) -> RunRecord {
+    let Attempt { tick, reason, attempt, last, fired_us } = attempt;
     let started = Instant::now();
-    let started_at = now_ms();
+    let fired_us = fired_us.unwrap_or_else(now_us);
+    let started_at = fired_us / 1000;
     let mut record = RunRecord {
         id: 0,
         function: job.label.clone(),
@@ -183,10 +204,13 @@ pub(crate) async fn run_once(
         attempt,
         reason: reason.to_owned(),
         error: None,
-        delay_us: delay_us(tick),
+        delay_us: fired_us - tick * 1000,
     };
-    match platform.cron().start_run(&record) {
-        Ok(id) => record.id = id,
+    // SQLite writes go to the blocking pool: the schedules due on the same tick should not queue behind them.
+    let (store, row) = (platform.clone(), record.clone());
+    match tokio::task::spawn_blocking(move || store.cron().start_run(&row)).await {
+        Ok(Ok(id)) => record.id = id,
+        Ok(Err(error)) => tracing::error!(function = %job.label, %error, "failed to record a cron run"),
         Err(error) => tracing::error!(function = %job.label, %error, "failed to record a cron run"),
     }
     let event = CronEvent {
@@ -221,10 +245,15 @@ pub(crate) async fn run_once(
     }
     .into();
     record.error = error;
-    if record.id != 0
-        && let Err(error) = platform.cron().finish_run(record.id, now_ms(), &record.outcome, record.error.as_deref())
-    {
-        tracing::error!(function = %job.label, %error, "failed to record the end of a cron run");
+    if record.id != 0 {
+        let (store, row) = (platform.clone(), record.clone());
+        let finished = tokio::task::spawn_blocking(move || {
+            store.cron().finish_run(row.id, row.finished_at.unwrap_or_default(), &row.outcome, row.error.as_deref())
+        })
+        .await;
+        if !matches!(finished, Ok(Ok(()))) {
+            tracing::error!(function = %job.label, ?finished, "failed to record the end of a cron run");
+        }
     }
     let duration_ms = started.elapsed().as_millis() as u64;
     match &record.error {
@@ -238,13 +267,14 @@ pub(crate) async fn run_once(
 /// Fires `job` now, once, by hand (admin API, `edgefn invoke FN --cron`): no retries, recorded as `manual`.
 pub async fn fire_manually(platform: &Arc<Platform>, job: &CronJob) -> RunRecord {
     job.running.fetch_add(1, Ordering::SeqCst);
-    let record = run_once(platform, job, now_ms(), "manual", 1, true).await;
+    let now = now_ms();
+    let record =
+        run_once(platform, job, Attempt { tick: now, reason: "manual", attempt: 1, last: true, fired_us: None }).await;
     job.running.fetch_sub(1, Ordering::SeqCst);
     record
 }
 
-fn delay_us(tick: i64) -> i64 {
-    let now_us =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
-    now_us - tick * 1000
+/// Microseconds since the Unix epoch.
+fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
