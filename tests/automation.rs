@@ -348,3 +348,60 @@ fn a_host_killed_mid_batch_loses_no_message() {
     collector.wait_for("/durable", Duration::from_secs(120), |b| numbers(b) == expected);
     assert!(host.wait_for_log("redelivering messages that were in flight").contains("messages="));
 }
+
+#[test]
+fn the_examples_run_end_to_end() {
+    let collector = Collector::start();
+    // A port nothing listens on: the uptime check fails, and the alert must reach the collector.
+    let down = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("edgefn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[components.uptime-monitor]\nenv = {{ CHECK_URL = \"http://{down}/health\", ALERT_WEBHOOK_URL = \"{url}/alerts\" }}\n\
+             allowed_outbound_hosts = [\"{down}\", \"{authority}\"]\n\n\
+             [components.order-pipeline]\nenv = {{ INVOICE_WEBHOOK_URL = \"{url}/invoices\", NOTIFY_WEBHOOK_URL = \"{url}/notify\" }}\n\
+             allowed_outbound_hosts = [\"{authority}\"]\n",
+            url = collector.url,
+            authority = collector.authority,
+        ),
+    )
+    .expect("write config");
+    let host = Host::start(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        &component_arg("uptime_monitor"),
+        &component_arg("order_pipeline"),
+    ]);
+
+    // order-pipeline: accept -> orders -> enrich -> order.created -> invoice (+ tax via invoke) and notify.
+    let order = json!({ "id": 7, "customer": "ada", "country": "DE",
+        "items": [{ "sku": "tea", "quantity": 2, "unit_price_cents": 250 }] });
+    let reply = post(&host.url("/pipeline/orders"), &order.to_string());
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let invoices = collector.wait_for("/invoices", Duration::from_secs(30), |b| !b.is_empty());
+    assert_eq!(invoices[0], json!({ "invoice_for": 7, "customer": "ada", "subtotal_cents": 500, "tax_cents": 95, "total_cents": 595 }));
+    let notes = collector.wait_for("/notify", Duration::from_secs(30), |b| !b.is_empty());
+    assert_eq!(notes[0]["order"], 7);
+    // A bad order is dead-lettered by `enrich`, with the reason.
+    let bad = json!({ "id": 8, "customer": "bob", "items": [{ "sku": "mug", "quantity": 0, "unit_price_cents": 900 }] });
+    assert_eq!(post(&host.url("/pipeline/orders"), &bad.to_string()).status, 202);
+    let letters = loop {
+        let reply = host.admin("GET", "/v1/queues/orders/dead-letters", None);
+        let letters = reply.json()["dead_letters"].as_array().expect("letters").clone();
+        if !letters.is_empty() {
+            break letters;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(letters[0]["queue"], "orders-dlq");
+    assert!(letters[0]["error"].as_str().expect("error").contains("`mug` has quantity 0"), "{letters:?}");
+
+    // uptime-monitor: the check fails, the alert goes through the queue to the webhook.
+    let reply = host.admin("POST", "/v1/functions/check/invoke?cron", None);
+    assert_eq!(reply.json()["outcome"], "succeeded", "{}", reply.body);
+    let alerts = collector.wait_for("/alerts", Duration::from_secs(30), |b| !b.is_empty());
+    let text = alerts[0]["text"].as_str().expect("text");
+    assert!(text.starts_with(&format!("http://{down}/health is DOWN")), "{text}");
+}

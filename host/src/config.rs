@@ -149,10 +149,20 @@ impl HostConfig {
         Ok(config)
     }
 
+    /// The `[components.NAME]` table of component `name`. `-` and `_` match each other: cargo names the `.wasm`
+    /// of crate `order-pipeline` `order_pipeline.wasm`, and either spelling should find its config.
+    pub fn component(&self, name: &str) -> Option<&ComponentConfig> {
+        let normalize = |s: &str| s.replace('-', "_");
+        self.components.get(name).or_else(|| {
+            let wanted = normalize(name);
+            self.components.iter().find(|(key, _)| normalize(key) == wanted).map(|(_, config)| config)
+        })
+    }
+
     /// The environment of component `name`: its `env`, plus each `env_from_host` variable read from the host's
     /// environment. A listed variable that the host does not have is an error, not a silent empty secret.
     pub fn component_env(&self, name: &str) -> anyhow::Result<Vec<(String, String)>> {
-        let Some(component) = self.components.get(name) else { return Ok(Vec::new()) };
+        let Some(component) = self.component(name) else { return Ok(Vec::new()) };
         let mut env: Vec<(String, String)> = component.env.clone().into_iter().collect();
         env.extend(component.secrets.clone());
         for key in component.env_from_host.iter().chain(&component.secrets_from_host) {
@@ -169,12 +179,12 @@ impl HostConfig {
     /// Outbound hosts component `name` may call.
     /// The names of component `name`'s secret entries (`secrets` and `secrets_from_host`).
     pub fn secret_names(&self, name: &str) -> Vec<String> {
-        let Some(component) = self.components.get(name) else { return Vec::new() };
+        let Some(component) = self.component(name) else { return Vec::new() };
         component.secrets.keys().chain(&component.secrets_from_host).cloned().collect()
     }
 
     pub fn allowed_outbound_hosts(&self, name: &str) -> Vec<String> {
-        self.components.get(name).map(|c| c.allowed_outbound_hosts.clone()).unwrap_or_default()
+        self.component(name).map(|c| c.allowed_outbound_hosts.clone()).unwrap_or_default()
     }
 }
 
@@ -199,6 +209,8 @@ mod tests {
         assert_eq!(config.component_env("webhook").unwrap(), vec![("A".into(), "1".into())]);
         assert_eq!(config.allowed_outbound_hosts("webhook"), ["example.com"]);
         assert!(config.component_env("other").unwrap().is_empty());
+        let dashed = HostConfig::parse("[components.order-pipeline]\nenv = { A = \"1\" }").unwrap();
+        assert_eq!(dashed.component_env("order_pipeline").unwrap(), vec![("A".into(), "1".into())]);
     }
 
     #[test]
