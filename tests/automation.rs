@@ -381,11 +381,15 @@ fn the_examples_run_end_to_end() {
     let reply = post(&host.url("/pipeline/orders"), &order.to_string());
     assert_eq!(reply.status, 202, "{}", reply.body);
     let invoices = collector.wait_for("/invoices", Duration::from_secs(30), |b| !b.is_empty());
-    assert_eq!(invoices[0], json!({ "invoice_for": 7, "customer": "ada", "subtotal_cents": 500, "tax_cents": 95, "total_cents": 595 }));
+    assert_eq!(
+        invoices[0],
+        json!({ "invoice_for": 7, "customer": "ada", "subtotal_cents": 500, "tax_cents": 95, "total_cents": 595 })
+    );
     let notes = collector.wait_for("/notify", Duration::from_secs(30), |b| !b.is_empty());
     assert_eq!(notes[0]["order"], 7);
     // A bad order is dead-lettered by `enrich`, with the reason.
-    let bad = json!({ "id": 8, "customer": "bob", "items": [{ "sku": "mug", "quantity": 0, "unit_price_cents": 900 }] });
+    let bad =
+        json!({ "id": 8, "customer": "bob", "items": [{ "sku": "mug", "quantity": 0, "unit_price_cents": 900 }] });
     assert_eq!(post(&host.url("/pipeline/orders"), &bad.to_string()).status, 202);
     let letters = loop {
         let reply = host.admin("GET", "/v1/queues/orders/dead-letters", None);
