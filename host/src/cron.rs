@@ -1,7 +1,8 @@
 //! The cron trigger: one scheduler task per cron function, its state and run history in SQLite.
 //!
-//! - Ticks come from [`Schedule`] (time zones, daylight-saving rules). The scheduler sleeps until the next tick,
-//!   records it as handled, and fires it.
+//! - Ticks come from [`Schedule`] (time zones, daylight-saving rules). The scheduler sleeps until the next tick
+//!   (on a precise clock thread, [`clock`]) and fires it. A tick is recorded as handled in SQLite once its run
+//!   ended (retries included) or was skipped: a run cut short by a dying host counts as missed at the next start.
 //! - At start, ticks missed while the host was down follow the function's `catch_up` policy: `one` (default)
 //!   runs the latest missed tick once, `skip` runs none, `all` runs them oldest first, at most `catch_up_limit`.
 //! - `overlap = "skip"` (default): a tick that arrives while a run (its retries included) is going is recorded
@@ -67,6 +68,8 @@ impl CronJob {
 pub async fn run_schedule(platform: Arc<Platform>, job: Arc<CronJob>) {
     let store = platform.cron();
     let now = Utc::now();
+    // Every tick up to this one is handled: run to the end, skipped, or dropped by the catch-up policy.
+    let mut handled_through = now.timestamp_millis();
     match store.last_tick(&job.label) {
         Ok(Some(last)) => {
             let last = DateTime::from_timestamp_millis(last).unwrap_or(now);
@@ -75,15 +78,20 @@ pub async fn run_schedule(platform: Arc<Platform>, job: Arc<CronJob>) {
                 CatchUp::One => job.schedule.ticks_between(last, now, 1),
                 CatchUp::All => job.schedule.ticks_between(last, now, job.policy.catch_up_limit as usize),
             };
-            if !missed.is_empty() {
+            if let Some(first) = missed.first() {
                 tracing::info!(function = %job.label, missed = missed.len(), policy = ?job.policy.catch_up,
                     "catching up on ticks missed while the host was down");
+                // Ticks older than the ones caught up are dropped by the policy; the caught-up ones count as
+                // handled only once they ran, so a host that dies during catch-up catches up again.
+                handled_through = first.timestamp_millis() - 1;
                 let (platform, job) = (platform.clone(), job.clone());
                 // In order, one after the other, as one long run: ticks arriving meanwhile follow the overlap policy.
                 job.running.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     for tick in missed {
-                        run_with_retries(&platform, &job, tick.timestamp_millis(), "catch-up", None).await;
+                        let tick = tick.timestamp_millis();
+                        run_with_retries(&platform, &job, tick, "catch-up", None).await;
+                        record_handled(&platform, &job, tick);
                     }
                     job.running.fetch_sub(1, Ordering::SeqCst);
                 });
@@ -92,7 +100,7 @@ pub async fn run_schedule(platform: Arc<Platform>, job: Arc<CronJob>) {
         Ok(None) => {}
         Err(error) => tracing::error!(function = %job.label, %error, "failed to read the cron state; no catch-up"),
     }
-    if let Err(error) = store.set_last_tick(&job.label, now.timestamp_millis()) {
+    if let Err(error) = store.set_last_tick(&job.label, handled_through) {
         tracing::error!(function = %job.label, %error, "failed to record the cron state");
     }
     let mut cursor = now;
@@ -108,14 +116,19 @@ pub async fn run_schedule(platform: Arc<Platform>, job: Arc<CronJob>) {
         cursor = next;
         let tick = next.timestamp_millis();
         fire(&platform, &job, tick, fired_us);
-        // Off the async threads: the other schedules due on this tick should not wait for it.
-        let (platform, label) = (platform.clone(), job.label.clone());
-        tokio::task::spawn_blocking(move || {
-            if let Err(error) = platform.cron().set_last_tick(&label, tick) {
-                tracing::error!(function = %label, %error, "failed to record the cron state");
-            }
-        });
     }
+}
+
+/// Records that every tick up to `tick` is handled, off the async threads: the other schedules due on the same
+/// tick should not wait for the write. A tick counts as handled once its run ended (retries included) or was
+/// skipped, so a run cut short by a dying host is caught up at the next start.
+fn record_handled(platform: &Arc<Platform>, job: &CronJob, tick: i64) {
+    let (platform, label) = (platform.clone(), job.label.clone());
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = platform.cron().set_last_tick(&label, tick) {
+            tracing::error!(function = %label, %error, "failed to record the cron state");
+        }
+    });
 }
 
 /// Starts the run of one scheduled tick, unless the overlap policy says to skip it.
@@ -137,14 +150,19 @@ fn fire(platform: &Arc<Platform>, job: &Arc<CronJob>, tick: i64, fired_us: i64) 
             delay_us: fired_us - tick * 1000,
         };
         tracing::warn!(function = %job.label, scheduled_at = tick, "cron tick skipped: the previous run is still going");
-        if let Err(error) = platform.cron().start_run(&run) {
-            tracing::error!(function = %job.label, %error, "failed to record a skipped cron run");
-        }
+        let (store, label) = (platform.clone(), job.label.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = store.cron().start_run(&run) {
+                tracing::error!(function = %label, %error, "failed to record a skipped cron run");
+            }
+        });
+        record_handled(platform, job, tick);
         return;
     }
     let (platform, job) = (platform.clone(), job.clone());
     tokio::spawn(async move {
         run_with_retries(&platform, &job, tick, "schedule", Some(fired_us)).await;
+        record_handled(&platform, &job, tick);
         job.running.fetch_sub(1, Ordering::SeqCst);
     });
 }
