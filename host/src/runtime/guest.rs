@@ -15,6 +15,9 @@ wasmtime::component::bindgen!({
 
 pub use edgefn::function::types::{CronEvent, Delivery, Message, SendOptions, Settlement};
 
+/// The most settlements one invocation records (a batch has at most 1,000 messages).
+const MAX_SETTLEMENTS: usize = 4 * edgefn_manifest::record::bounds::MAX_BATCH_SIZE as usize;
+
 /// How deep `invoke` calls may nest: a cycle (`a` invokes `b` invokes `a` ...) stops here with an error.
 pub const MAX_INVOKE_DEPTH: usize = 8;
 
@@ -26,11 +29,13 @@ pub struct CallContext {
     /// `component/function` labels, outermost first, this invocation last.
     pub(crate) chain: Vec<String>,
     pub(crate) settlements: Vec<(String, Settlement)>,
+    /// Set once the guest settled more than [`MAX_SETTLEMENTS`] times (the rest were ignored).
+    pub(crate) settlements_overflowed: bool,
 }
 
 impl CallContext {
     pub fn new(platform: Option<Arc<crate::platform::Platform>>, chain: Vec<String>) -> Self {
-        Self { platform, chain, settlements: Vec::new() }
+        Self { platform, chain, settlements: Vec::new(), settlements_overflowed: false }
     }
 }
 
@@ -55,7 +60,14 @@ impl edgefn::function::types::Host for InvocationState {}
 
 impl edgefn::function::host::Host for InvocationState {
     async fn settle(&mut self, message_id: String, settlement: Settlement) {
-        self.call.settlements.push((message_id, settlement));
+        // A delivery holds at most MAX_BATCH_SIZE messages, and only the first settlement of each counts: a guest
+        // settling in a loop must not grow host memory without bound.
+        if self.call.settlements.len() < MAX_SETTLEMENTS {
+            self.call.settlements.push((message_id, settlement));
+        } else if !self.call.settlements_overflowed {
+            self.call.settlements_overflowed = true;
+            tracing::warn!(chain = ?self.call.chain, "the function settled over {MAX_SETTLEMENTS} messages; ignoring the rest");
+        }
     }
 
     async fn send(&mut self, queue: String, body: Vec<u8>, options: SendOptions) -> Result<String, String> {
