@@ -74,7 +74,7 @@ fn check_functions(functions: &[FunctionRecord]) -> anyhow::Result<()> {
             }
             Trigger::Queue { queue: name, delivery } | Trigger::Topic { topic: name, delivery } => {
                 edgefn_manifest::record::validate_queue_name("queue or topic", name)
-                    .and_then(|()| delivery.validate())
+                    .and_then(|()| delivery.validate(name))
                     .map_err(|e| anyhow!("function `{}`: {e}", function.name))?;
             }
             Trigger::Init | Trigger::Invoke => {}

@@ -39,6 +39,28 @@ pub struct CronJob {
     pub policy: CronPolicy,
     /// Runs going now (retries included).
     running: AtomicU32,
+    progress: std::sync::Mutex<Progress>,
+}
+
+/// Which ticks are handled: everything up to `done`, except the ticks still running. The stored `last_tick` never
+/// passes a tick that is still running, so a run cut short by a dying host is caught up even when a later tick
+/// finished (or was skipped) first.
+#[derive(Debug, Default)]
+struct Progress {
+    in_flight: std::collections::BTreeSet<i64>,
+    done: i64,
+}
+
+impl Progress {
+    /// Marks `tick` as ended; returns the tick through which everything is handled.
+    fn end(&mut self, tick: i64) -> i64 {
+        self.in_flight.remove(&tick);
+        self.done = self.done.max(tick);
+        match self.in_flight.first() {
+            Some(running) => self.done.min(running - 1),
+            None => self.done,
+        }
+    }
 }
 
 impl CronJob {
@@ -60,7 +82,14 @@ impl CronJob {
             schedule,
             policy: policy.clone(),
             running: AtomicU32::new(0),
+            progress: std::sync::Mutex::new(Progress::default()),
         })
+    }
+}
+
+impl CronJob {
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -84,6 +113,7 @@ pub async fn run_schedule(platform: Arc<Platform>, job: Arc<CronJob>) {
                 // Ticks older than the ones caught up are dropped by the policy; the caught-up ones count as
                 // handled only once they ran, so a host that dies during catch-up catches up again.
                 handled_through = first.timestamp_millis() - 1;
+                job.progress().in_flight.extend(missed.iter().map(DateTime::timestamp_millis));
                 let (platform, job) = (platform.clone(), job.clone());
                 // In order, one after the other, as one long run: ticks arriving meanwhile follow the overlap policy.
                 job.running.fetch_add(1, Ordering::SeqCst);
@@ -99,6 +129,10 @@ pub async fn run_schedule(platform: Arc<Platform>, job: Arc<CronJob>) {
         }
         Ok(None) => {}
         Err(error) => tracing::error!(function = %job.label, %error, "failed to read the cron state; no catch-up"),
+    }
+    {
+        let mut progress = job.progress();
+        progress.done = progress.done.max(handled_through);
     }
     if let Err(error) = store.set_last_tick(&job.label, handled_through) {
         tracing::error!(function = %job.label, %error, "failed to record the cron state");
@@ -123,9 +157,10 @@ pub async fn run_schedule(platform: Arc<Platform>, job: Arc<CronJob>) {
 /// tick should not wait for the write. A tick counts as handled once its run ended (retries included) or was
 /// skipped, so a run cut short by a dying host is caught up at the next start.
 fn record_handled(platform: &Arc<Platform>, job: &CronJob, tick: i64) {
+    let through = job.progress().end(tick);
     let (platform, label) = (platform.clone(), job.label.clone());
     tokio::task::spawn_blocking(move || {
-        if let Err(error) = platform.cron().set_last_tick(&label, tick) {
+        if let Err(error) = platform.cron().set_last_tick(&label, through) {
             tracing::error!(function = %label, %error, "failed to record the cron state");
         }
     });
@@ -159,6 +194,7 @@ fn fire(platform: &Arc<Platform>, job: &Arc<CronJob>, tick: i64, fired_us: i64) 
         record_handled(platform, job, tick);
         return;
     }
+    job.progress().in_flight.insert(tick);
     let (platform, job) = (platform.clone(), job.clone());
     tokio::spawn(async move {
         run_with_retries(&platform, &job, tick, "schedule", Some(fired_us)).await;
@@ -295,4 +331,20 @@ pub async fn fire_manually(platform: &Arc<Platform>, job: &CronJob) -> RunRecord
 /// Microseconds since the Unix epoch.
 fn now_us() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Progress;
+
+    #[test]
+    fn handled_never_passes_a_tick_still_running() {
+        let mut progress = Progress { done: 0, ..Progress::default() };
+        progress.in_flight.insert(1_000);
+        // 2,000 was skipped (or finished first) while 1,000 still runs: only up to 999 is handled.
+        assert_eq!(progress.end(2_000), 999);
+        // 1,000 ends: everything through 2,000 is handled.
+        assert_eq!(progress.end(1_000), 2_000);
+        assert_eq!(progress.end(3_000), 3_000);
+    }
 }

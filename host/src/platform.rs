@@ -97,7 +97,7 @@ impl Platform {
                         let is_topic = matches!(record.trigger, Trigger::Topic { .. });
                         let kind = if is_topic { "topic" } else { "queue" };
                         validate_queue_name(kind, queue).map_err(|e| anyhow::anyhow!("function `{label}`: {e}"))?;
-                        delivery.validate().map_err(|e| anyhow::anyhow!("function `{label}`: {e}"))?;
+                        delivery.validate(queue).map_err(|e| anyhow::anyhow!("function `{label}`: {e}"))?;
                         let stored = if is_topic { format!("{queue}@{}", record.name) } else { queue.clone() };
                         if let Some(existing) = consumers.get(&stored) {
                             bail!(
@@ -329,7 +329,8 @@ impl Platform {
     }
 
     pub fn dead_letters(&self, queue: &str, limit: u32) -> Result<Vec<DeadLetter>, String> {
-        self.queues.dead_letters(queue, limit).map_err(|e| format!("failed to read the dead letters: {e}"))
+        // Bodies can be 1 MiB each: one request reads at most 1,000 of them.
+        self.queues.dead_letters(queue, limit.min(1_000)).map_err(|e| format!("failed to read the dead letters: {e}"))
     }
 
     /// Moves dead letters of `queue` back into it.

@@ -65,7 +65,7 @@ impl Consumer {
             };
         }
         let delay = delay_ms.filter(|d| *d > 0).unwrap_or_else(|| self.backoff_ms(message.attempts));
-        Outcome::Retry { at: now.saturating_add(delay as i64), error }
+        Outcome::Retry { at: now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)), error }
     }
 }
 
@@ -73,7 +73,7 @@ impl Consumer {
 pub async fn run_consumer(platform: Arc<Platform>, consumer: Arc<Consumer>) {
     let permits = Arc::new(Semaphore::new(consumer.delivery.concurrency as usize));
     let batch_size = consumer.delivery.batch_size;
-    let max_wait = consumer.delivery.max_wait_ms as i64;
+    let max_wait = i64::try_from(consumer.delivery.max_wait_ms).unwrap_or(i64::MAX);
     // The lease outlives the invocation's hard deadline, so it only expires if the host died.
     let lease_ms = platform.runtime().limits().timeout().as_millis() as i64 + 30_000;
     loop {
@@ -88,7 +88,7 @@ pub async fn run_consumer(platform: Arc<Platform>, consumer: Arc<Consumer>) {
                     continue;
                 }
             };
-            let due = count >= batch_size || oldest.is_some_and(|oldest| oldest + max_wait <= now);
+            let due = count >= batch_size || oldest.is_some_and(|oldest| oldest.saturating_add(max_wait) <= now);
             if count > 0 && due {
                 match platform.queues().lease(&consumer.queue, now, batch_size, now + lease_ms) {
                     Ok(leased) if !leased.is_empty() => break leased,
@@ -101,7 +101,7 @@ pub async fn run_consumer(platform: Arc<Platform>, consumer: Arc<Consumer>) {
                 }
             }
             let wake_at = match oldest {
-                Some(oldest) => oldest + max_wait,
+                Some(oldest) => oldest.saturating_add(max_wait),
                 None => platform.queues().next_visible(&consumer.queue, now).ok().flatten().unwrap_or(i64::MAX),
             };
             let sleep = Duration::from_millis(wake_at.saturating_sub(now).max(0) as u64).min(IDLE_POLL);
@@ -164,7 +164,7 @@ async fn deliver(platform: &Arc<Platform>, consumer: &Arc<Consumer>, leased: Vec
         settled.entry(id).or_insert(settlement);
     }
     let (mut acked, mut retried, mut dead) = (0u32, 0u32, 0u32);
-    let outcomes: Vec<(i64, Outcome)> = leased
+    let outcomes: Vec<(i64, i64, Outcome)> = leased
         .iter()
         .map(|message| {
             let outcome = match settled.remove(&message.id.to_string()) {
@@ -185,16 +185,21 @@ async fn deliver(platform: &Arc<Platform>, consumer: &Arc<Consumer>, leased: Vec
                 Outcome::Retry { .. } => retried += 1,
                 Outcome::DeadLetter { .. } => dead += 1,
             }
-            (message.id, outcome)
+            (message.id, message.lease_until, outcome)
         })
         .collect();
     if !settled.is_empty() {
         tracing::warn!(function = %consumer.label, ids = ?settled.keys().collect::<Vec<_>>(),
             "the function settled messages that are not in its batch; ignored");
     }
-    if let Err(error) = platform.queues().settle(&outcomes, now) {
+    match platform.queues().settle(&outcomes, now) {
+        Ok(0) => {}
+        // The lease expired while the delivery waited or ran (the messages were handed out again) or they were
+        // re-driven meanwhile: whoever holds them now settles them.
+        Ok(stale) => tracing::warn!(function = %consumer.label, messages = stale,
+            "outcomes ignored: the messages' lease had expired or they were re-driven"),
         // The leases stay: the messages come back when they expire. Nothing is lost, some may be delivered twice.
-        tracing::error!(function = %consumer.label, %error, "failed to record the outcome of a delivery");
+        Err(error) => tracing::error!(function = %consumer.label, %error, "failed to record the outcome of a delivery"),
     }
     platform.record_delivery(&consumer.queue, acked, retried, dead);
     let duration_ms = started.elapsed().as_millis() as u64;

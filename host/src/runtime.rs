@@ -45,6 +45,9 @@ pub struct Runtime {
     limits: Limits,
     /// One permit per pool slot: an invocation holds one from instantiation until its guest task ends.
     instance_slots: Arc<Semaphore>,
+    /// Background triggers (cron, queues) may hold at most three quarters of the slots, so requests and the
+    /// nested `invoke` calls of those very triggers always find one.
+    background_slots: Arc<Semaphore>,
     /// See [`Runtime::engine_hash`]; fixed for the engine's life, so computed once.
     engine_hash: Arc<str>,
 }
@@ -147,10 +150,11 @@ impl Runtime {
         .map_err(|e| anyhow!("failed to link edgefn:function/host: {e}"))?;
         spawn_epoch_ticker(&engine);
         let instance_slots = Arc::new(Semaphore::new(limits.max_instances as usize));
+        let background_slots = Arc::new(Semaphore::new((limits.max_instances as usize * 3 / 4).max(1)));
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_hash = format!("{:016x}", hasher.finish()).into();
-        Ok(Self { engine, linker: Arc::new(linker), limits, instance_slots, engine_hash })
+        Ok(Self { engine, linker: Arc::new(linker), limits, instance_slots, background_slots, engine_hash })
     }
 
     /// The limits invocations run under.
@@ -262,10 +266,18 @@ impl Runtime {
             let error = InvokeError::Host("the component has no `edgefn:function/handler` export".into());
             return (Err(error), Vec::new());
         };
+        let _background = match wait {
+            SlotWait::Unbounded => match self.background_slots.clone().acquire_owned().await {
+                Ok(permit) => Some(permit),
+                Err(_closed) => return (Err(InvokeError::Host("the instance pool is shut down".into())), Vec::new()),
+            },
+            SlotWait::Bounded => None,
+        };
         let _slot = match self.acquire_slot(wait).await {
             Ok(slot) => slot,
             Err(error) => return (Err(error), Vec::new()),
         };
+        let secrets = function_env.secrets.clone();
         let timeout = self.limits.timeout();
         let mut store = self.new_store(function_env, call);
         let run = async {
@@ -281,11 +293,20 @@ impl Runtime {
         };
         // The epoch deadline stops a guest that computes; this one also stops a guest blocked in a host call.
         let outcome = match tokio::time::timeout(timeout + EPOCH_TICK * 5, run).await {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(error)) => Err(classify_trap(error, timeout)),
+            // Error text is logged and stored (run history, dead-letter reasons): mask the secrets in it too.
+            Ok(Ok(outcome)) => Ok(outcome.map_err(|message| redact::mask(&message, &secrets))),
+            Ok(Err(error)) => Err(match classify_trap(error, timeout) {
+                InvokeError::Trap(message) => InvokeError::Trap(redact::mask(&message, &secrets)),
+                other => other,
+            }),
             Err(_elapsed) => Err(InvokeError::Timeout(timeout)),
         };
-        let settlements = std::mem::take(&mut store.data_mut().call.settlements);
+        let mut settlements = std::mem::take(&mut store.data_mut().call.settlements);
+        for (_, settlement) in &mut settlements {
+            if let Settlement::DeadLetter(reason) = settlement {
+                *reason = redact::mask(reason, &secrets);
+            }
+        }
         (outcome, settlements)
     }
 

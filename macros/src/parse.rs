@@ -278,7 +278,7 @@ fn parse_messages(input: ParseStream<'_>, kind: &str) -> syn::Result<TriggerArgs
             }
         }
     }
-    delivery.validate().map_err(|e| syn::Error::new(args.first.span(), e))?;
+    delivery.validate(&name).map_err(|e| syn::Error::new(args.first.span(), e))?;
     Ok(match kind {
         "queue" => TriggerArgs::Queue { queue: name, span: args.first.span(), delivery },
         _ => TriggerArgs::Topic { topic: name, delivery },

@@ -182,8 +182,8 @@ pub fn validate_queue_name(kind: &str, name: &str) -> Result<(), String> {
 }
 
 impl Delivery {
-    /// Checks the settings' ranges; the error names the setting.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the settings of the consumer of `queue`; the error names the setting.
+    pub fn validate(&self, queue: &str) -> Result<(), String> {
         if self.batch_size == 0 || self.batch_size > bounds::MAX_BATCH_SIZE {
             return Err(format!("batch_size must be between 1 and {}", bounds::MAX_BATCH_SIZE));
         }
@@ -192,6 +192,9 @@ impl Delivery {
         }
         if let Some(dead_letter) = &self.dead_letter {
             validate_queue_name("dead_letter queue", dead_letter)?;
+            if dead_letter == queue {
+                return Err(format!("dead_letter is `{queue}` itself: a failing message would never leave it"));
+            }
         }
         Ok(())
     }
@@ -330,6 +333,13 @@ mod tests {
             minimal,
             Trigger::Cron { expression: "@hourly".into(), timezone: "UTC".into(), policy: CronPolicy::default() }
         );
+    }
+
+    #[test]
+    fn a_queue_cannot_dead_letter_into_itself() {
+        let delivery = Delivery { dead_letter: Some("orders".into()), ..Delivery::default() };
+        assert!(delivery.validate("orders").unwrap_err().contains("itself"));
+        assert!(delivery.validate("payments").is_ok());
     }
 
     #[test]

@@ -49,8 +49,16 @@ mod imp {
 
     pub(super) fn fetch(request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error> {
         let (parts, body) = request.into_parts();
-        let uri = &parts.uri;
-        let authority = uri
+        // Errors name the URL without its query, which often carries a key.
+        let uri = format!(
+            "{}://{}{}",
+            parts.uri.scheme_str().unwrap_or("http"),
+            parts.uri.authority().map(|a| a.as_str()).unwrap_or(""),
+            parts.uri.path()
+        );
+        let uri = &uri;
+        let authority = parts
+            .uri
             .authority()
             .ok_or_else(|| Error::internal(format!("outbound request to `{uri}`: the URL needs a host")))?
             .as_str()
@@ -78,7 +86,7 @@ mod imp {
             "PATCH" => Method::Patch,
             other => Method::Other(other.to_owned()),
         };
-        let scheme = match uri.scheme_str() {
+        let scheme = match parts.uri.scheme_str() {
             Some("https") => Scheme::Https,
             Some("http") | None => Scheme::Http,
             Some(other) => Scheme::Other(other.to_owned()),
@@ -87,7 +95,7 @@ mod imp {
         outgoing.set_method(&method).map_err(|()| invalid("method"))?;
         outgoing.set_scheme(Some(&scheme)).map_err(|()| invalid("scheme"))?;
         outgoing.set_authority(Some(&authority)).map_err(|()| invalid("host"))?;
-        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         outgoing.set_path_with_query(Some(path)).map_err(|()| invalid("path"))?;
         let outgoing_body = outgoing.body().map_err(|()| invalid("body"))?;
         let failed = |code: ErrorCode| match code {

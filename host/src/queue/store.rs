@@ -20,6 +20,9 @@ pub struct LeasedMessage {
     pub attempts: u32,
     pub priority: i32,
     pub enqueued_at: i64,
+    /// The end of this lease: also its token. A settle only applies while the message still holds this lease, so
+    /// a delivery whose lease expired (and was handed out again) or whose message was re-driven changes nothing.
+    pub lease_until: i64,
 }
 
 /// What to do with one leased message.
@@ -143,6 +146,7 @@ impl QueueStore {
                     attempts: row.get(2)?,
                     priority: row.get(3)?,
                     enqueued_at: row.get(4)?,
+                    lease_until,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -151,28 +155,36 @@ impl QueueStore {
         Ok(messages)
     }
 
-    /// Applies the outcomes of one delivery in one transaction.
-    pub fn settle(&self, outcomes: &[(i64, Outcome)], now: i64) -> rusqlite::Result<()> {
+    /// Applies the outcomes of one delivery (each message with the lease it was delivered under) in one
+    /// transaction. Returns how many outcomes no longer matched a lease and were ignored.
+    pub fn settle(&self, outcomes: &[(i64, i64, Outcome)], now: i64) -> rusqlite::Result<usize> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        let mut stale = 0;
         {
-            let mut ack = tx.prepare_cached("DELETE FROM queue_messages WHERE id = ?1")?;
+            let mut ack =
+                tx.prepare_cached("DELETE FROM queue_messages WHERE id = ?1 AND leased = 1 AND visible_at = ?2")?;
             let mut retry = tx.prepare_cached(
-                "UPDATE queue_messages SET visible_at = ?2, leased = 0, last_error = ?3 WHERE id = ?1",
+                "UPDATE queue_messages SET visible_at = ?3, leased = 0, last_error = ?4
+                 WHERE id = ?1 AND leased = 1 AND visible_at = ?2",
             )?;
+            // A dead letter keeps the queue it first died in (a message dead-lettered again from a dead-letter
+            // queue's own consumer still re-drives to its origin) and starts its attempts over in the new queue.
             let mut dead = tx.prepare_cached(
-                "UPDATE queue_messages SET origin_queue = queue, queue = ?2, visible_at = ?3, leased = 0,
-                 last_error = ?4 WHERE id = ?1",
+                "UPDATE queue_messages SET origin_queue = COALESCE(origin_queue, queue), queue = ?3, visible_at = ?4,
+                 leased = 0, attempts = 0, last_error = ?5 WHERE id = ?1 AND leased = 1 AND visible_at = ?2",
             )?;
-            for (id, outcome) in outcomes {
-                match outcome {
-                    Outcome::Ack => ack.execute(params![id])?,
-                    Outcome::Retry { at, error } => retry.execute(params![id, at, error])?,
-                    Outcome::DeadLetter { queue, reason } => dead.execute(params![id, queue, now, reason])?,
+            for (id, lease, outcome) in outcomes {
+                let applied = match outcome {
+                    Outcome::Ack => ack.execute(params![id, lease])?,
+                    Outcome::Retry { at, error } => retry.execute(params![id, lease, at, error])?,
+                    Outcome::DeadLetter { queue, reason } => dead.execute(params![id, lease, queue, now, reason])?,
                 };
+                stale += 1 - applied.min(1);
             }
         }
-        tx.commit()
+        tx.commit()?;
+        Ok(stale)
     }
 
     /// Makes every leased message visible now. Only at start-up, when no lease can belong to a live invocation

@@ -43,7 +43,7 @@ impl Redactor {
 }
 
 /// `text` with every secret value replaced by `[secret NAME]`.
-pub(super) fn mask(text: &str, secrets: &[(String, String)]) -> String {
+pub(crate) fn mask(text: &str, secrets: &[(String, String)]) -> String {
     let mut masked = text.to_owned();
     for (name, value) in secrets {
         if !value.is_empty() && masked.contains(value.as_str()) {
