@@ -65,7 +65,8 @@ fn main() {
 }
 
 fn raw_sqlite(dir: &Path, batch: usize) -> f64 {
-    let conn = edgefn_host::storage::connect(dir).expect("connect");
+    let shared = edgefn_host::storage::SharedConnection::open(dir).expect("connect");
+    let conn = shared.lock();
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS ceiling (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT, body BLOB)",
     )

@@ -63,6 +63,41 @@ fn count(runs: &[Value], key: &str, value: &str) -> usize {
     runs.iter().filter(|r| r[key] == value).count()
 }
 
+/// An automation host on a data dir that outlives it, to kill and start again on the same state.
+struct Restartable {
+    collector: Collector,
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+}
+
+impl Restartable {
+    fn new() -> Self {
+        let collector = Collector::start();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = config(&collector, dir.path());
+        Self { collector, dir, config }
+    }
+
+    fn start(&self) -> Host {
+        let args = ["--config", self.config.to_str().expect("utf-8"), &component_arg("automation")];
+        Host::start_in(&self.dir.path().join("data"), &args)
+    }
+}
+
+/// Polls until `queue` has dead letters; returns them.
+fn wait_for_dead_letters(host: &Host, queue: &str) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = host.admin("GET", &format!("/v1/queues/{queue}/dead-letters"), None);
+        let letters = reply.json()["dead_letters"].as_array().expect("letters").clone();
+        if !letters.is_empty() {
+            return letters;
+        }
+        assert!(std::time::Instant::now() < deadline, "no dead letter in `{queue}` after 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn queue_stats(host: &Host, queue: &str) -> Value {
     let reply = host.admin("GET", "/v1/queues", None);
     reply.json()["queues"]
@@ -150,17 +185,13 @@ fn a_cron_function_fires_by_hand_through_the_admin_api_and_the_cli() {
 
 #[test]
 fn missed_ticks_follow_the_catch_up_policy_after_a_restart() {
-    let collector = Collector::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = config(&collector, dir.path());
-    let data = dir.path().join("data");
-    let args = ["--config", config.to_str().expect("utf-8"), &component_arg("automation")];
-    let host = Host::start_in(&data, &args);
+    let restartable = Restartable::new();
+    let host = restartable.start();
     wait_for_runs(&host, "every_second", |r| count(r, "outcome", "succeeded") >= 1);
     host.kill();
     // Down for at least three ticks.
     std::thread::sleep(Duration::from_millis(3_500));
-    let host = Host::start_in(&data, &args);
+    let host = restartable.start();
     let one = wait_for_runs(&host, "every_second", |r| count(r, "reason", "catch-up") >= 1);
     let all = wait_for_runs(&host, "every_second_all", |r| count(r, "reason", "catch-up") >= 2);
     std::thread::sleep(Duration::from_millis(1_500));
@@ -210,14 +241,7 @@ fn a_poison_message_is_dead_lettered_after_max_retries_and_can_be_redriven() {
     let deliveries = collector.wait_for("/poison", Duration::from_secs(30), |b| b.len() >= 3);
     let attempts: Vec<&Value> = deliveries.iter().map(|d| &d["attempts"]).collect();
     assert_eq!(attempts, [1, 2, 3], "max_retries = 2: three deliveries");
-    let letters = loop {
-        let reply = host.admin("GET", "/v1/queues/poison/dead-letters", None);
-        let letters = reply.json()["dead_letters"].as_array().expect("letters").clone();
-        if !letters.is_empty() {
-            break letters;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let letters = wait_for_dead_letters(host, "poison");
     assert_eq!(letters[0]["id"], id);
     assert_eq!(letters[0]["queue"], "poison-dlq");
     let error = letters[0]["error"].as_str().expect("error");
@@ -329,12 +353,8 @@ fn secrets_reach_the_function_but_not_the_logs() {
 
 #[test]
 fn a_host_killed_mid_batch_loses_no_message() {
-    let collector = Collector::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = config(&collector, dir.path());
-    let data = dir.path().join("data");
-    let args = ["--config", config.to_str().expect("utf-8"), &component_arg("automation")];
-    let host = Host::start_in(&data, &args);
+    let restartable = Restartable::new();
+    let (collector, host) = (&restartable.collector, restartable.start());
     let messages: Vec<Value> = (0..300).map(|n| json!({ "body": { "n": n } })).collect();
     let reply = host.admin("POST", "/v1/queues/durable/messages", Some(json!({ "messages": messages })));
     assert_eq!(reply.status, 201, "{}", reply.body);
@@ -343,7 +363,7 @@ fn a_host_killed_mid_batch_loses_no_message() {
     host.kill();
     let before = numbers(&collector.bodies("/durable")).len();
     assert!(before < 300, "everything was processed before the kill: the test proves nothing");
-    let host = Host::start_in(&data, &args);
+    let host = restartable.start();
     let expected: BTreeSet<u64> = (0..300).collect();
     collector.wait_for("/durable", Duration::from_secs(120), |b| numbers(b) == expected);
     assert!(host.wait_for_log("redelivering messages that were in flight").contains("messages="));
@@ -391,14 +411,7 @@ fn the_examples_run_end_to_end() {
     let bad =
         json!({ "id": 8, "customer": "bob", "items": [{ "sku": "mug", "quantity": 0, "unit_price_cents": 900 }] });
     assert_eq!(post(&host.url("/pipeline/orders"), &bad.to_string()).status, 202);
-    let letters = loop {
-        let reply = host.admin("GET", "/v1/queues/orders/dead-letters", None);
-        let letters = reply.json()["dead_letters"].as_array().expect("letters").clone();
-        if !letters.is_empty() {
-            break letters;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let letters = wait_for_dead_letters(&host, "orders");
     assert_eq!(letters[0]["queue"], "orders-dlq");
     assert!(letters[0]["error"].as_str().expect("error").contains("`mug` has quantity 0"), "{letters:?}");
 

@@ -132,8 +132,8 @@ impl Platform {
         }
         Ok(Self {
             registry,
-            queues: QueueStore::new(crate::storage::connect(data_dir)?),
-            cron: CronStore::new(crate::storage::connect(data_dir)?),
+            queues: QueueStore::new(crate::storage::SharedConnection::open(data_dir)?),
+            cron: CronStore::new(crate::storage::SharedConnection::open(data_dir)?),
             limits,
             functions,
             consumers,

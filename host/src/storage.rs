@@ -1,5 +1,5 @@
 //! Persistent state in SQLite (`<data dir>/edgefn.db`): what is deployed, the queues, the cron schedules and
-//! their run history (the last two through their own connections, see [`connect`]).
+//! their run history (the last two through their own connections, see [`SharedConnection`]).
 //!
 //! rusqlite is blocking: callers on the async runtime go through `spawn_blocking`. Schema changes are numbered
 //! migrations applied in order at open, tracked with `PRAGMA user_version`.
@@ -67,16 +67,27 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX cron_runs_by_function ON cron_runs (function, id);",
 ];
 
-/// Opens another connection to the database of `data_dir` (already migrated by [`Db::open`]), with the same
-/// settings: WAL, so readers never block the writer; `synchronous = NORMAL`, so a commit survives the process
-/// being killed (not a power cut: see the README); a busy timeout instead of instant `SQLITE_BUSY`.
-pub fn connect(data_dir: &Path) -> anyhow::Result<Connection> {
-    let path = data_dir.join("edgefn.db");
-    let conn = Connection::open(&path).with_context(|| format!("failed to open {}", path.display()))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    Ok(conn)
+/// Another connection to the database of `data_dir` (already migrated by [`Db::open`]), shared by the tasks of one
+/// store (queues, cron) behind a mutex; statements are short and each method holds it for one transaction.
+#[derive(Debug)]
+pub struct SharedConnection(std::sync::Mutex<Connection>);
+
+impl SharedConnection {
+    /// Opens it with the same settings as [`Db::open`]: WAL, so readers never block the writer;
+    /// `synchronous = NORMAL`, so a commit survives the process being killed (not a power cut: see the README); a
+    /// busy timeout instead of instant `SQLITE_BUSY`.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        let path = data_dir.join("edgefn.db");
+        let conn = Connection::open(&path).with_context(|| format!("failed to open {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(Self(std::sync::Mutex::new(conn)))
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// A deployment as recorded.

@@ -251,7 +251,7 @@ fn expand_init(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
         syn::ReturnType::Type(_, ty) => ty.span(),
         syn::ReturnType::Default => name.span(),
     };
-    let call = quote_spanned! {output=> ::edgefn::__private::IntoInitResult::into_init_result(#name()) };
+    let call = quote_spanned! {output=> ::edgefn::__private::IntoHandlerResult::into_handler_result(#name()) };
     let record = FunctionRecord { name: name_str.clone(), trigger: Trigger::Init };
     let manifest = manifest_static(name, &encode_record(&record));
     // A second #[init] in the same module defines this name again: a compile error at the second function. The

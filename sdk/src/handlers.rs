@@ -30,7 +30,7 @@ inventory::collect!(CronFunction);
 inventory::collect!(MessageFunction);
 inventory::collect!(InvokeFunction);
 
-/// What non-HTTP functions may return: nothing, or a `Result<(), E>`.
+/// What `#[init]`, cron, queue and topic functions may return: nothing, or a `Result<(), E>`.
 pub trait IntoHandlerResult {
     fn into_handler_result(self) -> Result<(), Error>;
 }

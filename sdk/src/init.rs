@@ -21,23 +21,6 @@ pub struct InitFunction {
 
 inventory::collect!(InitFunction);
 
-/// What `#[edgefn::init]` functions may return: nothing, or a `Result<(), E>`.
-pub trait IntoInitResult {
-    fn into_init_result(self) -> Result<(), Error>;
-}
-
-impl IntoInitResult for () {
-    fn into_init_result(self) -> Result<(), Error> {
-        Ok(())
-    }
-}
-
-impl<E: Into<Error>> IntoInitResult for Result<(), E> {
-    fn into_init_result(self) -> Result<(), Error> {
-        self.map_err(Into::into)
-    }
-}
-
 /// Runs the init functions if they have not run in this memory yet; a snapshot taken after them has it done.
 pub(crate) fn ensure() -> Result<(), &'static str> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();

@@ -86,7 +86,7 @@ pub mod __private {
     pub use crate::handlers::{
         CronFunction, IntoHandlerResult, IntoInvokeResult, InvokeFunction, MessageFunction, decode_payload,
     };
-    pub use crate::init::{InitFunction, IntoInitResult};
+    pub use crate::init::InitFunction;
     pub use crate::queue::{Batch, RawMessage};
     pub use inventory;
 }

@@ -1,7 +1,7 @@
 //! The SQL of cron: the last tick each schedule handled, and the run history.
 
-use rusqlite::{Connection, OptionalExtension as _, params};
-use std::sync::Mutex;
+use crate::storage::SharedConnection;
+use rusqlite::{OptionalExtension as _, params};
 
 /// Runs kept per function; older ones are pruned.
 const HISTORY_PER_FUNCTION: i64 = 1_000;
@@ -28,16 +28,16 @@ pub struct RunRecord {
 
 #[derive(Debug)]
 pub struct CronStore {
-    conn: Mutex<Connection>,
+    conn: SharedConnection,
 }
 
 impl CronStore {
-    pub fn new(conn: Connection) -> Self {
-        Self { conn: Mutex::new(conn) }
+    pub fn new(conn: SharedConnection) -> Self {
+        Self { conn }
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn conn(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+        self.conn.lock()
     }
 
     pub fn last_tick(&self, function: &str) -> rusqlite::Result<Option<i64>> {

@@ -1,7 +1,7 @@
 //! The SQL of the durable queues. Every method is one transaction.
 
-use rusqlite::{Connection, params};
-use std::sync::Mutex;
+use crate::storage::SharedConnection;
+use rusqlite::params;
 
 /// A message to enqueue.
 #[derive(Debug, Clone)]
@@ -66,16 +66,16 @@ pub struct DeadLetter {
 /// The queue tables, behind one connection.
 #[derive(Debug)]
 pub struct QueueStore {
-    conn: Mutex<Connection>,
+    conn: SharedConnection,
 }
 
 impl QueueStore {
-    pub fn new(conn: Connection) -> Self {
-        Self { conn: Mutex::new(conn) }
+    pub fn new(conn: SharedConnection) -> Self {
+        Self { conn }
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn conn(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+        self.conn.lock()
     }
 
     /// Stores messages (one transaction: all or none) and returns their ids.
