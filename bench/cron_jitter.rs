@@ -18,7 +18,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(seconds) + Duration::from_millis(500));
     let mut delays_us: Vec<i64> = Vec::new();
     for n in 0..10 {
-        let runs = bench.platform.cron_runs(&format!("tick{n}"), 1_000).expect("runs");
+        let runs = bench.tokio.block_on(bench.node.cron.runs(&format!("tick{n}"), 1_000)).expect("runs");
         delays_us
             .extend(runs.iter().filter(|r| r.reason == "schedule" && r.outcome == "succeeded").map(|r| r.delay_us));
     }

@@ -11,10 +11,12 @@
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
+use edgefn_host::capabilities::FunctionEnv;
 use edgefn_host::config::Limits;
-use edgefn_host::runtime::{FunctionEnv, Runtime};
+use edgefn_host::runtime::{Artifact, Invocation, InvocationLimits, Loader, Runtime, SlotKind};
 use http_body_util::BodyExt as _;
 use std::path::Path;
+use std::sync::Arc;
 
 fn invoke(c: &mut Criterion) {
     let wasm_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/misbehave.wasm");
@@ -26,12 +28,21 @@ fn invoke(c: &mut Criterion) {
     });
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
     let _entered = tokio.enter();
-    let runtime = Runtime::new(Limits::default()).expect("runtime");
+    let limits = Limits::default();
+    let runtime = Runtime::new(limits.clone()).expect("runtime");
     let env = FunctionEnv::default();
-    let snapshot = tokio.block_on(runtime.snapshot(&wasm, &env)).expect("snapshot");
-    let artifact = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(artifact.path(), runtime.precompile(&snapshot).expect("compile")).expect("write artifact");
-    let prepared = runtime.load(artifact.path()).expect("load");
+    let snapshot = tokio.block_on(runtime.snapshot(&wasm, &env, limits.memory_bytes())).expect("snapshot");
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    let compiled = runtime.precompile(&snapshot).expect("compile");
+    std::fs::write(file.path(), &compiled).expect("write artifact");
+    let artifact = Artifact { path: file.path().to_owned(), sha256: sha256_hex(&compiled) };
+    let prepared = Loader::new(runtime.clone()).load_verified(&artifact).expect("load");
+    let invocation = Invocation {
+        env: Arc::new(env),
+        capabilities: Default::default(),
+        limits: InvocationLimits::defaults(&limits),
+        chain: Vec::new(),
+    };
 
     let request = || {
         http::Request::builder()
@@ -42,7 +53,8 @@ fn invoke(c: &mut Criterion) {
     };
     c.bench_function("invoke no-op http function (instantiate + call + body)", |b| {
         b.to_async(&tokio).iter(|| async {
-            let response = runtime.invoke_http(&prepared, &env, Default::default(), request()).await.expect("invoke");
+            let slot = runtime.acquire_slot(SlotKind::Request).await.expect("slot");
+            let response = runtime.invoke_http(&prepared, &invocation, slot, request()).await.expect("invoke");
             assert_eq!(response.status(), 200);
             response.into_body().collect().await.expect("body").to_bytes()
         })
@@ -51,3 +63,8 @@ fn invoke(c: &mut Criterion) {
 
 criterion_group!(benches, invoke);
 criterion_main!(benches);
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

@@ -8,12 +8,12 @@
 //!
 //! `bench-sink` (tests/guests/bench-sink) has no-op consumers (concurrency 4) of `batch1`, `batch10` and `batch100`: each acks its
 //! whole batch by returning `Ok`. Throughput counts from the first send until every message is acked: enqueue
-//! (through `Platform::send`, 1,000 per transaction, as the admin API's bulk send does), lease, invoke, settle.
+//! (through `Queues::send_many`, 1,000 per transaction, as the admin API's bulk send does), lease, invoke, settle.
 
 #[path = "support.rs"]
 mod support;
 
-use edgefn_host::queue::NewMessage;
+use edgefn_host::storage::queue::NewMessage;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,10 @@ const MESSAGES: usize = 50_000;
 
 fn main() {
     let bench = support::start();
-    let platform = &bench.platform;
+    let (queues, consumers) = (&bench.node.queues, &bench.node.queue_trigger);
+    let send = |queue: &str, messages: Vec<NewMessage>| {
+        bench.tokio.block_on(queues.send_many(queue, messages)).expect("send");
+    };
     println!("raw SQLite ceiling (insert N, then delete N, transactions of B, same pragmas):");
     for batch in [1usize, 10, 100] {
         let rate = raw_sqlite(bench.data.path(), batch);
@@ -38,9 +41,9 @@ fn main() {
                     priority: 0,
                 })
                 .collect();
-            platform.send(queue, messages).expect("send");
+            send(queue, messages);
         }
-        while platform.acked(queue) < MESSAGES as u64 {
+        while consumers.acked(queue) < MESSAGES as u64 {
             std::thread::sleep(Duration::from_millis(1));
         }
         let seconds = started.elapsed().as_secs_f64();
@@ -49,12 +52,10 @@ fn main() {
     println!("enqueue -> ack latency, idle host, batch_size = 1, 200 sends one at a time:");
     let mut latencies = Vec::new();
     for n in 0..200 {
-        let before = platform.acked("batch1");
+        let before = consumers.acked("batch1");
         let started = Instant::now();
-        platform
-            .send("batch1", vec![NewMessage { body: format!("{{\"n\":{n}}}").into_bytes(), delay_ms: 0, priority: 0 }])
-            .expect("send");
-        while platform.acked("batch1") == before {
+        send("batch1", vec![NewMessage { body: format!("{{\"n\":{n}}}").into_bytes(), delay_ms: 0, priority: 0 }]);
+        while consumers.acked("batch1") == before {
             std::hint::spin_loop();
         }
         latencies.push(started.elapsed());
@@ -65,8 +66,11 @@ fn main() {
 }
 
 fn raw_sqlite(dir: &Path, batch: usize) -> f64 {
-    let shared = edgefn_host::storage::SharedConnection::open(dir).expect("connect");
-    let conn = shared.lock();
+    let db = edgefn_host::storage::Database::connect(dir).expect("connect");
+    db.with_blocking(|conn| Ok(raw_sqlite_loop(conn, batch))).expect("raw loop")
+}
+
+fn raw_sqlite_loop(conn: &mut rusqlite::Connection, batch: usize) -> f64 {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS ceiling (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT, body BLOB)",
     )

@@ -1,23 +1,19 @@
 #![allow(dead_code, reason = "each benchmark uses a different part")]
 
-//! Shared by the in-process benchmarks: deploy `bench-sink` into a fresh data dir and start its triggers, exactly
-//! as `edgefn up` does (snapshot, ahead-of-time compile, SQLite state), minus the HTTP listeners.
+//! Shared by the in-process benchmarks: start a node on a fresh data dir and deploy `bench-sink` to it, exactly as
+//! `edgefn up` does (snapshot, ahead-of-time compile, SQLite state), minus the HTTP listeners.
 
-use edgefn_host::config::HostConfig;
-use edgefn_host::deploy::{self, Source};
-use edgefn_host::platform::Platform;
-use edgefn_host::registry::Registry;
-use edgefn_host::runtime::Runtime;
-use edgefn_host::storage::Db;
+use edgefn_host::config::{ComponentConfig, HostConfig};
+use edgefn_host::deployments::DeployRequest;
+use edgefn_host::node::Node;
 use std::path::Path;
-use std::sync::Arc;
 
-/// A started platform; keep the whole value alive for as long as it should run.
+/// A started node; keep the whole value alive for as long as it should run.
 pub(crate) struct Bench {
-    pub(crate) platform: Arc<Platform>,
+    pub(crate) node: Node,
     pub(crate) data: tempfile::TempDir,
     /// Runs the triggers; dropped last.
-    _tokio: tokio::runtime::Runtime,
+    pub(crate) tokio: tokio::runtime::Runtime,
 }
 
 pub(crate) fn start() -> Bench {
@@ -29,19 +25,21 @@ pub(crate) fn start() -> Bench {
     );
     let data = tempfile::tempdir().expect("temp dir");
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
-    let platform = {
-        let _entered = tokio.enter();
-        let config = HostConfig::default();
-        let db = Db::open(data.path()).expect("db");
-        let runtime = Runtime::new(config.limits.clone()).expect("runtime");
-        let registry = Arc::new(Registry::new(runtime, data.path()).expect("registry"));
-        let deployment = deploy::deploy_all(&registry, &config, &db, &[Source::Path(wasm)]);
-        assert!(deployment.refused.is_empty(), "{:?}", deployment.refused);
-        let platform = Arc::new(Platform::new(registry, data.path(), &deployment.components).expect("platform"));
-        platform.start().expect("start");
-        platform
-    };
-    Bench { platform, data, _tokio: tokio }
+    let node = tokio.block_on(async {
+        let node = Node::start(data.path(), HostConfig::default()).await.expect("node");
+        let request = DeployRequest {
+            name: "bench_sink".into(),
+            wasm: std::fs::read(&wasm).expect("read bench_sink.wasm"),
+            source: wasm.display().to_string(),
+            deployed_by: "bench".into(),
+            overrides: ComponentConfig::default(),
+            mount: None,
+            canary_percent: None,
+        };
+        node.deployments.deploy(request).await.expect("deploy bench_sink");
+        node
+    });
+    Bench { node, data, tokio }
 }
 
 /// The value at quantile `q` (0..=1) of sorted `values`.

@@ -235,7 +235,7 @@ fn deployments_are_recorded_in_sqlite() {
     assert!(db.is_file());
     let listing = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(listing.contains("hello sha256") && listing.contains("hello  http GET /hello/{name}"), "{listing}");
+    assert!(listing.contains("hello v1 live sha256") && listing.contains("hello  http GET /hello/{name}"), "{listing}");
 }
 
 #[test]

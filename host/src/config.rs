@@ -14,6 +14,9 @@
 //! idle_timeout_ms = 300000    # a component unused this long is unloaded
 //! init_timeout_ms = 60000     # deadline of a component's one-time init at deploy
 //! keep_resident_kib = 2048    # memory per pool slot reset in place between instances (speed vs resident memory)
+//! max_timeout_ms = 900000     # the most a component or function may set as its timeout_ms
+//! max_memory_mb = 512         # the most a component or function may set as its memory_mb
+//! drain_timeout_ms = 30000    # how long a deploy waits for the old version's cron runs and deliveries
 //!
 //! [components.webhook]        # a component, by name (crate name or .wasm file stem)
 //! env = { GREETING = "hi" }   # handed to the function as its environment
@@ -21,6 +24,12 @@
 //! secrets = { WEBHOOK_SECRET = "dev-only" }    # like env, and masked in everything the function prints
 //! secrets_from_host = ["GITHUB_TOKEN"]         # like env_from_host, and masked too
 //! allowed_outbound_hosts = ["api.github.com", "127.0.0.1:9000"]   # default: none
+//! timeout_ms = 5000           # this component's deadline (default: limits.timeout_ms)
+//! memory_mb = 64              # this component's memory cap (default: limits.memory_mb)
+//! max_concurrency = 16        # invocations of each of its functions at once (default: unbounded)
+//!
+//! [components.webhook.functions.github]   # one function's own settings, over the component's
+//! timeout_ms = 1000
 //! ```
 
 use anyhow::{Context as _, bail};
@@ -52,6 +61,13 @@ pub struct Limits {
     pub init_timeout_ms: u64,
     /// The largest queue or topic message, in bytes; a bigger one is refused at send.
     pub max_message_bytes: usize,
+    /// The longest `timeout_ms` a component or function may ask for.
+    pub max_timeout_ms: u64,
+    /// The most memory a component or function may ask for: also what each pool slot reserves.
+    pub max_memory_mb: u64,
+    /// How long a deploy waits for the old version's cron runs and queue deliveries to finish before it starts the
+    /// new version's anyway (the old ones still end by their own deadline, and settle under their own lease).
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -67,6 +83,9 @@ impl Default for Limits {
             keep_resident_kib: 2048,
             init_timeout_ms: 60_000,
             max_message_bytes: 1 << 20,
+            max_timeout_ms: 900_000,
+            max_memory_mb: 512,
+            drain_timeout_ms: 30_000,
         }
     }
 }
@@ -77,7 +96,16 @@ impl Limits {
     }
 
     pub fn memory_bytes(&self) -> usize {
-        usize::try_from(self.memory_mb << 20).unwrap_or(usize::MAX)
+        mib_to_bytes(self.memory_mb)
+    }
+
+    /// What each pool slot reserves: the most any function may be given.
+    pub fn max_memory_bytes(&self) -> usize {
+        mib_to_bytes(self.max_memory_mb)
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
     }
 
     pub fn init_timeout(&self) -> Duration {
@@ -96,8 +124,14 @@ impl Limits {
         if self.timeout_ms == 0 || self.init_timeout_ms == 0 {
             bail!("limits.timeout_ms and limits.init_timeout_ms must be at least 1");
         }
-        if self.memory_mb == 0 || self.memory_mb > 4096 {
-            bail!("limits.memory_mb must be between 1 and 4096 (a wasm32 memory cannot exceed 4 GiB)");
+        if self.max_memory_mb == 0 || self.max_memory_mb > 4096 {
+            bail!("limits.max_memory_mb must be between 1 and 4096 (a wasm32 memory cannot exceed 4 GiB)");
+        }
+        if self.memory_mb == 0 || self.memory_mb > self.max_memory_mb {
+            bail!("limits.memory_mb must be between 1 and limits.max_memory_mb ({})", self.max_memory_mb);
+        }
+        if self.timeout_ms > self.max_timeout_ms {
+            bail!("limits.timeout_ms ({}) is above limits.max_timeout_ms ({})", self.timeout_ms, self.max_timeout_ms);
         }
         if self.max_instances == 0 || self.max_loaded == 0 {
             bail!("limits.max_instances and limits.max_loaded must be at least 1");
@@ -106,8 +140,39 @@ impl Limits {
     }
 }
 
+fn mib_to_bytes(mib: u64) -> usize {
+    usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+}
+
+/// Per-function settings, as a component or function sets them; unset means "inherit" (function from component,
+/// component from the host's `[limits]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FunctionSettings {
+    /// Wall-clock deadline of one invocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Memory cap of one instance; what pay-per-use metering charges for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// Invocations of the function that may run at once (the rest wait briefly, then are throttled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+}
+
+impl FunctionSettings {
+    /// `self`, with every setting it leaves unset taken from `fallback`.
+    pub fn or(&self, fallback: &FunctionSettings) -> FunctionSettings {
+        FunctionSettings {
+            timeout_ms: self.timeout_ms.or(fallback.timeout_ms),
+            memory_mb: self.memory_mb.or(fallback.memory_mb),
+            max_concurrency: self.max_concurrency.or(fallback.max_concurrency),
+        }
+    }
+}
+
 /// Settings of one component.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ComponentConfig {
     pub env: BTreeMap<String, String>,
@@ -116,6 +181,77 @@ pub struct ComponentConfig {
     pub secrets: BTreeMap<String, String>,
     pub secrets_from_host: Vec<String>,
     pub allowed_outbound_hosts: Vec<String>,
+    pub timeout_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub max_concurrency: Option<u32>,
+    /// Settings of single functions, by function name, over the component's.
+    pub functions: BTreeMap<String, FunctionSettings>,
+}
+
+impl ComponentConfig {
+    /// The component-wide settings.
+    pub fn settings(&self) -> FunctionSettings {
+        FunctionSettings {
+            timeout_ms: self.timeout_ms,
+            memory_mb: self.memory_mb,
+            max_concurrency: self.max_concurrency,
+        }
+    }
+
+    /// `self` with `overrides` applied: maps are merged (the override's entry wins), lists and settings the override
+    /// sets replace this one's. Used for a deploy's flags over the host's `[components.NAME]`.
+    pub fn merged_with(&self, overrides: &ComponentConfig) -> ComponentConfig {
+        let mut merged = self.clone();
+        merged.env.extend(overrides.env.clone());
+        merged.secrets.extend(overrides.secrets.clone());
+        for (list, extra) in [
+            (&mut merged.env_from_host, &overrides.env_from_host),
+            (&mut merged.secrets_from_host, &overrides.secrets_from_host),
+        ] {
+            for name in extra {
+                if !list.contains(name) {
+                    list.push(name.clone());
+                }
+            }
+        }
+        if !overrides.allowed_outbound_hosts.is_empty() {
+            merged.allowed_outbound_hosts = overrides.allowed_outbound_hosts.clone();
+        }
+        let settings = overrides.settings().or(&self.settings());
+        (merged.timeout_ms, merged.memory_mb, merged.max_concurrency) =
+            (settings.timeout_ms, settings.memory_mb, settings.max_concurrency);
+        for (function, settings) in &overrides.functions {
+            let base = merged.functions.get(function).cloned().unwrap_or_default();
+            merged.functions.insert(function.clone(), settings.or(&base));
+        }
+        merged
+    }
+
+    /// The environment: `env`, `secrets`, and each `*_from_host` variable read from the host's environment. A
+    /// listed variable that the host does not have is an error, not a silent empty secret.
+    pub fn resolve_env(&self, component: &str) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut env = self.env.clone();
+        env.extend(self.secrets.clone());
+        for (list, key) in self
+            .env_from_host
+            .iter()
+            .map(|k| ("env_from_host", k))
+            .chain(self.secrets_from_host.iter().map(|k| ("secrets_from_host", k)))
+        {
+            let value = std::env::var(key).with_context(|| {
+                format!(
+                    "component `{component}` lists `{key}` in {list}, but the host has no such environment variable"
+                )
+            })?;
+            env.insert(key.clone(), value);
+        }
+        Ok(env)
+    }
+
+    /// The names of the secret entries (`secrets` and `secrets_from_host`).
+    pub fn secret_names(&self) -> std::collections::BTreeSet<String> {
+        self.secrets.keys().chain(&self.secrets_from_host).cloned().collect()
+    }
 }
 
 /// The whole configuration file.
@@ -158,34 +294,6 @@ impl HostConfig {
             self.components.iter().find(|(key, _)| normalize(key) == wanted).map(|(_, config)| config)
         })
     }
-
-    /// The environment of component `name`: its `env`, plus each `env_from_host` variable read from the host's
-    /// environment. A listed variable that the host does not have is an error, not a silent empty secret.
-    pub fn component_env(&self, name: &str) -> anyhow::Result<Vec<(String, String)>> {
-        let Some(component) = self.component(name) else { return Ok(Vec::new()) };
-        let mut env: Vec<(String, String)> = component.env.clone().into_iter().collect();
-        env.extend(component.secrets.clone());
-        for key in component.env_from_host.iter().chain(&component.secrets_from_host) {
-            let value = std::env::var(key).with_context(|| {
-                format!(
-                    "component `{name}` lists `{key}` in env_from_host, but the host has no such environment variable"
-                )
-            })?;
-            env.push((key.clone(), value));
-        }
-        Ok(env)
-    }
-
-    /// Outbound hosts component `name` may call.
-    /// The names of component `name`'s secret entries (`secrets` and `secrets_from_host`).
-    pub fn secret_names(&self, name: &str) -> Vec<String> {
-        let Some(component) = self.component(name) else { return Vec::new() };
-        component.secrets.keys().chain(&component.secrets_from_host).cloned().collect()
-    }
-
-    pub fn allowed_outbound_hosts(&self, name: &str) -> Vec<String> {
-        self.component(name).map(|c| c.allowed_outbound_hosts.clone()).unwrap_or_default()
-    }
 }
 
 #[cfg(test)]
@@ -206,11 +314,12 @@ mod tests {
         .unwrap();
         assert_eq!(config.limits.timeout_ms, 500);
         assert_eq!(config.limits.memory_mb, 128);
-        assert_eq!(config.component_env("webhook").unwrap(), vec![("A".into(), "1".into())]);
-        assert_eq!(config.allowed_outbound_hosts("webhook"), ["example.com"]);
-        assert!(config.component_env("other").unwrap().is_empty());
+        let webhook = config.component("webhook").unwrap();
+        assert_eq!(webhook.resolve_env("webhook").unwrap(), BTreeMap::from([("A".into(), "1".into())]));
+        assert_eq!(webhook.allowed_outbound_hosts, ["example.com"]);
+        assert!(config.component("other").is_none());
         let dashed = HostConfig::parse("[components.order-pipeline]\nenv = { A = \"1\" }").unwrap();
-        assert_eq!(dashed.component_env("order_pipeline").unwrap(), vec![("A".into(), "1".into())]);
+        assert!(dashed.component("order_pipeline").is_some());
     }
 
     #[test]
@@ -218,13 +327,38 @@ mod tests {
         let e = HostConfig::parse("[limits]\ntimeout = 5").unwrap_err();
         assert!(format!("{e:#}").contains("unknown field `timeout`"), "{e:#}");
         assert!(HostConfig::parse("[limits]\nmemory_mb = 0").is_err());
+        let e = HostConfig::parse("[limits]\nmemory_mb = 1024").unwrap_err().to_string();
+        assert!(e.contains("max_memory_mb"), "{e}");
+        let e = HostConfig::parse("[components.a.functions.f]\ntimeout = 1").unwrap_err();
+        assert!(format!("{e:#}").contains("unknown field `timeout`"), "{e:#}");
+    }
+
+    #[test]
+    fn deploy_overrides_merge_over_the_host_config() {
+        let config = HostConfig::parse(
+            "[components.a]\nenv = { A = \"1\", B = \"2\" }\ntimeout_ms = 500\n[components.a.functions.f]\nmemory_mb = 32\n",
+        )
+        .unwrap();
+        let overrides = ComponentConfig {
+            env: BTreeMap::from([("B".into(), "3".into())]),
+            max_concurrency: Some(4),
+            functions: BTreeMap::from([("f".into(), FunctionSettings { timeout_ms: Some(10), ..Default::default() })]),
+            ..Default::default()
+        };
+        let merged = config.component("a").unwrap().merged_with(&overrides);
+        assert_eq!(merged.env, BTreeMap::from([("A".into(), "1".into()), ("B".into(), "3".into())]));
+        assert_eq!((merged.timeout_ms, merged.max_concurrency), (Some(500), Some(4)));
+        assert_eq!(
+            merged.functions["f"],
+            FunctionSettings { timeout_ms: Some(10), memory_mb: Some(32), max_concurrency: None }
+        );
     }
 
     #[test]
     fn missing_host_variable_is_an_error_that_names_it() {
         let config =
             HostConfig::parse("[components.x]\nenv_from_host = [\"EDGEFN_TEST_SURELY_UNSET_VARIABLE\"]").unwrap();
-        let e = config.component_env("x").unwrap_err().to_string();
+        let e = config.component("x").unwrap().resolve_env("x").unwrap_err().to_string();
         assert!(e.contains("EDGEFN_TEST_SURELY_UNSET_VARIABLE"), "{e}");
     }
 }

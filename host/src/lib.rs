@@ -1,25 +1,27 @@
-//! The edgefn host: loads WebAssembly function components and wires them to triggers.
+//! The edgefn host: loads WebAssembly function components, deploys them live with versions, and wires them to
+//! triggers.
 //!
-//! Data flows one way: [`cli`] parses what the user asked for; [`deploy`] resolves each source (building crates
-//! with [`build`]), reads its manifest ([`component`]), compiles it into the [`registry`]'s artifact cache with the [`runtime`]
-//! (the one place that configures wasmtime) and records it in [`storage`]; [`triggers`] then serve it, loading
-//! components on demand through the registry. [`config`] holds the limits and
-//! per-component settings.
+//! Data flows one way, each layer knowing only those below it:
 //!
-//! The triggers that are not HTTP live in the [`platform`]: durable [`queue`]s and topics, [`cron`] schedules and
-//! `invoke`, all on SQLite, reachable by functions (through their `edgefn:function/host` import) and by operators
-//! (through the [`admin`] API).
+//! - [`cli`]: the `edgefn` commands; `up` starts a [`node`] and serves it, the others talk to its admin API;
+//! - [`admin`]: the admin API, typed requests and responses, errors mapped to statuses in one place;
+//! - [`deployments`]: versions, the live set swapped atomically ([`live`]), the artifact cache;
+//! - [`triggers`]: HTTP, cron, queue and topic, invoke, each behind one small trait;
+//! - [`runtime`]: the one place that configures wasmtime: engine, linker, pool, limits, invocations;
+//! - [`capabilities`]: the host side of each guest import (messaging, invoke, environment, outbound HTTP);
+//! - [`storage`]: SQLite, always off the async threads.
+//!
+//! [`config`] (the host's configuration file) and [`component`] (reading a component's manifest) are leaves any
+//! layer may use; [`node`] is the composition root that wires the layers together.
 
 pub mod admin;
-pub mod build;
+pub mod capabilities;
 pub mod cli;
 pub mod component;
 pub mod config;
-pub mod cron;
-pub mod deploy;
-pub mod platform;
-pub mod queue;
-pub mod registry;
+pub mod deployments;
+pub mod live;
+pub mod node;
 pub mod runtime;
 pub mod storage;
 pub mod triggers;

@@ -91,6 +91,11 @@ impl<T> Router<T> {
         &self.routes
     }
 
+    /// The value of the route at `index` of [`Router::routes`], to change it in place.
+    pub fn value_mut(&mut self, index: usize) -> &mut T {
+        &mut self.routes[index].value
+    }
+
     /// The route that already answers what `pattern` + `method` would, if any.
     pub fn conflict(&self, pattern: &RoutePattern, method: &MethodFilter) -> Option<Conflict<'_, T>> {
         let shape = pattern.shape();

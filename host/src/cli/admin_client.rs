@@ -1,8 +1,8 @@
-//! The CLI commands that talk to a running host's admin API: `send`, `publish`, `invoke`, `queues`,
-//! `dead-letters`, `redrive`, `runs`.
+//! The client side of the admin API: where it is, how to authenticate, one call. Every command other than `up`,
+//! `new` and `inspect` goes through it.
 
 use anyhow::{Context as _, bail};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::PathBuf;
 
 /// Where the admin API is and how to authenticate.
@@ -20,6 +20,11 @@ pub(crate) struct AdminArgs {
 }
 
 impl AdminArgs {
+    /// The admin API's base URL.
+    pub(crate) fn url(&self) -> &str {
+        self.admin.trim_end_matches('/')
+    }
+
     fn token(&self) -> anyhow::Result<String> {
         if let Some(token) = &self.token {
             return Ok(token.clone());
@@ -31,8 +36,8 @@ impl AdminArgs {
         Ok(token.trim().to_owned())
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.admin.trim_end_matches('/'));
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.url());
         let request = ureq::request(method, &url).set("authorization", &format!("Bearer {}", self.token()?));
         let result = match body {
             Some(body) => request.send_json(body),
@@ -51,128 +56,11 @@ impl AdminArgs {
     }
 }
 
-fn parse_json(what: &str, text: &str) -> anyhow::Result<Value> {
+pub(crate) fn parse_json(what: &str, text: &str) -> anyhow::Result<Value> {
     serde_json::from_str(text).with_context(|| format!("{what} is not valid JSON: {text}"))
 }
 
-fn print(value: &Value) -> anyhow::Result<()> {
+pub(crate) fn print(value: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
-}
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct SendArgs {
-    /// The queue.
-    queue: String,
-    /// The message body, as JSON: `'{"id":1}'`.
-    body: String,
-    /// Deliver no earlier than this many milliseconds from now.
-    #[arg(long, default_value_t = 0)]
-    delay_ms: u64,
-    /// Higher priorities are delivered first.
-    #[arg(long, default_value_t = 0)]
-    priority: i32,
-    #[command(flatten)]
-    admin: AdminArgs,
-}
-
-pub(crate) fn send(args: SendArgs) -> anyhow::Result<()> {
-    let body = parse_json("the message", &args.body)?;
-    let request = json!({ "body": body, "delay_ms": args.delay_ms, "priority": args.priority });
-    print(&args.admin.call("POST", &format!("/v1/queues/{}/messages", args.queue), Some(request))?)
-}
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct PublishArgs {
-    /// The topic.
-    topic: String,
-    /// The message body, as JSON.
-    body: String,
-    #[command(flatten)]
-    admin: AdminArgs,
-}
-
-pub(crate) fn publish(args: PublishArgs) -> anyhow::Result<()> {
-    let body = parse_json("the message", &args.body)?;
-    print(&args.admin.call("POST", &format!("/v1/topics/{}/messages", args.topic), Some(json!({ "body": body })))?)
-}
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct InvokeArgs {
-    /// The function: `name`, or `component/name` when the name alone is ambiguous.
-    function: String,
-    /// The JSON payload of an `invoke` function.
-    payload: Option<String>,
-    /// Fire a cron function now (recorded in its history as `manual`).
-    #[arg(long)]
-    cron: bool,
-    #[command(flatten)]
-    admin: AdminArgs,
-}
-
-pub(crate) fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
-    let function = args.function.replace('/', "%2F");
-    if args.cron {
-        let run = args.admin.call("POST", &format!("/v1/functions/{function}/invoke?cron"), Some(Value::Null))?;
-        print(&run)?;
-        if run.get("outcome").and_then(Value::as_str) != Some("succeeded") {
-            bail!("the run failed");
-        }
-        return Ok(());
-    }
-    let payload = match &args.payload {
-        Some(text) => parse_json("the payload", text)?,
-        None => Value::Null,
-    };
-    let response = args.admin.call("POST", &format!("/v1/functions/{function}/invoke"), Some(payload))?;
-    print(response.get("result").unwrap_or(&Value::Null))
-}
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct QueuesArgs {
-    #[command(flatten)]
-    admin: AdminArgs,
-}
-
-pub(crate) fn queues(args: QueuesArgs) -> anyhow::Result<()> {
-    let response = args.admin.call("GET", "/v1/queues", None)?;
-    println!("{:40} {:>8} {:>9} {:>8} {:>6}", "QUEUE", "READY", "IN FLIGHT", "DELAYED", "DEAD");
-    for queue in response.get("queues").and_then(Value::as_array).into_iter().flatten() {
-        let n = |key: &str| queue.get(key).and_then(Value::as_u64).unwrap_or(0);
-        let name = queue.get("queue").and_then(Value::as_str).unwrap_or_default();
-        println!("{name:40} {:>8} {:>9} {:>8} {:>6}", n("ready"), n("in_flight"), n("delayed"), n("dead"));
-    }
-    Ok(())
-}
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct QueueArgs {
-    /// The queue whose dead letters to act on.
-    queue: String,
-    #[command(flatten)]
-    admin: AdminArgs,
-}
-
-pub(crate) fn dead_letters(args: QueueArgs) -> anyhow::Result<()> {
-    print(&args.admin.call("GET", &format!("/v1/queues/{}/dead-letters", args.queue), None)?)
-}
-
-pub(crate) fn redrive(args: QueueArgs) -> anyhow::Result<()> {
-    print(&args.admin.call("POST", &format!("/v1/queues/{}/redrive", args.queue), Some(json!({})))?)
-}
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct RunsArgs {
-    /// The cron function.
-    function: String,
-    /// How many runs, newest first.
-    #[arg(long, default_value_t = 20)]
-    limit: u32,
-    #[command(flatten)]
-    admin: AdminArgs,
-}
-
-pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<()> {
-    let function = args.function.replace('/', "%2F");
-    print(&args.admin.call("GET", &format!("/v1/functions/{function}/runs?limit={}", args.limit), None)?)
 }

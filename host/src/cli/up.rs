@@ -1,13 +1,13 @@
-//! `edgefn up`: deploy, print what is served, serve until Ctrl-C or SIGTERM.
+//! `edgefn up`: bring back what was live in the data dir, deploy the given crates and components on top ("deploy
+//! these at start"), print what is served, serve until Ctrl-C or SIGTERM. Deploys, rollbacks and undeploys then
+//! go through the admin API while it runs.
 
+use super::deploy::{deployer, resolve_component};
 use crate::admin;
-use crate::config::HostConfig;
-use crate::deploy::{self, Source};
-use crate::platform::Platform;
-use crate::registry::Registry;
-use crate::runtime::Runtime;
-use crate::storage::Db;
-use crate::triggers::http::HttpTrigger;
+use crate::config::{ComponentConfig, HostConfig};
+use crate::deployments::{DeployError, DeployRequest};
+use crate::live::{LiveSet, LiveSetError, Mount};
+use crate::node::Node;
 use anyhow::{Context as _, bail};
 use edgefn_manifest::record::Trigger;
 use std::net::SocketAddr;
@@ -27,9 +27,10 @@ pub(crate) struct UpArgs {
     /// Host config file: limits, per-component environment and secrets (see the README).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Serve a plain wasi:http component (no edgefn manifest) at a route and everything below it: `/legacy=app.wasm`.
-    #[arg(long, value_name = "ROUTE=FILE", value_parser = parse_mount)]
-    mount: Vec<(String, PathBuf)>,
+    /// Serve a plain wasi:http component (no edgefn manifest) at a route and everything below it:
+    /// `/legacy=app.wasm`; add `,strip-prefix` for a component that routes on `/` (it sees `/legacy/x` as `/x`).
+    #[arg(long, value_name = "ROUTE=FILE[,strip-prefix]", value_parser = parse_mount)]
+    mount: Vec<(Mount, PathBuf)>,
     /// Wall-clock deadline of one invocation, in milliseconds (overrides the config file).
     #[arg(long)]
     timeout_ms: Option<u64>,
@@ -65,12 +66,22 @@ pub(crate) struct UpArgs {
     idle_timeout_ms: Option<u64>,
 }
 
-fn parse_mount(value: &str) -> Result<(String, PathBuf), String> {
+fn parse_mount(value: &str) -> Result<(Mount, PathBuf), String> {
     let (route, file) = value.split_once('=').ok_or("expected ROUTE=FILE, e.g. `/legacy=app.wasm`")?;
+    let (file, strip_prefix) = match file.strip_suffix(",strip-prefix") {
+        Some(file) => (file, true),
+        None => (file, false),
+    };
     let route = route.trim_end_matches('/');
     let route = if route.is_empty() { "/" } else { route };
     edgefn_manifest::route::RoutePattern::parse(route).map_err(|e| e.to_string())?;
-    Ok((route.to_owned(), PathBuf::from(file)))
+    Ok((Mount { route: route.to_owned(), strip_prefix }, PathBuf::from(file)))
+}
+
+/// One thing `up` deploys at start.
+struct Source {
+    path: PathBuf,
+    mount: Option<Mount>,
 }
 
 pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -93,6 +104,13 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
             *setting = value;
         }
     }
+    if let Some(value) = args.memory_mb {
+        // A host-wide cap above the default maximum raises the maximum with it.
+        limits.max_memory_mb = limits.max_memory_mb.max(value);
+    }
+    if let Some(value) = args.timeout_ms {
+        limits.max_timeout_ms = limits.max_timeout_ms.max(value);
+    }
     if let Some(value) = args.max_body_bytes {
         limits.max_body_bytes = value;
     }
@@ -112,31 +130,20 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
             std::process::exit(0);
         });
     }
-    let mut sources: Vec<Source> = args.paths.iter().cloned().map(Source::Path).collect();
-    sources.extend(args.mount.iter().map(|(route, path)| Source::Mount { route: route.clone(), path: path.clone() }));
-    if sources.is_empty() {
-        bail!("nothing to serve: give function crate directories or .wasm files, e.g. `edgefn up examples/hello`");
-    }
+    let mut sources: Vec<Source> = args.paths.iter().map(|path| Source { path: path.clone(), mount: None }).collect();
+    sources.extend(args.mount.iter().map(|(mount, path)| Source { path: path.clone(), mount: Some(mount.clone()) }));
 
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start tokio")?;
-    // Deploying is blocking work (compiling), done here before serving; snapshots run init on the runtime.
-    let entered = tokio.enter();
-    let db = Db::open(&args.data)?;
-    let _lock = lock_data_dir(&args.data)?;
-    let registry = Arc::new(Registry::new(Runtime::new(config.limits.clone())?, &args.data)?);
-    let deployment = deploy::deploy_all(&registry, &config, &db, &sources);
-    for (path, error) in &deployment.refused {
-        eprintln!("error: refused {}: {error:#}", path.display());
-    }
-    if deployment.components.is_empty() {
-        bail!("no component could be deployed");
-    }
-    let routes = deploy::route_table(&deployment.components)?;
-    let platform = Arc::new(Platform::new(registry.clone(), &args.data, &deployment.components)?);
-    let (token, created) = admin::load_or_create_token(&args.data)?;
-    drop(entered);
-
     tokio.block_on(async move {
+        let node = Node::start(&args.data, config).await?;
+        for error in &node.restore_failures {
+            eprintln!("error: could not bring back a component that was live: {error}");
+        }
+        let deployed = deploy_sources(&node, sources).await?;
+        if deployed == Some(0) && node.deployments.live().components().next().is_none() {
+            bail!("no component could be deployed");
+        }
+        let (token, created) = admin::load_or_create_token(&args.data)?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("failed to listen on {}", args.listen))?;
@@ -145,7 +152,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
             format!("failed to listen on {} (admin API; change it with --admin-listen)", args.admin_listen)
         })?;
         let admin_address = admin_listener.local_addr()?;
-        print_functions(&deployment.components, address);
+        print_functions(&node.deployments.live(), address);
         let token_path = args.data.join(admin::TOKEN_FILE);
         if created {
             println!("admin token (new, saved in {}): {token}", token_path.display());
@@ -154,23 +161,81 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         println!("edgefn admin API on http://{admin_address}");
         println!("edgefn listening on http://{address} (data: {})", args.data.display());
-        spawn_idle_sweeper(registry.clone());
-        platform.start()?;
-        let admin_app = admin::app(platform.clone(), token);
+        let admin_app = node.admin_app(token);
         tokio::spawn(async move {
             if let Err(error) = axum::serve(admin_listener, admin_app).await {
                 tracing::error!(%error, "admin API failed");
             }
         });
-        let app = HttpTrigger::new(routes, registry, Some(platform)).into_app();
+        let app = node.http.clone().app();
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("server failed")
     })
 }
 
-fn print_functions(components: &[std::sync::Arc<deploy::Deployed>], address: SocketAddr) {
-    for component in components {
-        println!("{} ({}, sha256 {})", component.name, component.wasm_path.display(), &component.inspection.hash[..12]);
-        for function in &component.inspection.functions {
+/// Deploys `sources` (building crates first): compiled in parallel, made live one by one. A source that is refused
+/// is printed with its reason and the others go on; two of them claiming one route stops the start. Returns how
+/// many were deployed, or `None` when none were given.
+async fn deploy_sources(node: &Node, sources: Vec<Source>) -> anyhow::Result<Option<usize>> {
+    if sources.is_empty() {
+        return Ok(None);
+    }
+    let deployer = format!("{} (edgefn up)", deployer());
+    let mut preparing = Vec::new();
+    for source in sources {
+        let path = source.path.clone();
+        // Building is cargo's work, which prints its own progress; do it before compiling in parallel.
+        let resolved = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || resolve_component(&path)).await?
+        };
+        let request = resolved.and_then(|(wasm_path, name)| {
+            let wasm = std::fs::read(&wasm_path).with_context(|| format!("failed to read {}", wasm_path.display()))?;
+            Ok(DeployRequest {
+                name,
+                wasm,
+                source: wasm_path.display().to_string(),
+                deployed_by: deployer.clone(),
+                overrides: ComponentConfig::default(),
+                mount: source.mount,
+                canary_percent: None,
+            })
+        });
+        let deployments = node.deployments.clone();
+        preparing.push((
+            path,
+            tokio::spawn(async move {
+                match request {
+                    Ok(request) => deployments.prepare(request).await.map_err(anyhow::Error::from),
+                    Err(error) => Err(error),
+                }
+            }),
+        ));
+    }
+    let mut deployed = 0;
+    for (path, task) in preparing {
+        let result = match task.await? {
+            Ok(prepared) => node.deployments.apply(prepared).await.map_err(anyhow::Error::from),
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(_) => deployed += 1,
+            Err(error) => {
+                if let Some(DeployError::Conflict(conflict @ LiveSetError::RouteConflict { .. })) = error.downcast_ref()
+                {
+                    bail!("{}: {conflict}", path.display());
+                }
+                eprintln!("error: refused {}: {error:#}", path.display());
+            }
+        }
+    }
+    Ok(Some(deployed))
+}
+
+fn print_functions(live: &Arc<LiveSet>, address: SocketAddr) {
+    for component in live.components() {
+        let active = &component.active;
+        println!("{} v{} (sha256 {})", active.component, active.version, &active.hash[..12]);
+        for function in &active.functions {
             match &function.trigger {
                 Trigger::Http { route, method } => {
                     let method = if method == "*" { "ANY" } else { method };
@@ -186,40 +251,6 @@ fn print_functions(components: &[std::sync::Arc<deploy::Deployed>], address: Soc
             }
         }
     }
-}
-
-/// Holds `<data dir>/lock` for the life of the host: two hosts on one data dir would hand out each other's
-/// queue messages and release each other's leases.
-fn lock_data_dir(data: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    let path = data.join("lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("failed to open {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            bail!("another edgefn host is running on data dir {}: stop it, or use another --data", data.display())
-        }
-        Err(std::fs::TryLockError::Error(error)) => {
-            Err(error).with_context(|| format!("failed to lock {}", path.display()))
-        }
-    }
-}
-
-/// Unloads idle components, checking a few times per idle timeout (at most once a second).
-fn spawn_idle_sweeper(registry: Arc<Registry>) {
-    let period = (registry.runtime().limits().idle_timeout() / 4)
-        .clamp(std::time::Duration::from_millis(10), std::time::Duration::from_secs(1));
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(period);
-        loop {
-            interval.tick().await;
-            registry.unload_idle();
-        }
-    });
 }
 
 async fn shutdown_signal() {

@@ -1,9 +1,10 @@
 //! The `edgefn:function` side of a component (wit/world.wit, world `sdk`): the host functions it imports
-//! (`settle`, `send`, `publish`, `invoke`) and calls into its `handler` export for cron, queue, topic and invoke
-//! triggers.
+//! (`settle`, `send`, `publish`, `invoke`), which forward to the invocation's [`Capabilities`], and the calls into
+//! its `handler` export for cron, queue, topic and invoke triggers.
 
 use super::state::InvocationState;
-use std::sync::Arc;
+use crate::capabilities::{Capabilities, unavailable};
+use crate::storage::queue::NewMessage;
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -18,14 +19,11 @@ pub use edgefn::function::types::{CronEvent, Delivery, Message, SendOptions, Set
 /// The most settlements one invocation records (a batch has at most 1,000 messages).
 const MAX_SETTLEMENTS: usize = 4 * edgefn_manifest::record::bounds::MAX_BATCH_SIZE as usize;
 
-/// How deep `invoke` calls may nest: a cycle (`a` invokes `b` invokes `a` ...) stops here with an error.
-pub const MAX_INVOKE_DEPTH: usize = 8;
-
-/// What the host functions of one invocation act on: the platform (queues, topics, other functions), the chain
-/// of `invoke` calls that led here, and the settlements of the delivery being handled.
-#[derive(Default)]
+/// What the host functions of one invocation act on: its capabilities, the chain of `invoke` calls that led here,
+/// and the settlements of the delivery being handled.
+#[derive(Debug, Default)]
 pub struct CallContext {
-    pub(crate) platform: Option<Arc<crate::platform::Platform>>,
+    pub(crate) capabilities: Capabilities,
     /// `component/function` labels, outermost first, this invocation last.
     pub(crate) chain: Vec<String>,
     pub(crate) settlements: Vec<(String, Settlement)>,
@@ -34,19 +32,13 @@ pub struct CallContext {
 }
 
 impl CallContext {
-    pub fn new(platform: Option<Arc<crate::platform::Platform>>, chain: Vec<String>) -> Self {
-        Self { platform, chain, settlements: Vec::new(), settlements_overflowed: false }
-    }
-}
-
-impl std::fmt::Debug for CallContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallContext").field("chain", &self.chain).finish_non_exhaustive()
+    pub fn new(capabilities: Capabilities, chain: Vec<String>) -> Self {
+        Self { capabilities, chain, settlements: Vec::new(), settlements_overflowed: false }
     }
 }
 
 /// A call into the component's `handler` export.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum GuestCall {
     Cron(CronEvent),
     Messages(Delivery),
@@ -71,27 +63,18 @@ impl edgefn::function::host::Host for InvocationState {
     }
 
     async fn send(&mut self, queue: String, body: Vec<u8>, options: SendOptions) -> Result<String, String> {
-        let platform = self.platform()?;
-        let message = crate::queue::NewMessage { body, delay_ms: options.delay_ms, priority: options.priority };
-        platform.send(&queue, vec![message]).map(|ids| ids.first().map(i64::to_string).unwrap_or_default())
+        let messaging = self.call.capabilities.messaging.clone().ok_or_else(|| unavailable("send"))?;
+        let message = NewMessage { body, delay_ms: options.delay_ms, priority: options.priority };
+        messaging.send(queue, message).await.map(|id| id.to_string()).map_err(|e| e.to_string())
     }
 
     async fn publish(&mut self, topic: String, body: Vec<u8>) -> Result<u32, String> {
-        self.platform()?.publish(&topic, body)
+        let messaging = self.call.capabilities.messaging.clone().ok_or_else(|| unavailable("publish"))?;
+        messaging.publish(topic, body).await.map_err(|e| e.to_string())
     }
 
     async fn invoke(&mut self, function: String, payload: Vec<u8>) -> Result<Vec<u8>, String> {
-        let platform = self.platform()?;
-        let chain = self.call.chain.clone();
-        // Boxed: this future contains another invocation, which may call back here.
-        let call: std::pin::Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send>> =
-            Box::pin(async move { platform.invoke(&chain, &function, payload).await });
-        call.await
-    }
-}
-
-impl InvocationState {
-    fn platform(&self) -> Result<Arc<crate::platform::Platform>, String> {
-        self.call.platform.clone().ok_or_else(|| "queues, topics and invoke are not available during init".to_owned())
+        let invoker = self.call.capabilities.invoker.clone().ok_or_else(|| unavailable("invoke"))?;
+        invoker.invoke(self.call.chain.clone(), function, payload).await
     }
 }

@@ -1,15 +1,15 @@
-//! The HTTP trigger: an axum server whose one fallback handler routes every request through the route table
-//! built from the components' manifests, enforces the body cap, runs the function and logs one line per request.
+//! The HTTP trigger: an axum server whose one fallback handler routes every request through the live set it
+//! started with, enforces the body cap, runs the function and logs one line per request.
 
-use crate::deploy::RouteTarget;
-use crate::registry::{Registry, Start};
-use crate::runtime::{InvokeError, PreparedComponent};
+use super::{Runner, Trigger};
+use crate::capabilities::BoxFuture;
+use crate::live::{ComponentVersion, LiveHandle, LiveSet, RouteLookup};
+use crate::runtime::{InvokeError, SlotKind, Start};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use edgefn_manifest::router::{Lookup, Router};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, StatusCode, Uri, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,31 +17,47 @@ use std::time::Instant;
 /// The header carrying the request id, both ways.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// The header that tells a mounted component which prefix was stripped from its paths.
+pub const FORWARDED_PREFIX_HEADER: &str = "x-forwarded-prefix";
+
 /// Everything the HTTP trigger needs to answer requests.
 #[derive(Debug)]
 pub struct HttpTrigger {
-    routes: Router<RouteTarget>,
-    registry: Arc<Registry>,
-    /// What HTTP functions reach through `edgefn:function/host` (queues, topics, invoke).
-    platform: Option<Arc<crate::platform::Platform>>,
+    live: LiveHandle,
+    runner: Runner,
 }
 
 impl HttpTrigger {
-    pub fn new(
-        routes: Router<RouteTarget>,
-        registry: Arc<Registry>,
-        platform: Option<Arc<crate::platform::Platform>>,
-    ) -> Self {
-        Self { routes, registry, platform }
+    pub fn new(live: LiveHandle, runner: Runner) -> Arc<Self> {
+        Arc::new(Self { live, runner })
     }
 
     /// The axum app: `/healthz` plus every function route.
-    pub fn into_app(self) -> axum::Router {
-        axum::Router::new()
-            .route("/healthz", axum::routing::get(|| async { "ok" }))
-            .fallback(handle)
-            .with_state(Arc::new(self))
+    pub fn app(self: Arc<Self>) -> axum::Router {
+        axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" })).fallback(handle).with_state(self)
     }
+}
+
+impl Trigger for HttpTrigger {
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    /// Nothing to start: each request reads the live set when it arrives.
+    fn start(&self, _component: &str, _live: &Arc<LiveSet>) {}
+
+    /// Nothing to drain: a request in flight holds the version it started on until it ends.
+    fn drain(&self, _component: &str, _deadline: Instant) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// What the request log line says about who answered.
+#[derive(Default)]
+struct Served {
+    function: Option<String>,
+    version: Option<u32>,
+    start: Option<Start>,
 }
 
 async fn handle(State(trigger): State<Arc<HttpTrigger>>, request: Request) -> Response {
@@ -49,14 +65,16 @@ async fn handle(State(trigger): State<Arc<HttpTrigger>>, request: Request) -> Re
     let request_id = uuid::Uuid::new_v4().simple().to_string();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let (mut response, function, start) = route_and_invoke(&trigger, request, &request_id).await;
+    let mut served = Served::default();
+    let mut response = route_and_invoke(&trigger, request, &request_id, &mut served).await;
     if let Ok(value) = HeaderValue::try_from(request_id.as_str()) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     tracing::info!(
         request_id = %request_id,
-        function = function.as_deref().unwrap_or("-"),
-        start = %start.map_or("-", Start::label),
+        function = served.function.as_deref().unwrap_or("-"),
+        version = served.version.unwrap_or(0),
+        start = %served.start.map_or("-", Start::label),
         method = %method,
         path = %path,
         status = response.status().as_u16(),
@@ -66,48 +84,54 @@ async fn handle(State(trigger): State<Arc<HttpTrigger>>, request: Request) -> Re
     response
 }
 
-/// Routes, reads the body under its cap and invokes; returns the response, the function's label and whether the
-/// invocation was a cold or warm start.
-async fn route_and_invoke(
-    trigger: &HttpTrigger,
-    request: Request,
-    request_id: &str,
-) -> (Response, Option<String>, Option<Start>) {
-    let target = match trigger.routes.lookup(request.method().as_str(), request.uri().path()) {
-        Lookup::Found { route, .. } => route.value.clone(),
-        Lookup::MethodNotAllowed { allowed } => {
+/// Routes, reads the body under its cap and invokes; fills in who served it.
+async fn route_and_invoke(trigger: &HttpTrigger, request: Request, request_id: &str, served: &mut Served) -> Response {
+    // The set live now serves this request to its end, whatever deploys happen meanwhile.
+    let live = trigger.live.load();
+    let (version, function) = match live.route(request.method().as_str(), request.uri().path()) {
+        RouteLookup::Found { version, function, .. } => (version, function),
+        RouteLookup::MethodNotAllowed { allowed } => {
             let message = format!("method {} is not allowed here; allowed: {}", request.method(), allowed.join(", "));
             let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, &message, request_id);
             if let Ok(allow) = HeaderValue::try_from(allowed.join(", ")) {
                 response.headers_mut().insert(header::ALLOW, allow);
             }
-            return (response, None, None);
+            return response;
         }
-        Lookup::NotFound => {
+        RouteLookup::NotFound => {
             let message = format!("no function at {}", request.uri().path());
-            return (error_response(StatusCode::NOT_FOUND, &message, request_id), None, None);
+            return error_response(StatusCode::NOT_FOUND, &message, request_id);
         }
     };
-    let label = target.label();
-    let max_body = trigger.registry.runtime().limits().max_body_bytes;
-    let request = match read_request(request, max_body, request_id).await {
+    drop(live);
+    let label = version.label(&function);
+    served.function = Some(label.clone());
+    served.version = Some(version.version);
+    let max_body = trigger.runner.runtime().limits().max_body_bytes;
+    let request = match read_request(request, max_body, request_id, &version).await {
         Ok(request) => request,
-        Err(response) => return (response, Some(label), None),
+        Err(response) => return response,
     };
-    let (prepared, start) = match trigger.registry.get(&target.component) {
-        Ok(loaded) => loaded,
-        Err(error) => {
-            tracing::error!(request_id = %request_id, function = %label, "failed to load the component: {error:#}");
-            let message = "the function could not be loaded; see the host log for this request id";
-            return (error_response(StatusCode::INTERNAL_SERVER_ERROR, message, request_id), Some(label), None);
-        }
+    let prepared = match trigger.runner.prepare(&version, &function, SlotKind::Request, vec![label.clone()]).await {
+        Ok(prepared) => prepared,
+        Err(error) => return invoke_error(error, &label, request_id),
     };
-    let response = invoke(trigger, &target, &prepared, request, request_id).await;
-    (response, Some(label), Some(start))
+    served.start = Some(prepared.start);
+    let runtime = trigger.runner.runtime();
+    match runtime.invoke_http(&prepared.component, &prepared.invocation, prepared.slot, request).await {
+        Ok(response) => response.map(Body::new),
+        Err(error) => invoke_error(error, &label, request_id),
+    }
 }
 
-/// Buffers the body under the cap (413 above it) and rebuilds the request the guest will see.
-async fn read_request(request: Request, max_body: usize, request_id: &str) -> Result<http::Request<Bytes>, Response> {
+/// Buffers the body under the cap (413 above it) and rebuilds the request the guest will see: with its request
+/// id, a host, and for a mount that strips its prefix, the path below the prefix.
+async fn read_request(
+    request: Request,
+    max_body: usize,
+    request_id: &str,
+    version: &ComponentVersion,
+) -> Result<http::Request<Bytes>, Response> {
     let too_large = || {
         let message = format!("request body is larger than the {max_body}-byte limit");
         error_response(StatusCode::PAYLOAD_TOO_LARGE, &message, request_id)
@@ -132,49 +156,72 @@ async fn read_request(request: Request, max_body: usize, request_id: &str) -> Re
     if !parts.headers.contains_key(header::HOST) {
         parts.headers.insert(header::HOST, HeaderValue::from_static("localhost"));
     }
+    if let Some(mount) = version.mount.as_ref().filter(|m| m.strip_prefix && m.route != "/") {
+        parts.uri = strip_prefix(&parts.uri, &mount.route);
+        if let Ok(prefix) = HeaderValue::try_from(mount.route.as_str()) {
+            parts.headers.insert(FORWARDED_PREFIX_HEADER, prefix);
+        }
+    }
     Ok(http::Request::from_parts(parts, body))
 }
 
-async fn invoke(
-    trigger: &HttpTrigger,
-    target: &RouteTarget,
-    prepared: &PreparedComponent,
-    request: http::Request<Bytes>,
-    request_id: &str,
-) -> Response {
-    let call = crate::runtime::guest::CallContext::new(trigger.platform.clone(), vec![target.label()]);
-    match trigger.registry.runtime().invoke_http(prepared, &target.component.env, call, request).await {
-        Ok(response) => response.map(Body::new),
-        Err(error) => {
-            let status = match &error {
-                InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-                InvokeError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-                InvokeError::Trap(_) | InvokeError::NoResponse | InvokeError::Host(_) => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-            };
-            // The full error (trap code, guest backtrace) goes to the log; the caller gets the request id.
-            if matches!(error, InvokeError::Busy(_)) {
-                tracing::warn!(request_id = %request_id, function = %target.label(), "{error}");
-            } else {
-                tracing::error!(request_id = %request_id, function = %target.label(), "{error}");
-            }
-            let message = match &error {
-                InvokeError::Timeout(deadline) => format!("the function did not answer within {deadline:?}"),
-                InvokeError::Busy(_) => "the host is at capacity; retry shortly".to_owned(),
-                _ => "the function failed; see the host log for this request id".to_owned(),
-            };
-            let mut response = error_response(status, &message, request_id);
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            response
-        }
+/// `uri` with `prefix` taken off its path: `/sample/echo?x=1` under `/sample` is `/echo?x=1`, `/sample` is `/`.
+fn strip_prefix(uri: &Uri, prefix: &str) -> Uri {
+    let path = uri.path().strip_prefix(prefix).unwrap_or(uri.path());
+    let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = path_and_query.parse().ok();
+    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
+/// The response for an invocation that produced none of its own, logged with the full error.
+fn invoke_error(error: InvokeError, label: &str, request_id: &str) -> Response {
+    let status = match &error {
+        InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        InvokeError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+        InvokeError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+        InvokeError::Trap(_) | InvokeError::NoResponse | InvokeError::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    // The full error (trap code, guest backtrace) goes to the log; the caller gets the request id.
+    if matches!(error, InvokeError::Busy(_) | InvokeError::Throttled(_)) {
+        tracing::warn!(request_id = %request_id, function = %label, "{error}");
+    } else {
+        tracing::error!(request_id = %request_id, function = %label, "{error}");
     }
+    let message = match &error {
+        InvokeError::Timeout(deadline) => format!("the function did not answer within {deadline:?}"),
+        InvokeError::Busy(_) => "the host is at capacity; retry shortly".to_owned(),
+        InvokeError::Throttled(limit) => {
+            format!("the function is at its limit of {limit} concurrent invocations; retry shortly")
+        }
+        _ => "the function failed; see the host log for this request id".to_owned(),
+    };
+    let mut response = error_response(status, &message, request_id);
+    if matches!(status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
 }
 
 /// The JSON error body, the same shape the SDK produces inside a component.
 pub fn error_response(status: StatusCode, message: &str, request_id: &str) -> Response {
     let body = serde_json::json!({ "error": message, "status": status.as_u16(), "request_id": request_id });
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stripped_prefix_leaves_the_path_below_it_and_the_query() {
+        let uri: Uri = "/sample/echo?x=1".parse().unwrap();
+        assert_eq!(strip_prefix(&uri, "/sample").to_string(), "/echo?x=1");
+        assert_eq!(strip_prefix(&"/sample".parse().unwrap(), "/sample").to_string(), "/");
+        assert_eq!(strip_prefix(&"/sample/".parse().unwrap(), "/sample").to_string(), "/");
+    }
 }

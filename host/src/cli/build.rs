@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The target every function is built for.
-pub const TARGET: &str = "wasm32-wasip2";
+pub(crate) const TARGET: &str = "wasm32-wasip2";
 
 /// Builds the crate in `dir` (release, wasm32-wasip2) and returns the path of its `.wasm`.
 ///
 /// Cargo's progress and diagnostics go to the terminal as usual; its JSON messages on stdout tell which file it
 /// produced, so target directories and workspaces need no guessing.
-pub fn build_crate(dir: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn build_crate(dir: &Path) -> anyhow::Result<PathBuf> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
         bail!("{} is neither a .wasm file nor a crate directory (no Cargo.toml)", dir.display());

@@ -1,33 +1,37 @@
-//! The one place that configures wasmtime: the engine, the linker, epochs and per-invocation limits.
+//! The one place that configures wasmtime: the engine, the linker, epochs, the instance pool and the limits of
+//! each invocation.
 //!
 //! A [`Runtime`] is shared by every trigger. [`Runtime::precompile`] compiles a component ahead of time;
-//! [`Runtime::load`] maps such an artifact and pre-links it once ([`ProxyPre`]); every invocation then gets a fresh
-//! [`Store`] and instance from it, so nothing leaks between requests, and runs under a wall-clock deadline (epoch
-//! interruption) and a memory cap. Instances come from the pooling allocator (copy-on-write memory images); a
-//! semaphore in front of the pool turns "pool full" into a short wait and then a 503, never a failure inside
-//! wasmtime.
+//! [`loader::Loader`] maps such an artifact and pre-links it once; every invocation then gets a fresh [`Store`] and
+//! instance from it, so nothing leaks between requests, and runs under a wall-clock deadline (epoch interruption
+//! plus a timer) and a memory cap, both per function ([`InvocationLimits`]). Instances come from the pooling
+//! allocator (copy-on-write memory images); a semaphore in front of the pool ([`Runtime::acquire_slot`]) turns
+//! "pool full" into a short wait and then a 503, never a failure inside wasmtime.
+//!
+//! What a guest reaches beyond WASI comes in as [`Capabilities`] (trait objects); the runtime imports nothing
+//! above it.
 
 pub mod guest;
+pub mod loader;
 mod redact;
 mod state;
 
-use guest::{CallContext, GuestCall, GuestOutcome, Settlement};
-use state::InvocationState;
-pub use state::OutboundPolicy;
+pub use guest::{CronEvent, Delivery, GuestCall, GuestOutcome, Message, Settlement};
+pub use loader::{Artifact, Loader, PreparedComponent, Start};
 
+use crate::capabilities::{Capabilities, FunctionEnv};
 use crate::config::Limits;
 use anyhow::anyhow;
 use bytes::Bytes;
 use http_body_util::Full;
+use state::InvocationState;
 use std::hash::{Hash as _, Hasher as _};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
-use wasmtime::component::{Component, Linker};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wasmtime_wasi_http::WasiHttpView as _;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
@@ -37,7 +41,7 @@ const KEEP_RESIDENT_SMALL_BYTES: usize = 128 << 10;
 /// How often the epoch advances. The deadline of an invocation is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// The shared wasmtime engine and linker, plus the limits every invocation runs under.
+/// The shared wasmtime engine and linker, plus the host-wide limits.
 #[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
@@ -58,36 +62,53 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-/// What a function needs from the host at each invocation: its environment (config and secrets) and where it may
-/// call out to.
-#[derive(Debug, Clone, Default)]
-pub struct FunctionEnv {
-    pub env: Vec<(String, String)>,
-    /// `(name, value)` of the secret entries of `env`: masked in the function's stdout and stderr.
-    pub secrets: Arc<Vec<(String, String)>>,
-    pub outbound: OutboundPolicy,
-}
-
-/// A component compiled and linked, ready to be instantiated once per invocation.
-#[derive(Clone)]
-pub struct PreparedComponent {
-    pre: ProxyPre<InvocationState>,
-    /// The `edgefn:function/handler` export, which every SDK component has (a mounted plain component does not).
-    guest: Option<guest::SdkPre<InvocationState>>,
-}
-
-/// How long an invocation may wait for a free instance slot.
+/// The deadline and memory cap of one invocation: the function's own settings, within the host's maximums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SlotWait {
-    /// `queue_timeout_ms`, then [`InvokeError::Busy`]: requests and nested `invoke` calls, which someone waits on.
-    Bounded,
-    /// As long as it takes: background triggers (cron, queues), whose concurrency is bounded on their own.
-    Unbounded,
+pub struct InvocationLimits {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
 }
 
-impl std::fmt::Debug for PreparedComponent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreparedComponent").finish_non_exhaustive()
+impl InvocationLimits {
+    /// The host's defaults.
+    pub fn defaults(limits: &Limits) -> Self {
+        Self { timeout: limits.timeout(), memory_bytes: limits.memory_bytes() }
+    }
+}
+
+/// Everything one invocation runs with, besides the component itself.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub env: Arc<FunctionEnv>,
+    pub capabilities: Capabilities,
+    pub limits: InvocationLimits,
+    /// `component/function` labels, outermost first, this invocation last: the chain of `invoke` calls.
+    pub chain: Vec<String>,
+}
+
+/// Who is asking for an instance slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotKind {
+    /// A request or a nested `invoke`, which someone waits on: waits `queue_timeout_ms`, then
+    /// [`InvokeError::Busy`].
+    Request,
+    /// A cron run or a queue delivery: waits as long as it takes, and takes at most three quarters of the slots.
+    Background,
+}
+
+/// A reserved pool slot: held from before instantiation until the guest is done.
+#[derive(Debug)]
+pub struct Slot {
+    _instance: OwnedSemaphorePermit,
+    _background: Option<OwnedSemaphorePermit>,
+    _function: Option<OwnedSemaphorePermit>,
+}
+
+impl Slot {
+    /// Holds `permit` (a function's `max_concurrency`) for as long as the slot: until the guest is done.
+    pub fn holding(mut self, permit: Option<OwnedSemaphorePermit>) -> Self {
+        self._function = permit;
+        self
     }
 }
 
@@ -106,6 +127,9 @@ pub enum InvokeError {
     /// Every instance slot stayed busy for the whole queue timeout.
     #[error("all {0} instance slots stayed busy")]
     Busy(u32),
+    /// The function's own `max_concurrency` invocations stayed busy for the whole queue timeout.
+    #[error("the function's {0} concurrent invocations (max_concurrency) stayed busy")]
+    Throttled(u32),
     /// The host could not set the invocation up.
     #[error("the host failed to run the function: {0}")]
     Host(String),
@@ -114,7 +138,8 @@ pub enum InvokeError {
 impl Runtime {
     /// Builds the engine and linker. Starts the epoch ticker thread, which stops when the engine is dropped.
     pub fn new(limits: Limits) -> anyhow::Result<Self> {
-        let memory_bytes = limits.memory_bytes();
+        // Each slot reserves the most any function may ask for; a function's own cap is its store's limiter.
+        let memory_bytes = limits.max_memory_bytes();
         let mut pool = PoolingAllocationConfig::new();
         // A wasip2 Rust component uses about 3 core instances, 1 memory and 2 tables per component instance.
         pool.total_component_instances(limits.max_instances)
@@ -157,7 +182,7 @@ impl Runtime {
         Ok(Self { engine, linker: Arc::new(linker), limits, instance_slots, background_slots, engine_hash })
     }
 
-    /// The limits invocations run under.
+    /// The host-wide limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -168,18 +193,25 @@ impl Runtime {
         &self.engine_hash
     }
 
-    /// Compiles a component ahead of time into an artifact for [`Runtime::load`].
+    /// Compiles a component ahead of time into an artifact for [`Loader`]. Blocking: call it off the async threads.
     pub fn precompile(&self, wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
         self.engine.precompile_component(wasm).map_err(|e| anyhow!("failed to compile: {e:#}"))
     }
 
     /// Runs the component's `#[init]` once (its `wizer-initialize` export) and returns the component rewritten so
-    /// that its memory starts as init left it. Init runs under its own deadline (`init_timeout_ms`, not a request's: init is expected to be slow, and the
-    /// deadline also covers preparing the component) and under a request's memory cap; its
-    /// failure (an `Err`, a panic, a trap, a timeout) is an error carrying what init printed on stderr.
-    pub async fn snapshot(&self, wasm: &[u8], function_env: &FunctionEnv) -> anyhow::Result<Vec<u8>> {
+    /// that its memory starts as init left it. Init runs under its own deadline (`init_timeout_ms`, not a
+    /// request's: init is expected to be slow, and the deadline also covers preparing the component) and under the
+    /// function's memory cap; its failure (an `Err`, a panic, a trap, a timeout) is an error carrying what init
+    /// printed on stderr.
+    pub async fn snapshot(&self, wasm: &[u8], env: &FunctionEnv, memory_bytes: usize) -> anyhow::Result<Vec<u8>> {
         let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(64 << 10);
-        let state = InvocationState::with_stderr(function_env, &self.limits, Some(stderr.clone()));
+        let invocation = Invocation {
+            env: Arc::new(env.clone()),
+            capabilities: Capabilities::default(),
+            limits: InvocationLimits { timeout: self.limits.init_timeout(), memory_bytes },
+            chain: Vec::new(),
+        };
+        let state = InvocationState::new(&invocation, Some(stderr.clone()));
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         let init_timeout = self.limits.init_timeout();
@@ -208,78 +240,54 @@ impl Runtime {
         }
     }
 
-    /// Maps a compiled artifact and pre-links it. Errors say which import or export is the problem.
-    ///
-    /// The artifact must have been written by [`Runtime::precompile`] of an engine with the same
-    /// [`Runtime::engine_hash`], and must never change while loaded (the registry writes artifacts once, by
-    /// rename, and verifies their checksum before the first load).
-    pub fn load(&self, artifact: &Path) -> anyhow::Result<PreparedComponent> {
-        // SAFETY: the registry only passes artifacts it wrote with `precompile` for this engine's compatibility
-        // hash, checked against the sha256 it recorded, and it never rewrites a file in place (a rebuild is a new
-        // file renamed over the old one, which leaves existing mappings intact).
-        let component = unsafe { Component::deserialize_file(&self.engine, artifact) }
-            .map_err(|e| anyhow!("failed to load compiled artifact {}: {e:#}", artifact.display()))?;
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| anyhow!("the host cannot satisfy its imports: {e:#}"))?;
-        let guest = guest::SdkPre::new(instance_pre.clone()).ok();
-        let pre = ProxyPre::new(instance_pre)
-            .map_err(|e| anyhow!("it is not a wasi:http component (no `wasi:http/incoming-handler` export): {e:#}"))?;
-        Ok(PreparedComponent { pre, guest })
+    /// Reserves an instance slot; see [`SlotKind`] for how long it waits.
+    pub async fn acquire_slot(&self, kind: SlotKind) -> Result<Slot, InvokeError> {
+        let closed = |_| InvokeError::Host("the instance pool is shut down".into());
+        match kind {
+            SlotKind::Background => {
+                let background = self.background_slots.clone().acquire_owned().await.map_err(closed)?;
+                let instance = self.instance_slots.clone().acquire_owned().await.map_err(closed)?;
+                Ok(Slot { _instance: instance, _background: Some(background), _function: None })
+            }
+            SlotKind::Request => {
+                let acquire = self.instance_slots.clone().acquire_owned();
+                match tokio::time::timeout(self.limits.queue_timeout(), acquire).await {
+                    Ok(instance) => {
+                        Ok(Slot { _instance: instance.map_err(closed)?, _background: None, _function: None })
+                    }
+                    Err(_elapsed) => Err(InvokeError::Busy(self.limits.max_instances)),
+                }
+            }
+        }
     }
 
-    async fn acquire_slot(&self, wait: SlotWait) -> Result<tokio::sync::OwnedSemaphorePermit, InvokeError> {
-        let acquire = self.instance_slots.clone().acquire_owned();
-        let acquired = match wait {
-            SlotWait::Unbounded => acquire.await,
-            SlotWait::Bounded => match tokio::time::timeout(self.limits.queue_timeout(), acquire).await {
-                Ok(acquired) => acquired,
-                Err(_elapsed) => return Err(InvokeError::Busy(self.limits.max_instances)),
-            },
-        };
-        acquired.map_err(|_closed| InvokeError::Host("the instance pool is shut down".into()))
-    }
-
-    fn new_store(&self, function_env: &FunctionEnv, call: CallContext) -> Store<InvocationState> {
-        let mut state = InvocationState::new(function_env, &self.limits);
-        state.call = call;
+    fn new_store(&self, invocation: &Invocation) -> Store<InvocationState> {
+        let state = InvocationState::new(invocation, None);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(deadline_ticks(self.limits.timeout()));
+        store.set_epoch_deadline(deadline_ticks(invocation.limits.timeout));
         store.epoch_deadline_trap();
         store
     }
 
-    /// Runs one cron, queue, topic or invoke function through a fresh instance of `component`, under the same
-    /// deadline and memory cap as a request. Returns the function's outcome and the messages it settled (kept even
-    /// when it trapped or timed out, so that only the others are retried).
+    /// Runs one cron, queue, topic or invoke function through a fresh instance of `component` in `slot`. Returns
+    /// the function's outcome and the messages it settled (kept even when it trapped or timed out, so that only
+    /// the others are retried).
     pub async fn call_guest(
         &self,
         component: &PreparedComponent,
-        function_env: &FunctionEnv,
-        call: CallContext,
+        invocation: &Invocation,
+        slot: Slot,
         guest_call: GuestCall,
-        wait: SlotWait,
     ) -> (Result<GuestOutcome, InvokeError>, Vec<(String, Settlement)>) {
+        let _slot = slot;
         let Some(pre) = component.guest.clone() else {
             let error = InvokeError::Host("the component has no `edgefn:function/handler` export".into());
             return (Err(error), Vec::new());
         };
-        let _background = match wait {
-            SlotWait::Unbounded => match self.background_slots.clone().acquire_owned().await {
-                Ok(permit) => Some(permit),
-                Err(_closed) => return (Err(InvokeError::Host("the instance pool is shut down".into())), Vec::new()),
-            },
-            SlotWait::Bounded => None,
-        };
-        let _slot = match self.acquire_slot(wait).await {
-            Ok(slot) => slot,
-            Err(error) => return (Err(error), Vec::new()),
-        };
-        let secrets = function_env.secrets.clone();
-        let timeout = self.limits.timeout();
-        let mut store = self.new_store(function_env, call);
+        let secrets = invocation.env.secrets.clone();
+        let timeout = invocation.limits.timeout;
+        let mut store = self.new_store(invocation);
         let run = async {
             let instance = pre.instantiate_async(&mut store).await?;
             let handler = instance.edgefn_function_handler();
@@ -310,17 +318,16 @@ impl Runtime {
         (outcome, settlements)
     }
 
-    /// Runs one HTTP request through a fresh instance of `component`.
+    /// Runs one HTTP request through a fresh instance of `component` in `slot`.
     pub async fn invoke_http(
         &self,
         component: &PreparedComponent,
-        function_env: &FunctionEnv,
-        call: CallContext,
+        invocation: &Invocation,
+        slot: Slot,
         request: http::Request<Bytes>,
     ) -> Result<http::Response<HyperOutgoingBody>, InvokeError> {
-        let timeout = self.limits.timeout();
-        let slot = self.acquire_slot(SlotWait::Bounded).await?;
-        let mut store = self.new_store(function_env, call);
+        let timeout = invocation.limits.timeout;
+        let mut store = self.new_store(invocation);
 
         let request = request.map(Full::new);
         let (sender, receiver) = tokio::sync::oneshot::channel();

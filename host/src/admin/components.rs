@@ -1,0 +1,114 @@
+//! `/v1/components`: deploy, list versions, roll back, promote, undeploy.
+
+use super::error::ApiError;
+use super::{Admin, parse_body};
+use crate::config::ComponentConfig;
+use crate::deployments::DeployRequest;
+use crate::live::Mount;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The body of `POST /v1/components/{name}/versions`, as Lambda's `CreateFunction` takes its code: the component
+/// base64-encoded in JSON, with the deploy's settings beside it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployBody {
+    pub wasm_base64: String,
+    /// Where it came from, for the record (a path); `upload` when not given.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Who deploys, for the record.
+    #[serde(default)]
+    pub deployed_by: Option<String>,
+    /// Settings over the host config's `[components.NAME]` (same keys).
+    #[serde(default)]
+    pub config: ComponentConfig,
+    /// Serve a plain wasi:http component under a route.
+    #[serde(default)]
+    pub mount: Option<Mount>,
+    /// Send this share of the component's traffic to the new version.
+    #[serde(default)]
+    pub canary_percent: Option<u8>,
+}
+
+pub(super) async fn deploy(State(admin): State<Admin>, Path(name): Path<String>, body: axum::body::Bytes) -> Response {
+    let request: DeployBody = match parse_body("deploy", &body, false) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    drop(body);
+    let wasm = match base64::engine::general_purpose::STANDARD.decode(request.wasm_base64.as_bytes()) {
+        Ok(wasm) => wasm,
+        Err(e) => return ApiError::bad_request(format!("`wasm_base64` is not base64: {e}")).into_response(),
+    };
+    let request = DeployRequest {
+        name,
+        wasm,
+        source: request.source.unwrap_or_else(|| "upload".into()),
+        deployed_by: request.deployed_by.unwrap_or_else(|| "admin API".into()),
+        overrides: request.config,
+        mount: request.mount,
+        canary_percent: request.canary_percent,
+    };
+    match admin.deployments.deploy(request).await {
+        Ok(outcome) => {
+            let status = if outcome.unchanged { StatusCode::OK } else { StatusCode::CREATED };
+            (status, Json(outcome)).into_response()
+        }
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+pub(super) async fn versions(State(admin): State<Admin>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let versions = admin.deployments.versions(&name).await?;
+    Ok(Json(json!({ "component": name, "versions": versions })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RollbackRequest {
+    to: Option<u32>,
+}
+
+pub(super) async fn rollback(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: RollbackRequest = parse_body("rollback", &body, true)?;
+    Ok(Json(json!(admin.deployments.rollback(&name, request.to).await?)))
+}
+
+pub(super) async fn promote(State(admin): State<Admin>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(admin.deployments.promote(&name).await?)))
+}
+
+pub(super) async fn undeploy(State(admin): State<Admin>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(admin.deployments.undeploy(&name).await?)))
+}
+
+/// What is live: each component with its version, canary and functions.
+pub(super) async fn list(State(admin): State<Admin>) -> Json<Value> {
+    let live = admin.deployments.live();
+    let components: Vec<Value> = live
+        .components()
+        .map(|component| {
+            let active = &component.active;
+            json!({
+                "name": component.name(),
+                "version": active.version,
+                "hash": active.hash,
+                "config_hash": active.config_hash,
+                "canary": component.canary.as_ref().map(|c| json!({ "version": c.version.version, "percent": c.percent })),
+                "mount": active.mount,
+                "functions": active.functions,
+            })
+        })
+        .collect();
+    Json(json!({ "components": components }))
+}

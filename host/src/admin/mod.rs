@@ -1,0 +1,144 @@
+//! The admin API: its own listener (default 127.0.0.1:8081), every route behind a bearer token that is generated
+//! into `<data dir>/admin-token` on first start. The CLI's commands other than `up`, `new` and `inspect` are
+//! clients of it. Errors are JSON (`{"error": ..., "status": ...}`); [`error`] maps the host's typed errors to
+//! statuses, in one place.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /v1/components` | what is live: each component's version, canary and functions |
+//! | `POST /v1/components/{name}/versions` | deploy (see [`DeployBody`]) |
+//! | `GET /v1/components/{name}/versions` | every version, newest first, with which is live |
+//! | `POST /v1/components/{name}/rollback` | `{"to": N}` optional: end a canary, or go back a version |
+//! | `POST /v1/components/{name}/promote` | make the canary the live version |
+//! | `DELETE /v1/components/{name}` | undeploy: routes 404, triggers stop, queues kept |
+//! | `GET /v1/functions` | live functions and their triggers |
+//! | `POST /v1/functions/{name}/invoke` | call an `invoke` function with the JSON body; `?cron` fires a cron function |
+//! | `GET /v1/functions/{name}/runs?limit=N` | a cron function's run history, newest first |
+//! | `GET /v1/queues` | depth, in flight, delayed and dead of every queue |
+//! | `POST /v1/queues/{queue}/messages` | send `{"body": any JSON}` or `{"messages": [...]}` (see [`SendRequest`]) |
+//! | `GET /v1/queues/{queue}/dead-letters?limit=N` | a queue's dead letters |
+//! | `POST /v1/queues/{queue}/redrive` | move its dead letters back (`{"ids": [...]}` for some) |
+//! | `POST /v1/topics/{topic}/messages` | publish `{"body": any JSON}` |
+
+mod components;
+pub mod error;
+mod functions;
+mod queues;
+
+pub use components::DeployBody;
+pub use queues::{OutgoingMessage, SendRequest};
+
+use crate::capabilities::messaging::Queues;
+use crate::deployments::Deployments;
+use crate::triggers::cron::CronTrigger;
+use crate::triggers::invoke::InvokeTrigger;
+use crate::triggers::queue::QueueTrigger;
+use anyhow::Context as _;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use error::ApiError;
+use std::sync::Arc;
+
+/// The token file in the data dir.
+pub const TOKEN_FILE: &str = "admin-token";
+
+/// The largest deploy upload: a component, base64-encoded in JSON.
+const MAX_DEPLOY_BODY: usize = 256 << 20;
+
+/// What the admin API reaches.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub deployments: Arc<Deployments>,
+    pub invoke: Arc<InvokeTrigger>,
+    pub cron: Arc<CronTrigger>,
+    pub queue_trigger: Arc<QueueTrigger>,
+    pub queues: Arc<Queues>,
+}
+
+/// Reads the admin token from `data_dir`, creating it (random, 256 bits, owner-only) on first start. Returns the
+/// token and whether it was just created.
+pub fn load_or_create_token(data_dir: &std::path::Path) -> anyhow::Result<(String, bool)> {
+    let path = data_dir.join(TOKEN_FILE);
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        let token = token.trim().to_owned();
+        if !token.is_empty() {
+            return Ok((token, false));
+        }
+    }
+    let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    writeln!(file, "{token}").with_context(|| format!("failed to write {}", path.display()))?;
+    Ok((token, true))
+}
+
+/// The admin API's router.
+pub fn app(admin: Admin, token: String) -> axum::Router {
+    let token: Arc<str> = token.into();
+    axum::Router::new()
+        .route("/v1/components", get(components::list))
+        .route(
+            "/v1/components/{name}/versions",
+            post(components::deploy).get(components::versions).layer(DefaultBodyLimit::max(MAX_DEPLOY_BODY)),
+        )
+        .route("/v1/components/{name}/rollback", post(components::rollback))
+        .route("/v1/components/{name}/promote", post(components::promote))
+        .route("/v1/components/{name}", axum::routing::delete(components::undeploy))
+        .route("/v1/functions", get(functions::list))
+        .route("/v1/functions/{name}/invoke", post(functions::invoke))
+        .route("/v1/functions/{name}/runs", get(functions::runs))
+        .route("/v1/queues", get(queues::stats))
+        .route("/v1/queues/{queue}/messages", post(queues::send))
+        .route("/v1/queues/{queue}/dead-letters", get(queues::dead_letters))
+        .route("/v1/queues/{queue}/redrive", post(queues::redrive))
+        .route("/v1/topics/{topic}/messages", post(queues::publish))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such admin route; see `GET /v1/components`") })
+        .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+            let token = token.clone();
+            async move { authorize(&token, request, next).await }
+        }))
+        .with_state(admin)
+}
+
+async fn authorize(token: &str, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(presented) if constant_time_eq(presented.as_bytes(), token.as_bytes()) => next.run(request).await,
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "wrong admin token").into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("missing `Authorization: Bearer <token>`; the token is in the data dir's `{TOKEN_FILE}`"),
+        )
+        .into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Parses a JSON request body into `T`; an empty body is `T::default()` when `empty_ok`.
+fn parse_body<T: serde::de::DeserializeOwned + Default>(
+    what: &str,
+    body: &[u8],
+    empty_ok: bool,
+) -> Result<T, ApiError> {
+    if body.is_empty() && empty_ok {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid {what} request: {e}")))
+}

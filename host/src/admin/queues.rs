@@ -1,0 +1,117 @@
+//! `/v1/queues` and `/v1/topics`: send, publish, stats, dead letters, re-drive.
+
+use super::error::ApiError;
+use super::{Admin, parse_body};
+use crate::storage::queue::NewMessage;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub(super) async fn stats(State(admin): State<Admin>) -> Result<Json<Value>, ApiError> {
+    let stats = admin.queues.stats(admin.queue_trigger.consumed_queues()).await?;
+    Ok(Json(json!({ "queues": stats })))
+}
+
+/// One message to send: `body` (any JSON value, stored as its JSON text) or `body_base64` (raw bytes).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutgoingMessage {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    #[serde(default)]
+    pub delay_ms: u64,
+    #[serde(default)]
+    pub priority: i32,
+}
+
+/// The body of `POST /v1/queues/{queue}/messages`: one message, or `{"messages": [...]}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SendRequest {
+    Many { messages: Vec<OutgoingMessage> },
+    One(OutgoingMessage),
+}
+
+impl Default for SendRequest {
+    fn default() -> Self {
+        Self::Many { messages: Vec::new() }
+    }
+}
+
+fn to_new_message(message: OutgoingMessage) -> Result<NewMessage, ApiError> {
+    let body = match (message.body, message.body_base64) {
+        (Some(value), None) => serde_json::to_vec(&value).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|e| ApiError::bad_request(format!("`body_base64` is not base64: {e}")))?,
+        _ => return Err(ApiError::bad_request("give exactly one of `body` (JSON) and `body_base64` (bytes)")),
+    };
+    Ok(NewMessage { body, delay_ms: message.delay_ms, priority: message.priority })
+}
+
+pub(super) async fn send(
+    State(admin): State<Admin>,
+    Path(queue): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let request: SendRequest = parse_body("send", &body, false)?;
+    let outgoing = match request {
+        SendRequest::Many { messages } => messages,
+        SendRequest::One(message) => vec![message],
+    };
+    let messages = outgoing.into_iter().map(to_new_message).collect::<Result<Vec<_>, _>>()?;
+    let ids = admin.queues.send_many(&queue, messages).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "ids": ids }))))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Limit {
+    limit: Option<u32>,
+}
+
+pub(super) async fn dead_letters(
+    State(admin): State<Admin>,
+    Path(queue): Path<String>,
+    Query(limit): Query<Limit>,
+) -> Result<Json<Value>, ApiError> {
+    let letters = admin.queues.dead_letters(&queue, limit.limit.unwrap_or(100)).await?;
+    Ok(Json(json!({ "dead_letters": letters })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RedriveRequest {
+    ids: Option<Vec<i64>>,
+}
+
+pub(super) async fn redrive(
+    State(admin): State<Admin>,
+    Path(queue): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: RedriveRequest = parse_body("redrive", &body, true)?;
+    let moved = admin.queues.redrive(&queue, request.ids).await?;
+    Ok(Json(json!({ "redriven": moved })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PublishRequest {
+    body: Value,
+}
+
+pub(super) async fn publish(
+    State(admin): State<Admin>,
+    Path(topic): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: PublishRequest = parse_body("publish", &body, false)?;
+    let body = serde_json::to_vec(&request.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let subscribers = admin.queues.publish_to_subscribers(&topic, body).await?;
+    Ok(Json(json!({ "subscribers": subscribers })))
+}

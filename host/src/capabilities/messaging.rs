@@ -1,0 +1,206 @@
+//! `send` and `publish`: durable queues and topics on SQLite.
+//!
+//! [`Queues`] is the one place where messages enter the queues, whoever sends them (a guest through
+//! [`Messaging`], the admin API, a topic's fan-out), so names, sizes and counts are checked the same way
+//! everywhere. A topic is fan-out over queues: each subscriber consumes its own queue, `<topic>@<function>`, and
+//! publishing stores one copy in each in one transaction. The queue trigger tells [`Queues`] who subscribes and
+//! listens on its wake-ups; nothing here knows the trigger.
+
+use super::BoxFuture;
+use crate::storage::StorageError;
+use crate::storage::now_ms;
+use crate::storage::queue::{DeadLetter, NewMessage, QueueDb, QueueStats};
+use edgefn_manifest::record::validate_queue_name;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::Notify;
+
+/// The most messages one send may carry.
+pub const MAX_MESSAGES_PER_SEND: usize = 10_000;
+
+/// The most dead letters one listing returns: bodies can be 1 MiB each.
+pub const MAX_DEAD_LETTERS_PER_LISTING: u32 = 1_000;
+
+/// Why a message was not stored, or a queue not read.
+#[derive(Debug, thiserror::Error)]
+pub enum MessagingError {
+    /// A queue or topic name that is empty, too long or has characters outside `A-Z a-z 0-9 . _ - @ /`.
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("message to {kind} `{name}` is {len} bytes; the limit is {limit} bytes (limits.max_message_bytes)")]
+    TooLarge { kind: &'static str, name: String, len: usize, limit: usize },
+    #[error("{count} messages in one send; the limit is {MAX_MESSAGES_PER_SEND}")]
+    TooMany { count: usize },
+    #[error("failed to {action} {kind} `{name}`: {source}")]
+    Storage {
+        action: &'static str,
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: Box<StorageError>,
+    },
+}
+
+/// What a guest reaches through `send` and `publish`.
+pub trait Messaging: Send + Sync + 'static {
+    /// Stores one message in `queue`; returns its id.
+    fn send(&self, queue: String, message: NewMessage) -> BoxFuture<'_, Result<i64, MessagingError>>;
+    /// Stores a copy of `body` for every subscriber of `topic`; returns how many there are.
+    fn publish(&self, topic: String, body: Vec<u8>) -> BoxFuture<'_, Result<u32, MessagingError>>;
+}
+
+/// The queues and topics of this host. See the module docs.
+#[derive(Debug)]
+pub struct Queues {
+    db: QueueDb,
+    max_message_bytes: usize,
+    /// Subscriber queues by topic.
+    subscriptions: RwLock<HashMap<String, BTreeSet<String>>>,
+    /// Wake-ups by queue: a consumer sleeps on its queue's, a send wakes it.
+    wakers: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Queues {
+    pub fn new(db: QueueDb, max_message_bytes: usize) -> Self {
+        Self { db, max_message_bytes, subscriptions: RwLock::default(), wakers: Mutex::default() }
+    }
+
+    /// The SQL underneath, for the queue trigger's leases and settlements.
+    pub fn db(&self) -> &QueueDb {
+        &self.db
+    }
+
+    fn check_size(&self, kind: &'static str, name: &str, len: usize) -> Result<(), MessagingError> {
+        if len > self.max_message_bytes {
+            return Err(MessagingError::TooLarge { kind, name: name.to_owned(), len, limit: self.max_message_bytes });
+        }
+        Ok(())
+    }
+
+    /// Stores `messages` in `queue` (all or none) and wakes its consumer. Errors name the queue and the reason.
+    pub async fn send_many(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<i64>, MessagingError> {
+        validate_queue_name("queue", queue).map_err(MessagingError::InvalidName)?;
+        if messages.len() > MAX_MESSAGES_PER_SEND {
+            return Err(MessagingError::TooMany { count: messages.len() });
+        }
+        for message in &messages {
+            self.check_size("queue", queue, message.body.len())?;
+        }
+        let ids = self.db.send(queue, messages, now_ms()).await.map_err(|source| MessagingError::Storage {
+            action: "store the message in",
+            kind: "queue",
+            name: queue.to_owned(),
+            source: Box::new(source),
+        })?;
+        self.wake(queue);
+        Ok(ids)
+    }
+
+    /// Gives every subscriber of `topic` its own copy of `body`; returns how many subscribers there are. A topic
+    /// with no subscribers drops the message, as SNS does.
+    pub async fn publish_to_subscribers(&self, topic: &str, body: Vec<u8>) -> Result<u32, MessagingError> {
+        validate_queue_name("topic", topic).map_err(MessagingError::InvalidName)?;
+        self.check_size("topic", topic, body.len())?;
+        let queues: Vec<String> = self
+            .subscriptions
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(topic)
+            .map(|subscribers| subscribers.iter().cloned().collect())
+            .unwrap_or_default();
+        if queues.is_empty() {
+            tracing::debug!(%topic, "published to a topic with no subscribers");
+            return Ok(0);
+        }
+        let count = queues.len() as u32;
+        self.db.fan_out(queues.clone(), body, now_ms()).await.map_err(|source| MessagingError::Storage {
+            action: "store the message for",
+            kind: "topic",
+            name: topic.to_owned(),
+            source: Box::new(source),
+        })?;
+        for queue in &queues {
+            self.wake(queue);
+        }
+        Ok(count)
+    }
+
+    /// Makes `queue` a subscriber of `topic`.
+    pub fn subscribe(&self, topic: &str, queue: &str) {
+        let mut subscriptions = self.subscriptions.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        subscriptions.entry(topic.to_owned()).or_default().insert(queue.to_owned());
+    }
+
+    /// Stops giving `queue` copies of `topic`'s messages.
+    pub fn unsubscribe(&self, topic: &str, queue: &str) {
+        let mut subscriptions = self.subscriptions.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(subscribers) = subscriptions.get_mut(topic) {
+            subscribers.remove(queue);
+            if subscribers.is_empty() {
+                subscriptions.remove(topic);
+            }
+        }
+    }
+
+    /// The wake-up of `queue`, notified whenever a message may have become ready in it.
+    pub fn waker(&self, queue: &str) -> Arc<Notify> {
+        self.wakers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).entry(queue.to_owned()).or_default().clone()
+    }
+
+    /// Wakes the consumer of `queue`, if one listens.
+    pub fn wake(&self, queue: &str) {
+        let wakers = self.wakers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(waker) = wakers.get(queue) {
+            waker.notify_one();
+        }
+    }
+
+    /// The counts of every queue that has messages, plus `deployed` (the queues consumed now).
+    pub async fn stats(&self, deployed: Vec<String>) -> Result<Vec<QueueStats>, MessagingError> {
+        self.db.stats(now_ms(), deployed).await.map_err(|source| MessagingError::Storage {
+            action: "read",
+            kind: "queues",
+            name: "*".into(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Up to `limit` (at most [`MAX_DEAD_LETTERS_PER_LISTING`]) dead letters of `queue`, oldest first.
+    pub async fn dead_letters(&self, queue: &str, limit: u32) -> Result<Vec<DeadLetter>, MessagingError> {
+        validate_queue_name("queue", queue).map_err(MessagingError::InvalidName)?;
+        let limit = limit.min(MAX_DEAD_LETTERS_PER_LISTING);
+        self.db.dead_letters(queue, limit).await.map_err(|source| MessagingError::Storage {
+            action: "read the dead letters of",
+            kind: "queue",
+            name: queue.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Moves dead letters of `queue` (all, or those in `ids`) back into it.
+    pub async fn redrive(&self, queue: &str, ids: Option<Vec<i64>>) -> Result<usize, MessagingError> {
+        validate_queue_name("queue", queue).map_err(MessagingError::InvalidName)?;
+        let moved = self.db.redrive(queue, ids, now_ms()).await.map_err(|source| MessagingError::Storage {
+            action: "re-drive",
+            kind: "queue",
+            name: queue.to_owned(),
+            source: Box::new(source),
+        })?;
+        tracing::info!(%queue, messages = moved, "re-drove dead letters");
+        self.wake(queue);
+        Ok(moved)
+    }
+}
+
+impl Messaging for Queues {
+    fn send(&self, queue: String, message: NewMessage) -> BoxFuture<'_, Result<i64, MessagingError>> {
+        Box::pin(async move {
+            let ids = self.send_many(&queue, vec![message]).await?;
+            Ok(ids.first().copied().unwrap_or_default())
+        })
+    }
+
+    fn publish(&self, topic: String, body: Vec<u8>) -> BoxFuture<'_, Result<u32, MessagingError>> {
+        Box::pin(async move { self.publish_to_subscribers(&topic, body).await })
+    }
+}

@@ -1,0 +1,48 @@
+//! The host side of each `edgefn:function/host` import, one module per capability, each reached from an
+//! invocation's state through a trait object in [`Capabilities`]:
+//!
+//! - [`messaging`]: `send` to a queue and `publish` to a topic ([`Messaging`]), over the SQLite queues;
+//! - [`invoke`]: `invoke` another function by name ([`Invoker`]), implemented by the invoke trigger;
+//! - [`environment`]: configuration and secrets, handed to the guest as its WASI environment;
+//! - [`outbound`]: which hosts `wasi:http/outgoing-handler` may reach.
+//!
+//! Nothing here knows the runtime or the triggers: they import these traits, never the other way round. A new
+//! capability is a new module here, a field of [`Capabilities`], and its binding in `runtime/guest.rs`.
+
+pub mod environment;
+pub mod invoke;
+pub mod messaging;
+pub mod outbound;
+
+pub use environment::FunctionEnv;
+pub use invoke::Invoker;
+pub use messaging::Messaging;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A boxed, sendable future: what the capability traits return, so they stay object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What one invocation can reach beyond WASI. Cheap to clone: every field is shared.
+#[derive(Clone, Default)]
+pub struct Capabilities {
+    /// Queues and topics; `None` while a component's init runs at deploy, when there is nothing to send to yet.
+    pub messaging: Option<Arc<dyn Messaging>>,
+    /// Other functions; `None` during init.
+    pub invoker: Option<Arc<dyn Invoker>>,
+}
+
+impl std::fmt::Debug for Capabilities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capabilities")
+            .field("messaging", &self.messaging.is_some())
+            .field("invoker", &self.invoker.is_some())
+            .finish()
+    }
+}
+
+/// The error a guest sees when it calls a capability that is not available where it runs.
+pub(crate) fn unavailable(what: &str) -> String {
+    format!("{what} is not available here (a function's init runs at deploy, before anything is live)")
+}

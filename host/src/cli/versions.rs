@@ -1,0 +1,117 @@
+//! `edgefn components`, `versions`, `rollback`, `promote`, `undeploy`: what is live on a running host, and changing
+//! it without a deploy.
+
+use super::admin_client::AdminArgs;
+use serde_json::{Value, json};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ComponentArgs {
+    /// The component.
+    name: String,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RollbackArgs {
+    /// The component.
+    name: String,
+    /// The version to go back to (default: end a canary, or the version before the live one).
+    #[arg(long, value_name = "N")]
+    to: Option<u32>,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ComponentsArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+fn text(value: &Value, key: &str) -> String {
+    match value.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn date(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
+}
+
+fn triggers(functions: Option<&Value>) -> String {
+    let records: Vec<edgefn_manifest::record::FunctionRecord> =
+        functions.and_then(|f| serde_json::from_value(f.clone()).ok()).unwrap_or_default();
+    records.iter().map(|f| format!("{}: {}", f.name, f.trigger)).collect::<Vec<_>>().join("; ")
+}
+
+pub(crate) fn versions(args: ComponentArgs) -> anyhow::Result<()> {
+    let response = args.admin.call("GET", &format!("/v1/components/{}/versions", args.name), None)?;
+    println!("{:>7}  {:12}  {:19}  {:20}  {:12}  TRIGGERS", "VERSION", "STATUS", "DEPLOYED (UTC)", "BY", "SHA256");
+    for version in response.get("versions").and_then(Value::as_array).into_iter().flatten() {
+        let status = match (text(version, "status").as_str(), version.get("canary_percent").and_then(Value::as_u64)) {
+            ("canary", Some(percent)) => format!("canary {percent}%"),
+            (status, _) => status.to_owned(),
+        };
+        let hash = text(version, "hash");
+        println!(
+            "{:>7}  {:12}  {:19}  {:20}  {:12}  {}",
+            text(version, "version"),
+            status,
+            date(version.get("deployed_at").and_then(Value::as_i64).unwrap_or_default()),
+            text(version, "deployed_by"),
+            &hash[..hash.len().min(12)],
+            triggers(version.get("functions")),
+        );
+    }
+    Ok(())
+}
+
+fn print_switch(what: &str, outcome: &Value) {
+    let name = text(outcome, "component");
+    match outcome.get("version").and_then(Value::as_u64) {
+        Some(version) => println!("{what} {name}: version {version} is live ({} ms)", text(outcome, "switch_ms")),
+        None => println!("{what} {name}: nothing of it is live; its versions and queues are kept"),
+    }
+}
+
+pub(crate) fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
+    let body = json!({ "to": args.to });
+    let outcome = args.admin.call("POST", &format!("/v1/components/{}/rollback", args.name), Some(body))?;
+    print_switch("rolled back", &outcome);
+    Ok(())
+}
+
+pub(crate) fn promote(args: ComponentArgs) -> anyhow::Result<()> {
+    let outcome = args.admin.call("POST", &format!("/v1/components/{}/promote", args.name), Some(json!({})))?;
+    print_switch("promoted", &outcome);
+    Ok(())
+}
+
+pub(crate) fn undeploy(args: ComponentArgs) -> anyhow::Result<()> {
+    let outcome = args.admin.call("DELETE", &format!("/v1/components/{}", args.name), None)?;
+    print_switch("undeployed", &outcome);
+    Ok(())
+}
+
+pub(crate) fn components(args: ComponentsArgs) -> anyhow::Result<()> {
+    let response = args.admin.call("GET", "/v1/components", None)?;
+    println!("{:24} {:>7}  {:14}  TRIGGERS", "COMPONENT", "VERSION", "CANARY");
+    for component in response.get("components").and_then(Value::as_array).into_iter().flatten() {
+        let canary = component
+            .get("canary")
+            .filter(|c| !c.is_null())
+            .map(|c| format!("v{} at {}%", text(c, "version"), text(c, "percent")))
+            .unwrap_or_default();
+        println!(
+            "{:24} {:>7}  {:14}  {}",
+            text(component, "name"),
+            text(component, "version"),
+            canary,
+            triggers(component.get("functions"))
+        );
+    }
+    Ok(())
+}

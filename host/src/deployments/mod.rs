@@ -1,0 +1,572 @@
+//! Live deployments: deploy, version, roll back, promote a canary and undeploy on a running host.
+//!
+//! A deploy validates the component (a component, a readable manifest, routes and queues no other live component
+//! claims, settings within the host's maximums), resolves its configuration ([`VersionConfig`]), takes its
+//! snapshot and compiles it ahead of time ([`Artifacts`], cached), records it as an immutable numbered version in
+//! SQLite and makes it live. Making something live builds a new [`LiveSet`] and swaps it in atomically: HTTP
+//! requests and invokes in flight finish on the version they started on, new ones get the new version. Then every
+//! trigger drains the component (cron schedules fire no more ticks, consumers lease no more messages, what they
+//! hold finishes) and starts it again from the new set.
+//!
+//! A deploy that fails at any step leaves what was live as it was. Changes to what is live are serialized; the
+//! expensive part of a deploy (snapshot, compile) runs before, so deploys of different components compile in
+//! parallel.
+
+mod artifacts;
+pub mod version_config;
+
+pub use artifacts::Installed;
+pub use version_config::VersionConfig;
+
+use crate::component;
+use crate::config::{ComponentConfig, HostConfig};
+use crate::live::{Canary, ComponentVersion, LiveComponent, LiveHandle, LiveSet, LiveSetError, Mount, VersionParts};
+use crate::runtime::{Artifact, Loader};
+use crate::storage::deployments::{DeploymentDb, LiveRow, VersionRow};
+use crate::storage::{StorageError, now_ms};
+use crate::triggers::Trigger;
+use artifacts::Artifacts;
+use edgefn_manifest::record::{FunctionRecord, Trigger as TriggerKind};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Why a deploy, rollback, promote or undeploy was refused. Whatever was live stays live.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("invalid component name `{0}`: use 1 to 64 letters, digits, `-` and `_`, starting with a letter or digit")]
+    InvalidName(String),
+    /// Not WebAssembly, a core module, or a manifest that does not decode or check out.
+    #[error("{0}")]
+    NotAComponent(String),
+    #[error(
+        "it has no edgefn manifest (no #[function] in it): to serve a plain wasi:http component, mount it at a \
+         route (`--mount /route`)"
+    )]
+    NoManifest,
+    #[error("invalid mount route `{route}`: {reason}")]
+    InvalidMount { route: String, reason: String },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Settings(String),
+    #[error("canary percent must be between 1 and 99, not {0}")]
+    CanaryPercent(u8),
+    /// The component's init failed (the message says how, and what it printed).
+    #[error("{0}")]
+    Init(String),
+    #[error("{0}")]
+    Compile(String),
+    /// The host cannot link it (an import it does not provide) or it exports no `wasi:http/incoming-handler`.
+    #[error("{0}")]
+    Link(String),
+    #[error(transparent)]
+    Conflict(#[from] LiveSetError),
+    #[error("no component `{0}` is deployed")]
+    NotLive(String),
+    #[error("component `{0}` has never been deployed")]
+    UnknownComponent(String),
+    #[error("component `{component}` has no version {version}")]
+    NoSuchVersion { component: String, version: u32 },
+    #[error("component `{component}` has no version before {version} to roll back to")]
+    NothingToRollBackTo { component: String, version: u32 },
+    #[error("component `{0}` has no canary to promote")]
+    NoCanary(String),
+    #[error("version {version} of `{component}` cannot be loaded: {reason}")]
+    Restore { component: String, version: u32, reason: String },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// What to deploy.
+#[derive(Debug, Clone)]
+pub struct DeployRequest {
+    /// The component's name: crate name or file stem by default.
+    pub name: String,
+    pub wasm: Vec<u8>,
+    /// Where it came from, for the record: a path, or `upload`.
+    pub source: String,
+    pub deployed_by: String,
+    /// Settings over the host config's `[components.NAME]`.
+    pub overrides: ComponentConfig,
+    /// Serve a plain wasi:http component under a route.
+    pub mount: Option<Mount>,
+    /// Give the new version this share of traffic, next to the live one, instead of all of it.
+    pub canary_percent: Option<u8>,
+}
+
+/// A deploy checked and compiled, ready to be made live.
+#[derive(Debug)]
+pub struct PreparedDeploy {
+    name: String,
+    hash: String,
+    config: VersionConfig,
+    functions: Vec<FunctionRecord>,
+    installed: Installed,
+    source: String,
+    deployed_by: String,
+    canary_percent: Option<u8>,
+    /// The latest version has this very component and configuration: make it live, record nothing new.
+    unchanged: Option<u32>,
+    prepared_at: Instant,
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeployOutcome {
+    pub component: String,
+    pub version: u32,
+    pub hash: String,
+    pub config_hash: String,
+    /// No new version: the latest one already had this component and configuration.
+    pub unchanged: bool,
+    pub canary_percent: Option<u8>,
+    /// Whether init ran or anything compiled (false: a verified cached artifact was reused).
+    pub compiled: bool,
+    /// Snapshot and compile time.
+    pub compile_ms: u64,
+    /// From the end of compiling to the new version taking requests.
+    pub switch_ms: u64,
+    pub functions: Vec<FunctionRecord>,
+}
+
+/// What a rollback, promote or undeploy left live.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SwitchOutcome {
+    pub component: String,
+    /// The live version now (none after an undeploy).
+    pub version: Option<u32>,
+    pub canary: Option<(u32, u8)>,
+    pub switch_ms: u64,
+}
+
+/// One version, as `edgefn versions` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VersionInfo {
+    pub version: u32,
+    pub hash: String,
+    pub config_hash: String,
+    /// `live`, `canary` or `""`.
+    pub status: String,
+    pub canary_percent: Option<u8>,
+    pub deployed_at: i64,
+    pub deployed_by: String,
+    pub source: String,
+    pub functions: Vec<FunctionRecord>,
+    /// The configuration, secret values replaced.
+    pub config: serde_json::Value,
+}
+
+/// See the module docs.
+pub struct Deployments {
+    config: HostConfig,
+    artifacts: Artifacts,
+    db: DeploymentDb,
+    loader: Arc<Loader>,
+    live: LiveHandle,
+    triggers: Vec<Arc<dyn Trigger>>,
+    /// Held while what is live changes: one change at a time.
+    switching: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Deployments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployments").field("live", &self.live.load().components().count()).finish_non_exhaustive()
+    }
+}
+
+/// Checks a component name.
+pub fn validate_name(name: &str) -> Result<(), DeployError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid { Ok(()) } else { Err(DeployError::InvalidName(name.to_owned())) }
+}
+
+impl Deployments {
+    pub fn new(
+        config: HostConfig,
+        db: DeploymentDb,
+        loader: Arc<Loader>,
+        live: LiveHandle,
+        triggers: Vec<Arc<dyn Trigger>>,
+        data_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let artifacts = Artifacts::new(loader.runtime().clone(), db.clone(), data_dir)?;
+        Ok(Self { config, artifacts, db, loader, live, triggers, switching: tokio::sync::Mutex::new(()) })
+    }
+
+    /// What is live now.
+    pub fn live(&self) -> Arc<LiveSet> {
+        self.live.load()
+    }
+
+    /// Brings back what was live when the host last ran, from SQLite, reusing the compiled artifacts (the log
+    /// says so), and starts the triggers. A component that cannot be brought back is reported and left out; it
+    /// stays recorded as live, so a host that can load it again restores it.
+    pub async fn restore(&self) -> Result<Vec<DeployError>, DeployError> {
+        let _switching = self.switching.lock().await;
+        let mut components = BTreeMap::new();
+        let mut failed = Vec::new();
+        for (name, live) in self.db.live().await? {
+            match self.live_component(&name, live).await {
+                Ok(component) => {
+                    tracing::info!(component = %name, version = live.version, canary = ?live.canary,
+                        "restored what was live");
+                    components.insert(name, Arc::new(component));
+                }
+                Err(error) => {
+                    tracing::error!(component = %name, %error, "could not restore a live component");
+                    failed.push(error);
+                }
+            }
+        }
+        let set = LiveSet::build(components)?;
+        self.live.store(set);
+        let live = self.live.load();
+        let names: Vec<String> = live.components().map(|c| c.name().to_owned()).collect();
+        for name in names {
+            for trigger in &self.triggers {
+                trigger.start(&name, &live);
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Loads version `live` of `name` (and its canary) from the database, its artifact verified or rebuilt.
+    async fn live_component(&self, name: &str, live: LiveRow) -> Result<LiveComponent, DeployError> {
+        let active = Arc::new(self.load_version(name, live.version).await?);
+        let canary = match live.canary {
+            Some((version, percent)) => {
+                Some(Canary { version: Arc::new(self.load_version(name, version).await?), percent })
+            }
+            None => None,
+        };
+        Ok(LiveComponent::new(active, canary))
+    }
+
+    /// A stored version, ready to run.
+    async fn load_version(&self, name: &str, version: u32) -> Result<ComponentVersion, DeployError> {
+        let row = self
+            .db
+            .version(name, version)
+            .await?
+            .ok_or_else(|| DeployError::NoSuchVersion { component: name.to_owned(), version })?;
+        let restore_error = |reason: String| DeployError::Restore { component: name.to_owned(), version, reason };
+        let config = VersionConfig::from_json(&row.config).map_err(restore_error)?;
+        let functions: Vec<FunctionRecord> = serde_json::from_str(&row.functions)
+            .map_err(|e| restore_error(format!("its triggers are unreadable: {e}")))?;
+        let installed = self.artifacts.ensure(&format!("{name} v{version}"), &row.hash, &config, None).await?;
+        self.version(name, version, &row.hash, config, functions, installed.artifact)
+    }
+
+    fn version(
+        &self,
+        name: &str,
+        version: u32,
+        hash: &str,
+        config: VersionConfig,
+        functions: Vec<FunctionRecord>,
+        artifact: Artifact,
+    ) -> Result<ComponentVersion, DeployError> {
+        let (limits, default_limits) = config.limits(name, &functions, self.loader.runtime().limits())?;
+        Ok(ComponentVersion::new(VersionParts {
+            component: name.to_owned(),
+            version,
+            hash: hash.to_owned(),
+            config_hash: config.hash(),
+            artifact,
+            functions,
+            env: config.function_env(),
+            mount: config.mount.clone(),
+            limits,
+            default_limits,
+        }))
+    }
+
+    /// Deploys: [`Deployments::prepare`], then [`Deployments::apply`].
+    pub async fn deploy(&self, request: DeployRequest) -> Result<DeployOutcome, DeployError> {
+        let prepared = self.prepare(request).await?;
+        self.apply(prepared).await
+    }
+
+    /// Everything a deploy does before it changes what is live: validate, resolve the configuration, check for
+    /// conflicts with what is live, snapshot and compile (or reuse the cached artifact), and check that the host
+    /// can link it. Several run in parallel.
+    pub async fn prepare(&self, request: DeployRequest) -> Result<PreparedDeploy, DeployError> {
+        let DeployRequest { name, wasm, source, deployed_by, overrides, mount, canary_percent } = request;
+        validate_name(&name)?;
+        if let Some(percent) = canary_percent
+            && !(1..=99).contains(&percent)
+        {
+            return Err(DeployError::CanaryPercent(percent));
+        }
+        let inspection = component::inspect(&wasm).map_err(|e| DeployError::NotAComponent(format!("{e:#}")))?;
+        let functions = match &mount {
+            Some(mount) => {
+                let pattern = edgefn_manifest::route::RoutePattern::parse(&mount.route)
+                    .map_err(|e| DeployError::InvalidMount { route: mount.route.clone(), reason: e.to_string() })?;
+                if matches!(pattern.segments().last(), Some(edgefn_manifest::route::Segment::CatchAll(_))) {
+                    return Err(DeployError::InvalidMount {
+                        route: mount.route.clone(),
+                        reason: "a mount is a prefix; it takes every path below it already".into(),
+                    });
+                }
+                // A mounted component answers its route and everything below it, for any method.
+                let route =
+                    if mount.route == "/" { "/{*path}".to_owned() } else { format!("{}/{{*path}}", mount.route) };
+                vec![FunctionRecord { name: name.clone(), trigger: TriggerKind::Http { route, method: "*".into() } }]
+            }
+            None if inspection.functions.is_empty() => return Err(DeployError::NoManifest),
+            None => inspection.functions,
+        };
+        let config = VersionConfig::resolve(&name, &self.config, &overrides, mount)?;
+        let config_hash = config.hash();
+        // Refuse early what cannot be live next to the rest, before paying for a compile (checked again when it
+        // is made live: another deploy may have changed the set meanwhile).
+        let placeholder = Artifact { path: Default::default(), sha256: String::new() };
+        let candidate =
+            Arc::new(self.version(&name, 0, &inspection.hash, config.clone(), functions.clone(), placeholder)?);
+        self.candidate_set(&self.live.load(), candidate, canary_percent)?;
+        let unchanged = match self.db.versions(&name).await?.first() {
+            Some(latest) if latest.hash == inspection.hash && latest.config_hash == config_hash => Some(latest.version),
+            _ => None,
+        };
+        let installed = self.artifacts.ensure(&name, &inspection.hash, &config, Some(&wasm)).await?;
+        // Link it once now so a component whose imports the host cannot satisfy is refused at deploy, not at its
+        // first request. It is not kept: components load on demand, and a thousand deploys must not fill memory.
+        let (loader, artifact) = (self.loader.clone(), installed.artifact.clone());
+        tokio::task::spawn_blocking(move || loader.load_verified(&artifact))
+            .await
+            .map_err(|join| DeployError::Io(join.to_string()))?
+            .map_err(|e| DeployError::Link(format!("{e:#}")))?;
+        Ok(PreparedDeploy {
+            name,
+            hash: inspection.hash,
+            config,
+            functions,
+            installed,
+            source,
+            deployed_by,
+            canary_percent,
+            unchanged,
+            prepared_at: Instant::now(),
+        })
+    }
+
+    /// The live set with `version` of its component live (fully, or as a canary of what is live).
+    fn candidate_set(
+        &self,
+        current: &LiveSet,
+        version: Arc<ComponentVersion>,
+        canary_percent: Option<u8>,
+    ) -> Result<(LiveSet, LiveRow), DeployError> {
+        let active = current.component(&version.component).map(|c| c.active.clone());
+        let (component, row) = match (canary_percent, active) {
+            // A canary of the version that is live already is no canary: it simply stays live.
+            (Some(percent), Some(active)) if active.version != version.version => {
+                let row = LiveRow { version: active.version, canary: Some((version.version, percent)) };
+                (LiveComponent::new(active, Some(Canary { version, percent })), row)
+            }
+            // A canary of nothing is simply live.
+            _ => {
+                let row = LiveRow { version: version.version, canary: None };
+                (LiveComponent::new(version, None), row)
+            }
+        };
+        Ok((current.with(component)?, row))
+    }
+
+    /// Makes a prepared deploy live: numbers and records the version, swaps the live set, switches the triggers.
+    pub async fn apply(&self, prepared: PreparedDeploy) -> Result<DeployOutcome, DeployError> {
+        let _switching = self.switching.lock().await;
+        let PreparedDeploy {
+            name,
+            hash,
+            config,
+            functions,
+            installed,
+            source,
+            deployed_by,
+            canary_percent,
+            unchanged,
+            prepared_at,
+        } = prepared;
+        let config_hash = config.hash();
+        let number = match unchanged {
+            Some(version) => version,
+            None => self.db.next_version(&name).await?,
+        };
+        let config_json = config.to_json();
+        let version =
+            Arc::new(self.version(&name, number, &hash, config, functions.clone(), installed.artifact.clone())?);
+        let current = self.live.load();
+        let (set, live_row) = self.candidate_set(&current, version, canary_percent)?;
+        let already_live =
+            unchanged.is_some() && current.component(&name).map(|c| Self::live_row_of(c)) == Some(live_row);
+        match unchanged {
+            Some(_) if already_live => {}
+            Some(_) => self.db.set_live(&name, live_row).await?,
+            None => {
+                let row = VersionRow {
+                    component: name.clone(),
+                    version: number,
+                    hash: hash.clone(),
+                    config_hash: config_hash.clone(),
+                    config: config_json,
+                    functions: serde_json::to_string(&functions).unwrap_or_default(),
+                    source,
+                    deployed_by,
+                    deployed_at: now_ms(),
+                };
+                self.db.record_version(row, live_row).await?;
+            }
+        }
+        if !already_live {
+            self.switch(&name, &current, set).await;
+        }
+        let outcome = DeployOutcome {
+            component: name,
+            version: number,
+            hash,
+            config_hash,
+            unchanged: unchanged.is_some(),
+            canary_percent: live_row.canary.map(|(_, percent)| percent),
+            compiled: installed.compiled,
+            compile_ms: installed.compile_ms,
+            switch_ms: prepared_at.elapsed().as_millis() as u64,
+            functions,
+        };
+        tracing::info!(component = %outcome.component, version = outcome.version, unchanged = outcome.unchanged,
+            canary = ?outcome.canary_percent, compiled = outcome.compiled, compile_ms = outcome.compile_ms,
+            switch_ms = outcome.switch_ms, "deployed");
+        Ok(outcome)
+    }
+
+    /// Makes `set` live, then switches `component`'s triggers from what `previous` had to what `set` has.
+    async fn switch(&self, component: &str, previous: &LiveSet, set: LiveSet) {
+        self.live.store(set);
+        let live = self.live.load();
+        let deadline = Instant::now() + self.loader.runtime().limits().drain_timeout();
+        let drains: Vec<_> = self.triggers.iter().map(|trigger| trigger.drain(component, deadline)).collect();
+        for drain in drains {
+            drain.await;
+        }
+        for trigger in &self.triggers {
+            trigger.start(component, &live);
+        }
+        // Versions no longer live leave memory once their last invocation ends (each holds its own reference).
+        let still_live: Vec<&Artifact> = live.components().flat_map(|c| c.versions()).map(|v| &v.artifact).collect();
+        if let Some(old) = previous.component(component) {
+            for version in old.versions() {
+                if !still_live.contains(&&version.artifact) {
+                    self.loader.unload(&version.artifact);
+                }
+            }
+        }
+    }
+
+    fn live_row_of(live: &LiveComponent) -> LiveRow {
+        LiveRow { version: live.active.version, canary: live.canary.as_ref().map(|c| (c.version.version, c.percent)) }
+    }
+
+    /// Rolls `component` back: with a canary, ends it (the live version stays); otherwise to version `to`, or to
+    /// the version before the live one. Instant: the artifact is cached, nothing compiles.
+    pub async fn rollback(&self, component: &str, to: Option<u32>) -> Result<SwitchOutcome, DeployError> {
+        let started = Instant::now();
+        let _switching = self.switching.lock().await;
+        let current = self.live.load();
+        let live = current.component(component).cloned();
+        let target = match (&live, to) {
+            (Some(live), None) if live.canary.is_some() => live.active.version,
+            (_, Some(version)) => version,
+            (Some(live), None) => {
+                let versions = self.db.versions(component).await?;
+                versions.iter().map(|v| v.version).find(|v| *v < live.active.version).ok_or(
+                    DeployError::NothingToRollBackTo { component: component.to_owned(), version: live.active.version },
+                )?
+            }
+            (None, None) => return Err(DeployError::NotLive(component.to_owned())),
+        };
+        let version = match live.as_ref().and_then(|l| l.versions().find(|v| v.version == target).cloned()) {
+            Some(version) => version,
+            None => Arc::new(self.load_version(component, target).await?),
+        };
+        let row = LiveRow { version: target, canary: None };
+        let set = current.with(LiveComponent::new(version, None))?;
+        self.db.set_live(component, row).await?;
+        self.switch(component, &current, set).await;
+        let switch_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(%component, version = target, switch_ms, "rolled back");
+        Ok(SwitchOutcome { component: component.to_owned(), version: Some(target), canary: None, switch_ms })
+    }
+
+    /// Makes `component`'s canary its live version.
+    pub async fn promote(&self, component: &str) -> Result<SwitchOutcome, DeployError> {
+        let started = Instant::now();
+        let _switching = self.switching.lock().await;
+        let current = self.live.load();
+        let live = current.component(component).ok_or_else(|| DeployError::NotLive(component.to_owned()))?;
+        let canary = live.canary.clone().ok_or_else(|| DeployError::NoCanary(component.to_owned()))?;
+        let set = current.with(LiveComponent::new(canary.version.clone(), None))?;
+        let row = LiveRow { version: canary.version.version, canary: None };
+        self.db.set_live(component, row).await?;
+        self.switch(component, &current, set).await;
+        let switch_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(%component, version = row.version, switch_ms, "promoted the canary");
+        Ok(SwitchOutcome { component: component.to_owned(), version: Some(row.version), canary: None, switch_ms })
+    }
+
+    /// Takes `component` out of what is live: its routes answer 404, its triggers stop. Its versions, its queues
+    /// and their messages stay.
+    pub async fn undeploy(&self, component: &str) -> Result<SwitchOutcome, DeployError> {
+        let started = Instant::now();
+        let _switching = self.switching.lock().await;
+        let current = self.live.load();
+        if current.component(component).is_none() {
+            return Err(DeployError::NotLive(component.to_owned()));
+        }
+        self.db.remove_live(component).await?;
+        self.switch(component, &current, current.without(component)).await;
+        let switch_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(%component, switch_ms, "undeployed");
+        Ok(SwitchOutcome { component: component.to_owned(), version: None, canary: None, switch_ms })
+    }
+
+    /// Every version of `component`, newest first, with which is live.
+    pub async fn versions(&self, component: &str) -> Result<Vec<VersionInfo>, DeployError> {
+        let rows = self.db.versions(component).await?;
+        if rows.is_empty() {
+            return Err(DeployError::UnknownComponent(component.to_owned()));
+        }
+        let live = self.live.load().component(component).map(|c| Self::live_row_of(c));
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let (status, canary_percent) = match live {
+                    Some(live) if live.version == row.version => ("live", None),
+                    Some(LiveRow { canary: Some((version, percent)), .. }) if version == row.version => {
+                        ("canary", Some(percent))
+                    }
+                    _ => ("", None),
+                };
+                VersionInfo {
+                    version: row.version,
+                    status: status.to_owned(),
+                    canary_percent,
+                    config: VersionConfig::from_json(&row.config).map(|c| c.redacted()).unwrap_or_default(),
+                    functions: serde_json::from_str(&row.functions).unwrap_or_default(),
+                    hash: row.hash,
+                    config_hash: row.config_hash,
+                    deployed_at: row.deployed_at,
+                    deployed_by: row.deployed_by,
+                    source: row.source,
+                }
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,230 @@
+//! The configuration a version is deployed with: part of the version, hashed, stored with it, and what its
+//! snapshot and artifact are keyed by (a config change never reuses a stale snapshot).
+
+use super::DeployError;
+use crate::capabilities::FunctionEnv;
+use crate::capabilities::outbound::OutboundPolicy;
+use crate::config::{ComponentConfig, FunctionSettings, HostConfig, Limits};
+use crate::live::{FunctionLimits, Mount};
+use crate::runtime::InvocationLimits;
+use edgefn_manifest::record::FunctionRecord;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// See the module docs. Serialized as JSON in the version's row; maps are ordered, so equal configs hash equally.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionConfig {
+    /// The environment, resolved at deploy (`*_from_host` variables read then), secrets included.
+    pub env: BTreeMap<String, String>,
+    /// Which entries of `env` are secret.
+    pub secrets: BTreeSet<String>,
+    pub allowed_outbound_hosts: Vec<String>,
+    /// The component's own settings; unset ones come from the host's `[limits]`.
+    pub settings: FunctionSettings,
+    /// Settings of single functions, over the component's.
+    pub functions: BTreeMap<String, FunctionSettings>,
+    pub mount: Option<Mount>,
+    /// Whether instances start from a snapshot taken after init at deploy.
+    pub snapshot: bool,
+}
+
+impl VersionConfig {
+    /// The configuration of a deploy of `name`: the host's `[components.NAME]`, with the deploy's `overrides` over it.
+    pub fn resolve(
+        name: &str,
+        host: &HostConfig,
+        overrides: &ComponentConfig,
+        mount: Option<Mount>,
+    ) -> Result<Self, DeployError> {
+        let merged = host.component(name).cloned().unwrap_or_default().merged_with(overrides);
+        let env = merged.resolve_env(name).map_err(|e| DeployError::Config(format!("{e:#}")))?;
+        Ok(Self {
+            env,
+            secrets: merged.secret_names(),
+            allowed_outbound_hosts: merged.allowed_outbound_hosts.clone(),
+            settings: merged.settings(),
+            functions: merged.functions,
+            // A plain component has no SDK, so no init to snapshot.
+            snapshot: host.snapshot && mount.is_none(),
+            mount,
+        })
+    }
+
+    /// sha256 of the canonical JSON.
+    pub fn hash(&self) -> String {
+        hex::encode(Sha256::digest(self.to_json().as_bytes()))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| unreachable!("a VersionConfig always serializes"))
+    }
+
+    pub fn from_json(json: &str) -> Result<Self, String> {
+        serde_json::from_str(json).map_err(|e| format!("stored version configuration is unreadable: {e}"))
+    }
+
+    /// What the function gets at each invocation: environment, secrets to mask, outbound allowlist.
+    pub fn function_env(&self) -> FunctionEnv {
+        let secrets = self
+            .env
+            .iter()
+            .filter(|(key, value)| self.secrets.contains(*key) && !value.is_empty())
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        FunctionEnv {
+            env: self.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            secrets: Arc::new(secrets),
+            outbound: OutboundPolicy::allow(self.allowed_outbound_hosts.iter().cloned()),
+        }
+    }
+
+    /// The settings each of `functions` runs with, checked against the host's maximums; and those of anything
+    /// else (a mounted component). Errors name the component or function, the setting, and the allowed range.
+    pub fn limits(
+        &self,
+        component: &str,
+        functions: &[FunctionRecord],
+        host: &Limits,
+    ) -> Result<(HashMap<String, FunctionLimits>, FunctionLimits), DeployError> {
+        for name in self.functions.keys() {
+            if self.mount.is_none() && !functions.iter().any(|f| &f.name == name) {
+                let known: Vec<&str> = functions.iter().map(|f| f.name.as_str()).collect();
+                return Err(DeployError::Settings(format!(
+                    "settings for function `{name}`, but component `{component}` has no such function (it has: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        let default = resolve(&format!("component `{component}`"), &self.settings, host)?;
+        let mut limits = HashMap::new();
+        for function in functions {
+            let own = self.functions.get(&function.name).cloned().unwrap_or_default();
+            let settings = own.or(&self.settings);
+            limits.insert(
+                function.name.clone(),
+                resolve(&format!("function `{component}/{}`", function.name), &settings, host)?,
+            );
+        }
+        Ok((limits, default))
+    }
+
+    /// The configuration as an operator may see it: secret values replaced.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(env) = value.get_mut("env").and_then(serde_json::Value::as_object_mut) {
+            for (key, entry) in env.iter_mut() {
+                if self.secrets.contains(key) {
+                    *entry = serde_json::Value::String("[secret]".into());
+                }
+            }
+        }
+        value
+    }
+}
+
+/// `settings` with the host's defaults filled in, checked against its maximums.
+fn resolve(what: &str, settings: &FunctionSettings, host: &Limits) -> Result<FunctionLimits, DeployError> {
+    let timeout_ms = settings.timeout_ms.unwrap_or(host.timeout_ms);
+    if timeout_ms == 0 || timeout_ms > host.max_timeout_ms {
+        return Err(DeployError::Settings(format!(
+            "{what}: timeout_ms = {timeout_ms} is outside 1..={} (the host's limits.max_timeout_ms)",
+            host.max_timeout_ms
+        )));
+    }
+    let memory_mb = settings.memory_mb.unwrap_or(host.memory_mb);
+    if memory_mb == 0 || memory_mb > host.max_memory_mb {
+        return Err(DeployError::Settings(format!(
+            "{what}: memory_mb = {memory_mb} is outside 1..={} (the host's limits.max_memory_mb)",
+            host.max_memory_mb
+        )));
+    }
+    if let Some(concurrency) = settings.max_concurrency
+        && (concurrency == 0 || concurrency > host.max_instances)
+    {
+        return Err(DeployError::Settings(format!(
+            "{what}: max_concurrency = {concurrency} is outside 1..={} (the host's limits.max_instances)",
+            host.max_instances
+        )));
+    }
+    Ok(FunctionLimits {
+        invocation: InvocationLimits {
+            timeout: Duration::from_millis(timeout_ms),
+            memory_bytes: usize::try_from(memory_mb << 20).unwrap_or(usize::MAX),
+        },
+        max_concurrency: settings.max_concurrency,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgefn_manifest::record::Trigger;
+
+    fn functions() -> Vec<FunctionRecord> {
+        ["a", "b"]
+            .iter()
+            .map(|n| FunctionRecord {
+                name: (*n).into(),
+                trigger: Trigger::Http { route: format!("/{n}"), method: "GET".into() },
+            })
+            .collect()
+    }
+
+    fn config(toml: &str, overrides: ComponentConfig) -> VersionConfig {
+        VersionConfig::resolve("c", &HostConfig::parse(toml).unwrap(), &overrides, None).unwrap()
+    }
+
+    #[test]
+    fn function_settings_override_the_component_which_overrides_the_host() {
+        let config = config(
+            "[components.c]\ntimeout_ms = 500\n[components.c.functions.a]\nmemory_mb = 32\n",
+            ComponentConfig::default(),
+        );
+        let (limits, default) = config.limits("c", &functions(), &Limits::default()).unwrap();
+        assert_eq!(
+            limits["a"].invocation,
+            InvocationLimits { timeout: Duration::from_millis(500), memory_bytes: 32 << 20 }
+        );
+        assert_eq!(limits["b"].invocation.memory_bytes, 128 << 20);
+        assert_eq!(default.invocation.timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn settings_past_the_host_maximums_are_refused_with_the_range() {
+        let overrides = ComponentConfig { memory_mb: Some(4096), ..Default::default() };
+        let error = config("", overrides).limits("c", &functions(), &Limits::default()).unwrap_err().to_string();
+        assert!(error.contains("component `c`: memory_mb = 4096 is outside 1..=512"), "{error}");
+        let overrides = ComponentConfig {
+            functions: BTreeMap::from([(
+                "a".into(),
+                FunctionSettings { max_concurrency: Some(1000), ..Default::default() },
+            )]),
+            ..Default::default()
+        };
+        let error = config("", overrides).limits("c", &functions(), &Limits::default()).unwrap_err().to_string();
+        assert!(error.contains("function `c/a`: max_concurrency = 1000 is outside 1..=64"), "{error}");
+        let overrides = ComponentConfig {
+            functions: BTreeMap::from([("typo".into(), FunctionSettings::default())]),
+            ..Default::default()
+        };
+        let error = config("", overrides).limits("c", &functions(), &Limits::default()).unwrap_err().to_string();
+        assert!(error.contains("no such function (it has: a, b)"), "{error}");
+    }
+
+    #[test]
+    fn the_hash_follows_the_configuration_and_secrets_are_redacted() {
+        let plain =
+            config("[components.c]\nenv = { A = \"1\" }\nsecrets = { S = \"hunter2\" }\n", ComponentConfig::default());
+        let changed =
+            config("[components.c]\nenv = { A = \"2\" }\nsecrets = { S = \"hunter2\" }\n", ComponentConfig::default());
+        assert_ne!(plain.hash(), changed.hash());
+        assert_eq!(plain.hash(), VersionConfig::from_json(&plain.to_json()).unwrap().hash());
+        let shown = plain.redacted().to_string();
+        assert!(!shown.contains("hunter2") && shown.contains("[secret]"), "{shown}");
+        assert_eq!(plain.function_env().secrets.as_slice(), [("S".to_owned(), "hunter2".to_owned())]);
+    }
+}

@@ -1,0 +1,510 @@
+//! What is live: one immutable [`LiveSet`] of deployed component versions, with the route table across them.
+//!
+//! Deployments build a new set for every change (deploy, rollback, promote, undeploy) and swap it in atomically
+//! ([`LiveHandle`]); a request or a delivery takes the set (and the [`ComponentVersion`]) it started with and keeps
+//! it to its end, so switching versions never fails a request and never serves one by a mix of versions. Building
+//! a set is where conflicts are refused: a route claimed by two components, a reserved route, a queue consumed by
+//! two functions.
+//!
+//! A component may have a canary: a second version that gets a share of its traffic ([`LiveComponent::pick`]).
+
+use crate::capabilities::FunctionEnv;
+use crate::runtime::{Artifact, InvocationLimits};
+use arc_swap::ArcSwap;
+use edgefn_manifest::record::{FunctionRecord, Trigger};
+use edgefn_manifest::route::RoutePattern;
+use edgefn_manifest::router::{Lookup, MethodFilter, Router};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::Semaphore;
+
+/// Routes the host answers itself; no function may claim them.
+pub const RESERVED_ROUTES: &[&str] = &["/healthz"];
+
+/// A plain wasi:http component served under a route prefix.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Mount {
+    /// `/sample`: the component answers it and everything below it, for any method.
+    pub route: String,
+    /// Whether the component sees paths with the prefix removed (`/sample/echo` arrives as `/echo`); the prefix
+    /// then reaches it in the `x-forwarded-prefix` header.
+    #[serde(default)]
+    pub strip_prefix: bool,
+}
+
+/// The settings one function runs with, resolved and checked against the host's maximums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionLimits {
+    pub invocation: InvocationLimits,
+    pub max_concurrency: Option<u32>,
+}
+
+/// One immutable version of a component, ready to run.
+pub struct ComponentVersion {
+    pub component: String,
+    pub version: u32,
+    /// sha256 of the component.
+    pub hash: String,
+    /// sha256 of the configuration it was deployed with.
+    pub config_hash: String,
+    pub artifact: Artifact,
+    pub functions: Vec<FunctionRecord>,
+    pub env: Arc<FunctionEnv>,
+    pub mount: Option<Mount>,
+    limits: HashMap<String, FunctionLimits>,
+    default_limits: FunctionLimits,
+    /// Per function with a `max_concurrency`: one permit per invocation that may run.
+    concurrency: HashMap<String, Arc<Semaphore>>,
+}
+
+impl std::fmt::Debug for ComponentVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentVersion")
+            .field("component", &self.component)
+            .field("version", &self.version)
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parts of a [`ComponentVersion`].
+#[derive(Debug)]
+pub struct VersionParts {
+    pub component: String,
+    pub version: u32,
+    pub hash: String,
+    pub config_hash: String,
+    pub artifact: Artifact,
+    pub functions: Vec<FunctionRecord>,
+    pub env: FunctionEnv,
+    pub mount: Option<Mount>,
+    /// Resolved settings by function name; functions not listed get `default_limits`.
+    pub limits: HashMap<String, FunctionLimits>,
+    pub default_limits: FunctionLimits,
+}
+
+impl ComponentVersion {
+    pub fn new(parts: VersionParts) -> Self {
+        let concurrency = parts
+            .limits
+            .iter()
+            .filter_map(|(name, limits)| {
+                Some((name.clone(), Arc::new(Semaphore::new(limits.max_concurrency? as usize))))
+            })
+            .collect();
+        Self {
+            component: parts.component,
+            version: parts.version,
+            hash: parts.hash,
+            config_hash: parts.config_hash,
+            artifact: parts.artifact,
+            functions: parts.functions,
+            env: Arc::new(parts.env),
+            mount: parts.mount,
+            limits: parts.limits,
+            default_limits: parts.default_limits,
+            concurrency,
+        }
+    }
+
+    /// `component/function`, as logs show it; a mounted component is its own only function.
+    pub fn label(&self, function: &str) -> String {
+        if self.mount.is_some() { self.component.clone() } else { format!("{}/{function}", self.component) }
+    }
+
+    /// The settings `function` runs with.
+    pub fn limits(&self, function: &str) -> FunctionLimits {
+        self.limits.get(function).copied().unwrap_or(self.default_limits)
+    }
+
+    /// The permits of `function`'s `max_concurrency`, if it has one.
+    pub fn concurrency(&self, function: &str) -> Option<&Arc<Semaphore>> {
+        self.concurrency.get(function)
+    }
+
+    /// Whether this version has a function named `name` whose trigger `accepts`.
+    pub fn has(&self, name: &str, accepts: impl Fn(&Trigger) -> bool) -> bool {
+        self.functions.iter().any(|f| f.name == name && accepts(&f.trigger))
+    }
+}
+
+/// A canary: a version that gets `percent` of its component's traffic.
+#[derive(Debug, Clone)]
+pub struct Canary {
+    pub version: Arc<ComponentVersion>,
+    pub percent: u8,
+}
+
+/// What is live of one component: a version, and maybe a canary.
+#[derive(Debug)]
+pub struct LiveComponent {
+    pub active: Arc<ComponentVersion>,
+    pub canary: Option<Canary>,
+    /// Invocations split so far: the canary's share is spread evenly, not left to chance.
+    picks: AtomicU64,
+}
+
+impl LiveComponent {
+    pub fn new(active: Arc<ComponentVersion>, canary: Option<Canary>) -> Self {
+        Self { active, canary, picks: AtomicU64::new(0) }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.active.component
+    }
+
+    /// The live versions: the active one, then the canary.
+    pub fn versions(&self) -> impl Iterator<Item = &Arc<ComponentVersion>> {
+        std::iter::once(&self.active).chain(self.canary.as_ref().map(|c| &c.version))
+    }
+
+    /// Picks the version that serves the next invocation among those `eligible` accepts (e.g. those that have the
+    /// function): with a canary among them, `percent` of the picks go to it, spread evenly.
+    pub fn pick(&self, eligible: impl Fn(&ComponentVersion) -> bool) -> Option<&Arc<ComponentVersion>> {
+        let canary = self.canary.as_ref().filter(|c| eligible(&c.version));
+        match (eligible(&self.active), canary) {
+            (true, Some(canary)) => {
+                // Pick n goes to the canary when floor((n+1)p/100) > floor(np/100): exactly p of every 100, evenly.
+                let n = self.picks.fetch_add(1, Ordering::Relaxed);
+                let percent = u64::from(canary.percent);
+                let to_canary = (n + 1) * percent / 100 > n * percent / 100;
+                Some(if to_canary { &canary.version } else { &self.active })
+            }
+            (true, None) => Some(&self.active),
+            (false, Some(canary)) => Some(&canary.version),
+            (false, None) => None,
+        }
+    }
+}
+
+/// Where a route leads: a component, and per live version the function that answers it.
+#[derive(Debug, Clone)]
+struct RouteTarget {
+    component: String,
+    /// `(version, function)` for each live version that declares the route.
+    functions: Vec<(u32, String)>,
+}
+
+/// What a request path found.
+#[derive(Debug)]
+pub enum RouteLookup {
+    Found {
+        version: Arc<ComponentVersion>,
+        function: String,
+        params: Vec<(String, String)>,
+    },
+    /// The path exists, but not for this method; `allowed` lists the methods that are.
+    MethodNotAllowed {
+        allowed: Vec<String>,
+    },
+    NotFound,
+}
+
+/// Why a set of versions cannot be live together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LiveSetError {
+    #[error("route `{method} {route}` of `{claimant}` is already claimed by `{owner}`: give one of them another route")]
+    RouteConflict { method: String, route: String, claimant: String, owner: String },
+    #[error("route `{route}` of `{claimant}` is reserved for the host itself; give the function another route")]
+    ReservedRoute { route: String, claimant: String },
+    #[error(
+        "{kind} `{queue}` is consumed by both `{owner}` and `{claimant}`: a queue has one consumer (use a topic to \
+         give several functions a copy of each message)"
+    )]
+    QueueConflict { kind: &'static str, queue: String, claimant: String, owner: String },
+    #[error("function `{function}`: {reason}")]
+    Invalid { function: String, reason: String },
+}
+
+/// Why a function could not be found by name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("no {kind} function `{name}` is deployed{}", known_list(.known))]
+    NotFound { kind: &'static str, name: String, known: Vec<String> },
+    #[error("`{name}` is ambiguous: {}; call it as `component/function`", .candidates.join(", "))]
+    Ambiguous { name: String, candidates: Vec<String> },
+}
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() { String::new() } else { format!(" (there are: {})", known.join(", ")) }
+}
+
+/// The queue a queue or topic function consumes: the queue itself, or `<topic>@<function>` for a subscriber.
+pub fn consumed_queue(function: &FunctionRecord) -> Option<(String, &'static str)> {
+    match &function.trigger {
+        Trigger::Queue { queue, .. } => Some((queue.clone(), "queue")),
+        Trigger::Topic { topic, .. } => Some((format!("{topic}@{}", function.name), "topic")),
+        _ => None,
+    }
+}
+
+/// See the module docs.
+#[derive(Debug, Default)]
+pub struct LiveSet {
+    components: BTreeMap<String, Arc<LiveComponent>>,
+    routes: Router<RouteTarget>,
+}
+
+impl LiveSet {
+    /// Checks that `components` can be live together and builds their route table.
+    pub fn build(components: BTreeMap<String, Arc<LiveComponent>>) -> Result<Self, LiveSetError> {
+        let mut routes: Router<RouteTarget> = Router::new();
+        let mut queues: HashMap<String, String> = HashMap::new();
+        for live in components.values() {
+            for version in live.versions() {
+                for function in &version.functions {
+                    let label = version.label(&function.name);
+                    if let Some((queue, kind)) = consumed_queue(function) {
+                        match queues.get(&queue) {
+                            // The same function in the active version and its canary is one consumer.
+                            Some(owner) if *owner != label => {
+                                return Err(LiveSetError::QueueConflict {
+                                    kind,
+                                    queue,
+                                    claimant: label,
+                                    owner: owner.clone(),
+                                });
+                            }
+                            _ => {
+                                queues.insert(queue, label.clone());
+                            }
+                        }
+                    }
+                    let Trigger::Http { route, method } = &function.trigger else { continue };
+                    let invalid = |reason: String| LiveSetError::Invalid { function: label.clone(), reason };
+                    let pattern = RoutePattern::parse(route).map_err(|e| invalid(e.to_string()))?;
+                    let filter = MethodFilter::parse(method).map_err(invalid)?;
+                    if RESERVED_ROUTES
+                        .iter()
+                        .any(|reserved| RoutePattern::parse(reserved).is_ok_and(|r| r.shape() == pattern.shape()))
+                    {
+                        return Err(LiveSetError::ReservedRoute { route: route.clone(), claimant: label });
+                    }
+                    let entry = (version.version, function.name.clone());
+                    let target = RouteTarget { component: version.component.clone(), functions: vec![entry.clone()] };
+                    if let Err(conflict) = routes.insert(pattern.clone(), filter.clone(), target) {
+                        let existing = &conflict.existing.value;
+                        if existing.component != version.component {
+                            let owner_function = &existing.functions[0].1;
+                            let owner = live_label(&components, &existing.component, owner_function);
+                            return Err(LiveSetError::RouteConflict {
+                                method: method.clone(),
+                                route: route.clone(),
+                                claimant: label,
+                                owner,
+                            });
+                        }
+                        // Two versions of one component declare the route: one entry, both versions behind it.
+                        add_version(&mut routes, &pattern, &filter, entry);
+                    }
+                }
+            }
+        }
+        Ok(Self { components, routes })
+    }
+
+    /// This set with `live` in place of (or next to) what `live.name()` had.
+    pub fn with(&self, live: LiveComponent) -> Result<Self, LiveSetError> {
+        let mut components = self.components.clone();
+        components.insert(live.name().to_owned(), Arc::new(live));
+        Self::build(components)
+    }
+
+    /// This set without `component`.
+    pub fn without(&self, component: &str) -> Self {
+        let mut components = self.components.clone();
+        components.remove(component);
+        Self::build(components).unwrap_or_else(|_| unreachable!("removing a component cannot create a conflict"))
+    }
+
+    pub fn component(&self, name: &str) -> Option<&Arc<LiveComponent>> {
+        self.components.get(name)
+    }
+
+    pub fn components(&self) -> impl Iterator<Item = &Arc<LiveComponent>> {
+        self.components.values()
+    }
+
+    /// Routes a request to a version and a function.
+    pub fn route(&self, method: &str, path: &str) -> RouteLookup {
+        match self.routes.lookup(method, path) {
+            Lookup::Found { route, params } => {
+                let target = &route.value;
+                let Some(live) = self.components.get(&target.component) else { return RouteLookup::NotFound };
+                let Some(version) = live.pick(|v| target.functions.iter().any(|(n, _)| *n == v.version)) else {
+                    return RouteLookup::NotFound;
+                };
+                let function = target
+                    .functions
+                    .iter()
+                    .find(|(n, _)| *n == version.version)
+                    .map(|(_, f)| f.clone())
+                    .unwrap_or_default();
+                RouteLookup::Found { version: version.clone(), function, params }
+            }
+            Lookup::MethodNotAllowed { allowed } => RouteLookup::MethodNotAllowed { allowed },
+            Lookup::NotFound => RouteLookup::NotFound,
+        }
+    }
+
+    /// Finds the function `name` (or `component/name`) whose trigger `accepts`, among every live version; `kind`
+    /// names such functions in errors. Returns its component and the function's name.
+    pub fn find(
+        &self,
+        name: &str,
+        kind: &'static str,
+        accepts: impl Fn(&Trigger) -> bool,
+    ) -> Result<(Arc<LiveComponent>, String), LookupError> {
+        let mut candidates: Vec<(Arc<LiveComponent>, String)> = Vec::new();
+        let mut known = Vec::new();
+        for live in self.components.values() {
+            let mut names: Vec<&str> = live
+                .versions()
+                .flat_map(|v| v.functions.iter())
+                .filter(|f| accepts(&f.trigger))
+                .map(|f| f.name.as_str())
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            for function in names {
+                let label = format!("{}/{function}", live.name());
+                if function == name || label == name {
+                    candidates.push((live.clone(), function.to_owned()));
+                }
+                known.push(label);
+            }
+        }
+        match candidates.len() {
+            1 => Ok(candidates.remove(0)),
+            0 => Err(LookupError::NotFound { kind, name: name.to_owned(), known }),
+            _ => Err(LookupError::Ambiguous {
+                name: name.to_owned(),
+                candidates: candidates.iter().map(|(live, f)| format!("`{}/{f}`", live.name())).collect(),
+            }),
+        }
+    }
+}
+
+fn live_label(components: &BTreeMap<String, Arc<LiveComponent>>, component: &str, function: &str) -> String {
+    match components.get(component) {
+        Some(live) => live.active.label(function),
+        None => format!("{component}/{function}"),
+    }
+}
+
+fn add_version(routes: &mut Router<RouteTarget>, pattern: &RoutePattern, filter: &MethodFilter, entry: (u32, String)) {
+    if let Some(index) =
+        routes.routes().iter().position(|r| r.pattern.shape() == pattern.shape() && r.method == *filter)
+    {
+        routes.value_mut(index).functions.push(entry);
+    }
+}
+
+/// The live set as the triggers and the admin API read it: swapped whole, read without locks.
+#[derive(Debug, Clone, Default)]
+pub struct LiveHandle(Arc<ArcSwap<LiveSet>>);
+
+impl LiveHandle {
+    /// The set live now; keep it for the whole request or delivery.
+    pub fn load(&self) -> Arc<LiveSet> {
+        self.0.load_full()
+    }
+
+    /// Makes `set` live.
+    pub fn store(&self, set: LiveSet) {
+        self.0.store(Arc::new(set));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn version(component: &str, version: u32, functions: &[(&str, Trigger)]) -> Arc<ComponentVersion> {
+        let limits = FunctionLimits {
+            invocation: InvocationLimits { timeout: std::time::Duration::from_secs(1), memory_bytes: 1 << 20 },
+            max_concurrency: None,
+        };
+        Arc::new(ComponentVersion::new(VersionParts {
+            component: component.into(),
+            version,
+            hash: format!("{component}{version}"),
+            config_hash: String::new(),
+            artifact: Artifact { path: PathBuf::from("/nonexistent"), sha256: String::new() },
+            functions: functions
+                .iter()
+                .map(|(n, t)| FunctionRecord { name: (*n).into(), trigger: t.clone() })
+                .collect(),
+            env: FunctionEnv::default(),
+            mount: None,
+            limits: HashMap::new(),
+            default_limits: limits,
+        }))
+    }
+
+    fn http(route: &str) -> Trigger {
+        Trigger::Http { route: route.into(), method: "GET".into() }
+    }
+
+    fn set(components: Vec<LiveComponent>) -> Result<LiveSet, LiveSetError> {
+        LiveSet::build(components.into_iter().map(|c| (c.name().to_owned(), Arc::new(c))).collect())
+    }
+
+    #[test]
+    fn a_route_claimed_by_two_components_is_refused_naming_both() {
+        let a = LiveComponent::new(version("a", 1, &[("f", http("/x/{id}"))]), None);
+        let b = LiveComponent::new(version("b", 1, &[("g", http("/x/{name}"))]), None);
+        let error = set(vec![a, b]).unwrap_err();
+        assert!(
+            matches!(&error, LiveSetError::RouteConflict { claimant, owner, .. } if claimant == "b/g" && owner == "a/f"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn reserved_routes_and_shared_queues_are_refused() {
+        let a = LiveComponent::new(version("a", 1, &[("health", http("/healthz"))]), None);
+        assert!(matches!(set(vec![a]), Err(LiveSetError::ReservedRoute { .. })));
+        let queue = || Trigger::Queue { queue: "orders".into(), delivery: Default::default() };
+        let a = LiveComponent::new(version("a", 1, &[("p", queue())]), None);
+        let b = LiveComponent::new(version("b", 1, &[("q", queue())]), None);
+        assert!(matches!(set(vec![a, b]), Err(LiveSetError::QueueConflict { .. })));
+        // The same consumer in a version and its canary is one consumer.
+        let canary = Canary { version: version("a", 2, &[("p", queue())]), percent: 10 };
+        assert!(set(vec![LiveComponent::new(version("a", 1, &[("p", queue())]), Some(canary))]).is_ok());
+    }
+
+    #[test]
+    fn a_canary_gets_exactly_its_share_spread_evenly_and_routes_only_it_has() {
+        let canary = Canary { version: version("a", 2, &[("f", http("/x")), ("new", http("/new"))]), percent: 10 };
+        let live = set(vec![LiveComponent::new(version("a", 1, &[("f", http("/x"))]), Some(canary))]).expect("set");
+        let mut to_canary = Vec::new();
+        for n in 0..1_000 {
+            let RouteLookup::Found { version, .. } = live.route("GET", "/x") else { panic!("/x routes") };
+            if version.version == 2 {
+                to_canary.push(n);
+            }
+        }
+        assert_eq!(to_canary.len(), 100);
+        assert!(to_canary.windows(2).all(|w| w[1] - w[0] == 10), "evenly spread: {to_canary:?}");
+        // A route only the canary has always goes to the canary.
+        for _ in 0..5 {
+            let RouteLookup::Found { version, function, .. } = live.route("GET", "/new") else { panic!("/new") };
+            assert_eq!((version.version, function.as_str()), (2, "new"));
+        }
+    }
+
+    #[test]
+    fn functions_are_found_by_name_or_label_and_ambiguity_is_an_error() {
+        let a = LiveComponent::new(version("a", 1, &[("tax", Trigger::Invoke)]), None);
+        let b = LiveComponent::new(version("b", 1, &[("tax", Trigger::Invoke)]), None);
+        let live = set(vec![a, b]).expect("set");
+        let is_invoke = |t: &Trigger| matches!(t, Trigger::Invoke);
+        assert!(matches!(live.find("tax", "invoke", is_invoke), Err(LookupError::Ambiguous { .. })));
+        assert_eq!(live.find("b/tax", "invoke", is_invoke).expect("found").0.name(), "b");
+        let error = live.find("nope", "invoke", is_invoke).unwrap_err().to_string();
+        assert!(error.contains("`nope`") && error.contains("a/tax, b/tax"), "{error}");
+    }
+}

@@ -1,0 +1,126 @@
+//! One edgefn node, wired: storage, the runtime, the capabilities guests reach, the triggers, deployments and the
+//! admin API. `edgefn up` starts one and serves it; the in-process benchmarks start one without listeners.
+//!
+//! This is the composition root, the one module that knows every other: each layer below only knows the layers
+//! under it (cli -> admin -> deployments -> triggers -> runtime -> capabilities -> storage).
+
+use crate::admin::{self, Admin};
+use crate::capabilities::invoke::DeferredInvoker;
+use crate::capabilities::messaging::Queues;
+use crate::capabilities::{Capabilities, Invoker};
+use crate::config::HostConfig;
+use crate::deployments::{DeployError, Deployments};
+use crate::live::LiveHandle;
+use crate::runtime::{Loader, Runtime};
+use crate::storage::cron::CronDb;
+use crate::storage::deployments::DeploymentDb;
+use crate::storage::queue::QueueDb;
+use crate::storage::{Database, create_private_dir, now_ms};
+use crate::triggers::cron::CronTrigger;
+use crate::triggers::http::HttpTrigger;
+use crate::triggers::invoke::InvokeTrigger;
+use crate::triggers::queue::QueueTrigger;
+use crate::triggers::{Runner, Trigger};
+use anyhow::{Context as _, bail};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A started node. Keep it alive for as long as it should run.
+#[derive(Debug)]
+pub struct Node {
+    pub deployments: Arc<Deployments>,
+    pub http: Arc<HttpTrigger>,
+    pub invoke: Arc<InvokeTrigger>,
+    pub cron: Arc<CronTrigger>,
+    pub queue_trigger: Arc<QueueTrigger>,
+    pub queues: Arc<Queues>,
+    pub loader: Arc<Loader>,
+    /// Components that were live when the host last ran and could not be brought back.
+    pub restore_failures: Vec<DeployError>,
+    _lock: std::fs::File,
+}
+
+impl Node {
+    /// Opens the data dir (one host at a time), brings back what was live there, and starts its triggers. Must run
+    /// inside a tokio runtime.
+    pub async fn start(data_dir: &Path, config: HostConfig) -> anyhow::Result<Self> {
+        create_private_dir(data_dir)?;
+        let lock = lock_data_dir(data_dir)?;
+        let db = Database::open(data_dir)?;
+        let runtime = Runtime::new(config.limits.clone())?;
+        let loader = Loader::new(runtime);
+        let queues = Arc::new(Queues::new(QueueDb::new(Database::connect(data_dir)?), config.limits.max_message_bytes));
+        // The data dir is locked to this process: a lease left in it belongs to an invocation that died with the
+        // previous one.
+        let released = queues.db().release_all_leases(now_ms()).await?;
+        if released > 0 {
+            tracing::warn!(messages = released, "redelivering messages that were in flight when the host stopped");
+        }
+        let deferred = Arc::new(DeferredInvoker::default());
+        let capabilities = Capabilities { messaging: Some(queues.clone()), invoker: Some(deferred.clone()) };
+        let runner = Runner { loader: loader.clone(), capabilities };
+        let live = LiveHandle::default();
+        let invoke = InvokeTrigger::new(live.clone(), runner.clone());
+        deferred.set(&(invoke.clone() as Arc<dyn Invoker>));
+        let http = HttpTrigger::new(live.clone(), runner.clone());
+        let cron = CronTrigger::new(CronDb::new(Database::connect(data_dir)?), runner.clone(), live.clone());
+        let queue_trigger = QueueTrigger::new(queues.clone(), runner);
+        let triggers: Vec<Arc<dyn Trigger>> = vec![http.clone(), invoke.clone(), cron.clone(), queue_trigger.clone()];
+        let deployments =
+            Arc::new(Deployments::new(config, DeploymentDb::new(db), loader.clone(), live, triggers, data_dir)?);
+        let restore_failures = deployments.restore().await?;
+        spawn_idle_sweeper(loader.clone());
+        Ok(Self { deployments, http, invoke, cron, queue_trigger, queues, loader, restore_failures, _lock: lock })
+    }
+
+    /// What the admin API reaches.
+    pub fn admin(&self) -> Admin {
+        Admin {
+            deployments: self.deployments.clone(),
+            invoke: self.invoke.clone(),
+            cron: self.cron.clone(),
+            queue_trigger: self.queue_trigger.clone(),
+            queues: self.queues.clone(),
+        }
+    }
+
+    /// The admin API's router, behind `token`.
+    pub fn admin_app(&self, token: String) -> axum::Router {
+        admin::app(self.admin(), token)
+    }
+}
+
+/// Holds `<data dir>/lock` for the life of the host: two hosts on one data dir would hand out each other's
+/// queue messages and release each other's leases.
+fn lock_data_dir(data: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("failed to open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!("another edgefn host is running on data dir {}: stop it, or use another --data", data.display())
+        }
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("failed to lock {}", path.display()))
+        }
+    }
+}
+
+/// Unloads idle components, checking a few times per idle timeout (at most once a second).
+fn spawn_idle_sweeper(loader: Arc<Loader>) {
+    let period =
+        (loader.runtime().limits().idle_timeout() / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        loop {
+            interval.tick().await;
+            loader.unload_idle();
+        }
+    });
+}

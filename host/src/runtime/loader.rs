@@ -1,0 +1,178 @@
+//! Loading compiled artifacts on demand: map, verify, pre-link, keep in an LRU bounded by `max_loaded`, and unload
+//! what has been idle for `idle_timeout_ms`.
+
+use super::Runtime;
+use super::guest;
+use super::state::InvocationState;
+use anyhow::{Context as _, anyhow};
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use wasmtime::component::Component;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+/// A compiled artifact on disk, and the sha256 recorded when it was written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Artifact {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// A component compiled and linked, ready to be instantiated once per invocation.
+#[derive(Clone)]
+pub struct PreparedComponent {
+    pub(super) pre: ProxyPre<InvocationState>,
+    /// The `edgefn:function/handler` export, which every SDK component has (a mounted plain component does not).
+    pub(super) guest: Option<guest::SdkPre<InvocationState>>,
+}
+
+impl std::fmt::Debug for PreparedComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedComponent").field("sdk", &self.guest.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// Whether an invocation had to load its component first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The component was not loaded: this invocation mapped and linked it.
+    Cold,
+    /// The component was already loaded.
+    Warm,
+}
+
+impl Start {
+    pub fn label(self) -> &'static str {
+        match self {
+            Start::Cold => "cold",
+            Start::Warm => "warm",
+        }
+    }
+}
+
+struct Loaded {
+    label: String,
+    prepared: PreparedComponent,
+    last_used: Instant,
+}
+
+/// The loaded components, by artifact. See the module docs.
+pub struct Loader {
+    runtime: Runtime,
+    loaded: Mutex<HashMap<PathBuf, Loaded>>,
+}
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader").field("loaded", &self.loaded_count()).finish_non_exhaustive()
+    }
+}
+
+impl Loader {
+    pub fn new(runtime: Runtime) -> Arc<Self> {
+        Arc::new(Self { runtime, loaded: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Loaded>> {
+        self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Verifies `artifact` against its recorded checksum, maps it and pre-links it, without keeping it. Errors say
+    /// which import or export is the problem. Blocking (it reads and hashes the file): off the async threads.
+    pub fn load_verified(&self, artifact: &Artifact) -> anyhow::Result<PreparedComponent> {
+        let bytes = std::fs::read(&artifact.path)
+            .with_context(|| format!("failed to read compiled artifact {}", artifact.path.display()))?;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if actual != artifact.sha256 {
+            anyhow::bail!(
+                "compiled artifact {} does not match its recorded checksum (it changed on disk)",
+                artifact.path.display()
+            );
+        }
+        drop(bytes);
+        self.map(&artifact.path)
+    }
+
+    fn map(&self, path: &Path) -> anyhow::Result<PreparedComponent> {
+        // SAFETY: callers pass artifacts that deployments wrote with `Runtime::precompile` for this engine's
+        // compatibility hash (it is part of the file name), and that were just checked against the sha256 recorded
+        // when they were written. Artifacts are never rewritten in place: a rebuild writes a new file and renames
+        // it over the old one, which leaves existing mappings intact.
+        let component = unsafe { Component::deserialize_file(&self.runtime.engine, path) }
+            .map_err(|e| anyhow!("failed to load compiled artifact {}: {e:#}", path.display()))?;
+        let instance_pre = self
+            .runtime
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow!("the host cannot satisfy its imports: {e:#}"))?;
+        let guest = guest::SdkPre::new(instance_pre.clone()).ok();
+        let pre = ProxyPre::new(instance_pre)
+            .map_err(|e| anyhow!("it is not a wasi:http component (no `wasi:http/incoming-handler` export): {e:#}"))?;
+        Ok(PreparedComponent { pre, guest })
+    }
+
+    /// The loaded component for `artifact`, loading (and verifying) it first if needed: a cold start. `label`
+    /// names it in the logs.
+    pub async fn get(self: &Arc<Self>, artifact: &Artifact, label: &str) -> anyhow::Result<(PreparedComponent, Start)> {
+        if let Some(entry) = self.lock().get_mut(&artifact.path) {
+            entry.last_used = Instant::now();
+            return Ok((entry.prepared.clone(), Start::Warm));
+        }
+        let started = Instant::now();
+        let (loader, to_load) = (self.clone(), artifact.clone());
+        let prepared = tokio::task::spawn_blocking(move || loader.load_verified(&to_load))
+            .await
+            .map_err(|join| anyhow!("loading the component failed: {join}"))??;
+        tracing::info!(component = %label, duration_us = started.elapsed().as_micros() as u64, "loaded component");
+        self.insert(artifact, prepared.clone(), label);
+        Ok((prepared, Start::Cold))
+    }
+
+    /// Keeps `prepared` loaded for `artifact`, evicting the least recently used component past `max_loaded`.
+    fn insert(&self, artifact: &Artifact, prepared: PreparedComponent, label: &str) {
+        let max_loaded = self.runtime.limits().max_loaded;
+        let mut loaded = self.lock();
+        while loaded.len() >= max_loaded && !loaded.contains_key(&artifact.path) {
+            let Some(oldest) = loaded.iter().min_by_key(|(_, entry)| entry.last_used).map(|(path, _)| path.clone())
+            else {
+                break;
+            };
+            if let Some(evicted) = loaded.remove(&oldest) {
+                tracing::info!(component = %evicted.label, max_loaded, "unloaded least recently used component");
+            }
+        }
+        let entry = Loaded { label: label.to_owned(), prepared, last_used: Instant::now() };
+        loaded.insert(artifact.path.clone(), entry);
+    }
+
+    /// Unloads `artifact` (a version that is no longer live).
+    pub fn unload(&self, artifact: &Artifact) {
+        if let Some(entry) = self.lock().remove(&artifact.path) {
+            tracing::info!(component = %entry.label, "unloaded component that is no longer live");
+        }
+    }
+
+    /// Unloads every component idle for longer than the idle timeout.
+    pub fn unload_idle(&self) {
+        let idle_timeout = self.runtime.limits().idle_timeout();
+        self.lock().retain(|_, entry| {
+            let keep = entry.last_used.elapsed() < idle_timeout;
+            if !keep {
+                tracing::info!(component = %entry.label, idle_timeout_ms = idle_timeout.as_millis() as u64,
+                    "unloaded idle component");
+            }
+            keep
+        });
+    }
+
+    /// How many components are loaded now.
+    pub fn loaded_count(&self) -> usize {
+        self.lock().len()
+    }
+}

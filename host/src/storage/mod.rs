@@ -1,0 +1,272 @@
+//! Persistent state in SQLite (`<data dir>/edgefn.db`): deployed versions and what is live, compiled artifacts,
+//! the queues, the cron schedules and their run history.
+//!
+//! One connection policy for all of it ([`Database`]): WAL (readers never block the writer), `synchronous =
+//! NORMAL` (a commit survives the process being killed, not a power cut), a busy timeout instead of instant
+//! `SQLITE_BUSY`, and every statement run off the async worker threads ([`Database::call`] hands the work to
+//! tokio's blocking pool). Each part of the host opens its own connection, so a long queue transaction never makes
+//! a cron write wait. Schema changes are numbered migrations applied in order at open (`PRAGMA user_version`).
+//!
+//! Errors are typed ([`StorageError`]); the layers above wrap them, and only the admin API turns them into a
+//! status.
+
+pub mod cron;
+pub mod deployments;
+pub mod queue;
+
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The database file in a data dir.
+pub const DB_FILE: &str = "edgefn.db";
+
+/// The schema, one entry per version. Never edit a released entry: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1. Round 1's record of `edgefn up` deployments; superseded by `versions` (migration 5), kept for old data dirs.
+    "CREATE TABLE deployments (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        source TEXT NOT NULL,
+        triggers TEXT NOT NULL,
+        first_deployed_at INTEGER NOT NULL,
+        last_deployed_at INTEGER NOT NULL,
+        UNIQUE (name, hash)
+    );",
+    // 2. Round 1's artifact checksums; superseded by `compiled_artifacts` (migration 5).
+    "CREATE TABLE artifacts (
+        component_hash TEXT NOT NULL,
+        engine_hash TEXT NOT NULL,
+        artifact_sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (component_hash, engine_hash)
+    );",
+    // 3. Durable queues (storage/queue.rs). One table for every queue, dead-letter queues included: a message is
+    // ready when `visible_at` has passed; a lease pushes `visible_at` to the lease's end, so a lease that is never
+    // settled (the host died) makes the message visible again by itself. AUTOINCREMENT: an id is never reused.
+    "CREATE TABLE queue_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue TEXT NOT NULL,
+        body BLOB NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        enqueued_at INTEGER NOT NULL,
+        visible_at INTEGER NOT NULL,
+        leased INTEGER NOT NULL DEFAULT 0,
+        origin_queue TEXT,
+        last_error TEXT
+    );
+    CREATE INDEX queue_messages_by_priority ON queue_messages (queue, priority DESC, id);
+    CREATE INDEX queue_messages_by_origin ON queue_messages (origin_queue) WHERE origin_queue IS NOT NULL;",
+    // 4. Cron (storage/cron.rs): the last tick each schedule handled, and the history of runs.
+    "CREATE TABLE cron_state (
+        function TEXT PRIMARY KEY,
+        last_tick INTEGER NOT NULL
+    );
+    CREATE TABLE cron_runs (
+        id INTEGER PRIMARY KEY,
+        function TEXT NOT NULL,
+        scheduled_at INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        outcome TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        error TEXT,
+        delay_us INTEGER NOT NULL
+    );
+    CREATE INDEX cron_runs_by_function ON cron_runs (function, id);",
+    // 5. Live deployments (storage/deployments.rs): immutable versions of each component, what is live (with an
+    // optional canary), and the compiled artifacts, content-addressed by what wasmtime compiles.
+    "CREATE TABLE versions (
+        component TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        config_hash TEXT NOT NULL,
+        config TEXT NOT NULL,
+        functions TEXT NOT NULL,
+        source TEXT NOT NULL,
+        deployed_by TEXT NOT NULL,
+        deployed_at INTEGER NOT NULL,
+        PRIMARY KEY (component, version)
+    );
+    CREATE TABLE live (
+        component TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        canary_version INTEGER,
+        canary_percent INTEGER,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE compile_inputs (
+        component_hash TEXT NOT NULL,
+        config_hash TEXT NOT NULL,
+        input_sha256 TEXT NOT NULL,
+        PRIMARY KEY (component_hash, config_hash)
+    );
+    CREATE TABLE compiled_artifacts (
+        input_sha256 TEXT NOT NULL,
+        engine_hash TEXT NOT NULL,
+        artifact_sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (input_sha256, engine_hash)
+    );",
+];
+
+/// What went wrong in the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("failed to open the database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("failed to create the data dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the database has schema version {found}, newer than this host knows ({known}); upgrade edgefn")]
+    NewerSchema { found: usize, known: usize },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("a stored record is unreadable: {0}")]
+    Corrupt(String),
+    /// The blocking task running a statement panicked or was cancelled.
+    #[error("the database task failed: {0}")]
+    Task(String),
+}
+
+/// One SQLite connection, shared by the tasks of one part of the host behind a mutex; each method holds it for one
+/// transaction. Cloning shares the connection.
+#[derive(Clone)]
+pub struct Database {
+    conn: Arc<Mutex<Connection>>,
+    path: Arc<Path>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Opens (creating if needed) the database in `data_dir` and brings its schema up to date. The data dir is
+    /// created owner-only: it holds the admin token and the versions' configuration, secrets included.
+    pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
+        create_private_dir(data_dir)?;
+        let db = Self::connect(data_dir)?;
+        db.with_blocking(migrate)?;
+        Ok(db)
+    }
+
+    /// Another connection to the database of `data_dir`, which [`Database::open`] has already migrated.
+    pub fn connect(data_dir: &Path) -> Result<Self, StorageError> {
+        let path = data_dir.join(DB_FILE);
+        let open = || -> rusqlite::Result<Connection> {
+            let conn = Connection::open(&path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.busy_timeout(Duration::from_secs(10))?;
+            Ok(conn)
+        };
+        let conn = open().map_err(|source| StorageError::Open { path: path.clone(), source })?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), path: path.into() })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `work` on the connection, on tokio's blocking pool: never on an async worker thread, where a slow
+    /// statement (or a wait for the mutex) would stall every request scheduled on that thread.
+    pub async fn call<R, F>(&self, work: F) -> Result<R, StorageError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StorageError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.with_blocking(work))
+            .await
+            .map_err(|join| StorageError::Task(join.to_string()))?
+    }
+
+    /// Runs `work` on the connection in the calling thread. Only for threads that may block: start-up before the
+    /// servers run, the CLI, blocking-pool tasks, benchmarks.
+    pub fn with_blocking<R>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<R, StorageError>,
+    ) -> Result<R, StorageError> {
+        work(&mut self.lock())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
+    let version: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version > MIGRATIONS.len() {
+        return Err(StorageError::NewerSchema { found: version, known: MIGRATIONS.len() });
+    }
+    let tx = conn.transaction()?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) readable by its owner only; an existing dir is left as it is.
+pub fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StorageError::DataDir { path: dir.to_owned(), source })
+}
+
+/// Milliseconds since the Unix epoch: the unit of every time the database stores.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let db = Database::open(&data).expect("open");
+        let version: usize =
+            db.with_blocking(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?)).expect("version");
+        assert_eq!(version, MIGRATIONS.len());
+        drop(db);
+        // Opening again applies nothing and keeps working.
+        let db = Database::open(&data).expect("reopen");
+        db.with_blocking(|c| Ok(c.pragma_update(None, "user_version", MIGRATIONS.len() + 1)?)).expect("bump");
+        drop(db);
+        let error = Database::open(&data).expect_err("a newer schema");
+        assert!(error.to_string().contains("newer than this host knows"), "{error}");
+    }
+
+    #[test]
+    fn the_data_dir_is_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("a").join("data");
+        Database::open(&data).expect("open");
+        let mode = std::fs::metadata(&data).expect("metadata").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}

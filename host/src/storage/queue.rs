@@ -1,0 +1,374 @@
+//! The SQL of the durable queues. Every method is one transaction, run off the async threads.
+
+use super::{Database, StorageError};
+use rusqlite::{Connection, params};
+
+/// A message to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub body: Vec<u8>,
+    pub delay_ms: u64,
+    pub priority: i32,
+}
+
+/// A message handed to a consumer.
+#[derive(Debug, Clone)]
+pub struct LeasedMessage {
+    pub id: i64,
+    pub body: Vec<u8>,
+    /// Deliveries so far, this one included.
+    pub attempts: u32,
+    pub priority: i32,
+    pub enqueued_at: i64,
+    /// The end of this lease: also its token. A settle only applies while the message still holds this lease, so
+    /// a delivery whose lease expired (and was handed out again) or whose message was re-driven changes nothing.
+    pub lease_until: i64,
+}
+
+/// What to do with one leased message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ack,
+    Retry { at: i64, error: String },
+    DeadLetter { queue: String, reason: String },
+}
+
+/// One message's outcome, with the lease it was delivered under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settle {
+    pub id: i64,
+    pub lease_until: i64,
+    pub outcome: Outcome,
+}
+
+/// Counts of one queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    pub queue: String,
+    /// Ready to deliver now.
+    pub ready: u64,
+    /// Leased by a running invocation.
+    pub in_flight: u64,
+    /// Waiting for a delay or a retry backoff.
+    pub delayed: u64,
+    /// Messages of this queue that were dead-lettered and not re-driven yet.
+    pub dead: u64,
+}
+
+/// A dead-lettered message.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    /// The dead-letter queue it sits in.
+    pub queue: String,
+    pub origin_queue: String,
+    /// The body as UTF-8 text when it is, else `null` (see `body_len`).
+    pub body: Option<String>,
+    pub body_len: usize,
+    pub attempts: u32,
+    pub priority: i32,
+    pub enqueued_at: i64,
+    pub error: Option<String>,
+}
+
+/// What a consumer finds when it looks at its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// Messages ready now, counted up to the batch size.
+    pub ready: u32,
+    /// Since when the oldest ready message has been ready.
+    pub oldest_ready: Option<i64>,
+    /// When the next message that is not ready yet (delayed, backing off or leased) becomes ready.
+    pub next_visible: Option<i64>,
+}
+
+/// The queue tables, behind one connection.
+#[derive(Debug, Clone)]
+pub struct QueueDb {
+    db: Database,
+}
+
+impl QueueDb {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Stores messages (one transaction: all or none) and returns their ids.
+    pub async fn send(&self, queue: &str, messages: Vec<NewMessage>, now: i64) -> Result<Vec<i64>, StorageError> {
+        let queue = queue.to_owned();
+        self.db.call(move |conn| send(conn, &queue, &messages, now)).await
+    }
+
+    /// Stores one copy of `body` in each of `queues` (a topic's subscribers), in one transaction.
+    pub async fn fan_out(&self, queues: Vec<String>, body: Vec<u8>, now: i64) -> Result<(), StorageError> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO queue_messages (queue, body, priority, enqueued_at, visible_at)
+                         VALUES (?1, ?2, 0, ?3, ?3)",
+                    )?;
+                    for queue in &queues {
+                        insert.execute(params![queue, body, now])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// How many messages of `queue` are ready (up to `limit`), since when, and when the next one will be.
+    pub async fn readiness(&self, queue: &str, now: i64, limit: u32) -> Result<Readiness, StorageError> {
+        let queue = queue.to_owned();
+        self.db
+            .call(move |conn| {
+                let (ready, oldest_ready) = conn
+                    .prepare_cached(
+                        "SELECT COUNT(*), MIN(visible_at) FROM (SELECT visible_at FROM queue_messages
+                         WHERE queue = ?1 AND visible_at <= ?2 LIMIT ?3)",
+                    )?
+                    .query_row(params![queue, now, limit], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                let next_visible = if ready == 0 {
+                    conn.prepare_cached(
+                        "SELECT MIN(visible_at) FROM queue_messages WHERE queue = ?1 AND visible_at > ?2",
+                    )?
+                    .query_row(params![queue, now], |row| row.get(0))?
+                } else {
+                    None
+                };
+                Ok(Readiness { ready, oldest_ready, next_visible })
+            })
+            .await
+    }
+
+    /// Leases up to `limit` ready messages until `lease_until`, highest priority first, then oldest first.
+    pub async fn lease(
+        &self,
+        queue: &str,
+        now: i64,
+        limit: u32,
+        lease_until: i64,
+    ) -> Result<Vec<LeasedMessage>, StorageError> {
+        let queue = queue.to_owned();
+        self.db
+            .call(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "UPDATE queue_messages SET visible_at = ?4, attempts = attempts + 1, leased = 1
+                     WHERE id IN (SELECT id FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2
+                                  ORDER BY priority DESC, id LIMIT ?3)
+                     RETURNING id, body, attempts, priority, enqueued_at",
+                )?;
+                let mut messages = statement
+                    .query_map(params![queue, now, limit, lease_until], |row| {
+                        Ok(LeasedMessage {
+                            id: row.get(0)?,
+                            body: row.get(1)?,
+                            attempts: row.get(2)?,
+                            priority: row.get(3)?,
+                            enqueued_at: row.get(4)?,
+                            lease_until,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                // RETURNING has no defined order.
+                messages.sort_by_key(|m| (std::cmp::Reverse(m.priority), m.id));
+                Ok(messages)
+            })
+            .await
+    }
+
+    /// Applies the outcomes of one delivery in one transaction. Returns how many outcomes no longer matched a
+    /// lease and were ignored.
+    pub async fn settle(&self, outcomes: Vec<Settle>, now: i64) -> Result<usize, StorageError> {
+        self.db.call(move |conn| settle(conn, &outcomes, now)).await
+    }
+
+    /// Makes every leased message visible now. Only at start-up, when no lease can belong to a live invocation
+    /// (the data dir is locked to one host): their invocations died with the previous process.
+    pub async fn release_all_leases(&self, now: i64) -> Result<usize, StorageError> {
+        self.db
+            .call(move |conn| {
+                Ok(conn.execute(
+                    "UPDATE queue_messages SET leased = 0, visible_at = MIN(visible_at, ?1) WHERE leased = 1",
+                    params![now],
+                )?)
+            })
+            .await
+    }
+
+    /// The counts of every queue that has messages, plus `also` (deployed queues), by name.
+    pub async fn stats(&self, now: i64, also: Vec<String>) -> Result<Vec<QueueStats>, StorageError> {
+        self.db.call(move |conn| stats(conn, now, &also)).await
+    }
+
+    /// The dead letters of `origin_queue`, oldest first.
+    pub async fn dead_letters(&self, origin_queue: &str, limit: u32) -> Result<Vec<DeadLetter>, StorageError> {
+        let origin_queue = origin_queue.to_owned();
+        self.db
+            .call(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT id, queue, origin_queue, body, attempts, priority, enqueued_at, last_error
+                     FROM queue_messages WHERE origin_queue = ?1 ORDER BY id LIMIT ?2",
+                )?;
+                let rows = statement.query_map(params![origin_queue, limit], |row| {
+                    let body: Vec<u8> = row.get(3)?;
+                    Ok(DeadLetter {
+                        id: row.get(0)?,
+                        queue: row.get(1)?,
+                        origin_queue: row.get(2)?,
+                        body_len: body.len(),
+                        body: String::from_utf8(body).ok(),
+                        attempts: row.get(4)?,
+                        priority: row.get(5)?,
+                        enqueued_at: row.get(6)?,
+                        error: row.get(7)?,
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+    }
+
+    /// Moves dead letters of `origin_queue` (all, or those in `ids`) back to it, ready now, attempts reset.
+    pub async fn redrive(&self, origin_queue: &str, ids: Option<Vec<i64>>, now: i64) -> Result<usize, StorageError> {
+        let origin_queue = origin_queue.to_owned();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let sql = "UPDATE queue_messages SET queue = origin_queue, origin_queue = NULL, attempts = 0,
+                           visible_at = ?2, leased = 0 WHERE origin_queue = ?1";
+                let moved = match ids {
+                    None => tx.execute(sql, params![origin_queue, now])?,
+                    Some(ids) => {
+                        let mut one = tx.prepare_cached(&format!("{sql} AND id = ?3"))?;
+                        let mut moved = 0;
+                        for id in ids {
+                            moved += one.execute(params![origin_queue, now, id])?;
+                        }
+                        moved
+                    }
+                };
+                tx.commit()?;
+                Ok(moved)
+            })
+            .await
+    }
+}
+
+fn send(conn: &mut Connection, queue: &str, messages: &[NewMessage], now: i64) -> Result<Vec<i64>, StorageError> {
+    let tx = conn.transaction()?;
+    let mut ids = Vec::with_capacity(messages.len());
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO queue_messages (queue, body, priority, enqueued_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for message in messages {
+            let visible_at = now.saturating_add(i64::try_from(message.delay_ms).unwrap_or(i64::MAX));
+            insert.execute(params![queue, message.body, message.priority, now, visible_at])?;
+            ids.push(tx.last_insert_rowid());
+        }
+    }
+    tx.commit()?;
+    Ok(ids)
+}
+
+fn settle(conn: &mut Connection, outcomes: &[Settle], now: i64) -> Result<usize, StorageError> {
+    let tx = conn.transaction()?;
+    let mut stale = 0;
+    {
+        let mut ack =
+            tx.prepare_cached("DELETE FROM queue_messages WHERE id = ?1 AND leased = 1 AND visible_at = ?2")?;
+        let mut retry = tx.prepare_cached(
+            "UPDATE queue_messages SET visible_at = ?3, leased = 0, last_error = ?4
+             WHERE id = ?1 AND leased = 1 AND visible_at = ?2",
+        )?;
+        // A dead letter keeps the queue it first died in (a message dead-lettered again from a dead-letter queue's
+        // own consumer still re-drives to its origin) and starts its attempts over in the new queue.
+        let mut dead = tx.prepare_cached(
+            "UPDATE queue_messages SET origin_queue = COALESCE(origin_queue, queue), queue = ?3, visible_at = ?4,
+             leased = 0, attempts = 0, last_error = ?5 WHERE id = ?1 AND leased = 1 AND visible_at = ?2",
+        )?;
+        for Settle { id, lease_until, outcome } in outcomes {
+            let applied = match outcome {
+                Outcome::Ack => ack.execute(params![id, lease_until])?,
+                Outcome::Retry { at, error } => retry.execute(params![id, lease_until, at, error])?,
+                Outcome::DeadLetter { queue, reason } => dead.execute(params![id, lease_until, queue, now, reason])?,
+            };
+            stale += 1 - applied.min(1);
+        }
+    }
+    tx.commit()?;
+    Ok(stale)
+}
+
+fn stats(conn: &mut Connection, now: i64, also: &[String]) -> Result<Vec<QueueStats>, StorageError> {
+    let mut by_name: std::collections::BTreeMap<String, QueueStats> = also
+        .iter()
+        .map(|queue| (queue.clone(), QueueStats { queue: queue.clone(), ..QueueStats::default() }))
+        .collect();
+    let mut statement = conn.prepare_cached(
+        "SELECT queue, SUM(visible_at <= ?1), SUM(leased = 1 AND visible_at > ?1), SUM(leased = 0 AND visible_at > ?1)
+         FROM queue_messages GROUP BY queue",
+    )?;
+    let rows = statement.query_map(params![now], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?, row.get::<_, u64>(2)?, row.get::<_, u64>(3)?))
+    })?;
+    for row in rows {
+        let (queue, ready, in_flight, delayed) = row?;
+        let stats = by_name.entry(queue.clone()).or_insert_with(|| QueueStats { queue, ..QueueStats::default() });
+        (stats.ready, stats.in_flight, stats.delayed) = (ready, in_flight, delayed);
+    }
+    let mut statement = conn.prepare_cached(
+        "SELECT origin_queue, COUNT(*) FROM queue_messages WHERE origin_queue IS NOT NULL GROUP BY origin_queue",
+    )?;
+    let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?)))?;
+    for row in rows {
+        let (queue, dead) = row?;
+        by_name.entry(queue.clone()).or_insert_with(|| QueueStats { queue, ..QueueStats::default() }).dead = dead;
+    }
+    Ok(by_name.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(body: &str, priority: i32) -> NewMessage {
+        NewMessage { body: body.as_bytes().to_vec(), delay_ms: 0, priority }
+    }
+
+    #[tokio::test]
+    async fn a_settle_applies_only_under_the_lease_that_delivered_the_message() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let queues = QueueDb::new(Database::open(dir.path()).expect("db"));
+        let ids = queues.send("q", vec![message("a", 0), message("b", 5)], 1_000).await.expect("send");
+        let leased = queues.lease("q", 1_000, 10, 2_000).await.expect("lease");
+        // Highest priority first.
+        assert_eq!(leased.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[1], ids[0]]);
+        let stale_lease = Settle { id: ids[0], lease_until: 1_999, outcome: Outcome::Ack };
+        let good = Settle { id: ids[1], lease_until: 2_000, outcome: Outcome::Ack };
+        assert_eq!(queues.settle(vec![stale_lease, good], 1_500).await.expect("settle"), 1);
+        let stats = queues.stats(1_500, vec![]).await.expect("stats");
+        assert_eq!((stats[0].in_flight, stats[0].ready), (1, 0), "{stats:?}");
+    }
+
+    #[tokio::test]
+    async fn dead_letters_keep_their_origin_and_redrive_back_to_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let queues = QueueDb::new(Database::open(dir.path()).expect("db"));
+        let ids = queues.send("q", vec![message("poison", 0)], 1_000).await.expect("send");
+        let leased = queues.lease("q", 1_000, 10, 2_000).await.expect("lease");
+        let dead = Outcome::DeadLetter { queue: "q-dlq".into(), reason: "bad".into() };
+        queues
+            .settle(vec![Settle { id: ids[0], lease_until: leased[0].lease_until, outcome: dead }], 1_100)
+            .await
+            .expect("settle");
+        let letters = queues.dead_letters("q", 10).await.expect("letters");
+        assert_eq!((letters[0].queue.as_str(), letters[0].error.as_deref()), ("q-dlq", Some("bad")));
+        assert_eq!(queues.redrive("q", None, 1_200).await.expect("redrive"), 1);
+        let readiness = queues.readiness("q", 1_200, 10).await.expect("readiness");
+        assert_eq!(readiness.ready, 1);
+    }
+}

@@ -1,0 +1,531 @@
+//! The cron trigger: one schedule per cron function of a live component, its state and run history in SQLite.
+//!
+//! - Ticks come from [`Schedule`] (time zones, daylight-saving rules). A schedule sleeps until the next tick (on a
+//!   precise clock thread, [`clock`]) and fires it. A tick is recorded as handled once its run ended (retries
+//!   included) or was skipped: a run cut short by a dying host counts as missed at the next start.
+//! - When a schedule starts (host start, or a deploy that switched versions), ticks missed meanwhile follow the
+//!   function's `catch_up` policy: `one` (default) runs the latest missed tick once, `skip` runs none, `all` runs
+//!   them oldest first, at most `catch_up_limit`.
+//! - `overlap = "skip"` (default): a tick that arrives while a run (its retries included) is going is recorded as
+//!   `skipped`, not started.
+//! - A failed attempt (an `Err`, a trap, a timeout) is retried after `backoff_ms`, doubling, up to `retries`
+//!   times; then the run is recorded as `failed` and logged as an error. Every attempt is a row in the history.
+//!
+//! What a job has run (the ticks in flight, the last handled) lives in a [`JobState`] keyed by
+//! `component/function`, which outlives versions: a deploy drains the old version's schedule (it fires no more
+//! ticks, and the runs it started finish) and starts the new one from the same state, so no tick runs twice.
+
+mod clock;
+
+use super::{Runner, Trigger};
+use crate::capabilities::BoxFuture;
+use crate::live::{LiveComponent, LiveHandle, LiveSet, LookupError};
+use crate::runtime::{CronEvent, GuestCall, SlotKind};
+use crate::storage::cron::{CronDb, RunRecord};
+use crate::storage::{StorageError, now_ms};
+use chrono::{DateTime, Utc};
+use edgefn_manifest::record::{CatchUp, CronPolicy, Overlap, Trigger as TriggerKind};
+use edgefn_manifest::schedule::Schedule;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+
+fn is_cron(trigger: &TriggerKind) -> bool {
+    matches!(trigger, TriggerKind::Cron { .. })
+}
+
+/// Why a manual fire or a history read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CronError {
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    #[error("failed to read the run history: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// What a cron job has run, across the versions of its component.
+#[derive(Debug)]
+struct JobState {
+    /// Runs going now (retries included).
+    running: AtomicU32,
+    /// Notified whenever `running` drops to zero.
+    idle: Notify,
+    progress: Mutex<Progress>,
+}
+
+/// Which ticks are handled: everything up to `done`, except the ticks still running. The stored `last_tick` never
+/// passes a tick that is still running, so a run cut short by a dying host is caught up even when a later tick
+/// finished (or was skipped) first.
+#[derive(Debug, Default)]
+struct Progress {
+    in_flight: BTreeSet<i64>,
+    done: i64,
+}
+
+impl Progress {
+    /// Every tick up to this one is handled.
+    fn handled_through(&self) -> i64 {
+        match self.in_flight.first() {
+            Some(running) => self.done.min(running - 1),
+            None => self.done,
+        }
+    }
+
+    /// Marks `tick` as ended; returns the tick through which everything is handled.
+    fn end(&mut self, tick: i64) -> i64 {
+        self.in_flight.remove(&tick);
+        self.done = self.done.max(tick);
+        self.handled_through()
+    }
+}
+
+impl JobState {
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn run_started(&self) {
+        self.running.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn run_ended(&self) {
+        if self.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+/// One cron function of a live component, as its schedule runs it.
+#[derive(Debug)]
+struct Job {
+    component: Arc<LiveComponent>,
+    function: String,
+    /// `component/function`: the key of its state and history.
+    label: String,
+    expression: String,
+    timezone: String,
+    schedule: Schedule,
+    policy: CronPolicy,
+    state: Arc<JobState>,
+}
+
+/// A running schedule, to stop when its component is drained.
+#[derive(Debug)]
+struct Running {
+    stop: watch::Sender<bool>,
+    state: Arc<JobState>,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct CronTrigger {
+    db: CronDb,
+    runner: Runner,
+    live: LiveHandle,
+    /// By `component/function`; never removed, so a redeployed job continues where the old one was.
+    states: Mutex<HashMap<String, Arc<JobState>>>,
+    /// The schedules running now, by component.
+    running: Mutex<HashMap<String, Vec<Running>>>,
+}
+
+impl CronTrigger {
+    pub fn new(db: CronDb, runner: Runner, live: LiveHandle) -> Arc<Self> {
+        Arc::new(Self { db, runner, live, states: Mutex::default(), running: Mutex::default() })
+    }
+
+    /// The state of `label`, created the first time this process sees the job.
+    fn state(&self, label: &str) -> Arc<JobState> {
+        let mut states = self.states.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        states
+            .entry(label.to_owned())
+            .or_insert_with(|| {
+                Arc::new(JobState {
+                    running: AtomicU32::new(0),
+                    idle: Notify::new(),
+                    progress: Mutex::new(Progress::default()),
+                })
+            })
+            .clone()
+    }
+
+    fn job(&self, component: &Arc<LiveComponent>, function: &str) -> Option<Job> {
+        let record = component.versions().flat_map(|v| v.functions.iter()).find(|f| f.name == function)?;
+        let TriggerKind::Cron { expression, timezone, policy } = &record.trigger else { return None };
+        let schedule = match Schedule::parse(expression, timezone) {
+            Ok(schedule) => schedule,
+            Err(error) => {
+                // Deployments refuse such a component; this is a component restored from a database written by a
+                // host that did not check.
+                tracing::error!(component = %component.name(), %function, %error, "cron schedule does not parse; not scheduled");
+                return None;
+            }
+        };
+        let label = format!("{}/{function}", component.name());
+        let state = self.state(&label);
+        Some(Job {
+            component: component.clone(),
+            function: function.to_owned(),
+            label,
+            expression: expression.clone(),
+            timezone: timezone.clone(),
+            schedule,
+            policy: policy.clone(),
+            state,
+        })
+    }
+
+    /// Fires the cron function `name` (or `component/name`) now, once, by hand (admin API, `edgefn invoke FN
+    /// --cron`): no retries, recorded as `manual`.
+    pub async fn fire_now(&self, name: &str) -> Result<RunRecord, CronError> {
+        let live = self.live.load();
+        let (component, function) = live.find(name, "cron", is_cron)?;
+        let job = self.job(&component, &function).ok_or_else(|| LookupError::NotFound {
+            kind: "cron",
+            name: name.to_owned(),
+            known: Vec::new(),
+        })?;
+        drop(live);
+        job.state.run_started();
+        let now = now_ms();
+        let attempt = Attempt { tick: now, reason: "manual", attempt: 1, last: true, fired_us: None };
+        let record = run_once(&self.db, &self.runner, &job, attempt).await;
+        job.state.run_ended();
+        Ok(record)
+    }
+
+    /// The run history of cron function `name` (or `component/name`), newest first.
+    pub async fn runs(&self, name: &str, limit: u32) -> Result<Vec<RunRecord>, CronError> {
+        let live = self.live.load();
+        let (component, function) = live.find(name, "cron", is_cron)?;
+        let label = format!("{}/{function}", component.name());
+        drop(live);
+        Ok(self.db.runs(&label, limit).await?)
+    }
+}
+
+impl Trigger for CronTrigger {
+    fn kind(&self) -> &'static str {
+        "cron"
+    }
+
+    fn start(&self, component: &str, live: &Arc<LiveSet>) {
+        let Some(live_component) = live.component(component) else { return };
+        let mut functions: Vec<&str> = live_component
+            .versions()
+            .flat_map(|v| v.functions.iter())
+            .filter(|f| is_cron(&f.trigger))
+            .map(|f| f.name.as_str())
+            .collect();
+        functions.sort_unstable();
+        functions.dedup();
+        let mut started = Vec::new();
+        for function in functions {
+            let Some(job) = self.job(live_component, function) else { continue };
+            let (stop, stopped) = watch::channel(false);
+            started.push(Running { stop, state: job.state.clone() });
+            let (db, runner) = (self.db.clone(), self.runner.clone());
+            tokio::spawn(async move { run_schedule(db, runner, Arc::new(job), stopped).await });
+        }
+        if !started.is_empty() {
+            self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(component.to_owned(), started);
+        }
+    }
+
+    fn drain(&self, component: &str, deadline: Instant) -> BoxFuture<'_, ()> {
+        let schedules = self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(component).unwrap_or_default();
+        let component = component.to_owned();
+        Box::pin(async move {
+            for schedule in &schedules {
+                let _ = schedule.stop.send(true);
+            }
+            for schedule in &schedules {
+                let state = &schedule.state;
+                loop {
+                    let idle = state.idle.notified();
+                    if state.running.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    if tokio::time::timeout_at(deadline.into(), idle).await.is_err() {
+                        tracing::warn!(%component, "cron runs still going at the drain deadline; they finish on the old version");
+                        return;
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Runs `job`'s schedule until `stopped` says so.
+async fn run_schedule(db: CronDb, runner: Runner, job: Arc<Job>, mut stopped: watch::Receiver<bool>) {
+    let now = Utc::now();
+    let in_memory = {
+        let progress = job.state.progress();
+        (progress.done != 0).then(|| progress.handled_through())
+    };
+    // This process scheduled the job before (a redeploy): its own progress is the truth, the database may lag
+    // behind it. Otherwise the database says where the previous process stopped.
+    let last_handled = match in_memory {
+        Some(last) => Some(last),
+        None => match db.last_tick(&job.label).await {
+            Ok(last) => last,
+            Err(error) => {
+                tracing::error!(function = %job.label, %error, "failed to read the cron state; no catch-up");
+                None
+            }
+        },
+    };
+    // Every tick up to this one is handled: run to the end, skipped, or dropped by the catch-up policy.
+    let mut handled_through = now.timestamp_millis();
+    if let Some(last) = last_handled {
+        let last = DateTime::from_timestamp_millis(last).unwrap_or(now);
+        let in_flight = job.state.progress().in_flight.clone();
+        let limit = match job.policy.catch_up {
+            CatchUp::Skip => 0,
+            CatchUp::One => 1,
+            CatchUp::All => job.policy.catch_up_limit as usize,
+        };
+        // Ticks an older version is still running are not missed.
+        let missed: Vec<i64> = job
+            .schedule
+            .ticks_between(last, now, limit + in_flight.len())
+            .iter()
+            .map(DateTime::timestamp_millis)
+            .filter(|tick| !in_flight.contains(tick))
+            .collect();
+        let missed: Vec<i64> = missed[missed.len().saturating_sub(limit)..].to_vec();
+        if let Some(first) = missed.first() {
+            tracing::info!(function = %job.label, missed = missed.len(), policy = ?job.policy.catch_up,
+                "catching up on missed ticks");
+            // Ticks older than the ones caught up are dropped by the policy; the caught-up ones count as handled
+            // only once they ran, so a host that dies during catch-up catches up again.
+            handled_through = first - 1;
+            job.state.progress().in_flight.extend(missed.iter().copied());
+            job.state.run_started();
+            let (db, runner, job) = (db.clone(), runner.clone(), job.clone());
+            // In order, one after the other, as one long run: ticks arriving meanwhile follow the overlap policy.
+            tokio::spawn(async move {
+                for tick in missed {
+                    run_with_retries(&db, &runner, &job, tick, "catch-up", None).await;
+                    record_handled(&db, &job, tick);
+                }
+                job.state.run_ended();
+            });
+        }
+    }
+    {
+        let mut progress = job.state.progress();
+        progress.done = progress.done.max(handled_through);
+    }
+    if let Err(error) = db.set_last_tick(&job.label, handled_through).await {
+        tracing::error!(function = %job.label, %error, "failed to record the cron state");
+    }
+    let mut cursor = now;
+    loop {
+        let Some(next) = job.schedule.next_after(cursor) else {
+            tracing::warn!(function = %job.label, expression = %job.expression, "the schedule never fires again");
+            return;
+        };
+        tokio::select! {
+            () = clock::sleep_until(next.into()) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+        if *stopped.borrow() {
+            return;
+        }
+        // The fire time is taken as the timer wakes, and the run is started before any SQLite write, so the
+        // writes (ten jobs on one tick queue on one connection) do not delay the function.
+        let fired_us = now_us();
+        cursor = next;
+        fire(&db, &runner, &job, next.timestamp_millis(), fired_us);
+    }
+}
+
+/// Records that every tick up to `tick` is handled, off the async threads: the other schedules due on the same
+/// tick should not wait for the write.
+fn record_handled(db: &CronDb, job: &Job, tick: i64) {
+    let through = job.state.progress().end(tick);
+    let (db, label) = (db.clone(), job.label.clone());
+    tokio::spawn(async move {
+        if let Err(error) = db.set_last_tick(&label, through).await {
+            tracing::error!(function = %label, %error, "failed to record the cron state");
+        }
+    });
+}
+
+/// Starts the run of one scheduled tick, unless the overlap policy says to skip it.
+fn fire(db: &CronDb, runner: &Runner, job: &Arc<Job>, tick: i64, fired_us: i64) {
+    let already_running = job.state.running.fetch_add(1, Ordering::SeqCst) > 0;
+    if already_running && job.policy.overlap == Overlap::Skip {
+        job.state.run_ended();
+        let now = now_ms();
+        let run = RunRecord {
+            id: 0,
+            function: job.label.clone(),
+            scheduled_at: tick,
+            started_at: now,
+            finished_at: Some(now),
+            outcome: "skipped".into(),
+            attempt: 0,
+            reason: "schedule".into(),
+            error: Some("the previous run was still going (overlap = \"skip\")".into()),
+            delay_us: fired_us - tick * 1000,
+        };
+        tracing::warn!(function = %job.label, scheduled_at = tick, "cron tick skipped: the previous run is still going");
+        let (writer, label) = (db.clone(), job.label.clone());
+        tokio::spawn(async move {
+            if let Err(error) = writer.start_run(run).await {
+                tracing::error!(function = %label, %error, "failed to record a skipped cron run");
+            }
+        });
+        record_handled(db, job, tick);
+        return;
+    }
+    job.state.progress().in_flight.insert(tick);
+    let (db, runner, job) = (db.clone(), runner.clone(), job.clone());
+    tokio::spawn(async move {
+        run_with_retries(&db, &runner, &job, tick, "schedule", Some(fired_us)).await;
+        record_handled(&db, &job, tick);
+        job.state.run_ended();
+    });
+}
+
+/// Runs a tick, retrying failed attempts per the policy. `fired_us`: when the scheduler fired it (µs since the
+/// epoch), if it did. Returns the last attempt's record.
+async fn run_with_retries(
+    db: &CronDb,
+    runner: &Runner,
+    job: &Job,
+    tick: i64,
+    reason: &str,
+    fired_us: Option<i64>,
+) -> RunRecord {
+    let attempts = job.policy.retries.saturating_add(1);
+    let mut attempt = 1;
+    loop {
+        let last = attempt == attempts;
+        let fired = if attempt == 1 { fired_us } else { None };
+        let record = run_once(db, runner, job, Attempt { tick, reason, attempt, last, fired_us: fired }).await;
+        if record.outcome == "succeeded" || last {
+            if record.outcome == "failed" {
+                tracing::error!(function = %job.label, scheduled_at = tick, attempts,
+                    error = record.error.as_deref().unwrap_or_default(), "cron run failed after its last retry");
+            }
+            return record;
+        }
+        let backoff = job.policy.backoff_ms.saturating_mul(1 << (attempt - 1).min(20));
+        tokio::time::sleep(Duration::from_millis(backoff)).await;
+        attempt += 1;
+    }
+}
+
+/// Which attempt [`run_once`] makes.
+struct Attempt<'a> {
+    tick: i64,
+    reason: &'a str,
+    attempt: u32,
+    /// A failure is final (`failed`), not `retrying`.
+    last: bool,
+    /// When the scheduler fired it (µs since the epoch); now when not given.
+    fired_us: Option<i64>,
+}
+
+/// One attempt, on the version the component's canary split picks, recorded in the history.
+async fn run_once(db: &CronDb, runner: &Runner, job: &Job, attempt: Attempt<'_>) -> RunRecord {
+    let Attempt { tick, reason, attempt, last, fired_us } = attempt;
+    let started = Instant::now();
+    let fired_us = fired_us.unwrap_or_else(now_us);
+    let started_at = fired_us / 1000;
+    let mut record = RunRecord {
+        id: 0,
+        function: job.label.clone(),
+        scheduled_at: tick,
+        started_at,
+        finished_at: None,
+        outcome: "running".into(),
+        attempt,
+        reason: reason.to_owned(),
+        error: None,
+        delay_us: fired_us - tick * 1000,
+    };
+    match db.start_run(record.clone()).await {
+        Ok(id) => record.id = id,
+        Err(error) => tracing::error!(function = %job.label, %error, "failed to record a cron run"),
+    }
+    let event = CronEvent {
+        function: job.function.clone(),
+        expression: job.expression.clone(),
+        timezone: job.timezone.clone(),
+        scheduled_at: tick,
+        fired_at: started_at,
+        attempt,
+        reason: reason.to_owned(),
+    };
+    let version = job.component.pick(|v| v.has(&job.function, is_cron)).cloned();
+    let error = match &version {
+        None => Some("no live version has this cron function".to_owned()),
+        Some(version) => {
+            let run = async {
+                let prepared =
+                    runner.prepare(version, &job.function, SlotKind::Background, vec![job.label.clone()]).await?;
+                let call = GuestCall::Cron(event);
+                runner.runtime().call_guest(&prepared.component, &prepared.invocation, prepared.slot, call).await.0
+            };
+            match run.await {
+                Ok(Ok(_)) => None,
+                Ok(Err(message)) => Some(message),
+                Err(error) => Some(error.to_string()),
+            }
+        }
+    };
+    record.finished_at = Some(now_ms());
+    record.outcome = match (&error, last) {
+        (None, _) => "succeeded",
+        (Some(_), false) => "retrying",
+        (Some(_), true) => "failed",
+    }
+    .into();
+    record.error = error;
+    if record.id != 0 {
+        let finished = db.finish_run(
+            record.id,
+            record.finished_at.unwrap_or_default(),
+            record.outcome.clone(),
+            record.error.clone(),
+        );
+        if let Err(error) = finished.await {
+            tracing::error!(function = %job.label, %error, "failed to record the end of a cron run");
+        }
+    }
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let version = version.map_or(0, |v| v.version);
+    match &record.error {
+        None => tracing::info!(function = %job.label, version, scheduled_at = tick, attempt, reason, duration_ms,
+            "cron run ok"),
+        Some(error) => tracing::warn!(function = %job.label, version, scheduled_at = tick, attempt, reason,
+            duration_ms, outcome = %record.outcome, %error, "cron run failed"),
+    }
+    record
+}
+
+/// Microseconds since the Unix epoch.
+fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Progress;
+
+    #[test]
+    fn handled_never_passes_a_tick_still_running() {
+        let mut progress = Progress { done: 0, ..Progress::default() };
+        progress.in_flight.insert(1_000);
+        // 2,000 was skipped (or finished first) while 1,000 still runs: only up to 999 is handled.
+        assert_eq!(progress.end(2_000), 999);
+        // 1,000 ends: everything through 2,000 is handled.
+        assert_eq!(progress.end(1_000), 2_000);
+        assert_eq!(progress.end(3_000), 3_000);
+    }
+}

@@ -1,0 +1,101 @@
+//! Triggers: what makes the host invoke a function. One module per kind, each behind the small [`Trigger`] trait,
+//! none reaching into another:
+//!
+//! - [`http`]: the HTTP server; every request routes through the live set it started with;
+//! - [`cron`]: one schedule per cron function, with catch-up, overlap and retry policies, history in SQLite;
+//! - [`queue`]: one consumer loop per queue (and per topic subscriber), leases, settlements, dead letters;
+//! - [`invoke`]: calls by name, from functions (the [`crate::capabilities::Invoker`] they reach) and the admin API.
+//!
+//! Deployments drive them: when what is live for a component changes, each trigger is asked to [`Trigger::drain`]
+//! the component (stop taking new work for it, finish what it holds) and then to [`Trigger::start`] it again from
+//! the new live set. Request/response triggers (HTTP, invoke) have nothing to drain: each call holds the version
+//! it started on, and the next one reads the new set.
+
+pub mod cron;
+pub mod http;
+pub mod invoke;
+pub mod queue;
+
+use crate::capabilities::{BoxFuture, Capabilities};
+use crate::live::{ComponentVersion, LiveSet};
+use crate::runtime::{Invocation, InvokeError, Loader, PreparedComponent, Runtime, Slot, SlotKind, Start};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a trigger does when a component's live versions change.
+pub trait Trigger: Send + Sync {
+    /// The trigger's kind, for logs.
+    fn kind(&self) -> &'static str;
+
+    /// Serves `component` as `live` has it now: its live version and canary, or nothing if it is not in `live`
+    /// (undeployed). Called after [`Trigger::drain`] of the same component.
+    fn start(&self, component: &str, live: &Arc<LiveSet>);
+
+    /// Stops taking new work for `component` and resolves once the work it holds is done, or at `deadline`
+    /// (that work then goes on to its own end, and settles as it would have).
+    fn drain(&self, component: &str, deadline: Instant) -> BoxFuture<'_, ()>;
+}
+
+/// What every trigger needs to run a function: the runtime, the loaded components, the capabilities guests reach.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    pub loader: Arc<Loader>,
+    pub capabilities: Capabilities,
+}
+
+/// A function of a version, ready to be called: its component loaded, a slot (with the function's concurrency
+/// permit) held.
+#[derive(Debug)]
+pub struct Prepared {
+    pub component: PreparedComponent,
+    pub start: Start,
+    pub slot: Slot,
+    pub invocation: Invocation,
+}
+
+impl Runner {
+    pub fn runtime(&self) -> &Runtime {
+        self.loader.runtime()
+    }
+
+    /// Reserves what one invocation of `function` of `version` needs, in the order that keeps a waiting call from
+    /// holding what others could use: its concurrency permit (bounded wait for requests, then
+    /// [`InvokeError::Throttled`]), an instance slot, then its component (a cold start loads it).
+    pub async fn prepare(
+        &self,
+        version: &ComponentVersion,
+        function: &str,
+        kind: SlotKind,
+        chain: Vec<String>,
+    ) -> Result<Prepared, InvokeError> {
+        let limits = version.limits(function);
+        let permit = match version.concurrency(function) {
+            None => None,
+            Some(permits) => {
+                let acquire = permits.clone().acquire_owned();
+                let acquired =
+                    match kind {
+                        SlotKind::Background => acquire.await,
+                        SlotKind::Request => tokio::time::timeout(self.runtime().limits().queue_timeout(), acquire)
+                            .await
+                            .map_err(|_elapsed| InvokeError::Throttled(limits.max_concurrency.unwrap_or_default()))?,
+                    };
+                Some(acquired.map_err(|_closed| InvokeError::Host("the function is shutting down".into()))?)
+            }
+        };
+        let slot = self.runtime().acquire_slot(kind).await?.holding(permit);
+        let label = version.label(function);
+        let (component, start) = self
+            .loader
+            .get(&version.artifact, &format!("{} v{}", version.component, version.version))
+            .await
+            .map_err(|error| InvokeError::Host(format!("failed to load `{label}`: {error:#}")))?;
+        let invocation = Invocation {
+            env: version.env.clone(),
+            capabilities: self.capabilities.clone(),
+            limits: limits.invocation,
+            chain,
+        };
+        Ok(Prepared { component, start, slot, invocation })
+    }
+}

@@ -1,0 +1,428 @@
+//! The queue trigger: at-least-once delivery of durable queues (and topic subscriptions) to one consumer function
+//! per queue, with leases, per-message outcomes, exponential backoff and dead letters.
+//!
+//! Each consumer runs one loop ([`run_consumer`]): it waits until a batch is due (`batch_size` messages ready, or
+//! the oldest ready one has waited `max_wait_ms`), reserves what the delivery needs (a concurrency permit, an
+//! instance slot, the loaded component), and only then leases the batch: a lease outlives the invocation deadline,
+//! so only a dead host lets one expire, and a delivery that waits for a slot holds no lease meanwhile. It invokes
+//! the function and applies the outcome of each message in one transaction. At most `concurrency` deliveries of
+//! a consumer run at once.
+//!
+//! A deploy drains a component's consumers (they lease nothing more; the deliveries they started finish and
+//! settle) before the new version's consumers start: a message is never lost, and never handled by both versions
+//! at once. Topic subscriptions stay in place across the switch, so nothing published meanwhile is dropped.
+
+use super::{Prepared, Runner, Trigger};
+use crate::capabilities::BoxFuture;
+use crate::capabilities::messaging::Queues;
+use crate::live::{LiveComponent, LiveSet, consumed_queue};
+use crate::runtime::{Delivery, GuestCall, InvokeError, Message, Settlement, SlotKind};
+use crate::storage::now_ms;
+use crate::storage::queue::{LeasedMessage, Outcome, Settle};
+use edgefn_manifest::record::{Delivery as DeliveryPolicy, Trigger as TriggerKind};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, watch};
+
+/// How long an idle consumer sleeps before it looks again without being woken (a send wakes it at once).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Retry backoff never waits longer than this.
+const MAX_BACKOFF_MS: u64 = 15 * 60 * 1000;
+/// A lease outlives the invocation's hard deadline by this much, so it only expires if the host died.
+const LEASE_MARGIN_MS: i64 = 30_000;
+
+/// A function that consumes a queue (its own, for a topic subscriber), as one consumer loop runs it.
+#[derive(Debug)]
+struct Consumer {
+    component: Arc<LiveComponent>,
+    function: String,
+    /// `component/function`, as logs show it.
+    label: String,
+    /// The queue or topic named in the trigger, as the function sees it.
+    source: String,
+    /// The queue its messages are stored in: `source` for a queue, `<topic>@<function>` for a subscriber.
+    queue: String,
+    delivery: DeliveryPolicy,
+    dead_letter_queue: String,
+}
+
+impl Consumer {
+    /// The wait before retry number `attempts` (1 after the first delivery failed): `backoff_ms`, doubling.
+    fn backoff_ms(&self, attempts: u32) -> u64 {
+        let doublings = attempts.saturating_sub(1).min(30);
+        self.delivery.backoff_ms.saturating_mul(1 << doublings).min(MAX_BACKOFF_MS)
+    }
+
+    /// What to do with a message that failed this delivery.
+    fn retry_or_dead_letter(&self, message: &LeasedMessage, delay_ms: Option<u64>, error: String, now: i64) -> Outcome {
+        if message.attempts > self.delivery.max_retries {
+            return Outcome::DeadLetter {
+                queue: self.dead_letter_queue.clone(),
+                reason: format!(
+                    "failed {} deliveries (max_retries = {}); last error: {error}",
+                    message.attempts, self.delivery.max_retries
+                ),
+            };
+        }
+        let delay = delay_ms.filter(|d| *d > 0).unwrap_or_else(|| self.backoff_ms(message.attempts));
+        Outcome::Retry { at: now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)), error }
+    }
+
+    fn consumes(&self, trigger: &TriggerKind) -> bool {
+        matches!(trigger, TriggerKind::Queue { .. } | TriggerKind::Topic { .. })
+    }
+}
+
+/// A running consumer loop, to stop when its component is drained.
+#[derive(Debug)]
+struct Running {
+    queue: String,
+    stop: watch::Sender<bool>,
+    /// One permit per delivery that may run: all of them free means none is running.
+    permits: Arc<Semaphore>,
+    concurrency: u32,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Counts since start, per queue.
+#[derive(Debug, Default)]
+struct Counters {
+    acked: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct QueueTrigger {
+    queues: Arc<Queues>,
+    runner: Runner,
+    /// The consumer loops running now, by component.
+    running: Mutex<HashMap<String, Vec<Running>>>,
+    /// The `(topic, queue)` subscriptions each component holds.
+    subscriptions: Mutex<HashMap<String, BTreeSet<(String, String)>>>,
+    /// The queues consumed now.
+    consumed: Mutex<BTreeSet<String>>,
+    counters: Mutex<HashMap<String, Arc<Counters>>>,
+    /// Deliveries finished since start, every consumer.
+    deliveries: Arc<AtomicU64>,
+}
+
+impl QueueTrigger {
+    pub fn new(queues: Arc<Queues>, runner: Runner) -> Arc<Self> {
+        Arc::new(Self {
+            queues,
+            runner,
+            running: Mutex::default(),
+            subscriptions: Mutex::default(),
+            consumed: Mutex::default(),
+            counters: Mutex::default(),
+            deliveries: Arc::default(),
+        })
+    }
+
+    fn counters(&self, queue: &str) -> Arc<Counters> {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner()).entry(queue.to_owned()).or_default().clone()
+    }
+
+    /// Deliveries finished since start (every consumer), for benchmarks and tests.
+    pub fn deliveries(&self) -> u64 {
+        self.deliveries.load(Ordering::Relaxed)
+    }
+
+    /// Messages of `queue` acked since start.
+    pub fn acked(&self, queue: &str) -> u64 {
+        self.counters(queue).acked.load(Ordering::Relaxed)
+    }
+
+    /// The queues that have a consumer now.
+    pub fn consumed_queues(&self) -> Vec<String> {
+        self.consumed.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+
+    /// The consumers of `live`: one per queue, with the active version's delivery policy where it has the function.
+    fn consumers_of(live: &Arc<LiveComponent>) -> Vec<Consumer> {
+        let mut consumers: Vec<Consumer> = Vec::new();
+        for version in live.versions() {
+            for function in &version.functions {
+                let Some((queue, _)) = consumed_queue(function) else { continue };
+                if consumers.iter().any(|c| c.queue == queue) {
+                    continue;
+                }
+                let (TriggerKind::Queue { queue: source, delivery } | TriggerKind::Topic { topic: source, delivery }) =
+                    &function.trigger
+                else {
+                    continue;
+                };
+                consumers.push(Consumer {
+                    component: live.clone(),
+                    function: function.name.clone(),
+                    label: version.label(&function.name),
+                    source: source.clone(),
+                    dead_letter_queue: delivery.dead_letter_queue(&queue),
+                    queue,
+                    delivery: delivery.clone(),
+                });
+            }
+        }
+        consumers
+    }
+}
+
+impl Trigger for QueueTrigger {
+    fn kind(&self) -> &'static str {
+        "queue"
+    }
+
+    fn start(&self, component: &str, live: &Arc<LiveSet>) {
+        let consumers = live.component(component).map(Self::consumers_of).unwrap_or_default();
+        // Subscriptions: add the new ones first, then drop those no live version has any more.
+        let wanted: BTreeSet<(String, String)> =
+            consumers.iter().filter(|c| c.queue != c.source).map(|c| (c.source.clone(), c.queue.clone())).collect();
+        for (topic, queue) in &wanted {
+            self.queues.subscribe(topic, queue);
+        }
+        let previous = {
+            let mut subscriptions = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+            subscriptions.insert(component.to_owned(), wanted.clone()).unwrap_or_default()
+        };
+        for (topic, queue) in previous.difference(&wanted) {
+            self.queues.unsubscribe(topic, queue);
+        }
+        let mut started = Vec::new();
+        for consumer in consumers {
+            let queue = consumer.queue.clone();
+            self.consumed.lock().unwrap_or_else(|p| p.into_inner()).insert(queue.clone());
+            let concurrency = consumer.delivery.concurrency;
+            let permits = Arc::new(Semaphore::new(concurrency as usize));
+            let (stop, stopped) = watch::channel(false);
+            let context = DeliveryContext {
+                queues: self.queues.clone(),
+                runner: self.runner.clone(),
+                counters: self.counters(&consumer.queue),
+                deliveries: self.deliveries.clone(),
+            };
+            let task = tokio::spawn(run_consumer(context, Arc::new(consumer), permits.clone(), stopped));
+            started.push(Running { queue, stop, permits, concurrency, task });
+        }
+        if !started.is_empty() {
+            self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(component.to_owned(), started);
+        }
+    }
+
+    fn drain(&self, component: &str, deadline: Instant) -> BoxFuture<'_, ()> {
+        let consumers = self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(component).unwrap_or_default();
+        let component = component.to_owned();
+        {
+            let mut consumed = self.consumed.lock().unwrap_or_else(|p| p.into_inner());
+            for consumer in &consumers {
+                let _ = consumer.stop.send(true);
+                consumed.remove(&consumer.queue);
+            }
+        }
+        Box::pin(async move {
+            for consumer in consumers {
+                // The loop leases nothing more once stopped; then every delivery it started gives its permit back.
+                let _ = tokio::time::timeout_at(deadline.into(), consumer.task).await;
+                let all = consumer.permits.acquire_many(consumer.concurrency);
+                if tokio::time::timeout_at(deadline.into(), all).await.is_err() {
+                    tracing::warn!(%component, "deliveries still going at the drain deadline; they finish and settle on the old version");
+                }
+            }
+        })
+    }
+}
+
+/// What a consumer loop and its deliveries share.
+#[derive(Debug, Clone)]
+struct DeliveryContext {
+    queues: Arc<Queues>,
+    runner: Runner,
+    counters: Arc<Counters>,
+    deliveries: Arc<AtomicU64>,
+}
+
+/// Delivers `consumer`'s queue until `stopped` says so.
+async fn run_consumer(
+    context: DeliveryContext,
+    consumer: Arc<Consumer>,
+    permits: Arc<Semaphore>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let batch_size = consumer.delivery.batch_size;
+    let max_wait = i64::try_from(consumer.delivery.max_wait_ms).unwrap_or(i64::MAX);
+    let waker = context.queues.waker(&consumer.queue);
+    let db = context.queues.db().clone();
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit { Ok(permit) => permit, Err(_) => return },
+            _ = stopped.wait_for(|stop| *stop) => return,
+        };
+        // Wait until a batch is due.
+        loop {
+            let now = now_ms();
+            let readiness = match db.readiness(&consumer.queue, now, batch_size).await {
+                Ok(readiness) => readiness,
+                Err(error) => {
+                    tracing::error!(queue = %consumer.queue, %error, "failed to read the queue; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let due = readiness.ready >= batch_size
+                || readiness.oldest_ready.is_some_and(|oldest| oldest.saturating_add(max_wait) <= now);
+            if readiness.ready > 0 && due {
+                break;
+            }
+            let wake_at = match readiness.oldest_ready {
+                Some(oldest) => oldest.saturating_add(max_wait),
+                None => readiness.next_visible.unwrap_or(i64::MAX),
+            };
+            let sleep = Duration::from_millis(wake_at.saturating_sub(now).max(0) as u64).min(IDLE_POLL);
+            tokio::select! {
+                () = waker.notified() => {}
+                () = tokio::time::sleep(sleep) => {}
+                _ = stopped.wait_for(|stop| *stop) => return,
+            }
+        }
+        // Reserve the delivery's slot and component before leasing: a batch never waits for a slot under lease.
+        let Some(version) = consumer.component.pick(|v| v.has(&consumer.function, |t| consumer.consumes(t))).cloned()
+        else {
+            tracing::error!(function = %consumer.label, "no live version consumes this queue; stopping its consumer");
+            return;
+        };
+        let prepare =
+            context.runner.prepare(&version, &consumer.function, SlotKind::Background, vec![consumer.label.clone()]);
+        let prepared = tokio::select! {
+            prepared = prepare => prepared,
+            _ = stopped.wait_for(|stop| *stop) => return,
+        };
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                tracing::error!(function = %consumer.label, %error, "cannot deliver; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let now = now_ms();
+        let timeout_ms = i64::try_from(prepared.invocation.limits.timeout.as_millis()).unwrap_or(i64::MAX);
+        let lease_until = now.saturating_add(timeout_ms).saturating_add(LEASE_MARGIN_MS);
+        let leased = match db.lease(&consumer.queue, now, batch_size, lease_until).await {
+            Ok(leased) if !leased.is_empty() => leased,
+            Ok(_) => continue,
+            Err(error) => {
+                tracing::error!(queue = %consumer.queue, %error, "failed to lease messages; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let (context, consumer) = (context.clone(), consumer.clone());
+        tokio::spawn(async move {
+            deliver(&context, &consumer, version.version, prepared, leased).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Invokes the consumer with one leased batch and settles every message of it.
+async fn deliver(
+    context: &DeliveryContext,
+    consumer: &Consumer,
+    version: u32,
+    prepared: Prepared,
+    leased: Vec<LeasedMessage>,
+) {
+    let started = Instant::now();
+    let delivery = Delivery {
+        function: consumer.function.clone(),
+        source: consumer.source.clone(),
+        messages: leased
+            .iter()
+            .map(|m| Message {
+                id: m.id.to_string(),
+                body: m.body.clone(),
+                attempts: m.attempts,
+                priority: m.priority,
+                enqueued_at: m.enqueued_at,
+            })
+            .collect(),
+    };
+    let runtime = context.runner.runtime();
+    let (outcome, settlements) = runtime
+        .call_guest(&prepared.component, &prepared.invocation, prepared.slot, GuestCall::Messages(delivery))
+        .await;
+    let now = now_ms();
+    let failure = match &outcome {
+        Ok(Ok(_)) => None,
+        Ok(Err(message)) => Some(message.clone()),
+        Err(error) => Some(error.to_string()),
+    };
+    let mut settled: HashMap<String, Settlement> = HashMap::with_capacity(settlements.len());
+    for (id, settlement) in settlements {
+        // The first settlement of a message counts; later ones are ignored, like a second ack.
+        settled.entry(id).or_insert(settlement);
+    }
+    let (mut acked, mut retried, mut dead) = (0u32, 0u32, 0u32);
+    let outcomes: Vec<Settle> = leased
+        .iter()
+        .map(|message| {
+            let outcome = match settled.remove(&message.id.to_string()) {
+                Some(Settlement::Ack) => Outcome::Ack,
+                Some(Settlement::Retry(delay)) => {
+                    consumer.retry_or_dead_letter(message, Some(delay), "the function asked for a retry".into(), now)
+                }
+                Some(Settlement::DeadLetter(reason)) => {
+                    Outcome::DeadLetter { queue: consumer.dead_letter_queue.clone(), reason }
+                }
+                None => match &failure {
+                    None => Outcome::Ack,
+                    Some(error) => consumer.retry_or_dead_letter(message, None, error.clone(), now),
+                },
+            };
+            match outcome {
+                Outcome::Ack => acked += 1,
+                Outcome::Retry { .. } => retried += 1,
+                Outcome::DeadLetter { .. } => dead += 1,
+            }
+            Settle { id: message.id, lease_until: message.lease_until, outcome }
+        })
+        .collect();
+    if !settled.is_empty() {
+        tracing::warn!(function = %consumer.label, ids = ?settled.keys().collect::<Vec<_>>(),
+            "the function settled messages that are not in its batch; ignored");
+    }
+    match context.queues.db().settle(outcomes, now).await {
+        Ok(0) => {}
+        // The lease expired while the delivery ran (the messages were handed out again) or they were re-driven
+        // meanwhile: whoever holds them now settles them.
+        Ok(stale) => tracing::warn!(function = %consumer.label, messages = stale,
+            "outcomes ignored: the messages' lease had expired or they were re-driven"),
+        // The leases stay: the messages come back when they expire. Nothing is lost, some may be delivered twice.
+        Err(error) => tracing::error!(function = %consumer.label, %error, "failed to record the outcome of a delivery"),
+    }
+    let counters = &context.counters;
+    counters.acked.fetch_add(acked.into(), Ordering::Relaxed);
+    counters.retried.fetch_add(retried.into(), Ordering::Relaxed);
+    counters.dead_lettered.fetch_add(dead.into(), Ordering::Relaxed);
+    context.deliveries.fetch_add(1, Ordering::Relaxed);
+    let duration_ms = started.elapsed().as_millis() as u64;
+    match &failure {
+        None => tracing::info!(function = %consumer.label, version, queue = %consumer.queue, messages = leased.len(),
+            acked, retried, dead, duration_ms, "delivery ok"),
+        Some(error) => tracing::warn!(function = %consumer.label, version, queue = %consumer.queue,
+            messages = leased.len(), acked, retried, dead, duration_ms, %error, "delivery failed"),
+    }
+    if retried > 0 {
+        // Our own loop may be asleep until its idle poll; the retries have their own times.
+        context.queues.wake(&consumer.queue);
+    }
+    if dead > 0 {
+        context.queues.wake(&consumer.dead_letter_queue);
+    }
+    if let Err(InvokeError::Host(error)) = &outcome {
+        tracing::error!(function = %consumer.label, %error, "the host failed to run a delivery");
+    }
+}
