@@ -9,22 +9,26 @@ use serde::de::DeserializeOwned;
 ///
 /// It wraps `http::Request<Vec<u8>>` (reach it with [`Request::inner`] or [`Request::into_inner`]) and adds helpers
 /// for what handlers do all day: [`param`](Request::param), [`query`](Request::query),
-/// [`header`](Request::header), [`json`](Request::json), [`text`](Request::text).
+/// [`header`](Request::header), [`json`](Request::json), [`text`](Request::text). The accessors of a single value
+/// all borrow from the request: `param`, `query` and `header` return `Option<&str>`.
 #[derive(Debug)]
 pub struct Request {
     inner: http::Request<Vec<u8>>,
     params: Vec<(String, String)>,
+    /// Decoded once, when the request is built.
+    query: Vec<(String, String)>,
 }
 
 impl Request {
     /// Wraps a request that has no route parameters.
     pub fn new(inner: http::Request<Vec<u8>>) -> Self {
-        Self { inner, params: Vec::new() }
+        Self::with_params(inner, Vec::new())
     }
 
     /// Wraps a request with the parameters its route matched.
     pub fn with_params(inner: http::Request<Vec<u8>>, params: Vec<(String, String)>) -> Self {
-        Self { inner, params }
+        let query = decode_query(inner.uri().query());
+        Self { inner, params, query }
     }
 
     /// A route parameter: `req.param("name")` is `Some("ada")` for `/hello/ada` on route `/hello/{name}`.
@@ -39,21 +43,13 @@ impl Request {
     }
 
     /// The first value of a query parameter, decoded (`+` is a space): `?q=a+b` gives `Some("a b")`.
-    pub fn query(&self, name: &str) -> Option<String> {
-        self.query_pairs().into_iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// Every query parameter, decoded, in order.
-    pub fn query_pairs(&self) -> Vec<(String, String)> {
-        let Some(query) = self.inner.uri().query() else { return Vec::new() };
-        query
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (percent_decode(&name.replace('+', " ")), percent_decode(&value.replace('+', " ")))
-            })
-            .collect()
+    pub fn query_pairs(&self) -> &[(String, String)] {
+        &self.query
     }
 
     /// A header's value, if present and valid UTF-8. Names are case-insensitive.
@@ -114,8 +110,43 @@ impl Request {
     }
 }
 
+/// `a=1&b=x+y` as decoded pairs.
+fn decode_query(query: Option<&str>) -> Vec<(String, String)> {
+    let Some(query) = query else { return Vec::new() };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(&name.replace('+', " ")), percent_decode(&value.replace('+', " ")))
+        })
+        .collect()
+}
+
 impl From<http::Request<Vec<u8>>> for Request {
     fn from(inner: http::Request<Vec<u8>>) -> Self {
         Self::new(inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn param_query_and_header_all_borrow_from_the_request() {
+        let inner = http::Request::builder()
+            .uri("/orders/7?qty=2&note=a+b%21&qty=3")
+            .header("x-tenant", "acme")
+            .body(Vec::new())
+            .expect("request");
+        let request = Request::with_params(inner, vec![("id".into(), "7".into())]);
+        let (id, qty, tenant): (Option<&str>, Option<&str>, Option<&str>) =
+            (request.param("id"), request.query("qty"), request.header("x-tenant"));
+        assert_eq!((id, qty, tenant), (Some("7"), Some("2"), Some("acme")));
+        assert_eq!(request.query("qty").unwrap_or("1"), "2");
+        assert_eq!(request.query("missing").unwrap_or("1"), "1");
+        assert_eq!(request.query("note"), Some("a b!"));
+        assert_eq!(request.query_pairs().len(), 3);
     }
 }

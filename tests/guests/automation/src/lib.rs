@@ -172,7 +172,7 @@ fn send_big(_req: Request) -> Result<Response> {
 #[function(trigger = http("/fetch"))]
 fn fetch_http(req: Request) -> Result<Response> {
     let url = req.query("url").ok_or_else(|| Error::bad_request("missing ?url="))?;
-    match edgefn::fetch::get(&url) {
+    match edgefn::fetch::get(url) {
         Ok(response) => Response::json(&json!({ "status": response.status().as_u16() })),
         Err(error) => Ok(Response::json(&json!({ "error": error.message() }))?.with_status(502)),
     }
