@@ -3,16 +3,8 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-use support::{Host, component_arg, get};
-
-fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use std::time::Duration;
+use support::{Host, component_arg, get, poll_until};
 
 /// The `start=` field of the request log line of `reply`.
 fn start_of(host: &Host, reply: &support::Reply) -> String {
@@ -79,7 +71,7 @@ fn components_load_on_first_use_and_reload_after_eviction() {
 fn idle_components_are_unloaded_and_reload_on_demand() {
     let host = Host::start(&["--idle-timeout-ms", "200", &component_arg("hello")]);
     assert_eq!(get(&host.url("/hello/a")).body, "Hello, a!");
-    poll_until("the idle unload", || host.logs().contains("unloaded idle component"));
+    poll_until("the idle unload", Duration::from_secs(20), || host.logs().contains("unloaded idle component"));
     let reply = get(&host.url("/hello/b"));
     assert_eq!(reply.body, "Hello, b!");
     assert_eq!(start_of(&host, &reply), "cold");
@@ -99,7 +91,7 @@ fn a_full_pool_answers_503_and_the_host_recovers() {
     let url = host.url("/loop");
     let busy = std::thread::spawn(move || get(&url).status);
     // Wait until the looping request holds the only slot (its component is loaded and instantiated).
-    poll_until("the loop to start", || host.logs().contains("loaded component"));
+    poll_until("the loop to start", Duration::from_secs(20), || host.logs().contains("loaded component"));
     let mut saw_503 = false;
     while !busy.is_finished() && !saw_503 {
         let reply = get(&host.url("/ok"));

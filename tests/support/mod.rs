@@ -32,6 +32,7 @@ const COMPONENT_CRATES: &[&str] = &[
     "automation",
     "order-pipeline",
     "uptime-monitor",
+    "versioned",
 ];
 
 /// Builds every test component once per test binary and returns the path of `name`.wasm.
@@ -174,6 +175,34 @@ impl Host {
         )
     }
 
+    /// Runs the `edgefn` CLI against this host's admin API; returns what it printed, whatever its exit status.
+    pub(crate) fn cli(&self, args: &[&str]) -> CliOutput {
+        let output = Command::new(env!("CARGO_BIN_EXE_edgefn"))
+            .args(args)
+            .args(["--admin", &self.admin, "--token", &self.token])
+            .env("CARGO_TARGET_DIR", components_target_dir())
+            .output()
+            .expect("run the edgefn CLI");
+        CliOutput {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs the CLI and fails the test, with everything it printed, unless it succeeds. Returns its stdout.
+    pub(crate) fn cli_ok(&self, args: &[&str]) -> String {
+        let output = self.cli(args);
+        assert!(
+            output.success,
+            "edgefn {args:?} failed:\n{}{}\nhost log:\n{}",
+            output.stdout,
+            output.stderr,
+            self.logs()
+        );
+        output.stdout
+    }
+
     /// Kills the host with SIGKILL: no shutdown, no flushing, as in a crash.
     pub(crate) fn kill(mut self) {
         let _ = self.child.kill();
@@ -215,6 +244,23 @@ impl Drop for Host {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// What a CLI command printed.
+#[derive(Debug)]
+pub(crate) struct CliOutput {
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+/// Polls `done` every 20 ms until it holds; fails the test with `what` after `timeout`.
+pub(crate) fn poll_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

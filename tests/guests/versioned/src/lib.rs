@@ -1,0 +1,65 @@
+//! A test-only component for live deployments: every answer and every report carries `TAG`, the configuration
+//! each version is deployed with, so a test can tell which version served a request, ran a cron tick or handled a
+//! message. Reports go to `COLLECTOR_URL` over real HTTP.
+
+use edgefn::prelude::*;
+use serde_json::json;
+use std::time::Duration;
+
+fn tag() -> String {
+    edgefn::config::get("TAG").unwrap_or_else(|| "untagged".to_owned())
+}
+
+fn report(path: &str, body: &serde_json::Value) -> Result<()> {
+    let Some(collector) = edgefn::config::get("COLLECTOR_URL") else { return Ok(()) };
+    let response = edgefn::fetch::post_json(&format!("{collector}{path}"), body)?;
+    if !response.status().is_success() {
+        return Err(Error::internal(format!("the collector answered {}", response.status())));
+    }
+    Ok(())
+}
+
+/// Which version answers.
+#[function(trigger = http("/versioned/who"))]
+fn who(_req: Request) -> String {
+    tag()
+}
+
+/// Answers after `?ms=` milliseconds (default 300): a request still in flight while a deploy switches versions.
+#[function(trigger = http("/versioned/slow"))]
+fn slow(req: Request) -> String {
+    let ms = req.query("ms").and_then(|ms| ms.parse().ok()).unwrap_or(300);
+    std::thread::sleep(Duration::from_millis(ms));
+    tag()
+}
+
+/// Computes forever: only its deadline stops it.
+#[function(trigger = http("/versioned/spin"))]
+fn spin(_req: Request) -> Response {
+    let mut counter: u64 = 0;
+    loop {
+        counter = std::hint::black_box(counter.wrapping_add(1));
+    }
+}
+
+/// Reports every tick, with the version that ran it.
+#[function(trigger = cron("* * * * * *"))]
+fn tick(event: CronEvent) -> Result<()> {
+    let scheduled_at = event.scheduled_at().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    report("/tick", &json!({ "tag": tag(), "scheduled_at": scheduled_at as u64, "reason": event.reason() }))
+}
+
+/// Reports every message (a number), with the version that handled it.
+#[function(trigger = queue("versioned-work", batch_size = 20, max_wait_ms = 5))]
+fn work(batch: Batch<u64>) -> Result<()> {
+    let numbers: Vec<u64> = batch.iter().map(|m| *m.body()).collect();
+    report("/work", &json!({ "tag": tag(), "numbers": numbers }))
+}
+
+/// Enqueues the number in the path: messages sent by HTTP traffic while versions switch.
+#[function(trigger = http("/versioned/enqueue/{n}", method = "POST"))]
+fn enqueue(req: Request) -> Result<Response> {
+    let n: u64 = req.param("n").unwrap_or_default().parse().map_err(|_| Error::bad_request("n is a number"))?;
+    edgefn::queue::send("versioned-work", &n)?;
+    Ok(Response::text(tag()).with_status(202))
+}
