@@ -41,7 +41,7 @@ fn invoke(c: &mut Criterion) {
         env: Arc::new(env),
         capabilities: Default::default(),
         limits: InvocationLimits::defaults(&limits),
-        chain: Vec::new(),
+        caller: Default::default(),
     };
 
     let request = || {

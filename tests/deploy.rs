@@ -97,7 +97,8 @@ fn a_deploy_and_a_rollback_switch_versions_with_no_failed_request_and_no_mix() {
 fn a_request_in_flight_finishes_on_the_version_it_started_on() {
     let host = Host::start(&[]);
     deploy_versioned(&host, "v1", None, &[]);
-    let url = host.url("/versioned/slow?ms=4000");
+    // It sleeps, then invokes a function of its own component: after the switch, that must still be version 1.
+    let url = host.url("/versioned/slow-invoke?ms=4000");
     let slow = std::thread::spawn(move || get(&url));
     poll_until("the slow request to start", Duration::from_secs(10), || host.logs().contains("loaded component"));
     std::thread::sleep(Duration::from_millis(200));
@@ -105,7 +106,8 @@ fn a_request_in_flight_finishes_on_the_version_it_started_on() {
     assert_eq!(who(&host), "v2");
     assert!(!slow.is_finished(), "the slow request ended before the switch: this test checked nothing");
     let reply = slow.join().expect("slow request");
-    assert_eq!((reply.status, reply.body.as_str()), (200, "v1"), "the request in flight was cut or switched");
+    assert_eq!((reply.status, reply.body.as_str()), (200, "v1 then v1"), "the request in flight was cut or mixed");
+    assert_eq!(get(&host.url("/versioned/slow-invoke")).body, "v2 then v2");
 }
 
 #[test]
@@ -294,6 +296,9 @@ fn a_canary_takes_its_share_until_promoted_or_rolled_back() {
     deploy_versioned(&host, "v3", None, &["--canary", "50"]);
     let seen: BTreeSet<String> = (0..20).map(|_| who(&host)).collect();
     assert_eq!(seen, BTreeSet::from(["v1".to_owned(), "v3".to_owned()]));
+    // A request on the canary that invokes its own component stays on the canary, and likewise on the live one.
+    let answers: BTreeSet<String> = (0..20).map(|_| get(&host.url("/versioned/slow-invoke")).body).collect();
+    assert_eq!(answers, BTreeSet::from(["v1 then v1".to_owned(), "v3 then v3".to_owned()]));
     let promoted = host.cli_ok(&["promote", "versioned"]);
     assert!(promoted.contains("version 3 is live"), "{promoted}");
     assert!((0..20).all(|_| who(&host) == "v3"));
@@ -361,6 +366,12 @@ fn versions_list_every_version_with_who_when_and_triggers() {
     let reply = host.admin("GET", "/v1/components/versioned/versions", None);
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["versions"][0]["config"]["env"]["TAG"], "v2");
+    // Back to a named version, and not to one that does not exist.
+    assert!(host.cli_ok(&["rollback", "versioned", "--to", "1"]).contains("version 1 is live"));
+    assert_eq!(who(&host), "v1");
+    let refused = host.cli(&["rollback", "versioned", "--to", "9"]);
+    assert!(!refused.success && refused.stderr.contains("has no version 9"), "{refused:?}");
+    assert_eq!(who(&host), "v1");
     let missing = host.cli(&["versions", "nothing-here"]);
     assert!(
         !missing.success && missing.stderr.contains("404") && missing.stderr.contains("never been deployed"),

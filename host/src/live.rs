@@ -215,6 +215,13 @@ pub enum LiveSetError {
     QueueConflict { kind: &'static str, queue: String, claimant: String, owner: String },
     #[error("function `{function}`: {reason}")]
     Invalid { function: String, reason: String },
+    /// A canary declares a route with other methods than the live version does for the same path: one table
+    /// cannot split it. Deploy it as the live version instead.
+    #[error(
+        "the canary of `{component}` answers `{method} {route}` with other methods than its live version: deploy it \
+         without --canary"
+    )]
+    CanaryRouteMismatch { route: String, method: String, component: String },
 }
 
 /// Why a function could not be found by name.
@@ -296,7 +303,13 @@ impl LiveSet {
                             });
                         }
                         // Two versions of one component declare the route: one entry, both versions behind it.
-                        add_version(&mut routes, &pattern, &filter, entry);
+                        if !add_version(&mut routes, &pattern, &filter, entry) {
+                            return Err(LiveSetError::CanaryRouteMismatch {
+                                route: route.clone(),
+                                method: method.clone(),
+                                component: version.component.clone(),
+                            });
+                        }
                     }
                 }
             }
@@ -393,11 +406,19 @@ fn live_label(components: &BTreeMap<String, Arc<LiveComponent>>, component: &str
     }
 }
 
-fn add_version(routes: &mut Router<RouteTarget>, pattern: &RoutePattern, filter: &MethodFilter, entry: (u32, String)) {
-    if let Some(index) =
-        routes.routes().iter().position(|r| r.pattern.shape() == pattern.shape() && r.method == *filter)
-    {
-        routes.value_mut(index).functions.push(entry);
+/// Adds a version to the route with the same shape and method; false if the route there answers other methods.
+fn add_version(
+    routes: &mut Router<RouteTarget>,
+    pattern: &RoutePattern,
+    filter: &MethodFilter,
+    entry: (u32, String),
+) -> bool {
+    match routes.routes().iter().position(|r| r.pattern.shape() == pattern.shape() && r.method == *filter) {
+        Some(index) => {
+            routes.value_mut(index).functions.push(entry);
+            true
+        }
+        None => false,
     }
 }
 
@@ -494,6 +515,14 @@ mod tests {
             let RouteLookup::Found { version, function, .. } = live.route("GET", "/new") else { panic!("/new") };
             assert_eq!((version.version, function.as_str()), (2, "new"));
         }
+    }
+
+    #[test]
+    fn a_canary_that_changes_a_routes_methods_is_refused() {
+        let any = Trigger::Http { route: "/x".into(), method: "*".into() };
+        let canary = Canary { version: version("a", 2, &[("f", any)]), percent: 10 };
+        let error = set(vec![LiveComponent::new(version("a", 1, &[("f", http("/x"))]), Some(canary))]).unwrap_err();
+        assert!(matches!(error, LiveSetError::CanaryRouteMismatch { .. }), "{error}");
     }
 
     #[test]

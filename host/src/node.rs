@@ -47,10 +47,16 @@ impl Node {
     pub async fn start(data_dir: &Path, config: HostConfig) -> anyhow::Result<Self> {
         create_private_dir(data_dir)?;
         let lock = lock_data_dir(data_dir)?;
-        let db = Database::open(data_dir)?;
+        // Opening migrates the schema: SQLite work, so not on an async worker thread either.
+        let dir = data_dir.to_owned();
+        let (db, queue_db, cron_db) = tokio::task::spawn_blocking(move || {
+            let db = Database::open(&dir)?;
+            anyhow::Ok((db, Database::connect(&dir)?, Database::connect(&dir)?))
+        })
+        .await??;
         let runtime = Runtime::new(config.limits.clone())?;
         let loader = Loader::new(runtime);
-        let queues = Arc::new(Queues::new(QueueDb::new(Database::connect(data_dir)?), config.limits.max_message_bytes));
+        let queues = Arc::new(Queues::new(QueueDb::new(queue_db), config.limits.max_message_bytes));
         // The data dir is locked to this process: a lease left in it belongs to an invocation that died with the
         // previous one.
         let released = queues.db().release_all_leases(now_ms()).await?;
@@ -64,7 +70,7 @@ impl Node {
         let invoke = InvokeTrigger::new(live.clone(), runner.clone());
         deferred.set(&(invoke.clone() as Arc<dyn Invoker>));
         let http = HttpTrigger::new(live.clone(), runner.clone());
-        let cron = CronTrigger::new(CronDb::new(Database::connect(data_dir)?), runner.clone(), live.clone());
+        let cron = CronTrigger::new(CronDb::new(cron_db), runner.clone(), live.clone());
         let queue_trigger = QueueTrigger::new(queues.clone(), runner);
         let triggers: Vec<Arc<dyn Trigger>> = vec![http.clone(), invoke.clone(), cron.clone(), queue_trigger.clone()];
         let deployments =

@@ -1,7 +1,7 @@
 //! `/v1/components`: deploy, list versions, roll back, promote, undeploy.
 
 use super::error::ApiError;
-use super::{Admin, parse_body};
+use super::{Admin, detached, parse_body};
 use crate::config::ComponentConfig;
 use crate::deployments::DeployRequest;
 use crate::live::Mount;
@@ -55,12 +55,13 @@ pub(super) async fn deploy(State(admin): State<Admin>, Path(name): Path<String>,
         mount: request.mount,
         canary_percent: request.canary_percent,
     };
-    match admin.deployments.deploy(request).await {
+    let deployments = admin.deployments.clone();
+    match detached(async move { deployments.deploy(request).await }).await {
         Ok(outcome) => {
             let status = if outcome.unchanged { StatusCode::OK } else { StatusCode::CREATED };
             (status, Json(outcome)).into_response()
         }
-        Err(error) => ApiError::from(error).into_response(),
+        Err(error) => error.into_response(),
     }
 }
 
@@ -81,15 +82,18 @@ pub(super) async fn rollback(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let request: RollbackRequest = parse_body("rollback", &body, true)?;
-    Ok(Json(json!(admin.deployments.rollback(&name, request.to).await?)))
+    let deployments = admin.deployments.clone();
+    Ok(Json(json!(detached(async move { deployments.rollback(&name, request.to).await }).await?)))
 }
 
 pub(super) async fn promote(State(admin): State<Admin>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(admin.deployments.promote(&name).await?)))
+    let deployments = admin.deployments.clone();
+    Ok(Json(json!(detached(async move { deployments.promote(&name).await }).await?)))
 }
 
 pub(super) async fn undeploy(State(admin): State<Admin>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(admin.deployments.undeploy(&name).await?)))
+    let deployments = admin.deployments.clone();
+    Ok(Json(json!(detached(async move { deployments.undeploy(&name).await }).await?)))
 }
 
 /// What is live: each component with its version, canary and functions.

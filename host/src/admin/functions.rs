@@ -1,7 +1,7 @@
 //! `/v1/functions`: list the live functions, call an `invoke` function, fire a cron function, read its history.
 
-use super::Admin;
 use super::error::ApiError;
+use super::{Admin, detached};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -40,13 +40,14 @@ pub(super) async fn invoke(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     if query.cron.is_some() {
-        return Ok(Json(json!(admin.cron.fire_now(&name).await?)));
+        let cron = admin.cron.clone();
+        return Ok(Json(json!(detached(async move { cron.fire_now(&name).await }).await?)));
     }
     let payload = if body.is_empty() { b"null".to_vec() } else { body.to_vec() };
     if let Err(e) = serde_json::from_slice::<Value>(&payload) {
         return Err(ApiError::bad_request(format!("the payload is not JSON: {e}")));
     }
-    let result = admin.invoke.invoke(&[], &name, payload).await?;
+    let result = admin.invoke.invoke(&[], &name, payload, None).await?;
     let value = serde_json::from_slice::<Value>(&result)
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("`{name}` answered with invalid JSON: {e}")))?;
     Ok(Json(json!({ "result": value })))

@@ -131,6 +131,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Runs `work` to its end even if the client goes away: a deploy, rollback or manual cron run must never stop
+/// half-way because the request that asked for it was dropped.
+async fn detached<T, E>(work: impl Future<Output = Result<T, E>> + Send + 'static) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    match tokio::spawn(work).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(join) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the admin task failed: {join}"))),
+    }
+}
+
 /// Parses a JSON request body into `T`; an empty body is `T::default()` when `empty_ok`.
 fn parse_body<T: serde::de::DeserializeOwned + Default>(
     what: &str,

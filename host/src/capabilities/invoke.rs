@@ -3,18 +3,33 @@
 //! The invoke trigger implements [`Invoker`]; the runtime only sees the trait.
 
 use super::BoxFuture;
+use std::any::Any;
+use std::sync::Arc;
+
+/// What the calling function runs as (its component version), opaque here: the runtime passes it through from
+/// the trigger that started the invocation to the [`Invoker`], which knows what it is.
+pub type Origin = Arc<dyn Any + Send + Sync>;
+
+/// Who calls: the chain of `component/function` labels, outermost first, and the caller's [`Origin`].
+#[derive(Clone, Default)]
+pub struct Caller {
+    pub chain: Vec<String>,
+    pub origin: Option<Origin>,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller").field("chain", &self.chain).finish_non_exhaustive()
+    }
+}
 
 /// Calls functions by name.
 pub trait Invoker: Send + Sync + 'static {
-    /// Calls the `invoke` function `function` (`name` or `component/name`) with a JSON `payload`. `chain` is who is
-    /// calling, outermost first (`component/function` labels): the implementation refuses a chain that is too
-    /// deep, which stops cycles. The error is a message for the calling guest.
-    fn invoke(
-        &self,
-        chain: Vec<String>,
-        function: String,
-        payload: Vec<u8>,
-    ) -> BoxFuture<'static, Result<Vec<u8>, String>>;
+    /// Calls the `invoke` function `function` (`name` or `component/name`) with a JSON `payload` for `caller`. The
+    /// implementation refuses a chain that is too deep, which stops cycles. The error is a message for the calling
+    /// guest.
+    fn invoke(&self, caller: Caller, function: String, payload: Vec<u8>)
+    -> BoxFuture<'static, Result<Vec<u8>, String>>;
 }
 
 /// An [`Invoker`] plugged in after it is built: the invoke trigger runs guests whose capabilities include the
@@ -38,12 +53,12 @@ impl DeferredInvoker {
 impl Invoker for DeferredInvoker {
     fn invoke(
         &self,
-        chain: Vec<String>,
+        caller: Caller,
         function: String,
         payload: Vec<u8>,
     ) -> BoxFuture<'static, Result<Vec<u8>, String>> {
         match self.0.get().and_then(std::sync::Weak::upgrade) {
-            Some(invoker) => invoker.invoke(chain, function, payload),
+            Some(invoker) => invoker.invoke(caller, function, payload),
             None => Box::pin(async { Err("invoke is not available: the host is starting or stopping".to_owned()) }),
         }
     }

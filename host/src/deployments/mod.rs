@@ -21,13 +21,12 @@ pub use version_config::VersionConfig;
 use crate::component;
 use crate::config::{ComponentConfig, HostConfig};
 use crate::live::{Canary, ComponentVersion, LiveComponent, LiveHandle, LiveSet, LiveSetError, Mount, VersionParts};
-use crate::runtime::{Artifact, Loader};
+use crate::runtime::{Artifact, Loader, PreparedComponent};
 use crate::storage::deployments::{DeploymentDb, LiveRow, VersionRow};
 use crate::storage::{StorageError, now_ms};
 use crate::triggers::Trigger;
 use artifacts::Artifacts;
 use edgefn_manifest::record::{FunctionRecord, Trigger as TriggerKind};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -111,6 +110,8 @@ pub struct PreparedDeploy {
     canary_percent: Option<u8>,
     /// The latest version has this very component and configuration: make it live, record nothing new.
     unchanged: Option<u32>,
+    /// The component, linked to check that the host can run it.
+    linked: PreparedComponent,
     prepared_at: Instant,
 }
 
@@ -210,14 +211,20 @@ impl Deployments {
     /// stays recorded as live, so a host that can load it again restores it.
     pub async fn restore(&self) -> Result<Vec<DeployError>, DeployError> {
         let _switching = self.switching.lock().await;
-        let mut components = BTreeMap::new();
+        let mut set = LiveSet::default();
         let mut failed = Vec::new();
         for (name, live) in self.db.live().await? {
-            match self.live_component(&name, live).await {
-                Ok(component) => {
+            // One at a time: a component that cannot come back (its artifact cannot be rebuilt, or it conflicts
+            // with one restored before it, say after an upgrade reserved another route) is left out alone.
+            let restored = match self.live_component(&name, live).await {
+                Ok(component) => set.with(component).map_err(DeployError::from),
+                Err(error) => Err(error),
+            };
+            match restored {
+                Ok(with) => {
                     tracing::info!(component = %name, version = live.version, canary = ?live.canary,
                         "restored what was live");
-                    components.insert(name, Arc::new(component));
+                    set = with;
                 }
                 Err(error) => {
                     tracing::error!(component = %name, %error, "could not restore a live component");
@@ -225,7 +232,6 @@ impl Deployments {
                 }
             }
         }
-        let set = LiveSet::build(components)?;
         self.live.store(set);
         let live = self.live.load();
         let names: Vec<String> = live.components().map(|c| c.name().to_owned()).collect();
@@ -241,9 +247,14 @@ impl Deployments {
     async fn live_component(&self, name: &str, live: LiveRow) -> Result<LiveComponent, DeployError> {
         let active = Arc::new(self.load_version(name, live.version).await?);
         let canary = match live.canary {
-            Some((version, percent)) => {
-                Some(Canary { version: Arc::new(self.load_version(name, version).await?), percent })
-            }
+            Some((version, percent)) => match self.load_version(name, version).await {
+                Ok(canary) => Some(Canary { version: Arc::new(canary), percent }),
+                // The live version still serves; the canary is what cannot come back.
+                Err(error) => {
+                    tracing::error!(component = %name, version, %error, "could not restore the canary; serving without it");
+                    None
+                }
+            },
             None => None,
         };
         Ok(LiveComponent::new(active, canary))
@@ -340,7 +351,7 @@ impl Deployments {
         // Link it once now so a component whose imports the host cannot satisfy is refused at deploy, not at its
         // first request. It is not kept: components load on demand, and a thousand deploys must not fill memory.
         let (loader, artifact) = (self.loader.clone(), installed.artifact.clone());
-        tokio::task::spawn_blocking(move || loader.load_verified(&artifact))
+        let linked = tokio::task::spawn_blocking(move || loader.load_verified(&artifact))
             .await
             .map_err(|join| DeployError::Io(join.to_string()))?
             .map_err(|e| DeployError::Link(format!("{e:#}")))?;
@@ -354,6 +365,7 @@ impl Deployments {
             deployed_by,
             canary_percent,
             unchanged,
+            linked,
             prepared_at: Instant::now(),
         })
     }
@@ -394,6 +406,7 @@ impl Deployments {
             deployed_by,
             canary_percent,
             unchanged,
+            linked,
             prepared_at,
         } = prepared;
         let config_hash = config.hash();
@@ -427,6 +440,11 @@ impl Deployments {
             }
         }
         if !already_live {
+            // A version that takes over traffic is loaded before it gets any: no cold start right after the
+            // switch. A component that serves nothing yet loads on demand, like everything else.
+            if current.component(&name).is_some() {
+                self.loader.insert(&installed.artifact, linked, &format!("{name} v{number}"));
+            }
             self.switch(&name, &current, set).await;
         }
         let outcome = DeployOutcome {
@@ -452,12 +470,22 @@ impl Deployments {
         self.live.store(set);
         let live = self.live.load();
         let deadline = Instant::now() + self.loader.runtime().limits().drain_timeout();
-        let drains: Vec<_> = self.triggers.iter().map(|trigger| trigger.drain(component, deadline)).collect();
-        for drain in drains {
-            drain.await;
-        }
-        for trigger in &self.triggers {
-            trigger.start(component, &live);
+        // Each trigger switches on its own: queue consumers need not wait for a long cron run to end.
+        let switches: Vec<_> = self
+            .triggers
+            .iter()
+            .map(|trigger| {
+                let (trigger, component, live) = (trigger.clone(), component.to_owned(), live.clone());
+                tokio::spawn(async move {
+                    trigger.drain(&component, deadline).await;
+                    trigger.start(&component, &live);
+                })
+            })
+            .collect();
+        for switch in switches {
+            if let Err(error) = switch.await {
+                tracing::error!(%component, %error, "a trigger failed to switch versions");
+            }
         }
         // Versions no longer live leave memory once their last invocation ends (each holds its own reference).
         let still_live: Vec<&Artifact> = live.components().flat_map(|c| c.versions()).map(|v| &v.artifact).collect();

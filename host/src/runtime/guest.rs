@@ -3,6 +3,7 @@
 //! its `handler` export for cron, queue, topic and invoke triggers.
 
 use super::state::InvocationState;
+use crate::capabilities::invoke::Caller;
 use crate::capabilities::{Capabilities, unavailable};
 use crate::storage::queue::NewMessage;
 
@@ -19,21 +20,20 @@ pub use edgefn::function::types::{CronEvent, Delivery, Message, SendOptions, Set
 /// The most settlements one invocation records (a batch has at most 1,000 messages).
 const MAX_SETTLEMENTS: usize = 4 * edgefn_manifest::record::bounds::MAX_BATCH_SIZE as usize;
 
-/// What the host functions of one invocation act on: its capabilities, the chain of `invoke` calls that led here,
-/// and the settlements of the delivery being handled.
+/// What the host functions of one invocation act on: its capabilities, who it is (the chain of `invoke` calls
+/// that led here), and the settlements of the delivery being handled.
 #[derive(Debug, Default)]
 pub struct CallContext {
     pub(crate) capabilities: Capabilities,
-    /// `component/function` labels, outermost first, this invocation last.
-    pub(crate) chain: Vec<String>,
+    pub(crate) caller: Caller,
     pub(crate) settlements: Vec<(String, Settlement)>,
     /// Set once the guest settled more than [`MAX_SETTLEMENTS`] times (the rest were ignored).
     pub(crate) settlements_overflowed: bool,
 }
 
 impl CallContext {
-    pub fn new(capabilities: Capabilities, chain: Vec<String>) -> Self {
-        Self { capabilities, chain, settlements: Vec::new(), settlements_overflowed: false }
+    pub fn new(capabilities: Capabilities, caller: Caller) -> Self {
+        Self { capabilities, caller, settlements: Vec::new(), settlements_overflowed: false }
     }
 }
 
@@ -58,7 +58,7 @@ impl edgefn::function::host::Host for InvocationState {
             self.call.settlements.push((message_id, settlement));
         } else if !self.call.settlements_overflowed {
             self.call.settlements_overflowed = true;
-            tracing::warn!(chain = ?self.call.chain, "the function settled over {MAX_SETTLEMENTS} messages; ignoring the rest");
+            tracing::warn!(chain = ?self.call.caller.chain, "the function settled over {MAX_SETTLEMENTS} messages; ignoring the rest");
         }
     }
 
@@ -75,6 +75,6 @@ impl edgefn::function::host::Host for InvocationState {
 
     async fn invoke(&mut self, function: String, payload: Vec<u8>) -> Result<Vec<u8>, String> {
         let invoker = self.call.capabilities.invoker.clone().ok_or_else(|| unavailable("invoke"))?;
-        invoker.invoke(self.call.chain.clone(), function, payload).await
+        invoker.invoke(self.call.caller.clone(), function, payload).await
     }
 }

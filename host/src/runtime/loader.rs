@@ -13,6 +13,13 @@ use std::time::Instant;
 use wasmtime::component::Component;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+/// The sha256 of the file at `path`, read in chunks.
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
 /// A compiled artifact on disk, and the sha256 recorded when it was written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Artifact {
@@ -62,6 +69,9 @@ struct Loaded {
 pub struct Loader {
     runtime: Runtime,
     loaded: Mutex<HashMap<PathBuf, Loaded>>,
+    /// One lock per artifact being loaded: concurrent cold starts of one component load it once, not once each
+    /// (right after a deploy, hundreds of requests may arrive for a component nobody has loaded yet).
+    loading: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Loader {
@@ -72,7 +82,7 @@ impl std::fmt::Debug for Loader {
 
 impl Loader {
     pub fn new(runtime: Runtime) -> Arc<Self> {
-        Arc::new(Self { runtime, loaded: Mutex::new(HashMap::new()) })
+        Arc::new(Self { runtime, loaded: Mutex::default(), loading: Mutex::default() })
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -86,16 +96,14 @@ impl Loader {
     /// Verifies `artifact` against its recorded checksum, maps it and pre-links it, without keeping it. Errors say
     /// which import or export is the problem. Blocking (it reads and hashes the file): off the async threads.
     pub fn load_verified(&self, artifact: &Artifact) -> anyhow::Result<PreparedComponent> {
-        let bytes = std::fs::read(&artifact.path)
+        let actual = sha256_file(&artifact.path)
             .with_context(|| format!("failed to read compiled artifact {}", artifact.path.display()))?;
-        let actual = hex::encode(Sha256::digest(&bytes));
         if actual != artifact.sha256 {
             anyhow::bail!(
                 "compiled artifact {} does not match its recorded checksum (it changed on disk)",
                 artifact.path.display()
             );
         }
-        drop(bytes);
         self.map(&artifact.path)
     }
 
@@ -120,10 +128,34 @@ impl Loader {
     /// The loaded component for `artifact`, loading (and verifying) it first if needed: a cold start. `label`
     /// names it in the logs.
     pub async fn get(self: &Arc<Self>, artifact: &Artifact, label: &str) -> anyhow::Result<(PreparedComponent, Start)> {
-        if let Some(entry) = self.lock().get_mut(&artifact.path) {
-            entry.last_used = Instant::now();
-            return Ok((entry.prepared.clone(), Start::Warm));
+        if let Some(prepared) = self.warm(artifact) {
+            return Ok((prepared, Start::Warm));
         }
+        let gate = self
+            .loading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(artifact.path.clone())
+            .or_default()
+            .clone();
+        let _loading = gate.lock().await;
+        // Whoever held the gate before may have loaded it meanwhile.
+        let result = match self.warm(artifact) {
+            Some(prepared) => Ok((prepared, Start::Warm)),
+            None => self.load(artifact, label).await,
+        };
+        self.loading.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&artifact.path);
+        result
+    }
+
+    fn warm(&self, artifact: &Artifact) -> Option<PreparedComponent> {
+        let mut loaded = self.lock();
+        let entry = loaded.get_mut(&artifact.path)?;
+        entry.last_used = Instant::now();
+        Some(entry.prepared.clone())
+    }
+
+    async fn load(self: &Arc<Self>, artifact: &Artifact, label: &str) -> anyhow::Result<(PreparedComponent, Start)> {
         let started = Instant::now();
         let (loader, to_load) = (self.clone(), artifact.clone());
         let prepared = tokio::task::spawn_blocking(move || loader.load_verified(&to_load))
@@ -134,8 +166,10 @@ impl Loader {
         Ok((prepared, Start::Cold))
     }
 
-    /// Keeps `prepared` loaded for `artifact`, evicting the least recently used component past `max_loaded`.
-    fn insert(&self, artifact: &Artifact, prepared: PreparedComponent, label: &str) {
+    /// Keeps `prepared` loaded for `artifact`, evicting the least recently used component past `max_loaded`. A
+    /// deploy that replaces a version serving traffic hands its new version over this way, so the switch is not
+    /// followed by a cold start.
+    pub fn insert(&self, artifact: &Artifact, prepared: PreparedComponent, label: &str) {
         let max_loaded = self.runtime.limits().max_loaded;
         let mut loaded = self.lock();
         while loaded.len() >= max_loaded && !loaded.contains_key(&artifact.path) {

@@ -19,6 +19,7 @@ mod state;
 pub use guest::{CronEvent, Delivery, GuestCall, GuestOutcome, Message, Settlement};
 pub use loader::{Artifact, Loader, PreparedComponent, Start};
 
+use crate::capabilities::invoke::Caller;
 use crate::capabilities::{Capabilities, FunctionEnv};
 use crate::config::Limits;
 use anyhow::anyhow;
@@ -82,8 +83,9 @@ pub struct Invocation {
     pub env: Arc<FunctionEnv>,
     pub capabilities: Capabilities,
     pub limits: InvocationLimits,
-    /// `component/function` labels, outermost first, this invocation last: the chain of `invoke` calls.
-    pub chain: Vec<String>,
+    /// `component/function` labels, outermost first, this invocation last (the chain of `invoke` calls), and what
+    /// this invocation runs as.
+    pub caller: Caller,
 }
 
 /// Who is asking for an instance slot.
@@ -204,12 +206,15 @@ impl Runtime {
     /// function's memory cap; its failure (an `Err`, a panic, a trap, a timeout) is an error carrying what init
     /// printed on stderr.
     pub async fn snapshot(&self, wasm: &[u8], env: &FunctionEnv, memory_bytes: usize) -> anyhow::Result<Vec<u8>> {
+        // Init instantiates from the pool like any invocation: it takes a slot, so a deploy under full load waits
+        // for one instead of failing inside wasmtime (or making a request fail).
+        let _slot = self.acquire_slot(SlotKind::Background).await?;
         let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(64 << 10);
         let invocation = Invocation {
             env: Arc::new(env.clone()),
             capabilities: Capabilities::default(),
             limits: InvocationLimits { timeout: self.limits.init_timeout(), memory_bytes },
-            chain: Vec::new(),
+            caller: Caller::default(),
         };
         let state = InvocationState::new(&invocation, Some(stderr.clone()));
         let mut store = Store::new(&self.engine, state);

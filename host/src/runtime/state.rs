@@ -46,7 +46,7 @@ impl InvocationState {
                 .memory_size(invocation.limits.memory_bytes)
                 .trap_on_grow_failure(false)
                 .build(),
-            call: CallContext::new(invocation.capabilities.clone(), invocation.chain.clone()),
+            call: CallContext::new(invocation.capabilities.clone(), invocation.caller.clone()),
         }
     }
 }

@@ -2,8 +2,9 @@
 //! the [`Invoker`] capability; the admin API (`edgefn invoke`) calls it directly.
 
 use super::{Runner, Trigger};
+use crate::capabilities::invoke::Caller;
 use crate::capabilities::{BoxFuture, Invoker};
-use crate::live::{LiveHandle, LiveSet, LookupError};
+use crate::live::{ComponentVersion, LiveHandle, LiveSet, LookupError};
 use crate::runtime::{GuestCall, InvokeError, SlotKind};
 use edgefn_manifest::record::Trigger as TriggerKind;
 use std::sync::Arc;
@@ -44,8 +45,16 @@ impl InvokeTrigger {
     }
 
     /// Calls the `invoke` function `name` (or `component/name`). `chain` is who is calling (outermost first); past
-    /// [`MAX_INVOKE_DEPTH`] the call fails, naming the chain, instead of running.
-    pub async fn invoke(&self, chain: &[String], name: &str, payload: Vec<u8>) -> Result<Vec<u8>, InvokeFailure> {
+    /// [`MAX_INVOKE_DEPTH`] the call fails, naming the chain, instead of running. A function calling another of its
+    /// own component (`origin`) reaches the function of its own version: a request that started on version 1, or
+    /// on a canary, never runs half its work on another version.
+    pub async fn invoke(
+        &self,
+        chain: &[String],
+        name: &str,
+        payload: Vec<u8>,
+        origin: Option<&Arc<ComponentVersion>>,
+    ) -> Result<Vec<u8>, InvokeFailure> {
         let live = self.live.load();
         let (component, function) = live.find(name, "invoke", is_invoke)?;
         let label = format!("{}/{function}", component.name());
@@ -54,10 +63,14 @@ impl InvokeTrigger {
             tracing::warn!(function = %label, "invoke depth limit reached: {chain}");
             return Err(InvokeFailure::TooDeep { chain });
         }
-        let version = component.pick(|v| v.has(&function, is_invoke)).cloned().ok_or_else(|| InvokeFailure::Run {
-            label: label.clone(),
-            error: InvokeError::Host("no version has it".into()),
-        })?;
+        let own_version = origin.filter(|o| o.component == component.name() && o.has(&function, is_invoke)).cloned();
+        let version = match own_version {
+            Some(version) => version,
+            None => component.pick(|v| v.has(&function, is_invoke)).cloned().ok_or_else(|| InvokeFailure::Run {
+                label: label.clone(),
+                error: InvokeError::Host("no version has it".into()),
+            })?,
+        };
         drop(live);
         let started = Instant::now();
         let mut chain = chain.to_vec();
@@ -89,13 +102,16 @@ impl InvokeTrigger {
 impl Invoker for InvokeTrigger {
     fn invoke(
         &self,
-        chain: Vec<String>,
+        caller: Caller,
         function: String,
         payload: Vec<u8>,
     ) -> BoxFuture<'static, Result<Vec<u8>, String>> {
         // The call may outlive this borrow (it is awaited inside a guest): run it on an owned handle.
         let this = Self { live: self.live.clone(), runner: self.runner.clone() };
-        Box::pin(async move { this.invoke(&chain, &function, payload).await.map_err(|e| e.to_string()) })
+        let origin = caller.origin.and_then(|origin| origin.downcast::<ComponentVersion>().ok());
+        Box::pin(async move {
+            this.invoke(&caller.chain, &function, payload, origin.as_ref()).await.map_err(|e| e.to_string())
+        })
     }
 }
 

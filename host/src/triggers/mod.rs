@@ -16,6 +16,7 @@ pub mod http;
 pub mod invoke;
 pub mod queue;
 
+use crate::capabilities::invoke::{Caller, Origin};
 use crate::capabilities::{BoxFuture, Capabilities};
 use crate::live::{ComponentVersion, LiveSet};
 use crate::runtime::{Invocation, InvokeError, Loader, PreparedComponent, Runtime, Slot, SlotKind, Start};
@@ -63,7 +64,7 @@ impl Runner {
     /// [`InvokeError::Throttled`]), an instance slot, then its component (a cold start loads it).
     pub async fn prepare(
         &self,
-        version: &ComponentVersion,
+        version: &Arc<ComponentVersion>,
         function: &str,
         kind: SlotKind,
         chain: Vec<String>,
@@ -90,11 +91,12 @@ impl Runner {
             .get(&version.artifact, &format!("{} v{}", version.component, version.version))
             .await
             .map_err(|error| InvokeError::Host(format!("failed to load `{label}`: {error:#}")))?;
+        let origin: Origin = version.clone();
         let invocation = Invocation {
             env: version.env.clone(),
             capabilities: self.capabilities.clone(),
             limits: limits.invocation,
-            chain,
+            caller: Caller { chain, origin: Some(origin) },
         };
         Ok(Prepared { component, start, slot, invocation })
     }

@@ -86,13 +86,25 @@ impl JobState {
         self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn run_started(&self) {
-        self.running.fetch_add(1, Ordering::SeqCst);
+    /// Counts a run as going until the guard drops, whatever ends it (its end, a panic, a cancelled request).
+    fn run_started(self: &Arc<Self>) -> RunGuard {
+        let already = self.running.fetch_add(1, Ordering::SeqCst);
+        RunGuard { state: self.clone(), already }
     }
+}
 
-    fn run_ended(&self) {
-        if self.running.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.idle.notify_waiters();
+/// A run going: see [`JobState::run_started`].
+#[derive(Debug)]
+struct RunGuard {
+    state: Arc<JobState>,
+    /// Runs that were going when this one started.
+    already: u32,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        if self.state.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.state.idle.notify_waiters();
         }
     }
 }
@@ -116,6 +128,7 @@ struct Job {
 struct Running {
     stop: watch::Sender<bool>,
     state: Arc<JobState>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// See the module docs.
@@ -187,12 +200,10 @@ impl CronTrigger {
             known: Vec::new(),
         })?;
         drop(live);
-        job.state.run_started();
+        let _running = job.state.run_started();
         let now = now_ms();
         let attempt = Attempt { tick: now, reason: "manual", attempt: 1, last: true, fired_us: None };
-        let record = run_once(&self.db, &self.runner, &job, attempt).await;
-        job.state.run_ended();
-        Ok(record)
+        Ok(run_once(&self.db, &self.runner, &job, attempt).await)
     }
 
     /// The run history of cron function `name` (or `component/name`), newest first.
@@ -224,9 +235,10 @@ impl Trigger for CronTrigger {
         for function in functions {
             let Some(job) = self.job(live_component, function) else { continue };
             let (stop, stopped) = watch::channel(false);
-            started.push(Running { stop, state: job.state.clone() });
+            let state = job.state.clone();
             let (db, runner) = (self.db.clone(), self.runner.clone());
-            tokio::spawn(async move { run_schedule(db, runner, Arc::new(job), stopped).await });
+            let task = tokio::spawn(async move { run_schedule(db, runner, Arc::new(job), stopped).await });
+            started.push(Running { stop, state, task });
         }
         if !started.is_empty() {
             self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(component.to_owned(), started);
@@ -240,8 +252,14 @@ impl Trigger for CronTrigger {
             for schedule in &schedules {
                 let _ = schedule.stop.send(true);
             }
-            for schedule in &schedules {
-                let state = &schedule.state;
+            let mut states = Vec::new();
+            for schedule in schedules {
+                // The schedule itself first: once it has returned it fires nothing more, and every run it started
+                // is counted in its job's `running`.
+                let _ = tokio::time::timeout_at(deadline.into(), schedule.task).await;
+                states.push(schedule.state);
+            }
+            for state in &states {
                 loop {
                     let idle = state.idle.notified();
                     if state.running.load(Ordering::SeqCst) == 0 {
@@ -295,29 +313,44 @@ async fn run_schedule(db: CronDb, runner: Runner, job: Arc<Job>, mut stopped: wa
             .filter(|tick| !in_flight.contains(tick))
             .collect();
         let missed: Vec<i64> = missed[missed.len().saturating_sub(limit)..].to_vec();
+        if *stopped.borrow() {
+            // Drained while reading the state: the schedule that replaces this one catches up instead.
+            return;
+        }
         if let Some(first) = missed.first() {
-            tracing::info!(function = %job.label, missed = missed.len(), policy = ?job.policy.catch_up,
-                "catching up on missed ticks");
             // Ticks older than the ones caught up are dropped by the policy; the caught-up ones count as handled
             // only once they ran, so a host that dies during catch-up catches up again.
             handled_through = first - 1;
             job.state.progress().in_flight.extend(missed.iter().copied());
-            job.state.run_started();
-            let (db, runner, job) = (db.clone(), runner.clone(), job.clone());
-            // In order, one after the other, as one long run: ticks arriving meanwhile follow the overlap policy.
-            tokio::spawn(async move {
+            let running = job.state.run_started();
+            if running.already > 0 && job.policy.overlap == Overlap::Skip {
+                // An older version's run is still going (past the drain deadline): these ticks overlap it.
+                drop(running);
                 for tick in missed {
-                    run_with_retries(&db, &runner, &job, tick, "catch-up", None).await;
-                    record_handled(&db, &job, tick);
+                    record_skipped(&db, &job, tick, now_us());
                 }
-                job.state.run_ended();
-            });
+            } else {
+                tracing::info!(function = %job.label, missed = missed.len(), policy = ?job.policy.catch_up,
+                    "catching up on missed ticks");
+                let (db, runner, job) = (db.clone(), runner.clone(), job.clone());
+                // In order, one after the other, as one long run: ticks arriving meanwhile follow the overlap
+                // policy.
+                tokio::spawn(async move {
+                    let _running = running;
+                    for tick in missed {
+                        run_with_retries(&db, &runner, &job, tick, "catch-up", None).await;
+                        record_handled(&db, &job, tick);
+                    }
+                });
+            }
         }
     }
-    {
+    // Never past a tick still running (an older version's, or a catch-up's): a host that dies now must run it.
+    let handled_through = {
         let mut progress = job.state.progress();
         progress.done = progress.done.max(handled_through);
-    }
+        progress.handled_through()
+    };
     if let Err(error) = db.set_last_tick(&job.label, handled_through).await {
         tracing::error!(function = %job.label, %error, "failed to record the cron state");
     }
@@ -328,8 +361,9 @@ async fn run_schedule(db: CronDb, runner: Runner, job: Arc<Job>, mut stopped: wa
             return;
         };
         tokio::select! {
-            () = clock::sleep_until(next.into()) => {}
+            biased;
             _ = stopped.wait_for(|stop| *stop) => return,
+            () = clock::sleep_until(next.into()) => {}
         }
         if *stopped.borrow() {
             return;
@@ -356,39 +390,44 @@ fn record_handled(db: &CronDb, job: &Job, tick: i64) {
 
 /// Starts the run of one scheduled tick, unless the overlap policy says to skip it.
 fn fire(db: &CronDb, runner: &Runner, job: &Arc<Job>, tick: i64, fired_us: i64) {
-    let already_running = job.state.running.fetch_add(1, Ordering::SeqCst) > 0;
-    if already_running && job.policy.overlap == Overlap::Skip {
-        job.state.run_ended();
-        let now = now_ms();
-        let run = RunRecord {
-            id: 0,
-            function: job.label.clone(),
-            scheduled_at: tick,
-            started_at: now,
-            finished_at: Some(now),
-            outcome: "skipped".into(),
-            attempt: 0,
-            reason: "schedule".into(),
-            error: Some("the previous run was still going (overlap = \"skip\")".into()),
-            delay_us: fired_us - tick * 1000,
-        };
-        tracing::warn!(function = %job.label, scheduled_at = tick, "cron tick skipped: the previous run is still going");
-        let (writer, label) = (db.clone(), job.label.clone());
-        tokio::spawn(async move {
-            if let Err(error) = writer.start_run(run).await {
-                tracing::error!(function = %label, %error, "failed to record a skipped cron run");
-            }
-        });
-        record_handled(db, job, tick);
+    let running = job.state.run_started();
+    if running.already > 0 && job.policy.overlap == Overlap::Skip {
+        drop(running);
+        record_skipped(db, job, tick, fired_us);
         return;
     }
     job.state.progress().in_flight.insert(tick);
     let (db, runner, job) = (db.clone(), runner.clone(), job.clone());
     tokio::spawn(async move {
+        let _running = running;
         run_with_retries(&db, &runner, &job, tick, "schedule", Some(fired_us)).await;
         record_handled(&db, &job, tick);
-        job.state.run_ended();
     });
+}
+
+/// Records `tick` as skipped (a run was still going, `overlap = "skip"`) and handled.
+fn record_skipped(db: &CronDb, job: &Job, tick: i64, fired_us: i64) {
+    let now = now_ms();
+    let run = RunRecord {
+        id: 0,
+        function: job.label.clone(),
+        scheduled_at: tick,
+        started_at: now,
+        finished_at: Some(now),
+        outcome: "skipped".into(),
+        attempt: 0,
+        reason: "schedule".into(),
+        error: Some("the previous run was still going (overlap = \"skip\")".into()),
+        delay_us: fired_us - tick * 1000,
+    };
+    tracing::warn!(function = %job.label, scheduled_at = tick, "cron tick skipped: the previous run is still going");
+    let (writer, label) = (db.clone(), job.label.clone());
+    tokio::spawn(async move {
+        if let Err(error) = writer.start_run(run).await {
+            tracing::error!(function = %label, %error, "failed to record a skipped cron run");
+        }
+    });
+    record_handled(db, job, tick);
 }
 
 /// Runs a tick, retrying failed attempts per the policy. `fired_us`: when the scheduler fired it (µs since the

@@ -256,9 +256,11 @@ async fn run_consumer(
     let waker = context.queues.waker(&consumer.queue);
     let db = context.queues.db().clone();
     loop {
+        // `biased`: once stopped, a loop never takes another turn, whatever else is ready.
         let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit { Ok(permit) => permit, Err(_) => return },
+            biased;
             _ = stopped.wait_for(|stop| *stop) => return,
+            permit = permits.clone().acquire_owned() => match permit { Ok(permit) => permit, Err(_) => return },
         };
         // Wait until a batch is due.
         loop {
@@ -282,9 +284,10 @@ async fn run_consumer(
             };
             let sleep = Duration::from_millis(wake_at.saturating_sub(now).max(0) as u64).min(IDLE_POLL);
             tokio::select! {
+                biased;
+                _ = stopped.wait_for(|stop| *stop) => return,
                 () = waker.notified() => {}
                 () = tokio::time::sleep(sleep) => {}
-                _ = stopped.wait_for(|stop| *stop) => return,
             }
         }
         // Reserve the delivery's slot and component before leasing: a batch never waits for a slot under lease.
@@ -296,8 +299,9 @@ async fn run_consumer(
         let prepare =
             context.runner.prepare(&version, &consumer.function, SlotKind::Background, vec![consumer.label.clone()]);
         let prepared = tokio::select! {
-            prepared = prepare => prepared,
+            biased;
             _ = stopped.wait_for(|stop| *stop) => return,
+            prepared = prepare => prepared,
         };
         let prepared = match prepared {
             Ok(prepared) => prepared,
@@ -307,6 +311,9 @@ async fn run_consumer(
                 continue;
             }
         };
+        if *stopped.borrow() {
+            return;
+        }
         let now = now_ms();
         let timeout_ms = i64::try_from(prepared.invocation.limits.timeout.as_millis()).unwrap_or(i64::MAX);
         let lease_until = now.saturating_add(timeout_ms).saturating_add(LEASE_MARGIN_MS);

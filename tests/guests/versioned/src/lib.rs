@@ -33,6 +33,21 @@ fn slow(req: Request) -> String {
     tag()
 }
 
+/// The tag, for `invoke`.
+#[function(trigger = invoke)]
+fn tag_of(_payload: serde_json::Value) -> Result<String> {
+    Ok(tag())
+}
+
+/// Sleeps `?ms=` milliseconds, then invokes `tag_of` of its own component: answers `<own tag> then <its tag>`.
+#[function(trigger = http("/versioned/slow-invoke"))]
+fn slow_invoke(req: Request) -> Result<String> {
+    let ms = req.query("ms").and_then(|ms| ms.parse().ok()).unwrap_or(0);
+    std::thread::sleep(Duration::from_millis(ms));
+    let theirs: String = edgefn::invoke("versioned/tag_of", &())?;
+    Ok(format!("{} then {theirs}", tag()))
+}
+
 /// Computes forever: only its deadline stops it.
 #[function(trigger = http("/versioned/spin"))]
 fn spin(_req: Request) -> Response {
