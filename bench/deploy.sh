@@ -51,7 +51,7 @@ for i in $(seq 1 5); do
     version=$(sed -n 's/.*version \([0-9]*\) .*/\1/p' <<<"$out")
     [ "$(served_by)" = "$version" ] || { echo "the first 200 came from version $(served_by), not $version" >&2; exit 1; }
     compile=$(sed -n 's/.*compiled in \([0-9]*\) ms.*/\1/p' <<<"$out")
-    switch=$(sed -n 's/.*live in \([0-9]*\) ms.*/\1/p' <<<"$out")
+    switch=$(sed -n 's/.*live in \([0-9.]*\) ms.*/\1/p' <<<"$out")
     printf '  deploy %d -> version %s: upload to first 200 from it %6.1f ms (compile %s ms, switch %s ms)\n' \
         "$i" "$version" "$(( (end - start) / 1000 ))e-3" "$compile" "$switch"
 done
@@ -63,7 +63,7 @@ for i in $(seq 1 3); do
     version=$(sed -n 's/.*version \([0-9]*\) is live.*/\1/p' <<<"$out")
     [ "$(served_by)" = "$version" ] || { echo "the first 200 came from version $(served_by), not $version" >&2; exit 1; }
     printf '  rollback %d -> version %s: command to first 200 from it %6.1f ms (no compile; %s)\n' \
-        "$i" "$version" "$(( (end - start) / 1000 ))e-3" "$(sed -n 's/.*(\([0-9]* ms\)).*/\1/p' <<<"$out")"
+        "$i" "$version" "$(( (end - start) / 1000 ))e-3" "$(sed -n 's/.*(\([0-9.]* ms\)).*/\1/p' <<<"$out")"
 done
 
 echo "(ii) req/s, $connections connections, $threads wrk threads: steady vs during $deploys back-to-back deploys"
@@ -80,11 +80,21 @@ run() { # label -> "req/s errors"
         "${errors:-none}"
     echo "$rps" >>"$data/rps"
 }
-run "steady (${seconds}s)"
+run "steady, before (${seconds}s)"
 ( sleep 0.2; for i in $(seq 1 "$deploys"); do n=$((n + 1000)); edgefn deploy "$wasm" --name hello --env "DEPLOY=$n" >/dev/null; done ) &
 deploying=$!
 deploy_start=$(now_ns)
 run "during $deploys deploys (${seconds}s)"
 wait $deploying
 echo "  the $deploys deploys took $(( ( $(now_ns) - deploy_start ) / 1000000 )) ms under load"
-awk 'NR==1 {s=$1} NR==2 {d=$1} END {printf "  ratio during/steady: %.2fx\n", d/s}' "$data/rps"
+# The same with deploys whose artifacts are cached (two configurations alternating: each deploy is a new version,
+# nothing compiles): what the switch itself costs.
+edgefn deploy "$wasm" --name hello --env "CACHED=a" >/dev/null
+edgefn deploy "$wasm" --name hello --env "CACHED=b" >/dev/null
+( sleep 0.2; for i in $(seq 1 "$deploys"); do edgefn deploy "$wasm" --name hello --env "CACHED=$([ $((i % 2)) = 0 ] && echo b || echo a)" >/dev/null; done ) &
+deploying=$!
+run "during $deploys cached deploys (${seconds}s)"
+wait $deploying
+run "steady, after (${seconds}s)"
+# Steady state is the mean of the runs before and after, which brackets any drift of the machine.
+awk '{r[NR]=$1} END {s=(r[1]+r[4])/2; printf "  ratio to steady (%.0f req/s): during deploys %.2fx, during cached deploys %.2fx\n", s, r[2]/s, r[3]/s}' "$data/rps"

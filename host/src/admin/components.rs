@@ -37,14 +37,19 @@ pub struct DeployBody {
 }
 
 pub(super) async fn deploy(State(admin): State<Admin>, Path(name): Path<String>, body: axum::body::Bytes) -> Response {
-    let request: DeployBody = match parse_body("deploy", &body, false) {
-        Ok(request) => request,
-        Err(error) => return error.into_response(),
-    };
-    drop(body);
-    let wasm = match base64::engine::general_purpose::STANDARD.decode(request.wasm_base64.as_bytes()) {
-        Ok(wasm) => wasm,
-        Err(e) => return ApiError::bad_request(format!("`wasm_base64` is not base64: {e}")).into_response(),
+    // Decoding an upload of megabytes is CPU work: not on the threads that answer requests.
+    let decoded = tokio::task::spawn_blocking(move || -> Result<(DeployBody, Vec<u8>), ApiError> {
+        let request: DeployBody = parse_body("deploy", &body, false)?;
+        let wasm = base64::engine::general_purpose::STANDARD
+            .decode(request.wasm_base64.as_bytes())
+            .map_err(|e| ApiError::bad_request(format!("`wasm_base64` is not base64: {e}")))?;
+        Ok((request, wasm))
+    })
+    .await;
+    let (request, wasm) = match decoded {
+        Ok(Ok(decoded)) => decoded,
+        Ok(Err(error)) => return error.into_response(),
+        Err(join) => return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()).into_response(),
     };
     let request = DeployRequest {
         name,

@@ -114,6 +114,11 @@ pub(crate) fn resolve_component(path: &Path) -> anyhow::Result<(PathBuf, String)
     Ok((wasm, name))
 }
 
+/// A duration in milliseconds as the host reports it, to a tenth.
+pub(crate) fn ms(value: &Value) -> String {
+    format!("{:.1}", value.as_f64().unwrap_or_default())
+}
+
 pub(crate) fn run(args: DeployArgs) -> anyhow::Result<()> {
     let (wasm_path, default_name) = resolve_component(&args.path)?;
     let name = args.name.clone().unwrap_or(default_name);
@@ -146,10 +151,10 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<()> {
         Some(percent) => println!(
             "deployed {name} version {version} (sha256 {hash}) as a canary taking {percent}% of traffic: {compile}, \
              live in {} ms",
-            field("switch_ms")
+            ms(&field("switch_ms"))
         ),
         None => {
-            println!("deployed {name} version {version} (sha256 {hash}): {compile}, live in {} ms", field("switch_ms"))
+            println!("deployed {name} version {version} (sha256 {hash}): {compile}, live in {} ms", ms(&field("switch_ms")))
         }
     }
     Ok(())

@@ -72,7 +72,10 @@ pub(crate) fn versions(args: ComponentArgs) -> anyhow::Result<()> {
 fn print_switch(what: &str, outcome: &Value) {
     let name = text(outcome, "component");
     match outcome.get("version").and_then(Value::as_u64) {
-        Some(version) => println!("{what} {name}: version {version} is live ({} ms)", text(outcome, "switch_ms")),
+        Some(version) => {
+            let switch = super::deploy::ms(outcome.get("switch_ms").unwrap_or(&Value::Null));
+            println!("{what} {name}: version {version} is live ({switch} ms)")
+        }
         None => println!("{what} {name}: nothing of it is live; its versions and queues are kept"),
     }
 }

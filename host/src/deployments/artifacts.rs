@@ -11,7 +11,7 @@
 
 use super::DeployError;
 use super::version_config::VersionConfig;
-use crate::runtime::{Artifact, Runtime};
+use crate::runtime::{Artifact, Runtime, background};
 use crate::storage::deployments::DeploymentDb;
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
@@ -98,14 +98,13 @@ impl Artifacts {
                 usize::try_from(config.settings.memory_mb.unwrap_or(self.runtime.limits().memory_mb) << 20)
                     .unwrap_or(usize::MAX);
             let runtime = self.runtime.clone();
-            // Snapshotting compiles the component and runs init: CPU-heavy, so it runs on the blocking pool (on a
-            // runtime handle of its own) and never on the threads that answer requests.
+            // Snapshotting compiles the component and runs init: CPU-heavy, so it runs at the deploy priority on a
+            // thread of its own (driving its future with a runtime handle), never on the threads that answer
+            // requests.
             let handle = tokio::runtime::Handle::current();
-            let snapshot =
-                tokio::task::spawn_blocking(move || handle.block_on(runtime.snapshot(&wasm, &env, memory_bytes)))
-                    .await
-                    .map_err(|join| DeployError::Io(format!("the snapshot task failed: {join}")))?
-                    .map_err(|e| DeployError::Init(format!("{e:#}")))?;
+            let snapshot = background::run(move || handle.block_on(runtime.snapshot(&wasm, &env, memory_bytes)))
+                .await
+                .map_err(|e| DeployError::Init(format!("{e:#}")))?;
             tracing::info!(
                 component = label,
                 duration_ms = started.elapsed().as_millis() as u64,
@@ -159,16 +158,14 @@ impl Artifacts {
         let started = Instant::now();
         let path = self.artifact_path(input_sha256);
         let (runtime, file) = (self.runtime.clone(), path.clone());
-        let (sha256, size) = blocking(move || {
+        // At the deploy priority: see runtime/background.rs.
+        let (sha256, size) = background::run(move || -> anyhow::Result<(String, u64)> {
             let bytes = runtime.precompile(&input)?;
             write_atomically(&file, &bytes)?;
             Ok((sha256_hex(&bytes), bytes.len() as u64))
         })
         .await
-        .map_err(|e| match e {
-            DeployError::Io(message) => DeployError::Compile(message),
-            other => other,
-        })?;
+        .map_err(|e| DeployError::Compile(format!("{e:#}")))?;
         self.db.record_artifact(input_sha256, self.runtime.engine_hash(), &sha256, size).await?;
         tracing::info!(component = label, artifact = %path.display(),
             duration_ms = started.elapsed().as_millis() as u64, "compiled component ahead of time");

@@ -130,7 +130,7 @@ pub struct DeployOutcome {
     /// Snapshot and compile time.
     pub compile_ms: u64,
     /// From the end of compiling to the new version taking requests.
-    pub switch_ms: u64,
+    pub switch_ms: f64,
     pub functions: Vec<FunctionRecord>,
 }
 
@@ -141,7 +141,7 @@ pub struct SwitchOutcome {
     /// The live version now (none after an undeploy).
     pub version: Option<u32>,
     pub canary: Option<(u32, u8)>,
-    pub switch_ms: u64,
+    pub switch_ms: f64,
 }
 
 /// One version, as `edgefn versions` shows it.
@@ -177,6 +177,11 @@ impl std::fmt::Debug for Deployments {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Deployments").field("live", &self.live.load().components().count()).finish_non_exhaustive()
     }
+}
+
+/// Milliseconds since `since`, to the microsecond: a switch takes well under one.
+fn elapsed_ms(since: Instant) -> f64 {
+    since.elapsed().as_micros() as f64 / 1000.0
 }
 
 /// Checks a component name.
@@ -316,7 +321,11 @@ impl Deployments {
         {
             return Err(DeployError::CanaryPercent(percent));
         }
-        let inspection = component::inspect(&wasm).map_err(|e| DeployError::NotAComponent(format!("{e:#}")))?;
+        // Parsing and hashing a component of megabytes is CPU work: not on the threads that answer requests.
+        let (inspection, wasm) = tokio::task::spawn_blocking(move || (component::inspect(&wasm), wasm))
+            .await
+            .map_err(|join| DeployError::Io(join.to_string()))?;
+        let inspection = inspection.map_err(|e| DeployError::NotAComponent(format!("{e:#}")))?;
         let functions = match &mount {
             Some(mount) => {
                 let pattern = edgefn_manifest::route::RoutePattern::parse(&mount.route)
@@ -456,7 +465,7 @@ impl Deployments {
             canary_percent: live_row.canary.map(|(_, percent)| percent),
             compiled: installed.compiled,
             compile_ms: installed.compile_ms,
-            switch_ms: prepared_at.elapsed().as_millis() as u64,
+            switch_ms: elapsed_ms(prepared_at),
             functions,
         };
         tracing::info!(component = %outcome.component, version = outcome.version, unchanged = outcome.unchanged,
@@ -528,7 +537,7 @@ impl Deployments {
         let set = current.with(LiveComponent::new(version, None))?;
         self.db.set_live(component, row).await?;
         self.switch(component, &current, set).await;
-        let switch_ms = started.elapsed().as_millis() as u64;
+        let switch_ms = elapsed_ms(started);
         tracing::info!(%component, version = target, switch_ms, "rolled back");
         Ok(SwitchOutcome { component: component.to_owned(), version: Some(target), canary: None, switch_ms })
     }
@@ -544,7 +553,7 @@ impl Deployments {
         let row = LiveRow { version: canary.version.version, canary: None };
         self.db.set_live(component, row).await?;
         self.switch(component, &current, set).await;
-        let switch_ms = started.elapsed().as_millis() as u64;
+        let switch_ms = elapsed_ms(started);
         tracing::info!(%component, version = row.version, switch_ms, "promoted the canary");
         Ok(SwitchOutcome { component: component.to_owned(), version: Some(row.version), canary: None, switch_ms })
     }
@@ -560,7 +569,7 @@ impl Deployments {
         }
         self.db.remove_live(component).await?;
         self.switch(component, &current, current.without(component)).await;
-        let switch_ms = started.elapsed().as_millis() as u64;
+        let switch_ms = elapsed_ms(started);
         tracing::info!(%component, switch_ms, "undeployed");
         Ok(SwitchOutcome { component: component.to_owned(), version: None, canary: None, switch_ms })
     }

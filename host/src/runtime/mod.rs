@@ -11,6 +11,7 @@
 //! What a guest reaches beyond WASI comes in as [`Capabilities`] (trait objects); the runtime imports nothing
 //! above it.
 
+pub mod background;
 pub mod guest;
 pub mod loader;
 mod redact;
@@ -176,6 +177,7 @@ impl Runtime {
         )
         .map_err(|e| anyhow!("failed to link edgefn:function/host: {e}"))?;
         spawn_epoch_ticker(&engine);
+        background::configure_compile_pool();
         let instance_slots = Arc::new(Semaphore::new(limits.max_instances as usize));
         let background_slots = Arc::new(Semaphore::new((limits.max_instances as usize * 3 / 4).max(1)));
         let mut hasher = std::collections::hash_map::DefaultHasher::new();

@@ -143,6 +143,38 @@ impl QueueDb {
             .await
     }
 
+    /// Leases up to `limit` ready messages until `lease_until`, but only if a batch is due: `limit` messages are
+    /// ready, or the oldest ready one has waited `max_wait` ms. `None` when none is due. One transaction, so a
+    /// consumer under load pays one round trip per batch.
+    pub async fn lease_if_due(
+        &self,
+        queue: &str,
+        now: i64,
+        limit: u32,
+        max_wait: i64,
+        lease_until: i64,
+    ) -> Result<Option<Vec<LeasedMessage>>, StorageError> {
+        let queue = queue.to_owned();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let (ready, oldest): (u32, Option<i64>) = tx
+                    .prepare_cached(
+                        "SELECT COUNT(*), MIN(visible_at) FROM (SELECT visible_at FROM queue_messages
+                         WHERE queue = ?1 AND visible_at <= ?2 LIMIT ?3)",
+                    )?
+                    .query_row(params![queue, now, limit], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                let due = ready > 0 && (ready >= limit || oldest.is_some_and(|o| o.saturating_add(max_wait) <= now));
+                if !due {
+                    return Ok(None);
+                }
+                let leased = lease(&tx, &queue, now, limit, lease_until)?;
+                tx.commit()?;
+                Ok(Some(leased))
+            })
+            .await
+    }
+
     /// Leases up to `limit` ready messages until `lease_until`, highest priority first, then oldest first.
     pub async fn lease(
         &self,
@@ -152,31 +184,7 @@ impl QueueDb {
         lease_until: i64,
     ) -> Result<Vec<LeasedMessage>, StorageError> {
         let queue = queue.to_owned();
-        self.db
-            .call(move |conn| {
-                let mut statement = conn.prepare_cached(
-                    "UPDATE queue_messages SET visible_at = ?4, attempts = attempts + 1, leased = 1
-                     WHERE id IN (SELECT id FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2
-                                  ORDER BY priority DESC, id LIMIT ?3)
-                     RETURNING id, body, attempts, priority, enqueued_at",
-                )?;
-                let mut messages = statement
-                    .query_map(params![queue, now, limit, lease_until], |row| {
-                        Ok(LeasedMessage {
-                            id: row.get(0)?,
-                            body: row.get(1)?,
-                            attempts: row.get(2)?,
-                            priority: row.get(3)?,
-                            enqueued_at: row.get(4)?,
-                            lease_until,
-                        })
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                // RETURNING has no defined order.
-                messages.sort_by_key(|m| (std::cmp::Reverse(m.priority), m.id));
-                Ok(messages)
-            })
-            .await
+        self.db.call(move |conn| lease(conn, &queue, now, limit, lease_until)).await
     }
 
     /// Applies the outcomes of one delivery in one transaction. Returns how many outcomes no longer matched a
@@ -272,6 +280,30 @@ fn send(conn: &mut Connection, queue: &str, messages: &[NewMessage], now: i64) -
     }
     tx.commit()?;
     Ok(ids)
+}
+
+fn lease(conn: &Connection, queue: &str, now: i64, limit: u32, lease_until: i64) -> Result<Vec<LeasedMessage>, StorageError> {
+    let mut statement = conn.prepare_cached(
+        "UPDATE queue_messages SET visible_at = ?4, attempts = attempts + 1, leased = 1
+         WHERE id IN (SELECT id FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2
+                      ORDER BY priority DESC, id LIMIT ?3)
+         RETURNING id, body, attempts, priority, enqueued_at",
+    )?;
+    let mut messages = statement
+        .query_map(params![queue, now, limit, lease_until], |row| {
+            Ok(LeasedMessage {
+                id: row.get(0)?,
+                body: row.get(1)?,
+                attempts: row.get(2)?,
+                priority: row.get(3)?,
+                enqueued_at: row.get(4)?,
+                lease_until,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    // RETURNING has no defined order.
+    messages.sort_by_key(|m| (std::cmp::Reverse(m.priority), m.id));
+    Ok(messages)
 }
 
 fn settle(conn: &mut Connection, outcomes: &[Settle], now: i64) -> Result<usize, StorageError> {

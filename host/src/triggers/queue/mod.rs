@@ -15,10 +15,10 @@
 use super::{Prepared, Runner, Trigger};
 use crate::capabilities::BoxFuture;
 use crate::capabilities::messaging::Queues;
-use crate::live::{LiveComponent, LiveSet, consumed_queue};
+use crate::live::{ComponentVersion, LiveComponent, LiveSet, consumed_queue};
 use crate::runtime::{Delivery, GuestCall, InvokeError, Message, Settlement, SlotKind};
 use crate::storage::now_ms;
-use crate::storage::queue::{LeasedMessage, Outcome, Settle};
+use crate::storage::queue::{LeasedMessage, Outcome, QueueDb, Settle};
 use edgefn_manifest::record::{Delivery as DeliveryPolicy, Trigger as TriggerKind};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -251,10 +251,10 @@ async fn run_consumer(
     permits: Arc<Semaphore>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let batch_size = consumer.delivery.batch_size;
-    let max_wait = i64::try_from(consumer.delivery.max_wait_ms).unwrap_or(i64::MAX);
     let waker = context.queues.waker(&consumer.queue);
     let db = context.queues.db().clone();
+    // After a batch was leased, another is likely due: try to lease straight away instead of asking first.
+    let mut probably_due = false;
     loop {
         // `biased`: once stopped, a loop never takes another turn, whatever else is ready.
         let permit = tokio::select! {
@@ -262,45 +262,45 @@ async fn run_consumer(
             _ = stopped.wait_for(|stop| *stop) => return,
             permit = permits.clone().acquire_owned() => match permit { Ok(permit) => permit, Err(_) => return },
         };
-        // Wait until a batch is due.
-        loop {
-            let now = now_ms();
-            let readiness = match db.readiness(&consumer.queue, now, batch_size).await {
-                Ok(readiness) => readiness,
-                Err(error) => {
-                    tracing::error!(queue = %consumer.queue, %error, "failed to read the queue; retrying in 1 s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            let due = readiness.ready >= batch_size
-                || readiness.oldest_ready.is_some_and(|oldest| oldest.saturating_add(max_wait) <= now);
-            if readiness.ready > 0 && due {
-                break;
-            }
-            let wake_at = match readiness.oldest_ready {
-                Some(oldest) => oldest.saturating_add(max_wait),
-                None => readiness.next_visible.unwrap_or(i64::MAX),
-            };
-            let sleep = Duration::from_millis(wake_at.saturating_sub(now).max(0) as u64).min(IDLE_POLL);
-            tokio::select! {
-                biased;
-                _ = stopped.wait_for(|stop| *stop) => return,
-                () = waker.notified() => {}
-                () = tokio::time::sleep(sleep) => {}
-            }
+        let Some((version, prepared, leased)) =
+            next_batch(&context, &consumer, &db, &waker, &mut stopped, &mut probably_due).await
+        else {
+            return;
+        };
+        let (context, consumer) = (context.clone(), consumer.clone());
+        tokio::spawn(async move {
+            deliver(&context, &consumer, version.version, prepared, leased).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Waits until a batch is due, reserves what its delivery needs (a slot and the loaded component: a batch never
+/// waits for a slot while leased), and leases it. `None` once `stopped`.
+async fn next_batch(
+    context: &DeliveryContext,
+    consumer: &Consumer,
+    db: &QueueDb,
+    waker: &tokio::sync::Notify,
+    stopped: &mut watch::Receiver<bool>,
+    probably_due: &mut bool,
+) -> Option<(Arc<ComponentVersion>, Prepared, Vec<LeasedMessage>)> {
+    let batch_size = consumer.delivery.batch_size;
+    let max_wait = i64::try_from(consumer.delivery.max_wait_ms).unwrap_or(i64::MAX);
+    loop {
+        if !*probably_due {
+            wait_until_due(consumer, db, waker, stopped).await?;
         }
-        // Reserve the delivery's slot and component before leasing: a batch never waits for a slot under lease.
         let Some(version) = consumer.component.pick(|v| v.has(&consumer.function, |t| consumer.consumes(t))).cloned()
         else {
             tracing::error!(function = %consumer.label, "no live version consumes this queue; stopping its consumer");
-            return;
+            return None;
         };
         let prepare =
             context.runner.prepare(&version, &consumer.function, SlotKind::Background, vec![consumer.label.clone()]);
         let prepared = tokio::select! {
             biased;
-            _ = stopped.wait_for(|stop| *stop) => return,
+            _ = stopped.wait_for(|stop| *stop) => return None,
             prepared = prepare => prepared,
         };
         let prepared = match prepared {
@@ -312,25 +312,62 @@ async fn run_consumer(
             }
         };
         if *stopped.borrow() {
-            return;
+            return None;
         }
         let now = now_ms();
         let timeout_ms = i64::try_from(prepared.invocation.limits.timeout.as_millis()).unwrap_or(i64::MAX);
         let lease_until = now.saturating_add(timeout_ms).saturating_add(LEASE_MARGIN_MS);
-        let leased = match db.lease(&consumer.queue, now, batch_size, lease_until).await {
-            Ok(leased) if !leased.is_empty() => leased,
-            Ok(_) => continue,
+        match db.lease_if_due(&consumer.queue, now, batch_size, max_wait, lease_until).await {
+            Ok(Some(leased)) if !leased.is_empty() => {
+                *probably_due = true;
+                return Some((version, prepared, leased));
+            }
+            Ok(_) => *probably_due = false,
             Err(error) => {
                 tracing::error!(queue = %consumer.queue, %error, "failed to lease messages; retrying in 1 s");
+                *probably_due = false;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Sleeps until a batch of `consumer`'s queue is due: `batch_size` messages ready, or the oldest ready one has
+/// waited `max_wait_ms`. A send wakes it at once. `None` once `stopped`.
+async fn wait_until_due(
+    consumer: &Consumer,
+    db: &QueueDb,
+    waker: &tokio::sync::Notify,
+    stopped: &mut watch::Receiver<bool>,
+) -> Option<()> {
+    let batch_size = consumer.delivery.batch_size;
+    let max_wait = i64::try_from(consumer.delivery.max_wait_ms).unwrap_or(i64::MAX);
+    loop {
+        let now = now_ms();
+        let readiness = match db.readiness(&consumer.queue, now, batch_size).await {
+            Ok(readiness) => readiness,
+            Err(error) => {
+                tracing::error!(queue = %consumer.queue, %error, "failed to read the queue; retrying in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
-        let (context, consumer) = (context.clone(), consumer.clone());
-        tokio::spawn(async move {
-            deliver(&context, &consumer, version.version, prepared, leased).await;
-            drop(permit);
-        });
+        let due = readiness.ready >= batch_size
+            || readiness.oldest_ready.is_some_and(|oldest| oldest.saturating_add(max_wait) <= now);
+        if readiness.ready > 0 && due {
+            return Some(());
+        }
+        let wake_at = match readiness.oldest_ready {
+            Some(oldest) => oldest.saturating_add(max_wait),
+            None => readiness.next_visible.unwrap_or(i64::MAX),
+        };
+        let sleep = Duration::from_millis(wake_at.saturating_sub(now).max(0) as u64).min(IDLE_POLL);
+        tokio::select! {
+            biased;
+            _ = stopped.wait_for(|stop| *stop) => return None,
+            () = waker.notified() => {}
+            () = tokio::time::sleep(sleep) => {}
+        }
     }
 }
 
