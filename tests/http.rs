@@ -282,6 +282,11 @@ fn inspect_prints_functions_and_triggers() {
 #[test]
 fn wasmtime_serve_answers_like_edgefn() {
     let Some(wasmtime) = which("wasmtime") else {
+        // CI installs it (.ci/run): there, a missing wasmtime is a failure, not a skip.
+        assert!(
+            std::env::var_os("EDGEFN_REQUIRE_WASMTIME").is_none(),
+            "EDGEFN_REQUIRE_WASMTIME is set but `wasmtime` is not on PATH"
+        );
         println!(
             "SKIPPED wasmtime_serve_answers_like_edgefn: `wasmtime` is not on PATH (cargo install wasmtime-cli --version 48.0.8 --locked)"
         );
