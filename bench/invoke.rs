@@ -53,7 +53,7 @@ fn invoke(c: &mut Criterion) {
     };
     c.bench_function("invoke no-op http function (instantiate + call + body)", |b| {
         b.to_async(&tokio).iter(|| async {
-            let slot = runtime.acquire_slot(SlotKind::Request).await.expect("slot");
+            let slot = runtime.acquire_slot(SlotKind::Request, "misbehave/ok").await.expect("slot");
             let response = runtime.invoke_http(&prepared, &invocation, slot, request()).await.expect("invoke");
             assert_eq!(response.status(), 200);
             response.into_body().collect().await.expect("body").to_bytes()

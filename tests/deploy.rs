@@ -123,11 +123,13 @@ fn queue_messages_and_cron_ticks_cross_deploys_with_none_lost_or_doubled() {
             let mut sent = 0u64;
             while sending.load(Ordering::Relaxed) || sent < 200 {
                 let reply = post(&format!("{base}/{sent}"), "");
-                assert_eq!(reply.status, 202, "enqueue {sent}: {}", reply.body);
+                if reply.status != 202 {
+                    return Err(format!("enqueue {sent}: {} {}", reply.status, reply.body));
+                }
                 sent += 1;
                 std::thread::sleep(Duration::from_millis(2));
             }
-            sent
+            Ok(sent)
         })
     };
     std::thread::sleep(Duration::from_millis(1_500));
@@ -136,7 +138,7 @@ fn queue_messages_and_cron_ticks_cross_deploys_with_none_lost_or_doubled() {
     deploy_versioned(&host, "v3", Some(&collector), &[]);
     std::thread::sleep(Duration::from_millis(1_500));
     sending.store(false, Ordering::Relaxed);
-    let sent = sender.join().expect("sender");
+    let sent = sender.join().expect("sender").unwrap_or_else(|error| panic!("{error}\nhost log:\n{}", host.logs()));
 
     let reports = collector.wait_for("/work", Duration::from_secs(30), |reports| {
         let done: BTreeSet<u64> = reports
@@ -157,7 +159,7 @@ fn queue_messages_and_cron_ticks_cross_deploys_with_none_lost_or_doubled() {
     let missing: Vec<u64> = (0..sent).filter(|n| !handled.contains_key(n)).collect();
     assert!(missing.is_empty(), "lost messages: {missing:?}");
     let doubled: Vec<(&u64, &usize)> = handled.iter().filter(|(_, count)| **count > 1).collect();
-    assert!(doubled.is_empty(), "messages handled twice across the deploys: {doubled:?}");
+    assert!(doubled.is_empty(), "messages handled twice across the deploys: {doubled:?}\nhost log:\n{}", host.logs());
     assert!(tags.contains("v1") && tags.contains("v3"), "versions that handled messages: {tags:?}");
 
     // The per-second cron job: one run per tick, whichever version ran it, and no tick missing between the first

@@ -43,6 +43,11 @@ pub fn inspect(wasm: &[u8]) -> anyhow::Result<Inspection> {
             _ => {}
         }
     }
+    // A component that does not validate would be refused by wasmtime at deploy, later and less clearly ("init
+    // failed: wasm validation failed"): refuse it here, where `inspect` and every deploy look.
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(wasm)
+        .map_err(|e| anyhow!("invalid WebAssembly: {e}"))?;
     // A record can be present twice when the same object code is linked twice (e.g. an rlib and a cdylib copy):
     // identical records mean the same function.
     functions.sort_by(|a, b| a.name.cmp(&b.name));
@@ -68,8 +73,9 @@ fn check_functions(functions: &[FunctionRecord]) -> anyhow::Result<()> {
             Trigger::Http { route, method } => router
                 .insert_str(route, method, &function.name)
                 .map_err(|e| anyhow!("function `{}`: {e}", function.name))?,
-            Trigger::Cron { expression, timezone, .. } => {
+            Trigger::Cron { expression, timezone, policy } => {
                 edgefn_manifest::schedule::Schedule::parse(expression, timezone)
+                    .and_then(|_| policy.validate())
                     .map_err(|e| anyhow!("cron function `{}`: {e}", function.name))?;
             }
             Trigger::Queue { queue: name, delivery } | Trigger::Topic { topic: name, delivery } => {

@@ -68,6 +68,36 @@ pub struct Limits {
     /// How long a deploy waits for the old version's cron runs and queue deliveries to finish before it starts the
     /// new version's anyway (the old ones still end by their own deadline, and settle under their own lease).
     pub drain_timeout_ms: u64,
+    /// The host-wide budget of guest linear memory, in MiB; 0 is half the machine's memory.
+    pub memory_budget_mb: u64,
+    /// Guests that have computed for 50 ms run only on this many threads at once; 0 is half the cores (at least 1).
+    pub cpu_lanes: usize,
+    /// What one invocation may print (stdout and stderr together); the rest is dropped, and said so.
+    pub max_output_bytes: usize,
+    /// Request bodies buffered at once, all requests together, in MiB; past it new uploads wait, then get 503.
+    pub max_buffered_body_mb: u64,
+    /// A request body must arrive within this long (408 otherwise).
+    pub body_read_timeout_ms: u64,
+    /// A request's headers must arrive within this long, or the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// A response the client does not read for this long ends the request, and frees its instance.
+    pub response_write_timeout_ms: u64,
+    /// Bytes of one response the host takes from the function ahead of a slow client, in KiB.
+    pub response_buffer_kib: usize,
+    /// Client connections open at once; the next ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Messages one invocation may send or publish.
+    pub max_sends_per_invocation: u32,
+    /// Bytes one invocation may send or publish, all messages together.
+    pub max_send_bytes_per_invocation: usize,
+    /// Messages one function may send or publish per second, all its invocations together.
+    pub max_sends_per_second: u32,
+    /// Messages one queue may hold; a send past it is refused (nothing already queued is touched).
+    pub max_queue_messages: u64,
+    /// Bytes one queue may hold, in MiB.
+    pub max_queue_mb: u64,
+    /// The longest error text kept (a dead-letter reason, a failed run's error); longer ones are cut, and say so.
+    pub max_error_bytes: usize,
 }
 
 impl Default for Limits {
@@ -86,6 +116,21 @@ impl Default for Limits {
             max_timeout_ms: 900_000,
             max_memory_mb: 512,
             drain_timeout_ms: 30_000,
+            memory_budget_mb: 0,
+            cpu_lanes: 0,
+            max_output_bytes: 1 << 20,
+            max_buffered_body_mb: 256,
+            body_read_timeout_ms: 30_000,
+            header_read_timeout_ms: 10_000,
+            response_write_timeout_ms: 10_000,
+            response_buffer_kib: 1024,
+            max_connections: 4096,
+            max_sends_per_invocation: 1_000,
+            max_send_bytes_per_invocation: 16 << 20,
+            max_sends_per_second: 10_000,
+            max_queue_messages: 1_000_000,
+            max_queue_mb: 1024,
+            max_error_bytes: 4096,
         }
     }
 }
@@ -106,6 +151,14 @@ impl Limits {
 
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_millis(self.drain_timeout_ms)
+    }
+
+    /// The memory budget in bytes: `memory_budget_mb`, or half the machine's memory.
+    pub fn memory_budget_bytes(&self) -> usize {
+        match self.memory_budget_mb {
+            0 => crate::runtime::memory::MemoryBudget::machine_default(),
+            mb => mib_to_bytes(mb),
+        }
     }
 
     pub fn init_timeout(&self) -> Duration {
@@ -132,6 +185,32 @@ impl Limits {
         }
         if self.timeout_ms > self.max_timeout_ms {
             bail!("limits.timeout_ms ({}) is above limits.max_timeout_ms ({})", self.timeout_ms, self.max_timeout_ms);
+        }
+        let at_least_one = [
+            ("max_output_bytes", self.max_output_bytes as u64),
+            ("max_buffered_body_mb", self.max_buffered_body_mb),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("response_write_timeout_ms", self.response_write_timeout_ms),
+            ("response_buffer_kib", self.response_buffer_kib as u64),
+            ("max_connections", self.max_connections as u64),
+            ("max_sends_per_invocation", self.max_sends_per_invocation.into()),
+            ("max_send_bytes_per_invocation", self.max_send_bytes_per_invocation as u64),
+            ("max_sends_per_second", self.max_sends_per_second.into()),
+            ("max_queue_messages", self.max_queue_messages),
+            ("max_queue_mb", self.max_queue_mb),
+            ("max_error_bytes", self.max_error_bytes as u64),
+            ("max_message_bytes", self.max_message_bytes as u64),
+        ];
+        if let Some((name, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
+            bail!("limits.{name} must be at least 1");
+        }
+        if self.max_buffered_body_mb.saturating_mul(1 << 20) < self.max_body_bytes as u64 {
+            bail!(
+                "limits.max_buffered_body_mb ({} MiB) is smaller than one request body may be (limits.max_body_bytes = {})",
+                self.max_buffered_body_mb,
+                self.max_body_bytes
+            );
         }
         if self.max_instances == 0 || self.max_loaded == 0 {
             bail!("limits.max_instances and limits.max_loaded must be at least 1");

@@ -6,7 +6,7 @@
 
 use crate::admin::{self, Admin};
 use crate::capabilities::invoke::DeferredInvoker;
-use crate::capabilities::messaging::Queues;
+use crate::capabilities::messaging::{MessagingLimits, Queues};
 use crate::capabilities::{Capabilities, Invoker};
 use crate::config::HostConfig;
 use crate::deployments::{DeployError, Deployments};
@@ -56,7 +56,7 @@ impl Node {
         .await??;
         let runtime = Runtime::new(config.limits.clone())?;
         let loader = Loader::new(runtime);
-        let queues = Arc::new(Queues::new(QueueDb::new(queue_db), config.limits.max_message_bytes));
+        let queues = Arc::new(Queues::new(QueueDb::new(queue_db), MessagingLimits::from_host(&config.limits)));
         // The data dir is locked to this process: a lease left in it belongs to an invocation that died with the
         // previous one.
         let released = queues.db().release_all_leases(now_ms()).await?;

@@ -242,6 +242,11 @@ fn parse_cron(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
             }
         }
     }
+    if let Err(error) = policy.validate() {
+        let key = error.split_whitespace().next().unwrap_or_default();
+        let span = args.options.iter().find(|o| o.key == key).map_or(args.first.span(), |o| o.key.span());
+        return Err(syn::Error::new(span, error));
+    }
     let expression = args.first.value();
     if let Err(error) = Schedule::parse(&expression, &timezone.0) {
         let span = if error.starts_with("unknown time zone") { timezone.1 } else { args.first.span() };
@@ -278,7 +283,11 @@ fn parse_messages(input: ParseStream<'_>, kind: &str) -> syn::Result<TriggerArgs
             }
         }
     }
-    delivery.validate(&name).map_err(|e| syn::Error::new(args.first.span(), e))?;
+    delivery.validate(&name).map_err(|error| {
+        let key = error.split_whitespace().next().unwrap_or_default();
+        let span = args.options.iter().find(|o| o.key == key).map_or(args.first.span(), |o| o.key.span());
+        syn::Error::new(span, error)
+    })?;
     Ok(match kind {
         "queue" => TriggerArgs::Queue { queue: name, span: args.first.span(), delivery },
         _ => TriggerArgs::Topic { topic: name, delivery },

@@ -159,6 +159,16 @@ impl Default for Delivery {
 
 /// Limits the macro and the host both enforce on trigger settings.
 pub mod bounds {
+    /// The most retries of a failed cron run.
+    pub const MAX_CRON_RETRIES: u32 = 100;
+    /// The most retries of a message before it is dead-lettered.
+    pub const MAX_MESSAGE_RETRIES: u32 = 1_000;
+    /// The longest first backoff, cron or queue: one day.
+    pub const MAX_BACKOFF_MS: u64 = 24 * 60 * 60 * 1000;
+    /// The longest a partial batch may wait: one hour.
+    pub const MAX_WAIT_MS: u64 = 60 * 60 * 1000;
+    /// The most missed ticks one catch-up runs.
+    pub const MAX_CATCH_UP_LIMIT: u32 = 1_000;
     /// The largest `batch_size`.
     pub const MAX_BATCH_SIZE: u32 = 1_000;
     /// The largest `concurrency` of one consumer.
@@ -167,7 +177,8 @@ pub mod bounds {
     pub const MAX_QUEUE_NAME: usize = 200;
 }
 
-/// Checks a queue or topic name: 1 to 200 characters from `A-Z a-z 0-9 . _ - @ /`.
+/// Checks a queue or topic name: 1 to 200 characters from `A-Z a-z 0-9 . _ - @ /`, starting with a letter or a
+/// digit, with no empty, `.` or `..` part between slashes (a name is never a path).
 pub fn validate_queue_name(kind: &str, name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("{kind} name is empty"));
@@ -178,7 +189,37 @@ pub fn validate_queue_name(kind: &str, name: &str) -> Result<(), String> {
     if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-@/".contains(*c))) {
         return Err(format!("{kind} name `{name}` contains `{bad}`; use letters, digits and `. _ - @ /`"));
     }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(format!("{kind} name `{name}` must start with a letter or a digit"));
+    }
+    if name.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+        return Err(format!("{kind} name `{name}` has an empty, `.` or `..` part between slashes"));
+    }
     Ok(())
+}
+
+impl CronPolicy {
+    /// Checks the policy's numbers; the error names the setting and its range.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.retries > bounds::MAX_CRON_RETRIES {
+            return Err(format!("retries must be at most {} (it is {})", bounds::MAX_CRON_RETRIES, self.retries));
+        }
+        if self.backoff_ms > bounds::MAX_BACKOFF_MS {
+            return Err(format!(
+                "backoff_ms must be at most {} (one day; it is {})",
+                bounds::MAX_BACKOFF_MS,
+                self.backoff_ms
+            ));
+        }
+        if self.catch_up_limit == 0 || self.catch_up_limit > bounds::MAX_CATCH_UP_LIMIT {
+            return Err(format!(
+                "catch_up_limit must be between 1 and {} (it is {})",
+                bounds::MAX_CATCH_UP_LIMIT,
+                self.catch_up_limit
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Delivery {
@@ -189,6 +230,27 @@ impl Delivery {
         }
         if self.concurrency == 0 || self.concurrency > bounds::MAX_CONCURRENCY {
             return Err(format!("concurrency must be between 1 and {}", bounds::MAX_CONCURRENCY));
+        }
+        if self.max_retries > bounds::MAX_MESSAGE_RETRIES {
+            return Err(format!(
+                "max_retries must be at most {} (it is {})",
+                bounds::MAX_MESSAGE_RETRIES,
+                self.max_retries
+            ));
+        }
+        if self.backoff_ms > bounds::MAX_BACKOFF_MS {
+            return Err(format!(
+                "backoff_ms must be at most {} (one day; it is {})",
+                bounds::MAX_BACKOFF_MS,
+                self.backoff_ms
+            ));
+        }
+        if self.max_wait_ms > bounds::MAX_WAIT_MS {
+            return Err(format!(
+                "max_wait_ms must be at most {} (one hour; it is {})",
+                bounds::MAX_WAIT_MS,
+                self.max_wait_ms
+            ));
         }
         if let Some(dead_letter) = &self.dead_letter {
             validate_queue_name("dead_letter queue", dead_letter)?;
@@ -343,11 +405,29 @@ mod tests {
     }
 
     #[test]
+    fn cron_and_delivery_numbers_are_bounded() {
+        let huge = CronPolicy { retries: u32::MAX - 1, backoff_ms: u64::MAX - 1, ..CronPolicy::default() };
+        assert!(huge.validate().unwrap_err().contains("retries must be at most 100"));
+        let slow = CronPolicy { backoff_ms: u64::MAX, ..CronPolicy::default() };
+        assert!(slow.validate().unwrap_err().contains("backoff_ms"));
+        assert!(CronPolicy { catch_up_limit: 0, ..CronPolicy::default() }.validate().is_err());
+        assert!(CronPolicy::default().validate().is_ok());
+        let delivery = Delivery { max_retries: 5_000, ..Delivery::default() };
+        assert!(delivery.validate("q").unwrap_err().contains("max_retries"));
+        let delivery = Delivery { max_wait_ms: u64::MAX, ..Delivery::default() };
+        assert!(delivery.validate("q").unwrap_err().contains("max_wait_ms"));
+    }
+
+    #[test]
     fn queue_names_are_checked() {
         assert!(validate_queue_name("queue", "orders-dlq").is_ok());
         assert!(validate_queue_name("topic", "order.created").is_ok());
         assert!(validate_queue_name("queue", "").unwrap_err().contains("empty"));
         assert!(validate_queue_name("queue", "a b").unwrap_err().contains("` `"));
+        assert!(validate_queue_name("queue", "../../etc").unwrap_err().contains("must start with"));
+        assert!(validate_queue_name("queue", "a/../etc").unwrap_err().contains("`..`"));
+        assert!(validate_queue_name("queue", "a//b").is_err());
+        assert!(validate_queue_name("queue", "tenant/orders").is_ok());
     }
 
     #[test]

@@ -108,12 +108,15 @@ mod imp {
         // nobody drains.
         let future = outgoing_handler::handle(outgoing, None).map_err(failed)?;
         // A write fails when the host refused the request (e.g. denied by the allowlist): the response future then
-        // holds the real reason, so report that first.
+        // holds the real reason, so report that first. It also "fails" with the stream closed when the server
+        // answered before our last flush (it had the whole declared length already, or it answered early, say
+        // with a 413): then its answer is the outcome, not the closed stream.
+        let mut closed_by_peer = false;
         let written = outgoing_body.write().map_err(|()| invalid("body stream")).and_then(|mut stream| {
-            stream
-                .write_all(&body)
-                .and_then(|()| std::io::Write::flush(&mut stream))
-                .map_err(|e| Error::internal(format!("outbound request to `{uri}`: writing the body failed: {e}")))
+            stream.write_all(&body).and_then(|()| std::io::Write::flush(&mut stream)).map_err(|e| {
+                closed_by_peer = e.to_string().contains("Closed");
+                Error::internal(format!("outbound request to `{uri}`: writing the body failed: {e}"))
+            })
         });
         let finished = match written {
             Ok(()) => OutgoingBody::finish(outgoing_body, None).map_err(failed),
@@ -127,7 +130,9 @@ mod imp {
         };
         let response =
             response.map_err(|()| Error::internal("outbound response was already taken"))?.map_err(failed)?;
-        finished?;
+        if !closed_by_peer {
+            finished?;
+        }
         let mut builder = http::Response::builder().status(response.status());
         for (name, value) in response.headers().entries() {
             builder = builder.header(name, value);

@@ -33,6 +33,7 @@ const COMPONENT_CRATES: &[&str] = &[
     "order-pipeline",
     "uptime-monitor",
     "versioned",
+    "hostile",
 ];
 
 /// Builds every test component once per test binary and returns the path of `name`.wasm.
@@ -67,6 +68,8 @@ pub(crate) struct Host {
     _temp: Option<tempfile::TempDir>,
     /// Everything the host printed on stdout before it started listening.
     pub(crate) banner: String,
+    /// Everything it printed on stdout since (its functions' stdout goes there), unless started undrained.
+    stdout: std::sync::Arc<Mutex<Vec<u8>>>,
     /// The admin API's base URL and bearer token.
     pub(crate) admin: String,
     pub(crate) token: String,
@@ -101,6 +104,24 @@ impl Host {
         data: &Path,
         args: &[&str],
         env: &[(&str, &str)],
+    ) -> Result<Self, (Option<i32>, String)> {
+        Self::launch(data, args, env, true)
+    }
+
+    /// Starts a host whose stdout nobody reads once it listens: the pipe fills, as when the host's output is stuck.
+    pub(crate) fn start_undrained(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut host = Self::launch(temp.path(), args, env, false)
+            .unwrap_or_else(|(code, output)| panic!("host exited with {code:?}:\n{output}"));
+        host._temp = Some(temp);
+        host
+    }
+
+    fn launch(
+        data: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        drain_stdout: bool,
     ) -> Result<Self, (Option<i32>, String)> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_edgefn"));
         command
@@ -149,8 +170,23 @@ impl Host {
             banner.push_str(&line);
             if let Some(address) = line.trim().strip_prefix("edgefn listening on ") {
                 let base = address.split_whitespace().next().expect("address").to_owned();
-                // Keep draining stdout so the host never blocks on a full pipe.
-                std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+                // Keep draining stdout, into a buffer the tests can read (the functions' stdout arrives there).
+                let printed: std::sync::Arc<Mutex<Vec<u8>>> = std::sync::Arc::default();
+                if drain_stdout {
+                    let sink = printed.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 65536];
+                        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            sink.lock().expect("stdout lock").extend_from_slice(&buf[..n]);
+                        }
+                    });
+                } else {
+                    // Held open and never read: the pipe fills.
+                    std::mem::forget(stdout);
+                }
                 let admin = banner
                     .lines()
                     .find_map(|l| l.strip_prefix("edgefn admin API on "))
@@ -158,7 +194,17 @@ impl Host {
                     .trim()
                     .to_owned();
                 let token = std::fs::read_to_string(data.join("admin-token")).expect("admin token").trim().to_owned();
-                return Ok(Self { child, base, data: data.to_owned(), _temp: None, banner, admin, token, stderr });
+                return Ok(Self {
+                    child,
+                    base,
+                    data: data.to_owned(),
+                    _temp: None,
+                    banner,
+                    stdout: printed,
+                    admin,
+                    token,
+                    stderr,
+                });
             }
         }
     }
@@ -211,6 +257,11 @@ impl Host {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// What the host printed on stdout since it started listening: its functions' stdout.
+    pub(crate) fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().expect("stdout lock")).into_owned()
     }
 
     /// What the host logged so far.

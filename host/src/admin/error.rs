@@ -59,6 +59,8 @@ impl From<MessagingError> for ApiError {
         let status = match error {
             MessagingError::InvalidName(_) | MessagingError::TooMany { .. } => StatusCode::BAD_REQUEST,
             MessagingError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            MessagingError::QueueFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            MessagingError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             MessagingError::Storage { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, error.to_string())
@@ -79,7 +81,9 @@ impl From<InvokeFailure> for ApiError {
         let status = match &error {
             InvokeFailure::Lookup(lookup) => return lookup.clone().into(),
             InvokeFailure::TooDeep { .. } => StatusCode::LOOP_DETECTED,
-            InvokeFailure::Run { error: InvokeError::Busy(_), .. } => StatusCode::SERVICE_UNAVAILABLE,
+            InvokeFailure::Run { error: InvokeError::Busy(_) | InvokeError::MemoryBudget(_), .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             InvokeFailure::Run { error: InvokeError::Throttled(_), .. } => StatusCode::TOO_MANY_REQUESTS,
             InvokeFailure::Run { error: InvokeError::Timeout(_), .. } => StatusCode::GATEWAY_TIMEOUT,
             // The function failed, not the admin API: the gateway's answer for a bad upstream.

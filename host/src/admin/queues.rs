@@ -70,17 +70,19 @@ pub(super) async fn send(
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct Limit {
+pub(super) struct Page {
     limit: Option<u32>,
+    /// The `next_after` of the previous page.
+    after: Option<i64>,
 }
 
 pub(super) async fn dead_letters(
     State(admin): State<Admin>,
     Path(queue): Path<String>,
-    Query(limit): Query<Limit>,
+    Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    let letters = admin.queues.dead_letters(&queue, limit.limit.unwrap_or(100)).await?;
-    Ok(Json(json!({ "dead_letters": letters })))
+    let page = admin.queues.dead_letters(&queue, page.limit.unwrap_or(100), page.after.unwrap_or(0)).await?;
+    Ok(Json(json!(page)))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,7 +9,7 @@
 use super::BoxFuture;
 use crate::storage::StorageError;
 use crate::storage::now_ms;
-use crate::storage::queue::{DeadLetter, NewMessage, QueueDb, QueueStats};
+use crate::storage::queue::{DeadLetterPage, NewMessage, QueueCapacity, QueueDb, QueueFull, QueueStats};
 use edgefn_manifest::record::validate_queue_name;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -18,8 +18,12 @@ use tokio::sync::Notify;
 /// The most messages one send may carry.
 pub const MAX_MESSAGES_PER_SEND: usize = 10_000;
 
-/// The most dead letters one listing returns: bodies can be 1 MiB each.
+/// The most dead letters one listing returns.
 pub const MAX_DEAD_LETTERS_PER_LISTING: u32 = 1_000;
+
+/// The bodies of one page of dead letters stop adding up past this: a listing answers in bounded memory, however
+/// large the messages.
+pub const MAX_DEAD_LETTER_PAGE_BYTES: usize = 4 << 20;
 
 /// Why a message was not stored, or a queue not read.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +35,14 @@ pub enum MessagingError {
     TooLarge { kind: &'static str, name: String, len: usize, limit: usize },
     #[error("{count} messages in one send; the limit is {MAX_MESSAGES_PER_SEND}")]
     TooMany { count: usize },
+    #[error(
+        "queue `{}` is full: it holds {} messages ({} bytes), the limits are {} messages and {} bytes \
+         (limits.max_queue_messages, limits.max_queue_mb); nothing was sent",
+        .full.queue, .full.messages, .full.bytes, .capacity.max_messages, .capacity.max_bytes
+    )]
+    QueueFull { full: QueueFull, capacity: QueueCapacity },
+    #[error("`{sender}` sends more than {limit} messages per second (limits.max_sends_per_second); nothing was sent")]
+    RateLimited { sender: String, limit: u32 },
     #[error("failed to {action} {kind} `{name}`: {source}")]
     Storage {
         action: &'static str,
@@ -41,12 +53,62 @@ pub enum MessagingError {
     },
 }
 
-/// What a guest reaches through `send` and `publish`.
+/// What a guest reaches through `send` and `publish`. `sender` is the function sending (`component/function`):
+/// its sends are rate-limited together.
 pub trait Messaging: Send + Sync + 'static {
     /// Stores one message in `queue`; returns its id.
-    fn send(&self, queue: String, message: NewMessage) -> BoxFuture<'_, Result<i64, MessagingError>>;
+    fn send(&self, sender: String, queue: String, message: NewMessage) -> BoxFuture<'_, Result<i64, MessagingError>>;
     /// Stores a copy of `body` for every subscriber of `topic`; returns how many there are.
-    fn publish(&self, topic: String, body: Vec<u8>) -> BoxFuture<'_, Result<u32, MessagingError>>;
+    fn publish(&self, sender: String, topic: String, body: Vec<u8>) -> BoxFuture<'_, Result<u32, MessagingError>>;
+}
+
+/// Sends per second of each function: a token bucket per sender, `rate` tokens a second, as many at most.
+#[derive(Debug)]
+struct SendRate {
+    rate: u32,
+    buckets: Mutex<HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl SendRate {
+    fn try_take(&self, sender: &str) -> bool {
+        let now = std::time::Instant::now();
+        let rate = f64::from(self.rate);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Forget senders that have been idle long enough to be full again: the map stays as small as the senders.
+        if buckets.len() > 4096 {
+            buckets.retain(|_, (_, at)| now.duration_since(*at).as_secs_f64() < 1.0);
+        }
+        let (tokens, at) = buckets.entry(sender.to_owned()).or_insert((rate, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(rate);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// How much a queue may hold and a function may send.
+#[derive(Debug, Clone, Copy)]
+pub struct MessagingLimits {
+    pub max_message_bytes: usize,
+    pub capacity: QueueCapacity,
+    pub max_sends_per_second: u32,
+}
+
+impl MessagingLimits {
+    pub fn from_host(limits: &crate::config::Limits) -> Self {
+        Self {
+            max_message_bytes: limits.max_message_bytes,
+            capacity: QueueCapacity {
+                max_messages: limits.max_queue_messages,
+                max_bytes: limits.max_queue_mb.saturating_mul(1 << 20),
+            },
+            max_sends_per_second: limits.max_sends_per_second,
+        }
+    }
 }
 
 /// The queues and topics of this host. See the module docs.
@@ -54,6 +116,8 @@ pub trait Messaging: Send + Sync + 'static {
 pub struct Queues {
     db: QueueDb,
     max_message_bytes: usize,
+    capacity: QueueCapacity,
+    rate: SendRate,
     /// Subscriber queues by topic.
     subscriptions: RwLock<HashMap<String, BTreeSet<String>>>,
     /// Wake-ups by queue: a consumer sleeps on its queue's, a send wakes it.
@@ -61,8 +125,15 @@ pub struct Queues {
 }
 
 impl Queues {
-    pub fn new(db: QueueDb, max_message_bytes: usize) -> Self {
-        Self { db, max_message_bytes, subscriptions: RwLock::default(), wakers: Mutex::default() }
+    pub fn new(db: QueueDb, limits: MessagingLimits) -> Self {
+        Self {
+            db,
+            max_message_bytes: limits.max_message_bytes,
+            capacity: limits.capacity,
+            rate: SendRate { rate: limits.max_sends_per_second, buckets: Mutex::default() },
+            subscriptions: RwLock::default(),
+            wakers: Mutex::default(),
+        }
     }
 
     /// The SQL underneath, for the queue trigger's leases and settlements.
@@ -86,12 +157,14 @@ impl Queues {
         for message in &messages {
             self.check_size("queue", queue, message.body.len())?;
         }
-        let ids = self.db.send(queue, messages, now_ms()).await.map_err(|source| MessagingError::Storage {
-            action: "store the message in",
-            kind: "queue",
-            name: queue.to_owned(),
-            source: Box::new(source),
-        })?;
+        let stored =
+            self.db.send(queue, messages, now_ms(), self.capacity).await.map_err(|source| MessagingError::Storage {
+                action: "store the message in",
+                kind: "queue",
+                name: queue.to_owned(),
+                source: Box::new(source),
+            })?;
+        let ids = stored.map_err(|full| MessagingError::QueueFull { full, capacity: self.capacity })?;
         self.wake(queue);
         Ok(ids)
     }
@@ -113,12 +186,15 @@ impl Queues {
             return Ok(0);
         }
         let count = queues.len() as u32;
-        self.db.fan_out(queues.clone(), body, now_ms()).await.map_err(|source| MessagingError::Storage {
-            action: "store the message for",
-            kind: "topic",
-            name: topic.to_owned(),
-            source: Box::new(source),
+        let stored = self.db.fan_out(queues.clone(), body, now_ms(), self.capacity).await.map_err(|source| {
+            MessagingError::Storage {
+                action: "store the message for",
+                kind: "topic",
+                name: topic.to_owned(),
+                source: Box::new(source),
+            }
         })?;
+        stored.map_err(|full| MessagingError::QueueFull { full, capacity: self.capacity })?;
         for queue in &queues {
             self.wake(queue);
         }
@@ -165,11 +241,13 @@ impl Queues {
         })
     }
 
-    /// Up to `limit` (at most [`MAX_DEAD_LETTERS_PER_LISTING`]) dead letters of `queue`, oldest first.
-    pub async fn dead_letters(&self, queue: &str, limit: u32) -> Result<Vec<DeadLetter>, MessagingError> {
+    /// A page of dead letters of `queue`, oldest first, after id `after`: up to `limit` (at most
+    /// [`MAX_DEAD_LETTERS_PER_LISTING`]) and [`MAX_DEAD_LETTER_PAGE_BYTES`] of bodies.
+    pub async fn dead_letters(&self, queue: &str, limit: u32, after: i64) -> Result<DeadLetterPage, MessagingError> {
         validate_queue_name("queue", queue).map_err(MessagingError::InvalidName)?;
-        let limit = limit.min(MAX_DEAD_LETTERS_PER_LISTING);
-        self.db.dead_letters(queue, limit).await.map_err(|source| MessagingError::Storage {
+        let limit = limit.clamp(1, MAX_DEAD_LETTERS_PER_LISTING);
+        let page = self.db.dead_letters(queue, limit, after, MAX_DEAD_LETTER_PAGE_BYTES).await;
+        page.map_err(|source| MessagingError::Storage {
             action: "read the dead letters of",
             kind: "queue",
             name: queue.to_owned(),
@@ -192,15 +270,45 @@ impl Queues {
     }
 }
 
+impl Queues {
+    /// Counts one send of `sender` against its rate.
+    fn rate_limit(&self, sender: &str) -> Result<(), MessagingError> {
+        if self.rate.try_take(sender) {
+            return Ok(());
+        }
+        tracing::warn!(function = %sender, limit = self.rate.rate, "a function's sends were refused: over its rate");
+        Err(MessagingError::RateLimited { sender: sender.to_owned(), limit: self.rate.rate })
+    }
+}
+
 impl Messaging for Queues {
-    fn send(&self, queue: String, message: NewMessage) -> BoxFuture<'_, Result<i64, MessagingError>> {
+    fn send(&self, sender: String, queue: String, message: NewMessage) -> BoxFuture<'_, Result<i64, MessagingError>> {
         Box::pin(async move {
+            self.rate_limit(&sender)?;
             let ids = self.send_many(&queue, vec![message]).await?;
             Ok(ids.first().copied().unwrap_or_default())
         })
     }
 
-    fn publish(&self, topic: String, body: Vec<u8>) -> BoxFuture<'_, Result<u32, MessagingError>> {
-        Box::pin(async move { self.publish_to_subscribers(&topic, body).await })
+    fn publish(&self, sender: String, topic: String, body: Vec<u8>) -> BoxFuture<'_, Result<u32, MessagingError>> {
+        Box::pin(async move {
+            self.rate_limit(&sender)?;
+            self.publish_to_subscribers(&topic, body).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_senders_rate_refills_over_time_and_senders_are_apart() {
+        let rate = SendRate { rate: 3, buckets: Mutex::default() };
+        assert!((0..3).all(|_| rate.try_take("a/f")));
+        assert!(!rate.try_take("a/f"), "a fourth send in the same second");
+        assert!(rate.try_take("b/g"), "another function has its own rate");
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        assert!(rate.try_take("a/f"), "a third of a second refills one send");
     }
 }

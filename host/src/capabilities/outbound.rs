@@ -1,13 +1,49 @@
 //! Outbound HTTP: a function's `wasi:http/outgoing-handler` requests pass through its [`OutboundPolicy`].
 
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock, RwLock};
 use wasmtime_wasi_http::WasiHttpHooks;
 
 /// The hosts a function may reach with outbound HTTP. Default: none.
+///
+/// - `host:port` allows that host on that port;
+/// - `host` alone allows that host on its scheme's default port only (80 for http, 443 for https);
+/// - `*` allows every host and port, except the host's own listeners (the HTTP server and the admin API, see
+///   [`protect`]): a function reaches those only when an entry names them with their port.
 #[derive(Debug, Clone, Default)]
 pub struct OutboundPolicy {
-    /// `host` or `host:port` entries; `*` allows every host.
     allowed_hosts: Arc<[String]>,
+}
+
+/// The host's own listening addresses, which `*` does not open to functions.
+fn protected() -> &'static RwLock<Vec<SocketAddr>> {
+    static PROTECTED: OnceLock<RwLock<Vec<SocketAddr>>> = OnceLock::new();
+    PROTECTED.get_or_init(RwLock::default)
+}
+
+/// Marks `address` (one of the host's own listeners) as out of reach of functions unless named with its port.
+pub fn protect(address: SocketAddr) {
+    protected().write().unwrap_or_else(|poisoned| poisoned.into_inner()).push(address);
+}
+
+/// Whether `host:port` is one of the host's own listeners. A listener on an unspecified address (`0.0.0.0`)
+/// answers on every local address; one on a loopback address answers on every loopback name.
+fn is_protected(host: &str, port: u16) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: Option<IpAddr> = host.parse().ok();
+    let local = host.eq_ignore_ascii_case("localhost") || ip.is_some_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    protected().read().unwrap_or_else(|poisoned| poisoned.into_inner()).iter().any(|listener| {
+        listener.port() == port
+            && (Some(listener.ip()) == ip || (local && (listener.ip().is_loopback() || listener.ip().is_unspecified())))
+    })
+}
+
+/// The port a URI without one means.
+fn default_port(scheme: Option<&str>) -> u16 {
+    match scheme {
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => 443,
+        _ => 80,
+    }
 }
 
 impl OutboundPolicy {
@@ -15,12 +51,17 @@ impl OutboundPolicy {
         Self { allowed_hosts: hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect() }
     }
 
-    /// Whether a request to `host` (and `port`, if the URI named one) may go out.
-    pub fn allows(&self, host: &str, port: Option<u16>) -> bool {
+    /// Whether a request to `scheme://host[:port]` may go out.
+    pub fn allows(&self, scheme: Option<&str>, host: &str, port: Option<u16>) -> bool {
         let host = host.to_ascii_lowercase();
-        self.allowed_hosts.iter().any(|allowed| {
-            allowed == "*" || *allowed == host || port.is_some_and(|port| *allowed == format!("{host}:{port}"))
-        })
+        let port = port.unwrap_or_else(|| default_port(scheme));
+        let named = format!("{host}:{port}");
+        if self.allowed_hosts.contains(&named) {
+            return true;
+        }
+        let bare = self.allowed_hosts.contains(&host) && port == default_port(scheme);
+        let wildcard = self.allowed_hosts.iter().any(|allowed| allowed == "*");
+        (bare || wildcard) && !is_protected(&host, port)
     }
 }
 
@@ -51,8 +92,8 @@ impl WasiHttpHooks for PolicyHooks {
     > {
         let host = request.uri().host().unwrap_or_default().to_owned();
         let port = request.uri().port_u16();
-        if !self.policy.allows(&host, port) {
-            tracing::warn!(%host, "outbound request denied: host is not in the function's allowed_outbound_hosts");
+        if !self.policy.allows(request.uri().scheme_str(), &host, port) {
+            tracing::warn!(%host, ?port, "outbound request denied: not in the function's allowed_outbound_hosts");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         let default: &mut dyn WasiHttpHooks = Default::default();
@@ -65,12 +106,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outbound_is_denied_by_default_and_allowed_by_host_or_host_port() {
-        assert!(!OutboundPolicy::default().allows("example.com", None));
+    fn an_entry_without_a_port_means_the_default_port_only() {
+        assert!(!OutboundPolicy::default().allows(Some("https"), "example.com", None));
         let policy = OutboundPolicy::allow(["Example.com".to_owned(), "127.0.0.1:9000".to_owned()]);
-        assert!(policy.allows("example.com", Some(443)));
-        assert!(policy.allows("127.0.0.1", Some(9000)));
-        assert!(!policy.allows("127.0.0.1", Some(9001)));
-        assert!(OutboundPolicy::allow(["*".to_owned()]).allows("anything", None));
+        assert!(policy.allows(Some("https"), "example.com", None));
+        assert!(policy.allows(Some("https"), "example.com", Some(443)));
+        assert!(policy.allows(Some("http"), "example.com", None));
+        assert!(!policy.allows(Some("https"), "example.com", Some(8443)), "another port needs its own entry");
+        assert!(!policy.allows(Some("http"), "example.com", Some(443)));
+        assert!(policy.allows(Some("http"), "127.0.0.1", Some(9000)));
+        assert!(!policy.allows(Some("http"), "127.0.0.1", Some(9001)));
+        assert!(!policy.allows(Some("http"), "127.0.0.1", None));
+    }
+
+    #[test]
+    fn the_hosts_own_listeners_are_out_of_reach_unless_named_with_their_port() {
+        protect("127.0.0.1:47811".parse().unwrap());
+        let everything = OutboundPolicy::allow(["*".to_owned()]);
+        assert!(everything.allows(Some("https"), "anything.example", None));
+        assert!(everything.allows(Some("http"), "127.0.0.1", Some(47812)));
+        for host in ["127.0.0.1", "localhost", "127.0.0.2", "[::1]", "0.0.0.0"] {
+            assert!(!everything.allows(Some("http"), host, Some(47811)), "{host}");
+        }
+        let named = OutboundPolicy::allow(["127.0.0.1:47811".to_owned()]);
+        assert!(named.allows(Some("http"), "127.0.0.1", Some(47811)));
     }
 }

@@ -154,7 +154,10 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<()> {
             ms(&field("switch_ms"))
         ),
         None => {
-            println!("deployed {name} version {version} (sha256 {hash}): {compile}, live in {} ms", ms(&field("switch_ms")))
+            println!(
+                "deployed {name} version {version} (sha256 {hash}): {compile}, live in {} ms",
+                ms(&field("switch_ms"))
+            )
         }
     }
     Ok(())

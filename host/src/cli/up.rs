@@ -152,6 +152,9 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
             format!("failed to listen on {} (admin API; change it with --admin-listen)", args.admin_listen)
         })?;
         let admin_address = admin_listener.local_addr()?;
+        // Functions reach the host's own listeners only when their allowlist names them with the port.
+        crate::capabilities::outbound::protect(address);
+        crate::capabilities::outbound::protect(admin_address);
         print_functions(&node.deployments.live(), address);
         let token_path = args.data.join(admin::TOKEN_FILE);
         if created {
@@ -162,13 +165,17 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         println!("edgefn admin API on http://{admin_address}");
         println!("edgefn listening on http://{address} (data: {})", args.data.display());
         let admin_app = node.admin_app(token);
+        let admin_limits = node.http.server_limits();
         tokio::spawn(async move {
-            if let Err(error) = axum::serve(admin_listener, admin_app).await {
+            let serve =
+                crate::triggers::http::server::serve(admin_listener, admin_app, admin_limits, std::future::pending());
+            if let Err(error) = serve.await {
                 tracing::error!(%error, "admin API failed");
             }
         });
+        let limits = node.http.server_limits();
         let app = node.http.clone().app();
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("server failed")
+        crate::triggers::http::server::serve(listener, app, limits, shutdown_signal()).await.context("server failed")
     })
 }
 

@@ -29,11 +29,68 @@ pub struct CallContext {
     pub(crate) settlements: Vec<(String, Settlement)>,
     /// Set once the guest settled more than [`MAX_SETTLEMENTS`] times (the rest were ignored).
     pub(crate) settlements_overflowed: bool,
+    /// What this invocation may still send or publish.
+    pub(crate) sends: SendAllowance,
+    /// The longest dead-letter reason kept: longer ones are cut as they are settled, not after.
+    pub(crate) max_error_bytes: usize,
+}
+
+/// Messages and bytes one invocation may still send or publish.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SendAllowance {
+    pub(crate) messages: u32,
+    pub(crate) bytes: usize,
+    /// The limits, for the error that says them.
+    pub(crate) max_messages: u32,
+    pub(crate) max_bytes: usize,
+}
+
+impl SendAllowance {
+    pub(crate) fn new(max_messages: u32, max_bytes: usize) -> Self {
+        Self { messages: max_messages, bytes: max_bytes, max_messages, max_bytes }
+    }
+
+    /// Takes one message of `len` bytes, or says which limit it would pass.
+    fn take(&mut self, len: usize) -> Result<(), String> {
+        if self.messages == 0 {
+            return Err(format!(
+                "this invocation already sent {} messages, the most one may (limits.max_sends_per_invocation); nothing \
+                 was sent",
+                self.max_messages
+            ));
+        }
+        if len > self.bytes {
+            return Err(format!(
+                "this invocation may send {} bytes in all (limits.max_send_bytes_per_invocation) and has {} left; \
+                 this message is {len} bytes; nothing was sent",
+                self.max_bytes, self.bytes
+            ));
+        }
+        self.messages -= 1;
+        self.bytes -= len;
+        Ok(())
+    }
 }
 
 impl CallContext {
-    pub fn new(capabilities: Capabilities, caller: Caller) -> Self {
-        Self { capabilities, caller, settlements: Vec::new(), settlements_overflowed: false }
+    pub(crate) fn new(
+        capabilities: Capabilities,
+        caller: Caller,
+        sends: SendAllowance,
+        max_error_bytes: usize,
+    ) -> Self {
+        Self { capabilities, caller, settlements: Vec::new(), settlements_overflowed: false, sends, max_error_bytes }
+    }
+
+    fn sender(&self) -> String {
+        self.caller.chain.last().cloned().unwrap_or_default()
+    }
+
+    /// Counts a send of `len` bytes against this invocation's allowance; a refusal is logged as a warning.
+    fn take_send(&mut self, len: usize) -> Result<(), String> {
+        self.sends.take(len).inspect_err(|error| {
+            tracing::warn!(function = %self.sender(), "a send was refused: {error}");
+        })
     }
 }
 
@@ -53,7 +110,13 @@ impl edgefn::function::types::Host for InvocationState {}
 impl edgefn::function::host::Host for InvocationState {
     async fn settle(&mut self, message_id: String, settlement: Settlement) {
         // A delivery holds at most MAX_BATCH_SIZE messages, and only the first settlement of each counts: a guest
-        // settling in a loop must not grow host memory without bound.
+        // settling in a loop must not grow host memory without bound, nor can its reasons.
+        let settlement = match settlement {
+            Settlement::DeadLetter(reason) => {
+                Settlement::DeadLetter(super::redact::truncate(reason, self.call.max_error_bytes))
+            }
+            other => other,
+        };
         if self.call.settlements.len() < MAX_SETTLEMENTS {
             self.call.settlements.push((message_id, settlement));
         } else if !self.call.settlements_overflowed {
@@ -64,13 +127,15 @@ impl edgefn::function::host::Host for InvocationState {
 
     async fn send(&mut self, queue: String, body: Vec<u8>, options: SendOptions) -> Result<String, String> {
         let messaging = self.call.capabilities.messaging.clone().ok_or_else(|| unavailable("send"))?;
+        self.call.take_send(body.len())?;
         let message = NewMessage { body, delay_ms: options.delay_ms, priority: options.priority };
-        messaging.send(queue, message).await.map(|id| id.to_string()).map_err(|e| e.to_string())
+        messaging.send(self.call.sender(), queue, message).await.map(|id| id.to_string()).map_err(|e| e.to_string())
     }
 
     async fn publish(&mut self, topic: String, body: Vec<u8>) -> Result<u32, String> {
         let messaging = self.call.capabilities.messaging.clone().ok_or_else(|| unavailable("publish"))?;
-        messaging.publish(topic, body).await.map_err(|e| e.to_string())
+        self.call.take_send(body.len())?;
+        messaging.publish(self.call.sender(), topic, body).await.map_err(|e| e.to_string())
     }
 
     async fn invoke(&mut self, function: String, payload: Vec<u8>) -> Result<Vec<u8>, String> {

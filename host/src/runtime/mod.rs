@@ -12,9 +12,12 @@
 //! above it.
 
 pub mod background;
+pub mod fairness;
 pub mod guest;
 pub mod loader;
-mod redact;
+pub mod memory;
+pub mod output;
+pub(crate) mod redact;
 mod state;
 
 pub use guest::{CronEvent, Delivery, GuestCall, GuestOutcome, Message, Settlement};
@@ -56,6 +59,10 @@ pub struct Runtime {
     background_slots: Arc<Semaphore>,
     /// See [`Runtime::engine_hash`]; fixed for the engine's life, so computed once.
     engine_hash: Arc<str>,
+    /// Fair CPU between guests (see [`fairness`]).
+    governor: fairness::Governor,
+    /// The host-wide budget of guest memory (see [`memory`]).
+    memory: Arc<memory::MemoryBudget>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -104,13 +111,15 @@ pub enum SlotKind {
 pub struct Slot {
     _instance: OwnedSemaphorePermit,
     _background: Option<OwnedSemaphorePermit>,
-    _function: Option<OwnedSemaphorePermit>,
+    /// Whatever else the invocation holds until the guest is done: the function's concurrency permit, the bytes
+    /// of its request body.
+    _held: Vec<OwnedSemaphorePermit>,
 }
 
 impl Slot {
-    /// Holds `permit` (a function's `max_concurrency`) for as long as the slot: until the guest is done.
+    /// Holds `permit` for as long as the slot: until the guest is done.
     pub fn holding(mut self, permit: Option<OwnedSemaphorePermit>) -> Self {
-        self._function = permit;
+        self._held.extend(permit);
         self
     }
 }
@@ -130,6 +139,9 @@ pub enum InvokeError {
     /// Every instance slot stayed busy for the whole queue timeout.
     #[error("all {0} instance slots stayed busy")]
     Busy(u32),
+    /// The host's memory budget for guests stayed full (limits.memory_budget_mb).
+    #[error("the host's memory budget for functions ({0} MiB) is full")]
+    MemoryBudget(usize),
     /// The function's own `max_concurrency` invocations stayed busy for the whole queue timeout.
     #[error("the function's {0} concurrent invocations (max_concurrency) stayed busy")]
     Throttled(u32),
@@ -183,7 +195,29 @@ impl Runtime {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_hash = format!("{:016x}", hasher.finish()).into();
-        Ok(Self { engine, linker: Arc::new(linker), limits, instance_slots, background_slots, engine_hash })
+        let lanes = if limits.cpu_lanes == 0 { fairness::Governor::default_lanes() } else { limits.cpu_lanes };
+        let governor = fairness::Governor::new(lanes);
+        let memory = memory::MemoryBudget::new(limits.memory_budget_bytes());
+        tracing::info!(
+            cpu_lanes = governor.lanes(),
+            memory_budget_mb = memory.limit() >> 20,
+            "guests that compute long share the CPU lanes; guest memory is bounded by the budget"
+        );
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            limits,
+            instance_slots,
+            background_slots,
+            engine_hash,
+            governor,
+            memory,
+        })
+    }
+
+    /// The host-wide budget of guest memory.
+    pub fn memory_budget(&self) -> &Arc<memory::MemoryBudget> {
+        &self.memory
     }
 
     /// The host-wide limits.
@@ -210,7 +244,7 @@ impl Runtime {
     pub async fn snapshot(&self, wasm: &[u8], env: &FunctionEnv, memory_bytes: usize) -> anyhow::Result<Vec<u8>> {
         // Init instantiates from the pool like any invocation: it takes a slot, so a deploy under full load waits
         // for one instead of failing inside wasmtime (or making a request fail).
-        let _slot = self.acquire_slot(SlotKind::Background).await?;
+        let _slot = self.acquire_slot(SlotKind::Background, "init").await?;
         let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(64 << 10);
         let invocation = Invocation {
             env: Arc::new(env.clone()),
@@ -218,7 +252,7 @@ impl Runtime {
             limits: InvocationLimits { timeout: self.limits.init_timeout(), memory_bytes },
             caller: Caller::default(),
         };
-        let state = InvocationState::new(&invocation, Some(stderr.clone()));
+        let state = InvocationState::new(&invocation, self.store_parts(), Some(stderr.clone()));
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         let init_timeout = self.limits.init_timeout();
@@ -247,34 +281,62 @@ impl Runtime {
         }
     }
 
-    /// Reserves an instance slot; see [`SlotKind`] for how long it waits.
-    pub async fn acquire_slot(&self, kind: SlotKind) -> Result<Slot, InvokeError> {
+    /// Reserves an instance slot for function `label`; see [`SlotKind`] for how long it waits. The memory budget
+    /// (and the function's share of it) must also have room for a new instance: a request waits for it as long as
+    /// for a slot, then gets [`InvokeError::MemoryBudget`].
+    pub async fn acquire_slot(&self, kind: SlotKind, label: &str) -> Result<Slot, InvokeError> {
         let closed = |_| InvokeError::Host("the instance pool is shut down".into());
-        match kind {
+        let slot = match kind {
             SlotKind::Background => {
                 let background = self.background_slots.clone().acquire_owned().await.map_err(closed)?;
                 let instance = self.instance_slots.clone().acquire_owned().await.map_err(closed)?;
-                Ok(Slot { _instance: instance, _background: Some(background), _function: None })
+                Slot { _instance: instance, _background: Some(background), _held: Vec::new() }
             }
             SlotKind::Request => {
                 let acquire = self.instance_slots.clone().acquire_owned();
                 match tokio::time::timeout(self.limits.queue_timeout(), acquire).await {
-                    Ok(instance) => {
-                        Ok(Slot { _instance: instance.map_err(closed)?, _background: None, _function: None })
-                    }
-                    Err(_elapsed) => Err(InvokeError::Busy(self.limits.max_instances)),
+                    Ok(instance) => Slot { _instance: instance.map_err(closed)?, _background: None, _held: Vec::new() },
+                    Err(_elapsed) => return Err(InvokeError::Busy(self.limits.max_instances)),
                 }
             }
+        };
+        let timeout = (kind == SlotKind::Request).then(|| self.limits.queue_timeout());
+        let function = self.memory.function(label);
+        if !self.memory.wait_for_room(&function, memory::ADMISSION_HEADROOM, timeout).await {
+            return Err(InvokeError::MemoryBudget(self.memory.limit() >> 20));
+        }
+        Ok(slot)
+    }
+
+    fn store_parts(&self) -> state::StoreParts {
+        state::StoreParts {
+            budget: self.memory.clone(),
+            output_cap: self.limits.max_output_bytes,
+            sends: guest::SendAllowance::new(
+                self.limits.max_sends_per_invocation,
+                self.limits.max_send_bytes_per_invocation,
+            ),
+            max_error_bytes: self.limits.max_error_bytes,
         }
     }
 
     fn new_store(&self, invocation: &Invocation) -> Store<InvocationState> {
-        let state = InvocationState::new(invocation, None);
+        let state = InvocationState::new(invocation, self.store_parts(), None);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(deadline_ticks(invocation.limits.timeout));
-        store.epoch_deadline_trap();
+        self.governor.govern(&mut store, std::time::Instant::now() + invocation.limits.timeout);
         store
+    }
+
+    /// An invocation that failed because the memory budget refused it memory is the host's capacity, not the
+    /// function's fault.
+    fn budget_error(&self, store: &Store<InvocationState>, error: InvokeError) -> InvokeError {
+        match error {
+            InvokeError::Trap(_) if store.data().limits.refused_by_budget => {
+                InvokeError::MemoryBudget(self.memory.limit() >> 20)
+            }
+            other => other,
+        }
     }
 
     /// Runs one cron, queue, topic or invoke function through a fresh instance of `component` in `slot`. Returns
@@ -307,11 +369,14 @@ impl Runtime {
             }
         };
         // The epoch deadline stops a guest that computes; this one also stops a guest blocked in a host call.
+        // Error text is logged and stored (run history, dead-letter reasons): mask the secrets in it, and keep it
+        // to limits.max_error_bytes.
+        let max_error = self.limits.max_error_bytes;
+        let clean = |message: &str| redact::truncate(redact::mask(message, &secrets), max_error);
         let outcome = match tokio::time::timeout(timeout + EPOCH_TICK * 5, run).await {
-            // Error text is logged and stored (run history, dead-letter reasons): mask the secrets in it too.
-            Ok(Ok(outcome)) => Ok(outcome.map_err(|message| redact::mask(&message, &secrets))),
-            Ok(Err(error)) => Err(match classify_trap(error, timeout) {
-                InvokeError::Trap(message) => InvokeError::Trap(redact::mask(&message, &secrets)),
+            Ok(Ok(outcome)) => Ok(outcome.map_err(|message| clean(&message))),
+            Ok(Err(error)) => Err(match self.budget_error(&store, classify_trap(error, timeout)) {
+                InvokeError::Trap(message) => InvokeError::Trap(clean(&message)),
                 other => other,
             }),
             Err(_elapsed) => Err(InvokeError::Timeout(timeout)),
@@ -319,7 +384,7 @@ impl Runtime {
         let mut settlements = std::mem::take(&mut store.data_mut().call.settlements);
         for (_, settlement) in &mut settlements {
             if let Settlement::DeadLetter(reason) = settlement {
-                *reason = redact::mask(reason, &secrets);
+                *reason = clean(reason);
             }
         }
         (outcome, settlements)
@@ -345,6 +410,7 @@ impl Runtime {
             (incoming, outparam)
         };
         let pre = component.pre.clone();
+        let runtime = self.clone();
         // The epoch deadline stops a guest that computes forever; the hard deadline also stops a guest blocked in
         // a host call (epochs do not interrupt those), including after it has sent its response head.
         let hard_deadline = timeout + EPOCH_TICK * 5;
@@ -360,7 +426,7 @@ impl Runtime {
             };
             match tokio::time::timeout(hard_deadline, run).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(classify_trap(error, timeout)),
+                Ok(Err(error)) => Err(runtime.budget_error(&store, classify_trap(error, timeout))),
                 Err(_elapsed) => Err(InvokeError::Timeout(timeout)),
             }
         });

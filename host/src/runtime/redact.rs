@@ -1,46 +1,5 @@
-//! A function's stdout and stderr with its secrets masked: the host prints guest output on its own streams, and
-//! a function that prints a secret (in a debug line, an error) must not leak it into the host's logs.
-//!
-//! Output is buffered by line (or 8 KiB, whichever comes first) so that a secret split across two writes is still
-//! seen whole; each secret value is replaced by `[secret NAME]`.
-
-use std::io::Write as _;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use wasmtime_wasi::cli::AsyncStdoutStream;
-
-/// Flush a partial line once it is this long.
-const MAX_LINE: usize = 8 << 10;
-
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Target {
-    Stdout,
-    Stderr,
-}
-
-/// A WASI output stream that masks `secrets` and writes to the host's `target`.
-pub(super) fn stream(target: Target, secrets: Arc<Vec<(String, String)>>) -> AsyncStdoutStream {
-    AsyncStdoutStream::new(MAX_LINE, Redactor { target, secrets, line: Vec::new() })
-}
-
-struct Redactor {
-    target: Target,
-    secrets: Arc<Vec<(String, String)>>,
-    line: Vec<u8>,
-}
-
-impl Redactor {
-    fn emit(&mut self, upto: usize) {
-        let chunk: Vec<u8> = self.line.drain(..upto).collect();
-        let masked = mask(&String::from_utf8_lossy(&chunk), &self.secrets);
-        // The host's own stdio: a write that fails has nowhere to be reported.
-        let _ = match self.target {
-            Target::Stdout => std::io::stdout().lock().write_all(masked.as_bytes()),
-            Target::Stderr => std::io::stderr().lock().write_all(masked.as_bytes()),
-        };
-    }
-}
+//! Secrets never leave a function in what it says: its output ([`super::output`]), its error text, its
+//! dead-letter reasons. Each secret value is replaced by `[secret NAME]`.
 
 /// `text` with every secret value replaced by `[secret NAME]`.
 pub(crate) fn mask(text: &str, secrets: &[(String, String)]) -> String {
@@ -53,37 +12,41 @@ pub(crate) fn mask(text: &str, secrets: &[(String, String)]) -> String {
     masked
 }
 
-impl tokio::io::AsyncWrite for Redactor {
-    fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        self.line.extend_from_slice(buf);
-        while let Some(newline) = self.line.iter().position(|b| *b == b'\n') {
-            self.emit(newline + 1);
+/// `bytes` with every secret value replaced by `[secret NAME]`, byte for byte (output need not be UTF-8).
+pub(crate) fn mask_bytes(bytes: &[u8], secrets: &[(String, String)]) -> Vec<u8> {
+    let mut masked = bytes.to_vec();
+    for (name, value) in secrets {
+        let value = value.as_bytes();
+        if value.is_empty() || masked.len() < value.len() {
+            continue;
         }
-        if self.line.len() >= MAX_LINE {
-            let len = self.line.len();
-            self.emit(len);
+        let replacement = format!("[secret {name}]").into_bytes();
+        let mut out = Vec::with_capacity(masked.len());
+        let mut at = 0;
+        while at < masked.len() {
+            if masked[at..].starts_with(value) {
+                out.extend_from_slice(&replacement);
+                at += value.len();
+            } else {
+                out.push(masked[at]);
+                at += 1;
+            }
         }
-        Poll::Ready(Ok(buf.len()))
+        masked = out;
     }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let len = self.line.len();
-        self.emit(len);
-        Poll::Ready(Ok(()))
-    }
+    masked
 }
 
-impl Drop for Redactor {
-    fn drop(&mut self) {
-        let len = self.line.len();
-        if len > 0 {
-            self.emit(len);
-        }
+/// Truncates `text` to at most `max` bytes (on a character boundary), saying how much was cut.
+pub(crate) fn truncate(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
     }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... [truncated: {} more bytes]", &text[..end], text.len() - end)
 }
 
 #[cfg(test)]
@@ -98,5 +61,12 @@ mod tests {
             "token [secret API_SECRET] and [secret API_SECRET]\n"
         );
         assert_eq!(mask("nothing here", &secrets), "nothing here");
+        assert_eq!(mask_bytes(b"\xffhunter2\xfe", &secrets), b"\xff[secret API_SECRET]\xfe");
+    }
+
+    #[test]
+    fn truncation_keeps_a_character_boundary_and_says_so() {
+        assert_eq!(truncate("short".into(), 10), "short");
+        assert_eq!(truncate("ééé".into(), 3), "é... [truncated: 4 more bytes]");
     }
 }

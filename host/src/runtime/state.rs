@@ -2,12 +2,23 @@
 
 use super::Invocation;
 use super::guest::CallContext;
-use super::redact;
+use super::memory::{Limiter, MemoryBudget};
+use super::output::{self, Target};
 use crate::capabilities::outbound::PolicyHooks;
+use std::sync::Arc;
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// What every store of a runtime shares.
+pub(crate) struct StoreParts {
+    pub(crate) budget: Arc<MemoryBudget>,
+    /// What one invocation may print.
+    pub(crate) output_cap: usize,
+    /// What one invocation may send.
+    pub(crate) sends: super::guest::SendAllowance,
+    pub(crate) max_error_bytes: usize,
+}
 
 /// The data of one invocation's store.
 pub(crate) struct InvocationState {
@@ -15,24 +26,26 @@ pub(crate) struct InvocationState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: PolicyHooks,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: Limiter,
     pub(crate) call: CallContext,
 }
 
 impl InvocationState {
     /// The state of `invocation`; with `stderr`, the guest's stderr is captured there instead of printed.
-    pub(crate) fn new(invocation: &Invocation, stderr: Option<wasmtime_wasi::p2::pipe::MemoryOutputPipe>) -> Self {
+    pub(crate) fn new(
+        invocation: &Invocation,
+        parts: StoreParts,
+        stderr: Option<wasmtime_wasi::p2::pipe::MemoryOutputPipe>,
+    ) -> Self {
         let env = &invocation.env;
+        let label = invocation.caller.chain.last().map_or("init", String::as_str);
         let mut wasi = WasiCtx::builder();
-        if env.secrets.is_empty() {
-            wasi.inherit_stdout();
-        } else {
-            wasi.stdout(redact::stream(redact::Target::Stdout, env.secrets.clone()));
-        }
+        // Never the host's own streams: a guest that prints must not be able to block the host (see output.rs).
+        let allowance = output::Allowance::new(parts.output_cap);
+        wasi.stdout(output::stream(Target::Stdout, env.secrets.clone(), allowance.clone(), label));
         match stderr {
             Some(pipe) => wasi.stderr(pipe),
-            None if env.secrets.is_empty() => wasi.inherit_stderr(),
-            None => wasi.stderr(redact::stream(redact::Target::Stderr, env.secrets.clone())),
+            None => wasi.stderr(output::stream(Target::Stderr, env.secrets.clone(), allowance, label)),
         };
         for (key, value) in &env.env {
             wasi.env(key, value);
@@ -42,11 +55,13 @@ impl InvocationState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: PolicyHooks::new(env.outbound.clone()),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(invocation.limits.memory_bytes)
-                .trap_on_grow_failure(false)
-                .build(),
-            call: CallContext::new(invocation.capabilities.clone(), invocation.caller.clone()),
+            limits: Limiter::new(invocation.limits.memory_bytes, parts.budget.clone(), parts.budget.function(label)),
+            call: CallContext::new(
+                invocation.capabilities.clone(),
+                invocation.caller.clone(),
+                parts.sends,
+                parts.max_error_bytes,
+            ),
         }
     }
 }

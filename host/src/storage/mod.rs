@@ -3,7 +3,8 @@
 //!
 //! One connection policy for all of it ([`Database`]): WAL (readers never block the writer), `synchronous =
 //! NORMAL` (a commit survives the process being killed, not a power cut), a busy timeout instead of instant
-//! `SQLITE_BUSY`, and every statement run off the async worker threads ([`Database::call`] hands the work to
+//! `SQLITE_BUSY`, transactions that take the write lock as they begin, and every statement run off the async
+//! worker threads ([`Database::call`] hands the work to
 //! tokio's blocking pool). Each part of the host opens its own connection, so a long queue transaction never makes
 //! a cron write wait. Schema changes are numbered migrations applied in order at open (`PRAGMA user_version`).
 //!
@@ -114,6 +115,27 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         PRIMARY KEY (input_sha256, engine_hash)
     );",
+    // 6. How much each queue holds, kept by triggers in the same transactions as the messages, so a send can be
+    // refused at a queue's limits without counting its rows.
+    "CREATE TABLE queue_sizes (
+        queue TEXT PRIMARY KEY,
+        messages INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO queue_sizes (queue, messages, bytes)
+        SELECT queue, COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM queue_messages GROUP BY queue;
+    CREATE TRIGGER queue_sizes_after_insert AFTER INSERT ON queue_messages BEGIN
+        INSERT OR IGNORE INTO queue_sizes (queue) VALUES (NEW.queue);
+        UPDATE queue_sizes SET messages = messages + 1, bytes = bytes + LENGTH(NEW.body) WHERE queue = NEW.queue;
+    END;
+    CREATE TRIGGER queue_sizes_after_delete AFTER DELETE ON queue_messages BEGIN
+        UPDATE queue_sizes SET messages = messages - 1, bytes = bytes - LENGTH(OLD.body) WHERE queue = OLD.queue;
+    END;
+    CREATE TRIGGER queue_sizes_after_move AFTER UPDATE OF queue ON queue_messages WHEN OLD.queue <> NEW.queue BEGIN
+        UPDATE queue_sizes SET messages = messages - 1, bytes = bytes - LENGTH(OLD.body) WHERE queue = OLD.queue;
+        INSERT OR IGNORE INTO queue_sizes (queue) VALUES (NEW.queue);
+        UPDATE queue_sizes SET messages = messages + 1, bytes = bytes + LENGTH(NEW.body) WHERE queue = NEW.queue;
+    END;",
 ];
 
 /// What went wrong in the database.
@@ -170,10 +192,14 @@ impl Database {
     pub fn connect(data_dir: &Path) -> Result<Self, StorageError> {
         let path = data_dir.join(DB_FILE);
         let open = || -> rusqlite::Result<Connection> {
-            let conn = Connection::open(&path)?;
+            let mut conn = Connection::open(&path)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.busy_timeout(Duration::from_secs(10))?;
+            // Transactions take the write lock when they begin. A deferred one that reads, then writes, fails at
+            // once ("database is locked", without waiting) when another connection committed in between: the queue's
+            // capacity check before an insert is such a transaction.
+            conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
             Ok(conn)
         };
         let conn = open().map_err(|source| StorageError::Open { path: path.clone(), source })?;

@@ -1,7 +1,7 @@
 //! The SQL of the durable queues. Every method is one transaction, run off the async threads.
 
 use super::{Database, StorageError};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension as _, params};
 
 /// A message to enqueue.
 #[derive(Debug, Clone)]
@@ -82,6 +82,30 @@ pub struct Readiness {
     pub next_visible: Option<i64>,
 }
 
+/// How much one queue may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueCapacity {
+    pub max_messages: u64,
+    pub max_bytes: u64,
+}
+
+/// A send refused because a queue is at its capacity; nothing was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueFull {
+    pub queue: String,
+    /// What it holds now.
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// A page of dead letters.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetterPage {
+    pub dead_letters: Vec<DeadLetter>,
+    /// Pass as `after` for the next page; `None` when this is the last one.
+    pub next_after: Option<i64>,
+}
+
 /// The queue tables, behind one connection.
 #[derive(Debug, Clone)]
 pub struct QueueDb {
@@ -93,17 +117,36 @@ impl QueueDb {
         Self { db }
     }
 
-    /// Stores messages (one transaction: all or none) and returns their ids.
-    pub async fn send(&self, queue: &str, messages: Vec<NewMessage>, now: i64) -> Result<Vec<i64>, StorageError> {
+    /// Stores messages (one transaction: all or none) and returns their ids, unless `queue` would go past
+    /// `capacity`.
+    pub async fn send(
+        &self,
+        queue: &str,
+        messages: Vec<NewMessage>,
+        now: i64,
+        capacity: QueueCapacity,
+    ) -> Result<Result<Vec<i64>, QueueFull>, StorageError> {
         let queue = queue.to_owned();
-        self.db.call(move |conn| send(conn, &queue, &messages, now)).await
+        self.db.call(move |conn| send(conn, &queue, &messages, now, capacity)).await
     }
 
-    /// Stores one copy of `body` in each of `queues` (a topic's subscribers), in one transaction.
-    pub async fn fan_out(&self, queues: Vec<String>, body: Vec<u8>, now: i64) -> Result<(), StorageError> {
+    /// Stores one copy of `body` in each of `queues` (a topic's subscribers), in one transaction, unless one of them
+    /// would go past `capacity` (then none gets it).
+    pub async fn fan_out(
+        &self,
+        queues: Vec<String>,
+        body: Vec<u8>,
+        now: i64,
+        capacity: QueueCapacity,
+    ) -> Result<Result<(), QueueFull>, StorageError> {
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;
+                for queue in &queues {
+                    if let Some(full) = past_capacity(&tx, queue, 1, body.len() as u64, capacity)? {
+                        return Ok(Err(full));
+                    }
+                }
                 {
                     let mut insert = tx.prepare_cached(
                         "INSERT INTO queue_messages (queue, body, priority, enqueued_at, visible_at)
@@ -114,7 +157,7 @@ impl QueueDb {
                     }
                 }
                 tx.commit()?;
-                Ok(())
+                Ok(Ok(()))
             })
             .await
     }
@@ -211,19 +254,36 @@ impl QueueDb {
         self.db.call(move |conn| stats(conn, now, &also)).await
     }
 
-    /// The dead letters of `origin_queue`, oldest first.
-    pub async fn dead_letters(&self, origin_queue: &str, limit: u32) -> Result<Vec<DeadLetter>, StorageError> {
+    /// Dead letters of `origin_queue`, oldest first, after id `after`: at most `limit`, and no more once their
+    /// bodies add up to `max_bytes` (always at least one).
+    pub async fn dead_letters(
+        &self,
+        origin_queue: &str,
+        limit: u32,
+        after: i64,
+        max_bytes: usize,
+    ) -> Result<DeadLetterPage, StorageError> {
         let origin_queue = origin_queue.to_owned();
         self.db
             .call(move |conn| {
                 let mut statement = conn.prepare_cached(
                     "SELECT id, queue, origin_queue, body, attempts, priority, enqueued_at, last_error
-                     FROM queue_messages WHERE origin_queue = ?1 ORDER BY id LIMIT ?2",
+                     FROM queue_messages WHERE origin_queue = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
                 )?;
-                let rows = statement.query_map(params![origin_queue, limit], |row| {
+                let mut rows = statement.query(params![origin_queue, after, i64::from(limit) + 1])?;
+                let mut page = DeadLetterPage { dead_letters: Vec::new(), next_after: None };
+                let mut bytes = 0usize;
+                while let Some(row) = rows.next()? {
+                    let id: i64 = row.get(0)?;
+                    if page.dead_letters.len() as u32 == limit || (!page.dead_letters.is_empty() && bytes >= max_bytes)
+                    {
+                        page.next_after = page.dead_letters.last().map(|l| l.id);
+                        break;
+                    }
                     let body: Vec<u8> = row.get(3)?;
-                    Ok(DeadLetter {
-                        id: row.get(0)?,
+                    bytes += body.len();
+                    page.dead_letters.push(DeadLetter {
+                        id,
                         queue: row.get(1)?,
                         origin_queue: row.get(2)?,
                         body_len: body.len(),
@@ -232,9 +292,9 @@ impl QueueDb {
                         priority: row.get(5)?,
                         enqueued_at: row.get(6)?,
                         error: row.get(7)?,
-                    })
-                })?;
-                Ok(rows.collect::<rusqlite::Result<_>>()?)
+                    });
+                }
+                Ok(page)
             })
             .await
     }
@@ -265,8 +325,36 @@ impl QueueDb {
     }
 }
 
-fn send(conn: &mut Connection, queue: &str, messages: &[NewMessage], now: i64) -> Result<Vec<i64>, StorageError> {
+/// `Some` when adding `messages` messages of `bytes` bytes would take `queue` past `capacity`.
+fn past_capacity(
+    conn: &Connection,
+    queue: &str,
+    messages: u64,
+    bytes: u64,
+    capacity: QueueCapacity,
+) -> Result<Option<QueueFull>, StorageError> {
+    let (held, held_bytes): (u64, u64) = conn
+        .prepare_cached("SELECT messages, bytes FROM queue_sizes WHERE queue = ?1")?
+        .query_row(params![queue], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?
+        .unwrap_or((0, 0));
+    let full =
+        held.saturating_add(messages) > capacity.max_messages || held_bytes.saturating_add(bytes) > capacity.max_bytes;
+    Ok(full.then(|| QueueFull { queue: queue.to_owned(), messages: held, bytes: held_bytes }))
+}
+
+fn send(
+    conn: &mut Connection,
+    queue: &str,
+    messages: &[NewMessage],
+    now: i64,
+    capacity: QueueCapacity,
+) -> Result<Result<Vec<i64>, QueueFull>, StorageError> {
     let tx = conn.transaction()?;
+    let bytes = messages.iter().map(|m| m.body.len() as u64).sum();
+    if let Some(full) = past_capacity(&tx, queue, messages.len() as u64, bytes, capacity)? {
+        return Ok(Err(full));
+    }
     let mut ids = Vec::with_capacity(messages.len());
     {
         let mut insert = tx.prepare_cached(
@@ -279,10 +367,16 @@ fn send(conn: &mut Connection, queue: &str, messages: &[NewMessage], now: i64) -
         }
     }
     tx.commit()?;
-    Ok(ids)
+    Ok(Ok(ids))
 }
 
-fn lease(conn: &Connection, queue: &str, now: i64, limit: u32, lease_until: i64) -> Result<Vec<LeasedMessage>, StorageError> {
+fn lease(
+    conn: &Connection,
+    queue: &str,
+    now: i64,
+    limit: u32,
+    lease_until: i64,
+) -> Result<Vec<LeasedMessage>, StorageError> {
     let mut statement = conn.prepare_cached(
         "UPDATE queue_messages SET visible_at = ?4, attempts = attempts + 1, leased = 1
          WHERE id IN (SELECT id FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2
@@ -371,11 +465,14 @@ mod tests {
         NewMessage { body: body.as_bytes().to_vec(), delay_ms: 0, priority }
     }
 
+    const ROOMY: QueueCapacity = QueueCapacity { max_messages: 1_000, max_bytes: 1 << 20 };
+
     #[tokio::test]
     async fn a_settle_applies_only_under_the_lease_that_delivered_the_message() {
         let dir = tempfile::tempdir().expect("temp dir");
         let queues = QueueDb::new(Database::open(dir.path()).expect("db"));
-        let ids = queues.send("q", vec![message("a", 0), message("b", 5)], 1_000).await.expect("send");
+        let ids =
+            queues.send("q", vec![message("a", 0), message("b", 5)], 1_000, ROOMY).await.expect("send").expect("room");
         let leased = queues.lease("q", 1_000, 10, 2_000).await.expect("lease");
         // Highest priority first.
         assert_eq!(leased.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[1], ids[0]]);
@@ -390,17 +487,70 @@ mod tests {
     async fn dead_letters_keep_their_origin_and_redrive_back_to_it() {
         let dir = tempfile::tempdir().expect("temp dir");
         let queues = QueueDb::new(Database::open(dir.path()).expect("db"));
-        let ids = queues.send("q", vec![message("poison", 0)], 1_000).await.expect("send");
+        let ids = queues.send("q", vec![message("poison", 0)], 1_000, ROOMY).await.expect("send").expect("room");
         let leased = queues.lease("q", 1_000, 10, 2_000).await.expect("lease");
         let dead = Outcome::DeadLetter { queue: "q-dlq".into(), reason: "bad".into() };
         queues
             .settle(vec![Settle { id: ids[0], lease_until: leased[0].lease_until, outcome: dead }], 1_100)
             .await
             .expect("settle");
-        let letters = queues.dead_letters("q", 10).await.expect("letters");
+        let letters = queues.dead_letters("q", 10, 0, 1 << 20).await.expect("letters").dead_letters;
         assert_eq!((letters[0].queue.as_str(), letters[0].error.as_deref()), ("q-dlq", Some("bad")));
         assert_eq!(queues.redrive("q", None, 1_200).await.expect("redrive"), 1);
         let readiness = queues.readiness("q", 1_200, 10).await.expect("readiness");
         assert_eq!(readiness.ready, 1);
+    }
+
+    #[tokio::test]
+    async fn a_queue_at_its_capacity_refuses_a_send_whole_and_counts_follow_every_move() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let queues = QueueDb::new(Database::open(dir.path()).expect("db"));
+        let small = QueueCapacity { max_messages: 3, max_bytes: 1 << 20 };
+        queues.send("q", vec![message("a", 0), message("b", 0)], 1, small).await.expect("send").expect("room");
+        let full = queues.send("q", vec![message("c", 0), message("d", 0)], 1, small).await.expect("send");
+        assert_eq!(full, Err(QueueFull { queue: "q".into(), messages: 2, bytes: 2 }));
+        // Nothing of the refused send was stored; one more still fits.
+        queues.send("q", vec![message("c", 0)], 1, small).await.expect("send").expect("room");
+        let leased = queues.lease("q", 1, 10, 100).await.expect("lease");
+        let settles: Vec<Settle> =
+            leased.iter().map(|m| Settle { id: m.id, lease_until: m.lease_until, outcome: Outcome::Ack }).collect();
+        queues.settle(settles, 2).await.expect("settle");
+        // Acked messages leave the count: the queue takes three again.
+        let ids = queues.send("q", vec![message("x", 0); 3], 3, small).await.expect("send").expect("room");
+        assert_eq!(ids.len(), 3);
+        let bytes = QueueCapacity { max_messages: 100, max_bytes: 4 };
+        let full = queues.fan_out(vec!["q".into(), "r".into()], b"yy".to_vec(), 4, bytes).await.expect("fan out");
+        assert!(matches!(full, Err(QueueFull { ref queue, .. }) if queue == "q"), "{full:?}");
+        assert_eq!(
+            queues.stats(5, vec![]).await.expect("stats").iter().map(|s| s.queue.as_str()).collect::<Vec<_>>(),
+            ["q"]
+        );
+    }
+
+    #[tokio::test]
+    async fn dead_letters_come_in_pages_bounded_by_count_and_bytes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let queues = QueueDb::new(Database::open(dir.path()).expect("db"));
+        let bodies: Vec<NewMessage> = (0..5).map(|n| message(&"z".repeat(100 * (n + 1)), 0)).collect();
+        queues.send("q", bodies, 1, ROOMY).await.expect("send").expect("room");
+        let leased = queues.lease("q", 1, 10, 100).await.expect("lease");
+        let dead = |m: &LeasedMessage| Settle {
+            id: m.id,
+            lease_until: m.lease_until,
+            outcome: Outcome::DeadLetter { queue: "q-dlq".into(), reason: "no".into() },
+        };
+        queues.settle(leased.iter().map(dead).collect(), 2).await.expect("settle");
+        let first = queues.dead_letters("q", 2, 0, 1 << 20).await.expect("page");
+        assert_eq!(first.dead_letters.len(), 2);
+        let second = queues.dead_letters("q", 10, first.next_after.expect("more"), 250).await.expect("page");
+        // 300 + ... bytes: the byte bound stops the page after the first letter that reaches it.
+        assert_eq!(
+            second.dead_letters.len(),
+            1,
+            "{:?}",
+            second.dead_letters.iter().map(|l| l.body_len).collect::<Vec<_>>()
+        );
+        let rest = queues.dead_letters("q", 10, second.next_after.expect("more"), 1 << 20).await.expect("page");
+        assert_eq!((rest.dead_letters.len(), rest.next_after), (2, None));
     }
 }

@@ -84,8 +84,8 @@ impl Runner {
                 Some(acquired.map_err(|_closed| InvokeError::Host("the function is shutting down".into()))?)
             }
         };
-        let slot = self.runtime().acquire_slot(kind).await?.holding(permit);
         let label = version.label(function);
+        let slot = self.runtime().acquire_slot(kind, &label).await?.holding(permit);
         let (component, start) = self
             .loader
             .get(&version.artifact, &format!("{} v{}", version.component, version.version))

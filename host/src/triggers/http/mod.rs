@@ -1,18 +1,20 @@
-//! The HTTP trigger: an axum server whose one fallback handler routes every request through the live set it
-//! started with, enforces the body cap, runs the function and logs one line per request.
+//! The HTTP trigger: an axum app whose one fallback handler routes every request through the live set it started
+//! with, reads the body within its bounds ([`body`]), runs the function, hands its response to the client through
+//! a bounded buffer, and logs one line per request. [`server`] runs it with connection and header-time bounds.
+
+pub mod body;
+pub mod server;
 
 use super::{Runner, Trigger};
 use crate::capabilities::BoxFuture;
 use crate::live::{ComponentVersion, LiveHandle, LiveSet, RouteLookup};
 use crate::runtime::{InvokeError, SlotKind, Start};
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, Uri, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The header carrying the request id, both ways.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -25,11 +27,23 @@ pub const FORWARDED_PREFIX_HEADER: &str = "x-forwarded-prefix";
 pub struct HttpTrigger {
     live: LiveHandle,
     runner: Runner,
+    bodies: body::BodyBudget,
 }
 
 impl HttpTrigger {
     pub fn new(live: LiveHandle, runner: Runner) -> Arc<Self> {
-        Arc::new(Self { live, runner })
+        let limits = runner.runtime().limits();
+        let bodies = body::BodyBudget::new(usize::try_from(limits.max_buffered_body_mb << 20).unwrap_or(usize::MAX));
+        Arc::new(Self { live, runner, bodies })
+    }
+
+    /// The bounds of the listener that serves this trigger.
+    pub fn server_limits(&self) -> server::ServerLimits {
+        let limits = self.runner.runtime().limits();
+        server::ServerLimits {
+            max_connections: limits.max_connections,
+            header_read_timeout: Duration::from_millis(limits.header_read_timeout_ms),
+        }
     }
 
     /// The axum app: `/healthz` plus every function route.
@@ -107,9 +121,9 @@ async fn route_and_invoke(trigger: &HttpTrigger, request: Request, request_id: &
     let label = version.label(&function);
     served.function = Some(label.clone());
     served.version = Some(version.version);
-    let max_body = trigger.runner.runtime().limits().max_body_bytes;
-    let request = match read_request(request, max_body, request_id, &version).await {
-        Ok(request) => request,
+    let limits = trigger.runner.runtime().limits();
+    let (request, body_bytes) = match read_request(request, trigger, request_id, &version).await {
+        Ok(read) => read,
         Err(response) => return response,
     };
     let prepared = match trigger.runner.prepare(&version, &function, SlotKind::Request, vec![label.clone()]).await {
@@ -118,20 +132,29 @@ async fn route_and_invoke(trigger: &HttpTrigger, request: Request, request_id: &
     };
     served.start = Some(prepared.start);
     let runtime = trigger.runner.runtime();
-    match runtime.invoke_http(&prepared.component, &prepared.invocation, prepared.slot, request).await {
-        Ok(response) => response.map(Body::new),
+    // The body's bytes stay counted against the budget until the function is done with them.
+    let slot = prepared.slot.holding(body_bytes);
+    match runtime.invoke_http(&prepared.component, &prepared.invocation, slot, request).await {
+        Ok(response) => {
+            let buffer = limits.response_buffer_kib << 10;
+            let write_timeout = Duration::from_millis(limits.response_write_timeout_ms);
+            response.map(|function_body| body::pump(function_body, buffer, write_timeout))
+        }
         Err(error) => invoke_error(error, &label, request_id),
     }
 }
 
-/// Buffers the body under the cap (413 above it) and rebuilds the request the guest will see: with its request
-/// id, a host, and for a mount that strips its prefix, the path below the prefix.
+/// Reads the body within its bounds (413, 408, or 503 when the budget of buffered bodies stays full) and rebuilds
+/// the request the guest will see: with its request id, a host, and for a mount that strips its prefix, the path
+/// below the prefix. Returns the permit that keeps the body's bytes counted.
 async fn read_request(
     request: Request,
-    max_body: usize,
+    trigger: &HttpTrigger,
     request_id: &str,
     version: &ComponentVersion,
-) -> Result<http::Request<Bytes>, Response> {
+) -> Result<(http::Request<Bytes>, Option<tokio::sync::OwnedSemaphorePermit>), Response> {
+    let limits = trigger.runner.runtime().limits();
+    let max_body = limits.max_body_bytes;
     let too_large = || {
         let message = format!("request body is larger than the {max_body}-byte limit");
         error_response(StatusCode::PAYLOAD_TOO_LARGE, &message, request_id)
@@ -141,10 +164,26 @@ async fn read_request(
         return Err(too_large());
     }
     let (mut parts, body) = request.into_parts();
-    let body = match Limited::new(body, max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<LengthLimitError>() => return Err(too_large()),
-        Err(error) => {
+    let body_limits = body::BodyLimits {
+        max_bytes: max_body,
+        read_timeout: Duration::from_millis(limits.body_read_timeout_ms),
+        queue_timeout: limits.queue_timeout(),
+    };
+    let (body, held) = match body::read(body, body_limits, &trigger.bodies).await {
+        Ok(read) => read,
+        Err(body::BodyError::TooLarge) => return Err(too_large()),
+        Err(body::BodyError::Timeout) => {
+            let message = format!("the request body did not arrive within {} ms", limits.body_read_timeout_ms);
+            return Err(error_response(StatusCode::REQUEST_TIMEOUT, &message, request_id));
+        }
+        Err(body::BodyError::Busy) => {
+            let message = "the host is buffering too many request bodies; retry shortly";
+            tracing::warn!(request_id = %request_id, "request refused: the budget of buffered bodies is full");
+            let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, message, request_id);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Err(response);
+        }
+        Err(body::BodyError::Read(error)) => {
             let message = format!("failed to read the request body: {error}");
             return Err(error_response(StatusCode::BAD_REQUEST, &message, request_id));
         }
@@ -162,7 +201,7 @@ async fn read_request(
             parts.headers.insert(FORWARDED_PREFIX_HEADER, prefix);
         }
     }
-    Ok(http::Request::from_parts(parts, body))
+    Ok((http::Request::from_parts(parts, body), held))
 }
 
 /// `uri` with `prefix` taken off its path: `/sample/echo?x=1` under `/sample` is `/echo?x=1`, `/sample` is `/`.
@@ -182,19 +221,19 @@ fn strip_prefix(uri: &Uri, prefix: &str) -> Uri {
 fn invoke_error(error: InvokeError, label: &str, request_id: &str) -> Response {
     let status = match &error {
         InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        InvokeError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+        InvokeError::Busy(_) | InvokeError::MemoryBudget(_) => StatusCode::SERVICE_UNAVAILABLE,
         InvokeError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
         InvokeError::Trap(_) | InvokeError::NoResponse | InvokeError::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     // The full error (trap code, guest backtrace) goes to the log; the caller gets the request id.
-    if matches!(error, InvokeError::Busy(_) | InvokeError::Throttled(_)) {
+    if matches!(error, InvokeError::Busy(_) | InvokeError::Throttled(_) | InvokeError::MemoryBudget(_)) {
         tracing::warn!(request_id = %request_id, function = %label, "{error}");
     } else {
         tracing::error!(request_id = %request_id, function = %label, "{error}");
     }
     let message = match &error {
         InvokeError::Timeout(deadline) => format!("the function did not answer within {deadline:?}"),
-        InvokeError::Busy(_) => "the host is at capacity; retry shortly".to_owned(),
+        InvokeError::Busy(_) | InvokeError::MemoryBudget(_) => "the host is at capacity; retry shortly".to_owned(),
         InvokeError::Throttled(limit) => {
             format!("the function is at its limit of {limit} concurrent invocations; retry shortly")
         }

@@ -1,0 +1,275 @@
+//! A guest's stdout and stderr: masked, capped, and never able to block the host.
+//!
+//! - **Masked**: each secret value is replaced by `[secret NAME]`. Output is cut into lines (or 8 KiB pieces) and
+//!   a piece cut mid-line keeps back its last bytes, as many as the longest secret but one, so a secret that
+//!   straddles the cut is still seen whole.
+//! - **Capped**: an invocation prints at most `limits.max_output_bytes`; the rest is dropped, and its output says
+//!   so once.
+//! - **Never blocking**: pieces go to one writer thread through a bounded queue. When the host's own output cannot
+//!   keep up (a full pipe, a slow terminal), pieces are dropped and counted, and the writer says how much it
+//!   dropped when it can write again. A guest's write always returns at once.
+
+use super::redact::mask_bytes;
+use std::io::Write as _;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
+use std::task::{Context, Poll};
+use wasmtime_wasi::cli::AsyncStdoutStream;
+
+/// Cut a partial line once it is this long.
+const MAX_PIECE: usize = 8 << 10;
+/// Pieces the writer thread may have queued: at most 8 MiB of output waits for the host's streams.
+const QUEUE_PIECES: usize = 1024;
+
+/// Where a piece goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    Stdout,
+    Stderr,
+}
+
+struct Writer {
+    queue: mpsc::SyncSender<(Target, Vec<u8>)>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// The one writer thread, started on first use.
+fn writer() -> &'static Writer {
+    static WRITER: OnceLock<Writer> = OnceLock::new();
+    WRITER.get_or_init(|| {
+        let (queue, pieces) = mpsc::sync_channel::<(Target, Vec<u8>)>(QUEUE_PIECES);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counted = dropped.clone();
+        std::thread::Builder::new()
+            .name("edgefn-guest-output".into())
+            .spawn(move || {
+                for (target, piece) in pieces {
+                    let lost = counted.swap(0, Ordering::Relaxed);
+                    // The host's own streams: a write that fails has nowhere to be reported.
+                    let write = |bytes: &[u8]| {
+                        let _ = match target {
+                            Target::Stdout => std::io::stdout().lock().write_all(bytes),
+                            Target::Stderr => std::io::stderr().lock().write_all(bytes),
+                        };
+                    };
+                    if lost > 0 {
+                        write(format!("[edgefn: {lost} bytes of function output dropped: the host's output could not keep up]\n").as_bytes());
+                    }
+                    write(&piece);
+                }
+            })
+            .expect("failed to start the guest output thread");
+        Writer { queue, dropped }
+    })
+}
+
+/// Hands `piece` to the writer thread, or drops and counts it if the queue is full.
+fn send(target: Target, piece: Vec<u8>) {
+    let writer = writer();
+    let len = piece.len() as u64;
+    if writer.queue.try_send((target, piece)).is_err() {
+        writer.dropped.fetch_add(len, Ordering::Relaxed);
+    }
+}
+
+/// Bytes of guest output dropped because the host's output could not keep up, since start (not yet reported).
+pub fn dropped_pending() -> u64 {
+    writer().dropped.load(Ordering::Relaxed)
+}
+
+/// What one invocation may still print, shared by its stdout and stderr.
+#[derive(Debug, Clone)]
+pub(crate) struct Allowance {
+    remaining: Arc<std::sync::atomic::AtomicUsize>,
+    cap: usize,
+}
+
+impl Allowance {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self { remaining: Arc::new(std::sync::atomic::AtomicUsize::new(cap)), cap }
+    }
+
+    /// Takes up to `wanted` bytes of the allowance; returns how many were granted.
+    fn take(&self, wanted: usize) -> usize {
+        let mut granted = 0;
+        let _ = self.remaining.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+            granted = wanted.min(left);
+            Some(left - granted)
+        });
+        granted
+    }
+
+    fn exhausted(&self) -> bool {
+        self.remaining.load(Ordering::Acquire) == 0
+    }
+}
+
+/// A WASI output stream for one invocation's `target`: see the module docs. `label` names the function in the
+/// host's log when its output is cut.
+pub(crate) fn stream(
+    target: Target,
+    secrets: Arc<Vec<(String, String)>>,
+    allowance: Allowance,
+    label: &str,
+) -> AsyncStdoutStream {
+    let keep_back = secrets.iter().map(|(_, value)| value.len()).max().unwrap_or(0).saturating_sub(1);
+    let capture = Capture {
+        target,
+        secrets,
+        pending: Vec::new(),
+        keep_back,
+        allowance,
+        over_cap: 0,
+        label: label.to_owned(),
+        sink: Arc::new(send),
+    };
+    AsyncStdoutStream::new(MAX_PIECE, capture)
+}
+
+/// Where a capture passes its pieces: the writer thread, or a test's buffer.
+type Sink = Arc<dyn Fn(Target, Vec<u8>) + Send + Sync>;
+
+struct Capture {
+    target: Target,
+    secrets: Arc<Vec<(String, String)>>,
+    /// What was written and not passed on yet: the current line, or the kept-back tail of a cut piece.
+    pending: Vec<u8>,
+    /// Bytes held back at a cut that is not at a line end.
+    keep_back: usize,
+    /// What this invocation may still print.
+    allowance: Allowance,
+    /// Bytes this stream dropped past the cap.
+    over_cap: u64,
+    label: String,
+    sink: Sink,
+}
+
+impl Capture {
+    /// Passes on `pending[..upto]`, masked, within the cap.
+    fn emit(&mut self, upto: usize) {
+        if upto == 0 {
+            return;
+        }
+        let piece: Vec<u8> = self.pending.drain(..upto).collect();
+        let mut masked = if self.secrets.is_empty() { piece } else { mask_bytes(&piece, &self.secrets) };
+        let granted = self.allowance.take(masked.len());
+        if granted < masked.len() {
+            let cut = masked.len() - granted;
+            masked.truncate(granted);
+            if self.over_cap == 0 {
+                let cap = self.allowance.cap;
+                masked.extend_from_slice(
+                    format!("\n[edgefn: output truncated: the function printed over {cap} bytes]\n").as_bytes(),
+                );
+            }
+            self.over_cap += cut as u64;
+        }
+        if !masked.is_empty() {
+            (self.sink)(self.target, masked);
+        }
+    }
+
+    fn absorb(&mut self, buf: &[u8]) {
+        if self.allowance.exhausted() && self.over_cap > 0 {
+            // Past the cap: nothing more is masked or kept, only counted.
+            self.over_cap += buf.len() as u64;
+            return;
+        }
+        self.pending.extend_from_slice(buf);
+        while let Some(newline) = self.pending.iter().position(|b| *b == b'\n') {
+            self.emit(newline + 1);
+        }
+        if self.pending.len() >= MAX_PIECE {
+            // Cut mid-line: keep back what could be the start of a secret that continues in the next write.
+            let mut upto = self.pending.len() - self.keep_back.min(self.pending.len());
+            while upto > 0 && upto < self.pending.len() && (self.pending[upto] & 0b1100_0000) == 0b1000_0000 {
+                upto -= 1; // not in the middle of a UTF-8 character
+            }
+            self.emit(upto);
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Capture {
+    fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.absorb(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let len = self.pending.len();
+        self.emit(len);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let len = self.pending.len();
+        self.emit(len);
+        if self.over_cap > 0 {
+            tracing::warn!(function = %self.label, cap = self.allowance.cap, dropped = self.over_cap,
+                "function output over limits.max_output_bytes was dropped");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A capture whose pieces land in the returned buffer.
+    fn capture(secrets: &[(&str, &str)], cap: usize) -> (Capture, Arc<Mutex<Vec<u8>>>) {
+        let secrets: Vec<(String, String)> = secrets.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
+        let keep_back = secrets.iter().map(|(_, v)| v.len()).max().unwrap_or(0).saturating_sub(1);
+        let out: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let into = out.clone();
+        let capture = Capture {
+            target: Target::Stdout,
+            secrets: Arc::new(secrets),
+            pending: Vec::new(),
+            keep_back,
+            allowance: Allowance::new(cap),
+            over_cap: 0,
+            label: "test".into(),
+            sink: Arc::new(move |_, piece| into.lock().expect("lock").extend(piece)),
+        };
+        (capture, out)
+    }
+
+    #[test]
+    fn a_secret_across_the_cut_of_a_long_line_is_still_masked() {
+        let secret = "s3cr3t-value-that-is-long";
+        for split in 1..secret.len() {
+            // A line of exactly MAX_PIECE bytes whose last bytes start the secret; the next write ends it.
+            let mut first = vec![b'x'; MAX_PIECE - split];
+            first.extend_from_slice(&secret.as_bytes()[..split]);
+            let second = [&secret.as_bytes()[split..], b" and more\n"].concat();
+            let (mut capture, out) = capture(&[("API", secret)], usize::MAX);
+            capture.absorb(&first);
+            capture.absorb(&second);
+            drop(capture);
+            let out = String::from_utf8(out.lock().expect("lock").clone()).expect("utf-8");
+            assert!(!out.contains(secret), "the secret leaked across a cut after {split} bytes");
+            assert!(out.ends_with("x[secret API] and more\n"), "split {split}: {}", &out[out.len() - 40..]);
+            assert_eq!(out.len(), MAX_PIECE - split + "[secret API] and more\n".len());
+        }
+    }
+
+    #[test]
+    fn output_past_the_cap_is_dropped_and_said_once() {
+        let (mut capture, out) = capture(&[], 10);
+        capture.absorb(b"0123456789abcdef\n");
+        capture.absorb(b"more\n");
+        assert_eq!((capture.allowance.exhausted(), capture.over_cap), (true, 7 + 5));
+        drop(capture);
+        let out = String::from_utf8(out.lock().expect("lock").clone()).expect("utf-8");
+        assert_eq!(out, "0123456789\n[edgefn: output truncated: the function printed over 10 bytes]\n");
+    }
+}

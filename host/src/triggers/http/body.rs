@@ -1,0 +1,265 @@
+//! Request and response bodies, bounded so that no client can hold the host's memory or its instances.
+//!
+//! - A request body is read into memory before the function runs, under three bounds: its own size
+//!   (`max_body_bytes`, 413), the time it may take to arrive (`body_read_timeout_ms`, 408), and the bytes every
+//!   request buffers together ([`BodyBudget`], `max_buffered_body_mb`: new uploads wait for room, then get 503).
+//! - A response is taken from the function ahead of the client, up to `response_buffer_kib` ([`pump`]), so that
+//!   a function is done, and its instance free, as soon as it has answered, whatever the client's reading speed.
+//!   A client that reads nothing for `response_write_timeout_ms` while that buffer is full loses the response:
+//!   the connection is cut, and the function, if it is still writing, sees its output stream closed.
+
+use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::BodyExt as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The bytes all request bodies in memory may take together, counted in KiB.
+#[derive(Debug, Clone)]
+pub struct BodyBudget {
+    kib: Arc<Semaphore>,
+}
+
+impl BodyBudget {
+    pub fn new(bytes: usize) -> Self {
+        Self { kib: Arc::new(Semaphore::new((bytes >> 10).clamp(1, Semaphore::MAX_PERMITS))) }
+    }
+}
+
+/// Why a request body was not read.
+#[derive(Debug)]
+pub enum BodyError {
+    TooLarge,
+    /// It did not arrive in time.
+    Timeout,
+    /// The budget for buffered bodies stayed full.
+    Busy,
+    /// The client's stream failed.
+    Read(String),
+}
+
+/// Bounds for reading one request body.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    pub read_timeout: Duration,
+    /// How long to wait for room in the budget.
+    pub queue_timeout: Duration,
+}
+
+/// Reads `body` whole, within `limits` and `budget`. The permit keeps its bytes counted: hold it until the body
+/// is gone (the invocation ended).
+pub async fn read(
+    body: axum::body::Body,
+    limits: BodyLimits,
+    budget: &BodyBudget,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), BodyError> {
+    let read = async {
+        let mut body = body;
+        let mut collected: Vec<u8> = Vec::new();
+        let mut held: Option<OwnedSemaphorePermit> = None;
+        let mut held_kib: usize = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+            let Ok(data) = frame.into_data() else { continue };
+            if collected.len() + data.len() > limits.max_bytes {
+                return Err(BodyError::TooLarge);
+            }
+            let needed_kib = (collected.len() + data.len()).div_ceil(1024);
+            if needed_kib > held_kib {
+                let more = u32::try_from(needed_kib - held_kib).map_err(|_| BodyError::TooLarge)?;
+                let acquire = budget.kib.clone().acquire_many_owned(more);
+                let permit = match tokio::time::timeout(limits.queue_timeout, acquire).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => return Err(BodyError::Busy),
+                };
+                held_kib = needed_kib;
+                match &mut held {
+                    Some(held) => held.merge(permit),
+                    None => held = Some(permit),
+                }
+            }
+            collected.extend_from_slice(&data);
+        }
+        Ok((Bytes::from(collected), held))
+    };
+    match tokio::time::timeout(limits.read_timeout, read).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(BodyError::Timeout),
+    }
+}
+
+/// Takes `body` from the function ahead of the client, up to `buffer` bytes; see the module docs.
+pub fn pump<B>(body: B, buffer: usize, write_timeout: Duration) -> axum::body::Body
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send + 'static,
+{
+    let (frames, received) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(64);
+    let room = Arc::new(Semaphore::new(buffer.clamp(1, Semaphore::MAX_PERMITS)));
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let (pump_room, pump_abandoned) = (room.clone(), abandoned.clone());
+    tokio::spawn(async move {
+        let mut body = body;
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(error) => {
+                    let _ = frames.send(Err(error.into())).await;
+                    return;
+                }
+            };
+            let len = frame.data_ref().map_or(0, Bytes::len).clamp(1, buffer.max(1));
+            let handed_over = async {
+                let permit = pump_room.clone().acquire_many_owned(u32::try_from(len).unwrap_or(u32::MAX)).await;
+                // The client's side gives the room back as it takes each frame.
+                permit.map(OwnedSemaphorePermit::forget).is_ok() && frames.send(Ok(frame)).await.is_ok()
+            };
+            match tokio::time::timeout(write_timeout, handed_over).await {
+                Ok(true) => {}
+                // The client went away: nothing more to send.
+                Ok(false) => return,
+                Err(_elapsed) => {
+                    tracing::warn!(
+                        timeout_ms = write_timeout.as_millis() as u64,
+                        "a client did not read its response; the response is abandoned"
+                    );
+                    pump_abandoned.store(true, Ordering::Release);
+                    return;
+                }
+            }
+        }
+        // Dropping the function's body here closes its output stream: a function still writing stops.
+    });
+    axum::body::Body::new(Pumped { received, room, abandoned, buffer: buffer.max(1) })
+}
+
+/// The client's side of [`pump`].
+struct Pumped {
+    received: mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
+    room: Arc<Semaphore>,
+    abandoned: Arc<AtomicBool>,
+    buffer: usize,
+}
+
+impl http_body::Body for Pumped {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.received.poll_recv(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, Bytes::len).clamp(1, self.buffer);
+                self.room.add_permits(len);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error))),
+            // An abandoned response must not look complete to the client: end it with an error, which cuts the
+            // connection.
+            Poll::Ready(None) if self.abandoned.load(Ordering::Acquire) => {
+                Poll::Ready(Some(Err("the response was abandoned: the client did not read it in time".into())))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// A body that yields its frames and ends, or, stalled, never yields anything.
+    struct TestBody {
+        frames: VecDeque<Bytes>,
+        stalled: bool,
+    }
+
+    impl TestBody {
+        fn of(frames: usize, len: usize) -> Self {
+            Self { frames: (0..frames).map(|_| Bytes::from(vec![b'x'; len])).collect(), stalled: false }
+        }
+    }
+
+    impl http_body::Body for TestBody {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.stalled {
+                return Poll::Pending;
+            }
+            Poll::Ready(self.frames.pop_front().map(|data| Ok(Frame::data(data))))
+        }
+    }
+
+    fn limits(read_timeout: Duration) -> BodyLimits {
+        BodyLimits { max_bytes: 4 << 10, read_timeout, queue_timeout: Duration::from_millis(20) }
+    }
+
+    #[tokio::test]
+    async fn a_body_over_its_limit_or_the_budget_is_refused() {
+        let limits = limits(Duration::from_secs(5));
+        let budget = BodyBudget::new(6 << 10);
+        let body = |kib: usize| axum::body::Body::new(TestBody::of(kib, 1024));
+        assert!(matches!(read(body(5), limits, &budget).await, Err(BodyError::TooLarge)));
+        let (first, held) = read(body(4), limits, &budget).await.expect("fits");
+        assert_eq!(first.len(), 4 << 10);
+        // 4 KiB held: another 4 KiB body does not fit the 6 KiB budget until the first is released.
+        assert!(matches!(read(body(4), limits, &budget).await, Err(BodyError::Busy)));
+        drop(held);
+        assert!(read(body(4), limits, &budget).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_body_that_does_not_arrive_in_time_is_refused() {
+        let stalled = TestBody { frames: VecDeque::new(), stalled: true };
+        let result =
+            read(axum::body::Body::new(stalled), limits(Duration::from_millis(50)), &BodyBudget::new(1 << 20)).await;
+        assert!(matches!(result, Err(BodyError::Timeout)));
+    }
+
+    #[tokio::test]
+    async fn a_response_read_in_time_arrives_whole() {
+        let mut client = pump(TestBody::of(8, 1024), 2048, Duration::from_secs(5));
+        let mut got = 0;
+        while let Some(frame) = client.frame().await {
+            got += frame.expect("no error").data_ref().map_or(0, Bytes::len);
+        }
+        assert_eq!(got, 8 * 1024);
+    }
+
+    #[tokio::test]
+    async fn a_response_nobody_reads_is_abandoned_after_the_write_timeout() {
+        // 4 frames of 1 KiB, a buffer of 1 KiB: the pump takes one frame ahead, then waits for the client.
+        let mut client = pump(TestBody::of(4, 1024), 1024, Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The client reads at last: it gets what was buffered, then an error, never a clean end.
+        let mut got = 0;
+        loop {
+            match client.frame().await {
+                Some(Ok(frame)) => got += frame.data_ref().map_or(0, Bytes::len),
+                Some(Err(error)) => {
+                    assert!(error.to_string().contains("abandoned"), "{error}");
+                    break;
+                }
+                None => panic!("an abandoned response ended as if complete after {got} bytes"),
+            }
+        }
+        assert!(got < 4 * 1024, "all {got} bytes arrived: nothing was abandoned");
+    }
+}

@@ -1,0 +1,116 @@
+//! A test-only component that tries, on purpose, what a hostile tenant would: compute forever, print without end,
+//! hold memory, answer with bodies nobody reads, flood a queue, settle one message over and over with huge reasons,
+//! and call the host's own admin API. The isolation tests run it next to well-behaved functions, which must keep
+//! working. Every route reports what really happened, so a test sees whether the host stopped it.
+
+use edgefn::prelude::*;
+use serde_json::json;
+use std::time::Duration;
+
+fn number(req: &Request, name: &str, default: u64) -> u64 {
+    req.query(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Computes until its deadline kills it.
+#[function(trigger = http("/hostile/spin"))]
+fn spin(_req: Request) -> Response {
+    let mut counter: u64 = 0;
+    loop {
+        counter = std::hint::black_box(counter.wrapping_add(1));
+    }
+}
+
+/// Prints `?mb=` MiB of lines to stdout, as fast as it can.
+#[function(trigger = http("/hostile/print"))]
+fn print(req: Request) -> String {
+    let line = "x".repeat(1023);
+    let lines = number(&req, "mb", 1) * 1024;
+    for _ in 0..lines {
+        println!("{line}");
+    }
+    format!("printed {lines} lines")
+}
+
+/// Prints the secret `API_SECRET` so that it straddles the host's 8 KiB output cut: `?offset=` bytes of it end one
+/// 8 KiB piece, the rest starts the next.
+#[function(trigger = http("/hostile/leak"))]
+fn leak(req: Request) -> Result<String> {
+    use std::io::Write as _;
+    let secret = edgefn::config::require("API_SECRET")?;
+    let offset = (number(&req, "offset", 3) as usize).min(secret.len());
+    let mut out = std::io::stdout().lock();
+    // No newline before the secret: the host has to cut this line.
+    let mut line = vec![b'y'; 8192 - offset];
+    line.extend_from_slice(&secret.as_bytes()[..offset]);
+    out.write_all(&line)?;
+    out.flush()?;
+    out.write_all(&secret.as_bytes()[offset..])?;
+    out.write_all(b" <- was the secret\n")?;
+    out.flush()?;
+    Ok("printed".into())
+}
+
+/// Allocates and touches `?mb=` MiB, holds them for `?ms=` milliseconds, then answers how much it got.
+#[function(trigger = http("/hostile/hold"))]
+fn hold(req: Request) -> Result<String> {
+    let mb = number(&req, "mb", 100) as usize;
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..mb {
+        let mut block = Vec::new();
+        if block.try_reserve_exact(1 << 20).is_err() {
+            break;
+        }
+        block.resize(1 << 20, 1u8);
+        blocks.push(block);
+    }
+    std::thread::sleep(Duration::from_millis(number(&req, "ms", 1000)));
+    Ok(format!("held {} MiB", std::hint::black_box(&blocks).len()))
+}
+
+/// Answers with a body of `?mb=` MiB.
+#[function(trigger = http("/hostile/big"))]
+fn big(req: Request) -> Response {
+    Response::bytes(vec![b'z'; (number(&req, "mb", 8) << 20) as usize])
+}
+
+/// Sends 1 MiB messages to `hostile-flood` until the host refuses one, then says how many it sent and why it
+/// stopped.
+#[function(trigger = http("/hostile/flood"))]
+fn flood(req: Request) -> Result<Response> {
+    let body = edgefn::queue::Raw(vec![b'f'; (number(&req, "kib", 1024) << 10) as usize]);
+    let most = number(&req, "most", 100_000);
+    let mut sent = 0u64;
+    let mut refusal = None;
+    while sent < most {
+        match edgefn::queue::send_bytes("hostile-flood", &body.0, edgefn::queue::SendOptions::new()) {
+            Ok(_) => sent += 1,
+            Err(error) => {
+                refusal = Some(error.message().to_owned());
+                break;
+            }
+        }
+    }
+    Response::json(&json!({ "sent": sent, "refused": refusal }))
+}
+
+/// Calls `?url=` (the host's own admin API, in the test) and answers with what happened.
+#[function(trigger = http("/hostile/call"))]
+fn call(req: Request) -> Result<Response> {
+    let url = req.query("url").ok_or_else(|| Error::bad_request("missing ?url="))?;
+    match edgefn::fetch::get(url) {
+        Ok(response) => Response::json(&json!({ "status": response.status().as_u16() })),
+        Err(error) => Response::json(&json!({ "error": error.message() })),
+    }
+}
+
+/// Settles each message 20 times, dead-lettering it with a 50 MB reason.
+#[function(trigger = queue("hostile-settle", batch_size = 1, max_wait_ms = 0))]
+fn settle_over_and_over(batch: Batch<serde_json::Value>) -> Result<()> {
+    let reason = "r".repeat(50 << 20);
+    for message in &batch {
+        for _ in 0..20 {
+            message.dead_letter(reason.clone());
+        }
+    }
+    Ok(())
+}
