@@ -255,6 +255,11 @@ impl Host {
         let _ = self.child.wait();
     }
 
+    /// The host process's id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
