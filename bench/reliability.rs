@@ -260,10 +260,19 @@ fn crashes() {
 }
 
 fn main() {
-    println!("== neighbours under attack");
-    neighbour_latency();
-    println!("== load");
-    load();
-    println!("== crashes");
-    crashes();
+    // RELIABILITY_ONLY=neighbours|load|crashes runs one part.
+    let only = std::env::var("RELIABILITY_ONLY").unwrap_or_default();
+    let run = |part: &str| only.is_empty() || only == part;
+    if run("neighbours") {
+        println!("== neighbours under attack");
+        neighbour_latency();
+    }
+    if run("load") {
+        println!("== load");
+        load();
+    }
+    if run("crashes") {
+        println!("== crashes");
+        crashes();
+    }
 }

@@ -26,7 +26,7 @@
 //! allowed_outbound_hosts = ["api.github.com", "127.0.0.1:9000"]   # default: none
 //! timeout_ms = 5000           # this component's deadline (default: limits.timeout_ms)
 //! memory_mb = 64              # this component's memory cap (default: limits.memory_mb)
-//! max_concurrency = 16        # invocations of each of its functions at once (default: unbounded)
+//! max_concurrency = 16        # invocations of each of its functions at once (default: half of max_instances)
 //!
 //! [components.webhook.functions.github]   # one function's own settings, over the component's
 //! timeout_ms = 1000
@@ -123,7 +123,7 @@ impl Default for Limits {
             body_read_timeout_ms: 30_000,
             header_read_timeout_ms: 10_000,
             response_write_timeout_ms: 10_000,
-            response_buffer_kib: 1024,
+            response_buffer_kib: 256,
             max_connections: 4096,
             max_sends_per_invocation: 1_000,
             max_send_bytes_per_invocation: 16 << 20,

@@ -79,7 +79,15 @@ impl PolicyHooks {
 
 type SendFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
 
+/// The largest write a guest makes into a body it sends (a response, or an outbound request): with one chunk
+/// buffered, the host holds at most two of these per body, whatever the guest writes at once.
+const BODY_CHUNK: usize = 64 << 10;
+
 impl WasiHttpHooks for PolicyHooks {
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,

@@ -155,7 +155,9 @@ fn resolve(what: &str, settings: &FunctionSettings, host: &Limits) -> Result<Fun
             timeout: Duration::from_millis(timeout_ms),
             memory_bytes: usize::try_from(memory_mb << 20).unwrap_or(usize::MAX),
         },
-        max_concurrency: settings.max_concurrency,
+        // Unless it says otherwise, one function runs in at most half the instance slots: busy or hostile, it
+        // leaves the other half to its neighbours.
+        max_concurrency: Some(settings.max_concurrency.unwrap_or((host.max_instances / 2).max(1))),
     })
 }
 

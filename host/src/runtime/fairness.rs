@@ -1,7 +1,7 @@
 //! Fair CPU: a guest that computes can neither freeze the host nor starve its neighbours.
 //!
 //! Guests run on the async worker threads, which also accept connections and answer `/healthz` and the admin API.
-//! wasmtime only interrupts a guest at epoch ticks (every 10 ms), so at each tick of every invocation the
+//! wasmtime only interrupts a guest at epoch ticks (every millisecond), so at each tick of every invocation the
 //! [`Governor`]:
 //!
 //! - traps the guest once its wall-clock deadline has passed (what `epoch_deadline_trap` did before);
@@ -17,8 +17,12 @@ use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-/// A guest that has run through this many epoch ticks (about 50 ms of computing) is long-running.
-pub const LONG_RUNNING_TICKS: u32 = 5;
+/// A guest yields (and, long-running, gives up its lane) every this many epoch ticks: 5 ms slices. Short requests
+/// (well under a slice) almost never yield, and a thread waits at most a slice for a computing guest.
+pub const SLICE_TICKS: u32 = 5;
+
+/// A guest that has run through this many epoch ticks (about 20 ms of computing) is long-running.
+pub const LONG_RUNNING_TICKS: u32 = 20;
 
 /// Hands lanes to long-running guests. Shared by every invocation of a runtime.
 #[derive(Debug, Clone)]
@@ -50,14 +54,14 @@ impl Governor {
         // The lane this guest holds, if any: taken by the wait below, given back at the next tick so that guests
         // take turns, and dropped with the store at the end of the invocation.
         let held: Arc<Mutex<Option<OwnedSemaphorePermit>>> = Arc::default();
-        store.set_epoch_deadline(1);
+        store.set_epoch_deadline(u64::from(SLICE_TICKS));
         store.epoch_deadline_callback(move |_store| {
             if Instant::now() >= deadline {
                 return Err(Trap::Interrupt.into());
             }
-            ticks = ticks.saturating_add(1);
+            ticks = ticks.saturating_add(SLICE_TICKS);
             if ticks < LONG_RUNNING_TICKS {
-                return Ok(UpdateDeadline::Yield(1));
+                return Ok(UpdateDeadline::Yield(u64::from(SLICE_TICKS)));
             }
             held.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
             let (lanes, held) = (lanes.clone(), held.clone());

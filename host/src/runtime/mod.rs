@@ -43,8 +43,13 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 /// Tables and host stacks of a guest are small: keep their first pages resident too.
 const KEEP_RESIDENT_SMALL_BYTES: usize = 128 << 10;
 
-/// How often the epoch advances. The deadline of an invocation is counted in these ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How often the epoch advances: how long a guest computes before it yields (see [`fairness`]), and the
+/// granularity of init's deadline. 1 ms keeps a neighbour's wait for a thread short; the ticker costs about a
+/// thousand wake-ups a second.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// How far past its deadline a guest blocked in a host call (which epochs do not interrupt) is cut off.
+const HARD_DEADLINE_SLACK: Duration = Duration::from_millis(50);
 
 /// The shared wasmtime engine and linker, plus the host-wide limits.
 #[derive(Clone)]
@@ -264,7 +269,7 @@ impl Runtime {
         let linker = self.linker.clone();
         let run = wizer
             .run_component(&mut store, wasm, async |store, component| linker.instantiate_async(store, component).await);
-        match tokio::time::timeout(init_timeout + EPOCH_TICK * 5, run).await {
+        match tokio::time::timeout(init_timeout + HARD_DEADLINE_SLACK, run).await {
             Ok(Ok((snapshot, _results))) => Ok(snapshot),
             Ok(Err(error)) => {
                 let printed = String::from_utf8_lossy(&stderr.contents()).trim().to_owned();
@@ -373,7 +378,7 @@ impl Runtime {
         // to limits.max_error_bytes.
         let max_error = self.limits.max_error_bytes;
         let clean = |message: &str| redact::truncate(redact::mask(message, &secrets), max_error);
-        let outcome = match tokio::time::timeout(timeout + EPOCH_TICK * 5, run).await {
+        let outcome = match tokio::time::timeout(timeout + HARD_DEADLINE_SLACK, run).await {
             Ok(Ok(outcome)) => Ok(outcome.map_err(|message| clean(&message))),
             Ok(Err(error)) => Err(match self.budget_error(&store, classify_trap(error, timeout)) {
                 InvokeError::Trap(message) => InvokeError::Trap(clean(&message)),
@@ -413,7 +418,7 @@ impl Runtime {
         let runtime = self.clone();
         // The epoch deadline stops a guest that computes forever; the hard deadline also stops a guest blocked in
         // a host call (epochs do not interrupt those), including after it has sent its response head.
-        let hard_deadline = timeout + EPOCH_TICK * 5;
+        let hard_deadline = timeout + HARD_DEADLINE_SLACK;
         // The guest runs in its own task: it may keep streaming the body after it has set the response.
         let task = tokio::spawn(async move {
             // The slot is held until the guest is done, body streaming included. The store is rebound after it
@@ -460,7 +465,7 @@ fn classify_trap(error: wasmtime::Error, timeout: Duration) -> InvokeError {
 }
 
 fn deadline_ticks(timeout: Duration) -> u64 {
-    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+    (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
