@@ -11,7 +11,8 @@
 //! 3. Crashes: 10,000 queued messages, the host SIGKILLed 5 times while it works them off: lost and duplicated
 //!    messages.
 //!
-//! `RELIABILITY_SECONDS` sets each attack's length (default 10) and `LOAD_SECONDS` the load run's (default 60).
+//! `RELIABILITY_SECONDS` sets each attack's length (default 20) and `LOAD_SECONDS` the load run's (default 60);
+//! `RELIABILITY_ONLY=neighbours|load|crashes` runs one part.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -117,7 +118,7 @@ fn slow_readers(host: &Host, n: usize, stop: &Arc<AtomicBool>) -> Vec<std::threa
 }
 
 fn neighbour_latency() {
-    let length = seconds("RELIABILITY_SECONDS", 10);
+    let length = seconds("RELIABILITY_SECONDS", 20);
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("edgefn.toml");
     std::fs::write(
@@ -209,7 +210,8 @@ fn crashes() {
     std::fs::write(
         &config,
         format!(
-            "[components.versioned]\nenv = {{ COLLECTOR_URL = \"{}\", TAG = \"crash\" }}\nallowed_outbound_hosts = [\"{}\"]\n",
+            "[components.versioned]\nenv = {{ COLLECTOR_URL = \"{}\", TAG = \"crash\", WORK_DELAY_MS = \"40\" }}\n\
+             allowed_outbound_hosts = [\"{}\"]\n",
             collector.url, collector.authority
         ),
     )
@@ -238,9 +240,10 @@ fn crashes() {
         }
         seen
     };
+    // 500 batches of 20, 40 ms each, two at a time: about 10 s of work, cut by a SIGKILL every 1.5 s.
     let mut host = Some(host);
     for kill in 1..=5 {
-        std::thread::sleep(Duration::from_millis(700));
+        std::thread::sleep(Duration::from_millis(1_500));
         let done = processed(&collector).len();
         host.take().expect("a host").kill();
         println!("  SIGKILL {kill} with {done} of {MESSAGES} messages processed");

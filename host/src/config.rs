@@ -70,7 +70,7 @@ pub struct Limits {
     pub drain_timeout_ms: u64,
     /// The host-wide budget of guest linear memory, in MiB; 0 is half the machine's memory.
     pub memory_budget_mb: u64,
-    /// Guests that have computed for 50 ms run only on this many threads at once; 0 is half the cores (at least 1).
+    /// Guests that have computed for 10 ms run only on this many threads at once; 0 is half the cores (at least 1).
     pub cpu_lanes: usize,
     /// What one invocation may print (stdout and stderr together); the rest is dropped, and said so.
     pub max_output_bytes: usize,

@@ -21,8 +21,8 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 /// (well under a slice) almost never yield, and a thread waits at most a slice for a computing guest.
 pub const SLICE_TICKS: u32 = 5;
 
-/// A guest that has run through this many epoch ticks (about 20 ms of computing) is long-running.
-pub const LONG_RUNNING_TICKS: u32 = 20;
+/// A guest that has run through this many epoch ticks (about 10 ms of computing) is long-running.
+pub const LONG_RUNNING_TICKS: u32 = 10;
 
 /// Hands lanes to long-running guests. Shared by every invocation of a runtime.
 #[derive(Debug, Clone)]

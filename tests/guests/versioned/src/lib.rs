@@ -64,9 +64,12 @@ fn tick(event: CronEvent) -> Result<()> {
     report("/tick", &json!({ "tag": tag(), "scheduled_at": scheduled_at as u64, "reason": event.reason() }))
 }
 
-/// Reports every message (a number), with the version that handled it.
+/// Reports every message (a number), with the version that handled it; takes `WORK_DELAY_MS` per batch first.
 #[function(trigger = queue("versioned-work", batch_size = 20, max_wait_ms = 5))]
 fn work(batch: Batch<u64>) -> Result<()> {
+    if let Some(delay) = edgefn::config::get("WORK_DELAY_MS").and_then(|ms| ms.parse().ok()) {
+        std::thread::sleep(Duration::from_millis(delay));
+    }
     let numbers: Vec<u64> = batch.iter().map(|m| *m.body()).collect();
     report("/work", &json!({ "tag": tag(), "numbers": numbers }))
 }
