@@ -50,7 +50,8 @@ fn leak(req: Request) -> Result<String> {
     Ok("printed".into())
 }
 
-/// Allocates and touches `?mb=` MiB, holds them for `?ms=` milliseconds, then answers how much it got.
+/// Allocates and touches `?mb=` MiB, holds them for `?ms=` milliseconds, then answers how much it got and when
+/// it held it all (wall-clock milliseconds), so a test can tell which hogs held memory at the same time.
 #[function(trigger = http("/hostile/hold"))]
 fn hold(req: Request) -> Result<String> {
     let mb = number(&req, "mb", 100) as usize;
@@ -63,8 +64,13 @@ fn hold(req: Request) -> Result<String> {
         block.resize(1 << 20, 1u8);
         blocks.push(block);
     }
+    let from = unix_ms();
     std::thread::sleep(Duration::from_millis(number(&req, "ms", 1000)));
-    Ok(format!("held {} MiB", std::hint::black_box(&blocks).len()))
+    Ok(format!("held {} MiB from {from} to {}", std::hint::black_box(&blocks).len(), unix_ms()))
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 }
 
 /// Answers with a body of `?mb=` MiB.
