@@ -70,7 +70,7 @@ fn check_functions(functions: &[FunctionRecord]) -> anyhow::Result<()> {
     let mut router: Router<&str> = Router::new();
     for function in functions {
         match &function.trigger {
-            Trigger::Http { route, method } => router
+            Trigger::Http { route, method, .. } => router
                 .insert_str(route, method, &function.name)
                 .map_err(|e| anyhow!("function `{}`: {e}", function.name))?,
             Trigger::Cron { expression, timezone, policy } => {
@@ -120,7 +120,10 @@ mod tests {
     }
 
     fn http(name: &str, route: &str) -> FunctionRecord {
-        FunctionRecord { name: name.into(), trigger: Trigger::Http { route: route.into(), method: "GET".into() } }
+        FunctionRecord {
+            name: name.into(),
+            trigger: Trigger::Http { route: route.into(), method: "GET".into(), auth: None },
+        }
     }
 
     #[test]

@@ -27,9 +27,18 @@
 //! timeout_ms = 5000           # this component's deadline (default: limits.timeout_ms)
 //! memory_mb = 64              # this component's memory cap (default: limits.memory_mb)
 //! max_concurrency = 16        # invocations of each of its functions at once (default: half of max_instances)
+//! key_value_stores = ["default"]   # the key-value stores it may open (default: none)
 //!
 //! [components.webhook.functions.github]   # one function's own settings, over the component's
 //! timeout_ms = 1000
+//!
+//! [authorizers.main]          # a JWT authorizer, named by routes: http("/orders", auth = "main", scopes = [...])
+//! issuer = "https://auth.example.com/"
+//! audiences = ["orders-api"]
+//! jwks_file = "keys.json"     # public keys by kid (RS256, ES256, EdDSA), relative to this file; reloaded on change
+//! hs256_secret_from_host = "JWT_SECRET"    # or an HS256 shared secret from the host's environment
+//! algorithms = ["RS256"]      # default: what the keys allow
+//! leeway_s = 60               # clock skew allowed on exp and nbf
 //! ```
 
 use anyhow::{Context as _, bail};
@@ -98,6 +107,14 @@ pub struct Limits {
     pub max_queue_mb: u64,
     /// The longest error text kept (a dead-letter reason, a failed run's error); longer ones are cut, and say so.
     pub max_error_bytes: usize,
+    /// The longest key of a key-value store.
+    pub kv_max_key_bytes: usize,
+    /// The largest value of a key-value store.
+    pub kv_max_value_bytes: usize,
+    /// Keys one key-value store may hold.
+    pub kv_max_keys: u64,
+    /// Bytes one key-value store may hold, in MiB.
+    pub kv_max_store_mb: u64,
 }
 
 impl Default for Limits {
@@ -131,6 +148,10 @@ impl Default for Limits {
             max_queue_messages: 1_000_000,
             max_queue_mb: 1024,
             max_error_bytes: 4096,
+            kv_max_key_bytes: 1024,
+            kv_max_value_bytes: 1 << 20,
+            kv_max_keys: 1_000_000,
+            kv_max_store_mb: 1024,
         }
     }
 }
@@ -201,6 +222,10 @@ impl Limits {
             ("max_queue_mb", self.max_queue_mb),
             ("max_error_bytes", self.max_error_bytes as u64),
             ("max_message_bytes", self.max_message_bytes as u64),
+            ("kv_max_key_bytes", self.kv_max_key_bytes as u64),
+            ("kv_max_value_bytes", self.kv_max_value_bytes as u64),
+            ("kv_max_keys", self.kv_max_keys),
+            ("kv_max_store_mb", self.kv_max_store_mb),
         ];
         if let Some((name, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
             bail!("limits.{name} must be at least 1");
@@ -265,6 +290,8 @@ pub struct ComponentConfig {
     pub max_concurrency: Option<u32>,
     /// Settings of single functions, by function name, over the component's.
     pub functions: BTreeMap<String, FunctionSettings>,
+    /// The key-value stores the component may open.
+    pub key_value_stores: Vec<String>,
 }
 
 impl ComponentConfig {
@@ -295,6 +322,11 @@ impl ComponentConfig {
         }
         if !overrides.allowed_outbound_hosts.is_empty() {
             merged.allowed_outbound_hosts = overrides.allowed_outbound_hosts.clone();
+        }
+        for store in &overrides.key_value_stores {
+            if !merged.key_value_stores.contains(store) {
+                merged.key_value_stores.push(store.clone());
+            }
         }
         let settings = overrides.settings().or(&self.settings());
         (merged.timeout_ms, merged.memory_mb, merged.max_concurrency) =
@@ -333,6 +365,27 @@ impl ComponentConfig {
     }
 }
 
+/// A JWT authorizer that routes name with `auth = "NAME"` (`[authorizers.NAME]`): which tokens it accepts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthorizerConfig {
+    /// The `iss` a token must carry.
+    pub issuer: String,
+    /// A token's `aud` must name one of these.
+    pub audiences: Vec<String>,
+    /// A JWKS file (`{"keys": [...]}`) of public keys by `kid`; reloaded when it changes.
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// An HS256 shared secret, read from this variable of the host's environment.
+    pub hs256_secret_from_host: Option<String>,
+    /// An HS256 shared secret, inline (for development; prefer `hs256_secret_from_host`).
+    pub hs256_secret: Option<String>,
+    /// The algorithms a token may be signed with (default: `RS256`, `ES256` and `EdDSA` with a JWKS file, `HS256`
+    /// with a secret). `none` is never accepted.
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub leeway_s: Option<u64>,
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -342,11 +395,12 @@ pub struct HostConfig {
     pub snapshot: bool,
     pub limits: Limits,
     pub components: BTreeMap<String, ComponentConfig>,
+    pub authorizers: BTreeMap<String, AuthorizerConfig>,
 }
 
 impl Default for HostConfig {
     fn default() -> Self {
-        Self { snapshot: true, limits: Limits::default(), components: BTreeMap::new() }
+        Self { snapshot: true, limits: Limits::default(), components: BTreeMap::new(), authorizers: BTreeMap::new() }
     }
 }
 
@@ -355,7 +409,17 @@ impl HostConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("failed to read config {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("invalid config {}", path.display()))
+        let mut config = Self::parse(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        // A JWKS file named relative to the config is found next to it, wherever the host was started from.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for authorizer in config.authorizers.values_mut() {
+            if let Some(file) = authorizer.jwks_file.as_mut()
+                && file.is_relative()
+            {
+                *file = base.join(&*file);
+            }
+        }
+        Ok(config)
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Self> {

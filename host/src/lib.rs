@@ -12,9 +12,11 @@
 //! - [`storage`]: SQLite, always off the async threads.
 //!
 //! [`config`] (the host's configuration file) and [`component`] (reading a component's manifest) are leaves any
-//! layer may use; [`node`] is the composition root that wires the layers together.
+//! layer may use; [`auth`] (JWT authorizers and host-auth tokens, over [`config`] and [`storage`]) is used by the
+//! HTTP trigger, deployments and the admin API; [`node`] is the composition root that wires the layers together.
 
 pub mod admin;
+pub mod auth;
 pub mod capabilities;
 pub mod cli;
 pub mod component;

@@ -11,7 +11,7 @@
 use crate::capabilities::FunctionEnv;
 use crate::runtime::{Artifact, InvocationLimits};
 use arc_swap::ArcSwap;
-use edgefn_manifest::record::{FunctionRecord, Trigger};
+use edgefn_manifest::record::{FunctionRecord, RouteAuth, Trigger};
 use edgefn_manifest::route::RoutePattern;
 use edgefn_manifest::router::{Lookup, MethodFilter, Router};
 use std::collections::{BTreeMap, HashMap};
@@ -52,6 +52,9 @@ pub struct ComponentVersion {
     pub functions: Vec<FunctionRecord>,
     pub env: Arc<FunctionEnv>,
     pub mount: Option<Mount>,
+    /// With protected routes: the token the HTTP trigger sends to say it verified a request (see
+    /// [`crate::auth::RouteTokens`]).
+    pub host_auth_token: Option<String>,
     limits: HashMap<String, FunctionLimits>,
     default_limits: FunctionLimits,
     /// Per function with a `max_concurrency`: one permit per invocation that may run.
@@ -79,6 +82,7 @@ pub struct VersionParts {
     pub functions: Vec<FunctionRecord>,
     pub env: FunctionEnv,
     pub mount: Option<Mount>,
+    pub host_auth_token: Option<String>,
     /// Resolved settings by function name; functions not listed get `default_limits`.
     pub limits: HashMap<String, FunctionLimits>,
     pub default_limits: FunctionLimits,
@@ -102,6 +106,7 @@ impl ComponentVersion {
             functions: parts.functions,
             env: Arc::new(parts.env),
             mount: parts.mount,
+            host_auth_token: parts.host_auth_token,
             limits: parts.limits,
             default_limits: parts.default_limits,
             concurrency,
@@ -121,6 +126,14 @@ impl ComponentVersion {
     /// The permits of `function`'s `max_concurrency`, if it has one.
     pub fn concurrency(&self, function: &str) -> Option<&Arc<Semaphore>> {
         self.concurrency.get(function)
+    }
+
+    /// The authorizer and scopes that guard HTTP function `function`, if it is protected.
+    pub fn route_auth(&self, function: &str) -> Option<&RouteAuth> {
+        self.functions.iter().find(|f| f.name == function).and_then(|f| match &f.trigger {
+            Trigger::Http { auth, .. } => auth.as_ref(),
+            _ => None,
+        })
     }
 
     /// Whether this version has a function named `name` whose trigger `accepts`.
@@ -278,7 +291,7 @@ impl LiveSet {
                             }
                         }
                     }
-                    let Trigger::Http { route, method } = &function.trigger else { continue };
+                    let Trigger::Http { route, method, .. } = &function.trigger else { continue };
                     let invalid = |reason: String| LiveSetError::Invalid { function: label.clone(), reason };
                     let pattern = RoutePattern::parse(route).map_err(|e| invalid(e.to_string()))?;
                     let filter = MethodFilter::parse(method).map_err(invalid)?;
@@ -460,13 +473,14 @@ mod tests {
                 .collect(),
             env: FunctionEnv::default(),
             mount: None,
+            host_auth_token: None,
             limits: HashMap::new(),
             default_limits: limits,
         }))
     }
 
     fn http(route: &str) -> Trigger {
-        Trigger::Http { route: route.into(), method: "GET".into() }
+        Trigger::Http { route: route.into(), method: "GET".into(), auth: None }
     }
 
     fn set(components: Vec<LiveComponent>) -> Result<LiveSet, LiveSetError> {
@@ -519,7 +533,7 @@ mod tests {
 
     #[test]
     fn a_canary_that_changes_a_routes_methods_is_refused() {
-        let any = Trigger::Http { route: "/x".into(), method: "*".into() };
+        let any = Trigger::Http { route: "/x".into(), method: "*".into(), auth: None };
         let canary = Canary { version: version("a", 2, &[("f", any)]), percent: 10 };
         let error = set(vec![LiveComponent::new(version("a", 1, &[("f", http("/x"))]), Some(canary))]).unwrap_err();
         assert!(matches!(error, LiveSetError::CanaryRouteMismatch { .. }), "{error}");

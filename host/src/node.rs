@@ -5,7 +5,9 @@
 //! under it (cli -> admin -> deployments -> triggers -> runtime -> capabilities -> storage).
 
 use crate::admin::{self, Admin};
+use crate::auth::Authorizers;
 use crate::capabilities::invoke::DeferredInvoker;
+use crate::capabilities::kv::KvStores;
 use crate::capabilities::messaging::{MessagingLimits, Queues};
 use crate::capabilities::{Capabilities, Invoker};
 use crate::config::HostConfig;
@@ -14,6 +16,7 @@ use crate::live::LiveHandle;
 use crate::runtime::{Loader, Runtime};
 use crate::storage::cron::CronDb;
 use crate::storage::deployments::DeploymentDb;
+use crate::storage::kv::{KvDb, KvLimits};
 use crate::storage::queue::QueueDb;
 use crate::storage::{Database, create_private_dir, now_ms};
 use crate::triggers::cron::CronTrigger;
@@ -35,6 +38,8 @@ pub struct Node {
     pub cron: Arc<CronTrigger>,
     pub queue_trigger: Arc<QueueTrigger>,
     pub queues: Arc<Queues>,
+    pub kv: Arc<KvStores>,
+    pub authorizers: Arc<Authorizers>,
     pub loader: Arc<Loader>,
     /// Components that were live when the host last ran and could not be brought back.
     pub restore_failures: Vec<DeployError>,
@@ -49,9 +54,9 @@ impl Node {
         let lock = lock_data_dir(data_dir)?;
         // Opening migrates the schema: SQLite work, so not on an async worker thread either.
         let dir = data_dir.to_owned();
-        let (db, queue_db, cron_db) = tokio::task::spawn_blocking(move || {
+        let (db, queue_db, cron_db, kv_db) = tokio::task::spawn_blocking(move || {
             let db = Database::open(&dir)?;
-            anyhow::Ok((db, Database::connect(&dir)?, Database::connect(&dir)?))
+            anyhow::Ok((db, Database::connect(&dir)?, Database::connect(&dir)?, Database::connect(&dir)?))
         })
         .await??;
         let runtime = Runtime::new(config.limits.clone())?;
@@ -63,21 +68,54 @@ impl Node {
         if released > 0 {
             tracing::warn!(messages = released, "redelivering messages that were in flight when the host stopped");
         }
+        let limits = &config.limits;
+        let kv = Arc::new(KvStores::new(KvDb::new(
+            kv_db,
+            KvLimits {
+                max_key_bytes: limits.kv_max_key_bytes,
+                max_value_bytes: limits.kv_max_value_bytes,
+                max_keys: limits.kv_max_keys,
+                max_bytes: limits.kv_max_store_mb.saturating_mul(1 << 20),
+            },
+        )));
+        spawn_kv_sweeper(kv.clone());
         let deferred = Arc::new(DeferredInvoker::default());
-        let capabilities = Capabilities { messaging: Some(queues.clone()), invoker: Some(deferred.clone()) };
+        let capabilities =
+            Capabilities { messaging: Some(queues.clone()), invoker: Some(deferred.clone()), kv: Some(kv.clone()) };
         let runner = Runner { loader: loader.clone(), capabilities };
         let live = LiveHandle::default();
         let invoke = InvokeTrigger::new(live.clone(), runner.clone());
         deferred.set(&(invoke.clone() as Arc<dyn Invoker>));
-        let http = HttpTrigger::new(live.clone(), runner.clone());
+        let authorizers = Arc::new(Authorizers::from_config(&config.authorizers)?);
+        authorizers.spawn_watcher();
+        let http = HttpTrigger::new(live.clone(), runner.clone(), authorizers.clone());
         let cron = CronTrigger::new(CronDb::new(cron_db), runner.clone(), live.clone());
         let queue_trigger = QueueTrigger::new(queues.clone(), runner);
         let triggers: Vec<Arc<dyn Trigger>> = vec![http.clone(), invoke.clone(), cron.clone(), queue_trigger.clone()];
-        let deployments =
-            Arc::new(Deployments::new(config, DeploymentDb::new(db), loader.clone(), live, triggers, data_dir)?);
+        let deployments = Arc::new(Deployments::new(
+            config,
+            DeploymentDb::new(db),
+            loader.clone(),
+            live,
+            triggers,
+            authorizers.clone(),
+            data_dir,
+        )?);
         let restore_failures = deployments.restore().await?;
         spawn_idle_sweeper(loader.clone());
-        Ok(Self { deployments, http, invoke, cron, queue_trigger, queues, loader, restore_failures, _lock: lock })
+        Ok(Self {
+            deployments,
+            http,
+            invoke,
+            cron,
+            queue_trigger,
+            queues,
+            kv,
+            authorizers,
+            loader,
+            restore_failures,
+            _lock: lock,
+        })
     }
 
     /// What the admin API reaches.
@@ -88,6 +126,8 @@ impl Node {
             cron: self.cron.clone(),
             queue_trigger: self.queue_trigger.clone(),
             queues: self.queues.clone(),
+            kv: self.kv.clone(),
+            authorizers: self.authorizers.clone(),
         }
     }
 
@@ -116,6 +156,27 @@ fn lock_data_dir(data: &Path) -> anyhow::Result<std::fs::File> {
             Err(error).with_context(|| format!("failed to lock {}", path.display()))
         }
     }
+}
+
+/// Deletes expired keys, a thousand at a time, every second: they are invisible from the moment they expire; this
+/// only gives their space back.
+fn spawn_kv_sweeper(kv: Arc<KvStores>) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            interval.tick().await;
+            loop {
+                match kv.db().sweep(now_ms(), 1_000).await {
+                    Ok(1_000) => continue,
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::error!(%error, "failed to sweep expired keys");
+                        break;
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Unloads idle components, checking a few times per idle timeout (at most once a second).

@@ -178,7 +178,19 @@ fn expand_http(func: &ItemFn, http: &HttpTrigger) -> syn::Result<TokenStream> {
 
     let record = FunctionRecord {
         name: name_str.clone(),
-        trigger: Trigger::Http { route: route.to_owned(), method: method.to_owned() },
+        trigger: Trigger::Http { route: route.to_owned(), method: method.to_owned(), auth: http.auth.clone() },
+    };
+    let guard = match &http.auth {
+        Some(auth) => {
+            let name = &auth.authorizer;
+            quote! {
+                ::core::option::Option::Some(::edgefn::__private::Guard {
+                    authorizer: #name,
+                    host_verified: ::edgefn::__private::host_verified,
+                })
+            }
+        }
+        None => quote! { ::core::option::Option::None },
     };
     let manifest = manifest_static(name, &encode_record(&record));
     let marker = route_marker(http);
@@ -193,6 +205,7 @@ fn expand_http(func: &ItemFn, http: &HttpTrigger) -> syn::Result<TokenStream> {
                     name: #name_str,
                     route: #route,
                     method: #method,
+                    guard: #guard,
                     handler: __edgefn_call,
                 }
             }

@@ -1,7 +1,7 @@
 //! Parsing `#[function(trigger = ...)]` (`http`, `cron`, `queue`, `topic`, `invoke`) into [`FunctionArgs`], with
 //! every value checked: a bad route, cron expression, time zone or queue name is a compile error at the literal.
 
-use edgefn_manifest::record::{CatchUp, CronPolicy, Delivery, Overlap, validate_queue_name};
+use edgefn_manifest::record::{CatchUp, CronPolicy, Delivery, Overlap, RouteAuth, validate_queue_name};
 use edgefn_manifest::route::RoutePattern;
 use edgefn_manifest::router::{KNOWN_METHODS, MethodFilter};
 use edgefn_manifest::schedule::Schedule;
@@ -32,6 +32,8 @@ pub(crate) struct HttpTrigger {
     /// The route literal, for pointing errors (duplicate routes) at it.
     pub(crate) route_span: Span,
     pub(crate) method: MethodFilter,
+    /// `auth = "NAME", scopes = [...]`: the host's authorizer that guards the route.
+    pub(crate) auth: Option<RouteAuth>,
 }
 
 impl HttpTrigger {
@@ -43,30 +45,66 @@ impl HttpTrigger {
     }
 }
 
-/// `key = value` where the value is a string or integer literal.
+/// `key = value` where the value is a string or integer literal, or a list of string literals (`["a", "b"]`).
 struct KeyValue {
     key: Ident,
-    value: Lit,
+    value: Value,
+}
+
+enum Value {
+    Literal(Lit),
+    List { strings: Vec<LitStr>, span: Span },
+}
+
+impl Value {
+    fn span(&self) -> Span {
+        match self {
+            Value::Literal(literal) => literal.span(),
+            Value::List { span, .. } => *span,
+        }
+    }
 }
 
 impl Parse for KeyValue {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let key: Ident = input.parse()?;
         input.parse::<Token![=]>()?;
+        if input.peek(syn::token::Bracket) {
+            let content;
+            let bracket = syn::bracketed!(content in input);
+            let strings = Punctuated::<LitStr, Token![,]>::parse_terminated(&content).map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    format!("`{key}` takes a list of string literals, e.g. `{key} = [\"a\", \"b\"]`"),
+                )
+            })?;
+            let span = bracket.span.join();
+            return Ok(Self { key, value: Value::List { strings: strings.into_iter().collect(), span } });
+        }
         let value = input.parse().map_err(|e| {
             syn::Error::new(e.span(), format!("`{key}` takes a literal, e.g. `{key} = \"...\"` or `{key} = 10`"))
         })?;
-        Ok(Self { key, value })
+        Ok(Self { key, value: Value::Literal(value) })
     }
 }
 
 impl KeyValue {
     fn string(&self) -> syn::Result<LitStr> {
         match &self.value {
-            Lit::Str(value) => Ok(value.clone()),
+            Value::Literal(Lit::Str(value)) => Ok(value.clone()),
             other => Err(syn::Error::new(
                 other.span(),
                 format!("`{}` takes a string literal, e.g. `{} = \"...\"`", self.key, self.key),
+            )),
+        }
+    }
+
+    fn strings(&self) -> syn::Result<Vec<LitStr>> {
+        match &self.value {
+            Value::List { strings, .. } => Ok(strings.clone()),
+            other => Err(syn::Error::new(
+                other.span(),
+                format!("`{}` takes a list of string literals, e.g. `{} = [\"a\", \"b\"]`", self.key, self.key),
             )),
         }
     }
@@ -76,7 +114,7 @@ impl KeyValue {
         N::Err: std::fmt::Display,
     {
         match &self.value {
-            Lit::Int(value) => value.base10_parse(),
+            Value::Literal(Lit::Int(value)) => value.base10_parse(),
             other => Err(syn::Error::new(
                 other.span(),
                 format!("`{}` takes a whole number, e.g. `{} = 10`", self.key, self.key),
@@ -182,28 +220,72 @@ fn parse_http(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
         TriggerCall::parse(input, "`http` takes the route first, as a string literal: `http(\"/hello/{name}\")`")?;
     let route = RoutePattern::parse(&args.first.value()).map_err(|e| syn::Error::new(args.first.span(), e))?;
     let mut method = None;
+    let mut authorizer = None;
+    let mut scopes: Option<(Vec<String>, Span)> = None;
     for option in &args.options {
         match option.key.to_string().as_str() {
             "method" => {
                 let value = option.string()?;
                 method = Some(MethodFilter::parse(&value.value()).map_err(|e| syn::Error::new(value.span(), e))?);
             }
+            "auth" => {
+                let value = option.string()?;
+                validate_authorizer_name(&value.value()).map_err(|e| syn::Error::new(value.span(), e))?;
+                authorizer = Some(value.value());
+            }
+            "scopes" => {
+                let mut list = Vec::new();
+                for scope in option.strings()? {
+                    validate_scope(&scope.value()).map_err(|e| syn::Error::new(scope.span(), e))?;
+                    list.push(scope.value());
+                }
+                scopes = Some((list, option.value.span()));
+            }
             other => {
                 return Err(syn::Error::new(
                     option.key.span(),
                     format!(
-                        "unknown key `{other}` for an http trigger; expected `method` (one of {}, or \"*\")",
+                        "unknown key `{other}` for an http trigger; expected `method` (one of {}, or \"*\"), `auth` or \
+                         `scopes`",
                         quoted_list(&KNOWN_METHODS)
                     ),
                 ));
             }
         }
     }
+    let auth = match (authorizer, scopes) {
+        (Some(authorizer), scopes) => {
+            Some(RouteAuth { authorizer, scopes: scopes.map(|(list, _)| list).unwrap_or_default() })
+        }
+        (None, Some((_, span))) => {
+            return Err(syn::Error::new(
+                span,
+                "`scopes` needs `auth = \"AUTHORIZER\"`: scopes are checked by the authorizer that verifies the token",
+            ));
+        }
+        (None, None) => None,
+    };
     Ok(TriggerArgs::Http(HttpTrigger {
         route,
         route_span: args.first.span(),
         method: method.unwrap_or_else(|| MethodFilter::Only("GET".into())),
+        auth,
     }))
+}
+
+/// An authorizer name as the host's config spells `[authorizers.NAME]`.
+fn validate_authorizer_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok { Ok(()) } else { Err(format!("authorizer `{name}` must be 1-64 ASCII letters, digits, `-` or `_`")) }
+}
+
+/// A scope as OAuth 2 spells one: printable ASCII without spaces, quotes or backslashes (RFC 6749 3.3).
+fn validate_scope(scope: &str) -> Result<(), String> {
+    let ok = !scope.is_empty()
+        && scope.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+    if ok { Ok(()) } else { Err(format!("scope `{scope}` must be printable ASCII without spaces, `\"` or `\\`")) }
 }
 
 const CRON_KEYS: &[&str] = &["tz", "catch_up", "catch_up_limit", "overlap", "retries", "backoff_ms"];

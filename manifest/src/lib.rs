@@ -17,7 +17,7 @@
 //!
 //! let record = FunctionRecord {
 //!     name: "hello".into(),
-//!     trigger: Trigger::Http { route: "/hello/{name}".into(), method: "GET".into() },
+//!     trigger: Trigger::Http { route: "/hello/{name}".into(), method: "GET".into(), auth: None },
 //! };
 //! let mut section = encode_record(&record);
 //! section.extend(encode_record(&record));

@@ -7,19 +7,23 @@
 //! b"EFN" | version: u8 | payload length: u32 little-endian | payload: UTF-8 JSON of FunctionRecord
 //! ```
 //!
-//! The version byte lets a newer host refuse (or translate) records written by an SDK it does not know; the JSON
-//! payload lets new trigger kinds and keys arrive without a new framing.
+//! The version byte lets a host refuse records written by an SDK it does not know. A record is written with the
+//! lowest version that can carry it: version 1 unless it uses something a version-1 host would misread. A route's
+//! `auth` is such a thing: version-1 hosts ignore unknown keys, and would serve a protected route open, so a record
+//! with `auth` is version 2, which they refuse. From version 2 on, unknown keys are refused too
+//! (`deny_unknown_fields`), so a later key fails closed on this host without another version bump.
 
 use serde::{Deserialize, Serialize};
 
 /// Leading bytes of every record; a section that does not start with them is not ours (or is corrupt).
 pub const MAGIC: &[u8; 3] = b"EFN";
-/// The record format this crate writes and reads.
-pub const VERSION: u8 = 1;
+/// The newest record format this crate writes and reads (it reads every version from 1).
+pub const VERSION: u8 = 2;
 const HEADER_LEN: usize = MAGIC.len() + 1 + 4;
 
 /// One function of a component: its exported name and what triggers it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FunctionRecord {
     /// The Rust function's name, unique within a component.
     pub name: String,
@@ -29,10 +33,16 @@ pub struct FunctionRecord {
 
 /// The trigger kinds a function can declare.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Trigger {
-    /// An HTTP route, e.g. `/hello/{name}`, and the method it answers (`*` for any).
-    Http { route: String, method: String },
+    /// An HTTP route, e.g. `/hello/{name}`, the method it answers (`*` for any), and the authorizer that must
+    /// admit a request before the function runs (none: the route is public).
+    Http {
+        route: String,
+        method: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        auth: Option<RouteAuth>,
+    },
     /// `#[edgefn::init]`: runs once at deploy, and the memory it leaves becomes every instance's starting state.
     Init,
     /// A schedule: a cron expression (5 or 6 fields, or an `@alias`) in an IANA time zone.
@@ -58,6 +68,35 @@ pub enum Trigger {
     /// A command: called by name with a JSON payload (`edgefn::invoke`, the admin API, `edgefn invoke`), answers
     /// with a JSON result.
     Invoke,
+}
+
+/// The header with which an edgefn host tells a component that it verified the request's token: the value is the
+/// component's own host-auth token, which the component also finds in its environment as [`HOST_AUTH_ENV`]. A
+/// protected route refuses a request without it, so under a host that does not enforce `auth` it fails closed.
+pub const HOST_AUTH_HEADER: &str = "x-edgefn-auth";
+/// The environment variable holding the component's host-auth token (a secret: masked in what it prints).
+pub const HOST_AUTH_ENV: &str = "EDGEFN_HOST_AUTH";
+/// The header carrying a verified token's claims to the component: base64url (no padding) of their JSON.
+pub const CLAIMS_HEADER: &str = "x-edgefn-claims";
+
+/// A protected route: the host's authorizer that verifies the bearer token, and the scopes of which the token needs
+/// at least one (none: any valid token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteAuth {
+    pub authorizer: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+impl FunctionRecord {
+    /// The lowest record version that carries this record faithfully.
+    pub fn required_version(&self) -> u8 {
+        match &self.trigger {
+            Trigger::Http { auth: Some(_), .. } => 2,
+            _ => 1,
+        }
+    }
 }
 
 fn utc() -> String {
@@ -270,7 +309,14 @@ impl Delivery {
 impl std::fmt::Display for Trigger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Trigger::Http { route, method } => write!(f, "http {method} {route}"),
+            Trigger::Http { route, method, auth: None } => write!(f, "http {method} {route}"),
+            Trigger::Http { route, method, auth: Some(auth) } => {
+                write!(f, "http {method} {route} (auth: {}", auth.authorizer)?;
+                if !auth.scopes.is_empty() {
+                    write!(f, ", scopes: {}", auth.scopes.join(" | "))?;
+                }
+                f.write_str(")")
+            }
             Trigger::Init => f.write_str("init (runs once at deploy; instances start from its snapshot)"),
             Trigger::Cron { expression, timezone, .. } => write!(f, "cron \"{expression}\" ({timezone})"),
             Trigger::Queue { queue, .. } => write!(f, "queue {queue}"),
@@ -301,7 +347,7 @@ impl std::fmt::Display for ManifestError {
             }
             ManifestError::UnsupportedVersion { offset, version } => write!(
                 f,
-                "manifest record at byte {offset} has version {version}, this host reads version {VERSION}; \
+                "manifest record at byte {offset} has version {version}, this host reads versions 1 to {VERSION}; \
                  rebuild the function with a matching edgefn SDK or upgrade the host"
             ),
             ManifestError::Truncated { offset } => {
@@ -322,7 +368,7 @@ pub fn encode_record(record: &FunctionRecord) -> Vec<u8> {
     let len = u32::try_from(payload.len()).expect("a manifest record is far below 4 GiB");
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(MAGIC);
-    out.push(VERSION);
+    out.push(record.required_version());
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&payload);
     out
@@ -340,7 +386,7 @@ pub fn decode_section(mut bytes: &[u8]) -> Result<Vec<FunctionRecord>, ManifestE
             return Err(ManifestError::BadMagic { offset });
         }
         let version = bytes[3];
-        if version != VERSION {
+        if !(1..=VERSION).contains(&version) {
             return Err(ManifestError::UnsupportedVersion { offset, version });
         }
         let len = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
@@ -361,7 +407,10 @@ mod tests {
     use super::*;
 
     fn http(name: &str, route: &str) -> FunctionRecord {
-        FunctionRecord { name: name.into(), trigger: Trigger::Http { route: route.into(), method: "GET".into() } }
+        FunctionRecord {
+            name: name.into(),
+            trigger: Trigger::Http { route: route.into(), method: "GET".into(), auth: None },
+        }
     }
 
     #[test]
@@ -462,5 +511,43 @@ mod tests {
         section.extend(2u32.to_le_bytes());
         section.extend(b"{}");
         assert!(matches!(decode_section(&section), Err(ManifestError::BadPayload { offset: 0, .. })));
+    }
+
+    fn record_with_payload(version: u8, payload: &str) -> Vec<u8> {
+        let mut section = MAGIC.to_vec();
+        section.push(version);
+        section.extend(u32::try_from(payload.len()).unwrap().to_le_bytes());
+        section.extend(payload.as_bytes());
+        section
+    }
+
+    #[test]
+    fn a_protected_route_is_a_version_2_record() {
+        let protected = FunctionRecord {
+            name: "create".into(),
+            trigger: Trigger::Http {
+                route: "/todos".into(),
+                method: "POST".into(),
+                auth: Some(RouteAuth { authorizer: "main".into(), scopes: vec!["todos:write".into()] }),
+            },
+        };
+        let section = encode_record(&protected);
+        // A version-1 host refuses version 2, so it can never serve this route open.
+        assert_eq!(section[3], 2);
+        assert_eq!(decode_section(&section).unwrap(), vec![protected]);
+        // A public route stays version 1: a version-1 host still loads it.
+        assert_eq!(encode_record(&http("a", "/a"))[3], 1);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_not_ignored() {
+        let unknown_trigger_key =
+            r#"{"name":"a","trigger":{"kind":"http","route":"/a","method":"GET","authx":"main"}}"#;
+        let error = decode_section(&record_with_payload(2, unknown_trigger_key)).unwrap_err();
+        assert!(error.to_string().contains("authx"), "{error}");
+        let unknown_auth_key = r#"{"name":"a","trigger":{"kind":"http","route":"/a","method":"GET","auth":{"authorizer":"m","role":"x"}}}"#;
+        assert!(decode_section(&record_with_payload(2, unknown_auth_key)).is_err());
+        let unknown_record_key = r#"{"name":"a","trigger":{"kind":"invoke"},"priority":1}"#;
+        assert!(decode_section(&record_with_payload(1, unknown_record_key)).is_err());
     }
 }

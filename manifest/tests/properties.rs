@@ -2,7 +2,8 @@
 //! input, no panic, and every refusal says why. Bounded (256 cases each) so CI stays fast.
 
 use edgefn_manifest::record::{
-    CatchUp, CronPolicy, Delivery, FunctionRecord, Overlap, Trigger, decode_section, encode_record, validate_queue_name,
+    CatchUp, CronPolicy, Delivery, FunctionRecord, Overlap, RouteAuth, Trigger, decode_section, encode_record,
+    validate_queue_name,
 };
 use edgefn_manifest::route::RoutePattern;
 use edgefn_manifest::router::{Lookup, Router};
@@ -11,7 +12,16 @@ use proptest::prelude::*;
 
 fn trigger() -> impl Strategy<Value = Trigger> {
     prop_oneof![
-        ("[ -~]{0,40}", "[A-Z*]{0,7}").prop_map(|(route, method)| Trigger::Http { route, method }),
+        (
+            "[ -~]{0,40}",
+            "[A-Z*]{0,7}",
+            proptest::option::of(("[a-z]{1,8}", proptest::collection::vec("[ -~]{1,12}", 0..3)))
+        )
+            .prop_map(|(route, method, auth)| Trigger::Http {
+                route,
+                method,
+                auth: auth.map(|(authorizer, scopes)| RouteAuth { authorizer, scopes }),
+            }),
         Just(Trigger::Init),
         Just(Trigger::Invoke),
         ("[ -~]{0,30}", "[ -~]{0,20}", any::<u32>(), any::<u64>(), any::<bool>()).prop_map(

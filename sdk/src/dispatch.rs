@@ -2,6 +2,7 @@
 //! route matches, with 404 and 405 answered the way the host answers them.
 
 use crate::{Error, REQUEST_ID_HEADER, Request, Response};
+use edgefn_manifest::record::{CLAIMS_HEADER, HOST_AUTH_HEADER};
 use edgefn_manifest::router::{Lookup, Router};
 use http::HeaderValue;
 use std::cell::RefCell;
@@ -13,7 +14,18 @@ pub struct HttpFunction {
     pub name: &'static str,
     pub route: &'static str,
     pub method: &'static str,
+    /// `auth = "NAME"`: the host's authorizer that must have verified the request.
+    pub guard: Option<Guard>,
     pub handler: fn(Request) -> Response,
+}
+
+/// What protects a route with `auth = "NAME"`.
+#[derive(Debug)]
+pub struct Guard {
+    pub authorizer: &'static str,
+    /// [`host_verified`], referenced only by protected routes: a component without any does not import
+    /// `wasi:cli/environment` for it.
+    pub host_verified: fn(Option<&HeaderValue>) -> bool,
 }
 
 inventory::collect!(HttpFunction);
@@ -69,8 +81,14 @@ pub(crate) fn dispatch(mut request: http::Request<Vec<u8>>) -> http::Response<Ve
         return error_response(&Error::internal(message)).into_inner();
     }
 
+    // Only the host sets these; whatever the route, the function never sees them.
+    let marker = request.headers_mut().remove(HOST_AUTH_HEADER);
+    let claims = request.headers_mut().remove(CLAIMS_HEADER);
     let response = match router().lookup(request.method().as_str(), request.uri().path()) {
-        Lookup::Found { route, params } => (route.value.handler)(Request::with_params(request, params)),
+        Lookup::Found { route, params } => match verified_claims(route.value, marker.as_ref(), claims.as_ref()) {
+            Ok(claims) => (route.value.handler)(Request::with_params(request, params).with_claims(claims)),
+            Err(refusal) => *refusal,
+        },
         Lookup::MethodNotAllowed { allowed } => {
             let message = format!("method {} is not allowed here; allowed: {}", request.method(), allowed.join(", "));
             error_response(&Error::new(405, message)).with_header("allow", &allowed.join(", "))
@@ -82,6 +100,64 @@ pub(crate) fn dispatch(mut request: http::Request<Vec<u8>>) -> http::Response<Ve
         response.headers_mut().entry(REQUEST_ID_HEADER).or_insert(value);
     }
     response
+}
+
+/// A protected route's claims, if the host verified its token; otherwise the 401 that refuses it. A route without
+/// `auth` has none.
+///
+/// In a component, "the host verified it" means the request carries the component's host-auth token, which only
+/// an edgefn host that enforced the route's authorizer sends: under any other host a protected route fails closed.
+/// In native tests the claims come from `edgefn::testing::TestRequest::claims`.
+fn verified_claims(
+    function: &HttpFunction,
+    marker: Option<&HeaderValue>,
+    claims: Option<&HeaderValue>,
+) -> Result<Option<serde_json::Value>, Box<Response>> {
+    let Some(guard) = &function.guard else { return Ok(None) };
+    let authorizer = guard.authorizer;
+    let refuse = |message: String| {
+        let refusal = error_response(&Error::new(401, message));
+        Err(Box::new(refusal.with_header("www-authenticate", r#"Bearer error="invalid_token""#)))
+    };
+    if !(guard.host_verified)(marker) {
+        return refuse(format!(
+            "this route is protected by authorizer `{authorizer}`, which this host did not enforce; refusing"
+        ));
+    }
+    let decoded = claims
+        .and_then(|value| {
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, value.as_bytes()).ok()
+        })
+        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok());
+    match decoded {
+        Some(claims) => Ok(Some(claims)),
+        None => refuse("a valid bearer token is required".to_owned()),
+    }
+}
+
+/// Whether the request carries this component's host-auth token (read from the environment on every request:
+/// a value cached here could be baked into the snapshot).
+#[cfg(target_family = "wasm")]
+pub fn host_verified(marker: Option<&HeaderValue>) -> bool {
+    let Some(marker) = marker else { return false };
+    let expected = wasip2::cli::environment::get_environment()
+        .into_iter()
+        .find_map(|(name, value)| (name == edgefn_manifest::record::HOST_AUTH_ENV).then_some(value));
+    match expected {
+        Some(expected) if !expected.is_empty() => constant_time_eq(marker.as_bytes(), expected.as_bytes()),
+        _ => false,
+    }
+}
+
+/// Natively there is no host: tests pass claims directly.
+#[cfg(not(target_family = "wasm"))]
+pub fn host_verified(_marker: Option<&HeaderValue>) -> bool {
+    true
+}
+
+#[cfg(target_family = "wasm")]
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The JSON error body every failure produces: `{"error": ..., "status": ..., "request_id": ...}`.

@@ -55,6 +55,7 @@ pub mod collections;
 pub mod config;
 pub mod cron;
 pub mod fetch;
+pub mod kv;
 pub mod queue;
 pub mod random;
 pub mod testing;
@@ -82,7 +83,7 @@ pub mod prelude {
 /// Used by the code `#[function]` generates. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::dispatch::HttpFunction;
+    pub use crate::dispatch::{Guard, HttpFunction, host_verified};
     pub use crate::handlers::{
         CronFunction, IntoHandlerResult, IntoInvokeResult, InvokeFunction, MessageFunction, decode_payload,
     };

@@ -17,6 +17,8 @@ pub struct Request {
     params: Vec<(String, String)>,
     /// Decoded once, when the request is built.
     query: Vec<(String, String)>,
+    /// On a protected route: the claims of the token the host verified.
+    claims: Option<serde_json::Value>,
 }
 
 impl Request {
@@ -28,7 +30,29 @@ impl Request {
     /// Wraps a request with the parameters its route matched.
     pub fn with_params(inner: http::Request<Vec<u8>>, params: Vec<(String, String)>) -> Self {
         let query = decode_query(inner.uri().query());
-        Self { inner, params, query }
+        Self { inner, params, query, claims: None }
+    }
+
+    /// The request with the claims of a verified token (the dispatcher and `edgefn::testing` set them).
+    pub(crate) fn with_claims(mut self, claims: Option<serde_json::Value>) -> Self {
+        self.claims = claims;
+        self
+    }
+
+    /// On a route with `auth = "..."`: the claims of the bearer token the host verified (`sub`, `scope`, `iss`,
+    /// and whatever else the issuer put in). `None` on a public route.
+    pub fn claims(&self) -> Option<&serde_json::Value> {
+        self.claims.as_ref()
+    }
+
+    /// The verified claims as `T`, e.g. `#[derive(Deserialize)] struct Claims { sub: String }`. A public route
+    /// (no claims) is a 401; claims that do not fit `T` are a 403 that says why: the token is valid, but not one
+    /// this function can serve.
+    pub fn claims_as<T: DeserializeOwned>(&self) -> Result<T> {
+        let claims = self.claims.as_ref().ok_or_else(|| {
+            Error::new(401, "this route has no verified token: protect it with `auth = \"AUTHORIZER\"`")
+        })?;
+        T::deserialize(claims).map_err(|e| Error::new(403, format!("the token's claims do not fit this endpoint: {e}")))
     }
 
     /// A route parameter: `req.param("name")` is `Some("ada")` for `/hello/ada` on route `/hello/{name}`.

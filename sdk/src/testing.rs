@@ -22,12 +22,22 @@ use serde::Serialize;
 pub struct TestRequest {
     builder: http::request::Builder,
     body: Vec<u8>,
+    claims: Option<serde_json::Value>,
 }
 
 impl TestRequest {
     /// A request with any method and path (with optional query).
     pub fn new(method: &str, uri: &str) -> Self {
-        Self { builder: http::Request::builder().method(method).uri(uri), body: Vec::new() }
+        Self { builder: http::Request::builder().method(method).uri(uri), body: Vec::new(), claims: None }
+    }
+
+    /// The claims of a verified token, as the host passes them to a route with `auth = "..."`: e.g.
+    /// `json!({"sub": "ada", "scope": "todos:write"})`. Without them, [`call`] answers a protected route with 401,
+    /// as the host does for a request without a valid token. (Scopes are the host's to check: here every route
+    /// accepts whatever claims you give.)
+    pub fn claims(mut self, claims: serde_json::Value) -> Self {
+        self.claims = Some(claims);
+        self
     }
 
     /// Adds a header.
@@ -55,7 +65,7 @@ impl TestRequest {
     pub fn build(self) -> Request {
         let request = self.builder.body(self.body).expect("valid test request");
         let params = dispatch::route_params(request.method().as_str(), request.uri().path());
-        Request::with_params(request, params)
+        Request::with_params(request, params).with_claims(self.claims)
     }
 }
 
@@ -87,7 +97,16 @@ pub fn request(method: &str, uri: &str) -> TestRequest {
 
 /// Sends a request through the component's dispatcher, exactly as the host would: routing, 404, 405, error bodies.
 pub fn call(request: impl Into<Request>) -> Response {
-    Response::from(dispatch::dispatch(request.into().into_inner()))
+    let request = request.into();
+    let claims = request
+        .claims()
+        .map(|claims| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims.to_string()));
+    let mut inner = request.into_inner();
+    // The host's way of passing claims, so `call` takes the dispatcher's path exactly.
+    if let Some(value) = claims.and_then(|encoded| http::HeaderValue::try_from(encoded).ok()) {
+        inner.headers_mut().insert(edgefn_manifest::record::CLAIMS_HEADER, value);
+    }
+    Response::from(dispatch::dispatch(inner))
 }
 
 /// A batch of messages with these bodies, as a queue consumer would receive it (first delivery, ids `1`, `2`, ...).
@@ -119,4 +138,10 @@ pub fn outbox() -> Vec<Sent> {
 #[cfg(not(target_family = "wasm"))]
 pub fn settlements() -> Vec<(String, crate::queue::Settled)> {
     crate::host::imp::SETTLED.with(|settled| std::mem::take(&mut *settled.borrow_mut()))
+}
+
+/// Empties this thread's in-memory key-value stores (what [`crate::kv::Store`] uses natively).
+#[cfg(not(target_family = "wasm"))]
+pub fn kv_clear() {
+    crate::kv::imp::STORES.with(|stores| *stores.borrow_mut() = Default::default());
 }

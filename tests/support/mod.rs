@@ -34,6 +34,9 @@ const COMPONENT_CRATES: &[&str] = &[
     "uptime-monitor",
     "versioned",
     "hostile",
+    "todo-api",
+    "kv-probe",
+    "kv-portable",
 ];
 
 /// Builds every test component once per test binary and returns the path of `name`.wasm.

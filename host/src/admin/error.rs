@@ -1,10 +1,13 @@
 //! The admin API's errors, and the one place where the host's typed errors become HTTP statuses.
 
+use crate::auth::AuthError;
+use crate::capabilities::kv::KvError;
 use crate::capabilities::messaging::MessagingError;
 use crate::deployments::DeployError;
 use crate::live::LookupError;
 use crate::runtime::InvokeError;
 use crate::storage::StorageError;
+use crate::storage::kv::KvRefusal;
 use crate::triggers::cron::CronError;
 use crate::triggers::invoke::InvokeFailure;
 use axum::Json;
@@ -67,6 +70,20 @@ impl From<MessagingError> for ApiError {
     }
 }
 
+impl From<KvError> for ApiError {
+    fn from(error: KvError) -> Self {
+        let status = match &error {
+            KvError::NotGranted(_) => StatusCode::FORBIDDEN,
+            KvError::Refused(KvRefusal::ValueTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            KvError::Refused(KvRefusal::StoreFull { .. }) => StatusCode::INSUFFICIENT_STORAGE,
+            KvError::Refused(KvRefusal::NotAnInteger { .. } | KvRefusal::Overflow { .. }) => StatusCode::CONFLICT,
+            KvError::Refused(KvRefusal::KeyTooLong { .. } | KvRefusal::EmptyKey) => StatusCode::BAD_REQUEST,
+            KvError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
 impl From<CronError> for ApiError {
     fn from(error: CronError) -> Self {
         match error {
@@ -93,6 +110,17 @@ impl From<InvokeFailure> for ApiError {
     }
 }
 
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        let status = match &error {
+            AuthError::Unknown(_) => StatusCode::NOT_FOUND,
+            // The file or the secret is wrong: the keys loaded before stay in use.
+            AuthError::Config { .. } | AuthError::Keys { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
 impl From<DeployError> for ApiError {
     fn from(error: DeployError) -> Self {
         let status = match &error {
@@ -106,7 +134,8 @@ impl From<DeployError> for ApiError {
             | DeployError::Settings(_)
             | DeployError::Init(_)
             | DeployError::Compile(_)
-            | DeployError::Link(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | DeployError::Link(_)
+            | DeployError::UnknownAuthorizer { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             DeployError::Conflict(_) | DeployError::NothingToRollBackTo { .. } | DeployError::NoCanary(_) => {
                 StatusCode::CONFLICT
             }

@@ -19,22 +19,28 @@
 //! | `GET /v1/queues/{queue}/dead-letters?limit=N` | a queue's dead letters |
 //! | `POST /v1/queues/{queue}/redrive` | move its dead letters back (`{"ids": [...]}` for some) |
 //! | `POST /v1/topics/{topic}/messages` | publish `{"body": any JSON}` |
+//! | `GET /v1/kv/{store}/keys?prefix=&cursor=&limit=` | a page of a key-value store's keys |
+//! | `GET`, `PUT` (body: the value; `?ttl_ms=`), `DELETE /v1/kv/{store}/keys/{key}` | one key |
+//! | `GET /v1/authorizers` | the configured JWT authorizers |
+//! | `POST /v1/authorizers/{name}/reload` | load an authorizer's JWKS file (and secret) again, now |
 
 mod components;
 pub mod error;
 mod functions;
+mod kv;
 mod queues;
 
 pub use components::DeployBody;
 pub use queues::{OutgoingMessage, SendRequest};
 
+use crate::auth::Authorizers;
+use crate::capabilities::kv::KvStores;
 use crate::capabilities::messaging::Queues;
 use crate::deployments::Deployments;
 use crate::triggers::cron::CronTrigger;
 use crate::triggers::invoke::InvokeTrigger;
 use crate::triggers::queue::QueueTrigger;
-use anyhow::Context as _;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -48,6 +54,9 @@ pub const TOKEN_FILE: &str = "admin-token";
 /// The largest deploy upload: a component, base64-encoded in JSON.
 const MAX_DEPLOY_BODY: usize = 256 << 20;
 
+/// The largest key-value upload the admin API reads (the store's own value limit applies after).
+const MAX_KV_VALUE_BODY: usize = 64 << 20;
+
 /// What the admin API reaches.
 #[derive(Debug, Clone)]
 pub struct Admin {
@@ -56,30 +65,14 @@ pub struct Admin {
     pub cron: Arc<CronTrigger>,
     pub queue_trigger: Arc<QueueTrigger>,
     pub queues: Arc<Queues>,
+    pub kv: Arc<KvStores>,
+    pub authorizers: Arc<Authorizers>,
 }
 
 /// Reads the admin token from `data_dir`, creating it (random, 256 bits, owner-only) on first start. Returns the
 /// token and whether it was just created.
 pub fn load_or_create_token(data_dir: &std::path::Path) -> anyhow::Result<(String, bool)> {
-    let path = data_dir.join(TOKEN_FILE);
-    if let Ok(token) = std::fs::read_to_string(&path) {
-        let token = token.trim().to_owned();
-        if !token.is_empty() {
-            return Ok((token, false));
-        }
-    }
-    let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("failed to create {}", path.display()))?;
-    writeln!(file, "{token}").with_context(|| format!("failed to write {}", path.display()))?;
-    Ok((token, true))
+    Ok(crate::storage::load_or_create_secret(&data_dir.join(TOKEN_FILE))?)
 }
 
 /// The admin API's router.
@@ -102,12 +95,44 @@ pub fn app(admin: Admin, token: String) -> axum::Router {
         .route("/v1/queues/{queue}/dead-letters", get(queues::dead_letters))
         .route("/v1/queues/{queue}/redrive", post(queues::redrive))
         .route("/v1/topics/{topic}/messages", post(queues::publish))
+        .route("/v1/kv/{store}/keys", get(kv::list))
+        .route(
+            "/v1/kv/{store}/keys/{key}",
+            get(kv::get).put(kv::put).delete(kv::delete).layer(DefaultBodyLimit::max(MAX_KV_VALUE_BODY)),
+        )
+        .route("/v1/authorizers", get(list_authorizers))
+        .route("/v1/authorizers/{name}/reload", post(reload_authorizer))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such admin route; see `GET /v1/components`") })
         .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
             let token = token.clone();
             async move { authorize(&token, request, next).await }
         }))
         .with_state(admin)
+}
+
+async fn list_authorizers(State(admin): State<Admin>) -> axum::Json<serde_json::Value> {
+    let authorizers: Vec<_> = admin
+        .authorizers
+        .names()
+        .into_iter()
+        .filter_map(|name| {
+            admin.authorizers.get(&name).map(|a| serde_json::json!({"name": name, "keys": a.key_count()}))
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "authorizers": authorizers }))
+}
+
+/// Reloads off the async threads: it reads a file.
+async fn reload_authorizer(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let authorizers = admin.authorizers.clone();
+    let reloaded = tokio::task::spawn_blocking(move || authorizers.reload(&name).map(|keys| (name, keys)))
+        .await
+        .map_err(|join| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()))?;
+    let (name, keys) = reloaded?;
+    Ok(axum::Json(serde_json::json!({ "authorizer": name, "keys": keys })))
 }
 
 async fn authorize(token: &str, request: Request, next: Next) -> Response {

@@ -14,4 +14,6 @@ pub struct FunctionEnv {
     /// error text.
     pub secrets: Arc<Vec<(String, String)>>,
     pub outbound: OutboundPolicy,
+    /// The key-value stores the function may open.
+    pub kv_stores: Arc<[String]>,
 }

@@ -3,6 +3,7 @@
 //!
 //! - [`messaging`]: `send` to a queue and `publish` to a topic ([`Messaging`]), over the SQLite queues;
 //! - [`invoke`]: `invoke` another function by name ([`Invoker`]), implemented by the invoke trigger;
+//! - [`kv`]: key-value stores ([`KeyValue`]), `wasi:keyvalue` and edgefn's extension, over SQLite;
 //! - [`environment`]: configuration and secrets, handed to the guest as its WASI environment;
 //! - [`outbound`]: which hosts `wasi:http/outgoing-handler` may reach.
 //!
@@ -11,11 +12,13 @@
 
 pub mod environment;
 pub mod invoke;
+pub mod kv;
 pub mod messaging;
 pub mod outbound;
 
 pub use environment::FunctionEnv;
 pub use invoke::Invoker;
+pub use kv::KeyValue;
 pub use messaging::Messaging;
 
 use std::pin::Pin;
@@ -31,6 +34,8 @@ pub struct Capabilities {
     pub messaging: Option<Arc<dyn Messaging>>,
     /// Other functions; `None` during init.
     pub invoker: Option<Arc<dyn Invoker>>,
+    /// Key-value stores; `None` during init.
+    pub kv: Option<Arc<dyn KeyValue>>,
 }
 
 impl std::fmt::Debug for Capabilities {
@@ -38,6 +43,7 @@ impl std::fmt::Debug for Capabilities {
         f.debug_struct("Capabilities")
             .field("messaging", &self.messaging.is_some())
             .field("invoker", &self.invoker.is_some())
+            .field("kv", &self.kv.is_some())
             .finish()
     }
 }

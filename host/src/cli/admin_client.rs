@@ -37,13 +37,29 @@ impl AdminArgs {
     }
 
     pub(crate) fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        self.send(method, path, |request| {
+            match body {
+                Some(body) => request.send_json(body),
+                None => request.call(),
+            }
+            .map_err(Box::new)
+        })
+    }
+
+    /// A call whose body is raw bytes.
+    pub(crate) fn call_raw(&self, method: &str, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+        self.send(method, path, |request| request.send_bytes(&body).map_err(Box::new))
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        send: impl FnOnce(ureq::Request) -> Result<ureq::Response, Box<ureq::Error>>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.url());
         let request = ureq::request(method, &url).set("authorization", &format!("Bearer {}", self.token()?));
-        let result = match body {
-            Some(body) => request.send_json(body),
-            None => request.call(),
-        };
-        let response = match result {
+        let response = match send(request).map_err(|error| *error) {
             Ok(response) => response,
             Err(ureq::Error::Status(status, response)) => {
                 let body: Value = response.into_json().unwrap_or(Value::Null);

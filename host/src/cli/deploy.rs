@@ -39,6 +39,9 @@ pub(crate) struct DeployArgs {
     /// (repeatable).
     #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
     allowed_hosts: Vec<String>,
+    /// A key-value store the component may open, over the host config's (repeatable).
+    #[arg(long = "kv-store", value_name = "NAME")]
+    kv_stores: Vec<String>,
     /// The component's deadline per invocation, in milliseconds.
     #[arg(long)]
     timeout_ms: Option<u64>,
@@ -95,6 +98,7 @@ impl DeployArgs {
             memory_mb: self.memory_mb,
             max_concurrency: self.max_concurrency,
             functions,
+            key_value_stores: self.kv_stores.clone(),
             ..ComponentConfig::default()
         }
     }

@@ -4,7 +4,8 @@
 //!   reads a data dir offline;
 //! - everything else is a thin client of a running host's admin API ([`admin_client`]): `deploy`, `versions`,
 //!   `rollback`, `promote`, `undeploy`, `components`, `send`, `publish`, `invoke`, `queues`, `dead-letters`,
-//!   `redrive`, `runs`.
+//!   `redrive`, `runs`, `kv`;
+//! - `token mint` signs a test token for an authorizer of the host config, offline.
 
 mod admin_client;
 mod build;
@@ -12,8 +13,10 @@ mod deploy;
 mod deployments;
 mod functions;
 mod inspect;
+mod kv;
 mod new;
 mod queues;
+mod token;
 mod up;
 mod versions;
 
@@ -63,6 +66,10 @@ enum Command {
     Redrive(queues::QueueArgs),
     /// Show a cron function's run history.
     Runs(functions::RunsArgs),
+    /// Read and write a running host's key-value stores: `edgefn kv get|set|delete|list STORE ...`.
+    Kv(kv::KvArgs),
+    /// Sign a test token for an authorizer of the host config: `edgefn token mint --authorizer main --sub ada`.
+    Token(token::TokenArgs),
 }
 
 impl Cli {
@@ -86,6 +93,8 @@ impl Cli {
             Command::DeadLetters(args) => queues::dead_letters(args),
             Command::Redrive(args) => queues::redrive(args),
             Command::Runs(args) => functions::runs(args),
+            Command::Kv(args) => kv::run(args),
+            Command::Token(args) => token::run(args),
         }
     }
 }

@@ -244,9 +244,10 @@ fn print_functions(live: &Arc<LiveSet>, address: SocketAddr) {
         println!("{} v{} (sha256 {})", active.component, active.version, &active.hash[..12]);
         for function in &active.functions {
             match &function.trigger {
-                Trigger::Http { route, method } => {
+                Trigger::Http { route, method, auth } => {
                     let method = if method == "*" { "ANY" } else { method };
-                    println!("  {:24} {method:7} http://{address}{route}", function.name);
+                    let guard = auth.as_ref().map(|a| format!("  (auth: {})", a.authorizer)).unwrap_or_default();
+                    println!("  {:24} {method:7} http://{address}{route}{guard}", function.name);
                 }
                 Trigger::Init => println!("  {:24} init    snapshot taken at deploy", function.name),
                 Trigger::Cron { expression, timezone, .. } => {

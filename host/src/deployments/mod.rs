@@ -18,6 +18,7 @@ pub mod version_config;
 pub use artifacts::Installed;
 pub use version_config::VersionConfig;
 
+use crate::auth::{Authorizers, RouteTokens};
 use crate::component;
 use crate::config::{ComponentConfig, HostConfig};
 use crate::live::{Canary, ComponentVersion, LiveComponent, LiveHandle, LiveSet, LiveSetError, Mount, VersionParts};
@@ -26,7 +27,7 @@ use crate::storage::deployments::{DeploymentDb, LiveRow, VersionRow};
 use crate::storage::{StorageError, now_ms};
 use crate::triggers::Trigger;
 use artifacts::Artifacts;
-use edgefn_manifest::record::{FunctionRecord, Trigger as TriggerKind};
+use edgefn_manifest::record::{FunctionRecord, HOST_AUTH_ENV, Trigger as TriggerKind};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,6 +51,12 @@ pub enum DeployError {
     Config(String),
     #[error("{0}")]
     Settings(String),
+    /// A protected route names an authorizer the host's config does not define: refused, never served open.
+    #[error(
+        "function `{function}` of `{component}` is protected by authorizer `{authorizer}`, which this host does not \
+         have (configured: {known}); add `[authorizers.{authorizer}]` to the host config"
+    )]
+    UnknownAuthorizer { component: String, function: String, authorizer: String, known: String },
     #[error("canary percent must be between 1 and 99, not {0}")]
     CanaryPercent(u8),
     /// The component's init failed (the message says how, and what it printed).
@@ -169,6 +176,9 @@ pub struct Deployments {
     loader: Arc<Loader>,
     live: LiveHandle,
     triggers: Vec<Arc<dyn Trigger>>,
+    /// What protected routes may name, and the tokens that tell their components a request was verified.
+    authorizers: Arc<Authorizers>,
+    route_tokens: RouteTokens,
     /// Held while what is live changes: one change at a time.
     switching: tokio::sync::Mutex<()>,
 }
@@ -200,10 +210,22 @@ impl Deployments {
         loader: Arc<Loader>,
         live: LiveHandle,
         triggers: Vec<Arc<dyn Trigger>>,
+        authorizers: Arc<Authorizers>,
         data_dir: &Path,
     ) -> anyhow::Result<Self> {
         let artifacts = Artifacts::new(loader.runtime().clone(), db.clone(), data_dir)?;
-        Ok(Self { config, artifacts, db, loader, live, triggers, switching: tokio::sync::Mutex::new(()) })
+        let route_tokens = RouteTokens::load_or_create(data_dir)?;
+        Ok(Self {
+            config,
+            artifacts,
+            db,
+            loader,
+            live,
+            triggers,
+            authorizers,
+            route_tokens,
+            switching: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// What is live now.
@@ -290,6 +312,13 @@ impl Deployments {
         artifact: Artifact,
     ) -> Result<ComponentVersion, DeployError> {
         let (limits, default_limits) = config.limits(name, &functions, self.loader.runtime().limits())?;
+        let host_auth_token = self.check_authorizers(name, &functions)?.then(|| self.route_tokens.token_for(name));
+        let mut env = config.function_env();
+        if let Some(token) = &host_auth_token {
+            // A secret like any other: masked if the function ever prints it.
+            env.env.push((HOST_AUTH_ENV.to_owned(), token.clone()));
+            Arc::make_mut(&mut env.secrets).push((HOST_AUTH_ENV.to_owned(), token.clone()));
+        }
         Ok(ComponentVersion::new(VersionParts {
             component: name.to_owned(),
             version,
@@ -297,11 +326,32 @@ impl Deployments {
             config_hash: config.hash(),
             artifact,
             functions,
-            env: config.function_env(),
+            env,
             mount: config.mount.clone(),
+            host_auth_token,
             limits,
             default_limits,
         }))
+    }
+
+    /// Fails closed: every authorizer the component's routes name must be configured. Returns whether any route is
+    /// protected.
+    fn check_authorizers(&self, name: &str, functions: &[FunctionRecord]) -> Result<bool, DeployError> {
+        let mut protected = false;
+        for function in functions {
+            let TriggerKind::Http { auth: Some(auth), .. } = &function.trigger else { continue };
+            if self.authorizers.get(&auth.authorizer).is_none() {
+                let known = self.authorizers.names();
+                return Err(DeployError::UnknownAuthorizer {
+                    component: name.to_owned(),
+                    function: function.name.clone(),
+                    authorizer: auth.authorizer.clone(),
+                    known: if known.is_empty() { "none".to_owned() } else { known.join(", ") },
+                });
+            }
+            protected = true;
+        }
+        Ok(protected)
     }
 
     /// Deploys: [`Deployments::prepare`], then [`Deployments::apply`].
@@ -339,7 +389,8 @@ impl Deployments {
                 // A mounted component answers its route and everything below it, for any method.
                 let route =
                     if mount.route == "/" { "/{*path}".to_owned() } else { format!("{}/{{*path}}", mount.route) };
-                vec![FunctionRecord { name: name.clone(), trigger: TriggerKind::Http { route, method: "*".into() } }]
+                let trigger = TriggerKind::Http { route, method: "*".into(), auth: None };
+                vec![FunctionRecord { name: name.clone(), trigger }]
             }
             None if inspection.functions.is_empty() => return Err(DeployError::NoManifest),
             None => inspection.functions,

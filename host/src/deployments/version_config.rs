@@ -30,6 +30,10 @@ pub struct VersionConfig {
     pub mount: Option<Mount>,
     /// Whether instances start from a snapshot taken after init at deploy.
     pub snapshot: bool,
+    /// The key-value stores it may open. Left out of the JSON when empty, so versions recorded before it existed
+    /// keep their hash.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub key_value_stores: BTreeSet<String>,
 }
 
 impl VersionConfig {
@@ -42,6 +46,9 @@ impl VersionConfig {
     ) -> Result<Self, DeployError> {
         let merged = host.component(name).cloned().unwrap_or_default().merged_with(overrides);
         let env = merged.resolve_env(name).map_err(|e| DeployError::Config(format!("{e:#}")))?;
+        for store in &merged.key_value_stores {
+            crate::capabilities::kv::validate_store_name(store).map_err(DeployError::Config)?;
+        }
         Ok(Self {
             env,
             secrets: merged.secret_names(),
@@ -51,6 +58,7 @@ impl VersionConfig {
             // A plain component has no SDK, so no init to snapshot.
             snapshot: host.snapshot && mount.is_none(),
             mount,
+            key_value_stores: merged.key_value_stores.iter().cloned().collect(),
         })
     }
 
@@ -79,6 +87,7 @@ impl VersionConfig {
             env: self.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             secrets: Arc::new(secrets),
             outbound: OutboundPolicy::allow(self.allowed_outbound_hosts.iter().cloned()),
+            kv_stores: self.key_value_stores.iter().cloned().collect(),
         }
     }
 
@@ -171,7 +180,7 @@ mod tests {
             .iter()
             .map(|n| FunctionRecord {
                 name: (*n).into(),
-                trigger: Trigger::Http { route: format!("/{n}"), method: "GET".into() },
+                trigger: Trigger::Http { route: format!("/{n}"), method: "GET".into(), auth: None },
             })
             .collect()
     }

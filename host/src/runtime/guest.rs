@@ -1,6 +1,6 @@
 //! The `edgefn:function` side of a component (wit/world.wit, world `sdk`): the host functions it imports
 //! (`settle`, `send`, `publish`, `invoke`), which forward to the invocation's [`Capabilities`], and the calls into
-//! its `handler` export for cron, queue, topic and invoke triggers.
+//! its `handler` export for cron, queue, topic and invoke triggers. The key-value imports are in [`super::kv`].
 
 use super::state::InvocationState;
 use crate::capabilities::invoke::Caller;
@@ -13,6 +13,7 @@ wasmtime::component::bindgen!({
     imports: { default: async },
     exports: { default: async },
     require_store_data_send: true,
+    with: { "wasi:keyvalue/store.bucket": super::kv::KvBucket },
 });
 
 pub use edgefn::function::types::{CronEvent, Delivery, Message, SendOptions, Settlement};

@@ -14,6 +14,7 @@
 pub mod background;
 pub mod fairness;
 pub mod guest;
+pub mod kv;
 pub mod loader;
 pub mod memory;
 pub mod output;

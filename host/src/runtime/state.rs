@@ -24,7 +24,9 @@ pub(crate) struct StoreParts {
 pub(crate) struct InvocationState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
+    /// What the function was deployed with (its granted key-value stores, among others).
+    pub(super) env: Arc<crate::capabilities::FunctionEnv>,
     hooks: PolicyHooks,
     pub(crate) limits: Limiter,
     pub(crate) call: CallContext,
@@ -54,6 +56,7 @@ impl InvocationState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
+            env: invocation.env.clone(),
             hooks: PolicyHooks::new(env.outbound.clone()),
             limits: Limiter::new(invocation.limits.memory_bytes, parts.budget.clone(), parts.budget.function(label)),
             call: CallContext::new(

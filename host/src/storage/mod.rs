@@ -13,6 +13,7 @@
 
 pub mod cron;
 pub mod deployments;
+pub mod kv;
 pub mod queue;
 
 use rusqlite::Connection;
@@ -136,6 +137,34 @@ const MIGRATIONS: &[&str] = &[
         INSERT OR IGNORE INTO queue_sizes (queue) VALUES (NEW.queue);
         UPDATE queue_sizes SET messages = messages + 1, bytes = bytes + LENGTH(NEW.body) WHERE queue = NEW.queue;
     END;",
+    // 7. Key-value stores (storage/kv.rs): one table for every store; versions from one counter that only grows;
+    // sizes per store kept by triggers.
+    "CREATE TABLE kv (
+        store TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        version INTEGER NOT NULL,
+        expires_at INTEGER,
+        PRIMARY KEY (store, key)
+    );
+    CREATE INDEX kv_by_expiry ON kv (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE kv_clock (version INTEGER NOT NULL);
+    INSERT INTO kv_clock (version) VALUES (0);
+    CREATE TABLE kv_sizes (
+        store TEXT PRIMARY KEY,
+        keys INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TRIGGER kv_sizes_after_insert AFTER INSERT ON kv BEGIN
+        INSERT OR IGNORE INTO kv_sizes (store) VALUES (NEW.store);
+        UPDATE kv_sizes SET keys = keys + 1, bytes = bytes + LENGTH(NEW.value) WHERE store = NEW.store;
+    END;
+    CREATE TRIGGER kv_sizes_after_delete AFTER DELETE ON kv BEGIN
+        UPDATE kv_sizes SET keys = keys - 1, bytes = bytes - LENGTH(OLD.value) WHERE store = OLD.store;
+    END;
+    CREATE TRIGGER kv_sizes_after_update AFTER UPDATE OF value ON kv BEGIN
+        UPDATE kv_sizes SET bytes = bytes - LENGTH(OLD.value) + LENGTH(NEW.value) WHERE store = NEW.store;
+    END;",
 ];
 
 /// What went wrong in the database.
@@ -146,6 +175,12 @@ pub enum StorageError {
         path: PathBuf,
         #[source]
         source: rusqlite::Error,
+    },
+    #[error("failed to create the secret file {path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("failed to create the data dir {path}: {source}")]
     DataDir {
@@ -258,6 +293,25 @@ pub fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
         .mode(0o700)
         .create(dir)
         .map_err(|source| StorageError::DataDir { path: dir.to_owned(), source })
+}
+
+/// Reads the secret in file `path`, creating it (random, 256 bits as hex, owner-only) if it is missing or empty.
+/// Returns the secret and whether it was just created.
+pub fn load_or_create_secret(path: &Path) -> Result<(String, bool), StorageError> {
+    if let Ok(secret) = std::fs::read_to_string(path) {
+        let secret = secret.trim().to_owned();
+        if !secret.is_empty() {
+            return Ok((secret, false));
+        }
+    }
+    let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let io_error = |source| StorageError::SecretFile { path: path.to_owned(), source };
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(io_error)?;
+    writeln!(file, "{secret}").map_err(io_error)?;
+    Ok((secret, true))
 }
 
 /// Milliseconds since the Unix epoch: the unit of every time the database stores.

@@ -1,11 +1,14 @@
 //! The HTTP trigger: an axum app whose one fallback handler routes every request through the live set it started
-//! with, reads the body within its bounds ([`body`]), runs the function, hands its response to the client through
+//! with, verifies the bearer token of a protected route ([`auth`]), reads the body within its bounds ([`body`]),
+//! runs the function, hands its response to the client through
 //! a bounded buffer, and logs one line per request. [`server`] runs it with connection and header-time bounds.
 
+mod auth;
 pub mod body;
 pub mod server;
 
 use super::{Runner, Trigger};
+use crate::auth::Authorizers;
 use crate::capabilities::BoxFuture;
 use crate::live::{ComponentVersion, LiveHandle, LiveSet, RouteLookup};
 use crate::runtime::{InvokeError, SlotKind, Start};
@@ -28,13 +31,14 @@ pub struct HttpTrigger {
     live: LiveHandle,
     runner: Runner,
     bodies: body::BodyBudget,
+    authorizers: Arc<Authorizers>,
 }
 
 impl HttpTrigger {
-    pub fn new(live: LiveHandle, runner: Runner) -> Arc<Self> {
+    pub fn new(live: LiveHandle, runner: Runner, authorizers: Arc<Authorizers>) -> Arc<Self> {
         let limits = runner.runtime().limits();
         let bodies = body::BodyBudget::new(usize::try_from(limits.max_buffered_body_mb << 20).unwrap_or(usize::MAX));
-        Arc::new(Self { live, runner, bodies })
+        Arc::new(Self { live, runner, bodies, authorizers })
     }
 
     /// The bounds of the listener that serves this trigger.
@@ -99,7 +103,12 @@ async fn handle(State(trigger): State<Arc<HttpTrigger>>, request: Request) -> Re
 }
 
 /// Routes, reads the body under its cap and invokes; fills in who served it.
-async fn route_and_invoke(trigger: &HttpTrigger, request: Request, request_id: &str, served: &mut Served) -> Response {
+async fn route_and_invoke(
+    trigger: &HttpTrigger,
+    mut request: Request,
+    request_id: &str,
+    served: &mut Served,
+) -> Response {
     // The set live now serves this request to its end, whatever deploys happen meanwhile.
     let live = trigger.live.load();
     let (version, function) = match live.route(request.method().as_str(), request.uri().path()) {
@@ -121,6 +130,9 @@ async fn route_and_invoke(trigger: &HttpTrigger, request: Request, request_id: &
     let label = version.label(&function);
     served.function = Some(label.clone());
     served.version = Some(version.version);
+    if let Err(refused) = auth::gate(&trigger.authorizers, &version, &function, request.headers_mut(), request_id) {
+        return *refused;
+    }
     let limits = trigger.runner.runtime().limits();
     let (request, body_bytes) = match read_request(request, trigger, request_id, &version).await {
         Ok(read) => read,

@@ -1,0 +1,187 @@
+//! The `wasi:keyvalue` (draft) and `edgefn:function/kv` imports of a component, forwarded to the invocation's
+//! [`KeyValue`](crate::capabilities::KeyValue) capability. A bucket is a granted store's name in the resource
+//! table; opening one that the function was not granted is `access-denied`.
+
+use super::guest::edgefn::function::kv as edgefn_kv;
+use super::guest::wasi::keyvalue::{atomics, batch, store};
+use super::state::InvocationState;
+use crate::capabilities::kv::{KvError, Put, validate_store_name};
+use crate::capabilities::{KeyValue, unavailable};
+use std::sync::Arc;
+use wasmtime::component::Resource;
+
+/// An open bucket: the name of a store the function was granted.
+#[derive(Debug)]
+pub struct KvBucket {
+    store: String,
+}
+
+fn other(error: impl std::fmt::Display) -> store::Error {
+    store::Error::Other(error.to_string())
+}
+
+fn kv_error(error: KvError) -> store::Error {
+    match error {
+        KvError::NotGranted(_) => store::Error::AccessDenied,
+        other => store::Error::Other(other.to_string()),
+    }
+}
+
+/// The store the empty name opens.
+const DEFAULT_STORE: &str = "default";
+
+impl InvocationState {
+    fn kv(&self) -> Result<Arc<dyn KeyValue>, store::Error> {
+        self.call.capabilities.kv.clone().ok_or_else(|| other(unavailable("a key-value store")))
+    }
+
+    fn bucket_store(&self, bucket: &Resource<KvBucket>) -> Result<String, store::Error> {
+        Ok(self.table.get(bucket).map_err(other)?.store.clone())
+    }
+}
+
+impl store::Host for InvocationState {
+    async fn open(&mut self, identifier: String) -> Result<Resource<KvBucket>, store::Error> {
+        self.kv()?;
+        // `wasmtime serve -S keyvalue` has one store, named "": here that is the store `default`, so a portable
+        // component that opens "" finds its data under either host.
+        let identifier = if identifier.is_empty() { DEFAULT_STORE.to_owned() } else { identifier };
+        validate_store_name(&identifier).map_err(store::Error::Other)?;
+        if !self.env.kv_stores.contains(&identifier) {
+            tracing::warn!(store = %identifier, function = ?self.call.caller.chain.last(),
+                "a function opened a key-value store it was not granted");
+            return Err(kv_error(KvError::NotGranted(identifier)));
+        }
+        self.table.push(KvBucket { store: identifier }).map_err(other)
+    }
+}
+
+impl store::HostBucket for InvocationState {
+    async fn get(&mut self, bucket: Resource<KvBucket>, key: String) -> Result<Option<Vec<u8>>, store::Error> {
+        let store = self.bucket_store(&bucket)?;
+        Ok(self.kv()?.get(store, key).await.map_err(kv_error)?.map(|v| v.value))
+    }
+
+    async fn set(&mut self, bucket: Resource<KvBucket>, key: String, value: Vec<u8>) -> Result<(), store::Error> {
+        let store = self.bucket_store(&bucket)?;
+        let put = Put { value, ttl_ms: None, expected: None };
+        self.kv()?.put(store, key, put).await.map_err(kv_error).map(|_| ())
+    }
+
+    async fn delete(&mut self, bucket: Resource<KvBucket>, key: String) -> Result<(), store::Error> {
+        let store = self.bucket_store(&bucket)?;
+        self.kv()?.delete(store, vec![key]).await.map_err(kv_error)
+    }
+
+    async fn exists(&mut self, bucket: Resource<KvBucket>, key: String) -> Result<bool, store::Error> {
+        let store = self.bucket_store(&bucket)?;
+        Ok(self.kv()?.get(store, key).await.map_err(kv_error)?.is_some())
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        cursor: Option<u64>,
+    ) -> Result<store::KeyResponse, store::Error> {
+        let store = self.bucket_store(&bucket)?;
+        let offset = cursor.unwrap_or(0);
+        let (keys, more) = self.kv()?.keys_from(store, offset).await.map_err(kv_error)?;
+        let cursor = more.then(|| offset + keys.len() as u64);
+        Ok(store::KeyResponse { keys, cursor })
+    }
+
+    async fn drop(&mut self, bucket: Resource<KvBucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for InvocationState {
+    async fn increment(&mut self, bucket: Resource<KvBucket>, key: String, delta: u64) -> Result<u64, store::Error> {
+        let store = self.bucket_store(&bucket)?;
+        let value = self.kv()?.add(store, key.clone(), i128::from(delta)).await.map_err(kv_error)?;
+        u64::try_from(value).map_err(|_| other(format!("`{key}` holds a negative number: use the edgefn `add`")))
+    }
+}
+
+impl batch::Host for InvocationState {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<(String, Vec<u8>)>>, store::Error> {
+        let store = self.bucket_store(&bucket)?;
+        let values = self.kv()?.get_many(store, keys.clone()).await.map_err(kv_error)?;
+        Ok(keys.into_iter().zip(values).map(|(key, value)| value.map(|value| (key, value))).collect())
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), store::Error> {
+        let store = self.bucket_store(&bucket)?;
+        self.kv()?.put_many(store, key_values).await.map_err(kv_error)
+    }
+
+    async fn delete_many(&mut self, bucket: Resource<KvBucket>, keys: Vec<String>) -> Result<(), store::Error> {
+        let store = self.bucket_store(&bucket)?;
+        self.kv()?.delete(store, keys).await.map_err(kv_error)
+    }
+}
+
+impl edgefn_kv::Host for InvocationState {
+    async fn set_with_ttl(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: u64,
+    ) -> Result<(), store::Error> {
+        let store = self.bucket_store(&bucket)?;
+        let put = Put { value, ttl_ms: (ttl_ms > 0).then_some(ttl_ms), expected: None };
+        self.kv()?.put(store, key, put).await.map_err(kv_error).map(|_| ())
+    }
+
+    async fn get_versioned(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        key: String,
+    ) -> Result<Option<edgefn_kv::Versioned>, store::Error> {
+        let store = self.bucket_store(&bucket)?;
+        let found = self.kv()?.get(store, key).await.map_err(kv_error)?;
+        Ok(found.map(|v| edgefn_kv::Versioned { value: v.value, version: v.version }))
+    }
+
+    async fn compare_and_swap(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        key: String,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl_ms: u64,
+    ) -> Result<Option<u64>, store::Error> {
+        let store = self.bucket_store(&bucket)?;
+        let put = Put { value, ttl_ms: (ttl_ms > 0).then_some(ttl_ms), expected: Some(expected) };
+        self.kv()?.put(store, key, put).await.map_err(kv_error)
+    }
+
+    async fn list_prefix(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        prefix: String,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<edgefn_kv::KeyPage, store::Error> {
+        let store = self.bucket_store(&bucket)?;
+        let (keys, more) = self.kv()?.list(store, prefix, cursor, limit).await.map_err(kv_error)?;
+        let cursor = if more { keys.last().cloned() } else { None };
+        Ok(edgefn_kv::KeyPage { keys, cursor })
+    }
+
+    async fn add(&mut self, bucket: Resource<KvBucket>, key: String, delta: i64) -> Result<i64, store::Error> {
+        let store = self.bucket_store(&bucket)?;
+        let value = self.kv()?.add(store, key.clone(), i128::from(delta)).await.map_err(kv_error)?;
+        i64::try_from(value).map_err(|_| other(format!("`{key}` is past the largest i64")))
+    }
+}

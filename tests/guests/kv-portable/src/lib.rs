@@ -1,0 +1,32 @@
+//! A test guest that uses only the portable `wasi:keyvalue` subset (open the default store, get, set, exists,
+//! delete, increment, list every key), so the same `.wasm` runs under `wasmtime serve -S keyvalue` and on edgefn,
+//! and must answer the same.
+
+use edgefn::kv::Store;
+use edgefn::prelude::*;
+use serde_json::json;
+
+/// Reads `greeting` (preset by the test), then exercises each portable operation and reports what it saw.
+#[function(trigger = http("/kv"))]
+fn portable(_req: Request) -> Result<Response> {
+    let store = Store::open_default()?;
+    let greeting = store.get("greeting")?.map(|v| String::from_utf8_lossy(&v).into_owned());
+    store.set("scratch", b"written")?;
+    let read_back = store.get("scratch")?.map(|v| String::from_utf8_lossy(&v).into_owned());
+    let existed = store.exists("scratch")?;
+    let first = store.increment("counter", 2)?;
+    let second = store.increment("counter", 3)?;
+    let mut keys = store.keys()?;
+    keys.sort();
+    store.delete("scratch")?;
+    store.delete("counter")?;
+    let exists_after_delete = store.exists("scratch")?;
+    Response::json(&json!({
+        "greeting": greeting,
+        "read_back": read_back,
+        "existed": existed,
+        "increments": [first, second],
+        "keys": keys,
+        "exists_after_delete": exists_after_delete,
+    }))
+}

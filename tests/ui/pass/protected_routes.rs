@@ -1,0 +1,23 @@
+use edgefn::prelude::*;
+
+#[derive(serde::Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+#[function(trigger = http("/orders", method = "POST", auth = "main", scopes = ["orders:write", "admin"]))]
+fn create(req: Request) -> Result<Response> {
+    let claims: Claims = req.claims_as()?;
+    Ok(Response::text(claims.sub))
+}
+
+#[function(trigger = http("/me", auth = "main"))]
+fn me(req: Request) -> Response {
+    Response::text(req.claims().map(|c| c.to_string()).unwrap_or_default())
+}
+
+fn main() {
+    let ada = edgefn::testing::request("POST", "/orders").claims(serde_json::json!({ "sub": "ada" }));
+    assert_eq!(edgefn::testing::call(ada).text_body(), "ada");
+    assert_eq!(edgefn::testing::call(edgefn::testing::get("/me")).status(), 401);
+}
