@@ -5,7 +5,7 @@ mod support;
 use hmac::Mac as _;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use support::{Host, component, get, post, send};
+use support::{Host, WasmtimeServe, component, get, post, send};
 
 const SECRET: &str = "s3cr3t-webhook-key-for-tests";
 
@@ -281,33 +281,11 @@ fn inspect_prints_functions_and_triggers() {
 /// The same hello .wasm under `wasmtime serve` answers the same requests with the same responses: no lock-in.
 #[test]
 fn wasmtime_serve_answers_like_edgefn() {
-    let Some(wasmtime) = which("wasmtime") else {
-        // CI installs it (.ci/run): there, a missing wasmtime is a failure, not a skip.
-        assert!(
-            std::env::var_os("EDGEFN_REQUIRE_WASMTIME").is_none(),
-            "EDGEFN_REQUIRE_WASMTIME is set but `wasmtime` is not on PATH"
-        );
-        println!(
-            "SKIPPED wasmtime_serve_answers_like_edgefn: `wasmtime` is not on PATH (cargo install wasmtime-cli --version 48.0.8 --locked)"
-        );
-        eprintln!("SKIPPED wasmtime_serve_answers_like_edgefn: `wasmtime` is not on PATH");
+    let Some(wasmtime) = WasmtimeServe::start("wasmtime_serve_answers_like_edgefn", &component("hello"), &["-Scli"])
+    else {
         return;
     };
-    let port = free_port();
-    let mut child = std::process::Command::new(wasmtime)
-        .args(["serve", "-Scli", "--addr"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg(component("hello"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn wasmtime serve");
-    let reference = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "wasmtime serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let reference = wasmtime.base.clone();
     let edgefn = shared();
     let requests: &[(&str, &str, &str)] = &[
         ("GET", "/hello/ada", ""),
@@ -323,8 +301,6 @@ fn wasmtime_serve_answers_like_edgefn() {
         assert_eq!(ours.status, theirs.status, "{method} {path}");
         assert_eq!(without_request_id(&ours.body), without_request_id(&theirs.body), "{method} {path}");
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn without_request_id(body: &str) -> String {
@@ -337,18 +313,6 @@ fn without_request_id(body: &str) -> String {
         }
         Err(_) => body.to_owned(),
     }
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| std::path::Path::new(dir).join(program))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// Every import of the example components is in the `edgefn:function/http-function` world of `wit/`, and the

@@ -1,9 +1,12 @@
 //! The component's `edgefn:function` bindings (wit/world.wit, world `sdk`): the `handler` export that runs cron,
-//! queue, topic and invoke functions, the `wizer-initialize` export, and the `host` import. Only compiled for wasm.
+//! queue, topic and invoke functions, the `wizer-initialize` export, the `host` import, and the key-value imports
+//! (`wasi:keyvalue` and edgefn's `kv`). Only compiled for wasm.
 
 wit_bindgen::generate!({
     path: "../wit",
     world: "edgefn:function/sdk",
+    // `wasi:keyvalue` has no bindings crate the way `wasi:http` has `wasip2`: generate them here.
+    generate_all,
 });
 
 use crate::cron::CronEvent;

@@ -14,10 +14,11 @@
 //! A component opens only the stores its host configuration grants it (`key_value_stores = ["default"]`), and
 //! sees another component's keys only when both were granted the same store.
 //!
-//! **Portability.** `open`, `get`, `set`, `delete`, `exists`, `keys` and a non-negative `increment` speak the standard
+//! **Portability.** `open_default`, `get`, `set`, `delete`, `exists`, `keys` and `increment` speak the standard
 //! `wasi:keyvalue` draft: a component that uses only those runs on any host that offers it (`wasmtime serve -S
-//! keyvalue`). Expiry (`set_with_ttl`), `list` by prefix, versions (`get_versioned`, `compare_and_swap`) and negative
-//! increments are edgefn's extension.
+//! keyvalue`). Expiry (`set_with_ttl`), `list` by prefix, versions (`get_versioned`, `compare_and_swap`) and `add`
+//! (a signed increment) are edgefn's extension. (Spin's `wasi:keyvalue@0.2.0-draft2` has a compare-and-swap of its
+//! own; edgefn does not speak draft2 yet.)
 //!
 //! Natively (unit tests), a store is an in-memory map per thread: `edgefn::testing::kv_clear` empties it.
 
@@ -118,9 +119,14 @@ impl Store {
     }
 
     /// Adds `delta` to the integer at `key` (0 when it does not exist) and returns the result. Atomic: concurrent
-    /// increments from any number of instances all count.
-    pub fn increment(&self, key: &str, delta: i64) -> Result<i64> {
+    /// increments from any number of instances all count. Portable (`wasi:keyvalue/atomics`).
+    pub fn increment(&self, key: &str, delta: u64) -> Result<u64> {
         self.inner.increment(key, delta)
+    }
+
+    /// Like [`Store::increment`], with a delta that may be negative (edgefn's extension).
+    pub fn add(&self, key: &str, delta: i64) -> Result<i64> {
+        self.inner.add(key, delta)
     }
 
     /// The value of `key` and its version, for a later [`Store::compare_and_swap`].
@@ -228,15 +234,14 @@ mod imp {
             }
         }
 
-        pub(super) fn increment(&self, key: &str, delta: i64) -> Result<i64> {
-            match u64::try_from(delta) {
-                // The portable increment where it can serve.
-                Ok(delta) => {
-                    let value = atomics::increment(&self.0, key, delta).map_err(error)?;
-                    i64::try_from(value).map_err(|_| Error::internal(format!("`{key}` is past the largest i64")))
-                }
-                Err(_) => kv::add(&self.0, key, delta).map_err(error),
-            }
+        // Two functions, not one that picks: a component that only increments must not import `kv::add`, or it
+        // would no longer run on hosts that only have the portable interfaces.
+        pub(super) fn increment(&self, key: &str, delta: u64) -> Result<u64> {
+            atomics::increment(&self.0, key, delta).map_err(error)
+        }
+
+        pub(super) fn add(&self, key: &str, delta: i64) -> Result<i64> {
+            kv::add(&self.0, key, delta).map_err(error)
         }
 
         pub(super) fn get_versioned(&self, key: &str) -> Result<Option<(Vec<u8>, Version)>> {
@@ -362,7 +367,13 @@ pub(crate) mod imp {
             Ok(self.list("", None, u32::MAX)?.keys)
         }
 
-        pub(super) fn increment(&self, key: &str, delta: i64) -> Result<i64> {
+        pub(super) fn increment(&self, key: &str, delta: u64) -> Result<u64> {
+            let delta = i64::try_from(delta).map_err(|_| Error::internal(format!("`{key}` would overflow")))?;
+            let value = self.add(key, delta)?;
+            u64::try_from(value).map_err(|_| Error::internal(format!("`{key}` holds {value}: negative, use `add`")))
+        }
+
+        pub(super) fn add(&self, key: &str, delta: i64) -> Result<i64> {
             let current = match self.get(key)? {
                 Some(bytes) => std::str::from_utf8(&bytes)
                     .ok()

@@ -36,7 +36,7 @@ const COMPONENT_CRATES: &[&str] = &[
     "hostile",
     "todo-api",
     "kv-probe",
-    "kv-portable",
+    "portable",
 ];
 
 /// Builds every test component once per test binary and returns the path of `name`.wasm.
@@ -449,5 +449,75 @@ fn serve_one(stream: std::net::TcpStream, sink: &Mutex<Vec<(String, serde_json::
         let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         sink.lock().expect("collector lock").push((path, value));
         let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    }
+}
+
+/// Where `program` is on PATH.
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| Path::new(dir).join(program)).find(|p| p.is_file())
+}
+
+/// A free port on 127.0.0.1 (for a server that cannot take port 0 and report it back).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A running `wasmtime serve`, the reference host, killed on drop.
+pub(crate) struct WasmtimeServe {
+    child: Child,
+    pub(crate) base: String,
+}
+
+impl WasmtimeServe {
+    /// Serves `component` with `wasmtime serve FLAGS`. Without a `wasmtime` on PATH, `test` is reported SKIPPED and
+    /// this is `None`, except in CI (`EDGEFN_REQUIRE_WASMTIME`, set by `.ci/run`), where it is a failure.
+    pub(crate) fn start(test: &str, component: &Path, flags: &[&str]) -> Option<Self> {
+        let Some(wasmtime) = which("wasmtime") else {
+            assert!(
+                std::env::var_os("EDGEFN_REQUIRE_WASMTIME").is_none(),
+                "EDGEFN_REQUIRE_WASMTIME is set but `wasmtime` is not on PATH"
+            );
+            let message = format!(
+                "SKIPPED {test}: `wasmtime` is not on PATH (cargo install wasmtime-cli --version 48.0.8 --locked)"
+            );
+            println!("{message}");
+            eprintln!("{message}");
+            return None;
+        };
+        let port = free_port();
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let mut child = Command::new(wasmtime)
+            .arg("serve")
+            .args(flags)
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(component)
+            .stdout(Stdio::null())
+            .stderr(log.reopen().expect("log file"))
+            .spawn()
+            .expect("spawn wasmtime serve");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let exited = child.try_wait().expect("wait").is_some();
+            if exited || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let output = std::fs::read_to_string(log.path()).unwrap_or_default();
+                panic!("wasmtime serve {flags:?} {} did not start:\n{output}", component.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Self { child, base: format!("http://127.0.0.1:{port}") })
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for WasmtimeServe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

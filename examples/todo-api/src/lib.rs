@@ -6,6 +6,7 @@
 //!
 //! | route | scope | what |
 //! |---|---|---|
+//! | `GET /me` | any | the verified claims of your token |
 //! | `GET /todos` | `todos:read` or `todos:write` | the caller's todos, oldest first |
 //! | `POST /todos` `{"title": "..."}` | `todos:write` | create one (201); an `Idempotency-Key` header makes retries safe for 24 h |
 //! | `POST /todos/{id}/complete` | `todos:write` | mark one done |
@@ -85,6 +86,13 @@ pub fn escape(part: &str) -> String {
     part.replace('%', "%25").replace(':', "%3A")
 }
 
+/// Who the token says you are: its verified claims, as the host passed them.
+#[function(trigger = http("/me", auth = "todo"))]
+fn me(req: Request) -> Result<Response> {
+    let claims = req.claims().ok_or_else(|| Error::new(401, "no verified token"))?;
+    Response::json(claims)
+}
+
 #[function(trigger = http("/todos", method = "GET", auth = "todo", scopes = ["todos:read", "todos:write"]))]
 fn list_todos(req: Request) -> Result<Response> {
     let user = User::from(&req)?;
@@ -116,8 +124,7 @@ fn create_todo(req: Request) -> Result<Response> {
         return Err(Error::bad_request("`title` must be 1 to 500 bytes"));
     }
     let store = Store::open(STORE)?;
-    let id = u64::try_from(store.increment(&user.sequence_key(), 1)?)
-        .map_err(|_| Error::internal("the todo counter went negative"))?;
+    let id = store.increment(&user.sequence_key(), 1)?;
     if let Some(idempotency_key) = req.header("idempotency-key") {
         // Claim the key for this id, atomically: of two concurrent retries exactly one wins, and the other
         // returns what the winner created.

@@ -81,7 +81,7 @@ fn kv(op: Op) -> Result<Value> {
             Ok(json!({ "ok": true }))
         }
         Op::Exists { store, key } => Ok(json!({ "exists": Store::open(&store)?.exists(&key)? })),
-        Op::Incr { store, key, delta } => Ok(json!({ "value": Store::open(&store)?.increment(&key, delta)? })),
+        Op::Incr { store, key, delta } => Ok(json!({ "value": Store::open(&store)?.add(&key, delta)? })),
         Op::CasAppend { store, key, item } => {
             let store = Store::open(&store)?;
             for attempt in 1.. {

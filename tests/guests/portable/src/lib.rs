@@ -1,6 +1,10 @@
-//! A test guest that uses only the portable `wasi:keyvalue` subset (open the default store, get, set, exists,
-//! delete, increment, list every key), so the same `.wasm` runs under `wasmtime serve -S keyvalue` and on edgefn,
-//! and must answer the same.
+//! A test guest that uses only what other hosts offer too, so the same `.wasm` runs under `wasmtime serve` and on
+//! edgefn:
+//!
+//! - `/kv` uses the portable `wasi:keyvalue` subset (open the default store, get, set, exists, delete, increment,
+//!   list every key) and must answer the same on both;
+//! - `/whoami` is protected by authorizer `main`: on edgefn it answers a valid token with its claims; under a host
+//!   that does not enforce `auth` it must refuse every request.
 
 use edgefn::kv::Store;
 use edgefn::prelude::*;
@@ -16,6 +20,7 @@ fn portable(_req: Request) -> Result<Response> {
     let existed = store.exists("scratch")?;
     let first = store.increment("counter", 2)?;
     let second = store.increment("counter", 3)?;
+    let counter = store.get("counter")?.map(|v| String::from_utf8_lossy(&v).into_owned());
     let mut keys = store.keys()?;
     keys.sort();
     store.delete("scratch")?;
@@ -26,7 +31,14 @@ fn portable(_req: Request) -> Result<Response> {
         "read_back": read_back,
         "existed": existed,
         "increments": [first, second],
+        "counter": counter,
         "keys": keys,
         "exists_after_delete": exists_after_delete,
     }))
+}
+
+#[function(trigger = http("/whoami", auth = "main"))]
+fn whoami(req: Request) -> Result<Response> {
+    let claims = req.claims().ok_or_else(|| Error::new(401, "no verified token"))?;
+    Response::json(claims)
 }
