@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every benchmark of BENCHMARKS.md, (a) to (n), in order. Takes about 10 minutes on the 2-core machine.
+# Runs every benchmark of BENCHMARKS.md, (a) to (p), in order. Takes about 12 minutes on the 2-core machine.
 #   bash bench/run-all.sh
 # Needs wrk (apt-get install wrk) and wasmtime-cli 48.0.8 (cargo install wasmtime-cli --version 48.0.8 --locked).
 set -euo pipefail
@@ -26,3 +26,5 @@ echo "== (i) deploy-to-live latency and (j) req/s during 10 back-to-back deploys
 bash bench/deploy.sh 10 16
 echo "== (k) to (n) tenants that cannot hurt each other"
 bash bench/reliability.sh
+echo "== (o) KV from a guest and (p) JWT verification cost"
+bash bench/kv-jwt.sh 5000 10 16
