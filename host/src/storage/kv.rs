@@ -90,6 +90,19 @@ impl KvDb {
         Ok(())
     }
 
+    /// [`Self::check_key`], and the value's size.
+    fn check_entry(&self, key: &str, value: &[u8]) -> Result<(), KvRefusal> {
+        self.check_key(key)?;
+        if value.len() > self.limits.max_value_bytes {
+            return Err(KvRefusal::ValueTooLarge {
+                key: key.to_owned(),
+                len: value.len(),
+                limit: self.limits.max_value_bytes,
+            });
+        }
+        Ok(())
+    }
+
     pub async fn get(&self, store: &str, key: &str, now: i64) -> Result<Option<Versioned>, StorageError> {
         let (store, key) = (store.to_owned(), key.to_owned());
         self.db.call(move |conn| get(conn, &store, &key, now)).await
@@ -118,12 +131,7 @@ impl KvDb {
         expected: Option<Option<u64>>,
         now: i64,
     ) -> KvResult<Option<u64>> {
-        if let Err(refusal) = self.check_key(key) {
-            return Ok(Err(refusal));
-        }
-        if value.len() > self.limits.max_value_bytes {
-            let refusal =
-                KvRefusal::ValueTooLarge { key: key.to_owned(), len: value.len(), limit: self.limits.max_value_bytes };
+        if let Err(refusal) = self.check_entry(key, &value) {
             return Ok(Err(refusal));
         }
         let (store, key, limits) = (store.to_owned(), key.to_owned(), self.limits);
@@ -152,12 +160,7 @@ impl KvDb {
     /// Writes several keys in one transaction (all or none).
     pub async fn put_many(&self, store: &str, entries: Vec<(String, Vec<u8>)>, now: i64) -> KvResult<()> {
         for (key, value) in &entries {
-            if let Err(refusal) = self.check_key(key) {
-                return Ok(Err(refusal));
-            }
-            if value.len() > self.limits.max_value_bytes {
-                let refusal =
-                    KvRefusal::ValueTooLarge { key: key.clone(), len: value.len(), limit: self.limits.max_value_bytes };
+            if let Err(refusal) = self.check_entry(key, value) {
                 return Ok(Err(refusal));
             }
         }
