@@ -5,7 +5,8 @@
 #      committed SQLite write (WAL) on the host's blocking pool; each get one indexed read.
 #  (p) JWT verification cost: req/s of two identical functions of one component (tests/guests/auth-bench), `/open`
 #      and `/protected` (auth = "bench"), in the same run, with a token of each algorithm. The authorizer holds
-#      tests/fixtures/jwt/jwks-1.json (RSA 2048, P-256, Ed25519) and an HS256 secret.
+#      tests/fixtures/jwt/jwks-1.json (RSA 2048, P-256, Ed25519) and an HS256 secret. wrk repeats one token per
+#      run, so after its first request the host answers from its cache of verified tokens.
 #
 #   bash bench/kv-jwt.sh [kv-ops] [seconds] [connections]
 #

@@ -15,6 +15,7 @@
 mod keys;
 mod mint;
 mod route_token;
+mod verified;
 
 pub use keys::KeySet;
 pub use mint::{Signer, standard_claims};
@@ -28,6 +29,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+use verified::VerifiedTokens;
 
 /// Why an authorizer could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -51,13 +53,20 @@ pub enum Verdict {
     Forbidden,
 }
 
+/// The keys loaded at one time, and the tokens verified with them (forgotten with them at the next reload).
+#[derive(Debug, Default)]
+struct LoadedKeys {
+    keys: KeySet,
+    verified: VerifiedTokens,
+}
+
 /// One authorizer.
 #[derive(Debug)]
 pub struct Authorizer {
     name: String,
     config: AuthorizerConfig,
     algorithms: Vec<Algorithm>,
-    keys: ArcSwap<KeySet>,
+    keys: ArcSwap<LoadedKeys>,
     /// The JWKS file's modification time and size when it was last loaded.
     loaded_stamp: Mutex<Option<(SystemTime, u64)>>,
 }
@@ -118,7 +127,7 @@ impl Authorizer {
             name: name.to_owned(),
             config: config.clone(),
             algorithms,
-            keys: ArcSwap::from_pointee(KeySet::default()),
+            keys: ArcSwap::from_pointee(LoadedKeys::default()),
             loaded_stamp: Mutex::new(None),
         };
         authorizer.reload()?;
@@ -153,7 +162,7 @@ impl Authorizer {
         };
         let keys = KeySet::combine(jwks, secret.as_deref());
         let count = keys.len();
-        self.keys.store(Arc::new(keys));
+        self.keys.store(Arc::new(LoadedKeys { keys, verified: VerifiedTokens::default() }));
         *self.loaded_stamp.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = stamp;
         tracing::info!(authorizer = %self.name, keys = count, "loaded the authorizer's keys");
         Ok(count)
@@ -161,7 +170,7 @@ impl Authorizer {
 
     /// How many keys are loaded now.
     pub fn key_count(&self) -> usize {
-        self.keys.load().len()
+        self.keys.load().keys.len()
     }
 
     /// The `iss` tokens must carry.
@@ -214,21 +223,18 @@ impl Authorizer {
         if !self.algorithms.contains(&header.alg) {
             return Verdict::Unauthorized(format!("algorithm {:?} is not accepted", header.alg));
         }
-        let keys = self.keys.load();
-        let key = match keys.find(header.kid.as_deref(), header.alg) {
-            Ok(key) => key,
-            Err(reason) => return Verdict::Unauthorized(reason),
-        };
-        let mut validation = Validation::new(header.alg);
-        validation.algorithms = vec![header.alg];
-        validation.set_issuer(&[&self.config.issuer]);
-        validation.set_audience(&self.config.audiences);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.validate_nbf = true;
-        validation.leeway = self.config.leeway_s.unwrap_or(60);
-        let claims = match jsonwebtoken::decode::<Value>(token, key, &validation) {
-            Ok(data) => data.claims,
-            Err(error) => return Verdict::Unauthorized(format!("{error}")),
+        let loaded = self.keys.load();
+        let leeway = self.config.leeway_s.unwrap_or(60);
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = match loaded.verified.get(token, now, leeway) {
+            Some(claims) => claims,
+            None => match self.verify(token, &header, &loaded.keys, leeway) {
+                Ok(claims) => {
+                    loaded.verified.insert(token, &claims, now, leeway);
+                    claims
+                }
+                Err(reason) => return Verdict::Unauthorized(reason),
+            },
         };
         if !scopes.is_empty() {
             let granted = token_scopes(&claims);
@@ -237,6 +243,19 @@ impl Authorizer {
             }
         }
         Verdict::Allowed(claims)
+    }
+
+    /// The full check of a token (signature by its `kid`, `iss`, `aud`, `exp`, `nbf`): its claims, or why not.
+    fn verify(&self, token: &str, header: &jsonwebtoken::Header, keys: &KeySet, leeway: u64) -> Result<Value, String> {
+        let key = keys.find(header.kid.as_deref(), header.alg)?;
+        let mut validation = Validation::new(header.alg);
+        validation.algorithms = vec![header.alg];
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_audience(&self.config.audiences);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = leeway;
+        jsonwebtoken::decode::<Value>(token, key, &validation).map(|data| data.claims).map_err(|e| e.to_string())
     }
 }
 

@@ -1,4 +1,4 @@
-//! The authorizer's decisions, token by token. The same matrix runs over real HTTP in `tests/auth.rs`; these cover
+//! The authorizer's decisions, token by token. The same matrix runs over real HTTP in `tests/state.rs`; these cover
 //! key selection and the algorithm rules in detail.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
@@ -194,4 +194,21 @@ fn rotation_swaps_keys_and_a_broken_file_keeps_the_old_ones() {
     authorizer.reload().unwrap();
     unauthorized(authorizer.check(Some(&old), &[]));
     assert!(matches!(authorizer.check(Some(&new), &[]), Verdict::Allowed(_)));
+}
+
+#[test]
+fn a_token_verified_once_is_remembered_and_still_scoped() {
+    let authorizer = both();
+    let token = format!("Bearer {}", signer("rsa-1.pem", "rsa-1").sign(&claims(&["todos:read"])).unwrap());
+    let write = ["todos:write".to_owned()];
+    let read = ["todos:read".to_owned()];
+    for _ in 0..3 {
+        assert!(matches!(authorizer.check(Some(&token), &read), Verdict::Allowed(_)));
+        assert_eq!(authorizer.check(Some(&token), &write), Verdict::Forbidden);
+    }
+    assert_eq!(authorizer.keys.load().verified.len(), 1, "verified once, then remembered");
+    // A bad token is never remembered.
+    let tampered = format!("{}x", token.trim_end_matches(|c: char| c != '.'));
+    unauthorized(authorizer.check(Some(&tampered), &[]));
+    assert_eq!(authorizer.keys.load().verified.len(), 1);
 }
