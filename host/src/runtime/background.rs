@@ -6,7 +6,18 @@
 //! thread). The work runs on a thread started for it, niced, which ends with it; wasmtime compiles functions in
 //! parallel on rayon's global pool, whose threads are niced as they start.
 
-use std::sync::Once;
+use std::sync::{Arc, LazyLock, Once};
+use tokio::sync::Semaphore;
+
+/// How much deploy work runs at once: one piece per core. `edgefn up` with a thousand components prepares them
+/// all together; unbounded, that was a thousand threads compiling at once, and rayon threads waiting inside one
+/// compilation stole jobs of the others onto their own stacks until one overflowed.
+static DEPLOY_WORK_SLOTS: LazyLock<Arc<Semaphore>> =
+    LazyLock::new(|| Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from))));
+
+/// Stack of rayon's compile threads: Cranelift recurses on large functions, and a thread waiting on a parallel
+/// join runs other compile jobs on top of its own.
+const COMPILE_THREAD_STACK_BYTES: usize = 16 << 20;
 
 /// The nice value of deploy work: a nice-10 thread gets about a tenth of a core that a nice-0 thread competes for.
 const DEPLOY_NICE: libc::c_int = 10;
@@ -26,6 +37,7 @@ pub(super) fn configure_compile_pool() {
     CONFIGURED.call_once(|| {
         let built = rayon::ThreadPoolBuilder::new()
             .thread_name(|index| format!("edgefn-compile-{index}"))
+            .stack_size(COMPILE_THREAD_STACK_BYTES)
             .start_handler(|_| lower_this_threads_priority())
             .build_global();
         if let Err(error) = built {
@@ -35,11 +47,17 @@ pub(super) fn configure_compile_pool() {
 }
 
 /// Runs `work` on a thread of its own at the deploy priority and returns its result.
+/// At most one piece of deploy work per core runs at once; the rest wait their turn here. Never call it from
+/// inside such work (it would wait for a slot it holds).
 pub async fn run<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
+    // The semaphore is never closed, so acquiring only waits. The slot goes with the work, so it is held until
+    // the work ends even if the caller stops waiting.
+    let slot = DEPLOY_WORK_SLOTS.clone().acquire_owned().await.ok();
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new().name("edgefn-deploy".into()).spawn(move || {
         lower_this_threads_priority();
         let _ = sender.send(work());
+        drop(slot);
     });
     if let Err(error) = spawned {
         panic!("failed to start a deploy thread: {error}");
