@@ -175,7 +175,10 @@ impl Runtime {
             // heap pages fit in the default 2 MiB (see BENCHMARKS.md for the cold-start cost of it).
             .linear_memory_keep_resident(limits.keep_resident_kib << 10)
             .table_keep_resident(KEEP_RESIDENT_SMALL_BYTES)
-            .async_stack_keep_resident(KEEP_RESIDENT_SMALL_BYTES);
+            .async_stack_keep_resident(KEEP_RESIDENT_SMALL_BYTES)
+            // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only the pages a guest actually touched instead
+            // of memsetting the whole kept-resident region.
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -208,6 +211,15 @@ impl Runtime {
         let lanes = if limits.cpu_lanes == 0 { fairness::Governor::default_lanes() } else { limits.cpu_lanes };
         let governor = fairness::Governor::new(lanes);
         let memory = memory::MemoryBudget::new(limits.memory_budget_bytes());
+        tracing::info!(
+            pagemap_scan = wasmtime::PoolingAllocationConfig::is_pagemap_scan_available(),
+            "a freed instance slot is reset by {}",
+            if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+                "resetting the pages it touched (PAGEMAP_SCAN)"
+            } else {
+                "resetting its first keep_resident_kib in place (this kernel has no PAGEMAP_SCAN)"
+            }
+        );
         tracing::info!(
             cpu_lanes = governor.lanes(),
             memory_budget_mb = memory.limit() >> 20,
