@@ -1,6 +1,7 @@
-//! The component's `edgefn:function` bindings (wit/world.wit, world `sdk`): the `handler` export that runs cron,
-//! queue, topic and invoke functions, the `wizer-initialize` export, the `host` import, and the key-value imports
-//! (`wasi:keyvalue` and edgefn's `kv`). Only compiled for wasm.
+//! The component's `edgefn:function` bindings (wit/world.wit, world `sdk`): the `handler` and `wizer-initialize`
+//! exports (implemented in `exports.rs`), the `host` import, and the key-value imports (`wasi:keyvalue` and
+//! edgefn's `kv`). Only compiled for wasm. Generated code only: the modules that call the imports depend on this
+//! one, and this one depends on none of them.
 
 wit_bindgen::generate!({
     path: "../wit",
@@ -8,51 +9,3 @@ wit_bindgen::generate!({
     // `wasi:keyvalue` has no bindings crate the way `wasi:http` has `wasip2`: generate them here.
     generate_all,
 });
-
-use crate::cron::CronEvent;
-use crate::queue::RawMessage;
-use exports::edgefn::function::handler;
-
-struct Component;
-
-impl Guest for Component {
-    fn wizer_initialize() {
-        // Everything an instance would otherwise build on its first request goes into the snapshot too.
-        crate::dispatch::warm_up();
-        if let Err(error) = crate::init::ensure() {
-            // The host reports this line as the reason the deploy was refused.
-            eprintln!("edgefn: {error}");
-            std::process::abort();
-        }
-    }
-}
-
-impl handler::Guest for Component {
-    fn on_cron(event: handler::CronEvent) -> Result<(), String> {
-        let handler::CronEvent { function, expression, timezone, scheduled_at, fired_at, attempt, reason } = event;
-        let event =
-            CronEvent { expression, timezone, scheduled_at_ms: scheduled_at, fired_at_ms: fired_at, attempt, reason };
-        crate::handlers::run_cron(&function, event)
-    }
-
-    fn on_messages(delivery: handler::Delivery) -> Result<(), String> {
-        let messages = delivery
-            .messages
-            .into_iter()
-            .map(|m| RawMessage {
-                id: m.id,
-                body: m.body,
-                attempts: m.attempts,
-                priority: m.priority,
-                enqueued_at_ms: m.enqueued_at,
-            })
-            .collect();
-        crate::handlers::run_messages(&delivery.function, delivery.source, messages)
-    }
-
-    fn on_invoke(function: String, payload: Vec<u8>) -> Result<Vec<u8>, String> {
-        crate::handlers::run_invoke(&function, &payload)
-    }
-}
-
-export!(Component);

@@ -1,8 +1,8 @@
 //! The calls a function makes into the host: queue sends, topic publishes, commands, message settlements.
 //!
 //! On wasm they are the component's `edgefn:function/host` import. Natively (unit tests of handlers) there is no
-//! host: sends and publishes are recorded in a per-thread outbox that [`crate::testing`] reads, commands call the
-//! registered `invoke` function in-process, and settlements are recorded too.
+//! host: sends and publishes are recorded in a per-thread outbox that [`crate::testing`] reads, and settlements are
+//! recorded too (commands run in-process: see [`crate::invoke()`]).
 
 /// What becomes of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,10 +81,8 @@ pub(crate) mod imp {
         });
         Ok(1)
     }
-
-    pub(crate) fn invoke(function: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
-        crate::handlers::run_invoke(function, payload)
-    }
 }
 
-pub(crate) use imp::{invoke, publish, send, settle};
+#[cfg(target_family = "wasm")]
+pub(crate) use imp::invoke;
+pub(crate) use imp::{publish, send, settle};

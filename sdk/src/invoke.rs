@@ -11,7 +11,11 @@ use serde::de::DeserializeOwned;
 pub fn invoke<R: DeserializeOwned, P: Serialize + ?Sized>(function: &str, payload: &P) -> Result<R, Error> {
     let payload =
         serde_json::to_vec(payload).map_err(|e| Error::internal(format!("failed to encode the payload: {e}")))?;
+    // Natively there is no host: the registered function runs in-process.
+    #[cfg(target_family = "wasm")]
     let result = crate::host::invoke(function, &payload).map_err(Error::internal)?;
+    #[cfg(not(target_family = "wasm"))]
+    let result = crate::handlers::run_invoke(function, &payload).map_err(Error::internal)?;
     serde_json::from_slice(&result).map_err(|e| {
         Error::internal(format!(
             "`{function}` answered with something that is not a valid {}: {e}",

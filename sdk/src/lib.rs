@@ -42,6 +42,8 @@
 mod bindings;
 mod dispatch;
 mod error;
+#[cfg(target_family = "wasm")]
+mod exports;
 mod handlers;
 mod host;
 mod init;
