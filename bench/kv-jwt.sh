@@ -72,12 +72,9 @@ for token in "$hs256" "$rs256" "$es256" "$eddsa"; do
         || { echo "/protected refuses a minted token" >&2; exit 1; }
 done
 run() { # label path [header]
-    local out rps errors
-    if [ -n "${3:-}" ]; then
-        out=$(wrk -t$threads -c"$connections" -d"${seconds}s" --latency -H "$3" "http://127.0.0.1:$port$2")
-    else
-        out=$(wrk -t$threads -c"$connections" -d"${seconds}s" --latency "http://127.0.0.1:$port$2")
-    fi
+    local out rps errors header=()
+    [ -n "${3:-}" ] && header=(-H "$3")
+    out=$(wrk -t$threads -c"$connections" -d"${seconds}s" --latency "${header[@]}" "http://127.0.0.1:$port$2")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
     printf '  %-24s %10s req/s  p50 %8s  p99 %8s  errors: %s\n' "$1" "$rps" \

@@ -216,19 +216,13 @@ impl Authorizer {
         let Some(token) = authorization.and_then(bearer) else {
             return Verdict::Unauthorized("no bearer token".into());
         };
-        let header = match jsonwebtoken::decode_header(token) {
-            Ok(header) => header,
-            Err(error) => return Verdict::Unauthorized(format!("malformed token: {error}")),
-        };
-        if !self.algorithms.contains(&header.alg) {
-            return Verdict::Unauthorized(format!("algorithm {:?} is not accepted", header.alg));
-        }
         let loaded = self.keys.load();
         let leeway = self.config.leeway_s.unwrap_or(60);
         let now = jsonwebtoken::get_current_timestamp();
+        // A remembered token passed every check of `verify` with these keys; only its time bounds can have changed.
         let claims = match loaded.verified.get(token, now, leeway) {
             Some(claims) => claims,
-            None => match self.verify(token, &header, &loaded.keys, leeway) {
+            None => match self.verify(token, &loaded.keys, leeway) {
                 Ok(claims) => {
                     loaded.verified.insert(token, &claims, now, leeway);
                     claims
@@ -245,8 +239,13 @@ impl Authorizer {
         Verdict::Allowed(claims)
     }
 
-    /// The full check of a token (signature by its `kid`, `iss`, `aud`, `exp`, `nbf`): its claims, or why not.
-    fn verify(&self, token: &str, header: &jsonwebtoken::Header, keys: &KeySet, leeway: u64) -> Result<Value, String> {
+    /// The full check of a token (its `alg` on the list, the signature by its `kid`, `iss`, `aud`, `exp`, `nbf`):
+    /// its claims, or why not.
+    fn verify(&self, token: &str, keys: &KeySet, leeway: u64) -> Result<Value, String> {
+        let header = jsonwebtoken::decode_header(token).map_err(|error| format!("malformed token: {error}"))?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(format!("algorithm {:?} is not accepted", header.alg));
+        }
         let key = keys.find(header.kid.as_deref(), header.alg)?;
         let mut validation = Validation::new(header.alg);
         validation.algorithms = vec![header.alg];

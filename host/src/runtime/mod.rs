@@ -211,10 +211,11 @@ impl Runtime {
         let lanes = if limits.cpu_lanes == 0 { fairness::Governor::default_lanes() } else { limits.cpu_lanes };
         let governor = fairness::Governor::new(lanes);
         let memory = memory::MemoryBudget::new(limits.memory_budget_bytes());
+        let pagemap_scan = wasmtime::PoolingAllocationConfig::is_pagemap_scan_available();
         tracing::info!(
-            pagemap_scan = wasmtime::PoolingAllocationConfig::is_pagemap_scan_available(),
+            pagemap_scan,
             "a freed instance slot is reset by {}",
-            if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+            if pagemap_scan {
                 "resetting the pages it touched (PAGEMAP_SCAN)"
             } else {
                 "resetting its first keep_resident_kib in place (this kernel has no PAGEMAP_SCAN)"
