@@ -267,7 +267,8 @@ fn a_restarted_host_brings_back_exactly_what_was_live_without_compiling() {
         host.kill();
     }
     let host = Host::start_in(data.path(), &[]);
-    let logs = host.logs();
+    // The log arrives on stderr, read by another thread than the banner: wait for it rather than race it.
+    let logs = host.wait_for_log("restored what was live");
     assert!(logs.contains("restored what was live"), "{logs}");
     assert!(logs.contains("reusing compiled artifact, no compile"), "{logs}");
     assert!(!logs.contains("compiled component ahead of time") && !logs.contains("ran init"), "{logs}");
@@ -346,6 +347,10 @@ fn a_foreign_component_routing_on_slash_works_under_a_stripped_prefix() {
     // The same component deployed by the CLI under another name and route, prefix kept.
     host.cli_ok(&["deploy", &plain, "--name", "kept", "--mount", "/kept"]);
     assert_eq!(get(&host.url("/kept/wait")).body, "plain component saw /kept/wait");
+    // Artifacts are content-addressed: the same bytes under another name are not compiled again.
+    let logs = host.wait_for_log("no compile component=\"kept");
+    assert!(logs.contains("no compile component=\"kept"), "{logs}");
+    assert!(!logs.contains("ahead of time component=\"kept"), "{logs}");
 }
 
 #[test]

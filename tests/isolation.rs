@@ -110,9 +110,11 @@ fn a_secret_printed_across_the_output_cut_never_reaches_the_log_whole() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = config(dir.path(), "", "");
     let host = Host::start(&["--config", &config, &component_arg("hostile")]);
+    let mut last = None;
     for offset in 1..SECRET.len() {
         let reply = get(&host.url(&format!("/hostile/leak?offset={offset}")));
         assert_eq!(reply.status, 200, "{}", reply.body);
+        last = Some(reply);
     }
     // Every leak attempt printed its marker: the output read below is complete.
     poll_until("every marker to be printed", Duration::from_secs(10), || {
@@ -120,6 +122,8 @@ fn a_secret_printed_across_the_output_cut_never_reaches_the_log_whole() {
     });
     let printed = host.stdout();
     assert!(!printed.contains(SECRET), "the secret reached the host's output whole");
+    // The last request's own log line is written after everything it printed: the log read below is complete.
+    host.request_log_line(&last.expect("at least one leak attempt"));
     assert!(!host.logs().contains(SECRET));
 }
 
@@ -189,7 +193,8 @@ fn slow_readers_cannot_hold_the_instances() {
         let reply = get(&host.url(&format!("/hello/{n}")));
         assert_eq!(reply.status, 200, "request {n}: {}", reply.body);
     }
-    assert!(host.logs().contains("a client did not read its response; the response is abandoned"), "{}", host.logs());
+    let logs = host.wait_for_log("a client did not read its response; the response is abandoned");
+    assert!(logs.contains("a client did not read its response; the response is abandoned"), "{logs}");
     // An abandoned response is cut, never passed off as complete.
     let mut stalled = stalled.into_iter().next().expect("a client");
     stalled.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
@@ -262,7 +267,8 @@ fn a_guest_allowed_everything_still_cannot_reach_the_hosts_own_listeners() {
         let reply = call(&format!("{target}/v1/components"));
         assert!(reply["error"].as_str().is_some_and(|e| e.to_lowercase().contains("denied")), "{target}: {reply}");
     }
-    assert!(host.logs().contains("outbound request denied"), "{}", host.logs());
+    let logs = host.wait_for_log("outbound request denied");
+    assert!(logs.contains("outbound request denied"), "{logs}");
 }
 
 #[test]
