@@ -425,7 +425,7 @@ impl Runtime {
         let mut store = self.new_store(invocation);
 
         let request = request.map(Full::new);
-        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let (incoming, outparam) = {
             let mut http = store.data_mut().http();
             let incoming = http.new_incoming_request(Scheme::Http, request).map_err(host_error)?;
@@ -437,8 +437,7 @@ impl Runtime {
         // The epoch deadline stops a guest that computes forever; the hard deadline also stops a guest blocked in
         // a host call (epochs do not interrupt those), including after it has sent its response head.
         let hard_deadline = timeout + HARD_DEADLINE_SLACK;
-        // The guest runs in its own task: it may keep streaming the body after it has set the response.
-        let task = tokio::spawn(async move {
+        let run = async move {
             // The slot is held until the guest is done, body streaming included. The store is rebound after it
             // so it drops first: the pool slot is free before the permit lets the next request instantiate.
             let _slot = slot;
@@ -452,22 +451,88 @@ impl Runtime {
                 Ok(Err(error)) => Err(runtime.budget_error(&store, classify_trap(error, timeout))),
                 Err(_elapsed) => Err(InvokeError::Timeout(timeout)),
             }
-        });
-
-        match tokio::time::timeout(hard_deadline, receiver).await {
-            Ok(Ok(Ok(response))) => Ok(response),
-            Ok(Ok(Err(code))) => Err(InvokeError::Trap(format!("the function answered with an error: {code:?}"))),
-            Ok(Err(_dropped)) => Err(match task.await {
-                Ok(Ok(())) => InvokeError::NoResponse,
-                Ok(Err(error)) => error,
-                Err(join) => InvokeError::Host(join.to_string()),
-            }),
-            Err(_elapsed) => {
-                task.abort();
-                Err(InvokeError::Timeout(timeout))
+        };
+        // Most functions answer and return in one go: run them right here, on the request's own task, with no
+        // task to spawn and no thread to wake. One that sets its response and keeps streaming the body goes on
+        // in a task of its own; so does one whose caller goes away (the client hung up): a function always runs
+        // to its end, as it would have with nobody waiting.
+        let mut run = Detached::new(run);
+        tokio::select! {
+            biased;
+            finished = &mut run => match receiver.try_recv() {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(code)) => Err(InvokeError::Trap(format!("the function answered with an error: {code:?}"))),
+                Err(_none) => Err(finished.err().unwrap_or(InvokeError::NoResponse)),
+            },
+            answered = &mut receiver => {
+                run.detach();
+                match answered {
+                    Ok(Ok(response)) => Ok(response),
+                    Ok(Err(code)) => {
+                        Err(InvokeError::Trap(format!("the function answered with an error: {code:?}")))
+                    }
+                    // The guest dropped its response outparam without setting it: its own end tells why.
+                    Err(_dropped) => Err(run.await.err().unwrap_or(InvokeError::NoResponse)),
+                }
             }
         }
     }
+}
+
+/// A guest's HTTP run: it ends with the guest, after its response has been handed over.
+type GuestRun = std::pin::Pin<Box<dyn Future<Output = Result<(), InvokeError>> + Send>>;
+
+/// A guest's run, polled in place by whoever awaits it, that goes on in a task of its own once
+/// [`Detached::detach`] is called, or when it is dropped before its end.
+struct Detached {
+    run: Option<GuestRun>,
+    detached: bool,
+}
+
+impl Detached {
+    fn new(run: impl Future<Output = Result<(), InvokeError>> + Send + 'static) -> Self {
+        Self { run: Some(Box::pin(run)), detached: false }
+    }
+
+    /// Hands the rest of the run to a task of its own; awaiting this afterwards waits for that task.
+    fn detach(&mut self) {
+        if let Some(run) = self.run.take().filter(|_| !self.detached) {
+            let task = tokio::spawn(run);
+            self.detached = true;
+            self.run = Some(Box::pin(async move { task.await.unwrap_or_else(|join| Err(host_join_error(join))) }));
+        }
+    }
+}
+
+impl Future for Detached {
+    type Output = Result<(), InvokeError>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(run) = this.run.as_mut() else {
+            // Already finished (and reported): nothing left to run.
+            return std::task::Poll::Ready(Ok(()));
+        };
+        let outcome = std::task::ready!(run.as_mut().poll(cx));
+        this.run = None;
+        std::task::Poll::Ready(outcome)
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        // Dropped mid-run (the caller went away): the guest finishes anyway, so that what it started (messages
+        // sent, state written) is not cut in half. Without a runtime (the host is shutting down) it stops here.
+        if let Some(run) = self.run.take().filter(|_| !self.detached)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(run);
+        }
+    }
+}
+
+fn host_join_error(error: tokio::task::JoinError) -> InvokeError {
+    InvokeError::Host(error.to_string())
 }
 
 fn host_error(error: wasmtime::Error) -> InvokeError {

@@ -3,14 +3,18 @@
 //! - A request body is read into memory before the function runs, under three bounds: its own size
 //!   (`max_body_bytes`, 413), the time it may take to arrive (`body_read_timeout_ms`, 408), and the bytes every
 //!   request buffers together ([`BodyBudget`], `max_buffered_body_mb`: new uploads wait for room, then get 503).
-//! - A response is taken from the function ahead of the client, up to `response_buffer_kib` ([`pump`]), so that
-//!   a function is done, and its instance free, as soon as it has answered, whatever the client's reading speed.
+//! - A response the function has written whole by the time it answers (the common case) goes out as one piece,
+//!   with its `content-length` ([`hand_over`]): one write to the socket, no task, no chunked encoding.
+//! - Any other response is taken from the function ahead of the client, up to `response_buffer_kib` ([`pump`]), so
+//!   that a function is done, and its instance free, as soon as it has answered, whatever the client's reading
+//!   speed.
 //!   A client that reads nothing for `response_write_timeout_ms` while that buffer is full loses the response:
 //!   the connection is cut, and the function, if it is still writing, sees its output stream closed.
 
 use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt as _;
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,8 +99,68 @@ pub async fn read(
     }
 }
 
-/// Takes `body` from the function ahead of the client, up to `buffer` bytes; see the module docs.
-pub fn pump<B>(body: B, buffer: usize, write_timeout: Duration) -> axum::body::Body
+/// Hands the function's `body` to the client: whole, with its length, if the function has already written all
+/// of it and it fits `buffer` bytes; otherwise through [`pump`], starting with what was already written.
+pub async fn hand_over<B>(mut body: B, buffer: usize, write_timeout: Duration) -> axum::body::Body
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send + 'static,
+{
+    let mut written: VecDeque<Result<Frame<Bytes>, BoxError>> = VecDeque::new();
+    let mut bytes = 0;
+    loop {
+        // What the function has written so far, without waiting for more.
+        let next = std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(Some(frame)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await;
+        match next {
+            Some(None) if written.iter().all(|f| f.as_ref().is_ok_and(Frame::is_data)) => {
+                return axum::body::Body::from(concat(written));
+            }
+            Some(Some(Ok(frame))) if frame.is_data() => {
+                bytes += frame.data_ref().map_or(0, Bytes::len);
+                written.push_back(Ok(frame));
+                if bytes > buffer {
+                    break;
+                }
+            }
+            Some(Some(frame)) => {
+                // Trailers or an error: the pump passes them on as they are.
+                written.push_back(frame.map_err(Into::into));
+                break;
+            }
+            Some(None) | None => break,
+        }
+    }
+    pump(written, body, buffer, write_timeout)
+}
+
+/// The bytes of data frames, in one piece (without a copy when there is one frame).
+fn concat(frames: VecDeque<Result<Frame<Bytes>, BoxError>>) -> Bytes {
+    let mut data = frames.into_iter().filter_map(|f| f.ok()?.into_data().ok());
+    match (data.next(), data.next()) {
+        (None, _) => Bytes::new(),
+        (Some(only), None) => only,
+        (Some(first), Some(second)) => {
+            let mut all = Vec::with_capacity(first.len() + second.len());
+            all.extend_from_slice(&first);
+            all.extend_from_slice(&second);
+            data.for_each(|more| all.extend_from_slice(&more));
+            Bytes::from(all)
+        }
+    }
+}
+
+/// Takes `body` from the function ahead of the client, up to `buffer` bytes, after the frames already `taken` from
+/// it; see the module docs.
+pub fn pump<B>(
+    taken: VecDeque<Result<Frame<Bytes>, BoxError>>,
+    body: B,
+    buffer: usize,
+    write_timeout: Duration,
+) -> axum::body::Body
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send + 'static,
@@ -107,11 +171,19 @@ where
     let (pump_room, pump_abandoned) = (room.clone(), abandoned.clone());
     tokio::spawn(async move {
         let mut body = body;
-        while let Some(frame) = body.frame().await {
+        let mut taken = taken;
+        loop {
+            let frame = match taken.pop_front() {
+                Some(frame) => frame,
+                None => match body.frame().await {
+                    Some(frame) => frame.map_err(Into::into),
+                    None => break,
+                },
+            };
             let frame = match frame {
                 Ok(frame) => frame,
                 Err(error) => {
-                    let _ = frames.send(Err(error.into())).await;
+                    let _ = frames.send(Err(error)).await;
                     return;
                 }
             };
@@ -178,7 +250,6 @@ impl http_body::Body for Pumped {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::VecDeque;
 
     /// A body that yields its frames and ends, or, stalled, never yields anything.
     struct TestBody {
@@ -235,7 +306,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_response_read_in_time_arrives_whole() {
-        let mut client = pump(TestBody::of(8, 1024), 2048, Duration::from_secs(5));
+        let mut client = pump(VecDeque::new(), TestBody::of(8, 1024), 2048, Duration::from_secs(5));
         let mut got = 0;
         while let Some(frame) = client.frame().await {
             got += frame.expect("no error").data_ref().map_or(0, Bytes::len);
@@ -244,9 +315,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_body_written_whole_goes_out_with_its_length_and_a_streaming_one_through_the_pump() {
+        use http_body::Body as _;
+        let whole = hand_over(TestBody::of(3, 100), 1024, Duration::from_secs(5)).await;
+        assert_eq!(whole.size_hint().exact(), Some(300), "a finished body has a known length");
+        assert_eq!(whole.collect().await.expect("body").to_bytes().len(), 300);
+        // Larger than the buffer: it is pumped, and arrives whole all the same.
+        let large = hand_over(TestBody::of(8, 1024), 2048, Duration::from_secs(5)).await;
+        assert_eq!(large.size_hint().exact(), None);
+        assert_eq!(large.collect().await.expect("body").to_bytes().len(), 8 * 1024);
+        // Not finished yet (the function is still writing): pumped, nothing is waited for here.
+        let stalled = TestBody { frames: VecDeque::new(), stalled: true };
+        let pumped = hand_over(stalled, 1024, Duration::from_secs(5)).await;
+        assert_eq!(pumped.size_hint().exact(), None);
+    }
+
+    #[tokio::test]
     async fn a_response_nobody_reads_is_abandoned_after_the_write_timeout() {
         // 4 frames of 1 KiB, a buffer of 1 KiB: the pump takes one frame ahead, then waits for the client.
-        let mut client = pump(TestBody::of(4, 1024), 1024, Duration::from_millis(50));
+        let mut client = pump(VecDeque::new(), TestBody::of(4, 1024), 1024, Duration::from_millis(50));
         tokio::time::sleep(Duration::from_millis(300)).await;
         // The client reads at last: it gets what was buffered, then an error, never a clean end.
         let mut got = 0;

@@ -150,7 +150,8 @@ async fn route_and_invoke(
         Ok(response) => {
             let buffer = limits.response_buffer_kib << 10;
             let write_timeout = Duration::from_millis(limits.response_write_timeout_ms);
-            response.map(|function_body| body::pump(function_body, buffer, write_timeout))
+            let (parts, function_body) = response.into_parts();
+            Response::from_parts(parts, body::hand_over(function_body, buffer, write_timeout).await)
         }
         Err(error) => invoke_error(error, &label, request_id),
     }
