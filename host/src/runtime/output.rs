@@ -8,14 +8,18 @@
 //! - **Never blocking**: pieces go to one writer thread through a bounded queue. When the host's own output cannot
 //!   keep up (a full pipe, a slow terminal), pieces are dropped and counted, and the writer says how much it
 //!   dropped when it can write again. A guest's write always returns at once.
+//! - **Cheap when unused**: a stream is a shared, synchronous buffer, with no task of its own. (wasmtime's
+//!   `AsyncStdoutStream` spawns a task per stream, which every invocation would pay twice whether it prints or
+//!   not.)
 
 use super::redact::mask_bytes;
 use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::task::{Context, Poll};
-use wasmtime_wasi::cli::AsyncStdoutStream;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// Cut a partial line once it is this long.
 const MAX_PIECE: usize = 8 << 10;
@@ -112,7 +116,7 @@ pub(crate) fn stream(
     secrets: Arc<Vec<(String, String)>>,
     allowance: Allowance,
     label: &str,
-) -> AsyncStdoutStream {
+) -> GuestOutput {
     let keep_back = secrets.iter().map(|(_, value)| value.len()).max().unwrap_or(0).saturating_sub(1);
     let capture = Capture {
         target,
@@ -124,7 +128,70 @@ pub(crate) fn stream(
         label: label.to_owned(),
         sink: Arc::new(send),
     };
-    AsyncStdoutStream::new(MAX_PIECE, capture)
+    GuestOutput(Arc::new(Mutex::new(capture)))
+}
+
+/// One invocation's stdout or stderr, as WASI sees it: every handle the guest opens writes to the same [`Capture`],
+/// which is flushed when the last handle (the store's) is dropped.
+#[derive(Clone)]
+pub(crate) struct GuestOutput(Arc<Mutex<Capture>>);
+
+impl GuestOutput {
+    fn absorb(&self, buf: &[u8]) {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).absorb(buf);
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for GuestOutput {
+    /// Always ready: a write never waits.
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.absorb(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(MAX_PIECE)
+    }
+}
+
+impl tokio::io::AsyncWrite for GuestOutput {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.absorb(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// Where a capture passes its pieces: the writer thread, or a test's buffer.
@@ -188,23 +255,6 @@ impl Capture {
             }
             self.emit(upto);
         }
-    }
-}
-
-impl tokio::io::AsyncWrite for Capture {
-    fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        self.absorb(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let len = self.pending.len();
-        self.emit(len);
-        Poll::Ready(Ok(()))
     }
 }
 
