@@ -2,7 +2,10 @@
 # Benchmarks (d) cold start and (e) density of issue 4.
 #
 #   bash bench/cold-start.sh [functions]      # default 100: cold start p50/p99; 1000: density (RSS, total time)
+#   EDGEFN_EXTRA_ARGS="--max-loaded 1001" bash bench/cold-start.sh 1000   # all 1,000 kept loaded at once
 #
+# The host runs with its defaults unless EDGEFN_EXTRA_ARGS says otherwise (with the defaults, at most 256
+# components stay loaded: the least recently used is unloaded first).
 # Generates N distinct components from one plain wasi:http component (each gets a unique custom section, so each
 # has its own sha256, artifact and cache entry), deploys them all on one host (compiled ahead of time at deploy,
 # not loaded), then hits each once (a cold start: load on demand + fresh instance) and once more (warm). Reports
@@ -38,7 +41,7 @@ PY
 args=()
 for i in $(seq 0 $((count - 1))); do args+=(--mount "/fn$i=$work/fn$i.wasm"); done
 deploy_start=$(date +%s.%N)
-./target/release/edgefn up --listen 127.0.0.1:$port --data "$work/data" --max-loaded $((count + 1)) $extra_args \
+./target/release/edgefn up --listen 127.0.0.1:$port --data "$work/data" $extra_args \
     "${args[@]}" >"$work/stdout" 2>"$work/host.log" &
 host_pid=$!
 until grep -q "edgefn listening" "$work/stdout" 2>/dev/null; do
@@ -46,6 +49,8 @@ until grep -q "edgefn listening" "$work/stdout" 2>/dev/null; do
     sleep 0.2
 done
 deploy_end=$(date +%s.%N)
+# CPU time the host spent deploying (user + system, in clock ticks): how many cores the compiles kept busy.
+deploy_ticks=$(awk '{print $14 + $15}' /proc/$host_pid/stat)
 rss_before=$(awk '/VmRSS/ {print $2}' /proc/$host_pid/status)
 
 hit_start=$(date +%s.%N)
@@ -59,7 +64,8 @@ done
 rss_after=$(awk '/VmRSS/ {print $2}' /proc/$host_pid/status)
 sleep 0.5
 
-python3 - "$work" "$count" "$deploy_start" "$deploy_end" "$hit_start" "$hit_end" "$rss_before" "$rss_after" <<'PY'
+python3 - "$work" "$count" "$deploy_start" "$deploy_end" "$hit_start" "$hit_end" "$rss_before" "$rss_after" \
+    "$deploy_ticks" "$(getconf CLK_TCK)" "$(nproc)" <<'PY'
 import re, sys
 work, count = sys.argv[1], int(sys.argv[2])
 deploy_s = float(sys.argv[4]) - float(sys.argv[3])
@@ -79,11 +85,19 @@ for line in open(f"{work}/host.log"):
         assert m.group(2) == "200", line
         server[m.group(1)].append(float(m.group(3)))
 print(f"{count} functions, each hit once cold then once warm (curl, sequential)")
-print(f"deploy (validate + store + compile ahead of time, all {count}): {deploy_s:.1f} s")
+busy = int(sys.argv[9]) / int(sys.argv[10]) / deploy_s
+cores = int(sys.argv[11])
+print(f"deploy (validate + store + snapshot + compile ahead of time, all {count}): {deploy_s:.1f} s, "
+      f"{busy:.2f} of {cores} cores busy")
+print(f"figure: deploy_cores_busy_{count} {busy / cores:.2f}")
 for kind in ("cold", "warm"):
     c, s = client[kind], server[kind]
     print(f"{kind}: client p50 {pct(c, 50):.3f} ms p99 {pct(c, 99):.3f} ms | host p50 {pct(s, 50):.3f} ms "
           f"p99 {pct(s, 99):.3f} ms ({len(s)} requests)")
 print(f"first hit of all {count}: {hit_s:.2f} s total")
-print(f"host RSS: {rss_before:.0f} MiB after deploy, {rss_after:.0f} MiB with all {count} loaded")
+print(f"host RSS: {rss_before:.0f} MiB after deploy, {rss_after:.0f} MiB after all {count} were hit")
+cold, warm = pct(server["cold"], 50), pct(server["warm"], 50)
+print(f"figure: cold_p50_ms_{count} {cold:.3f}")
+print(f"figure: cold_vs_warm_p50_{count} {cold / warm:.2f}")
+print(f"figure: rss_mib_{count} {rss_after:.0f}")
 PY

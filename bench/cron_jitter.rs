@@ -1,6 +1,11 @@
-//! Issue 3, section 7: cron fire jitter. Ten per-second cron jobs (`bench-sink`'s `tick0`..`tick9`) run for a
-//! minute; every attempt's `delay_us` (how long after its tick the host started it: timer wake-up, the overlap
-//! check and the SQLite writes before the guest is instantiated) comes from the run history.
+//! Benchmark (h): cron fire jitter. Ten per-second cron jobs (`bench-sink`'s `tick0`..`tick9`) run for a minute.
+//! Two figures per run:
+//!
+//! - tick -> the guest's first statement: each job reads the wall clock as it starts and sends the difference from
+//!   its scheduled tick to `jitter_results` (the headline figure: everything the host does before the function
+//!   runs, instantiation included);
+//! - tick -> the host starting the attempt (`delay_us` of the run history: timer wake-up, the overlap check and
+//!   the SQLite writes, before the guest is instantiated).
 //!
 //! ```sh
 //! cargo build --release --target wasm32-wasip2 -p bench-sink
@@ -24,12 +29,29 @@ fn main() {
     }
     delays_us.sort_unstable();
     assert!(!delays_us.is_empty(), "no cron run recorded");
-    let ms = |us: i64| us as f64 / 1000.0;
+    let results = bench.tokio.block_on(bench.node.queues.db().lease("jitter_results", i64::MAX / 2, 100_000, i64::MAX));
+    let mut to_guest_ns: Vec<u64> = results
+        .expect("read jitter_results")
+        .iter()
+        .map(|m| serde_json::from_slice::<u64>(&m.body).expect("a delay in ns"))
+        .collect();
+    to_guest_ns.sort_unstable();
+    assert_eq!(to_guest_ns.len(), delays_us.len(), "every successful run reported when its guest started");
+    let ms = |us: f64| us / 1000.0;
+    let guest_us = |q: f64| support::quantile(&to_guest_ns, q) as f64 / 1000.0;
     println!(
-        "cron fire jitter over {seconds} s, 10 per-second jobs, {} runs: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-        delays_us.len(),
-        ms(support::quantile(&delays_us, 0.5)),
-        ms(support::quantile(&delays_us, 0.99)),
-        ms(*delays_us.last().expect("max")),
+        "cron over {seconds} s, 10 per-second jobs, {} runs: tick -> guest's first statement p50 {:.3} ms, \
+         p99 {:.3} ms, max {:.3} ms",
+        to_guest_ns.len(),
+        ms(guest_us(0.5)),
+        ms(guest_us(0.99)),
+        ms(guest_us(1.0)),
     );
+    println!(
+        "  tick -> host starts the attempt: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        ms(support::quantile(&delays_us, 0.5) as f64),
+        ms(support::quantile(&delays_us, 0.99) as f64),
+        ms(*delays_us.last().expect("max") as f64),
+    );
+    println!("figure: cron_tick_to_guest_p99_ms {:.3}", ms(guest_us(0.99)));
 }

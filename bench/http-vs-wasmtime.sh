@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark (a) of issue 4: hello-world HTTP, edgefn vs `wasmtime serve`, serving the SAME .wasm, alternating in one
-# run at a fixed concurrency with wrk. Both servers bind to 127.0.0.1 only.
+# Benchmark (a): hello-world HTTP. edgefn and `wasmtime serve` serve the SAME .wasm, and a native axum server
+# (bench/ceiling: the same answer from a plain handler, HTTP alone) is the ceiling; the three alternate in one run
+# at a fixed concurrency with wrk, each with its defaults. All bind to 127.0.0.1 only.
 #
 #   bash bench/http-vs-wasmtime.sh [rounds] [seconds-per-run] [connections]
 #
@@ -16,20 +17,23 @@ command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" 
 command -v wasmtime >/dev/null || { echo "wasmtime is not installed: cargo install wasmtime-cli --version 48.0.8 --locked" >&2; exit 1; }
 
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-cargo build --release -p edgefn-host >&2
+cargo build --release -p edgefn-host -p bench-ceiling >&2
 cargo build --release --target wasm32-wasip2 -p hello >&2
 wasm=target/wasm32-wasip2/release/hello.wasm
 data=$(mktemp -d)
 edgefn_port=18180
 wasmtime_port=18181
+native_port=18182
 
-./target/release/edgefn up --listen 127.0.0.1:$edgefn_port --data "$data" --max-instances 256 "$wasm" >/dev/null 2>"$data/edgefn.log" &
+./target/release/edgefn up --listen 127.0.0.1:$edgefn_port --data "$data" "$wasm" >/dev/null 2>"$data/edgefn.log" &
 edgefn_pid=$!
 wasmtime serve -Scli --addr 127.0.0.1:$wasmtime_port "$wasm" >/dev/null 2>"$data/wasmtime.log" &
 wasmtime_pid=$!
-trap 'kill $edgefn_pid $wasmtime_pid 2>/dev/null || true; rm -rf "$data"' EXIT
+./target/release/bench-ceiling 127.0.0.1:$native_port >/dev/null 2>"$data/native.log" &
+native_pid=$!
+trap 'kill $edgefn_pid $wasmtime_pid $native_pid 2>/dev/null || true; rm -rf "$data"' EXIT
 
-for port in $edgefn_port $wasmtime_port; do
+for port in $edgefn_port $wasmtime_port $native_port; do
     for _ in $(seq 1 300); do
         curl -fs "http://127.0.0.1:$port/hello/bench" >/dev/null 2>&1 && break
         sleep 0.1
@@ -37,6 +41,7 @@ for port in $edgefn_port $wasmtime_port; do
 done
 [ "$(curl -s http://127.0.0.1:$edgefn_port/hello/bench)" = "Hello, bench!" ] || { echo "edgefn is not answering" >&2; exit 1; }
 [ "$(curl -s http://127.0.0.1:$wasmtime_port/hello/bench)" = "Hello, bench!" ] || { echo "wasmtime serve is not answering" >&2; exit 1; }
+[ "$(curl -s http://127.0.0.1:$native_port/hello/bench)" = "Hello, bench!" ] || { echo "the native ceiling is not answering" >&2; exit 1; }
 
 run() { # name port -> "req/s p50 p99"
     local out
@@ -53,6 +58,9 @@ echo "hello-world HTTP, $connections connections, $threads wrk threads, ${second
 for round in $(seq 1 "$rounds"); do
     run edgefn $edgefn_port
     run wasmtime $wasmtime_port
+    run native $native_port
 done
-awk '{sum[$1]+=$2; n[$1]++} END {e=sum["edgefn"]/n["edgefn"]; w=sum["wasmtime"]/n["wasmtime"];
-     printf "mean: edgefn %.0f req/s, wasmtime serve %.0f req/s, ratio %.2fx\n", e, w, e/w}' "$data/rps"
+awk '{sum[$1]+=$2; n[$1]++} END {e=sum["edgefn"]/n["edgefn"]; w=sum["wasmtime"]/n["wasmtime"]; c=sum["native"]/n["native"];
+     printf "mean: edgefn %.0f req/s, wasmtime serve %.0f req/s, native axum %.0f req/s\n", e, w, c;
+     printf "edgefn vs wasmtime serve %.2fx, edgefn vs native %.3fx\n", e/w, e/c;
+     printf "figure: hello_vs_wasmtime %.3f\nfigure: hello_vs_native %.3f\n", e/w, e/c}' "$data/rps"

@@ -1,21 +1,28 @@
-//! Issue 3, section 7: queue throughput end to end and enqueue-to-handler latency, in process, on a real SQLite
-//! file; a raw SQLite insert+delete loop on the same database settings, in the same run, is the ceiling.
+//! Benchmarks (f) and (g): queue throughput end to end, against a raw SQLite loop doing the same work in the same
+//! run, and enqueue-to-handler latency on an idle host. In process, on a real SQLite file.
 //!
 //! ```sh
 //! cargo build --release --target wasm32-wasip2 -p bench-sink
 //! cargo bench -p edgefn-host --bench queue
 //! ```
 //!
-//! `bench-sink` (tests/guests/bench-sink) has no-op consumers (concurrency 4) of `batch1`, `batch10` and `batch100`: each acks its
-//! whole batch by returning `Ok`. Throughput counts from the first send until every message is acked: enqueue
-//! (through `Queues::send_many`, 1,000 per transaction, as the admin API's bulk send does), lease, invoke, settle.
+//! - (f) `bench-sink` has no-op consumers (concurrency 4) of `batch1`, `batch10` and `batch100`: each acks its whole
+//!   batch by returning `Ok`. Throughput counts from the first send until every message is acked: enqueue (through
+//!   `Queues::send_many`, 1,000 per transaction, as the admin API's bulk send does), lease, invoke, settle. The
+//!   ceiling runs the same SQL on a database with the same schema (table, indexes, size-keeping triggers), with
+//!   the same transactions, on one thread with nothing else: insert in transactions of 1,000, then per batch one
+//!   transaction that checks readiness and leases B messages, and one that deletes them.
+//! - (g) `bench-sink`'s `latency` consumer stops the clock at its first statement: the body of each message is
+//!   the wall-clock time of its send, and the consumer sends the difference to `latency_results`. The benchmark
+//!   waits for each message between sends (sleeping, not spinning) and reads the results at the end.
 
 #[path = "support.rs"]
 mod support;
 
 use edgefn_host::storage::queue::NewMessage;
+use rusqlite::params;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const MESSAGES: usize = 50_000;
 
@@ -25,75 +32,129 @@ fn main() {
     let send = |queue: &str, messages: Vec<NewMessage>| {
         bench.tokio.block_on(queues.send_many(queue, messages)).expect("send");
     };
-    println!("raw SQLite ceiling (insert N, then delete N, transactions of B, same pragmas):");
+    let message = |body: String| NewMessage { body: body.into_bytes(), delay_ms: 0, priority: 0 };
+    let mut raw = Vec::new();
+    println!("raw SQLite, same work (insert by 1,000, lease B, delete B; same schema, indexes and triggers):");
     for batch in [1usize, 10, 100] {
-        let rate = raw_sqlite(bench.data.path(), batch);
+        let ceiling = tempfile::tempdir().expect("temp dir");
+        let rate = raw_sqlite(ceiling.path(), batch);
         println!("  B = {batch:>3}: {rate:>9.0} msg/s");
+        raw.push(rate);
     }
     println!("edgefn end to end (send -> consumer -> ack), {MESSAGES} messages:");
-    for (queue, batch) in [("batch1", 1), ("batch10", 10), ("batch100", 100)] {
+    let mut ratio_100 = 0.0;
+    for ((queue, batch), ceiling) in [("batch1", 1), ("batch10", 10), ("batch100", 100)].into_iter().zip(&raw) {
         let started = Instant::now();
         for chunk in 0..MESSAGES / 1000 {
-            let messages = (0..1000)
-                .map(|n| NewMessage {
-                    body: format!("{{\"n\":{}}}", chunk * 1000 + n).into_bytes(),
-                    delay_ms: 0,
-                    priority: 0,
-                })
-                .collect();
-            send(queue, messages);
+            send(queue, (0..1000).map(|n| message(format!("{{\"n\":{}}}", chunk * 1000 + n))).collect());
         }
         while consumers.acked(queue) < MESSAGES as u64 {
             std::thread::sleep(Duration::from_millis(1));
         }
         let seconds = started.elapsed().as_secs_f64();
-        println!("  batch_size = {batch:>3}: {:>9.0} msg/s ({seconds:.2} s)", MESSAGES as f64 / seconds);
+        let rate = MESSAGES as f64 / seconds;
+        println!("  batch_size = {batch:>3}: {rate:>9.0} msg/s ({seconds:.2} s), {:.2}x the raw loop", rate / ceiling);
+        ratio_100 = rate / ceiling;
     }
-    println!("enqueue -> ack latency, idle host, batch_size = 1, 200 sends one at a time:");
-    let mut latencies = Vec::new();
-    for n in 0..200 {
-        let before = consumers.acked("batch1");
-        let started = Instant::now();
-        send("batch1", vec![NewMessage { body: format!("{{\"n\":{n}}}").into_bytes(), delay_ms: 0, priority: 0 }]);
-        while consumers.acked("batch1") == before {
-            std::hint::spin_loop();
+    println!("figure: queue_batch100_vs_raw {ratio_100:.3}");
+
+    let sends = 200;
+    println!("enqueue -> handler's first statement, idle host, batch_size = 1, {sends} sends one at a time:");
+    for n in 0..sends {
+        let before = consumers.acked("latency");
+        send("latency", vec![message(now_ns().to_string())]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while consumers.acked("latency") == before {
+            assert!(Instant::now() < deadline, "message {n} was not handled within 10 s");
+            std::thread::sleep(Duration::from_millis(1));
         }
-        latencies.push(started.elapsed());
+        // Idle between sends: each message finds the consumer waiting.
         std::thread::sleep(Duration::from_millis(5));
     }
+    let results = bench.tokio.block_on(queues.db().lease("latency_results", i64::MAX / 2, 10_000, i64::MAX));
+    let mut latencies: Vec<Duration> = results
+        .expect("read latency_results")
+        .iter()
+        .map(|m| Duration::from_nanos(serde_json::from_slice::<u64>(&m.body).expect("a latency in ns")))
+        .collect();
+    assert_eq!(latencies.len(), sends, "every handled message reported its latency");
     latencies.sort();
-    println!("  p50 {:?}  p99 {:?}", support::quantile(&latencies, 0.5), support::quantile(&latencies, 0.99));
+    let (p50, p99) = (support::quantile(&latencies, 0.5), support::quantile(&latencies, 0.99));
+    println!("  p50 {p50:?}  p99 {p99:?}");
+    println!("figure: enqueue_to_handler_p50_ms {:.3}", p50.as_secs_f64() * 1000.0);
+    println!("figure: enqueue_to_handler_p99_ms {:.3}", p99.as_secs_f64() * 1000.0);
+}
+
+/// Nanoseconds since the Unix epoch, by the wall clock (the one the guest reads).
+fn now_ns() -> u64 {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn raw_sqlite(dir: &Path, batch: usize) -> f64 {
+    // The host's own schema and connection settings.
+    drop(edgefn_host::storage::Database::open(dir).expect("open"));
     let db = edgefn_host::storage::Database::connect(dir).expect("connect");
     db.with_blocking(|conn| Ok(raw_sqlite_loop(conn, batch))).expect("raw loop")
 }
 
+/// The statements of `storage/queue.rs` (send, lease_if_due, settle), without the host around them.
 fn raw_sqlite_loop(conn: &mut rusqlite::Connection, batch: usize) -> f64 {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS ceiling (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT, body BLOB)",
-    )
-    .expect("table");
+    let limit = u32::try_from(batch).expect("batch");
     let started = Instant::now();
-    let mut ids = Vec::with_capacity(MESSAGES);
-    for chunk in (0..MESSAGES).collect::<Vec<_>>().chunks(batch) {
-        conn.execute_batch("BEGIN").expect("begin");
-        for n in chunk {
-            conn.prepare_cached("INSERT INTO ceiling (queue, body) VALUES ('q', ?1)")
-                .expect("prepare")
-                .execute([format!("{{\"n\":{n}}}")])
-                .expect("insert");
-            ids.push(conn.last_insert_rowid());
+    let now = 1_i64;
+    for chunk in (0..MESSAGES).collect::<Vec<_>>().chunks(1000) {
+        let tx = conn.transaction().expect("begin");
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO queue_messages (queue, body, priority, enqueued_at, visible_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .expect("prepare");
+            for n in chunk {
+                insert.execute(params!["q", format!("{{\"n\":{n}}}").into_bytes(), 0, now, now]).expect("insert");
+            }
         }
-        conn.execute_batch("COMMIT").expect("commit");
+        tx.commit().expect("commit");
     }
-    for chunk in ids.chunks(batch) {
-        conn.execute_batch("BEGIN").expect("begin");
-        for id in chunk {
-            conn.prepare_cached("DELETE FROM ceiling WHERE id = ?1").expect("prepare").execute([id]).expect("delete");
+    let mut handled = 0;
+    let lease_until = 1_000_000_i64;
+    while handled < MESSAGES {
+        let tx = conn.transaction().expect("begin");
+        let ready: u32 = tx
+            .prepare_cached(
+                "SELECT COUNT(*), MIN(visible_at) FROM (SELECT visible_at FROM queue_messages
+                 WHERE queue = ?1 AND visible_at <= ?2 LIMIT ?3)",
+            )
+            .expect("prepare")
+            .query_row(params!["q", now, limit], |row| row.get(0))
+            .expect("readiness");
+        assert!(ready > 0, "the raw loop ran out of messages");
+        let leased: Vec<(i64, Vec<u8>)> = tx
+            .prepare_cached(
+                "UPDATE queue_messages SET visible_at = ?4, attempts = attempts + 1, leased = 1
+                 WHERE id IN (SELECT id FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2
+                              ORDER BY priority DESC, id LIMIT ?3)
+                 RETURNING id, body, attempts, priority, enqueued_at",
+            )
+            .expect("prepare")
+            .query_map(params!["q", now, limit, lease_until], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("lease")
+            .collect::<rusqlite::Result<_>>()
+            .expect("leased rows");
+        tx.commit().expect("commit");
+        let tx = conn.transaction().expect("begin");
+        {
+            let mut ack = tx
+                .prepare_cached("DELETE FROM queue_messages WHERE id = ?1 AND leased = 1 AND visible_at = ?2")
+                .expect("prepare");
+            for (id, _body) in &leased {
+                ack.execute(params![id, lease_until]).expect("delete");
+            }
         }
-        conn.execute_batch("COMMIT").expect("commit");
+        tx.commit().expect("commit");
+        handled += leased.len();
     }
     MESSAGES as f64 / started.elapsed().as_secs_f64()
 }

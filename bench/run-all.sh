@@ -1,30 +1,74 @@
 #!/usr/bin/env bash
-# Runs every benchmark of BENCHMARKS.md, (a) to (p), in order. Takes about 12 minutes on the 2-core machine.
+# Runs every benchmark of BENCHMARKS.md in order, then prints one table: each figure with a target, the target,
+# the result, met or missed, and the machine it ran on. Takes about 20 minutes on the 2-core machine.
 #   bash bench/run-all.sh
 # Needs wrk (apt-get install wrk) and wasmtime-cli 48.0.8 (cargo install wasmtime-cli --version 48.0.8 --locked).
+# Every script prints its own figures as it goes; lines starting with `figure:` feed the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "== (a) hello-world HTTP, edgefn vs wasmtime serve"
-bash bench/http-vs-wasmtime.sh 3 8 16
-echo "== (b) init-heavy function: snapshot, no snapshot, wasmtime serve"
-bash bench/heavy-init.sh 8 8
-echo "== (c) in-process invocation (criterion)"
-cargo build --release --target wasm32-wasip2 -p misbehave >&2
-cargo bench -p edgefn-host --bench invoke 2>&1 | grep -A3 "^invoke"
-echo "== (d) cold start over 100 functions (default keep_resident_kib, then 0)"
-bash bench/cold-start.sh 100
-EDGEFN_EXTRA_ARGS="--keep-resident-kib 0" bash bench/cold-start.sh 100
-echo "== (e) density: 1,000 functions (default keep_resident_kib, then 0)"
-bash bench/cold-start.sh 1000
-EDGEFN_EXTRA_ARGS="--keep-resident-kib 0" bash bench/cold-start.sh 1000
-echo "== (f) queue throughput and (g) enqueue-to-handler latency"
-cargo build --release --target wasm32-wasip2 -p bench-sink >&2
-cargo bench -p edgefn-host --bench queue 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)"
-echo "== (h) cron fire jitter, ten per-second jobs for a minute"
-cargo bench -p edgefn-host --bench cron_jitter 2>&1 | tail -1
-echo "== (i) deploy-to-live latency and (j) req/s during 10 back-to-back deploys"
-bash bench/deploy.sh 10 16
-echo "== (k) to (n) tenants that cannot hurt each other"
-bash bench/reliability.sh
-echo "== (o) KV from a guest and (p) JWT verification cost"
-bash bench/kv-jwt.sh 5000 10 16
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+section() { echo "== $*" | tee -a "$log"; }
+
+section "(a) hello-world HTTP: edgefn vs wasmtime serve vs a native axum handler"
+bash bench/http-vs-wasmtime.sh 3 8 16 | tee -a "$log"
+section "(b) init-heavy function: snapshot, no snapshot, wasmtime serve"
+bash bench/heavy-init.sh 8 8 | tee -a "$log"
+section "(c) in-process invocation (criterion)"
+cargo build --release --target wasm32-wasip2 -p misbehave -p bench-sink >&2
+cargo bench -p edgefn-host --bench invoke 2>&1 | grep -A3 "^invoke" | tee -a "$log"
+section "(d) cold start over 100 functions, defaults"
+bash bench/cold-start.sh 100 | tee -a "$log"
+section "(e) density: 1,000 functions, defaults (at most 256 loaded at once), then all 1,000 kept loaded"
+bash bench/cold-start.sh 1000 | tee -a "$log"
+EDGEFN_EXTRA_ARGS="--max-loaded 1001" bash bench/cold-start.sh 1000 | sed 's/^figure: rss_mib_1000/figure: rss_mib_1000_all_loaded/' \
+    | tee -a "$log"
+section "(f) queue throughput and (g) enqueue-to-handler latency"
+cargo bench -p edgefn-host --bench queue 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)" | tee -a "$log"
+section "(h) cron fire jitter, ten per-second jobs for a minute"
+cargo bench -p edgefn-host --bench cron_jitter 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)" | tee -a "$log"
+section "(i) deploy-to-live latency and (j) req/s during 10 back-to-back deploys"
+bash bench/deploy.sh 10 16 | tee -a "$log"
+section "(k) to (n) tenants that cannot hurt each other"
+bash bench/reliability.sh | tee -a "$log"
+section "(o) KV from a guest and (p) JWT verification cost"
+bash bench/kv-jwt.sh 5000 10 16 | tee -a "$log"
+
+echo
+python3 - "$log" <<'PY'
+import platform, re, sys, os
+text = open(sys.argv[1]).read()
+figures = {}
+for line in text.splitlines():
+    m = re.match(r"figure: (\S+) (\S+)", line)
+    if m:
+        figures[m.group(1)] = float(m.group(2))
+# Criterion prints the invocation time as "time: [low mid high]" with its unit.
+m = re.search(r"time:\s+\[\S+ \S+ (\S+) (\S+) \S+ \S+\]", text)
+if m:
+    figures["invoke_us"] = float(m.group(1)) * {"ns": 0.001, "µs": 1.0, "us": 1.0, "ms": 1000.0}[m.group(2)]
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU")
+print(f"machine: {cpu}, {os.cpu_count()} cores, Linux {platform.release()}")
+rows = [
+    ("1", "hello req/s, edgefn / native axum handler (defaults)", "hello_vs_native", ">=", 0.5, "x"),
+    ("1", "hello req/s, edgefn / wasmtime serve (defaults)", "hello_vs_wasmtime", ">=", 3.0, "x"),
+    ("2", "in-process invocation: instantiate + call + response", "invoke_us", "<=", 10.0, " us"),
+    ("3", "cold start p50 over 100 functions (host)", "cold_p50_ms_100", "<=", 1.0, " ms"),
+    ("3", "cold p50 / warm p50 over 100 functions", "cold_vs_warm_p50_100", "<=", 2.0, "x"),
+    ("4", "RSS, 1,000 functions each hit once, defaults (512 MB = 488 MiB)", "rss_mib_1000", "<=", 488.0, " MiB"),
+    ("4", "RSS, 1,000 functions all kept loaded (--max-loaded 1001)", "rss_mib_1000_all_loaded", "<=", 488.0, " MiB"),
+    ("5", "deploying 1,000 components: share of the cores busy compiling", "deploy_cores_busy_1000", ">=", 0.9, ""),
+    ("6", "queue msg/s at batch 100 / raw SQLite loop doing the same work", "queue_batch100_vs_raw", ">=", 0.5, "x"),
+    ("6", "enqueue -> handler p99, idle host", "enqueue_to_handler_p99_ms", "<=", 2.0, " ms"),
+    ("h", "cron tick -> guest's first statement p99", "cron_tick_to_guest_p99_ms", "<=", 5.0, " ms"),
+]
+print(f"| target | figure | wanted | result | |")
+print(f"|---|---|---|---|---|")
+for number, what, key, op, target, unit in rows:
+    if key not in figures:
+        print(f"| {number} | {what} | {op} {target:g}{unit} | not measured | MISSING |")
+        continue
+    value = figures[key]
+    met = value >= target if op == ">=" else value <= target
+    print(f"| {number} | {what} | {op} {target:g}{unit} | {value:g}{unit} | {'met' if met else 'MISSED'} |")
+PY
