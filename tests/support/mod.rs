@@ -280,7 +280,8 @@ impl Host {
     /// The host's log line for the request that produced `reply` (found by its `x-request-id`).
     pub(crate) fn request_log_line(&self, reply: &Reply) -> String {
         let id = reply.header("x-request-id").expect("request id");
-        let logs = self.wait_for_log(id);
+        // Other lines may name the request first (a refused token, say): wait for the request's own line.
+        let logs = self.wait_for_log(&format!("request request_id={id}"));
         let lines: Vec<&str> = logs.lines().filter(|l| l.contains(id) && l.contains(" request ")).collect();
         assert_eq!(lines.len(), 1, "expected one log line for request {id}:\n{logs}");
         lines[0].to_owned()
