@@ -35,7 +35,7 @@ fn invoke(c: &mut Criterion) {
     let file = tempfile::NamedTempFile::new().expect("temp file");
     let compiled = runtime.precompile(&snapshot).expect("compile");
     std::fs::write(file.path(), &compiled).expect("write artifact");
-    let artifact = Artifact { path: file.path().to_owned(), sha256: sha256_hex(&compiled) };
+    let artifact = Artifact { path: file.path().to_owned(), sha256: sha256_hex(&compiled), checked: None };
     let prepared = Loader::new(runtime.clone()).load_verified(&artifact).expect("load");
     let invocation = Invocation {
         env: Arc::new(env),

@@ -466,7 +466,7 @@ mod tests {
             version,
             hash: format!("{component}{version}"),
             config_hash: String::new(),
-            artifact: Artifact { path: PathBuf::from("/nonexistent"), sha256: String::new() },
+            artifact: Artifact { path: PathBuf::from("/nonexistent"), sha256: String::new(), checked: None },
             functions: functions
                 .iter()
                 .map(|(n, t)| FunctionRecord { name: (*n).into(), trigger: t.clone() })

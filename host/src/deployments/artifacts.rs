@@ -11,7 +11,7 @@
 
 use super::DeployError;
 use super::version_config::VersionConfig;
-use crate::runtime::{Artifact, Runtime, background};
+use crate::runtime::{Artifact, FileIdentity, Runtime, background};
 use crate::storage::deployments::DeploymentDb;
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
@@ -136,9 +136,18 @@ impl Artifacts {
         let path = self.artifact_path(input_sha256);
         let recorded = self.db.artifact_sha256(input_sha256, self.runtime.engine_hash()).await?;
         let file = path.clone();
-        let actual = blocking(move || Ok(std::fs::read(&file).ok().map(|bytes| sha256_hex(&bytes)))).await?;
+        let actual = blocking(move || {
+            // The identity is kept only if the file stayed the same while it was read.
+            let before = FileIdentity::of(&file).ok();
+            let sha256 = std::fs::read(&file).ok().map(|bytes| sha256_hex(&bytes));
+            let checked = before.filter(|before| FileIdentity::of(&file).ok().as_ref() == Some(before));
+            Ok(sha256.map(|sha256| (sha256, checked)))
+        })
+        .await?;
         Ok(match (recorded, actual) {
-            (Some(expected), Some(actual)) if expected == actual => Some(Artifact { path, sha256: actual }),
+            (Some(expected), Some((actual, checked))) if expected == actual => {
+                Some(Artifact { path, sha256: actual, checked })
+            }
             (Some(_), Some(_)) => {
                 tracing::warn!(component = label, artifact = %path.display(),
                     "compiled artifact does not match its recorded checksum; rebuilding it");
@@ -169,7 +178,8 @@ impl Artifacts {
         self.db.record_artifact(input_sha256, self.runtime.engine_hash(), &sha256, size).await?;
         tracing::info!(component = label, artifact = %path.display(),
             duration_ms = started.elapsed().as_millis() as u64, "compiled component ahead of time");
-        Ok(Artifact { path, sha256 })
+        let checked = FileIdentity::of(&path).ok();
+        Ok(Artifact { path, sha256, checked })
     }
 }
 

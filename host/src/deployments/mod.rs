@@ -399,7 +399,7 @@ impl Deployments {
         let config_hash = config.hash();
         // Refuse early what cannot be live next to the rest, before paying for a compile (checked again when it
         // is made live: another deploy may have changed the set meanwhile).
-        let placeholder = Artifact { path: Default::default(), sha256: String::new() };
+        let placeholder = Artifact { path: Default::default(), sha256: String::new(), checked: None };
         let candidate =
             Arc::new(self.version(&name, 0, &inspection.hash, config.clone(), functions.clone(), placeholder)?);
         self.candidate_set(&self.live.load(), candidate, canary_percent)?;

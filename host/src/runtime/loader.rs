@@ -21,10 +21,48 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
 }
 
 /// A compiled artifact on disk, and the sha256 recorded when it was written.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct Artifact {
     pub path: PathBuf,
     pub sha256: String,
+    /// The file as it was when its contents were last checked against `sha256` (or written), if they were: while
+    /// it is unchanged, loading it needs no second read of the whole file.
+    pub checked: Option<FileIdentity>,
+}
+
+/// Two artifacts are the same when they name the same file with the same recorded sha256, whoever checked them.
+impl PartialEq for Artifact {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.path, &self.sha256) == (&other.path, &other.sha256)
+    }
+}
+
+impl Eq for Artifact {}
+
+impl std::hash::Hash for Artifact {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.path, &self.sha256).hash(state);
+    }
+}
+
+/// Which file a path held, and its size and modification time: a file renamed over it, rewritten or resized since
+/// has another identity. Artifacts are never rewritten in place (a rebuild writes a new file and renames it), so
+/// an unchanged identity means unchanged contents; changing them while keeping the identity takes someone who can
+/// write to the owner-only data dir and set the time back on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: std::time::SystemTime,
+}
+
+impl FileIdentity {
+    pub fn of(path: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt as _;
+        let metadata = std::fs::metadata(path)?;
+        Ok(Self { device: metadata.dev(), inode: metadata.ino(), len: metadata.len(), modified: metadata.modified()? })
+    }
 }
 
 /// A component compiled and linked, ready to be instantiated once per invocation.
@@ -96,6 +134,11 @@ impl Loader {
     /// Verifies `artifact` against its recorded checksum, maps it and pre-links it, without keeping it. Errors say
     /// which import or export is the problem. Blocking (it reads and hashes the file): off the async threads.
     pub fn load_verified(&self, artifact: &Artifact) -> anyhow::Result<PreparedComponent> {
+        // Checked already and untouched since (the usual case: deployments check each artifact when they deploy or
+        // restore it): a stat instead of reading and hashing the whole file on every cold start.
+        if artifact.checked.is_some() && FileIdentity::of(&artifact.path).ok() == artifact.checked {
+            return self.map(&artifact.path);
+        }
         let actual = sha256_file(&artifact.path)
             .with_context(|| format!("failed to read compiled artifact {}", artifact.path.display()))?;
         if actual != artifact.sha256 {
@@ -109,9 +152,10 @@ impl Loader {
 
     fn map(&self, path: &Path) -> anyhow::Result<PreparedComponent> {
         // SAFETY: callers pass artifacts that deployments wrote with `Runtime::precompile` for this engine's
-        // compatibility hash (it is part of the file name), and that were just checked against the sha256 recorded
-        // when they were written. Artifacts are never rewritten in place: a rebuild writes a new file and renames
-        // it over the old one, which leaves existing mappings intact.
+        // compatibility hash (it is part of the file name), and that were checked against the sha256 recorded
+        // when they were written: just now, or earlier with the file's identity unchanged since (see
+        // `FileIdentity`). Artifacts are never rewritten in place: a rebuild writes a new file and renames it over
+        // the old one, which leaves existing mappings intact.
         let component = unsafe { Component::deserialize_file(&self.runtime.engine, path) }
             .map_err(|e| anyhow!("failed to load compiled artifact {}: {e:#}", path.display()))?;
         let instance_pre = self

@@ -22,7 +22,7 @@ pub(crate) mod redact;
 mod state;
 
 pub use guest::{CronEvent, Delivery, GuestCall, GuestOutcome, Message, Settlement};
-pub use loader::{Artifact, Loader, PreparedComponent, Start};
+pub use loader::{Artifact, FileIdentity, Loader, PreparedComponent, Start};
 
 use crate::capabilities::invoke::Caller;
 use crate::capabilities::{Capabilities, FunctionEnv};
