@@ -6,6 +6,7 @@
 //! thread). The work runs on a thread started for it, niced, which ends with it; wasmtime compiles functions in
 //! parallel on rayon's global pool, whose threads are niced as they start.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Once};
 use tokio::sync::Semaphore;
 
@@ -50,6 +51,8 @@ pub(super) fn configure_compile_pool() {
 /// At most one piece of deploy work per core runs at once; the rest wait their turn here. Never call it from
 /// inside such work (it would wait for a slot it holds).
 pub async fn run<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
+    // Counted from here, waiting included: the count is zero only once every queued piece has run.
+    let pending = PendingWork::enter();
     // The semaphore is never closed, so acquiring only waits. The slot goes with the work, so it is held until
     // the work ends even if the caller stops waiting.
     let slot = DEPLOY_WORK_SLOTS.clone().acquire_owned().await.ok();
@@ -58,6 +61,7 @@ pub async fn run<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -
         lower_this_threads_priority();
         let _ = sender.send(work());
         drop(slot);
+        drop(pending);
     });
     if let Err(error) = spawned {
         panic!("failed to start a deploy thread: {error}");
@@ -66,5 +70,38 @@ pub async fn run<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -
         Ok(result) => result,
         // The thread panicked: let the caller's task see the same panic.
         Err(_) => panic!("a deploy thread panicked"),
+    }
+}
+
+/// Deploy work queued or running. When the last piece ends, the heap it grew is handed back to the system.
+static PENDING_WORK: AtomicUsize = AtomicUsize::new(0);
+
+/// One piece of deploy work, counted in [`PENDING_WORK`] while it lives.
+struct PendingWork;
+
+impl PendingWork {
+    fn enter() -> Self {
+        PENDING_WORK.fetch_add(1, Ordering::AcqRel);
+        Self
+    }
+}
+
+impl Drop for PendingWork {
+    fn drop(&mut self) {
+        if PENDING_WORK.fetch_sub(1, Ordering::AcqRel) == 1 {
+            release_freed_heap();
+        }
+    }
+}
+
+/// Snapshotting and compiling allocate and free hundreds of MiB; glibc's allocator keeps what was freed in its
+/// arenas, so a host that deployed a thousand components held about 290 MiB it no longer used. `malloc_trim`
+/// returns the free pages to the kernel. Called once a burst of deploy work is over, on the deploy thread.
+fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas, under their locks; it may be called from any thread at
+    // any time.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
