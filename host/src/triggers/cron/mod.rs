@@ -488,10 +488,9 @@ async fn run_once(db: &CronDb, runner: &Runner, job: &Job, attempt: Attempt<'_>)
         error: None,
         delay_us: fired_us - tick * 1000,
     };
-    match db.start_run(record.clone()).await {
-        Ok(id) => record.id = id,
-        Err(error) => tracing::error!(function = %job.label, %error, "failed to record a cron run"),
-    }
+    // The history row is written while the function starts, not before it: a slow commit (a WAL checkpoint, the
+    // other jobs of the same tick writing theirs) never delays the run itself.
+    let start_row = db.start_run(record.clone());
     let event = CronEvent {
         function: job.function.clone(),
         expression: job.expression.clone(),
@@ -502,22 +501,29 @@ async fn run_once(db: &CronDb, runner: &Runner, job: &Job, attempt: Attempt<'_>)
         reason: reason.to_owned(),
     };
     let version = job.component.pick(|v| v.has(&job.function, is_cron)).cloned();
-    let error = match &version {
-        None => Some("no live version has this cron function".to_owned()),
-        Some(version) => {
-            let run = async {
-                let prepared =
-                    runner.prepare(version, &job.function, SlotKind::Background, vec![job.label.clone()]).await?;
-                let call = GuestCall::Cron(event);
-                runner.runtime().call_guest(&prepared.component, &prepared.invocation, prepared.slot, call).await.0
-            };
-            match run.await {
-                Ok(Ok(_)) => None,
-                Ok(Err(message)) => Some(message),
-                Err(error) => Some(error.to_string()),
+    let run = async {
+        match &version {
+            None => Some("no live version has this cron function".to_owned()),
+            Some(version) => {
+                let run = async {
+                    let prepared =
+                        runner.prepare(version, &job.function, SlotKind::Background, vec![job.label.clone()]).await?;
+                    let call = GuestCall::Cron(event);
+                    runner.runtime().call_guest(&prepared.component, &prepared.invocation, prepared.slot, call).await.0
+                };
+                match run.await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(message)) => Some(message),
+                    Err(error) => Some(error.to_string()),
+                }
             }
         }
     };
+    let (recorded, error) = tokio::join!(start_row, run);
+    match recorded {
+        Ok(id) => record.id = id,
+        Err(error) => tracing::error!(function = %job.label, %error, "failed to record a cron run"),
+    }
     record.finished_at = Some(now_ms());
     record.outcome = match (&error, last) {
         (None, _) => "succeeded",
