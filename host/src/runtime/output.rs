@@ -128,17 +128,31 @@ pub(crate) fn stream(
         label: label.to_owned(),
         sink: Arc::new(send),
     };
-    GuestOutput(Arc::new(Mutex::new(capture)))
+    GuestOutput::new(capture)
 }
 
 /// One invocation's stdout or stderr, as WASI sees it: every handle the guest opens writes to the same [`Capture`],
 /// which is flushed when the last handle (the store's) is dropped.
-#[derive(Clone)]
-pub(crate) struct GuestOutput(Arc<Mutex<Capture>>);
+pub(crate) struct GuestOutput {
+    capture: Arc<Mutex<Capture>>,
+    /// Bytes this handle took since it last let the thread go.
+    since_yield: usize,
+}
+
+impl Clone for GuestOutput {
+    fn clone(&self) -> Self {
+        Self { capture: self.capture.clone(), since_yield: 0 }
+    }
+}
 
 impl GuestOutput {
-    fn absorb(&self, buf: &[u8]) {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).absorb(buf);
+    fn new(capture: Capture) -> Self {
+        Self { capture: Arc::new(Mutex::new(capture)), since_yield: 0 }
+    }
+
+    fn absorb(&mut self, buf: &[u8]) {
+        self.since_yield += buf.len();
+        self.capture.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).absorb(buf);
     }
 }
 
@@ -160,8 +174,15 @@ impl StdoutStream for GuestOutput {
 
 #[async_trait::async_trait]
 impl Pollable for GuestOutput {
-    /// Always ready: a write never waits.
-    async fn ready(&mut self) {}
+    /// A write never waits for room. But a guest that prints in a loop spends its time in host calls, where
+    /// epochs do not interrupt it: every [`MAX_PIECE`] bytes, it lets the other tasks of its thread run first
+    /// (the neighbours' requests), as if its output had to wait for the writer.
+    async fn ready(&mut self) {
+        if self.since_yield >= MAX_PIECE {
+            self.since_yield = 0;
+            tokio::task::yield_now().await;
+        }
+    }
 }
 
 impl OutputStream for GuestOutput {
@@ -180,7 +201,7 @@ impl OutputStream for GuestOutput {
 }
 
 impl tokio::io::AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         self.absorb(buf);
         Poll::Ready(Ok(buf.len()))
     }
