@@ -11,9 +11,10 @@
 //! - [`capabilities`]: the host side of each guest import (messaging, invoke, environment, outbound HTTP);
 //! - [`storage`]: SQLite, always off the async threads.
 //!
-//! [`config`] (the host's configuration file) and [`component`] (reading a component's manifest) are leaves any
-//! layer may use; [`auth`] (JWT authorizers and host-auth tokens, over [`config`] and [`storage`]) is used by the
-//! HTTP trigger, deployments and the admin API; [`node`] is the composition root that wires the layers together.
+//! [`config`] (the host's configuration file), [`component`] (reading a component's manifest) and [`logging`] (the
+//! host's own log) are leaves any layer may use; [`auth`] (JWT authorizers and host-auth tokens, over [`config`]
+//! and [`storage`]) is used by the HTTP trigger, deployments and the admin API; [`node`] is the composition root
+//! that wires the layers together.
 
 pub mod admin;
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod component;
 pub mod config;
 pub mod deployments;
 pub mod live;
+pub mod logging;
 pub mod node;
 pub mod runtime;
 pub mod storage;

@@ -127,6 +127,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
     if args.exit_on_stdin_close {
         std::thread::spawn(|| {
             let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            crate::logging::flush();
             std::process::exit(0);
         });
     }
