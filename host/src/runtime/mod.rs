@@ -38,7 +38,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wasmtime_wasi_http::WasiHttpView as _;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// Tables and host stacks of a guest are small: keep their first pages resident too.
@@ -460,17 +460,13 @@ impl Runtime {
         tokio::select! {
             biased;
             finished = &mut run => match receiver.try_recv() {
-                Ok(Ok(response)) => Ok(response),
-                Ok(Err(code)) => Err(InvokeError::Trap(format!("the function answered with an error: {code:?}"))),
+                Ok(answer) => answered_with(answer),
                 Err(_none) => Err(finished.err().unwrap_or(InvokeError::NoResponse)),
             },
             answered = &mut receiver => {
                 run.detach();
                 match answered {
-                    Ok(Ok(response)) => Ok(response),
-                    Ok(Err(code)) => {
-                        Err(InvokeError::Trap(format!("the function answered with an error: {code:?}")))
-                    }
+                    Ok(answer) => answered_with(answer),
                     // The guest dropped its response outparam without setting it: its own end tells why.
                     Err(_dropped) => Err(run.await.err().unwrap_or(InvokeError::NoResponse)),
                 }
@@ -479,27 +475,39 @@ impl Runtime {
     }
 }
 
+/// What the guest set its response outparam to, as the invocation's result.
+fn answered_with(
+    answer: Result<http::Response<HyperOutgoingBody>, ErrorCode>,
+) -> Result<http::Response<HyperOutgoingBody>, InvokeError> {
+    answer.map_err(|code| InvokeError::Trap(format!("the function answered with an error: {code:?}")))
+}
+
 /// A guest's HTTP run: it ends with the guest, after its response has been handed over.
 type GuestRun = std::pin::Pin<Box<dyn Future<Output = Result<(), InvokeError>> + Send>>;
 
 /// A guest's run, polled in place by whoever awaits it, that goes on in a task of its own once
 /// [`Detached::detach`] is called, or when it is dropped before its end.
-struct Detached {
-    run: Option<GuestRun>,
-    detached: bool,
+struct Detached(Stage);
+
+/// Where a [`Detached`] run is.
+enum Stage {
+    /// Polled by whoever awaits it.
+    Here(GuestRun),
+    /// Running in a task of its own; awaiting it waits for the task.
+    Elsewhere(tokio::task::JoinHandle<Result<(), InvokeError>>),
+    /// Finished, and its outcome reported.
+    Done,
 }
 
 impl Detached {
     fn new(run: impl Future<Output = Result<(), InvokeError>> + Send + 'static) -> Self {
-        Self { run: Some(Box::pin(run)), detached: false }
+        Self(Stage::Here(Box::pin(run)))
     }
 
-    /// Hands the rest of the run to a task of its own; awaiting this afterwards waits for that task.
+    /// Hands the rest of the run to a task of its own.
     fn detach(&mut self) {
-        if let Some(run) = self.run.take().filter(|_| !self.detached) {
-            let task = tokio::spawn(run);
-            self.detached = true;
-            self.run = Some(Box::pin(async move { task.await.unwrap_or_else(|join| Err(host_join_error(join))) }));
+        if let Stage::Here(run) = std::mem::replace(&mut self.0, Stage::Done) {
+            self.0 = Stage::Elsewhere(tokio::spawn(run));
         }
     }
 }
@@ -508,13 +516,14 @@ impl Future for Detached {
     type Output = Result<(), InvokeError>;
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        let this = self.get_mut();
-        let Some(run) = this.run.as_mut() else {
-            // Already finished (and reported): nothing left to run.
-            return std::task::Poll::Ready(Ok(()));
+        let stage = &mut self.get_mut().0;
+        let outcome = match stage {
+            Stage::Here(run) => std::task::ready!(run.as_mut().poll(cx)),
+            Stage::Elsewhere(task) => std::task::ready!(std::pin::Pin::new(task).poll(cx))
+                .unwrap_or_else(|join| Err(InvokeError::Host(join.to_string()))),
+            Stage::Done => Ok(()),
         };
-        let outcome = std::task::ready!(run.as_mut().poll(cx));
-        this.run = None;
+        *stage = Stage::Done;
         std::task::Poll::Ready(outcome)
     }
 }
@@ -522,17 +531,14 @@ impl Future for Detached {
 impl Drop for Detached {
     fn drop(&mut self) {
         // Dropped mid-run (the caller went away): the guest finishes anyway, so that what it started (messages
-        // sent, state written) is not cut in half. Without a runtime (the host is shutting down) it stops here.
-        if let Some(run) = self.run.take().filter(|_| !self.detached)
+        // sent, state written) is not cut in half. Without a runtime (the host is shutting down) it stops here. A
+        // run already in its own task goes on there.
+        if let Stage::Here(run) = std::mem::replace(&mut self.0, Stage::Done)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(run);
         }
     }
-}
-
-fn host_join_error(error: tokio::task::JoinError) -> InvokeError {
-    InvokeError::Host(error.to_string())
 }
 
 fn host_error(error: wasmtime::Error) -> InvokeError {
