@@ -39,12 +39,6 @@ impl PartialEq for Artifact {
 
 impl Eq for Artifact {}
 
-impl std::hash::Hash for Artifact {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (&self.path, &self.sha256).hash(state);
-    }
-}
-
 /// Which file a path held, and its size and modification time: a file renamed over it, rewritten or resized since
 /// has another identity. Artifacts are never rewritten in place (a rebuild writes a new file and renames it), so
 /// an unchanged identity means unchanged contents; changing them while keeping the identity takes someone who can

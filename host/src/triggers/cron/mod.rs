@@ -501,22 +501,21 @@ async fn run_once(db: &CronDb, runner: &Runner, job: &Job, attempt: Attempt<'_>)
         reason: reason.to_owned(),
     };
     let version = job.component.pick(|v| v.has(&job.function, is_cron)).cloned();
+    // The run's error, if it failed.
     let run = async {
-        match &version {
-            None => Some("no live version has this cron function".to_owned()),
-            Some(version) => {
-                let run = async {
-                    let prepared =
-                        runner.prepare(version, &job.function, SlotKind::Background, vec![job.label.clone()]).await?;
-                    let call = GuestCall::Cron(event);
-                    runner.runtime().call_guest(&prepared.component, &prepared.invocation, prepared.slot, call).await.0
-                };
-                match run.await {
-                    Ok(Ok(_)) => None,
-                    Ok(Err(message)) => Some(message),
-                    Err(error) => Some(error.to_string()),
-                }
-            }
+        let Some(version) = &version else {
+            return Some("no live version has this cron function".to_owned());
+        };
+        let prepared = match runner.prepare(version, &job.function, SlotKind::Background, vec![job.label.clone()]).await
+        {
+            Ok(prepared) => prepared,
+            Err(error) => return Some(error.to_string()),
+        };
+        let call = GuestCall::Cron(event);
+        match runner.runtime().call_guest(&prepared.component, &prepared.invocation, prepared.slot, call).await.0 {
+            Ok(Ok(_)) => None,
+            Ok(Err(message)) => Some(message),
+            Err(error) => Some(error.to_string()),
         }
     };
     let (recorded, error) = tokio::join!(start_row, run);

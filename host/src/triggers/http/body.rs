@@ -106,9 +106,10 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send + 'static,
 {
-    let mut written: VecDeque<Result<Frame<Bytes>, BoxError>> = VecDeque::new();
+    let mut written: Vec<Bytes> = Vec::new();
     let mut bytes = 0;
-    loop {
+    // The frame that stopped the gathering, if it is not data: trailers or an error, passed on as they are.
+    let stopped_at = loop {
         // What the function has written so far, without waiting for more.
         let next = std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(Some(frame)),
@@ -116,40 +117,32 @@ where
         })
         .await;
         match next {
-            Some(None) if written.iter().all(|f| f.as_ref().is_ok_and(Frame::is_data)) => {
-                return axum::body::Body::from(concat(written));
-            }
-            Some(Some(Ok(frame))) if frame.is_data() => {
-                bytes += frame.data_ref().map_or(0, Bytes::len);
-                written.push_back(Ok(frame));
-                if bytes > buffer {
-                    break;
+            Some(None) => return axum::body::Body::from(concat(written)),
+            Some(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => {
+                    bytes += data.len();
+                    written.push(data);
+                    if bytes > buffer {
+                        break None;
+                    }
                 }
-            }
-            Some(Some(frame)) => {
-                // Trailers or an error: the pump passes them on as they are.
-                written.push_back(frame.map_err(Into::into));
-                break;
-            }
-            Some(None) | None => break,
+                Err(trailers) => break Some(Ok(trailers)),
+            },
+            Some(Some(Err(error))) => break Some(Err(error.into())),
+            // Not finished yet: the function is still writing.
+            None => break None,
         }
-    }
-    pump(written, body, buffer, write_timeout)
+    };
+    let taken = written.into_iter().map(|data| Ok(Frame::data(data))).chain(stopped_at).collect();
+    pump(taken, body, buffer, write_timeout)
 }
 
-/// The bytes of data frames, in one piece (without a copy when there is one frame).
-fn concat(frames: VecDeque<Result<Frame<Bytes>, BoxError>>) -> Bytes {
-    let mut data = frames.into_iter().filter_map(|f| f.ok()?.into_data().ok());
-    match (data.next(), data.next()) {
-        (None, _) => Bytes::new(),
-        (Some(only), None) => only,
-        (Some(first), Some(second)) => {
-            let mut all = Vec::with_capacity(first.len() + second.len());
-            all.extend_from_slice(&first);
-            all.extend_from_slice(&second);
-            data.for_each(|more| all.extend_from_slice(&more));
-            Bytes::from(all)
-        }
+/// `pieces` in one piece (without a copy when there is one).
+fn concat(mut pieces: Vec<Bytes>) -> Bytes {
+    match pieces.len() {
+        0 => Bytes::new(),
+        1 => pieces.swap_remove(0),
+        _ => Bytes::from(pieces.concat()),
     }
 }
 
