@@ -12,13 +12,12 @@
 # client-side latency, the host's own per-request durations, host RSS and total time. Binds to 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 count=${1:-100}
 extra_args=${EDGEFN_EXTRA_ARGS:-}   # e.g. EDGEFN_EXTRA_ARGS="--keep-resident-kib 0"
 port=18190
 
-rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-cargo build --release -p edgefn-host >&2
-cargo build --release --target wasm32-wasip2 -p plain >&2
+build_release edgefn-host plain
 work=$(mktemp -d)
 trap 'kill $host_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 host_pid=

@@ -10,14 +10,13 @@
 # keyed by the new config hash, so each one runs init and compiles, as a code change would. Needs wrk and curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 deploys=${1:-10}
 connections=${2:-16}
 threads=2
-command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 1; }
+require_wrk
 
-rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-cargo build --release -p edgefn-host >&2
-cargo build --release --target wasm32-wasip2 -p hello >&2
+build_release edgefn-host hello
 wasm=target/wasm32-wasip2/release/hello.wasm
 data=$(mktemp -d)
 port=18190
@@ -28,10 +27,7 @@ url="http://127.0.0.1:$port/hello/bench"
     >/dev/null 2>"$data/host.log" &
 host_pid=$!
 trap 'kill $host_pid 2>/dev/null || true; rm -rf "$data"' EXIT
-for _ in $(seq 1 300); do
-    curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+wait_for "http://127.0.0.1:$port/healthz"
 edgefn() { ./target/release/edgefn "$@" --admin "http://127.0.0.1:$admin_port" --data "$data"; }
 edgefn deploy "$wasm" --name hello >/dev/null
 [ "$(curl -s "$url")" = "Hello, bench!" ] || { echo "hello is not answering" >&2; exit 1; }

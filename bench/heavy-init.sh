@@ -9,14 +9,13 @@
 # Needs: wrk (apt-get install wrk) and wasmtime-cli 48.0.8 (cargo install wasmtime-cli --version 48.0.8 --locked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 seconds=${1:-8}
 connections=${2:-8}
-command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 1; }
-command -v wasmtime >/dev/null || { echo "wasmtime is not installed: cargo install wasmtime-cli --version 48.0.8 --locked" >&2; exit 1; }
+require_wrk
+require_wasmtime
 
-rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-cargo build --release -p edgefn-host >&2
-cargo build --release --target wasm32-wasip2 -p heavy-init >&2
+build_release edgefn-host heavy-init
 wasm=target/wasm32-wasip2/release/heavy_init.wasm
 work=$(mktemp -d)
 pid=

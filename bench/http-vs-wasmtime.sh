@@ -8,17 +8,16 @@
 # Needs: wrk (apt-get install wrk) and wasmtime-cli 48.0.8 (cargo install wasmtime-cli --version 48.0.8 --locked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 rounds=${1:-3}
 seconds=${2:-10}
 connections=${3:-16}
 threads=2
 
-command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 1; }
-command -v wasmtime >/dev/null || { echo "wasmtime is not installed: cargo install wasmtime-cli --version 48.0.8 --locked" >&2; exit 1; }
+require_wrk
+require_wasmtime
 
-rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-cargo build --release -p edgefn-host -p bench-ceiling >&2
-cargo build --release --target wasm32-wasip2 -p hello >&2
+build_release "edgefn-host bench-ceiling" hello
 wasm=target/wasm32-wasip2/release/hello.wasm
 data=$(mktemp -d)
 edgefn_port=18180
@@ -34,10 +33,7 @@ native_pid=$!
 trap 'kill $edgefn_pid $wasmtime_pid $native_pid 2>/dev/null || true; rm -rf "$data"' EXIT
 
 for port in $edgefn_port $wasmtime_port $native_port; do
-    for _ in $(seq 1 300); do
-        curl -fs "http://127.0.0.1:$port/hello/bench" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    wait_for "http://127.0.0.1:$port/hello/bench"
 done
 [ "$(curl -s http://127.0.0.1:$edgefn_port/hello/bench)" = "Hello, bench!" ] || { echo "edgefn is not answering" >&2; exit 1; }
 [ "$(curl -s http://127.0.0.1:$wasmtime_port/hello/bench)" = "Hello, bench!" ] || { echo "wasmtime serve is not answering" >&2; exit 1; }

@@ -13,15 +13,14 @@
 # Needs wrk and curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ops=${1:-5000}
 seconds=${2:-10}
 connections=${3:-16}
 threads=2
-command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 1; }
+require_wrk
 
-rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-cargo build --release -p edgefn-host >&2
-cargo build --release --target wasm32-wasip2 -p kv-probe -p auth-bench >&2
+build_release edgefn-host "kv-probe auth-bench"
 data=$(mktemp -d)
 port=18192
 admin_port=18193
@@ -38,10 +37,7 @@ TOML
     --admin-listen 127.0.0.1:$admin_port --data "$data/state" >/dev/null 2>"$data/host.log" &
 host_pid=$!
 trap 'kill $host_pid 2>/dev/null || true; rm -rf "$data"' EXIT
-for _ in $(seq 1 300); do
-    curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+wait_for "http://127.0.0.1:$port/healthz"
 edgefn() { ./target/release/edgefn "$@" --admin "http://127.0.0.1:$admin_port" --data "$data/state"; }
 edgefn deploy target/wasm32-wasip2/release/kv_probe.wasm --name kv-probe --kv-store bench-100 --kv-store bench-10000 >/dev/null
 edgefn deploy target/wasm32-wasip2/release/auth_bench.wasm --name auth-bench >/dev/null

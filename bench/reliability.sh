@@ -5,6 +5,7 @@
 # Needs wrk (apt-get install wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 1; }
+. bench/lib.sh
+require_wrk
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 cargo bench -p edgefn-host --bench reliability 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)"

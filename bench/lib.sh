@@ -1,0 +1,30 @@
+# Sourced by the benchmark scripts (`. bench/lib.sh` from the workspace root): the tools they need, the release
+# builds they run, and waiting for a server to answer.
+
+# require COMMAND HOW-TO-INSTALL: stops the benchmark, saying how to get COMMAND, when it is missing.
+require() {
+    command -v "$1" >/dev/null || { echo "$1 is not installed: $2" >&2; exit 1; }
+}
+require_wrk() { require wrk "apt-get install wrk"; }
+require_wasmtime() { require wasmtime "cargo install wasmtime-cli --version 48.0.8 --locked"; }
+
+# build_release "NATIVE CRATES" ["GUEST CRATES"]: release builds of the host-side crates, then of the guests for
+# wasm32-wasip2.
+build_release() {
+    rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
+    local crate native=() guests=()
+    for crate in $1; do native+=(-p "$crate"); done
+    for crate in ${2:-}; do guests+=(-p "$crate"); done
+    cargo build --release "${native[@]}" >&2
+    if [ ${#guests[@]} -gt 0 ]; then cargo build --release --target wasm32-wasip2 "${guests[@]}" >&2; fi
+}
+
+# wait_for URL: until URL answers 2xx; stops the benchmark if it has not within 30 s.
+wait_for() {
+    for _ in $(seq 1 300); do
+        curl -fs -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "$1 did not answer within 30 s" >&2
+    exit 1
+}
