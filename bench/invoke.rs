@@ -42,6 +42,8 @@ fn invoke(c: &mut Criterion) {
         capabilities: Default::default(),
         limits: InvocationLimits::defaults(&limits),
         caller: Default::default(),
+        trace: Default::default(),
+        cold_start: false,
     };
 
     let request = || {

@@ -386,6 +386,39 @@ pub struct AuthorizerConfig {
     pub leeway_s: Option<u64>,
 }
 
+/// `[logs]`: the log of what runs (guest output, invocations, host events) and its usage, in
+/// `<data dir>/telemetry.db`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// Keep logs and usage at all (default). Off, guest output still goes to the host's stderr.
+    pub enabled: bool,
+    /// Records older than this are deleted.
+    pub retention_hours: u64,
+    /// The log is kept under this size; the oldest records go first.
+    pub max_mb: u64,
+    /// Usage (per function and minute) older than this is deleted.
+    pub usage_retention_days: u64,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self { enabled: true, retention_hours: 72, max_mb: 256, usage_retention_days: 400 }
+    }
+}
+
+impl LogsConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.retention_hours == 0 || self.max_mb == 0 || self.usage_retention_days == 0 {
+            anyhow::bail!(
+                "[logs] retention_hours, max_mb and usage_retention_days must be at least 1 (to keep nothing, set \
+                 enabled = false)"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -396,11 +429,18 @@ pub struct HostConfig {
     pub limits: Limits,
     pub components: BTreeMap<String, ComponentConfig>,
     pub authorizers: BTreeMap<String, AuthorizerConfig>,
+    pub logs: LogsConfig,
 }
 
 impl Default for HostConfig {
     fn default() -> Self {
-        Self { snapshot: true, limits: Limits::default(), components: BTreeMap::new(), authorizers: BTreeMap::new() }
+        Self {
+            snapshot: true,
+            limits: Limits::default(),
+            components: BTreeMap::new(),
+            authorizers: BTreeMap::new(),
+            logs: LogsConfig::default(),
+        }
     }
 }
 
@@ -425,6 +465,7 @@ impl HostConfig {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let config: Self = toml::from_str(text)?;
         config.limits.validate()?;
+        config.logs.validate()?;
         Ok(config)
     }
 

@@ -9,6 +9,8 @@
 //! - [`triggers`]: HTTP, cron, queue and topic, invoke, each behind one small trait;
 //! - [`runtime`]: the one place that configures wasmtime: engine, linker, pool, limits, invocations;
 //! - [`capabilities`]: the host side of each guest import (messaging, invoke, environment, outbound HTTP);
+//! - [`telemetry`]: the log and usage of what runs (correlation ids, guest output, invocations, host events),
+//!   written by a thread of its own into `telemetry.db`;
 //! - [`storage`]: SQLite, always off the async threads.
 //!
 //! [`config`] (the host's configuration file), [`component`] (reading a component's manifest) and [`logging`] (the
@@ -28,4 +30,5 @@ pub mod logging;
 pub mod node;
 pub mod runtime;
 pub mod storage;
+pub mod telemetry;
 pub mod triggers;

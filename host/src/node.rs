@@ -19,6 +19,7 @@ use crate::storage::deployments::DeploymentDb;
 use crate::storage::kv::{KvDb, KvLimits};
 use crate::storage::queue::QueueDb;
 use crate::storage::{Database, create_private_dir, now_ms};
+use crate::telemetry::{Retention, Telemetry};
 use crate::triggers::cron::CronTrigger;
 use crate::triggers::http::HttpTrigger;
 use crate::triggers::invoke::InvokeTrigger;
@@ -41,6 +42,7 @@ pub struct Node {
     pub kv: Arc<KvStores>,
     pub authorizers: Arc<Authorizers>,
     pub loader: Arc<Loader>,
+    pub telemetry: Telemetry,
     /// Components that were live when the host last ran and could not be brought back.
     pub restore_failures: Vec<DeployError>,
     _lock: std::fs::File,
@@ -59,7 +61,8 @@ impl Node {
             anyhow::Ok((db, Database::connect(&dir)?, Database::connect(&dir)?, Database::connect(&dir)?))
         })
         .await??;
-        let runtime = Runtime::new(config.limits.clone())?;
+        let telemetry = open_telemetry(data_dir, &config.logs).await?;
+        let runtime = Runtime::new(config.limits.clone())?.with_telemetry(telemetry.clone());
         let loader = Loader::new(runtime);
         let queues = Arc::new(Queues::new(QueueDb::new(queue_db), MessagingLimits::from_host(&config.limits)));
         // The data dir is locked to this process: a lease left in it belongs to an invocation that died with the
@@ -113,6 +116,7 @@ impl Node {
             kv,
             authorizers,
             loader,
+            telemetry,
             restore_failures,
             _lock: lock,
         })
@@ -128,6 +132,7 @@ impl Node {
             queues: self.queues.clone(),
             kv: self.kv.clone(),
             authorizers: self.authorizers.clone(),
+            telemetry: self.telemetry.clone(),
         }
     }
 
@@ -135,6 +140,20 @@ impl Node {
     pub fn admin_app(&self, token: String) -> axum::Router {
         admin::app(self.admin(), token)
     }
+}
+
+/// The log and usage store of `data_dir`, as `[logs]` configures it (opened off the async threads).
+async fn open_telemetry(data_dir: &Path, logs: &crate::config::LogsConfig) -> anyhow::Result<Telemetry> {
+    if !logs.enabled {
+        return Ok(Telemetry::disabled());
+    }
+    let retention = Retention {
+        max_age: Duration::from_secs(logs.retention_hours.saturating_mul(3600)),
+        max_bytes: logs.max_mb.saturating_mul(1 << 20),
+        usage_max_age: Duration::from_secs(logs.usage_retention_days.saturating_mul(86_400)),
+    };
+    let dir = data_dir.to_owned();
+    Ok(tokio::task::spawn_blocking(move || Telemetry::open(&dir, retention)).await??)
 }
 
 /// Holds `<data dir>/lock` for the life of the host: two hosts on one data dir would hand out each other's

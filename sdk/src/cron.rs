@@ -11,6 +11,7 @@ pub struct CronEvent {
     pub(crate) fired_at_ms: i64,
     pub(crate) attempt: u32,
     pub(crate) reason: String,
+    pub(crate) correlation_id: String,
 }
 
 impl CronEvent {
@@ -24,7 +25,13 @@ impl CronEvent {
             fired_at_ms: now,
             attempt: 1,
             reason: "manual".to_owned(),
+            correlation_id: crate::dispatch::new_request_id(),
         }
+    }
+
+    /// The id of this run's work: new for each run, and carried by everything it sends, publishes and invokes.
+    pub fn correlation_id(&self) -> &str {
+        &self.correlation_id
     }
 
     /// The tick this run is for.

@@ -52,8 +52,26 @@ pub(crate) fn warm_up() {
 }
 
 thread_local! {
-    /// The id of the request being handled, so an error response built anywhere can carry it.
+    /// The correlation id of the work being handled (an HTTP request's id, a cron run's, a delivery's, an invoke's),
+    /// so an error response built anywhere can carry it, and [`correlation_id`] can give it.
     static CURRENT_REQUEST_ID: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Sets the correlation id of the work being handled.
+#[cfg_attr(not(target_family = "wasm"), expect(dead_code, reason = "called by the component's exports only"))]
+pub(crate) fn set_correlation_id(id: &str) {
+    CURRENT_REQUEST_ID.with(|current| {
+        let mut current = current.borrow_mut();
+        current.clear();
+        current.push_str(id);
+    });
+}
+
+/// The correlation id of the work being handled: the HTTP request's id (its `x-request-id`), the cron run's, the
+/// delivery's or the invoke caller's. Everything the function sends, publishes or invokes carries it (the host
+/// attaches it), and `edgefn logs --id ID` shows it all. Empty outside a handler.
+pub fn correlation_id() -> String {
+    CURRENT_REQUEST_ID.with(|current| current.borrow().clone())
 }
 
 /// The route parameters `path` would get, if a registered route matches it.
@@ -178,7 +196,7 @@ pub(crate) fn error_response(error: &Error) -> Response {
 }
 
 /// A fresh request id for requests that arrive without one (e.g. under `wasmtime serve`).
-fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     #[cfg(target_family = "wasm")]
     let (a, b) = (wasip2::random::random::get_random_u64(), wasip2::random::random::get_random_u64());
     #[cfg(not(target_family = "wasm"))]

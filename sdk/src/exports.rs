@@ -23,13 +23,31 @@ impl Guest for Component {
 
 impl handler::Guest for Component {
     fn on_cron(event: handler::CronEvent) -> Result<(), String> {
-        let handler::CronEvent { function, expression, timezone, scheduled_at, fired_at, attempt, reason } = event;
-        let event =
-            CronEvent { expression, timezone, scheduled_at_ms: scheduled_at, fired_at_ms: fired_at, attempt, reason };
+        let handler::CronEvent {
+            function,
+            expression,
+            timezone,
+            scheduled_at,
+            fired_at,
+            attempt,
+            reason,
+            correlation_id,
+        } = event;
+        crate::dispatch::set_correlation_id(&correlation_id);
+        let event = CronEvent {
+            expression,
+            timezone,
+            scheduled_at_ms: scheduled_at,
+            fired_at_ms: fired_at,
+            attempt,
+            reason,
+            correlation_id,
+        };
         crate::handlers::run_cron(&function, event)
     }
 
     fn on_messages(delivery: handler::Delivery) -> Result<(), String> {
+        crate::dispatch::set_correlation_id(&delivery.correlation_id);
         let messages = delivery
             .messages
             .into_iter()
@@ -39,12 +57,14 @@ impl handler::Guest for Component {
                 attempts: m.attempts,
                 priority: m.priority,
                 enqueued_at_ms: m.enqueued_at,
+                correlation_id: m.correlation_id,
             })
             .collect();
         crate::handlers::run_messages(&delivery.function, delivery.source, messages)
     }
 
-    fn on_invoke(function: String, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+    fn on_invoke(function: String, payload: Vec<u8>, correlation_id: String) -> Result<Vec<u8>, String> {
+        crate::dispatch::set_correlation_id(&correlation_id);
         crate::handlers::run_invoke(&function, &payload)
     }
 }

@@ -64,6 +64,7 @@ pub mod testing;
 pub mod topic;
 
 pub use cron::CronEvent;
+pub use dispatch::correlation_id;
 pub use fetch::fetch;
 pub use invoke::invoke;
 pub use queue::{Batch, Message};

@@ -55,6 +55,7 @@ pub struct RawMessage {
     pub attempts: u32,
     pub priority: i32,
     pub enqueued_at_ms: i64,
+    pub correlation_id: String,
 }
 
 /// One delivered message.
@@ -65,6 +66,7 @@ pub struct Message<T> {
     attempts: u32,
     priority: i32,
     enqueued_at_ms: i64,
+    correlation_id: String,
     settled: Cell<bool>,
 }
 
@@ -72,6 +74,12 @@ impl<T> Message<T> {
     /// The message's id, stable across redeliveries.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The correlation id of the work that sent it (the HTTP request, cron run or delivery), empty if it had none:
+    /// `edgefn logs --id` shows everything that work did.
+    pub fn correlation_id(&self) -> &str {
+        &self.correlation_id
     }
 
     /// The decoded body.
@@ -143,6 +151,7 @@ impl<T: MessageBody> Batch<T> {
                     attempts: message.attempts,
                     priority: message.priority,
                     enqueued_at_ms: message.enqueued_at_ms,
+                    correlation_id: message.correlation_id,
                     settled: Cell::new(false),
                 }),
                 Err(reason) => host::settle(&message.id, Settlement::DeadLetter(reason)),

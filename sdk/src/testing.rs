@@ -120,6 +120,7 @@ pub fn batch<T: Serialize + crate::queue::MessageBody>(bodies: &[T]) -> crate::B
             attempts: 1,
             priority: 0,
             enqueued_at_ms: 0,
+            correlation_id: String::new(),
         })
         .collect();
     crate::Batch::decode("test".to_owned(), raw)

@@ -375,7 +375,22 @@ pub(crate) struct Collector {
     pub(crate) url: String,
     /// `host:port`, for `allowed_outbound_hosts`.
     pub(crate) authority: String,
-    received: std::sync::Arc<Mutex<Vec<(String, serde_json::Value)>>>,
+    received: std::sync::Arc<Mutex<Vec<Received>>>,
+}
+
+/// One request the collector received.
+#[derive(Debug, Clone)]
+pub(crate) struct Received {
+    pub(crate) path: String,
+    pub(crate) body: serde_json::Value,
+    /// Every header, names in lower case.
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl Received {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
 }
 
 impl Collector {
@@ -395,8 +410,13 @@ impl Collector {
 
     /// The bodies POSTed to `path` so far.
     pub(crate) fn bodies(&self, path: &str) -> Vec<serde_json::Value> {
+        self.requests(path).into_iter().map(|r| r.body).collect()
+    }
+
+    /// The requests POSTed to `path` so far, with their headers.
+    pub(crate) fn requests(&self, path: &str) -> Vec<Received> {
         let received = self.received.lock().expect("collector lock");
-        received.iter().filter(|(p, _)| p == path).map(|(_, body)| body.clone()).collect()
+        received.iter().filter(|r| r.path == path).cloned().collect()
     }
 
     /// Polls until `done(bodies)` holds, or panics after `timeout` with what arrived.
@@ -418,7 +438,7 @@ impl Collector {
     }
 }
 
-fn serve_one(stream: std::net::TcpStream, sink: &Mutex<Vec<(String, serde_json::Value)>>) {
+fn serve_one(stream: std::net::TcpStream, sink: &Mutex<Vec<Received>>) {
     use std::io::Write as _;
     let mut reader = BufReader::new(stream);
     loop {
@@ -428,6 +448,7 @@ fn serve_one(stream: std::net::TcpStream, sink: &Mutex<Vec<(String, serde_json::
         }
         let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
         let mut length = 0usize;
+        let mut headers = Vec::new();
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -437,10 +458,11 @@ fn serve_one(stream: std::net::TcpStream, sink: &Mutex<Vec<(String, serde_json::
             if line.is_empty() {
                 break;
             }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
             }
         }
         let mut body = vec![0u8; length];
@@ -448,7 +470,7 @@ fn serve_one(stream: std::net::TcpStream, sink: &Mutex<Vec<(String, serde_json::
             return;
         }
         let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-        sink.lock().expect("collector lock").push((path, value));
+        sink.lock().expect("collector lock").push(Received { path, body: value, headers });
         let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
     }
 }

@@ -78,6 +78,8 @@ fn enrich(batch: Batch<Order>) -> Result<()> {
             subtotal_cents: order.items.iter().map(|i| i.unit_price_cents * u64::from(i.quantity)).sum(),
             item_count: order.items.iter().map(|i| i.quantity).sum(),
         };
+        // Printed lines land in the host's log under this work's correlation id: `edgefn logs --id ID`.
+        println!("enriched order {}: {} items, {} cents", order.id, created.item_count, created.subtotal_cents);
         edgefn::topic::publish("order.created", &created)?;
         // Acked one by one: if a later publish fails, the orders already published are not published again.
         message.ack();

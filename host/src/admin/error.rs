@@ -8,6 +8,7 @@ use crate::live::LookupError;
 use crate::runtime::InvokeError;
 use crate::storage::StorageError;
 use crate::storage::kv::KvRefusal;
+use crate::telemetry::TelemetryError;
 use crate::triggers::cron::CronError;
 use crate::triggers::invoke::InvokeFailure;
 use axum::Json;
@@ -44,6 +45,15 @@ impl IntoResponse for ApiError {
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+    }
+}
+
+impl From<TelemetryError> for ApiError {
+    fn from(error: TelemetryError) -> Self {
+        match error {
+            TelemetryError::Disabled => Self::new(StatusCode::CONFLICT, error.to_string()),
+            TelemetryError::Storage(error) => error.into(),
+        }
     }
 }
 

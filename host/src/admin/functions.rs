@@ -4,7 +4,7 @@ use super::error::ApiError;
 use super::{Admin, detached};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -37,6 +37,7 @@ pub(super) async fn invoke(
     State(admin): State<Admin>,
     Path(name): Path<String>,
     Query(query): Query<InvokeQuery>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     if query.cron.is_some() {
@@ -47,10 +48,12 @@ pub(super) async fn invoke(
     if let Err(e) = serde_json::from_slice::<Value>(&payload) {
         return Err(ApiError::bad_request(format!("the payload is not JSON: {e}")));
     }
-    let result = admin.invoke.invoke(&[], &name, payload, None).await?;
+    // The call is work of its own (or continues the caller's `traceparent` / `x-request-id`).
+    let correlation_id = crate::telemetry::correlation::from_headers(&headers);
+    let result = admin.invoke.invoke(&[], &name, payload, None, correlation_id.as_str().into()).await?;
     let value = serde_json::from_slice::<Value>(&result)
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("`{name}` answered with invalid JSON: {e}")))?;
-    Ok(Json(json!({ "result": value })))
+    Ok(Json(json!({ "result": value, "correlation_id": correlation_id })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -23,11 +23,15 @@
 //! | `GET`, `PUT` (body: the value; `?ttl_ms=`), `DELETE /v1/kv/{store}/keys/{key}` | one key |
 //! | `GET /v1/authorizers` | the configured JWT authorizers |
 //! | `POST /v1/authorizers/{name}/reload` | load an authorizer's JWKS file (and secret) again, now |
+//! | `GET /v1/logs?function=&id=&since=&level=&after=&limit=` | log records, oldest first (see [`logs`]) |
+//! | `GET /v1/logs/follow?...` | the same filters, as server-sent events: the last few, then each new record |
+//! | `GET /v1/usage?function=&since=` | usage per function, version, trigger and minute |
 
 mod components;
 pub mod error;
 mod functions;
 mod kv;
+pub mod logs;
 mod queues;
 
 pub use components::DeployBody;
@@ -67,6 +71,7 @@ pub struct Admin {
     pub queues: Arc<Queues>,
     pub kv: Arc<KvStores>,
     pub authorizers: Arc<Authorizers>,
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// Reads the admin token from `data_dir`, creating it (random, 256 bits, owner-only) on first start. Returns the
@@ -102,6 +107,9 @@ pub fn app(admin: Admin, token: String) -> axum::Router {
         )
         .route("/v1/authorizers", get(list_authorizers))
         .route("/v1/authorizers/{name}/reload", post(reload_authorizer))
+        .route("/v1/logs", get(logs::query))
+        .route("/v1/logs/follow", get(logs::follow))
+        .route("/v1/usage", get(logs::usage))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such admin route; see `GET /v1/components`") })
         .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
             let token = token.clone();

@@ -3,8 +3,10 @@
 use super::error::ApiError;
 use super::{Admin, parse_body};
 use crate::storage::queue::NewMessage;
+use crate::telemetry::correlation;
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -43,7 +45,7 @@ impl Default for SendRequest {
     }
 }
 
-fn to_new_message(message: OutgoingMessage) -> Result<NewMessage, ApiError> {
+fn to_new_message(message: OutgoingMessage, correlation_id: &str) -> Result<NewMessage, ApiError> {
     let body = match (message.body, message.body_base64) {
         (Some(value), None) => serde_json::to_vec(&value).map_err(|e| ApiError::bad_request(e.to_string()))?,
         (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
@@ -51,22 +53,31 @@ fn to_new_message(message: OutgoingMessage) -> Result<NewMessage, ApiError> {
             .map_err(|e| ApiError::bad_request(format!("`body_base64` is not base64: {e}")))?,
         _ => return Err(ApiError::bad_request("give exactly one of `body` (JSON) and `body_base64` (bytes)")),
     };
-    Ok(NewMessage { body, delay_ms: message.delay_ms, priority: message.priority })
+    Ok(NewMessage {
+        body,
+        delay_ms: message.delay_ms,
+        priority: message.priority,
+        correlation_id: Some(correlation_id.to_owned()),
+    })
 }
 
+/// Messages sent or published through the admin API carry the correlation id of its request (`traceparent` or
+/// `x-request-id`, else a new one), which the answer gives back: `edgefn logs --id` follows them from there.
 pub(super) async fn send(
     State(admin): State<Admin>,
     Path(queue): Path<String>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let correlation_id = correlation::from_headers(&headers);
     let request: SendRequest = parse_body("send", &body, false)?;
     let outgoing = match request {
         SendRequest::Many { messages } => messages,
         SendRequest::One(message) => vec![message],
     };
-    let messages = outgoing.into_iter().map(to_new_message).collect::<Result<Vec<_>, _>>()?;
+    let messages = outgoing.into_iter().map(|m| to_new_message(m, &correlation_id)).collect::<Result<Vec<_>, _>>()?;
     let ids = admin.queues.send_many(&queue, messages).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "ids": ids }))))
+    Ok((StatusCode::CREATED, Json(json!({ "ids": ids, "correlation_id": correlation_id }))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,10 +121,12 @@ pub(super) struct PublishRequest {
 pub(super) async fn publish(
     State(admin): State<Admin>,
     Path(topic): Path<String>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let correlation_id = correlation::from_headers(&headers);
     let request: PublishRequest = parse_body("publish", &body, false)?;
     let body = serde_json::to_vec(&request.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let subscribers = admin.queues.publish_to_subscribers(&topic, body).await?;
-    Ok(Json(json!({ "subscribers": subscribers })))
+    let subscribers = admin.queues.publish_to_subscribers(&topic, body, Some(correlation_id.clone())).await?;
+    Ok(Json(json!({ "subscribers": subscribers, "correlation_id": correlation_id })))
 }

@@ -10,16 +10,21 @@ use std::sync::Arc;
 /// the trigger that started the invocation to the [`Invoker`], which knows what it is.
 pub type Origin = Arc<dyn Any + Send + Sync>;
 
-/// Who calls: the chain of `component/function` labels, outermost first, and the caller's [`Origin`].
+/// Who calls: the chain of `component/function` labels, outermost first, the caller's [`Origin`], and the id of
+/// the work it does (which the call continues).
 #[derive(Clone, Default)]
 pub struct Caller {
     pub chain: Vec<String>,
     pub origin: Option<Origin>,
+    pub correlation_id: Arc<str>,
 }
 
 impl std::fmt::Debug for Caller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Caller").field("chain", &self.chain).finish_non_exhaustive()
+        f.debug_struct("Caller")
+            .field("chain", &self.chain)
+            .field("correlation_id", &self.correlation_id)
+            .finish_non_exhaustive()
     }
 }
 

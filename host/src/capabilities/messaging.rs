@@ -58,8 +58,15 @@ pub enum MessagingError {
 pub trait Messaging: Send + Sync + 'static {
     /// Stores one message in `queue`; returns its id.
     fn send(&self, sender: String, queue: String, message: NewMessage) -> BoxFuture<'_, Result<i64, MessagingError>>;
-    /// Stores a copy of `body` for every subscriber of `topic`; returns how many there are.
-    fn publish(&self, sender: String, topic: String, body: Vec<u8>) -> BoxFuture<'_, Result<u32, MessagingError>>;
+    /// Stores a copy of `body` for every subscriber of `topic`, each carrying `correlation_id`; returns how many
+    /// there are.
+    fn publish(
+        &self,
+        sender: String,
+        topic: String,
+        body: Vec<u8>,
+        correlation_id: Option<String>,
+    ) -> BoxFuture<'_, Result<u32, MessagingError>>;
 }
 
 /// Sends per second of each function: a token bucket per sender, `rate` tokens a second, as many at most.
@@ -171,7 +178,12 @@ impl Queues {
 
     /// Gives every subscriber of `topic` its own copy of `body`; returns how many subscribers there are. A topic
     /// with no subscribers drops the message, as SNS does.
-    pub async fn publish_to_subscribers(&self, topic: &str, body: Vec<u8>) -> Result<u32, MessagingError> {
+    pub async fn publish_to_subscribers(
+        &self,
+        topic: &str,
+        body: Vec<u8>,
+        correlation_id: Option<String>,
+    ) -> Result<u32, MessagingError> {
         validate_queue_name("topic", topic).map_err(MessagingError::InvalidName)?;
         self.check_size("topic", topic, body.len())?;
         let queues: Vec<String> = self
@@ -186,14 +198,15 @@ impl Queues {
             return Ok(0);
         }
         let count = queues.len() as u32;
-        let stored = self.db.fan_out(queues.clone(), body, now_ms(), self.capacity).await.map_err(|source| {
-            MessagingError::Storage {
-                action: "store the message for",
-                kind: "topic",
-                name: topic.to_owned(),
-                source: Box::new(source),
-            }
-        })?;
+        let stored =
+            self.db.fan_out(queues.clone(), body, correlation_id, now_ms(), self.capacity).await.map_err(|source| {
+                MessagingError::Storage {
+                    action: "store the message for",
+                    kind: "topic",
+                    name: topic.to_owned(),
+                    source: Box::new(source),
+                }
+            })?;
         stored.map_err(|full| MessagingError::QueueFull { full, capacity: self.capacity })?;
         for queue in &queues {
             self.wake(queue);
@@ -290,10 +303,16 @@ impl Messaging for Queues {
         })
     }
 
-    fn publish(&self, sender: String, topic: String, body: Vec<u8>) -> BoxFuture<'_, Result<u32, MessagingError>> {
+    fn publish(
+        &self,
+        sender: String,
+        topic: String,
+        body: Vec<u8>,
+        correlation_id: Option<String>,
+    ) -> BoxFuture<'_, Result<u32, MessagingError>> {
         Box::pin(async move {
             self.rate_limit(&sender)?;
-            self.publish_to_subscribers(&topic, body).await
+            self.publish_to_subscribers(&topic, body, correlation_id).await
         })
     }
 }

@@ -65,15 +65,18 @@ impl OutboundPolicy {
     }
 }
 
-/// `wasi:http` hooks: outbound requests pass through the function's [`OutboundPolicy`].
+/// `wasi:http` hooks: outbound requests pass through the function's [`OutboundPolicy`], and those it lets through
+/// carry the invocation's correlation id (`traceparent` and `x-request-id`, unless the function set its own), so
+/// the service called can tie its logs to the work that called it.
 #[derive(Debug)]
 pub struct PolicyHooks {
     policy: OutboundPolicy,
+    correlation_id: std::sync::Arc<str>,
 }
 
 impl PolicyHooks {
-    pub fn new(policy: OutboundPolicy) -> Self {
-        Self { policy }
+    pub fn new(policy: OutboundPolicy, correlation_id: std::sync::Arc<str>) -> Self {
+        Self { policy, correlation_id }
     }
 }
 
@@ -90,7 +93,7 @@ impl WasiHttpHooks for PolicyHooks {
 
     fn send_request(
         &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        mut request: http::Request<wasmtime_wasi_http::WasiBody>,
         options: Option<wasmtime_wasi_http::RequestOptions>,
         fut: SendFuture,
     ) -> Box<
@@ -103,6 +106,20 @@ impl WasiHttpHooks for PolicyHooks {
         if !self.policy.allows(request.uri().scheme_str(), &host, port) {
             tracing::warn!(%host, ?port, "outbound request denied: not in the function's allowed_outbound_hosts");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        if !self.correlation_id.is_empty() {
+            use crate::telemetry::correlation::{REQUEST_ID_HEADER, TRACEPARENT_HEADER, traceparent};
+            let headers = request.headers_mut();
+            if !headers.contains_key(TRACEPARENT_HEADER)
+                && let Ok(value) = http::HeaderValue::try_from(traceparent(&self.correlation_id))
+            {
+                headers.insert(TRACEPARENT_HEADER, value);
+            }
+            if !headers.contains_key(REQUEST_ID_HEADER)
+                && let Ok(value) = http::HeaderValue::try_from(&*self.correlation_id)
+            {
+                headers.insert(REQUEST_ID_HEADER, value);
+            }
         }
         let default: &mut dyn WasiHttpHooks = Default::default();
         default.send_request(request, options, fut)

@@ -46,6 +46,31 @@ impl AdminArgs {
         })
     }
 
+    /// A `GET` with query parameters (encoded here); those without a value are left out.
+    pub(crate) fn get_with(&self, path: &str, query: &[(&str, Option<String>)]) -> anyhow::Result<Value> {
+        self.send("GET", path, |request| with_query(request, query).call().map_err(Box::new))
+    }
+
+    /// A `GET` whose answer is read as it comes (server-sent events): each line, until the host closes it.
+    pub(crate) fn stream_lines(
+        &self,
+        path: &str,
+        query: &[(&str, Option<String>)],
+    ) -> anyhow::Result<impl Iterator<Item = std::io::Result<String>>> {
+        use std::io::BufRead as _;
+        let url = format!("{}{path}", self.url());
+        let request = ureq::request("GET", &url).set("authorization", &format!("Bearer {}", self.token()?));
+        let response = match with_query(request, query).call() {
+            Ok(response) => response,
+            Err(ureq::Error::Status(status, response)) => {
+                let body: Value = response.into_json().unwrap_or(Value::Null);
+                bail!("{status}: {}", body.get("error").and_then(Value::as_str).unwrap_or("no details"));
+            }
+            Err(error) => bail!("could not reach the admin API at {url}: {error} (is `edgefn up` running?)"),
+        };
+        Ok(std::io::BufReader::new(response.into_reader()).lines())
+    }
+
     /// A call whose body is raw bytes.
     pub(crate) fn call_raw(&self, method: &str, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
         self.send(method, path, |request| request.send_bytes(&body).map_err(Box::new))
@@ -70,6 +95,15 @@ impl AdminArgs {
         };
         Ok(response.into_json()?)
     }
+}
+
+fn with_query(mut request: ureq::Request, query: &[(&str, Option<String>)]) -> ureq::Request {
+    for (name, value) in query {
+        if let Some(value) = value {
+            request = request.query(name, value);
+        }
+    }
+    request
 }
 
 pub(crate) fn parse_json(what: &str, text: &str) -> anyhow::Result<Value> {

@@ -4,7 +4,7 @@
 //!   reads a data dir offline;
 //! - everything else is a thin client of a running host's admin API ([`admin_client`]): `deploy`, `versions`,
 //!   `rollback`, `promote`, `undeploy`, `components`, `send`, `publish`, `invoke`, `queues`, `dead-letters`,
-//!   `redrive`, `runs`, `kv`;
+//!   `redrive`, `runs`, `kv`, `logs`, `usage`;
 //! - `token mint` signs a test token for an authorizer of the host config, offline.
 
 mod admin_client;
@@ -14,6 +14,7 @@ mod deployments;
 mod functions;
 mod inspect;
 mod kv;
+pub mod logs;
 mod new;
 mod queues;
 mod token;
@@ -70,6 +71,10 @@ enum Command {
     Kv(kv::KvArgs),
     /// Sign a test token for an authorizer of the host config: `edgefn token mint --authorizer main --sub ada`.
     Token(token::TokenArgs),
+    /// Read the log of a running host (`--follow` to stream it): `edgefn logs --id 4bf92f35...`.
+    Logs(logs::LogsArgs),
+    /// What functions used (requests, GB-s, CPU), with an estimated bill: `edgefn usage --since 24h`.
+    Usage(logs::UsageArgs),
 }
 
 impl Cli {
@@ -95,6 +100,8 @@ impl Cli {
             Command::Runs(args) => functions::runs(args),
             Command::Kv(args) => kv::run(args),
             Command::Token(args) => token::run(args),
+            Command::Logs(args) => logs::logs(args),
+            Command::Usage(args) => logs::usage(args),
         }
     }
 }

@@ -87,6 +87,11 @@ impl CallContext {
         self.caller.chain.last().cloned().unwrap_or_default()
     }
 
+    /// The id of the work this invocation does, which what it sends carries; `None` outside any (init).
+    fn correlation_id(&self) -> Option<String> {
+        (!self.caller.correlation_id.is_empty()).then(|| self.caller.correlation_id.to_string())
+    }
+
     /// Counts a send of `len` bytes against this invocation's allowance; a refusal is logged as a warning.
     fn take_send(&mut self, len: usize) -> Result<(), String> {
         self.sends.take(len).inspect_err(|error| {
@@ -100,7 +105,7 @@ impl CallContext {
 pub enum GuestCall {
     Cron(CronEvent),
     Messages(Delivery),
-    Invoke { function: String, payload: Vec<u8> },
+    Invoke { function: String, payload: Vec<u8>, correlation_id: String },
 }
 
 /// What the export returned: the function's own `Ok` (with the JSON result of an invoke) or its `Err` message.
@@ -129,14 +134,19 @@ impl edgefn::function::host::Host for InvocationState {
     async fn send(&mut self, queue: String, body: Vec<u8>, options: SendOptions) -> Result<String, String> {
         let messaging = self.call.capabilities.messaging.clone().ok_or_else(|| unavailable("send"))?;
         self.call.take_send(body.len())?;
-        let message = NewMessage { body, delay_ms: options.delay_ms, priority: options.priority };
+        let message = NewMessage {
+            body,
+            delay_ms: options.delay_ms,
+            priority: options.priority,
+            correlation_id: self.call.correlation_id(),
+        };
         messaging.send(self.call.sender(), queue, message).await.map(|id| id.to_string()).map_err(|e| e.to_string())
     }
 
     async fn publish(&mut self, topic: String, body: Vec<u8>) -> Result<u32, String> {
         let messaging = self.call.capabilities.messaging.clone().ok_or_else(|| unavailable("publish"))?;
         self.call.take_send(body.len())?;
-        messaging.publish(self.call.sender(), topic, body).await.map_err(|e| e.to_string())
+        messaging.publish(self.call.sender(), topic, body, self.call.correlation_id()).await.map_err(|e| e.to_string())
     }
 
     async fn invoke(&mut self, function: String, payload: Vec<u8>) -> Result<Vec<u8>, String> {

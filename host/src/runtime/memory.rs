@@ -134,11 +134,13 @@ pub struct Limiter {
     last_growth: usize,
     /// Set once a growth was refused because the host's budget (not the function's cap) was full.
     pub refused_by_budget: bool,
+    /// The largest linear memory granted, in bytes.
+    pub peak: usize,
 }
 
 impl Limiter {
     pub fn new(max_memory: usize, budget: Arc<MemoryBudget>, function: Arc<FunctionUsage>) -> Self {
-        Self { max_memory, budget, function, reserved: 0, last_growth: 0, refused_by_budget: false }
+        Self { max_memory, budget, function, reserved: 0, last_growth: 0, refused_by_budget: false, peak: 0 }
     }
 }
 
@@ -154,6 +156,7 @@ impl wasmtime::ResourceLimiter for Limiter {
         }
         self.reserved += growth;
         self.last_growth = growth;
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 

@@ -17,6 +17,7 @@ pub mod guest;
 pub mod kv;
 pub mod loader;
 pub mod memory;
+mod metering;
 pub mod output;
 pub(crate) mod redact;
 mod state;
@@ -27,6 +28,7 @@ pub use loader::{Artifact, FileIdentity, Loader, PreparedComponent, Start};
 use crate::capabilities::invoke::Caller;
 use crate::capabilities::{Capabilities, FunctionEnv};
 use crate::config::Limits;
+use crate::telemetry::{InvocationReport, Outcome, Telemetry, Trace};
 use anyhow::anyhow;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -69,6 +71,8 @@ pub struct Runtime {
     governor: fairness::Governor,
     /// The host-wide budget of guest memory (see [`memory`]).
     memory: Arc<memory::MemoryBudget>,
+    /// Where guest output and invocation reports go.
+    telemetry: Telemetry,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -100,6 +104,10 @@ pub struct Invocation {
     /// `component/function` labels, outermost first, this invocation last (the chain of `invoke` calls), and what
     /// this invocation runs as.
     pub caller: Caller,
+    /// What work this invocation is part of, and who runs it: its output and report are logged under it.
+    pub trace: Arc<Trace>,
+    /// Whether its component had to be loaded for it.
+    pub cold_start: bool,
 }
 
 /// Who is asking for an instance slot.
@@ -235,7 +243,19 @@ impl Runtime {
             engine_hash,
             governor,
             memory,
+            telemetry: Telemetry::disabled(),
         })
+    }
+
+    /// This runtime, logging guest output and invocation reports to `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Where guest output and invocation reports go.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// The host-wide budget of guest memory.
@@ -274,6 +294,8 @@ impl Runtime {
             capabilities: Capabilities::default(),
             limits: InvocationLimits { timeout: self.limits.init_timeout(), memory_bytes },
             caller: Caller::default(),
+            trace: Arc::default(),
+            cold_start: false,
         };
         let state = InvocationState::new(&invocation, self.store_parts(), Some(stderr.clone()));
         let mut store = Store::new(&self.engine, state);
@@ -333,6 +355,7 @@ impl Runtime {
 
     fn store_parts(&self) -> state::StoreParts {
         state::StoreParts {
+            telemetry: self.telemetry.clone(),
             budget: self.memory.clone(),
             output_cap: self.limits.max_output_bytes,
             sends: guest::SendAllowance::new(
@@ -379,6 +402,8 @@ impl Runtime {
         };
         let secrets = invocation.env.secrets.clone();
         let timeout = invocation.limits.timeout;
+        let started = std::time::Instant::now();
+        let mut busy = Duration::ZERO;
         let mut store = self.new_store(invocation);
         let run = async {
             let instance = pre.instantiate_async(&mut store).await?;
@@ -388,7 +413,9 @@ impl Runtime {
                 GuestCall::Messages(delivery) => {
                     handler.call_on_messages(&mut store, delivery).await.map(|r| r.map(|()| Vec::new()))
                 }
-                GuestCall::Invoke { function, payload } => handler.call_on_invoke(&mut store, function, payload).await,
+                GuestCall::Invoke { function, payload, correlation_id } => {
+                    handler.call_on_invoke(&mut store, function, payload, correlation_id).await
+                }
             }
         };
         // The epoch deadline stops a guest that computes; this one also stops a guest blocked in a host call.
@@ -396,7 +423,7 @@ impl Runtime {
         // to limits.max_error_bytes.
         let max_error = self.limits.max_error_bytes;
         let clean = |message: &str| redact::truncate(redact::mask(message, &secrets), max_error);
-        let outcome = match tokio::time::timeout(timeout + HARD_DEADLINE_SLACK, run).await {
+        let outcome = match tokio::time::timeout(timeout + HARD_DEADLINE_SLACK, metering::timed(&mut busy, run)).await {
             Ok(Ok(outcome)) => Ok(outcome.map_err(|message| clean(&message))),
             Ok(Err(error)) => Err(match self.budget_error(&store, classify_trap(error, timeout)) {
                 InvokeError::Trap(message) => InvokeError::Trap(clean(&message)),
@@ -404,6 +431,24 @@ impl Runtime {
             }),
             Err(_elapsed) => Err(InvokeError::Timeout(timeout)),
         };
+        if self.telemetry.is_enabled() {
+            let (outcome, error) = match &outcome {
+                Ok(Ok(_)) => (Outcome::Ok, None),
+                Ok(Err(message)) => (Outcome::Error, Some(message.clone())),
+                Err(error) => (metering::outcome_of(error), Some(error.to_string())),
+            };
+            self.telemetry.invocation(InvocationReport {
+                trace: invocation.trace.clone(),
+                outcome,
+                status: None,
+                error,
+                wall: started.elapsed(),
+                guest_cpu: busy,
+                memory_mb: (invocation.limits.memory_bytes >> 20) as u64,
+                peak_memory_bytes: store.data().limits.peak as u64,
+                cold_start: invocation.cold_start,
+            });
+        }
         let mut settlements = std::mem::take(&mut store.data_mut().call.settlements);
         for (_, settlement) in &mut settlements {
             if let Settlement::DeadLetter(reason) = settlement {
@@ -434,6 +479,16 @@ impl Runtime {
         };
         let pre = component.pre.clone();
         let runtime = self.clone();
+        let report = self.telemetry.is_enabled().then(|| {
+            let memory_mb = (invocation.limits.memory_bytes >> 20) as u64;
+            metering::PendingReport::new(
+                self.telemetry.clone(),
+                invocation.trace.clone(),
+                memory_mb,
+                invocation.cold_start,
+            )
+        });
+        let run_report = report.clone();
         // The epoch deadline stops a guest that computes forever; the hard deadline also stops a guest blocked in
         // a host call (epochs do not interrupt those), including after it has sent its response head.
         let hard_deadline = timeout + HARD_DEADLINE_SLACK;
@@ -442,22 +497,36 @@ impl Runtime {
             // so it drops first: the pool slot is free before the permit lets the next request instantiate.
             let _slot = slot;
             let mut store = store;
+            let started = std::time::Instant::now();
+            let mut busy = Duration::ZERO;
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
             };
-            match tokio::time::timeout(hard_deadline, run).await {
+            let ended = match tokio::time::timeout(hard_deadline, metering::timed(&mut busy, run)).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(error)) => Err(runtime.budget_error(&store, classify_trap(error, timeout))),
                 Err(_elapsed) => Err(InvokeError::Timeout(timeout)),
+            };
+            if let Some(report) = run_report {
+                report.update(|report| {
+                    report.wall = started.elapsed();
+                    report.guest_cpu = busy;
+                    report.peak_memory_bytes = store.data().limits.peak as u64;
+                    if let Err(error) = &ended {
+                        report.outcome = metering::outcome_of(error);
+                        report.error = Some(error.to_string());
+                    }
+                });
             }
+            ended
         };
         // Most functions answer and return in one go: run them right here, on the request's own task, with no
         // task to spawn and no thread to wake. One that sets its response and keeps streaming the body goes on
         // in a task of its own; so does one whose caller goes away (the client hung up): a function always runs
         // to its end, as it would have with nobody waiting.
         let mut run = Detached::new(run);
-        tokio::select! {
+        let answer = tokio::select! {
             biased;
             finished = &mut run => match receiver.try_recv() {
                 Ok(answer) => answered_with(answer),
@@ -471,7 +540,18 @@ impl Runtime {
                     Err(_dropped) => Err(run.await.err().unwrap_or(InvokeError::NoResponse)),
                 }
             }
+        };
+        if let Some(report) = report {
+            report.update(|report| match &answer {
+                Ok(response) => report.status = Some(response.status().as_u16()),
+                Err(error) if report.outcome == Outcome::Ok => {
+                    report.outcome = metering::outcome_of(error);
+                    report.error = Some(error.to_string());
+                }
+                Err(_) => {}
+            });
         }
+        answer
     }
 }
 

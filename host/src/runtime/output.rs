@@ -13,6 +13,7 @@
 //!   not.)
 
 use super::redact::mask_bytes;
+use crate::telemetry::{Telemetry, Trace};
 use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -110,12 +111,13 @@ impl Allowance {
 }
 
 /// A WASI output stream for one invocation's `target`: see the module docs. `label` names the function in the
-/// host's log when its output is cut.
+/// host's log when its output is cut. With `log`, each piece is also logged there, under the invocation's trace.
 pub(crate) fn stream(
     target: Target,
     secrets: Arc<Vec<(String, String)>>,
     allowance: Allowance,
     label: &str,
+    log: Option<(Telemetry, Arc<Trace>)>,
 ) -> GuestOutput {
     let keep_back = secrets.iter().map(|(_, value)| value.len()).max().unwrap_or(0).saturating_sub(1);
     let capture = Capture {
@@ -126,7 +128,13 @@ pub(crate) fn stream(
         allowance,
         over_cap: 0,
         label: label.to_owned(),
-        sink: Arc::new(send),
+        sink: match log {
+            None => Arc::new(send),
+            Some((telemetry, trace)) => Arc::new(move |target, piece: Vec<u8>| {
+                telemetry.guest_output(&trace, target == Target::Stderr, &piece);
+                send(target, piece);
+            }),
+        },
     };
     GuestOutput::new(capture)
 }

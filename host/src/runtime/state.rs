@@ -12,6 +12,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// What every store of a runtime shares.
 pub(crate) struct StoreParts {
+    pub(crate) telemetry: crate::telemetry::Telemetry,
     pub(crate) budget: Arc<MemoryBudget>,
     /// What one invocation may print.
     pub(crate) output_cap: usize,
@@ -44,10 +45,13 @@ impl InvocationState {
         let mut wasi = WasiCtx::builder();
         // Never the host's own streams: a guest that prints must not be able to block the host (see output.rs).
         let allowance = output::Allowance::new(parts.output_cap);
-        wasi.stdout(output::stream(Target::Stdout, env.secrets.clone(), allowance.clone(), label));
+        // Logged under the invocation's trace, unless there is none (a component's init at deploy).
+        let log = (parts.telemetry.is_enabled() && !invocation.trace.function.is_empty())
+            .then(|| (parts.telemetry.clone(), invocation.trace.clone()));
+        wasi.stdout(output::stream(Target::Stdout, env.secrets.clone(), allowance.clone(), label, log.clone()));
         match stderr {
             Some(pipe) => wasi.stderr(pipe),
-            None => wasi.stderr(output::stream(Target::Stderr, env.secrets.clone(), allowance, label)),
+            None => wasi.stderr(output::stream(Target::Stderr, env.secrets.clone(), allowance, label, log)),
         };
         for (key, value) in &env.env {
             wasi.env(key, value);
@@ -57,7 +61,7 @@ impl InvocationState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             env: invocation.env.clone(),
-            hooks: PolicyHooks::new(env.outbound.clone()),
+            hooks: PolicyHooks::new(env.outbound.clone(), invocation.caller.correlation_id.clone()),
             limits: Limiter::new(invocation.limits.memory_bytes, parts.budget.clone(), parts.budget.function(label)),
             call: CallContext::new(
                 invocation.capabilities.clone(),

@@ -15,6 +15,7 @@ pub mod cron;
 pub mod deployments;
 pub mod kv;
 pub mod queue;
+pub mod telemetry;
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -165,6 +166,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER kv_sizes_after_update AFTER UPDATE OF value ON kv BEGIN
         UPDATE kv_sizes SET bytes = bytes - LENGTH(OLD.value) + LENGTH(NEW.value) WHERE store = NEW.store;
     END;",
+    // 8. The correlation id of the work that sent a message (telemetry/correlation.rs), handed to its delivery.
+    "ALTER TABLE queue_messages ADD COLUMN correlation_id TEXT;",
 ];
 
 /// What went wrong in the database.
@@ -218,14 +221,25 @@ impl Database {
     /// created owner-only: it holds the admin token and the versions' configuration, secrets included.
     pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
         create_private_dir(data_dir)?;
-        let db = Self::connect(data_dir)?;
-        db.with_blocking(migrate)?;
-        Ok(db)
+        Self::open_file(&data_dir.join(DB_FILE), MIGRATIONS)
     }
 
     /// Another connection to the database of `data_dir`, which [`Database::open`] has already migrated.
     pub fn connect(data_dir: &Path) -> Result<Self, StorageError> {
-        let path = data_dir.join(DB_FILE);
+        Self::connect_file(&data_dir.join(DB_FILE))
+    }
+
+    /// Opens (creating if needed) the database file `path`, with the same connection policy, and applies
+    /// `migrations` (its own numbered schema).
+    pub fn open_file(path: &Path, migrations: &'static [&'static str]) -> Result<Self, StorageError> {
+        let db = Self::connect_file(path)?;
+        db.with_blocking(|conn| migrate(conn, migrations))?;
+        Ok(db)
+    }
+
+    /// Another connection to the database file `path`, which [`Database::open_file`] has already migrated.
+    pub fn connect_file(path: &Path) -> Result<Self, StorageError> {
+        let path = path.to_owned();
         let open = || -> rusqlite::Result<Connection> {
             let mut conn = Connection::open(&path)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -268,13 +282,13 @@ impl Database {
     }
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
+fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), StorageError> {
     let version: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    if version > MIGRATIONS.len() {
-        return Err(StorageError::NewerSchema { found: version, known: MIGRATIONS.len() });
+    if version > migrations.len() {
+        return Err(StorageError::NewerSchema { found: version, known: migrations.len() });
     }
     let tx = conn.transaction()?;
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+    for (index, migration) in migrations.iter().enumerate().skip(version) {
         tx.execute_batch(migration)?;
         tx.pragma_update(None, "user_version", index + 1)?;
     }

@@ -9,6 +9,8 @@ pub struct NewMessage {
     pub body: Vec<u8>,
     pub delay_ms: u64,
     pub priority: i32,
+    /// The work that sent it (see `telemetry::correlation`); its delivery continues that work.
+    pub correlation_id: Option<String>,
 }
 
 /// A message handed to a consumer.
@@ -20,6 +22,8 @@ pub struct LeasedMessage {
     pub attempts: u32,
     pub priority: i32,
     pub enqueued_at: i64,
+    /// The work that sent it, if it said.
+    pub correlation_id: Option<String>,
     /// The end of this lease: also its token. A settle only applies while the message still holds this lease, so
     /// a delivery whose lease expired (and was handed out again) or whose message was re-driven changes nothing.
     pub lease_until: i64,
@@ -136,6 +140,7 @@ impl QueueDb {
         &self,
         queues: Vec<String>,
         body: Vec<u8>,
+        correlation_id: Option<String>,
         now: i64,
         capacity: QueueCapacity,
     ) -> Result<Result<(), QueueFull>, StorageError> {
@@ -149,11 +154,11 @@ impl QueueDb {
                 }
                 {
                     let mut insert = tx.prepare_cached(
-                        "INSERT INTO queue_messages (queue, body, priority, enqueued_at, visible_at)
-                         VALUES (?1, ?2, 0, ?3, ?3)",
+                        "INSERT INTO queue_messages (queue, body, priority, enqueued_at, visible_at, correlation_id)
+                         VALUES (?1, ?2, 0, ?3, ?3, ?4)",
                     )?;
                     for queue in &queues {
-                        insert.execute(params![queue, body, now])?;
+                        insert.execute(params![queue, body, now, correlation_id])?;
                     }
                 }
                 tx.commit()?;
@@ -358,11 +363,12 @@ fn send(
     let mut ids = Vec::with_capacity(messages.len());
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO queue_messages (queue, body, priority, enqueued_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO queue_messages (queue, body, priority, enqueued_at, visible_at, correlation_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for message in messages {
             let visible_at = now.saturating_add(i64::try_from(message.delay_ms).unwrap_or(i64::MAX));
-            insert.execute(params![queue, message.body, message.priority, now, visible_at])?;
+            insert.execute(params![queue, message.body, message.priority, now, visible_at, message.correlation_id])?;
             ids.push(tx.last_insert_rowid());
         }
     }
@@ -381,7 +387,7 @@ fn lease(
         "UPDATE queue_messages SET visible_at = ?4, attempts = attempts + 1, leased = 1
          WHERE id IN (SELECT id FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2
                       ORDER BY priority DESC, id LIMIT ?3)
-         RETURNING id, body, attempts, priority, enqueued_at",
+         RETURNING id, body, attempts, priority, enqueued_at, correlation_id",
     )?;
     let mut messages = statement
         .query_map(params![queue, now, limit, lease_until], |row| {
@@ -391,6 +397,7 @@ fn lease(
                 attempts: row.get(2)?,
                 priority: row.get(3)?,
                 enqueued_at: row.get(4)?,
+                correlation_id: row.get(5)?,
                 lease_until,
             })
         })?
@@ -462,7 +469,7 @@ mod tests {
     use super::*;
 
     fn message(body: &str, priority: i32) -> NewMessage {
-        NewMessage { body: body.as_bytes().to_vec(), delay_ms: 0, priority }
+        NewMessage { body: body.as_bytes().to_vec(), delay_ms: 0, priority, correlation_id: None }
     }
 
     const ROOMY: QueueCapacity = QueueCapacity { max_messages: 1_000, max_bytes: 1 << 20 };
@@ -519,7 +526,7 @@ mod tests {
         let ids = queues.send("q", vec![message("x", 0); 3], 3, small).await.expect("send").expect("room");
         assert_eq!(ids.len(), 3);
         let bytes = QueueCapacity { max_messages: 100, max_bytes: 4 };
-        let full = queues.fan_out(vec!["q".into(), "r".into()], b"yy".to_vec(), 4, bytes).await.expect("fan out");
+        let full = queues.fan_out(vec!["q".into(), "r".into()], b"yy".to_vec(), None, 4, bytes).await.expect("fan out");
         assert!(matches!(full, Err(QueueFull { ref queue, .. }) if queue == "q"), "{full:?}");
         assert_eq!(
             queues.stats(5, vec![]).await.expect("stats").iter().map(|s| s.queue.as_str()).collect::<Vec<_>>(),

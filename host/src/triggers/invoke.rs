@@ -1,7 +1,7 @@
 //! The invoke trigger: calls an `invoke` function by name, synchronously, JSON in and out. Functions reach it as
 //! the [`Invoker`] capability; the admin API (`edgefn invoke`) calls it directly.
 
-use super::{Runner, Trigger};
+use super::{Runner, Trigger, Work};
 use crate::capabilities::invoke::Caller;
 use crate::capabilities::{BoxFuture, Invoker};
 use crate::live::{ComponentVersion, LiveHandle, LiveSet, LookupError};
@@ -48,12 +48,15 @@ impl InvokeTrigger {
     /// [`MAX_INVOKE_DEPTH`] the call fails, naming the chain, instead of running. A function calling another of its
     /// own component (`origin`) reaches the function of its own version: a request that started on version 1, or
     /// on a canary, never runs half its work on another version.
+    ///
+    /// The call continues the work `correlation_id` (the caller's).
     pub async fn invoke(
         &self,
         chain: &[String],
         name: &str,
         payload: Vec<u8>,
         origin: Option<&Arc<ComponentVersion>>,
+        correlation_id: Arc<str>,
     ) -> Result<Vec<u8>, InvokeFailure> {
         let live = self.live.load();
         let (component, function) = live.find(name, "invoke", is_invoke)?;
@@ -76,9 +79,12 @@ impl InvokeTrigger {
         let mut chain = chain.to_vec();
         chain.push(label.clone());
         let depth = chain.len();
+        let caller = if depth > 1 { chain[depth - 2].clone() } else { "the admin API".to_owned() };
+        let work = Work { correlation_id: correlation_id.clone(), trigger: "invoke", detail: format!("from {caller}") };
         let run = async {
-            let prepared = self.runner.prepare(&version, &function, SlotKind::Request, chain).await?;
-            let call = GuestCall::Invoke { function: function.clone(), payload };
+            let prepared = self.runner.prepare(&version, &function, SlotKind::Request, chain, work).await?;
+            let call =
+                GuestCall::Invoke { function: function.clone(), payload, correlation_id: correlation_id.to_string() };
             let (outcome, _) =
                 self.runner.runtime().call_guest(&prepared.component, &prepared.invocation, prepared.slot, call).await;
             outcome
@@ -110,7 +116,10 @@ impl Invoker for InvokeTrigger {
         let this = Self { live: self.live.clone(), runner: self.runner.clone() };
         let origin = caller.origin.and_then(|origin| origin.downcast::<ComponentVersion>().ok());
         Box::pin(async move {
-            this.invoke(&caller.chain, &function, payload, origin.as_ref()).await.map_err(|e| e.to_string())
+            let correlation_id = caller.correlation_id.clone();
+            this.invoke(&caller.chain, &function, payload, origin.as_ref(), correlation_id)
+                .await
+                .map_err(|e| e.to_string())
         })
     }
 }

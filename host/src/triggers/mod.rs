@@ -20,6 +20,7 @@ use crate::capabilities::invoke::{Caller, Origin};
 use crate::capabilities::{BoxFuture, Capabilities};
 use crate::live::{ComponentVersion, LiveSet};
 use crate::runtime::{Invocation, InvokeError, Loader, PreparedComponent, Runtime, Slot, SlotKind, Start};
+use crate::telemetry::{InvocationReport, Outcome, Trace};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -44,6 +45,17 @@ pub struct Runner {
     pub capabilities: Capabilities,
 }
 
+/// What an invocation is part of, as the trigger that starts it knows it.
+#[derive(Debug, Clone)]
+pub struct Work {
+    /// See [`crate::telemetry::correlation`].
+    pub correlation_id: Arc<str>,
+    /// `http`, `cron`, `queue`, `topic` or `invoke`.
+    pub trigger: &'static str,
+    /// What the trigger runs it for, for the log: `GET /orders/42`, `3 messages from orders`.
+    pub detail: String,
+}
+
 /// A function of a version, ready to be called: its component loaded, a slot (with the function's concurrency
 /// permit) held.
 #[derive(Debug)]
@@ -62,12 +74,48 @@ impl Runner {
     /// Reserves what one invocation of `function` of `version` needs, in the order that keeps a waiting call from
     /// holding what others could use: its concurrency permit (bounded wait for requests, then
     /// [`InvokeError::Throttled`]), an instance slot, then its component (a cold start loads it).
+    ///
+    /// `work` says what the invocation is part of (its correlation id, trigger and detail); the function and
+    /// version are filled in here. An invocation refused here is reported (as throttled, or as an error) under it.
     pub async fn prepare(
         &self,
         version: &Arc<ComponentVersion>,
         function: &str,
         kind: SlotKind,
         chain: Vec<String>,
+        work: Work,
+    ) -> Result<Prepared, InvokeError> {
+        let started = Instant::now();
+        let trace = Arc::new(Trace {
+            correlation_id: work.correlation_id,
+            trigger: work.trigger,
+            function: version.label(function),
+            version: version.version,
+            detail: work.detail,
+        });
+        let prepared = self.reserve(version, function, kind, chain, trace.clone()).await;
+        if let Err(error) = &prepared {
+            let telemetry = self.runtime().telemetry();
+            if telemetry.is_enabled() {
+                let outcome = match error {
+                    InvokeError::Busy(_) | InvokeError::MemoryBudget(_) | InvokeError::Throttled(_) => {
+                        Outcome::Throttled
+                    }
+                    _ => Outcome::Error,
+                };
+                telemetry.invocation(InvocationReport::refused(trace, outcome, error.to_string(), started.elapsed()));
+            }
+        }
+        prepared
+    }
+
+    async fn reserve(
+        &self,
+        version: &Arc<ComponentVersion>,
+        function: &str,
+        kind: SlotKind,
+        chain: Vec<String>,
+        trace: Arc<Trace>,
     ) -> Result<Prepared, InvokeError> {
         let limits = version.limits(function);
         let permit = match version.concurrency(function) {
@@ -96,7 +144,9 @@ impl Runner {
             env: version.env.clone(),
             capabilities: self.capabilities.clone(),
             limits: limits.invocation,
-            caller: Caller { chain, origin: Some(origin) },
+            caller: Caller { chain, origin: Some(origin), correlation_id: trace.correlation_id.clone() },
+            cold_start: matches!(start, Start::Cold),
+            trace,
         };
         Ok(Prepared { component, start, slot, invocation })
     }

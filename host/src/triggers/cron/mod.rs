@@ -17,12 +17,13 @@
 
 mod clock;
 
-use super::{Runner, Trigger};
+use super::{Runner, Trigger, Work};
 use crate::capabilities::BoxFuture;
 use crate::live::{LiveComponent, LiveHandle, LiveSet, LookupError};
 use crate::runtime::{CronEvent, GuestCall, SlotKind};
 use crate::storage::cron::{CronDb, RunRecord};
 use crate::storage::{StorageError, now_ms};
+use crate::telemetry::correlation;
 use chrono::{DateTime, Utc};
 use edgefn_manifest::record::{CatchUp, CronPolicy, Overlap, Trigger as TriggerKind};
 use edgefn_manifest::schedule::Schedule;
@@ -491,6 +492,8 @@ async fn run_once(db: &CronDb, runner: &Runner, job: &Job, attempt: Attempt<'_>)
     // The history row is written while the function starts, not before it: a slow commit (a WAL checkpoint, the
     // other jobs of the same tick writing theirs) never delays the run itself.
     let start_row = db.start_run(record.clone());
+    // Each run is new work, with an id of its own.
+    let correlation_id: Arc<str> = correlation::new_id().into();
     let event = CronEvent {
         function: job.function.clone(),
         expression: job.expression.clone(),
@@ -499,6 +502,16 @@ async fn run_once(db: &CronDb, runner: &Runner, job: &Job, attempt: Attempt<'_>)
         fired_at: started_at,
         attempt,
         reason: reason.to_owned(),
+        correlation_id: correlation_id.to_string(),
+    };
+    let work = Work {
+        correlation_id,
+        trigger: "cron",
+        detail: format!(
+            "{} tick {} (attempt {attempt})",
+            reason,
+            DateTime::<Utc>::from_timestamp_millis(tick).map_or_else(|| tick.to_string(), |t| t.to_rfc3339())
+        ),
     };
     let version = job.component.pick(|v| v.has(&job.function, is_cron)).cloned();
     // The run's error, if it failed.
@@ -506,11 +519,11 @@ async fn run_once(db: &CronDb, runner: &Runner, job: &Job, attempt: Attempt<'_>)
         let Some(version) = &version else {
             return Some("no live version has this cron function".to_owned());
         };
-        let prepared = match runner.prepare(version, &job.function, SlotKind::Background, vec![job.label.clone()]).await
-        {
-            Ok(prepared) => prepared,
-            Err(error) => return Some(error.to_string()),
-        };
+        let prepared =
+            match runner.prepare(version, &job.function, SlotKind::Background, vec![job.label.clone()], work).await {
+                Ok(prepared) => prepared,
+                Err(error) => return Some(error.to_string()),
+            };
         let call = GuestCall::Cron(event);
         match runner.runtime().call_guest(&prepared.component, &prepared.invocation, prepared.slot, call).await.0 {
             Ok(Ok(_)) => None,

@@ -7,11 +7,12 @@ mod auth;
 pub mod body;
 pub mod server;
 
-use super::{Runner, Trigger};
+use super::{Runner, Trigger, Work};
 use crate::auth::Authorizers;
 use crate::capabilities::BoxFuture;
 use crate::live::{ComponentVersion, LiveHandle, LiveSet, RouteLookup};
 use crate::runtime::{InvokeError, SlotKind, Start};
+use crate::telemetry::correlation;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The header carrying the request id, both ways.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub const REQUEST_ID_HEADER: &str = correlation::REQUEST_ID_HEADER;
 
 /// The header that tells a mounted component which prefix was stripped from its paths.
 pub const FORWARDED_PREFIX_HEADER: &str = "x-forwarded-prefix";
@@ -80,7 +81,7 @@ struct Served {
 
 async fn handle(State(trigger): State<Arc<HttpTrigger>>, request: Request) -> Response {
     let started = Instant::now();
-    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let request_id = correlation::from_headers(request.headers());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let mut served = Served::default();
@@ -134,11 +135,17 @@ async fn route_and_invoke(
         return *refused;
     }
     let limits = trigger.runner.runtime().limits();
+    let work = Work {
+        correlation_id: Arc::from(request_id),
+        trigger: "http",
+        detail: format!("{} {}", request.method(), request.uri().path()),
+    };
     let (request, body_bytes) = match read_request(request, trigger, request_id, &version).await {
         Ok(read) => read,
         Err(response) => return response,
     };
-    let prepared = match trigger.runner.prepare(&version, &function, SlotKind::Request, vec![label.clone()]).await {
+    let prepared = match trigger.runner.prepare(&version, &function, SlotKind::Request, vec![label.clone()], work).await
+    {
         Ok(prepared) => prepared,
         Err(error) => return invoke_error(error, &label, request_id),
     };

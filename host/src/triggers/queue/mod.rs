@@ -12,13 +12,15 @@
 //! settle) before the new version's consumers start: a message is never lost, and never handled by both versions
 //! at once. Topic subscriptions stay in place across the switch, so nothing published meanwhile is dropped.
 
-use super::{Prepared, Runner, Trigger};
+use super::{Prepared, Runner, Trigger, Work};
 use crate::capabilities::BoxFuture;
 use crate::capabilities::messaging::Queues;
 use crate::live::{ComponentVersion, LiveComponent, LiveSet, consumed_queue};
 use crate::runtime::{Delivery, GuestCall, InvokeError, Message, Settlement, SlotKind};
 use crate::storage::now_ms;
 use crate::storage::queue::{LeasedMessage, Outcome, QueueDb, Settle};
+use crate::storage::telemetry::Level;
+use crate::telemetry::{Trace, correlation};
 use edgefn_manifest::record::{Delivery as DeliveryPolicy, Trigger as TriggerKind};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +51,11 @@ struct Consumer {
 }
 
 impl Consumer {
+    /// `queue` or `topic`, for the log.
+    fn trigger_kind(&self) -> &'static str {
+        if self.queue == self.source { "queue" } else { "topic" }
+    }
+
     /// The wait before retry number `attempts` (1 after the first delivery failed): `backoff_ms`, doubling.
     fn backoff_ms(&self, attempts: u32) -> u64 {
         let doublings = attempts.saturating_sub(1).min(30);
@@ -296,8 +303,19 @@ async fn next_batch(
             tracing::error!(function = %consumer.label, "no live version consumes this queue; stopping its consumer");
             return None;
         };
-        let prepare =
-            context.runner.prepare(&version, &consumer.function, SlotKind::Background, vec![consumer.label.clone()]);
+        // The delivery's correlation id comes from the messages it will lease; until then, a new one.
+        let work = Work {
+            correlation_id: correlation::new_id().into(),
+            trigger: consumer.trigger_kind(),
+            detail: format!("delivery from {}", consumer.source),
+        };
+        let prepare = context.runner.prepare(
+            &version,
+            &consumer.function,
+            SlotKind::Background,
+            vec![consumer.label.clone()],
+            work,
+        );
         let prepared = tokio::select! {
             biased;
             _ = stopped.wait_for(|stop| *stop) => return None,
@@ -371,15 +389,94 @@ async fn wait_until_due(
     }
 }
 
+/// The trace a delivery of `leased` runs under: `prepared` (from before the lease) with the messages' correlation
+/// id when they all share one, else a new one; then each message's own id gets a host record that points to it.
+fn delivery_trace(
+    context: &DeliveryContext,
+    consumer: &Consumer,
+    prepared: &Arc<Trace>,
+    leased: &[LeasedMessage],
+) -> Arc<Trace> {
+    let first = leased.first().and_then(|m| m.correlation_id.as_deref());
+    let shared = first.filter(|id| leased.iter().all(|m| m.correlation_id.as_deref() == Some(id)));
+    let detail = match leased {
+        [one] => format!("message {} from {} (attempt {})", one.id, consumer.source, one.attempts),
+        _ => format!("{} messages from {}", leased.len(), consumer.source),
+    };
+    let trace = Arc::new(Trace {
+        correlation_id: shared.map_or_else(|| prepared.correlation_id.clone(), Arc::from),
+        detail,
+        ..(**prepared).clone()
+    });
+    let telemetry = context.runner.runtime().telemetry();
+    if shared.is_none() && telemetry.is_enabled() {
+        for message in leased {
+            let Some(id) = &message.correlation_id else { continue };
+            let own = Trace { correlation_id: Arc::from(id.as_str()), ..(*trace).clone() };
+            let batch = &trace.correlation_id;
+            telemetry.host_event(
+                Level::Info,
+                Some(&own),
+                format!("message {} is delivered in a batch of {}, logged under id {batch}", message.id, leased.len()),
+            );
+        }
+    }
+    trace
+}
+
+/// Logs a message's retry or dead letter as a host event under the work that sent it.
+fn log_settlement(
+    context: &DeliveryContext,
+    consumer: &Consumer,
+    trace: &Trace,
+    message: &LeasedMessage,
+    outcome: &Outcome,
+    now: i64,
+) {
+    let telemetry = context.runner.runtime().telemetry();
+    if !telemetry.is_enabled() || matches!(outcome, Outcome::Ack) {
+        return;
+    }
+    let own = Trace {
+        correlation_id: message.correlation_id.as_deref().map_or_else(|| trace.correlation_id.clone(), Arc::from),
+        ..trace.clone()
+    };
+    let (level, text) = match outcome {
+        Outcome::Retry { at, error } => (
+            Level::Warn,
+            format!(
+                "message {} from {} will be retried in {} ms (attempt {} of {} failed): {error}",
+                message.id,
+                consumer.source,
+                (at - now).max(0),
+                message.attempts,
+                consumer.delivery.max_retries + 1
+            ),
+        ),
+        Outcome::DeadLetter { queue, reason } => (
+            Level::Error,
+            format!(
+                "message {} from {} was dead-lettered to {queue} after {} attempts: {reason}",
+                message.id, consumer.source, message.attempts
+            ),
+        ),
+        Outcome::Ack => return,
+    };
+    telemetry.host_event(level, Some(&own), text);
+}
+
 /// Invokes the consumer with one leased batch and settles every message of it.
 async fn deliver(
     context: &DeliveryContext,
     consumer: &Consumer,
     version: u32,
-    prepared: Prepared,
+    mut prepared: Prepared,
     leased: Vec<LeasedMessage>,
 ) {
     let started = Instant::now();
+    let trace = delivery_trace(context, consumer, &prepared.invocation.trace, &leased);
+    prepared.invocation.caller.correlation_id = trace.correlation_id.clone();
+    prepared.invocation.trace = trace.clone();
     let delivery = Delivery {
         function: consumer.function.clone(),
         source: consumer.source.clone(),
@@ -391,8 +488,10 @@ async fn deliver(
                 attempts: m.attempts,
                 priority: m.priority,
                 enqueued_at: m.enqueued_at,
+                correlation_id: m.correlation_id.clone().unwrap_or_default(),
             })
             .collect(),
+        correlation_id: trace.correlation_id.to_string(),
     };
     let runtime = context.runner.runtime();
     let (outcome, settlements) = runtime
@@ -426,11 +525,12 @@ async fn deliver(
                     Some(error) => consumer.retry_or_dead_letter(message, None, error.clone(), now),
                 },
             };
-            match outcome {
+            match &outcome {
                 Outcome::Ack => acked += 1,
                 Outcome::Retry { .. } => retried += 1,
                 Outcome::DeadLetter { .. } => dead += 1,
             }
+            log_settlement(context, consumer, &trace, message, &outcome, now);
             Settle { id: message.id, lease_until: message.lease_until, outcome }
         })
         .collect();

@@ -1,0 +1,168 @@
+//! `/v1/logs` (a query), `/v1/logs/follow` (server-sent events: the matching records stored from now on, after
+//! the last few), and `/v1/usage` (usage rows per function, version, trigger and minute).
+
+use super::Admin;
+use super::error::ApiError;
+use crate::storage::now_ms;
+use crate::storage::telemetry::{Level, LogQuery, StoredLog};
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::time::Duration;
+
+/// The most records one query returns.
+pub const MAX_LOGS_PER_QUERY: u32 = 10_000;
+
+/// The filters of `/v1/logs` and `/v1/logs/follow`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogParams {
+    /// `component/function`, a component, or a function name.
+    function: Option<String>,
+    /// A correlation id.
+    id: Option<String>,
+    /// Records at or after this time, as a duration back from now (`10m`, `2h`, `1d`) or ms since the epoch.
+    since: Option<String>,
+    /// `error`, `warn`, `info` or `debug`: records this severe or more.
+    level: Option<String>,
+    /// Records after this sequence number (the `next_after` of the previous page).
+    after: Option<i64>,
+    /// How many (default 100; the newest, unless `after` is given).
+    limit: Option<u32>,
+}
+
+impl LogParams {
+    fn query(self) -> Result<LogQuery, ApiError> {
+        let level = match &self.level {
+            None => None,
+            Some(text) => Some(Level::parse(text).ok_or_else(|| {
+                ApiError::bad_request(format!("unknown level `{text}`: use error, warn, info or debug"))
+            })?),
+        };
+        let since = self.since.as_deref().map(parse_since).transpose()?;
+        Ok(LogQuery {
+            function: self.function.filter(|f| !f.is_empty()),
+            correlation_id: self.id.filter(|id| !id.is_empty()),
+            since,
+            level,
+            after: self.after,
+            limit: self.limit.unwrap_or(100).clamp(1, MAX_LOGS_PER_QUERY),
+        })
+    }
+}
+
+/// `since`: a duration back from now (`90s`, `10m`, `2h`, `1d`, as humantime reads them) or ms since the epoch.
+pub(super) fn parse_since(text: &str) -> Result<i64, ApiError> {
+    if let Ok(at) = text.parse::<i64>() {
+        return Ok(at);
+    }
+    let back = humantime::parse_duration(text).map_err(|error| {
+        ApiError::bad_request(format!("`since` must be a duration such as 10m or 2h, or ms since the epoch: {error}"))
+    })?;
+    Ok(now_ms().saturating_sub(i64::try_from(back.as_millis()).unwrap_or(i64::MAX)))
+}
+
+pub(super) async fn query(
+    State(admin): State<Admin>,
+    Query(params): Query<LogParams>,
+) -> Result<Json<Value>, ApiError> {
+    let query = params.query()?;
+    let logs = admin.telemetry.query(query).await?;
+    let next_after = logs.last().map(|log| log.seq);
+    Ok(Json(json!({ "logs": logs, "next_after": next_after })))
+}
+
+/// Whether a followed record matches the query's filters (the same rules as the SQL of a query).
+fn matches(query: &LogQuery, log: &StoredLog) -> bool {
+    let record = &log.record;
+    let function_matches = |wanted: &str| {
+        record.function.as_deref().is_some_and(|function| {
+            function == wanted
+                || function.strip_prefix(wanted).is_some_and(|rest| rest.starts_with('/'))
+                || function.strip_suffix(wanted).is_some_and(|rest| rest.ends_with('/'))
+        })
+    };
+    query.function.as_deref().is_none_or(function_matches)
+        && query.correlation_id.as_deref().is_none_or(|id| record.correlation_id.as_deref() == Some(id))
+        && query.since.is_none_or(|since| record.at >= since)
+        && query.level.is_none_or(|level| record.level <= level)
+}
+
+/// Server-sent events: first the records the query finds (the last `limit`, default 20), then each matching
+/// record as it is stored. Each event is one record as JSON (`event: log`); a follower that falls behind by more
+/// than the buffer gets `event: dropped` with how many it missed, and goes on.
+pub(super) async fn follow(
+    State(admin): State<Admin>,
+    Query(params): Query<LogParams>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let mut query = params.query()?;
+    if query.after.is_none() && query.limit == 100 {
+        query.limit = 20;
+    }
+    // Subscribe before reading the backlog, so nothing stored in between is missed; what both see is sent once.
+    let live = admin.telemetry.follow()?;
+    let backlog = admin.telemetry.query(query.clone()).await?;
+    let last_sent = backlog.last().map_or(i64::MIN, |log| log.seq);
+    let state = Follower { backlog: backlog.into_iter(), live, last_sent, query };
+    let stream = futures_util::stream::unfold(state, |mut follower| async move {
+        let event = follower.next().await?;
+        Some((Ok(event), follower))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Where a follower is: the backlog still to send, then the live records.
+struct Follower {
+    backlog: std::vec::IntoIter<StoredLog>,
+    live: tokio::sync::broadcast::Receiver<std::sync::Arc<StoredLog>>,
+    /// The newest record sent: the live records up to it were in the backlog.
+    last_sent: i64,
+    query: LogQuery,
+}
+
+impl Follower {
+    /// The next event; `None` once the host stops.
+    async fn next(&mut self) -> Option<Event> {
+        if let Some(log) = self.backlog.next() {
+            return Some(log_event(&log));
+        }
+        loop {
+            match self.live.recv().await {
+                Ok(log) if log.seq > self.last_sent && matches(&self.query, &log) => {
+                    self.last_sent = log.seq;
+                    return Some(log_event(&log));
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    return Some(Event::default().event("dropped").data(json!({ "missed": missed }).to_string()));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+fn log_event(log: &StoredLog) -> Event {
+    let data = serde_json::to_string(log).unwrap_or_else(|error| json!({ "error": error.to_string() }).to_string());
+    Event::default().event("log").id(log.seq.to_string()).data(data)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UsageParams {
+    function: Option<String>,
+    /// As for logs; default `24h`.
+    since: Option<String>,
+}
+
+pub(super) async fn usage(
+    State(admin): State<Admin>,
+    Query(params): Query<UsageParams>,
+) -> Result<Json<Value>, ApiError> {
+    let since = parse_since(params.since.as_deref().unwrap_or("24h"))?;
+    let rows = admin.telemetry.usage(since, params.function.filter(|f| !f.is_empty())).await?;
+    Ok(Json(json!({ "since": since, "usage": rows })))
+}

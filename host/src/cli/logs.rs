@@ -1,0 +1,244 @@
+//! `edgefn logs` and `edgefn usage`: read a running host's log (or follow it), and what its functions used, with
+//! an estimated bill.
+
+use super::admin_client::{AdminArgs, print};
+use crate::storage::telemetry::{StoredLog, UsageCounts, UsageRow};
+use anyhow::Context as _;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct LogsArgs {
+    /// Only this function: `component/function`, a component, or a function name.
+    function: Option<String>,
+    /// Keep reading: print each new record as the host stores it, until interrupted.
+    #[arg(long, short)]
+    follow: bool,
+    /// Only the records of this correlation id (a request's `x-request-id`, a message's, a cron run's).
+    #[arg(long)]
+    id: Option<String>,
+    /// Only records from this long ago on: `30s`, `10m`, `2h`, `1d`.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only records this severe or more: `error`, `warn`, `info`, `debug`.
+    #[arg(long)]
+    level: Option<String>,
+    /// How many records at most (the newest).
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// One JSON object per record, per line.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+pub(crate) fn logs(args: LogsArgs) -> anyhow::Result<()> {
+    let mut query = vec![
+        ("function", args.function.clone()),
+        ("id", args.id.clone()),
+        ("since", args.since.clone()),
+        ("level", args.level.clone()),
+    ];
+    if !args.follow {
+        query.push(("limit", Some(args.limit.to_string())));
+        let answer = args.admin.get_with("/v1/logs", &query)?;
+        let logs: Vec<StoredLog> =
+            serde_json::from_value(answer.get("logs").cloned().unwrap_or(Value::Null)).context("unexpected answer")?;
+        for log in &logs {
+            println!("{}", render(log, args.json)?);
+        }
+        return Ok(());
+    }
+    let mut event = String::new();
+    for line in args.admin.stream_lines("/v1/logs/follow", &query)? {
+        let line = line.context("the host closed the log stream")?;
+        if let Some(name) = line.strip_prefix("event:") {
+            event = name.trim().to_owned();
+        } else if let Some(data) = line.strip_prefix("data:") {
+            let data = data.trim_start();
+            match event.as_str() {
+                "log" => {
+                    let log: StoredLog = serde_json::from_str(data).context("unexpected record")?;
+                    println!("{}", render(&log, args.json)?);
+                }
+                "dropped" => eprintln!("edgefn: this follower fell behind and missed records: {data}"),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One record as a line: `time level function vN trigger id message`, or its JSON.
+fn render(log: &StoredLog, json: bool) -> anyhow::Result<String> {
+    if json {
+        return Ok(serde_json::to_string(log)?);
+    }
+    let record = &log.record;
+    let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(record.at)
+        .map_or_else(|| record.at.to_string(), |at| at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+    let function = match (&record.function, record.version) {
+        (Some(function), Some(version)) => format!("{function} v{version}"),
+        (Some(function), None) => function.clone(),
+        _ => "host".to_owned(),
+    };
+    Ok(format!(
+        "{at} {:<5} {function} {} {} {}",
+        record.level.as_str().to_uppercase(),
+        record.trigger.as_deref().unwrap_or("-"),
+        record.correlation_id.as_deref().unwrap_or("-"),
+        record.message
+    ))
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct UsageArgs {
+    /// Only this function: `component/function`, a component, or a function name.
+    function: Option<String>,
+    /// From this long ago on: `1h`, `24h`, `30d`.
+    #[arg(long, default_value = "24h")]
+    since: String,
+    /// A price table (TOML) instead of the default, Lambda's x86 prices: `per_million_requests`, `per_gb_second`,
+    /// `per_million_cpu_ms` (e.g. 0.02 for Cloudflare Workers' CPU time).
+    #[arg(long)]
+    prices: Option<PathBuf>,
+    /// The totals per function as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// What usage costs. The defaults are AWS Lambda's published x86 prices: $0.20 per million requests and
+/// $0.0000166667 per GB-second.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Prices {
+    pub per_million_requests: f64,
+    pub per_gb_second: f64,
+    pub per_million_cpu_ms: f64,
+}
+
+impl Default for Prices {
+    fn default() -> Self {
+        Self { per_million_requests: 0.20, per_gb_second: 0.000_016_666_7, per_million_cpu_ms: 0.0 }
+    }
+}
+
+/// One function's usage over the period, and its estimated cost.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Bill {
+    pub function: String,
+    /// Invocations that ran (throttled ones are not billed).
+    pub requests: u64,
+    pub errors: u64,
+    pub throttled: u64,
+    pub cold_starts: u64,
+    pub gb_seconds: f64,
+    pub guest_cpu_ms: f64,
+    pub cost_usd: f64,
+}
+
+impl Bill {
+    pub fn new(function: String, counts: &UsageCounts, prices: &Prices) -> Self {
+        let requests = counts.invocations - counts.throttled;
+        let gb_seconds = counts.mb_ms as f64 / 1024.0 / 1000.0;
+        let guest_cpu_ms = counts.guest_cpu_us as f64 / 1000.0;
+        let cost_usd = requests as f64 / 1e6 * prices.per_million_requests
+            + gb_seconds * prices.per_gb_second
+            + guest_cpu_ms / 1e6 * prices.per_million_cpu_ms;
+        Self {
+            function,
+            requests,
+            errors: counts.errors + counts.traps + counts.timeouts,
+            throttled: counts.throttled,
+            cold_starts: counts.cold_starts,
+            gb_seconds,
+            guest_cpu_ms,
+            cost_usd,
+        }
+    }
+}
+
+/// The bill of each function in `rows`, by name, then the total.
+pub fn bills(rows: &[UsageRow], prices: &Prices) -> (Vec<Bill>, Bill) {
+    let mut per_function: BTreeMap<&str, UsageCounts> = BTreeMap::new();
+    let mut total = UsageCounts::default();
+    for row in rows {
+        per_function.entry(&row.key.function).or_default().add(&row.counts);
+        total.add(&row.counts);
+    }
+    let bills = per_function.into_iter().map(|(function, counts)| Bill::new(function.to_owned(), &counts, prices));
+    (bills.collect(), Bill::new("total".into(), &total, prices))
+}
+
+pub(crate) fn usage(args: UsageArgs) -> anyhow::Result<()> {
+    let prices = match &args.prices {
+        None => Prices::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read the price table {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("invalid price table {}", path.display()))?
+        }
+    };
+    let query = [("function", args.function.clone()), ("since", Some(args.since.clone()))];
+    let answer = args.admin.get_with("/v1/usage", &query)?;
+    let rows: Vec<UsageRow> =
+        serde_json::from_value(answer.get("usage").cloned().unwrap_or(Value::Null)).context("unexpected answer")?;
+    let (bills, total) = bills(&rows, &prices);
+    if args.json {
+        return print(
+            &serde_json::json!({ "since": args.since, "prices": prices, "functions": bills, "total": total }),
+        );
+    }
+    println!(
+        "{:<32} {:>10} {:>8} {:>9} {:>6} {:>14} {:>14} {:>12}",
+        "FUNCTION", "REQUESTS", "ERRORS", "THROTTLED", "COLD", "GB-S", "CPU MS", "EST. USD"
+    );
+    for bill in bills.iter().chain(std::iter::once(&total)) {
+        println!(
+            "{:<32} {:>10} {:>8} {:>9} {:>6} {:>14.6} {:>14.3} {:>12.8}",
+            bill.function,
+            bill.requests,
+            bill.errors,
+            bill.throttled,
+            bill.cold_starts,
+            bill.gb_seconds,
+            bill.guest_cpu_ms,
+            bill.cost_usd
+        );
+    }
+    println!(
+        "prices: ${} per million requests, ${} per GB-s, ${} per million CPU ms",
+        prices.per_million_requests, prices.per_gb_second, prices.per_million_cpu_ms
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::telemetry::UsageKey;
+
+    #[test]
+    fn a_bill_is_requests_plus_gb_seconds_at_lambda_prices_by_default() {
+        let row = |function: &str, invocations, throttled, mb_ms| UsageRow {
+            key: UsageKey { minute: 0, function: function.into(), version: 1, trigger: "http".into() },
+            counts: UsageCounts { invocations, throttled, mb_ms, guest_cpu_us: 2_000_000, ..UsageCounts::default() },
+        };
+        // One million requests of 100 ms at 1024 MB: 100,000 GB-s.
+        let rows = [row("a/f", 600_000, 0, 600_000 * 100 * 1024), row("a/f", 400_000, 0, 400_000 * 100 * 1024)];
+        let (per_function, total) = bills(&rows, &Prices::default());
+        assert_eq!(per_function.len(), 1);
+        assert_eq!(total.requests, 1_000_000);
+        assert!((total.gb_seconds - 100_000.0).abs() < 1e-6, "{}", total.gb_seconds);
+        assert!((total.cost_usd - (0.20 + 100_000.0 * 0.000_016_666_7)).abs() < 1e-9, "{}", total.cost_usd);
+        // Throttles are counted, not billed; a CPU price bills CPU time.
+        let prices = Prices { per_million_requests: 0.0, per_gb_second: 0.0, per_million_cpu_ms: 0.02 };
+        let (_, total) = bills(&[row("b/g", 10, 4, 0)], &prices);
+        assert_eq!((total.requests, total.throttled), (6, 4));
+        assert!((total.cost_usd - 2_000.0 / 1e6 * 0.02).abs() < 1e-12);
+    }
+}

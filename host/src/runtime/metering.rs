@@ -1,0 +1,72 @@
+//! Measuring one invocation for its [`InvocationReport`]: wall time, the time its instance was being run, and how
+//! it ended.
+
+use super::InvokeError;
+use crate::telemetry::{InvocationReport, Outcome, Telemetry, Trace};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Runs `future`, adding the time spent polling it to `busy`: for a guest, the time its code (and the host calls
+/// it makes without waiting) ran, not the time it waited for a timer, a message or the network.
+pub(super) async fn timed<F: Future>(busy: &mut Duration, future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        let started = Instant::now();
+        let polled = future.as_mut().poll(cx);
+        *busy += started.elapsed();
+        polled
+    })
+    .await
+}
+
+/// How an invocation that did not run to a plain `Ok` ended, for the report.
+pub(super) fn outcome_of(error: &InvokeError) -> Outcome {
+    match error {
+        InvokeError::Timeout(_) => Outcome::Timeout,
+        InvokeError::Trap(_) => Outcome::Trap,
+        InvokeError::Busy(_) | InvokeError::MemoryBudget(_) | InvokeError::Throttled(_) => Outcome::Throttled,
+        InvokeError::NoResponse | InvokeError::Host(_) => Outcome::Error,
+    }
+}
+
+/// The report of an HTTP invocation, filled in by two parties that end in either order: the guest's run (its
+/// outcome, times and memory) and the request (the status it answered with). Sent when the last one lets go.
+pub(super) struct PendingReport {
+    telemetry: Telemetry,
+    report: Mutex<InvocationReport>,
+}
+
+impl PendingReport {
+    pub(super) fn new(telemetry: Telemetry, trace: Arc<Trace>, memory_mb: u64, cold_start: bool) -> Arc<Self> {
+        let report = InvocationReport {
+            trace,
+            outcome: Outcome::Ok,
+            status: None,
+            error: None,
+            wall: Duration::ZERO,
+            guest_cpu: Duration::ZERO,
+            memory_mb,
+            peak_memory_bytes: 0,
+            cold_start,
+        };
+        Arc::new(Self { telemetry, report: Mutex::new(report) })
+    }
+
+    pub(super) fn update(&self, change: impl FnOnce(&mut InvocationReport)) {
+        change(&mut self.report.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    }
+}
+
+impl Drop for PendingReport {
+    fn drop(&mut self) {
+        let mut report = std::mem::replace(
+            self.report.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()),
+            InvocationReport::refused(Arc::default(), Outcome::Ok, String::new(), Duration::ZERO),
+        );
+        // A function that answered 5xx failed, whatever its own run says.
+        if report.outcome == Outcome::Ok && report.status.is_some_and(|status| status >= 500) {
+            report.outcome = Outcome::Error;
+        }
+        self.telemetry.invocation(report);
+    }
+}

@@ -1,0 +1,544 @@
+//! What the host keeps about what runs: the log (guest output, one record per invocation, host events) and the
+//! usage that bills it, both in `<data dir>/telemetry.db` (see [`crate::storage::telemetry`]).
+//!
+//! Nothing on a request's path waits for them. A record goes through a bounded queue to one writer thread, which
+//! stores records in batches (one transaction for everything queued) and sums usage per function, version,
+//! trigger and minute in memory, adding it to the database every second. When the queue is full (the disk cannot
+//! keep up), records are dropped and counted, and the log says how many. Followers (`edgefn logs --follow`) get
+//! each record as it is stored.
+//!
+//! [`Telemetry::disabled`] keeps nothing, for hosts configured with `[logs] enabled = false`.
+
+pub mod correlation;
+
+use crate::storage::telemetry::{
+    self, Level, LogKind, LogQuery, LogRecord, StoredLog, UsageCounts, UsageKey, UsageRow,
+};
+use crate::storage::{Database, StorageError, now_ms};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+/// Records that may wait for the writer; past this they are dropped and counted.
+const QUEUE_RECORDS: usize = 64 * 1024;
+/// The most records one transaction stores.
+const MAX_BATCH: usize = 4096;
+/// How often usage summed in memory is added to the database.
+const USAGE_FLUSH: Duration = Duration::from_secs(1);
+/// How often retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(30);
+/// Records a slow follower may fall behind before it is told it missed some.
+const FOLLOW_BUFFER: usize = 4096;
+/// The longest message one record keeps; longer ones are cut, and say so.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 10;
+
+/// How long and how much is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_bytes: u64,
+    pub usage_max_age: Duration,
+}
+
+/// What one invocation is part of, and who runs it: set by the trigger, carried by the invocation.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    pub correlation_id: Arc<str>,
+    /// `http`, `cron`, `queue`, `topic` or `invoke`.
+    pub trigger: &'static str,
+    /// `component/function`.
+    pub function: String,
+    pub version: u32,
+    /// What the trigger ran it for: `GET /orders/42`, `3 messages from orders`, `tick 12:05:00 (schedule)`.
+    pub detail: String,
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    /// The function returned an error (or answered 5xx).
+    Error,
+    Trap,
+    Timeout,
+    /// Refused before it ran: the function's `max_concurrency`, the instance pool or the memory budget was full.
+    Throttled,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::Trap => "trap",
+            Self::Timeout => "timeout",
+            Self::Throttled => "throttled",
+        }
+    }
+}
+
+/// What one invocation cost, and how it ended.
+#[derive(Debug, Clone)]
+pub struct InvocationReport {
+    pub trace: Arc<Trace>,
+    pub outcome: Outcome,
+    /// The HTTP status it answered with.
+    pub status: Option<u16>,
+    /// Why it failed, already masked and bounded.
+    pub error: Option<String>,
+    pub wall: Duration,
+    /// Time its instance was being run (polled): the guest's code and the host calls it made synchronously.
+    pub guest_cpu: Duration,
+    /// The memory it was configured with, in MiB: what GB-seconds bill.
+    pub memory_mb: u64,
+    pub peak_memory_bytes: u64,
+    pub cold_start: bool,
+}
+
+impl InvocationReport {
+    /// A report for an invocation refused or failed before its instance ran.
+    pub fn refused(trace: Arc<Trace>, outcome: Outcome, error: String, wall: Duration) -> Self {
+        Self {
+            trace,
+            outcome,
+            status: None,
+            error: Some(error),
+            wall,
+            guest_cpu: Duration::ZERO,
+            memory_mb: 0,
+            peak_memory_bytes: 0,
+            cold_start: false,
+        }
+    }
+
+    /// Billed milliseconds: the wall time rounded up to the next millisecond (at least 1 for a run).
+    pub fn billed_ms(&self) -> u64 {
+        if self.outcome == Outcome::Throttled {
+            return 0;
+        }
+        let micros = self.wall.as_micros() as u64;
+        micros.div_ceil(1000).max(1)
+    }
+
+    fn counts(&self) -> UsageCounts {
+        let one = |outcome| u64::from(self.outcome == outcome);
+        UsageCounts {
+            invocations: 1,
+            ok: one(Outcome::Ok),
+            errors: one(Outcome::Error),
+            traps: one(Outcome::Trap),
+            timeouts: one(Outcome::Timeout),
+            throttled: one(Outcome::Throttled),
+            cold_starts: u64::from(self.cold_start),
+            wall_us: self.wall.as_micros() as u64,
+            guest_cpu_us: self.guest_cpu.as_micros() as u64,
+            mb_ms: self.memory_mb * self.billed_ms(),
+            peak_memory_bytes: self.peak_memory_bytes,
+        }
+    }
+
+    fn record(&self, at: i64) -> LogRecord {
+        let trace = &self.trace;
+        let ms = |duration: Duration| duration.as_secs_f64() * 1000.0;
+        let mut message = format!("{} {}: {}", trace.trigger, trace.detail, self.outcome.as_str());
+        if let Some(status) = self.status {
+            message.push_str(&format!(" {status}"));
+        }
+        message.push_str(&format!(" in {:.2} ms", ms(self.wall)));
+        if self.outcome != Outcome::Throttled {
+            message.push_str(&format!(
+                " (billed {} ms at {} MB, cpu {:.2} ms, peak memory {:.1} MiB{})",
+                self.billed_ms(),
+                self.memory_mb,
+                ms(self.guest_cpu),
+                self.peak_memory_bytes as f64 / f64::from(1 << 20),
+                if self.cold_start { ", cold start" } else { "" }
+            ));
+        }
+        if let Some(error) = &self.error {
+            message.push_str(": ");
+            message.push_str(error);
+        }
+        let level = match self.outcome {
+            Outcome::Ok => Level::Info,
+            Outcome::Throttled => Level::Warn,
+            _ => Level::Error,
+        };
+        LogRecord {
+            at,
+            level,
+            kind: LogKind::Invocation,
+            correlation_id: Some(trace.correlation_id.to_string()),
+            function: Some(trace.function.clone()),
+            version: Some(trace.version),
+            trigger: Some(trace.trigger.to_owned()),
+            message: bounded(message),
+        }
+    }
+}
+
+enum Event {
+    Log(LogRecord),
+    Invocation(InvocationReport),
+    /// Store everything queued before this, usage included, then answer.
+    Flush(mpsc::Sender<()>),
+}
+
+/// The handle every part of the host logs and meters through. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Telemetry(Option<Arc<Inner>>);
+
+struct Inner {
+    queue: mpsc::SyncSender<Event>,
+    dropped: Arc<AtomicU64>,
+    follow: tokio::sync::broadcast::Sender<Arc<StoredLog>>,
+    /// A connection of its own for queries, so a query never waits behind a batch being written.
+    reader: Database,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").field("enabled", &self.0.is_some()).finish()
+    }
+}
+
+/// Why telemetry could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("logs and metering are off on this host ([logs] enabled = false)")]
+    Disabled,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl Telemetry {
+    /// Keeps nothing.
+    pub fn disabled() -> Self {
+        Self(None)
+    }
+
+    /// Opens `<data_dir>/telemetry.db` and starts the writer thread, which ends when the last handle is dropped
+    /// (after storing what is queued).
+    pub fn open(data_dir: &Path, retention: Retention) -> Result<Self, StorageError> {
+        let writer_db = telemetry::open(data_dir)?;
+        let reader = Database::connect_file(&data_dir.join(telemetry::TELEMETRY_FILE))?;
+        let (queue, events) = mpsc::sync_channel(QUEUE_RECORDS);
+        let (follow, _) = tokio::sync::broadcast::channel(FOLLOW_BUFFER);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            db: writer_db,
+            follow: follow.clone(),
+            dropped: dropped.clone(),
+            retention,
+            usage: HashMap::new(),
+            last_usage_flush: Instant::now(),
+            last_retention: None,
+        };
+        std::thread::Builder::new()
+            .name("edgefn-telemetry".into())
+            .spawn(move || writer.run(events))
+            .map_err(|error| StorageError::Task(format!("failed to start the telemetry writer: {error}")))?;
+        Ok(Self(Some(Arc::new(Inner { queue, dropped, follow, reader }))))
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn send(&self, event: Event) {
+        if let Some(inner) = &self.0
+            && inner.queue.try_send(event).is_err()
+        {
+            inner.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Logs a record (never waits: see the module docs).
+    pub fn log(&self, record: LogRecord) {
+        self.send(Event::Log(record));
+    }
+
+    /// Logs a host event about `function` (or the host as a whole).
+    pub fn host_event(&self, level: Level, trace: Option<&Trace>, message: String) {
+        if !self.is_enabled() {
+            return;
+        }
+        self.log(LogRecord {
+            at: now_ms(),
+            level,
+            kind: LogKind::Host,
+            correlation_id: trace.map(|t| t.correlation_id.to_string()),
+            function: trace.map(|t| t.function.clone()),
+            version: trace.map(|t| t.version),
+            trigger: trace.map(|t| t.trigger.to_owned()),
+            message: bounded(message),
+        });
+    }
+
+    /// Logs the end of an invocation and meters it.
+    pub fn invocation(&self, report: InvocationReport) {
+        self.send(Event::Invocation(report));
+    }
+
+    /// Logs one line (or piece of a long line) that a function printed, at the level it starts with (`ERROR`,
+    /// `[warn]`, `info:` ...), else `info` on stdout and `error` on stderr.
+    pub fn guest_output(&self, trace: &Trace, stderr: bool, piece: &[u8]) {
+        if !self.is_enabled() {
+            return;
+        }
+        let at = now_ms();
+        let text = String::from_utf8_lossy(piece);
+        for line in text.split_terminator('\n') {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.is_empty() {
+                continue;
+            }
+            let kind = if stderr { LogKind::Stderr } else { LogKind::Stdout };
+            let level = leading_level(line).unwrap_or(if stderr { Level::Error } else { Level::Info });
+            self.log(LogRecord {
+                at,
+                level,
+                kind,
+                correlation_id: Some(trace.correlation_id.to_string()),
+                function: Some(trace.function.clone()),
+                version: Some(trace.version),
+                trigger: Some(trace.trigger.to_owned()),
+                message: bounded(line.to_owned()),
+            });
+        }
+    }
+
+    /// Waits (off the async threads) until everything logged before this call is stored, usage included.
+    pub async fn flush(&self) {
+        let Some(inner) = &self.0 else { return };
+        let (done, stored) = mpsc::channel();
+        // A full queue: wait for room rather than skip the flush; the writer empties it.
+        let queue = inner.queue.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if queue.send(Event::Flush(done)).is_ok() {
+                let _ = stored.recv_timeout(Duration::from_secs(10));
+            }
+        })
+        .await;
+    }
+
+    /// The records `query` asks for, after storing everything logged so far.
+    pub async fn query(&self, query: LogQuery) -> Result<Vec<StoredLog>, TelemetryError> {
+        let inner = self.0.as_ref().ok_or(TelemetryError::Disabled)?;
+        self.flush().await;
+        Ok(inner.reader.call(move |conn| telemetry::query_logs(conn, &query)).await?)
+    }
+
+    /// Usage from `since` (ms since the epoch) on, of `function` if set, after adding in what is summed so far.
+    pub async fn usage(&self, since: i64, function: Option<String>) -> Result<Vec<UsageRow>, TelemetryError> {
+        let inner = self.0.as_ref().ok_or(TelemetryError::Disabled)?;
+        self.flush().await;
+        let since_minute = since.div_euclid(60_000);
+        Ok(inner.reader.call(move |conn| telemetry::query_usage(conn, since_minute, function.as_deref())).await?)
+    }
+
+    /// Every record stored from now on.
+    pub fn follow(&self) -> Result<tokio::sync::broadcast::Receiver<Arc<StoredLog>>, TelemetryError> {
+        Ok(self.0.as_ref().ok_or(TelemetryError::Disabled)?.follow.subscribe())
+    }
+}
+
+/// `message`, cut to [`MAX_MESSAGE_BYTES`] (at a character boundary), saying so.
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut cut = MAX_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let total = message.len();
+        message.truncate(cut);
+        message.push_str(&format!(" [edgefn: cut from {total} bytes]"));
+    }
+    message
+}
+
+/// The level a printed line starts with: `ERROR ...`, `[warn] ...`, `Info: ...`; the word must end there.
+fn leading_level(line: &str) -> Option<Level> {
+    let head = line.trim_start().trim_start_matches('[').as_bytes();
+    for word in ["error", "warning", "warn", "info", "debug", "trace"] {
+        if head.len() >= word.len()
+            && head[..word.len()].eq_ignore_ascii_case(word.as_bytes())
+            && head.get(word.len()).is_none_or(|next| !next.is_ascii_alphanumeric())
+        {
+            return Level::parse(word);
+        }
+    }
+    None
+}
+
+struct Writer {
+    db: Database,
+    follow: tokio::sync::broadcast::Sender<Arc<StoredLog>>,
+    dropped: Arc<AtomicU64>,
+    retention: Retention,
+    usage: HashMap<UsageKey, UsageCounts>,
+    last_usage_flush: Instant,
+    last_retention: Option<Instant>,
+}
+
+impl Writer {
+    fn run(mut self, events: mpsc::Receiver<Event>) {
+        loop {
+            let first = match events.recv_timeout(USAGE_FLUSH) {
+                Ok(event) => Some(event),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.store_usage();
+                    return;
+                }
+            };
+            let mut records = Vec::new();
+            let mut flushes = Vec::new();
+            let mut handle = |event: Event, records: &mut Vec<LogRecord>, usage: &mut HashMap<_, _>| match event {
+                Event::Log(record) => records.push(record),
+                Event::Invocation(report) => {
+                    let at = now_ms();
+                    let key = UsageKey {
+                        minute: at.div_euclid(60_000),
+                        function: report.trace.function.clone(),
+                        version: report.trace.version,
+                        trigger: report.trace.trigger.to_owned(),
+                    };
+                    usage.entry(key).or_insert_with(UsageCounts::default).add(&report.counts());
+                    records.push(report.record(at));
+                }
+                Event::Flush(done) => flushes.push(done),
+            };
+            if let Some(event) = first {
+                handle(event, &mut records, &mut self.usage);
+                while records.len() < MAX_BATCH
+                    && let Ok(event) = events.try_recv()
+                {
+                    handle(event, &mut records, &mut self.usage);
+                }
+            }
+            let dropped = self.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                records.push(LogRecord {
+                    at: now_ms(),
+                    level: Level::Warn,
+                    kind: LogKind::Host,
+                    correlation_id: None,
+                    function: None,
+                    version: None,
+                    trigger: None,
+                    message: format!("{dropped} log records were dropped: the log store could not keep up"),
+                });
+            }
+            self.store(records);
+            if !flushes.is_empty() || self.last_usage_flush.elapsed() >= USAGE_FLUSH {
+                self.store_usage();
+            }
+            for done in flushes {
+                let _ = done.send(());
+            }
+            if self.last_retention.is_none_or(|at| at.elapsed() >= RETENTION_EVERY) {
+                self.apply_retention();
+            }
+        }
+    }
+
+    fn store(&self, records: Vec<LogRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        let count = records.len();
+        match self.db.with_blocking(|conn| telemetry::insert_logs(conn, records)) {
+            Ok(stored) => {
+                if self.follow.receiver_count() > 0 {
+                    for log in stored {
+                        let _ = self.follow.send(Arc::new(log));
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, records = count, "failed to store log records"),
+        }
+    }
+
+    fn store_usage(&mut self) {
+        self.last_usage_flush = Instant::now();
+        if self.usage.is_empty() {
+            return;
+        }
+        let minutes: Vec<_> = self.usage.drain().collect();
+        if let Err(error) = self.db.with_blocking(|conn| telemetry::add_usage(conn, minutes)) {
+            tracing::error!(%error, "failed to store usage");
+        }
+    }
+
+    fn apply_retention(&mut self) {
+        self.last_retention = Some(Instant::now());
+        let now = now_ms();
+        let cutoff = now - self.retention.max_age.as_millis() as i64;
+        let usage_cutoff = (now - self.retention.usage_max_age.as_millis() as i64).div_euclid(60_000);
+        let max_bytes = self.retention.max_bytes;
+        let applied = self.db.with_blocking(|conn| {
+            let logs = telemetry::apply_retention(conn, cutoff, max_bytes)?;
+            let usage = telemetry::delete_usage_before(conn, usage_cutoff)?;
+            Ok((logs, usage))
+        });
+        match applied {
+            Ok((0, 0)) => {}
+            Ok((logs, usage)) => tracing::debug!(logs, usage, "retention deleted old telemetry"),
+            Err(error) => tracing::error!(%error, "failed to apply log retention"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_printed_line_says_its_level_or_takes_its_stream_s() {
+        assert_eq!(leading_level("ERROR something broke"), Some(Level::Error));
+        assert_eq!(leading_level("[warn] careful"), Some(Level::Warn));
+        assert_eq!(leading_level("  Warning: careful"), Some(Level::Warn));
+        assert_eq!(leading_level("info: hello"), Some(Level::Info));
+        assert_eq!(leading_level("DEBUG x=1"), Some(Level::Debug));
+        assert_eq!(leading_level("information wants to be free"), None);
+        assert_eq!(leading_level("errors are values"), None);
+        assert_eq!(leading_level("é"), None);
+    }
+
+    #[test]
+    fn billing_rounds_each_invocation_up_to_the_millisecond() {
+        let trace = Arc::new(Trace::default());
+        let report = |micros: u64, outcome| InvocationReport {
+            trace: trace.clone(),
+            outcome,
+            status: None,
+            error: None,
+            wall: Duration::from_micros(micros),
+            guest_cpu: Duration::ZERO,
+            memory_mb: 128,
+            peak_memory_bytes: 0,
+            cold_start: false,
+        };
+        assert_eq!(report(1, Outcome::Ok).billed_ms(), 1);
+        assert_eq!(report(1_000, Outcome::Ok).billed_ms(), 1);
+        assert_eq!(report(1_001, Outcome::Ok).billed_ms(), 2);
+        assert_eq!(report(20_400, Outcome::Error).counts().mb_ms, 21 * 128);
+        assert_eq!(report(20_400, Outcome::Throttled).counts().mb_ms, 0);
+    }
+
+    #[test]
+    fn a_long_message_is_cut_at_a_character_and_says_so() {
+        let long = "é".repeat(MAX_MESSAGE_BYTES);
+        let cut = bounded(long);
+        assert!(cut.len() < MAX_MESSAGE_BYTES + 64);
+        assert!(
+            cut.ends_with(&format!("[edgefn: cut from {} bytes]", MAX_MESSAGE_BYTES * 2)),
+            "{}",
+            &cut[cut.len() - 50..]
+        );
+    }
+}

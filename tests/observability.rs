@@ -1,0 +1,274 @@
+//! Seeing what runs, end to end on real hosts over real HTTP with a real SQLite file: one correlation id followed
+//! through HTTP, a queue, a topic and an invoke; guest output captured per invocation, masked and capped; the log
+//! read and followed with `edgefn logs`; usage metered and billed with `edgefn usage`.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::io::BufRead as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::{Collector, Host, component_arg, get, poll_until, send};
+
+/// The records `edgefn logs --json ARGS` prints.
+fn log_records(host: &Host, args: &[&str]) -> Vec<Value> {
+    let mut full = vec!["logs", "--json"];
+    full.extend_from_slice(args);
+    let out = host.cli_ok(&full);
+    out.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect()
+}
+
+fn field<'a>(record: &'a Value, name: &str) -> &'a str {
+    record[name].as_str().unwrap_or_default()
+}
+
+#[test]
+fn one_order_is_followed_through_http_queue_topic_and_invoke_with_one_id() {
+    let collector = Collector::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("edgefn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[components.order-pipeline]\nenv = {{ INVOICE_WEBHOOK_URL = \"{url}/invoices\", NOTIFY_WEBHOOK_URL = \
+             \"{url}/notify\" }}\nallowed_outbound_hosts = [\"{authority}\"]\n",
+            url = collector.url,
+            authority = collector.authority,
+        ),
+    )
+    .expect("write config");
+    let host = Host::start(&["--config", config.to_str().expect("utf-8"), &component_arg("order_pipeline")]);
+
+    let id = "order-42-checkout";
+    let order = json!({ "id": 42, "customer": "ada", "country": "FR",
+        "items": [{ "sku": "tea", "quantity": 3, "unit_price_cents": 400 }] });
+    let reply = send(
+        "POST",
+        &host.url("/pipeline/orders"),
+        &[("x-request-id", id), ("content-type", "application/json")],
+        order.to_string().as_bytes(),
+    );
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(reply.header("x-request-id"), Some(id), "the request's own id comes back");
+    collector.wait_for("/invoices", Duration::from_secs(30), |b| !b.is_empty());
+    collector.wait_for("/notify", Duration::from_secs(30), |b| !b.is_empty());
+
+    // The webhook calls the subscribers made carried the id out, as x-request-id and as a W3C traceparent.
+    for path in ["/invoices", "/notify"] {
+        let request = &collector.requests(path)[0];
+        assert_eq!(request.header("x-request-id"), Some(id), "{path}: {:?}", request.headers);
+        let traceparent = request.header("traceparent").unwrap_or_else(|| panic!("{path}: no traceparent"));
+        let fields: Vec<&str> = traceparent.split('-').collect();
+        assert!(
+            fields.len() == 4 && fields[0] == "00" && fields[1].len() == 32 && fields[2].len() == 16,
+            "{traceparent}"
+        );
+    }
+
+    // Every invocation of the work reports when it ends (the subscribers may still be finishing): wait for five.
+    let invocations = |records: &[Value]| records.iter().filter(|r| field(r, "kind") == "invocation").count();
+    poll_until("the five invocation records of the order", Duration::from_secs(10), || {
+        invocations(&log_records(&host, &["--id", id])) >= 5
+    });
+    let records = log_records(&host, &["--id", id]);
+    let summary: Vec<(String, String, String)> = records
+        .iter()
+        .map(|r| (field(r, "kind").to_owned(), field(r, "function").to_owned(), field(r, "trigger").to_owned()))
+        .collect();
+    assert_eq!(records.len(), 6, "the request, the line enrich printed, and four more invocations: {summary:#?}");
+    assert!(records.iter().all(|r| field(r, "correlation_id") == id), "{records:#?}");
+    let position = |kind: &str, function: &str| {
+        summary
+            .iter()
+            .position(|(k, f, _)| k == kind && f == function)
+            .unwrap_or_else(|| panic!("no {kind} record of {function}: {summary:#?}"))
+    };
+    let accept = position("invocation", "order_pipeline/accept");
+    let printed = position("stdout", "order_pipeline/enrich");
+    let enrich = position("invocation", "order_pipeline/enrich");
+    let tax = position("invocation", "order_pipeline/tax");
+    let invoice = position("invocation", "order_pipeline/invoice");
+    let notify = position("invocation", "order_pipeline/notify");
+    assert_eq!(accept, 0, "the HTTP request comes first: {summary:#?}");
+    assert!(printed < enrich && enrich < invoice && enrich < notify && tax < invoice, "{summary:#?}");
+    let triggers: Vec<&str> = [accept, enrich, tax, invoice, notify].iter().map(|&i| summary[i].2.as_str()).collect();
+    assert_eq!(triggers, ["http", "queue", "invoke", "topic", "topic"]);
+    assert_eq!(field(&records[printed], "message"), "enriched order 42: 3 items, 1200 cents");
+    assert!(field(&records[accept], "message").starts_with("http POST /pipeline/orders: ok 202 in "), "{records:#?}");
+
+    // The text form names each of them; another id finds none of them.
+    let text = host.cli_ok(&["logs", "--id", id]);
+    for function in ["accept", "enrich", "tax", "invoice", "notify"] {
+        assert!(text.contains(&format!("order_pipeline/{function} v1")), "{text}");
+    }
+    assert!(log_records(&host, &["--id", "no-such-work"]).is_empty());
+    // A request with no id of its own gets one, and its record (a refused order, here) is found by it.
+    let reply = send("POST", &host.url("/pipeline/orders"), &[], br#"{"id": 1, "customer": "x", "items": []}"#);
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let fresh = reply.header("x-request-id").expect("an id").to_owned();
+    assert_eq!(fresh.len(), 32, "{fresh}");
+    poll_until("the refused order's record", Duration::from_secs(10), || {
+        log_records(&host, &["--id", &fresh]).iter().any(|r| field(r, "message").contains(": ok 400 in "))
+    });
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("VmRSS value")
+}
+
+#[test]
+fn a_guest_printing_100_mb_is_capped_in_the_log_and_the_host_stays_flat() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("edgefn.toml");
+    std::fs::write(&config, "[limits]\nmax_output_bytes = 262144\n").expect("write config");
+    let host = Host::start(&["--config", config.to_str().expect("utf-8"), &component_arg("hostile")]);
+    // Warm up: the component loaded, the log store's pages in use.
+    assert_eq!(get(&host.url("/hostile/print?mb=1")).status, 200);
+    let before = rss_kib(host.pid());
+    let reply = get(&host.url("/hostile/print?mb=100"));
+    assert_eq!((reply.status, reply.body.as_str()), (200, "printed 102400 lines"));
+    let after = rss_kib(host.pid());
+    let id = reply.header("x-request-id").expect("id").to_owned();
+    // The invocation's own record is the last one it logs: once it is there, its output is too.
+    poll_until("the print's invocation record", Duration::from_secs(10), || {
+        log_records(&host, &["--id", &id, "--limit", "10000"]).iter().any(|r| field(r, "kind") == "invocation")
+    });
+    let records = log_records(&host, &["--id", &id, "--limit", "10000"]);
+    let printed: Vec<&Value> = records.iter().filter(|r| field(r, "kind") == "stdout").collect();
+    let bytes: usize = printed.iter().map(|r| field(r, "message").len()).sum();
+    assert!(bytes <= 262_144, "{bytes} bytes of output kept");
+    assert!(bytes > 200_000, "the output up to the cap is kept: {bytes} bytes");
+    let notice = printed.last().map(|r| field(r, "message")).unwrap_or_default();
+    assert_eq!(notice, "[edgefn: output truncated: the function printed over 262144 bytes]");
+    assert!(
+        after.saturating_sub(before) < 48 * 1024,
+        "the host grew from {before} KiB to {after} KiB while a guest printed 100 MB"
+    );
+}
+
+#[test]
+fn secrets_are_masked_in_the_stored_log_and_levels_filter_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("edgefn.toml");
+    let secret = "s3cr3t-value-4242";
+    std::fs::write(
+        &config,
+        format!("[components.automation]\nsecrets = {{ API_SECRET = \"{secret}\" }}\nenv = {{ COLLECTOR_URL = \"http://127.0.0.1:9\" }}\n"),
+    )
+    .expect("write config");
+    let host = Host::start(&["--config", config.to_str().expect("utf-8"), &component_arg("automation")]);
+    let reply = get(&host.url("/secret"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let id = reply.header("x-request-id").expect("id").to_owned();
+    poll_until("the secret route's records", Duration::from_secs(10), || {
+        log_records(&host, &["--id", &id]).iter().any(|r| field(r, "kind") == "invocation")
+    });
+    // Complete: the invocation record is written after everything the function printed.
+    let records = log_records(&host, &["--id", &id]);
+    let messages: Vec<&str> = records.iter().map(|r| field(r, "message")).collect();
+    assert!(messages.contains(&"secret is [secret API_SECRET]"), "{messages:#?}");
+    assert!(messages.contains(&"calling the API with secret [secret API_SECRET]"), "{messages:#?}");
+    assert!(!messages.iter().any(|m| m.contains(secret)), "{messages:#?}");
+    // stderr lines are errors unless they say otherwise; `--level error` keeps them and drops the rest.
+    let errors = log_records(&host, &["--id", &id, "--level", "error"]);
+    let error_messages: Vec<&str> = errors.iter().map(|r| field(r, "message")).collect();
+    assert_eq!(error_messages, ["calling the API with secret [secret API_SECRET]"]);
+    let bad = host.cli(&["logs", "--level", "loud"]);
+    assert!(!bad.success && bad.stderr.contains("unknown level `loud`"), "{}", bad.stderr);
+}
+
+#[test]
+fn logs_follow_streams_records_as_they_are_stored() {
+    let host = Host::start(&[&component_arg("hello")]);
+    let id = "followed-request-1";
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_edgefn"))
+        .args(["logs", "--follow", "--id", id, "--admin", &host.admin, "--token", &host.token])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start edgefn logs --follow");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The follower is subscribed once its backlog (empty) is read; requests until one of them shows up.
+    let mut seen = None;
+    for _ in 0..50 {
+        let reply = send("GET", &host.url("/hello/follower"), &[("x-request-id", id)], b"");
+        assert_eq!(reply.status, 200);
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            seen = Some(line);
+            break;
+        }
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let line = seen.expect("the follower printed the request's record");
+    assert!(
+        line.contains(id) && line.contains("hello/hello v1") && line.contains("http GET /hello/follower: ok 200"),
+        "{line}"
+    );
+}
+
+#[test]
+fn usage_counts_a_known_workload_and_its_throttles() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("edgefn.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nqueue_timeout_ms = 100\n\n[components.hostile]\nmemory_mb = 64\n\n\
+         [components.hostile.functions.hold]\nmax_concurrency = 1\n",
+    )
+    .expect("write config");
+    let host = Host::start(&["--config", config.to_str().expect("utf-8"), &component_arg("hostile")]);
+    // N requests that sleep D ms, one at a time, at M = 64 MB.
+    let (n, d) = (20u64, 50u64);
+    for _ in 0..n {
+        let reply = get(&host.url(&format!("/hostile/hold?mb=0&ms={d}")));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    // Four at once at max_concurrency 1: one runs (300 ms), three wait 100 ms and are throttled.
+    let requests: Vec<_> = (0..4)
+        .map(|_| {
+            let url = host.url("/hostile/hold?mb=0&ms=300");
+            std::thread::spawn(move || get(&url).status)
+        })
+        .collect();
+    let mut statuses: Vec<u16> = requests.into_iter().map(|r| r.join().expect("request")).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 429, 429, 429]);
+
+    let out = host.cli_ok(&["usage", "hold", "--json"]);
+    let usage: Value = serde_json::from_str(&out).expect("usage JSON");
+    let total = &usage["total"];
+    assert_eq!(total["requests"], n + 1, "{usage:#}");
+    assert_eq!(total["throttled"], 3, "{usage:#}");
+    assert_eq!(total["errors"], 0, "{usage:#}");
+    // GB-s: memory x duration, each invocation rounded up to the millisecond. Each ran at least its sleep, and
+    // (on an idle host) at most a few ms more.
+    let gb_s = total["gb_seconds"].as_f64().expect("gb_seconds");
+    let at_least = 64.0 / 1024.0 * (n * d + 300) as f64 / 1000.0;
+    let at_most = 64.0 / 1024.0 * (n * (d + 5) + 305) as f64 / 1000.0;
+    assert!((at_least..=at_most).contains(&gb_s), "{gb_s} GB-s, expected {at_least}..={at_most}");
+    let expected_cost = (n + 1) as f64 / 1e6 * 0.20 + gb_s * 0.000_016_666_7;
+    assert!((total["cost_usd"].as_f64().expect("cost") - expected_cost).abs() < 1e-12, "{usage:#}");
+
+    // A price table of one's own: per CPU ms only.
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(&prices, "per_million_requests = 0\nper_gb_second = 0\nper_million_cpu_ms = 0.02\n")
+        .expect("prices");
+    let out = host.cli_ok(&["usage", "hold", "--json", "--prices", prices.to_str().expect("utf-8")]);
+    let usage: Value = serde_json::from_str(&out).expect("usage JSON");
+    let cpu_ms = usage["total"]["guest_cpu_ms"].as_f64().expect("cpu");
+    assert!(cpu_ms > 0.0, "{usage:#}");
+    assert!((usage["total"]["cost_usd"].as_f64().expect("cost") - cpu_ms / 1e6 * 0.02).abs() < 1e-15);
+    let bad = host.cli(&["usage", "--prices", config.to_str().expect("utf-8")]);
+    assert!(!bad.success && bad.stderr.contains("invalid price table"), "{}", bad.stderr);
+}
