@@ -272,3 +272,133 @@ fn usage_counts_a_known_workload_and_its_throttles() {
     let bad = host.cli(&["usage", "--prices", config.to_str().expect("utf-8")]);
     assert!(!bad.success && bad.stderr.contains("invalid price table"), "{}", bad.stderr);
 }
+
+#[test]
+fn a_failed_delivery_is_replayed_on_a_fixed_version_and_an_oversized_input_says_it_was_not_kept() {
+    let collector = Collector::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("edgefn.toml");
+    std::fs::write(&config, "[logs]\nreplay_input_max_kb = 1\n\n[components.versioned]\nrecord_failures = true\n")
+        .expect("write config");
+    let host = Host::start(&["--config", config.to_str().expect("utf-8")]);
+    let wasm = component_arg("versioned");
+    let env_collector = format!("COLLECTOR_URL={}", collector.url);
+    let deploy = |tag: &str, extra: &[&str]| {
+        let env_tag = format!("TAG={tag}");
+        let mut args = vec!["deploy", wasm.as_str(), "--env", env_tag.as_str(), "--env", env_collector.as_str()];
+        args.extend(["--allow-host", collector.authority.as_str()]);
+        args.extend_from_slice(extra);
+        host.cli_ok(&args)
+    };
+    // Version 1 has a bug: it cannot handle 13, and its /check route fails.
+    deploy("v1", &["--env", "FAIL_ON=13"]);
+    let reply = send("POST", &host.url("/versioned/enqueue/13"), &[("x-request-id", "enqueue-13")], b"");
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    poll_until("the failed delivery to be recorded", Duration::from_secs(20), || {
+        log_records(&host, &["--id", "enqueue-13"])
+            .iter()
+            .any(|r| field(r, "message").contains("recorded with its input"))
+    });
+    let records = log_records(&host, &["--id", "enqueue-13"]);
+    let failed = records
+        .iter()
+        .find(|r| field(r, "kind") == "invocation" && field(r, "trigger") == "queue")
+        .expect("the delivery's record");
+    assert!(field(failed, "message").contains("v1 cannot handle 13"), "{records:#?}");
+    // A request too large to keep fails too.
+    let big = vec![b'b'; 2048];
+    let reply = send("POST", &host.url("/versioned/check"), &[("x-request-id", "big-check")], &big);
+    assert_eq!(reply.status, 500, "{}", reply.body);
+
+    // Version 2 fixes it. Replaying the kept delivery there succeeds, and really runs.
+    deploy("v2", &[]);
+    let out = host.cli_ok(&["replay", "enqueue-13"]);
+    assert!(out.contains("replayed on v2 as replay-") && out.contains(": ok"), "{out}");
+    assert!(out.contains("queue replay of failure #"), "the replay's own log is printed: {out}");
+    collector.wait_for("/work", Duration::from_secs(20), |bodies| {
+        bodies.iter().any(|b| b["tag"] == "v2" && b["numbers"] == json!([13]))
+    });
+    // On the broken version it fails again, and says so with its exit status.
+    let again = host.cli(&["replay", "enqueue-13", "--version", "1"]);
+    assert!(!again.success, "{}", again.stdout);
+    assert!(
+        again.stdout.contains("v1 cannot handle 13") && again.stderr.contains("the replay failed too"),
+        "{again:?}"
+    );
+    // The oversized request was recorded without its input; its replay says why it cannot run.
+    poll_until("the big request's failure", Duration::from_secs(10), || {
+        log_records(&host, &["--id", "big-check"])
+            .iter()
+            .any(|r| field(r, "message").contains("recorded without its input"))
+    });
+    let refused = host.cli(&["replay", "big-check"]);
+    assert!(!refused.success, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("it was 2048 bytes, over the cap of 1024 bytes (logs.replay_input_max_kb)"),
+        "{}",
+        refused.stderr
+    );
+    let unknown = host.cli(&["replay", "no-such-failure"]);
+    assert!(
+        !unknown.success && unknown.stderr.contains("404: no failure `no-such-failure` is kept"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+#[test]
+fn metrics_are_valid_prometheus_text_that_counts_what_ran() {
+    let host = Host::start(&[&component_arg("hello"), &component_arg("automation")]);
+    for _ in 0..3 {
+        assert_eq!(get(&host.url("/hello/metrics")).status, 200);
+    }
+    let reply = host.admin("POST", "/v1/queues/metrics-probe/messages", Some(json!({ "body": 1 })));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let scrape = || {
+        let reply = support::send(
+            "GET",
+            &format!("{}/metrics", host.admin),
+            &[("authorization", &format!("Bearer {}", host.token))],
+            b"",
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body
+    };
+    let text = scrape();
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let scrape = prometheus_parse::Scrape::parse(lines.into_iter().map(Ok)).expect("a valid exposition");
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{text}"))
+    };
+    let hello = [("function", "hello/hello"), ("trigger", "http"), ("outcome", "ok")];
+    assert_eq!(value("edgefn_invocations_total", &hello), 3.0);
+    assert_eq!(value("edgefn_cold_starts_total", &[("function", "hello/hello")]), 1.0);
+    assert_eq!(value("edgefn_queue_messages", &[("queue", "metrics-probe"), ("state", "ready")]), 1.0);
+    assert_eq!(value("edgefn_queue_dead_letters", &[("queue", "metrics-probe")]), 0.0);
+    assert_eq!(value("edgefn_instances_in_use", &[]), 0.0);
+    assert!(value("edgefn_instances_max", &[]) >= 1.0);
+    let histogram = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "edgefn_invocation_duration_seconds" && s.labels.get("function") == Some("hello/hello"))
+        .expect("a duration histogram");
+    match &histogram.value {
+        prometheus_parse::Value::Histogram(buckets) => {
+            let infinite = buckets.iter().find(|b| b.less_than.is_infinite()).expect("+Inf bucket");
+            assert_eq!(infinite.count, 3.0);
+        }
+        other => panic!("not a histogram: {other:?}"),
+    }
+    // Without the token, nothing.
+    assert_eq!(get(&format!("{}/metrics", host.admin)).status, 401);
+}

@@ -292,6 +292,9 @@ pub struct ComponentConfig {
     pub functions: BTreeMap<String, FunctionSettings>,
     /// The key-value stores the component may open.
     pub key_value_stores: Vec<String>,
+    /// Keep the input of each failed invocation (size-capped, credentials left out, with the log's retention), so
+    /// that `edgefn replay ID` can run it again.
+    pub record_failures: bool,
 }
 
 impl ComponentConfig {
@@ -328,6 +331,8 @@ impl ComponentConfig {
                 merged.key_value_stores.push(store.clone());
             }
         }
+        // A deploy may turn recording on; it cannot turn off what the host's config asks for.
+        merged.record_failures |= overrides.record_failures;
         let settings = overrides.settings().or(&self.settings());
         (merged.timeout_ms, merged.memory_mb, merged.max_concurrency) =
             (settings.timeout_ms, settings.memory_mb, settings.max_concurrency);
@@ -399,11 +404,13 @@ pub struct LogsConfig {
     pub max_mb: u64,
     /// Usage (per function and minute) older than this is deleted.
     pub usage_retention_days: u64,
+    /// The largest input a failed invocation keeps for `edgefn replay` (components with `record_failures`).
+    pub replay_input_max_kb: u64,
 }
 
 impl Default for LogsConfig {
     fn default() -> Self {
-        Self { enabled: true, retention_hours: 72, max_mb: 256, usage_retention_days: 400 }
+        Self { enabled: true, retention_hours: 72, max_mb: 256, usage_retention_days: 400, replay_input_max_kb: 1024 }
     }
 }
 
@@ -419,6 +426,20 @@ impl LogsConfig {
     }
 }
 
+/// `[metrics]`: Prometheus metrics at `GET /metrics` on the admin listener.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Count invocations, durations, cold starts, queues and cron lag (default).
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -430,6 +451,7 @@ pub struct HostConfig {
     pub components: BTreeMap<String, ComponentConfig>,
     pub authorizers: BTreeMap<String, AuthorizerConfig>,
     pub logs: LogsConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for HostConfig {
@@ -440,6 +462,7 @@ impl Default for HostConfig {
             components: BTreeMap::new(),
             authorizers: BTreeMap::new(),
             logs: LogsConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -19,11 +19,13 @@ use crate::storage::deployments::DeploymentDb;
 use crate::storage::kv::{KvDb, KvLimits};
 use crate::storage::queue::QueueDb;
 use crate::storage::{Database, create_private_dir, now_ms};
+use crate::telemetry::metrics::Metrics;
 use crate::telemetry::{Retention, Telemetry};
 use crate::triggers::cron::CronTrigger;
 use crate::triggers::http::HttpTrigger;
 use crate::triggers::invoke::InvokeTrigger;
 use crate::triggers::queue::QueueTrigger;
+use crate::triggers::replay::Replayer;
 use crate::triggers::{Runner, Trigger};
 use anyhow::{Context as _, bail};
 use std::path::Path;
@@ -43,6 +45,7 @@ pub struct Node {
     pub authorizers: Arc<Authorizers>,
     pub loader: Arc<Loader>,
     pub telemetry: Telemetry,
+    pub replayer: Replayer,
     /// Components that were live when the host last ran and could not be brought back.
     pub restore_failures: Vec<DeployError>,
     _lock: std::fs::File,
@@ -61,7 +64,10 @@ impl Node {
             anyhow::Ok((db, Database::connect(&dir)?, Database::connect(&dir)?, Database::connect(&dir)?))
         })
         .await??;
-        let telemetry = open_telemetry(data_dir, &config.logs).await?;
+        let mut telemetry = open_telemetry(data_dir, &config.logs).await?;
+        if config.metrics.enabled {
+            telemetry = telemetry.with_metrics(Arc::new(Metrics::new()));
+        }
         let runtime = Runtime::new(config.limits.clone())?.with_telemetry(telemetry.clone());
         let loader = Loader::new(runtime);
         let queues = Arc::new(Queues::new(QueueDb::new(queue_db), MessagingLimits::from_host(&config.limits)));
@@ -93,6 +99,7 @@ impl Node {
         authorizers.spawn_watcher();
         let http = HttpTrigger::new(live.clone(), runner.clone(), authorizers.clone());
         let cron = CronTrigger::new(CronDb::new(cron_db), runner.clone(), live.clone());
+        let replayer = Replayer::new(runner.clone());
         let queue_trigger = QueueTrigger::new(queues.clone(), runner);
         let triggers: Vec<Arc<dyn Trigger>> = vec![http.clone(), invoke.clone(), cron.clone(), queue_trigger.clone()];
         let deployments = Arc::new(Deployments::new(
@@ -117,6 +124,7 @@ impl Node {
             authorizers,
             loader,
             telemetry,
+            replayer,
             restore_failures,
             _lock: lock,
         })
@@ -133,6 +141,8 @@ impl Node {
             kv: self.kv.clone(),
             authorizers: self.authorizers.clone(),
             telemetry: self.telemetry.clone(),
+            runtime: self.loader.runtime().clone(),
+            replayer: self.replayer.clone(),
         }
     }
 
@@ -151,6 +161,7 @@ async fn open_telemetry(data_dir: &Path, logs: &crate::config::LogsConfig) -> an
         max_age: Duration::from_secs(logs.retention_hours.saturating_mul(3600)),
         max_bytes: logs.max_mb.saturating_mul(1 << 20),
         usage_max_age: Duration::from_secs(logs.usage_retention_days.saturating_mul(86_400)),
+        replay_input_max_bytes: logs.replay_input_max_kb.saturating_mul(1024),
     };
     let dir = data_dir.to_owned();
     Ok(tokio::task::spawn_blocking(move || Telemetry::open(&dir, retention)).await??)

@@ -57,6 +57,17 @@ impl From<TelemetryError> for ApiError {
     }
 }
 
+impl From<crate::triggers::replay::ReplayError> for ApiError {
+    fn from(error: crate::triggers::replay::ReplayError) -> Self {
+        use crate::triggers::replay::ReplayError;
+        let status = match error {
+            ReplayError::InputNotKept { .. } => StatusCode::CONFLICT,
+            ReplayError::NoFunction { .. } => StatusCode::NOT_FOUND,
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
 impl From<LookupError> for ApiError {
     fn from(error: LookupError) -> Self {
         let status = match error {

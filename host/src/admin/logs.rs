@@ -1,12 +1,13 @@
 //! `/v1/logs` (a query), `/v1/logs/follow` (server-sent events: the matching records stored from now on, after
-//! the last few), and `/v1/usage` (usage rows per function, version, trigger and minute).
+//! the last few), `/v1/usage` (usage rows per function, version, trigger and minute) and `/metrics`
+//! (Prometheus).
 
 use super::Admin;
 use super::error::ApiError;
 use crate::storage::now_ms;
 use crate::storage::telemetry::{Level, LogQuery, StoredLog};
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -148,6 +149,72 @@ impl Follower {
 fn log_event(log: &StoredLog) -> Event {
     let data = serde_json::to_string(log).unwrap_or_else(|error| json!({ "error": error.to_string() }).to_string());
     Event::default().event("log").id(log.seq.to_string()).data(data)
+}
+
+/// The Prometheus text format, with the state gauges read now.
+pub(super) async fn metrics(State(admin): State<Admin>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let metrics = admin.telemetry.metrics().cloned().ok_or_else(|| {
+        ApiError::new(axum::http::StatusCode::CONFLICT, "metrics are off on this host ([metrics] enabled = false)")
+    })?;
+    let snapshot = crate::telemetry::metrics::Snapshot {
+        instances_in_use: admin.runtime.instances_in_use(),
+        instances_max: u64::from(admin.runtime.limits().max_instances),
+        queues: admin.queues.stats(admin.queue_trigger.consumed_queues()).await?,
+        now: now_ms(),
+    };
+    let text = metrics.encode(&snapshot);
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    Ok(([(axum::http::header::CONTENT_TYPE, content_type)], text).into_response())
+}
+
+async fn find_failure(admin: &Admin, id: String) -> Result<crate::storage::telemetry::Failure, ApiError> {
+    admin.telemetry.find_failure(id.clone()).await?.ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            format!(
+                "no failure `{id}` is kept: only components deployed with record_failures = true keep their failures, \
+                 for as long as the log"
+            ),
+        )
+    })
+}
+
+pub(super) async fn failure(State(admin): State<Admin>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(find_failure(&admin, id).await?)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReplayRequest {
+    /// The version to run it on; the live one when absent.
+    version: Option<u32>,
+}
+
+/// Runs a kept failure's input again; answers the outcome and the replay's log.
+pub(super) async fn replay(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: ReplayRequest = super::parse_body("replay", &body, true)?;
+    let failure = find_failure(&admin, id).await?;
+    let version = admin.deployments.find_version(&failure.component, request.version).await?;
+    let replayer = admin.replayer.clone();
+    let (failure, outcome) = super::detached(async move {
+        let outcome = replayer.replay(&failure, &version).await;
+        outcome.map(|outcome| (failure, outcome))
+    })
+    .await?;
+    let query = LogQuery { correlation_id: Some(outcome.correlation_id.clone()), limit: 1_000, ..LogQuery::default() };
+    let logs = admin.telemetry.query(query).await?;
+    Ok(Json(json!({
+        "failure": { "id": failure.id, "function": format!("{}/{}", failure.component, failure.function),
+                     "version": failure.version, "trigger": failure.trigger, "error": failure.error,
+                     "correlation_id": failure.correlation_id },
+        "outcome": outcome,
+        "logs": logs,
+    })))
 }
 
 #[derive(Debug, Default, Deserialize)]

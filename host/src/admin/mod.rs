@@ -26,6 +26,9 @@
 //! | `GET /v1/logs?function=&id=&since=&level=&after=&limit=` | log records, oldest first (see [`logs`]) |
 //! | `GET /v1/logs/follow?...` | the same filters, as server-sent events: the last few, then each new record |
 //! | `GET /v1/usage?function=&since=` | usage per function, version, trigger and minute |
+//! | `GET /v1/failures/{id}` | a failure kept for replay (its number, or the newest of a correlation id) |
+//! | `POST /v1/failures/{id}/replay` | run its input again, `{"version": N}` or the live version; outcome and logs |
+//! | `GET /metrics` | Prometheus text format (see [`crate::telemetry::metrics`]) |
 
 mod components;
 pub mod error;
@@ -72,6 +75,8 @@ pub struct Admin {
     pub kv: Arc<KvStores>,
     pub authorizers: Arc<Authorizers>,
     pub telemetry: crate::telemetry::Telemetry,
+    pub runtime: crate::runtime::Runtime,
+    pub replayer: crate::triggers::replay::Replayer,
 }
 
 /// Reads the admin token from `data_dir`, creating it (random, 256 bits, owner-only) on first start. Returns the
@@ -110,6 +115,9 @@ pub fn app(admin: Admin, token: String) -> axum::Router {
         .route("/v1/logs", get(logs::query))
         .route("/v1/logs/follow", get(logs::follow))
         .route("/v1/usage", get(logs::usage))
+        .route("/metrics", get(logs::metrics))
+        .route("/v1/failures/{id}", get(logs::failure))
+        .route("/v1/failures/{id}/replay", post(logs::replay))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such admin route; see `GET /v1/components`") })
         .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
             let token = token.clone();

@@ -16,4 +16,6 @@ pub struct FunctionEnv {
     pub outbound: OutboundPolicy,
     /// The key-value stores the function may open.
     pub kv_stores: Arc<[String]>,
+    /// Whether a failed invocation keeps its input for replay.
+    pub record_failures: bool,
 }

@@ -60,6 +60,9 @@ pub(crate) struct DeployArgs {
     /// One function's concurrency limit: `FUNCTION=N` (repeatable).
     #[arg(long = "function-max-concurrency", value_name = "FUNCTION=N", value_parser = parse_number_pair::<u32>)]
     function_max_concurrency: Vec<(String, u32)>,
+    /// Keep the input of each failed invocation, for `edgefn replay` (the host config's `record_failures`).
+    #[arg(long)]
+    record_failures: bool,
     #[command(flatten)]
     admin: AdminArgs,
 }
@@ -99,6 +102,7 @@ impl DeployArgs {
             max_concurrency: self.max_concurrency,
             functions,
             key_value_stores: self.kv_stores.clone(),
+            record_failures: self.record_failures,
             ..ComponentConfig::default()
         }
     }

@@ -1,5 +1,5 @@
-//! `edgefn logs` and `edgefn usage`: read a running host's log (or follow it), and what its functions used, with
-//! an estimated bill.
+//! `edgefn logs`, `edgefn replay` and `edgefn usage`: read a running host's log (or follow it), run a kept failure
+//! again, and what its functions used, with an estimated bill.
 
 use super::admin_client::{AdminArgs, print};
 use crate::storage::telemetry::{StoredLog, UsageCounts, UsageRow};
@@ -91,6 +91,62 @@ fn render(log: &StoredLog, json: bool) -> anyhow::Result<String> {
         record.correlation_id.as_deref().unwrap_or("-"),
         record.message
     ))
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReplayArgs {
+    /// The failure: its number (`failure #17` in the log), or a correlation id (its newest failure).
+    id: String,
+    /// Run it on this version (deployed or not) instead of the live one: check a fix before it goes live.
+    #[arg(long)]
+    version: Option<u32>,
+    /// The whole answer as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// Prints the replay's outcome and log; fails (exit 1) when the replay failed too.
+pub(crate) fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let body = match args.version {
+        Some(version) => serde_json::json!({ "version": version }),
+        None => serde_json::json!({}),
+    };
+    let path = format!("/v1/failures/{}/replay", args.id.replace('/', "%2F"));
+    let answer = args.admin.call("POST", &path, Some(body))?;
+    let outcome = &answer["outcome"];
+    if args.json {
+        print(&answer)?;
+    } else {
+        let failure = &answer["failure"];
+        println!(
+            "failure #{} of {} v{} ({}): {}",
+            failure["id"],
+            failure["function"].as_str().unwrap_or("?"),
+            failure["version"],
+            failure["trigger"].as_str().unwrap_or("?"),
+            failure["error"].as_str().unwrap_or("")
+        );
+        let status = outcome["status"].as_u64().map(|s| format!(" {s}")).unwrap_or_default();
+        let verdict = if outcome["ok"] == true { "ok" } else { "failed" };
+        println!(
+            "replayed on v{} as {}: {verdict}{status}",
+            outcome["version"],
+            outcome["correlation_id"].as_str().unwrap_or("?")
+        );
+        if let Some(output) = outcome["output"].as_str().filter(|o| !o.is_empty()) {
+            println!("{output}");
+        }
+        let logs: Vec<StoredLog> = serde_json::from_value(answer["logs"].clone()).context("unexpected answer")?;
+        for log in &logs {
+            println!("{}", render(log, false)?);
+        }
+    }
+    if outcome["ok"] != true {
+        anyhow::bail!("the replay failed too");
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]

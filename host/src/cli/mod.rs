@@ -4,7 +4,7 @@
 //!   reads a data dir offline;
 //! - everything else is a thin client of a running host's admin API ([`admin_client`]): `deploy`, `versions`,
 //!   `rollback`, `promote`, `undeploy`, `components`, `send`, `publish`, `invoke`, `queues`, `dead-letters`,
-//!   `redrive`, `runs`, `kv`, `logs`, `usage`;
+//!   `redrive`, `runs`, `kv`, `logs`, `usage`, `replay`;
 //! - `token mint` signs a test token for an authorizer of the host config, offline.
 
 mod admin_client;
@@ -75,6 +75,8 @@ enum Command {
     Logs(logs::LogsArgs),
     /// What functions used (requests, GB-s, CPU), with an estimated bill: `edgefn usage --since 24h`.
     Usage(logs::UsageArgs),
+    /// Run a kept failure's input again, on the live version or `--version N`: `edgefn replay 17`.
+    Replay(logs::ReplayArgs),
 }
 
 impl Cli {
@@ -102,6 +104,7 @@ impl Cli {
             Command::Token(args) => token::run(args),
             Command::Logs(args) => logs::logs(args),
             Command::Usage(args) => logs::usage(args),
+            Command::Replay(args) => logs::replay(args),
         }
     }
 }

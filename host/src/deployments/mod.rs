@@ -287,6 +287,26 @@ impl Deployments {
         Ok(LiveComponent::new(active, canary))
     }
 
+    /// Version `version` of `component` (its live version when `None`), ready to run: the live one as it is, a
+    /// stored one loaded (from its cached artifact: nothing compiles unless the cache lost it).
+    pub async fn find_version(
+        &self,
+        component: &str,
+        version: Option<u32>,
+    ) -> Result<Arc<ComponentVersion>, DeployError> {
+        let live = self.live.load();
+        let live = live.component(component);
+        let found = match version {
+            None => Some(live.ok_or_else(|| DeployError::NotLive(component.to_owned()))?.active.clone()),
+            Some(wanted) => live.and_then(|l| l.versions().find(|v| v.version == wanted).cloned()),
+        };
+        match (found, version) {
+            (Some(found), _) => Ok(found),
+            (None, Some(wanted)) => Ok(Arc::new(self.load_version(component, wanted).await?)),
+            (None, None) => Err(DeployError::NotLive(component.to_owned())),
+        }
+    }
+
     /// A stored version, ready to run.
     async fn load_version(&self, name: &str, version: u32) -> Result<ComponentVersion, DeployError> {
         let row = self

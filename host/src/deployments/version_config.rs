@@ -34,6 +34,9 @@ pub struct VersionConfig {
     /// keep their hash.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub key_value_stores: BTreeSet<String>,
+    /// Keep failed invocations' input for replay. Left out of the JSON when off, for the same reason.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record_failures: bool,
 }
 
 impl VersionConfig {
@@ -59,6 +62,7 @@ impl VersionConfig {
             snapshot: host.snapshot && mount.is_none(),
             mount,
             key_value_stores: merged.key_value_stores.iter().cloned().collect(),
+            record_failures: merged.record_failures,
         })
     }
 
@@ -88,6 +92,7 @@ impl VersionConfig {
             secrets: Arc::new(secrets),
             outbound: OutboundPolicy::allow(self.allowed_outbound_hosts.iter().cloned()),
             kv_stores: self.key_value_stores.iter().cloned().collect(),
+            record_failures: self.record_failures,
         }
     }
 

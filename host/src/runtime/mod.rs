@@ -263,6 +263,11 @@ impl Runtime {
         &self.memory
     }
 
+    /// Instance slots held by running invocations now.
+    pub fn instances_in_use(&self) -> u64 {
+        u64::from(self.limits.max_instances).saturating_sub(self.instance_slots.available_permits() as u64)
+    }
+
     /// The host-wide limits.
     pub fn limits(&self) -> &Limits {
         &self.limits

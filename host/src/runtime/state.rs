@@ -46,7 +46,7 @@ impl InvocationState {
         // Never the host's own streams: a guest that prints must not be able to block the host (see output.rs).
         let allowance = output::Allowance::new(parts.output_cap);
         // Logged under the invocation's trace, unless there is none (a component's init at deploy).
-        let log = (parts.telemetry.is_enabled() && !invocation.trace.function.is_empty())
+        let log = (parts.telemetry.logs_enabled() && !invocation.trace.function.is_empty())
             .then(|| (parts.telemetry.clone(), invocation.trace.clone()));
         wasi.stdout(output::stream(Target::Stdout, env.secrets.clone(), allowance.clone(), label, log.clone()));
         match stderr {

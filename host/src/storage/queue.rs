@@ -57,6 +57,8 @@ pub struct QueueStats {
     pub delayed: u64,
     /// Messages of this queue that were dead-lettered and not re-driven yet.
     pub dead: u64,
+    /// When the oldest message it holds was sent (ms since the epoch).
+    pub oldest_enqueued_at: Option<i64>,
 }
 
 /// A dead-lettered message.
@@ -442,16 +444,18 @@ fn stats(conn: &mut Connection, now: i64, also: &[String]) -> Result<Vec<QueueSt
         .map(|queue| (queue.clone(), QueueStats { queue: queue.clone(), ..QueueStats::default() }))
         .collect();
     let mut statement = conn.prepare_cached(
-        "SELECT queue, SUM(visible_at <= ?1), SUM(leased = 1 AND visible_at > ?1), SUM(leased = 0 AND visible_at > ?1)
+        "SELECT queue, SUM(visible_at <= ?1), SUM(leased = 1 AND visible_at > ?1), SUM(leased = 0 AND visible_at > ?1),
+                MIN(enqueued_at)
          FROM queue_messages GROUP BY queue",
     )?;
     let rows = statement.query_map(params![now], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?, row.get::<_, u64>(2)?, row.get::<_, u64>(3)?))
+        let counts = (row.get::<_, u64>(1)?, row.get::<_, u64>(2)?, row.get::<_, u64>(3)?);
+        Ok((row.get::<_, String>(0)?, counts, row.get::<_, Option<i64>>(4)?))
     })?;
     for row in rows {
-        let (queue, ready, in_flight, delayed) = row?;
+        let (queue, (ready, in_flight, delayed), oldest) = row?;
         let stats = by_name.entry(queue.clone()).or_insert_with(|| QueueStats { queue, ..QueueStats::default() });
-        (stats.ready, stats.in_flight, stats.delayed) = (ready, in_flight, delayed);
+        (stats.ready, stats.in_flight, stats.delayed, stats.oldest_enqueued_at) = (ready, in_flight, delayed, oldest);
     }
     let mut statement = conn.prepare_cached(
         "SELECT origin_queue, COUNT(*) FROM queue_messages WHERE origin_queue IS NOT NULL GROUP BY origin_queue",

@@ -7,12 +7,16 @@
 //! keep up), records are dropped and counted, and the log says how many. Followers (`edgefn logs --follow`) get
 //! each record as it is stored.
 //!
-//! [`Telemetry::disabled`] keeps nothing, for hosts configured with `[logs] enabled = false`.
+//! Invocations also update the host's Prometheus [`metrics`] as they end, on the thread that ends them.
+//!
+//! [`Telemetry::disabled`] keeps nothing, for hosts configured with `[logs] enabled = false` and
+//! `[metrics] enabled = false`; either can be on without the other.
 
 pub mod correlation;
+pub mod metrics;
 
 use crate::storage::telemetry::{
-    self, Level, LogKind, LogQuery, LogRecord, StoredLog, UsageCounts, UsageKey, UsageRow,
+    self, Failure, Level, LogKind, LogQuery, LogRecord, StoredLog, UsageCounts, UsageKey, UsageRow,
 };
 use crate::storage::{Database, StorageError, now_ms};
 use std::collections::HashMap;
@@ -40,6 +44,8 @@ pub struct Retention {
     pub max_age: Duration,
     pub max_bytes: u64,
     pub usage_max_age: Duration,
+    /// The largest input a failure keeps for replay (its bodies, in bytes).
+    pub replay_input_max_bytes: u64,
 }
 
 /// What one invocation is part of, and who runs it: set by the trigger, carried by the invocation.
@@ -69,7 +75,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::Error => "error",
@@ -183,13 +189,20 @@ impl InvocationReport {
 enum Event {
     Log(LogRecord),
     Invocation(InvocationReport),
+    /// A failed invocation to keep for replay.
+    Failure(Box<Failure>),
     /// Store everything queued before this, usage included, then answer.
     Flush(mpsc::Sender<()>),
 }
 
 /// The handle every part of the host logs and meters through. Cheap to clone.
 #[derive(Clone, Default)]
-pub struct Telemetry(Option<Arc<Inner>>);
+pub struct Telemetry {
+    /// The log and usage store, when `[logs]` is on.
+    store: Option<Arc<Inner>>,
+    /// The Prometheus metrics, when `[metrics]` is on.
+    metrics: Option<Arc<metrics::Metrics>>,
+}
 
 struct Inner {
     queue: mpsc::SyncSender<Event>,
@@ -197,11 +210,15 @@ struct Inner {
     follow: tokio::sync::broadcast::Sender<Arc<StoredLog>>,
     /// A connection of its own for queries, so a query never waits behind a batch being written.
     reader: Database,
+    replay_input_max_bytes: u64,
 }
 
 impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Telemetry").field("enabled", &self.0.is_some()).finish()
+        f.debug_struct("Telemetry")
+            .field("logs", &self.store.is_some())
+            .field("metrics", &self.metrics.is_some())
+            .finish()
     }
 }
 
@@ -217,7 +234,18 @@ pub enum TelemetryError {
 impl Telemetry {
     /// Keeps nothing.
     pub fn disabled() -> Self {
-        Self(None)
+        Self::default()
+    }
+
+    /// This telemetry, also counting into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The metrics, when they are on.
+    pub fn metrics(&self) -> Option<&Arc<metrics::Metrics>> {
+        self.metrics.as_ref()
     }
 
     /// Opens `<data_dir>/telemetry.db` and starts the writer thread, which ends when the last handle is dropped
@@ -241,18 +269,29 @@ impl Telemetry {
             .name("edgefn-telemetry".into())
             .spawn(move || writer.run(events))
             .map_err(|error| StorageError::Task(format!("failed to start the telemetry writer: {error}")))?;
-        Ok(Self(Some(Arc::new(Inner { queue, dropped, follow, reader }))))
+        let replay_input_max_bytes = retention.replay_input_max_bytes;
+        let inner = Inner { queue, dropped, follow, reader, replay_input_max_bytes };
+        Ok(Self { store: Some(Arc::new(inner)), metrics: None })
     }
 
+    /// Whether invocation reports are wanted (by the log, or the metrics).
     pub fn is_enabled(&self) -> bool {
-        self.0.is_some()
+        self.store.is_some() || self.metrics.is_some()
+    }
+
+    /// Whether log records are kept: guest output and host events are worth building.
+    pub fn logs_enabled(&self) -> bool {
+        self.store.is_some()
     }
 
     fn send(&self, event: Event) {
-        if let Some(inner) = &self.0
+        if let Some(inner) = &self.store
             && inner.queue.try_send(event).is_err()
         {
             inner.dropped.fetch_add(1, Ordering::Relaxed);
+            if let Some(metrics) = &self.metrics {
+                metrics.log_records_dropped(1);
+            }
         }
     }
 
@@ -263,7 +302,7 @@ impl Telemetry {
 
     /// Logs a host event about `function` (or the host as a whole).
     pub fn host_event(&self, level: Level, trace: Option<&Trace>, message: String) {
-        if !self.is_enabled() {
+        if !self.logs_enabled() {
             return;
         }
         self.log(LogRecord {
@@ -278,15 +317,18 @@ impl Telemetry {
         });
     }
 
-    /// Logs the end of an invocation and meters it.
+    /// Logs the end of an invocation, meters it and counts it.
     pub fn invocation(&self, report: InvocationReport) {
+        if let Some(metrics) = &self.metrics {
+            metrics.invocation(&report);
+        }
         self.send(Event::Invocation(report));
     }
 
     /// Logs one line (or piece of a long line) that a function printed, at the level it starts with (`ERROR`,
     /// `[warn]`, `info:` ...), else `info` on stdout and `error` on stderr.
     pub fn guest_output(&self, trace: &Trace, stderr: bool, piece: &[u8]) {
-        if !self.is_enabled() {
+        if !self.logs_enabled() {
             return;
         }
         let at = now_ms();
@@ -311,9 +353,26 @@ impl Telemetry {
         }
     }
 
+    /// The largest input a failure keeps for replay, in bytes; `None` when logs are off (nothing is kept).
+    pub fn replay_input_cap(&self) -> Option<u64> {
+        self.store.as_ref().map(|inner| inner.replay_input_max_bytes)
+    }
+
+    /// Keeps a failed invocation for `edgefn replay`, and logs where it is.
+    pub fn failure(&self, failure: Failure) {
+        self.send(Event::Failure(Box::new(failure)));
+    }
+
+    /// The failure `id` (its number, or the newest failure of a correlation id).
+    pub async fn find_failure(&self, id: String) -> Result<Option<Failure>, TelemetryError> {
+        let inner = self.store.as_ref().ok_or(TelemetryError::Disabled)?;
+        self.flush().await;
+        Ok(inner.reader.call(move |conn| telemetry::find_failure(conn, &id)).await?)
+    }
+
     /// Waits (off the async threads) until everything logged before this call is stored, usage included.
     pub async fn flush(&self) {
-        let Some(inner) = &self.0 else { return };
+        let Some(inner) = &self.store else { return };
         let (done, stored) = mpsc::channel();
         // A full queue: wait for room rather than skip the flush; the writer empties it.
         let queue = inner.queue.clone();
@@ -327,14 +386,14 @@ impl Telemetry {
 
     /// The records `query` asks for, after storing everything logged so far.
     pub async fn query(&self, query: LogQuery) -> Result<Vec<StoredLog>, TelemetryError> {
-        let inner = self.0.as_ref().ok_or(TelemetryError::Disabled)?;
+        let inner = self.store.as_ref().ok_or(TelemetryError::Disabled)?;
         self.flush().await;
         Ok(inner.reader.call(move |conn| telemetry::query_logs(conn, &query)).await?)
     }
 
     /// Usage from `since` (ms since the epoch) on, of `function` if set, after adding in what is summed so far.
     pub async fn usage(&self, since: i64, function: Option<String>) -> Result<Vec<UsageRow>, TelemetryError> {
-        let inner = self.0.as_ref().ok_or(TelemetryError::Disabled)?;
+        let inner = self.store.as_ref().ok_or(TelemetryError::Disabled)?;
         self.flush().await;
         let since_minute = since.div_euclid(60_000);
         Ok(inner.reader.call(move |conn| telemetry::query_usage(conn, since_minute, function.as_deref())).await?)
@@ -342,7 +401,7 @@ impl Telemetry {
 
     /// Every record stored from now on.
     pub fn follow(&self) -> Result<tokio::sync::broadcast::Receiver<Arc<StoredLog>>, TelemetryError> {
-        Ok(self.0.as_ref().ok_or(TelemetryError::Disabled)?.follow.subscribe())
+        Ok(self.store.as_ref().ok_or(TelemetryError::Disabled)?.follow.subscribe())
     }
 }
 
@@ -374,6 +433,30 @@ fn leading_level(line: &str) -> Option<Level> {
     None
 }
 
+/// Stores `failure`; returns the host record that says where it is (or that it could not be kept).
+fn store_failure(db: &Database, failure: &Failure) -> LogRecord {
+    let message = match db.with_blocking(|conn| telemetry::insert_failure(conn, failure)) {
+        Ok(id) if failure.input.is_some() => {
+            format!("failure #{id} recorded with its input: replay it with `edgefn replay {id}`")
+        }
+        Ok(id) => format!(
+            "failure #{id} recorded without its input: it was {} bytes, over logs.replay_input_max_kb",
+            failure.input_bytes
+        ),
+        Err(error) => format!("failed to record this failure for replay: {error}"),
+    };
+    LogRecord {
+        at: now_ms(),
+        level: Level::Info,
+        kind: LogKind::Host,
+        correlation_id: Some(failure.correlation_id.clone()),
+        function: Some(format!("{}/{}", failure.component, failure.function)),
+        version: Some(failure.version),
+        trigger: Some(failure.trigger.clone()),
+        message,
+    }
+}
+
 struct Writer {
     db: Database,
     follow: tokio::sync::broadcast::Sender<Arc<StoredLog>>,
@@ -397,6 +480,7 @@ impl Writer {
             };
             let mut records = Vec::new();
             let mut flushes = Vec::new();
+            let db = self.db.clone();
             let mut handle = |event: Event, records: &mut Vec<LogRecord>, usage: &mut HashMap<_, _>| match event {
                 Event::Log(record) => records.push(record),
                 Event::Invocation(report) => {
@@ -410,6 +494,7 @@ impl Writer {
                     usage.entry(key).or_insert_with(UsageCounts::default).add(&report.counts());
                     records.push(report.record(at));
                 }
+                Event::Failure(failure) => records.push(store_failure(&db, &failure)),
                 Event::Flush(done) => flushes.push(done),
             };
             if let Some(event) = first {

@@ -6,6 +6,7 @@ use crate::capabilities::invoke::Caller;
 use crate::capabilities::{BoxFuture, Invoker};
 use crate::live::{ComponentVersion, LiveHandle, LiveSet, LookupError};
 use crate::runtime::{GuestCall, InvokeError, SlotKind};
+use crate::storage::telemetry::FailedInput;
 use edgefn_manifest::record::Trigger as TriggerKind;
 use std::sync::Arc;
 use std::time::Instant;
@@ -81,6 +82,7 @@ impl InvokeTrigger {
         let depth = chain.len();
         let caller = if depth > 1 { chain[depth - 2].clone() } else { "the admin API".to_owned() };
         let work = Work { correlation_id: correlation_id.clone(), trigger: "invoke", detail: format!("from {caller}") };
+        let kept = version.env.record_failures.then(|| payload.clone());
         let run = async {
             let prepared = self.runner.prepare(&version, &function, SlotKind::Request, chain, work).await?;
             let call =
@@ -94,6 +96,13 @@ impl InvokeTrigger {
             Ok(Err(message)) => Err(InvokeFailure::Failed { label: label.clone(), message }),
             Err(error) => Err(InvokeFailure::Run { label: label.clone(), error }),
         };
+        if let (Some(payload), Err(error)) = (kept, &result) {
+            let bytes = payload.len() as u64;
+            let error = error.to_string();
+            self.runner.record_failure(&version, &function, &correlation_id, "invoke", &error, bytes, || {
+                FailedInput::Invoke { payload }
+            });
+        }
         let duration_ms = started.elapsed().as_millis() as u64;
         match &result {
             Ok(_) => tracing::info!(function = %label, version = version.version, depth, duration_ms, "invoke ok"),

@@ -15,6 +15,7 @@ pub mod cron;
 pub mod http;
 pub mod invoke;
 pub mod queue;
+pub mod replay;
 
 use crate::capabilities::invoke::{Caller, Origin};
 use crate::capabilities::{BoxFuture, Capabilities};

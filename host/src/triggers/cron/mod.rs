@@ -22,6 +22,7 @@ use crate::capabilities::BoxFuture;
 use crate::live::{LiveComponent, LiveHandle, LiveSet, LookupError};
 use crate::runtime::{CronEvent, GuestCall, SlotKind};
 use crate::storage::cron::{CronDb, RunRecord};
+use crate::storage::telemetry::FailedInput;
 use crate::storage::{StorageError, now_ms};
 use crate::telemetry::correlation;
 use chrono::{DateTime, Utc};
@@ -524,12 +525,25 @@ async fn run_once(db: &CronDb, runner: &Runner, job: &Job, attempt: Attempt<'_>)
                 Ok(prepared) => prepared,
                 Err(error) => return Some(error.to_string()),
             };
+        let kept = FailedInput::Cron {
+            expression: event.expression.clone(),
+            timezone: event.timezone.clone(),
+            scheduled_at: event.scheduled_at,
+            attempt: event.attempt,
+            reason: event.reason.clone(),
+        };
+        let correlation_id = event.correlation_id.clone();
         let call = GuestCall::Cron(event);
-        match runner.runtime().call_guest(&prepared.component, &prepared.invocation, prepared.slot, call).await.0 {
-            Ok(Ok(_)) => None,
-            Ok(Err(message)) => Some(message),
-            Err(error) => Some(error.to_string()),
+        let error =
+            match runner.runtime().call_guest(&prepared.component, &prepared.invocation, prepared.slot, call).await.0 {
+                Ok(Ok(_)) => None,
+                Ok(Err(message)) => Some(message),
+                Err(error) => Some(error.to_string()),
+            };
+        if let Some(error) = &error {
+            runner.record_failure(version, &job.function, &correlation_id, "cron", error, 0, || kept);
         }
+        error
     };
     let (recorded, error) = tokio::join!(start_row, run);
     match recorded {
@@ -544,6 +558,10 @@ async fn run_once(db: &CronDb, runner: &Runner, job: &Job, attempt: Attempt<'_>)
     }
     .into();
     record.error = error;
+    if let Some(metrics) = runner.runtime().telemetry().metrics() {
+        let lag = Duration::from_micros(record.delay_us.max(0) as u64);
+        metrics.cron_run(&job.label, lag, record.error.is_some());
+    }
     if record.id != 0 {
         let finished = db.finish_run(
             record.id,

@@ -7,11 +7,12 @@ mod auth;
 pub mod body;
 pub mod server;
 
-use super::{Runner, Trigger, Work};
+use super::{Runner, Trigger, Work, replay};
 use crate::auth::Authorizers;
 use crate::capabilities::BoxFuture;
 use crate::live::{ComponentVersion, LiveHandle, LiveSet, RouteLookup};
 use crate::runtime::{InvokeError, SlotKind, Start};
+use crate::storage::telemetry::FailedInput;
 use crate::telemetry::correlation;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -153,7 +154,30 @@ async fn route_and_invoke(
     let runtime = trigger.runner.runtime();
     // The body's bytes stay counted against the budget until the function is done with them.
     let slot = prepared.slot.holding(body_bytes);
-    match runtime.invoke_http(&prepared.component, &prepared.invocation, slot, request).await {
+    // What a failure keeps for replay, when the version records failures (cheap: the body is shared).
+    let kept = version.env.record_failures.then(|| {
+        let secrets = &version.env.secrets;
+        let uri = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let headers = replay::kept_headers(request.headers(), secrets);
+        (request.method().to_string(), uri, headers, request.body().clone())
+    });
+    let answer = runtime.invoke_http(&prepared.component, &prepared.invocation, slot, request).await;
+    if let Some((method, uri, headers, body)) = kept {
+        let failed = match &answer {
+            Ok(response) if response.status().is_server_error() => {
+                Some(format!("the function answered {}", response.status().as_u16()))
+            }
+            Ok(_) => None,
+            Err(error) => Some(error.to_string()),
+        };
+        if let Some(error) = failed {
+            let secrets = version.env.secrets.clone();
+            trigger.runner.record_failure(&version, &function, request_id, "http", &error, body.len() as u64, || {
+                FailedInput::Http { method, uri, headers, body: replay::kept_body(&body, &secrets) }
+            });
+        }
+    }
+    match answer {
         Ok(response) => {
             let buffer = limits.response_buffer_kib << 10;
             let write_timeout = Duration::from_millis(limits.response_write_timeout_ms);

@@ -12,14 +12,14 @@
 //! settle) before the new version's consumers start: a message is never lost, and never handled by both versions
 //! at once. Topic subscriptions stay in place across the switch, so nothing published meanwhile is dropped.
 
-use super::{Prepared, Runner, Trigger, Work};
+use super::{Prepared, Runner, Trigger, Work, replay};
 use crate::capabilities::BoxFuture;
 use crate::capabilities::messaging::Queues;
 use crate::live::{ComponentVersion, LiveComponent, LiveSet, consumed_queue};
 use crate::runtime::{Delivery, GuestCall, InvokeError, Message, Settlement, SlotKind};
 use crate::storage::now_ms;
 use crate::storage::queue::{LeasedMessage, Outcome, QueueDb, Settle};
-use crate::storage::telemetry::Level;
+use crate::storage::telemetry::{FailedInput, Level};
 use crate::telemetry::{Trace, correlation};
 use edgefn_manifest::record::{Delivery as DeliveryPolicy, Trigger as TriggerKind};
 use std::collections::{BTreeSet, HashMap};
@@ -276,7 +276,7 @@ async fn run_consumer(
         };
         let (context, consumer) = (context.clone(), consumer.clone());
         tokio::spawn(async move {
-            deliver(&context, &consumer, version.version, prepared, leased).await;
+            deliver(&context, &consumer, &version, prepared, leased).await;
             drop(permit);
         });
     }
@@ -409,7 +409,7 @@ fn delivery_trace(
         ..(**prepared).clone()
     });
     let telemetry = context.runner.runtime().telemetry();
-    if shared.is_none() && telemetry.is_enabled() {
+    if shared.is_none() && telemetry.logs_enabled() {
         for message in leased {
             let Some(id) = &message.correlation_id else { continue };
             let own = Trace { correlation_id: Arc::from(id.as_str()), ..(*trace).clone() };
@@ -434,7 +434,7 @@ fn log_settlement(
     now: i64,
 ) {
     let telemetry = context.runner.runtime().telemetry();
-    if !telemetry.is_enabled() || matches!(outcome, Outcome::Ack) {
+    if !telemetry.logs_enabled() || matches!(outcome, Outcome::Ack) {
         return;
     }
     let own = Trace {
@@ -469,7 +469,7 @@ fn log_settlement(
 async fn deliver(
     context: &DeliveryContext,
     consumer: &Consumer,
-    version: u32,
+    component_version: &ComponentVersion,
     mut prepared: Prepared,
     leased: Vec<LeasedMessage>,
 ) {
@@ -493,6 +493,13 @@ async fn deliver(
             .collect(),
         correlation_id: trace.correlation_id.to_string(),
     };
+    let version = component_version.version;
+    let secrets = component_version.env.secrets.clone();
+    // What a failure keeps for replay, when the version records failures.
+    let kept = component_version.env.record_failures.then(|| {
+        let bytes: usize = delivery.messages.iter().map(|m| m.body.len()).sum();
+        (bytes as u64, replay::kept_messages(&delivery.messages, &secrets))
+    });
     let runtime = context.runner.runtime();
     let (outcome, settlements) = runtime
         .call_guest(&prepared.component, &prepared.invocation, prepared.slot, GuestCall::Messages(delivery))
@@ -558,6 +565,21 @@ async fn deliver(
             acked, retried, dead, duration_ms, "delivery ok"),
         Some(error) => tracing::warn!(function = %consumer.label, version, queue = %consumer.queue,
             messages = leased.len(), acked, retried, dead, duration_ms, %error, "delivery failed"),
+    }
+    if let Some((bytes, messages)) = kept
+        && (failure.is_some() || retried > 0 || dead > 0)
+    {
+        let error = failure.clone().unwrap_or_else(|| format!("{retried} messages retried, {dead} dead-lettered"));
+        let source = consumer.source.clone();
+        context.runner.record_failure(
+            component_version,
+            &consumer.function,
+            &trace.correlation_id,
+            consumer.trigger_kind(),
+            &error,
+            bytes,
+            || FailedInput::Messages { source, messages },
+        );
     }
     if retried > 0 {
         // Our own loop may be asleep until its idle poll; the retries have their own times.

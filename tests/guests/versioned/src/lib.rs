@@ -64,14 +64,29 @@ fn tick(event: CronEvent) -> Result<()> {
     report("/tick", &json!({ "tag": tag(), "scheduled_at": scheduled_at as u64, "reason": event.reason() }))
 }
 
-/// Reports every message (a number), with the version that handled it; takes `WORK_DELAY_MS` per batch first.
+/// Reports every message (a number), with the version that handled it; takes `WORK_DELAY_MS` per batch first. A
+/// version deployed with `FAIL_ON=N` fails every batch holding `N`: a bug, which a later version fixes.
 #[function(trigger = queue("versioned-work", batch_size = 20, max_wait_ms = 5))]
 fn work(batch: Batch<u64>) -> Result<()> {
     if let Some(delay) = edgefn::config::get("WORK_DELAY_MS").and_then(|ms| ms.parse().ok()) {
         std::thread::sleep(Duration::from_millis(delay));
     }
     let numbers: Vec<u64> = batch.iter().map(|m| *m.body()).collect();
+    if let Some(bad) = edgefn::config::get("FAIL_ON").and_then(|n| n.parse::<u64>().ok())
+        && numbers.contains(&bad)
+    {
+        return Err(Error::internal(format!("{} cannot handle {bad}", tag())));
+    }
     report("/work", &json!({ "tag": tag(), "numbers": numbers }))
+}
+
+/// Answers how many bytes it was sent, or fails (500) in a version deployed with `FAIL_ON`.
+#[function(trigger = http("/versioned/check", method = "POST"))]
+fn check(req: Request) -> Result<String> {
+    if edgefn::config::get("FAIL_ON").is_some() {
+        return Err(Error::internal(format!("{} is broken", tag())));
+    }
+    Ok(format!("{} checked {} bytes", tag(), req.body().len()))
 }
 
 /// Enqueues the number in the path: messages sent by HTTP traffic while versions switch.

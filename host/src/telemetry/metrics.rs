@@ -1,0 +1,227 @@
+//! Prometheus metrics of one host, in a registry of its own (never a global one: two hosts in one process, as in
+//! the tests and benchmarks, stay apart). Invocation metrics are updated as each invocation ends; the gauges that
+//! describe a state (instances in use, queues) are set when the metrics are read ([`Snapshot`]).
+
+use super::{InvocationReport, Outcome};
+use crate::storage::queue::QueueStats;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InvocationLabels {
+    function: String,
+    trigger: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabels {
+    function: String,
+    trigger: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ColdLabels {
+    function: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    queue: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueStateLabels {
+    queue: String,
+    state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CronLabels {
+    function: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Durations from 0.1 ms to about 3.3 s (and +Inf).
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
+}
+
+/// Cron lag from 0.1 ms to about 6.5 s (and +Inf).
+fn lag_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 17))
+}
+
+/// The state gauges, as read at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub instances_in_use: u64,
+    pub instances_max: u64,
+    pub queues: Vec<QueueStats>,
+    /// Now, in ms since the epoch, for the age of the oldest messages.
+    pub now: i64,
+}
+
+/// The metrics; see the module docs.
+pub struct Metrics {
+    registry: Registry,
+    invocations: Family<InvocationLabels, Counter>,
+    duration: HistogramFamily<FunctionLabels>,
+    cold_starts: Family<ColdLabels, Counter>,
+    instances_in_use: Gauge,
+    instances_max: Gauge,
+    queue_messages: Family<QueueStateLabels, Gauge>,
+    queue_dead_letters: Family<QueueLabels, Gauge>,
+    queue_oldest_age: Family<QueueLabels, Gauge<f64, AtomicU64>>,
+    cron_lag: HistogramFamily<CronLabels>,
+    cron_failures: Family<CronLabels, Counter>,
+    log_records_dropped: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("edgefn");
+        let invocations = Family::<InvocationLabels, Counter>::default();
+        registry.register(
+            "invocations",
+            "Invocations that ended, by function, trigger and outcome (ok, error, trap, timeout, throttled)",
+            invocations.clone(),
+        );
+        let duration = HistogramFamily::<FunctionLabels>::new_with_constructor(duration_histogram);
+        registry.register_with_unit(
+            "invocation_duration",
+            "Wall time of invocations that ran, by function and trigger",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        let cold_starts = Family::<ColdLabels, Counter>::default();
+        registry.register("cold_starts", "Invocations that had to load their component first", cold_starts.clone());
+        let instances_in_use = Gauge::default();
+        registry.register("instances_in_use", "Instance slots held by running invocations", instances_in_use.clone());
+        let instances_max = Gauge::default();
+        registry.register("instances_max", "Instance slots in all (limits.max_instances)", instances_max.clone());
+        let queue_messages = Family::<QueueStateLabels, Gauge>::default();
+        registry.register(
+            "queue_messages",
+            "Messages a queue holds, by state (ready, in_flight, delayed)",
+            queue_messages.clone(),
+        );
+        let queue_dead_letters = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "queue_dead_letters",
+            "Messages of a queue that were dead-lettered and not re-driven",
+            queue_dead_letters.clone(),
+        );
+        let queue_oldest_age = Family::<QueueLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register_with_unit(
+            "queue_oldest_message_age",
+            "How long ago the oldest message a queue holds was sent",
+            Unit::Seconds,
+            queue_oldest_age.clone(),
+        );
+        let cron_lag = HistogramFamily::<CronLabels>::new_with_constructor(lag_histogram);
+        registry.register_with_unit(
+            "cron_lag",
+            "How late after its tick a cron run started",
+            Unit::Seconds,
+            cron_lag.clone(),
+        );
+        let cron_failures = Family::<CronLabels, Counter>::default();
+        registry.register("cron_failures", "Cron runs that failed (each failed attempt)", cron_failures.clone());
+        let log_records_dropped = Counter::default();
+        registry.register(
+            "log_records_dropped",
+            "Log records dropped because the log store could not keep up",
+            log_records_dropped.clone(),
+        );
+        Self {
+            registry,
+            invocations,
+            duration,
+            cold_starts,
+            instances_in_use,
+            instances_max,
+            queue_messages,
+            queue_dead_letters,
+            queue_oldest_age,
+            cron_lag,
+            cron_failures,
+            log_records_dropped,
+        }
+    }
+
+    /// Counts an invocation that ended.
+    pub fn invocation(&self, report: &InvocationReport) {
+        let trace = &report.trace;
+        let labels = InvocationLabels {
+            function: trace.function.clone(),
+            trigger: trace.trigger.to_owned(),
+            outcome: report.outcome.as_str().to_owned(),
+        };
+        self.invocations.get_or_create(&labels).inc();
+        if report.outcome != Outcome::Throttled {
+            let labels = FunctionLabels { function: labels.function, trigger: labels.trigger };
+            self.duration.get_or_create(&labels).observe(report.wall.as_secs_f64());
+        }
+        if report.cold_start {
+            self.cold_starts.get_or_create(&ColdLabels { function: trace.function.clone() }).inc();
+        }
+    }
+
+    /// Records a cron run's lag behind its tick and whether it failed.
+    pub fn cron_run(&self, function: &str, lag: std::time::Duration, failed: bool) {
+        let labels = CronLabels { function: function.to_owned() };
+        self.cron_lag.get_or_create(&labels).observe(lag.as_secs_f64());
+        if failed {
+            self.cron_failures.get_or_create(&labels).inc();
+        }
+    }
+
+    /// Counts log records the store dropped.
+    pub fn log_records_dropped(&self, count: u64) {
+        self.log_records_dropped.inc_by(count);
+    }
+
+    /// The metrics in the Prometheus text format, with the state gauges set from `snapshot`.
+    pub fn encode(&self, snapshot: &Snapshot) -> String {
+        self.instances_in_use.set(i64::try_from(snapshot.instances_in_use).unwrap_or(i64::MAX));
+        self.instances_max.set(i64::try_from(snapshot.instances_max).unwrap_or(i64::MAX));
+        // A queue that is gone (emptied, its consumer undeployed) disappears from the gauges too.
+        self.queue_messages.clear();
+        self.queue_dead_letters.clear();
+        self.queue_oldest_age.clear();
+        for stats in &snapshot.queues {
+            let count = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+            for (state, value) in [("ready", stats.ready), ("in_flight", stats.in_flight), ("delayed", stats.delayed)] {
+                let labels = QueueStateLabels { queue: stats.queue.clone(), state: state.to_owned() };
+                self.queue_messages.get_or_create(&labels).set(count(value));
+            }
+            let labels = QueueLabels { queue: stats.queue.clone() };
+            self.queue_dead_letters.get_or_create(&labels).set(count(stats.dead));
+            let age = stats.oldest_enqueued_at.map_or(0.0, |at| (snapshot.now - at).max(0) as f64 / 1000.0);
+            self.queue_oldest_age.get_or_create(&labels).set(age);
+        }
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
