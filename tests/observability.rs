@@ -402,3 +402,128 @@ fn metrics_are_valid_prometheus_text_that_counts_what_ran() {
     // Without the token, nothing.
     assert_eq!(get(&format!("{}/metrics", host.admin)).status, 401);
 }
+
+/// The headless browser the dashboard test drives: Debian's `chromium` (`.ci/run` installs it). Without it the
+/// test says SKIPPED, unless EDGEFN_REQUIRE_CHROMIUM is set (CI), where that is a failure.
+fn chromium() -> Option<std::path::PathBuf> {
+    let found = ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| support::which(name));
+    if found.is_none() {
+        assert!(
+            std::env::var_os("EDGEFN_REQUIRE_CHROMIUM").is_none(),
+            "chromium is required (EDGEFN_REQUIRE_CHROMIUM)"
+        );
+        eprintln!("SKIPPED: no chromium on PATH; apt-get install chromium");
+    }
+    found
+}
+
+#[test]
+fn the_dashboard_signs_in_shows_numbers_that_move_and_redrives_a_dead_letter() {
+    use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
+    use headless_chrome::{Browser, LaunchOptions};
+    let Some(chromium) = chromium() else { return };
+    let host = Host::start(&[&component_arg("hello"), &component_arg("automation")]);
+    // A message that dead-letters (the poison consumer always fails), and some traffic.
+    let reply = host.admin("POST", "/v1/queues/poison/messages", Some(json!({ "body": { "poison": true } })));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    for _ in 0..3 {
+        assert_eq!(get(&host.url("/hello/dashboard")).status, 200);
+    }
+    poll_until("the poison message to be dead-lettered", Duration::from_secs(20), || {
+        host.admin("GET", "/v1/queues/poison/dead-letters", None).json()["dead_letters"]
+            .as_array()
+            .is_some_and(|d| d.len() == 1)
+    });
+
+    let options = LaunchOptions::default_builder()
+        .path(Some(chromium))
+        .sandbox(false)
+        .window_size(Some((1400, 1300)))
+        .build()
+        .expect("launch options");
+    let browser = Browser::new(options).expect("start chromium");
+    let tab = browser.new_tab().expect("a tab");
+    let dashboard = format!("{}/dashboard", host.admin);
+    tab.navigate_to(&dashboard).expect("navigate").wait_until_navigated().expect("loaded");
+    assert!(
+        tab.get_url().ends_with("/dashboard/login"),
+        "not signed in: sent to the sign-in form, not {}",
+        tab.get_url()
+    );
+    // A wrong token is refused.
+    tab.wait_for_element("#token").expect("token field").click().expect("focus");
+    tab.type_str("not-the-token").expect("type");
+    tab.wait_for_element("#sign-in").expect("button").click().expect("submit");
+    let refused = tab.wait_for_element("#login-error").expect("an error").get_inner_text().expect("text");
+    assert_eq!(refused, "That is not this host's admin token.");
+    // The right one signs in.
+    tab.wait_for_element("#token").expect("token field").click().expect("focus");
+    tab.type_str(&host.token).expect("type");
+    tab.wait_for_element("#sign-in").expect("button").click().expect("submit");
+    tab.wait_for_element("#functions").expect("the dashboard");
+    assert!(tab.get_url().ends_with("/dashboard"), "{}", tab.get_url());
+    let cookies = tab.get_cookies().expect("cookies");
+    let session = cookies.iter().find(|c| c.name == "edgefn_session").expect("a session cookie");
+    assert!(session.http_only, "the session cookie is HttpOnly");
+    assert!(!tab.get_content().expect("html").contains(&host.token), "the page never shows the admin token");
+
+    let invocations = |tab: &headless_chrome::Tab| -> u64 {
+        let cell = tab.wait_for_element("tr[data-function='hello/hello'] td.invocations").expect("hello's row");
+        cell.get_inner_text().expect("text").trim().parse().expect("a number")
+    };
+    assert_eq!(invocations(&tab), 3);
+    for _ in 0..4 {
+        assert_eq!(get(&host.url("/hello/dashboard")).status, 200);
+    }
+    tab.reload(true, None).expect("reload").wait_until_navigated().expect("reloaded");
+    assert_eq!(invocations(&tab), 7, "the numbers move after requests");
+    let chart = tab.wait_for_element("tr[data-function='hello/hello'] svg rect[fill='#8b95a7']").expect("a bar");
+    drop(chart);
+
+    // Search the log by a request's correlation id.
+    let traced = send("GET", &host.url("/hello/traced"), &[("x-request-id", "dashboard-trace-1")], b"");
+    assert_eq!(traced.status, 200);
+    tab.wait_for_element("#log-id").expect("search field").click().expect("focus");
+    tab.type_str("dashboard-trace-1").expect("type");
+    tab.wait_for_element("#search").expect("button").click().expect("search");
+    tab.wait_until_navigated().expect("searched");
+    let logs = tab.wait_for_element("#logs").expect("logs").get_inner_text().expect("text");
+    assert!(logs.contains("http GET /hello/traced: ok 200"), "{logs}");
+
+    // A redrive without this session's CSRF token is refused, even with the session cookie.
+    let cookie = format!("edgefn_session={}", session.value);
+    let forged = send(
+        "POST",
+        &format!("{dashboard}/queues/poison/redrive"),
+        &[("cookie", &cookie), ("content-type", "application/x-www-form-urlencoded")],
+        b"csrf=forged",
+    );
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert_eq!(
+        host.admin("GET", "/v1/queues/poison/dead-letters", None).json()["dead_letters"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    // The real button re-drives the dead letter.
+    tab.navigate_to(&dashboard).expect("navigate").wait_until_navigated().expect("loaded");
+    let dead =
+        tab.wait_for_element("tr[data-queue='poison'] td.dead").expect("poison's row").get_inner_text().expect("text");
+    assert_eq!(dead.trim(), "1");
+    tab.wait_for_element("tr[data-queue='poison'] button.redrive").expect("a redrive button").click().expect("redrive");
+    let notice = tab.wait_for_element("#notice").expect("a notice").get_inner_text().expect("text");
+    assert_eq!(notice, "Re-drove 1 dead letters of poison.");
+    // Re-driven, the message is delivered again (and, being poison, fails again).
+    poll_until("the re-driven message's deliveries", Duration::from_secs(20), || {
+        log_records(&host, &["automation/poison", "--limit", "1000"])
+            .iter()
+            .filter(|r| field(r, "kind") == "invocation")
+            .count()
+            >= 4
+    });
+
+    let screenshot = tab.capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true).expect("screenshot");
+    let artifacts = support::workspace().join("target").join("test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    std::fs::write(artifacts.join("dashboard.png"), &screenshot).expect("save the screenshot");
+    assert!(screenshot.starts_with(b"\x89PNG"), "a PNG");
+}

@@ -143,6 +143,7 @@ impl Node {
             telemetry: self.telemetry.clone(),
             runtime: self.loader.runtime().clone(),
             replayer: self.replayer.clone(),
+            sessions: Arc::default(),
         }
     }
 

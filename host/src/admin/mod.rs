@@ -28,9 +28,11 @@
 //! | `GET /v1/usage?function=&since=` | usage per function, version, trigger and minute |
 //! | `GET /v1/failures/{id}` | a failure kept for replay (its number, or the newest of a correlation id) |
 //! | `POST /v1/failures/{id}/replay` | run its input again, `{"version": N}` or the live version; outcome and logs |
+//! | `GET /dashboard` | the dashboard (see [`dashboard`]): sign in with the token, then a session cookie |
 //! | `GET /metrics` | Prometheus text format (see [`crate::telemetry::metrics`]) |
 
 mod components;
+pub mod dashboard;
 pub mod error;
 mod functions;
 mod kv;
@@ -77,6 +79,8 @@ pub struct Admin {
     pub telemetry: crate::telemetry::Telemetry,
     pub runtime: crate::runtime::Runtime,
     pub replayer: crate::triggers::replay::Replayer,
+    /// The dashboard's signed-in browsers.
+    pub sessions: Arc<dashboard::Sessions>,
 }
 
 /// Reads the admin token from `data_dir`, creating it (random, 256 bits, owner-only) on first start. Returns the
@@ -119,10 +123,15 @@ pub fn app(admin: Admin, token: String) -> axum::Router {
         .route("/v1/failures/{id}", get(logs::failure))
         .route("/v1/failures/{id}/replay", post(logs::replay))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such admin route; see `GET /v1/components`") })
-        .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+        .layer(axum::middleware::from_fn({
             let token = token.clone();
-            async move { authorize(&token, request, next).await }
+            move |request: Request, next: Next| {
+                let token = token.clone();
+                async move { authorize(&token, request, next).await }
+            }
         }))
+        // The dashboard signs in with the token once and then uses a session cookie: outside the bearer check.
+        .merge(dashboard::router(token))
         .with_state(admin)
 }
 

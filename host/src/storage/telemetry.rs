@@ -63,6 +63,8 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX failures_by_correlation ON failures (correlation_id);
     CREATE INDEX failures_by_time ON failures (at);",
+    // 3. The wall time of an invocation record, for percentiles (the dashboard).
+    "ALTER TABLE logs ADD COLUMN duration_us INTEGER;",
 ];
 
 /// A failed invocation, kept to be replayed.
@@ -281,6 +283,9 @@ pub struct LogRecord {
     /// `http`, `cron`, `queue`, `topic` or `invoke`.
     pub trigger: Option<String>,
     pub message: String,
+    /// The wall time of the invocation an `invocation` record reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
 }
 
 /// A stored log record: its sequence number orders the log.
@@ -375,8 +380,8 @@ pub fn insert_logs(conn: &mut Connection, records: Vec<LogRecord>) -> Result<Vec
     let mut stored = Vec::with_capacity(records.len());
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO logs (at, level, kind, correlation_id, function, version, trigger, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO logs (at, level, kind, correlation_id, function, version, trigger, message, duration_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         for record in records {
             insert.execute(params![
@@ -388,6 +393,7 @@ pub fn insert_logs(conn: &mut Connection, records: Vec<LogRecord>) -> Result<Vec
                 record.version,
                 record.trigger,
                 record.message,
+                record.duration_us.map(|us| us as i64),
             ])?;
             stored.push(StoredLog { seq: tx.last_insert_rowid(), record });
         }
@@ -402,7 +408,7 @@ pub fn query_logs(conn: &mut Connection, query: &LogQuery) -> Result<Vec<StoredL
     // the function); a filter that is not set is `?N IS NULL` and costs nothing.
     let order = if query.after.is_some() { "ASC" } else { "DESC" };
     let sql = format!(
-        "SELECT seq, at, level, kind, correlation_id, function, version, trigger, message FROM logs
+        "SELECT seq, at, level, kind, correlation_id, function, version, trigger, message, duration_us FROM logs
          WHERE (?1 IS NULL OR function = ?1 OR substr(function, 1, length(?1) + 1) = ?1 || '/'
                 OR substr(function, -length(?1) - 1) = '/' || ?1)
            AND (?2 IS NULL OR correlation_id = ?2)
@@ -433,6 +439,7 @@ pub fn query_logs(conn: &mut Connection, query: &LogQuery) -> Result<Vec<StoredL
                     version: row.get(6)?,
                     trigger: row.get(7)?,
                     message: row.get(8)?,
+                    duration_us: row.get::<_, Option<i64>>(9)?.map(|us| us.max(0) as u64),
                 },
             })
         },
@@ -442,6 +449,23 @@ pub fn query_logs(conn: &mut Connection, query: &LogQuery) -> Result<Vec<StoredL
         logs.reverse();
     }
     Ok(logs)
+}
+
+/// The wall times (µs) of `function`'s newest invocations since `since` (at most `limit`), sorted: for percentiles.
+pub fn recent_durations(
+    conn: &mut Connection,
+    function: &str,
+    since: i64,
+    limit: u32,
+) -> Result<Vec<u64>, StorageError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT duration_us FROM logs WHERE function = ?1 AND kind = 'invocation' AND duration_us IS NOT NULL
+           AND at >= ?2 ORDER BY seq DESC LIMIT ?3",
+    )?;
+    let rows = statement.query_map(params![function, since, limit], |row| row.get::<_, i64>(0))?;
+    let mut durations = rows.map(|row| row.map(|us| us.max(0) as u64)).collect::<Result<Vec<_>, _>>()?;
+    durations.sort_unstable();
+    Ok(durations)
 }
 
 /// Deletes records older than `cutoff` (ms since the epoch), then the oldest tenth at a time while the log takes
@@ -565,6 +589,7 @@ mod tests {
             version: Some(1),
             trigger: Some("http".into()),
             message: message.into(),
+            duration_us: None,
         }
     }
 

@@ -12,6 +12,7 @@
 //! [`Telemetry::disabled`] keeps nothing, for hosts configured with `[logs] enabled = false` and
 //! `[metrics] enabled = false`; either can be on without the other.
 
+pub mod billing;
 pub mod correlation;
 pub mod metrics;
 
@@ -182,6 +183,7 @@ impl InvocationReport {
             version: Some(trace.version),
             trigger: Some(trace.trigger.to_owned()),
             message: bounded(message),
+            duration_us: Some(self.wall.as_micros() as u64),
         }
     }
 }
@@ -314,6 +316,7 @@ impl Telemetry {
             version: trace.map(|t| t.version),
             trigger: trace.map(|t| t.trigger.to_owned()),
             message: bounded(message),
+            duration_us: None,
         });
     }
 
@@ -349,6 +352,7 @@ impl Telemetry {
                 version: Some(trace.version),
                 trigger: Some(trace.trigger.to_owned()),
                 message: bounded(line.to_owned()),
+                duration_us: None,
             });
         }
     }
@@ -397,6 +401,12 @@ impl Telemetry {
         self.flush().await;
         let since_minute = since.div_euclid(60_000);
         Ok(inner.reader.call(move |conn| telemetry::query_usage(conn, since_minute, function.as_deref())).await?)
+    }
+
+    /// The wall times (µs, sorted) of `function`'s newest invocations since `since`, at most `limit`.
+    pub async fn recent_durations(&self, function: String, since: i64, limit: u32) -> Result<Vec<u64>, TelemetryError> {
+        let inner = self.store.as_ref().ok_or(TelemetryError::Disabled)?;
+        Ok(inner.reader.call(move |conn| telemetry::recent_durations(conn, &function, since, limit)).await?)
     }
 
     /// Every record stored from now on.
@@ -454,6 +464,7 @@ fn store_failure(db: &Database, failure: &Failure) -> LogRecord {
         version: Some(failure.version),
         trigger: Some(failure.trigger.clone()),
         message,
+        duration_us: None,
     }
 }
 
@@ -516,6 +527,7 @@ impl Writer {
                     version: None,
                     trigger: None,
                     message: format!("{dropped} log records were dropped: the log store could not keep up"),
+                    duration_us: None,
                 });
             }
             self.store(records);
