@@ -527,3 +527,54 @@ fn the_dashboard_signs_in_shows_numbers_that_move_and_redrives_a_dead_letter() {
     std::fs::write(artifacts.join("dashboard.png"), &screenshot).expect("save the screenshot");
     assert!(screenshot.starts_with(b"\x89PNG"), "a PNG");
 }
+
+#[test]
+fn an_alarm_notifies_once_on_breach_and_once_on_recovery() {
+    let collector = Collector::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("edgefn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[alarms]]\nname = \"panics\"\nmetric = \"errors\"\nfunction = \"misbehave/panic\"\nthreshold = 2\n\
+             window_s = 3\nnotify_url = \"{}/alarms\"\nnotify_queue = \"alarm-events\"\n",
+            collector.url
+        ),
+    )
+    .expect("write config");
+    let host = Host::start(&["--config", config.to_str().expect("utf-8"), &component_arg("misbehave")]);
+    // Two errors are not over the threshold; other functions do not count.
+    for path in ["/panic", "/panic", "/ok", "/ok"] {
+        get(&host.url(path));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(collector.bodies("/alarms").is_empty(), "no breach at 2 errors: {:?}", collector.bodies("/alarms"));
+    // A third within the window: one breach, however many more errors come while it lasts.
+    for _ in 0..3 {
+        assert_eq!(get(&host.url("/panic")).status, 500);
+    }
+    let breach = collector.wait_for("/alarms", Duration::from_secs(10), |b| !b.is_empty());
+    assert_eq!(breach[0]["alarm"], "panics");
+    assert_eq!(breach[0]["state"], "breach");
+    assert_eq!(breach[0]["metric"], "errors");
+    assert!(breach[0]["value"].as_f64().expect("value") > 2.0, "{breach:?}");
+    // Quiet for the window: recovered, once.
+    let both = collector.wait_for("/alarms", Duration::from_secs(15), |b| b.len() >= 2);
+    assert_eq!(both[1]["state"], "recovered", "{both:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(collector.bodies("/alarms").len(), 2, "exactly one breach and one recovery");
+    // The same two notifications went to the queue, and the log says so.
+    let queues = host.admin("GET", "/v1/queues", None).json();
+    let events = queues["queues"].as_array().expect("queues").iter().find(|q| q["queue"] == "alarm-events").cloned();
+    assert_eq!(events.map(|q| q["ready"].clone()), Some(json!(2)), "{queues}");
+    let logs = log_records(&host, &["--level", "warn", "--limit", "1000"]);
+    assert!(logs.iter().any(|r| field(r, "message").starts_with("alarm `panics` in breach")), "{logs:#?}");
+    // A rule that cannot work is refused at start, naming it.
+    std::fs::write(
+        &config,
+        "[[alarms]]\nmetric = \"dead_letters\"\nthreshold = 1\nnotify_url = \"http://127.0.0.1:9/\"\n",
+    )
+    .expect("write config");
+    let refused = Host::try_start(&["--config", config.to_str().expect("utf-8")], &[]).err().expect("refused");
+    assert!(refused.1.contains("[[alarms]] number 1: metric DeadLetters needs `queue`"), "{}", refused.1);
+}

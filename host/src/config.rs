@@ -440,6 +440,95 @@ impl Default for MetricsConfig {
     }
 }
 
+/// What an alarm watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmMetric {
+    /// Invocations that ran, in the window.
+    Invocations,
+    /// Invocations that failed (error, trap, timeout), in the window.
+    Errors,
+    /// Failed over ran, in the window (0 to 1).
+    ErrorRate,
+    /// Invocations refused (concurrency, instances, memory), in the window.
+    Throttles,
+    /// The 99th percentile of wall time, in milliseconds, in the window.
+    P99Ms,
+    /// Failed cron runs, in the window.
+    CronFailures,
+    /// Messages a queue holds (ready, in flight, delayed), now.
+    QueueDepth,
+    /// Dead letters of a queue, now.
+    DeadLetters,
+}
+
+impl AlarmMetric {
+    pub fn is_queue_metric(self) -> bool {
+        matches!(self, Self::QueueDepth | Self::DeadLetters)
+    }
+}
+
+/// One `[[alarms]]` rule: in breach while the metric is above `threshold`; notified once on breach and once on
+/// recovery, by a JSON POST to `notify_url` and/or a message in `notify_queue`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmConfig {
+    /// Named in notifications; by default `metric function-or-queue`.
+    #[serde(default)]
+    pub name: String,
+    pub metric: AlarmMetric,
+    /// For function metrics: `component/function`, a component or a function name; none: every function.
+    pub function: Option<String>,
+    /// For queue metrics: the queue.
+    pub queue: Option<String>,
+    pub threshold: f64,
+    /// The sliding window function metrics count over, in seconds.
+    #[serde(default = "default_alarm_window")]
+    pub window_s: u64,
+    pub notify_url: Option<String>,
+    pub notify_queue: Option<String>,
+}
+
+fn default_alarm_window() -> u64 {
+    60
+}
+
+impl AlarmConfig {
+    /// Checks the rule and names it if it has no name.
+    fn validate(&mut self, index: usize) -> anyhow::Result<()> {
+        let what = format!("[[alarms]] number {}", index + 1);
+        if !self.threshold.is_finite() || self.threshold < 0.0 {
+            anyhow::bail!("{what}: threshold must be a number >= 0, not {}", self.threshold);
+        }
+        if !(1..=86_400).contains(&self.window_s) {
+            anyhow::bail!("{what}: window_s must be 1 to 86400 seconds, not {}", self.window_s);
+        }
+        if self.notify_url.is_none() && self.notify_queue.is_none() {
+            anyhow::bail!("{what}: give notify_url, notify_queue or both: where the notification goes");
+        }
+        if let Some(url) = &self.notify_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            anyhow::bail!("{what}: notify_url must be an http:// or https:// URL, not `{url}`");
+        }
+        if let Some(queue) = &self.notify_queue {
+            edgefn_manifest::record::validate_queue_name("queue", queue).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        }
+        match (self.metric.is_queue_metric(), &self.queue, &self.function) {
+            (true, None, _) => anyhow::bail!("{what}: metric {:?} needs `queue`", self.metric),
+            (true, _, Some(_)) => anyhow::bail!("{what}: metric {:?} is about a queue, not a function", self.metric),
+            (false, Some(_), _) => anyhow::bail!("{what}: metric {:?} is about functions, not a queue", self.metric),
+            _ => {}
+        }
+        if self.name.is_empty() {
+            let metric = serde_json::to_value(self.metric).ok().and_then(|v| v.as_str().map(str::to_owned));
+            let subject = self.function.as_deref().or(self.queue.as_deref()).unwrap_or("all functions");
+            self.name = format!("{} {subject}", metric.unwrap_or_default());
+        }
+        Ok(())
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -452,6 +541,7 @@ pub struct HostConfig {
     pub authorizers: BTreeMap<String, AuthorizerConfig>,
     pub logs: LogsConfig,
     pub metrics: MetricsConfig,
+    pub alarms: Vec<AlarmConfig>,
 }
 
 impl Default for HostConfig {
@@ -463,6 +553,7 @@ impl Default for HostConfig {
             authorizers: BTreeMap::new(),
             logs: LogsConfig::default(),
             metrics: MetricsConfig::default(),
+            alarms: Vec::new(),
         }
     }
 }
@@ -486,9 +577,12 @@ impl HostConfig {
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let config: Self = toml::from_str(text)?;
+        let mut config: Self = toml::from_str(text)?;
         config.limits.validate()?;
         config.logs.validate()?;
+        for (index, alarm) in config.alarms.iter_mut().enumerate() {
+            alarm.validate(index)?;
+        }
         Ok(config)
     }
 

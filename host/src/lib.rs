@@ -13,12 +13,15 @@
 //!   written by a thread of its own into `telemetry.db`;
 //! - [`storage`]: SQLite, always off the async threads.
 //!
+//! [`alarms`] runs the `[[alarms]]` rules over [`telemetry`] and notifies through the queues or a URL.
+//!
 //! [`config`] (the host's configuration file), [`component`] (reading a component's manifest) and [`logging`] (the
 //! host's own log) are leaves any layer may use; [`auth`] (JWT authorizers and host-auth tokens, over [`config`]
 //! and [`storage`]) is used by the HTTP trigger, deployments and the admin API; [`node`] is the composition root
 //! that wires the layers together.
 
 pub mod admin;
+pub mod alarms;
 pub mod auth;
 pub mod capabilities;
 pub mod cli;

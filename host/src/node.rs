@@ -19,6 +19,7 @@ use crate::storage::deployments::DeploymentDb;
 use crate::storage::kv::{KvDb, KvLimits};
 use crate::storage::queue::QueueDb;
 use crate::storage::{Database, create_private_dir, now_ms};
+use crate::telemetry::alarms::Alarms;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::{Retention, Telemetry};
 use crate::triggers::cron::CronTrigger;
@@ -68,6 +69,10 @@ impl Node {
         if config.metrics.enabled {
             telemetry = telemetry.with_metrics(Arc::new(Metrics::new()));
         }
+        let alarm_rules = (!config.alarms.is_empty()).then(|| Arc::new(Alarms::new(&config.alarms)));
+        if let Some(rules) = &alarm_rules {
+            telemetry = telemetry.with_alarms(rules.clone());
+        }
         let runtime = Runtime::new(config.limits.clone())?.with_telemetry(telemetry.clone());
         let loader = Loader::new(runtime);
         let queues = Arc::new(Queues::new(QueueDb::new(queue_db), MessagingLimits::from_host(&config.limits)));
@@ -76,6 +81,9 @@ impl Node {
         let released = queues.db().release_all_leases(now_ms()).await?;
         if released > 0 {
             tracing::warn!(messages = released, "redelivering messages that were in flight when the host stopped");
+        }
+        if let Some(rules) = alarm_rules {
+            crate::alarms::spawn(rules, telemetry.clone(), queues.clone());
         }
         let limits = &config.limits;
         let kv = Arc::new(KvStores::new(KvDb::new(

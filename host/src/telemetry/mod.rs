@@ -12,6 +12,7 @@
 //! [`Telemetry::disabled`] keeps nothing, for hosts configured with `[logs] enabled = false` and
 //! `[metrics] enabled = false`; either can be on without the other.
 
+pub mod alarms;
 pub mod billing;
 pub mod correlation;
 pub mod metrics;
@@ -204,6 +205,8 @@ pub struct Telemetry {
     store: Option<Arc<Inner>>,
     /// The Prometheus metrics, when `[metrics]` is on.
     metrics: Option<Arc<metrics::Metrics>>,
+    /// The `[[alarms]]` windows, when there are rules.
+    alarms: Option<Arc<alarms::Alarms>>,
 }
 
 struct Inner {
@@ -245,6 +248,12 @@ impl Telemetry {
         self
     }
 
+    /// This telemetry, also counting into the windows of `alarms`.
+    pub fn with_alarms(mut self, alarms: Arc<alarms::Alarms>) -> Self {
+        self.alarms = Some(alarms);
+        self
+    }
+
     /// The metrics, when they are on.
     pub fn metrics(&self) -> Option<&Arc<metrics::Metrics>> {
         self.metrics.as_ref()
@@ -273,12 +282,12 @@ impl Telemetry {
             .map_err(|error| StorageError::Task(format!("failed to start the telemetry writer: {error}")))?;
         let replay_input_max_bytes = retention.replay_input_max_bytes;
         let inner = Inner { queue, dropped, follow, reader, replay_input_max_bytes };
-        Ok(Self { store: Some(Arc::new(inner)), metrics: None })
+        Ok(Self { store: Some(Arc::new(inner)), metrics: None, alarms: None })
     }
 
     /// Whether invocation reports are wanted (by the log, or the metrics).
     pub fn is_enabled(&self) -> bool {
-        self.store.is_some() || self.metrics.is_some()
+        self.store.is_some() || self.metrics.is_some() || self.alarms.is_some()
     }
 
     /// Whether log records are kept: guest output and host events are worth building.
@@ -325,7 +334,12 @@ impl Telemetry {
         if let Some(metrics) = &self.metrics {
             metrics.invocation(&report);
         }
-        self.send(Event::Invocation(report));
+        if let Some(alarms) = &self.alarms {
+            alarms.observe(&report, now_ms().div_euclid(1000) as u64);
+        }
+        if self.store.is_some() {
+            self.send(Event::Invocation(report));
+        }
     }
 
     /// Logs one line (or piece of a long line) that a function printed, at the level it starts with (`ERROR`,
