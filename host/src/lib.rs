@@ -15,10 +15,10 @@
 //!
 //! [`alarms`] runs the `[[alarms]]` rules over [`telemetry`] and notifies through the queues or a URL.
 //!
-//! [`config`] (the host's configuration file), [`component`] (reading a component's manifest) and [`logging`] (the
-//! host's own log) are leaves any layer may use; [`auth`] (JWT authorizers and host-auth tokens, over [`config`]
-//! and [`storage`]) is used by the HTTP trigger, deployments and the admin API; [`node`] is the composition root
-//! that wires the layers together.
+//! [`config`] (the host's configuration file), [`component`] (reading a component's manifest), [`logging`] (the
+//! host's own log) and [`priority`] (thread nice values) are leaves any layer may use; [`auth`] (JWT authorizers
+//! and host-auth tokens, over [`config`] and [`storage`]) is used by the HTTP trigger, deployments and the admin
+//! API; [`node`] is the composition root that wires the layers together.
 
 pub mod admin;
 pub mod alarms;
@@ -31,6 +31,7 @@ pub mod deployments;
 pub mod live;
 pub mod logging;
 pub mod node;
+pub mod priority;
 pub mod runtime;
 pub mod storage;
 pub mod telemetry;

@@ -24,11 +24,7 @@ const COMPILE_THREAD_STACK_BYTES: usize = 16 << 20;
 const DEPLOY_NICE: libc::c_int = 10;
 
 fn lower_this_threads_priority() {
-    // SAFETY: setpriority only reads its integer arguments; `who = 0` is the calling thread on Linux.
-    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, DEPLOY_NICE) };
-    if result != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the priority of deploy work");
-    }
+    crate::priority::lower_this_thread(DEPLOY_NICE, "deploy work");
 }
 
 /// Makes rayon's global pool (where wasmtime compiles in parallel) run at the deploy priority. The pool serves

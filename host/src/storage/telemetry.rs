@@ -65,6 +65,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX failures_by_time ON failures (at);",
     // 3. The wall time of an invocation record, for percentiles (the dashboard).
     "ALTER TABLE logs ADD COLUMN duration_us INTEGER;",
+    // 4. No index by time: records are stored in time order, so the sequence number is one (see
+    // `first_seq_since`), and every record stored paid for the index.
+    "DROP INDEX logs_by_time;",
 ];
 
 /// A failed invocation, kept to be replayed.
@@ -371,7 +374,11 @@ pub struct UsageRow {
 
 /// Opens (creating and migrating) the telemetry database of `data_dir`.
 pub fn open(data_dir: &Path) -> Result<Database, StorageError> {
-    Database::open_file(&data_dir.join(TELEMETRY_FILE), MIGRATIONS)
+    let db = Database::open_file(&data_dir.join(TELEMETRY_FILE), MIGRATIONS)?;
+    // Telemetry, not state: a power cut may lose the last records (never corrupt the file, in WAL mode), and no
+    // checkpoint waits for the disk.
+    db.with_blocking(|conn| Ok(conn.pragma_update(None, "synchronous", "OFF")?))?;
+    Ok(db)
 }
 
 /// Stores `records` in one transaction; returns them with their sequence numbers.
@@ -402,48 +409,103 @@ pub fn insert_logs(conn: &mut Connection, records: Vec<LogRecord>) -> Result<Vec
     Ok(stored)
 }
 
+/// The first sequence number of a record at or after `at` (ms since the epoch), found by binary search: records
+/// are stored in the order they are logged, so `at` grows with `seq` (to within one write batch). `None` when
+/// every record is older.
+pub fn first_seq_since(conn: &Connection, at: i64) -> Result<Option<i64>, StorageError> {
+    let mut at_or_after = conn.prepare_cached("SELECT seq, at FROM logs WHERE seq >= ?1 ORDER BY seq LIMIT 1")?;
+    let mut probe = |seq: i64| -> Result<Option<(i64, i64)>, StorageError> {
+        let mut rows = at_or_after.query([seq])?;
+        Ok(match rows.next()? {
+            Some(row) => Some((row.get(0)?, row.get(1)?)),
+            None => None,
+        })
+    };
+    let Some((first, first_at)) = probe(i64::MIN)? else { return Ok(None) };
+    if first_at >= at {
+        return Ok(Some(first));
+    }
+    let last: i64 = conn.query_row("SELECT MAX(seq) FROM logs", [], |row| row.get(0))?;
+    let last_at: i64 = conn.query_row("SELECT at FROM logs WHERE seq = ?1", [last], |row| row.get(0))?;
+    if last_at < at {
+        return Ok(None);
+    }
+    // The smallest `x` whose first record at or after it is recent enough; the answer is that record. The
+    // record at `high` is (invariant), the one at `first` is not.
+    let (mut low, mut high) = (first + 1, last);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        match probe(middle)? {
+            Some((_, record_at)) if record_at >= at => high = middle,
+            _ => low = middle + 1,
+        }
+    }
+    Ok(probe(high)?.map(|(seq, _)| seq))
+}
+
 /// The records `query` asks for, oldest first.
 pub fn query_logs(conn: &mut Connection, query: &LogQuery) -> Result<Vec<StoredLog>, StorageError> {
+    // `--since` starts from the first record that recent (found without an index); `at` is still checked.
+    let since_seq = match query.since {
+        Some(since) => match first_seq_since(conn, since)? {
+            Some(seq) => Some(seq),
+            None => return Ok(Vec::new()),
+        },
+        None => None,
+    };
     // Every filter is in the SQL, so the planner picks the index of the most selective one (the correlation id,
     // the function); a filter that is not set is `?N IS NULL` and costs nothing.
+    // Only the filters that are set go into the SQL, so that the planner can use the index of the most selective
+    // one (an `x IS NULL OR` in front of a condition would keep it from any index).
+    let mut conditions: Vec<String> = Vec::new();
+    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    let mut bind = |value: rusqlite::types::Value| {
+        values.push(value);
+        format!("?{}", values.len())
+    };
+    if let Some(function) = &query.function {
+        let f = bind(function.clone().into());
+        conditions.push(format!(
+            "(function = {f} OR substr(function, 1, length({f}) + 1) = {f} || '/' \
+             OR substr(function, -length({f}) - 1) = '/' || {f})"
+        ));
+    }
+    if let Some(id) = &query.correlation_id {
+        conditions.push(format!("correlation_id = {}", bind(id.clone().into())));
+    }
+    if let (Some(since), Some(since_seq)) = (query.since, since_seq) {
+        conditions.push(format!("at >= {} AND seq >= {}", bind(since.into()), bind(since_seq.into())));
+    }
+    if let Some(level) = query.level {
+        conditions.push(format!("level <= {}", bind((level as i64).into())));
+    }
+    if let Some(after) = query.after {
+        conditions.push(format!("seq > {}", bind(after.into())));
+    }
+    let limit = bind(i64::from(query.limit).into());
+    let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
     let order = if query.after.is_some() { "ASC" } else { "DESC" };
     let sql = format!(
         "SELECT seq, at, level, kind, correlation_id, function, version, trigger, message, duration_us FROM logs
-         WHERE (?1 IS NULL OR function = ?1 OR substr(function, 1, length(?1) + 1) = ?1 || '/'
-                OR substr(function, -length(?1) - 1) = '/' || ?1)
-           AND (?2 IS NULL OR correlation_id = ?2)
-           AND (?3 IS NULL OR at >= ?3)
-           AND (?4 IS NULL OR level <= ?4)
-           AND (?5 IS NULL OR seq > ?5)
-         ORDER BY seq {order} LIMIT ?6"
+         {filter} ORDER BY seq {order} LIMIT {limit}"
     );
     let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map(
-        params![
-            query.function,
-            query.correlation_id,
-            query.since,
-            query.level.map(|level| level as i64),
-            query.after,
-            query.limit
-        ],
-        |row| {
-            Ok(StoredLog {
-                seq: row.get(0)?,
-                record: LogRecord {
-                    at: row.get(1)?,
-                    level: Level::from_number(row.get(2)?),
-                    kind: LogKind::parse(&row.get::<_, String>(3)?),
-                    correlation_id: row.get(4)?,
-                    function: row.get(5)?,
-                    version: row.get(6)?,
-                    trigger: row.get(7)?,
-                    message: row.get(8)?,
-                    duration_us: row.get::<_, Option<i64>>(9)?.map(|us| us.max(0) as u64),
-                },
-            })
-        },
-    )?;
+    let rows = statement.query_map(rusqlite::params_from_iter(values), |row| {
+        Ok(StoredLog {
+            seq: row.get(0)?,
+            record: LogRecord {
+                at: row.get(1)?,
+                level: Level::from_number(row.get(2)?),
+                kind: LogKind::parse(&row.get::<_, String>(3)?),
+                correlation_id: row.get(4)?,
+                function: row.get(5)?,
+                version: row.get(6)?,
+                trigger: row.get(7)?,
+                message: row.get(8)?,
+                duration_us: row.get::<_, Option<i64>>(9)?.map(|us| us.max(0) as u64),
+            },
+        })
+    })?;
     let mut logs = rows.collect::<Result<Vec<_>, _>>()?;
     if query.after.is_none() {
         logs.reverse();
@@ -473,7 +535,10 @@ pub fn recent_durations(
 pub fn apply_retention(conn: &mut Connection, cutoff: i64, max_bytes: u64) -> Result<u64, StorageError> {
     // Failures (with their inputs) are kept as long as the log.
     conn.execute("DELETE FROM failures WHERE at < ?1", [cutoff])?;
-    let mut deleted = conn.execute("DELETE FROM logs WHERE at < ?1", [cutoff])? as u64;
+    let mut deleted = match first_seq_since(conn, cutoff)? {
+        Some(first_kept) => conn.execute("DELETE FROM logs WHERE seq < ?1", [first_kept])? as u64,
+        None => conn.execute("DELETE FROM logs", [])? as u64,
+    };
     loop {
         let used: i64 = conn.query_row(
             "SELECT (page_count - freelist_count) * page_size FROM pragma_page_count, pragma_freelist_count, \
@@ -627,6 +692,28 @@ mod tests {
         let newest = db.with_blocking(|conn| query_logs(conn, &LogQuery { limit: 2, ..LogQuery::default() }));
         let newest: Vec<_> = newest.expect("query").into_iter().map(|log| log.record.message).collect();
         assert_eq!(newest, ["three", "four"]);
+    }
+
+    #[test]
+    fn the_first_record_since_a_time_is_found_by_binary_search() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path()).expect("open");
+        assert_eq!(db.with_blocking(|conn| first_seq_since(conn, 0)).expect("empty"), None);
+        // Times 0, 10, 20, ... 990, some seqs missing (deleted), to exercise gaps.
+        let records: Vec<_> = (0..100).map(|i| record(i * 10, "a/b", "id", Level::Info, "x")).collect();
+        db.with_blocking(|conn| insert_logs(conn, records)).expect("insert");
+        db.with_blocking(|conn| Ok(conn.execute("DELETE FROM logs WHERE seq % 7 = 0", [])?)).expect("gaps");
+        for at in [0, 1, 5, 10, 333, 500, 985, 990] {
+            let expected = db
+                .with_blocking(|conn| {
+                    Ok(conn.query_row("SELECT MIN(seq) FROM logs WHERE at >= ?1", [at], |row| {
+                        row.get::<_, Option<i64>>(0)
+                    })?)
+                })
+                .expect("scan");
+            assert_eq!(db.with_blocking(|conn| first_seq_since(conn, at)).expect("search"), expected, "at {at}");
+        }
+        assert_eq!(db.with_blocking(|conn| first_seq_since(conn, 991)).expect("search"), None);
     }
 
     #[test]

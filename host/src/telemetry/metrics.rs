@@ -15,14 +15,14 @@ use std::sync::atomic::AtomicU64;
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InvocationLabels {
     function: String,
-    trigger: String,
-    outcome: String,
+    trigger: &'static str,
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FunctionLabels {
     function: String,
-    trigger: String,
+    trigger: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -173,8 +173,8 @@ impl Metrics {
         let trace = &report.trace;
         let labels = InvocationLabels {
             function: trace.function.clone(),
-            trigger: trace.trigger.to_owned(),
-            outcome: report.outcome.as_str().to_owned(),
+            trigger: trace.trigger,
+            outcome: report.outcome.as_str(),
         };
         self.invocations.get_or_create(&labels).inc();
         if report.outcome != Outcome::Throttled {
