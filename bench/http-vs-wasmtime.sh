@@ -39,22 +39,11 @@ done
 [ "$(curl -s http://127.0.0.1:$wasmtime_port/hello/bench)" = "Hello, bench!" ] || { echo "wasmtime serve is not answering" >&2; exit 1; }
 [ "$(curl -s http://127.0.0.1:$native_port/hello/bench)" = "Hello, bench!" ] || { echo "the native ceiling is not answering" >&2; exit 1; }
 
-run() { # name port -> "req/s p50 p99"
-    local out
-    out=$(wrk -t$threads -c"$connections" -d"${seconds}s" --latency "http://127.0.0.1:$2/hello/bench")
-    local rps p50 p99
-    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    printf '%-8s round %s  %10s req/s  p50 %8s  p99 %8s\n' "$1" "$round" "$rps" "$p50" "$p99"
-    echo "$1 $rps" >>"$data/rps"
-}
-
 echo "hello-world HTTP, $connections connections, $threads wrk threads, ${seconds}s per run, $rounds rounds, same .wasm"
 for round in $(seq 1 "$rounds"); do
-    run edgefn $edgefn_port
-    run wasmtime $wasmtime_port
-    run native $native_port
+    wrk_round edgefn $edgefn_port
+    wrk_round wasmtime $wasmtime_port
+    wrk_round native $native_port
 done
 awk '{sum[$1]+=$2; n[$1]++} END {e=sum["edgefn"]/n["edgefn"]; w=sum["wasmtime"]/n["wasmtime"]; c=sum["native"]/n["native"];
      printf "mean: edgefn %.0f req/s, wasmtime serve %.0f req/s, native axum %.0f req/s\n", e, w, c;

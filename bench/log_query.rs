@@ -1,4 +1,4 @@
-//! Benchmark (m): how long `edgefn logs` queries take over 1 million stored records, on a real SQLite file with
+//! Benchmark (r): how long `edgefn logs` queries take over 1 million stored records, on a real SQLite file with
 //! the log's own schema, written the way the host writes it (transactions of 8,192).
 //!
 //! ```sh

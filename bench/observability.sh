@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark (l): what seeing everything costs. Two edgefn hosts serve the same hello.wasm: one with its defaults
+# Benchmark (q): what seeing everything costs. Two edgefn hosts serve the same hello.wasm: one with its defaults
 # (logs with a record per invocation, metering, Prometheus metrics: all on), one with `[logs] enabled = false` and
 # `[metrics] enabled = false`. They alternate, one at a time, at a fixed concurrency with wrk. Target: on >= 0.97x
 # off. All bind to 127.0.0.1 only.
@@ -34,20 +34,10 @@ for port in $on_port $off_port; do
     wait_for "http://127.0.0.1:$port/hello/bench"
 done
 
-run() { # name port
-    local out rps p50 p99
-    out=$(wrk -t$threads -c"$connections" -d"${seconds}s" --latency "http://127.0.0.1:$2/hello/bench")
-    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    printf '%-4s round %s  %10s req/s  p50 %8s  p99 %8s\n' "$1" "$round" "$rps" "$p50" "$p99"
-    echo "$1 $rps" >>"$data/rps"
-}
-
 echo "hello-world HTTP, logs+metering+metrics on vs off, $connections connections, ${seconds}s per run, $rounds rounds"
 for round in $(seq 1 "$rounds"); do
     # Alternate which goes first, so neither always runs on a warmer (or hotter) machine.
-    if [ $((round % 2)) -eq 1 ]; then run on $on_port; run off $off_port; else run off $off_port; run on $on_port; fi
+    if [ $((round % 2)) -eq 1 ]; then wrk_round on $on_port; wrk_round off $off_port; else wrk_round off $off_port; wrk_round on $on_port; fi
 done
 # Everything the "on" host served is in its log: one invocation record per request.
 records=$(curl -fs -H "authorization: Bearer $(cat "$data/on/admin-token")" \

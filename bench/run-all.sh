@@ -33,6 +33,10 @@ section "(k) to (n) tenants that cannot hurt each other"
 bash bench/reliability.sh | tee -a "$log"
 section "(o) KV from a guest and (p) JWT verification cost"
 bash bench/kv-jwt.sh 5000 10 16 | tee -a "$log"
+section "(q) hello with logs, metering and metrics on vs off"
+bash bench/observability.sh 5 10 16 | tee -a "$log"
+section "(r) log queries over a million stored records"
+cargo bench -p edgefn-host --bench log_query 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)" | tee -a "$log"
 
 echo
 python3 - "$log" <<'PY'
@@ -61,6 +65,7 @@ rows = [
     ("6", "queue msg/s at batch 100 / raw SQLite loop doing the same work", "queue_batch100_vs_raw", ">=", 0.5, "x"),
     ("6", "enqueue -> handler p99, idle host", "enqueue_to_handler_p99_ms", "<=", 2.0, " ms"),
     ("h", "cron tick -> guest's first statement p99", "cron_tick_to_guest_p99_ms", "<=", 5.0, " ms"),
+    ("q", "hello req/s, logs+metering+metrics on / off", "observability_on_vs_off", ">=", 0.97, "x"),
 ]
 print(f"| target | figure | wanted | result | |")
 print(f"|---|---|---|---|---|")

@@ -18,6 +18,14 @@ fn log_records(host: &Host, args: &[&str]) -> Vec<Value> {
     out.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect()
 }
 
+/// A host config file holding `text`, in a temp dir that lives as long as the returned guard.
+fn config_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("edgefn.toml");
+    std::fs::write(&path, text).expect("write config");
+    (dir, path)
+}
+
 fn field<'a>(record: &'a Value, name: &str) -> &'a str {
     record[name].as_str().unwrap_or_default()
 }
@@ -25,18 +33,12 @@ fn field<'a>(record: &'a Value, name: &str) -> &'a str {
 #[test]
 fn one_order_is_followed_through_http_queue_topic_and_invoke_with_one_id() {
     let collector = Collector::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("edgefn.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[components.order-pipeline]\nenv = {{ INVOICE_WEBHOOK_URL = \"{url}/invoices\", NOTIFY_WEBHOOK_URL = \
+    let (_dir, config) = config_file(&format!(
+        "[components.order-pipeline]\nenv = {{ INVOICE_WEBHOOK_URL = \"{url}/invoices\", NOTIFY_WEBHOOK_URL = \
              \"{url}/notify\" }}\nallowed_outbound_hosts = [\"{authority}\"]\n",
-            url = collector.url,
-            authority = collector.authority,
-        ),
-    )
-    .expect("write config");
+        url = collector.url,
+        authority = collector.authority,
+    ));
     let host = Host::start(&["--config", config.to_str().expect("utf-8"), &component_arg("order_pipeline")]);
 
     let id = "order-42-checkout";
@@ -120,9 +122,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn a_guest_printing_100_mb_is_capped_in_the_log_and_the_host_stays_flat() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("edgefn.toml");
-    std::fs::write(&config, "[limits]\nmax_output_bytes = 262144\n").expect("write config");
+    let (_dir, config) = config_file("[limits]\nmax_output_bytes = 262144\n");
     let host = Host::start(&["--config", config.to_str().expect("utf-8"), &component_arg("hostile")]);
     // Warm up: the component loaded, the log store's pages in use.
     assert_eq!(get(&host.url("/hostile/print?mb=1")).status, 200);
@@ -150,14 +150,10 @@ fn a_guest_printing_100_mb_is_capped_in_the_log_and_the_host_stays_flat() {
 
 #[test]
 fn secrets_are_masked_in_the_stored_log_and_levels_filter_it() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("edgefn.toml");
     let secret = "s3cr3t-value-4242";
-    std::fs::write(
-        &config,
-        format!("[components.automation]\nsecrets = {{ API_SECRET = \"{secret}\" }}\nenv = {{ COLLECTOR_URL = \"http://127.0.0.1:9\" }}\n"),
-    )
-    .expect("write config");
+    let (_dir, config) = config_file(&format!(
+        "[components.automation]\nsecrets = {{ API_SECRET = \"{secret}\" }}\nenv = {{ COLLECTOR_URL = \"http://127.0.0.1:9\" }}\n"
+    ));
     let host = Host::start(&["--config", config.to_str().expect("utf-8"), &component_arg("automation")]);
     let reply = get(&host.url("/secret"));
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -219,14 +215,10 @@ fn logs_follow_streams_records_as_they_are_stored() {
 
 #[test]
 fn usage_counts_a_known_workload_and_its_throttles() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("edgefn.toml");
-    std::fs::write(
-        &config,
+    let (dir, config) = config_file(
         "[limits]\nqueue_timeout_ms = 100\n\n[components.hostile]\nmemory_mb = 64\n\n\
          [components.hostile.functions.hold]\nmax_concurrency = 1\n",
-    )
-    .expect("write config");
+    );
     let host = Host::start(&["--config", config.to_str().expect("utf-8"), &component_arg("hostile")]);
     // N requests that sleep D ms, one at a time, at M = 64 MB.
     let (n, d) = (20u64, 50u64);
@@ -251,12 +243,24 @@ fn usage_counts_a_known_workload_and_its_throttles() {
     assert_eq!(total["requests"], n + 1, "{usage:#}");
     assert_eq!(total["throttled"], 3, "{usage:#}");
     assert_eq!(total["errors"], 0, "{usage:#}");
-    // GB-s: memory x duration, each invocation rounded up to the millisecond. Each ran at least its sleep, and
-    // (on an idle host) at most a few ms more.
+    // GB-s: memory x duration, each invocation rounded up to the millisecond: the sum of what each invocation's
+    // record says it was billed, and each ran at least as long as it slept.
+    let records = log_records(&host, &["hold", "--limit", "1000"]);
+    let billed: Vec<u64> = records
+        .iter()
+        .filter(|r| field(r, "kind") == "invocation")
+        .filter_map(|r| {
+            let message = field(r, "message");
+            let after = message.split_once("(billed ")?.1;
+            after.split_once(" ms")?.0.parse().ok()
+        })
+        .collect();
+    assert_eq!(billed.len() as u64, n + 1, "one billed record per invocation that ran: {records:#?}");
+    assert_eq!(billed.iter().filter(|ms| **ms >= d).count() as u64, n + 1, "{billed:?}");
+    assert!(billed.iter().any(|ms| *ms >= 300), "{billed:?}");
     let gb_s = total["gb_seconds"].as_f64().expect("gb_seconds");
-    let at_least = 64.0 / 1024.0 * (n * d + 300) as f64 / 1000.0;
-    let at_most = 64.0 / 1024.0 * (n * (d + 5) + 305) as f64 / 1000.0;
-    assert!((at_least..=at_most).contains(&gb_s), "{gb_s} GB-s, expected {at_least}..={at_most}");
+    let expected_gb_s = 64.0 * billed.iter().sum::<u64>() as f64 / 1024.0 / 1000.0;
+    assert!((gb_s - expected_gb_s).abs() < 1e-9, "{gb_s} GB-s, the records add up to {expected_gb_s}");
     let expected_cost = (n + 1) as f64 / 1e6 * 0.20 + gb_s * 0.000_016_666_7;
     assert!((total["cost_usd"].as_f64().expect("cost") - expected_cost).abs() < 1e-12, "{usage:#}");
 
@@ -276,10 +280,8 @@ fn usage_counts_a_known_workload_and_its_throttles() {
 #[test]
 fn a_failed_delivery_is_replayed_on_a_fixed_version_and_an_oversized_input_says_it_was_not_kept() {
     let collector = Collector::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("edgefn.toml");
-    std::fs::write(&config, "[logs]\nreplay_input_max_kb = 1\n\n[components.versioned]\nrecord_failures = true\n")
-        .expect("write config");
+    let (_dir, config) =
+        config_file("[logs]\nreplay_input_max_kb = 1\n\n[components.versioned]\nrecord_failures = true\n");
     let host = Host::start(&["--config", config.to_str().expect("utf-8")]);
     let wasm = component_arg("versioned");
     let env_collector = format!("COLLECTOR_URL={}", collector.url);
@@ -337,6 +339,19 @@ fn a_failed_delivery_is_replayed_on_a_fixed_version_and_an_oversized_input_says_
         refused.stderr.contains("it was 2048 bytes, over the cap of 1024 bytes (logs.replay_input_max_kb)"),
         "{}",
         refused.stderr
+    );
+    // Deploys and loads are in the log too, under the component.
+    let events: Vec<String> = log_records(&host, &["versioned", "--limit", "10000"])
+        .iter()
+        .filter(|r| field(r, "kind") == "host")
+        .map(|r| field(r, "message").to_owned())
+        .collect();
+    assert!(events.iter().any(|m| m.starts_with("deployed v1 (compiled in ")), "{events:#?}");
+    assert!(events.iter().any(|m| m.starts_with("deployed v2 (")), "{events:#?}");
+    // (A version that replaces a live one is loaded before the switch; the first one at its first invocation.)
+    assert!(
+        events.iter().any(|m| m.starts_with("loaded v1 for versioned/") && m.contains("(a cold start)")),
+        "{events:#?}"
     );
     let unknown = host.cli(&["replay", "no-such-failure"]);
     assert!(
@@ -531,17 +546,11 @@ fn the_dashboard_signs_in_shows_numbers_that_move_and_redrives_a_dead_letter() {
 #[test]
 fn an_alarm_notifies_once_on_breach_and_once_on_recovery() {
     let collector = Collector::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("edgefn.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[alarms]]\nname = \"panics\"\nmetric = \"errors\"\nfunction = \"misbehave/panic\"\nthreshold = 2\n\
+    let (_dir, config) = config_file(&format!(
+        "[[alarms]]\nname = \"panics\"\nmetric = \"errors\"\nfunction = \"misbehave/panic\"\nthreshold = 2\n\
              window_s = 3\nnotify_url = \"{}/alarms\"\nnotify_queue = \"alarm-events\"\n",
-            collector.url
-        ),
-    )
-    .expect("write config");
+        collector.url
+    ));
     let host = Host::start(&["--config", config.to_str().expect("utf-8"), &component_arg("misbehave")]);
     // Two errors are not over the threshold; other functions do not count.
     for path in ["/panic", "/panic", "/ok", "/ok"] {

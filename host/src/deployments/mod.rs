@@ -24,6 +24,7 @@ use crate::config::{ComponentConfig, HostConfig};
 use crate::live::{Canary, ComponentVersion, LiveComponent, LiveHandle, LiveSet, LiveSetError, Mount, VersionParts};
 use crate::runtime::{Artifact, Loader, PreparedComponent};
 use crate::storage::deployments::{DeploymentDb, LiveRow, VersionRow};
+use crate::storage::telemetry::Level;
 use crate::storage::{StorageError, now_ms};
 use crate::triggers::Trigger;
 use artifacts::Artifacts;
@@ -307,6 +308,11 @@ impl Deployments {
         }
     }
 
+    /// Logs a change of what is live in the host's log store, where `edgefn logs COMPONENT` finds it.
+    fn event(&self, component: &str, version: Option<u32>, message: String) {
+        self.loader.runtime().telemetry().component_event(Level::Info, component, version, message);
+    }
+
     /// A stored version, ready to run.
     async fn load_version(&self, name: &str, version: u32) -> Result<ComponentVersion, DeployError> {
         let row = self
@@ -542,6 +548,9 @@ impl Deployments {
         tracing::info!(component = %outcome.component, version = outcome.version, unchanged = outcome.unchanged,
             canary = ?outcome.canary_percent, compiled = outcome.compiled, compile_ms = outcome.compile_ms,
             switch_ms = outcome.switch_ms, "deployed");
+        let canary = outcome.canary_percent.map(|p| format!(" as a {p}% canary")).unwrap_or_default();
+        let how = if outcome.compiled { format!("compiled in {} ms", outcome.compile_ms) } else { "cached".to_owned() };
+        self.event(&outcome.component, Some(outcome.version), format!("deployed v{}{canary} ({how})", outcome.version));
         Ok(outcome)
     }
 
@@ -610,6 +619,7 @@ impl Deployments {
         self.switch(component, &current, set).await;
         let switch_ms = elapsed_ms(started);
         tracing::info!(%component, version = target, switch_ms, "rolled back");
+        self.event(component, Some(target), format!("rolled back to v{target}"));
         Ok(SwitchOutcome { component: component.to_owned(), version: Some(target), canary: None, switch_ms })
     }
 
@@ -626,6 +636,7 @@ impl Deployments {
         self.switch(component, &current, set).await;
         let switch_ms = elapsed_ms(started);
         tracing::info!(%component, version = row.version, switch_ms, "promoted the canary");
+        self.event(component, Some(row.version), format!("promoted the canary v{} to live", row.version));
         Ok(SwitchOutcome { component: component.to_owned(), version: Some(row.version), canary: None, switch_ms })
     }
 
@@ -642,6 +653,7 @@ impl Deployments {
         self.switch(component, &current, current.without(component)).await;
         let switch_ms = elapsed_ms(started);
         tracing::info!(%component, switch_ms, "undeployed");
+        self.event(component, None, "undeployed".to_owned());
         Ok(SwitchOutcome { component: component.to_owned(), version: None, canary: None, switch_ms })
     }
 

@@ -351,6 +351,24 @@ impl Telemetry {
         });
     }
 
+    /// Logs a host event about a component as a whole (a deploy, a rollback, a load): `edgefn logs COMPONENT` shows it.
+    pub fn component_event(&self, level: Level, component: &str, version: Option<u32>, message: String) {
+        if !self.logs_enabled() {
+            return;
+        }
+        self.log(LogRecord {
+            at: now_ms(),
+            level,
+            kind: LogKind::Host,
+            correlation_id: None,
+            function: Some(component.to_owned()),
+            version,
+            trigger: None,
+            message: bounded(message),
+            duration_us: None,
+        });
+    }
+
     /// Logs the end of an invocation, meters it and counts it.
     pub fn invocation(&self, report: InvocationReport) {
         if let Some(metrics) = &self.metrics {

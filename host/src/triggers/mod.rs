@@ -21,6 +21,7 @@ use crate::capabilities::invoke::{Caller, Origin};
 use crate::capabilities::{BoxFuture, Capabilities};
 use crate::live::{ComponentVersion, LiveSet};
 use crate::runtime::{Invocation, InvokeError, Loader, PreparedComponent, Runtime, Slot, SlotKind, Start};
+use crate::storage::telemetry::Level;
 use crate::telemetry::{InvocationReport, Outcome, Trace};
 use std::sync::Arc;
 use std::time::Instant;
@@ -135,11 +136,17 @@ impl Runner {
         };
         let label = version.label(function);
         let slot = self.runtime().acquire_slot(kind, &label).await?.holding(permit);
+        let loading = Instant::now();
         let (component, start) = self
             .loader
             .get(&version.artifact, &format!("{} v{}", version.component, version.version))
             .await
             .map_err(|error| InvokeError::Host(format!("failed to load `{label}`: {error:#}")))?;
+        if matches!(start, Start::Cold) {
+            let took = loading.elapsed().as_secs_f64() * 1000.0;
+            let message = format!("loaded v{} for {label} (a cold start) in {took:.2} ms", version.version);
+            self.runtime().telemetry().component_event(Level::Info, &version.component, Some(version.version), message);
+        }
         let origin: Origin = version.clone();
         let invocation = Invocation {
             env: version.env.clone(),
