@@ -82,6 +82,9 @@ pub struct Metrics {
     cron_lag: HistogramFamily<CronLabels>,
     cron_failures: Family<CronLabels, Counter>,
     log_records_dropped: Counter,
+    /// One scrape at a time: each clears the queue gauges and sets them again, and two at once would each see the
+    /// other's half-done state.
+    scraping: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -165,6 +168,7 @@ impl Metrics {
             cron_lag,
             cron_failures,
             log_records_dropped,
+            scraping: std::sync::Mutex::new(()),
         }
     }
 
@@ -202,6 +206,7 @@ impl Metrics {
 
     /// The metrics in the Prometheus text format, with the state gauges set from `snapshot`.
     pub fn encode(&self, snapshot: &Snapshot) -> String {
+        let _one_at_a_time = self.scraping.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.instances_in_use.set(i64::try_from(snapshot.instances_in_use).unwrap_or(i64::MAX));
         self.instances_max.set(i64::try_from(snapshot.instances_max).unwrap_or(i64::MAX));
         // A queue that is gone (emptied, its consumer undeployed) disappears from the gauges too.
