@@ -76,22 +76,6 @@ pub(super) async fn query(
     Ok(Json(json!({ "logs": logs, "next_after": next_after })))
 }
 
-/// Whether a followed record matches the query's filters (the same rules as the SQL of a query).
-fn matches(query: &LogQuery, log: &StoredLog) -> bool {
-    let record = &log.record;
-    let function_matches = |wanted: &str| {
-        record.function.as_deref().is_some_and(|function| {
-            function == wanted
-                || function.strip_prefix(wanted).is_some_and(|rest| rest.starts_with('/'))
-                || function.strip_suffix(wanted).is_some_and(|rest| rest.ends_with('/'))
-        })
-    };
-    query.function.as_deref().is_none_or(function_matches)
-        && query.correlation_id.as_deref().is_none_or(|id| record.correlation_id.as_deref() == Some(id))
-        && query.since.is_none_or(|since| record.at >= since)
-        && query.level.is_none_or(|level| record.level <= level)
-}
-
 /// Server-sent events: first the records the query finds (the last `limit`, default 20), then each matching
 /// record as it is stored. Each event is one record as JSON (`event: log`); a follower that falls behind by more
 /// than the buffer gets `event: dropped` with how many it missed, and goes on.
@@ -132,7 +116,7 @@ impl Follower {
         }
         loop {
             match self.live.recv().await {
-                Ok(log) if log.seq > self.last_sent && matches(&self.query, &log) => {
+                Ok(log) if log.seq > self.last_sent && self.query.matches(&log.record) => {
                     self.last_sent = log.seq;
                     return Some(log_event(&log));
                 }

@@ -315,6 +315,35 @@ pub struct LogQuery {
     pub limit: u32,
 }
 
+/// Whether `label` (`component/function`) is what `wanted` names: the label itself, its component, or its function
+/// name. [`function_condition`] is the same rule in SQL.
+pub fn names_function(wanted: &str, label: &str) -> bool {
+    label == wanted
+        || label.strip_prefix(wanted).is_some_and(|rest| rest.starts_with('/'))
+        || label.strip_suffix(wanted).is_some_and(|rest| rest.ends_with('/'))
+}
+
+/// [`names_function`] as an SQL condition on the `function` column, `wanted` being the parameter `param` (`?2`).
+fn function_condition(param: &str) -> String {
+    format!(
+        "(function = {param} OR substr(function, 1, length({param}) + 1) = {param} || '/' \
+         OR substr(function, -length({param}) - 1) = '/' || {param})"
+    )
+}
+
+impl LogQuery {
+    /// Whether `record` passes the filters (all but `after` and `limit`): what [`query_logs`] asks SQLite, for a
+    /// record already in hand (one being followed).
+    pub fn matches(&self, record: &LogRecord) -> bool {
+        self.function
+            .as_deref()
+            .is_none_or(|wanted| record.function.as_deref().is_some_and(|label| names_function(wanted, label)))
+            && self.correlation_id.as_deref().is_none_or(|id| record.correlation_id.as_deref() == Some(id))
+            && self.since.is_none_or(|since| record.at >= since)
+            && self.level.is_none_or(|level| record.level <= level)
+    }
+}
+
 /// The counts of one function, version and trigger over some time: one minute, as stored, or a sum of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UsageCounts {
@@ -464,11 +493,8 @@ pub fn query_logs(conn: &mut Connection, query: &LogQuery) -> Result<Vec<StoredL
         format!("?{}", values.len())
     };
     if let Some(function) = &query.function {
-        let f = bind(function.clone().into());
-        conditions.push(format!(
-            "(function = {f} OR substr(function, 1, length({f}) + 1) = {f} || '/' \
-             OR substr(function, -length({f}) - 1) = '/' || {f})"
-        ));
+        let wanted = bind(function.clone().into());
+        conditions.push(function_condition(&wanted));
     }
     if let Some(id) = &query.correlation_id {
         conditions.push(format!("correlation_id = {}", bind(id.clone().into())));
@@ -604,15 +630,15 @@ pub fn add_usage(conn: &mut Connection, minutes: Vec<(UsageKey, UsageCounts)>) -
 
 /// The usage rows from minute `since` on, of `function` (matched as in [`LogQuery::function`]) if set.
 pub fn query_usage(conn: &mut Connection, since: i64, function: Option<&str>) -> Result<Vec<UsageRow>, StorageError> {
-    let mut statement = conn.prepare_cached(
+    let sql = format!(
         "SELECT minute, function, version, trigger, invocations, ok, errors, traps, timeouts, throttled, cold_starts,
                 wall_us, guest_cpu_us, mb_ms, peak_memory_bytes
          FROM usage
-         WHERE minute >= ?1
-           AND (?2 IS NULL OR function = ?2 OR substr(function, 1, length(?2) + 1) = ?2 || '/'
-                OR substr(function, -length(?2) - 1) = '/' || ?2)
+         WHERE minute >= ?1 AND (?2 IS NULL OR {})
          ORDER BY minute, function, version, trigger",
-    )?;
+        function_condition("?2")
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(params![since, function], |row| {
         let count = |index: usize| row.get::<_, i64>(index).map(|value| value.max(0) as u64);
         Ok(UsageRow {
@@ -674,10 +700,23 @@ mod tests {
             )
         })
         .expect("insert");
+        let all = db.with_blocking(|conn| query_logs(conn, &LogQuery { limit: 100, ..LogQuery::default() }));
+        let all = all.expect("query");
         let messages = |query: LogQuery| {
             let limit = if query.limit == 0 { 100 } else { query.limit };
-            let logs = db.with_blocking(|conn| query_logs(conn, &LogQuery { limit, ..query })).expect("query");
-            logs.into_iter().map(|log| log.record.message).collect::<Vec<_>>()
+            let query = LogQuery { limit, ..query };
+            let logs = db.with_blocking(|conn| query_logs(conn, &query)).expect("query");
+            let found: Vec<String> = logs.into_iter().map(|log| log.record.message).collect();
+            // A followed record is filtered in Rust by the same rules: both must agree.
+            if query.after.is_none() {
+                let by_rule: Vec<&str> = all
+                    .iter()
+                    .filter(|log| query.matches(&log.record))
+                    .map(|log| log.record.message.as_str())
+                    .collect();
+                assert_eq!(found, by_rule, "SQL and LogQuery::matches disagree on {query:?}");
+            }
+            found
         };
         assert_eq!(messages(LogQuery::default()), ["one", "two", "three", "four"]);
         assert_eq!(messages(LogQuery { function: Some("shop".into()), ..LogQuery::default() }), ["one", "two", "four"]);

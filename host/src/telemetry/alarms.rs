@@ -10,6 +10,7 @@
 use super::{InvocationReport, Outcome};
 use crate::config::{AlarmConfig, AlarmMetric};
 use crate::storage::queue::QueueStats;
+use crate::storage::telemetry::names_function;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
@@ -61,13 +62,6 @@ pub struct Alarms {
     rules: Mutex<Vec<RuleState>>,
 }
 
-/// Whether `label` (`component/function`) is what `wanted` names: the label, its component, or its function name.
-fn names(wanted: &str, label: &str) -> bool {
-    label == wanted
-        || label.strip_prefix(wanted).is_some_and(|rest| rest.starts_with('/'))
-        || label.strip_suffix(wanted).is_some_and(|rest| rest.ends_with('/'))
-}
-
 impl Alarms {
     pub fn new(rules: &[AlarmConfig]) -> Self {
         let rules = rules
@@ -90,7 +84,7 @@ impl Alarms {
             let config = &rule.config;
             if config.metric.is_queue_metric()
                 || (config.metric == AlarmMetric::CronFailures && report.trace.trigger != "cron")
-                || config.function.as_deref().is_some_and(|wanted| !names(wanted, &report.trace.function))
+                || config.function.as_deref().is_some_and(|wanted| !names_function(wanted, &report.trace.function))
             {
                 continue;
             }
