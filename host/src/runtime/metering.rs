@@ -19,13 +19,15 @@ pub(super) async fn timed<F: Future>(busy: &mut Duration, future: F) -> F::Outpu
     .await
 }
 
-/// How an invocation that did not run to a plain `Ok` ended, for the report.
-pub(super) fn outcome_of(error: &InvokeError) -> Outcome {
-    match error {
-        InvokeError::Timeout(_) => Outcome::Timeout,
-        InvokeError::Trap(_) => Outcome::Trap,
-        InvokeError::Busy(_) | InvokeError::MemoryBudget(_) | InvokeError::Throttled(_) => Outcome::Throttled,
-        InvokeError::NoResponse | InvokeError::Host(_) => Outcome::Error,
+impl InvokeError {
+    /// How an invocation that ended with this error is reported and billed.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            InvokeError::Timeout(_) => Outcome::Timeout,
+            InvokeError::Trap(_) => Outcome::Trap,
+            InvokeError::Busy(_) | InvokeError::MemoryBudget(_) | InvokeError::Throttled(_) => Outcome::Throttled,
+            InvokeError::NoResponse | InvokeError::Host(_) => Outcome::Error,
+        }
     }
 }
 
@@ -33,7 +35,8 @@ pub(super) fn outcome_of(error: &InvokeError) -> Outcome {
 /// outcome, times and memory) and the request (the status it answered with). Sent when the last one lets go.
 pub(super) struct PendingReport {
     telemetry: Telemetry,
-    report: Mutex<InvocationReport>,
+    /// Taken when it is sent.
+    report: Mutex<Option<InvocationReport>>,
 }
 
 impl PendingReport {
@@ -49,20 +52,21 @@ impl PendingReport {
             peak_memory_bytes: 0,
             cold_start,
         };
-        Arc::new(Self { telemetry, report: Mutex::new(report) })
+        Arc::new(Self { telemetry, report: Mutex::new(Some(report)) })
     }
 
     pub(super) fn update(&self, change: impl FnOnce(&mut InvocationReport)) {
-        change(&mut self.report.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        if let Some(report) = self.report.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_mut() {
+            change(report);
+        }
     }
 }
 
 impl Drop for PendingReport {
     fn drop(&mut self) {
-        let mut report = std::mem::replace(
-            self.report.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()),
-            InvocationReport::refused(Arc::default(), Outcome::Ok, String::new(), Duration::ZERO),
-        );
+        let Some(mut report) = self.report.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).take() else {
+            return;
+        };
         // A function that answered 5xx failed, whatever its own run says.
         if report.outcome == Outcome::Ok && report.status.is_some_and(|status| status >= 500) {
             report.outcome = Outcome::Error;

@@ -93,6 +93,11 @@ impl InvocationLimits {
     pub fn defaults(limits: &Limits) -> Self {
         Self { timeout: limits.timeout(), memory_bytes: limits.memory_bytes() }
     }
+
+    /// The memory cap in MiB: what GB-seconds bill.
+    pub fn memory_mb(&self) -> u64 {
+        (self.memory_bytes >> 20) as u64
+    }
 }
 
 /// Everything one invocation runs with, besides the component itself.
@@ -440,7 +445,7 @@ impl Runtime {
             let (outcome, error) = match &outcome {
                 Ok(Ok(_)) => (Outcome::Ok, None),
                 Ok(Err(message)) => (Outcome::Error, Some(message.clone())),
-                Err(error) => (metering::outcome_of(error), Some(error.to_string())),
+                Err(error) => (error.outcome(), Some(error.to_string())),
             };
             self.telemetry.invocation(InvocationReport {
                 trace: invocation.trace.clone(),
@@ -449,7 +454,7 @@ impl Runtime {
                 error,
                 wall: started.elapsed(),
                 guest_cpu: busy,
-                memory_mb: (invocation.limits.memory_bytes >> 20) as u64,
+                memory_mb: invocation.limits.memory_mb(),
                 peak_memory_bytes: store.data().limits.peak as u64,
                 cold_start: invocation.cold_start,
             });
@@ -485,7 +490,7 @@ impl Runtime {
         let pre = component.pre.clone();
         let runtime = self.clone();
         let report = self.telemetry.is_enabled().then(|| {
-            let memory_mb = (invocation.limits.memory_bytes >> 20) as u64;
+            let memory_mb = invocation.limits.memory_mb();
             metering::PendingReport::new(
                 self.telemetry.clone(),
                 invocation.trace.clone(),
@@ -519,7 +524,7 @@ impl Runtime {
                     report.guest_cpu = busy;
                     report.peak_memory_bytes = store.data().limits.peak as u64;
                     if let Err(error) = &ended {
-                        report.outcome = metering::outcome_of(error);
+                        report.outcome = error.outcome();
                         report.error = Some(error.to_string());
                     }
                 });
@@ -550,7 +555,7 @@ impl Runtime {
             report.update(|report| match &answer {
                 Ok(response) => report.status = Some(response.status().as_u16()),
                 Err(error) if report.outcome == Outcome::Ok => {
-                    report.outcome = metering::outcome_of(error);
+                    report.outcome = error.outcome();
                     report.error = Some(error.to_string());
                 }
                 Err(_) => {}

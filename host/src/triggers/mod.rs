@@ -22,7 +22,7 @@ use crate::capabilities::{BoxFuture, Capabilities};
 use crate::live::{ComponentVersion, LiveSet};
 use crate::runtime::{Invocation, InvokeError, Loader, PreparedComponent, Runtime, Slot, SlotKind, Start};
 use crate::storage::telemetry::Level;
-use crate::telemetry::{InvocationReport, Outcome, Trace};
+use crate::telemetry::{InvocationReport, Trace};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -99,13 +99,8 @@ impl Runner {
         if let Err(error) = &prepared {
             let telemetry = self.runtime().telemetry();
             if telemetry.is_enabled() {
-                let outcome = match error {
-                    InvokeError::Busy(_) | InvokeError::MemoryBudget(_) | InvokeError::Throttled(_) => {
-                        Outcome::Throttled
-                    }
-                    _ => Outcome::Error,
-                };
-                telemetry.invocation(InvocationReport::refused(trace, outcome, error.to_string(), started.elapsed()));
+                let refused = InvocationReport::refused(trace, error.outcome(), error.to_string(), started.elapsed());
+                telemetry.invocation(refused);
             }
         }
         prepared
