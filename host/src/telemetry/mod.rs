@@ -339,15 +339,11 @@ impl Telemetry {
             return;
         }
         self.log(LogRecord {
-            at: now_ms(),
-            level,
-            kind: LogKind::Host,
             correlation_id: trace.map(|t| t.correlation_id.to_string()),
             function: trace.map(|t| t.function.clone()),
             version: trace.map(|t| t.version),
             trigger: trace.map(|t| t.trigger.to_owned()),
-            message: bounded(message),
-            duration_us: None,
+            ..host_record(level, message)
         });
     }
 
@@ -356,17 +352,7 @@ impl Telemetry {
         if !self.logs_enabled() {
             return;
         }
-        self.log(LogRecord {
-            at: now_ms(),
-            level,
-            kind: LogKind::Host,
-            correlation_id: None,
-            function: Some(component.to_owned()),
-            version,
-            trigger: None,
-            message: bounded(message),
-            duration_us: None,
-        });
+        self.log(LogRecord { function: Some(component.to_owned()), version, ..host_record(level, message) });
     }
 
     /// Logs the end of an invocation, meters it and counts it.
@@ -510,14 +496,25 @@ fn store_failure(db: &Database, failure: &Failure) -> LogRecord {
         Err(error) => format!("failed to record this failure for replay: {error}"),
     };
     LogRecord {
-        at: now_ms(),
-        level: Level::Info,
-        kind: LogKind::Host,
         correlation_id: Some(failure.correlation_id.clone()),
         function: Some(format!("{}/{}", failure.component, failure.function)),
         version: Some(failure.version),
         trigger: Some(failure.trigger.clone()),
-        message,
+        ..host_record(Level::Info, message)
+    }
+}
+
+/// A host event of the host as a whole, now; the callers add what it is about.
+fn host_record(level: Level, message: String) -> LogRecord {
+    LogRecord {
+        at: now_ms(),
+        level,
+        kind: LogKind::Host,
+        correlation_id: None,
+        function: None,
+        version: None,
+        trigger: None,
+        message: bounded(message),
         duration_us: None,
     }
 }
@@ -581,17 +578,8 @@ impl Writer {
             }
             let dropped = self.dropped.swap(0, Ordering::Relaxed);
             if dropped > 0 {
-                records.push(LogRecord {
-                    at: now_ms(),
-                    level: Level::Warn,
-                    kind: LogKind::Host,
-                    correlation_id: None,
-                    function: None,
-                    version: None,
-                    trigger: None,
-                    message: format!("{dropped} log records were dropped: the log store could not keep up"),
-                    duration_us: None,
-                });
+                let message = format!("{dropped} log records were dropped: the log store could not keep up");
+                records.push(host_record(Level::Warn, message));
             }
             self.store(records);
             if !flushes.is_empty() || self.last_usage_flush.elapsed() >= USAGE_FLUSH {
