@@ -250,7 +250,10 @@ async fn gather(admin: &Admin, query: OverviewQuery) -> Result<Overview, ApiErro
     let hour_ago = now - 3_600_000;
     let telemetry = &admin.telemetry;
     let logs_enabled = telemetry.logs_enabled();
-    let hour = if logs_enabled { telemetry.usage(hour_ago, None).await? } else { Vec::new() };
+    // One read of the last day's usage (each read first waits for the log writer); the last hour is part of it.
+    let day = if logs_enabled { telemetry.usage(now - 86_400_000, None).await? } else { Vec::new() };
+    let first_minute_of_hour = hour_ago.div_euclid(60_000);
+    let hour: Vec<_> = day.iter().filter(|usage| usage.key.minute >= first_minute_of_hour).collect();
     let this_minute = now.div_euclid(60_000);
     let mut functions = Vec::new();
     let mut cron = Vec::new();
@@ -312,7 +315,6 @@ async fn gather(admin: &Admin, query: OverviewQuery) -> Result<Overview, ApiErro
     } else {
         Vec::new()
     };
-    let day = if logs_enabled { telemetry.usage(now - 86_400_000, None).await? } else { Vec::new() };
     let prices = Prices::default();
     Ok(Overview {
         notice: query.notice,
