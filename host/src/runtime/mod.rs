@@ -107,7 +107,7 @@ pub struct Invocation {
     pub capabilities: Capabilities,
     pub limits: InvocationLimits,
     /// `component/function` labels, outermost first, this invocation last (the chain of `invoke` calls), and what
-    /// this invocation runs as.
+    /// this invocation runs as. Its correlation id is the trace's: the runtime sets it.
     pub caller: Caller,
     /// What work this invocation is part of, and who runs it: its output and report are logged under it.
     pub trace: Arc<Trace>,

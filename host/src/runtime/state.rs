@@ -4,6 +4,7 @@ use super::Invocation;
 use super::guest::CallContext;
 use super::memory::{Limiter, MemoryBudget};
 use super::output::{self, Target};
+use crate::capabilities::invoke::Caller;
 use crate::capabilities::outbound::PolicyHooks;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -61,11 +62,12 @@ impl InvocationState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             env: invocation.env.clone(),
-            hooks: PolicyHooks::new(env.outbound.clone(), invocation.caller.correlation_id.clone()),
+            hooks: PolicyHooks::new(env.outbound.clone(), invocation.trace.correlation_id.clone()),
             limits: Limiter::new(invocation.limits.memory_bytes, parts.budget.clone(), parts.budget.function(label)),
             call: CallContext::new(
                 invocation.capabilities.clone(),
-                invocation.caller.clone(),
+                // What the function sends and invokes continues the work of its trace: the one place that says it.
+                Caller { correlation_id: invocation.trace.correlation_id.clone(), ..invocation.caller.clone() },
                 parts.sends,
                 parts.max_error_bytes,
             ),

@@ -147,7 +147,7 @@ impl Runner {
             env: version.env.clone(),
             capabilities: self.capabilities.clone(),
             limits: limits.invocation,
-            caller: Caller { chain, origin: Some(origin), correlation_id: trace.correlation_id.clone() },
+            caller: Caller { chain, origin: Some(origin), ..Caller::default() },
             cold_start: matches!(start, Start::Cold),
             trace,
         };

@@ -525,13 +525,14 @@ async fn run_once(db: &CronDb, runner: &Runner, job: &Job, attempt: Attempt<'_>)
                 Ok(prepared) => prepared,
                 Err(error) => return Some(error.to_string()),
             };
-        let kept = FailedInput::Cron {
+        // What a failure keeps for replay, when the version records failures.
+        let kept = version.env.record_failures.then(|| FailedInput::Cron {
             expression: event.expression.clone(),
             timezone: event.timezone.clone(),
             scheduled_at: event.scheduled_at,
             attempt: event.attempt,
             reason: event.reason.clone(),
-        };
+        });
         let correlation_id = event.correlation_id.clone();
         let call = GuestCall::Cron(event);
         let error =
@@ -540,7 +541,7 @@ async fn run_once(db: &CronDb, runner: &Runner, job: &Job, attempt: Attempt<'_>)
                 Ok(Err(message)) => Some(message),
                 Err(error) => Some(error.to_string()),
             };
-        if let Some(error) = &error {
+        if let (Some(error), Some(kept)) = (&error, kept) {
             runner.record_failure(version, &job.function, &correlation_id, "cron", error, 0, || kept);
         }
         error

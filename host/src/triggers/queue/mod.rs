@@ -475,7 +475,6 @@ async fn deliver(
 ) {
     let started = Instant::now();
     let trace = delivery_trace(context, consumer, &prepared.invocation.trace, &leased);
-    prepared.invocation.caller.correlation_id = trace.correlation_id.clone();
     prepared.invocation.trace = trace.clone();
     let delivery = Delivery {
         function: consumer.function.clone(),
