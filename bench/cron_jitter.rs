@@ -15,6 +15,7 @@
 #[path = "support.rs"]
 mod support;
 
+use edgefn_host::storage::backends::BatchPolicy;
 use std::time::Duration;
 
 fn main() {
@@ -29,9 +30,11 @@ fn main() {
     }
     delays_us.sort_unstable();
     assert!(!delays_us.is_empty(), "no cron run recorded");
-    let results = bench.tokio.block_on(bench.node.queues.db().lease("jitter_results", i64::MAX / 2, 100_000, i64::MAX));
+    let all = BatchPolicy { batch_size: 100_000, max_wait_ms: 0, lease_ms: 3_600_000 };
+    let results = bench.tokio.block_on(bench.node.queues.backend().lease_if_due("jitter_results", all));
     let mut to_guest_ns: Vec<u64> = results
         .expect("read jitter_results")
+        .unwrap_or_default()
         .iter()
         .map(|m| serde_json::from_slice::<u64>(&m.body).expect("a delay in ns"))
         .collect();

@@ -19,7 +19,7 @@
 #[path = "support.rs"]
 mod support;
 
-use edgefn_host::storage::queue::NewMessage;
+use edgefn_host::storage::backends::{BatchPolicy, NewMessage};
 use rusqlite::params;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -71,9 +71,11 @@ fn main() {
         // Idle between sends: each message finds the consumer waiting.
         std::thread::sleep(Duration::from_millis(5));
     }
-    let results = bench.tokio.block_on(queues.db().lease("latency_results", i64::MAX / 2, 10_000, i64::MAX));
+    let all = BatchPolicy { batch_size: 10_000, max_wait_ms: 0, lease_ms: 3_600_000 };
+    let results = bench.tokio.block_on(queues.backend().lease_if_due("latency_results", all));
     let mut latencies: Vec<Duration> = results
         .expect("read latency_results")
+        .unwrap_or_default()
         .iter()
         .map(|m| Duration::from_nanos(serde_json::from_slice::<u64>(&m.body).expect("a latency in ns")))
         .collect();

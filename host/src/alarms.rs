@@ -3,8 +3,8 @@
 //! twice) and/or a message in its `notify_queue`, and a host event in the log either way.
 
 use crate::capabilities::messaging::Queues;
+use crate::storage::backends::NewMessage;
 use crate::storage::now_ms;
-use crate::storage::queue::NewMessage;
 use crate::storage::telemetry::Level;
 use crate::telemetry::Telemetry;
 use crate::telemetry::alarms::{Alarms, Transition};

@@ -440,6 +440,52 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `[cluster]`: make this host a member of a cluster whose queues, topics, cron claims and deployments live in a
+/// NATS JetStream server (see the README). Without `nats`, the host runs alone on SQLite.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The NATS server, e.g. `nats://127.0.0.1:4222` (`--nats` overrides it).
+    pub nats: Option<String>,
+    /// This node's name in the cluster (`edgefn nodes`); the host name and the HTTP port when not set.
+    pub node: Option<String>,
+    /// How long a delivery pulled by a node stays its own without news from it: a node that dies holds its
+    /// messages this long before another node gets them. A running delivery renews it every third of it.
+    pub ack_wait_ms: u64,
+    /// JetStream replicas of each stream and bucket (1 for a single nats-server; 3 for a NATS cluster).
+    pub replicas: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { nats: None, node: None, ack_wait_ms: 30_000, replicas: 1 }
+    }
+}
+
+impl ClusterConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        if let Some(url) = &self.nats
+            && !(url.starts_with("nats://") || url.starts_with("tls://") || url.starts_with("ws://"))
+        {
+            anyhow::bail!("cluster.nats: `{url}` is not a NATS URL; expected e.g. `nats://127.0.0.1:4222`");
+        }
+        if !(1_000..=3_600_000).contains(&self.ack_wait_ms) {
+            anyhow::bail!("cluster.ack_wait_ms: {} is out of range; expected 1000 to 3600000", self.ack_wait_ms);
+        }
+        if !(1..=5).contains(&self.replicas) {
+            anyhow::bail!("cluster.replicas: {} is out of range; expected 1 to 5", self.replicas);
+        }
+        if let Some(node) = &self.node
+            && (node.is_empty()
+                || node.len() > 64
+                || !node.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)))
+        {
+            anyhow::bail!("cluster.node: `{node}` must be 1 to 64 characters of A-Z a-z 0-9 - _");
+        }
+        Ok(())
+    }
+}
+
 /// What an alarm watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -542,6 +588,7 @@ pub struct HostConfig {
     pub logs: LogsConfig,
     pub metrics: MetricsConfig,
     pub alarms: Vec<AlarmConfig>,
+    pub cluster: ClusterConfig,
 }
 
 impl Default for HostConfig {
@@ -554,6 +601,7 @@ impl Default for HostConfig {
             logs: LogsConfig::default(),
             metrics: MetricsConfig::default(),
             alarms: Vec::new(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -580,6 +628,7 @@ impl HostConfig {
         let mut config: Self = toml::from_str(text)?;
         config.limits.validate()?;
         config.logs.validate()?;
+        config.cluster.validate()?;
         for (index, alarm) in config.alarms.iter_mut().enumerate() {
             alarm.validate(index)?;
         }

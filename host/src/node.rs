@@ -14,6 +14,9 @@ use crate::config::HostConfig;
 use crate::deployments::{DeployError, Deployments};
 use crate::live::LiveHandle;
 use crate::runtime::{Loader, Runtime};
+use crate::storage::backends::QueueBackend;
+use crate::storage::backends::jetstream::{Cluster, JetStreamQueues};
+use crate::storage::backends::sqlite::SqliteQueues;
 use crate::storage::cron::CronDb;
 use crate::storage::deployments::DeploymentDb;
 use crate::storage::kv::{KvDb, KvLimits};
@@ -75,13 +78,19 @@ impl Node {
         }
         let runtime = Runtime::new(config.limits.clone())?.with_telemetry(telemetry.clone());
         let loader = Loader::new(runtime);
-        let queues = Arc::new(Queues::new(QueueDb::new(queue_db), MessagingLimits::from_host(&config.limits)));
-        // The data dir is locked to this process: a lease left in it belongs to an invocation that died with the
-        // previous one.
-        let released = queues.db().release_all_leases(now_ms()).await?;
-        if released > 0 {
-            tracing::warn!(messages = released, "redelivering messages that were in flight when the host stopped");
-        }
+        let messaging_limits = MessagingLimits::from_host(&config.limits);
+        let backend: Arc<dyn QueueBackend> = match &config.cluster.nats {
+            None => Arc::new(SqliteQueues::open(QueueDb::new(queue_db)).await?),
+            Some(url) => {
+                let node = config.cluster.node.clone().unwrap_or_else(default_node_name);
+                let cluster = Cluster::connect(url, &node, config.cluster.replicas).await?;
+                tracing::info!(%url, %node, "joined the cluster: queues and topics are on its JetStream");
+                let ack_wait = Duration::from_millis(config.cluster.ack_wait_ms);
+                let capacity = messaging_limits.capacity;
+                Arc::new(JetStreamQueues::open(cluster, ack_wait, capacity, messaging_limits.max_message_bytes).await?)
+            }
+        };
+        let queues = Arc::new(Queues::new(backend, messaging_limits));
         if let Some(rules) = alarm_rules {
             crate::alarms::spawn(rules, telemetry.clone(), queues.clone());
         }
@@ -229,4 +238,12 @@ fn spawn_idle_sweeper(loader: Arc<Loader>) {
             loader.unload_idle();
         }
     });
+}
+
+/// A node's name when the config gives none: the machine's host name and this process's id.
+fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|name| name.trim().to_owned()).unwrap_or_default();
+    let host = if host.is_empty() { "node".to_owned() } else { host };
+    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+    format!("{host}-{}", std::process::id())
 }

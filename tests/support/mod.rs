@@ -30,6 +30,7 @@ const COMPONENT_CRATES: &[&str] = &[
     "heavy-init",
     "bad-init",
     "automation",
+    "cluster",
     "order-pipeline",
     "uptime-monitor",
     "versioned",
@@ -539,6 +540,65 @@ impl WasmtimeServe {
 }
 
 impl Drop for WasmtimeServe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `nats-server -js` on 127.0.0.1 with its own store directory, killed on drop: the cluster the
+/// multi-node tests share work through.
+pub(crate) struct NatsServer {
+    child: Child,
+    pub(crate) url: String,
+    _store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Where nats-server is: on PATH, or where Debian's package puts it (`/usr/sbin`, off a user's PATH). Without
+    /// one, the test fails and says how to install it: a cluster test that skips checks nothing.
+    fn program() -> PathBuf {
+        which("nats-server")
+            .or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "nats-server is required by the cluster tests: `apt-get install nats-server` (what .ci/run does)"
+                )
+            })
+    }
+
+    /// Starts a server with JetStream and waits until it is ready.
+    pub(crate) fn start() -> Self {
+        let store = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut child = Command::new(Self::program())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(store.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nats-server");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut printed = String::new();
+        loop {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+                let _ = child.wait();
+                panic!("nats-server exited before it was ready:\n{printed}");
+            }
+            printed.push_str(&line);
+            if line.contains("Server is ready") {
+                break;
+            }
+        }
+        // Keep reading its log so the pipe never fills.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Self { child, url: format!("nats://127.0.0.1:{port}"), _store: store }
+    }
+}
+
+impl Drop for NatsServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::{Admin, parse_body};
-use crate::storage::queue::NewMessage;
+use crate::storage::backends::NewMessage;
 use crate::telemetry::correlation;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -84,7 +84,7 @@ pub(super) async fn send(
 pub(super) struct Page {
     limit: Option<u32>,
     /// The `next_after` of the previous page.
-    after: Option<i64>,
+    after: Option<String>,
 }
 
 pub(super) async fn dead_letters(
@@ -92,14 +92,23 @@ pub(super) async fn dead_letters(
     Path(queue): Path<String>,
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    let page = admin.queues.dead_letters(&queue, page.limit.unwrap_or(100), page.after.unwrap_or(0)).await?;
+    let page = admin.queues.dead_letters(&queue, page.limit.unwrap_or(100), page.after).await?;
     Ok(Json(json!(page)))
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RedriveRequest {
-    ids: Option<Vec<i64>>,
+    ids: Option<Vec<MessageId>>,
+}
+
+/// A message id as a client writes it: the text the API returned, or a number (SQLite's ids are row numbers, and
+/// clients of round 1 sent them as such).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum MessageId {
+    Number(i64),
+    Text(String),
 }
 
 pub(super) async fn redrive(
@@ -108,7 +117,15 @@ pub(super) async fn redrive(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let request: RedriveRequest = parse_body("redrive", &body, true)?;
-    let moved = admin.queues.redrive(&queue, request.ids).await?;
+    let ids = request.ids.map(|ids| {
+        ids.into_iter()
+            .map(|id| match id {
+                MessageId::Number(number) => number.to_string(),
+                MessageId::Text(text) => text,
+            })
+            .collect()
+    });
+    let moved = admin.queues.redrive(&queue, ids).await?;
     Ok(Json(json!({ "redriven": moved })))
 }
 

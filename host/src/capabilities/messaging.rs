@@ -1,18 +1,18 @@
-//! `send` and `publish`: durable queues and topics on SQLite.
+//! `send` and `publish`: durable queues and topics, on whichever queue backend the node runs (SQLite, or NATS
+//! JetStream in a cluster; see `storage::backends`).
 //!
 //! [`Queues`] is the one place where messages enter the queues, whoever sends them (a guest through
 //! [`Messaging`], the admin API, a topic's fan-out), so names, sizes and counts are checked the same way
 //! everywhere. A topic is fan-out over queues: each subscriber consumes its own queue, `<topic>@<function>`, and
-//! publishing stores one copy in each in one transaction. The queue trigger tells [`Queues`] who subscribes and
-//! listens on its wake-ups; nothing here knows the trigger.
+//! publishing gives one copy to each. The queue trigger tells [`Queues`] who subscribes and listens on its
+//! wake-ups; nothing here knows the trigger.
 
 use super::BoxFuture;
 use crate::storage::StorageError;
-use crate::storage::now_ms;
-use crate::storage::queue::{DeadLetterPage, NewMessage, QueueCapacity, QueueDb, QueueFull, QueueStats};
+use crate::storage::backends::{DeadLetterPage, NewMessage, QueueBackend, QueueCapacity, QueueFull, QueueStats};
 use edgefn_manifest::record::validate_queue_name;
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// The most messages one send may carry.
@@ -57,7 +57,8 @@ pub enum MessagingError {
 /// its sends are rate-limited together.
 pub trait Messaging: Send + Sync + 'static {
     /// Stores one message in `queue`; returns its id.
-    fn send(&self, sender: String, queue: String, message: NewMessage) -> BoxFuture<'_, Result<i64, MessagingError>>;
+    fn send(&self, sender: String, queue: String, message: NewMessage)
+    -> BoxFuture<'_, Result<String, MessagingError>>;
     /// Stores a copy of `body` for every subscriber of `topic`, each carrying `correlation_id`; returns how many
     /// there are.
     fn publish(
@@ -121,31 +122,28 @@ impl MessagingLimits {
 /// The queues and topics of this host. See the module docs.
 #[derive(Debug)]
 pub struct Queues {
-    db: QueueDb,
+    backend: Arc<dyn QueueBackend>,
     max_message_bytes: usize,
     capacity: QueueCapacity,
     rate: SendRate,
-    /// Subscriber queues by topic.
-    subscriptions: RwLock<HashMap<String, BTreeSet<String>>>,
     /// Wake-ups by queue: a consumer sleeps on its queue's, a send wakes it.
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl Queues {
-    pub fn new(db: QueueDb, limits: MessagingLimits) -> Self {
+    pub fn new(backend: Arc<dyn QueueBackend>, limits: MessagingLimits) -> Self {
         Self {
-            db,
+            backend,
             max_message_bytes: limits.max_message_bytes,
             capacity: limits.capacity,
             rate: SendRate { rate: limits.max_sends_per_second, buckets: Mutex::default() },
-            subscriptions: RwLock::default(),
             wakers: Mutex::default(),
         }
     }
 
-    /// The SQL underneath, for the queue trigger's leases and settlements.
-    pub fn db(&self) -> &QueueDb {
-        &self.db
+    /// The backend underneath, for the queue trigger's leases and settlements.
+    pub fn backend(&self) -> &Arc<dyn QueueBackend> {
+        &self.backend
     }
 
     fn check_size(&self, kind: &'static str, name: &str, len: usize) -> Result<(), MessagingError> {
@@ -156,7 +154,7 @@ impl Queues {
     }
 
     /// Stores `messages` in `queue` (all or none) and wakes its consumer. Errors name the queue and the reason.
-    pub async fn send_many(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<i64>, MessagingError> {
+    pub async fn send_many(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<String>, MessagingError> {
         validate_queue_name("queue", queue).map_err(MessagingError::InvalidName)?;
         if messages.len() > MAX_MESSAGES_PER_SEND {
             return Err(MessagingError::TooMany { count: messages.len() });
@@ -165,7 +163,7 @@ impl Queues {
             self.check_size("queue", queue, message.body.len())?;
         }
         let stored =
-            self.db.send(queue, messages, now_ms(), self.capacity).await.map_err(|source| MessagingError::Storage {
+            self.backend.send(queue, messages, self.capacity).await.map_err(|source| MessagingError::Storage {
                 action: "store the message in",
                 kind: "queue",
                 name: queue.to_owned(),
@@ -186,49 +184,29 @@ impl Queues {
     ) -> Result<u32, MessagingError> {
         validate_queue_name("topic", topic).map_err(MessagingError::InvalidName)?;
         self.check_size("topic", topic, body.len())?;
-        let queues: Vec<String> = self
-            .subscriptions
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(topic)
-            .map(|subscribers| subscribers.iter().cloned().collect())
-            .unwrap_or_default();
-        if queues.is_empty() {
+        let stored = self.backend.publish(topic, body, correlation_id, self.capacity).await.map_err(|source| {
+            MessagingError::Storage {
+                action: "store the message for",
+                kind: "topic",
+                name: topic.to_owned(),
+                source: Box::new(source),
+            }
+        })?;
+        let count = stored.map_err(|full| MessagingError::QueueFull { full, capacity: self.capacity })?;
+        if count == 0 {
             tracing::debug!(%topic, "published to a topic with no subscribers");
-            return Ok(0);
-        }
-        let count = queues.len() as u32;
-        let stored =
-            self.db.fan_out(queues.clone(), body, correlation_id, now_ms(), self.capacity).await.map_err(|source| {
-                MessagingError::Storage {
-                    action: "store the message for",
-                    kind: "topic",
-                    name: topic.to_owned(),
-                    source: Box::new(source),
-                }
-            })?;
-        stored.map_err(|full| MessagingError::QueueFull { full, capacity: self.capacity })?;
-        for queue in &queues {
-            self.wake(queue);
         }
         Ok(count)
     }
 
     /// Makes `queue` a subscriber of `topic`.
     pub fn subscribe(&self, topic: &str, queue: &str) {
-        let mut subscriptions = self.subscriptions.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        subscriptions.entry(topic.to_owned()).or_default().insert(queue.to_owned());
+        self.backend.subscribe(topic, queue);
     }
 
     /// Stops giving `queue` copies of `topic`'s messages.
     pub fn unsubscribe(&self, topic: &str, queue: &str) {
-        let mut subscriptions = self.subscriptions.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(subscribers) = subscriptions.get_mut(topic) {
-            subscribers.remove(queue);
-            if subscribers.is_empty() {
-                subscriptions.remove(topic);
-            }
-        }
+        self.backend.unsubscribe(topic, queue);
     }
 
     /// The wake-up of `queue`, notified whenever a message may have become ready in it.
@@ -246,7 +224,7 @@ impl Queues {
 
     /// The counts of every queue that has messages, plus `deployed` (the queues consumed now).
     pub async fn stats(&self, deployed: Vec<String>) -> Result<Vec<QueueStats>, MessagingError> {
-        self.db.stats(now_ms(), deployed).await.map_err(|source| MessagingError::Storage {
+        self.backend.stats(deployed).await.map_err(|source| MessagingError::Storage {
             action: "read",
             kind: "queues",
             name: "*".into(),
@@ -256,10 +234,15 @@ impl Queues {
 
     /// A page of dead letters of `queue`, oldest first, after id `after`: up to `limit` (at most
     /// [`MAX_DEAD_LETTERS_PER_LISTING`]) and [`MAX_DEAD_LETTER_PAGE_BYTES`] of bodies.
-    pub async fn dead_letters(&self, queue: &str, limit: u32, after: i64) -> Result<DeadLetterPage, MessagingError> {
+    pub async fn dead_letters(
+        &self,
+        queue: &str,
+        limit: u32,
+        after: Option<String>,
+    ) -> Result<DeadLetterPage, MessagingError> {
         validate_queue_name("queue", queue).map_err(MessagingError::InvalidName)?;
         let limit = limit.clamp(1, MAX_DEAD_LETTERS_PER_LISTING);
-        let page = self.db.dead_letters(queue, limit, after, MAX_DEAD_LETTER_PAGE_BYTES).await;
+        let page = self.backend.dead_letters(queue, limit, after, MAX_DEAD_LETTER_PAGE_BYTES).await;
         page.map_err(|source| MessagingError::Storage {
             action: "read the dead letters of",
             kind: "queue",
@@ -269,9 +252,9 @@ impl Queues {
     }
 
     /// Moves dead letters of `queue` (all, or those in `ids`) back into it.
-    pub async fn redrive(&self, queue: &str, ids: Option<Vec<i64>>) -> Result<usize, MessagingError> {
+    pub async fn redrive(&self, queue: &str, ids: Option<Vec<String>>) -> Result<usize, MessagingError> {
         validate_queue_name("queue", queue).map_err(MessagingError::InvalidName)?;
-        let moved = self.db.redrive(queue, ids, now_ms()).await.map_err(|source| MessagingError::Storage {
+        let moved = self.backend.redrive(queue, ids).await.map_err(|source| MessagingError::Storage {
             action: "re-drive",
             kind: "queue",
             name: queue.to_owned(),
@@ -295,11 +278,16 @@ impl Queues {
 }
 
 impl Messaging for Queues {
-    fn send(&self, sender: String, queue: String, message: NewMessage) -> BoxFuture<'_, Result<i64, MessagingError>> {
+    fn send(
+        &self,
+        sender: String,
+        queue: String,
+        message: NewMessage,
+    ) -> BoxFuture<'_, Result<String, MessagingError>> {
         Box::pin(async move {
             self.rate_limit(&sender)?;
             let ids = self.send_many(&queue, vec![message]).await?;
-            Ok(ids.first().copied().unwrap_or_default())
+            Ok(ids.into_iter().next().unwrap_or_default())
         })
     }
 

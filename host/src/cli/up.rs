@@ -49,6 +49,13 @@ pub(crate) struct UpArgs {
     /// Address of the admin API (queues, topics, cron history, manual fire; bearer token in the data dir).
     #[arg(long, default_value = "127.0.0.1:8081")]
     admin_listen: SocketAddr,
+    /// Join the cluster whose NATS JetStream server is at this URL: queues, topics and cron are shared with the other
+    /// nodes there (overrides `[cluster] nats`).
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    /// This node's name in the cluster (overrides `[cluster] node`).
+    #[arg(long)]
+    node: Option<String>,
     /// Do not snapshot #[init]: run it in every instance instead (for comparison and debugging).
     #[arg(long)]
     no_snapshot: bool,
@@ -91,6 +98,12 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     if args.no_snapshot {
         config.snapshot = false;
+    }
+    if let Some(url) = &args.nats {
+        config.cluster.nats = Some(url.clone());
+    }
+    if let Some(node) = &args.node {
+        config.cluster.node = Some(node.clone());
     }
     let limits = &mut config.limits;
     let overrides = [

@@ -5,7 +5,7 @@
 use super::state::InvocationState;
 use crate::capabilities::invoke::Caller;
 use crate::capabilities::{Capabilities, unavailable};
-use crate::storage::queue::NewMessage;
+use crate::storage::backends::NewMessage;
 
 wasmtime::component::bindgen!({
     path: "../wit",

@@ -11,6 +11,7 @@
 //! Errors are typed ([`StorageError`]); the layers above wrap them, and only the admin API turns them into a
 //! status.
 
+pub mod backends;
 pub mod cron;
 pub mod deployments;
 pub mod kv;
@@ -200,6 +201,9 @@ pub enum StorageError {
     /// The blocking task running a statement panicked or was cancelled.
     #[error("the database task failed: {0}")]
     Task(String),
+    /// The NATS JetStream server of a cluster refused or failed a request (`backends::jetstream`).
+    #[error("the cluster's NATS JetStream server failed to {action}: {reason}")]
+    Cluster { action: String, reason: String },
 }
 
 /// One SQLite connection, shared by the tasks of one part of the host behind a mutex; each method holds it for one

@@ -1,21 +1,13 @@
-//! The SQL of the durable queues. Every method is one transaction, run off the async threads.
+//! The SQL of the durable queues on SQLite (the default backend, see `backends::sqlite`). Every method is one
+//! transaction, run off the async threads. Ids are row ids; a lease's token is its end (`lease_until`).
 
+use super::backends::{NewMessage, Outcome, QueueCapacity, QueueFull, QueueStats};
 use super::{Database, StorageError};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-/// A message to enqueue.
-#[derive(Debug, Clone)]
-pub struct NewMessage {
-    pub body: Vec<u8>,
-    pub delay_ms: u64,
-    pub priority: i32,
-    /// The work that sent it (see `telemetry::correlation`); its delivery continues that work.
-    pub correlation_id: Option<String>,
-}
-
 /// A message handed to a consumer.
 #[derive(Debug, Clone)]
-pub struct LeasedMessage {
+pub struct LeasedRow {
     pub id: i64,
     pub body: Vec<u8>,
     /// Deliveries so far, this one included.
@@ -29,41 +21,17 @@ pub struct LeasedMessage {
     pub lease_until: i64,
 }
 
-/// What to do with one leased message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Ack,
-    Retry { at: i64, error: String },
-    DeadLetter { queue: String, reason: String },
-}
-
 /// One message's outcome, with the lease it was delivered under.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settle {
+pub struct SettleRow {
     pub id: i64,
     pub lease_until: i64,
     pub outcome: Outcome,
 }
 
-/// Counts of one queue.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct QueueStats {
-    pub queue: String,
-    /// Ready to deliver now.
-    pub ready: u64,
-    /// Leased by a running invocation.
-    pub in_flight: u64,
-    /// Waiting for a delay or a retry backoff.
-    pub delayed: u64,
-    /// Messages of this queue that were dead-lettered and not re-driven yet.
-    pub dead: u64,
-    /// When the oldest message it holds was sent (ms since the epoch).
-    pub oldest_enqueued_at: Option<i64>,
-}
-
 /// A dead-lettered message.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct DeadLetter {
+pub struct DeadLetterRow {
     pub id: i64,
     /// The dead-letter queue it sits in.
     pub queue: String,
@@ -88,26 +56,10 @@ pub struct Readiness {
     pub next_visible: Option<i64>,
 }
 
-/// How much one queue may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueCapacity {
-    pub max_messages: u64,
-    pub max_bytes: u64,
-}
-
-/// A send refused because a queue is at its capacity; nothing was stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueFull {
-    pub queue: String,
-    /// What it holds now.
-    pub messages: u64,
-    pub bytes: u64,
-}
-
 /// A page of dead letters.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct DeadLetterPage {
-    pub dead_letters: Vec<DeadLetter>,
+pub struct DeadLetterRows {
+    pub dead_letters: Vec<DeadLetterRow>,
     /// Pass as `after` for the next page; `None` when this is the last one.
     pub next_after: Option<i64>,
 }
@@ -203,7 +155,7 @@ impl QueueDb {
         limit: u32,
         max_wait: i64,
         lease_until: i64,
-    ) -> Result<Option<Vec<LeasedMessage>>, StorageError> {
+    ) -> Result<Option<Vec<LeasedRow>>, StorageError> {
         let queue = queue.to_owned();
         self.db
             .call(move |conn| {
@@ -232,14 +184,14 @@ impl QueueDb {
         now: i64,
         limit: u32,
         lease_until: i64,
-    ) -> Result<Vec<LeasedMessage>, StorageError> {
+    ) -> Result<Vec<LeasedRow>, StorageError> {
         let queue = queue.to_owned();
         self.db.call(move |conn| lease(conn, &queue, now, limit, lease_until)).await
     }
 
     /// Applies the outcomes of one delivery in one transaction. Returns how many outcomes no longer matched a
     /// lease and were ignored.
-    pub async fn settle(&self, outcomes: Vec<Settle>, now: i64) -> Result<usize, StorageError> {
+    pub async fn settle(&self, outcomes: Vec<SettleRow>, now: i64) -> Result<usize, StorageError> {
         self.db.call(move |conn| settle(conn, &outcomes, now)).await
     }
 
@@ -269,7 +221,7 @@ impl QueueDb {
         limit: u32,
         after: i64,
         max_bytes: usize,
-    ) -> Result<DeadLetterPage, StorageError> {
+    ) -> Result<DeadLetterRows, StorageError> {
         let origin_queue = origin_queue.to_owned();
         self.db
             .call(move |conn| {
@@ -278,7 +230,7 @@ impl QueueDb {
                      FROM queue_messages WHERE origin_queue = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
                 )?;
                 let mut rows = statement.query(params![origin_queue, after, i64::from(limit) + 1])?;
-                let mut page = DeadLetterPage { dead_letters: Vec::new(), next_after: None };
+                let mut page = DeadLetterRows { dead_letters: Vec::new(), next_after: None };
                 let mut bytes = 0usize;
                 while let Some(row) = rows.next()? {
                     let id: i64 = row.get(0)?;
@@ -289,7 +241,7 @@ impl QueueDb {
                     }
                     let body: Vec<u8> = row.get(3)?;
                     bytes += body.len();
-                    page.dead_letters.push(DeadLetter {
+                    page.dead_letters.push(DeadLetterRow {
                         id,
                         queue: row.get(1)?,
                         origin_queue: row.get(2)?,
@@ -384,7 +336,7 @@ fn lease(
     now: i64,
     limit: u32,
     lease_until: i64,
-) -> Result<Vec<LeasedMessage>, StorageError> {
+) -> Result<Vec<LeasedRow>, StorageError> {
     let mut statement = conn.prepare_cached(
         "UPDATE queue_messages SET visible_at = ?4, attempts = attempts + 1, leased = 1
          WHERE id IN (SELECT id FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2
@@ -393,7 +345,7 @@ fn lease(
     )?;
     let mut messages = statement
         .query_map(params![queue, now, limit, lease_until], |row| {
-            Ok(LeasedMessage {
+            Ok(LeasedRow {
                 id: row.get(0)?,
                 body: row.get(1)?,
                 attempts: row.get(2)?,
@@ -409,7 +361,7 @@ fn lease(
     Ok(messages)
 }
 
-fn settle(conn: &mut Connection, outcomes: &[Settle], now: i64) -> Result<usize, StorageError> {
+fn settle(conn: &mut Connection, outcomes: &[SettleRow], now: i64) -> Result<usize, StorageError> {
     let tx = conn.transaction()?;
     let mut stale = 0;
     {
@@ -425,7 +377,7 @@ fn settle(conn: &mut Connection, outcomes: &[Settle], now: i64) -> Result<usize,
             "UPDATE queue_messages SET origin_queue = COALESCE(origin_queue, queue), queue = ?3, visible_at = ?4,
              leased = 0, attempts = 0, last_error = ?5 WHERE id = ?1 AND leased = 1 AND visible_at = ?2",
         )?;
-        for Settle { id, lease_until, outcome } in outcomes {
+        for SettleRow { id, lease_until, outcome } in outcomes {
             let applied = match outcome {
                 Outcome::Ack => ack.execute(params![id, lease_until])?,
                 Outcome::Retry { at, error } => retry.execute(params![id, lease_until, at, error])?,
@@ -487,8 +439,8 @@ mod tests {
         let leased = queues.lease("q", 1_000, 10, 2_000).await.expect("lease");
         // Highest priority first.
         assert_eq!(leased.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[1], ids[0]]);
-        let stale_lease = Settle { id: ids[0], lease_until: 1_999, outcome: Outcome::Ack };
-        let good = Settle { id: ids[1], lease_until: 2_000, outcome: Outcome::Ack };
+        let stale_lease = SettleRow { id: ids[0], lease_until: 1_999, outcome: Outcome::Ack };
+        let good = SettleRow { id: ids[1], lease_until: 2_000, outcome: Outcome::Ack };
         assert_eq!(queues.settle(vec![stale_lease, good], 1_500).await.expect("settle"), 1);
         let stats = queues.stats(1_500, vec![]).await.expect("stats");
         assert_eq!((stats[0].in_flight, stats[0].ready), (1, 0), "{stats:?}");
@@ -502,7 +454,7 @@ mod tests {
         let leased = queues.lease("q", 1_000, 10, 2_000).await.expect("lease");
         let dead = Outcome::DeadLetter { queue: "q-dlq".into(), reason: "bad".into() };
         queues
-            .settle(vec![Settle { id: ids[0], lease_until: leased[0].lease_until, outcome: dead }], 1_100)
+            .settle(vec![SettleRow { id: ids[0], lease_until: leased[0].lease_until, outcome: dead }], 1_100)
             .await
             .expect("settle");
         let letters = queues.dead_letters("q", 10, 0, 1 << 20).await.expect("letters").dead_letters;
@@ -523,8 +475,8 @@ mod tests {
         // Nothing of the refused send was stored; one more still fits.
         queues.send("q", vec![message("c", 0)], 1, small).await.expect("send").expect("room");
         let leased = queues.lease("q", 1, 10, 100).await.expect("lease");
-        let settles: Vec<Settle> =
-            leased.iter().map(|m| Settle { id: m.id, lease_until: m.lease_until, outcome: Outcome::Ack }).collect();
+        let settles: Vec<SettleRow> =
+            leased.iter().map(|m| SettleRow { id: m.id, lease_until: m.lease_until, outcome: Outcome::Ack }).collect();
         queues.settle(settles, 2).await.expect("settle");
         // Acked messages leave the count: the queue takes three again.
         let ids = queues.send("q", vec![message("x", 0); 3], 3, small).await.expect("send").expect("room");
@@ -545,7 +497,7 @@ mod tests {
         let bodies: Vec<NewMessage> = (0..5).map(|n| message(&"z".repeat(100 * (n + 1)), 0)).collect();
         queues.send("q", bodies, 1, ROOMY).await.expect("send").expect("room");
         let leased = queues.lease("q", 1, 10, 100).await.expect("lease");
-        let dead = |m: &LeasedMessage| Settle {
+        let dead = |m: &LeasedRow| SettleRow {
             id: m.id,
             lease_until: m.lease_until,
             outcome: Outcome::DeadLetter { queue: "q-dlq".into(), reason: "no".into() },

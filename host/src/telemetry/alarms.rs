@@ -9,7 +9,7 @@
 
 use super::{InvocationReport, Outcome};
 use crate::config::{AlarmConfig, AlarmMetric};
-use crate::storage::queue::QueueStats;
+use crate::storage::backends::QueueStats;
 use crate::storage::telemetry::names_function;
 use std::collections::VecDeque;
 use std::sync::Mutex;

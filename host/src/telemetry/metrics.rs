@@ -3,7 +3,7 @@
 //! describe a state (instances in use, queues) are set when the metrics are read ([`Snapshot`]).
 
 use super::{InvocationReport, Outcome};
-use crate::storage::queue::QueueStats;
+use crate::storage::backends::QueueStats;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

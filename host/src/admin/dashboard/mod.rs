@@ -228,7 +228,7 @@ struct Overview {
     notice: Option<String>,
     functions: Vec<FunctionRow>,
     cron: Vec<(String, Vec<crate::storage::cron::RunRecord>)>,
-    queues: Vec<crate::storage::queue::QueueStats>,
+    queues: Vec<crate::storage::backends::QueueStats>,
     log_id: Option<String>,
     logs: Vec<crate::storage::telemetry::StoredLog>,
     usage: (Vec<crate::telemetry::billing::Bill>, crate::telemetry::billing::Bill),

@@ -17,8 +17,8 @@ use crate::capabilities::BoxFuture;
 use crate::capabilities::messaging::Queues;
 use crate::live::{ComponentVersion, LiveComponent, LiveSet, consumed_queue};
 use crate::runtime::{Delivery, GuestCall, InvokeError, Message, Settlement, SlotKind};
+use crate::storage::backends::{BatchPolicy, LeasedMessage, Outcome, QueueBackend, Settle};
 use crate::storage::now_ms;
-use crate::storage::queue::{LeasedMessage, Outcome, QueueDb, Settle};
 use crate::storage::telemetry::{FailedInput, Level};
 use crate::telemetry::{Trace, correlation};
 use edgefn_manifest::record::{Delivery as DeliveryPolicy, Trigger as TriggerKind};
@@ -28,12 +28,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 
-/// How long an idle consumer sleeps before it looks again without being woken (a send wakes it at once).
-const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Retry backoff never waits longer than this.
 const MAX_BACKOFF_MS: u64 = 15 * 60 * 1000;
 /// A lease outlives the invocation's hard deadline by this much, so it only expires if the host died.
-const LEASE_MARGIN_MS: i64 = 30_000;
+const LEASE_MARGIN_MS: u64 = 30_000;
 
 /// A function that consumes a queue (its own, for a topic subscriber), as one consumer loop runs it.
 #[derive(Debug)]
@@ -259,7 +257,7 @@ async fn run_consumer(
     mut stopped: watch::Receiver<bool>,
 ) {
     let waker = context.queues.waker(&consumer.queue);
-    let db = context.queues.db().clone();
+    let backend = context.queues.backend().clone();
     // After a batch was leased, another is likely due: try to lease straight away instead of asking first.
     let mut probably_due = false;
     loop {
@@ -270,8 +268,12 @@ async fn run_consumer(
             permit = permits.clone().acquire_owned() => match permit { Ok(permit) => permit, Err(_) => return },
         };
         let Some((version, prepared, leased)) =
-            next_batch(&context, &consumer, &db, &waker, &mut stopped, &mut probably_due).await
+            next_batch(&context, &consumer, &backend, &waker, &mut stopped, &mut probably_due).await
         else {
+            // Whatever the backend pulled for a delivery that will not run goes back now, not after a lease.
+            if let Err(error) = backend.release(&consumer.queue).await {
+                tracing::warn!(queue = %consumer.queue, %error, "failed to give back pulled messages; they return after their lease");
+            }
             return;
         };
         let (context, consumer) = (context.clone(), consumer.clone());
@@ -287,16 +289,19 @@ async fn run_consumer(
 async fn next_batch(
     context: &DeliveryContext,
     consumer: &Consumer,
-    db: &QueueDb,
-    waker: &tokio::sync::Notify,
+    backend: &Arc<dyn QueueBackend>,
+    waker: &Arc<tokio::sync::Notify>,
     stopped: &mut watch::Receiver<bool>,
     probably_due: &mut bool,
 ) -> Option<(Arc<ComponentVersion>, Prepared, Vec<LeasedMessage>)> {
-    let batch_size = consumer.delivery.batch_size;
-    let max_wait = i64::try_from(consumer.delivery.max_wait_ms).unwrap_or(i64::MAX);
+    let mut policy = BatchPolicy {
+        batch_size: consumer.delivery.batch_size,
+        max_wait_ms: consumer.delivery.max_wait_ms,
+        lease_ms: LEASE_MARGIN_MS,
+    };
     loop {
         if !*probably_due {
-            wait_until_due(consumer, db, waker, stopped).await?;
+            wait_until_due(consumer, backend, policy, waker, stopped).await?;
         }
         let Some(version) = consumer.component.pick(|v| v.has(&consumer.function, |t| consumer.consumes(t))).cloned()
         else {
@@ -332,10 +337,9 @@ async fn next_batch(
         if *stopped.borrow() {
             return None;
         }
-        let now = now_ms();
-        let timeout_ms = i64::try_from(prepared.invocation.limits.timeout.as_millis()).unwrap_or(i64::MAX);
-        let lease_until = now.saturating_add(timeout_ms).saturating_add(LEASE_MARGIN_MS);
-        match db.lease_if_due(&consumer.queue, now, batch_size, max_wait, lease_until).await {
+        let timeout_ms = u64::try_from(prepared.invocation.limits.timeout.as_millis()).unwrap_or(u64::MAX);
+        policy.lease_ms = timeout_ms.saturating_add(LEASE_MARGIN_MS);
+        match backend.lease_if_due(&consumer.queue, policy).await {
             Ok(Some(leased)) if !leased.is_empty() => {
                 *probably_due = true;
                 return Some((version, prepared, leased));
@@ -350,41 +354,28 @@ async fn next_batch(
     }
 }
 
-/// Sleeps until a batch of `consumer`'s queue is due: `batch_size` messages ready, or the oldest ready one has
+/// Waits until a batch of `consumer`'s queue is due: `batch_size` messages ready, or the oldest ready one has
 /// waited `max_wait_ms`. A send wakes it at once. `None` once `stopped`.
 async fn wait_until_due(
     consumer: &Consumer,
-    db: &QueueDb,
-    waker: &tokio::sync::Notify,
+    backend: &Arc<dyn QueueBackend>,
+    policy: BatchPolicy,
+    waker: &Arc<tokio::sync::Notify>,
     stopped: &mut watch::Receiver<bool>,
 ) -> Option<()> {
-    let batch_size = consumer.delivery.batch_size;
-    let max_wait = i64::try_from(consumer.delivery.max_wait_ms).unwrap_or(i64::MAX);
     loop {
-        let now = now_ms();
-        let readiness = match db.readiness(&consumer.queue, now, batch_size).await {
-            Ok(readiness) => readiness,
+        let due = tokio::select! {
+            biased;
+            _ = stopped.wait_for(|stop| *stop) => return None,
+            due = backend.wait_until_due(&consumer.queue, policy, waker.clone()) => due,
+        };
+        match due {
+            Ok(true) => return Some(()),
+            Ok(false) => {}
             Err(error) => {
                 tracing::error!(queue = %consumer.queue, %error, "failed to read the queue; retrying in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
             }
-        };
-        let due = readiness.ready >= batch_size
-            || readiness.oldest_ready.is_some_and(|oldest| oldest.saturating_add(max_wait) <= now);
-        if readiness.ready > 0 && due {
-            return Some(());
-        }
-        let wake_at = match readiness.oldest_ready {
-            Some(oldest) => oldest.saturating_add(max_wait),
-            None => readiness.next_visible.unwrap_or(i64::MAX),
-        };
-        let sleep = Duration::from_millis(wake_at.saturating_sub(now).max(0) as u64).min(IDLE_POLL);
-        tokio::select! {
-            biased;
-            _ = stopped.wait_for(|stop| *stop) => return None,
-            () = waker.notified() => {}
-            () = tokio::time::sleep(sleep) => {}
         }
     }
 }
@@ -465,6 +456,28 @@ fn log_settlement(
     telemetry.host_event(level, Some(&own), text);
 }
 
+/// Runs `call` (a delivery of `leased`), renewing the messages' leases as often as the backend needs.
+async fn renewing_leases<T>(
+    backend: &Arc<dyn QueueBackend>,
+    leased: &[LeasedMessage],
+    call: impl Future<Output = T>,
+) -> T {
+    let Some(every) = backend.renew_every() else { return call.await };
+    let tokens: Vec<(String, String)> = leased.iter().map(|m| (m.id.clone(), m.token.clone())).collect();
+    let mut call = std::pin::pin!(call);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            result = &mut call => return result,
+            _ = ticks.tick() => {
+                if let Err(error) = backend.renew(tokens.clone()).await {
+                    tracing::warn!(%error, "failed to renew the leases of a running delivery");
+                }
+            }
+        }
+    }
+}
+
 /// Invokes the consumer with one leased batch and settles every message of it.
 async fn deliver(
     context: &DeliveryContext,
@@ -500,9 +513,9 @@ async fn deliver(
         (bytes as u64, replay::kept_messages(&delivery.messages, &secrets))
     });
     let runtime = context.runner.runtime();
-    let (outcome, settlements) = runtime
-        .call_guest(&prepared.component, &prepared.invocation, prepared.slot, GuestCall::Messages(delivery))
-        .await;
+    let call =
+        runtime.call_guest(&prepared.component, &prepared.invocation, prepared.slot, GuestCall::Messages(delivery));
+    let (outcome, settlements) = renewing_leases(context.queues.backend(), &leased, call).await;
     let now = now_ms();
     let failure = match &outcome {
         Ok(Ok(_)) => None,
@@ -518,7 +531,7 @@ async fn deliver(
     let outcomes: Vec<Settle> = leased
         .iter()
         .map(|message| {
-            let outcome = match settled.remove(&message.id.to_string()) {
+            let outcome = match settled.remove(&message.id) {
                 Some(Settlement::Ack) => Outcome::Ack,
                 Some(Settlement::Retry(delay)) => {
                     consumer.retry_or_dead_letter(message, Some(delay), "the function asked for a retry".into(), now)
@@ -537,14 +550,14 @@ async fn deliver(
                 Outcome::DeadLetter { .. } => dead += 1,
             }
             log_settlement(context, consumer, &trace, message, &outcome, now);
-            Settle { id: message.id, lease_until: message.lease_until, outcome }
+            Settle { id: message.id.clone(), token: message.token.clone(), outcome }
         })
         .collect();
     if !settled.is_empty() {
         tracing::warn!(function = %consumer.label, ids = ?settled.keys().collect::<Vec<_>>(),
             "the function settled messages that are not in its batch; ignored");
     }
-    match context.queues.db().settle(outcomes, now).await {
+    match context.queues.backend().settle(&consumer.queue, outcomes).await {
         Ok(0) => {}
         // The lease expired while the delivery ran (the messages were handed out again) or they were re-driven
         // meanwhile: whoever holds them now settles them.

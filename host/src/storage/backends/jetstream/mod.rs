@@ -1,0 +1,99 @@
+//! The cluster backend: NATS JetStream, reached with `async-nats`, shared by every node of a cluster.
+//!
+//! What lives there, and under which names:
+//! - stream `EDGEFN_QUEUES` (work-queue retention: an acked message is gone): subject
+//!   `edgefn.q.<queue>.<level>.<origin>`, where `<level>` is `hi`, `mid` or `lo` (priority above, at or below
+//!   zero) or `later` (a delayed message, not ready yet), and `<origin>` is `-`, or for a dead letter the queue
+//!   it died in. One durable pull consumer per queue and level, shared by every node that consumes the queue, so
+//!   work spreads over them and a dead node's messages go to the others after the ack wait.
+//! - stream `EDGEFN_TOPICS` (interest retention: a message stays until every subscriber acked it): subject
+//!   `edgefn.t.<topic>`, one durable consumer per subscriber queue.
+//! - core subject `edgefn.wake.<queue>`: an empty message after every send, so idle consumers on any node pull at
+//!   once instead of at their next poll.
+//!
+//! Names become subject tokens by [`subject_token`] and consumer names by [`consumer_name`].
+//!
+//! The server needs nothing newer than 2.9 (Debian's nats-server): pull consumers, ack / nak with a delay / in
+//! progress, direct get and per-subject limits. Delays are done here, not with 2.12's scheduled messages: a
+//! delayed message waits on its `later` level and is moved to its real level once due.
+
+pub mod queues;
+
+pub use queues::JetStreamQueues;
+
+use crate::storage::StorageError;
+use async_nats::jetstream;
+use std::time::Duration;
+
+/// A connection to the cluster's NATS server, with its JetStream context.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub client: async_nats::Client,
+    pub jetstream: jetstream::Context,
+    /// This node's name.
+    pub node: String,
+    /// Stream and bucket replicas.
+    pub replicas: usize,
+}
+
+impl Cluster {
+    /// Connects to `url` as node `node`. Fails (naming the URL) when the server cannot be reached or has no
+    /// JetStream.
+    pub async fn connect(url: &str, node: &str, replicas: usize) -> Result<Self, StorageError> {
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("edgefn {node}"))
+            .connection_timeout(Duration::from_secs(5))
+            // Keep trying for ever once connected: a restarting server must not take the node down.
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connect(url);
+        let client = tokio::time::timeout(Duration::from_secs(10), client)
+            .await
+            .map_err(|_| cluster_error(format!("connect to {url}"), "no answer in 10 s"))?
+            .map_err(|error| cluster_error(format!("connect to {url}"), error))?;
+        let jetstream = jetstream::new(client.clone());
+        Ok(Self { client, jetstream, node: node.to_owned(), replicas })
+    }
+}
+
+/// A [`StorageError`] for a failed request.
+pub(crate) fn cluster_error(action: impl Into<String>, reason: impl std::fmt::Display) -> StorageError {
+    StorageError::Cluster { action: action.into(), reason: reason.to_string() }
+}
+
+/// `name` (a queue or topic name: `A-Z a-z 0-9 . _ - @ /`) as one subject token: `.` separates tokens, so it
+/// becomes `~`, which names never contain.
+pub fn subject_token(name: &str) -> String {
+    name.replace('.', "~")
+}
+
+/// The name back from [`subject_token`].
+pub fn from_subject_token(token: &str) -> String {
+    token.replace('~', ".")
+}
+
+/// `name` as a JetStream consumer or bucket key name: `A-Z a-z 0-9 - _` as they are, every other byte as `=XX`.
+pub fn consumer_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("={byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_tokens_and_consumer_names_one_to_one() {
+        assert_eq!(subject_token("orders.eu"), "orders~eu");
+        assert_eq!(from_subject_token(&subject_token("a.b@c/d")), "a.b@c/d");
+        assert_eq!(consumer_name("orders.eu@f/x_y-z"), "orders=2Eeu=40f=2Fx_y-z");
+        assert_ne!(consumer_name("a.b"), consumer_name("a_b"));
+    }
+}

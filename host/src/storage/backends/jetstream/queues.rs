@@ -1,0 +1,817 @@
+//! Durable queues and topics on JetStream (layout in the parent module's docs).
+//!
+//! - **Ids and tokens.** A message's id is its stream sequence; a delivery's token is the reply subject JetStream
+//!   gave it, which is what acks, naks (retry with a delay) and in-progress renewals are published to.
+//! - **Attempts** are JetStream's delivery count: a pull is a delivery, including one whose node died before it
+//!   settled.
+//! - **Priority** is three levels (JetStream has no per-message priority): above zero, zero, below zero, each with
+//!   its own consumer, pulled highest first. Within a batch, messages are ordered by their exact priority.
+//! - **Dead letters** are copied to the dead-letter queue's subject (with their origin, attempts and error in
+//!   headers) before the original is acked, so none is lost between the two; a crash between them may leave two.
+//! - **Capacity** is the stream's per-subject message limit (one subject per queue and level), refusing a send
+//!   that would pass it; a send of many is one publish each, so a refusal part-way keeps the ones before it.
+//! - **Concurrency** is per node: each node runs up to `concurrency` deliveries of a consumer at once.
+
+use super::{Cluster, cluster_error, consumer_name, from_subject_token, subject_token};
+use crate::storage::backends::{
+    BatchPolicy, DeadLetter, DeadLetterPage, LeasedMessage, NewMessage, Outcome, QueueBackend, QueueCapacity,
+    QueueFull, QueueStats, Sent, Settle,
+};
+use crate::storage::{StorageError, now_ms};
+use async_nats::HeaderMap;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use async_nats::jetstream::{self, context::PublishErrorKind};
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt as _, StreamExt as _};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+const QUEUE_STREAM: &str = "EDGEFN_QUEUES";
+const TOPIC_STREAM: &str = "EDGEFN_TOPICS";
+/// Priority levels, pulled in this order.
+const LEVELS: [&str; 3] = ["hi", "mid", "lo"];
+/// Where a delayed message waits until it is due.
+const LATER: &str = "later";
+/// How long an idle consumer sleeps before it pulls again without being woken.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Messages one consumer may have pulled and not settled, over every node.
+const MAX_ACK_PENDING: i64 = 100_000;
+
+const PRIORITY: &str = "Edgefn-Priority";
+const ENQUEUED_AT: &str = "Edgefn-Enqueued-At";
+const CORRELATION_ID: &str = "Edgefn-Correlation-Id";
+const NOT_BEFORE: &str = "Edgefn-Not-Before";
+const ORIGIN: &str = "Edgefn-Origin";
+const ERROR: &str = "Edgefn-Error";
+const ATTEMPTS: &str = "Edgefn-Attempts";
+/// JetStream's de-duplication id: a message published again under the same id within two minutes is stored once.
+const MSG_ID: &str = "Nats-Msg-Id";
+
+fn level(priority: i32) -> &'static str {
+    match priority {
+        1.. => "hi",
+        0 => "mid",
+        _ => "lo",
+    }
+}
+
+fn queue_subject(queue: &str, level: &str, origin: Option<&str>) -> String {
+    format!("edgefn.q.{}.{level}.{}", subject_token(queue), origin.map_or_else(|| "-".to_owned(), subject_token))
+}
+
+fn wake_subject(queue: &str) -> String {
+    format!("edgefn.wake.{}", subject_token(queue))
+}
+
+fn header<T: std::str::FromStr>(headers: Option<&HeaderMap>, name: &str) -> Option<T> {
+    headers?.get(name)?.as_str().parse().ok()
+}
+
+fn header_text(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
+    Some(headers?.get(name)?.as_str().to_owned())
+}
+
+/// The subscriber queues of each topic.
+type SubscribersByTopic = HashMap<String, Vec<String>>;
+
+/// A copy of `headers` without `names`.
+fn without(headers: Option<&HeaderMap>, names: &[&str]) -> HeaderMap {
+    let mut copy = HeaderMap::new();
+    for (name, values) in headers.into_iter().flat_map(HeaderMap::iter) {
+        if names.iter().any(|removed| removed.eq_ignore_ascii_case(name.as_ref())) {
+            continue;
+        }
+        for value in values {
+            copy.append(name.clone(), value.clone());
+        }
+    }
+    copy
+}
+
+/// A message this node pulled and has not settled.
+#[derive(Debug)]
+struct Pulled {
+    message: jetstream::Message,
+    pulled_at: Instant,
+}
+
+/// What this node keeps of one queue it consumes.
+#[derive(Debug, Default)]
+struct Local {
+    /// The consumers to pull from, highest priority first (one, for a topic subscriber).
+    consumers: Vec<PullConsumer>,
+    /// A plain queue's `later` consumer.
+    later: Option<PullConsumer>,
+    /// Wake-ups from senders on any node.
+    wake: Option<async_nats::Subscriber>,
+    /// Pulled for the next batch.
+    buffer: Vec<Pulled>,
+    /// When this node next expects a message of it to become ready: a retry it asked for, or a delayed message.
+    next_ready_at: Option<i64>,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct JetStreamQueues {
+    cluster: Cluster,
+    queues: stream::Stream,
+    topics: stream::Stream,
+    ack_wait: Duration,
+    /// The queues this node consumes.
+    local: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Local>>>>,
+    /// Topic of each subscriber queue this node knows.
+    subscribers: Mutex<HashMap<String, String>>,
+    /// Deliveries pulled and not settled yet, by token: a dead letter needs the original to copy.
+    in_flight: Mutex<HashMap<String, jetstream::Message>>,
+    /// Subscriber counts by topic, refreshed at most once a second.
+    topic_counts: Mutex<Option<(Instant, SubscribersByTopic)>>,
+}
+
+impl JetStreamQueues {
+    /// Creates (or finds) the streams. `capacity` bounds each queue level; `max_message_bytes` each message.
+    pub async fn open(
+        cluster: Cluster,
+        ack_wait: Duration,
+        capacity: QueueCapacity,
+        max_message_bytes: usize,
+    ) -> Result<Self, StorageError> {
+        let queues = cluster
+            .jetstream
+            .get_or_create_stream(stream::Config {
+                name: QUEUE_STREAM.into(),
+                subjects: vec!["edgefn.q.>".into()],
+                retention: RetentionPolicy::WorkQueue,
+                storage: StorageType::File,
+                num_replicas: cluster.replicas,
+                max_messages_per_subject: i64::try_from(capacity.max_messages).unwrap_or(i64::MAX),
+                discard: DiscardPolicy::New,
+                discard_new_per_subject: true,
+                max_message_size: i32::try_from(max_message_bytes.saturating_add(4096)).unwrap_or(i32::MAX),
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| cluster_error(format!("create stream {QUEUE_STREAM}"), error))?;
+        let topics = cluster
+            .jetstream
+            .get_or_create_stream(stream::Config {
+                name: TOPIC_STREAM.into(),
+                subjects: vec!["edgefn.t.>".into()],
+                retention: RetentionPolicy::Interest,
+                storage: StorageType::File,
+                num_replicas: cluster.replicas,
+                max_message_size: i32::try_from(max_message_bytes.saturating_add(4096)).unwrap_or(i32::MAX),
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| cluster_error(format!("create stream {TOPIC_STREAM}"), error))?;
+        Ok(Self {
+            cluster,
+            queues,
+            topics,
+            ack_wait,
+            local: Mutex::default(),
+            subscribers: Mutex::default(),
+            in_flight: Mutex::default(),
+            topic_counts: Mutex::default(),
+        })
+    }
+
+    fn local(&self, queue: &str) -> Arc<tokio::sync::Mutex<Local>> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner()).entry(queue.to_owned()).or_default().clone()
+    }
+
+    fn topic_of(&self, queue: &str) -> Option<String> {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).get(queue).cloned()
+    }
+
+    fn pull_config(&self, durable: String, filter: String, description: &str) -> pull::Config {
+        pull::Config {
+            durable_name: Some(durable),
+            description: Some(description.to_owned()),
+            filter_subject: filter,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.ack_wait,
+            // Dead letters are ours to decide (`max_retries`): JetStream never gives up on a message by itself.
+            max_deliver: -1,
+            max_ack_pending: MAX_ACK_PENDING,
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        }
+    }
+
+    /// The durable consumer of `topic`'s subscriber `queue`.
+    async fn subscriber_consumer(&self, topic: &str, queue: &str) -> Result<PullConsumer, StorageError> {
+        let durable = format!("sub_{}", consumer_name(queue));
+        let mut config = self.pull_config(durable.clone(), format!("edgefn.t.{}", subject_token(topic)), queue);
+        // A subscriber gets what is published once it exists, as with SNS.
+        config.deliver_policy = DeliverPolicy::New;
+        self.topics
+            .get_or_create_consumer(&durable, config)
+            .await
+            .map_err(|error| cluster_error(format!("subscribe queue `{queue}` to topic `{topic}`"), error))
+    }
+
+    /// Finds or creates the consumers and the wake-up subscription of `queue`, once.
+    async fn ensure_consumers(&self, queue: &str, local: &mut Local) -> Result<(), StorageError> {
+        if !local.consumers.is_empty() {
+            return Ok(());
+        }
+        if let Some(topic) = self.topic_of(queue) {
+            local.consumers = vec![self.subscriber_consumer(&topic, queue).await?];
+        } else {
+            let name = consumer_name(queue);
+            let mut consumers = Vec::new();
+            for level in LEVELS.iter().chain([&LATER]) {
+                let durable = format!("q_{name}_{level}");
+                let filter = format!("edgefn.q.{}.{level}.*", subject_token(queue));
+                let consumer = self
+                    .queues
+                    .get_or_create_consumer(&durable, self.pull_config(durable.clone(), filter, queue))
+                    .await
+                    .map_err(|error| cluster_error(format!("create the consumer of queue `{queue}`"), error))?;
+                consumers.push(consumer);
+            }
+            local.later = consumers.pop();
+            local.consumers = consumers;
+        }
+        let wake = self.cluster.client.subscribe(wake_subject(queue)).await;
+        local.wake = Some(wake.map_err(|error| cluster_error(format!("listen for sends to `{queue}`"), error))?);
+        Ok(())
+    }
+
+    /// Pulls what is ready now, up to `limit`, from `consumer` (without waiting for more).
+    async fn pull_now(consumer: &PullConsumer, limit: usize) -> Result<Vec<jetstream::Message>, StorageError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut batch = consumer
+            .fetch()
+            .max_messages(limit)
+            .messages()
+            .await
+            .map_err(|error| cluster_error("pull messages", error))?;
+        let mut pulled = Vec::new();
+        while let Some(message) = batch.next().await {
+            pulled.push(message.map_err(|error| cluster_error("pull messages", error))?);
+        }
+        Ok(pulled)
+    }
+
+    /// Moves the due messages of `queue`'s `later` level to their real level and puts the others back until they
+    /// are due. Returns how many moved.
+    async fn move_due(&self, queue: &str, local: &mut Local) -> Result<usize, StorageError> {
+        let Some(later) = &local.later else { return Ok(0) };
+        let pulled = Self::pull_now(later, 1_000).await?;
+        let now = now_ms();
+        let mut moved = 0;
+        for message in pulled {
+            let headers = message.message.headers.as_ref();
+            let due_at: i64 = header(headers, NOT_BEFORE).unwrap_or(now);
+            if due_at > now {
+                let wait = Duration::from_millis((due_at - now) as u64);
+                local.next_ready_at = Some(local.next_ready_at.map_or(due_at, |at| at.min(due_at)));
+                message
+                    .ack_with(jetstream::AckKind::Nak(Some(wait)))
+                    .await
+                    .map_err(|error| cluster_error(format!("put back a delayed message of `{queue}`"), error))?;
+                continue;
+            }
+            let priority: i32 = header(headers, PRIORITY).unwrap_or(0);
+            let mut moved_headers = without(headers, &[NOT_BEFORE]);
+            // Moving twice (a crash between the publish and the ack) stores it once.
+            let sequence = message.info().map(|info| info.stream_sequence).unwrap_or_default();
+            moved_headers.insert(MSG_ID, format!("edgefn-later-{sequence}").as_str());
+            self.cluster
+                .jetstream
+                .publish_with_headers(
+                    queue_subject(queue, level(priority), None),
+                    moved_headers,
+                    message.message.payload.clone(),
+                )
+                .await
+                .map_err(|error| cluster_error(format!("move a delayed message of `{queue}`"), error))?
+                .await
+                .map_err(|error| cluster_error(format!("move a delayed message of `{queue}`"), error))?;
+            message.ack().await.map_err(|error| cluster_error(format!("ack a moved message of `{queue}`"), error))?;
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
+    fn due(local: &Local, policy: BatchPolicy) -> bool {
+        let Some(first) = local.buffer.first() else { return false };
+        local.buffer.len() >= policy.batch_size as usize
+            || first.pulled_at.elapsed() >= Duration::from_millis(policy.max_wait_ms)
+    }
+
+    /// The subscriber queues of every topic, from the topic stream's consumers (their description is the queue).
+    async fn subscribers_by_topic(&self) -> Result<SubscribersByTopic, StorageError> {
+        {
+            let counts = self.topic_counts.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, counts)) = &*counts
+                && at.elapsed() < Duration::from_secs(1)
+            {
+                return Ok(counts.clone());
+            }
+        }
+        let mut by_topic = SubscribersByTopic::new();
+        let mut consumers = self.topics.consumers();
+        while let Some(info) = consumers.next().await {
+            let info = info.map_err(|error| cluster_error("list topic subscribers", error))?;
+            let Some(topic) = info.config.filter_subject.strip_prefix("edgefn.t.") else { continue };
+            let queue = info.config.description.clone().unwrap_or_default();
+            by_topic.entry(from_subject_token(topic)).or_default().push(queue);
+        }
+        *self.topic_counts.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), by_topic.clone()));
+        Ok(by_topic)
+    }
+
+    fn headers_of(message: &NewMessage, now: i64) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(PRIORITY, message.priority.to_string().as_str());
+        headers.insert(ENQUEUED_AT, now.to_string().as_str());
+        if let Some(id) = &message.correlation_id {
+            headers.insert(CORRELATION_ID, id.as_str());
+        }
+        headers
+    }
+
+    async fn wake(&self, queue: &str) {
+        if let Err(error) = self.cluster.client.publish(wake_subject(queue), bytes::Bytes::new()).await {
+            tracing::debug!(%queue, %error, "failed to wake the consumers of a queue; they pull at their next poll");
+        }
+    }
+
+    /// Counts of one queue's consumer, if it exists: (not delivered yet, pulled and not settled).
+    async fn consumer_counts(stream: &stream::Stream, durable: &str) -> (u64, u64) {
+        match stream.consumer_info(durable).await {
+            Ok(info) => (info.num_pending, info.num_ack_pending as u64),
+            Err(_) => (0, 0),
+        }
+    }
+
+    /// Calls `keep` with every dead letter of `origin_queue` after stream sequence `after`, oldest first, until it
+    /// returns `false` or there are no more.
+    async fn scan_dead_letters(
+        &self,
+        origin_queue: &str,
+        mut after: u64,
+        mut keep: impl FnMut(jetstream::message::StreamMessage) -> bool,
+    ) -> Result<(), StorageError> {
+        let filter = format!("edgefn.q.*.*.{}", subject_token(origin_queue));
+        loop {
+            let message = match self.queues.direct_get_next_for_subject(&filter, Some(after + 1)).await {
+                Ok(message) => message,
+                Err(error) if matches!(error.kind(), stream::DirectGetErrorKind::NotFound) => return Ok(()),
+                Err(error) => return Err(cluster_error(format!("read the dead letters of `{origin_queue}`"), error)),
+            };
+            after = message.sequence;
+            if !keep(message) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A dead letter as the API lists it.
+fn dead_letter(message: &jetstream::message::StreamMessage) -> DeadLetter {
+    let headers = Some(&message.headers);
+    // edgefn.q.<queue>.<level>.<origin>
+    let mut tokens = message.subject.split('.').skip(2);
+    let queue = tokens.next().map(from_subject_token).unwrap_or_default();
+    let origin_queue = tokens.nth(1).map(from_subject_token).unwrap_or_default();
+    DeadLetter {
+        id: message.sequence.to_string(),
+        queue,
+        origin_queue,
+        body: String::from_utf8(message.payload.to_vec()).ok(),
+        body_len: message.payload.len(),
+        attempts: header(headers, ATTEMPTS).unwrap_or(0),
+        priority: header(headers, PRIORITY).unwrap_or(0),
+        enqueued_at: header(headers, ENQUEUED_AT).unwrap_or(0),
+        error: header_text(headers, ERROR),
+    }
+}
+
+/// Publishes one message to `subject` and waits until the stream stored it; its sequence.
+async fn publish_stored(
+    context: &jetstream::Context,
+    subject: String,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Result<u64, async_nats::jetstream::context::PublishError> {
+    Ok(context.publish_with_headers(subject, headers, body).await?.await?.sequence)
+}
+
+/// Whether a refused publish means the queue level is full.
+fn is_full(error: &async_nats::jetstream::context::PublishError) -> bool {
+    matches!(error.kind(), PublishErrorKind::Other) && error.to_string().contains("maximum messages")
+}
+
+impl QueueBackend for JetStreamQueues {
+    fn kind(&self) -> &'static str {
+        "jetstream"
+    }
+
+    fn send(
+        &self,
+        queue: &str,
+        messages: Vec<NewMessage>,
+        capacity: QueueCapacity,
+    ) -> BoxFuture<'_, Result<Sent<Vec<String>>, StorageError>> {
+        let queue = queue.to_owned();
+        Box::pin(async move {
+            let now = now_ms();
+            // Publish them all, then wait for the stream's acks: one round trip for the lot, not one each.
+            let mut pending = Vec::with_capacity(messages.len());
+            for message in messages {
+                let mut headers = Self::headers_of(&message, now);
+                let subject = if message.delay_ms > 0 {
+                    let due = now.saturating_add(i64::try_from(message.delay_ms).unwrap_or(i64::MAX));
+                    headers.insert(NOT_BEFORE, due.to_string().as_str());
+                    queue_subject(&queue, LATER, None)
+                } else {
+                    queue_subject(&queue, level(message.priority), None)
+                };
+                let sent = self.cluster.jetstream.publish_with_headers(subject, headers, message.body.into()).await;
+                pending.push(sent.map_err(|error| cluster_error(format!("send to queue `{queue}`"), error))?);
+            }
+            let mut ids = Vec::with_capacity(pending.len());
+            let mut full = false;
+            for ack in pending {
+                match ack.await {
+                    Ok(ack) => ids.push(ack.sequence.to_string()),
+                    Err(error) if is_full(&error) => full = true,
+                    Err(error) => return Err(cluster_error(format!("send to queue `{queue}`"), error)),
+                }
+            }
+            if !ids.is_empty() {
+                self.wake(&queue).await;
+            }
+            if full {
+                return Ok(Err(QueueFull { queue, messages: capacity.max_messages, bytes: 0 }));
+            }
+            Ok(Ok(ids))
+        })
+    }
+
+    fn publish(
+        &self,
+        topic: &str,
+        body: Vec<u8>,
+        correlation_id: Option<String>,
+        _capacity: QueueCapacity,
+    ) -> BoxFuture<'_, Result<Sent<u32>, StorageError>> {
+        let topic = topic.to_owned();
+        Box::pin(async move {
+            let subscribers = self.subscribers_by_topic().await?.remove(&topic).unwrap_or_default();
+            if subscribers.is_empty() {
+                return Ok(Ok(0));
+            }
+            let message = NewMessage { body: Vec::new(), delay_ms: 0, priority: 0, correlation_id };
+            let headers = Self::headers_of(&message, now_ms());
+            let subject = format!("edgefn.t.{}", subject_token(&topic));
+            publish_stored(&self.cluster.jetstream, subject, headers, body.into())
+                .await
+                .map_err(|error| cluster_error(format!("publish to topic `{topic}`"), error))?;
+            for queue in &subscribers {
+                self.wake(queue).await;
+            }
+            Ok(Ok(subscribers.len() as u32))
+        })
+    }
+
+    fn subscribe(&self, topic: &str, queue: &str) {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).insert(queue.to_owned(), topic.to_owned());
+    }
+
+    fn unsubscribe(&self, _topic: &str, _queue: &str) {
+        // The durable subscription is the cluster's: another node may still consume it, and what was published to
+        // it waits there for whichever node deploys the subscriber next.
+    }
+
+    fn wait_until_due(
+        &self,
+        queue: &str,
+        policy: BatchPolicy,
+        waker: Arc<Notify>,
+    ) -> BoxFuture<'_, Result<bool, StorageError>> {
+        let queue = queue.to_owned();
+        Box::pin(async move {
+            let local = self.local(&queue);
+            let mut local = local.lock().await;
+            self.ensure_consumers(&queue, &mut local).await?;
+            if local.next_ready_at.is_some_and(|at| at <= now_ms()) {
+                local.next_ready_at = None;
+            }
+            self.move_due(&queue, &mut local).await?;
+            let mut want = (policy.batch_size as usize).saturating_sub(local.buffer.len());
+            let mut pulled_any = false;
+            for consumer in local.consumers.clone() {
+                if want == 0 {
+                    break;
+                }
+                let pulled = Self::pull_now(&consumer, want).await?;
+                want -= pulled.len();
+                pulled_any |= !pulled.is_empty();
+                let pulled_at = Instant::now();
+                local.buffer.extend(pulled.into_iter().map(|message| Pulled { message, pulled_at }));
+            }
+            if Self::due(&local, policy) {
+                return Ok(true);
+            }
+            if pulled_any {
+                return Ok(false);
+            }
+            // Nothing new: sleep until the partial batch is due, a retry or delay this node knows of is, a send
+            // wakes us, or the idle poll.
+            let mut sleep = IDLE_POLL;
+            if let Some(first) = local.buffer.first() {
+                sleep = sleep.min(Duration::from_millis(policy.max_wait_ms).saturating_sub(first.pulled_at.elapsed()));
+            }
+            if let Some(at) = local.next_ready_at {
+                sleep = sleep.min(Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64));
+            }
+            let Some(wake) = local.wake.as_mut() else { return Ok(false) };
+            tokio::select! {
+                _ = wake.next() => {
+                    // Many sends, one pull: take the wake-ups already here too.
+                    while let Some(Some(_)) = wake.next().now_or_never() {}
+                }
+                () = waker.notified() => {}
+                () = tokio::time::sleep(sleep) => {}
+            }
+            Ok(false)
+        })
+    }
+
+    fn lease_if_due(
+        &self,
+        queue: &str,
+        policy: BatchPolicy,
+    ) -> BoxFuture<'_, Result<Option<Vec<LeasedMessage>>, StorageError>> {
+        let queue = queue.to_owned();
+        Box::pin(async move {
+            let local = self.local(&queue);
+            let mut local = local.lock().await;
+            if local.buffer.is_empty() {
+                return Ok(None);
+            }
+            let take = local.buffer.len().min(policy.batch_size as usize);
+            let mut batch: Vec<Pulled> = local.buffer.drain(..take).collect();
+            drop(local);
+            // The wait for an instance slot counted against the ack wait: renew what waited long.
+            for pulled in &batch {
+                if pulled.pulled_at.elapsed() > self.ack_wait / 4 {
+                    let _ = pulled.message.ack_with(jetstream::AckKind::Progress).await;
+                }
+            }
+            let mut leased = Vec::with_capacity(batch.len());
+            let mut in_flight = Vec::with_capacity(batch.len());
+            for Pulled { message, .. } in batch.drain(..) {
+                let Some(token) = message.message.reply.as_ref().map(|reply| reply.to_string()) else { continue };
+                let (id, attempts) = match message.info() {
+                    Ok(info) => (info.stream_sequence.to_string(), u32::try_from(info.delivered).unwrap_or(u32::MAX)),
+                    Err(_) => continue,
+                };
+                let headers = message.message.headers.as_ref();
+                leased.push(LeasedMessage {
+                    id,
+                    token: token.clone(),
+                    body: message.message.payload.to_vec(),
+                    attempts,
+                    priority: header(headers, PRIORITY).unwrap_or(0),
+                    enqueued_at: header(headers, ENQUEUED_AT).unwrap_or(0),
+                    correlation_id: header_text(headers, CORRELATION_ID),
+                });
+                in_flight.push((token, message));
+            }
+            self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).extend(in_flight);
+            // Highest priority first, then oldest first, as on SQLite.
+            leased.sort_by_key(|m| (std::cmp::Reverse(m.priority), m.id.parse::<u64>().unwrap_or(u64::MAX)));
+            Ok(Some(leased))
+        })
+    }
+
+    fn renew_every(&self) -> Option<Duration> {
+        Some(self.ack_wait / 3)
+    }
+
+    fn renew(&self, leased: Vec<(String, String)>) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async move {
+            for (_, token) in leased {
+                self.cluster
+                    .client
+                    .publish(token, "+WPI".into())
+                    .await
+                    .map_err(|error| cluster_error("renew a lease", error))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn settle(&self, queue: &str, outcomes: Vec<Settle>) -> BoxFuture<'_, Result<usize, StorageError>> {
+        let queue = queue.to_owned();
+        Box::pin(async move {
+            let mut stale = 0;
+            let mut next_ready_at: Option<i64> = None;
+            for Settle { token, outcome, .. } in outcomes {
+                let original = self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&token);
+                let Some(original) = original else {
+                    stale += 1;
+                    continue;
+                };
+                let reply = match outcome {
+                    Outcome::Ack => "+ACK".to_owned(),
+                    Outcome::Retry { at, .. } => {
+                        let delay_ns = u128::from(at.saturating_sub(now_ms()).max(0) as u64) * 1_000_000;
+                        next_ready_at = Some(next_ready_at.map_or(at, |known| known.min(at)));
+                        format!("-NAK {{\"delay\":{delay_ns}}}")
+                    }
+                    Outcome::DeadLetter { queue: dead_letter_queue, reason } => {
+                        // Not the id it was stored under (a re-drive's): the copy would be taken for a duplicate
+                        // of it and dropped.
+                        let mut headers = without(original.message.headers.as_ref(), &[MSG_ID]);
+                        // A dead letter keeps the queue it first died in.
+                        let origin = header_text(Some(&headers), ORIGIN).unwrap_or_else(|| queue.clone());
+                        let (sequence, attempts) =
+                            original.info().map(|info| (info.stream_sequence, info.delivered)).unwrap_or_default();
+                        // Dead-lettering twice (a crash between the copy and the ack) stores one copy.
+                        headers.insert(MSG_ID, format!("edgefn-dead-{sequence}").as_str());
+                        let priority: i32 = header(Some(&headers), PRIORITY).unwrap_or(0);
+                        headers.insert(ORIGIN, origin.as_str());
+                        headers.insert(ERROR, reason.as_str());
+                        headers.insert(ATTEMPTS, attempts.to_string().as_str());
+                        let subject = queue_subject(&dead_letter_queue, level(priority), Some(&origin));
+                        publish_stored(&self.cluster.jetstream, subject, headers, original.message.payload.clone())
+                            .await
+                            .map_err(|error| cluster_error(format!("dead-letter to `{dead_letter_queue}`"), error))?;
+                        self.wake(&dead_letter_queue).await;
+                        "+ACK".to_owned()
+                    }
+                };
+                self.cluster
+                    .client
+                    .publish(token, reply.into())
+                    .await
+                    .map_err(|error| cluster_error(format!("settle a message of `{queue}`"), error))?;
+            }
+            // The outcomes are on the wire before the delivery counts as settled.
+            self.cluster.client.flush().await.map_err(|error| cluster_error("settle messages", error))?;
+            if let Some(at) = next_ready_at {
+                let local = self.local(&queue);
+                let mut local = local.lock().await;
+                local.next_ready_at = Some(local.next_ready_at.map_or(at, |known| known.min(at)));
+            }
+            Ok(stale)
+        })
+    }
+
+    fn release(&self, queue: &str) -> BoxFuture<'_, Result<(), StorageError>> {
+        let queue = queue.to_owned();
+        Box::pin(async move {
+            let local = self.local(&queue);
+            let buffered: Vec<Pulled> = local.lock().await.buffer.drain(..).collect();
+            for pulled in buffered {
+                pulled
+                    .message
+                    .ack_with(jetstream::AckKind::Nak(None))
+                    .await
+                    .map_err(|error| cluster_error(format!("give back a message of `{queue}`"), error))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn stats(&self, also: Vec<String>) -> BoxFuture<'_, Result<Vec<QueueStats>, StorageError>> {
+        Box::pin(async move {
+            let mut by_name: BTreeMap<String, QueueStats> = also
+                .iter()
+                .map(|queue| (queue.clone(), QueueStats { queue: queue.clone(), ..QueueStats::default() }))
+                .collect();
+            // Held per queue (every level, in flight or not), from the subjects' message counts.
+            let mut held: HashMap<String, u64> = HashMap::new();
+            let mut subjects = self
+                .queues
+                .info_with_subjects("edgefn.q.>")
+                .await
+                .map_err(|error| cluster_error("read the queues", error))?;
+            while let Some(subject) = subjects.next().await {
+                let (subject, count) = subject.map_err(|error| cluster_error("read the queues", error))?;
+                let mut tokens = subject.split('.').skip(2);
+                let (Some(queue), Some(level), Some(origin)) = (tokens.next(), tokens.next(), tokens.next()) else {
+                    continue;
+                };
+                let queue = from_subject_token(queue);
+                let stats = by_name
+                    .entry(queue.clone())
+                    .or_insert_with(|| QueueStats { queue: queue.clone(), ..Default::default() });
+                if level == LATER {
+                    stats.delayed += count as u64;
+                } else {
+                    *held.entry(queue).or_default() += count as u64;
+                }
+                if origin != "-" {
+                    let origin = from_subject_token(origin);
+                    by_name
+                        .entry(origin.clone())
+                        .or_insert_with(|| QueueStats { queue: origin, ..Default::default() })
+                        .dead += count as u64;
+                }
+            }
+            let subscribers: HashMap<String, String> =
+                self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            for stats in by_name.values_mut() {
+                if subscribers.contains_key(&stats.queue) {
+                    let durable = format!("sub_{}", consumer_name(&stats.queue));
+                    let (pending, in_flight) = Self::consumer_counts(&self.topics, &durable).await;
+                    (stats.ready, stats.in_flight) = (pending, in_flight);
+                    continue;
+                }
+                let mut in_flight = 0;
+                for level in LEVELS {
+                    let durable = format!("q_{}_{level}", consumer_name(&stats.queue));
+                    in_flight += Self::consumer_counts(&self.queues, &durable).await.1;
+                }
+                let held = held.get(&stats.queue).copied().unwrap_or(0);
+                stats.in_flight = in_flight.min(held);
+                stats.ready = held - stats.in_flight;
+                if held + stats.delayed > 0 {
+                    let first = self
+                        .queues
+                        .direct_get_next_for_subject(format!("edgefn.q.{}.*.*", subject_token(&stats.queue)), None)
+                        .await;
+                    stats.oldest_enqueued_at =
+                        first.ok().and_then(|message| header(Some(&message.headers), ENQUEUED_AT));
+                }
+            }
+            Ok(by_name.into_values().collect())
+        })
+    }
+
+    fn dead_letters(
+        &self,
+        origin_queue: &str,
+        limit: u32,
+        after: Option<String>,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Result<DeadLetterPage, StorageError>> {
+        let origin_queue = origin_queue.to_owned();
+        Box::pin(async move {
+            let after = after.and_then(|after| after.parse().ok()).unwrap_or(0);
+            let mut page = DeadLetterPage { dead_letters: Vec::new(), next_after: None };
+            let mut bytes = 0usize;
+            self.scan_dead_letters(&origin_queue, after, |message| {
+                if page.dead_letters.len() as u32 == limit || (!page.dead_letters.is_empty() && bytes >= max_bytes) {
+                    page.next_after = page.dead_letters.last().map(|letter| letter.id.clone());
+                    return false;
+                }
+                bytes += message.payload.len();
+                page.dead_letters.push(dead_letter(&message));
+                true
+            })
+            .await?;
+            Ok(page)
+        })
+    }
+
+    fn redrive(&self, origin_queue: &str, ids: Option<Vec<String>>) -> BoxFuture<'_, Result<usize, StorageError>> {
+        let origin_queue = origin_queue.to_owned();
+        Box::pin(async move {
+            let wanted: Option<std::collections::HashSet<u64>> =
+                ids.map(|ids| ids.iter().filter_map(|id| id.parse().ok()).collect());
+            let mut letters = Vec::new();
+            self.scan_dead_letters(&origin_queue, 0, |message| {
+                if wanted.as_ref().is_none_or(|wanted| wanted.contains(&message.sequence)) {
+                    letters.push(message);
+                }
+                true
+            })
+            .await?;
+            let mut moved = 0;
+            for letter in letters {
+                let mut headers = without(Some(&letter.headers), &[ORIGIN, ERROR, ATTEMPTS]);
+                // Re-driving twice (a crash between the publish and the delete) stores it once.
+                headers.insert(MSG_ID, format!("edgefn-redrive-{}", letter.sequence).as_str());
+                let priority: i32 = header(Some(&headers), PRIORITY).unwrap_or(0);
+                let subject = queue_subject(&origin_queue, level(priority), None);
+                publish_stored(&self.cluster.jetstream, subject, headers, letter.payload.clone())
+                    .await
+                    .map_err(|error| cluster_error(format!("re-drive to `{origin_queue}`"), error))?;
+                self.queues.delete_message(letter.sequence).await.map_err(|error| {
+                    cluster_error(format!("remove a re-driven dead letter of `{origin_queue}`"), error)
+                })?;
+                moved += 1;
+            }
+            if moved > 0 {
+                self.wake(&origin_queue).await;
+            }
+            Ok(moved)
+        })
+    }
+}

@@ -1,0 +1,246 @@
+//! Several hosts, one real `nats-server -js`: queues and topics shared over NATS JetStream. Each test starts its
+//! own server and hosts (they kill and fill them), with the `cluster` test component reporting to a collector
+//! which node handled what.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+use support::{Collector, Host, NatsServer, component_arg};
+
+/// A nats-server, a collector and the config dir of the nodes that share them.
+struct Cluster {
+    nats: NatsServer,
+    collector: Collector,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        Self { nats: NatsServer::start(), collector: Collector::start(), dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// Starts node `name` of the cluster, serving `components`. A delivery a dead node held goes to another after
+    /// `ack_wait_ms`.
+    fn node(&self, name: &str, ack_wait_ms: u64, components: &[&str]) -> Host {
+        let config = self.dir.path().join(format!("{name}.toml"));
+        let text = format!(
+            "[limits]\ntimeout_ms = 10000\n\n[cluster]\nack_wait_ms = {ack_wait_ms}\n\n[components.cluster]\n\
+             env = {{ COLLECTOR_URL = \"{}\", NODE = \"{name}\" }}\nallowed_outbound_hosts = [\"{}\"]\n",
+            self.collector.url, self.collector.authority
+        );
+        std::fs::write(&config, text).expect("write config");
+        let mut args = vec![
+            "--config".to_owned(),
+            config.to_str().expect("utf-8").to_owned(),
+            "--nats".to_owned(),
+            self.nats.url.clone(),
+            "--node".to_owned(),
+            name.to_owned(),
+        ];
+        args.extend(components.iter().map(|c| component_arg(c)));
+        Host::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+}
+
+/// Sends `messages` to `queue` through `host`'s admin API.
+fn send(host: &Host, queue: &str, messages: Vec<Value>) {
+    let reply = host.admin("POST", &format!("/v1/queues/{queue}/messages"), Some(json!({ "messages": messages })));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+}
+
+/// The counts of `queue`, as `host` reads them.
+fn queue_stats(host: &Host, queue: &str) -> Value {
+    let reply = host.admin("GET", "/v1/queues", None);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let queues = reply.json()["queues"].as_array().expect("queues").clone();
+    queues.into_iter().find(|q| q["queue"] == queue).unwrap_or_else(|| panic!("no queue {queue} in {}", reply.body))
+}
+
+/// Which numbers each node reported on `path` (bodies `{"node": .., "n": [..]}`), and how many reports in all.
+fn numbers_by_node(collector: &Collector, path: &str) -> (BTreeMap<String, Vec<u64>>, usize) {
+    let mut by_node: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut total = 0;
+    for body in collector.bodies(path) {
+        let node = body["node"].as_str().expect("node").to_owned();
+        let numbers = body["n"].as_array().expect("n").iter().map(|n| n.as_u64().expect("number"));
+        let numbers: Vec<u64> = numbers.collect();
+        total += numbers.len();
+        by_node.entry(node).or_default().extend(numbers);
+    }
+    (by_node, total)
+}
+
+#[test]
+fn ten_thousand_messages_are_shared_by_two_nodes_and_none_is_lost() {
+    let cluster = Cluster::new();
+    let a = cluster.node("a", 30_000, &["cluster"]);
+    let b = cluster.node("b", 30_000, &["cluster"]);
+    for chunk in 0..10 {
+        let messages = (chunk * 1_000..(chunk + 1) * 1_000).map(|n| json!({ "body": { "n": n } })).collect();
+        // Half of the sends go through each node: either one reaches the same queue.
+        send(if chunk % 2 == 0 { &a } else { &b }, "work", messages);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (by_node, handled) = loop {
+        let (by_node, handled) = numbers_by_node(&cluster.collector, "/work");
+        let distinct: BTreeSet<u64> = by_node.values().flatten().copied().collect();
+        if distinct.len() == 10_000 {
+            assert_eq!(distinct.last(), Some(&9_999));
+            break (by_node, handled);
+        }
+        assert!(Instant::now() < deadline, "only {} of 10000 messages were handled in 120 s", distinct.len());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let share = |node: &str| by_node.get(node).map_or(0, Vec::len);
+    eprintln!("node a handled {}, node b {}, duplicates {}", share("a"), share("b"), handled - 10_000);
+    // Both take a real share: a tenth at least each.
+    assert!(share("a") >= 1_000 && share("b") >= 1_000, "a: {}, b: {}", share("a"), share("b"));
+    // Every message was acked: the queue is empty on both nodes' view.
+    support::poll_until("the work queue to be empty", Duration::from_secs(20), || {
+        let stats = queue_stats(&b, "work");
+        stats["ready"] == 0 && stats["in_flight"] == 0
+    });
+    assert_eq!(queue_stats(&a, "work")["ready"], 0);
+}
+
+#[test]
+fn a_killed_nodes_deliveries_finish_on_the_other_node() {
+    let cluster = Cluster::new();
+    let a = cluster.node("a", 2_000, &["cluster"]);
+    let b = cluster.node("b", 2_000, &["cluster"]);
+    send(&a, "slow", (0..20).map(|n| json!({ "body": { "n": n } })).collect());
+    // As soon as node a is inside a delivery (its batch pulled and not settled), kill it.
+    let started = cluster
+        .collector
+        .wait_for("/slow-start", Duration::from_secs(30), |bodies| bodies.iter().any(|b| b["node"] == "a"));
+    a.kill();
+    let held_by_a: Vec<u64> = started
+        .iter()
+        .filter(|b| b["node"] == "a")
+        .flat_map(|b| b["n"].as_array().expect("n").iter().map(|n| n.as_u64().expect("number")))
+        .collect();
+    assert!(!held_by_a.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (by_node, _) = numbers_by_node(&cluster.collector, "/slow-done");
+        let done: BTreeSet<u64> = by_node.values().flatten().copied().collect();
+        if done.len() == 20 {
+            let by_b: BTreeSet<u64> = by_node.get("b").into_iter().flatten().copied().collect();
+            for n in &held_by_a {
+                assert!(by_b.contains(n), "message {n}, in flight on the killed node, was not finished by node b");
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {done:?} of 20 finished");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    support::poll_until("the slow queue to be empty", Duration::from_secs(20), || {
+        let stats = queue_stats(&b, "slow");
+        stats["ready"] == 0 && stats["in_flight"] == 0
+    });
+}
+
+#[test]
+fn a_poison_message_dead_letters_after_its_attempts_and_redrives_on_any_node() {
+    let cluster = Cluster::new();
+    let a = cluster.node("a", 30_000, &["cluster"]);
+    let b = cluster.node("b", 30_000, &["cluster"]);
+    send(&a, "poison", vec![json!({ "body": { "poison": true } })]);
+    let deliveries = cluster.collector.wait_for("/poison", Duration::from_secs(30), |b| b.len() >= 3);
+    let attempts: Vec<&Value> = deliveries.iter().map(|d| &d["attempts"]).collect();
+    assert_eq!(attempts, [1, 2, 3], "max_retries = 2: three deliveries");
+    let letters = loop {
+        let reply = b.admin("GET", "/v1/queues/poison/dead-letters", None);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let letters = reply.json()["dead_letters"].as_array().expect("dead letters").clone();
+        if !letters.is_empty() {
+            break letters;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!((letters[0]["queue"].as_str(), letters[0]["attempts"].as_u64()), (Some("poison-dlq"), Some(3)));
+    let error = letters[0]["error"].as_str().expect("error");
+    assert!(error.contains("this message is poison") && error.contains("max_retries = 2"), "{error}");
+    assert_eq!(letters[0]["body"], r#"{"poison":true}"#);
+    assert_eq!(queue_stats(&a, "poison")["dead"], 1);
+    assert_eq!(queue_stats(&a, "poison-dlq")["ready"], 1);
+    // No fourth delivery: it is dead, not retried.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(cluster.collector.bodies("/poison").len(), 3);
+
+    let reply = a.admin("POST", "/v1/queues/poison/redrive", Some(json!({})));
+    assert_eq!(reply.json()["redriven"], 1, "{}", reply.body);
+    let deliveries = cluster.collector.wait_for("/poison", Duration::from_secs(30), |b| b.len() >= 4);
+    assert_eq!(deliveries[3]["attempts"], 1, "a re-driven message starts over");
+    // It fails again and dead-letters again: still one dead letter, never two.
+    cluster.collector.wait_for("/poison", Duration::from_secs(30), |b| b.len() >= 6);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while queue_stats(&b, "poison")["dead"] != 1 {
+        let letters = b.admin("GET", "/v1/queues/poison/dead-letters", None).body;
+        assert!(Instant::now() < deadline, "{} / {letters}", queue_stats(&b, "poison"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn higher_priority_messages_are_delivered_first() {
+    let cluster = Cluster::new();
+    // A node that consumes nothing takes the sends; the consumer joins once they are all in.
+    let sender = cluster.node("sender", 30_000, &[]);
+    let mut messages = Vec::new();
+    for (label, priority) in [("lo", -1), ("mid", 0), ("hi", 5)] {
+        for n in 0..3 {
+            messages.push(json!({ "body": format!("{label}{n}"), "priority": priority }));
+        }
+    }
+    // The highest priority of all, but not due for 2 s: it must not come early.
+    messages.push(json!({ "body": "late", "priority": 9, "delay_ms": 2_000 }));
+    send(&sender, "prio", messages);
+    let _consumer = cluster.node("consumer", 30_000, &["cluster"]);
+    let bodies = cluster.collector.wait_for("/prio", Duration::from_secs(30), |b| b.len() >= 10);
+    let late = bodies.iter().position(|b| b["body"] == "late").expect("the delayed message");
+    // Measured by the function itself, from the send to its delivery.
+    let waited_ms = bodies[late]["waited_ms"].as_u64().expect("waited_ms");
+    assert!(waited_ms >= 2_000, "the delayed message came {waited_ms} ms after its send");
+    assert_eq!(bodies[late]["priority"], 9);
+    let order: Vec<&str> = bodies.iter().filter_map(|b| b["body"].as_str()).filter(|b| *b != "late").collect();
+    assert_eq!(order, ["hi0", "hi1", "hi2", "mid0", "mid1", "mid2", "lo0", "lo1", "lo2"]);
+    assert_eq!(bodies[0]["priority"], 5);
+}
+
+#[test]
+fn a_topic_reaches_every_subscriber_once_across_nodes() {
+    let cluster = Cluster::new();
+    let a = cluster.node("a", 30_000, &["cluster"]);
+    let _b = cluster.node("b", 30_000, &["cluster"]);
+    // The subscriptions are durable in the cluster once a node's consumers have started.
+    support::poll_until("both subscribers of `events`", Duration::from_secs(20), || {
+        let reply = a.admin("POST", "/v1/topics/events/messages", Some(json!({ "body": { "probe": true } })));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()["subscribers"] == 2
+    });
+    for e in 0..50 {
+        let reply = a.admin("POST", "/v1/topics/events/messages", Some(json!({ "body": { "e": e } })));
+        assert_eq!(reply.json()["subscribers"], 2, "{}", reply.body);
+    }
+    for subscriber in ["/sub_a", "/sub_b"] {
+        let events = |bodies: &[Value]| -> Vec<u64> {
+            bodies
+                .iter()
+                .flat_map(|b| b["bodies"].as_array().expect("bodies").clone())
+                .filter_map(|v| v["e"].as_u64())
+                .collect()
+        };
+        cluster.collector.wait_for(subscriber, Duration::from_secs(30), |bodies| {
+            events(bodies).into_iter().collect::<BTreeSet<_>>().len() == 50
+        });
+        // Settle time for a duplicate to show, then each event exactly once.
+        std::thread::sleep(Duration::from_millis(500));
+        let mut seen = events(&cluster.collector.bodies(subscriber));
+        seen.sort_unstable();
+        assert_eq!(seen, (0..50).collect::<Vec<u64>>(), "{subscriber} got each event once");
+    }
+}
