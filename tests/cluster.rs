@@ -244,3 +244,54 @@ fn a_topic_reaches_every_subscriber_once_across_nodes() {
         assert_eq!(seen, (0..50).collect::<Vec<u64>>(), "{subscriber} got each event once");
     }
 }
+
+/// The ticks reported so far, by tick: the nodes that ran each.
+fn ticks(collector: &Collector) -> BTreeMap<u64, Vec<String>> {
+    let mut by_tick: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for body in collector.bodies("/tick") {
+        let node = body["node"].as_str().expect("node").to_owned();
+        by_tick.entry(body["tick"].as_u64().expect("tick")).or_default().push(node);
+    }
+    by_tick
+}
+
+#[test]
+fn a_cron_tick_fires_on_one_node_and_the_survivor_takes_over_when_it_dies() {
+    let cluster = Cluster::new();
+    let a = cluster.node("a", 30_000, &["cluster"]);
+    let b = cluster.node("b", 30_000, &["cluster"]);
+    // Ten seconds with both nodes up.
+    support::poll_until("ten ticks", Duration::from_secs(30), || ticks(&cluster.collector).len() >= 10);
+    let before = ticks(&cluster.collector);
+    let (&last_tick, nodes) = before.iter().next_back().expect("a tick");
+    let fired_last = nodes[0].clone();
+    let (victim, survivor, survivor_name) = if fired_last == "a" { (a, b, "b") } else { (b, a, "a") };
+    victim.kill();
+    // Ten more seconds on the survivor alone.
+    support::poll_until("ten more ticks", Duration::from_secs(30), || {
+        ticks(&cluster.collector).range(last_tick + 2_000..).count() >= 10
+    });
+    let after = ticks(&cluster.collector);
+    for (tick, nodes) in &after {
+        assert_eq!(nodes.len(), 1, "tick {tick} ran on {nodes:?}: a tick runs once per cluster");
+    }
+    // Once the victim is gone (a tick it may have started before it died aside), every tick runs, on the survivor.
+    let since: Vec<(&u64, &Vec<String>)> = after.range(last_tick + 2_000..).collect();
+    for window in since.windows(2) {
+        assert_eq!(window[1].0 - window[0].0, 1_000, "a tick was missed between {} and {}", window[0].0, window[1].0);
+    }
+    assert!(since.iter().all(|(_, nodes)| nodes[0] == survivor_name), "{since:?}");
+    // Both nodes took ticks while both were up: the claim, not a fixed leader, decides.
+    let fired: BTreeSet<&str> = before.values().map(|nodes| nodes[0].as_str()).collect();
+    eprintln!("ticks before the kill by node: {fired:?}");
+    // Every node's `edgefn runs` shows the cluster's history, the dead node's runs included.
+    let reply = survivor.admin("GET", "/v1/functions/tick/runs?limit=1000", None);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let runs = reply.json()["runs"].as_array().expect("runs").clone();
+    let run_nodes: BTreeSet<&str> = runs.iter().filter_map(|run| run["node"].as_str()).collect();
+    assert!(run_nodes.contains(fired_last.as_str()), "the history lacks node {fired_last}: {run_nodes:?}");
+    let mut scheduled: Vec<u64> = runs.iter().filter_map(|run| run["scheduled_at"].as_u64()).collect();
+    let total = scheduled.len();
+    scheduled.dedup();
+    assert_eq!(scheduled.len(), total, "a tick appears twice in the history");
+}

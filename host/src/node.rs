@@ -15,7 +15,8 @@ use crate::deployments::{DeployError, Deployments};
 use crate::live::LiveHandle;
 use crate::runtime::{Loader, Runtime};
 use crate::storage::backends::QueueBackend;
-use crate::storage::backends::jetstream::{Cluster, JetStreamQueues};
+use crate::storage::backends::cron::CronBackend;
+use crate::storage::backends::jetstream::{Cluster, JetStreamCron, JetStreamQueues};
 use crate::storage::backends::sqlite::SqliteQueues;
 use crate::storage::cron::CronDb;
 use crate::storage::deployments::DeploymentDb;
@@ -79,15 +80,27 @@ impl Node {
         let runtime = Runtime::new(config.limits.clone())?.with_telemetry(telemetry.clone());
         let loader = Loader::new(runtime);
         let messaging_limits = MessagingLimits::from_host(&config.limits);
-        let backend: Arc<dyn QueueBackend> = match &config.cluster.nats {
-            None => Arc::new(SqliteQueues::open(QueueDb::new(queue_db)).await?),
+        let cluster = match &config.cluster.nats {
+            None => None,
             Some(url) => {
                 let node = config.cluster.node.clone().unwrap_or_else(default_node_name);
                 let cluster = Cluster::connect(url, &node, config.cluster.replicas).await?;
-                tracing::info!(%url, %node, "joined the cluster: queues and topics are on its JetStream");
+                tracing::info!(%url, %node, "joined the cluster: queues, topics and cron are shared through its JetStream");
+                Some(cluster)
+            }
+        };
+        let backend: Arc<dyn QueueBackend> = match &cluster {
+            None => Arc::new(SqliteQueues::open(QueueDb::new(queue_db)).await?),
+            Some(cluster) => {
                 let ack_wait = Duration::from_millis(config.cluster.ack_wait_ms);
-                let capacity = messaging_limits.capacity;
-                Arc::new(JetStreamQueues::open(cluster, ack_wait, capacity, messaging_limits.max_message_bytes).await?)
+                let (capacity, max_bytes) = (messaging_limits.capacity, messaging_limits.max_message_bytes);
+                Arc::new(JetStreamQueues::open(cluster.clone(), ack_wait, capacity, max_bytes).await?)
+            }
+        };
+        let cron_backend = match &cluster {
+            None => CronBackend::local(CronDb::new(cron_db)),
+            Some(cluster) => {
+                CronBackend::clustered(CronDb::new(cron_db), Arc::new(JetStreamCron::open(cluster.clone()).await?))
             }
         };
         let queues = Arc::new(Queues::new(backend, messaging_limits));
@@ -115,7 +128,7 @@ impl Node {
         let authorizers = Arc::new(Authorizers::from_config(&config.authorizers)?);
         authorizers.spawn_watcher();
         let http = HttpTrigger::new(live.clone(), runner.clone(), authorizers.clone());
-        let cron = CronTrigger::new(CronDb::new(cron_db), runner.clone(), live.clone());
+        let cron = CronTrigger::new(cron_backend, runner.clone(), live.clone());
         let replayer = Replayer::new(runner.clone());
         let queue_trigger = QueueTrigger::new(queues.clone(), runner);
         let triggers: Vec<Arc<dyn Trigger>> = vec![http.clone(), invoke.clone(), cron.clone(), queue_trigger.clone()];

@@ -24,6 +24,9 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// How late the host started the attempt, after the tick (µs).
     pub delay_us: i64,
+    /// The node that ran it, in a cluster's history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The cron tables, behind one connection.
@@ -136,6 +139,7 @@ fn runs(conn: &mut rusqlite::Connection, function: &str, limit: u32) -> Result<V
             reason: row.get(7)?,
             error: row.get(8)?,
             delay_us: row.get(9)?,
+            node: None,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -14,6 +14,7 @@
 //! reserve an instance slot in between: SQLite leases nothing until the second step; JetStream pulls in the first
 //! (a pulled message is leased until the consumer's ack wait) and renews those leases while the loop waits.
 
+pub mod cron;
 pub mod jetstream;
 pub mod sqlite;
 

@@ -21,7 +21,8 @@ use super::{Runner, Trigger, Work};
 use crate::capabilities::BoxFuture;
 use crate::live::{LiveComponent, LiveHandle, LiveSet, LookupError};
 use crate::runtime::{CronEvent, GuestCall, SlotKind};
-use crate::storage::cron::{CronDb, RunRecord};
+use crate::storage::backends::cron::CronBackend;
+use crate::storage::cron::RunRecord;
 use crate::storage::telemetry::FailedInput;
 use crate::storage::{StorageError, now_ms};
 use crate::telemetry::correlation;
@@ -136,7 +137,7 @@ struct Running {
 /// See the module docs.
 #[derive(Debug)]
 pub struct CronTrigger {
-    db: CronDb,
+    db: CronBackend,
     runner: Runner,
     live: LiveHandle,
     /// By `component/function`; never removed, so a redeployed job continues where the old one was.
@@ -146,7 +147,7 @@ pub struct CronTrigger {
 }
 
 impl CronTrigger {
-    pub fn new(db: CronDb, runner: Runner, live: LiveHandle) -> Arc<Self> {
+    pub fn new(db: CronBackend, runner: Runner, live: LiveHandle) -> Arc<Self> {
         Arc::new(Self { db, runner, live, states: Mutex::default(), running: Mutex::default() })
     }
 
@@ -278,7 +279,7 @@ impl Trigger for CronTrigger {
 }
 
 /// Runs `job`'s schedule until `stopped` says so.
-async fn run_schedule(db: CronDb, runner: Runner, job: Arc<Job>, mut stopped: watch::Receiver<bool>) {
+async fn run_schedule(db: CronBackend, runner: Runner, job: Arc<Job>, mut stopped: watch::Receiver<bool>) {
     let now = Utc::now();
     let in_memory = {
         let progress = job.state.progress();
@@ -340,7 +341,9 @@ async fn run_schedule(db: CronDb, runner: Runner, job: Arc<Job>, mut stopped: wa
                 tokio::spawn(async move {
                     let _running = running;
                     for tick in missed {
-                        run_with_retries(&db, &runner, &job, tick, "catch-up", None).await;
+                        if db.claim(&job.label, tick).await {
+                            run_with_retries(&db, &runner, &job, tick, "catch-up", None).await;
+                        }
                         record_handled(&db, &job, tick);
                     }
                 });
@@ -380,7 +383,7 @@ async fn run_schedule(db: CronDb, runner: Runner, job: Arc<Job>, mut stopped: wa
 
 /// Records that every tick up to `tick` is handled, off the async threads: the other schedules due on the same
 /// tick should not wait for the write.
-fn record_handled(db: &CronDb, job: &Job, tick: i64) {
+fn record_handled(db: &CronBackend, job: &Job, tick: i64) {
     let through = job.state.progress().end(tick);
     let (db, label) = (db.clone(), job.label.clone());
     tokio::spawn(async move {
@@ -391,24 +394,35 @@ fn record_handled(db: &CronDb, job: &Job, tick: i64) {
 }
 
 /// Starts the run of one scheduled tick, unless the overlap policy says to skip it.
-fn fire(db: &CronDb, runner: &Runner, job: &Arc<Job>, tick: i64, fired_us: i64) {
+fn fire(db: &CronBackend, runner: &Runner, job: &Arc<Job>, tick: i64, fired_us: i64) {
     let running = job.state.run_started();
     if running.already > 0 && job.policy.overlap == Overlap::Skip {
         drop(running);
-        record_skipped(db, job, tick, fired_us);
+        let (db, job) = (db.clone(), job.clone());
+        tokio::spawn(async move {
+            // On a cluster, the node that claims the tick says what became of it.
+            if db.claim(&job.label, tick).await {
+                record_skipped(&db, &job, tick, fired_us);
+            } else {
+                record_handled(&db, &job, tick);
+            }
+        });
         return;
     }
     job.state.progress().in_flight.insert(tick);
     let (db, runner, job) = (db.clone(), runner.clone(), job.clone());
     tokio::spawn(async move {
         let _running = running;
-        run_with_retries(&db, &runner, &job, tick, "schedule", Some(fired_us)).await;
+        // On a cluster, another node may have claimed this tick: then it is handled there.
+        if db.claim(&job.label, tick).await {
+            run_with_retries(&db, &runner, &job, tick, "schedule", Some(fired_us)).await;
+        }
         record_handled(&db, &job, tick);
     });
 }
 
 /// Records `tick` as skipped (a run was still going, `overlap = "skip"`) and handled.
-fn record_skipped(db: &CronDb, job: &Job, tick: i64, fired_us: i64) {
+fn record_skipped(db: &CronBackend, job: &Job, tick: i64, fired_us: i64) {
     let now = now_ms();
     let run = RunRecord {
         id: 0,
@@ -421,6 +435,7 @@ fn record_skipped(db: &CronDb, job: &Job, tick: i64, fired_us: i64) {
         reason: "schedule".into(),
         error: Some("the previous run was still going (overlap = \"skip\")".into()),
         delay_us: fired_us - tick * 1000,
+        node: None,
     };
     tracing::warn!(function = %job.label, scheduled_at = tick, "cron tick skipped: the previous run is still going");
     let (writer, label) = (db.clone(), job.label.clone());
@@ -435,7 +450,7 @@ fn record_skipped(db: &CronDb, job: &Job, tick: i64, fired_us: i64) {
 /// Runs a tick, retrying failed attempts per the policy. `fired_us`: when the scheduler fired it (µs since the
 /// epoch), if it did. Returns the last attempt's record.
 async fn run_with_retries(
-    db: &CronDb,
+    db: &CronBackend,
     runner: &Runner,
     job: &Job,
     tick: i64,
@@ -473,7 +488,7 @@ struct Attempt<'a> {
 }
 
 /// One attempt, on the version the component's canary split picks, recorded in the history.
-async fn run_once(db: &CronDb, runner: &Runner, job: &Job, attempt: Attempt<'_>) -> RunRecord {
+async fn run_once(db: &CronBackend, runner: &Runner, job: &Job, attempt: Attempt<'_>) -> RunRecord {
     let Attempt { tick, reason, attempt, last, fired_us } = attempt;
     let started = Instant::now();
     let fired_us = fired_us.unwrap_or_else(now_us);
@@ -489,6 +504,7 @@ async fn run_once(db: &CronDb, runner: &Runner, job: &Job, attempt: Attempt<'_>)
         reason: reason.to_owned(),
         error: None,
         delay_us: fired_us - tick * 1000,
+        node: None,
     };
     // The history row is written while the function starts, not before it: a slow commit (a WAL checkpoint, the
     // other jobs of the same tick writing theirs) never delays the run itself.
@@ -563,16 +579,10 @@ async fn run_once(db: &CronDb, runner: &Runner, job: &Job, attempt: Attempt<'_>)
         let lag = Duration::from_micros(record.delay_us.max(0) as u64);
         metrics.cron_run(&job.label, lag, record.error.is_some());
     }
-    if record.id != 0 {
-        let finished = db.finish_run(
-            record.id,
-            record.finished_at.unwrap_or_default(),
-            record.outcome.clone(),
-            record.error.clone(),
-        );
-        if let Err(error) = finished.await {
-            tracing::error!(function = %job.label, %error, "failed to record the end of a cron run");
-        }
+    if record.id != 0
+        && let Err(error) = db.finish_run(&record).await
+    {
+        tracing::error!(function = %job.label, %error, "failed to record the end of a cron run");
     }
     let duration_ms = started.elapsed().as_millis() as u64;
     let version = version.map_or(0, |v| v.version);

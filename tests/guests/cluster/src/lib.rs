@@ -69,3 +69,10 @@ fn sub_b(batch: Batch<Value>) -> Result<()> {
     let bodies: Vec<&Value> = batch.iter().map(|m| m.body()).collect();
     report("/sub_b", json!({ "bodies": bodies }))
 }
+
+/// Every second: says which tick it runs, and why (`schedule` or `catch-up`).
+#[function(trigger = cron("* * * * * *"))]
+fn tick(event: CronEvent) -> Result<()> {
+    let tick_ms = event.scheduled_at().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    report("/tick", json!({ "tick": tick_ms, "reason": event.reason() }))
+}

@@ -17,8 +17,10 @@
 //! progress, direct get and per-subject limits. Delays are done here, not with 2.12's scheduled messages: a
 //! delayed message waits on its `later` level and is moved to its real level once due.
 
+pub mod cron;
 pub mod queues;
 
+pub use cron::JetStreamCron;
 pub use queues::JetStreamQueues;
 
 use crate::storage::StorageError;
