@@ -295,3 +295,64 @@ fn a_cron_tick_fires_on_one_node_and_the_survivor_takes_over_when_it_dies() {
     scheduled.dedup();
     assert_eq!(scheduled.len(), total, "a tick appears twice in the history");
 }
+
+/// Which version of `versioned` `host` serves now: its tag, or the status when it serves none.
+fn who(host: &Host) -> String {
+    let reply = support::get(&host.url("/versioned/who"));
+    if reply.status == 200 { reply.body } else { format!("status {}", reply.status) }
+}
+
+/// Waits until `host` serves `expected` at `/versioned/who`.
+fn wait_for_who(host: &Host, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = who(host);
+        if now == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the node still answers {now:?}, not {expected:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_deploy_on_one_node_reaches_every_node_and_a_late_node_catches_up() {
+    let cluster = Cluster::new();
+    let a = cluster.node("a", 30_000, &[]);
+    let b = cluster.node("b", 30_000, &[]);
+    let versioned = component_arg("versioned");
+    let deploy = |host: &Host, tag: &str| host.cli_ok(&["deploy", &versioned, "--env", &format!("TAG={tag}")]);
+    assert!(deploy(&a, "v1").contains("deployed versioned version 1"));
+    wait_for_who(&b, "v1");
+    // Same bytes, other settings: a new version, on every node.
+    deploy(&a, "v2");
+    wait_for_who(&b, "v2");
+    // A rollback on any node: back to the version each node already has (nothing to fetch or compile).
+    b.cli_ok(&["rollback", "versioned"]);
+    wait_for_who(&a, "v1");
+    let versions = a.admin("GET", "/v1/components/versioned/versions", None).json();
+    let live: Vec<u64> = versions["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .filter(|v| v["status"] == "live")
+        .filter_map(|v| v["version"].as_u64())
+        .collect();
+    assert_eq!(live, [1], "node a went back to its own version 1: {versions}");
+    // A node that joins later serves what is live, and every node lists the members.
+    let c = cluster.node("c", 30_000, &[]);
+    wait_for_who(&c, "v1");
+    let listed = || c.cli_ok(&["nodes"]);
+    support::poll_until("three nodes serving versioned v1", Duration::from_secs(20), || {
+        let out = listed();
+        ["a ", "b ", "c "].iter().all(|node| out.lines().any(|l| l.starts_with(node) && l.contains("versioned v1")))
+    });
+    // An undeploy on one node takes it off every node.
+    c.cli_ok(&["undeploy", "versioned"]);
+    wait_for_who(&a, "status 404");
+    wait_for_who(&b, "status 404");
+    // And a single host says it is none of this.
+    let alone = Host::start(&[]);
+    let refused = alone.cli(&["nodes"]);
+    assert!(!refused.success && refused.stderr.contains("not a cluster member"), "{}", refused.stderr);
+}

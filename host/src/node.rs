@@ -16,7 +16,8 @@ use crate::live::LiveHandle;
 use crate::runtime::{Loader, Runtime};
 use crate::storage::backends::QueueBackend;
 use crate::storage::backends::cron::CronBackend;
-use crate::storage::backends::jetstream::{Cluster, JetStreamCron, JetStreamQueues};
+use crate::storage::backends::jetstream::deployments::{NodeComponent, NodeEntry};
+use crate::storage::backends::jetstream::{Cluster, JetStreamCron, JetStreamDeployments, JetStreamQueues};
 use crate::storage::backends::sqlite::SqliteQueues;
 use crate::storage::cron::CronDb;
 use crate::storage::deployments::DeploymentDb;
@@ -53,6 +54,8 @@ pub struct Node {
     pub replayer: Replayer,
     /// Components that were live when the host last ran and could not be brought back.
     pub restore_failures: Vec<DeployError>,
+    /// On a cluster: its shared deployments and members.
+    pub cluster: Option<Arc<JetStreamDeployments>>,
     _lock: std::fs::File,
 }
 
@@ -97,6 +100,10 @@ impl Node {
                 Arc::new(JetStreamQueues::open(cluster.clone(), ack_wait, capacity, max_bytes).await?)
             }
         };
+        let cluster_deployments = match &cluster {
+            None => None,
+            Some(cluster) => Some(Arc::new(JetStreamDeployments::open(cluster.clone()).await?)),
+        };
         let cron_backend = match &cluster {
             None => CronBackend::local(CronDb::new(cron_db)),
             Some(cluster) => {
@@ -132,16 +139,23 @@ impl Node {
         let replayer = Replayer::new(runner.clone());
         let queue_trigger = QueueTrigger::new(queues.clone(), runner);
         let triggers: Vec<Arc<dyn Trigger>> = vec![http.clone(), invoke.clone(), cron.clone(), queue_trigger.clone()];
-        let deployments = Arc::new(Deployments::new(
-            config,
-            DeploymentDb::new(db),
-            loader.clone(),
-            live,
-            triggers,
-            authorizers.clone(),
-            data_dir,
-        )?);
+        let deployments = Arc::new(
+            Deployments::new(
+                config,
+                DeploymentDb::new(db),
+                loader.clone(),
+                live,
+                triggers,
+                authorizers.clone(),
+                data_dir,
+            )?
+            .with_cluster(cluster_deployments.clone()),
+        );
         let restore_failures = deployments.restore().await?;
+        if cluster_deployments.is_some() {
+            // What the cluster has live comes on top of what this node had: it catches up, then follows.
+            tokio::spawn(deployments.clone().follow_cluster());
+        }
         spawn_idle_sweeper(loader.clone());
         Ok(Self {
             deployments,
@@ -156,8 +170,48 @@ impl Node {
             telemetry,
             replayer,
             restore_failures,
+            cluster: cluster_deployments,
             _lock: lock,
         })
+    }
+
+    /// On a cluster, keeps this node listed among its members (`edgefn nodes`) with what it serves and how busy it
+    /// is, renewed every few seconds for as long as the node runs. Does nothing on a single node.
+    pub fn announce(&self, http: std::net::SocketAddr, admin: std::net::SocketAddr) {
+        let Some(cluster) = self.cluster.clone() else { return };
+        let (deployments, loader, queue_trigger) =
+            (self.deployments.clone(), self.loader.clone(), self.queue_trigger.clone());
+        let started_at = now_ms();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(NODE_RENEWAL);
+            loop {
+                ticks.tick().await;
+                let live = deployments.live();
+                let components = live
+                    .components()
+                    .map(|c| {
+                        let canary = c.canary.as_ref().map(|canary| (canary.version.version, canary.percent));
+                        let described =
+                            NodeComponent { version: c.active.version, hash: c.active.hash.clone(), canary };
+                        (c.name().to_owned(), described)
+                    })
+                    .collect();
+                let entry = NodeEntry {
+                    node: cluster.node().to_owned(),
+                    http: http.to_string(),
+                    admin: admin.to_string(),
+                    started_at,
+                    seen_at: now_ms(),
+                    components,
+                    running: loader.runtime().instances_in_use(),
+                    loaded: loader.loaded_count() as u64,
+                    deliveries: queue_trigger.deliveries(),
+                };
+                if let Err(error) = cluster.announce(&entry).await {
+                    tracing::warn!(%error, "failed to renew this node's entry in the cluster");
+                }
+            }
+        });
     }
 
     /// What the admin API reaches.
@@ -174,6 +228,7 @@ impl Node {
             runtime: self.loader.runtime().clone(),
             replayer: self.replayer.clone(),
             sessions: Arc::default(),
+            cluster: self.cluster.clone(),
         }
     }
 
@@ -252,6 +307,9 @@ fn spawn_idle_sweeper(loader: Arc<Loader>) {
         }
     });
 }
+
+/// How often a cluster member renews its entry: well within `NODE_TTL`, so a live node never drops off the list.
+const NODE_RENEWAL: Duration = Duration::from_secs(3);
 
 /// A node's name when the config gives none: the machine's host name and this process's id.
 fn default_node_name() -> String {

@@ -21,6 +21,7 @@
 //! | `POST /v1/topics/{topic}/messages` | publish `{"body": any JSON}` |
 //! | `GET /v1/kv/{store}/keys?prefix=&cursor=&limit=` | a page of a key-value store's keys |
 //! | `GET`, `PUT` (body: the value; `?ttl_ms=`), `DELETE /v1/kv/{store}/keys/{key}` | one key |
+//! | `GET /v1/nodes` | a cluster's members: each node's addresses, live versions and load |
 //! | `GET /v1/authorizers` | the configured JWT authorizers |
 //! | `POST /v1/authorizers/{name}/reload` | load an authorizer's JWKS file (and secret) again, now |
 //! | `GET /v1/logs?function=&id=&since=&level=&after=&limit=` | log records, oldest first (see [`logs`]) |
@@ -81,6 +82,8 @@ pub struct Admin {
     pub replayer: crate::triggers::replay::Replayer,
     /// The dashboard's signed-in browsers.
     pub sessions: Arc<dashboard::Sessions>,
+    /// On a cluster: its shared deployments and members (`GET /v1/nodes`).
+    pub cluster: Option<Arc<crate::storage::backends::jetstream::JetStreamDeployments>>,
 }
 
 /// Reads the admin token from `data_dir`, creating it (random, 256 bits, owner-only) on first start. Returns the
@@ -114,6 +117,7 @@ pub fn app(admin: Admin, token: String) -> axum::Router {
             "/v1/kv/{store}/keys/{key}",
             get(kv::get).put(kv::put).delete(kv::delete).layer(DefaultBodyLimit::max(MAX_KV_VALUE_BODY)),
         )
+        .route("/v1/nodes", get(list_nodes))
         .route("/v1/authorizers", get(list_authorizers))
         .route("/v1/authorizers/{name}/reload", post(reload_authorizer))
         .route("/v1/logs", get(logs::query))
@@ -204,4 +208,15 @@ fn parse_body<T: serde::de::DeserializeOwned + Default>(
         return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid {what} request: {e}")))
+}
+
+/// `GET /v1/nodes`: the members of this host's cluster, as each last described itself.
+async fn list_nodes(State(admin): State<Admin>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let Some(cluster) = &admin.cluster else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this host is not a cluster member: start it with --nats URL (or [cluster] nats in its config)",
+        ));
+    };
+    Ok(axum::Json(serde_json::json!({ "nodes": cluster.nodes().await? })))
 }

@@ -4,7 +4,7 @@
 //!   reads a data dir offline;
 //! - everything else is a thin client of a running host's admin API ([`admin_client`]): `deploy`, `versions`,
 //!   `rollback`, `promote`, `undeploy`, `components`, `send`, `publish`, `invoke`, `queues`, `dead-letters`,
-//!   `redrive`, `runs`, `kv`, `logs`, `usage`, `replay`;
+//!   `redrive`, `runs`, `kv`, `logs`, `usage`, `replay`, `nodes`;
 //! - `token mint` signs a test token for an authorizer of the host config, offline.
 
 mod admin_client;
@@ -16,6 +16,7 @@ mod inspect;
 mod kv;
 pub mod logs;
 mod new;
+mod nodes;
 mod queues;
 mod token;
 mod up;
@@ -77,6 +78,8 @@ enum Command {
     Usage(logs::UsageArgs),
     /// Run a kept failure's input again, on the live version or `--version N`: `edgefn replay 17`.
     Replay(logs::ReplayArgs),
+    /// List the members of the host's cluster, with their live versions and load.
+    Nodes(nodes::NodesArgs),
 }
 
 impl Cli {
@@ -105,6 +108,7 @@ impl Cli {
             Command::Logs(args) => logs::logs(args),
             Command::Usage(args) => logs::usage(args),
             Command::Replay(args) => logs::replay(args),
+            Command::Nodes(args) => nodes::run(args),
         }
     }
 }

@@ -169,6 +169,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         // Functions reach the host's own listeners only when their allowlist names them with the port.
         crate::capabilities::outbound::protect(address);
         crate::capabilities::outbound::protect(admin_address);
+        node.announce(address, admin_address);
         print_functions(&node.deployments.live(), address);
         let token_path = args.data.join(admin::TOKEN_FILE);
         if created {

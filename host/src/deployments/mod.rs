@@ -13,6 +13,7 @@
 //! parallel.
 
 mod artifacts;
+mod cluster;
 pub mod version_config;
 
 pub use artifacts::Installed;
@@ -23,6 +24,7 @@ use crate::component;
 use crate::config::{ComponentConfig, HostConfig};
 use crate::live::{Canary, ComponentVersion, LiveComponent, LiveHandle, LiveSet, LiveSetError, Mount, VersionParts};
 use crate::runtime::{Artifact, Loader, PreparedComponent};
+use crate::storage::backends::jetstream::JetStreamDeployments;
 use crate::storage::deployments::{DeploymentDb, LiveRow, VersionRow};
 use crate::storage::telemetry::Level;
 use crate::storage::{StorageError, now_ms};
@@ -182,6 +184,8 @@ pub struct Deployments {
     route_tokens: RouteTokens,
     /// Held while what is live changes: one change at a time.
     switching: tokio::sync::Mutex<()>,
+    /// On a cluster: where what is live is shared (see `cluster`).
+    cluster: Option<Arc<JetStreamDeployments>>,
 }
 
 impl std::fmt::Debug for Deployments {
@@ -226,7 +230,14 @@ impl Deployments {
             authorizers,
             route_tokens,
             switching: tokio::sync::Mutex::new(()),
+            cluster: None,
         })
+    }
+
+    /// Shares every change with a cluster and follows its changes ([`Deployments::follow_cluster`]).
+    pub fn with_cluster(mut self, cluster: Option<Arc<JetStreamDeployments>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// What is live now.
@@ -382,8 +393,15 @@ impl Deployments {
 
     /// Deploys: [`Deployments::prepare`], then [`Deployments::apply`].
     pub async fn deploy(&self, request: DeployRequest) -> Result<DeployOutcome, DeployError> {
+        let outcome = self.deploy_here(request).await?;
+        self.share_live(&outcome.component).await;
+        Ok(outcome)
+    }
+
+    /// [`Deployments::deploy`] on this node alone.
+    async fn deploy_here(&self, request: DeployRequest) -> Result<DeployOutcome, DeployError> {
         let prepared = self.prepare(request).await?;
-        self.apply(prepared).await
+        self.apply_here(prepared).await
     }
 
     /// Everything a deploy does before it changes what is live: validate, resolve the configuration, check for
@@ -480,7 +498,15 @@ impl Deployments {
     }
 
     /// Makes a prepared deploy live: numbers and records the version, swaps the live set, switches the triggers.
+    /// On a cluster, every node follows.
     pub async fn apply(&self, prepared: PreparedDeploy) -> Result<DeployOutcome, DeployError> {
+        let outcome = self.apply_here(prepared).await?;
+        self.share_live(&outcome.component).await;
+        Ok(outcome)
+    }
+
+    /// [`Deployments::apply`] on this node alone.
+    async fn apply_here(&self, prepared: PreparedDeploy) -> Result<DeployOutcome, DeployError> {
         let _switching = self.switching.lock().await;
         let PreparedDeploy {
             name,
@@ -594,6 +620,13 @@ impl Deployments {
     /// Rolls `component` back: with a canary, ends it (the live version stays); otherwise to version `to`, or to
     /// the version before the live one. Instant: the artifact is cached, nothing compiles.
     pub async fn rollback(&self, component: &str, to: Option<u32>) -> Result<SwitchOutcome, DeployError> {
+        let outcome = self.rollback_here(component, to).await?;
+        self.share_live(component).await;
+        Ok(outcome)
+    }
+
+    /// [`Deployments::rollback`] on this node alone.
+    async fn rollback_here(&self, component: &str, to: Option<u32>) -> Result<SwitchOutcome, DeployError> {
         let started = Instant::now();
         let _switching = self.switching.lock().await;
         let current = self.live.load();
@@ -625,6 +658,12 @@ impl Deployments {
 
     /// Makes `component`'s canary its live version.
     pub async fn promote(&self, component: &str) -> Result<SwitchOutcome, DeployError> {
+        let outcome = self.promote_here(component).await?;
+        self.share_live(component).await;
+        Ok(outcome)
+    }
+
+    async fn promote_here(&self, component: &str) -> Result<SwitchOutcome, DeployError> {
         let started = Instant::now();
         let _switching = self.switching.lock().await;
         let current = self.live.load();
@@ -643,6 +682,12 @@ impl Deployments {
     /// Takes `component` out of what is live: its routes answer 404, its triggers stop. Its versions, its queues
     /// and their messages stay.
     pub async fn undeploy(&self, component: &str) -> Result<SwitchOutcome, DeployError> {
+        let outcome = self.undeploy_here(component).await?;
+        self.share_live(component).await;
+        Ok(outcome)
+    }
+
+    async fn undeploy_here(&self, component: &str) -> Result<SwitchOutcome, DeployError> {
         let started = Instant::now();
         let _switching = self.switching.lock().await;
         let current = self.live.load();

@@ -37,6 +37,10 @@ pub struct VersionConfig {
     /// Keep failed invocations' input for replay. Left out of the JSON when off, for the same reason.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub record_failures: bool,
+    /// What the deploy set over the host's `[components.NAME]`, as given (JSON of a `ComponentConfig`), so that a
+    /// cluster can deploy this version on nodes with their own host config. Left out when there were none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<serde_json::Value>,
 }
 
 impl VersionConfig {
@@ -63,7 +67,19 @@ impl VersionConfig {
             mount,
             key_value_stores: merged.key_value_stores.iter().cloned().collect(),
             record_failures: merged.record_failures,
+            overrides: Self::overrides_json(overrides),
         })
+    }
+
+    /// `overrides` as stored: `None` when they set nothing.
+    pub fn overrides_json(overrides: &ComponentConfig) -> Option<serde_json::Value> {
+        let value = serde_json::to_value(overrides).ok()?;
+        (value != serde_json::to_value(ComponentConfig::default()).ok()?).then_some(value)
+    }
+
+    /// The overrides it was deployed with.
+    pub fn overrides(&self) -> ComponentConfig {
+        self.overrides.clone().and_then(|value| serde_json::from_value(value).ok()).unwrap_or_default()
     }
 
     /// sha256 of the canonical JSON.
@@ -129,6 +145,10 @@ impl VersionConfig {
     /// The configuration as an operator may see it: secret values replaced.
     pub fn redacted(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).unwrap_or_default();
+        // What was overridden shows in the resolved fields, redacted there; the overrides may hold secrets.
+        if let Some(fields) = value.as_object_mut() {
+            fields.remove("overrides");
+        }
         if let Some(env) = value.get_mut("env").and_then(serde_json::Value::as_object_mut) {
             for (key, entry) in env.iter_mut() {
                 if self.secrets.contains(key) {

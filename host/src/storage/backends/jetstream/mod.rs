@@ -18,9 +18,11 @@
 //! delayed message waits on its `later` level and is moved to its real level once due.
 
 pub mod cron;
+pub mod deployments;
 pub mod queues;
 
 pub use cron::JetStreamCron;
+pub use deployments::JetStreamDeployments;
 pub use queues::JetStreamQueues;
 
 use crate::storage::StorageError;

@@ -1,0 +1,243 @@
+//! What a cluster shares of its deployments, and who its members are:
+//!
+//! - object store `edgefn_components`: each deployed component's bytes, named by their sha256;
+//! - KV bucket `edgefn_live`: per component, what should be live ([`LiveEntry`]); every node watches it and
+//!   converges on it, a node that joins later included (the watch starts with the current value of every key);
+//! - KV bucket `edgefn_nodes`: one entry per node ([`NodeEntry`]), renewed every few seconds and gone a while after
+//!   the node stopped renewing it.
+//!
+//! The buckets are made here, with the stream layout of the NATS KV and object store conventions (ADR-8, ADR-20),
+//! because async-nats makes them only on servers newer than Debian's 2.9; `get_key_value` and `get_object_store`
+//! then use them as any NATS client would.
+
+use super::{Cluster, cluster_error};
+use crate::storage::StorageError;
+use async_nats::jetstream::kv::{self, Operation};
+use async_nats::jetstream::object_store::ObjectStore;
+use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
+use futures_util::StreamExt as _;
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::io::AsyncReadExt as _;
+
+const LIVE_BUCKET: &str = "edgefn_live";
+const NODES_BUCKET: &str = "edgefn_nodes";
+const COMPONENTS_BUCKET: &str = "edgefn_components";
+/// A node that has not renewed its entry for this long is gone from `edgefn nodes`.
+pub const NODE_TTL: Duration = Duration::from_secs(15);
+
+/// What should be live of one component, cluster-wide.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LiveEntry {
+    /// The version serving all traffic but the canary's share.
+    pub active: LiveVersion,
+    /// A canary and its share of traffic, in percent.
+    pub canary: Option<(LiveVersion, u8)>,
+    /// The node the change was made on.
+    pub origin: String,
+}
+
+/// One version, as every node can deploy it: the component by its sha256, and what its deploy set over the host
+/// config (each node resolves that against its own).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LiveVersion {
+    pub hash: String,
+    /// A `ComponentConfig`, as JSON; `None` when the deploy set nothing.
+    pub overrides: Option<serde_json::Value>,
+    /// A `Mount`, as JSON, for a plain wasi:http component.
+    pub mount: Option<serde_json::Value>,
+    pub deployed_by: String,
+}
+
+/// One member of the cluster, as it last described itself.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeEntry {
+    pub node: String,
+    /// Its HTTP and admin addresses.
+    pub http: String,
+    pub admin: String,
+    pub started_at: i64,
+    /// When it last renewed this entry (ms since the epoch).
+    pub seen_at: i64,
+    /// Live components: version (this node's number), component sha256, canary version if any.
+    pub components: BTreeMap<String, NodeComponent>,
+    /// Instances running an invocation now.
+    pub running: u64,
+    /// Components loaded in memory now.
+    pub loaded: u64,
+    /// Queue deliveries finished since it started.
+    pub deliveries: u64,
+}
+
+/// A live component on one node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeComponent {
+    pub version: u32,
+    pub hash: String,
+    pub canary: Option<(u32, u8)>,
+}
+
+/// A change to what should be live: `None` when the component was undeployed.
+pub type LiveChange = (String, Option<LiveEntry>);
+
+/// See the module docs.
+pub struct JetStreamDeployments {
+    cluster: Cluster,
+    live: kv::Store,
+    nodes: kv::Store,
+    components: ObjectStore,
+}
+
+impl std::fmt::Debug for JetStreamDeployments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamDeployments").field("node", &self.cluster.node).finish_non_exhaustive()
+    }
+}
+
+impl JetStreamDeployments {
+    pub async fn open(cluster: Cluster) -> Result<Self, StorageError> {
+        let live = Self::bucket(&cluster, LIVE_BUCKET, Duration::ZERO).await?;
+        let nodes = Self::bucket(&cluster, NODES_BUCKET, NODE_TTL).await?;
+        let stream_name = format!("OBJ_{COMPONENTS_BUCKET}");
+        cluster
+            .jetstream
+            .get_or_create_stream(stream::Config {
+                name: stream_name.clone(),
+                subjects: vec![format!("$O.{COMPONENTS_BUCKET}.C.>"), format!("$O.{COMPONENTS_BUCKET}.M.>")],
+                storage: StorageType::File,
+                num_replicas: cluster.replicas,
+                discard: DiscardPolicy::New,
+                allow_rollup: true,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| cluster_error(format!("create stream {stream_name}"), error))?;
+        let components = cluster
+            .jetstream
+            .get_object_store(COMPONENTS_BUCKET)
+            .await
+            .map_err(|error| cluster_error(format!("open object store {COMPONENTS_BUCKET}"), error))?;
+        Ok(Self { cluster, live, nodes, components })
+    }
+
+    /// KV bucket `name` (one value per key; `max_age` zero keeps them for ever).
+    async fn bucket(cluster: &Cluster, name: &str, max_age: Duration) -> Result<kv::Store, StorageError> {
+        let stream_name = format!("KV_{name}");
+        cluster
+            .jetstream
+            .get_or_create_stream(stream::Config {
+                name: stream_name.clone(),
+                subjects: vec![format!("$KV.{name}.>")],
+                storage: StorageType::File,
+                num_replicas: cluster.replicas,
+                max_messages_per_subject: 1,
+                max_age,
+                discard: DiscardPolicy::New,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| cluster_error(format!("create stream {stream_name}"), error))?;
+        cluster.jetstream.get_key_value(name).await.map_err(|error| cluster_error(format!("open bucket {name}"), error))
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.cluster.node
+    }
+
+    /// Stores a component's bytes under their sha256 `hash`, unless they are there already.
+    pub async fn put_component(&self, hash: &str, wasm: Vec<u8>) -> Result<(), StorageError> {
+        if self.components.info(hash).await.is_ok() {
+            return Ok(());
+        }
+        self.components
+            .put(hash, &mut wasm.as_slice())
+            .await
+            .map_err(|error| cluster_error(format!("store component {hash}"), error))?;
+        Ok(())
+    }
+
+    /// The bytes of component `hash`, checked against it.
+    pub async fn component(&self, hash: &str) -> Result<Vec<u8>, StorageError> {
+        let action = || format!("read component {hash}");
+        let mut object = self.components.get(hash).await.map_err(|error| cluster_error(action(), error))?;
+        let mut wasm = Vec::new();
+        object.read_to_end(&mut wasm).await.map_err(|error| cluster_error(action(), error))?;
+        let found = hex::encode(Sha256::digest(&wasm));
+        if found != hash {
+            return Err(cluster_error(action(), format!("its bytes hash to {found}")));
+        }
+        Ok(wasm)
+    }
+
+    /// What should be live of `component`, if anything.
+    pub async fn live(&self, component: &str) -> Result<Option<LiveEntry>, StorageError> {
+        let action = || format!("read what is live of `{component}`");
+        let Some(value) = self.live.get(component).await.map_err(|error| cluster_error(action(), error))? else {
+            return Ok(None);
+        };
+        if value.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&value).map(Some).map_err(|error| cluster_error(action(), error))
+    }
+
+    /// Records what should be live of `component` (`None`: nothing).
+    pub async fn set_live(&self, component: &str, entry: Option<&LiveEntry>) -> Result<(), StorageError> {
+        let action = || format!("record what is live of `{component}`");
+        match entry {
+            Some(entry) => {
+                let value = serde_json::to_vec(entry).map_err(|error| cluster_error(action(), error))?;
+                self.live.put(component, value.into()).await.map_err(|error| cluster_error(action(), error))?;
+            }
+            None => self.live.delete(component).await.map_err(|error| cluster_error(action(), error))?,
+        }
+        Ok(())
+    }
+
+    /// Every change to what should be live, starting with the current value of each component.
+    pub async fn watch_live(
+        &self,
+    ) -> Result<impl futures_util::Stream<Item = Result<LiveChange, StorageError>> + use<>, StorageError> {
+        let watch =
+            self.live.watch_with_history(">").await.map_err(|error| cluster_error("watch what is live", error))?;
+        Ok(watch.map(|entry| {
+            let entry = entry.map_err(|error| cluster_error("watch what is live", error))?;
+            let value = match entry.operation {
+                Operation::Put if !entry.value.is_empty() => Some(
+                    serde_json::from_slice(&entry.value)
+                        .map_err(|error| cluster_error(format!("read what is live of `{}`", entry.key), error))?,
+                ),
+                _ => None,
+            };
+            Ok((entry.key, value))
+        }))
+    }
+
+    /// Renews this node's entry.
+    pub async fn announce(&self, entry: &NodeEntry) -> Result<(), StorageError> {
+        let value = serde_json::to_vec(entry).map_err(|error| cluster_error("describe this node", error))?;
+        self.nodes.put(&entry.node, value.into()).await.map_err(|error| cluster_error("announce this node", error))?;
+        Ok(())
+    }
+
+    /// The members that renewed their entry within [`NODE_TTL`], by name.
+    pub async fn nodes(&self) -> Result<Vec<NodeEntry>, StorageError> {
+        let mut keys = self.nodes.keys().await.map_err(|error| cluster_error("list the nodes", error))?;
+        let mut nodes = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|error| cluster_error("list the nodes", error))?;
+            let value = self.nodes.get(&key).await.map_err(|error| cluster_error("read a node", error))?;
+            if let Some(node) = value.and_then(|value| serde_json::from_slice::<NodeEntry>(&value).ok()) {
+                nodes.push(node);
+            }
+        }
+        nodes.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(nodes)
+    }
+}
