@@ -19,6 +19,7 @@
 
 pub mod cron;
 pub mod deployments;
+mod queue_inspection;
 pub mod queues;
 
 pub use cron::JetStreamCron;

@@ -14,8 +14,8 @@
 
 use super::{Cluster, cluster_error, consumer_name, from_subject_token, subject_token};
 use crate::storage::backends::{
-    BatchPolicy, DeadLetter, DeadLetterPage, LeasedMessage, NewMessage, Outcome, QueueBackend, QueueCapacity,
-    QueueFull, QueueStats, Sent, Settle,
+    BatchPolicy, DeadLetterPage, LeasedMessage, NewMessage, Outcome, QueueBackend, QueueCapacity, QueueFull,
+    QueueStats, Sent, Settle,
 };
 use crate::storage::{StorageError, now_ms};
 use async_nats::HeaderMap;
@@ -24,7 +24,7 @@ use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, Storag
 use async_nats::jetstream::{self, context::PublishErrorKind};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt as _, StreamExt as _};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -32,25 +32,25 @@ use tokio::sync::Notify;
 const QUEUE_STREAM: &str = "EDGEFN_QUEUES";
 const TOPIC_STREAM: &str = "EDGEFN_TOPICS";
 /// Priority levels, pulled in this order.
-const LEVELS: [&str; 3] = ["hi", "mid", "lo"];
+pub(super) const LEVELS: [&str; 3] = ["hi", "mid", "lo"];
 /// Where a delayed message waits until it is due.
-const LATER: &str = "later";
+pub(super) const LATER: &str = "later";
 /// How long an idle consumer sleeps before it pulls again without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Messages one consumer may have pulled and not settled, over every node.
 const MAX_ACK_PENDING: i64 = 100_000;
 
-const PRIORITY: &str = "Edgefn-Priority";
-const ENQUEUED_AT: &str = "Edgefn-Enqueued-At";
+pub(super) const PRIORITY: &str = "Edgefn-Priority";
+pub(super) const ENQUEUED_AT: &str = "Edgefn-Enqueued-At";
 const CORRELATION_ID: &str = "Edgefn-Correlation-Id";
 const NOT_BEFORE: &str = "Edgefn-Not-Before";
-const ORIGIN: &str = "Edgefn-Origin";
-const ERROR: &str = "Edgefn-Error";
-const ATTEMPTS: &str = "Edgefn-Attempts";
+pub(super) const ORIGIN: &str = "Edgefn-Origin";
+pub(super) const ERROR: &str = "Edgefn-Error";
+pub(super) const ATTEMPTS: &str = "Edgefn-Attempts";
 /// JetStream's de-duplication id: a message published again under the same id within two minutes is stored once.
-const MSG_ID: &str = "Nats-Msg-Id";
+pub(super) const MSG_ID: &str = "Nats-Msg-Id";
 
-fn level(priority: i32) -> &'static str {
+pub(super) fn level(priority: i32) -> &'static str {
     match priority {
         1.. => "hi",
         0 => "mid",
@@ -58,7 +58,7 @@ fn level(priority: i32) -> &'static str {
     }
 }
 
-fn queue_subject(queue: &str, level: &str, origin: Option<&str>) -> String {
+pub(super) fn queue_subject(queue: &str, level: &str, origin: Option<&str>) -> String {
     format!("edgefn.q.{}.{level}.{}", subject_token(queue), origin.map_or_else(|| "-".to_owned(), subject_token))
 }
 
@@ -66,11 +66,11 @@ fn wake_subject(queue: &str) -> String {
     format!("edgefn.wake.{}", subject_token(queue))
 }
 
-fn header<T: std::str::FromStr>(headers: Option<&HeaderMap>, name: &str) -> Option<T> {
+pub(super) fn header<T: std::str::FromStr>(headers: Option<&HeaderMap>, name: &str) -> Option<T> {
     headers?.get(name)?.as_str().parse().ok()
 }
 
-fn header_text(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
+pub(super) fn header_text(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
     Some(headers?.get(name)?.as_str().to_owned())
 }
 
@@ -78,7 +78,7 @@ fn header_text(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
 type SubscribersByTopic = HashMap<String, Vec<String>>;
 
 /// A copy of `headers` without `names`.
-fn without(headers: Option<&HeaderMap>, names: &[&str]) -> HeaderMap {
+pub(super) fn without(headers: Option<&HeaderMap>, names: &[&str]) -> HeaderMap {
     let mut copy = HeaderMap::new();
     for (name, values) in headers.into_iter().flat_map(HeaderMap::iter) {
         if names.iter().any(|removed| removed.eq_ignore_ascii_case(name.as_ref())) {
@@ -116,14 +116,14 @@ struct Local {
 /// See the module docs.
 #[derive(Debug)]
 pub struct JetStreamQueues {
-    cluster: Cluster,
-    queues: stream::Stream,
-    topics: stream::Stream,
+    pub(super) cluster: Cluster,
+    pub(super) queues: stream::Stream,
+    pub(super) topics: stream::Stream,
     ack_wait: Duration,
     /// The queues this node consumes.
     local: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Local>>>>,
     /// Topic of each subscriber queue this node knows.
-    subscribers: Mutex<HashMap<String, String>>,
+    pub(super) subscribers: Mutex<HashMap<String, String>>,
     /// Deliveries pulled and not settled yet, by token: a dead letter needs the original to copy.
     in_flight: Mutex<HashMap<String, jetstream::Message>>,
     /// Subscriber counts by topic, refreshed at most once a second.
@@ -341,65 +341,15 @@ impl JetStreamQueues {
         headers
     }
 
-    async fn wake(&self, queue: &str) {
+    pub(super) async fn wake(&self, queue: &str) {
         if let Err(error) = self.cluster.client.publish(wake_subject(queue), bytes::Bytes::new()).await {
             tracing::debug!(%queue, %error, "failed to wake the consumers of a queue; they pull at their next poll");
         }
     }
-
-    /// Counts of one queue's consumer, if it exists: (not delivered yet, pulled and not settled).
-    async fn consumer_counts(stream: &stream::Stream, durable: &str) -> (u64, u64) {
-        match stream.consumer_info(durable).await {
-            Ok(info) => (info.num_pending, info.num_ack_pending as u64),
-            Err(_) => (0, 0),
-        }
-    }
-
-    /// Calls `keep` with every dead letter of `origin_queue` after stream sequence `after`, oldest first, until it
-    /// returns `false` or there are no more.
-    async fn scan_dead_letters(
-        &self,
-        origin_queue: &str,
-        mut after: u64,
-        mut keep: impl FnMut(jetstream::message::StreamMessage) -> bool,
-    ) -> Result<(), StorageError> {
-        let filter = format!("edgefn.q.*.*.{}", subject_token(origin_queue));
-        loop {
-            let message = match self.queues.direct_get_next_for_subject(&filter, Some(after + 1)).await {
-                Ok(message) => message,
-                Err(error) if matches!(error.kind(), stream::DirectGetErrorKind::NotFound) => return Ok(()),
-                Err(error) => return Err(cluster_error(format!("read the dead letters of `{origin_queue}`"), error)),
-            };
-            after = message.sequence;
-            if !keep(message) {
-                return Ok(());
-            }
-        }
-    }
-}
-
-/// A dead letter as the API lists it.
-fn dead_letter(message: &jetstream::message::StreamMessage) -> DeadLetter {
-    let headers = Some(&message.headers);
-    // edgefn.q.<queue>.<level>.<origin>
-    let mut tokens = message.subject.split('.').skip(2);
-    let queue = tokens.next().map(from_subject_token).unwrap_or_default();
-    let origin_queue = tokens.nth(1).map(from_subject_token).unwrap_or_default();
-    DeadLetter {
-        id: message.sequence.to_string(),
-        queue,
-        origin_queue,
-        body: String::from_utf8(message.payload.to_vec()).ok(),
-        body_len: message.payload.len(),
-        attempts: header(headers, ATTEMPTS).unwrap_or(0),
-        priority: header(headers, PRIORITY).unwrap_or(0),
-        enqueued_at: header(headers, ENQUEUED_AT).unwrap_or(0),
-        error: header_text(headers, ERROR),
-    }
 }
 
 /// Publishes one message to `subject` and waits until the stream stored it; its sequence.
-async fn publish_stored(
+pub(super) async fn publish_stored(
     context: &jetstream::Context,
     subject: String,
     headers: HeaderMap,
@@ -689,69 +639,7 @@ impl QueueBackend for JetStreamQueues {
     }
 
     fn stats(&self, also: Vec<String>) -> BoxFuture<'_, Result<Vec<QueueStats>, StorageError>> {
-        Box::pin(async move {
-            let mut by_name: BTreeMap<String, QueueStats> = also
-                .iter()
-                .map(|queue| (queue.clone(), QueueStats { queue: queue.clone(), ..QueueStats::default() }))
-                .collect();
-            // Held per queue (every level, in flight or not), from the subjects' message counts.
-            let mut held: HashMap<String, u64> = HashMap::new();
-            let mut subjects = self
-                .queues
-                .info_with_subjects("edgefn.q.>")
-                .await
-                .map_err(|error| cluster_error("read the queues", error))?;
-            while let Some(subject) = subjects.next().await {
-                let (subject, count) = subject.map_err(|error| cluster_error("read the queues", error))?;
-                let mut tokens = subject.split('.').skip(2);
-                let (Some(queue), Some(level), Some(origin)) = (tokens.next(), tokens.next(), tokens.next()) else {
-                    continue;
-                };
-                let queue = from_subject_token(queue);
-                let stats = by_name
-                    .entry(queue.clone())
-                    .or_insert_with(|| QueueStats { queue: queue.clone(), ..Default::default() });
-                if level == LATER {
-                    stats.delayed += count as u64;
-                } else {
-                    *held.entry(queue).or_default() += count as u64;
-                }
-                if origin != "-" {
-                    let origin = from_subject_token(origin);
-                    by_name
-                        .entry(origin.clone())
-                        .or_insert_with(|| QueueStats { queue: origin, ..Default::default() })
-                        .dead += count as u64;
-                }
-            }
-            let subscribers: HashMap<String, String> =
-                self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            for stats in by_name.values_mut() {
-                if subscribers.contains_key(&stats.queue) {
-                    let durable = format!("sub_{}", consumer_name(&stats.queue));
-                    let (pending, in_flight) = Self::consumer_counts(&self.topics, &durable).await;
-                    (stats.ready, stats.in_flight) = (pending, in_flight);
-                    continue;
-                }
-                let mut in_flight = 0;
-                for level in LEVELS {
-                    let durable = format!("q_{}_{level}", consumer_name(&stats.queue));
-                    in_flight += Self::consumer_counts(&self.queues, &durable).await.1;
-                }
-                let held = held.get(&stats.queue).copied().unwrap_or(0);
-                stats.in_flight = in_flight.min(held);
-                stats.ready = held - stats.in_flight;
-                if held + stats.delayed > 0 {
-                    let first = self
-                        .queues
-                        .direct_get_next_for_subject(format!("edgefn.q.{}.*.*", subject_token(&stats.queue)), None)
-                        .await;
-                    stats.oldest_enqueued_at =
-                        first.ok().and_then(|message| header(Some(&message.headers), ENQUEUED_AT));
-                }
-            }
-            Ok(by_name.into_values().collect())
-        })
+        Box::pin(self.stats_now(also))
     }
 
     fn dead_letters(
@@ -762,56 +650,11 @@ impl QueueBackend for JetStreamQueues {
         max_bytes: usize,
     ) -> BoxFuture<'_, Result<DeadLetterPage, StorageError>> {
         let origin_queue = origin_queue.to_owned();
-        Box::pin(async move {
-            let after = after.and_then(|after| after.parse().ok()).unwrap_or(0);
-            let mut page = DeadLetterPage { dead_letters: Vec::new(), next_after: None };
-            let mut bytes = 0usize;
-            self.scan_dead_letters(&origin_queue, after, |message| {
-                if page.dead_letters.len() as u32 == limit || (!page.dead_letters.is_empty() && bytes >= max_bytes) {
-                    page.next_after = page.dead_letters.last().map(|letter| letter.id.clone());
-                    return false;
-                }
-                bytes += message.payload.len();
-                page.dead_letters.push(dead_letter(&message));
-                true
-            })
-            .await?;
-            Ok(page)
-        })
+        Box::pin(async move { self.dead_letter_page(&origin_queue, limit, after, max_bytes).await })
     }
 
     fn redrive(&self, origin_queue: &str, ids: Option<Vec<String>>) -> BoxFuture<'_, Result<usize, StorageError>> {
         let origin_queue = origin_queue.to_owned();
-        Box::pin(async move {
-            let wanted: Option<std::collections::HashSet<u64>> =
-                ids.map(|ids| ids.iter().filter_map(|id| id.parse().ok()).collect());
-            let mut letters = Vec::new();
-            self.scan_dead_letters(&origin_queue, 0, |message| {
-                if wanted.as_ref().is_none_or(|wanted| wanted.contains(&message.sequence)) {
-                    letters.push(message);
-                }
-                true
-            })
-            .await?;
-            let mut moved = 0;
-            for letter in letters {
-                let mut headers = without(Some(&letter.headers), &[ORIGIN, ERROR, ATTEMPTS]);
-                // Re-driving twice (a crash between the publish and the delete) stores it once.
-                headers.insert(MSG_ID, format!("edgefn-redrive-{}", letter.sequence).as_str());
-                let priority: i32 = header(Some(&headers), PRIORITY).unwrap_or(0);
-                let subject = queue_subject(&origin_queue, level(priority), None);
-                publish_stored(&self.cluster.jetstream, subject, headers, letter.payload.clone())
-                    .await
-                    .map_err(|error| cluster_error(format!("re-drive to `{origin_queue}`"), error))?;
-                self.queues.delete_message(letter.sequence).await.map_err(|error| {
-                    cluster_error(format!("remove a re-driven dead letter of `{origin_queue}`"), error)
-                })?;
-                moved += 1;
-            }
-            if moved > 0 {
-                self.wake(&origin_queue).await;
-            }
-            Ok(moved)
-        })
+        Box::pin(async move { self.redrive_now(&origin_queue, ids).await })
     }
 }
