@@ -37,6 +37,8 @@ section "(q) hello with logs, metering and metrics on vs off"
 bash bench/observability.sh 5 10 16 | tee -a "$log"
 section "(r) log queries over a million stored records"
 cargo bench -p edgefn-host --bench log_query 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)" | tee -a "$log"
+section "(s) JetStream queue throughput on one and two nodes vs SQLite, (t) enqueue to handler"
+cargo bench -p edgefn-host --bench cluster 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)" | tee -a "$log"
 
 echo
 python3 - "$log" <<'PY'
