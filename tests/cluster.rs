@@ -250,10 +250,11 @@ fn a_topic_reaches_every_subscriber_once_across_nodes() {
     }
 }
 
-/// The ticks reported so far, by tick: the nodes that ran each.
+/// The ticks run on schedule so far, by tick: the nodes that ran each. (A run whose node died before it ended is
+/// run again by another node as a catch-up: at least once, like every delivery.)
 fn ticks(collector: &Collector) -> BTreeMap<u64, Vec<String>> {
     let mut by_tick: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for body in collector.bodies("/tick") {
+    for body in collector.bodies("/tick").into_iter().filter(|b| b["reason"] == "schedule") {
         let node = body["node"].as_str().expect("node").to_owned();
         by_tick.entry(body["tick"].as_u64().expect("tick")).or_default().push(node);
     }
@@ -274,16 +275,26 @@ fn a_cron_tick_fires_on_one_node_and_the_survivor_takes_over_when_it_dies() {
     let fired_last = nodes[0].clone();
     let (victim, survivor, survivor_name) = if fired_last == "a" { (a, b, "b") } else { (b, a, "a") };
     victim.kill();
-    // Ten more seconds on the survivor alone.
-    support::poll_until("ten more ticks", Duration::from_secs(30), || {
-        ticks(&cluster.collector).range(last_tick + 2_000..).count() >= 10
+    // Ten more seconds on the survivor alone, once the victim's last run can no longer look alive. (Killed between
+    // its report and its end, that run looks like it is still going until it has not been renewed for 6 s; with
+    // `overlap = "skip"` the survivor skips ticks until then, then runs that tick again.)
+    let settled = last_tick + 8_000;
+    support::poll_until("ten more ticks", Duration::from_secs(40), || {
+        ticks(&cluster.collector).range(settled..).count() >= 10
     });
     let after = ticks(&cluster.collector);
     for (tick, nodes) in &after {
         assert_eq!(nodes.len(), 1, "tick {tick} ran on {nodes:?}: a tick runs once per cluster");
     }
-    // Once the victim is gone (a tick it may have started before it died aside), every tick runs, on the survivor.
-    let since: Vec<(&u64, &Vec<String>)> = after.range(last_tick + 2_000..).collect();
+    // The only tick run again is one the victim was running when it died (reported, not yet marked done), and
+    // the survivor ran it.
+    for rerun in cluster.collector.bodies("/tick").iter().filter(|b| b["reason"] == "catch-up") {
+        let tick = rerun["tick"].as_u64().expect("tick");
+        assert_eq!(rerun["node"], survivor_name, "{rerun}");
+        assert_eq!(after.get(&tick).map(|nodes| nodes[0].as_str()), Some(fired_last.as_str()), "{rerun}");
+    }
+    // From then on every tick runs, on the survivor.
+    let since: Vec<(&u64, &Vec<String>)> = after.range(settled..).collect();
     for window in since.windows(2) {
         assert_eq!(window[1].0 - window[0].0, 1_000, "a tick was missed between {} and {}", window[0].0, window[1].0);
     }
@@ -364,4 +375,48 @@ fn a_deploy_on_one_node_reaches_every_node_and_a_late_node_catches_up() {
     let alone = Host::start(&[]);
     let refused = alone.cli(&["nodes"]);
     assert!(!refused.success && refused.stderr.contains("not a cluster member"), "{}", refused.stderr);
+}
+
+#[test]
+fn a_cron_run_whose_node_dies_midway_runs_again_on_another_node() {
+    let Some(cluster) = Cluster::new("a_cron_run_whose_node_dies_midway_runs_again_on_another_node") else { return };
+    let a = cluster.node("a", 30_000, &["cluster"]);
+    let b = cluster.node("b", 30_000, &["cluster"]);
+    // The first slow run to start once both nodes are up (an earlier one may be over already): kill its node in the
+    // middle of it.
+    let both_up = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
+    let started = cluster.collector.wait_for("/slow-tick-start", Duration::from_secs(30), |bodies| {
+        bodies.iter().any(|s| s["tick"].as_u64().is_some_and(|tick| tick >= both_up))
+    });
+    let first = started.iter().find(|s| s["tick"].as_u64().is_some_and(|tick| tick >= both_up)).expect("a start");
+    let (tick, victim_name) = (first["tick"].as_u64().expect("tick"), first["node"].as_str().expect("node"));
+    let survivor_name = if victim_name == "a" { "b" } else { "a" };
+    let survivor = if victim_name == "a" {
+        a.kill();
+        b
+    } else {
+        b.kill();
+        a
+    };
+    // The survivor notices the run lost its node (it stops being renewed) and runs the tick again, as a catch-up.
+    let done = cluster
+        .collector
+        .wait_for("/slow-tick-done", Duration::from_secs(40), |bodies| bodies.iter().any(|d| d["tick"] == tick));
+    let rerun: Vec<&Value> = done.iter().filter(|d| d["tick"] == tick).collect();
+    assert_eq!(rerun.len(), 1, "{rerun:?}");
+    assert_eq!((rerun[0]["node"].as_str(), rerun[0]["reason"].as_str()), (Some(survivor_name), Some("catch-up")));
+    // While the dead node's run still looked alive, the next tick was not run next to it (overlap = "skip"): no
+    // tick ran on two nodes, and none ran twice except the one re-run.
+    let mut starts: Vec<(u64, String)> = cluster
+        .collector
+        .bodies("/slow-tick-start")
+        .iter()
+        .map(|s| (s["tick"].as_u64().expect("tick"), s["reason"].as_str().unwrap_or_default().to_owned()))
+        .collect();
+    starts.sort();
+    let schedule_starts: Vec<u64> = starts.iter().filter(|(_, r)| r == "schedule").map(|(t, _)| *t).collect();
+    let mut distinct = schedule_starts.clone();
+    distinct.dedup();
+    assert_eq!(distinct, schedule_starts, "a tick started twice on schedule: {starts:?}");
+    drop(survivor);
 }

@@ -3,6 +3,7 @@
 //! tick, and the history every node reads.
 
 use super::jetstream::JetStreamCron;
+use super::jetstream::cron::RENEW_RUNNING;
 use crate::storage::StorageError;
 use crate::storage::cron::{CronDb, RunRecord};
 use std::sync::Arc;
@@ -34,6 +35,65 @@ impl CronBackend {
             Err(error) => {
                 tracing::error!(function = %job, scheduled_at = tick, %error, "cannot claim a cron tick; not running it");
                 false
+            }
+        }
+    }
+
+    /// Says, for as long as the run lasts, that this node runs `tick` of `job` (nothing on a single node): other
+    /// nodes then skip overlapping ticks, and re-run this one if this node dies before [`RunningGuard::finish`].
+    pub async fn begin_run(&self, job: &str, tick: i64) -> RunningGuard {
+        let Some(cluster) = self.cluster.clone() else { return RunningGuard { renewal: None } };
+        if let Err(error) = cluster.mark_running(job, tick, false).await {
+            tracing::warn!(function = %job, scheduled_at = tick, %error, "cannot tell the cluster a cron run started");
+        }
+        let job = job.to_owned();
+        let renewal = tokio::spawn(async move {
+            let mut every = tokio::time::interval_at(tokio::time::Instant::now() + RENEW_RUNNING, RENEW_RUNNING);
+            loop {
+                every.tick().await;
+                if let Err(error) = cluster.mark_running(&job, tick, false).await {
+                    tracing::warn!(function = %job, scheduled_at = tick, %error, "cannot renew a running cron run");
+                }
+            }
+        });
+        RunningGuard { renewal: Some((renewal, self.cluster.clone(), tick)) }
+    }
+
+    /// On a cluster: whether another node is running `job` now (said so recently, and not done).
+    pub async fn running_elsewhere(&self, job: &str) -> bool {
+        let Some(cluster) = &self.cluster else { return false };
+        match cluster.running(job).await {
+            Ok(Some(marker)) => {
+                !marker.done && marker.node != cluster.node() && !marker.is_stale(crate::storage::now_ms())
+            }
+            Ok(None) => false,
+            Err(error) => {
+                tracing::warn!(function = %job, %error, "cannot read whether another node runs this cron job");
+                false
+            }
+        }
+    }
+
+    /// On a cluster: a tick of `job` whose node died in the middle of its run, claimed now by this node to run
+    /// again (exactly one node gets it).
+    pub async fn take_over_stale(&self, job: &str) -> Option<i64> {
+        let cluster = self.cluster.as_ref()?;
+        let marker = match cluster.running(job).await {
+            Ok(marker) => marker?,
+            Err(error) => {
+                tracing::warn!(function = %job, %error, "cannot read whether a cron run lost its node");
+                return None;
+            }
+        };
+        if !marker.is_stale(crate::storage::now_ms()) {
+            return None;
+        }
+        match cluster.claim_retake(job, marker.tick).await {
+            Ok(true) => Some(marker.tick),
+            Ok(false) => None,
+            Err(error) => {
+                tracing::warn!(function = %job, %error, "cannot claim a cron run that lost its node");
+                None
             }
         }
     }
@@ -85,5 +145,33 @@ impl CronBackend {
         runs.sort_by_key(|run| std::cmp::Reverse((run.started_at, run.attempt)));
         runs.truncate(limit as usize);
         Ok(runs)
+    }
+}
+
+/// A run this node tells the cluster about; [`RunningGuard::finish`] it when the run ends.
+#[derive(Debug)]
+pub struct RunningGuard {
+    renewal: Option<(tokio::task::JoinHandle<()>, Option<Arc<JetStreamCron>>, i64)>,
+}
+
+impl RunningGuard {
+    /// Stops renewing, and says the run is done.
+    pub async fn finish(mut self, job: &str) {
+        let Some((renewal, cluster, tick)) = self.renewal.take() else { return };
+        renewal.abort();
+        if let Some(cluster) = cluster
+            && let Err(error) = cluster.mark_running(job, tick, true).await
+        {
+            tracing::warn!(function = %job, scheduled_at = tick, %error, "cannot tell the cluster a cron run ended");
+        }
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        // Dropped unfinished (a panic, a cancelled task): stop renewing, so other nodes see the run lost.
+        if let Some((renewal, _, _)) = self.renewal.take() {
+            renewal.abort();
+        }
     }
 }

@@ -342,7 +342,7 @@ async fn run_schedule(db: CronBackend, runner: Runner, job: Arc<Job>, mut stoppe
                     let _running = running;
                     for tick in missed {
                         if db.claim(&job.label, tick).await {
-                            run_with_retries(&db, &runner, &job, tick, "catch-up", None).await;
+                            run_claimed(&db, &runner, &job, tick, "catch-up", None).await;
                         }
                         record_handled(&db, &job, tick);
                     }
@@ -415,7 +415,12 @@ fn fire(db: &CronBackend, runner: &Runner, job: &Arc<Job>, tick: i64, fired_us: 
         let _running = running;
         // On a cluster, another node may have claimed this tick: then it is handled there.
         if db.claim(&job.label, tick).await {
-            run_with_retries(&db, &runner, &job, tick, "schedule", Some(fired_us)).await;
+            if job.policy.overlap == Overlap::Skip && db.running_elsewhere(&job.label).await {
+                // Another node's run of this job is still going.
+                record_skipped(&db, &job, tick, fired_us);
+                return;
+            }
+            run_claimed(&db, &runner, &job, tick, "schedule", Some(fired_us)).await;
         }
         record_handled(&db, &job, tick);
     });
@@ -445,6 +450,20 @@ fn record_skipped(db: &CronBackend, job: &Job, tick: i64, fired_us: i64) {
         }
     });
     record_handled(db, job, tick);
+}
+
+/// Runs a tick this node claimed, telling the cluster (if any) while it runs. A tick whose node died in the middle
+/// of its run is run again first, here, if this node claims it.
+async fn run_claimed(db: &CronBackend, runner: &Runner, job: &Job, tick: i64, reason: &str, fired_us: Option<i64>) {
+    if let Some(lost) = db.take_over_stale(&job.label).await {
+        tracing::warn!(function = %job.label, scheduled_at = lost, "the node running this tick died; running it again here");
+        let running = db.begin_run(&job.label, lost).await;
+        run_with_retries(db, runner, job, lost, "catch-up", None).await;
+        running.finish(&job.label).await;
+    }
+    let running = db.begin_run(&job.label, tick).await;
+    run_with_retries(db, runner, job, tick, reason, fired_us).await;
+    running.finish(&job.label).await;
 }
 
 /// Runs a tick, retrying failed attempts per the policy. `fired_us`: when the scheduler fired it (µs since the

@@ -76,3 +76,12 @@ fn tick(event: CronEvent) -> Result<()> {
     let tick_ms = event.scheduled_at().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     report("/tick", json!({ "tick": tick_ms, "reason": event.reason() }))
 }
+
+/// Every 5 s, a run of 3 s: says when it starts and when it is done, with its tick and why it runs.
+#[function(trigger = cron("*/5 * * * * *"))]
+fn slow_tick(event: CronEvent) -> Result<()> {
+    let tick_ms = event.scheduled_at().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    report("/slow-tick-start", json!({ "tick": tick_ms, "reason": event.reason() }))?;
+    std::thread::sleep(Duration::from_millis(3_000));
+    report("/slow-tick-done", json!({ "tick": tick_ms, "reason": event.reason() }))
+}

@@ -5,6 +5,10 @@
 //!   node wins, whatever the clocks say. Claims are kept a week, longer than any catch-up reaches back.
 //! - Finished runs (and skipped ticks) go to `edgefn.cron.runs.<job>` in stream `EDGEFN_CRON_RUNS`, the last
 //!   1,000 per job, so `edgefn runs` on any node shows the whole cluster's history.
+//! - While a node runs a tick (retries included) it renews `edgefn.cron.running.<job>` ([`RunningMarker`], the
+//!   last one kept) every [`RENEW_RUNNING`], and marks it done at the end. Another node that claims the next tick
+//!   sees the run going (`overlap = "skip"` then skips, cluster-wide), or sees it stale, its node dead in the middle
+//!   of it: then it claims a retake of that tick and runs it again, as a catch-up.
 
 use super::{Cluster, cluster_error, subject_token};
 use crate::storage::StorageError;
@@ -17,25 +21,48 @@ use futures_util::StreamExt as _;
 use std::time::Duration;
 
 const CLAIMS: &str = "EDGEFN_CRON_CLAIMS";
+/// How often a node running a tick says so.
+pub const RENEW_RUNNING: Duration = Duration::from_secs(2);
+/// A run not renewed for this long lost its node.
+const RUNNING_STALE_MS: i64 = 3 * 2_000;
 const RUNS: &str = "EDGEFN_CRON_RUNS";
 /// Runs kept per job, as on SQLite.
 const HISTORY_PER_JOB: i64 = 1_000;
+
+/// Which tick of a job a node is running, as it last said.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunningMarker {
+    pub node: String,
+    pub tick: i64,
+    /// When the node last said so (ms since the epoch).
+    pub renewed_at: i64,
+    /// The run ended (succeeded, or failed its last retry).
+    pub done: bool,
+}
+
+impl RunningMarker {
+    /// The node stopped renewing it in the middle of the run.
+    pub fn is_stale(&self, now: i64) -> bool {
+        !self.done && now.saturating_sub(self.renewed_at) > RUNNING_STALE_MS
+    }
+}
 
 /// See the module docs.
 #[derive(Debug)]
 pub struct JetStreamCron {
     cluster: Cluster,
+    claims: stream::Stream,
     runs: stream::Stream,
 }
 
 impl JetStreamCron {
     pub async fn open(cluster: Cluster) -> Result<Self, StorageError> {
         let replicas = cluster.replicas;
-        cluster
+        let claims = cluster
             .jetstream
             .get_or_create_stream(stream::Config {
                 name: CLAIMS.into(),
-                subjects: vec!["edgefn.cron.claim.>".into()],
+                subjects: vec!["edgefn.cron.claim.>".into(), "edgefn.cron.running.>".into()],
                 storage: StorageType::File,
                 num_replicas: replicas,
                 max_age: Duration::from_secs(7 * 24 * 3600),
@@ -57,7 +84,7 @@ impl JetStreamCron {
             })
             .await
             .map_err(|error| cluster_error(format!("create stream {RUNS}"), error))?;
-        Ok(Self { cluster, runs })
+        Ok(Self { cluster, claims, runs })
     }
 
     /// This node's name.
@@ -67,7 +94,42 @@ impl JetStreamCron {
 
     /// Claims `tick` of `job` for this node: `true` on exactly one node of the cluster.
     pub async fn claim(&self, job: &str, tick: i64) -> Result<bool, StorageError> {
-        let subject = format!("edgefn.cron.claim.{}.{tick}", subject_token(job));
+        self.claim_subject(job, tick, format!("edgefn.cron.claim.{}.{tick}", subject_token(job))).await
+    }
+
+    /// Claims the re-run of `tick` of `job`, whose node died in the middle of it: `true` on exactly one node.
+    pub async fn claim_retake(&self, job: &str, tick: i64) -> Result<bool, StorageError> {
+        self.claim_subject(job, tick, format!("edgefn.cron.claim.{}.{tick}.retake", subject_token(job))).await
+    }
+
+    /// Says that this node runs (`done` false) or has run `tick` of `job`.
+    pub async fn mark_running(&self, job: &str, tick: i64, done: bool) -> Result<(), StorageError> {
+        let marker =
+            RunningMarker { node: self.cluster.node.clone(), tick, renewed_at: crate::storage::now_ms(), done };
+        let body = serde_json::to_vec(&marker).map_err(|error| cluster_error("encode a running marker", error))?;
+        let subject = format!("edgefn.cron.running.{}", subject_token(job));
+        let action = || format!("say that tick {tick} of `{job}` runs");
+        self.cluster
+            .jetstream
+            .publish(subject, body.into())
+            .await
+            .map_err(|error| cluster_error(action(), error))?
+            .await
+            .map_err(|error| cluster_error(action(), error))?;
+        Ok(())
+    }
+
+    /// The last thing a node said about running `job`, if any did.
+    pub async fn running(&self, job: &str) -> Result<Option<RunningMarker>, StorageError> {
+        let subject = format!("edgefn.cron.running.{}", subject_token(job));
+        match self.claims.get_last_raw_message_by_subject(&subject).await {
+            Ok(message) => Ok(serde_json::from_slice(&message.payload).ok()),
+            Err(error) if matches!(error.kind(), stream::LastRawMessageErrorKind::NoMessageFound) => Ok(None),
+            Err(error) => Err(cluster_error(format!("read whether `{job}` runs"), error)),
+        }
+    }
+
+    async fn claim_subject(&self, job: &str, tick: i64, subject: String) -> Result<bool, StorageError> {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
         let published =
