@@ -26,9 +26,14 @@ impl Cluster {
     /// Starts node `name` of the cluster, serving `components`. A delivery a dead node held goes to another after
     /// `ack_wait_ms`.
     fn node(&self, name: &str, ack_wait_ms: u64, components: &[&str]) -> Host {
+        self.node_with(name, ack_wait_ms, components, "")
+    }
+
+    /// [`Cluster::node`] with `limits` added to the node's `[limits]`.
+    fn node_with(&self, name: &str, ack_wait_ms: u64, components: &[&str], limits: &str) -> Host {
         let config = self.dir.path().join(format!("{name}.toml"));
         let text = format!(
-            "[limits]\ntimeout_ms = 10000\n\n[cluster]\nack_wait_ms = {ack_wait_ms}\n\n[components.cluster]\n\
+            "[limits]\ntimeout_ms = 10000\n{limits}\n[cluster]\nack_wait_ms = {ack_wait_ms}\n\n[components.cluster]\n\
              env = {{ COLLECTOR_URL = \"{}\", NODE = \"{name}\" }}\nallowed_outbound_hosts = [\"{}\"]\n",
             self.collector.url, self.collector.authority
         );
@@ -419,4 +424,32 @@ fn a_cron_run_whose_node_dies_midway_runs_again_on_another_node() {
     distinct.dedup();
     assert_eq!(distinct, schedule_starts, "a tick started twice on schedule: {starts:?}");
     drop(survivor);
+}
+
+#[test]
+fn jetstream_refuses_oversize_messages_and_sends_past_a_full_queue_and_stores_none_of_them() {
+    let test = "jetstream_refuses_oversize_messages_and_sends_past_a_full_queue_and_stores_none_of_them";
+    let Some(cluster) = Cluster::new(test) else { return };
+    // Nothing consumes `jobs`: what is stored stays there to count.
+    let a = cluster.node_with("a", 30_000, &[], "max_queue_messages = 3\nmax_message_bytes = 1000\n");
+    let big = a.admin("POST", "/v1/queues/jobs/messages", Some(json!({ "body": "x".repeat(2_000) })));
+    assert_eq!(big.status, 413, "{}", big.body);
+    assert!(big.body.contains("jobs") && big.body.contains("max_message_bytes"), "{}", big.body);
+    send(&a, "jobs", (0..3).map(|n| json!({ "body": { "n": n } })).collect());
+    let full = a.admin("POST", "/v1/queues/jobs/messages", Some(json!({ "body": { "n": 3 } })));
+    assert_eq!(full.status, 507, "{}", full.body);
+    assert!(full.body.contains("queue `jobs` is full"), "{}", full.body);
+    assert_eq!(queue_stats(&a, "jobs")["ready"], 3, "the refused messages were not stored");
+}
+
+#[test]
+fn a_host_whose_nats_server_cannot_be_reached_refuses_to_start_and_names_it() {
+    let port = support::free_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let (code, output) = match Host::try_start(&["--nats", &url], &[]) {
+        Ok(_) => panic!("a host started without its cluster's server"),
+        Err(failure) => failure,
+    };
+    assert_eq!(code, Some(1), "{output}");
+    assert!(output.contains(&format!("failed to connect to {url}")), "{output}");
 }

@@ -48,8 +48,8 @@ impl Cluster {
         let client = async_nats::ConnectOptions::new()
             .name(format!("edgefn {node}"))
             .connection_timeout(Duration::from_secs(5))
-            // Keep trying for ever once connected: a restarting server must not take the node down.
-            .retry_on_initial_connect()
+            // A server that cannot be reached at start is an error that names it; once connected, a restarting
+            // server must not take the node down: reconnect for ever.
             .max_reconnects(None)
             .connect(url);
         let client = tokio::time::timeout(Duration::from_secs(10), client)

@@ -109,8 +109,6 @@ struct Local {
     wake: Option<async_nats::Subscriber>,
     /// Pulled for the next batch.
     buffer: Vec<Pulled>,
-    /// When this node next expects a message of it to become ready: a retry it asked for, or a delayed message.
-    next_ready_at: Option<i64>,
 }
 
 /// See the module docs.
@@ -128,6 +126,9 @@ pub struct JetStreamQueues {
     in_flight: Mutex<HashMap<String, jetstream::Message>>,
     /// Subscriber counts by topic, refreshed at most once a second.
     topic_counts: Mutex<Option<(Instant, SubscribersByTopic)>>,
+    /// When this node next expects a message of each queue to become ready: a retry it asked for, or a delayed
+    /// message. Apart from `local`, which a waiting consumer holds: a settle never waits for it.
+    next_ready: Mutex<HashMap<String, i64>>,
 }
 
 impl JetStreamQueues {
@@ -178,11 +179,29 @@ impl JetStreamQueues {
             subscribers: Mutex::default(),
             in_flight: Mutex::default(),
             topic_counts: Mutex::default(),
+            next_ready: Mutex::default(),
         })
     }
 
     fn local(&self, queue: &str) -> Arc<tokio::sync::Mutex<Local>> {
         self.local.lock().unwrap_or_else(|p| p.into_inner()).entry(queue.to_owned()).or_default().clone()
+    }
+
+    /// Remembers that a message of `queue` becomes ready at `at`.
+    fn expect_ready(&self, queue: &str, at: i64) {
+        let mut next_ready = self.next_ready.lock().unwrap_or_else(|p| p.into_inner());
+        let known = next_ready.entry(queue.to_owned()).or_insert(at);
+        *known = (*known).min(at);
+    }
+
+    /// When a message of `queue` is next expected to become ready; forgotten once that time has come.
+    fn next_ready_at(&self, queue: &str) -> Option<i64> {
+        let mut next_ready = self.next_ready.lock().unwrap_or_else(|p| p.into_inner());
+        let at = next_ready.get(queue).copied()?;
+        if at <= now_ms() {
+            next_ready.remove(queue);
+        }
+        Some(at)
     }
 
     fn topic_of(&self, queue: &str) -> Option<String> {
@@ -274,7 +293,7 @@ impl JetStreamQueues {
             let due_at: i64 = header(headers, NOT_BEFORE).unwrap_or(now);
             if due_at > now {
                 let wait = Duration::from_millis((due_at - now) as u64);
-                local.next_ready_at = Some(local.next_ready_at.map_or(due_at, |at| at.min(due_at)));
+                self.expect_ready(queue, due_at);
                 message
                     .ack_with(jetstream::AckKind::Nak(Some(wait)))
                     .await
@@ -310,8 +329,8 @@ impl JetStreamQueues {
     }
 
     /// The subscriber queues of every topic, from the topic stream's consumers (their description is the queue).
-    async fn subscribers_by_topic(&self) -> Result<SubscribersByTopic, StorageError> {
-        {
+    async fn subscribers_by_topic(&self, fresh: bool) -> Result<SubscribersByTopic, StorageError> {
+        if !fresh {
             let counts = self.topic_counts.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((at, counts)) = &*counts
                 && at.elapsed() < Duration::from_secs(1)
@@ -419,16 +438,18 @@ impl QueueBackend for JetStreamQueues {
     ) -> BoxFuture<'_, Result<Sent<u32>, StorageError>> {
         let topic = topic.to_owned();
         Box::pin(async move {
-            let subscribers = self.subscribers_by_topic().await?.remove(&topic).unwrap_or_default();
-            if subscribers.is_empty() {
-                return Ok(Ok(0));
-            }
+            // Published whatever the count says: with no subscriber the stream keeps nothing (interest retention),
+            // and a subscriber newer than the cached count still gets it.
             let message = NewMessage { body: Vec::new(), delay_ms: 0, priority: 0, correlation_id };
             let headers = Self::headers_of(&message, now_ms());
             let subject = format!("edgefn.t.{}", subject_token(&topic));
             publish_stored(&self.cluster.jetstream, subject, headers, body.into())
                 .await
                 .map_err(|error| cluster_error(format!("publish to topic `{topic}`"), error))?;
+            let mut subscribers = self.subscribers_by_topic(false).await?.remove(&topic).unwrap_or_default();
+            if subscribers.is_empty() {
+                subscribers = self.subscribers_by_topic(true).await?.remove(&topic).unwrap_or_default();
+            }
             for queue in &subscribers {
                 self.wake(queue).await;
             }
@@ -456,9 +477,7 @@ impl QueueBackend for JetStreamQueues {
             let local = self.local(&queue);
             let mut local = local.lock().await;
             self.ensure_consumers(&queue, &mut local).await?;
-            if local.next_ready_at.is_some_and(|at| at <= now_ms()) {
-                local.next_ready_at = None;
-            }
+            let next_ready_at = self.next_ready_at(&queue);
             self.move_due(&queue, &mut local).await?;
             let mut want = (policy.batch_size as usize).saturating_sub(local.buffer.len());
             let mut pulled_any = false;
@@ -484,7 +503,7 @@ impl QueueBackend for JetStreamQueues {
             if let Some(first) = local.buffer.first() {
                 sleep = sleep.min(Duration::from_millis(policy.max_wait_ms).saturating_sub(first.pulled_at.elapsed()));
             }
-            if let Some(at) = local.next_ready_at {
+            if let Some(at) = next_ready_at.filter(|at| *at > now_ms()) {
                 sleep = sleep.min(Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64));
             }
             let Some(wake) = local.wake.as_mut() else { return Ok(false) };
@@ -569,7 +588,6 @@ impl QueueBackend for JetStreamQueues {
         let queue = queue.to_owned();
         Box::pin(async move {
             let mut stale = 0;
-            let mut next_ready_at: Option<i64> = None;
             for Settle { token, outcome, .. } in outcomes {
                 let original = self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&token);
                 let Some(original) = original else {
@@ -580,7 +598,7 @@ impl QueueBackend for JetStreamQueues {
                     Outcome::Ack => "+ACK".to_owned(),
                     Outcome::Retry { at, .. } => {
                         let delay_ns = u128::from(at.saturating_sub(now_ms()).max(0) as u64) * 1_000_000;
-                        next_ready_at = Some(next_ready_at.map_or(at, |known| known.min(at)));
+                        self.expect_ready(&queue, at);
                         format!("-NAK {{\"delay\":{delay_ns}}}")
                     }
                     Outcome::DeadLetter { queue: dead_letter_queue, reason } => {
@@ -613,11 +631,6 @@ impl QueueBackend for JetStreamQueues {
             }
             // The outcomes are on the wire before the delivery counts as settled.
             self.cluster.client.flush().await.map_err(|error| cluster_error("settle messages", error))?;
-            if let Some(at) = next_ready_at {
-                let local = self.local(&queue);
-                let mut local = local.lock().await;
-                local.next_ready_at = Some(local.next_ready_at.map_or(at, |known| known.min(at)));
-            }
             Ok(stale)
         })
     }
