@@ -1,7 +1,7 @@
 //! The SQL of the durable queues on SQLite (the default backend, see `backends::sqlite`). Every method is one
 //! transaction, run off the async threads. Ids are row ids; a lease's token is its end (`lease_until`).
 
-use super::backends::{NewMessage, Outcome, QueueCapacity, QueueFull, QueueStats};
+use super::backends::{DeadLetter, DeadLetterPage, NewMessage, Outcome, QueueCapacity, QueueFull, QueueStats};
 use super::{Database, StorageError};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
@@ -29,22 +29,6 @@ pub struct SettleRow {
     pub outcome: Outcome,
 }
 
-/// A dead-lettered message.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DeadLetterRow {
-    pub id: i64,
-    /// The dead-letter queue it sits in.
-    pub queue: String,
-    pub origin_queue: String,
-    /// The body as UTF-8 text when it is, else `null` (see `body_len`).
-    pub body: Option<String>,
-    pub body_len: usize,
-    pub attempts: u32,
-    pub priority: i32,
-    pub enqueued_at: i64,
-    pub error: Option<String>,
-}
-
 /// What a consumer finds when it looks at its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Readiness {
@@ -54,14 +38,6 @@ pub struct Readiness {
     pub oldest_ready: Option<i64>,
     /// When the next message that is not ready yet (delayed, backing off or leased) becomes ready.
     pub next_visible: Option<i64>,
-}
-
-/// A page of dead letters.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DeadLetterRows {
-    pub dead_letters: Vec<DeadLetterRow>,
-    /// Pass as `after` for the next page; `None` when this is the last one.
-    pub next_after: Option<i64>,
 }
 
 /// The queue tables, behind one connection.
@@ -221,7 +197,7 @@ impl QueueDb {
         limit: u32,
         after: i64,
         max_bytes: usize,
-    ) -> Result<DeadLetterRows, StorageError> {
+    ) -> Result<DeadLetterPage, StorageError> {
         let origin_queue = origin_queue.to_owned();
         self.db
             .call(move |conn| {
@@ -230,19 +206,19 @@ impl QueueDb {
                      FROM queue_messages WHERE origin_queue = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
                 )?;
                 let mut rows = statement.query(params![origin_queue, after, i64::from(limit) + 1])?;
-                let mut page = DeadLetterRows { dead_letters: Vec::new(), next_after: None };
+                let mut page = DeadLetterPage { dead_letters: Vec::new(), next_after: None };
                 let mut bytes = 0usize;
                 while let Some(row) = rows.next()? {
                     let id: i64 = row.get(0)?;
                     if page.dead_letters.len() as u32 == limit || (!page.dead_letters.is_empty() && bytes >= max_bytes)
                     {
-                        page.next_after = page.dead_letters.last().map(|l| l.id);
+                        page.next_after = page.dead_letters.last().map(|l| l.id.clone());
                         break;
                     }
                     let body: Vec<u8> = row.get(3)?;
                     bytes += body.len();
-                    page.dead_letters.push(DeadLetterRow {
-                        id,
+                    page.dead_letters.push(DeadLetter {
+                        id: id.to_string(),
                         queue: row.get(1)?,
                         origin_queue: row.get(2)?,
                         body_len: body.len(),
@@ -505,7 +481,10 @@ mod tests {
         queues.settle(leased.iter().map(dead).collect(), 2).await.expect("settle");
         let first = queues.dead_letters("q", 2, 0, 1 << 20).await.expect("page");
         assert_eq!(first.dead_letters.len(), 2);
-        let second = queues.dead_letters("q", 10, first.next_after.expect("more"), 250).await.expect("page");
+        let second = queues
+            .dead_letters("q", 10, first.next_after.expect("more").parse().expect("a row id"), 250)
+            .await
+            .expect("page");
         // 300 + ... bytes: the byte bound stops the page after the first letter that reaches it.
         assert_eq!(
             second.dead_letters.len(),
@@ -513,7 +492,10 @@ mod tests {
             "{:?}",
             second.dead_letters.iter().map(|l| l.body_len).collect::<Vec<_>>()
         );
-        let rest = queues.dead_letters("q", 10, second.next_after.expect("more"), 1 << 20).await.expect("page");
+        let rest = queues
+            .dead_letters("q", 10, second.next_after.expect("more").parse().expect("a row id"), 1 << 20)
+            .await
+            .expect("page");
         assert_eq!((rest.dead_letters.len(), rest.next_after), (2, None));
     }
 }

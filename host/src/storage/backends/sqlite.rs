@@ -5,8 +5,7 @@
 //! trigger renews them at every start.
 
 use super::{
-    BatchPolicy, DeadLetter, DeadLetterPage, LeasedMessage, NewMessage, QueueBackend, QueueCapacity, QueueStats, Sent,
-    Settle,
+    BatchPolicy, DeadLetterPage, LeasedMessage, NewMessage, QueueBackend, QueueCapacity, QueueStats, Sent, Settle,
 };
 use crate::storage::queue::{LeasedRow, QueueDb, SettleRow};
 use crate::storage::{StorageError, now_ms};
@@ -198,25 +197,7 @@ impl QueueBackend for SqliteQueues {
         Box::pin(async move {
             // Ids are row ids: anything else starts from the beginning.
             let after = after.and_then(|after| after.parse().ok()).unwrap_or(0);
-            let rows = self.db.dead_letters(&origin_queue, limit, after, max_bytes).await?;
-            Ok(DeadLetterPage {
-                dead_letters: rows
-                    .dead_letters
-                    .into_iter()
-                    .map(|row| DeadLetter {
-                        id: row.id.to_string(),
-                        queue: row.queue,
-                        origin_queue: row.origin_queue,
-                        body: row.body,
-                        body_len: row.body_len,
-                        attempts: row.attempts,
-                        priority: row.priority,
-                        enqueued_at: row.enqueued_at,
-                        error: row.error,
-                    })
-                    .collect(),
-                next_after: rows.next_after.map(|id| id.to_string()),
-            })
+            self.db.dead_letters(&origin_queue, limit, after, max_bytes).await
         })
     }
 
