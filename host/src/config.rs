@@ -447,7 +447,7 @@ impl Default for MetricsConfig {
 pub struct ClusterConfig {
     /// The NATS server, e.g. `nats://127.0.0.1:4222` (`--nats` overrides it).
     pub nats: Option<String>,
-    /// This node's name in the cluster (`edgefn nodes`); the host name and the HTTP port when not set.
+    /// This node's name in the cluster (`edgefn nodes`); the host name and the process id when not set.
     pub node: Option<String>,
     /// How long a delivery pulled by a node stays its own without news from it: a node that dies holds its
     /// messages this long before another node gets them. A running delivery renews it every third of it.

@@ -92,22 +92,22 @@ impl Node {
                 Some(cluster)
             }
         };
-        let backend: Arc<dyn QueueBackend> = match &cluster {
-            None => Arc::new(SqliteQueues::open(QueueDb::new(queue_db)).await?),
+        // Alone: SQLite for all of it. In a cluster: queues, cron claims and deployments shared through JetStream.
+        let (backend, cron_backend, cluster_deployments): (Arc<dyn QueueBackend>, _, _) = match &cluster {
+            None => (
+                Arc::new(SqliteQueues::open(QueueDb::new(queue_db)).await?),
+                CronBackend::local(CronDb::new(cron_db)),
+                None,
+            ),
             Some(cluster) => {
                 let ack_wait = Duration::from_millis(config.cluster.ack_wait_ms);
                 let (capacity, max_bytes) = (messaging_limits.capacity, messaging_limits.max_message_bytes);
-                Arc::new(JetStreamQueues::open(cluster.clone(), ack_wait, capacity, max_bytes).await?)
-            }
-        };
-        let cluster_deployments = match &cluster {
-            None => None,
-            Some(cluster) => Some(Arc::new(JetStreamDeployments::open(cluster.clone()).await?)),
-        };
-        let cron_backend = match &cluster {
-            None => CronBackend::local(CronDb::new(cron_db)),
-            Some(cluster) => {
-                CronBackend::clustered(CronDb::new(cron_db), Arc::new(JetStreamCron::open(cluster.clone()).await?))
+                let cron = Arc::new(JetStreamCron::open(cluster.clone()).await?);
+                (
+                    Arc::new(JetStreamQueues::open(cluster.clone(), ack_wait, capacity, max_bytes).await?),
+                    CronBackend::clustered(CronDb::new(cron_db), cron),
+                    Some(Arc::new(JetStreamDeployments::open(cluster.clone()).await?)),
+                )
             }
         };
         let queues = Arc::new(Queues::new(backend, messaging_limits));

@@ -192,11 +192,14 @@ impl Queues {
                 source: Box::new(source),
             }
         })?;
-        let count = stored.map_err(|full| MessagingError::QueueFull { full, capacity: self.capacity })?;
-        if count == 0 {
+        let subscribers = stored.map_err(|full| MessagingError::QueueFull { full, capacity: self.capacity })?;
+        if subscribers.is_empty() {
             tracing::debug!(%topic, "published to a topic with no subscribers");
         }
-        Ok(count)
+        for queue in &subscribers {
+            self.wake(queue);
+        }
+        Ok(subscribers.len() as u32)
     }
 
     /// Makes `queue` a subscriber of `topic`.

@@ -14,6 +14,7 @@ use super::{DeployError, DeployRequest, Deployments, VersionConfig};
 use crate::config::ComponentConfig;
 use crate::live::{ComponentVersion, Mount};
 use crate::storage::backends::jetstream::deployments::{LiveEntry, LiveVersion};
+use crate::storage::deployments::VersionRow;
 use futures_util::StreamExt as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,9 +29,10 @@ impl Deployments {
             let entry = match live {
                 None => None,
                 Some(live) => {
-                    let active = self.shared_version(&live.active).await?;
+                    let rows = self.db.versions(component).await?;
+                    let active = self.shared_version(&live.active, &rows).await?;
                     let canary = match &live.canary {
-                        Some(canary) => Some((self.shared_version(&canary.version).await?, canary.percent)),
+                        Some(canary) => Some((self.shared_version(&canary.version, &rows).await?, canary.percent)),
                         None => None,
                     };
                     Some(LiveEntry { active, canary, origin: cluster.node().to_owned() })
@@ -53,19 +55,26 @@ impl Deployments {
         }
     }
 
-    /// `version` as the cluster shares it, its bytes stored in the cluster's object store.
-    async fn shared_version(&self, version: &ComponentVersion) -> Result<LiveVersion, DeployError> {
+    /// `version` (one of `rows`, its component's versions) as the cluster shares it, its bytes in the cluster's
+    /// object store.
+    async fn shared_version(
+        &self,
+        version: &ComponentVersion,
+        rows: &[VersionRow],
+    ) -> Result<LiveVersion, DeployError> {
         let cluster = self.cluster.as_ref().ok_or_else(|| DeployError::Io("not a cluster member".into()))?;
-        let rows = self.db.versions(&version.component).await?;
         let row = rows.iter().find(|row| row.version == version.version).ok_or_else(|| {
             DeployError::Io(format!("version {} of `{}` is not recorded", version.version, version.component))
         })?;
         let config = VersionConfig::from_json(&row.config).map_err(DeployError::Io)?;
-        let path = self.artifacts.stored_component(&version.hash);
-        let wasm = tokio::fs::read(&path)
-            .await
-            .map_err(|error| DeployError::Io(format!("failed to read {}: {error}", path.display())))?;
-        cluster.put_component(&version.hash, wasm).await?;
+        // Read from disk only the bytes the cluster does not have yet (a rollback or promote shares known ones).
+        if !cluster.has_component(&version.hash).await {
+            let path = self.artifacts.stored_component(&version.hash);
+            let wasm = tokio::fs::read(&path)
+                .await
+                .map_err(|error| DeployError::Io(format!("failed to read {}: {error}", path.display())))?;
+            cluster.put_component(&version.hash, wasm).await?;
+        }
         Ok(LiveVersion {
             hash: version.hash.clone(),
             overrides: config.overrides.clone(),

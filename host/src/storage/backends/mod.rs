@@ -145,9 +145,6 @@ pub type Sent<T> = Result<T, QueueFull>;
 
 /// See the module docs. Every method names its queue; errors are [`StorageError`]s the caller wraps with it.
 pub trait QueueBackend: Send + Sync + std::fmt::Debug + 'static {
-    /// `sqlite` or `jetstream`, for logs and `edgefn nodes`.
-    fn kind(&self) -> &'static str;
-
     /// Stores `messages` in `queue`, all or none, and returns their ids; `Err(QueueFull)` when `queue` would go past
     /// `capacity`.
     fn send(
@@ -157,7 +154,7 @@ pub trait QueueBackend: Send + Sync + std::fmt::Debug + 'static {
         capacity: QueueCapacity,
     ) -> BoxFuture<'_, Result<Sent<Vec<String>>, StorageError>>;
 
-    /// Gives every subscriber of `topic` its own copy of `body` and returns how many there are (0: dropped, as SNS
+    /// Gives every subscriber of `topic` its own copy of `body` and returns their queues (none: dropped, as SNS
     /// does with a topic nobody subscribes to).
     fn publish(
         &self,
@@ -165,7 +162,7 @@ pub trait QueueBackend: Send + Sync + std::fmt::Debug + 'static {
         body: Vec<u8>,
         correlation_id: Option<String>,
         capacity: QueueCapacity,
-    ) -> BoxFuture<'_, Result<Sent<u32>, StorageError>>;
+    ) -> BoxFuture<'_, Result<Sent<Vec<String>>, StorageError>>;
 
     /// Makes `queue` a subscriber of `topic`: on this node at once; a cluster backend also makes it durable there
     /// (and `wait_until_due` of `queue` waits until it is).
@@ -196,8 +193,8 @@ pub trait QueueBackend: Send + Sync + std::fmt::Debug + 'static {
     /// already lasts as long as `BatchPolicy::lease_ms` says.
     fn renew_every(&self) -> Option<Duration>;
 
-    /// Keeps the leases of `leased` (a delivery still running).
-    fn renew(&self, leased: Vec<(String, String)>) -> BoxFuture<'_, Result<(), StorageError>>;
+    /// Keeps the leases of the deliveries with these tokens (a delivery still running).
+    fn renew(&self, tokens: Vec<String>) -> BoxFuture<'_, Result<(), StorageError>>;
 
     /// Applies the outcomes of one delivery. Returns how many no longer matched their lease and were ignored.
     fn settle(&self, queue: &str, outcomes: Vec<Settle>) -> BoxFuture<'_, Result<usize, StorageError>>;

@@ -56,10 +56,6 @@ fn leased(row: LeasedRow) -> LeasedMessage {
 }
 
 impl QueueBackend for SqliteQueues {
-    fn kind(&self) -> &'static str {
-        "sqlite"
-    }
-
     fn send(
         &self,
         queue: &str,
@@ -79,15 +75,14 @@ impl QueueBackend for SqliteQueues {
         body: Vec<u8>,
         correlation_id: Option<String>,
         capacity: QueueCapacity,
-    ) -> BoxFuture<'_, Result<Sent<u32>, StorageError>> {
+    ) -> BoxFuture<'_, Result<Sent<Vec<String>>, StorageError>> {
         let queues = self.subscribers(topic);
         Box::pin(async move {
             if queues.is_empty() {
-                return Ok(Ok(0));
+                return Ok(Ok(queues));
             }
-            let count = queues.len() as u32;
-            let stored = self.db.fan_out(queues, body, correlation_id, now_ms(), capacity).await?;
-            Ok(stored.map(|()| count))
+            let stored = self.db.fan_out(queues.clone(), body, correlation_id, now_ms(), capacity).await?;
+            Ok(stored.map(|()| queues))
         })
     }
 
@@ -155,7 +150,7 @@ impl QueueBackend for SqliteQueues {
         None
     }
 
-    fn renew(&self, _leased: Vec<(String, String)>) -> BoxFuture<'_, Result<(), StorageError>> {
+    fn renew(&self, _tokens: Vec<String>) -> BoxFuture<'_, Result<(), StorageError>> {
         Box::pin(async { Ok(()) })
     }
 

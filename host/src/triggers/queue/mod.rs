@@ -463,7 +463,7 @@ async fn renewing_leases<T>(
     call: impl Future<Output = T>,
 ) -> T {
     let Some(every) = backend.renew_every() else { return call.await };
-    let tokens: Vec<(String, String)> = leased.iter().map(|m| (m.id.clone(), m.token.clone())).collect();
+    let tokens: Vec<String> = leased.iter().map(|m| m.token.clone()).collect();
     let mut call = std::pin::pin!(call);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {

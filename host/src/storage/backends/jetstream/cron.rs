@@ -10,7 +10,7 @@
 //!   sees the run going (`overlap = "skip"` then skips, cluster-wide), or sees it stale, its node dead in the middle
 //!   of it: then it claims a retake of that tick and runs it again, as a catch-up.
 
-use super::{Cluster, cluster_error, subject_token};
+use super::{Cluster, cluster_error, publish_stored, subject_token};
 use crate::storage::StorageError;
 use crate::storage::cron::RunRecord;
 use async_nats::HeaderMap;
@@ -108,14 +108,9 @@ impl JetStreamCron {
             RunningMarker { node: self.cluster.node.clone(), tick, renewed_at: crate::storage::now_ms(), done };
         let body = serde_json::to_vec(&marker).map_err(|error| cluster_error("encode a running marker", error))?;
         let subject = format!("edgefn.cron.running.{}", subject_token(job));
-        let action = || format!("say that tick {tick} of `{job}` runs");
-        self.cluster
-            .jetstream
-            .publish(subject, body.into())
+        publish_stored(&self.cluster.jetstream, subject, HeaderMap::new(), body.into())
             .await
-            .map_err(|error| cluster_error(action(), error))?
-            .await
-            .map_err(|error| cluster_error(action(), error))?;
+            .map_err(|error| cluster_error(format!("say that tick {tick} of `{job}` runs"), error))?;
         Ok(())
     }
 
@@ -132,13 +127,7 @@ impl JetStreamCron {
     async fn claim_subject(&self, job: &str, tick: i64, subject: String) -> Result<bool, StorageError> {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
-        let published =
-            self.cluster.jetstream.publish_with_headers(subject, headers, self.cluster.node.clone().into()).await;
-        let acked = match published {
-            Ok(ack) => ack.await,
-            Err(error) => Err(error),
-        };
-        match acked {
+        match publish_stored(&self.cluster.jetstream, subject, headers, self.cluster.node.clone().into()).await {
             Ok(_) => Ok(true),
             Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
             Err(error) => Err(cluster_error(format!("claim tick {tick} of cron job `{job}`"), error)),
@@ -150,11 +139,7 @@ impl JetStreamCron {
         let run = RunRecord { node: Some(self.cluster.node.clone()), ..run.clone() };
         let subject = format!("edgefn.cron.runs.{}", subject_token(&run.function));
         let body = serde_json::to_vec(&run).map_err(|error| cluster_error("encode a cron run", error))?;
-        self.cluster
-            .jetstream
-            .publish(subject, body.into())
-            .await
-            .map_err(|error| cluster_error(format!("record a run of `{}`", run.function), error))?
+        publish_stored(&self.cluster.jetstream, subject, HeaderMap::new(), body.into())
             .await
             .map_err(|error| cluster_error(format!("record a run of `{}`", run.function), error))?;
         Ok(())

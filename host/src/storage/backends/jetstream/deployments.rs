@@ -150,11 +150,13 @@ impl JetStreamDeployments {
         &self.cluster.node
     }
 
-    /// Stores a component's bytes under their sha256 `hash`, unless they are there already.
+    /// Whether the bytes of component `hash` are stored.
+    pub async fn has_component(&self, hash: &str) -> bool {
+        self.components.info(hash).await.is_ok()
+    }
+
+    /// Stores a component's bytes under their sha256 `hash`.
     pub async fn put_component(&self, hash: &str, wasm: Vec<u8>) -> Result<(), StorageError> {
-        if self.components.info(hash).await.is_ok() {
-            return Ok(());
-        }
         self.components
             .put(hash, &mut wasm.as_slice())
             .await

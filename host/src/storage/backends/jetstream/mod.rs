@@ -61,6 +61,16 @@ impl Cluster {
     }
 }
 
+/// Publishes one message to `subject` and waits until the stream stored it; its sequence.
+pub(crate) async fn publish_stored(
+    context: &jetstream::Context,
+    subject: String,
+    headers: async_nats::HeaderMap,
+    body: bytes::Bytes,
+) -> Result<u64, jetstream::context::PublishError> {
+    Ok(context.publish_with_headers(subject, headers, body).await?.await?.sequence)
+}
+
 /// A [`StorageError`] for a failed request.
 pub(crate) fn cluster_error(action: impl Into<String>, reason: impl std::fmt::Display) -> StorageError {
     StorageError::Cluster { action: action.into(), reason: reason.to_string() }

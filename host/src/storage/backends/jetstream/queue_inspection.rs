@@ -4,9 +4,9 @@
 
 use super::queues::{
     ATTEMPTS, ENQUEUED_AT, ERROR, JetStreamQueues, LATER, LEVELS, MSG_ID, ORIGIN, PRIORITY, header, header_text, level,
-    publish_stored, queue_subject, without,
+    queue_subject, without,
 };
-use super::{cluster_error, consumer_name, from_subject_token, subject_token};
+use super::{cluster_error, consumer_name, from_subject_token, publish_stored, subject_token};
 use crate::storage::StorageError;
 use crate::storage::backends::{DeadLetter, DeadLetterPage, QueueStats};
 use async_nats::jetstream;

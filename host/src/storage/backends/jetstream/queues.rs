@@ -12,7 +12,7 @@
 //!   that would pass it; a send of many is one publish each, so a refusal part-way keeps the ones before it.
 //! - **Concurrency** is per node: each node runs up to `concurrency` deliveries of a consumer at once.
 
-use super::{Cluster, cluster_error, consumer_name, from_subject_token, subject_token};
+use super::{Cluster, cluster_error, consumer_name, from_subject_token, publish_stored, subject_token};
 use crate::storage::backends::{
     BatchPolicy, DeadLetterPage, LeasedMessage, NewMessage, Outcome, QueueBackend, QueueCapacity, QueueFull,
     QueueStats, Sent, Settle,
@@ -282,12 +282,11 @@ impl JetStreamQueues {
     }
 
     /// Moves the due messages of `queue`'s `later` level to their real level and puts the others back until they
-    /// are due. Returns how many moved.
-    async fn move_due(&self, queue: &str, local: &mut Local) -> Result<usize, StorageError> {
-        let Some(later) = &local.later else { return Ok(0) };
+    /// are due.
+    async fn move_due(&self, queue: &str, local: &mut Local) -> Result<(), StorageError> {
+        let Some(later) = &local.later else { return Ok(()) };
         let pulled = Self::pull_now(later, 1_000).await?;
         let now = now_ms();
-        let mut moved = 0;
         for message in pulled {
             let headers = message.message.headers.as_ref();
             let due_at: i64 = header(headers, NOT_BEFORE).unwrap_or(now);
@@ -305,21 +304,13 @@ impl JetStreamQueues {
             // Moving twice (a crash between the publish and the ack) stores it once.
             let sequence = message.info().map(|info| info.stream_sequence).unwrap_or_default();
             moved_headers.insert(MSG_ID, format!("edgefn-later-{sequence}").as_str());
-            self.cluster
-                .jetstream
-                .publish_with_headers(
-                    queue_subject(queue, level(priority), None),
-                    moved_headers,
-                    message.message.payload.clone(),
-                )
-                .await
-                .map_err(|error| cluster_error(format!("move a delayed message of `{queue}`"), error))?
+            let subject = queue_subject(queue, level(priority), None);
+            publish_stored(&self.cluster.jetstream, subject, moved_headers, message.message.payload.clone())
                 .await
                 .map_err(|error| cluster_error(format!("move a delayed message of `{queue}`"), error))?;
             message.ack().await.map_err(|error| cluster_error(format!("ack a moved message of `{queue}`"), error))?;
-            moved += 1;
         }
-        Ok(moved)
+        Ok(())
     }
 
     fn due(local: &Local, policy: BatchPolicy) -> bool {
@@ -350,12 +341,13 @@ impl JetStreamQueues {
         Ok(by_topic)
     }
 
-    fn headers_of(message: &NewMessage, now: i64) -> HeaderMap {
+    /// The headers a message is stored with.
+    fn headers_of(priority: i32, correlation_id: Option<&str>, now: i64) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(PRIORITY, message.priority.to_string().as_str());
+        headers.insert(PRIORITY, priority.to_string().as_str());
         headers.insert(ENQUEUED_AT, now.to_string().as_str());
-        if let Some(id) = &message.correlation_id {
-            headers.insert(CORRELATION_ID, id.as_str());
+        if let Some(id) = correlation_id {
+            headers.insert(CORRELATION_ID, id);
         }
         headers
     }
@@ -367,26 +359,12 @@ impl JetStreamQueues {
     }
 }
 
-/// Publishes one message to `subject` and waits until the stream stored it; its sequence.
-pub(super) async fn publish_stored(
-    context: &jetstream::Context,
-    subject: String,
-    headers: HeaderMap,
-    body: bytes::Bytes,
-) -> Result<u64, async_nats::jetstream::context::PublishError> {
-    Ok(context.publish_with_headers(subject, headers, body).await?.await?.sequence)
-}
-
 /// Whether a refused publish means the queue level is full.
 fn is_full(error: &async_nats::jetstream::context::PublishError) -> bool {
     matches!(error.kind(), PublishErrorKind::Other) && error.to_string().contains("maximum messages")
 }
 
 impl QueueBackend for JetStreamQueues {
-    fn kind(&self) -> &'static str {
-        "jetstream"
-    }
-
     fn send(
         &self,
         queue: &str,
@@ -399,7 +377,7 @@ impl QueueBackend for JetStreamQueues {
             // Publish them all, then wait for the stream's acks: one round trip for the lot, not one each.
             let mut pending = Vec::with_capacity(messages.len());
             for message in messages {
-                let mut headers = Self::headers_of(&message, now);
+                let mut headers = Self::headers_of(message.priority, message.correlation_id.as_deref(), now);
                 let subject = if message.delay_ms > 0 {
                     let due = now.saturating_add(i64::try_from(message.delay_ms).unwrap_or(i64::MAX));
                     headers.insert(NOT_BEFORE, due.to_string().as_str());
@@ -435,13 +413,12 @@ impl QueueBackend for JetStreamQueues {
         body: Vec<u8>,
         correlation_id: Option<String>,
         _capacity: QueueCapacity,
-    ) -> BoxFuture<'_, Result<Sent<u32>, StorageError>> {
+    ) -> BoxFuture<'_, Result<Sent<Vec<String>>, StorageError>> {
         let topic = topic.to_owned();
         Box::pin(async move {
             // Published whatever the count says: with no subscriber the stream keeps nothing (interest retention),
             // and a subscriber newer than the cached count still gets it.
-            let message = NewMessage { body: Vec::new(), delay_ms: 0, priority: 0, correlation_id };
-            let headers = Self::headers_of(&message, now_ms());
+            let headers = Self::headers_of(0, correlation_id.as_deref(), now_ms());
             let subject = format!("edgefn.t.{}", subject_token(&topic));
             publish_stored(&self.cluster.jetstream, subject, headers, body.into())
                 .await
@@ -453,7 +430,7 @@ impl QueueBackend for JetStreamQueues {
             for queue in &subscribers {
                 self.wake(queue).await;
             }
-            Ok(Ok(subscribers.len() as u32))
+            Ok(Ok(subscribers))
         })
     }
 
@@ -571,9 +548,9 @@ impl QueueBackend for JetStreamQueues {
         Some(self.ack_wait / 3)
     }
 
-    fn renew(&self, leased: Vec<(String, String)>) -> BoxFuture<'_, Result<(), StorageError>> {
+    fn renew(&self, tokens: Vec<String>) -> BoxFuture<'_, Result<(), StorageError>> {
         Box::pin(async move {
-            for (_, token) in leased {
+            for token in tokens {
                 self.cluster
                     .client
                     .publish(token, "+WPI".into())
