@@ -13,7 +13,7 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use edgefn_host::capabilities::FunctionEnv;
 use edgefn_host::config::Limits;
-use edgefn_host::runtime::{Artifact, Invocation, InvocationLimits, Loader, Runtime, SlotKind};
+use edgefn_host::runtime::{Artifact, Invocation, InvocationLimits, Loader, RequestBody, Runtime, SlotKind};
 use http_body_util::BodyExt as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -50,7 +50,7 @@ fn invoke(c: &mut Criterion) {
         http::Request::builder()
             .uri("http://localhost/ok")
             .header("host", "localhost")
-            .body(Bytes::new())
+            .body(RequestBody::Whole(Bytes::new()))
             .expect("request")
     };
     c.bench_function("invoke no-op http function (instantiate + call + body)", |b| {

@@ -93,6 +93,11 @@ pub struct Limits {
     pub response_write_timeout_ms: u64,
     /// Bytes of one response the host takes from the function ahead of a slow client, in KiB.
     pub response_buffer_kib: usize,
+    /// How long a WASI 0.3 function may go on streaming its response body, from the start of the request (its
+    /// response head must still come within its `timeout_ms`); past it the response is cut short.
+    pub stream_timeout_ms: u64,
+    /// The most bytes one streamed response body may carry; past it the response is cut short.
+    pub max_stream_bytes: u64,
     /// Client connections open at once; the next ones wait in the kernel's accept queue.
     pub max_connections: usize,
     /// Messages one invocation may send or publish.
@@ -141,6 +146,8 @@ impl Default for Limits {
             header_read_timeout_ms: 10_000,
             response_write_timeout_ms: 10_000,
             response_buffer_kib: 256,
+            stream_timeout_ms: 900_000,
+            max_stream_bytes: 2 << 30,
             max_connections: 4096,
             max_sends_per_invocation: 1_000,
             max_send_bytes_per_invocation: 16 << 20,
@@ -194,6 +201,10 @@ impl Limits {
         Duration::from_millis(self.idle_timeout_ms)
     }
 
+    pub fn stream_timeout(&self) -> Duration {
+        Duration::from_millis(self.stream_timeout_ms)
+    }
+
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
         if self.timeout_ms == 0 || self.init_timeout_ms == 0 {
             bail!("limits.timeout_ms and limits.init_timeout_ms must be at least 1");
@@ -214,6 +225,8 @@ impl Limits {
             ("header_read_timeout_ms", self.header_read_timeout_ms),
             ("response_write_timeout_ms", self.response_write_timeout_ms),
             ("response_buffer_kib", self.response_buffer_kib as u64),
+            ("stream_timeout_ms", self.stream_timeout_ms),
+            ("max_stream_bytes", self.max_stream_bytes),
             ("max_connections", self.max_connections as u64),
             ("max_sends_per_invocation", self.max_sends_per_invocation.into()),
             ("max_send_bytes_per_invocation", self.max_send_bytes_per_invocation as u64),

@@ -72,16 +72,32 @@ fn expand_cron(func: &ItemFn, trigger: Trigger) -> syn::Result<TokenStream> {
     let name = &func.sig.ident;
     let name_str = name.to_string();
     let call = quote_spanned! {event_ty.span()=> #name(event) };
-    let into_result =
-        quote_spanned! {output_span(func)=> ::edgefn::__private::IntoHandlerResult::into_handler_result(#call) };
     let manifest = manifest_static(name, &encode_record(&FunctionRecord { name: name_str.clone(), trigger }));
-    Ok(quote! {
-        const _: () = {
+    let caller = if func.sig.asyncness.is_some() {
+        let into_result = quote_spanned! {output_span(func)=>
+            ::edgefn::__private::IntoHandlerResult::into_handler_result(#call.await)
+        };
+        quote! {
+            fn __edgefn_call(event: ::edgefn::CronEvent) -> ::edgefn::__private::Pending<()> {
+                ::edgefn::__private::boxed(async move { #into_result })
+            }
+            const __EDGEFN_HANDLER: ::edgefn::__private::CronHandler = ::edgefn::__private::Handler::Async(__edgefn_call);
+        }
+    } else {
+        let into_result =
+            quote_spanned! {output_span(func)=> ::edgefn::__private::IntoHandlerResult::into_handler_result(#call) };
+        quote! {
             fn __edgefn_call(event: ::edgefn::CronEvent) -> ::core::result::Result<(), ::edgefn::Error> {
                 #into_result
             }
+            const __EDGEFN_HANDLER: ::edgefn::__private::CronHandler = ::edgefn::__private::Handler::Sync(__edgefn_call);
+        }
+    };
+    Ok(quote! {
+        const _: () = {
+            #caller
             ::edgefn::__private::inventory::submit! {
-                ::edgefn::__private::CronFunction { name: #name_str, handler: __edgefn_call }
+                ::edgefn::__private::CronFunction { name: #name_str, handler: __EDGEFN_HANDLER }
             }
         };
         #manifest
@@ -94,19 +110,40 @@ fn expand_messages(func: &ItemFn, kind: &str, trigger: Trigger) -> syn::Result<T
     let name = &func.sig.ident;
     let name_str = name.to_string();
     let call = quote_spanned! {batch_ty.span()=> #name(::edgefn::__private::Batch::decode(source, messages)) };
-    let into_result =
-        quote_spanned! {output_span(func)=> ::edgefn::__private::IntoHandlerResult::into_handler_result(#call) };
     let manifest = manifest_static(name, &encode_record(&FunctionRecord { name: name_str.clone(), trigger }));
-    Ok(quote! {
-        const _: () = {
+    let caller = if func.sig.asyncness.is_some() {
+        let into_result = quote_spanned! {output_span(func)=>
+            ::edgefn::__private::IntoHandlerResult::into_handler_result(#call.await)
+        };
+        quote! {
+            fn __edgefn_call(
+                source: ::std::string::String,
+                messages: ::std::vec::Vec<::edgefn::__private::RawMessage>,
+            ) -> ::edgefn::__private::Pending<()> {
+                ::edgefn::__private::boxed(async move { #into_result })
+            }
+            const __EDGEFN_HANDLER: ::edgefn::__private::MessageHandler =
+                ::edgefn::__private::Handler::Async(__edgefn_call);
+        }
+    } else {
+        let into_result =
+            quote_spanned! {output_span(func)=> ::edgefn::__private::IntoHandlerResult::into_handler_result(#call) };
+        quote! {
             fn __edgefn_call(
                 source: ::std::string::String,
                 messages: ::std::vec::Vec<::edgefn::__private::RawMessage>,
             ) -> ::core::result::Result<(), ::edgefn::Error> {
                 #into_result
             }
+            const __EDGEFN_HANDLER: ::edgefn::__private::MessageHandler =
+                ::edgefn::__private::Handler::Sync(__edgefn_call);
+        }
+    };
+    Ok(quote! {
+        const _: () = {
+            #caller
             ::edgefn::__private::inventory::submit! {
-                ::edgefn::__private::MessageFunction { name: #name_str, handler: __edgefn_call }
+                ::edgefn::__private::MessageFunction { name: #name_str, handler: __EDGEFN_HANDLER }
             }
         };
         #manifest
@@ -118,18 +155,37 @@ fn expand_invoke(func: &ItemFn) -> syn::Result<TokenStream> {
     let input_ty = validate::handler(func, "invoke", "the input", signature)?;
     let name = &func.sig.ident;
     let name_str = name.to_string();
-    let call = quote_spanned! {input_ty.span()=> #name(::edgefn::__private::decode_payload(payload)?) };
-    let into_result =
-        quote_spanned! {output_span(func)=> ::edgefn::__private::IntoInvokeResult::into_invoke_result(#call) };
     let record = FunctionRecord { name: name_str.clone(), trigger: Trigger::Invoke };
     let manifest = manifest_static(name, &encode_record(&record));
-    Ok(quote! {
-        const _: () = {
+    let caller = if func.sig.asyncness.is_some() {
+        let call = quote_spanned! {input_ty.span()=> #name(::edgefn::__private::decode_payload(&payload)?) };
+        let into_result = quote_spanned! {output_span(func)=>
+            ::edgefn::__private::IntoInvokeResult::into_invoke_result(#call.await)
+        };
+        quote! {
+            fn __edgefn_call(payload: ::std::vec::Vec<u8>) -> ::edgefn::__private::Pending<::std::vec::Vec<u8>> {
+                ::edgefn::__private::boxed(async move { #into_result })
+            }
+            const __EDGEFN_HANDLER: ::edgefn::__private::InvokeHandler =
+                ::edgefn::__private::Handler::Async(__edgefn_call);
+        }
+    } else {
+        let call = quote_spanned! {input_ty.span()=> #name(::edgefn::__private::decode_payload(payload)?) };
+        let into_result =
+            quote_spanned! {output_span(func)=> ::edgefn::__private::IntoInvokeResult::into_invoke_result(#call) };
+        quote! {
             fn __edgefn_call(payload: &[u8]) -> ::core::result::Result<::std::vec::Vec<u8>, ::edgefn::Error> {
                 #into_result
             }
+            const __EDGEFN_HANDLER: ::edgefn::__private::InvokeHandler =
+                ::edgefn::__private::Handler::Sync(__edgefn_call);
+        }
+    };
+    Ok(quote! {
+        const _: () = {
+            #caller
             ::edgefn::__private::inventory::submit! {
-                ::edgefn::__private::InvokeFunction { name: #name_str, handler: __edgefn_call }
+                ::edgefn::__private::InvokeFunction { name: #name_str, handler: __EDGEFN_HANDLER }
             }
         };
         #manifest
@@ -174,7 +230,23 @@ fn expand_http(func: &ItemFn, http: &HttpTrigger) -> syn::Result<TokenStream> {
     // The call is spanned at the argument and the return type, so a wrong request type or a return type that is
     // not a response is reported where the user wrote it.
     let call = quote_spanned! {request_ty.span()=> #name(request) };
-    let into_response = quote_spanned! {output=> ::edgefn::IntoResponse::into_response(#call) };
+    let caller = if func.sig.asyncness.is_some() {
+        let into_response = quote_spanned! {output=> ::edgefn::IntoResponse::into_response(#call.await) };
+        quote! {
+            fn __edgefn_call(request: ::edgefn::Request) -> ::edgefn::rt::LocalBoxFuture<'static, ::edgefn::Response> {
+                ::edgefn::__private::boxed(async move { #into_response })
+            }
+            const __EDGEFN_HANDLER: ::edgefn::__private::HttpHandler = ::edgefn::__private::HttpHandler::Async(__edgefn_call);
+        }
+    } else {
+        let into_response = quote_spanned! {output=> ::edgefn::IntoResponse::into_response(#call) };
+        quote! {
+            fn __edgefn_call(request: ::edgefn::Request) -> ::edgefn::Response {
+                #into_response
+            }
+            const __EDGEFN_HANDLER: ::edgefn::__private::HttpHandler = ::edgefn::__private::HttpHandler::Sync(__edgefn_call);
+        }
+    };
 
     let record = FunctionRecord {
         name: name_str.clone(),
@@ -197,16 +269,14 @@ fn expand_http(func: &ItemFn, http: &HttpTrigger) -> syn::Result<TokenStream> {
 
     Ok(quote! {
         const _: () = {
-            fn __edgefn_call(request: ::edgefn::Request) -> ::edgefn::Response {
-                #into_response
-            }
+            #caller
             ::edgefn::__private::inventory::submit! {
                 ::edgefn::__private::HttpFunction {
                     name: #name_str,
                     route: #route,
                     method: #method,
                     guard: #guard,
-                    handler: __edgefn_call,
+                    handler: __EDGEFN_HANDLER,
                 }
             }
         };

@@ -1,5 +1,6 @@
 //! Checks that the annotated item is a handler the trigger can call.
 
+use syn::visit::Visit;
 use syn::{FnArg, ItemFn, ReturnType, Type};
 
 /// The expected shape, quoted in every signature error.
@@ -10,13 +11,26 @@ pub(crate) fn http_handler(func: &ItemFn) -> syn::Result<Type> {
     handler(func, "http", "the request", HTTP_SIGNATURE)
 }
 
-/// Validates a handler of `kind` taking exactly one argument (`what`), and returns that argument's type.
+/// Validates a handler of `kind` taking exactly one argument (`what`), and returns that argument's type. An `async fn`
+/// is a handler too, where the SDK builds WASI 0.3 components (its `wasip3` feature).
 pub(crate) fn handler(func: &ItemFn, kind: &str, what: &str, signature: &str) -> syn::Result<Type> {
     let sig = &func.sig;
-    if let Some(asyncness) = &sig.asyncness {
+    let signature = &if sig.asyncness.is_some() { format!("async {signature}") } else { signature.to_owned() };
+    if let Some(asyncness) = &sig.asyncness
+        && !cfg!(feature = "wasip3")
+    {
         return Err(syn::Error::new_spanned(
             asyncness,
-            format!("edgefn functions are synchronous: remove `async` (expected `{signature}`)"),
+            "an `async fn` handler needs a WASI 0.3 component: turn on the SDK's `wasip3` feature \
+             (`edgefn = { ..., features = [\"wasip3\"] }`), or remove `async`",
+        ));
+    }
+    if sig.asyncness.is_none()
+        && let Some(awaited) = first_await(&func.block)
+    {
+        return Err(syn::Error::new(
+            awaited,
+            format!("`.await` in a sync handler: make it `async fn {}` (expected `{signature}`)", sig.ident),
         ));
     }
     if let Some(unsafety) = &sig.unsafety {
@@ -94,4 +108,27 @@ pub(crate) fn init_function(func: &ItemFn) -> syn::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Where the first `.await` of `body` is, outside any `async` block or closure and any nested function (where it
+/// belongs to those, not to the handler).
+fn first_await(body: &syn::Block) -> Option<proc_macro2::Span> {
+    struct Finder(Option<proc_macro2::Span>);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_expr_await(&mut self, awaited: &'ast syn::ExprAwait) {
+            if self.0.is_none() {
+                self.0 = Some(awaited.await_token.span);
+            }
+        }
+        fn visit_expr_async(&mut self, _: &'ast syn::ExprAsync) {}
+        fn visit_expr_closure(&mut self, closure: &'ast syn::ExprClosure) {
+            if closure.asyncness.is_none() {
+                syn::visit::visit_expr_closure(self, closure);
+            }
+        }
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    let mut finder = Finder(None);
+    finder.visit_block(body);
+    finder.0
 }

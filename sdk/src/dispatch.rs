@@ -16,7 +16,16 @@ pub struct HttpFunction {
     pub method: &'static str,
     /// `auth = "NAME"`: the host's authorizer that must have verified the request.
     pub guard: Option<Guard>,
-    pub handler: fn(Request) -> Response,
+    pub handler: HttpHandler,
+}
+
+/// How an HTTP function is called.
+#[derive(Debug, Clone, Copy)]
+pub enum HttpHandler {
+    /// `fn(Request) -> impl IntoResponse`: gets the body whole.
+    Sync(fn(Request) -> Response),
+    /// `async fn(Request) -> impl IntoResponse`: gets the body as it arrives (with the `wasip3` feature).
+    Async(fn(Request) -> crate::rt::LocalBoxFuture<'static, Response>),
 }
 
 /// What protects a route with `auth = "NAME"`.
@@ -57,14 +66,10 @@ thread_local! {
     static CURRENT_REQUEST_ID: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// Sets the correlation id of the work being handled.
-#[cfg_attr(not(target_family = "wasm"), expect(dead_code, reason = "called by the component's exports only"))]
-pub(crate) fn set_correlation_id(id: &str) {
-    CURRENT_REQUEST_ID.with(|current| {
-        let mut current = current.borrow_mut();
-        current.clear();
-        current.push_str(id);
-    });
+/// Sets the correlation id of the work being handled; returns the one it replaces. Tasks of one WASI 0.3 instance
+/// interleave on its one thread, so an async handler's future sets it around each of its polls (`rt::Scoped`).
+pub(crate) fn set_correlation_id(id: &str) -> String {
+    CURRENT_REQUEST_ID.with(|current| std::mem::replace(&mut *current.borrow_mut(), id.to_owned()))
 }
 
 /// The correlation id of the work being handled: the HTTP request's id (its `x-request-id`), the cron run's, the
@@ -82,8 +87,16 @@ pub(crate) fn route_params(method: &str, path: &str) -> Vec<(String, String)> {
     }
 }
 
-/// Handles one request: routes it, runs the handler, and returns its response.
-pub(crate) fn dispatch(mut request: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
+/// Where a request goes: to a handler (with its parameters and claims in the request), or straight to an answer (404,
+/// 405, 401 on a protected route the host did not vouch for, a failed init).
+pub(crate) enum Routed {
+    Call(&'static HttpFunction, Request),
+    Answer(Response),
+}
+
+/// Routes one request and makes it the current work: its request id (taken from `x-request-id`, or new) is the
+/// correlation id from here on. Returns the id, for [`finish`].
+pub(crate) fn route(mut request: http::Request<Vec<u8>>) -> (String, Routed) {
     let request_id = match request.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()) {
         Some(id) if !id.is_empty() => id.to_owned(),
         _ => {
@@ -94,30 +107,80 @@ pub(crate) fn dispatch(mut request: http::Request<Vec<u8>>) -> http::Response<Ve
             id
         }
     };
-    CURRENT_REQUEST_ID.with(|current| current.replace(request_id.clone()));
+    set_correlation_id(&request_id);
     if let Err(message) = crate::init::ensure() {
-        return error_response(&Error::internal(message)).into_inner();
+        return (request_id, Routed::Answer(error_response(&Error::internal(message))));
     }
 
     // Only the host sets these; whatever the route, the function never sees them.
     let marker = request.headers_mut().remove(HOST_AUTH_HEADER);
     let claims = request.headers_mut().remove(CLAIMS_HEADER);
-    let response = match router().lookup(request.method().as_str(), request.uri().path()) {
+    let routed = match router().lookup(request.method().as_str(), request.uri().path()) {
         Lookup::Found { route, params } => match verified_claims(route.value, marker.as_ref(), claims.as_ref()) {
-            Ok(claims) => (route.value.handler)(Request::with_params(request, params).with_claims(claims)),
-            Err(refusal) => *refusal,
+            Ok(claims) => Routed::Call(route.value, Request::with_params(request, params).with_claims(claims)),
+            Err(refusal) => Routed::Answer(*refusal),
         },
         Lookup::MethodNotAllowed { allowed } => {
             let message = format!("method {} is not allowed here; allowed: {}", request.method(), allowed.join(", "));
-            error_response(&Error::new(405, message)).with_header("allow", &allowed.join(", "))
+            Routed::Answer(error_response(&Error::new(405, message)).with_header("allow", &allowed.join(", ")))
         }
-        Lookup::NotFound => error_response(&Error::not_found(format!("no function at {}", request.uri().path()))),
+        Lookup::NotFound => {
+            Routed::Answer(error_response(&Error::not_found(format!("no function at {}", request.uri().path()))))
+        }
     };
-    let mut response = response.into_inner();
-    if let Ok(value) = HeaderValue::try_from(request_id.as_str()) {
-        response.headers_mut().entry(REQUEST_ID_HEADER).or_insert(value);
-    }
-    response
+    (request_id, routed)
+}
+
+/// Every response carries its request id, unless the handler set its own `x-request-id`.
+pub(crate) fn finish(response: Response, request_id: &str) -> Response {
+    if response.header(REQUEST_ID_HEADER).is_some() { response } else { response.with_header(REQUEST_ID_HEADER, request_id) }
+}
+
+/// Handles one request whose body is all here: routes it, runs the handler (an async one to its end, blocking), and
+/// returns its response. What a WASI 0.2 component and `edgefn::testing::call` do.
+#[cfg_attr(not(edgefn_p2), allow(dead_code))]
+pub(crate) fn dispatch(request: http::Request<Vec<u8>>) -> Response {
+    dispatch_streamed(request, None)
+}
+
+/// [`dispatch`], with the body still arriving as `body` (native tests of async handlers).
+pub(crate) fn dispatch_streamed(
+    request: http::Request<Vec<u8>>,
+    #[cfg(edgefn_async)] body: Option<crate::body::BodyStream>,
+    #[cfg(not(edgefn_async))] body: Option<std::convert::Infallible>,
+) -> Response {
+    let (request_id, routed) = route(request);
+    let response = match routed {
+        Routed::Answer(response) => response,
+        Routed::Call(function, request) => match function.handler {
+            #[cfg(edgefn_async)]
+            HttpHandler::Sync(handler) => match body {
+                Some(body) => match crate::rt::block_on(body.bytes()) {
+                    Ok(bytes) => handler(request.with_body(bytes)),
+                    Err(error) => error_response(&error),
+                },
+                None => handler(request),
+            },
+            #[cfg(not(edgefn_async))]
+            HttpHandler::Sync(handler) => {
+                let _never = body;
+                handler(request)
+            }
+            #[cfg(edgefn_async)]
+            HttpHandler::Async(handler) => {
+                let request = match body {
+                    Some(body) => request.with_body_stream(body),
+                    None => request,
+                };
+                crate::rt::block_on(crate::rt::Scoped::new(request_id.clone(), handler(request)))
+            }
+            #[cfg(not(edgefn_async))]
+            HttpHandler::Async(_) => error_response(&Error::internal(
+                "an async handler in a WASI 0.2 component: build it with the `wasip3` feature",
+            )),
+        },
+    };
+    finish(response, &request_id)
 }
 
 /// A protected route's claims, if the host verified its token; otherwise the 401 that refuses it. A route without

@@ -1,13 +1,171 @@
-//! Outbound HTTP: [`fetch`] sends a request through the standard `wasi:http/outgoing-handler`.
+//! Outbound HTTP through the standard `wasi:http` client: [`fetch`] waits for the whole response; with the
+//! `wasip3` feature, [`send`] returns a future of a response whose body arrives as a stream, so several calls run at
+//! once (`futures::join!`), a call can have a timeout ([`Options::timeout`]), and a body can be passed on as it
+//! arrives ([`crate::Response::forward`]).
+//!
+//! ```no_run
+//! # async fn example() -> edgefn::Result<()> {
+//! use edgefn::fetch::{self, Options};
+//! use std::time::Duration;
+//! let (a, b) = futures::join!(
+//!     fetch::send(http::Request::get("https://a.example/").body(Vec::new())?),
+//!     fetch::send_with(http::Request::get("https://b.example/").body(Vec::new())?, Options::new().timeout(Duration::from_secs(2))),
+//! );
+//! let (a, b) = (a?.text().await?, b?.text().await?);
+//! # Ok(()) }
+//! ```
 //!
 //! The edgefn host only lets a function reach the hosts in its component's `allowed_outbound_hosts` (default:
-//! none); a denied request is an `Err` here, and the host logs it.
+//! none); a denied request is an `Err` here, and the host logs it. Each request carries the work's correlation id
+//! (`x-request-id`, and `traceparent` from the host) unless it sets its own.
 
 use crate::Error;
 
 /// Sends `request` and waits for the whole response. The URI must be absolute (`https://host/path`).
+///
+/// In an `async fn`, prefer [`send`]: this one blocks the instance's other tasks until the response is whole.
 pub fn fetch(request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error> {
     imp::fetch(request)
+}
+
+/// Sends `request`; the response's head arrives first, its body as a stream ([`Fetched`]). Dropping the future
+/// before it is done cancels the call.
+#[cfg(edgefn_async)]
+pub async fn send(request: http::Request<Vec<u8>>) -> Result<Fetched, Error> {
+    send_with(request, Options::new()).await
+}
+
+/// [`send`] with [`Options`]: timeouts.
+#[cfg(edgefn_async)]
+pub async fn send_with(request: http::Request<Vec<u8>>, options: Options) -> Result<Fetched, Error> {
+    let request = with_correlation_id(request);
+    let target = describe(request.uri());
+    let call = imp::send(request, options);
+    match options.timeout {
+        None => call.await,
+        Some(limit) => crate::rt::timeout(limit, call)
+            .await
+            .map_err(|_| Error::new(504, format!("outbound request to `{target}` timed out after {limit:?}")))?,
+    }
+}
+
+/// How [`send_with`] sends.
+#[cfg(edgefn_async)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    pub(crate) timeout: Option<std::time::Duration>,
+    pub(crate) connect_timeout: Option<std::time::Duration>,
+    pub(crate) first_byte_timeout: Option<std::time::Duration>,
+}
+
+#[cfg(edgefn_async)]
+impl Options {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The whole call, until the response's head has arrived: past it the call is cancelled and the result is a
+    /// 504 error naming the URL.
+    pub fn timeout(mut self, limit: std::time::Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Connecting to the origin (the host enforces it).
+    pub fn connect_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.connect_timeout = Some(limit);
+        self
+    }
+
+    /// From the request sent to the response's first byte (the host enforces it).
+    pub fn first_byte_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.first_byte_timeout = Some(limit);
+        self
+    }
+}
+
+/// A response to [`send`]: its status and headers, and a body still arriving.
+#[cfg(edgefn_async)]
+#[derive(Debug)]
+pub struct Fetched {
+    status: u16,
+    headers: http::HeaderMap,
+    body: crate::body::BodyStream,
+}
+
+#[cfg(edgefn_async)]
+impl Fetched {
+    #[cfg_attr(not(edgefn_p3), allow(dead_code))]
+    pub(crate) fn new(status: u16, headers: http::HeaderMap, body: crate::body::BodyStream) -> Self {
+        Self { status, headers, body }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    pub fn headers(&self) -> &http::HeaderMap {
+        &self.headers
+    }
+
+    /// A header's value, if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The whole body.
+    pub async fn bytes(self) -> Result<Vec<u8>, Error> {
+        self.body.bytes().await
+    }
+
+    /// The whole body as UTF-8 text.
+    pub async fn text(self) -> Result<String, Error> {
+        self.body.text().await
+    }
+
+    /// The whole body parsed as JSON into `T`.
+    pub async fn json<T: serde::de::DeserializeOwned>(self) -> Result<T, Error> {
+        let bytes = self.body.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::new(502, format!("the fetched body is not a valid {}: {e}", std::any::type_name::<T>()))
+        })
+    }
+
+    /// The body as a stream of chunks.
+    pub fn into_body_stream(self) -> crate::body::BodyStream {
+        self.body
+    }
+
+    /// Status, headers and body.
+    pub fn into_parts(self) -> (u16, http::HeaderMap, crate::body::BodyStream) {
+        (self.status, self.headers, self.body)
+    }
+}
+
+/// Headers that describe one connection (RFC 9110, 7.6.1): a proxy never passes them on.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"]
+        .iter()
+        .any(|hop| name.eq_ignore_ascii_case(hop))
+}
+
+/// The request, carrying the current work's correlation id unless it has its own: the host ties the call to the
+/// work, and the service called can tie its logs to it.
+#[cfg(edgefn_async)]
+fn with_correlation_id(mut request: http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
+    let id = crate::correlation_id();
+    if !id.is_empty()
+        && !request.headers().contains_key(crate::REQUEST_ID_HEADER)
+        && let Ok(value) = http::HeaderValue::try_from(id)
+    {
+        request.headers_mut().insert(crate::REQUEST_ID_HEADER, value);
+    }
+    request
+}
+
+/// A URL as errors name it: without its query, which often carries a key.
+pub(crate) fn describe(uri: &http::Uri) -> String {
+    format!("{}://{}{}", uri.scheme_str().unwrap_or("http"), uri.authority().map(|a| a.as_str()).unwrap_or(""), uri.path())
 }
 
 /// `GET url`.
@@ -31,16 +189,45 @@ pub fn post_json<T: serde::Serialize + ?Sized>(url: &str, value: &T) -> Result<h
 mod imp {
     use crate::Error;
 
-    pub(super) fn fetch(request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error> {
-        Err(Error::internal(format!(
+    fn no_host<B>(request: &http::Request<B>) -> Error {
+        Error::internal(format!(
             "outbound HTTP ({} {}) needs a wasi:http host: run the function on edgefn",
             request.method(),
-            request.uri()
-        )))
+            super::describe(request.uri())
+        ))
+    }
+
+    pub(super) fn fetch(request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error> {
+        Err(no_host(&request))
+    }
+
+    pub(super) async fn send(
+        request: http::Request<Vec<u8>>,
+        _options: super::Options,
+    ) -> Result<super::Fetched, Error> {
+        Err(no_host(&request))
     }
 }
 
-#[cfg(target_family = "wasm")]
+#[cfg(edgefn_p3)]
+mod imp {
+    pub(super) use crate::abi::fetch::send;
+    use crate::Error;
+
+    /// The whole response, waiting for it (blocking the instance's other tasks).
+    pub(super) fn fetch(request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error> {
+        crate::rt::block_on(async {
+            let fetched = super::send(request).await?;
+            let (status, headers, body) = fetched.into_parts();
+            let mut response = http::Response::new(body.bytes().await?);
+            *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+            *response.headers_mut() = headers;
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(edgefn_p2)]
 mod imp {
     use crate::Error;
     use std::io::{Read as _, Write as _};
@@ -50,13 +237,7 @@ mod imp {
     pub(super) fn fetch(request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error> {
         let (parts, body) = request.into_parts();
         // Errors name the URL without its query, which often carries a key.
-        let uri = format!(
-            "{}://{}{}",
-            parts.uri.scheme_str().unwrap_or("http"),
-            parts.uri.authority().map(|a| a.as_str()).unwrap_or(""),
-            parts.uri.path()
-        );
-        let uri = &uri;
+        let uri = &super::describe(&parts.uri);
         let authority = parts
             .uri
             .authority()

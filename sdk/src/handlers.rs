@@ -9,21 +9,55 @@ use crate::{Error, init};
 #[derive(Debug)]
 pub struct CronFunction {
     pub name: &'static str,
-    pub handler: fn(CronEvent) -> Result<(), Error>,
+    pub handler: CronHandler,
 }
+
+/// How a cron function is called.
+pub type CronHandler = Handler<fn(CronEvent) -> Result<(), Error>, fn(CronEvent) -> Pending<()>>;
 
 /// A queue consumer or topic subscriber.
 #[derive(Debug)]
 pub struct MessageFunction {
     pub name: &'static str,
-    pub handler: fn(String, Vec<RawMessage>) -> Result<(), Error>,
+    pub handler: MessageHandler,
 }
+
+/// How a queue consumer or topic subscriber is called: with the source and the raw messages.
+pub type MessageHandler =
+    Handler<fn(String, Vec<RawMessage>) -> Result<(), Error>, fn(String, Vec<RawMessage>) -> Pending<()>>;
 
 /// An `invoke` function: JSON in, JSON out.
 #[derive(Debug)]
 pub struct InvokeFunction {
     pub name: &'static str,
-    pub handler: fn(&[u8]) -> Result<Vec<u8>, Error>,
+    pub handler: InvokeHandler,
+}
+
+/// How an `invoke` function is called.
+pub type InvokeHandler = Handler<fn(&[u8]) -> Result<Vec<u8>, Error>, fn(Vec<u8>) -> Pending<Vec<u8>>>;
+
+/// What an async handler returns: its result, once it has one.
+pub type Pending<T> = crate::rt::LocalBoxFuture<'static, Result<T, Error>>;
+
+/// A handler as `#[function]` registered it: a plain `fn`, or an `async fn` (only with the `wasip3` feature, and
+/// natively).
+#[derive(Debug, Clone, Copy)]
+pub enum Handler<S, A> {
+    Sync(S),
+    Async(A),
+}
+
+/// Waits for an async handler from sync code: natively (tests), and in a WASI 0.3 component's sync paths. A WASI
+/// 0.2 component has no async handlers (the macro refuses them there).
+#[cfg_attr(edgefn_p3, allow(dead_code))]
+fn wait<T>(pending: Pending<T>) -> Result<T, Error> {
+    #[cfg(edgefn_async)]
+    return crate::rt::block_on(pending);
+    #[cfg(not(edgefn_async))]
+    {
+        drop(pending);
+        Err(Error::internal("an async handler in a WASI 0.2 component: build it with the `wasip3` feature"))
+    }
 }
 
 inventory::collect!(CronFunction);
@@ -73,25 +107,81 @@ fn failed(function: &str, error: &Error) -> String {
     format!("`{function}` failed: {}", error.message())
 }
 
-#[cfg_attr(not(target_family = "wasm"), allow(dead_code))]
+fn find<F: 'static>(
+    kind: &str,
+    function: &str,
+    functions: impl IntoIterator<Item = &'static F>,
+    name: impl Fn(&F) -> &str,
+) -> Result<&'static F, String> {
+    init::ensure()?;
+    functions.into_iter().find(|f| name(f) == function).ok_or_else(|| not_found(kind, function))
+}
+
+#[cfg_attr(any(not(target_family = "wasm"), edgefn_p3), allow(dead_code))]
 pub(crate) fn run_cron(function: &str, event: CronEvent) -> Result<(), String> {
-    init::ensure()?;
-    let found = inventory::iter::<CronFunction>.into_iter().find(|f| f.name == function);
-    let cron = found.ok_or_else(|| not_found("cron", function))?;
-    (cron.handler)(event).map_err(|e| failed(function, &e))
+    let cron = find("cron", function, inventory::iter::<CronFunction>, |f| f.name)?;
+    let result = match cron.handler {
+        Handler::Sync(handler) => handler(event),
+        Handler::Async(handler) => wait(handler(event)),
+    };
+    result.map_err(|e| failed(function, &e))
 }
 
-#[cfg_attr(not(target_family = "wasm"), allow(dead_code))]
+#[cfg_attr(any(not(target_family = "wasm"), edgefn_p3), allow(dead_code))]
 pub(crate) fn run_messages(function: &str, source: String, messages: Vec<RawMessage>) -> Result<(), String> {
-    init::ensure()?;
-    let found = inventory::iter::<MessageFunction>.into_iter().find(|f| f.name == function);
-    let consumer = found.ok_or_else(|| not_found("queue or topic", function))?;
-    (consumer.handler)(source, messages).map_err(|e| failed(function, &e))
+    let consumer = find("queue or topic", function, inventory::iter::<MessageFunction>, |f| f.name)?;
+    let result = match consumer.handler {
+        Handler::Sync(handler) => handler(source, messages),
+        Handler::Async(handler) => wait(handler(source, messages)),
+    };
+    result.map_err(|e| failed(function, &e))
 }
 
+#[cfg_attr(edgefn_p3, allow(dead_code))]
 pub(crate) fn run_invoke(function: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
-    init::ensure()?;
-    let found = inventory::iter::<InvokeFunction>.into_iter().find(|f| f.name == function);
-    let command = found.ok_or_else(|| not_found("invoke", function))?;
-    (command.handler)(payload).map_err(|e| failed(function, &e))
+    let command = find("invoke", function, inventory::iter::<InvokeFunction>, |f| f.name)?;
+    let result = match command.handler {
+        Handler::Sync(handler) => handler(payload),
+        Handler::Async(handler) => wait(handler(payload.to_vec())),
+    };
+    result.map_err(|e| failed(function, &e))
+}
+
+/// Runs a cron function, awaiting an async one.
+#[cfg(edgefn_async)]
+#[cfg_attr(not(target_family = "wasm"), allow(dead_code))]
+pub(crate) async fn run_cron_async(function: String, event: CronEvent) -> Result<(), String> {
+    let cron = find("cron", &function, inventory::iter::<CronFunction>, |f| f.name)?;
+    let result = match cron.handler {
+        Handler::Sync(handler) => handler(event),
+        Handler::Async(handler) => handler(event).await,
+    };
+    result.map_err(|e| failed(&function, &e))
+}
+
+/// Runs a queue consumer or topic subscriber, awaiting an async one.
+#[cfg(edgefn_async)]
+#[cfg_attr(not(target_family = "wasm"), allow(dead_code))]
+pub(crate) async fn run_messages_async(
+    function: String,
+    source: String,
+    messages: Vec<RawMessage>,
+) -> Result<(), String> {
+    let consumer = find("queue or topic", &function, inventory::iter::<MessageFunction>, |f| f.name)?;
+    let result = match consumer.handler {
+        Handler::Sync(handler) => handler(source, messages),
+        Handler::Async(handler) => handler(source, messages).await,
+    };
+    result.map_err(|e| failed(&function, &e))
+}
+
+/// Runs an `invoke` function, awaiting an async one.
+#[cfg(edgefn_async)]
+pub(crate) async fn run_invoke_async(function: String, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+    let command = find("invoke", &function, inventory::iter::<InvokeFunction>, |f| f.name)?;
+    let result = match command.handler {
+        Handler::Sync(handler) => handler(&payload),
+        Handler::Async(handler) => handler(payload).await,
+    };
+    result.map_err(|e| failed(&function, &e))
 }

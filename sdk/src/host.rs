@@ -16,8 +16,8 @@ pub enum Settlement {
 #[cfg(target_family = "wasm")]
 mod imp {
     use super::Settlement;
-    use crate::bindings::edgefn::function::host;
-    use crate::bindings::edgefn::function::types::{SendOptions, Settlement as WitSettlement};
+    use crate::abi::bindings::edgefn::function::host;
+    use crate::abi::bindings::edgefn::function::types::{SendOptions, Settlement as WitSettlement};
 
     pub(crate) fn settle(id: &str, settlement: Settlement) {
         let settlement = match settlement {

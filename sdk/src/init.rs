@@ -34,3 +34,15 @@ pub(crate) fn ensure() -> Result<(), &'static str> {
     .copied()
     .map_err(String::as_str)
 }
+
+/// What `wizer-initialize` does: runs init, and builds everything an instance would otherwise build on its first
+/// request, so the snapshot holds it. A failing init aborts, and the host quotes the line printed here as the reason
+/// it refuses the deploy.
+#[cfg(target_family = "wasm")]
+pub(crate) fn before_snapshot() {
+    crate::dispatch::warm_up();
+    if let Err(error) = ensure() {
+        eprintln!("edgefn: {error}");
+        std::process::abort();
+    }
+}

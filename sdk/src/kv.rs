@@ -168,8 +168,8 @@ fn ttl_ms(ttl: Duration) -> u64 {
 #[cfg(target_family = "wasm")]
 mod imp {
     use super::{KeyPage, Version};
-    use crate::bindings::edgefn::function::kv;
-    use crate::bindings::wasi::keyvalue::{atomics, store};
+    use crate::abi::bindings::edgefn::function::kv;
+    use crate::abi::bindings::wasi::keyvalue::{atomics, store};
     use crate::{Error, Result};
 
     /// A `wasi:keyvalue` bucket.

@@ -39,27 +39,28 @@
 //!   snapshots.
 
 #[cfg(target_family = "wasm")]
-mod bindings;
+mod abi;
 mod dispatch;
 mod error;
-#[cfg(target_family = "wasm")]
-mod exports;
 mod handlers;
 mod host;
 mod init;
-mod invoke;
 mod request;
 mod response;
-#[cfg(target_family = "wasm")]
-mod wasi;
 
+#[cfg(edgefn_async)]
+pub mod body;
 pub mod collections;
 pub mod config;
 pub mod cron;
 pub mod fetch;
+pub mod invoke;
 pub mod kv;
 pub mod queue;
 pub mod random;
+pub mod rt;
+#[cfg(edgefn_async)]
+pub mod sse;
 pub mod testing;
 pub mod topic;
 
@@ -68,6 +69,9 @@ pub use dispatch::correlation_id;
 pub use fetch::fetch;
 pub use invoke::invoke;
 pub use queue::{Batch, Message};
+/// `join!`, `select!` and friends, for awaiting several things at once in an `async fn` handler.
+#[cfg(edgefn_async)]
+pub use futures;
 
 pub use edgefn_macros::{function, init};
 pub use error::{Error, Result};
@@ -80,17 +84,27 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Everything a function author usually needs: `use edgefn::prelude::*;`.
 pub mod prelude {
+    #[cfg(edgefn_async)]
+    pub use crate::body::{BodyStream, BodyWriter};
+    #[cfg(edgefn_async)]
+    pub use crate::sse::{Event, Events};
     pub use crate::{Batch, CronEvent, Error, IntoResponse, Message, Request, Response, Result, function};
 }
 
 /// Used by the code `#[function]` generates. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::dispatch::{Guard, HttpFunction, host_verified};
+    pub use crate::dispatch::{Guard, HttpFunction, HttpHandler, host_verified};
     pub use crate::handlers::{
-        CronFunction, IntoHandlerResult, IntoInvokeResult, InvokeFunction, MessageFunction, decode_payload,
+        CronFunction, CronHandler, Handler, IntoHandlerResult, IntoInvokeResult, InvokeFunction, InvokeHandler,
+        MessageFunction, MessageHandler, Pending, decode_payload,
     };
     pub use crate::init::InitFunction;
     pub use crate::queue::{Batch, RawMessage};
     pub use inventory;
+
+    /// Boxes an async handler's future for the registry.
+    pub fn boxed<'a, T>(future: impl Future<Output = T> + 'a) -> crate::rt::LocalBoxFuture<'a, T> {
+        Box::pin(future)
+    }
 }

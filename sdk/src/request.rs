@@ -11,6 +11,11 @@ use serde::de::DeserializeOwned;
 /// for what handlers do all day: [`param`](Request::param), [`query`](Request::query),
 /// [`header`](Request::header), [`json`](Request::json), [`text`](Request::text). The accessors of a single value
 /// all borrow from the request: `param`, `query` and `header` return `Option<&str>`.
+///
+/// An `async fn` handler gets the body unread, as it arrives: read it as a stream of chunks with
+/// [`Request::body_stream`], or whole with [`Request::read_body`]`.await`. The sync accessors ([`Request::body`],
+/// [`Request::text`], [`Request::json`]) still work there: they read the rest of the body first (waiting for it,
+/// and blocking the instance's other tasks meanwhile). A sync handler gets the body whole, read before it runs.
 #[derive(Debug)]
 pub struct Request {
     inner: http::Request<Vec<u8>>,
@@ -19,6 +24,12 @@ pub struct Request {
     query: Vec<(String, String)>,
     /// On a protected route: the claims of the token the host verified.
     claims: Option<serde_json::Value>,
+    /// The body, when it is still arriving: not read yet.
+    #[cfg(edgefn_async)]
+    unread: std::cell::RefCell<Option<crate::body::BodyStream>>,
+    /// The body once read from `unread`, or why reading it failed (status, message).
+    #[cfg(edgefn_async)]
+    read: std::cell::OnceCell<Result<Vec<u8>, (u16, String)>>,
 }
 
 impl Request {
@@ -30,7 +41,83 @@ impl Request {
     /// Wraps a request with the parameters its route matched.
     pub fn with_params(inner: http::Request<Vec<u8>>, params: Vec<(String, String)>) -> Self {
         let query = decode_query(inner.uri().query());
-        Self { inner, params, query, claims: None }
+        Self {
+            inner,
+            params,
+            query,
+            claims: None,
+            #[cfg(edgefn_async)]
+            unread: std::cell::RefCell::new(None),
+            #[cfg(edgefn_async)]
+            read: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The request with its whole body, read before the handler runs.
+    #[cfg_attr(not(edgefn_p3), allow(dead_code))]
+    pub(crate) fn with_body(mut self, bytes: Vec<u8>) -> Self {
+        *self.inner.body_mut() = bytes;
+        self
+    }
+
+    /// The request with a body still arriving (in place of the one in its `http::Request`).
+    #[cfg(edgefn_async)]
+    pub(crate) fn with_body_stream(self, body: crate::body::BodyStream) -> Self {
+        *self.unread.borrow_mut() = Some(body);
+        self
+    }
+
+    /// Whether the body is still arriving (an async handler that has not read it yet).
+    pub fn body_is_unread(&self) -> bool {
+        #[cfg(edgefn_async)]
+        if self.unread.borrow().is_some() {
+            return true;
+        }
+        false
+    }
+
+    /// The body, read whole if it was still arriving: the bytes, or why they could not be read (a body over the
+    /// host's limit, a client that stopped sending).
+    fn whole_body(&self) -> Result<&[u8]> {
+        #[cfg(edgefn_async)]
+        {
+            if let Some(read) = self.read.get() {
+                return read_result(read);
+            }
+            let unread = self.unread.borrow_mut().take();
+            if let Some(body) = unread {
+                let read = crate::rt::block_on(body.bytes()).map_err(|e| (e.status(), e.message().to_owned()));
+                return read_result(self.read.get_or_init(|| read));
+            }
+        }
+        Ok(self.inner.body())
+    }
+
+    /// Reads the rest of the body, waiting for it without blocking other tasks, and returns all of it. After this,
+    /// [`Request::body`], [`Request::text`] and [`Request::json`] answer at once.
+    #[cfg(edgefn_async)]
+    pub async fn read_body(&self) -> Result<&[u8]> {
+        let unread = self.unread.borrow_mut().take();
+        if let Some(body) = unread {
+            let read = body.bytes().await.map_err(|e| (e.status(), e.message().to_owned()));
+            // Whoever read it first (there is no other reader: `unread` was taken) set it.
+            return read_result(self.read.get_or_init(|| read));
+        }
+        self.whole_body()
+    }
+
+    /// The body as a stream of chunks, as they arrive: `while let Some(chunk) = body.next().await { .. }`. A body
+    /// already read comes as one chunk. Taking the stream leaves the request without a body.
+    #[cfg(edgefn_async)]
+    pub fn body_stream(&self) -> crate::body::BodyStream {
+        if let Some(body) = self.unread.borrow_mut().take() {
+            return body;
+        }
+        match self.read.get() {
+            Some(Ok(bytes)) => crate::body::BodyStream::from_bytes(bytes.clone()),
+            Some(Err(_)) => crate::body::BodyStream::from_bytes(Vec::new()),
+            None => crate::body::BodyStream::from_bytes(self.inner.body().clone()),
+        }
     }
 
     /// The request with the claims of a verified token (the dispatcher and `edgefn::testing` set them).
@@ -101,20 +188,20 @@ impl Request {
         self.inner.uri().path()
     }
 
-    /// The raw body.
+    /// The raw body (empty if it could not be read: [`Request::text`] and [`Request::json`] say why).
     pub fn body(&self) -> &[u8] {
-        self.inner.body()
+        self.whole_body().unwrap_or_default()
     }
 
     /// The body as UTF-8 text; invalid UTF-8 is a 400.
     pub fn text(&self) -> Result<&str> {
-        std::str::from_utf8(self.inner.body())
+        std::str::from_utf8(self.whole_body()?)
             .map_err(|e| Error::bad_request(format!("request body is not valid UTF-8: {e}")))
     }
 
     /// The body parsed as JSON into `T`; a body that does not parse or does not fit `T` is a 400 that says why.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_slice(self.inner.body())
+        serde_json::from_slice(self.whole_body()?)
             .map_err(|e| Error::bad_request(format!("request body is not valid JSON for this endpoint: {e}")))
     }
 
@@ -123,15 +210,30 @@ impl Request {
         self.header(REQUEST_ID_HEADER).unwrap_or("")
     }
 
-    /// The underlying `http` request.
+    /// The underlying `http` request. Its body is what arrived before the handler ran: empty for a body an async
+    /// handler has not read yet (see [`Request::read_body`]).
     pub fn inner(&self) -> &http::Request<Vec<u8>> {
         &self.inner
     }
 
-    /// Takes the underlying `http` request.
+    /// Takes the underlying `http` request, with the whole body (read first if it was still arriving; empty if it
+    /// could not be read).
     pub fn into_inner(self) -> http::Request<Vec<u8>> {
+        #[cfg(edgefn_async)]
+        if self.body_is_unread() || self.read.get().is_some() {
+            let body = self.body().to_vec();
+            let mut inner = self.inner;
+            *inner.body_mut() = body;
+            return inner;
+        }
         self.inner
     }
+}
+
+/// A body read from its stream, or the error that ended it, as `Result`.
+#[cfg(edgefn_async)]
+fn read_result(read: &Result<Vec<u8>, (u16, String)>) -> Result<&[u8]> {
+    read.as_deref().map_err(|(status, message)| Error::new(*status, message.clone()))
 }
 
 /// `a=1&b=x+y` as decoded pairs.

@@ -1,9 +1,17 @@
 //! The outgoing response, and [`IntoResponse`], what a handler may return.
 
+#[cfg(edgefn_async)]
+use crate::body::{BodyStream, BodyWriter};
+#[cfg(edgefn_async)]
+use crate::rt::LocalBoxFuture;
+#[cfg(edgefn_async)]
+use crate::sse::Events;
 use crate::{Error, Result, dispatch};
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
+#[cfg(edgefn_async)]
+use std::time::Duration;
 
 /// An HTTP response: status, headers and a body. Wraps `http::Response<Vec<u8>>`.
 ///
@@ -13,9 +21,47 @@ use serde::Serialize;
 /// assert_eq!(response.status(), 201);
 /// assert_eq!(response.header("content-type"), Some("text/plain; charset=utf-8"));
 /// ```
-#[derive(Debug, Clone)]
+///
+/// With the `wasip3` feature a body can also be made while it is sent: [`Response::stream`] (written piece by
+/// piece), [`Response::sse`] (server-sent events) and [`Response::forward`] (a fetched body passed on as it
+/// arrives). Such a body is not in [`Response::body`]: read it in tests with `edgefn::testing::read_body`.
+#[derive(Clone)]
 pub struct Response {
     inner: http::Response<Vec<u8>>,
+    /// A body made while it is sent; shared so that `Response` stays `Clone` (whichever clone is sent takes it).
+    #[cfg(edgefn_async)]
+    streamed: Option<std::rc::Rc<std::cell::RefCell<Option<Streamed>>>>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut debug = f.debug_struct("Response");
+        debug.field("status", &self.inner.status()).field("headers", self.inner.headers());
+        #[cfg(edgefn_async)]
+        if self.streamed.is_some() {
+            return debug.field("body", &"(streamed)").finish();
+        }
+        debug.field("body_len", &self.inner.body().len()).finish()
+    }
+}
+
+/// A body made while it is sent.
+#[cfg(edgefn_async)]
+pub(crate) enum Streamed {
+    /// Written by the handler's writer function.
+    Writer(Box<dyn FnOnce(BodyWriter) -> LocalBoxFuture<'static, Result<()>>>),
+    /// Server-sent events, with a keep-alive comment after each quiet interval.
+    Sse { handler: Box<dyn FnOnce(Events) -> LocalBoxFuture<'static, Result<()>>>, keep_alive: Duration },
+    /// A body passed on as it arrives.
+    Forward(BodyStream),
+}
+
+/// What a response's body is, once the handler is done with it.
+#[cfg_attr(edgefn_p2, allow(dead_code))]
+pub(crate) enum Outgoing {
+    Bytes(Vec<u8>),
+    #[cfg(edgefn_async)]
+    Streamed(Streamed),
 }
 
 impl Response {
@@ -25,7 +71,7 @@ impl Response {
     }
 
     fn empty() -> Self {
-        Self { inner: http::Response::new(Vec::new()) }
+        Self::from(http::Response::new(Vec::new()))
     }
 
     /// 200 with a `text/plain` body.
@@ -47,7 +93,121 @@ impl Response {
 
     /// 200 with a raw body (`application/octet-stream` unless a content type is set).
     pub fn bytes(body: impl Into<Vec<u8>>) -> Self {
-        Self { inner: http::Response::new(body.into()) }
+        Self::from(http::Response::new(body.into()))
+    }
+
+    /// 200 with a body that `write` writes piece by piece, after the handler has returned: each write goes out to
+    /// the client as it is made, waiting while the client is behind. An `Err` from `write` cuts the response short
+    /// (the client never sees a clean end) and is logged. Set a content type with [`Response::with_header`].
+    ///
+    /// ```
+    /// # use edgefn::{Response, Result};
+    /// let response = Response::stream(|mut body| async move {
+    ///     for n in 0..3 {
+    ///         body.write(format!("line {n}\n")).await?;
+    ///     }
+    ///     Ok(())
+    /// })
+    /// .with_header("content-type", "text/plain");
+    /// assert_eq!(edgefn::testing::read_body(response).unwrap(), b"line 0\nline 1\nline 2\n");
+    /// ```
+    #[cfg(edgefn_async)]
+    pub fn stream<F, Fut>(write: F) -> Self
+    where
+        F: FnOnce(BodyWriter) -> Fut + 'static,
+        Fut: Future<Output = Result<()>> + 'static,
+    {
+        let writer: Box<dyn FnOnce(BodyWriter) -> LocalBoxFuture<'static, Result<()>>> =
+            Box::new(move |body| Box::pin(write(body)));
+        Self::empty().streaming(Streamed::Writer(writer))
+    }
+
+    /// 200 `text/event-stream`: the events `handler` sends go to the client as they are sent, with a keep-alive
+    /// comment after every quiet [`sse::DEFAULT_KEEP_ALIVE`](crate::sse::DEFAULT_KEEP_ALIVE) (see
+    /// [`Response::with_keep_alive`]). See [`crate::sse`].
+    ///
+    /// ```
+    /// # use edgefn::{Response, sse::Event};
+    /// let response = Response::sse(|mut events| async move {
+    ///     events.send(Event::data("hello").event("greeting").id("1")).await?;
+    ///     Ok(())
+    /// });
+    /// let wire = String::from_utf8(edgefn::testing::read_body(response).unwrap()).unwrap();
+    /// assert_eq!(wire, "event: greeting\nid: 1\ndata: hello\n\n");
+    /// ```
+    #[cfg(edgefn_async)]
+    pub fn sse<F, Fut>(handler: F) -> Self
+    where
+        F: FnOnce(Events) -> Fut + 'static,
+        Fut: Future<Output = Result<()>> + 'static,
+    {
+        let handler: Box<dyn FnOnce(Events) -> LocalBoxFuture<'static, Result<()>>> =
+            Box::new(move |events| Box::pin(handler(events)));
+        Self::empty()
+            .with_header(CONTENT_TYPE.as_str(), "text/event-stream")
+            .with_header("cache-control", "no-cache")
+            // Tells proxies such as nginx not to hold the events back in a buffer.
+            .with_header("x-accel-buffering", "no")
+            .streaming(Streamed::Sse { handler, keep_alive: crate::sse::DEFAULT_KEEP_ALIVE })
+    }
+
+    /// For a [`Response::sse`] response: how long the stream may stay quiet before a keep-alive comment goes out.
+    #[cfg(edgefn_async)]
+    pub fn with_keep_alive(self, every: Duration) -> Self {
+        if let Some(shared) = &self.streamed
+            && let Some(Streamed::Sse { keep_alive, .. }) = shared.borrow_mut().as_mut()
+        {
+            *keep_alive = every;
+        }
+        self
+    }
+
+    /// A response whose body is `body`, passed on as it arrives (a request body echoed back, say). A fetched
+    /// response is forwarded whole with [`Response::forward`].
+    #[cfg(edgefn_async)]
+    pub fn from_stream(status: u16, body: BodyStream) -> Self {
+        Self::new(status).streaming(Streamed::Forward(body))
+    }
+
+    /// `fetched`'s status, headers and body, the body passed on as it arrives: a streaming reverse proxy. When the
+    /// body is not read by the function, the host pipes it straight from the origin to the client.
+    #[cfg(edgefn_async)]
+    pub fn forward(fetched: crate::fetch::Fetched) -> Self {
+        let (status, headers, body) = fetched.into_parts();
+        let mut response = Self::from_stream(status, body);
+        for (name, value) in &headers {
+            // Hop-by-hop headers describe the origin's connection, not this response.
+            if !crate::fetch::is_hop_by_hop(name.as_str()) {
+                response.inner.headers_mut().append(name.clone(), value.clone());
+            }
+        }
+        response
+    }
+
+    #[cfg(edgefn_async)]
+    fn streaming(mut self, body: Streamed) -> Self {
+        self.streamed = Some(std::rc::Rc::new(std::cell::RefCell::new(Some(body))));
+        self
+    }
+
+    /// Whether the body is made while it is sent ([`Response::stream`], [`Response::sse`], [`Response::forward`]).
+    pub fn is_streamed(&self) -> bool {
+        #[cfg(edgefn_async)]
+        if self.streamed.is_some() {
+            return true;
+        }
+        false
+    }
+
+    /// The head, and the body as the handler left it.
+    #[cfg_attr(edgefn_p2, allow(dead_code))]
+    pub(crate) fn into_outgoing(self) -> (http::response::Parts, Outgoing) {
+        let (parts, bytes) = self.inner.into_parts();
+        #[cfg(edgefn_async)]
+        if let Some(streamed) = self.streamed.and_then(|shared| shared.borrow_mut().take()) {
+            return (parts, Outgoing::Streamed(streamed));
+        }
+        (parts, Outgoing::Bytes(bytes))
     }
 
     /// Sets the status. A code outside 100..=999 becomes 500, since a handler bug must not break the response.
@@ -83,7 +243,7 @@ impl Response {
         self.inner.headers()
     }
 
-    /// The body.
+    /// The body (empty for a streamed one: see [`Response::is_streamed`]).
     pub fn body(&self) -> &[u8] {
         self.inner.body()
     }
@@ -98,7 +258,7 @@ impl Response {
         serde_json::from_slice(self.inner.body()).map_err(Error::from)
     }
 
-    /// The underlying `http` response.
+    /// The underlying `http` response (a streamed body is left out: see [`Response::is_streamed`]).
     pub fn into_inner(self) -> http::Response<Vec<u8>> {
         self.inner
     }
@@ -106,7 +266,11 @@ impl Response {
 
 impl From<http::Response<Vec<u8>>> for Response {
     fn from(inner: http::Response<Vec<u8>>) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            #[cfg(edgefn_async)]
+            streamed: None,
+        }
     }
 }
 

@@ -23,12 +23,21 @@ pub struct TestRequest {
     builder: http::request::Builder,
     body: Vec<u8>,
     claims: Option<serde_json::Value>,
+    /// A body that arrives in pieces.
+    #[cfg(edgefn_async)]
+    chunks: Option<Vec<Vec<u8>>>,
 }
 
 impl TestRequest {
     /// A request with any method and path (with optional query).
     pub fn new(method: &str, uri: &str) -> Self {
-        Self { builder: http::Request::builder().method(method).uri(uri), body: Vec::new(), claims: None }
+        Self {
+            builder: http::Request::builder().method(method).uri(uri),
+            body: Vec::new(),
+            claims: None,
+            #[cfg(edgefn_async)]
+            chunks: None,
+        }
     }
 
     /// The claims of a verified token, as the host passes them to a route with `auth = "..."`: e.g.
@@ -52,6 +61,18 @@ impl TestRequest {
         self
     }
 
+    /// Sets a body that arrives in these chunks, as a client would send them: an async handler reads it with
+    /// `Request::body_stream` (a sync one gets it whole, as on the host).
+    #[cfg(edgefn_async)]
+    pub fn body_chunks<I, C>(mut self, chunks: I) -> Self
+    where
+        I: IntoIterator<Item = C>,
+        C: Into<Vec<u8>>,
+    {
+        self.chunks = Some(chunks.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// Sets a JSON body and its content type.
     pub fn json<T: Serialize + ?Sized>(self, value: &T) -> Self {
         let body = serde_json::to_vec(value).expect("test value serializes as JSON");
@@ -65,7 +86,12 @@ impl TestRequest {
     pub fn build(self) -> Request {
         let request = self.builder.body(self.body).expect("valid test request");
         let params = dispatch::route_params(request.method().as_str(), request.uri().path());
-        Request::with_params(request, params).with_claims(self.claims)
+        let request = Request::with_params(request, params).with_claims(self.claims);
+        #[cfg(edgefn_async)]
+        if let Some(chunks) = self.chunks {
+            return request.with_body_stream(crate::body::BodyStream::from_chunks(chunks));
+        }
+        request
     }
 }
 
@@ -96,17 +122,63 @@ pub fn request(method: &str, uri: &str) -> TestRequest {
 }
 
 /// Sends a request through the component's dispatcher, exactly as the host would: routing, 404, 405, error bodies.
+/// An async handler runs to its end here (and gets a body set with [`TestRequest::body_chunks`] as it arrives).
 pub fn call(request: impl Into<Request>) -> Response {
     let request = request.into();
     let claims = request
         .claims()
         .map(|claims| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims.to_string()));
+    #[cfg(edgefn_async)]
+    let body = request.body_is_unread().then(|| request.body_stream());
+    #[cfg(not(edgefn_async))]
+    let body = None;
     let mut inner = request.into_inner();
     // The host's way of passing claims, so `call` takes the dispatcher's path exactly.
     if let Some(value) = claims.and_then(|encoded| http::HeaderValue::try_from(encoded).ok()) {
         inner.headers_mut().insert(edgefn_manifest::record::CLAIMS_HEADER, value);
     }
-    Response::from(dispatch::dispatch(inner))
+    dispatch::dispatch_streamed(inner, body)
+}
+
+/// The whole body of `response`: a streamed one ([`Response::stream`], [`Response::sse`], [`Response::forward`])
+/// is made here, to its end; an error that cut it short is the `Err`.
+#[cfg(edgefn_async)]
+pub fn read_body(response: Response) -> crate::Result<Vec<u8>> {
+    use crate::response::{Outgoing, Streamed};
+    let (_parts, body) = response.into_outgoing();
+    let streamed = match body {
+        Outgoing::Bytes(bytes) => return Ok(bytes),
+        Outgoing::Streamed(streamed) => streamed,
+    };
+    crate::rt::block_on(async move {
+        let (mut writer, reader) = crate::body::BodyWriter::channel(16);
+        let produce = async move {
+            match streamed {
+                Streamed::Writer(write) => write(writer).await,
+                Streamed::Sse { handler, keep_alive } => {
+                    let (events, frames) = crate::sse::channel();
+                    let (outcome, ()) = futures::join!(handler(events), crate::sse::pump(frames, &mut writer, keep_alive));
+                    outcome
+                }
+                Streamed::Forward(mut stream) => {
+                    while let Some(chunk) = stream.next().await {
+                        writer.write(chunk?).await?;
+                    }
+                    Ok(())
+                }
+            }
+        };
+        let (produced, read) = futures::join!(produce, reader.bytes());
+        produced?;
+        read
+    })
+}
+
+/// The events of a [`Response::sse`] response, as a browser would parse them, once the handler is done.
+#[cfg(edgefn_async)]
+pub fn sse_events(response: Response) -> crate::Result<Vec<crate::sse::Event>> {
+    let wire = read_body(response)?;
+    Ok(crate::sse::Event::parse_all(&String::from_utf8_lossy(&wire)))
 }
 
 /// A batch of messages with these bodies, as a queue consumer would receive it (first delivery, ids `1`, `2`, ...).

@@ -2,19 +2,11 @@
 //! (`settle`, `send`, `publish`, `invoke`), which forward to the invocation's [`Capabilities`], and the calls into
 //! its `handler` export for cron, queue, topic and invoke triggers. The key-value imports are in [`super::kv`].
 
+use super::bindings::p2::edgefn;
 use super::state::InvocationState;
 use crate::capabilities::invoke::Caller;
 use crate::capabilities::{Capabilities, unavailable};
 use crate::storage::backends::NewMessage;
-
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "edgefn:function/sdk",
-    imports: { default: async },
-    exports: { default: async },
-    require_store_data_send: true,
-    with: { "wasi:keyvalue/store.bucket": super::kv::KvBucket },
-});
 
 pub use edgefn::function::types::{CronEvent, Delivery, Message, SendOptions, Settlement};
 
@@ -151,6 +143,38 @@ impl edgefn::function::host::Host for InvocationState {
 
     async fn invoke(&mut self, function: String, payload: Vec<u8>) -> Result<Vec<u8>, String> {
         let invoker = self.call.capabilities.invoker.clone().ok_or_else(|| unavailable("invoke"))?;
-        invoker.invoke(self.call.caller.clone(), function, payload).await
+        invoke_apart(invoker, self.call.caller.clone(), function, payload).await
     }
 }
+
+/// `edgefn:function/async-host`, for WASI 0.3 components: the call is awaited concurrently with the instance's other
+/// tasks (its store is free meanwhile), instead of holding the whole instance as a sync import would.
+impl super::bindings::p3::edgefn::function::async_host::HostWithStore<InvocationState>
+    for wasmtime::component::HasSelf<InvocationState>
+{
+    async fn invoke(
+        accessor: &wasmtime::component::Accessor<InvocationState, Self>,
+        function: String,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        let (invoker, caller) =
+            accessor.with(|mut access| (access.get().call.capabilities.invoker.clone(), access.get().call.caller.clone()));
+        let invoker = invoker.ok_or_else(|| unavailable("invoke"))?;
+        invoke_apart(invoker, caller, function, payload).await
+    }
+}
+
+/// Runs the called function in a task of its own: a WASI 0.3 caller's store is inside its event loop
+/// (`run_concurrent`) while it waits, and a WASI 0.3 callee's must not run nested in it (wasmtime refuses).
+async fn invoke_apart(
+    invoker: std::sync::Arc<dyn crate::capabilities::Invoker>,
+    caller: Caller,
+    function: String,
+    payload: Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    tokio::spawn(async move { invoker.invoke(caller, function, payload).await })
+        .await
+        .unwrap_or_else(|join| Err(format!("the invoked function's task failed: {join}")))
+}
+
+impl super::bindings::p3::edgefn::function::async_host::Host for InvocationState {}

@@ -2,8 +2,8 @@
 //! [`KeyValue`](crate::capabilities::KeyValue) capability. A bucket is a granted store's name in the resource
 //! table; opening one that the function was not granted is `access-denied`.
 
-use super::guest::edgefn::function::kv as edgefn_kv;
-use super::guest::wasi::keyvalue::{atomics, batch, store};
+use super::bindings::p2::edgefn::function::kv as edgefn_kv;
+use super::bindings::p2::wasi::keyvalue::{atomics, batch, store};
 use super::state::InvocationState;
 use crate::capabilities::kv::{KvError, Put, validate_store_name};
 use crate::capabilities::{KeyValue, unavailable};

@@ -1,17 +1,16 @@
 //! Loading compiled artifacts on demand: map, verify, pre-link, keep in an LRU bounded by `max_loaded`, and unload
 //! what has been idle for `idle_timeout_ms`.
 
-use super::Runtime;
-use super::guest;
 use super::state::InvocationState;
+use super::{Abi, Runtime, bindings};
 use anyhow::{Context as _, anyhow};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use wasmtime::component::Component;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 /// The sha256 of the file at `path`, read in chunks.
 fn sha256_file(path: &Path) -> std::io::Result<String> {
@@ -62,14 +61,41 @@ impl FileIdentity {
 /// A component compiled and linked, ready to be instantiated once per invocation.
 #[derive(Clone)]
 pub struct PreparedComponent {
-    pub(super) pre: ProxyPre<InvocationState>,
-    /// The `edgefn:function/handler` export, which every SDK component has (a mounted plain component does not).
-    pub(super) guest: Option<guest::SdkPre<InvocationState>>,
+    pub(super) http: HttpPre,
+    /// The `edgefn:function` handler export, which every SDK component has (a mounted plain component does not).
+    pub(super) guest: Option<GuestPre>,
+}
+
+/// The `wasi:http` export of a component, by ABI.
+#[derive(Clone)]
+pub(super) enum HttpPre {
+    P2(ProxyPre<InvocationState>),
+    P3(ServicePre<InvocationState>),
+}
+
+/// The `edgefn:function` handler export of a component, by ABI.
+#[derive(Clone)]
+pub(super) enum GuestPre {
+    P2(bindings::p2::SdkPre<InvocationState>),
+    P3(bindings::p3::SdkAsyncPre<InvocationState>),
+}
+
+impl PreparedComponent {
+    /// The ABI the component speaks.
+    pub fn abi(&self) -> Abi {
+        match self.http {
+            HttpPre::P2(_) => Abi::P2,
+            HttpPre::P3(_) => Abi::P3,
+        }
+    }
 }
 
 impl std::fmt::Debug for PreparedComponent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreparedComponent").field("sdk", &self.guest.is_some()).finish_non_exhaustive()
+        f.debug_struct("PreparedComponent")
+            .field("abi", &self.abi())
+            .field("sdk", &self.guest.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -145,22 +171,36 @@ impl Loader {
     }
 
     fn map(&self, path: &Path) -> anyhow::Result<PreparedComponent> {
-        // SAFETY: callers pass artifacts that deployments wrote with `Runtime::precompile` for this engine's
+        // SAFETY: callers pass artifacts that deployments wrote with `Runtime::precompile` for these engines'
         // compatibility hash (it is part of the file name), and that were checked against the sha256 recorded
         // when they were written: just now, or earlier with the file's identity unchanged since (see
         // `FileIdentity`). Artifacts are never rewritten in place: a rebuild writes a new file and renames it over
         // the old one, which leaves existing mappings intact.
-        let component = unsafe { Component::deserialize_file(&self.runtime.engine, path) }
-            .map_err(|e| anyhow!("failed to load compiled artifact {}: {e:#}", path.display()))?;
+        let (abi, component) = unsafe { self.runtime.engines.deserialize(path) }?;
         let instance_pre = self
             .runtime
+            .engines
+            .backend(abi)
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| anyhow!("the host cannot satisfy its imports: {e:#}"))?;
-        let guest = guest::SdkPre::new(instance_pre.clone()).ok();
-        let pre = ProxyPre::new(instance_pre)
-            .map_err(|e| anyhow!("it is not a wasi:http component (no `wasi:http/incoming-handler` export): {e:#}"))?;
-        Ok(PreparedComponent { pre, guest })
+            .map_err(|e| anyhow!("the host cannot satisfy its imports ({}): {e:#}", abi.label()))?;
+        let (http, guest) = match abi {
+            Abi::P2 => {
+                let guest = bindings::p2::SdkPre::new(instance_pre.clone()).ok().map(GuestPre::P2);
+                let http = ProxyPre::new(instance_pre).map_err(|e| {
+                    anyhow!("it is not a wasi:http component (no `wasi:http/incoming-handler@0.2` export): {e:#}")
+                })?;
+                (HttpPre::P2(http), guest)
+            }
+            Abi::P3 => {
+                let guest = bindings::p3::SdkAsyncPre::new(instance_pre.clone()).ok().map(GuestPre::P3);
+                let http = ServicePre::new(instance_pre).map_err(|e| {
+                    anyhow!("it is not a wasi:http component (no `wasi:http/handler@0.3` export): {e:#}")
+                })?;
+                (HttpPre::P3(http), guest)
+            }
+        };
+        Ok(PreparedComponent { http, guest })
     }
 
     /// The loaded component for `artifact`, loading (and verifying) it first if needed: a cold start. `label`

@@ -33,14 +33,14 @@ impl InvokeError {
 
 /// The report of an HTTP invocation, filled in by two parties that end in either order: the guest's run (its
 /// outcome, times and memory) and the request (the status it answered with). Sent when the last one lets go.
-pub(super) struct PendingReport {
+pub(crate) struct PendingReport {
     telemetry: Telemetry,
     /// Taken when it is sent.
     report: Mutex<Option<InvocationReport>>,
 }
 
 impl PendingReport {
-    pub(super) fn new(telemetry: Telemetry, trace: Arc<Trace>, memory_mb: u64, cold_start: bool) -> Arc<Self> {
+    pub(crate) fn new(telemetry: Telemetry, trace: Arc<Trace>, memory_mb: u64, cold_start: bool) -> Arc<Self> {
         let report = InvocationReport {
             trace,
             outcome: Outcome::Ok,
@@ -55,7 +55,7 @@ impl PendingReport {
         Arc::new(Self { telemetry, report: Mutex::new(Some(report)) })
     }
 
-    pub(super) fn update(&self, change: impl FnOnce(&mut InvocationReport)) {
+    pub(crate) fn update(&self, change: impl FnOnce(&mut InvocationReport)) {
         if let Some(report) = self.report.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_mut() {
             change(report);
         }

@@ -12,6 +12,8 @@
 //! above it.
 
 pub mod background;
+mod bindings;
+mod engines;
 pub mod fairness;
 pub mod guest;
 pub mod kv;
@@ -21,7 +23,10 @@ mod metering;
 pub mod output;
 pub(crate) mod redact;
 mod state;
+mod wasip2;
+mod wasip3;
 
+pub use engines::Abi;
 pub use guest::{CronEvent, Delivery, GuestCall, GuestOutcome, Message, Settlement};
 pub use loader::{Artifact, FileIdentity, Loader, PreparedComponent, Start};
 
@@ -29,44 +34,28 @@ use crate::capabilities::invoke::Caller;
 use crate::capabilities::{Capabilities, FunctionEnv};
 use crate::config::Limits;
 use crate::telemetry::{InvocationReport, Outcome, Telemetry, Trace};
-use anyhow::anyhow;
 use bytes::Bytes;
-use http_body_util::Full;
+use engines::{EPOCH_TICK, Engines};
+use loader::{GuestPre, HttpPre};
 use state::InvocationState;
-use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
-use wasmtime_wasi_http::WasiHttpView as _;
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-
-/// Tables and host stacks of a guest are small: keep their first pages resident too.
-const KEEP_RESIDENT_SMALL_BYTES: usize = 128 << 10;
-
-/// How often the epoch advances: how long a guest computes before it yields (see [`fairness`]), and the
-/// granularity of init's deadline. 1 ms keeps a neighbour's wait for a thread short; the ticker costs about a
-/// thousand wake-ups a second.
-const EPOCH_TICK: Duration = Duration::from_millis(1);
+use wasmtime::{Store, Trap};
 
 /// How far past its deadline a guest blocked in a host call (which epochs do not interrupt) is cut off.
 const HARD_DEADLINE_SLACK: Duration = Duration::from_millis(50);
 
-/// The shared wasmtime engine and linker, plus the host-wide limits.
+/// The shared wasmtime engines and linkers (one per guest ABI), plus the host-wide limits.
 #[derive(Clone)]
 pub struct Runtime {
-    engine: Engine,
-    linker: Arc<Linker<InvocationState>>,
+    engines: Engines,
     limits: Limits,
     /// One permit per pool slot: an invocation holds one from instantiation until its guest task ends.
     instance_slots: Arc<Semaphore>,
     /// Background triggers (cron, queues) may hold at most three quarters of the slots, so requests and the
     /// nested `invoke` calls of those very triggers always find one.
     background_slots: Arc<Semaphore>,
-    /// See [`Runtime::engine_hash`]; fixed for the engine's life, so computed once.
-    engine_hash: Arc<str>,
     /// Fair CPU between guests (see [`fairness`]).
     governor: fairness::Governor,
     /// The host-wide budget of guest memory (see [`memory`]).
@@ -170,57 +159,12 @@ pub enum InvokeError {
 }
 
 impl Runtime {
-    /// Builds the engine and linker. Starts the epoch ticker thread, which stops when the engine is dropped.
+    /// Builds the engines and linkers. Starts the epoch ticker threads, which stop when the engines are dropped.
     pub fn new(limits: Limits) -> anyhow::Result<Self> {
-        // Each slot reserves the most any function may ask for; a function's own cap is its store's limiter.
-        let memory_bytes = limits.max_memory_bytes();
-        let mut pool = PoolingAllocationConfig::new();
-        // A wasip2 Rust component uses about 3 core instances, 1 memory and 2 tables per component instance.
-        pool.total_component_instances(limits.max_instances)
-            .total_core_instances(limits.max_instances.saturating_mul(4))
-            .total_memories(limits.max_instances.saturating_mul(2))
-            .total_tables(limits.max_instances.saturating_mul(2))
-            .total_stacks(limits.max_instances)
-            .max_memory_size(memory_bytes)
-            // Reset the first pages of a freed slot in place instead of with madvise: the next instance then takes
-            // no page faults there, and the host sends no TLB-shootdown IPIs across cores. Before this, those took
-            // about a third of the CPU time of a hello-world request. A Rust guest's stack (1 MiB), data and first
-            // heap pages fit in the default 2 MiB (see BENCHMARKS.md for the cold-start cost of it).
-            .linear_memory_keep_resident(limits.keep_resident_kib << 10)
-            .table_keep_resident(KEEP_RESIDENT_SMALL_BYTES)
-            .async_stack_keep_resident(KEEP_RESIDENT_SMALL_BYTES)
-            // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only the pages a guest actually touched instead
-            // of memsetting the whole kept-resident region.
-            .pagemap_scan(wasmtime::Enabled::Auto);
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            // Reserve only what an instance may use, not 4 GiB of address space per slot.
-            .memory_reservation(memory_bytes as u64)
-            .memory_init_cow(true)
-            // No guest here uses the component model's async ABI (wasi:http is p2), and with it on, every store's
-            // drop disposes of a parked worker fiber by building an error, which captures a backtrace when
-            // RUST_BACKTRACE is set: about 15% of a hello-world request's CPU.
-            .concurrency_support(false);
-        let engine = Engine::new(&config).map_err(|e| anyhow!("failed to configure wasmtime: {e}"))?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("failed to link WASI: {e}"))?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(|e| anyhow!("failed to link wasi:http: {e}"))?;
-        guest::Sdk::add_to_linker::<InvocationState, wasmtime::component::HasSelf<InvocationState>>(
-            &mut linker,
-            |state| state,
-        )
-        .map_err(|e| anyhow!("failed to link edgefn:function/host: {e}"))?;
-        spawn_epoch_ticker(&engine);
+        let engines = Engines::new(&limits)?;
         background::configure_compile_pool();
         let instance_slots = Arc::new(Semaphore::new(limits.max_instances as usize));
         let background_slots = Arc::new(Semaphore::new((limits.max_instances as usize * 3 / 4).max(1)));
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let engine_hash = format!("{:016x}", hasher.finish()).into();
         let lanes = if limits.cpu_lanes == 0 { fairness::Governor::default_lanes() } else { limits.cpu_lanes };
         let governor = fairness::Governor::new(lanes);
         let memory = memory::MemoryBudget::new(limits.memory_budget_bytes());
@@ -240,12 +184,10 @@ impl Runtime {
             "guests that compute long share the CPU lanes; guest memory is bounded by the budget"
         );
         Ok(Self {
-            engine,
-            linker: Arc::new(linker),
+            engines,
             limits,
             instance_slots,
             background_slots,
-            engine_hash,
             governor,
             memory,
             telemetry: Telemetry::disabled(),
@@ -281,12 +223,13 @@ impl Runtime {
     /// Identifies the engine's code generation (wasmtime version, target, flags, tunables such as the memory
     /// reservation): compiled artifacts are only valid for an engine with the same hash.
     pub fn engine_hash(&self) -> &str {
-        &self.engine_hash
+        self.engines.hash()
     }
 
-    /// Compiles a component ahead of time into an artifact for [`Loader`]. Blocking: call it off the async threads.
+    /// Compiles a component ahead of time into an artifact for [`Loader`], on the engine of its ABI. Blocking: call
+    /// it off the async threads.
     pub fn precompile(&self, wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
-        self.engine.precompile_component(wasm).map_err(|e| anyhow!("failed to compile: {e:#}"))
+        self.engines.backend(Abi::of(wasm)).precompile(wasm)
     }
 
     /// Runs the component's `#[init]` once (its `wizer-initialize` export) and returns the component rewritten so
@@ -307,8 +250,9 @@ impl Runtime {
             trace: Arc::default(),
             cold_start: false,
         };
+        let backend = self.engines.backend(Abi::of(wasm));
         let state = InvocationState::new(&invocation, self.store_parts(), Some(stderr.clone()));
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(&backend.engine, state);
         store.limiter(|state| &mut state.limits);
         let init_timeout = self.limits.init_timeout();
         store.set_epoch_deadline(deadline_ticks(init_timeout));
@@ -316,7 +260,7 @@ impl Runtime {
         let mut wizer = wasmtime_wizer::Wizer::new();
         // Required for wasip2 Rust components (wasmtime issue #13186); the export stays and is harmless.
         wizer.keep_init_func(true);
-        let linker = self.linker.clone();
+        let linker = backend.linker.clone();
         let run = wizer
             .run_component(&mut store, wasm, async |store, component| linker.instantiate_async(store, component).await);
         match tokio::time::timeout(init_timeout + HARD_DEADLINE_SLACK, run).await {
@@ -376,28 +320,22 @@ impl Runtime {
         }
     }
 
-    fn new_store(&self, invocation: &Invocation) -> Store<InvocationState> {
+    fn new_store(&self, invocation: &Invocation, abi: Abi) -> Store<InvocationState> {
+        self.new_store_until(invocation, abi, std::time::Instant::now() + invocation.limits.timeout)
+    }
+
+    /// A store for `invocation` whose guest is trapped at `deadline` if it is still computing then.
+    fn new_store_until(&self, invocation: &Invocation, abi: Abi, deadline: std::time::Instant) -> Store<InvocationState> {
         let state = InvocationState::new(invocation, self.store_parts(), None);
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(&self.engines.backend(abi).engine, state);
         store.limiter(|state| &mut state.limits);
-        self.governor.govern(&mut store, std::time::Instant::now() + invocation.limits.timeout);
+        self.governor.govern(&mut store, deadline);
         store
     }
 
-    /// An invocation that failed because the memory budget refused it memory is the host's capacity, not the
-    /// function's fault.
-    fn budget_error(&self, store: &Store<InvocationState>, error: InvokeError) -> InvokeError {
-        match error {
-            InvokeError::Trap(_) if store.data().limits.refused_by_budget => {
-                InvokeError::MemoryBudget(self.memory.limit() >> 20)
-            }
-            other => other,
-        }
-    }
-
-    /// Runs one cron, queue, topic or invoke function through a fresh instance of `component` in `slot`. Returns
-    /// the function's outcome and the messages it settled (kept even when it trapped or timed out, so that only
-    /// the others are retried).
+    /// Runs one cron, queue, topic or invoke function through an instance of `component` in `slot`. Returns the
+    /// function's outcome and the messages it settled (kept even when it trapped or timed out, so that only the
+    /// others are retried).
     pub async fn call_guest(
         &self,
         component: &PreparedComponent,
@@ -405,35 +343,66 @@ impl Runtime {
         slot: Slot,
         guest_call: GuestCall,
     ) -> (Result<GuestOutcome, InvokeError>, Vec<(String, Settlement)>) {
+        match &component.guest {
+            Some(GuestPre::P2(pre)) => self.call_guest_p2(pre, invocation, slot, guest_call).await,
+            Some(GuestPre::P3(pre)) => self.call_guest_p3(pre, invocation, slot, guest_call).await,
+            None => {
+                let error = InvokeError::Host("the component has no `edgefn:function` handler export".into());
+                (Err(error), Vec::new())
+            }
+        }
+    }
+
+    /// Runs one HTTP request through a fresh instance of `component` in `slot`. A WASI 0.2 component gets the body
+    /// whole (`request` is read to its end first); a WASI 0.3 one reads it as it arrives.
+    pub async fn invoke_http(
+        &self,
+        component: &PreparedComponent,
+        invocation: &Invocation,
+        slot: Slot,
+        request: http::Request<RequestBody>,
+    ) -> Result<http::Response<ResponseBody>, InvokeError> {
+        match &component.http {
+            HttpPre::P2(pre) => {
+                let request = match request.into_parts() {
+                    (parts, RequestBody::Whole(bytes)) => http::Request::from_parts(parts, bytes),
+                    (_, RequestBody::Streaming(_)) => {
+                        return Err(InvokeError::Host("a WASI 0.2 component needs its request body whole".into()));
+                    }
+                };
+                let response = self.invoke_http_p2(pre, invocation, slot, request).await?;
+                Ok(response.map(ResponseBody::P2))
+            }
+            HttpPre::P3(pre) => {
+                let response = self.invoke_http_p3(pre, invocation, slot, request).await?;
+                Ok(response.map(ResponseBody::P3))
+            }
+        }
+    }
+
+    /// Runs `call` (instantiate, then call one export) on a fresh store of `abi` in `slot`, under the invocation's
+    /// deadline, and reports it. Returns the function's outcome and the messages it settled (kept even when it
+    /// trapped or timed out, so that only the others are retried).
+    async fn run_guest_call(
+        &self,
+        invocation: &Invocation,
+        slot: Slot,
+        abi: Abi,
+        call: impl AsyncFnOnce(&mut Store<InvocationState>) -> wasmtime::Result<GuestOutcome>,
+    ) -> (Result<GuestOutcome, InvokeError>, Vec<(String, Settlement)>) {
         let _slot = slot;
-        let Some(pre) = component.guest.clone() else {
-            let error = InvokeError::Host("the component has no `edgefn:function/handler` export".into());
-            return (Err(error), Vec::new());
-        };
         let secrets = invocation.env.secrets.clone();
         let timeout = invocation.limits.timeout;
         let started = std::time::Instant::now();
         let mut busy = Duration::ZERO;
-        let mut store = self.new_store(invocation);
-        let run = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            let handler = instance.edgefn_function_handler();
-            match &guest_call {
-                GuestCall::Cron(event) => handler.call_on_cron(&mut store, event).await.map(|r| r.map(|()| Vec::new())),
-                GuestCall::Messages(delivery) => {
-                    handler.call_on_messages(&mut store, delivery).await.map(|r| r.map(|()| Vec::new()))
-                }
-                GuestCall::Invoke { function, payload, correlation_id } => {
-                    handler.call_on_invoke(&mut store, function, payload, correlation_id).await
-                }
-            }
-        };
+        let mut store = self.new_store(invocation, abi);
         // The epoch deadline stops a guest that computes; this one also stops a guest blocked in a host call.
         // Error text is logged and stored (run history, dead-letter reasons): mask the secrets in it, and keep it
         // to limits.max_error_bytes.
         let max_error = self.limits.max_error_bytes;
         let clean = |message: &str| redact::truncate(redact::mask(message, &secrets), max_error);
-        let outcome = match tokio::time::timeout(timeout + HARD_DEADLINE_SLACK, metering::timed(&mut busy, run)).await {
+        let run = metering::timed(&mut busy, call(&mut store));
+        let outcome = match tokio::time::timeout(timeout + HARD_DEADLINE_SLACK, run).await {
             Ok(Ok(outcome)) => Ok(outcome.map_err(|message| clean(&message))),
             Ok(Err(error)) => Err(match self.budget_error(&store, classify_trap(error, timeout)) {
                 InvokeError::Trap(message) => InvokeError::Trap(clean(&message)),
@@ -468,165 +437,14 @@ impl Runtime {
         (outcome, settlements)
     }
 
-    /// Runs one HTTP request through a fresh instance of `component` in `slot`.
-    pub async fn invoke_http(
-        &self,
-        component: &PreparedComponent,
-        invocation: &Invocation,
-        slot: Slot,
-        request: http::Request<Bytes>,
-    ) -> Result<http::Response<HyperOutgoingBody>, InvokeError> {
-        let timeout = invocation.limits.timeout;
-        let mut store = self.new_store(invocation);
-
-        let request = request.map(Full::new);
-        let (sender, mut receiver) = tokio::sync::oneshot::channel();
-        let (incoming, outparam) = {
-            let mut http = store.data_mut().http();
-            let incoming = http.new_incoming_request(Scheme::Http, request).map_err(host_error)?;
-            let outparam = http.new_response_outparam(sender).map_err(host_error)?;
-            (incoming, outparam)
-        };
-        let pre = component.pre.clone();
-        let runtime = self.clone();
-        let report = self.telemetry.is_enabled().then(|| {
-            let memory_mb = invocation.limits.memory_mb();
-            metering::PendingReport::new(
-                self.telemetry.clone(),
-                invocation.trace.clone(),
-                memory_mb,
-                invocation.cold_start,
-            )
-        });
-        let run_report = report.clone();
-        // The epoch deadline stops a guest that computes forever; the hard deadline also stops a guest blocked in
-        // a host call (epochs do not interrupt those), including after it has sent its response head.
-        let hard_deadline = timeout + HARD_DEADLINE_SLACK;
-        let run = async move {
-            // The slot is held until the guest is done, body streaming included. The store is rebound after it
-            // so it drops first: the pool slot is free before the permit lets the next request instantiate.
-            let _slot = slot;
-            let mut store = store;
-            let started = std::time::Instant::now();
-            let mut busy = Duration::ZERO;
-            let run = async {
-                let proxy = pre.instantiate_async(&mut store).await?;
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
-            };
-            let ended = match tokio::time::timeout(hard_deadline, metering::timed(&mut busy, run)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(runtime.budget_error(&store, classify_trap(error, timeout))),
-                Err(_elapsed) => Err(InvokeError::Timeout(timeout)),
-            };
-            if let Some(report) = run_report {
-                report.update(|report| {
-                    report.wall = started.elapsed();
-                    report.guest_cpu = busy;
-                    report.peak_memory_bytes = store.data().limits.peak as u64;
-                    if let Err(error) = &ended {
-                        report.outcome = error.outcome();
-                        report.error = Some(error.to_string());
-                    }
-                });
+    /// An invocation that failed because the memory budget refused it memory is the host's capacity, not the
+    /// function's fault.
+    fn budget_error(&self, store: &Store<InvocationState>, error: InvokeError) -> InvokeError {
+        match error {
+            InvokeError::Trap(_) if store.data().limits.refused_by_budget => {
+                InvokeError::MemoryBudget(self.memory.limit() >> 20)
             }
-            ended
-        };
-        // Most functions answer and return in one go: run them right here, on the request's own task, with no
-        // task to spawn and no thread to wake. One that sets its response and keeps streaming the body goes on
-        // in a task of its own; so does one whose caller goes away (the client hung up): a function always runs
-        // to its end, as it would have with nobody waiting.
-        let mut run = Detached::new(run);
-        let answer = tokio::select! {
-            biased;
-            finished = &mut run => match receiver.try_recv() {
-                Ok(answer) => answered_with(answer),
-                Err(_none) => Err(finished.err().unwrap_or(InvokeError::NoResponse)),
-            },
-            answered = &mut receiver => {
-                run.detach();
-                match answered {
-                    Ok(answer) => answered_with(answer),
-                    // The guest dropped its response outparam without setting it: its own end tells why.
-                    Err(_dropped) => Err(run.await.err().unwrap_or(InvokeError::NoResponse)),
-                }
-            }
-        };
-        if let Some(report) = report {
-            report.update(|report| match &answer {
-                Ok(response) => report.status = Some(response.status().as_u16()),
-                Err(error) if report.outcome == Outcome::Ok => {
-                    report.outcome = error.outcome();
-                    report.error = Some(error.to_string());
-                }
-                Err(_) => {}
-            });
-        }
-        answer
-    }
-}
-
-/// What the guest set its response outparam to, as the invocation's result.
-fn answered_with(
-    answer: Result<http::Response<HyperOutgoingBody>, ErrorCode>,
-) -> Result<http::Response<HyperOutgoingBody>, InvokeError> {
-    answer.map_err(|code| InvokeError::Trap(format!("the function answered with an error: {code:?}")))
-}
-
-/// A guest's HTTP run: it ends with the guest, after its response has been handed over.
-type GuestRun = std::pin::Pin<Box<dyn Future<Output = Result<(), InvokeError>> + Send>>;
-
-/// A guest's run, polled in place by whoever awaits it, that goes on in a task of its own once
-/// [`Detached::detach`] is called, or when it is dropped before its end.
-struct Detached(Stage);
-
-/// Where a [`Detached`] run is.
-enum Stage {
-    /// Polled by whoever awaits it.
-    Here(GuestRun),
-    /// Running in a task of its own; awaiting it waits for the task.
-    Elsewhere(tokio::task::JoinHandle<Result<(), InvokeError>>),
-    /// Finished, and its outcome reported.
-    Done,
-}
-
-impl Detached {
-    fn new(run: impl Future<Output = Result<(), InvokeError>> + Send + 'static) -> Self {
-        Self(Stage::Here(Box::pin(run)))
-    }
-
-    /// Hands the rest of the run to a task of its own.
-    fn detach(&mut self) {
-        if let Stage::Here(run) = std::mem::replace(&mut self.0, Stage::Done) {
-            self.0 = Stage::Elsewhere(tokio::spawn(run));
-        }
-    }
-}
-
-impl Future for Detached {
-    type Output = Result<(), InvokeError>;
-
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        let stage = &mut self.get_mut().0;
-        let outcome = match stage {
-            Stage::Here(run) => std::task::ready!(run.as_mut().poll(cx)),
-            Stage::Elsewhere(task) => std::task::ready!(std::pin::Pin::new(task).poll(cx))
-                .unwrap_or_else(|join| Err(InvokeError::Host(join.to_string()))),
-            Stage::Done => Ok(()),
-        };
-        *stage = Stage::Done;
-        std::task::Poll::Ready(outcome)
-    }
-}
-
-impl Drop for Detached {
-    fn drop(&mut self) {
-        // Dropped mid-run (the caller went away): the guest finishes anyway, so that what it started (messages
-        // sent, state written) is not cut in half. Without a runtime (the host is shutting down) it stops here. A
-        // run already in its own task goes on there.
-        if let Stage::Here(run) = std::mem::replace(&mut self.0, Stage::Done)
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(run);
+            other => other,
         }
     }
 }
@@ -647,17 +465,63 @@ fn deadline_ticks(timeout: Duration) -> u64 {
     (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
-fn spawn_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("edgefn-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
+/// A request body as the HTTP trigger hands it to [`Runtime::invoke_http`].
+pub enum RequestBody {
+    /// Read whole before the call (what a WASI 0.2 component gets).
+    Whole(Bytes),
+    /// Still arriving, within the trigger's bounds (a WASI 0.3 component reads it as it comes).
+    Streaming(wasmtime_wasi_http::WasiBody),
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestBody::Whole(bytes) => write!(f, "Whole({} bytes)", bytes.len()),
+            RequestBody::Streaming(_) => f.write_str("Streaming"),
+        }
+    }
+}
+
+/// A function's response body, as the executor of its ABI produces it.
+pub enum ResponseBody {
+    P2(wasmtime_wasi_http::p2::body::HyperOutgoingBody),
+    P3(wasip3::ResponseBody),
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ResponseBody::P2(_) => "ResponseBody::P2",
+            ResponseBody::P3(_) => "ResponseBody::P3",
         })
-        .expect("failed to spawn the epoch thread");
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            ResponseBody::P2(body) => std::pin::Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ResponseBody::P3(body) => std::pin::Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::P2(body) => body.is_end_stream(),
+            ResponseBody::P3(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            ResponseBody::P2(body) => body.size_hint(),
+            ResponseBody::P3(body) => body.size_hint(),
+        }
+    }
 }

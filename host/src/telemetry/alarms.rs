@@ -100,7 +100,7 @@ impl Alarms {
                 Outcome::Throttled => bucket.throttles += 1,
                 outcome => {
                     bucket.invocations += 1;
-                    if outcome != Outcome::Ok {
+                    if !matches!(outcome, Outcome::Ok | Outcome::Cancelled) {
                         bucket.failures += 1;
                     }
                     if bucket.durations_us.len() < MAX_DURATIONS_PER_SECOND {

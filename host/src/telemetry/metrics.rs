@@ -105,7 +105,7 @@ impl Metrics {
         let invocations = Family::<InvocationLabels, Counter>::default();
         registry.register(
             "invocations",
-            "Invocations that ended, by function, trigger and outcome (ok, error, trap, timeout, throttled)",
+            "Invocations that ended, by function, trigger and outcome (ok, error, trap, timeout, throttled, cancelled)",
             invocations.clone(),
         );
         let duration = HistogramFamily::<FunctionLabels>::new_with_constructor(duration_histogram);

@@ -78,6 +78,8 @@ pub enum Outcome {
     Timeout,
     /// Refused before it ran: the function's `max_concurrency`, the instance pool or the memory budget was full.
     Throttled,
+    /// Stopped because its caller went away (an HTTP client that hung up before the response was complete).
+    Cancelled,
 }
 
 impl Outcome {
@@ -88,6 +90,7 @@ impl Outcome {
             Self::Trap => "trap",
             Self::Timeout => "timeout",
             Self::Throttled => "throttled",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -179,7 +182,7 @@ impl InvocationReport {
         }
         let level = match self.outcome {
             Outcome::Ok => Level::Info,
-            Outcome::Throttled => Level::Warn,
+            Outcome::Throttled | Outcome::Cancelled => Level::Warn,
             _ => Level::Error,
         };
         LogRecord {

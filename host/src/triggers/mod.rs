@@ -87,6 +87,41 @@ impl Runner {
         chain: Vec<String>,
         work: Work,
     ) -> Result<Prepared, InvokeError> {
+        self.prepare_with(version, function, kind, chain, work, None).await
+    }
+
+    /// The component of `version`, loading it first for `function` if it is not (a cold start, which is logged).
+    pub async fn load(
+        &self,
+        version: &ComponentVersion,
+        function: &str,
+    ) -> Result<(PreparedComponent, Start), InvokeError> {
+        let loading = Instant::now();
+        let label = format!("{} v{}", version.component, version.version);
+        let (component, start) = self
+            .loader
+            .get(&version.artifact, &label)
+            .await
+            .map_err(|error| InvokeError::Host(format!("failed to load `{label}`: {error:#}")))?;
+        if matches!(start, Start::Cold) {
+            let took = loading.elapsed().as_secs_f64() * 1000.0;
+            let message =
+                format!("loaded v{} for {} (a cold start) in {took:.2} ms", version.version, version.label(function));
+            self.runtime().telemetry().component_event(Level::Info, &version.component, Some(version.version), message);
+        }
+        Ok((component, start))
+    }
+
+    /// [`Runner::prepare`], for a component already [loaded](Runner::load).
+    pub async fn prepare_with(
+        &self,
+        version: &Arc<ComponentVersion>,
+        function: &str,
+        kind: SlotKind,
+        chain: Vec<String>,
+        work: Work,
+        loaded: Option<(PreparedComponent, Start)>,
+    ) -> Result<Prepared, InvokeError> {
         let started = Instant::now();
         let trace = Arc::new(Trace {
             correlation_id: work.correlation_id,
@@ -95,7 +130,7 @@ impl Runner {
             version: version.version,
             detail: work.detail,
         });
-        let prepared = self.reserve(version, function, kind, chain, trace.clone()).await;
+        let prepared = self.reserve(version, function, kind, chain, trace.clone(), loaded).await;
         if let Err(error) = &prepared {
             let telemetry = self.runtime().telemetry();
             if telemetry.is_enabled() {
@@ -113,6 +148,7 @@ impl Runner {
         kind: SlotKind,
         chain: Vec<String>,
         trace: Arc<Trace>,
+        loaded: Option<(PreparedComponent, Start)>,
     ) -> Result<Prepared, InvokeError> {
         let limits = version.limits(function);
         let permit = match version.concurrency(function) {
@@ -131,17 +167,10 @@ impl Runner {
         };
         let label = version.label(function);
         let slot = self.runtime().acquire_slot(kind, &label).await?.holding(permit);
-        let loading = Instant::now();
-        let (component, start) = self
-            .loader
-            .get(&version.artifact, &format!("{} v{}", version.component, version.version))
-            .await
-            .map_err(|error| InvokeError::Host(format!("failed to load `{label}`: {error:#}")))?;
-        if matches!(start, Start::Cold) {
-            let took = loading.elapsed().as_secs_f64() * 1000.0;
-            let message = format!("loaded v{} for {label} (a cold start) in {took:.2} ms", version.version);
-            self.runtime().telemetry().component_event(Level::Info, &version.component, Some(version.version), message);
-        }
+        let (component, start) = match loaded {
+            Some(loaded) => loaded,
+            None => self.load(version, function).await?,
+        };
         let origin: Origin = version.clone();
         let invocation = Invocation {
             env: version.env.clone(),

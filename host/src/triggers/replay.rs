@@ -14,7 +14,7 @@
 use super::{Runner, Work};
 use crate::live::ComponentVersion;
 use crate::runtime::redact::mask;
-use crate::runtime::{CronEvent, Delivery, GuestCall, Message, SlotKind};
+use crate::runtime::{CronEvent, Delivery, GuestCall, Message, RequestBody, SlotKind};
 use crate::storage::now_ms;
 use crate::storage::telemetry::{FailedInput, FailedMessage, Failure};
 use crate::telemetry::correlation;
@@ -184,7 +184,7 @@ impl Replayer {
                 }
                 let request = request
                     .header(correlation::REQUEST_ID_HEADER, correlation_id.as_str())
-                    .body(Bytes::from(body.clone()));
+                    .body(RequestBody::Whole(Bytes::from(body.clone())));
                 let request = match request {
                     Ok(request) => request,
                     Err(error) => return Ok(outcome(false, None, format!("the kept request is invalid: {error}"))),

@@ -99,6 +99,34 @@ pub async fn read(
     }
 }
 
+/// A request body for a function that reads it as it arrives (a WASI 0.3 component): at most `max_bytes` of it
+/// (past that it ends with the `max_body_bytes` error, which the function sees as a 413), and never quiet for
+/// longer than `idle_timeout` between two chunks (a client that stops sending ends it with a read timeout).
+pub fn streaming(body: axum::body::Body, max_bytes: usize, idle_timeout: Duration) -> wasmtime_wasi_http::WasiBody {
+    use wasmtime_wasi_http::Error as WasiError;
+    let limit = max_bytes as u64;
+    let stream = futures_util::stream::unfold((body, 0u64, false), move |(mut body, read, done)| async move {
+        if done {
+            return None;
+        }
+        let frame = match tokio::time::timeout(idle_timeout, body.frame()).await {
+            Err(_quiet) => return Some((Err(WasiError::ConnectionReadTimeout), (body, read, true))),
+            Ok(None) => return None,
+            Ok(Some(Err(error))) => {
+                tracing::debug!("a request body failed while it streamed: {error}");
+                return Some((Err(WasiError::ConnectionTerminated), (body, read, true)));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let read = read + frame.data_ref().map_or(0, |data| data.len() as u64);
+        if read > limit {
+            return Some((Err(WasiError::HttpRequestBodySize(Some(limit))), (body, read, true)));
+        }
+        Some((Ok(frame), (body, read, false)))
+    });
+    http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(stream))
+}
+
 /// Hands the function's `body` to the client: whole, with its length, if the function has already written all
 /// of it and it fits `buffer` bytes; otherwise through [`pump`], starting with what was already written.
 pub async fn hand_over<B>(mut body: B, buffer: usize, write_timeout: Duration) -> axum::body::Body

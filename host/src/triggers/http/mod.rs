@@ -11,7 +11,7 @@ use super::{Runner, Trigger, Work, replay};
 use crate::auth::Authorizers;
 use crate::capabilities::BoxFuture;
 use crate::live::{ComponentVersion, LiveHandle, LiveSet, RouteLookup};
-use crate::runtime::{InvokeError, SlotKind, Start};
+use crate::runtime::{Abi, InvokeError, RequestBody, SlotKind, Start};
 use crate::storage::telemetry::FailedInput;
 use crate::telemetry::correlation;
 use axum::extract::{Request, State};
@@ -141,25 +141,44 @@ async fn route_and_invoke(
         trigger: "http",
         detail: format!("{} {}", request.method(), request.uri().path()),
     };
-    let (request, body_bytes) = match read_request(request, trigger, request_id, &version).await {
-        Ok(read) => read,
-        Err(response) => return response,
-    };
-    let prepared = match trigger.runner.prepare(&version, &function, SlotKind::Request, vec![label.clone()], work).await
-    {
-        Ok(prepared) => prepared,
+    let loaded = match trigger.runner.load(&version, &function).await {
+        Ok(loaded) => loaded,
         Err(error) => return invoke_error(error, &label, request_id),
     };
+    // A WASI 0.2 function gets its body whole, read before it takes an instance slot (a slow upload holds no
+    // slot); a WASI 0.3 one reads it as it arrives, from its instance.
+    let abi = loaded.0.abi();
+    let (request, body_bytes) = match abi {
+        Abi::P2 => match read_request(request, trigger, request_id, &version).await {
+            Ok((request, held)) => (request.map(RequestBody::Whole), held),
+            Err(response) => return response,
+        },
+        Abi::P3 => match stream_request(request, trigger, request_id, &version) {
+            Ok(request) => (request, None),
+            Err(response) => return response,
+        },
+    };
+    let chain = vec![label.clone()];
+    let prepared =
+        match trigger.runner.prepare_with(&version, &function, SlotKind::Request, chain, work, Some(loaded)).await {
+            Ok(prepared) => prepared,
+            Err(error) => return invoke_error(error, &label, request_id),
+        };
     served.start = Some(prepared.start);
     let runtime = trigger.runner.runtime();
     // The body's bytes stay counted against the budget until the function is done with them.
     let slot = prepared.slot.holding(body_bytes);
-    // What a failure keeps for replay, when the version records failures (cheap: the body is shared).
+    // What a failure keeps for replay, when the version records failures (cheap: the body is shared). A body the
+    // function read as it arrived is not kept.
     let kept = version.env.record_failures.then(|| {
         let secrets = &version.env.secrets;
         let uri = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let headers = replay::kept_headers(request.headers(), secrets);
-        (request.method().to_string(), uri, headers, request.body().clone())
+        let body = match request.body() {
+            RequestBody::Whole(bytes) => bytes.clone(),
+            RequestBody::Streaming(_) => Bytes::new(),
+        };
+        (request.method().to_string(), uri, headers, body)
     });
     let answer = runtime.invoke_http(&prepared.component, &prepared.invocation, slot, request).await;
     if let Some((method, uri, headers, body)) = kept {
@@ -186,6 +205,27 @@ async fn route_and_invoke(
         }
         Err(error) => invoke_error(error, &label, request_id),
     }
+}
+
+/// The request a WASI 0.3 function reads as it arrives: refused at once (413) if its declared length is over
+/// `max_body_bytes`, and otherwise bounded as it streams (see [`body::streaming`]).
+fn stream_request(
+    request: Request,
+    trigger: &HttpTrigger,
+    request_id: &str,
+    version: &ComponentVersion,
+) -> Result<http::Request<RequestBody>, Response> {
+    let limits = trigger.runner.runtime().limits();
+    let max_body = limits.max_body_bytes;
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max_body as u64) {
+        let message = format!("request body is larger than the {max_body}-byte limit (limits.max_body_bytes)");
+        return Err(error_response(StatusCode::PAYLOAD_TOO_LARGE, &message, request_id));
+    }
+    let (mut parts, body) = request.into_parts();
+    rebuild_head(&mut parts, request_id, version);
+    let idle = Duration::from_millis(limits.body_read_timeout_ms);
+    Ok(http::Request::from_parts(parts, RequestBody::Streaming(body::streaming(body, max_body, idle))))
 }
 
 /// Reads the body within its bounds (413, 408, or 503 when the budget of buffered bodies stays full) and rebuilds
@@ -232,6 +272,13 @@ async fn read_request(
             return Err(error_response(StatusCode::BAD_REQUEST, &message, request_id));
         }
     };
+    rebuild_head(&mut parts, request_id, version);
+    Ok((http::Request::from_parts(parts, body), held))
+}
+
+/// The request head as the guest sees it: with its request id, a host, and for a mount that strips its prefix, the
+/// path below the prefix.
+fn rebuild_head(parts: &mut http::request::Parts, request_id: &str, version: &ComponentVersion) {
     if let Ok(value) = HeaderValue::try_from(request_id) {
         parts.headers.insert(REQUEST_ID_HEADER, value);
     }
@@ -245,7 +292,6 @@ async fn read_request(
             parts.headers.insert(FORWARDED_PREFIX_HEADER, prefix);
         }
     }
-    Ok((http::Request::from_parts(parts, body), held))
 }
 
 /// `uri` with `prefix` taken off its path: `/sample/echo?x=1` under `/sample` is `/echo?x=1`, `/sample` is `/`.

@@ -14,7 +14,7 @@ wasip2::http::proxy::export!(Component with_types_in wasip2);
 impl wasip2::exports::http::incoming_handler::Guest for Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let response = match read_request(&request) {
-            Ok(request) => dispatch::dispatch(request),
+            Ok(request) => dispatch::dispatch(request).into_inner(),
             Err(reason) => {
                 let error = crate::Error::bad_request(format!("could not read the request: {reason}"));
                 dispatch::error_response(&error).into_inner()

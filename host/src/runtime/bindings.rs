@@ -1,0 +1,39 @@
+//! The `edgefn:function` bindings (wit/world.wit), generated once for each guest ABI:
+//!
+//! - [`p2`]: world `sdk`, what a WASI 0.2 SDK component imports and exports (sync `handler`);
+//! - [`p3`]: world `sdk-async`, what a WASI 0.3 SDK component imports and exports (`async-handler`, and the
+//!   `async-host` import). Its shared interfaces (`types`, `host`, `kv`, `wasi:keyvalue`) are [`p2`]'s, so one host
+//!   implementation serves both.
+//!
+//! Generated code only: the host implementations (`guest.rs`, `kv.rs`) and the executors import these; nothing
+//! here imports them, but for the resource type a bucket is.
+
+/// World `sdk`: a WASI 0.2 SDK component.
+pub(super) mod p2 {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "edgefn:function/sdk",
+        imports: { default: async },
+        exports: { default: async },
+        require_store_data_send: true,
+        with: { "wasi:keyvalue/store.bucket": crate::runtime::kv::KvBucket },
+    });
+}
+
+/// World `sdk-async`: a WASI 0.3 SDK component.
+pub(super) mod p3 {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "edgefn:function/sdk-async",
+        imports: { default: async },
+        require_store_data_send: true,
+        with: {
+            "edgefn:function/types": super::p2::edgefn::function::types,
+            "edgefn:function/host": super::p2::edgefn::function::host,
+            "edgefn:function/kv": super::p2::edgefn::function::kv,
+            "wasi:keyvalue/store": super::p2::wasi::keyvalue::store,
+            "wasi:keyvalue/atomics": super::p2::wasi::keyvalue::atomics,
+            "wasi:keyvalue/batch": super::p2::wasi::keyvalue::batch,
+        },
+    });
+}

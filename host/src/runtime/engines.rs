@@ -1,0 +1,220 @@
+//! The two wasmtime engines, one per guest ABI, and what each links.
+//!
+//! - **WASI 0.2** components (`wasi:http/incoming-handler@0.2`, `edgefn:function/handler`) run on an engine with
+//!   the component model's concurrency support off. It costs nothing they use, and off it makes each fresh
+//!   instance cheaper (measured in BENCHMARKS.md: a hello instance costs about a quarter more with it on).
+//! - **WASI 0.3** components (`wasi:http/handler@0.3`, `edgefn:function/async-handler`, streams, futures) need it
+//!   on, so they get an engine of their own.
+//!
+//! Which one a component needs is decided once, from its bytes ([`Abi::of`]); its compiled artifact then only
+//! loads on that engine ([`Engines::deserialize`] finds which). Both engines share the host's limits: each has a
+//! pool of `max_instances` slots, and one semaphore in front of both (see `Runtime::acquire_slot`) keeps the
+//! instances of both together within `max_instances`.
+
+use super::bindings;
+use super::state::InvocationState;
+use crate::config::Limits;
+use anyhow::anyhow;
+use std::hash::{Hash as _, Hasher as _};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Tables and host stacks of a guest are small: keep their first pages resident too.
+const KEEP_RESIDENT_SMALL_BYTES: usize = 128 << 10;
+
+/// How often the epoch advances: how long a guest computes before it yields (see `fairness`), and the
+/// granularity of init's deadline. 1 ms keeps a neighbour's wait for a thread short; the ticker costs about a
+/// thousand wake-ups a second.
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The guest ABI a component speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Abi {
+    /// WASI 0.2: sync exports, whole bodies.
+    P2,
+    /// WASI 0.3: async exports, streams and futures.
+    P3,
+}
+
+impl Abi {
+    /// What `wasm` needs: WASI 0.3 if it uses any of the component model's async features (an `async` export or
+    /// import, a `stream` or `future`), else WASI 0.2. Something that is not a valid component either way is
+    /// called WASI 0.3, and that engine's compile says what is wrong with it.
+    pub fn of(wasm: &[u8]) -> Self {
+        let mut features = wasmparser::WasmFeatures::default();
+        features.remove(wasmparser::WasmFeatures::CM_ASYNC);
+        match wasmparser::Validator::new_with_features(features).validate_all(wasm) {
+            Ok(_) => Abi::P2,
+            Err(_) => Abi::P3,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Abi::P2 => "WASI 0.2",
+            Abi::P3 => "WASI 0.3",
+        }
+    }
+}
+
+/// One engine, and the linker of everything a guest of its ABI may import.
+#[derive(Clone)]
+pub(super) struct Backend {
+    pub(super) abi: Abi,
+    pub(super) engine: Engine,
+    pub(super) linker: Arc<Linker<InvocationState>>,
+}
+
+/// Both engines.
+#[derive(Clone)]
+pub(super) struct Engines {
+    pub(super) p2: Backend,
+    pub(super) p3: Backend,
+    /// Identifies both engines' code generation; see [`Engines::hash`].
+    hash: Arc<str>,
+}
+
+impl Engines {
+    /// Builds both engines and their linkers, and starts their epoch tickers.
+    pub(super) fn new(limits: &Limits) -> anyhow::Result<Self> {
+        let p2 = Backend::new(Abi::P2, limits)?;
+        let p3 = Backend::new(Abi::P3, limits)?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        p2.engine.precompile_compatibility_hash().hash(&mut hasher);
+        p3.engine.precompile_compatibility_hash().hash(&mut hasher);
+        let hash = format!("{:016x}", hasher.finish()).into();
+        Ok(Self { p2, p3, hash })
+    }
+
+    /// The engine for `abi`.
+    pub(super) fn backend(&self, abi: Abi) -> &Backend {
+        match abi {
+            Abi::P2 => &self.p2,
+            Abi::P3 => &self.p3,
+        }
+    }
+
+    /// Identifies the engines' code generation (wasmtime version, target, flags, tunables such as the memory
+    /// reservation): compiled artifacts are only valid for engines with the same hash.
+    pub(super) fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Maps an artifact compiled by [`Backend::precompile`], on whichever engine compiled it.
+    ///
+    /// # Safety
+    /// `path` must hold an artifact that one of these engines' `precompile_component` wrote, unchanged since: see
+    /// `Loader::map`, the one caller, for why its artifacts are.
+    pub(super) unsafe fn deserialize(&self, path: &Path) -> anyhow::Result<(Abi, Component)> {
+        // SAFETY: the caller's contract. An artifact compiled by the other engine is refused by the compatibility
+        // check in its header before anything of it is used.
+        let on_p2 = unsafe { Component::deserialize_file(&self.p2.engine, path) };
+        match on_p2 {
+            Ok(component) => Ok((Abi::P2, component)),
+            // SAFETY: as above.
+            Err(p2_error) => match unsafe { Component::deserialize_file(&self.p3.engine, path) } {
+                Ok(component) => Ok((Abi::P3, component)),
+                Err(p3_error) => Err(anyhow!(
+                    "failed to load compiled artifact {}: {p2_error:#} (as WASI 0.2); {p3_error:#} (as WASI 0.3)",
+                    path.display()
+                )),
+            },
+        }
+    }
+}
+
+impl Backend {
+    fn new(abi: Abi, limits: &Limits) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config(abi, limits)).map_err(|e| anyhow!("failed to configure wasmtime: {e}"))?;
+        let mut linker = Linker::new(&engine);
+        let link = |what: &str, result: wasmtime::Result<()>| result.map_err(|e| anyhow!("failed to link {what}: {e}"));
+        // Rust's standard library imports WASI 0.2's cli interfaces in components of either ABI.
+        link("WASI 0.2", wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
+        link("wasi:http@0.2", wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))?;
+        match abi {
+            Abi::P2 => link(
+                "edgefn:function",
+                bindings::p2::Sdk::add_to_linker::<InvocationState, wasmtime::component::HasSelf<InvocationState>>(
+                    &mut linker,
+                    |state| state,
+                ),
+            )?,
+            Abi::P3 => {
+                link("WASI 0.3", wasmtime_wasi::p3::add_to_linker(&mut linker))?;
+                link("wasi:http@0.3", wasmtime_wasi_http::p3::add_to_linker(&mut linker))?;
+                link(
+                    "edgefn:function",
+                    bindings::p3::SdkAsync::add_to_linker::<
+                        InvocationState,
+                        wasmtime::component::HasSelf<InvocationState>,
+                    >(&mut linker, |state| state),
+                )?;
+            }
+        }
+        spawn_epoch_ticker(&engine);
+        Ok(Self { abi, engine, linker: Arc::new(linker) })
+    }
+
+    /// Compiles a component ahead of time. Blocking: call it off the async threads.
+    pub(super) fn precompile(&self, wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
+        self.engine.precompile_component(wasm).map_err(|e| anyhow!("failed to compile ({}): {e:#}", self.abi.label()))
+    }
+}
+
+/// The engine configuration for `abi`: the same pool, limits and tunables for both, concurrency support only where
+/// it is needed.
+fn engine_config(abi: Abi, limits: &Limits) -> Config {
+    // Each slot reserves the most any function may ask for; a function's own cap is its store's limiter.
+    let memory_bytes = limits.max_memory_bytes();
+    let mut pool = PoolingAllocationConfig::new();
+    // A Rust component uses about 3 core instances, 1 memory and 2 tables per component instance.
+    pool.total_component_instances(limits.max_instances)
+        .total_core_instances(limits.max_instances.saturating_mul(4))
+        .total_memories(limits.max_instances.saturating_mul(2))
+        .total_tables(limits.max_instances.saturating_mul(2))
+        .total_stacks(limits.max_instances)
+        .max_memory_size(memory_bytes)
+        // Reset the first pages of a freed slot in place instead of with madvise: the next instance then takes no
+        // page faults there, and the host sends no TLB-shootdown IPIs across cores. Before this, those took about a
+        // third of the CPU time of a hello-world request. A Rust guest's stack (1 MiB), data and first heap pages
+        // fit in the default 2 MiB (see BENCHMARKS.md for the cold-start cost of it).
+        .linear_memory_keep_resident(limits.keep_resident_kib << 10)
+        .table_keep_resident(KEEP_RESIDENT_SMALL_BYTES)
+        .async_stack_keep_resident(KEEP_RESIDENT_SMALL_BYTES)
+        // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only the pages a guest actually touched instead of
+        // memsetting the whole kept-resident region.
+        .pagemap_scan(wasmtime::Enabled::Auto);
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        // Reserve only what an instance may use, not 4 GiB of address space per slot.
+        .memory_reservation(memory_bytes as u64)
+        .memory_init_cow(true);
+    match abi {
+        // With concurrency support on, every store's drop also disposes of a parked worker fiber by building an
+        // error (which captures a backtrace when RUST_BACKTRACE is set); a WASI 0.2 guest never needs it.
+        Abi::P2 => config.concurrency_support(false),
+        Abi::P3 => config.concurrency_support(true).wasm_component_model_async(true),
+    };
+    config
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("edgefn-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("failed to spawn the epoch thread");
+}
