@@ -275,6 +275,50 @@ pub struct FunctionSettings {
     /// Invocations of the function that may run at once (the rest wait briefly, then are throttled).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// Let one instance serve several HTTP requests (WASI 0.3 components only); unset, each gets a fresh instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reuse: Option<ReuseSettings>,
+}
+
+/// How far one instance of a WASI 0.3 function may be reused: `reuse = { max_requests = 128, max_concurrent = 16,
+/// idle_ms = 1000 }` (unset fields take these defaults, as Spin and `wasmtime serve` have them). What an instance
+/// keeps in memory between requests (globals, caches) is then shared by the requests it serves, and one that traps
+/// fails the requests it was serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReuseSettings {
+    /// Requests one instance serves before it is retired.
+    pub max_requests: u32,
+    /// Requests one instance serves at once.
+    pub max_concurrent: u32,
+    /// An instance idle for this long is retired.
+    pub idle_ms: u64,
+}
+
+impl Default for ReuseSettings {
+    fn default() -> Self {
+        Self { max_requests: 128, max_concurrent: 16, idle_ms: 1000 }
+    }
+}
+
+impl std::str::FromStr for ReuseSettings {
+    type Err = String;
+
+    /// `max_requests=128,max_concurrent=16,idle_ms=1000`, any of them (the others take their defaults).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut reuse = ReuseSettings::default();
+        for pair in text.split(',').filter(|pair| !pair.trim().is_empty()) {
+            let (key, value) = pair.split_once('=').ok_or_else(|| format!("`{pair}` is not KEY=VALUE"))?;
+            let number = |value: &str| value.trim().parse::<u64>().map_err(|_| format!("`{key}` takes a number, not `{value}`"));
+            match key.trim() {
+                "max_requests" => reuse.max_requests = u32::try_from(number(value)?).map_err(|e| e.to_string())?,
+                "max_concurrent" => reuse.max_concurrent = u32::try_from(number(value)?).map_err(|e| e.to_string())?,
+                "idle_ms" => reuse.idle_ms = number(value)?,
+                other => return Err(format!("unknown reuse setting `{other}`; expected max_requests, max_concurrent or idle_ms")),
+            }
+        }
+        Ok(reuse)
+    }
 }
 
 impl FunctionSettings {
@@ -284,6 +328,7 @@ impl FunctionSettings {
             timeout_ms: self.timeout_ms.or(fallback.timeout_ms),
             memory_mb: self.memory_mb.or(fallback.memory_mb),
             max_concurrency: self.max_concurrency.or(fallback.max_concurrency),
+            reuse: self.reuse.or(fallback.reuse),
         }
     }
 }
@@ -301,6 +346,8 @@ pub struct ComponentConfig {
     pub timeout_ms: Option<u64>,
     pub memory_mb: Option<u64>,
     pub max_concurrency: Option<u32>,
+    /// Instance reuse for every HTTP function of a WASI 0.3 component (see [`ReuseSettings`]).
+    pub reuse: Option<ReuseSettings>,
     /// Settings of single functions, by function name, over the component's.
     pub functions: BTreeMap<String, FunctionSettings>,
     /// The key-value stores the component may open.
@@ -317,6 +364,7 @@ impl ComponentConfig {
             timeout_ms: self.timeout_ms,
             memory_mb: self.memory_mb,
             max_concurrency: self.max_concurrency,
+            reuse: self.reuse,
         }
     }
 
@@ -347,8 +395,8 @@ impl ComponentConfig {
         // A deploy may turn recording on; it cannot turn off what the host's config asks for.
         merged.record_failures |= overrides.record_failures;
         let settings = overrides.settings().or(&self.settings());
-        (merged.timeout_ms, merged.memory_mb, merged.max_concurrency) =
-            (settings.timeout_ms, settings.memory_mb, settings.max_concurrency);
+        (merged.timeout_ms, merged.memory_mb, merged.max_concurrency, merged.reuse) =
+            (settings.timeout_ms, settings.memory_mb, settings.max_concurrency, settings.reuse);
         for (function, settings) in &overrides.functions {
             let base = merged.functions.get(function).cloned().unwrap_or_default();
             merged.functions.insert(function.clone(), settings.or(&base));

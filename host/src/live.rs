@@ -38,6 +38,8 @@ pub struct Mount {
 pub struct FunctionLimits {
     pub invocation: InvocationLimits,
     pub max_concurrency: Option<u32>,
+    /// Instance reuse, for a WASI 0.3 HTTP function that asks for it.
+    pub reuse: Option<crate::runtime::Reuse>,
 }
 
 /// One immutable version of a component, ready to run.
@@ -59,6 +61,9 @@ pub struct ComponentVersion {
     default_limits: FunctionLimits,
     /// Per function with a `max_concurrency`: one permit per invocation that may run.
     concurrency: HashMap<String, Arc<Semaphore>>,
+    /// Per HTTP function with `reuse`: its reused instances, started with its first request. They retire when this
+    /// version is dropped (no longer live, and nothing in flight holds it).
+    reuse_pools: std::sync::Mutex<HashMap<String, Arc<crate::runtime::ReusePool>>>,
 }
 
 impl std::fmt::Debug for ComponentVersion {
@@ -110,7 +115,29 @@ impl ComponentVersion {
             limits: parts.limits,
             default_limits: parts.default_limits,
             concurrency,
+            reuse_pools: std::sync::Mutex::default(),
         }
+    }
+
+    /// The reused instances of `function`, made with `make` the first time.
+    pub fn reuse_pool<E>(
+        &self,
+        function: &str,
+        make: impl FnOnce() -> Result<crate::runtime::ReusePool, E>,
+    ) -> Result<Arc<crate::runtime::ReusePool>, E> {
+        let mut pools = self.reuse_pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(pool) = pools.get(function) {
+            return Ok(pool.clone());
+        }
+        let pool = Arc::new(make()?);
+        pools.insert(function.to_owned(), pool.clone());
+        Ok(pool)
+    }
+
+    /// How many reused instances `function` has running now.
+    pub fn reused_instances(&self, function: &str) -> usize {
+        let pools = self.reuse_pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        pools.get(function).map_or(0, |pool| pool.instances())
     }
 
     /// `component/function`, as logs show it; a mounted component is its own only function.
@@ -460,6 +487,7 @@ mod tests {
         let limits = FunctionLimits {
             invocation: InvocationLimits { timeout: std::time::Duration::from_secs(1), memory_bytes: 1 << 20 },
             max_concurrency: None,
+            reuse: None,
         };
         Arc::new(ComponentVersion::new(VersionParts {
             component: component.into(),

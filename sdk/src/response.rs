@@ -228,6 +228,12 @@ impl Response {
         self
     }
 
+    /// Removes a header (every value of it), if it is there.
+    pub fn without_header(mut self, name: &str) -> Self {
+        self.inner.headers_mut().remove(name);
+        self
+    }
+
     /// The status code.
     pub fn status(&self) -> u16 {
         self.inner.status().as_u16()

@@ -78,6 +78,11 @@ impl PolicyHooks {
     pub fn new(policy: OutboundPolicy, correlation_id: std::sync::Arc<str>) -> Self {
         Self { policy, correlation_id }
     }
+
+    /// The work the calls now made are part of (a reused instance's next request).
+    pub fn set_correlation_id(&mut self, correlation_id: std::sync::Arc<str>) {
+        self.correlation_id = correlation_id;
+    }
 }
 
 type SendFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
@@ -88,6 +93,10 @@ const BODY_CHUNK: usize = 64 << 10;
 
 impl WasiHttpHooks for PolicyHooks {
     fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK
+    }
+
+    fn p3_outgoing_body_chunk_size(&mut self) -> usize {
         BODY_CHUNK
     }
 
@@ -107,16 +116,20 @@ impl WasiHttpHooks for PolicyHooks {
             tracing::warn!(%host, ?port, "outbound request denied: not in the function's allowed_outbound_hosts");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
-        if !self.correlation_id.is_empty() {
-            use crate::telemetry::correlation::{REQUEST_ID_HEADER, TRACEPARENT_HEADER, traceparent};
+        // The request's own `x-request-id` names its work when the guest set one (the SDK does, per task, which is
+        // what tells apart the requests of a reused instance); otherwise the invocation's.
+        use crate::telemetry::correlation::{REQUEST_ID_HEADER, TRACEPARENT_HEADER, traceparent};
+        let own = request.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let correlation_id = own.unwrap_or_else(|| self.correlation_id.to_string());
+        if !correlation_id.is_empty() {
             let headers = request.headers_mut();
             if !headers.contains_key(TRACEPARENT_HEADER)
-                && let Ok(value) = http::HeaderValue::try_from(traceparent(&self.correlation_id))
+                && let Ok(value) = http::HeaderValue::try_from(traceparent(&correlation_id))
             {
                 headers.insert(TRACEPARENT_HEADER, value);
             }
             if !headers.contains_key(REQUEST_ID_HEADER)
-                && let Ok(value) = http::HeaderValue::try_from(&*self.correlation_id)
+                && let Ok(value) = http::HeaderValue::try_from(&correlation_id)
             {
                 headers.insert(REQUEST_ID_HEADER, value);
             }

@@ -4,7 +4,7 @@
 use super::admin_client::AdminArgs;
 use super::build;
 use crate::admin::DeployBody;
-use crate::config::{ComponentConfig, FunctionSettings};
+use crate::config::{ComponentConfig, FunctionSettings, ReuseSettings};
 use crate::live::Mount;
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -60,6 +60,13 @@ pub(crate) struct DeployArgs {
     /// One function's concurrency limit: `FUNCTION=N` (repeatable).
     #[arg(long = "function-max-concurrency", value_name = "FUNCTION=N", value_parser = parse_number_pair::<u32>)]
     function_max_concurrency: Vec<(String, u32)>,
+    /// Reuse instances of the component's HTTP functions (WASI 0.3 only):
+    /// `max_requests=128,max_concurrent=16,idle_ms=1000`, any of them (`""` for all the defaults).
+    #[arg(long, value_name = "SETTINGS")]
+    reuse: Option<ReuseSettings>,
+    /// One function's instance reuse: `FUNCTION=max_requests=128,max_concurrent=16,idle_ms=1000` (repeatable).
+    #[arg(long = "function-reuse", value_name = "FUNCTION=SETTINGS", value_parser = parse_reuse_pair)]
+    function_reuse: Vec<(String, ReuseSettings)>,
     /// Keep the input of each failed invocation, for `edgefn replay` (the host config's `record_failures`).
     #[arg(long)]
     record_failures: bool,
@@ -73,6 +80,11 @@ pub(crate) fn parse_pair(value: &str) -> Result<(String, String), String> {
         return Err("the key before `=` is empty".into());
     }
     Ok((key.to_owned(), value.to_owned()))
+}
+
+fn parse_reuse_pair(value: &str) -> Result<(String, ReuseSettings), String> {
+    let (function, settings) = value.split_once('=').ok_or("expected FUNCTION=SETTINGS")?;
+    Ok((function.to_owned(), settings.parse()?))
 }
 
 fn parse_number_pair<T: std::str::FromStr>(value: &str) -> Result<(String, T), String> {
@@ -93,6 +105,9 @@ impl DeployArgs {
         for (function, n) in &self.function_max_concurrency {
             functions.entry(function.clone()).or_default().max_concurrency = Some(*n);
         }
+        for (function, reuse) in &self.function_reuse {
+            functions.entry(function.clone()).or_default().reuse = Some(*reuse);
+        }
         ComponentConfig {
             env: self.env.iter().cloned().collect(),
             secrets: self.secrets.iter().cloned().collect(),
@@ -100,6 +115,7 @@ impl DeployArgs {
             timeout_ms: self.timeout_ms,
             memory_mb: self.memory_mb,
             max_concurrency: self.max_concurrency,
+            reuse: self.reuse,
             functions,
             key_value_stores: self.kv_stores.clone(),
             record_failures: self.record_failures,

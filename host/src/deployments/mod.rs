@@ -446,7 +446,7 @@ impl Deployments {
         let placeholder = Artifact { path: Default::default(), sha256: String::new(), checked: None };
         let candidate =
             Arc::new(self.version(&name, 0, &inspection.hash, config.clone(), functions.clone(), placeholder)?);
-        self.candidate_set(&self.live.load(), candidate, canary_percent)?;
+        self.candidate_set(&self.live.load(), candidate.clone(), canary_percent)?;
         let unchanged = match self.db.versions(&name).await?.first() {
             Some(latest) if latest.hash == inspection.hash && latest.config_hash == config_hash => Some(latest.version),
             _ => None,
@@ -459,6 +459,15 @@ impl Deployments {
             .await
             .map_err(|join| DeployError::Io(join.to_string()))?
             .map_err(|e| DeployError::Link(format!("{e:#}")))?;
+        if linked.abi() == crate::runtime::Abi::P2
+            && let Some(function) = functions.iter().find(|f| candidate.limits(&f.name).reuse.is_some())
+        {
+            return Err(DeployError::Settings(format!(
+                "function `{name}/{}` asks for instance reuse, which needs a WASI 0.3 component: build it with the \
+                 SDK's `wasip3` feature, or drop `reuse`",
+                function.name
+            )));
+        }
         Ok(PreparedDeploy {
             name,
             hash: inspection.hash,

@@ -184,7 +184,29 @@ fn resolve(what: &str, settings: &FunctionSettings, host: &Limits) -> Result<Fun
             host.max_instances
         )));
     }
+    let reuse = match settings.reuse {
+        None => None,
+        Some(reuse) => {
+            let range = |name: &str, value: u64, max: u64| {
+                if value == 0 || value > max {
+                    return Err(DeployError::Settings(format!(
+                        "{what}: reuse.{name} = {value} is outside 1..={max}"
+                    )));
+                }
+                Ok(())
+            };
+            range("max_requests", reuse.max_requests.into(), 1_000_000)?;
+            range("max_concurrent", reuse.max_concurrent.into(), 1024)?;
+            range("idle_ms", reuse.idle_ms, 3_600_000)?;
+            Some(crate::runtime::Reuse {
+                max_requests: reuse.max_requests,
+                max_concurrent: reuse.max_concurrent,
+                idle: Duration::from_millis(reuse.idle_ms),
+            })
+        }
+    };
     Ok(FunctionLimits {
+        reuse,
         invocation: InvocationLimits {
             timeout: Duration::from_millis(timeout_ms),
             memory_bytes: usize::try_from(memory_mb << 20).unwrap_or(usize::MAX),

@@ -27,6 +27,7 @@ mod wasip2;
 mod wasip3;
 
 pub use engines::Abi;
+pub use wasip3::{ResponseBody as P3ResponseBody, ReusePool};
 pub use guest::{CronEvent, Delivery, GuestCall, GuestOutcome, Message, Settlement};
 pub use loader::{Artifact, FileIdentity, Loader, PreparedComponent, Start};
 
@@ -87,6 +88,14 @@ impl InvocationLimits {
     pub fn memory_mb(&self) -> u64 {
         (self.memory_bytes >> 20) as u64
     }
+}
+
+/// How far one instance of a WASI 0.3 HTTP function is reused (see [`crate::config::ReuseSettings`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reuse {
+    pub max_requests: u32,
+    pub max_concurrent: u32,
+    pub idle: Duration,
 }
 
 /// Everything one invocation runs with, besides the component itself.

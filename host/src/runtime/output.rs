@@ -95,6 +95,11 @@ impl Allowance {
         Self { remaining: Arc::new(std::sync::atomic::AtomicUsize::new(cap)), cap }
     }
 
+    /// The whole allowance again: a reused instance's next request may print as much as the first.
+    pub(crate) fn reset(&self) {
+        self.remaining.store(self.cap, Ordering::Release);
+    }
+
     /// Takes up to `wanted` bytes of the allowance; returns how many were granted.
     fn take(&self, wanted: usize) -> usize {
         let mut granted = 0;
@@ -110,14 +115,33 @@ impl Allowance {
     }
 }
 
+/// The work an instance's output is logged under: one invocation's trace, or, for a reused instance, the trace of
+/// the request it took last.
+#[derive(Debug, Clone)]
+pub(crate) struct CurrentWork(Arc<Mutex<Arc<Trace>>>);
+
+impl CurrentWork {
+    pub(crate) fn new(trace: Arc<Trace>) -> Self {
+        Self(Arc::new(Mutex::new(trace)))
+    }
+
+    pub(crate) fn set(&self, trace: Arc<Trace>) {
+        *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = trace;
+    }
+
+    fn get(&self) -> Arc<Trace> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
 /// A WASI output stream for one invocation's `target`: see the module docs. `label` names the function in the
-/// host's log when its output is cut. With `log`, each piece is also logged there, under the invocation's trace.
+/// host's log when its output is cut. With `log`, each piece is also logged there, under the current work's trace.
 pub(crate) fn stream(
     target: Target,
     secrets: Arc<Vec<(String, String)>>,
     allowance: Allowance,
     label: &str,
-    log: Option<(Telemetry, Arc<Trace>)>,
+    log: Option<(Telemetry, CurrentWork)>,
 ) -> GuestOutput {
     let keep_back = secrets.iter().map(|(_, value)| value.len()).max().unwrap_or(0).saturating_sub(1);
     let capture = Capture {
@@ -130,8 +154,8 @@ pub(crate) fn stream(
         label: label.to_owned(),
         sink: match log {
             None => Arc::new(send),
-            Some((telemetry, trace)) => Arc::new(move |target, piece: Vec<u8>| {
-                telemetry.guest_output(&trace, target == Target::Stderr, &piece);
+            Some((telemetry, work)) => Arc::new(move |target, piece: Vec<u8>| {
+                telemetry.guest_output(&work.get(), target == Target::Stderr, &piece);
                 send(target, piece);
             }),
         },

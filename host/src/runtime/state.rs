@@ -32,6 +32,12 @@ pub(crate) struct InvocationState {
     hooks: PolicyHooks,
     pub(crate) limits: Limiter,
     pub(crate) call: CallContext,
+    /// The work its output is logged under.
+    work: output::CurrentWork,
+    /// What it may still print.
+    allowance: output::Allowance,
+    /// What one invocation may send, to start each request of a reused instance with.
+    sends: super::guest::SendAllowance,
 }
 
 impl InvocationState {
@@ -46,13 +52,15 @@ impl InvocationState {
         let mut wasi = WasiCtx::builder();
         // Never the host's own streams: a guest that prints must not be able to block the host (see output.rs).
         let allowance = output::Allowance::new(parts.output_cap);
-        // Logged under the invocation's trace, unless there is none (a component's init at deploy).
+        // Logged under the invocation's trace, unless there is none (a component's init at deploy). A reused
+        // instance moves it to each request it takes (see `begin`).
+        let work = output::CurrentWork::new(invocation.trace.clone());
         let log = (parts.telemetry.logs_enabled() && !invocation.trace.function.is_empty())
-            .then(|| (parts.telemetry.clone(), invocation.trace.clone()));
+            .then(|| (parts.telemetry.clone(), work.clone()));
         wasi.stdout(output::stream(Target::Stdout, env.secrets.clone(), allowance.clone(), label, log.clone()));
         match stderr {
             Some(pipe) => wasi.stderr(pipe),
-            None => wasi.stderr(output::stream(Target::Stderr, env.secrets.clone(), allowance, label, log)),
+            None => wasi.stderr(output::stream(Target::Stderr, env.secrets.clone(), allowance.clone(), label, log)),
         };
         for (key, value) in &env.env {
             wasi.env(key, value);
@@ -71,7 +79,21 @@ impl InvocationState {
                 parts.sends,
                 parts.max_error_bytes,
             ),
+            work,
+            allowance,
+            sends: parts.sends,
         }
+    }
+
+    /// Moves a reused instance on to the work of `trace`: what it prints is logged under it, what it sends and
+    /// fetches carries its correlation id, and its output and send allowances start again. With several requests
+    /// on the instance at once, the one that started last is the instance's current work.
+    pub(crate) fn begin(&mut self, trace: Arc<crate::telemetry::Trace>) {
+        self.call.caller.correlation_id = trace.correlation_id.clone();
+        self.call.sends = self.sends;
+        self.hooks.set_correlation_id(trace.correlation_id.clone());
+        self.allowance.reset();
+        self.work.set(trace);
     }
 }
 

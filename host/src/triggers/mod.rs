@@ -25,6 +25,7 @@ use crate::storage::telemetry::Level;
 use crate::telemetry::{InvocationReport, Trace};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// What a trigger does when a component's live versions change.
 pub trait Trigger: Send + Sync {
@@ -150,36 +151,53 @@ impl Runner {
         trace: Arc<Trace>,
         loaded: Option<(PreparedComponent, Start)>,
     ) -> Result<Prepared, InvokeError> {
-        let limits = version.limits(function);
-        let permit = match version.concurrency(function) {
-            None => None,
-            Some(permits) => {
-                let acquire = permits.clone().acquire_owned();
-                let acquired =
-                    match kind {
-                        SlotKind::Background => acquire.await,
-                        SlotKind::Request => tokio::time::timeout(self.runtime().limits().queue_timeout(), acquire)
-                            .await
-                            .map_err(|_elapsed| InvokeError::Throttled(limits.max_concurrency.unwrap_or_default()))?,
-                    };
-                Some(acquired.map_err(|_closed| InvokeError::Host("the function is shutting down".into()))?)
-            }
-        };
+        let permit = self.permit(version, function, kind).await?;
         let label = version.label(function);
         let slot = self.runtime().acquire_slot(kind, &label).await?.holding(permit);
         let (component, start) = match loaded {
             Some(loaded) => loaded,
             None => self.load(version, function).await?,
         };
+        let invocation = self.invocation(version, function, chain, trace, matches!(start, Start::Cold));
+        Ok(Prepared { component, start, slot, invocation })
+    }
+
+    /// One of `function`'s `max_concurrency` permits, if it has a limit: a request waits `queue_timeout_ms` for it,
+    /// then is [`InvokeError::Throttled`].
+    pub async fn permit(
+        &self,
+        version: &ComponentVersion,
+        function: &str,
+        kind: SlotKind,
+    ) -> Result<Option<OwnedSemaphorePermit>, InvokeError> {
+        let Some(permits) = version.concurrency(function) else { return Ok(None) };
+        let acquire = permits.clone().acquire_owned();
+        let acquired = match kind {
+            SlotKind::Background => acquire.await,
+            SlotKind::Request => tokio::time::timeout(self.runtime().limits().queue_timeout(), acquire)
+                .await
+                .map_err(|_elapsed| InvokeError::Throttled(version.limits(function).max_concurrency.unwrap_or_default()))?,
+        };
+        Ok(Some(acquired.map_err(|_closed| InvokeError::Host("the function is shutting down".into()))?))
+    }
+
+    /// What an invocation of `function` of `version` runs with.
+    pub fn invocation(
+        &self,
+        version: &Arc<ComponentVersion>,
+        function: &str,
+        chain: Vec<String>,
+        trace: Arc<Trace>,
+        cold_start: bool,
+    ) -> Invocation {
         let origin: Origin = version.clone();
-        let invocation = Invocation {
+        Invocation {
             env: version.env.clone(),
             capabilities: self.capabilities.clone(),
-            limits: limits.invocation,
+            limits: version.limits(function).invocation,
             caller: Caller { chain, origin: Some(origin), ..Caller::default() },
-            cold_start: matches!(start, Start::Cold),
+            cold_start,
             trace,
-        };
-        Ok(Prepared { component, start, slot, invocation })
+        }
     }
 }

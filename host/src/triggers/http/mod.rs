@@ -11,7 +11,8 @@ use super::{Runner, Trigger, Work, replay};
 use crate::auth::Authorizers;
 use crate::capabilities::BoxFuture;
 use crate::live::{ComponentVersion, LiveHandle, LiveSet, RouteLookup};
-use crate::runtime::{Abi, InvokeError, RequestBody, SlotKind, Start};
+use crate::runtime::{Abi, InvokeError, PreparedComponent, RequestBody, Reuse, ReusePool, SlotKind, Start};
+use crate::telemetry::{InvocationReport, Trace};
 use crate::storage::telemetry::FailedInput;
 use crate::telemetry::correlation;
 use axum::extract::{Request, State};
@@ -148,6 +149,12 @@ async fn route_and_invoke(
     // A WASI 0.2 function gets its body whole, read before it takes an instance slot (a slow upload holds no
     // slot); a WASI 0.3 one reads it as it arrives, from its instance.
     let abi = loaded.0.abi();
+    if abi == Abi::P3
+        && let Some(reuse) = version.limits(&function).reuse
+    {
+        served.start = Some(loaded.1);
+        return serve_reused(trigger, request, request_id, &version, &function, work, &loaded.0, reuse).await;
+    }
     let (request, body_bytes) = match abi {
         Abi::P2 => match read_request(request, trigger, request_id, &version).await {
             Ok((request, held)) => (request.map(RequestBody::Whole), held),
@@ -201,6 +208,69 @@ async fn route_and_invoke(
             let buffer = limits.response_buffer_kib << 10;
             let write_timeout = Duration::from_millis(limits.response_write_timeout_ms);
             let (parts, function_body) = response.into_parts();
+            Response::from_parts(parts, body::hand_over(function_body, buffer, write_timeout).await)
+        }
+        Err(error) => invoke_error(error, &label, request_id),
+    }
+}
+
+/// Serves a request of a WASI 0.3 function that reuses its instances (see `runtime::ReusePool`).
+#[expect(clippy::too_many_arguments, reason = "the parts of one routed request, each used once")]
+async fn serve_reused(
+    trigger: &HttpTrigger,
+    request: Request,
+    request_id: &str,
+    version: &Arc<ComponentVersion>,
+    function: &str,
+    work: Work,
+    component: &PreparedComponent,
+    reuse: Reuse,
+) -> Response {
+    let runner = &trigger.runner;
+    let runtime = runner.runtime();
+    let label = version.label(function);
+    let request = match stream_request(request, trigger, request_id, version) {
+        Ok(request) => request.map(|body| match body {
+            RequestBody::Streaming(body) => body,
+            RequestBody::Whole(bytes) => http_body_util::BodyExt::boxed_unsync(
+                http_body_util::BodyExt::map_err(http_body_util::Full::new(bytes), |never| match never {}),
+            ),
+        }),
+        Err(response) => return response,
+    };
+    let trace = Arc::new(Trace {
+        correlation_id: work.correlation_id,
+        trigger: work.trigger,
+        function: label.clone(),
+        version: version.version,
+        detail: work.detail,
+    });
+    let started = Instant::now();
+    let _permit = match runner.permit(version, function, SlotKind::Request).await {
+        Ok(permit) => permit,
+        Err(error) => {
+            if runtime.telemetry().is_enabled() {
+                let refused = InvocationReport::refused(trace, error.outcome(), error.to_string(), started.elapsed());
+                runtime.telemetry().invocation(refused);
+            }
+            return invoke_error(error, &label, request_id);
+        }
+    };
+    let pool = version.reuse_pool(function, || {
+        let template = runner.invocation(version, function, vec![label.clone()], trace.clone(), false);
+        ReusePool::new(runtime.clone(), component, template, reuse)
+    });
+    let answer = match pool {
+        Ok(pool) => pool.handle(request, trace, version.limits(function).invocation.timeout).await,
+        Err(error) => Err(error),
+    };
+    match answer {
+        Ok(response) => {
+            let limits = runtime.limits();
+            let buffer = limits.response_buffer_kib << 10;
+            let write_timeout = Duration::from_millis(limits.response_write_timeout_ms);
+            let (parts, function_body) = response.into_parts();
+            let function_body = crate::runtime::ResponseBody::P3(function_body);
             Response::from_parts(parts, body::hand_over(function_body, buffer, write_timeout).await)
         }
         Err(error) => invoke_error(error, &label, request_id),

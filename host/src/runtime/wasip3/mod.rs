@@ -12,6 +12,10 @@
 //! - **Cancellation.** A client that hangs up (before the head, or in the middle of the body) drops the instance:
 //!   the guest's tasks stop where they are, its outbound calls are dropped, and its metering ends there.
 
+mod reuse;
+
+pub use reuse::ReusePool;
+
 use super::bindings::p3::SdkAsyncPre;
 use super::engines::Abi;
 use super::guest::{GuestCall, GuestOutcome, Settlement};
@@ -32,7 +36,7 @@ use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::{WasiBody, WasiHttpView as _};
 
 /// What the guest answered: its response (the body still being written), or the error code it returned.
-type Answer = Result<http::Response<WasiBody>, ErrorCode>;
+pub(super) type Answer = Result<http::Response<WasiBody>, ErrorCode>;
 
 impl Runtime {
     /// Runs one HTTP request through a fresh instance of `pre` in `slot`; see the module docs.
@@ -120,7 +124,7 @@ impl Runtime {
         let task = tokio::spawn(run);
         // Dropped before the response is handed over (the client went away, the head never came): the instance
         // goes with it.
-        let mut guard = Cancel { task: Some(task.abort_handle()), report: report.clone() };
+        let mut guard = Cancel::new(Some(task.abort_handle()), report.clone());
         let answer = match tokio::time::timeout(timeout, answer_rx).await {
             Ok(Ok(answer)) => answer,
             // The guest ended without answering: its end says why.
@@ -146,8 +150,7 @@ impl Runtime {
         if let Some(report) = &report {
             report.update(|report| report.status = Some(response.status().as_u16()));
         }
-        let max_bytes = self.limits.max_stream_bytes;
-        Ok(response.map(|body| ResponseBody { body, ended, cancel: guard, sent: AtomicU64::new(0), max_bytes }))
+        Ok(response.map(|body| ResponseBody::new(body, ended, guard, self.limits.max_stream_bytes)))
     }
 
     /// Runs one cron, queue, topic or invoke function through a fresh instance of `pre` in `slot`. The call ends
@@ -182,20 +185,37 @@ impl Runtime {
     }
 }
 
-/// Ends a running guest early: when dropped before [`Cancel::disarm`], and at once with [`Cancel::abort_now`]. A
-/// guest cancelled this way is reported as cancelled (the client went away) unless its report already says how it
-/// ended.
+/// What happens to a request's guest work when its client goes away before the response is complete: dropped while
+/// armed, it reports the request as cancelled (unless its report already says how it ended) and, for a fresh
+/// instance, aborts the instance's task. A reused instance cannot drop one request's task alone: its writes then
+/// fail, so the request stops at its next await.
 struct Cancel {
+    armed: bool,
     task: Option<tokio::task::AbortHandle>,
     report: Option<Arc<PendingReport>>,
+    /// When the request started, for a report whose wall time ends with its body (a reused instance's).
+    started: Option<Instant>,
 }
 
 impl Cancel {
-    fn disarm(&mut self) {
-        self.task = None;
+    fn new(task: Option<tokio::task::AbortHandle>, report: Option<Arc<PendingReport>>) -> Self {
+        Self { armed: true, task, report, started: None }
     }
 
+    /// The request's report takes its wall time from `started` to when its body ends (or is dropped).
+    fn timing(mut self, started: Instant) -> Self {
+        self.started = Some(started);
+        self
+    }
+
+    /// The request is complete: dropping this ends nothing.
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    /// Ends the instance now (a fresh one: a reused one goes on with its other requests).
     fn abort_now(&mut self) {
+        self.armed = false;
         if let Some(task) = self.task.take() {
             task.abort();
         }
@@ -204,17 +224,21 @@ impl Cancel {
 
 impl Drop for Cancel {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take()
-            && !task.is_finished()
-        {
-            if let Some(report) = &self.report {
-                report.update(|report| {
-                    if report.outcome == Outcome::Ok {
-                        report.outcome = Outcome::Cancelled;
-                        report.error = Some("the client went away before the response was complete".to_owned());
-                    }
-                });
-            }
+        if let (Some(started), Some(report)) = (self.started, &self.report) {
+            report.update(|report| report.wall = started.elapsed());
+        }
+        if !self.armed || self.task.as_ref().is_some_and(tokio::task::AbortHandle::is_finished) {
+            return;
+        }
+        if let Some(report) = &self.report {
+            report.update(|report| {
+                if report.outcome == Outcome::Ok {
+                    report.outcome = Outcome::Cancelled;
+                    report.error = Some("the client went away before the response was complete".to_owned());
+                }
+            });
+        }
+        if let Some(task) = self.task.take() {
             task.abort();
         }
     }
@@ -229,6 +253,12 @@ pub struct ResponseBody {
     cancel: Cancel,
     sent: AtomicU64,
     max_bytes: u64,
+}
+
+impl ResponseBody {
+    fn new(body: WasiBody, ended: Arc<OnceLock<Result<(), String>>>, cancel: Cancel, max_bytes: u64) -> Self {
+        Self { body, ended, cancel, sent: AtomicU64::new(0), max_bytes }
+    }
 }
 
 impl std::fmt::Debug for ResponseBody {

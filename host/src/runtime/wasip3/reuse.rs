@@ -1,0 +1,400 @@
+//! Instance reuse, for the WASI 0.3 HTTP functions that ask for it (`reuse = { max_requests, max_concurrent,
+//! idle_ms }`): one instance serves up to `max_requests` requests, `max_concurrent` at a time, and is retired when
+//! it has served them, after `idle_ms` without work, when one of its requests times out, when it traps, or when its
+//! version is no longer live (once what it is serving is done).
+//!
+//! The shape follows wasmtime's own `ProxyHandler` (`wasmtime-wasi-http` 48, `handler.rs`), which `wasmtime serve`
+//! uses: a queue of requests, and workers, each a task that owns one instance and takes requests from the queue
+//! while it has room. Each worker holds one instance slot (and its memory admission) for its whole life.
+//!
+//! What stays per request:
+//! - its deadline (`timeout_ms` for the response head; 504 past it, and the instance stops taking requests);
+//! - its report: status, outcome, wall time until its body ended, and guest time, each poll of the instance split
+//!   between the requests in flight at the time;
+//! - its correlation id and log: an instance moves its current work to each request it takes, so what it prints,
+//!   sends and fetches is tied to that request. With several requests on one instance at once, output and sends
+//!   are tied to the one that started last (the SDK also tags each outbound call with its own task's id).
+
+use super::{Answer, Cancel, ResponseBody};
+use crate::runtime::engines::Abi;
+use crate::runtime::loader::{HttpPre, PreparedComponent};
+use crate::runtime::metering::PendingReport;
+use crate::runtime::state::InvocationState;
+use crate::runtime::{Invocation, InvokeError, Reuse, Runtime, SlotKind, classify_trap};
+use crate::telemetry::{Outcome, Trace};
+use futures_util::StreamExt as _;
+use std::collections::VecDeque;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, oneshot};
+use wasmtime_wasi_http::p3::bindings::ServicePre;
+use wasmtime_wasi_http::WasiBody;
+
+/// The reused instances of one function of one version. Dropped (its version is no longer live), it retires them:
+/// each finishes what it is serving and takes nothing more.
+pub struct ReusePool {
+    inner: Arc<Pool>,
+}
+
+impl std::fmt::Debug for ReusePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReusePool")
+            .field("function", &self.inner.label)
+            .field("workers", &self.inner.workers.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+struct Pool {
+    runtime: Runtime,
+    pre: ServicePre<InvocationState>,
+    /// What every instance starts with (its first request moves it on: see `InvocationState::begin`).
+    template: Invocation,
+    reuse: Reuse,
+    label: String,
+    queue: Mutex<VecDeque<Job>>,
+    /// A job was queued, or the pool retired.
+    wake: Notify,
+    /// Workers that could take a job now.
+    available: AtomicUsize,
+    /// Workers running.
+    workers: AtomicUsize,
+    retired: AtomicBool,
+}
+
+/// One request waiting for, or served by, a worker.
+struct Job {
+    request: http::Request<WasiBody>,
+    trace: Arc<Trace>,
+    report: Option<Arc<PendingReport>>,
+    answer: oneshot::Sender<Result<(Answer, Arc<OnceLock<Result<(), String>>>), InvokeError>>,
+}
+
+impl ReusePool {
+    /// A pool of instances of `component`, which run as `template` says (its trace names the function). Only a
+    /// WASI 0.3 component's instances can be reused.
+    pub fn new(
+        runtime: Runtime,
+        component: &PreparedComponent,
+        template: Invocation,
+        reuse: Reuse,
+    ) -> Result<Self, InvokeError> {
+        let HttpPre::P3(pre) = &component.http else {
+            return Err(InvokeError::Host("only a WASI 0.3 component's instances can be reused".to_owned()));
+        };
+        let pre = pre.clone();
+        let label = template.trace.function.clone();
+        let inner = Arc::new(Pool {
+            runtime,
+            pre,
+            template,
+            reuse,
+            label,
+            queue: Mutex::default(),
+            wake: Notify::new(),
+            available: AtomicUsize::new(0),
+            workers: AtomicUsize::new(0),
+            retired: AtomicBool::new(false),
+        });
+        Ok(Self { inner })
+    }
+
+    /// Instances running now.
+    pub fn instances(&self) -> usize {
+        self.inner.workers.load(Ordering::Relaxed)
+    }
+
+    /// Serves `request` (of the work `trace`) on a reused instance, starting one if none has room.
+    pub async fn handle(
+        &self,
+        request: http::Request<WasiBody>,
+        trace: Arc<Trace>,
+        timeout: Duration,
+    ) -> Result<http::Response<ResponseBody>, InvokeError> {
+        let runtime = &self.inner.runtime;
+        let started = Instant::now();
+        let report = runtime.telemetry().is_enabled().then(|| {
+            PendingReport::new(runtime.telemetry().clone(), trace.clone(), self.inner.template.limits.memory_mb(), false)
+        });
+        let (answer, answered) = oneshot::channel();
+        self.inner.push(Job { request, trace, report: report.clone(), answer });
+        let outcome = match tokio::time::timeout(timeout + crate::runtime::HARD_DEADLINE_SLACK, answered).await {
+            Ok(Ok(outcome)) => outcome,
+            // The instance went away without answering (it trapped, or its worker ended): the worker said why in
+            // the report, if it could.
+            Ok(Err(_dropped)) => Err(InvokeError::Trap(
+                "the reused instance ended (another request on it trapped) before it answered".to_owned(),
+            )),
+            Err(_elapsed) => Err(InvokeError::Timeout(timeout)),
+        };
+        let (answer, ended) = match outcome {
+            Ok(answered) => answered,
+            Err(error) => {
+                if let Some(report) = &report {
+                    report.update(|report| {
+                        if report.outcome == Outcome::Ok {
+                            report.outcome = error.outcome();
+                            report.error = Some(error.to_string());
+                        }
+                        report.wall = started.elapsed();
+                    });
+                }
+                return Err(error);
+            }
+        };
+        let response = answer
+            .map_err(|code| InvokeError::Trap(format!("the function answered with an error: {code:?}")))?;
+        if let Some(report) = &report {
+            report.update(|report| report.status = Some(response.status().as_u16()));
+        }
+        let cancel = Cancel::new(None, report).timing(started);
+        Ok(response.map(|body| ResponseBody::new(body, ended, cancel, runtime.limits().max_stream_bytes)))
+    }
+}
+
+impl Drop for ReusePool {
+    fn drop(&mut self) {
+        self.inner.retired.store(true, Ordering::Release);
+        self.inner.wake.notify_waiters();
+        // Requests still queued (none is, unless no worker could start) fail now rather than wait for nobody.
+        self.inner.fail_queued(&InvokeError::Host("the function's version is no longer live".to_owned()));
+    }
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Job>> {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `job` and wakes a worker with room, or starts one.
+    fn push(self: &Arc<Self>, job: Job) {
+        self.lock().push_back(job);
+        if self.available.load(Ordering::Acquire) == 0 {
+            start_worker(self.clone());
+        } else {
+            self.wake.notify_one();
+        }
+    }
+
+    fn pop(&self) -> Option<Job> {
+        self.lock().pop_front()
+    }
+
+    /// Answers every queued request with `error`.
+    fn fail_queued(&self, error: &InvokeError) {
+        for job in std::mem::take(&mut *self.lock()) {
+            let _ = job.answer.send(Err(clone_error(error)));
+        }
+    }
+}
+
+/// An [`InvokeError`] again, for each of several requests it ends.
+fn clone_error(error: &InvokeError) -> InvokeError {
+    match error {
+        InvokeError::Timeout(deadline) => InvokeError::Timeout(*deadline),
+        InvokeError::Trap(message) => InvokeError::Trap(message.clone()),
+        InvokeError::NoResponse => InvokeError::NoResponse,
+        InvokeError::Busy(slots) => InvokeError::Busy(*slots),
+        InvokeError::MemoryBudget(mib) => InvokeError::MemoryBudget(*mib),
+        InvokeError::Throttled(limit) => InvokeError::Throttled(*limit),
+        InvokeError::Host(message) => InvokeError::Host(message.clone()),
+    }
+}
+
+/// How one request on an instance went.
+enum Served {
+    Answered,
+    /// It did not answer in time: the instance takes nothing more.
+    Expired,
+}
+
+/// The requests in flight on one instance, by report: each poll of the instance is billed to them in equal parts.
+#[derive(Default)]
+struct InFlight(Mutex<Vec<Weak<PendingReport>>>);
+
+impl InFlight {
+    fn add(&self, report: &Option<Arc<PendingReport>>) {
+        if let Some(report) = report {
+            self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Arc::downgrade(report));
+        }
+    }
+
+    /// Splits `busy` between the requests whose bodies are still going.
+    fn bill(&self, busy: Duration) {
+        let mut reports = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        reports.retain(|report| report.strong_count() > 0);
+        if reports.is_empty() {
+            return;
+        }
+        let share = busy / reports.len() as u32;
+        for report in reports.iter().filter_map(Weak::upgrade) {
+            report.update(|report| report.guest_cpu += share);
+        }
+    }
+}
+
+/// A worker: one instance, serving what the queue holds until it is retired.
+async fn work(pool: Arc<Pool>) {
+    let ended = serve_on_one_instance(&pool).await;
+    pool.workers.fetch_sub(1, Ordering::AcqRel);
+    if let Err(error) = ended {
+        tracing::warn!(function = %pool.label, "a reused instance ended: {error}");
+    }
+    // A request queued while this worker was going away must not wait for nobody.
+    if pool.available.load(Ordering::Acquire) == 0 && !pool.lock().is_empty() && !pool.retired.load(Ordering::Acquire)
+    {
+        start_worker(pool);
+    }
+}
+
+/// Starts a worker in a task of its own.
+fn start_worker(pool: Arc<Pool>) {
+    pool.workers.fetch_add(1, Ordering::AcqRel);
+    let worker: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(work(pool));
+    tokio::spawn(worker);
+}
+
+async fn serve_on_one_instance(pool: &Arc<Pool>) -> Result<(), InvokeError> {
+    let runtime = &pool.runtime;
+    let slot = match runtime.acquire_slot(SlotKind::Request, &pool.label).await {
+        Ok(slot) => slot,
+        Err(error) => {
+            pool.fail_queued(&error);
+            return Err(error);
+        }
+    };
+    let lifetime = runtime.limits().stream_timeout();
+    let mut store = runtime.new_store_until(&pool.template, Abi::P3, Instant::now() + lifetime);
+    let service = match pool.pre.instantiate_async(&mut store).await {
+        Ok(service) => service,
+        Err(error) => {
+            let error = runtime.budget_error(&store, classify_trap(error, lifetime));
+            pool.fail_queued(&error);
+            return Err(error);
+        }
+    };
+    let in_flight = InFlight::default();
+    let service = &service;
+    // Said when the instance ends: a body it was still writing is then cut short, never complete.
+    let ended: Arc<OnceLock<Result<(), String>>> = Arc::default();
+    let reuse = pool.reuse;
+    let run = store.run_concurrent(async |accessor| {
+        let mut served: u32 = 0;
+        let mut expired = false;
+        let mut requests = futures_util::stream::FuturesUnordered::new();
+        let mut available = Available::new(pool);
+        loop {
+            let retired = pool.retired.load(Ordering::Acquire);
+            let room = !expired && !retired && served < reuse.max_requests && requests.len() < reuse.max_concurrent as usize;
+            available.set(room);
+            if !room && requests.is_empty() {
+                break;
+            }
+            let job = if room { pool.pop() } else { None };
+            if let Some(job) = job {
+                served += 1;
+                let Job { request, trace, report, answer } = job;
+                in_flight.add(&report);
+                let timeout = pool.template.limits.timeout;
+                let ended = ended.clone();
+                requests.push(async move {
+                    accessor.with(|mut store| store.get().begin(trace));
+                    let (request, request_io) = wasmtime_wasi_http::p3::Request::from_http(Default::default(), request);
+                    match tokio::time::timeout(timeout, service.handle(accessor, request)).await {
+                        Ok(Ok(Ok(response))) => {
+                            let response = accessor.with(|store| response.into_http(store, request_io))?;
+                            let _ = answer.send(Ok((Ok(response), ended)));
+                            wasmtime::error::Ok(Served::Answered)
+                        }
+                        Ok(Ok(Err(code))) => {
+                            let _ = answer.send(Ok((Err(code), ended)));
+                            Ok(Served::Answered)
+                        }
+                        // A trap: the instance is done for, and so is every other request on it (their answers
+                        // drop, which fails them).
+                        Ok(Err(trap)) => {
+                            let _ = answer.send(Err(InvokeError::Trap(format!("{trap:#}"))));
+                            Err(trap)
+                        }
+                        Err(_elapsed) => {
+                            let _ = answer.send(Err(InvokeError::Timeout(timeout)));
+                            Ok(Served::Expired)
+                        }
+                    }
+                });
+                continue;
+            }
+            let idle = pin!(tokio::time::sleep(reuse.idle));
+            let woken = pin!(pool.wake.notified());
+            tokio::select! {
+                done = requests.next(), if !requests.is_empty() => {
+                    if let Some(done) = done && matches!(done?, Served::Expired) {
+                        expired = true;
+                    }
+                }
+                () = woken => {}
+                () = idle, if requests.is_empty() => break,
+            }
+        }
+        available.set(false);
+        // What the instance still does for requests that have their answer (bodies being written) ends with it. After
+        // a request timed out, its guest task may never end: the others get the function's deadline, no more.
+        let finishing = std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx));
+        if expired {
+            let _ = tokio::time::timeout(pool.template.limits.timeout, finishing).await;
+        } else {
+            finishing.await;
+        }
+        wasmtime::error::Ok(())
+    });
+    let ran = {
+        let mut run = pin!(run);
+        let timed = std::future::poll_fn(|cx| {
+            let polled_at = Instant::now();
+            let polled = run.as_mut().poll(cx);
+            in_flight.bill(polled_at.elapsed());
+            polled
+        });
+        tokio::time::timeout(lifetime + crate::runtime::HARD_DEADLINE_SLACK, timed).await
+    };
+    let outcome = match ran {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(error)) | Err(error)) => Err(runtime.budget_error(&store, classify_trap(error, lifetime))),
+        Err(_elapsed) => Err(InvokeError::Timeout(lifetime)),
+    };
+    let _ = ended.set(outcome.as_ref().map(|_| ()).map_err(ToString::to_string));
+    drop(store);
+    drop(slot);
+    outcome
+}
+
+/// This worker's place in its pool's count of workers that could take a job now.
+struct Available<'a> {
+    pool: &'a Pool,
+    counted: bool,
+}
+
+impl<'a> Available<'a> {
+    fn new(pool: &'a Pool) -> Self {
+        Self { pool, counted: false }
+    }
+
+    fn set(&mut self, available: bool) {
+        if available != self.counted {
+            self.counted = available;
+            if available {
+                self.pool.available.fetch_add(1, Ordering::AcqRel);
+            } else {
+                self.pool.available.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+impl Drop for Available<'_> {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
