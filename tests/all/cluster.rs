@@ -2,12 +2,11 @@
 //! own server and hosts (they kill and fill them), with the `cluster` test component reporting to a collector
 //! which node handled what.
 
-mod support;
 
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use support::{Collector, Host, NatsServer, component_arg};
+use crate::support::{Collector, Host, NatsServer, component_arg};
 
 /// A nats-server, a collector and the config dir of the nodes that share them.
 struct Cluster {
@@ -105,7 +104,7 @@ fn ten_thousand_messages_are_shared_by_two_nodes_and_none_is_lost() {
     // Both take a real share: a tenth at least each.
     assert!(share("a") >= 1_000 && share("b") >= 1_000, "a: {}, b: {}", share("a"), share("b"));
     // Every message was acked: the queue is empty on both nodes' view.
-    support::poll_until("the work queue to be empty", Duration::from_secs(20), || {
+    crate::support::poll_until("the work queue to be empty", Duration::from_secs(20), || {
         let stats = queue_stats(&b, "work");
         stats["ready"] == 0 && stats["in_flight"] == 0
     });
@@ -143,7 +142,7 @@ fn a_killed_nodes_deliveries_finish_on_the_other_node() {
         assert!(Instant::now() < deadline, "only {done:?} of 20 finished");
         std::thread::sleep(Duration::from_millis(100));
     }
-    support::poll_until("the slow queue to be empty", Duration::from_secs(20), || {
+    crate::support::poll_until("the slow queue to be empty", Duration::from_secs(20), || {
         let stats = queue_stats(&b, "slow");
         stats["ready"] == 0 && stats["in_flight"] == 0
     });
@@ -227,7 +226,7 @@ fn a_topic_reaches_every_subscriber_once_across_nodes() {
     let a = cluster.node("a", 30_000, &["cluster"]);
     let _b = cluster.node("b", 30_000, &["cluster"]);
     // The subscriptions are durable in the cluster once a node's consumers have started.
-    support::poll_until("both subscribers of `events`", Duration::from_secs(20), || {
+    crate::support::poll_until("both subscribers of `events`", Duration::from_secs(20), || {
         let reply = a.admin("POST", "/v1/topics/events/messages", Some(json!({ "body": { "probe": true } })));
         assert_eq!(reply.status, 200, "{}", reply.body);
         reply.json()["subscribers"] == 2
@@ -274,7 +273,7 @@ fn a_cron_tick_fires_on_one_node_and_the_survivor_takes_over_when_it_dies() {
     let a = cluster.node("a", 30_000, &["cluster"]);
     let b = cluster.node("b", 30_000, &["cluster"]);
     // Ten seconds with both nodes up.
-    support::poll_until("ten ticks", Duration::from_secs(30), || ticks(&cluster.collector).len() >= 10);
+    crate::support::poll_until("ten ticks", Duration::from_secs(30), || ticks(&cluster.collector).len() >= 10);
     let before = ticks(&cluster.collector);
     let (&last_tick, nodes) = before.iter().next_back().expect("a tick");
     let fired_last = nodes[0].clone();
@@ -284,7 +283,7 @@ fn a_cron_tick_fires_on_one_node_and_the_survivor_takes_over_when_it_dies() {
     // its report and its end, that run looks like it is still going until it has not been renewed for 6 s; with
     // `overlap = "skip"` the survivor skips ticks until then, then runs that tick again.)
     let settled = last_tick + 8_000;
-    support::poll_until("ten more ticks", Duration::from_secs(40), || {
+    crate::support::poll_until("ten more ticks", Duration::from_secs(40), || {
         ticks(&cluster.collector).range(settled..).count() >= 10
     });
     let after = ticks(&cluster.collector);
@@ -321,7 +320,7 @@ fn a_cron_tick_fires_on_one_node_and_the_survivor_takes_over_when_it_dies() {
 
 /// Which version of `versioned` `host` serves now: its tag, or the status when it serves none.
 fn who(host: &Host) -> String {
-    let reply = support::get(&host.url("/versioned/who"));
+    let reply = crate::support::get(&host.url("/versioned/who"));
     if reply.status == 200 { reply.body } else { format!("status {}", reply.status) }
 }
 
@@ -368,7 +367,7 @@ fn a_deploy_on_one_node_reaches_every_node_and_a_late_node_catches_up() {
     let c = cluster.node("c", 30_000, &[]);
     wait_for_who(&c, "v1");
     let listed = || c.cli_ok(&["nodes"]);
-    support::poll_until("three nodes serving versioned v1", Duration::from_secs(20), || {
+    crate::support::poll_until("three nodes serving versioned v1", Duration::from_secs(20), || {
         let out = listed();
         ["a ", "b ", "c "].iter().all(|node| out.lines().any(|l| l.starts_with(node) && l.contains("versioned v1")))
     });
@@ -444,7 +443,7 @@ fn jetstream_refuses_oversize_messages_and_sends_past_a_full_queue_and_stores_no
 
 #[test]
 fn a_host_whose_nats_server_cannot_be_reached_refuses_to_start_and_names_it() {
-    let port = support::free_port();
+    let port = crate::support::free_port();
     let url = format!("nats://127.0.0.1:{port}");
     let (code, output) = match Host::try_start(&["--nats", &url], &[]) {
         Ok(_) => panic!("a host started without its cluster's server"),

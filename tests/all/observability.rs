@@ -2,13 +2,12 @@
 //! through HTTP, a queue, a topic and an invoke; guest output captured per invocation, masked and capped; the log
 //! read and followed with `edgefn logs`; usage metered and billed with `edgefn usage`.
 
-mod support;
 
 use serde_json::{Value, json};
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{Collector, Host, component_arg, get, poll_until, send};
+use crate::support::{Collector, Host, component_arg, get, poll_until, send};
 
 /// The records `edgefn logs --json ARGS` prints.
 fn log_records(host: &Host, args: &[&str]) -> Vec<Value> {
@@ -370,7 +369,7 @@ fn metrics_are_valid_prometheus_text_that_counts_what_ran() {
     let reply = host.admin("POST", "/v1/queues/metrics-probe/messages", Some(json!({ "body": 1 })));
     assert_eq!(reply.status, 201, "{}", reply.body);
     let scrape = || {
-        let reply = support::send(
+        let reply = crate::support::send(
             "GET",
             &format!("{}/metrics", host.admin),
             &[("authorization", &format!("Bearer {}", host.token))],
@@ -418,25 +417,20 @@ fn metrics_are_valid_prometheus_text_that_counts_what_ran() {
     assert_eq!(get(&format!("{}/metrics", host.admin)).status, 401);
 }
 
-/// The headless browser the dashboard test drives: Debian's `chromium` (`.ci/run` installs it). Without it the
-/// test says SKIPPED, unless EDGEFN_REQUIRE_CHROMIUM is set (CI), where that is a failure.
-fn chromium() -> Option<std::path::PathBuf> {
-    let found = ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| support::which(name));
-    if found.is_none() {
-        assert!(
-            std::env::var_os("EDGEFN_REQUIRE_CHROMIUM").is_none(),
-            "chromium is required (EDGEFN_REQUIRE_CHROMIUM)"
-        );
-        eprintln!("SKIPPED: no chromium on PATH; apt-get install chromium");
-    }
-    found
+/// The headless browser the browser tests drive: Debian's `chromium` (`bash tests/run.sh` installs it).
+pub(crate) fn chromium(test: &str) -> Option<std::path::PathBuf> {
+    crate::support::tools::require(crate::support::Tool::Chromium, test, || {
+        ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| crate::support::which(name))
+    })
 }
 
 #[test]
 fn the_dashboard_signs_in_shows_numbers_that_move_and_redrives_a_dead_letter() {
     use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
     use headless_chrome::{Browser, LaunchOptions};
-    let Some(chromium) = chromium() else { return };
+    let Some(chromium) = chromium("the_dashboard_signs_in_shows_numbers_that_move_and_redrives_a_dead_letter") else {
+        return;
+    };
     let host = Host::start(&[&component_arg("hello"), &component_arg("automation")]);
     // A message that dead-letters (the poison consumer always fails), and some traffic.
     let reply = host.admin("POST", "/v1/queues/poison/messages", Some(json!({ "body": { "poison": true } })));
@@ -537,7 +531,7 @@ fn the_dashboard_signs_in_shows_numbers_that_move_and_redrives_a_dead_letter() {
     });
 
     let screenshot = tab.capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true).expect("screenshot");
-    let artifacts = support::workspace().join("target").join("test-artifacts");
+    let artifacts = crate::support::workspace().join("target").join("test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");
     std::fs::write(artifacts.join("dashboard.png"), &screenshot).expect("save the screenshot");
     assert!(screenshot.starts_with(b"\x89PNG"), "a PNG");
@@ -546,17 +540,24 @@ fn the_dashboard_signs_in_shows_numbers_that_move_and_redrives_a_dead_letter() {
 #[test]
 fn an_alarm_notifies_once_on_breach_and_once_on_recovery() {
     let collector = Collector::start();
+    // Two markers, evaluated after `panics` in every pass (rules go in order, each notification posted before the
+    // next rule's): `canary` breaches at 2 errors, `later` at 3 calls of `/ok`. When a marker's notification has
+    // arrived, so would have any of `panics` from the same pass: what `/alarms` holds then is complete.
     let (_dir, config) = config_file(&format!(
         "[[alarms]]\nname = \"panics\"\nmetric = \"errors\"\nfunction = \"misbehave/panic\"\nthreshold = 2\n\
-             window_s = 3\nnotify_url = \"{}/alarms\"\nnotify_queue = \"alarm-events\"\n",
-        collector.url
+             window_s = 3\nnotify_url = \"{url}/alarms\"\nnotify_queue = \"alarm-events\"\n\
+         [[alarms]]\nname = \"canary\"\nmetric = \"errors\"\nfunction = \"misbehave/panic\"\nthreshold = 1\n\
+             window_s = 3\nnotify_url = \"{url}/canary\"\n\
+         [[alarms]]\nname = \"later\"\nmetric = \"invocations\"\nfunction = \"misbehave/ok\"\nthreshold = 2\n\
+             window_s = 3\nnotify_url = \"{url}/later\"\n",
+        url = collector.url
     ));
     let host = Host::start(&["--config", config.to_str().expect("utf-8"), &component_arg("misbehave")]);
     // Two errors are not over the threshold; other functions do not count.
     for path in ["/panic", "/panic", "/ok", "/ok"] {
         get(&host.url(path));
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    collector.wait_for("/canary", Duration::from_secs(10), |b| !b.is_empty());
     assert!(collector.bodies("/alarms").is_empty(), "no breach at 2 errors: {:?}", collector.bodies("/alarms"));
     // A third within the window: one breach, however many more errors come while it lasts.
     for _ in 0..3 {
@@ -570,7 +571,11 @@ fn an_alarm_notifies_once_on_breach_and_once_on_recovery() {
     // Quiet for the window: recovered, once.
     let both = collector.wait_for("/alarms", Duration::from_secs(15), |b| b.len() >= 2);
     assert_eq!(both[1]["state"], "recovered", "{both:?}");
-    std::thread::sleep(Duration::from_millis(1500));
+    // A later pass (the one `later` breaches in) sends nothing more for `panics`.
+    for _ in 0..3 {
+        assert_eq!(get(&host.url("/ok")).status, 200);
+    }
+    collector.wait_for("/later", Duration::from_secs(10), |b| !b.is_empty());
     assert_eq!(collector.bodies("/alarms").len(), 2, "exactly one breach and one recovery");
     // The same two notifications went to the queue, and the log says so.
     let queues = host.admin("GET", "/v1/queues", None).json();

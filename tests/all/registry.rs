@@ -1,13 +1,12 @@
 //! Warm starts end to end: the compiled-artifact cache across restarts, loading on demand, eviction, and the
 //! instance pool's back-pressure.
 
-mod support;
 
 use std::time::Duration;
-use support::{Host, component_arg, get, poll_until};
+use crate::support::{Host, component_arg, get, poll_until};
 
 /// The `start=` field of the request log line of `reply`.
-fn start_of(host: &Host, reply: &support::Reply) -> String {
+fn start_of(host: &Host, reply: &crate::support::Reply) -> String {
     let line = host.request_log_line(reply);
     line.split("start=").nth(1).expect("start field").split_whitespace().next().expect("value").to_owned()
 }

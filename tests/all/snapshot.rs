@@ -1,9 +1,8 @@
 //! Snapshots: `#[edgefn::init]` runs once at deploy, every invocation starts from the memory it left, and nothing
 //! random is shared between instances restored from it.
 
-mod support;
 
-use support::{Host, component_arg, get};
+use crate::support::{Host, component_arg, get};
 
 #[test]
 fn init_runs_once_at_deploy_and_every_request_starts_from_the_snapshot() {

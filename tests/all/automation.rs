@@ -1,13 +1,12 @@
 //! End to end: cron, queues, topics, invoke, outbound HTTP and secrets, on real hosts with a real SQLite file.
 //! The functions under test (tests/guests/automation) report what they ran to a collector over real HTTP.
 
-mod support;
 
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use std::time::Duration;
-use support::{Collector, Host, component_arg, get, post};
+use crate::support::{Collector, Host, component_arg, get, post};
 
 const SECRET: &str = "s3cr3t-value-4242";
 
@@ -194,7 +193,12 @@ fn missed_ticks_follow_the_catch_up_policy_after_a_restart() {
     let host = restartable.start();
     let one = wait_for_runs(&host, "every_second", |r| count(r, "reason", "catch-up") >= 1);
     let all = wait_for_runs(&host, "every_second_all", |r| count(r, "reason", "catch-up") >= 2);
-    std::thread::sleep(Duration::from_millis(1_500));
+    // A job catches up when it starts, before its first scheduled tick: once each has run a tick on schedule since
+    // the restart (more than it had before), its catch-up is over, and the counts below are final.
+    for job in ["every_second", "every_second_all", "every_second_skip"] {
+        let before = count(&runs(&host, job), "reason", "schedule");
+        wait_for_runs(&host, job, |r| count(r, "reason", "schedule") > before);
+    }
     assert_eq!(count(&runs(&host, "every_second"), "reason", "catch-up"), 1, "catch_up = one: {one:#?}");
     assert_eq!(count(&runs(&host, "every_second_all"), "reason", "catch-up"), 2, "catch_up_limit = 2: {all:#?}");
     assert_eq!(count(&runs(&host, "every_second_skip"), "reason", "catch-up"), 0, "catch_up = skip");

@@ -1,0 +1,21 @@
+//! The end-to-end suite, one test binary: real components on real `edgefn up` hosts, over real HTTP, with real
+//! SQLite files, a real nats-server, `wasmtime serve` and a headless Chromium. The guest components are built once
+//! per run (see `support::component`), for WASI 0.2 and for WASI 0.3.
+//!
+//! Run it with `bash tests/run.sh`, which finds or installs the tools it needs first. A test whose tool is missing
+//! fails and says how to install it; it is skipped only when `EDGEFN_SKIP` names it, and the run then says so.
+
+mod support;
+
+mod automation;
+mod cluster;
+mod corpus;
+mod deploy;
+mod http;
+mod isolation;
+mod new;
+mod observability;
+mod properties;
+mod registry;
+mod snapshot;
+mod state;
