@@ -109,11 +109,12 @@ fn ordered(batch: Batch<Value>) -> Result<()> {
     Ok(())
 }
 
-/// Slow on purpose, so a test can kill the host in the middle of a batch.
+/// Slow on purpose, and says when it starts a batch, so a test can kill the host in the middle of one.
 #[function(trigger = queue("durable", batch_size = 10, max_wait_ms = 10, concurrency = 1))]
 fn durable(batch: Batch<Job>) -> Result<()> {
-    std::thread::sleep(Duration::from_millis(20 * batch.len() as u64));
     let numbers: Vec<u32> = batch.iter().map(|m| m.body().n).collect();
+    report("/durable-started", &json!({ "started": numbers }))?;
+    std::thread::sleep(Duration::from_millis(100 * batch.len() as u64));
     report("/durable", &json!({ "done": numbers }))
 }
 
