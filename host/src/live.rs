@@ -64,6 +64,9 @@ pub struct ComponentVersion {
     /// Per HTTP function with `reuse`: its reused instances, started with its first request. They retire when this
     /// version is dropped (no longer live, and nothing in flight holds it).
     reuse_pools: std::sync::Mutex<HashMap<String, Arc<crate::runtime::ReusePool>>>,
+    /// Set once the version is no longer live: a request that started on it still gets an instance, which retires
+    /// with that request.
+    reuse_retired: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for ComponentVersion {
@@ -116,6 +119,7 @@ impl ComponentVersion {
             default_limits: parts.default_limits,
             concurrency,
             reuse_pools: std::sync::Mutex::default(),
+            reuse_retired: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -130,8 +134,17 @@ impl ComponentVersion {
             return Ok(pool.clone());
         }
         let pool = Arc::new(make()?);
-        pools.insert(function.to_owned(), pool.clone());
+        if !self.reuse_retired.load(std::sync::atomic::Ordering::Acquire) {
+            pools.insert(function.to_owned(), pool.clone());
+        }
         Ok(pool)
+    }
+
+    /// Retires this version's reused instances: it is no longer live. Each finishes what it is serving and ends.
+    pub fn retire_reused_instances(&self) {
+        let mut pools = self.reuse_pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.reuse_retired.store(true, std::sync::atomic::Ordering::Release);
+        pools.clear();
     }
 
     /// How many reused instances `function` has running now.

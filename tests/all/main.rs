@@ -19,3 +19,4 @@ mod properties;
 mod registry;
 mod snapshot;
 mod state;
+mod streaming;

@@ -611,11 +611,15 @@ impl Deployments {
                 tracing::error!(%component, %error, "a trigger failed to switch versions");
             }
         }
-        // Versions no longer live leave memory once their last invocation ends (each holds its own reference).
-        let still_live: Vec<&Artifact> = live.components().flat_map(|c| c.versions()).map(|v| &v.artifact).collect();
+        // Versions no longer live leave memory once their last invocation ends (each holds its own reference), and
+        // their reused instances retire once what they serve is done.
+        let still_live: Vec<&Arc<ComponentVersion>> = live.components().flat_map(|c| c.versions()).collect();
         if let Some(old) = previous.component(component) {
             for version in old.versions() {
-                if !still_live.contains(&&version.artifact) {
+                if !still_live.iter().any(|live| Arc::ptr_eq(live, version)) {
+                    version.retire_reused_instances();
+                }
+                if !still_live.iter().any(|live| live.artifact == version.artifact) {
                     self.loader.unload(&version.artifact);
                 }
             }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::zombie_processes, reason = "the child is killed and waited for in Drop, or waited for on exit")]
 
+pub(crate) mod origin;
 pub(crate) mod tools;
 
 pub(crate) use tools::{Tool, which};

@@ -155,11 +155,11 @@ impl ReusePool {
 }
 
 impl Drop for ReusePool {
+    /// Retires the pool: its instances serve what is queued and in flight (requests that started on this version
+    /// finish on it), then end, idle or not.
     fn drop(&mut self) {
         self.inner.retired.store(true, Ordering::Release);
         self.inner.wake.notify_waiters();
-        // Requests still queued (none is, unless no worker could start) fail now rather than wait for nobody.
-        self.inner.fail_queued(&InvokeError::Host("the function's version is no longer live".to_owned()));
     }
 }
 
@@ -243,8 +243,7 @@ async fn work(pool: Arc<Pool>) {
         tracing::warn!(function = %pool.label, "a reused instance ended: {error}");
     }
     // A request queued while this worker was going away must not wait for nobody.
-    if pool.available.load(Ordering::Acquire) == 0 && !pool.lock().is_empty() && !pool.retired.load(Ordering::Acquire)
-    {
+    if pool.available.load(Ordering::Acquire) == 0 && !pool.lock().is_empty() {
         start_worker(pool);
     }
 }
@@ -286,8 +285,9 @@ async fn serve_on_one_instance(pool: &Arc<Pool>) -> Result<(), InvokeError> {
         let mut requests = futures_util::stream::FuturesUnordered::new();
         let mut available = Available::new(pool);
         loop {
-            let retired = pool.retired.load(Ordering::Acquire);
-            let room = !expired && !retired && served < reuse.max_requests && requests.len() < reuse.max_concurrent as usize;
+            // A retired pool still serves what was queued before it retired; it takes nothing after.
+            let open = !pool.retired.load(Ordering::Acquire) || !pool.lock().is_empty();
+            let room = !expired && open && served < reuse.max_requests && requests.len() < reuse.max_concurrent as usize;
             available.set(room);
             if !room && requests.is_empty() {
                 break;

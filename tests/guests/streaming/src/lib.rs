@@ -221,3 +221,43 @@ async fn send_job(req: Request) -> Result<Response> {
     let id: u64 = req.param("id").unwrap_or("0").parse().map_err(|_| Error::bad_request("id is a number"))?;
     Ok(Response::text(edgefn::queue::send("s-jobs", &Job { id })?))
 }
+
+/// `bytes` bytes made while they are sent, 64 KiB at a time, each piece counted in the `drips` store under
+/// `produced-KEY` as soon as the client has taken it in: how far a client that reads nothing lets the function get.
+#[function(trigger = http("/s/produce/{bytes}"))]
+async fn produce(req: Request) -> Result<Response> {
+    let total: u64 = req.param("bytes").unwrap_or("0").parse().map_err(|_| Error::bad_request("bytes is a number"))?;
+    let key = format!("produced-{}", req.query("key").unwrap_or("default"));
+    let store = edgefn::kv::Store::open("drips")?;
+    let piece = vec![b'p'; 64 << 10];
+    Ok(Response::stream(move |mut body| async move {
+        let mut left = total;
+        while left > 0 {
+            let take = left.min(piece.len() as u64) as usize;
+            body.write(piece[..take].to_vec()).await?;
+            store.increment(&key, 1)?;
+            left -= take as u64;
+        }
+        Ok(())
+    }))
+}
+
+/// Counts this instance's requests like `/s/counter`, and with `?trap=1` then panics: a reused instance that
+/// traps takes only its own requests down.
+#[function(trigger = http("/s/counted"))]
+async fn counted(req: Request) -> Response {
+    let served = SERVED.fetch_add(1, Ordering::SeqCst) + 1;
+    if req.query("trap").is_some() {
+        panic!("trapping on request {served} of this instance");
+    }
+    Response::text(served.to_string())
+}
+
+/// Says (on stdout) which work it serves, after an await, and answers how many requests its instance has served.
+#[function(trigger = http("/s/whoami"))]
+async fn whoami(_req: Request) -> Response {
+    let served = SERVED.fetch_add(1, Ordering::SeqCst) + 1;
+    edgefn::rt::sleep(Duration::from_millis(2)).await;
+    println!("serving {} as request {served} of this instance", edgefn::correlation_id());
+    Response::text(served.to_string())
+}
