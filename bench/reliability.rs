@@ -14,7 +14,8 @@
 //! `RELIABILITY_SECONDS` sets each attack's length (default 20) and `LOAD_SECONDS` the load run's (default 60);
 //! `RELIABILITY_ONLY=neighbours|load|crashes` runs one part.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/all/support/mod.rs"]
+#[allow(dead_code, unused_macros, unused_imports, reason = "the end-to-end suite's support: this uses a part of it")]
 mod support;
 
 use std::collections::BTreeMap;

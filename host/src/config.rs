@@ -309,12 +309,17 @@ impl std::str::FromStr for ReuseSettings {
         let mut reuse = ReuseSettings::default();
         for pair in text.split(',').filter(|pair| !pair.trim().is_empty()) {
             let (key, value) = pair.split_once('=').ok_or_else(|| format!("`{pair}` is not KEY=VALUE"))?;
-            let number = |value: &str| value.trim().parse::<u64>().map_err(|_| format!("`{key}` takes a number, not `{value}`"));
+            let number =
+                |value: &str| value.trim().parse::<u64>().map_err(|_| format!("`{key}` takes a number, not `{value}`"));
             match key.trim() {
                 "max_requests" => reuse.max_requests = u32::try_from(number(value)?).map_err(|e| e.to_string())?,
                 "max_concurrent" => reuse.max_concurrent = u32::try_from(number(value)?).map_err(|e| e.to_string())?,
                 "idle_ms" => reuse.idle_ms = number(value)?,
-                other => return Err(format!("unknown reuse setting `{other}`; expected max_requests, max_concurrent or idle_ms")),
+                other => {
+                    return Err(format!(
+                        "unknown reuse setting `{other}`; expected max_requests, max_concurrent or idle_ms"
+                    ));
+                }
             }
         }
         Ok(reuse)
@@ -761,7 +766,7 @@ mod tests {
         assert_eq!((merged.timeout_ms, merged.max_concurrency), (Some(500), Some(4)));
         assert_eq!(
             merged.functions["f"],
-            FunctionSettings { timeout_ms: Some(10), memory_mb: Some(32), max_concurrency: None }
+            FunctionSettings { timeout_ms: Some(10), memory_mb: Some(32), max_concurrency: None, reuse: None }
         );
     }
 

@@ -204,7 +204,6 @@ mod tests {
         });
         drop(writer);
         assert_eq!(block_on(body.bytes()).expect("body"), b"hello world");
-
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub(crate) fn route_params(method: &str, path: &str) -> Vec<(String, String)> {
 /// Where a request goes: to a handler (with its parameters and claims in the request), or straight to an answer (404,
 /// 405, 401 on a protected route the host did not vouch for, a failed init).
 pub(crate) enum Routed {
-    Call(&'static HttpFunction, Request),
+    Call(&'static HttpFunction, Box<Request>),
     Answer(Response),
 }
 
@@ -117,7 +117,9 @@ pub(crate) fn route(mut request: http::Request<Vec<u8>>) -> (String, Routed) {
     let claims = request.headers_mut().remove(CLAIMS_HEADER);
     let routed = match router().lookup(request.method().as_str(), request.uri().path()) {
         Lookup::Found { route, params } => match verified_claims(route.value, marker.as_ref(), claims.as_ref()) {
-            Ok(claims) => Routed::Call(route.value, Request::with_params(request, params).with_claims(claims)),
+            Ok(claims) => {
+                Routed::Call(route.value, Box::new(Request::with_params(request, params).with_claims(claims)))
+            }
             Err(refusal) => Routed::Answer(*refusal),
         },
         Lookup::MethodNotAllowed { allowed } => {
@@ -133,7 +135,11 @@ pub(crate) fn route(mut request: http::Request<Vec<u8>>) -> (String, Routed) {
 
 /// Every response carries its request id, unless the handler set its own `x-request-id`.
 pub(crate) fn finish(response: Response, request_id: &str) -> Response {
-    if response.header(REQUEST_ID_HEADER).is_some() { response } else { response.with_header(REQUEST_ID_HEADER, request_id) }
+    if response.header(REQUEST_ID_HEADER).is_some() {
+        response
+    } else {
+        response.with_header(REQUEST_ID_HEADER, request_id)
+    }
 }
 
 /// Handles one request whose body is all here: routes it, runs the handler (an async one to its end, blocking), and
@@ -156,21 +162,21 @@ pub(crate) fn dispatch_streamed(
             #[cfg(edgefn_async)]
             HttpHandler::Sync(handler) => match body {
                 Some(body) => match crate::rt::block_on(body.bytes()) {
-                    Ok(bytes) => handler(request.with_body(bytes)),
+                    Ok(bytes) => handler((*request).with_body(bytes)),
                     Err(error) => error_response(&error),
                 },
-                None => handler(request),
+                None => handler(*request),
             },
             #[cfg(not(edgefn_async))]
             HttpHandler::Sync(handler) => {
                 let _never = body;
-                handler(request)
+                handler(*request)
             }
             #[cfg(edgefn_async)]
             HttpHandler::Async(handler) => {
                 let request = match body {
-                    Some(body) => request.with_body_stream(body),
-                    None => request,
+                    Some(body) => (*request).with_body_stream(body),
+                    None => *request,
                 };
                 crate::rt::block_on(crate::rt::Scoped::new(request_id.clone(), handler(request)))
             }

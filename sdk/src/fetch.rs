@@ -28,17 +28,17 @@ pub fn fetch(request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>,
     imp::fetch(request)
 }
 
-/// Sends `request`; the response's head arrives first, its body as a stream ([`Fetched`]). Dropping the future
-/// before it is done cancels the call.
+/// Sends `request` (an `http::Request<Vec<u8>>`, or a URL to `GET`); the response's head arrives first, its body
+/// as a stream ([`Fetched`]). Dropping the future before it is done cancels the call.
 #[cfg(edgefn_async)]
-pub async fn send(request: http::Request<Vec<u8>>) -> Result<Fetched, Error> {
+pub async fn send(request: impl IntoRequest) -> Result<Fetched, Error> {
     send_with(request, Options::new()).await
 }
 
 /// [`send`] with [`Options`]: timeouts.
 #[cfg(edgefn_async)]
-pub async fn send_with(request: http::Request<Vec<u8>>, options: Options) -> Result<Fetched, Error> {
-    let request = with_correlation_id(request);
+pub async fn send_with(request: impl IntoRequest, options: Options) -> Result<Fetched, Error> {
+    let request = with_correlation_id(request.into_request()?);
     let target = describe(request.uri());
     let call = imp::send(request, options);
     match options.timeout {
@@ -46,6 +46,35 @@ pub async fn send_with(request: http::Request<Vec<u8>>, options: Options) -> Res
         Some(limit) => crate::rt::timeout(limit, call)
             .await
             .map_err(|_| Error::new(504, format!("outbound request to `{target}` timed out after {limit:?}")))?,
+    }
+}
+
+/// What [`send`] takes: a request, or a URL to `GET`.
+pub trait IntoRequest {
+    fn into_request(self) -> Result<http::Request<Vec<u8>>, Error>;
+}
+
+impl IntoRequest for http::Request<Vec<u8>> {
+    fn into_request(self) -> Result<http::Request<Vec<u8>>, Error> {
+        Ok(self)
+    }
+}
+
+impl IntoRequest for &str {
+    fn into_request(self) -> Result<http::Request<Vec<u8>>, Error> {
+        http::Request::get(self).body(Vec::new()).map_err(|e| Error::internal(format!("bad URL `{self}`: {e}")))
+    }
+}
+
+impl IntoRequest for String {
+    fn into_request(self) -> Result<http::Request<Vec<u8>>, Error> {
+        self.as_str().into_request()
+    }
+}
+
+impl IntoRequest for &String {
+    fn into_request(self) -> Result<http::Request<Vec<u8>>, Error> {
+        self.as_str().into_request()
     }
 }
 
@@ -165,7 +194,12 @@ fn with_correlation_id(mut request: http::Request<Vec<u8>>) -> http::Request<Vec
 
 /// A URL as errors name it: without its query, which often carries a key.
 pub(crate) fn describe(uri: &http::Uri) -> String {
-    format!("{}://{}{}", uri.scheme_str().unwrap_or("http"), uri.authority().map(|a| a.as_str()).unwrap_or(""), uri.path())
+    format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map(|a| a.as_str()).unwrap_or(""),
+        uri.path()
+    )
 }
 
 /// `GET url`.
@@ -211,8 +245,8 @@ mod imp {
 
 #[cfg(edgefn_p3)]
 mod imp {
-    pub(super) use crate::abi::fetch::send;
     use crate::Error;
+    pub(super) use crate::abi::fetch::send;
 
     /// The whole response, waiting for it (blocking the instance's other tasks).
     pub(super) fn fetch(request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error> {

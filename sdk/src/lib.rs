@@ -67,11 +67,11 @@ pub mod topic;
 pub use cron::CronEvent;
 pub use dispatch::correlation_id;
 pub use fetch::fetch;
-pub use invoke::invoke;
-pub use queue::{Batch, Message};
 /// `join!`, `select!` and friends, for awaiting several things at once in an `async fn` handler.
 #[cfg(edgefn_async)]
 pub use futures;
+pub use invoke::invoke;
+pub use queue::{Batch, Message};
 
 pub use edgefn_macros::{function, init};
 pub use error::{Error, Result};

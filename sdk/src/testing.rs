@@ -157,7 +157,8 @@ pub fn read_body(response: Response) -> crate::Result<Vec<u8>> {
                 Streamed::Writer(write) => write(writer).await,
                 Streamed::Sse { handler, keep_alive } => {
                     let (events, frames) = crate::sse::channel();
-                    let (outcome, ()) = futures::join!(handler(events), crate::sse::pump(frames, &mut writer, keep_alive));
+                    let (outcome, ()) =
+                        futures::join!(handler(events), crate::sse::pump(frames, &mut writer, keep_alive));
                     outcome
                 }
                 Streamed::Forward(mut stream) => {

@@ -1,12 +1,11 @@
 //! End to end: cron, queues, topics, invoke, outbound HTTP and secrets, on real hosts with a real SQLite file.
 //! The functions under test (tests/guests/automation) report what they ran to a collector over real HTTP.
 
-
+use crate::support::{Abi, Collector, Host, component_arg, component_arg_for, for_both_abis, get, post};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use std::time::Duration;
-use crate::support::{Abi, Collector, Host, component_arg, component_arg_for, for_both_abis, get, post};
 
 const SECRET: &str = "s3cr3t-value-4242";
 

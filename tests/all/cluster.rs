@@ -2,11 +2,10 @@
 //! own server and hosts (they kill and fill them), with the `cluster` test component reporting to a collector
 //! which node handled what.
 
-
+use crate::support::{Collector, Host, NatsServer, component_arg};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use crate::support::{Collector, Host, NatsServer, component_arg};
 
 /// A nats-server, a collector and the config dir of the nodes that share them.
 struct Cluster {

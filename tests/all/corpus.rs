@@ -2,11 +2,10 @@
 //! `edgefn inspect` and deployed to a running host (the deploy `edgefn up` does at start, through the admin API).
 //! Every one is served or refused with its path (or name) and a reason; none panics the host or hangs it.
 
-
+use crate::support::{Host, component, get, send};
 use base64::Engine as _;
 use serde_json::json;
 use std::time::Instant;
-use crate::support::{Host, component, get, send};
 
 /// How many mutants: hundreds, within CI's time.
 const MUTANTS: usize = 300;

@@ -4,13 +4,12 @@
 //! The `versioned` test component answers and reports with `TAG`, which each version is deployed with, so every
 //! answer, cron run and queue delivery says which version produced it.
 
-
+use crate::support::{Collector, Host, component_arg, get, poll_until, post, send};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use crate::support::{Collector, Host, component_arg, get, poll_until, post, send};
 
 /// Deploys the `versioned` component tagged `tag`, reporting to `collector` if given.
 fn deploy_versioned(host: &Host, tag: &str, collector: Option<&Collector>, extra: &[&str]) -> String {

@@ -1,10 +1,9 @@
 //! End to end: real components on a real `edgefn up`, over real HTTP, with a real SQLite file.
 
-
+use crate::support::{Abi, Host, WasmtimeServe, component, component_arg_for, for_both_abis, get, post, send};
 use hmac::Mac as _;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use crate::support::{Abi, Host, WasmtimeServe, component, component_arg_for, for_both_abis, get, post, send};
 
 const SECRET: &str = "s3cr3t-webhook-key-for-tests";
 

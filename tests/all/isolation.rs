@@ -3,11 +3,10 @@
 //! settling with huge reasons, calling the admin API), next to `hello`, a neighbour whose requests must keep
 //! succeeding, and the host's own `/healthz` and admin API, which must keep answering.
 
-
+use crate::support::{Collector, Host, component_arg, get, poll_until};
 use serde_json::Value;
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
-use crate::support::{Collector, Host, component_arg, get, poll_until};
 
 const SECRET: &str = "s3cr3t-isolation-value-0123456789";
 

@@ -1,11 +1,10 @@
 //! `edgefn new` end to end, as a new user would go: write a crate from each template outside this repository,
 //! run its own `cargo test`, deploy it to a running host with `edgefn deploy`, and get an answer from it.
 
-
+use crate::support::{Host, components_target_dir, get, poll_until, post, send};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use crate::support::{Host, components_target_dir, get, poll_until, post, send};
 
 /// Runs `cargo test` in `dir` and returns its output; fails the test unless every test passed.
 fn cargo_test(dir: &Path) -> String {
@@ -33,7 +32,10 @@ fn passed(printed: &str) -> usize {
 #[test]
 fn every_template_builds_passes_its_own_tests_deploys_and_answers() {
     let outside = tempfile::tempdir().expect("temp dir");
-    assert!(!outside.path().starts_with(crate::support::workspace()), "the crates must be written outside the repository");
+    assert!(
+        !outside.path().starts_with(crate::support::workspace()),
+        "the crates must be written outside the repository"
+    );
     let host = Host::start(&[]);
     for template in ["http", "cron", "queue", "webhook"] {
         let name = format!("my-{template}");

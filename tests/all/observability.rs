@@ -2,12 +2,11 @@
 //! through HTTP, a queue, a topic and an invoke; guest output captured per invocation, masked and capped; the log
 //! read and followed with `edgefn logs`; usage metered and billed with `edgefn usage`.
 
-
+use crate::support::{Collector, Host, component_arg, get, poll_until, send};
 use serde_json::{Value, json};
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use crate::support::{Collector, Host, component_arg, get, poll_until, send};
 
 /// The records `edgefn logs --json ARGS` prints.
 fn log_records(host: &Host, args: &[&str]) -> Vec<Value> {

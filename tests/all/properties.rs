@@ -2,12 +2,11 @@
 //! arbitrary request paths. Whatever the input: no panic, no 5xx, and every refusal says why. Bounded so CI
 //! stays fast; the admin API and the router are exercised on a real host, over real HTTP.
 
-
+use crate::support::{Host, component_arg, send};
 use edgefn_host::config::HostConfig;
 use proptest::prelude::*;
 use serde_json::Value;
 use std::sync::OnceLock;
-use crate::support::{Host, component_arg, send};
 
 fn host() -> &'static Host {
     static HOST: OnceLock<Host> = OnceLock::new();

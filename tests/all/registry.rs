@@ -1,9 +1,8 @@
 //! Warm starts end to end: the compiled-artifact cache across restarts, loading on demand, eviction, and the
 //! instance pool's back-pressure.
 
-
-use std::time::Duration;
 use crate::support::{Host, component_arg, get, poll_until};
+use std::time::Duration;
 
 /// The `start=` field of the request log line of `reply`.
 fn start_of(host: &Host, reply: &crate::support::Reply) -> String {

@@ -1,7 +1,6 @@
 //! Snapshots: `#[edgefn::init]` runs once at deploy, every invocation starts from the memory it left, and nothing
 //! random is shared between instances restored from it.
 
-
 use crate::support::{Host, component_arg, get};
 
 #[test]

@@ -2,7 +2,7 @@
 //! without a restart, failing closed) and the key-value store (grants, expiry, compare-and-swap and increments
 //! under contention, limits, persistence across a crash, the CLI, and the portable subset under `wasmtime serve`).
 
-
+use crate::support::{Host, Reply, WasmtimeServe, component, component_arg, poll_until, send, workspace};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use edgefn_host::auth::{Signer, standard_claims};
@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use crate::support::{Host, Reply, WasmtimeServe, component, component_arg, poll_until, send, workspace};
 
 const ISSUER: &str = "https://issuer.test/";
 const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!";

@@ -178,7 +178,8 @@ fn a_gibibyte_streams_in_to_a_guest_that_hashes_it_and_out_of_one_that_makes_it_
         if n == 0 {
             break;
         }
-        good &= buffer[..n].iter().enumerate().all(|(i, b)| *b == b'0' + ((received as usize + i) % (64 << 10) % 10) as u8);
+        good &=
+            buffer[..n].iter().enumerate().all(|(i, b)| *b == b'0' + ((received as usize + i) % (64 << 10) % 10) as u8);
         received += n as u64;
     }
     assert_eq!(received, GIB);
@@ -287,8 +288,10 @@ fn an_outbound_call_past_its_timeout_is_cancelled_and_answers_504() {
 fn a_client_that_hangs_up_cancels_the_guest_and_its_metering() {
     let origin = Origin::start();
     let (host, _dir) = host_with(&origin, "");
-    let mut reader =
-        connect(&host, "GET /s/drip?n=1000&every_ms=20&key=gone HTTP/1.1\r\nHost: {host}\r\nx-request-id: hang-up\r\n\r\n");
+    let mut reader = connect(
+        &host,
+        "GET /s/drip?n=1000&every_ms=20&key=gone HTTP/1.1\r\nHost: {host}\r\nx-request-id: hang-up\r\n\r\n",
+    );
     read_head(&mut reader);
     for line in 0..3 {
         let chunk = read_chunk(&mut reader).expect("a line");
@@ -362,7 +365,8 @@ fn by_default_every_request_gets_a_fresh_instance() {
 #[test]
 fn with_reuse_an_instance_serves_up_to_max_requests_then_a_new_one_takes_over() {
     let origin = Origin::start();
-    let extra = "[components.streaming.functions.counter]\nreuse = { max_requests = 3, max_concurrent = 1, idle_ms = 60000 }\n";
+    let extra =
+        "[components.streaming.functions.counter]\nreuse = { max_requests = 3, max_concurrent = 1, idle_ms = 60000 }\n";
     let (host, _dir) = host_with(&origin, extra);
     let served: Vec<String> = (0..7).map(|_| get(&host.url("/s/counter")).body).collect();
     assert_eq!(served, ["1", "2", "3", "1", "2", "3", "1"]);
@@ -389,14 +393,16 @@ fn a_trap_fails_only_the_requests_of_its_instance_and_the_next_request_gets_a_ne
 #[test]
 fn on_a_reused_instance_logs_metering_and_correlation_ids_stay_per_request() {
     let origin = Origin::start();
-    let extra = "[components.streaming.functions.whoami]\nreuse = { max_requests = 10, max_concurrent = 1, idle_ms = 60000 }\n";
+    let extra =
+        "[components.streaming.functions.whoami]\nreuse = { max_requests = 10, max_concurrent = 1, idle_ms = 60000 }\n";
     let (host, _dir) = host_with(&origin, extra);
     let first = send("GET", &host.url("/s/whoami"), &[("x-request-id", "who-first")], b"");
     let second = send("GET", &host.url("/s/whoami"), &[("x-request-id", "who-second")], b"");
     assert_eq!((first.body.as_str(), second.body.as_str()), ("1", "2"), "one instance served both");
     for (id, nth) in [("who-first", 1), ("who-second", 2)] {
         let records = host.work_log(id);
-        let said: Vec<&str> = records.iter().filter(|r| r["kind"] == "stdout").filter_map(|r| r["message"].as_str()).collect();
+        let said: Vec<&str> =
+            records.iter().filter(|r| r["kind"] == "stdout").filter_map(|r| r["message"].as_str()).collect();
         assert_eq!(said, [format!("serving {id} as request {nth} of this instance")], "{records:#?}");
         let invocations: Vec<&serde_json::Value> = records.iter().filter(|r| r["kind"] == "invocation").collect();
         assert_eq!(invocations.len(), 1, "{records:#?}");
@@ -404,7 +410,12 @@ fn on_a_reused_instance_logs_metering_and_correlation_ids_stay_per_request() {
     }
     let metered = || {
         let usage = host.admin("GET", "/v1/usage?function=streaming/whoami", None).json();
-        usage["usage"].as_array().expect("usage rows").iter().map(|row| row["invocations"].as_u64().unwrap_or(0)).sum::<u64>()
+        usage["usage"]
+            .as_array()
+            .expect("usage rows")
+            .iter()
+            .map(|row| row["invocations"].as_u64().unwrap_or(0))
+            .sum::<u64>()
     };
     poll_until("both requests to be metered, each on its own", Duration::from_secs(20), || metered() == 2);
 }
@@ -431,7 +442,14 @@ fn a_deploy_retires_the_old_versions_reused_instances_once_they_drain() {
 #[test]
 fn instance_reuse_is_refused_for_a_wasip2_component() {
     let host = Host::start(&[]);
-    let refused = host.cli(&["deploy", &component_arg_for(Abi::P2, "hello"), "--name", "hello2", "--function-reuse", "hello=max_requests=4"]);
+    let refused = host.cli(&[
+        "deploy",
+        &component_arg_for(Abi::P2, "hello"),
+        "--name",
+        "hello2",
+        "--function-reuse",
+        "hello=max_requests=4",
+    ]);
     assert!(!refused.success, "{}", refused.stdout);
     assert!(refused.stderr.contains("needs a WASI 0.3 component"), "{}", refused.stderr);
     assert!(refused.stderr.contains("hello2/hello"), "{}", refused.stderr);

@@ -6,7 +6,7 @@
 //!   and a banner is added at the top of its body. Anything else is forwarded as it arrives, without the function
 //!   touching a byte (the host pipes it). Nothing is ever held whole, whatever the size.
 //! - **An aggregator**, `/aggregate`: fetches every URL of `AGGREGATE_URLS` (comma-separated) at the same time and
-//!   answers their JSON merged, with how long the whole took: the slowest origin's time, not the sum. An origin
+//!   answers their JSON (or text) merged, with how long the whole took: the slowest origin's time, not the sum. An origin
 //!   that fails or takes over `AGGREGATE_TIMEOUT_MS` (default 2000) is reported as such; the others still answer.
 //!
 //! Both may reach only the hosts in the component's `allowed_outbound_hosts`.
@@ -40,7 +40,11 @@ async fn proxy(req: Request) -> Result<Response> {
     if let Some(location) = response.header("location").map(str::to_owned) {
         response = response.with_header("location", &at_the_edge(&location, &origin));
     }
-    Ok(response.without_header("server").without_header("x-powered-by").with_header("via", VIA).with_header("x-edge", "edgefn"))
+    Ok(response
+        .without_header("server")
+        .without_header("x-powered-by")
+        .with_header("via", VIA)
+        .with_header("x-edge", "edgefn"))
 }
 
 /// `fetched`'s HTML, rewritten while it streams through: see the module docs.
@@ -74,7 +78,9 @@ fn rewrite_html(fetched: edgefn::fetch::Fetched, origin: String) -> Response {
             lol_html::HtmlRewriter::new(settings, move |chunk: &[u8]| sink.borrow_mut().extend_from_slice(chunk));
         let mut body = fetched.into_body_stream();
         while let Some(chunk) = body.next().await {
-            rewriter.write(&chunk?).map_err(|e| Error::new(502, format!("the origin's HTML could not be rewritten: {e}")))?;
+            rewriter
+                .write(&chunk?)
+                .map_err(|e| Error::new(502, format!("the origin's HTML could not be rewritten: {e}")))?;
             let ready = std::mem::take(&mut *rewritten.borrow_mut());
             out.write(ready).await?;
         }
@@ -111,15 +117,17 @@ async fn aggregate(_req: Request) -> Result<Response> {
         .map(|url| url.trim().to_owned())
         .filter(|url| !url.is_empty())
         .collect();
-    let limit = Duration::from_millis(edgefn::config::get("AGGREGATE_TIMEOUT_MS").and_then(|ms| ms.parse().ok()).unwrap_or(2000));
+    let limit = Duration::from_millis(
+        edgefn::config::get("AGGREGATE_TIMEOUT_MS").and_then(|ms| ms.parse().ok()).unwrap_or(2000),
+    );
     let started = Instant::now();
     let calls = urls.iter().map(|url| async move {
         let fetched = async {
-            let request = edgefn::http::Request::get(url.as_str()).body(Vec::new())?;
-            let options = edgefn::fetch::Options::new().timeout(limit);
-            let fetched = edgefn::fetch::send_with(request, options).await?;
+            let fetched = edgefn::fetch::send_with(url, edgefn::fetch::Options::new().timeout(limit)).await?;
             let status = fetched.status();
-            let body: serde_json::Value = fetched.json().await?;
+            let text = fetched.text().await?;
+            // JSON is merged as JSON; any other answer as its text.
+            let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
             Ok::<_, Error>(serde_json::json!({ "url": url, "status": status, "body": body }))
         };
         fetched.await.unwrap_or_else(|error| serde_json::json!({ "url": url, "error": error.message() }))

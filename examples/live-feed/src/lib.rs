@@ -85,8 +85,6 @@ const PAGE: &str = r#"<!doctype html>
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn the_clock_resumes_after_the_last_event_a_browser_saw() {
         let request = edgefn::testing::request("GET", "/feed/clock?count=2&every_ms=1").header("last-event-id", "41");

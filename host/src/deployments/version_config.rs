@@ -189,9 +189,7 @@ fn resolve(what: &str, settings: &FunctionSettings, host: &Limits) -> Result<Fun
         Some(reuse) => {
             let range = |name: &str, value: u64, max: u64| {
                 if value == 0 || value > max {
-                    return Err(DeployError::Settings(format!(
-                        "{what}: reuse.{name} = {value} is outside 1..={max}"
-                    )));
+                    return Err(DeployError::Settings(format!("{what}: reuse.{name} = {value} is outside 1..={max}")));
                 }
                 Ok(())
             };

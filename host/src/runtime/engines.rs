@@ -128,7 +128,8 @@ impl Engines {
 
 impl Backend {
     fn new(abi: Abi, limits: &Limits) -> anyhow::Result<Self> {
-        let engine = Engine::new(&engine_config(abi, limits)).map_err(|e| anyhow!("failed to configure wasmtime: {e}"))?;
+        let engine =
+            Engine::new(&engine_config(abi, limits)).map_err(|e| anyhow!("failed to configure wasmtime: {e}"))?;
         let mut linker = Linker::new(&engine);
         let link = |what: &str, result: wasmtime::Result<()>| result.map_err(|e| anyhow!("failed to link {what}: {e}"));
         // Rust's standard library imports WASI 0.2's cli interfaces in components of either ABI.

@@ -157,8 +157,8 @@ impl super::bindings::p3::edgefn::function::async_host::HostWithStore<Invocation
         function: String,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, String> {
-        let (invoker, caller) =
-            accessor.with(|mut access| (access.get().call.capabilities.invoker.clone(), access.get().call.caller.clone()));
+        let (invoker, caller) = accessor
+            .with(|mut access| (access.get().call.capabilities.invoker.clone(), access.get().call.caller.clone()));
         let invoker = invoker.ok_or_else(|| unavailable("invoke"))?;
         invoke_apart(invoker, caller, function, payload).await
     }

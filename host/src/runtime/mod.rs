@@ -27,9 +27,9 @@ mod wasip2;
 mod wasip3;
 
 pub use engines::Abi;
-pub use wasip3::{ResponseBody as P3ResponseBody, ReusePool};
 pub use guest::{CronEvent, Delivery, GuestCall, GuestOutcome, Message, Settlement};
 pub use loader::{Artifact, FileIdentity, Loader, PreparedComponent, Start};
+pub use wasip3::{ResponseBody as P3ResponseBody, ReusePool};
 
 use crate::capabilities::invoke::Caller;
 use crate::capabilities::{Capabilities, FunctionEnv};
@@ -334,7 +334,12 @@ impl Runtime {
     }
 
     /// A store for `invocation` whose guest is trapped at `deadline` if it is still computing then.
-    fn new_store_until(&self, invocation: &Invocation, abi: Abi, deadline: std::time::Instant) -> Store<InvocationState> {
+    fn new_store_until(
+        &self,
+        invocation: &Invocation,
+        abi: Abi,
+        deadline: std::time::Instant,
+    ) -> Store<InvocationState> {
         let state = InvocationState::new(invocation, self.store_parts(), None);
         let mut store = Store::new(&self.engines.backend(abi).engine, state);
         store.limiter(|state| &mut state.limits);

@@ -30,7 +30,9 @@ impl Runtime {
             let instance = pre.instantiate_async(&mut *store).await?;
             let handler = instance.edgefn_function_handler();
             match &guest_call {
-                GuestCall::Cron(event) => handler.call_on_cron(&mut *store, event).await.map(|r| r.map(|()| Vec::new())),
+                GuestCall::Cron(event) => {
+                    handler.call_on_cron(&mut *store, event).await.map(|r| r.map(|()| Vec::new()))
+                }
                 GuestCall::Messages(delivery) => {
                     handler.call_on_messages(&mut *store, delivery).await.map(|r| r.map(|()| Vec::new()))
                 }
@@ -204,4 +206,3 @@ impl Drop for Detached {
         }
     }
 }
-

@@ -174,9 +174,11 @@ impl Runner {
         let acquire = permits.clone().acquire_owned();
         let acquired = match kind {
             SlotKind::Background => acquire.await,
-            SlotKind::Request => tokio::time::timeout(self.runtime().limits().queue_timeout(), acquire)
-                .await
-                .map_err(|_elapsed| InvokeError::Throttled(version.limits(function).max_concurrency.unwrap_or_default()))?,
+            SlotKind::Request => {
+                tokio::time::timeout(self.runtime().limits().queue_timeout(), acquire).await.map_err(|_elapsed| {
+                    InvokeError::Throttled(version.limits(function).max_concurrency.unwrap_or_default())
+                })?
+            }
         };
         Ok(Some(acquired.map_err(|_closed| InvokeError::Host("the function is shutting down".into()))?))
     }

@@ -381,7 +381,10 @@ impl Host {
             if records.iter().any(|r| r["kind"] == "invocation") {
                 return records;
             }
-            assert!(Instant::now() < deadline, "no invocation record for {id} was ever stored; the log has {records:#?}");
+            assert!(
+                Instant::now() < deadline,
+                "no invocation record for {id} was ever stored; the log has {records:#?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -561,7 +564,6 @@ fn serve_one(stream: std::net::TcpStream, sink: &Mutex<Vec<Received>>) {
         let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
     }
 }
-
 
 /// A free port on 127.0.0.1 (for a server that cannot take port 0 and report it back).
 pub(crate) fn free_port() -> u16 {

@@ -38,6 +38,9 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpView as _};
 /// What the guest answered: its response (the body still being written), or the error code it returned.
 pub(super) type Answer = Result<http::Response<WasiBody>, ErrorCode>;
 
+/// How a guest's run ended, once it has: a response body that ends while its run failed was cut short.
+pub(super) type RunEnd = Arc<OnceLock<Result<(), String>>>;
+
 impl Runtime {
     /// Runs one HTTP request through a fresh instance of `pre` in `slot`; see the module docs.
     pub(super) async fn invoke_http_p3(
@@ -66,7 +69,7 @@ impl Runtime {
                 invocation.cold_start,
             )
         });
-        let ended: Arc<OnceLock<Result<(), String>>> = Arc::default();
+        let ended: RunEnd = Arc::default();
         let (answer_tx, answer_rx) = tokio::sync::oneshot::channel::<Answer>();
         let run = {
             let (pre, runtime, report, ended) = (pre.clone(), self.clone(), report.clone(), ended.clone());
@@ -145,8 +148,8 @@ impl Runtime {
                 return Err(InvokeError::Timeout(timeout));
             }
         };
-        let response = answer
-            .map_err(|code| InvokeError::Trap(format!("the function answered with an error: {code:?}")))?;
+        let response =
+            answer.map_err(|code| InvokeError::Trap(format!("the function answered with an error: {code:?}")))?;
         if let Some(report) = &report {
             report.update(|report| report.status = Some(response.status().as_u16()));
         }
@@ -249,21 +252,24 @@ impl Drop for Cancel {
 pub struct ResponseBody {
     body: WasiBody,
     /// How the guest's run ended, once it has: a body that ends while the run failed is cut short, not complete.
-    ended: Arc<OnceLock<Result<(), String>>>,
+    ended: RunEnd,
     cancel: Cancel,
     sent: AtomicU64,
     max_bytes: u64,
 }
 
 impl ResponseBody {
-    fn new(body: WasiBody, ended: Arc<OnceLock<Result<(), String>>>, cancel: Cancel, max_bytes: u64) -> Self {
+    fn new(body: WasiBody, ended: RunEnd, cancel: Cancel, max_bytes: u64) -> Self {
         Self { body, ended, cancel, sent: AtomicU64::new(0), max_bytes }
     }
 }
 
 impl std::fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseBody").field("sent", &self.sent).field("ended", &self.ended.get()).finish_non_exhaustive()
+        f.debug_struct("ResponseBody")
+            .field("sent", &self.sent)
+            .field("ended", &self.ended.get())
+            .finish_non_exhaustive()
     }
 }
 
@@ -284,9 +290,10 @@ impl http_body::Body for ResponseBody {
                     this.cancel.abort_now();
                     let limit = this.max_bytes;
                     tracing::warn!(limit, "a streamed response passed limits.max_stream_bytes and was cut short");
-                    return Poll::Ready(Some(Err(
-                        format!("the response passed limits.max_stream_bytes ({limit} bytes) and was cut short").into()
-                    )));
+                    return Poll::Ready(Some(Err(format!(
+                        "the response passed limits.max_stream_bytes ({limit} bytes) and was cut short"
+                    )
+                    .into())));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -295,9 +302,7 @@ impl http_body::Body for ResponseBody {
                 Poll::Ready(Some(Err(Box::new(error))))
             }
             None => match this.ended.get() {
-                Some(Err(reason)) => {
-                    Poll::Ready(Some(Err(format!("the response was cut short: {reason}").into())))
-                }
+                Some(Err(reason)) => Poll::Ready(Some(Err(format!("the response was cut short: {reason}").into()))),
                 // Whole: the guest may still have work of its own to finish, which goes on.
                 _ => {
                     this.cancel.disarm();

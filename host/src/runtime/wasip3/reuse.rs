@@ -15,7 +15,7 @@
 //!   sends and fetches is tied to that request. With several requests on one instance at once, output and sends
 //!   are tied to the one that started last (the SDK also tags each outbound call with its own task's id).
 
-use super::{Answer, Cancel, ResponseBody};
+use super::{Answer, Cancel, ResponseBody, RunEnd};
 use crate::runtime::engines::Abi;
 use crate::runtime::loader::{HttpPre, PreparedComponent};
 use crate::runtime::metering::PendingReport;
@@ -26,11 +26,11 @@ use futures_util::StreamExt as _;
 use std::collections::VecDeque;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, oneshot};
-use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::WasiBody;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 /// The reused instances of one function of one version. Dropped (its version is no longer live), it retires them:
 /// each finishes what it is serving and takes nothing more.
@@ -69,7 +69,7 @@ struct Job {
     request: http::Request<WasiBody>,
     trace: Arc<Trace>,
     report: Option<Arc<PendingReport>>,
-    answer: oneshot::Sender<Result<(Answer, Arc<OnceLock<Result<(), String>>>), InvokeError>>,
+    answer: oneshot::Sender<Result<(Answer, RunEnd), InvokeError>>,
 }
 
 impl ReusePool {
@@ -116,7 +116,12 @@ impl ReusePool {
         let runtime = &self.inner.runtime;
         let started = Instant::now();
         let report = runtime.telemetry().is_enabled().then(|| {
-            PendingReport::new(runtime.telemetry().clone(), trace.clone(), self.inner.template.limits.memory_mb(), false)
+            PendingReport::new(
+                runtime.telemetry().clone(),
+                trace.clone(),
+                self.inner.template.limits.memory_mb(),
+                false,
+            )
         });
         let (answer, answered) = oneshot::channel();
         self.inner.push(Job { request, trace, report: report.clone(), answer });
@@ -144,8 +149,8 @@ impl ReusePool {
                 return Err(error);
             }
         };
-        let response = answer
-            .map_err(|code| InvokeError::Trap(format!("the function answered with an error: {code:?}")))?;
+        let response =
+            answer.map_err(|code| InvokeError::Trap(format!("the function answered with an error: {code:?}")))?;
         if let Some(report) = &report {
             report.update(|report| report.status = Some(response.status().as_u16()));
         }
@@ -277,7 +282,7 @@ async fn serve_on_one_instance(pool: &Arc<Pool>) -> Result<(), InvokeError> {
     let in_flight = InFlight::default();
     let service = &service;
     // Said when the instance ends: a body it was still writing is then cut short, never complete.
-    let ended: Arc<OnceLock<Result<(), String>>> = Arc::default();
+    let ended: RunEnd = Arc::default();
     let reuse = pool.reuse;
     let run = store.run_concurrent(async |accessor| {
         let mut served: u32 = 0;
@@ -287,7 +292,8 @@ async fn serve_on_one_instance(pool: &Arc<Pool>) -> Result<(), InvokeError> {
         loop {
             // A retired pool still serves what was queued before it retired; it takes nothing after.
             let open = !pool.retired.load(Ordering::Acquire) || !pool.lock().is_empty();
-            let room = !expired && open && served < reuse.max_requests && requests.len() < reuse.max_concurrent as usize;
+            let room =
+                !expired && open && served < reuse.max_requests && requests.len() < reuse.max_concurrent as usize;
             available.set(room);
             if !room && requests.is_empty() {
                 break;

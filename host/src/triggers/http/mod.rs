@@ -12,9 +12,9 @@ use crate::auth::Authorizers;
 use crate::capabilities::BoxFuture;
 use crate::live::{ComponentVersion, LiveHandle, LiveSet, RouteLookup};
 use crate::runtime::{Abi, InvokeError, PreparedComponent, RequestBody, Reuse, ReusePool, SlotKind, Start};
-use crate::telemetry::{InvocationReport, Trace};
 use crate::storage::telemetry::FailedInput;
 use crate::telemetry::correlation;
+use crate::telemetry::{InvocationReport, Trace};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -162,7 +162,7 @@ async fn route_and_invoke(
         },
         Abi::P3 => match stream_request(request, trigger, request_id, &version) {
             Ok(request) => (request, None),
-            Err(response) => return response,
+            Err(response) => return *response,
         },
     };
     let chain = vec![label.clone()];
@@ -232,11 +232,12 @@ async fn serve_reused(
     let request = match stream_request(request, trigger, request_id, version) {
         Ok(request) => request.map(|body| match body {
             RequestBody::Streaming(body) => body,
-            RequestBody::Whole(bytes) => http_body_util::BodyExt::boxed_unsync(
-                http_body_util::BodyExt::map_err(http_body_util::Full::new(bytes), |never| match never {}),
-            ),
+            RequestBody::Whole(bytes) => http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_err(
+                http_body_util::Full::new(bytes),
+                |never| match never {},
+            )),
         }),
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let trace = Arc::new(Trace {
         correlation_id: work.correlation_id,
@@ -284,13 +285,13 @@ fn stream_request(
     trigger: &HttpTrigger,
     request_id: &str,
     version: &ComponentVersion,
-) -> Result<http::Request<RequestBody>, Response> {
+) -> Result<http::Request<RequestBody>, Box<Response>> {
     let limits = trigger.runner.runtime().limits();
     let max_body = limits.max_body_bytes;
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max_body as u64) {
         let message = format!("request body is larger than the {max_body}-byte limit (limits.max_body_bytes)");
-        return Err(error_response(StatusCode::PAYLOAD_TOO_LARGE, &message, request_id));
+        return Err(Box::new(error_response(StatusCode::PAYLOAD_TOO_LARGE, &message, request_id)));
     }
     let (mut parts, body) = request.into_parts();
     rebuild_head(&mut parts, request_id, version);

@@ -70,9 +70,7 @@ fn fetched(response: Response) -> Fetched {
     let status = response.get_status_code();
     let mut headers = http::HeaderMap::new();
     for (name, value) in response.get_headers().copy_all() {
-        if let (Ok(name), Ok(value)) =
-            (http::HeaderName::try_from(name), http::HeaderValue::try_from(value))
-        {
+        if let (Ok(name), Ok(value)) = (http::HeaderName::try_from(name), http::HeaderValue::try_from(value)) {
             headers.append(name, value);
         }
     }

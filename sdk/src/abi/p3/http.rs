@@ -4,7 +4,7 @@
 
 use super::body::{Incoming, Outgoing, Trailers};
 use crate::body::{BodyStream, BodyWriter};
-use crate::dispatch::{self, HttpHandler, HttpFunction, Routed};
+use crate::dispatch::{self, HttpFunction, HttpHandler, Routed};
 use crate::response::{Outgoing as Body, Streamed};
 use crate::rt::{Scoped, spawn};
 use crate::{Error, Request, Response};
@@ -30,7 +30,7 @@ impl wasip3::exports::http::handler::Guest for Component {
         let (request_id, routed) = dispatch::route(head);
         let response = match routed {
             Routed::Answer(response) => response,
-            Routed::Call(function, request) => Scoped::new(request_id.clone(), call(function, request, body)).await,
+            Routed::Call(function, request) => Scoped::new(request_id.clone(), call(function, *request, body)).await,
         };
         Ok(into_wasi(dispatch::finish(response, &request_id)))
     }
@@ -149,8 +149,7 @@ fn into_wasi(response: Response) -> wasi::Response {
             spawn(async move {
                 let (events, frames) = crate::sse::channel();
                 let mut out = BodyWriter::wasi(Outgoing::new(writer));
-                let (outcome, ()) =
-                    futures::join!(handler(events), crate::sse::pump(frames, &mut out, keep_alive));
+                let (outcome, ()) = futures::join!(handler(events), crate::sse::pump(frames, &mut out, keep_alive));
                 drop(out);
                 end(trailers_tx, outcome).await;
             });
@@ -160,7 +159,10 @@ fn into_wasi(response: Response) -> wasi::Response {
 }
 
 /// A response with no body at all.
-fn answer_empty(headers: Fields, answer: impl FnOnce(Fields, wasip3::wit_bindgen::StreamReader<u8>, Trailers) -> wasi::Response) -> wasi::Response {
+fn answer_empty(
+    headers: Fields,
+    answer: impl FnOnce(Fields, wasip3::wit_bindgen::StreamReader<u8>, Trailers) -> wasi::Response,
+) -> wasi::Response {
     let (writer, contents) = wit_stream::new::<u8>();
     drop(writer);
     answer(headers, contents, wit_future::new(|| Ok(None)).1)
