@@ -45,7 +45,9 @@ skips="$PWD/target/test-skips.log"
 mkdir -p target
 rm -f "$skips"
 status=0
-EDGEFN_SKIP_LOG="$skips" cargo test --workspace "$@" || status=$?
+EDGEFN_SKIP_LOG="$skips" cargo test --workspace --no-fail-fast "$@" || status=$?
+# The macro's UI cases for a crate without the SDK's `wasip3` feature (the workspace run above has it on).
+cargo test -p edgefn --test ui || status=$?
 if [ -s "$skips" ]; then
     echo
     echo "SKIPPED: $(wc -l < "$skips") tests, because EDGEFN_SKIP=${EDGEFN_SKIP:-} named their tools:"

@@ -96,7 +96,11 @@ fn article(kind: &str) -> &'static str {
 pub(crate) fn init_function(func: &ItemFn) -> syn::Result<()> {
     let sig = &func.sig;
     if let Some(asyncness) = &sig.asyncness {
-        return Err(syn::Error::new_spanned(asyncness, "#[init] functions are synchronous: remove `async`"));
+        return Err(syn::Error::new_spanned(
+            asyncness,
+            "#[init] cannot be `async`: it runs once at deploy, with nothing to wait on, and its memory is snapshotted; \
+             remove `async` (await things in a handler instead)",
+        ));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         return Err(syn::Error::new_spanned(&sig.generics, "an #[init] function cannot be generic"));

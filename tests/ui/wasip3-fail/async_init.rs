@@ -1,0 +1,4 @@
+#[edgefn::init]
+async fn init() {}
+
+fn main() {}
