@@ -26,6 +26,12 @@ fn main() {
         let manifest = standalone_manifest(&read_toml(&crate_dir.join("Cargo.toml")), &package_defaults, &dependencies);
         manifests.insert(format!("{name}/Cargo.toml"), manifest);
         collect(&crate_dir.join("src"), &format!("{name}/src"), &mut files);
+        // A crate's build script (the SDK's names the ABI it builds for) goes with it.
+        let build_script = crate_dir.join("build.rs");
+        println!("cargo::rerun-if-changed={}", build_script.display());
+        if build_script.is_file() {
+            files.push((format!("{name}/build.rs"), build_script));
+        }
     }
     collect(&workspace.join("wit"), "wit", &mut files);
     println!("cargo::rerun-if-changed={}", workspace.join("Cargo.toml").display());

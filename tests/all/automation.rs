@@ -192,6 +192,7 @@ fn a_cron_function_fires_by_hand_through_the_admin_api_and_the_cli() {
 
 #[test]
 fn missed_ticks_follow_the_catch_up_policy_after_a_restart() {
+    let _turn = crate::support::one_at_a_time();
     let restartable = Restartable::new();
     let host = restartable.start();
     wait_for_runs(&host, "every_second", |r| count(r, "outcome", "succeeded") >= 1);

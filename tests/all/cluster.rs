@@ -266,6 +266,7 @@ fn ticks(collector: &Collector) -> BTreeMap<u64, Vec<String>> {
 
 #[test]
 fn a_cron_tick_fires_on_one_node_and_the_survivor_takes_over_when_it_dies() {
+    let _turn = crate::support::one_at_a_time();
     let Some(cluster) = Cluster::new("a_cron_tick_fires_on_one_node_and_the_survivor_takes_over_when_it_dies") else {
         return;
     };
@@ -382,6 +383,7 @@ fn a_deploy_on_one_node_reaches_every_node_and_a_late_node_catches_up() {
 
 #[test]
 fn a_cron_run_whose_node_dies_midway_runs_again_on_another_node() {
+    let _turn = crate::support::one_at_a_time();
     let Some(cluster) = Cluster::new("a_cron_run_whose_node_dies_midway_runs_again_on_another_node") else { return };
     let a = cluster.node("a", 30_000, &["cluster"]);
     let b = cluster.node("b", 30_000, &["cluster"]);

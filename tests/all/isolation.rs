@@ -52,6 +52,7 @@ fn neighbours_keep_answering(host: &Host, attack: &std::thread::JoinHandle<()>) 
 
 #[test]
 fn spinning_guests_never_freeze_healthz_the_admin_api_or_a_neighbour() {
+    let _turn = crate::support::one_at_a_time();
     let dir = tempfile::tempdir().expect("temp dir");
     let config = config(dir.path(), "timeout_ms = 3000", "");
     let host = Host::start(&["--config", &config, &component_arg("hello"), &component_arg("hostile")]);
@@ -127,6 +128,7 @@ fn a_secret_printed_across_the_output_cut_never_reaches_the_log_whole() {
 
 #[test]
 fn memory_hogs_get_their_share_then_nothing_and_neighbours_keep_answering() {
+    let _turn = crate::support::one_at_a_time();
     let dir = tempfile::tempdir().expect("temp dir");
     // A 512 MiB budget: one function may hold 256 MiB, whatever its own cap.
     let config = config(dir.path(), "memory_budget_mb = 512\nmax_memory_mb = 256", "memory_mb = 200");

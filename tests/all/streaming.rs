@@ -147,6 +147,7 @@ fn async_and_sync_handlers_of_a_wasip3_component_answer_next_to_a_wasip2_compone
 
 #[test]
 fn a_gibibyte_streams_in_to_a_guest_that_hashes_it_and_out_of_one_that_makes_it_in_bounded_memory() {
+    let _turn = crate::support::one_at_a_time();
     let origin = Origin::start();
     let (host, _dir) = host_with(&origin, "[limits]\nmax_body_bytes = 2147483648\nmax_buffered_body_mb = 2048\n");
     const GIB: u64 = 1 << 30;

@@ -3,9 +3,9 @@
 use edgefn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// `GET /__ROUTE__/hello/{name}?greeting=Hi`
+/// `GET /__ROUTE__/hello/{name}?greeting=Hi`: an async handler (it could `.await` a fetch, a timer, a stream).
 #[function(trigger = http("/__ROUTE__/hello/{name}"))]
-fn hello(req: Request) -> Response {
+async fn hello(req: Request) -> Response {
     let name = req.param("name").unwrap_or("world");
     let greeting = req.query("greeting").unwrap_or("Hello");
     Response::text(format!("{greeting}, {name}!"))
@@ -18,7 +18,7 @@ pub struct Item {
     pub quantity: u32,
 }
 
-/// `POST /__ROUTE__/items` with a JSON item: 201 with the item, 400 when it is not valid.
+/// `POST /__ROUTE__/items` with a JSON item: 201 with the item, 400 when it is not valid. A plain `fn` works too.
 #[function(trigger = http("/__ROUTE__/items", method = "POST"))]
 fn create_item(req: Request) -> Result<Response> {
     let item: Item = req.json()?;
@@ -35,8 +35,10 @@ mod tests {
 
     #[test]
     fn says_hello_with_the_route_parameter_and_the_query() {
-        assert_eq!(hello(testing::get("/__ROUTE__/hello/ada")).text_body(), "Hello, ada!");
-        assert_eq!(hello(testing::get("/__ROUTE__/hello/ada?greeting=Hi")).text_body(), "Hi, ada!");
+        assert_eq!(testing::call(testing::get("/__ROUTE__/hello/ada")).text_body(), "Hello, ada!");
+        // An async handler is a plain async fn: run it to its end with `block_on`.
+        let hi = edgefn::rt::block_on(hello(testing::get("/__ROUTE__/hello/ada?greeting=Hi")));
+        assert_eq!(hi.text_body(), "Hi, ada!");
     }
 
     #[test]

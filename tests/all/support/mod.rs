@@ -753,3 +753,11 @@ macro_rules! for_both_abis {
     };
 }
 pub(crate) use for_both_abis;
+
+/// Makes tests that load the whole machine (a gibibyte through a host, guests spinning on purpose) and tests that
+/// read the clock closely (cron ticks across nodes) take turns: on two cores, one would make the other miss ticks.
+/// Every other test runs alongside them as usual.
+pub(crate) fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

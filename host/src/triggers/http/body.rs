@@ -128,7 +128,9 @@ pub fn streaming(body: axum::body::Body, max_bytes: usize, idle_timeout: Duratio
 }
 
 /// Hands the function's `body` to the client: whole, with its length, if the function has already written all
-/// of it and it fits `buffer` bytes; otherwise through [`pump`], starting with what was already written.
+/// of it and it fits `buffer` bytes, or if it said its length and that fits (a WASI 0.3 function writes its body
+/// from a task of its own, just after it answered: waiting for it costs less than a pump); otherwise through
+/// [`pump`], starting with what was already written.
 pub async fn hand_over<B>(mut body: B, buffer: usize, write_timeout: Duration) -> axum::body::Body
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -138,12 +140,18 @@ where
     let mut bytes = 0;
     // The frame that stopped the gathering, if it is not data: trailers or an error, passed on as they are.
     let stopped_at = loop {
-        // What the function has written so far, without waiting for more.
-        let next = std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
-            Poll::Ready(frame) => Poll::Ready(Some(frame)),
-            Poll::Pending => Poll::Ready(None),
-        })
-        .await;
+        let small = body.size_hint().exact().is_some_and(|left| bytes + left as usize <= buffer);
+        let next = if small {
+            // A known length that fits: wait for it, within the write timeout (then the pump takes over).
+            tokio::time::timeout(write_timeout, body.frame()).await.ok()
+        } else {
+            // What the function has written so far, without waiting for more.
+            std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+                Poll::Ready(frame) => Poll::Ready(Some(frame)),
+                Poll::Pending => Poll::Ready(None),
+            })
+            .await
+        };
         match next {
             Some(None) => return axum::body::Body::from(concat(written)),
             Some(Some(Ok(frame))) => match frame.into_data() {
@@ -333,6 +341,48 @@ mod tests {
             got += frame.expect("no error").data_ref().map_or(0, Bytes::len);
         }
         assert_eq!(got, 8 * 1024);
+    }
+
+    /// A body still being written whose length is known and fits: what a WASI 0.3 function answers with.
+    struct Pending {
+        left: VecDeque<Bytes>,
+        ready: bool,
+        len: u64,
+    }
+
+    impl http_body::Body for Pending {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if !self.ready {
+                // Written a moment later.
+                self.ready = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let frame = self.left.pop_front();
+            if let Some(data) = &frame {
+                self.len -= data.len() as u64;
+            }
+            Poll::Ready(frame.map(|data| Ok(Frame::data(data))))
+        }
+
+        fn size_hint(&self) -> http_body::SizeHint {
+            http_body::SizeHint::with_exact(self.len)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_of_known_length_that_fits_is_waited_for_and_goes_out_whole() {
+        use http_body::Body as _;
+        let pending = Pending { left: VecDeque::from([Bytes::from_static(b"hello")]), ready: false, len: 5 };
+        let whole = hand_over(pending, 1024, Duration::from_secs(5)).await;
+        assert_eq!(whole.size_hint().exact(), Some(5), "sent with its length, not pumped");
+        assert_eq!(whole.collect().await.expect("body").to_bytes(), "hello");
     }
 
     #[tokio::test]
