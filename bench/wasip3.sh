@@ -115,5 +115,5 @@ awk -v e="$edge_ttfb" -v n="$native_ttfb" 'BEGIN {printf "edgefn %.3f ms, native
 
 echo "== 5. three fetches at once of a 50 ms origin, timed in the guest, 50 runs"
 fanout="http://127.0.0.1:$examples_port/s/fanout?url=$origin/delay/50&url=$origin/delay/50&url=$origin/delay/50"
-for _ in $(seq 1 50); do curl -s "$fanout" | sed -E 's/.*"elapsed_ms":([0-9]+).*/\1/'; done | sort -n |
+for _ in $(seq 1 50); do curl -s "$fanout" | sed -E 's/.*"elapsed_ms":([0-9]+).*/\1/'; echo; done | sort -n |
     awk '{v[NR]=$1} END {printf "p50 %d ms, max %d ms\nfigure: fanout_3x50_ms %d\n", v[int(NR/2)+1], v[NR], v[int(NR/2)+1]}'

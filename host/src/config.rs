@@ -184,7 +184,7 @@ impl Limits {
     /// The memory budget in bytes: `memory_budget_mb`, or half the machine's memory.
     pub fn memory_budget_bytes(&self) -> usize {
         match self.memory_budget_mb {
-            0 => crate::runtime::memory::MemoryBudget::machine_default(),
+            0 => half_the_machine(),
             mb => mib_to_bytes(mb),
         }
     }
@@ -255,6 +255,16 @@ impl Limits {
         }
         Ok(())
     }
+}
+
+/// The default memory budget: half the machine's memory, from `/proc/meminfo` (4 GiB when it cannot be read).
+fn half_the_machine() -> usize {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
+        info.lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<usize>().ok())
+    });
+    total_kib.map_or(4 << 30, |kib| kib.saturating_mul(1024) / 2)
 }
 
 fn mib_to_bytes(mib: u64) -> usize {

@@ -15,6 +15,8 @@
 //!
 //! [`alarms`] runs the `[[alarms]]` rules over [`telemetry`] and notifies through the queues or a URL.
 //!
+//! [`layers`] lists the layers, and its test holds every module to them.
+//!
 //! [`config`] (the host's configuration file), [`component`] (reading a component's manifest), [`logging`] (the
 //! host's own log) and [`priority`] (thread nice values) are leaves any layer may use; [`auth`] (JWT authorizers
 //! and host-auth tokens, over [`config`] and [`storage`]) is used by the HTTP trigger, deployments and the admin
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod component;
 pub mod config;
 pub mod deployments;
+pub mod layers;
 pub mod live;
 pub mod logging;
 pub mod node;

@@ -24,13 +24,17 @@ async fn clock(req: Request) -> Result<Response> {
     };
     Ok(Response::sse(move |mut events| async move {
         let mut tick = first;
+        if count == Some(0) {
+            return Ok(());
+        }
         loop {
-            if count.is_some_and(|count| tick >= first + count) {
-                return Ok(());
-            }
             let payload = serde_json::json!({ "tick": tick, "unix_ms": unix_ms() });
             events.send(Event::json(&payload)?.event("tick").id(tick.to_string())).await?;
             tick += 1;
+            // Checked after sending, so the last tick ends the stream at once instead of after one more wait.
+            if count.is_some_and(|count| tick >= first + count) {
+                return Ok(());
+            }
             edgefn::rt::sleep(every).await;
         }
     }))

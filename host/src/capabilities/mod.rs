@@ -10,6 +10,7 @@
 //! Nothing here knows the runtime or the triggers: they import these traits, never the other way round. A new
 //! capability is a new module here, a field of [`Capabilities`], and its binding in `runtime/guest.rs`.
 
+pub mod bindings;
 pub mod environment;
 pub mod invoke;
 pub mod kv;

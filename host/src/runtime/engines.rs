@@ -11,8 +11,8 @@
 //! pool of `max_instances` slots, and one semaphore in front of both (see `Runtime::acquire_slot`) keeps the
 //! instances of both together within `max_instances`.
 
-use super::bindings;
 use super::state::InvocationState;
+use crate::capabilities::bindings;
 use crate::config::Limits;
 use anyhow::anyhow;
 use std::hash::{Hash as _, Hasher as _};
@@ -135,25 +135,20 @@ impl Backend {
         // Rust's standard library imports WASI 0.2's cli interfaces in components of either ABI.
         link("WASI 0.2", wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
         link("wasi:http@0.2", wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))?;
-        match abi {
-            Abi::P2 => link(
-                "edgefn:function",
-                bindings::p2::Sdk::add_to_linker::<InvocationState, wasmtime::component::HasSelf<InvocationState>>(
-                    &mut linker,
-                    |state| state,
-                ),
-            )?,
-            Abi::P3 => {
-                link("WASI 0.3", wasmtime_wasi::p3::add_to_linker(&mut linker))?;
-                link("wasi:http@0.3", wasmtime_wasi_http::p3::add_to_linker(&mut linker))?;
-                link(
-                    "edgefn:function",
-                    bindings::p3::SdkAsync::add_to_linker::<
-                        InvocationState,
-                        wasmtime::component::HasSelf<InvocationState>,
-                    >(&mut linker, |state| state),
-                )?;
-            }
+        // The edgefn:function imports, one capability at a time: each gets its own view of the store's data.
+        use bindings::p2::edgefn::function::{host, types};
+        type Whole = wasmtime::component::HasSelf<InvocationState>;
+        link("edgefn:function/types", types::add_to_linker::<InvocationState, Whole>(&mut linker, |state| state))?;
+        link("edgefn:function/host", host::add_to_linker::<InvocationState, Whole>(&mut linker, |state| state))?;
+        link("wasi:keyvalue", crate::capabilities::kv::add_to_linker(&mut linker, InvocationState::kv_view))?;
+        if abi == Abi::P3 {
+            use bindings::p3::edgefn::function::async_host;
+            link("WASI 0.3", wasmtime_wasi::p3::add_to_linker(&mut linker))?;
+            link("wasi:http@0.3", wasmtime_wasi_http::p3::add_to_linker(&mut linker))?;
+            link(
+                "edgefn:function/async-host",
+                async_host::add_to_linker::<InvocationState, Whole>(&mut linker, |state| state),
+            )?;
         }
         spawn_epoch_ticker(&engine);
         Ok(Self { abi, engine, linker: Arc::new(linker) })

@@ -1,9 +1,10 @@
 //! The `edgefn:function` side of a component (wit/world.wit, world `sdk`): the host functions it imports
 //! (`settle`, `send`, `publish`, `invoke`), which forward to the invocation's [`Capabilities`], and the calls into
-//! its `handler` export for cron, queue, topic and invoke triggers. The key-value imports are in [`super::kv`].
+//! its `handler` export for cron, queue, topic and invoke triggers. The key-value imports are the capability's
+//! own ([`crate::capabilities::kv`]).
 
-use super::bindings::p2::edgefn;
 use super::state::InvocationState;
+use crate::capabilities::bindings::p2::edgefn;
 use crate::capabilities::invoke::Caller;
 use crate::capabilities::{Capabilities, unavailable};
 use crate::storage::backends::NewMessage;
@@ -149,7 +150,7 @@ impl edgefn::function::host::Host for InvocationState {
 
 /// `edgefn:function/async-host`, for WASI 0.3 components: the call is awaited concurrently with the instance's other
 /// tasks (its store is free meanwhile), instead of holding the whole instance as a sync import would.
-impl super::bindings::p3::edgefn::function::async_host::HostWithStore<InvocationState>
+impl crate::capabilities::bindings::p3::edgefn::function::async_host::HostWithStore<InvocationState>
     for wasmtime::component::HasSelf<InvocationState>
 {
     async fn invoke(
@@ -177,4 +178,4 @@ async fn invoke_apart(
         .unwrap_or_else(|join| Err(format!("the invoked function's task failed: {join}")))
 }
 
-impl super::bindings::p3::edgefn::function::async_host::Host for InvocationState {}
+impl crate::capabilities::bindings::p3::edgefn::function::async_host::Host for InvocationState {}

@@ -2,7 +2,8 @@
 //! what has been idle for `idle_timeout_ms`.
 
 use super::state::InvocationState;
-use super::{Abi, Runtime, bindings};
+use super::{Abi, Runtime};
+use crate::capabilities::bindings;
 use anyhow::{Context as _, anyhow};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;

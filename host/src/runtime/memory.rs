@@ -52,16 +52,6 @@ impl MemoryBudget {
         functions.entry(label.to_owned()).or_default().clone()
     }
 
-    /// The budget: half the machine's memory, from `/proc/meminfo` (4 GiB when it cannot be read).
-    pub fn machine_default() -> usize {
-        let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
-            info.lines()
-                .find_map(|line| line.strip_prefix("MemTotal:"))
-                .and_then(|rest| rest.split_whitespace().next()?.parse::<usize>().ok())
-        });
-        total_kib.map_or(4 << 30, |kib| kib.saturating_mul(1024) / 2)
-    }
-
     pub fn limit(&self) -> usize {
         self.limit
     }

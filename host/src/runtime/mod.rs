@@ -12,11 +12,9 @@
 //! above it.
 
 pub mod background;
-mod bindings;
 mod engines;
 pub mod fairness;
 pub mod guest;
-pub mod kv;
 pub mod loader;
 pub mod memory;
 mod metering;

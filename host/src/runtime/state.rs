@@ -85,6 +85,16 @@ impl InvocationState {
         }
     }
 
+    /// What the key-value imports act on: see [`crate::capabilities::kv::KvView`].
+    pub(crate) fn kv_view(&mut self) -> crate::capabilities::kv::KvView<'_> {
+        crate::capabilities::kv::KvView {
+            table: &mut self.table,
+            kv: self.call.capabilities.kv.as_ref(),
+            granted: &self.env.kv_stores,
+            function: self.call.caller.chain.last().map(String::as_str),
+        }
+    }
+
     /// Moves a reused instance on to the work of `trace`: what it prints is logged under it, what it sends and
     /// fetches carries its correlation id, and its output and send allowances start again. With several requests
     /// on the instance at once, the one that started last is the instance's current work.

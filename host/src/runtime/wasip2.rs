@@ -2,11 +2,11 @@
 //! of its `edgefn:function/handler` export (cron, queues, topics, invoke), on the engine without concurrency
 //! support. A function always runs to its end: a client that hangs up does not cut it short.
 
-use super::bindings::p2::SdkPre;
 use super::engines::Abi;
 use super::guest::{GuestCall, GuestOutcome, Settlement};
 use super::state::InvocationState;
 use super::{HARD_DEADLINE_SLACK, Invocation, InvokeError, Runtime, Slot, classify_trap, host_error, metering};
+use crate::capabilities::bindings::p2::SdkPre;
 use crate::telemetry::Outcome;
 use bytes::Bytes;
 use http_body_util::Full;

@@ -16,12 +16,12 @@ mod reuse;
 
 pub use reuse::ReusePool;
 
-use super::bindings::p3::SdkAsyncPre;
 use super::engines::Abi;
 use super::guest::{GuestCall, GuestOutcome, Settlement};
 use super::metering::PendingReport;
 use super::state::InvocationState;
 use super::{HARD_DEADLINE_SLACK, Invocation, InvokeError, RequestBody, Runtime, Slot, classify_trap, metering};
+use crate::capabilities::bindings::p3::SdkAsyncPre;
 use crate::telemetry::Outcome;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;

@@ -1,19 +1,56 @@
 //! The `wasi:keyvalue` (draft) and `edgefn:function/kv` imports of a component, forwarded to the invocation's
-//! [`KeyValue`](crate::capabilities::KeyValue) capability. A bucket is a granted store's name in the resource
-//! table; opening one that the function was not granted is `access-denied`.
+//! [`KeyValue`] capability. A bucket is a granted store's name in the resource table; opening one that the function
+//! was not granted is `access-denied`.
+//!
+//! The imports act on a [`KvView`]: what one invocation's store lends them (its resource table, its key-value
+//! capability, the stores it was granted). `runtime` links them with [`add_to_linker`].
 
-use super::bindings::p2::edgefn::function::kv as edgefn_kv;
-use super::bindings::p2::wasi::keyvalue::{atomics, batch, store};
-use super::state::InvocationState;
-use crate::capabilities::kv::{KvError, Put, validate_store_name};
-use crate::capabilities::{KeyValue, unavailable};
+use super::bucket::KvBucket;
+use super::{KeyValue, KvError, Put, validate_store_name};
+use crate::capabilities::bindings::p2::edgefn::function::kv as edgefn_kv;
+use crate::capabilities::bindings::p2::wasi::keyvalue::{atomics, batch, store};
+use crate::capabilities::unavailable;
 use std::sync::Arc;
-use wasmtime::component::Resource;
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-/// An open bucket: the name of a store the function was granted.
+/// What the key-value imports of one invocation act on, borrowed from its store.
+pub struct KvView<'a> {
+    pub table: &'a mut ResourceTable,
+    /// The key-value stores; `None` where there are none yet (a component's init at deploy).
+    pub kv: Option<&'a Arc<dyn KeyValue>>,
+    /// The stores the function was granted (`key_value_stores`).
+    pub granted: &'a [String],
+    /// The function, for the host's log.
+    pub function: Option<&'a str>,
+}
+
+impl std::fmt::Debug for KvView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvView")
+            .field("granted", &self.granted)
+            .field("function", &self.function)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The [`HasData`] of the key-value imports: a store's data lends them a [`KvView`].
 #[derive(Debug)]
-pub struct KvBucket {
-    store: String,
+pub struct KvHost;
+
+impl HasData for KvHost {
+    type Data<'a> = KvView<'a>;
+}
+
+/// Links the key-value imports (`wasi:keyvalue` store, atomics and batch, and `edgefn:function/kv`), each call
+/// getting its view of the store's data from `view`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> KvView<'_>,
+) -> wasmtime::Result<()> {
+    store::add_to_linker::<T, KvHost>(linker, view)?;
+    atomics::add_to_linker::<T, KvHost>(linker, view)?;
+    batch::add_to_linker::<T, KvHost>(linker, view)?;
+    edgefn_kv::add_to_linker::<T, KvHost>(linker, view)
 }
 
 fn other(error: impl std::fmt::Display) -> store::Error {
@@ -30,9 +67,9 @@ fn kv_error(error: KvError) -> store::Error {
 /// The store the empty name opens.
 const DEFAULT_STORE: &str = "default";
 
-impl InvocationState {
+impl KvView<'_> {
     fn kv(&self) -> Result<Arc<dyn KeyValue>, store::Error> {
-        self.call.capabilities.kv.clone().ok_or_else(|| other(unavailable("a key-value store")))
+        self.kv.cloned().ok_or_else(|| other(unavailable("a key-value store")))
     }
 
     fn bucket_store(&self, bucket: &Resource<KvBucket>) -> Result<String, store::Error> {
@@ -40,15 +77,15 @@ impl InvocationState {
     }
 }
 
-impl store::Host for InvocationState {
+impl store::Host for KvView<'_> {
     async fn open(&mut self, identifier: String) -> Result<Resource<KvBucket>, store::Error> {
         self.kv()?;
         // `wasmtime serve -S keyvalue` has one store, named "": here that is the store `default`, so a portable
         // component that opens "" finds its data under either host.
         let identifier = if identifier.is_empty() { DEFAULT_STORE.to_owned() } else { identifier };
         validate_store_name(&identifier).map_err(store::Error::Other)?;
-        if !self.env.kv_stores.contains(&identifier) {
-            tracing::warn!(store = %identifier, function = ?self.call.caller.chain.last(),
+        if !self.granted.contains(&identifier) {
+            tracing::warn!(store = %identifier, function = ?self.function,
                 "a function opened a key-value store it was not granted");
             return Err(kv_error(KvError::NotGranted(identifier)));
         }
@@ -56,7 +93,7 @@ impl store::Host for InvocationState {
     }
 }
 
-impl store::HostBucket for InvocationState {
+impl store::HostBucket for KvView<'_> {
     async fn get(&mut self, bucket: Resource<KvBucket>, key: String) -> Result<Option<Vec<u8>>, store::Error> {
         let store = self.bucket_store(&bucket)?;
         Ok(self.kv()?.get(store, key).await.map_err(kv_error)?.map(|v| v.value))
@@ -96,7 +133,7 @@ impl store::HostBucket for InvocationState {
     }
 }
 
-impl atomics::Host for InvocationState {
+impl atomics::Host for KvView<'_> {
     async fn increment(&mut self, bucket: Resource<KvBucket>, key: String, delta: u64) -> Result<u64, store::Error> {
         let store = self.bucket_store(&bucket)?;
         let value = self.kv()?.add(store, key.clone(), i128::from(delta)).await.map_err(kv_error)?;
@@ -104,7 +141,7 @@ impl atomics::Host for InvocationState {
     }
 }
 
-impl batch::Host for InvocationState {
+impl batch::Host for KvView<'_> {
     async fn get_many(
         &mut self,
         bucket: Resource<KvBucket>,
@@ -130,7 +167,7 @@ impl batch::Host for InvocationState {
     }
 }
 
-impl edgefn_kv::Host for InvocationState {
+impl edgefn_kv::Host for KvView<'_> {
     async fn set_with_ttl(
         &mut self,
         bucket: Resource<KvBucket>,

@@ -5,23 +5,23 @@
 //!   `async-host` import). Its shared interfaces (`types`, `host`, `kv`, `wasi:keyvalue`) are [`p2`]'s, so one host
 //!   implementation serves both.
 //!
-//! Generated code only: the host implementations (`guest.rs`, `kv.rs`) and the executors import these; nothing
-//! here imports them, but for the resource type a bucket is.
+//! Generated code only: the host implementations (`capabilities::kv`, `runtime::guest`) and the executors import
+//! these; nothing here imports any of them back, but for the one resource type a bucket is (a file of its own).
 
 /// World `sdk`: a WASI 0.2 SDK component.
-pub(super) mod p2 {
+pub mod p2 {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "edgefn:function/sdk",
         imports: { default: async },
         exports: { default: async },
         require_store_data_send: true,
-        with: { "wasi:keyvalue/store.bucket": crate::runtime::kv::KvBucket },
+        with: { "wasi:keyvalue/store.bucket": crate::capabilities::kv::KvBucket },
     });
 }
 
 /// World `sdk-async`: a WASI 0.3 SDK component.
-pub(super) mod p3 {
+pub mod p3 {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "edgefn:function/sdk-async",

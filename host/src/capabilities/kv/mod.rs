@@ -1,9 +1,16 @@
 //! Key-value stores: the host side of `wasi:keyvalue` (the portable draft) and of edgefn's `kv` extension, over
-//! SQLite ([`crate::storage::kv`]).
+//! SQLite ([`crate::storage::kv`]) or whatever implements [`KeyValue`]. One folder: the capability (this file),
+//! the imports a component calls ([`host`]), and the resource they hand out ([`bucket`]).
 //!
 //! Stores are named; a component opens only those its configuration grants it (`key_value_stores`), and two
 //! components see each other's keys only when both were granted the same store. The limits (key and value size,
 //! keys and bytes per store) refuse a write with a clear error and write nothing.
+
+mod bucket;
+mod host;
+
+pub use bucket::KvBucket;
+pub use host::{KvHost, KvView, add_to_linker};
 
 use super::BoxFuture;
 use crate::storage::kv::{KvDb, KvRefusal, Versioned};
