@@ -11,7 +11,14 @@
 //!   in turn, one tick at a time. However many guests spin, at most that many compute at once; the other threads
 //!   stay free for the short requests of every other function, for `/healthz` and for the admin API. A guest
 //!   waiting for a lane uses no CPU, and is still killed at its deadline.
+//!
+//! Long-running means computing without a pause. Whoever drives the store tells its [`Pace`] when the store's future
+//! returned `Pending` for a reason other than the governor's own yield (the guest awaits the network, a timer, or
+//! has nothing to do, as a reused instance between requests): the guest then gives its lane back at once and counts
+//! as short again. Without that, a guest that once computed 10 ms would keep a lane through every wait after it,
+//! and an idle reused instance would hold one until it retired, stalling every other long-running guest.
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -47,34 +54,102 @@ impl Governor {
         self.count
     }
 
-    /// Makes `store` yield at every epoch tick, trap at `deadline`, and queue for a lane once long-running.
-    pub fn govern<T>(&self, store: &mut Store<T>, deadline: Instant) {
+    /// Makes `store` yield at every epoch tick, trap at `deadline`, and queue for a lane once long-running. The
+    /// returned [`Pace`] is for whoever drives the store (see the module docs).
+    pub fn govern<T>(&self, store: &mut Store<T>, deadline: Instant) -> Arc<Pace> {
         let lanes = self.lanes.clone();
-        let mut ticks: u32 = 0;
-        // The lane this guest holds, if any: taken by the wait below, given back at the next tick so that guests
-        // take turns, and dropped with the store at the end of the invocation.
-        let held: Arc<Mutex<Option<OwnedSemaphorePermit>>> = Arc::default();
+        let pace = Arc::new(Pace::default());
         store.set_epoch_deadline(u64::from(SLICE_TICKS));
+        let governed = pace.clone();
         store.epoch_deadline_callback(move |_store| {
             if Instant::now() >= deadline {
                 return Err(Trap::Interrupt.into());
             }
-            ticks = ticks.saturating_add(SLICE_TICKS);
+            let pace = &governed;
+            // The store's next `Pending` is this yield, not the guest pausing.
+            pace.yielding.store(true, Ordering::Relaxed);
+            let ticks = pace.ticks.fetch_add(SLICE_TICKS, Ordering::Relaxed).saturating_add(SLICE_TICKS);
             if ticks < LONG_RUNNING_TICKS {
                 return Ok(UpdateDeadline::Yield(u64::from(SLICE_TICKS)));
             }
-            held.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-            let (lanes, held) = (lanes.clone(), held.clone());
+            pace.give_back_lane();
+            pace.waiting_for_lane.store(true, Ordering::Relaxed);
+            let (lanes, pace) = (lanes.clone(), pace.clone());
             Ok(UpdateDeadline::YieldCustom(
                 1,
                 Box::pin(async move {
                     // At the deadline the wait ends without a lane; the next tick traps.
                     let acquired = tokio::time::timeout_at(deadline.into(), lanes.acquire_owned()).await;
                     if let Ok(Ok(permit)) = acquired {
-                        *held.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(permit);
+                        *pace.lane() = Some(permit);
                     }
+                    pace.waiting_for_lane.store(false, Ordering::Relaxed);
                 }),
             ))
         });
+        pace
+    }
+}
+
+/// How one store's guest has been computing: its ticks since it last paused, and the lane it holds, if any. Shared
+/// by the store's epoch callback and whoever drives the store.
+#[derive(Debug, Default)]
+pub struct Pace {
+    /// The lane this guest holds: taken by the wait in the callback, given back at the next tick so that guests take
+    /// turns, when the guest pauses, and with the store at the end.
+    held: Mutex<Option<OwnedSemaphorePermit>>,
+    /// Epoch ticks the guest has computed through since it last paused.
+    ticks: AtomicU32,
+    /// A tick asked the guest to yield; cleared by the `Pending` that yield causes.
+    yielding: AtomicBool,
+    /// The guest waits in the callback for a lane.
+    waiting_for_lane: AtomicBool,
+}
+
+impl Pace {
+    /// The store's future returned `Pending`. Unless the governor caused it (a yield, or the wait for a lane), the
+    /// guest has paused: it gives its lane back and counts as short again.
+    pub fn pending(&self) {
+        if self.yielding.swap(false, Ordering::Relaxed) || self.waiting_for_lane.load(Ordering::Relaxed) {
+            return;
+        }
+        self.ticks.store(0, Ordering::Relaxed);
+        self.give_back_lane();
+    }
+
+    fn give_back_lane(&self) {
+        self.lane().take();
+    }
+
+    fn lane(&self) -> std::sync::MutexGuard<'_, Option<OwnedSemaphorePermit>> {
+        self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_that_pauses_gives_its_lane_back_and_counts_as_short_but_a_yield_is_no_pause() {
+        let lanes = Arc::new(Semaphore::new(1));
+        let pace = Pace::default();
+        *pace.lane() = Some(lanes.clone().try_acquire_owned().expect("a free lane"));
+        pace.ticks.store(LONG_RUNNING_TICKS, Ordering::Relaxed);
+
+        // The `Pending` of the governor's own yield: the guest is still computing.
+        pace.yielding.store(true, Ordering::Relaxed);
+        pace.pending();
+        assert_eq!((lanes.available_permits(), pace.ticks.load(Ordering::Relaxed)), (0, LONG_RUNNING_TICKS));
+
+        // Waiting for a lane is no pause either.
+        pace.waiting_for_lane.store(true, Ordering::Relaxed);
+        pace.pending();
+        assert_eq!(lanes.available_permits(), 0);
+        pace.waiting_for_lane.store(false, Ordering::Relaxed);
+
+        // Any other `Pending`: the guest waits for something; the lane is free for others.
+        pace.pending();
+        assert_eq!((lanes.available_permits(), pace.ticks.load(Ordering::Relaxed)), (1, 0));
     }
 }

@@ -2,18 +2,23 @@
 //! it ended.
 
 use super::InvokeError;
+use super::fairness::Pace;
 use crate::telemetry::{InvocationReport, Outcome, Telemetry, Trace};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Runs `future`, adding the time spent polling it to `busy`: for a guest, the time its code (and the host calls
-/// it makes without waiting) ran, not the time it waited for a timer, a message or the network.
-pub(super) async fn timed<F: Future>(busy: &mut Duration, future: F) -> F::Output {
+/// Runs `future`, a guest's run, adding the time spent polling it to `busy`: the time the guest's code (and the
+/// host calls it makes without waiting) ran, not the time it waited for a timer, a message or the network. Tells
+/// the guest's `pace` each time it waits (see `fairness`).
+pub(super) async fn timed<F: Future>(busy: &mut Duration, pace: &Pace, future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
     std::future::poll_fn(|cx| {
         let started = Instant::now();
         let polled = future.as_mut().poll(cx);
         *busy += started.elapsed();
+        if polled.is_pending() {
+            pace.pending();
+        }
         polled
     })
     .await

@@ -327,22 +327,23 @@ impl Runtime {
         }
     }
 
-    fn new_store(&self, invocation: &Invocation, abi: Abi) -> Store<InvocationState> {
+    fn new_store(&self, invocation: &Invocation, abi: Abi) -> (Store<InvocationState>, Arc<fairness::Pace>) {
         self.new_store_until(invocation, abi, std::time::Instant::now() + invocation.limits.timeout)
     }
 
-    /// A store for `invocation` whose guest is trapped at `deadline` if it is still computing then.
+    /// A store for `invocation` whose guest is trapped at `deadline` if it is still computing then, and its pace,
+    /// which whoever drives the store tells when the store's future is pending (see `fairness`).
     fn new_store_until(
         &self,
         invocation: &Invocation,
         abi: Abi,
         deadline: std::time::Instant,
-    ) -> Store<InvocationState> {
+    ) -> (Store<InvocationState>, Arc<fairness::Pace>) {
         let state = InvocationState::new(invocation, self.store_parts(), None);
         let mut store = Store::new(&self.engines.backend(abi).engine, state);
         store.limiter(|state| &mut state.limits);
-        self.governor.govern(&mut store, deadline);
-        store
+        let pace = self.governor.govern(&mut store, deadline);
+        (store, pace)
     }
 
     /// Runs one cron, queue, topic or invoke function through an instance of `component` in `slot`. Returns the
@@ -407,13 +408,13 @@ impl Runtime {
         let timeout = invocation.limits.timeout;
         let started = std::time::Instant::now();
         let mut busy = Duration::ZERO;
-        let mut store = self.new_store(invocation, abi);
+        let (mut store, pace) = self.new_store(invocation, abi);
         // The epoch deadline stops a guest that computes; this one also stops a guest blocked in a host call.
         // Error text is logged and stored (run history, dead-letter reasons): mask the secrets in it, and keep it
         // to limits.max_error_bytes.
         let max_error = self.limits.max_error_bytes;
         let clean = |message: &str| redact::truncate(redact::mask(message, &secrets), max_error);
-        let run = metering::timed(&mut busy, call(&mut store));
+        let run = metering::timed(&mut busy, &pace, call(&mut store));
         let outcome = match tokio::time::timeout(timeout + HARD_DEADLINE_SLACK, run).await {
             Ok(Ok(outcome)) => Ok(outcome.map_err(|message| clean(&message))),
             Ok(Err(error)) => Err(match self.budget_error(&store, classify_trap(error, timeout)) {

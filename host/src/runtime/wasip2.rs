@@ -53,7 +53,7 @@ impl Runtime {
         request: http::Request<Bytes>,
     ) -> Result<http::Response<HyperOutgoingBody>, InvokeError> {
         let timeout = invocation.limits.timeout;
-        let mut store = self.new_store(invocation, Abi::P2);
+        let (mut store, pace) = self.new_store(invocation, Abi::P2);
 
         let request = request.map(Full::new);
         let (sender, mut receiver) = tokio::sync::oneshot::channel();
@@ -89,7 +89,7 @@ impl Runtime {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
             };
-            let ended = match tokio::time::timeout(hard_deadline, metering::timed(&mut busy, run)).await {
+            let ended = match tokio::time::timeout(hard_deadline, metering::timed(&mut busy, &pace, run)).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(error)) => Err(runtime.budget_error(&store, classify_trap(error, timeout))),
                 Err(_elapsed) => Err(InvokeError::Timeout(timeout)),

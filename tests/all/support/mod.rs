@@ -369,6 +369,24 @@ impl Host {
         }
     }
 
+    /// The first line of the host's log that holds every one of `needles`, once there is one. Waiting for one
+    /// needle and then looking for another in the whole log races the host writing the second line; this does not.
+    /// Fails if no such line comes.
+    pub(crate) fn wait_for_log_line(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let logs = self.logs();
+            if let Some(line) = logs.lines().find(|line| needles.iter().all(|needle| line.contains(needle))) {
+                return line.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the host never logged a line with all of {needles:?}; it logged:\n{logs}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Every record the host's log store holds for the work `id`, once that work's invocation record is among them.
     /// Guest output and invocation records of one invocation go to the store in order, so once its invocation
     /// record is there, everything it printed is too: what this returns is complete. Fails if it never comes.

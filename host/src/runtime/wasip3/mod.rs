@@ -53,7 +53,7 @@ impl Runtime {
         let started = Instant::now();
         let timeout = invocation.limits.timeout;
         let stream_timeout = self.limits.stream_timeout().max(timeout);
-        let mut store = self.new_store_until(invocation, Abi::P3, started + stream_timeout);
+        let (mut store, pace) = self.new_store_until(invocation, Abi::P3, started + stream_timeout);
         let request = request.map(|body| match body {
             RequestBody::Whole(bytes) => {
                 http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
@@ -98,14 +98,16 @@ impl Runtime {
                         })
                         .await?
                 };
-                let outcome =
-                    match tokio::time::timeout(stream_timeout + HARD_DEADLINE_SLACK, metering::timed(&mut busy, call))
-                        .await
-                    {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(error)) => Err(runtime.budget_error(&store, classify_trap(error, stream_timeout))),
-                        Err(_elapsed) => Err(InvokeError::Timeout(stream_timeout)),
-                    };
+                let outcome = match tokio::time::timeout(
+                    stream_timeout + HARD_DEADLINE_SLACK,
+                    metering::timed(&mut busy, &pace, call),
+                )
+                .await
+                {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => Err(runtime.budget_error(&store, classify_trap(error, stream_timeout))),
+                    Err(_elapsed) => Err(InvokeError::Timeout(stream_timeout)),
+                };
                 // Said before the store goes: its body must not look complete to the client when it was cut short.
                 let _ = ended.set(outcome.as_ref().map(|_| ()).map_err(ToString::to_string));
                 if let Some(report) = &report {

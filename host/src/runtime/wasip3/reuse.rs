@@ -4,8 +4,15 @@
 //! version is no longer live (once what it is serving is done).
 //!
 //! The shape follows wasmtime's own `ProxyHandler` (`wasmtime-wasi-http` 48, `handler.rs`), which `wasmtime serve`
-//! uses: a queue of requests, and workers, each a task that owns one instance and takes requests from the queue
-//! while it has room. Each worker holds one instance slot (and its memory admission) for its whole life.
+//! uses: a queue of requests, and workers, each a task that owns one instance and takes requests while it has room.
+//! Each worker holds one instance slot (and its memory admission) for its whole life. Three details of that design
+//! matter for speed and are kept here:
+//! - a worker takes a second request only once its instance has gone idle (the event loop returned `Pending`), so a
+//!   burst of short requests spreads over as many instances as there are threads instead of queueing behind one;
+//! - it takes a request only when the instance can start a call at once (`poll_ready_for_concurrent_call`), never
+//!   parking a call inside wasmtime where nothing wakes it;
+//! - only a worker with room listens for new requests, and the last one to lose its room starts another worker if
+//!   requests are waiting, so no request waits in the queue for a worker that is not coming.
 //!
 //! What stays per request:
 //! - its deadline (`timeout_ms` for the response head; 504 past it, and the instance stops taking requests);
@@ -27,6 +34,7 @@ use std::collections::VecDeque;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, oneshot};
 use wasmtime_wasi_http::WasiBody;
@@ -55,8 +63,10 @@ struct Pool {
     reuse: Reuse,
     label: String,
     queue: Mutex<VecDeque<Job>>,
-    /// A job was queued, or the pool retired.
+    /// A job was queued: wakes one worker that has room (only those wait on it).
     wake: Notify,
+    /// The pool retired: wakes every worker.
+    retire: Notify,
     /// Workers that could take a job now.
     available: AtomicUsize,
     /// Workers running.
@@ -94,6 +104,7 @@ impl ReusePool {
             label,
             queue: Mutex::default(),
             wake: Notify::new(),
+            retire: Notify::new(),
             available: AtomicUsize::new(0),
             workers: AtomicUsize::new(0),
             retired: AtomicBool::new(false),
@@ -164,7 +175,7 @@ impl Drop for ReusePool {
     /// finish on it), then end, idle or not.
     fn drop(&mut self) {
         self.inner.retired.store(true, Ordering::Release);
-        self.inner.wake.notify_waiters();
+        self.inner.retire.notify_waiters();
     }
 }
 
@@ -173,18 +184,34 @@ impl Pool {
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues `job` and wakes a worker with room, or starts one.
+    /// Hands `job` to a worker with room, or to a new worker when none has room.
     fn push(self: &Arc<Self>, job: Job) {
-        self.lock().push_back(job);
         if self.available.load(Ordering::Acquire) == 0 {
-            start_worker(self.clone());
+            start_worker(self.clone(), Some(job));
+            return;
+        }
+        let mut queue = self.lock();
+        queue.push_back(job);
+        // Checked again after queueing: the last worker with room may have filled up in between (then either this
+        // check or that worker's `Available::set` starts a new worker; see there).
+        if self.available.load(Ordering::Acquire) == 0 {
+            let job = queue.pop_back();
+            drop(queue);
+            if let Some(job) = job {
+                start_worker(self.clone(), Some(job));
+            }
         } else {
+            drop(queue);
             self.wake.notify_one();
         }
     }
 
     fn pop(&self) -> Option<Job> {
         self.lock().pop_front()
+    }
+
+    fn has_queued(&self) -> bool {
+        !self.lock().is_empty()
     }
 
     /// Answers every queued request with `error`.
@@ -240,42 +267,45 @@ impl InFlight {
     }
 }
 
-/// A worker: one instance, serving what the queue holds until it is retired.
-async fn work(pool: Arc<Pool>) {
-    let ended = serve_on_one_instance(&pool).await;
+/// A worker: one instance, serving `first` and then what the queue holds until it is retired.
+async fn work(pool: Arc<Pool>, first: Option<Job>) {
+    let ended = serve_on_one_instance(&pool, first).await;
     pool.workers.fetch_sub(1, Ordering::AcqRel);
     if let Err(error) = ended {
         tracing::warn!(function = %pool.label, "a reused instance ended: {error}");
     }
-    // A request queued while this worker was going away must not wait for nobody.
-    if pool.available.load(Ordering::Acquire) == 0 && !pool.lock().is_empty() {
-        start_worker(pool);
-    }
 }
 
 /// Starts a worker in a task of its own.
-fn start_worker(pool: Arc<Pool>) {
+fn start_worker(pool: Arc<Pool>, first: Option<Job>) {
     pool.workers.fetch_add(1, Ordering::AcqRel);
-    let worker: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(work(pool));
+    let worker: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(work(pool, first));
     tokio::spawn(worker);
 }
 
-async fn serve_on_one_instance(pool: &Arc<Pool>) -> Result<(), InvokeError> {
+async fn serve_on_one_instance(pool: &Arc<Pool>, first: Option<Job>) -> Result<(), InvokeError> {
     let runtime = &pool.runtime;
+    // A worker that cannot start fails the request it was started for, or, started for the queue, what is queued.
+    let fail = |first: Option<Job>, error: &InvokeError| match first {
+        Some(job) => {
+            let _ = job.answer.send(Err(clone_error(error)));
+        }
+        None => pool.fail_queued(error),
+    };
     let slot = match runtime.acquire_slot(SlotKind::Request, &pool.label).await {
         Ok(slot) => slot,
         Err(error) => {
-            pool.fail_queued(&error);
+            fail(first, &error);
             return Err(error);
         }
     };
     let lifetime = runtime.limits().stream_timeout();
-    let mut store = runtime.new_store_until(&pool.template, Abi::P3, Instant::now() + lifetime);
+    let (mut store, pace) = runtime.new_store_until(&pool.template, Abi::P3, Instant::now() + lifetime);
     let service = match pool.pre.instantiate_async(&mut store).await {
         Ok(service) => service,
         Err(error) => {
             let error = runtime.budget_error(&store, classify_trap(error, lifetime));
-            pool.fail_queued(&error);
+            fail(first, &error);
             return Err(error);
         }
     };
@@ -283,88 +313,147 @@ async fn serve_on_one_instance(pool: &Arc<Pool>) -> Result<(), InvokeError> {
     let service = &service;
     // Said when the instance ends: a body it was still writing is then cut short, never complete.
     let ended: RunEnd = Arc::default();
+    // Whether the worker may take another request while some are running: cleared when it takes one, set again
+    // once the instance has run out of things to do for now (see the module docs).
+    let take_more = AtomicBool::new(true);
+    let mut available = Available { pool, counted: false };
     let reuse = pool.reuse;
+    let timeout = pool.template.limits.timeout;
     let run = store.run_concurrent(async |accessor| {
-        let mut served: u32 = 0;
-        let mut expired = false;
-        let mut requests = futures_util::stream::FuturesUnordered::new();
-        let mut available = Available::new(pool);
-        loop {
-            // A retired pool still serves what was queued before it retired; it takes nothing after.
-            let open = !pool.retired.load(Ordering::Acquire) || !pool.lock().is_empty();
-            let room =
-                !expired && open && served < reuse.max_requests && requests.len() < reuse.max_concurrent as usize;
-            available.set(room);
-            if !room && requests.is_empty() {
-                break;
-            }
-            let job = if room { pool.pop() } else { None };
-            if let Some(job) = job {
-                served += 1;
-                let Job { request, trace, report, answer } = job;
-                in_flight.add(&report);
-                let timeout = pool.template.limits.timeout;
-                let ended = ended.clone();
-                requests.push(async move {
-                    accessor.with(|mut store| store.get().begin(trace));
-                    let (request, request_io) = wasmtime_wasi_http::p3::Request::from_http(Default::default(), request);
-                    match tokio::time::timeout(timeout, service.handle(accessor, request)).await {
-                        Ok(Ok(Ok(response))) => {
-                            let response = accessor.with(|store| response.into_http(store, request_io))?;
-                            let _ = answer.send(Ok((Ok(response), ended)));
-                            wasmtime::error::Ok(Served::Answered)
-                        }
-                        Ok(Ok(Err(code))) => {
-                            let _ = answer.send(Ok((Err(code), ended)));
-                            Ok(Served::Answered)
-                        }
-                        // A trap: the instance is done for, and so is every other request on it (their answers
-                        // drop, which fails them).
-                        Ok(Err(trap)) => {
-                            let _ = answer.send(Err(InvokeError::Trap(format!("{trap:#}"))));
-                            Err(trap)
-                        }
-                        Err(_elapsed) => {
-                            let _ = answer.send(Err(InvokeError::Timeout(timeout)));
-                            Ok(Served::Expired)
-                        }
+        let handler = *service.wasi_http_handler().func_handle().func();
+        let serve = |job: Job| {
+            let ended = ended.clone();
+            async move {
+                let Job { request, trace, report: _, answer } = job;
+                accessor.with(|mut store| store.get().begin(trace));
+                let (request, request_io) = wasmtime_wasi_http::p3::Request::from_http(Default::default(), request);
+                match tokio::time::timeout(timeout, service.handle(accessor, request)).await {
+                    Ok(Ok(Ok(response))) => {
+                        let response = accessor.with(|store| response.into_http(store, request_io))?;
+                        let _ = answer.send(Ok((Ok(response), ended)));
+                        wasmtime::error::Ok(Served::Answered)
                     }
-                });
-                continue;
-            }
-            let idle = pin!(tokio::time::sleep(reuse.idle));
-            let woken = pin!(pool.wake.notified());
-            tokio::select! {
-                done = requests.next(), if !requests.is_empty() => {
-                    if let Some(done) = done && matches!(done?, Served::Expired) {
-                        expired = true;
+                    Ok(Ok(Err(code))) => {
+                        let _ = answer.send(Ok((Err(code), ended)));
+                        Ok(Served::Answered)
+                    }
+                    // A trap: the instance is done for, and so is every other request on it (their answers drop,
+                    // which fails them).
+                    Ok(Err(trap)) => {
+                        let _ = answer.send(Err(InvokeError::Trap(format!("{trap:#}"))));
+                        Err(trap)
+                    }
+                    Err(_elapsed) => {
+                        let _ = answer.send(Err(InvokeError::Timeout(timeout)));
+                        Ok(Served::Expired)
                     }
                 }
-                () = woken => {}
-                () = idle, if requests.is_empty() => break,
             }
+        };
+        let mut requests = futures_util::stream::FuturesUnordered::new();
+        let mut served: u32 = 0;
+        // Cleared when a request timed out: the instance takes nothing more.
+        let mut healthy = true;
+        let take = |job: Job, requests: &mut futures_util::stream::FuturesUnordered<_>, served: &mut u32| {
+            *served += 1;
+            take_more.store(false, Ordering::Relaxed);
+            in_flight.add(&job.report);
+            requests.push(serve(job));
+        };
+        if let Some(job) = first {
+            take(job, &mut requests, &mut served);
         }
-        available.set(false);
-        // What the instance still does for requests that have their answer (bodies being written) ends with it. After
-        // a request timed out, its guest task may never end: the others get the function's deadline, no more.
-        let finishing = std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx));
-        if expired {
-            let _ = tokio::time::timeout(pool.template.limits.timeout, finishing).await;
-        } else {
-            finishing.await;
-        }
-        wasmtime::error::Ok(())
+        // Listening for a queued request; only while the worker has room.
+        let mut listening: Option<std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>>> = None;
+        let mut retiring = pin!(pool.retire.notified());
+        retiring.as_mut().enable();
+        let mut retire_seen = false;
+        let mut idle: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        // After a request timed out, its guest task may never end: the others get the function's deadline, no more.
+        let mut expired_grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        std::future::poll_fn(|cx| {
+            loop {
+                // Finished requests first: a timed-out one stops the taking before anything new is taken.
+                while let Poll::Ready(Some(done)) = requests.poll_next_unpin(cx) {
+                    match done {
+                        Ok(Served::Answered) => {}
+                        Ok(Served::Expired) => healthy = false,
+                        Err(trap) => return Poll::Ready(Err(trap)),
+                    }
+                }
+                let callable = accessor.poll_ready_for_concurrent_call(handler, cx).is_ready();
+                // A retired pool still serves what was queued before it retired; it takes nothing after.
+                let open = !pool.retired.load(Ordering::Acquire) || pool.has_queued();
+                let can_take = healthy && callable && open && served < reuse.max_requests;
+                let room = can_take
+                    && requests.len() < reuse.max_concurrent as usize
+                    && (requests.is_empty() || take_more.load(Ordering::Relaxed));
+                available.set(room);
+                if room {
+                    let listen = listening.get_or_insert_with(|| Box::pin(pool.wake.notified()));
+                    listen.as_mut().enable();
+                    if let Some(job) = pool.pop() {
+                        // Dropping the listener passes on a wake-up it took, to a worker that can use it.
+                        listening = None;
+                        idle = None;
+                        take(job, &mut requests, &mut served);
+                        continue;
+                    }
+                    if listen.as_mut().poll(cx).is_ready() {
+                        listening = None;
+                        continue;
+                    }
+                } else {
+                    listening = None;
+                }
+                if !requests.is_empty() {
+                    return Poll::Pending;
+                }
+                // Nothing answering; what the instance still does (bodies being written) keeps it alive.
+                if accessor.poll_no_interesting_tasks(cx).is_pending() {
+                    if !healthy {
+                        let grace = expired_grace.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                        if grace.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Ok(()));
+                        }
+                    }
+                    return Poll::Pending;
+                }
+                if !can_take {
+                    return Poll::Ready(Ok(()));
+                }
+                // Idle, with room: until `idle_ms` passes without work, or the pool retires.
+                let timer = idle.get_or_insert_with(|| Box::pin(tokio::time::sleep(reuse.idle)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Ok(()));
+                }
+                if !retire_seen && retiring.as_mut().poll(cx).is_ready() {
+                    retire_seen = true;
+                    continue;
+                }
+                return Poll::Pending;
+            }
+        })
+        .await
     });
     let ran = {
         let mut run = pin!(run);
         let timed = std::future::poll_fn(|cx| {
             let polled_at = Instant::now();
-            let polled = run.as_mut().poll(cx);
+            let mut polled = run.as_mut().poll(cx);
+            // The instance has nothing to do for now: it may take another request beside those it runs.
+            if polled.is_pending() && !take_more.swap(true, Ordering::Relaxed) {
+                polled = run.as_mut().poll(cx);
+            }
             in_flight.bill(polled_at.elapsed());
+            if polled.is_pending() {
+                pace.pending();
+            }
             polled
         });
         tokio::time::timeout(lifetime + crate::runtime::HARD_DEADLINE_SLACK, timed).await
     };
+    drop(available);
     let outcome = match ran {
         Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(error)) | Err(error)) => Err(runtime.budget_error(&store, classify_trap(error, lifetime))),
@@ -376,24 +465,26 @@ async fn serve_on_one_instance(pool: &Arc<Pool>) -> Result<(), InvokeError> {
     outcome
 }
 
-/// This worker's place in its pool's count of workers that could take a job now.
+/// This worker's place in its pool's count of workers that could take a request now.
 struct Available<'a> {
-    pool: &'a Pool,
+    pool: &'a Arc<Pool>,
     counted: bool,
 }
 
-impl<'a> Available<'a> {
-    fn new(pool: &'a Pool) -> Self {
-        Self { pool, counted: false }
-    }
-
+impl Available<'_> {
     fn set(&mut self, available: bool) {
-        if available != self.counted {
-            self.counted = available;
-            if available {
-                self.pool.available.fetch_add(1, Ordering::AcqRel);
-            } else {
-                self.pool.available.fetch_sub(1, Ordering::AcqRel);
+        if available == self.counted {
+            return;
+        }
+        self.counted = available;
+        if available {
+            self.pool.available.fetch_add(1, Ordering::AcqRel);
+        } else {
+            let before = self.pool.available.fetch_sub(1, Ordering::AcqRel);
+            // The last worker with room just lost it: a request queued meanwhile (its `push` saw room) must not wait
+            // for nobody, so a new worker takes it.
+            if before == 1 && self.pool.has_queued() {
+                start_worker(self.pool.clone(), None);
             }
         }
     }
