@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every benchmark of BENCHMARKS.md in order, then prints one table: each figure with a target, the target,
-# the result, met or missed, and the machine it ran on. Takes about 20 minutes on the 2-core machine.
+# the result, met or missed, and the machine it ran on. Takes about 35 minutes on the 2-core machine.
 #   bash bench/run-all.sh
 # Needs wrk (apt-get install wrk) and wasmtime-cli 48.0.8 (cargo install wasmtime-cli --version 48.0.8 --locked).
 # Every script prints its own figures as it goes; lines starting with `figure:` feed the table.
@@ -39,6 +39,8 @@ section "(r) log queries over a million stored records"
 cargo bench -p edgefn-host --bench log_query 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)" | tee -a "$log"
 section "(s) JetStream queue throughput on one and two nodes vs SQLite, (t) enqueue to handler"
 cargo bench -p edgefn-host --bench cluster 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)" | tee -a "$log"
+section "(u) WASI 0.3: fresh vs WASI 0.2, reuse vs wasmtime serve and native, streaming proxy, SSE, fan-out"
+bash bench/wasip3.sh 3 10 16 | tee -a "$log"
 
 echo
 python3 - "$log" <<'PY'
@@ -68,6 +70,12 @@ rows = [
     ("6", "enqueue -> handler p99, idle host", "enqueue_to_handler_p99_ms", "<=", 2.0, " ms"),
     ("h", "cron tick -> guest's first statement p99", "cron_tick_to_guest_p99_ms", "<=", 5.0, " ms"),
     ("q", "hello req/s, logs+metering+metrics on / off", "observability_on_vs_off", ">=", 0.97, "x"),
+    ("u", "hello req/s, WASI 0.3 fresh / WASI 0.2 fresh", "p3_fresh_vs_p2", ">=", 1.0, "x"),
+    ("u", "hello req/s, WASI 0.3 with reuse / native axum handler", "p3_reuse_vs_native", ">=", 0.5, "x"),
+    ("u", "hello req/s, WASI 0.3 with reuse / wasmtime serve, same reuse settings", "p3_reuse_vs_wasmtime", ">=", 1.5, "x"),
+    ("u", "streaming proxy MB/s, 1 GiB / native axum streaming proxy", "proxy_vs_native", ">=", 0.8, "x"),
+    ("u", "SSE time to first byte, extra over native", "sse_ttfb_extra_ms", "<=", 1.0, " ms"),
+    ("u", "three concurrent fetches of a 50 ms origin, wall in the guest", "fanout_3x50_ms", "<=", 60.0, " ms"),
 ]
 print(f"| target | figure | wanted | result | |")
 print(f"|---|---|---|---|---|")
