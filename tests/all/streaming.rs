@@ -205,6 +205,31 @@ impl std::io::Read for Pattern {
 }
 
 #[test]
+fn a_failure_after_a_streamed_request_body_is_recorded_saying_its_input_was_not_kept() {
+    let origin = Origin::start();
+    let (host, _dir) = host_with(&origin, "record_failures = true\n");
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    // A chunked upload (no length) is streamed to the guest; the guest reads all of it, then fails.
+    let failed = agent
+        .post(&host.url("/s/fail-after-reading"))
+        .set("x-request-id", "streamed-fail")
+        .send(std::io::Cursor::new(vec![b's'; 200_000]));
+    assert!(matches!(failed, Err(ureq::Error::Status(500, _))), "expected a 500, got {failed:?}");
+    let says = |records: &[serde_json::Value], text: &str| {
+        records.iter().any(|r| r["message"].as_str().is_some_and(|m| m.contains(text)))
+    };
+    let recorded = "recorded without its input: the function read the request body as a stream, so the host never \
+                    held it whole";
+    poll_until("the failure's record", Duration::from_secs(20), || says(&host.work_log("streamed-fail"), recorded));
+    // The guest did read the whole stream before it failed.
+    let records = host.work_log("streamed-fail");
+    assert!(says(&records, "read 200000 bytes, then failed on purpose"), "{records:#?}");
+    let refused = host.cli(&["replay", "streamed-fail"]);
+    assert!(!refused.success, "{}", refused.stdout);
+    assert!(refused.stderr.contains("the function read its request body as a stream"), "{}", refused.stderr);
+}
+
+#[test]
 fn a_request_body_is_echoed_as_it_arrives() {
     let origin = Origin::start();
     let (host, _dir) = host_with(&origin, "");

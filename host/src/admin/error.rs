@@ -61,7 +61,7 @@ impl From<crate::triggers::replay::ReplayError> for ApiError {
     fn from(error: crate::triggers::replay::ReplayError) -> Self {
         use crate::triggers::replay::ReplayError;
         let status = match error {
-            ReplayError::InputNotKept { .. } => StatusCode::CONFLICT,
+            ReplayError::InputNotKept { .. } | ReplayError::InputStreamed { .. } => StatusCode::CONFLICT,
             ReplayError::NoFunction { .. } => StatusCode::NOT_FOUND,
         };
         Self::new(status, error.to_string())

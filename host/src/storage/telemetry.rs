@@ -83,10 +83,18 @@ pub struct Failure {
     pub version: u32,
     pub trigger: String,
     pub error: String,
-    /// What it was called with; `None` when that was over the cap (see `input_bytes`).
+    /// What it was called with; `None` when that was over the cap (see `input_bytes`), or when it was a request
+    /// body the function read as a stream (then `input_bytes` is 0: the host never held it whole).
     pub input: Option<FailedInput>,
-    /// The size of the input's bodies, kept or not.
+    /// The size of the input's bodies, kept or not; 0 for a streamed request body.
     pub input_bytes: u64,
+}
+
+impl Failure {
+    /// Whether its input was a request body streamed to the function, and so never kept.
+    pub fn input_was_streamed(&self) -> bool {
+        self.input.is_none() && self.input_bytes == 0
+    }
 }
 
 /// What a failed invocation was called with. Bodies are base64 in the JSON.

@@ -492,6 +492,10 @@ fn store_failure(db: &Database, failure: &Failure) -> LogRecord {
         Ok(id) if failure.input.is_some() => {
             format!("failure #{id} recorded with its input: replay it with `edgefn replay {id}`")
         }
+        Ok(id) if failure.input_was_streamed() => format!(
+            "failure #{id} recorded without its input: the function read the request body as a stream, so the \
+             host never held it whole"
+        ),
         Ok(id) => format!(
             "failure #{id} recorded without its input: it was {} bytes, over logs.replay_input_max_kb",
             failure.input_bytes

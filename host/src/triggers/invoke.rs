@@ -100,7 +100,7 @@ impl InvokeTrigger {
             let bytes = payload.len() as u64;
             let error = error.to_string();
             self.runner.record_failure(&version, &function, &correlation_id, "invoke", &error, bytes, || {
-                FailedInput::Invoke { payload }
+                Some(FailedInput::Invoke { payload })
             });
         }
         let duration_ms = started.elapsed().as_millis() as u64;

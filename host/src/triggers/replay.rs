@@ -65,7 +65,8 @@ pub fn kept_messages(messages: &[Message], secrets: &[(String, String)]) -> Vec<
 
 impl Runner {
     /// Keeps a failed invocation of `function` of `version` for replay, if the version records failures. `input`
-    /// is only built when `input_bytes` fits the cap.
+    /// is only built when `input_bytes` fits the cap; it is `None` for a request body the function read as a stream
+    /// (with `input_bytes` 0: see `Failure::input_was_streamed`).
     #[allow(clippy::too_many_arguments)]
     pub fn record_failure(
         &self,
@@ -75,14 +76,14 @@ impl Runner {
         trigger: &str,
         error: &str,
         input_bytes: u64,
-        input: impl FnOnce() -> FailedInput,
+        input: impl FnOnce() -> Option<FailedInput>,
     ) {
         if !version.env.record_failures {
             return;
         }
         let telemetry = self.runtime().telemetry();
         let Some(cap) = telemetry.replay_input_cap() else { return };
-        let input = (input_bytes <= cap).then(input);
+        let input = (input_bytes <= cap).then(input).flatten();
         telemetry.failure(Failure {
             id: 0,
             at: now_ms(),
@@ -119,6 +120,11 @@ pub enum ReplayError {
          (logs.replay_input_max_kb)"
     )]
     InputNotKept { id: i64, bytes: u64, cap: u64 },
+    #[error(
+        "failure #{id} has no input to replay: the function read its request body as a stream, as it arrived, so \
+         the host never held it whole"
+    )]
+    InputStreamed { id: i64 },
     #[error("version {version} of `{component}` has no function `{function}`")]
     NoFunction { component: String, version: u32, function: String },
 }
@@ -141,6 +147,9 @@ impl Replayer {
         version: &Arc<ComponentVersion>,
     ) -> Result<ReplayOutcome, ReplayError> {
         let Some(input) = &failure.input else {
+            if failure.input_was_streamed() {
+                return Err(ReplayError::InputStreamed { id: failure.id });
+            }
             let cap = self.runner.runtime().telemetry().replay_input_cap().unwrap_or(0);
             return Err(ReplayError::InputNotKept { id: failure.id, bytes: failure.input_bytes, cap });
         };

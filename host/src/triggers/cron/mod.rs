@@ -577,7 +577,7 @@ async fn run_once(db: &CronBackend, runner: &Runner, job: &Job, attempt: Attempt
                 Err(error) => Some(error.to_string()),
             };
         if let (Some(error), Some(kept)) = (&error, kept) {
-            runner.record_failure(version, &job.function, &correlation_id, "cron", error, 0, || kept);
+            runner.record_failure(version, &job.function, &correlation_id, "cron", error, 0, || Some(kept));
         }
         error
     };

@@ -176,14 +176,14 @@ async fn route_and_invoke(
     // The body's bytes stay counted against the budget until the function is done with them.
     let slot = prepared.slot.holding(body_bytes);
     // What a failure keeps for replay, when the version records failures (cheap: the body is shared). A body the
-    // function read as it arrived is not kept.
+    // function read as it arrived is not kept (`None`), and the failure says so.
     let kept = version.env.record_failures.then(|| {
         let secrets = &version.env.secrets;
         let uri = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let headers = replay::kept_headers(request.headers(), secrets);
         let body = match request.body() {
-            RequestBody::Whole(bytes) => bytes.clone(),
-            RequestBody::Streaming(_) => Bytes::new(),
+            RequestBody::Whole(bytes) => Some(bytes.clone()),
+            RequestBody::Streaming(_) => None,
         };
         (request.method().to_string(), uri, headers, body)
     });
@@ -198,8 +198,9 @@ async fn route_and_invoke(
         };
         if let Some(error) = failed {
             let secrets = version.env.secrets.clone();
-            trigger.runner.record_failure(&version, &function, request_id, "http", &error, body.len() as u64, || {
-                FailedInput::Http { method, uri, headers, body: replay::kept_body(&body, &secrets) }
+            let bytes = body.as_ref().map_or(0, |body| body.len() as u64);
+            trigger.runner.record_failure(&version, &function, request_id, "http", &error, bytes, || {
+                body.map(|body| FailedInput::Http { method, uri, headers, body: replay::kept_body(&body, &secrets) })
             });
         }
     }

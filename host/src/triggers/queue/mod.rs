@@ -590,7 +590,7 @@ async fn deliver(
             consumer.trigger_kind(),
             &error,
             bytes,
-            || FailedInput::Messages { source, messages },
+            || Some(FailedInput::Messages { source, messages }),
         );
     }
     if retried > 0 {

@@ -42,6 +42,17 @@ async fn hash(req: Request) -> Result<Response> {
     Response::json(&serde_json::json!({ "bytes": bytes, "chunks": chunks, "sha256": sha256 }))
 }
 
+/// Reads the body as a stream to its end, then fails: a failure whose input the host never held whole.
+#[function(trigger = http("/s/fail-after-reading", method = "POST"))]
+async fn fail_after_reading(req: Request) -> Result<Response> {
+    let mut body = req.body_stream();
+    let mut bytes = 0;
+    while let Some(chunk) = body.next().await {
+        bytes += chunk?.len();
+    }
+    Err(Error::internal(format!("read {bytes} bytes, then failed on purpose")))
+}
+
 /// A sync handler in a WASI 0.3 component: the whole body, parsed as JSON (a body over the limit is a 413).
 #[function(trigger = http("/s/json", method = "POST"))]
 fn json_echo(req: Request) -> Result<Response> {
