@@ -12,100 +12,31 @@
 //! expensive part of a deploy (snapshot, compile) runs before, so deploys of different components compile in
 //! parallel.
 
+mod api;
 mod artifacts;
 mod cluster;
+mod plan;
 pub mod version_config;
 
+pub use api::{DeployError, DeployOutcome, DeployRequest, SwitchOutcome, VersionInfo};
 pub use artifacts::Installed;
 pub use version_config::VersionConfig;
 
 use crate::auth::{Authorizers, RouteTokens};
 use crate::component;
-use crate::config::{ComponentConfig, HostConfig};
-use crate::live::{Canary, ComponentVersion, LiveComponent, LiveHandle, LiveSet, LiveSetError, Mount, VersionParts};
+use crate::config::HostConfig;
+use crate::live::{Canary, ComponentVersion, LiveComponent, LiveHandle, LiveSet, VersionParts};
 use crate::runtime::{Artifact, Loader, PreparedComponent};
 use crate::storage::backends::jetstream::JetStreamDeployments;
 use crate::storage::deployments::{DeploymentDb, LiveRow, VersionRow};
+use crate::storage::now_ms;
 use crate::storage::telemetry::Level;
-use crate::storage::{StorageError, now_ms};
 use crate::triggers::Trigger;
 use artifacts::Artifacts;
 use edgefn_manifest::record::{FunctionRecord, HOST_AUTH_ENV, Trigger as TriggerKind};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Why a deploy, rollback, promote or undeploy was refused. Whatever was live stays live.
-#[derive(Debug, thiserror::Error)]
-pub enum DeployError {
-    #[error("invalid component name `{0}`: use 1 to 64 letters, digits, `-` and `_`, starting with a letter or digit")]
-    InvalidName(String),
-    /// Not WebAssembly, a core module, or a manifest that does not decode or check out.
-    #[error("{0}")]
-    NotAComponent(String),
-    #[error(
-        "it has no edgefn manifest (no #[function] in it): to serve a plain wasi:http component, mount it at a \
-         route (`--mount /route`)"
-    )]
-    NoManifest,
-    #[error("invalid mount route `{route}`: {reason}")]
-    InvalidMount { route: String, reason: String },
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error("{0}")]
-    Settings(String),
-    /// A protected route names an authorizer the host's config does not define: refused, never served open.
-    #[error(
-        "function `{function}` of `{component}` is protected by authorizer `{authorizer}`, which this host does not \
-         have (configured: {known}); add `[authorizers.{authorizer}]` to the host config"
-    )]
-    UnknownAuthorizer { component: String, function: String, authorizer: String, known: String },
-    #[error("canary percent must be between 1 and 99, not {0}")]
-    CanaryPercent(u8),
-    /// The component's init failed (the message says how, and what it printed).
-    #[error("{0}")]
-    Init(String),
-    #[error("{0}")]
-    Compile(String),
-    /// The host cannot link it (an import it does not provide) or it exports no `wasi:http/incoming-handler`.
-    #[error("{0}")]
-    Link(String),
-    #[error(transparent)]
-    Conflict(#[from] LiveSetError),
-    #[error("no component `{0}` is deployed")]
-    NotLive(String),
-    #[error("component `{0}` has never been deployed")]
-    UnknownComponent(String),
-    #[error("component `{component}` has no version {version}")]
-    NoSuchVersion { component: String, version: u32 },
-    #[error("component `{component}` has no version before {version} to roll back to")]
-    NothingToRollBackTo { component: String, version: u32 },
-    #[error("component `{0}` has no canary to promote")]
-    NoCanary(String),
-    #[error("version {version} of `{component}` cannot be loaded: {reason}")]
-    Restore { component: String, version: u32, reason: String },
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error("{0}")]
-    Io(String),
-}
-
-/// What to deploy.
-#[derive(Debug, Clone)]
-pub struct DeployRequest {
-    /// The component's name: crate name or file stem by default.
-    pub name: String,
-    pub wasm: Vec<u8>,
-    /// Where it came from, for the record: a path, or `upload`.
-    pub source: String,
-    pub deployed_by: String,
-    /// Settings over the host config's `[components.NAME]`.
-    pub overrides: ComponentConfig,
-    /// Serve a plain wasi:http component under a route.
-    pub mount: Option<Mount>,
-    /// Give the new version this share of traffic, next to the live one, instead of all of it.
-    pub canary_percent: Option<u8>,
-}
 
 /// A deploy checked and compiled, ready to be made live.
 #[derive(Debug)]
@@ -123,52 +54,6 @@ pub struct PreparedDeploy {
     /// The component, linked to check that the host can run it.
     linked: PreparedComponent,
     prepared_at: Instant,
-}
-
-/// What a deploy did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DeployOutcome {
-    pub component: String,
-    pub version: u32,
-    pub hash: String,
-    pub config_hash: String,
-    /// No new version: the latest one already had this component and configuration.
-    pub unchanged: bool,
-    pub canary_percent: Option<u8>,
-    /// Whether init ran or anything compiled (false: a verified cached artifact was reused).
-    pub compiled: bool,
-    /// Snapshot and compile time.
-    pub compile_ms: u64,
-    /// From the end of compiling to the new version taking requests.
-    pub switch_ms: f64,
-    pub functions: Vec<FunctionRecord>,
-}
-
-/// What a rollback, promote or undeploy left live.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SwitchOutcome {
-    pub component: String,
-    /// The live version now (none after an undeploy).
-    pub version: Option<u32>,
-    pub canary: Option<(u32, u8)>,
-    pub switch_ms: f64,
-}
-
-/// One version, as `edgefn versions` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct VersionInfo {
-    pub version: u32,
-    pub hash: String,
-    pub config_hash: String,
-    /// `live`, `canary` or `""`.
-    pub status: String,
-    pub canary_percent: Option<u8>,
-    pub deployed_at: i64,
-    pub deployed_by: String,
-    pub source: String,
-    pub functions: Vec<FunctionRecord>,
-    /// The configuration, secret values replaced.
-    pub config: serde_json::Value,
 }
 
 /// See the module docs.
@@ -349,7 +234,8 @@ impl Deployments {
         artifact: Artifact,
     ) -> Result<ComponentVersion, DeployError> {
         let (limits, default_limits) = config.limits(name, &functions, self.loader.runtime().limits())?;
-        let host_auth_token = self.check_authorizers(name, &functions)?.then(|| self.route_tokens.token_for(name));
+        let host_auth_token =
+            plan::check_authorizers(&self.authorizers, name, &functions)?.then(|| self.route_tokens.token_for(name));
         let mut env = config.function_env();
         if let Some(token) = &host_auth_token {
             // A secret like any other: masked if the function ever prints it.
@@ -369,26 +255,6 @@ impl Deployments {
             limits,
             default_limits,
         }))
-    }
-
-    /// Fails closed: every authorizer the component's routes name must be configured. Returns whether any route is
-    /// protected.
-    fn check_authorizers(&self, name: &str, functions: &[FunctionRecord]) -> Result<bool, DeployError> {
-        let mut protected = false;
-        for function in functions {
-            let TriggerKind::Http { auth: Some(auth), .. } = &function.trigger else { continue };
-            if self.authorizers.get(&auth.authorizer).is_none() {
-                let known = self.authorizers.names();
-                return Err(DeployError::UnknownAuthorizer {
-                    component: name.to_owned(),
-                    function: function.name.clone(),
-                    authorizer: auth.authorizer.clone(),
-                    known: if known.is_empty() { "none".to_owned() } else { known.join(", ") },
-                });
-            }
-            protected = true;
-        }
-        Ok(protected)
     }
 
     /// Deploys: [`Deployments::prepare`], then [`Deployments::apply`].
@@ -446,7 +312,7 @@ impl Deployments {
         let placeholder = Artifact { path: Default::default(), sha256: String::new(), checked: None };
         let candidate =
             Arc::new(self.version(&name, 0, &inspection.hash, config.clone(), functions.clone(), placeholder)?);
-        self.candidate_set(&self.live.load(), candidate.clone(), canary_percent)?;
+        plan::candidate_set(&self.live.load(), candidate.clone(), canary_percent)?;
         let unchanged = match self.db.versions(&name).await?.first() {
             Some(latest) if latest.hash == inspection.hash && latest.config_hash == config_hash => Some(latest.version),
             _ => None,
@@ -483,29 +349,6 @@ impl Deployments {
         })
     }
 
-    /// The live set with `version` of its component live (fully, or as a canary of what is live).
-    fn candidate_set(
-        &self,
-        current: &LiveSet,
-        version: Arc<ComponentVersion>,
-        canary_percent: Option<u8>,
-    ) -> Result<(LiveSet, LiveRow), DeployError> {
-        let active = current.component(&version.component).map(|c| c.active.clone());
-        let (component, row) = match (canary_percent, active) {
-            // A canary of the version that is live already is no canary: it simply stays live.
-            (Some(percent), Some(active)) if active.version != version.version => {
-                let row = LiveRow { version: active.version, canary: Some((version.version, percent)) };
-                (LiveComponent::new(active, Some(Canary { version, percent })), row)
-            }
-            // A canary of nothing is simply live.
-            _ => {
-                let row = LiveRow { version: version.version, canary: None };
-                (LiveComponent::new(version, None), row)
-            }
-        };
-        Ok((current.with(component)?, row))
-    }
-
     /// Makes a prepared deploy live: numbers and records the version, swaps the live set, switches the triggers.
     /// On a cluster, every node follows.
     pub async fn apply(&self, prepared: PreparedDeploy) -> Result<DeployOutcome, DeployError> {
@@ -539,7 +382,7 @@ impl Deployments {
         let version =
             Arc::new(self.version(&name, number, &hash, config, functions.clone(), installed.artifact.clone())?);
         let current = self.live.load();
-        let (set, live_row) = self.candidate_set(&current, version, canary_percent)?;
+        let (set, live_row) = plan::candidate_set(&current, version, canary_percent)?;
         let already_live =
             unchanged.is_some() && current.component(&name).map(|c| Self::live_row_of(c)) == Some(live_row);
         match unchanged {
@@ -644,29 +487,20 @@ impl Deployments {
         let _switching = self.switching.lock().await;
         let current = self.live.load();
         let live = current.component(component).cloned();
-        let target = match (&live, to) {
-            (Some(live), None) if live.canary.is_some() => live.active.version,
-            (_, Some(version)) => version,
-            (Some(live), None) => {
+        let target = match plan::rollback_target(component, live.as_deref().map(plan::Live::of), to)? {
+            plan::Rollback::To(version) => version,
+            plan::Rollback::BeforeActive(active) => {
                 let versions = self.db.versions(component).await?;
-                versions.iter().map(|v| v.version).find(|v| *v < live.active.version).ok_or(
-                    DeployError::NothingToRollBackTo { component: component.to_owned(), version: live.active.version },
-                )?
+                plan::version_before(component, versions.iter().map(|v| v.version), active)?
             }
-            (None, None) => return Err(DeployError::NotLive(component.to_owned())),
         };
         let version = match live.as_ref().and_then(|l| l.versions().find(|v| v.version == target).cloned()) {
             Some(version) => version,
             None => Arc::new(self.load_version(component, target).await?),
         };
-        let row = LiveRow { version: target, canary: None };
         let set = current.with(LiveComponent::new(version, None))?;
-        self.db.set_live(component, row).await?;
-        self.switch(component, &current, set).await;
-        let switch_ms = elapsed_ms(started);
-        tracing::info!(%component, version = target, switch_ms, "rolled back");
-        self.event(component, Some(target), format!("rolled back to v{target}"));
-        Ok(SwitchOutcome { component: component.to_owned(), version: Some(target), canary: None, switch_ms })
+        let row = LiveRow { version: target, canary: None };
+        self.commit_switch(component, &current, set, Some(row), started, format!("rolled back to v{target}")).await
     }
 
     /// Makes `component`'s canary its live version.
@@ -684,12 +518,8 @@ impl Deployments {
         let canary = live.canary.clone().ok_or_else(|| DeployError::NoCanary(component.to_owned()))?;
         let set = current.with(LiveComponent::new(canary.version.clone(), None))?;
         let row = LiveRow { version: canary.version.version, canary: None };
-        self.db.set_live(component, row).await?;
-        self.switch(component, &current, set).await;
-        let switch_ms = elapsed_ms(started);
-        tracing::info!(%component, version = row.version, switch_ms, "promoted the canary");
-        self.event(component, Some(row.version), format!("promoted the canary v{} to live", row.version));
-        Ok(SwitchOutcome { component: component.to_owned(), version: Some(row.version), canary: None, switch_ms })
+        let message = format!("promoted the canary v{} to live", row.version);
+        self.commit_switch(component, &current, set, Some(row), started, message).await
     }
 
     /// Takes `component` out of what is live: its routes answer 404, its triggers stop. Its versions, its queues
@@ -707,12 +537,33 @@ impl Deployments {
         if current.component(component).is_none() {
             return Err(DeployError::NotLive(component.to_owned()));
         }
-        self.db.remove_live(component).await?;
-        self.switch(component, &current, current.without(component)).await;
+        let set = current.without(component);
+        self.commit_switch(component, &current, set, None, started, "undeployed".to_owned()).await
+    }
+
+    /// The end of a rollback, a promotion and an undeploy: records what is live for `component` (`row`, or nothing),
+    /// switches from `current` to `set`, and logs `what` happened, in the host's log and the component's events.
+    async fn commit_switch(
+        &self,
+        component: &str,
+        current: &LiveSet,
+        set: LiveSet,
+        row: Option<LiveRow>,
+        started: Instant,
+        what: String,
+    ) -> Result<SwitchOutcome, DeployError> {
+        match row {
+            Some(row) => self.db.set_live(component, row).await?,
+            None => {
+                self.db.remove_live(component).await?;
+            }
+        }
+        self.switch(component, current, set).await;
         let switch_ms = elapsed_ms(started);
-        tracing::info!(%component, switch_ms, "undeployed");
-        self.event(component, None, "undeployed".to_owned());
-        Ok(SwitchOutcome { component: component.to_owned(), version: None, canary: None, switch_ms })
+        let version = row.map(|row| row.version);
+        tracing::info!(%component, ?version, switch_ms, "{what}");
+        self.event(component, version, what);
+        Ok(SwitchOutcome { component: component.to_owned(), version, canary: None, switch_ms })
     }
 
     /// Every version of `component`, newest first, with which is live.

@@ -12,11 +12,13 @@
 //! settle) before the new version's consumers start: a message is never lost, and never handled by both versions
 //! at once. Topic subscriptions stay in place across the switch, so nothing published meanwhile is dropped.
 
+mod settle;
+
 use super::{Prepared, Runner, Trigger, Work, replay};
 use crate::capabilities::BoxFuture;
 use crate::capabilities::messaging::Queues;
 use crate::live::{ComponentVersion, LiveComponent, LiveSet, consumed_queue};
-use crate::runtime::{Delivery, GuestCall, InvokeError, Message, Settlement, SlotKind};
+use crate::runtime::{Delivery, GuestCall, InvokeError, Message, SlotKind};
 use crate::storage::backends::{BatchPolicy, LeasedMessage, Outcome, QueueBackend, Settle};
 use crate::storage::now_ms;
 use crate::storage::telemetry::{FailedInput, Level};
@@ -28,8 +30,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 
-/// Retry backoff never waits longer than this.
-const MAX_BACKOFF_MS: u64 = 15 * 60 * 1000;
 /// A lease outlives the invocation's hard deadline by this much, so it only expires if the host died.
 const LEASE_MARGIN_MS: u64 = 30_000;
 
@@ -54,25 +54,9 @@ impl Consumer {
         if self.queue == self.source { "queue" } else { "topic" }
     }
 
-    /// The wait before retry number `attempts` (1 after the first delivery failed): `backoff_ms`, doubling.
-    fn backoff_ms(&self, attempts: u32) -> u64 {
-        let doublings = attempts.saturating_sub(1).min(30);
-        self.delivery.backoff_ms.saturating_mul(1 << doublings).min(MAX_BACKOFF_MS)
-    }
-
-    /// What to do with a message that failed this delivery.
-    fn retry_or_dead_letter(&self, message: &LeasedMessage, delay_ms: Option<u64>, error: String, now: i64) -> Outcome {
-        if message.attempts > self.delivery.max_retries {
-            return Outcome::DeadLetter {
-                queue: self.dead_letter_queue.clone(),
-                reason: format!(
-                    "failed {} deliveries (max_retries = {}); last error: {error}",
-                    message.attempts, self.delivery.max_retries
-                ),
-            };
-        }
-        let delay = delay_ms.filter(|d| *d > 0).unwrap_or_else(|| self.backoff_ms(message.attempts));
-        Outcome::Retry { at: now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)), error }
+    /// How its failed messages are retried and dead-lettered.
+    fn retry_policy(&self) -> settle::RetryPolicy<'_> {
+        settle::RetryPolicy { delivery: &self.delivery, dead_letter_queue: &self.dead_letter_queue }
     }
 
     fn consumes(&self, trigger: &TriggerKind) -> bool {
@@ -522,28 +506,12 @@ async fn deliver(
         Ok(Err(message)) => Some(message.clone()),
         Err(error) => Some(error.to_string()),
     };
-    let mut settled: HashMap<String, Settlement> = HashMap::with_capacity(settlements.len());
-    for (id, settlement) in settlements {
-        // The first settlement of a message counts; later ones are ignored, like a second ack.
-        settled.entry(id).or_insert(settlement);
-    }
+    let decided = settle::decide(consumer.retry_policy(), &leased, settlements, failure.as_deref(), now);
     let (mut acked, mut retried, mut dead) = (0u32, 0u32, 0u32);
     let outcomes: Vec<Settle> = leased
         .iter()
-        .map(|message| {
-            let outcome = match settled.remove(&message.id) {
-                Some(Settlement::Ack) => Outcome::Ack,
-                Some(Settlement::Retry(delay)) => {
-                    consumer.retry_or_dead_letter(message, Some(delay), "the function asked for a retry".into(), now)
-                }
-                Some(Settlement::DeadLetter(reason)) => {
-                    Outcome::DeadLetter { queue: consumer.dead_letter_queue.clone(), reason }
-                }
-                None => match &failure {
-                    None => Outcome::Ack,
-                    Some(error) => consumer.retry_or_dead_letter(message, None, error.clone(), now),
-                },
-            };
+        .zip(decided.outcomes)
+        .map(|(message, outcome)| {
             match &outcome {
                 Outcome::Ack => acked += 1,
                 Outcome::Retry { .. } => retried += 1,
@@ -553,8 +521,8 @@ async fn deliver(
             Settle { id: message.id.clone(), token: message.token.clone(), outcome }
         })
         .collect();
-    if !settled.is_empty() {
-        tracing::warn!(function = %consumer.label, ids = ?settled.keys().collect::<Vec<_>>(),
+    if !decided.strangers.is_empty() {
+        tracing::warn!(function = %consumer.label, ids = ?decided.strangers,
             "the function settled messages that are not in its batch; ignored");
     }
     match context.queues.backend().settle(&consumer.queue, outcomes).await {
