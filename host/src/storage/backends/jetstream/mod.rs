@@ -21,6 +21,7 @@ pub mod cron;
 pub mod deployments;
 mod queue_inspection;
 pub mod queues;
+mod wire;
 
 pub use cron::JetStreamCron;
 pub use deployments::JetStreamDeployments;

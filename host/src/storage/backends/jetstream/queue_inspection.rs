@@ -2,9 +2,10 @@
 //! delivery path in `queues`, and read from the stream itself (subject counts, direct gets), so none of it needs a
 //! consumer that could overlap the work-queue consumers.
 
-use super::queues::{
-    ATTEMPTS, ENQUEUED_AT, ERROR, JetStreamQueues, LATER, LEVELS, MSG_ID, ORIGIN, PRIORITY, header, header_text, level,
-    queue_subject, without,
+use super::queues::JetStreamQueues;
+use super::wire::{
+    ATTEMPTS, ENQUEUED_AT, ERROR, LATER, LEVELS, MSG_ID, ORIGIN, PRIORITY, header, header_text, level, queue_subject,
+    without,
 };
 use super::{cluster_error, consumer_name, from_subject_token, publish_stored, subject_token};
 use crate::storage::StorageError;

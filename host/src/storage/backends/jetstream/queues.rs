@@ -12,13 +12,16 @@
 //!   that would pass it; a send of many is one publish each, so a refusal part-way keeps the ones before it.
 //! - **Concurrency** is per node: each node runs up to `concurrency` deliveries of a consumer at once.
 
+use super::wire::{
+    self, ATTEMPTS, CORRELATION_ID, ENQUEUED_AT, ERROR, LATER, LEVELS, MSG_ID, NOT_BEFORE, ORIGIN, PRIORITY, header,
+    header_text, level, queue_subject, wake_subject, without,
+};
 use super::{Cluster, cluster_error, consumer_name, from_subject_token, publish_stored, subject_token};
 use crate::storage::backends::{
     BatchPolicy, DeadLetterPage, LeasedMessage, NewMessage, Outcome, QueueBackend, QueueCapacity, QueueFull,
     QueueStats, Sent, Settle,
 };
 use crate::storage::{StorageError, now_ms};
-use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, context::PublishErrorKind};
@@ -31,65 +34,13 @@ use tokio::sync::Notify;
 
 const QUEUE_STREAM: &str = "EDGEFN_QUEUES";
 const TOPIC_STREAM: &str = "EDGEFN_TOPICS";
-/// Priority levels, pulled in this order.
-pub(super) const LEVELS: [&str; 3] = ["hi", "mid", "lo"];
-/// Where a delayed message waits until it is due.
-pub(super) const LATER: &str = "later";
 /// How long an idle consumer sleeps before it pulls again without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Messages one consumer may have pulled and not settled, over every node.
 const MAX_ACK_PENDING: i64 = 100_000;
 
-pub(super) const PRIORITY: &str = "Edgefn-Priority";
-pub(super) const ENQUEUED_AT: &str = "Edgefn-Enqueued-At";
-const CORRELATION_ID: &str = "Edgefn-Correlation-Id";
-const NOT_BEFORE: &str = "Edgefn-Not-Before";
-pub(super) const ORIGIN: &str = "Edgefn-Origin";
-pub(super) const ERROR: &str = "Edgefn-Error";
-pub(super) const ATTEMPTS: &str = "Edgefn-Attempts";
-/// JetStream's de-duplication id: a message published again under the same id within two minutes is stored once.
-pub(super) const MSG_ID: &str = "Nats-Msg-Id";
-
-pub(super) fn level(priority: i32) -> &'static str {
-    match priority {
-        1.. => "hi",
-        0 => "mid",
-        _ => "lo",
-    }
-}
-
-pub(super) fn queue_subject(queue: &str, level: &str, origin: Option<&str>) -> String {
-    format!("edgefn.q.{}.{level}.{}", subject_token(queue), origin.map_or_else(|| "-".to_owned(), subject_token))
-}
-
-fn wake_subject(queue: &str) -> String {
-    format!("edgefn.wake.{}", subject_token(queue))
-}
-
-pub(super) fn header<T: std::str::FromStr>(headers: Option<&HeaderMap>, name: &str) -> Option<T> {
-    headers?.get(name)?.as_str().parse().ok()
-}
-
-pub(super) fn header_text(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
-    Some(headers?.get(name)?.as_str().to_owned())
-}
-
 /// The subscriber queues of each topic.
 type SubscribersByTopic = HashMap<String, Vec<String>>;
-
-/// A copy of `headers` without `names`.
-pub(super) fn without(headers: Option<&HeaderMap>, names: &[&str]) -> HeaderMap {
-    let mut copy = HeaderMap::new();
-    for (name, values) in headers.into_iter().flat_map(HeaderMap::iter) {
-        if names.iter().any(|removed| removed.eq_ignore_ascii_case(name.as_ref())) {
-            continue;
-        }
-        for value in values {
-            copy.append(name.clone(), value.clone());
-        }
-    }
-    copy
-}
 
 /// A message this node pulled and has not settled.
 #[derive(Debug)]
@@ -341,17 +292,6 @@ impl JetStreamQueues {
         Ok(by_topic)
     }
 
-    /// The headers a message is stored with.
-    fn headers_of(priority: i32, correlation_id: Option<&str>, now: i64) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(PRIORITY, priority.to_string().as_str());
-        headers.insert(ENQUEUED_AT, now.to_string().as_str());
-        if let Some(id) = correlation_id {
-            headers.insert(CORRELATION_ID, id);
-        }
-        headers
-    }
-
     pub(super) async fn wake(&self, queue: &str) {
         if let Err(error) = self.cluster.client.publish(wake_subject(queue), bytes::Bytes::new()).await {
             tracing::debug!(%queue, %error, "failed to wake the consumers of a queue; they pull at their next poll");
@@ -377,7 +317,7 @@ impl QueueBackend for JetStreamQueues {
             // Publish them all, then wait for the stream's acks: one round trip for the lot, not one each.
             let mut pending = Vec::with_capacity(messages.len());
             for message in messages {
-                let mut headers = Self::headers_of(message.priority, message.correlation_id.as_deref(), now);
+                let mut headers = wire::headers_of(message.priority, message.correlation_id.as_deref(), now);
                 let subject = if message.delay_ms > 0 {
                     let due = now.saturating_add(i64::try_from(message.delay_ms).unwrap_or(i64::MAX));
                     headers.insert(NOT_BEFORE, due.to_string().as_str());
@@ -418,7 +358,7 @@ impl QueueBackend for JetStreamQueues {
         Box::pin(async move {
             // Published whatever the count says: with no subscriber the stream keeps nothing (interest retention),
             // and a subscriber newer than the cached count still gets it.
-            let headers = Self::headers_of(0, correlation_id.as_deref(), now_ms());
+            let headers = wire::headers_of(0, correlation_id.as_deref(), now_ms());
             let subject = format!("edgefn.t.{}", subject_token(&topic));
             publish_stored(&self.cluster.jetstream, subject, headers, body.into())
                 .await
