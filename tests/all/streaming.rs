@@ -230,6 +230,21 @@ fn a_failure_after_a_streamed_request_body_is_recorded_saying_its_input_was_not_
 }
 
 #[test]
+fn a_reused_instance_that_computed_long_and_went_idle_does_not_keep_the_cpu_lane_from_others() {
+    // One CPU lane. The reused instance computes long enough to need the lane, answers, and then idles for a minute;
+    // a fresh instance of another function then needs the lane too. Were the idle instance still holding it, the
+    // second would wait for it past its 3 s deadline: a 504.
+    let origin = Origin::start();
+    let extra = "\n[components.streaming.functions.compute_reused]\nreuse = { idle_ms = 60000 }\n\n\
+                 [components.streaming.functions.compute_fresh]\ntimeout_ms = 3000\n\n[limits]\ncpu_lanes = 1\n";
+    let (host, _dir) = host_with(&origin, extra);
+    let first = get(&host.url("/s/compute-reused/100"));
+    assert_eq!((first.status, first.body.as_str()), (200, "computed 100 ms"));
+    let second = get(&host.url("/s/compute-fresh/100"));
+    assert_eq!((second.status, second.body.as_str()), (200, "computed 100 ms"), "the lane was never given back");
+}
+
+#[test]
 fn a_request_body_is_echoed_as_it_arrives() {
     let origin = Origin::start();
     let (host, _dir) = host_with(&origin, "");

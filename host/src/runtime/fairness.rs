@@ -66,12 +66,15 @@ impl Governor {
                 return Err(Trap::Interrupt.into());
             }
             let pace = &governed;
-            // The store's next `Pending` is this yield, not the guest pausing.
-            pace.yielding.store(true, Ordering::Relaxed);
             let ticks = pace.ticks.fetch_add(SLICE_TICKS, Ordering::Relaxed).saturating_add(SLICE_TICKS);
             if ticks < LONG_RUNNING_TICKS {
+                // The store's next `Pending` is this yield, not the guest pausing.
+                pace.yielding.store(true, Ordering::Relaxed);
                 return Ok(UpdateDeadline::Yield(u64::from(SLICE_TICKS)));
             }
+            // A guest that may hold a lane from here on is marked only while it waits for one, never by a flag
+            // that an idle `Pending` would have to clear first: its first pause gives the lane back.
+            pace.yielding.store(false, Ordering::Relaxed);
             pace.give_back_lane();
             pace.waiting_for_lane.store(true, Ordering::Relaxed);
             let (lanes, pace) = (lanes.clone(), pace.clone());

@@ -42,6 +42,30 @@ async fn hash(req: Request) -> Result<Response> {
     Response::json(&serde_json::json!({ "bytes": bytes, "chunks": chunks, "sha256": sha256 }))
 }
 
+/// Computes (no await) for `ms` milliseconds, then answers how long it computed: a guest that counts as
+/// long-running for the host's CPU lanes.
+fn compute_for(ms: &str) -> Result<Response> {
+    let ms: u64 = ms.parse().map_err(|_| Error::bad_request("ms must be a number"))?;
+    let started = Instant::now();
+    let mut spins = 0u64;
+    while started.elapsed() < Duration::from_millis(ms) {
+        spins = std::hint::black_box(spins.wrapping_add(1));
+    }
+    Ok(Response::text(format!("computed {ms} ms")))
+}
+
+/// [`compute_for`], on an instance the test's config asks to reuse.
+#[function(trigger = http("/s/compute-reused/{ms}"))]
+async fn compute_reused(req: Request) -> Result<Response> {
+    compute_for(req.param("ms").unwrap_or_default())
+}
+
+/// [`compute_for`], on a fresh instance.
+#[function(trigger = http("/s/compute-fresh/{ms}"))]
+async fn compute_fresh(req: Request) -> Result<Response> {
+    compute_for(req.param("ms").unwrap_or_default())
+}
+
 /// Reads the body as a stream to its end, then fails: a failure whose input the host never held whole.
 #[function(trigger = http("/s/fail-after-reading", method = "POST"))]
 async fn fail_after_reading(req: Request) -> Result<Response> {
