@@ -358,31 +358,28 @@ impl Host {
     /// Polls the logs until `needle` appears (the log line is written after the response is sent), and returns
     /// them; fails the test, with what the host logged, if it never does.
     pub(crate) fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let logs = self.logs();
-            if logs.contains(needle) {
-                return logs;
-            }
-            assert!(Instant::now() < deadline, "the host never logged {needle:?}; it logged:\n{logs}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_for_logs(&format!("{needle:?}"), |logs| logs.contains(needle).then(|| logs.to_owned()))
     }
 
     /// The first line of the host's log that holds every one of `needles`, once there is one. Waiting for one
     /// needle and then looking for another in the whole log races the host writing the second line; this does not.
     /// Fails if no such line comes.
     pub(crate) fn wait_for_log_line(&self, needles: &[&str]) -> String {
+        self.wait_for_logs(&format!("a line with all of {needles:?}"), |logs| {
+            logs.lines().find(|line| needles.iter().all(|needle| line.contains(needle))).map(str::to_owned)
+        })
+    }
+
+    /// Polls the logs until `found` finds something in them, and returns that; fails the test at the deadline,
+    /// saying it waited for `what` and what the host logged.
+    fn wait_for_logs<T>(&self, what: &str, found: impl Fn(&str) -> Option<T>) -> T {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let logs = self.logs();
-            if let Some(line) = logs.lines().find(|line| needles.iter().all(|needle| line.contains(needle))) {
-                return line.to_owned();
+            if let Some(found) = found(&logs) {
+                return found;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the host never logged a line with all of {needles:?}; it logged:\n{logs}"
-            );
+            assert!(Instant::now() < deadline, "the host never logged {what}; it logged:\n{logs}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
