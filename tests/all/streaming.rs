@@ -3,9 +3,10 @@
 //! and instance reuse. Real hosts on 127.0.0.1, real HTTP, real origins (see `support::origin`).
 
 use crate::support::origin::Origin;
+use crate::support::wire::{connect, read_chunk, read_head};
 use crate::support::{Abi, Host, component_arg, component_arg_for, get, poll_until, send};
 use sha2::Digest as _;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, Read as _};
 use std::time::Duration;
 
 /// A host serving the `streaming` guest (and the WASI 0.2 `hello` next to it), allowed to reach `origin`, with
@@ -81,40 +82,6 @@ impl RssWatch {
         let peak = self.thread.take().expect("the watcher").join().expect("the watcher");
         peak.saturating_sub(self.start_kib) >> 10
     }
-}
-
-/// A raw HTTP/1.1 connection to `host`, with `request` sent.
-fn connect(host: &Host, request: &str) -> BufReader<std::net::TcpStream> {
-    let address = host.base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
-    stream.write_all(request.replace("{host}", address).as_bytes()).expect("send");
-    BufReader::new(stream)
-}
-
-/// Reads a response head; returns its lines.
-fn read_head(reader: &mut BufReader<std::net::TcpStream>) -> Vec<String> {
-    let mut head = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("read the head");
-        let line = line.trim_end().to_owned();
-        if line.is_empty() {
-            return head;
-        }
-        head.push(line);
-    }
-}
-
-/// Reads one chunk of a chunked body; `None` at the last (empty) chunk. Fails on a cut connection.
-fn read_chunk(reader: &mut BufReader<std::net::TcpStream>) -> Option<Vec<u8>> {
-    let mut size = String::new();
-    reader.read_line(&mut size).expect("read a chunk size");
-    let size = usize::from_str_radix(size.trim(), 16).unwrap_or_else(|_| panic!("not a chunk size: {size:?}"));
-    let mut chunk = vec![0; size + 2];
-    reader.read_exact(&mut chunk).expect("read a chunk");
-    chunk.truncate(size);
-    (size > 0).then_some(chunk)
 }
 
 #[test]

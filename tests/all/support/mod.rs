@@ -5,6 +5,7 @@
 
 pub(crate) mod origin;
 pub(crate) mod tools;
+pub(crate) mod wire;
 
 pub(crate) use tools::{Tool, which};
 
