@@ -19,6 +19,7 @@
 
 pub mod cron;
 pub mod deployments;
+mod lease;
 mod queue_inspection;
 pub mod queues;
 mod wire;

@@ -12,6 +12,7 @@
 //!   that would pass it; a send of many is one publish each, so a refusal part-way keeps the ones before it.
 //! - **Concurrency** is per node: each node runs up to `concurrency` deliveries of a consumer at once.
 
+use super::lease::{self, ReadyTimes};
 use super::wire::{
     self, ATTEMPTS, CORRELATION_ID, ENQUEUED_AT, ERROR, LATER, LEVELS, MSG_ID, NOT_BEFORE, ORIGIN, PRIORITY, header,
     header_text, level, queue_subject, wake_subject, without,
@@ -79,7 +80,7 @@ pub struct JetStreamQueues {
     topic_counts: Mutex<Option<(Instant, SubscribersByTopic)>>,
     /// When this node next expects a message of each queue to become ready: a retry it asked for, or a delayed
     /// message. Apart from `local`, which a waiting consumer holds: a settle never waits for it.
-    next_ready: Mutex<HashMap<String, i64>>,
+    next_ready: Mutex<ReadyTimes>,
 }
 
 impl JetStreamQueues {
@@ -140,19 +141,12 @@ impl JetStreamQueues {
 
     /// Remembers that a message of `queue` becomes ready at `at`.
     fn expect_ready(&self, queue: &str, at: i64) {
-        let mut next_ready = self.next_ready.lock().unwrap_or_else(|p| p.into_inner());
-        let known = next_ready.entry(queue.to_owned()).or_insert(at);
-        *known = (*known).min(at);
+        self.next_ready.lock().unwrap_or_else(|p| p.into_inner()).expect(queue, at);
     }
 
     /// When a message of `queue` is next expected to become ready; forgotten once that time has come.
     fn next_ready_at(&self, queue: &str) -> Option<i64> {
-        let mut next_ready = self.next_ready.lock().unwrap_or_else(|p| p.into_inner());
-        let at = next_ready.get(queue).copied()?;
-        if at <= now_ms() {
-            next_ready.remove(queue);
-        }
-        Some(at)
+        self.next_ready.lock().unwrap_or_else(|p| p.into_inner()).next(queue, now_ms())
     }
 
     fn topic_of(&self, queue: &str) -> Option<String> {
@@ -262,12 +256,6 @@ impl JetStreamQueues {
             message.ack().await.map_err(|error| cluster_error(format!("ack a moved message of `{queue}`"), error))?;
         }
         Ok(())
-    }
-
-    fn due(local: &Local, policy: BatchPolicy) -> bool {
-        let Some(first) = local.buffer.first() else { return false };
-        local.buffer.len() >= policy.batch_size as usize
-            || first.pulled_at.elapsed() >= Duration::from_millis(policy.max_wait_ms)
     }
 
     /// The subscriber queues of every topic, from the topic stream's consumers (their description is the queue).
@@ -408,7 +396,8 @@ impl QueueBackend for JetStreamQueues {
                 let pulled_at = Instant::now();
                 local.buffer.extend(pulled.into_iter().map(|message| Pulled { message, pulled_at }));
             }
-            if Self::due(&local, policy) {
+            let oldest_waited = local.buffer.first().map(|first| first.pulled_at.elapsed());
+            if lease::batch_is_due(local.buffer.len(), oldest_waited, policy) {
                 return Ok(true);
             }
             if pulled_any {
@@ -416,13 +405,8 @@ impl QueueBackend for JetStreamQueues {
             }
             // Nothing new: sleep until the partial batch is due, a retry or delay this node knows of is, a send
             // wakes us, or the idle poll.
-            let mut sleep = IDLE_POLL;
-            if let Some(first) = local.buffer.first() {
-                sleep = sleep.min(Duration::from_millis(policy.max_wait_ms).saturating_sub(first.pulled_at.elapsed()));
-            }
-            if let Some(at) = next_ready_at.filter(|at| *at > now_ms()) {
-                sleep = sleep.min(Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64));
-            }
+            let next_ready_in_ms = next_ready_at.map(|at| at.saturating_sub(now_ms()));
+            let sleep = lease::idle_sleep(IDLE_POLL, oldest_waited, next_ready_in_ms, policy);
             let Some(wake) = local.wake.as_mut() else { return Ok(false) };
             tokio::select! {
                 _ = wake.next() => {
@@ -453,7 +437,7 @@ impl QueueBackend for JetStreamQueues {
             drop(local);
             // The wait for an instance slot counted against the ack wait: renew what waited long.
             for pulled in &batch {
-                if pulled.pulled_at.elapsed() > self.ack_wait / 4 {
+                if lease::needs_renewal(pulled.pulled_at.elapsed(), self.ack_wait) {
                     let _ = pulled.message.ack_with(jetstream::AckKind::Progress).await;
                 }
             }
@@ -478,8 +462,7 @@ impl QueueBackend for JetStreamQueues {
                 in_flight.push((token, message));
             }
             self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).extend(in_flight);
-            // Highest priority first, then oldest first, as on SQLite.
-            leased.sort_by_key(|m| (std::cmp::Reverse(m.priority), m.id.parse::<u64>().unwrap_or(u64::MAX)));
+            lease::order_batch(&mut leased);
             Ok(Some(leased))
         })
     }
@@ -514,9 +497,8 @@ impl QueueBackend for JetStreamQueues {
                 let reply = match outcome {
                     Outcome::Ack => "+ACK".to_owned(),
                     Outcome::Retry { at, .. } => {
-                        let delay_ns = u128::from(at.saturating_sub(now_ms()).max(0) as u64) * 1_000_000;
                         self.expect_ready(&queue, at);
-                        format!("-NAK {{\"delay\":{delay_ns}}}")
+                        lease::retry_reply(at, now_ms())
                     }
                     Outcome::DeadLetter { queue: dead_letter_queue, reason } => {
                         // Not the id it was stored under (a re-drive's): the copy would be taken for a duplicate
