@@ -12,7 +12,7 @@
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use edgefn_host::capabilities::FunctionEnv;
-use edgefn_host::config::Limits;
+use edgefn_host::config::RuntimeLimits;
 use edgefn_host::runtime::{Artifact, Invocation, InvocationLimits, Loader, RequestBody, Runtime, SlotKind};
 use http_body_util::BodyExt as _;
 use std::path::Path;
@@ -28,7 +28,7 @@ fn invoke(c: &mut Criterion) {
     });
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
     let _entered = tokio.enter();
-    let limits = Limits::default();
+    let limits = RuntimeLimits::default();
     let runtime = Runtime::new(limits.clone()).expect("runtime");
     let env = FunctionEnv::default();
     let snapshot = tokio.block_on(runtime.snapshot(&wasm, &env, limits.memory_bytes())).expect("snapshot");

@@ -8,7 +8,7 @@ use crate::admin::{self, Admin};
 use crate::auth::Authorizers;
 use crate::capabilities::invoke::DeferredInvoker;
 use crate::capabilities::kv::KvStores;
-use crate::capabilities::messaging::{MessagingLimits, Queues};
+use crate::capabilities::messaging::{MessagingLimits, Queues, SendAllowance};
 use crate::capabilities::{Capabilities, Invoker};
 use crate::config::HostConfig;
 use crate::deployments::{DeployError, Deployments};
@@ -80,9 +80,11 @@ impl Node {
         if let Some(rules) = &alarm_rules {
             telemetry = telemetry.with_alarms(rules.clone());
         }
-        let runtime = Runtime::new(config.limits.clone())?.with_telemetry(telemetry.clone());
+        let runtime = Runtime::new(config.limits.runtime.clone())?
+            .with_send_allowance(SendAllowance::default_for(&config.limits.queues))
+            .with_telemetry(telemetry.clone());
         let loader = Loader::new(runtime);
-        let messaging_limits = MessagingLimits::from_host(&config.limits);
+        let messaging_limits = MessagingLimits::from_host(&config.limits.queues);
         let cluster = match &config.cluster.nats {
             None => None,
             Some(url) => {
@@ -114,7 +116,7 @@ impl Node {
         if let Some(rules) = alarm_rules {
             crate::alarms::spawn(rules, telemetry.clone(), queues.clone());
         }
-        let limits = &config.limits;
+        let limits = &config.limits.kv;
         let kv = Arc::new(KvStores::new(KvDb::new(
             kv_db,
             KvLimits {
@@ -134,7 +136,7 @@ impl Node {
         deferred.set(&(invoke.clone() as Arc<dyn Invoker>));
         let authorizers = Arc::new(Authorizers::from_config(&config.authorizers)?);
         authorizers.spawn_watcher();
-        let http = HttpTrigger::new(live.clone(), runner.clone(), authorizers.clone());
+        let http = HttpTrigger::new(live.clone(), runner.clone(), authorizers.clone(), config.limits.http.clone());
         let cron = CronTrigger::new(cron_backend, runner.clone(), live.clone());
         let replayer = Replayer::new(runner.clone());
         let queue_trigger = QueueTrigger::new(queues.clone(), runner);

@@ -68,3 +68,18 @@ impl Invoker for DeferredInvoker {
         }
     }
 }
+
+/// The `invoke` import: runs the called function in a task of its own, because a WASI 0.3 caller's store is inside
+/// its event loop (`run_concurrent`) while it waits, and a WASI 0.3 callee's must not run nested in it (wasmtime
+/// refuses). `None` where nothing can be invoked yet (a component's init at deploy).
+pub async fn invoke_apart(
+    invoker: Option<Arc<dyn Invoker>>,
+    caller: Caller,
+    function: String,
+    payload: Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    let invoker = invoker.ok_or_else(|| super::unavailable("invoke"))?;
+    tokio::spawn(async move { invoker.invoke(caller, function, payload).await })
+        .await
+        .unwrap_or_else(|join| Err(format!("the invoked function's task failed: {join}")))
+}

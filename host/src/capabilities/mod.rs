@@ -1,14 +1,19 @@
 //! The host side of each `edgefn:function/host` import, one module per capability, each reached from an
 //! invocation's state through a trait object in [`Capabilities`]:
 //!
-//! - [`messaging`]: `send` to a queue and `publish` to a topic ([`Messaging`]), over the SQLite queues;
-//! - [`invoke`]: `invoke` another function by name ([`Invoker`]), implemented by the invoke trigger;
+//! - [`messaging`]: `send` to a queue and `publish` to a topic ([`Messaging`]), over the node's queue backend, and
+//!   the imports that reach it under a per-invocation allowance;
+//! - [`invoke`]: `invoke` another function by name ([`Invoker`], implemented by the invoke trigger), and the import
+//!   that runs the call apart from the caller's store;
 //! - [`kv`]: key-value stores ([`KeyValue`]), `wasi:keyvalue` and edgefn's extension, over SQLite;
 //! - [`environment`]: configuration and secrets, handed to the guest as its WASI environment;
 //! - [`outbound`]: which hosts `wasi:http/outgoing-handler` may reach.
 //!
 //! Nothing here knows the runtime or the triggers: they import these traits, never the other way round. A new
-//! capability is a new module here, a field of [`Capabilities`], and its binding in `runtime/guest.rs`.
+//! capability is a new module here holding its trait, its imports (acting on a view the invocation's store lends
+//! them, as [`kv::KvView`] and [`messaging::MessagingView`]) and its limits, a field of [`Capabilities`], and its
+//! binding in the runtime (`runtime/engines.rs` links a whole interface; an import of the shared `host` interface
+//! is one line in `runtime/guest.rs`).
 
 pub mod bindings;
 pub mod environment;

@@ -105,7 +105,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(node) = &args.node {
         config.cluster.node = Some(node.clone());
     }
-    let limits = &mut config.limits;
+    let limits = &mut config.limits.runtime;
     let overrides = [
         (args.timeout_ms, &mut limits.timeout_ms),
         (args.memory_mb, &mut limits.memory_mb),
@@ -125,7 +125,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         limits.max_timeout_ms = limits.max_timeout_ms.max(value);
     }
     if let Some(value) = args.max_body_bytes {
-        limits.max_body_bytes = value;
+        config.limits.http.max_body_bytes = value;
     }
     if let Some(value) = args.max_loaded {
         limits.max_loaded = value;
@@ -136,7 +136,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(value) = args.max_instances {
         limits.max_instances = value;
     }
-    limits.validate()?;
+    config.limits.validate()?;
     if args.exit_on_stdin_close {
         std::thread::spawn(|| {
             let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());

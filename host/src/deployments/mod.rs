@@ -436,7 +436,7 @@ impl Deployments {
     async fn switch(&self, component: &str, previous: &LiveSet, set: LiveSet) {
         self.live.store(set);
         let live = self.live.load();
-        let deadline = Instant::now() + self.loader.runtime().limits().drain_timeout();
+        let deadline = Instant::now() + self.config.limits.deploys.drain_timeout();
         // Each trigger switches on its own: queue consumers need not wait for a long cron run to end.
         let switches: Vec<_> = self
             .triggers

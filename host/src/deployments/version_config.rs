@@ -4,7 +4,7 @@
 use super::DeployError;
 use crate::capabilities::FunctionEnv;
 use crate::capabilities::outbound::OutboundPolicy;
-use crate::config::{ComponentConfig, FunctionSettings, HostConfig, Limits};
+use crate::config::{ComponentConfig, FunctionSettings, HostConfig, RuntimeLimits};
 use crate::live::{FunctionLimits, Mount};
 use crate::runtime::InvocationLimits;
 use edgefn_manifest::record::FunctionRecord;
@@ -118,7 +118,7 @@ impl VersionConfig {
         &self,
         component: &str,
         functions: &[FunctionRecord],
-        host: &Limits,
+        host: &RuntimeLimits,
     ) -> Result<(HashMap<String, FunctionLimits>, FunctionLimits), DeployError> {
         for name in self.functions.keys() {
             if self.mount.is_none() && !functions.iter().any(|f| &f.name == name) {
@@ -161,7 +161,7 @@ impl VersionConfig {
 }
 
 /// `settings` with the host's defaults filled in, checked against its maximums.
-fn resolve(what: &str, settings: &FunctionSettings, host: &Limits) -> Result<FunctionLimits, DeployError> {
+fn resolve(what: &str, settings: &FunctionSettings, host: &RuntimeLimits) -> Result<FunctionLimits, DeployError> {
     let timeout_ms = settings.timeout_ms.unwrap_or(host.timeout_ms);
     if timeout_ms == 0 || timeout_ms > host.max_timeout_ms {
         return Err(DeployError::Settings(format!(
@@ -240,7 +240,7 @@ mod tests {
             "[components.c]\ntimeout_ms = 500\n[components.c.functions.a]\nmemory_mb = 32\n",
             ComponentConfig::default(),
         );
-        let (limits, default) = config.limits("c", &functions(), &Limits::default()).unwrap();
+        let (limits, default) = config.limits("c", &functions(), &RuntimeLimits::default()).unwrap();
         assert_eq!(
             limits["a"].invocation,
             InvocationLimits { timeout: Duration::from_millis(500), memory_bytes: 32 << 20 }
@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn settings_past_the_host_maximums_are_refused_with_the_range() {
         let overrides = ComponentConfig { memory_mb: Some(4096), ..Default::default() };
-        let error = config("", overrides).limits("c", &functions(), &Limits::default()).unwrap_err().to_string();
+        let error = config("", overrides).limits("c", &functions(), &RuntimeLimits::default()).unwrap_err().to_string();
         assert!(error.contains("component `c`: memory_mb = 4096 is outside 1..=512"), "{error}");
         let overrides = ComponentConfig {
             functions: BTreeMap::from([(
@@ -261,13 +261,13 @@ mod tests {
             )]),
             ..Default::default()
         };
-        let error = config("", overrides).limits("c", &functions(), &Limits::default()).unwrap_err().to_string();
+        let error = config("", overrides).limits("c", &functions(), &RuntimeLimits::default()).unwrap_err().to_string();
         assert!(error.contains("function `c/a`: max_concurrency = 1000 is outside 1..=64"), "{error}");
         let overrides = ComponentConfig {
             functions: BTreeMap::from([("typo".into(), FunctionSettings::default())]),
             ..Default::default()
         };
-        let error = config("", overrides).limits("c", &functions(), &Limits::default()).unwrap_err().to_string();
+        let error = config("", overrides).limits("c", &functions(), &RuntimeLimits::default()).unwrap_err().to_string();
         assert!(error.contains("no such function (it has: a, b)"), "{error}");
     }
 

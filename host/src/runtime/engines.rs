@@ -13,7 +13,7 @@
 
 use super::state::InvocationState;
 use crate::capabilities::bindings;
-use crate::config::Limits;
+use crate::config::RuntimeLimits;
 use anyhow::anyhow;
 use std::hash::{Hash as _, Hasher as _};
 use std::path::Path;
@@ -79,7 +79,7 @@ pub(super) struct Engines {
 
 impl Engines {
     /// Builds both engines and their linkers, and starts their epoch tickers.
-    pub(super) fn new(limits: &Limits) -> anyhow::Result<Self> {
+    pub(super) fn new(limits: &RuntimeLimits) -> anyhow::Result<Self> {
         let p2 = Backend::new(Abi::P2, limits)?;
         let p3 = Backend::new(Abi::P3, limits)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -127,7 +127,7 @@ impl Engines {
 }
 
 impl Backend {
-    fn new(abi: Abi, limits: &Limits) -> anyhow::Result<Self> {
+    fn new(abi: Abi, limits: &RuntimeLimits) -> anyhow::Result<Self> {
         let engine =
             Engine::new(&engine_config(abi, limits)).map_err(|e| anyhow!("failed to configure wasmtime: {e}"))?;
         let mut linker = Linker::new(&engine);
@@ -162,7 +162,7 @@ impl Backend {
 
 /// The engine configuration for `abi`: the same pool, limits and tunables for both, concurrency support only where
 /// it is needed.
-fn engine_config(abi: Abi, limits: &Limits) -> Config {
+fn engine_config(abi: Abi, limits: &RuntimeLimits) -> Config {
     // Each slot reserves the most any function may ask for; a function's own cap is its store's limiter.
     let memory_bytes = limits.max_memory_bytes();
     let mut pool = PoolingAllocationConfig::new();

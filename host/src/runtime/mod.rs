@@ -30,8 +30,9 @@ pub use loader::{Artifact, FileIdentity, Loader, PreparedComponent, Start};
 pub use wasip3::{ResponseBody as P3ResponseBody, ReusePool};
 
 use crate::capabilities::invoke::Caller;
+use crate::capabilities::messaging::SendAllowance;
 use crate::capabilities::{Capabilities, FunctionEnv};
-use crate::config::Limits;
+use crate::config::RuntimeLimits;
 use crate::telemetry::{InvocationReport, Outcome, Telemetry, Trace};
 use bytes::Bytes;
 use engines::{EPOCH_TICK, Engines};
@@ -49,7 +50,9 @@ const HARD_DEADLINE_SLACK: Duration = Duration::from_millis(50);
 #[derive(Clone)]
 pub struct Runtime {
     engines: Engines,
-    limits: Limits,
+    limits: RuntimeLimits,
+    /// What one invocation may send or publish (the messaging capability's allowance, from `[limits]`).
+    sends: SendAllowance,
     /// One permit per pool slot: an invocation holds one from instantiation until its guest task ends.
     instance_slots: Arc<Semaphore>,
     /// Background triggers (cron, queues) may hold at most three quarters of the slots, so requests and the
@@ -78,7 +81,7 @@ pub struct InvocationLimits {
 
 impl InvocationLimits {
     /// The host's defaults.
-    pub fn defaults(limits: &Limits) -> Self {
+    pub fn defaults(limits: &RuntimeLimits) -> Self {
         Self { timeout: limits.timeout(), memory_bytes: limits.memory_bytes() }
     }
 
@@ -167,7 +170,7 @@ pub enum InvokeError {
 
 impl Runtime {
     /// Builds the engines and linkers. Starts the epoch ticker threads, which stop when the engines are dropped.
-    pub fn new(limits: Limits) -> anyhow::Result<Self> {
+    pub fn new(limits: RuntimeLimits) -> anyhow::Result<Self> {
         let engines = Engines::new(&limits)?;
         background::configure_compile_pool();
         let instance_slots = Arc::new(Semaphore::new(limits.max_instances as usize));
@@ -193,6 +196,7 @@ impl Runtime {
         Ok(Self {
             engines,
             limits,
+            sends: SendAllowance::default_for(&crate::config::QueueLimits::default()),
             instance_slots,
             background_slots,
             governor,
@@ -204,6 +208,12 @@ impl Runtime {
     /// This runtime, logging guest output and invocation reports to `telemetry`.
     pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
         self.telemetry = telemetry;
+        self
+    }
+
+    /// This runtime, giving each invocation `sends` to send and publish with.
+    pub fn with_send_allowance(mut self, sends: SendAllowance) -> Self {
+        self.sends = sends;
         self
     }
 
@@ -222,8 +232,8 @@ impl Runtime {
         u64::from(self.limits.max_instances).saturating_sub(self.instance_slots.available_permits() as u64)
     }
 
-    /// The host-wide limits.
-    pub fn limits(&self) -> &Limits {
+    /// The limits the runtime enforces.
+    pub fn limits(&self) -> &RuntimeLimits {
         &self.limits
     }
 
@@ -319,10 +329,7 @@ impl Runtime {
             telemetry: self.telemetry.clone(),
             budget: self.memory.clone(),
             output_cap: self.limits.max_output_bytes,
-            sends: guest::SendAllowance::new(
-                self.limits.max_sends_per_invocation,
-                self.limits.max_send_bytes_per_invocation,
-            ),
+            sends: self.sends,
             max_error_bytes: self.limits.max_error_bytes,
         }
     }

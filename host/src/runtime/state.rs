@@ -18,7 +18,7 @@ pub(crate) struct StoreParts {
     /// What one invocation may print.
     pub(crate) output_cap: usize,
     /// What one invocation may send.
-    pub(crate) sends: super::guest::SendAllowance,
+    pub(crate) sends: crate::capabilities::messaging::SendAllowance,
     pub(crate) max_error_bytes: usize,
 }
 
@@ -37,7 +37,7 @@ pub(crate) struct InvocationState {
     /// What it may still print.
     allowance: output::Allowance,
     /// What one invocation may send, to start each request of a reused instance with.
-    sends: super::guest::SendAllowance,
+    sends: crate::capabilities::messaging::SendAllowance,
 }
 
 impl InvocationState {

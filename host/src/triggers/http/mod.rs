@@ -10,6 +10,7 @@ pub mod server;
 use super::{Runner, Trigger, Work, replay};
 use crate::auth::Authorizers;
 use crate::capabilities::BoxFuture;
+use crate::config::HttpLimits;
 use crate::live::{ComponentVersion, LiveHandle, LiveSet, RouteLookup};
 use crate::runtime::{Abi, InvokeError, PreparedComponent, RequestBody, Reuse, ReusePool, SlotKind, Start};
 use crate::storage::telemetry::FailedInput;
@@ -35,21 +36,21 @@ pub struct HttpTrigger {
     runner: Runner,
     bodies: body::BodyBudget,
     authorizers: Arc<Authorizers>,
+    /// Connections, bodies and slow clients (`[limits]`).
+    limits: HttpLimits,
 }
 
 impl HttpTrigger {
-    pub fn new(live: LiveHandle, runner: Runner, authorizers: Arc<Authorizers>) -> Arc<Self> {
-        let limits = runner.runtime().limits();
+    pub fn new(live: LiveHandle, runner: Runner, authorizers: Arc<Authorizers>, limits: HttpLimits) -> Arc<Self> {
         let bodies = body::BodyBudget::new(usize::try_from(limits.max_buffered_body_mb << 20).unwrap_or(usize::MAX));
-        Arc::new(Self { live, runner, bodies, authorizers })
+        Arc::new(Self { live, runner, bodies, authorizers, limits })
     }
 
     /// The bounds of the listener that serves this trigger.
     pub fn server_limits(&self) -> server::ServerLimits {
-        let limits = self.runner.runtime().limits();
         server::ServerLimits {
-            max_connections: limits.max_connections,
-            header_read_timeout: Duration::from_millis(limits.header_read_timeout_ms),
+            max_connections: self.limits.max_connections,
+            header_read_timeout: Duration::from_millis(self.limits.header_read_timeout_ms),
         }
     }
 
@@ -136,7 +137,7 @@ async fn route_and_invoke(
     if let Err(refused) = auth::gate(&trigger.authorizers, &version, &function, request.headers_mut(), request_id) {
         return *refused;
     }
-    let limits = trigger.runner.runtime().limits();
+    let limits = &trigger.limits;
     let work = Work {
         correlation_id: Arc::from(request_id),
         trigger: "http",
@@ -268,7 +269,7 @@ async fn serve_reused(
     };
     match answer {
         Ok(response) => {
-            let limits = runtime.limits();
+            let limits = &trigger.limits;
             let buffer = limits.response_buffer_kib << 10;
             let write_timeout = Duration::from_millis(limits.response_write_timeout_ms);
             let (parts, function_body) = response.into_parts();
@@ -287,7 +288,7 @@ fn stream_request(
     request_id: &str,
     version: &ComponentVersion,
 ) -> Result<http::Request<RequestBody>, Box<Response>> {
-    let limits = trigger.runner.runtime().limits();
+    let limits = &trigger.limits;
     let max_body = limits.max_body_bytes;
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max_body as u64) {
@@ -309,7 +310,7 @@ async fn read_request(
     request_id: &str,
     version: &ComponentVersion,
 ) -> Result<(http::Request<Bytes>, Option<tokio::sync::OwnedSemaphorePermit>), Response> {
-    let limits = trigger.runner.runtime().limits();
+    let limits = &trigger.limits;
     let max_body = limits.max_body_bytes;
     let too_large = || {
         let message = format!("request body is larger than the {max_body}-byte limit");
@@ -323,7 +324,7 @@ async fn read_request(
     let body_limits = body::BodyLimits {
         max_bytes: max_body,
         read_timeout: Duration::from_millis(limits.body_read_timeout_ms),
-        queue_timeout: limits.queue_timeout(),
+        queue_timeout: trigger.runner.runtime().limits().queue_timeout(),
     };
     let (body, held) = match body::read(body, body_limits, &trigger.bodies).await {
         Ok(read) => read,

@@ -6,6 +6,12 @@
 //! everywhere. A topic is fan-out over queues: each subscriber consumes its own queue, `<topic>@<function>`, and
 //! publishing gives one copy to each. The queue trigger tells [`Queues`] who subscribes and listens on its
 //! wake-ups; nothing here knows the trigger.
+//!
+//! One folder: the capability (this file) and the imports a component calls ([`host`]).
+
+mod host;
+
+pub use host::{MessagingView, SendAllowance};
 
 use super::BoxFuture;
 use crate::storage::StorageError;
@@ -107,7 +113,7 @@ pub struct MessagingLimits {
 }
 
 impl MessagingLimits {
-    pub fn from_host(limits: &crate::config::Limits) -> Self {
+    pub fn from_host(limits: &crate::config::QueueLimits) -> Self {
         Self {
             max_message_bytes: limits.max_message_bytes,
             capacity: QueueCapacity {
