@@ -72,10 +72,7 @@ impl Drop for PendingReport {
         let Some(mut report) = self.report.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).take() else {
             return;
         };
-        // A function that answered 5xx failed, whatever its own run says.
-        if report.outcome == Outcome::Ok && report.status.is_some_and(|status| status >= 500) {
-            report.outcome = Outcome::Error;
-        }
+        report.outcome = super::phases::http_outcome(report.outcome, report.status);
         self.telemetry.invocation(report);
     }
 }

@@ -6,7 +6,8 @@
 //! instance from it, so nothing leaks between requests, and runs under a wall-clock deadline (epoch interruption
 //! plus a timer) and a memory cap, both per function ([`InvocationLimits`]). Instances come from the pooling
 //! allocator (copy-on-write memory images); a semaphore in front of the pool ([`Runtime::acquire_slot`]) turns
-//! "pool full" into a short wait and then a 503, never a failure inside wasmtime.
+//! "pool full" into a short wait and then a 503, never a failure inside wasmtime. Every executor ends an
+//! invocation the same way, by [`phases`]: how the run ended, its error text cleaned, what its report says.
 //!
 //! What a guest reaches beyond WASI comes in as [`Capabilities`] (trait objects); the runtime imports nothing
 //! above it.
@@ -19,6 +20,7 @@ pub mod loader;
 pub mod memory;
 mod metering;
 pub mod output;
+mod phases;
 pub(crate) mod redact;
 mod state;
 mod wasip2;
@@ -33,7 +35,7 @@ use crate::capabilities::invoke::Caller;
 use crate::capabilities::messaging::SendAllowance;
 use crate::capabilities::{Capabilities, FunctionEnv};
 use crate::config::RuntimeLimits;
-use crate::telemetry::{InvocationReport, Outcome, Telemetry, Trace};
+use crate::telemetry::{InvocationReport, Telemetry, Trace};
 use bytes::Bytes;
 use engines::{EPOCH_TICK, Engines};
 use loader::{GuestPre, HttpPre};
@@ -41,7 +43,7 @@ use state::InvocationState;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::{Store, Trap};
+use wasmtime::Store;
 
 /// How far past its deadline a guest blocked in a host call (which epochs do not interrupt) is cut off.
 const HARD_DEADLINE_SLACK: Duration = Duration::from_millis(50);
@@ -272,7 +274,7 @@ impl Runtime {
         let mut store = Store::new(&backend.engine, state);
         store.limiter(|state| &mut state.limits);
         let init_timeout = self.limits.init_timeout();
-        store.set_epoch_deadline(deadline_ticks(init_timeout));
+        store.set_epoch_deadline(phases::deadline_ticks(init_timeout, EPOCH_TICK));
         store.epoch_deadline_trap();
         let mut wizer = wasmtime_wizer::Wizer::new();
         // Required for wasip2 Rust components (wasmtime issue #13186); the export stays and is harmless.
@@ -280,11 +282,12 @@ impl Runtime {
         let linker = backend.linker.clone();
         let run = wizer
             .run_component(&mut store, wasm, async |store, component| linker.instantiate_async(store, component).await);
-        match tokio::time::timeout(init_timeout + HARD_DEADLINE_SLACK, run).await {
-            Ok(Ok((snapshot, _results))) => Ok(snapshot),
-            Ok(Err(error)) => {
+        let ran = tokio::time::timeout(init_timeout + HARD_DEADLINE_SLACK, run).await.ok();
+        match phases::ended(ran, init_timeout, self.budget_state(&store)) {
+            Ok((snapshot, _results)) => Ok(snapshot),
+            Err(error) => {
                 let printed = String::from_utf8_lossy(&stderr.contents()).trim().to_owned();
-                let reason = match classify_trap(error, init_timeout) {
+                let reason = match error {
                     InvokeError::Timeout(deadline) => format!("it ran past its {deadline:?} deadline"),
                     other => other.to_string(),
                 };
@@ -293,7 +296,6 @@ impl Runtime {
                 }
                 anyhow::bail!("init failed: {printed} ({reason})")
             }
-            Err(_elapsed) => anyhow::bail!("init failed: it ran past its {init_timeout:?} deadline"),
         }
     }
 
@@ -417,25 +419,12 @@ impl Runtime {
         let mut busy = Duration::ZERO;
         let (mut store, pace) = self.new_store(invocation, abi);
         // The epoch deadline stops a guest that computes; this one also stops a guest blocked in a host call.
-        // Error text is logged and stored (run history, dead-letter reasons): mask the secrets in it, and keep it
-        // to limits.max_error_bytes.
-        let max_error = self.limits.max_error_bytes;
-        let clean = |message: &str| redact::truncate(redact::mask(message, &secrets), max_error);
         let run = metering::timed(&mut busy, &pace, call(&mut store));
-        let outcome = match tokio::time::timeout(timeout + HARD_DEADLINE_SLACK, run).await {
-            Ok(Ok(outcome)) => Ok(outcome.map_err(|message| clean(&message))),
-            Ok(Err(error)) => Err(match self.budget_error(&store, classify_trap(error, timeout)) {
-                InvokeError::Trap(message) => InvokeError::Trap(clean(&message)),
-                other => other,
-            }),
-            Err(_elapsed) => Err(InvokeError::Timeout(timeout)),
-        };
+        let ran = tokio::time::timeout(timeout + HARD_DEADLINE_SLACK, run).await.ok();
+        let max_error = self.limits.max_error_bytes;
+        let outcome = phases::cleaned(phases::ended(ran, timeout, self.budget_state(&store)), &secrets, max_error);
         if self.telemetry.is_enabled() {
-            let (outcome, error) = match &outcome {
-                Ok(Ok(_)) => (Outcome::Ok, None),
-                Ok(Err(message)) => (Outcome::Error, Some(message.clone())),
-                Err(error) => (error.outcome(), Some(error.to_string())),
-            };
+            let (outcome, error) = phases::guest_report(&outcome);
             self.telemetry.invocation(InvocationReport {
                 trace: invocation.trace.clone(),
                 outcome,
@@ -449,40 +438,18 @@ impl Runtime {
             });
         }
         let mut settlements = std::mem::take(&mut store.data_mut().call.settlements);
-        for (_, settlement) in &mut settlements {
-            if let Settlement::DeadLetter(reason) = settlement {
-                *reason = clean(reason);
-            }
-        }
+        phases::cleaned_settlements(&mut settlements, &secrets, max_error);
         (outcome, settlements)
     }
 
-    /// An invocation that failed because the memory budget refused it memory is the host's capacity, not the
-    /// function's fault.
-    fn budget_error(&self, store: &Store<InvocationState>, error: InvokeError) -> InvokeError {
-        match error {
-            InvokeError::Trap(_) if store.data().limits.refused_by_budget => {
-                InvokeError::MemoryBudget(self.memory.limit() >> 20)
-            }
-            other => other,
-        }
+    /// Whether the memory budget refused `store`'s guest memory: see [`phases::ended`].
+    fn budget_state(&self, store: &Store<InvocationState>) -> phases::BudgetState {
+        phases::BudgetState { refused: store.data().limits.refused_by_budget, limit_mb: self.memory.limit() >> 20 }
     }
 }
 
 fn host_error(error: wasmtime::Error) -> InvokeError {
     InvokeError::Host(format!("{error:#}"))
-}
-
-fn classify_trap(error: wasmtime::Error, timeout: Duration) -> InvokeError {
-    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        return InvokeError::Timeout(timeout);
-    }
-    // The alternate form includes the trap code and the guest backtrace: what an operator needs.
-    InvokeError::Trap(format!("{error:#}"))
-}
-
-fn deadline_ticks(timeout: Duration) -> u64 {
-    (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
 }
 
 /// A request body as the HTTP trigger hands it to [`Runtime::invoke_http`].

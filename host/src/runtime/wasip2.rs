@@ -5,7 +5,7 @@
 use super::engines::Abi;
 use super::guest::{GuestCall, GuestOutcome, Settlement};
 use super::state::InvocationState;
-use super::{HARD_DEADLINE_SLACK, Invocation, InvokeError, Runtime, Slot, classify_trap, host_error, metering};
+use super::{HARD_DEADLINE_SLACK, Invocation, InvokeError, Runtime, Slot, host_error, metering, phases};
 use crate::capabilities::bindings::p2::SdkPre;
 use crate::telemetry::Outcome;
 use bytes::Bytes;
@@ -89,19 +89,15 @@ impl Runtime {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
             };
-            let ended = match tokio::time::timeout(hard_deadline, metering::timed(&mut busy, &pace, run)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(runtime.budget_error(&store, classify_trap(error, timeout))),
-                Err(_elapsed) => Err(InvokeError::Timeout(timeout)),
-            };
+            let ran = tokio::time::timeout(hard_deadline, metering::timed(&mut busy, &pace, run)).await.ok();
+            let ended = phases::ended(ran, timeout, runtime.budget_state(&store));
             if let Some(report) = run_report {
                 report.update(|report| {
                     report.wall = started.elapsed();
                     report.guest_cpu = busy;
                     report.peak_memory_bytes = store.data().limits.peak as u64;
                     if let Err(error) = &ended {
-                        report.outcome = error.outcome();
-                        report.error = Some(error.to_string());
+                        phases::record_failure(report, error);
                     }
                 });
             }
@@ -130,10 +126,7 @@ impl Runtime {
         if let Some(report) = report {
             report.update(|report| match &answer {
                 Ok(response) => report.status = Some(response.status().as_u16()),
-                Err(error) if report.outcome == Outcome::Ok => {
-                    report.outcome = error.outcome();
-                    report.error = Some(error.to_string());
-                }
+                Err(error) if report.outcome == Outcome::Ok => phases::record_failure(report, error),
                 Err(_) => {}
             });
         }

@@ -20,7 +20,7 @@ use super::engines::Abi;
 use super::guest::{GuestCall, GuestOutcome, Settlement};
 use super::metering::PendingReport;
 use super::state::InvocationState;
-use super::{HARD_DEADLINE_SLACK, Invocation, InvokeError, RequestBody, Runtime, Slot, classify_trap, metering};
+use super::{HARD_DEADLINE_SLACK, Invocation, InvokeError, RequestBody, Runtime, Slot, metering, phases};
 use crate::capabilities::bindings::p3::SdkAsyncPre;
 use crate::telemetry::Outcome;
 use bytes::Bytes;
@@ -98,16 +98,9 @@ impl Runtime {
                         })
                         .await?
                 };
-                let outcome = match tokio::time::timeout(
-                    stream_timeout + HARD_DEADLINE_SLACK,
-                    metering::timed(&mut busy, &pace, call),
-                )
-                .await
-                {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(error)) => Err(runtime.budget_error(&store, classify_trap(error, stream_timeout))),
-                    Err(_elapsed) => Err(InvokeError::Timeout(stream_timeout)),
-                };
+                let hard_deadline = stream_timeout + HARD_DEADLINE_SLACK;
+                let ran = tokio::time::timeout(hard_deadline, metering::timed(&mut busy, &pace, call)).await.ok();
+                let outcome = phases::ended(ran, stream_timeout, runtime.budget_state(&store));
                 // Said before the store goes: its body must not look complete to the client when it was cut short.
                 let _ = ended.set(outcome.as_ref().map(|_| ()).map_err(ToString::to_string));
                 if let Some(report) = &report {
@@ -117,8 +110,7 @@ impl Runtime {
                         report.guest_cpu = busy;
                         report.peak_memory_bytes = peak;
                         if let Err(error) = &outcome {
-                            report.outcome = error.outcome();
-                            report.error = Some(error.to_string());
+                            phases::record_failure(report, error);
                         }
                     });
                 }

@@ -27,7 +27,7 @@ use crate::runtime::engines::Abi;
 use crate::runtime::loader::{HttpPre, PreparedComponent};
 use crate::runtime::metering::PendingReport;
 use crate::runtime::state::InvocationState;
-use crate::runtime::{Invocation, InvokeError, Reuse, Runtime, SlotKind, classify_trap};
+use crate::runtime::{Invocation, InvokeError, Reuse, Runtime, SlotKind, phases};
 use crate::telemetry::{Outcome, Trace};
 use futures_util::StreamExt as _;
 use std::collections::VecDeque;
@@ -151,8 +151,7 @@ impl ReusePool {
                 if let Some(report) = &report {
                     report.update(|report| {
                         if report.outcome == Outcome::Ok {
-                            report.outcome = error.outcome();
-                            report.error = Some(error.to_string());
+                            phases::record_failure(report, &error);
                         }
                         report.wall = started.elapsed();
                     });
@@ -304,7 +303,7 @@ async fn serve_on_one_instance(pool: &Arc<Pool>, first: Option<Job>) -> Result<(
     let service = match pool.pre.instantiate_async(&mut store).await {
         Ok(service) => service,
         Err(error) => {
-            let error = runtime.budget_error(&store, classify_trap(error, lifetime));
+            let error = phases::failed(error, lifetime, runtime.budget_state(&store));
             fail(first, &error);
             return Err(error);
         }
@@ -454,11 +453,7 @@ async fn serve_on_one_instance(pool: &Arc<Pool>, first: Option<Job>) -> Result<(
         tokio::time::timeout(lifetime + crate::runtime::HARD_DEADLINE_SLACK, timed).await
     };
     drop(available);
-    let outcome = match ran {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(error)) | Err(error)) => Err(runtime.budget_error(&store, classify_trap(error, lifetime))),
-        Err(_elapsed) => Err(InvokeError::Timeout(lifetime)),
-    };
+    let outcome = phases::ended(ran.ok().map(|ran| ran.and_then(|ran| ran)), lifetime, runtime.budget_state(&store));
     let _ = ended.set(outcome.as_ref().map(|_| ()).map_err(ToString::to_string));
     drop(store);
     drop(slot);
