@@ -7,7 +7,7 @@
 //! plus a timer) and a memory cap, both per function ([`InvocationLimits`]). Instances come from the pooling
 //! allocator (copy-on-write memory images); a semaphore in front of the pool ([`Runtime::acquire_slot`]) turns
 //! "pool full" into a short wait and then a 503, never a failure inside wasmtime. Every executor ends an
-//! invocation the same way, by [`phases`]: how the run ended, its error text cleaned, what its report says.
+//! invocation the same way, by `phases.rs`: how the run ended, its error text cleaned, what its report says.
 //!
 //! What a guest reaches beyond WASI comes in as [`Capabilities`] (trait objects); the runtime imports nothing
 //! above it.

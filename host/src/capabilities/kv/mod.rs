@@ -1,6 +1,6 @@
 //! Key-value stores: the host side of `wasi:keyvalue` (the portable draft) and of edgefn's `kv` extension, over
 //! SQLite ([`crate::storage::kv`]) or whatever implements [`KeyValue`]. One folder: the capability (this file),
-//! the imports a component calls ([`host`]), and the resource they hand out ([`bucket`]).
+//! the imports a component calls (`host.rs`), and the resource they hand out (`bucket.rs`).
 //!
 //! Stores are named; a component opens only those its configuration grants it (`key_value_stores`), and two
 //! components see each other's keys only when both were granted the same store. The limits (key and value size,

@@ -7,7 +7,7 @@
 //! publishing gives one copy to each. The queue trigger tells [`Queues`] who subscribes and listens on its
 //! wake-ups; nothing here knows the trigger.
 //!
-//! One folder: the capability (this file) and the imports a component calls ([`host`]).
+//! One folder: the capability (this file) and the imports a component calls (`host.rs`).
 
 mod host;
 
