@@ -317,6 +317,10 @@ mod imp {
             ErrorCode::HttpRequestDenied => Error::internal(format!(
                 "outbound request to `{authority}` denied: the host is not in this component's allowed_outbound_hosts"
             )),
+            ErrorCode::DestinationIpProhibited => Error::internal(format!(
+                "outbound request to `{authority}` denied: its host resolves to a protected address (loopback, private, \
+                 link-local or the cloud metadata service); allowed_outbound_hosts must name that address to allow it"
+            )),
             other => Error::internal(format!("outbound request to `{uri}` failed: {other:?}")),
         };
         // Send first, then stream the body: the host reads it while we write, so a large body cannot fill a pipe

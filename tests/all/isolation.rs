@@ -252,7 +252,9 @@ fn settling_over_and_over_with_huge_reasons_keeps_one_bounded_reason() {
 fn a_guest_allowed_everything_still_cannot_reach_the_hosts_own_listeners() {
     let collector = Collector::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = config(dir.path(), "", "allowed_outbound_hosts = [\"*\"]");
+    // `*`, and the collector's address (loopback: `*` alone does not open it).
+    let allowed = format!("allowed_outbound_hosts = [\"*\", \"{}\"]", collector.authority);
+    let config = config(dir.path(), "", &allowed);
     let host = Host::start(&["--config", &config, &component_arg("hostile")]);
     let call = |url: &str| get(&host.url(&format!("/hostile/call?url={url}"))).json();
     // Everything else is reachable: the collector answers.
@@ -332,4 +334,63 @@ fn an_artifact_changed_on_disk_is_never_mapped_again() {
     assert_eq!(reply.status, 500, "{}", reply.body);
     let logs = host.wait_for_log("does not match its recorded checksum");
     assert!(logs.contains("does not match its recorded checksum (it changed on disk)"), "{logs}");
+}
+
+#[test]
+fn a_name_that_resolves_to_a_protected_address_is_refused_unless_the_address_is_named() {
+    let origin = crate::support::origin::Origin::start();
+    let port = origin.authority.rsplit(':').next().expect("port").to_owned();
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The names resolve as the test says, never through DNS: pinned by the host config.
+    let pinned = "[outbound]\nresolve = { \"sneaky.test\" = [\"127.0.0.1\"], \"metadata.test\" = [\"169.254.169.254\"], \
+                  \"mixed.test\" = [\"93.184.216.34\", \"10.1.2.3\"] }\n";
+    let write = |name: &str, allowed: &str| {
+        let path = dir.path().join(name);
+        let text = format!("{pinned}[components.hostile]\nallowed_outbound_hosts = [{allowed}]\n");
+        std::fs::write(&path, text).expect("write config");
+        path.to_str().expect("utf-8").to_owned()
+    };
+
+    // Every name is allowed, by name and by `*`; none of their addresses is.
+    let by_name = write("by-name.toml", &format!("\"sneaky.test:{port}\", \"metadata.test\", \"mixed.test\", \"*\""));
+    let host = Host::start(&["--config", &by_name, &component_arg("hostile")]);
+    let call = |url: &str| get(&host.url(&format!("/hostile/call?url={url}"))).json();
+    let refusals = [
+        (format!("http://sneaky.test:{port}/json/sneaky"), format!("127.0.0.1:{port}"), "loopback"),
+        ("http://metadata.test/latest/meta-data".to_owned(), "169.254.169.254:80".to_owned(), "cloud metadata"),
+        // One protected address among public ones is enough to refuse: the connection could use any of them.
+        ("http://mixed.test/".to_owned(), "10.1.2.3:80".to_owned(), "private network"),
+        // `*` opens every name, not the node's loopback.
+        (format!("http://127.0.0.1:{port}/json/direct"), format!("127.0.0.1:{port}"), "loopback"),
+    ];
+    for (url, _, _) in &refusals {
+        let reply = call(url);
+        let error = reply["error"].as_str().unwrap_or_else(|| panic!("{url} was let through: {reply}"));
+        assert!(error.contains("protected address"), "{url}: {error}");
+    }
+    // Each refusal is logged naming the host, the address and the rule.
+    for (url, address, rule) in &refusals {
+        let name = url.trim_start_matches("http://").split(['/', ':']).next().expect("a host");
+        let host_field = format!("host={name} ");
+        host.wait_for_log_line(&[
+            "outbound request denied: its host resolves to a protected address",
+            &host_field,
+            address,
+            rule,
+        ]);
+    }
+    assert!(
+        origin.headers("/json/sneaky").is_empty() && origin.headers("/json/direct").is_empty(),
+        "nothing reached the origin"
+    );
+    drop(host);
+
+    // Naming the address opens it: the pinned name then reaches the origin, which sees the name as the host.
+    let named = write("named.toml", &format!("\"sneaky.test:{port}\", \"127.0.0.1:{port}\""));
+    let host = Host::start(&["--config", &named, &component_arg("hostile")]);
+    let reply = get(&host.url(&format!("/hostile/call?url=http://sneaky.test:{port}/json/sneaky"))).json();
+    assert_eq!(reply["status"], 200, "{reply}");
+    let seen = origin.headers("/json/sneaky");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].get("host").map(String::as_str), Some(format!("sneaky.test:{port}").as_str()));
 }

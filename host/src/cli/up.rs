@@ -137,6 +137,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         limits.max_instances = value;
     }
     config.limits.validate()?;
+    crate::capabilities::outbound::pin_names(config.outbound.resolve.clone());
     if args.exit_on_stdin_close {
         std::thread::spawn(|| {
             let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());

@@ -24,6 +24,8 @@
 //! secrets = { WEBHOOK_SECRET = "dev-only" }    # like env, and masked in everything the function prints
 //! secrets_from_host = ["GITHUB_TOKEN"]         # like env_from_host, and masked too
 //! allowed_outbound_hosts = ["api.github.com", "127.0.0.1:9000"]   # default: none
+//!                             # a name resolving to loopback, private or metadata addresses is refused
+//!                             # unless an entry names the address: "10.0.0.7", "10.0.0.0/8", "localhost:8080"
 //! timeout_ms = 5000           # this component's deadline (default: limits.timeout_ms)
 //! memory_mb = 64              # this component's memory cap (default: limits.memory_mb)
 //! max_concurrency = 16        # invocations of each of its functions at once (default: half of max_instances)
@@ -39,6 +41,9 @@
 //! hs256_secret_from_host = "JWT_SECRET"    # or an HS256 shared secret from the host's environment
 //! algorithms = ["RS256"]      # default: what the keys allow
 //! leeway_s = 60               # clock skew allowed on exp and nbf
+//!
+//! [outbound]
+//! resolve = { "billing.internal" = ["10.0.0.7"] }   # names pinned to addresses, never looked up in DNS
 //! ```
 
 mod limits;
@@ -295,6 +300,16 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `[outbound]`: how functions' outbound requests find their hosts.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Names pinned to addresses, never looked up in DNS (`{ "billing.internal" = ["10.0.0.7"] }`): for names
+    /// only a private network knows, and for tests. A pinned address is checked like any other: a protected one
+    /// is reachable only when the function's `allowed_outbound_hosts` names it.
+    pub resolve: BTreeMap<String, Vec<std::net::IpAddr>>,
+}
+
 /// `[cluster]`: make this host a member of a cluster whose queues, topics, cron claims and deployments live in a
 /// NATS JetStream server (see the README). Without `nats`, the host runs alone on SQLite.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -444,6 +459,7 @@ pub struct HostConfig {
     pub metrics: MetricsConfig,
     pub alarms: Vec<AlarmConfig>,
     pub cluster: ClusterConfig,
+    pub outbound: OutboundConfig,
 }
 
 impl Default for HostConfig {
@@ -457,6 +473,7 @@ impl Default for HostConfig {
             metrics: MetricsConfig::default(),
             alarms: Vec::new(),
             cluster: ClusterConfig::default(),
+            outbound: OutboundConfig::default(),
         }
     }
 }

@@ -115,6 +115,10 @@ fn failed(authority: &str, target: &str, code: ErrorCode) -> Error {
         ErrorCode::HttpRequestDenied => Error::internal(format!(
             "outbound request to `{authority}` denied: the host is not in this component's allowed_outbound_hosts"
         )),
+        ErrorCode::DestinationIpProhibited => Error::internal(format!(
+            "outbound request to `{authority}` denied: its host resolves to a protected address (loopback, private, \
+                 link-local or the cloud metadata service); allowed_outbound_hosts must name that address to allow it"
+        )),
         ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout => {
             Error::new(504, format!("outbound request to `{target}` timed out: {code:?}"))
         }

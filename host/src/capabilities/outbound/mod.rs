@@ -1,5 +1,14 @@
-//! Outbound HTTP: a function's `wasi:http/outgoing-handler` requests pass through its [`OutboundPolicy`].
+//! Outbound HTTP: a function's `wasi:http/outgoing-handler` requests pass through its [`OutboundPolicy`], twice:
+//! by name (is `host:port` in its allowlist), then by address (does every address the name resolves to stay out
+//! of the protected ranges, see [`address`]); the connection then goes to exactly the addresses checked
+//! ([`client`]).
 
+pub mod address;
+mod client;
+
+pub use address::pin_names;
+
+use address::NamedAddresses;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock, RwLock};
 use wasmtime_wasi_http::WasiHttpHooks;
@@ -10,9 +19,16 @@ use wasmtime_wasi_http::WasiHttpHooks;
 /// - `host` alone allows that host on its scheme's default port only (80 for http, 443 for https);
 /// - `*` allows every host and port, except the host's own listeners (the HTTP server and the admin API, see
 ///   [`protect`]): a function reaches those only when an entry names them with their port.
+///
+/// Whatever the name, a request whose host resolves to a protected address (loopback, private, shared,
+/// link-local, unique-local, multicast, the cloud metadata service: [`address::protected_range`]) is refused
+/// unless an entry names that address: an IP (`10.0.0.7`, `127.0.0.1:9000`), a range (`10.0.0.0/8`, any port) or
+/// `localhost[:port]` (loopback).
 #[derive(Debug, Clone, Default)]
 pub struct OutboundPolicy {
     allowed_hosts: Arc<[String]>,
+    /// The entries that name addresses.
+    named_addresses: Arc<[NamedAddresses]>,
 }
 
 /// The host's own listening addresses, which `*` does not open to functions.
@@ -48,7 +64,30 @@ fn default_port(scheme: Option<&str>) -> u16 {
 
 impl OutboundPolicy {
     pub fn allow(hosts: impl IntoIterator<Item = String>) -> Self {
-        Self { allowed_hosts: hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect() }
+        let allowed_hosts: Arc<[String]> = hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect();
+        let named_addresses = allowed_hosts.iter().filter_map(|entry| NamedAddresses::parse(entry)).collect();
+        Self { allowed_hosts, named_addresses }
+    }
+
+    /// Whether a connection for a `scheme` request may use every one of `addresses` (what its host resolved to).
+    /// The refusal names the first address out of reach and the rule that keeps it so.
+    pub fn check_addresses(&self, scheme: Option<&str>, addresses: &[SocketAddr]) -> Result<(), (SocketAddr, String)> {
+        let default = default_port(scheme);
+        for &address in addresses {
+            if self.named_addresses.iter().any(|named| named.names(address, default)) {
+                continue;
+            }
+            if let Some(range) = address::protected_range(address.ip()) {
+                return Err((
+                    address,
+                    format!("{range} addresses are reachable only when allowed_outbound_hosts names them"),
+                ));
+            }
+            if is_protected(&address.ip().to_string(), address.port()) {
+                return Err((address, "the host's own listeners are reachable only when named with their port".into()));
+            }
+        }
+        Ok(())
     }
 
     /// Whether a request to `scheme://host[:port]` may go out.
@@ -112,7 +151,8 @@ impl WasiHttpHooks for PolicyHooks {
     > {
         let host = request.uri().host().unwrap_or_default().to_owned();
         let port = request.uri().port_u16();
-        if !self.policy.allows(request.uri().scheme_str(), &host, port) {
+        let scheme = request.uri().scheme_str().map(str::to_owned);
+        if !self.policy.allows(scheme.as_deref(), &host, port) {
             tracing::warn!(%host, ?port, "outbound request denied: not in the function's allowed_outbound_hosts");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
@@ -134,8 +174,25 @@ impl WasiHttpHooks for PolicyHooks {
                 headers.insert(REQUEST_ID_HEADER, value);
             }
         }
-        let default: &mut dyn WasiHttpHooks = Default::default();
-        default.send_request(request, options, fut)
+        drop(fut);
+        let policy = self.policy.clone();
+        let port = port.unwrap_or_else(|| default_port(scheme.as_deref()));
+        Box::new(async move {
+            use wasmtime_wasi_http::Error;
+            let addresses = address::resolve(&host, port).await.map_err(|error| {
+                tracing::warn!(%host, port, %error, "outbound request failed: its host did not resolve");
+                Error::DnsError { rcode: Some(error.to_string()), info_code: None }
+            })?;
+            if addresses.is_empty() {
+                tracing::warn!(%host, port, "outbound request failed: its host resolved to no address");
+                return Err(Error::DestinationNotFound);
+            }
+            if let Err((address, rule)) = policy.check_addresses(scheme.as_deref(), &addresses) {
+                tracing::warn!(%host, port, %address, %rule, "outbound request denied: its host resolves to a protected address");
+                return Err(Error::DestinationIpProhibited);
+            }
+            client::send(request, options, addresses).await
+        })
     }
 }
 
@@ -155,6 +212,25 @@ mod tests {
         assert!(policy.allows(Some("http"), "127.0.0.1", Some(9000)));
         assert!(!policy.allows(Some("http"), "127.0.0.1", Some(9001)));
         assert!(!policy.allows(Some("http"), "127.0.0.1", None));
+    }
+
+    #[test]
+    fn every_address_a_name_resolves_to_is_checked_and_only_named_ones_may_be_protected() {
+        let at = |s: &str| s.parse::<SocketAddr>().expect("an address");
+        let everything = OutboundPolicy::allow(["*".to_owned()]);
+        assert_eq!(everything.check_addresses(Some("https"), &[at("93.184.216.34:443")]), Ok(()));
+        let (address, rule) =
+            everything.check_addresses(Some("http"), &[at("93.184.216.34:80"), at("10.1.2.3:80")]).unwrap_err();
+        assert_eq!(address, at("10.1.2.3:80"), "one protected address refuses the request");
+        assert!(rule.contains("private network"), "{rule}");
+        let (_, rule) = everything.check_addresses(Some("http"), &[at("169.254.169.254:80")]).unwrap_err();
+        assert!(rule.contains("metadata"), "{rule}");
+        let named =
+            OutboundPolicy::allow(["api.internal".to_owned(), "10.0.0.0/8".to_owned(), "localhost:8080".to_owned()]);
+        assert_eq!(named.check_addresses(Some("http"), &[at("10.9.9.9:5432")]), Ok(()));
+        assert_eq!(named.check_addresses(Some("http"), &[at("[::1]:8080")]), Ok(()));
+        assert!(named.check_addresses(Some("http"), &[at("127.0.0.1:8081")]).is_err(), "another loopback port");
+        assert!(named.check_addresses(Some("http"), &[at("192.168.0.1:80")]).is_err(), "outside the named range");
     }
 
     #[test]
