@@ -394,3 +394,29 @@ fn a_name_that_resolves_to_a_protected_address_is_refused_unless_the_address_is_
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].get("host").map(String::as_str), Some(format!("sneaky.test:{port}").as_str()));
 }
+
+#[test]
+fn a_freed_slot_hands_the_next_instance_fresh_memory_in_every_reset_mode() {
+    // Two slots, so the same ones are reused request after request; each mode and amount kept resident resets them
+    // differently (PAGEMAP_SCAN where the kernel has it and nothing swaps, else in place; madvise past the kept part).
+    for (slot_reset, keep_resident_kib) in [("auto", 2048), ("in-place", 2048), ("in-place", 0), ("auto", 65536)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let limits =
+            format!("max_instances = 2\nslot_reset = \"{slot_reset}\"\nkeep_resident_kib = {keep_resident_kib}");
+        let config = config(dir.path(), &limits, "");
+        let host = Host::start(&["--config", &config, &component_arg("hostile")]);
+        let mode = host.wait_for_log("a freed instance slot is reset by");
+        let mode =
+            mode.lines().find(|l| l.contains("a freed instance slot is reset by")).unwrap_or_default().to_owned();
+        for run in 0..400 {
+            let reply = get(&host.url("/hostile/fresh-memory?mb=4"));
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            let seen = reply.json();
+            assert_eq!(
+                seen["before"], 0,
+                "run {run} ({slot_reset}, {keep_resident_kib} KiB kept; {mode}) found an earlier instance's markers: {seen}"
+            );
+            assert_eq!(seen["after"], seen["written"], "the scan sees what it wrote: {seen}");
+        }
+    }
+}

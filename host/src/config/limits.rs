@@ -65,6 +65,22 @@ pub struct RuntimeLimits {
     pub stream_timeout_ms: u64,
     /// The most bytes one streamed response body may carry; past it the response is cut short.
     pub max_stream_bytes: u64,
+    /// How a freed instance slot's memory is made fresh for the next instance: see [`SlotReset`].
+    pub slot_reset: SlotReset,
+}
+
+/// How a freed instance slot's memory is reset before another instance (maybe another tenant's) gets it.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SlotReset {
+    /// Reset only the pages the guest touched, found with the kernel's PAGEMAP_SCAN (Linux 6.7+), unless the
+    /// machine swaps: wasmtime 48's scan misses a page that was swapped out, which would then keep the previous
+    /// instance's data (wasmtime PR #14357, unreleased). Otherwise as `in-place`.
+    #[default]
+    Auto,
+    /// Overwrite the first `keep_resident_kib` of the slot in place and release the rest (madvise): correct
+    /// whatever the kernel, a little slower for guests that touch little memory.
+    InPlace,
 }
 
 /// Connections, request bodies and slow clients. Owner: `triggers::http`.
@@ -146,6 +162,7 @@ impl Default for RuntimeLimits {
             max_error_bytes: 4096,
             stream_timeout_ms: 900_000,
             max_stream_bytes: 2 << 30,
+            slot_reset: SlotReset::Auto,
         }
     }
 }

@@ -48,7 +48,7 @@
 
 mod limits;
 
-pub use limits::{DeployLimits, HttpLimits, KvLimits, Limits, QueueLimits, RuntimeLimits};
+pub use limits::{DeployLimits, HttpLimits, KvLimits, Limits, QueueLimits, RuntimeLimits, SlotReset};
 
 use anyhow::Context as _;
 use serde::Deserialize;

@@ -13,7 +13,7 @@
 
 use super::state::InvocationState;
 use crate::capabilities::bindings;
-use crate::config::RuntimeLimits;
+use crate::config::{RuntimeLimits, SlotReset};
 use anyhow::anyhow;
 use std::hash::{Hash as _, Hasher as _};
 use std::path::Path;
@@ -181,8 +181,12 @@ fn engine_config(abi: Abi, limits: &RuntimeLimits) -> Config {
         .table_keep_resident(KEEP_RESIDENT_SMALL_BYTES)
         .async_stack_keep_resident(KEEP_RESIDENT_SMALL_BYTES)
         // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only the pages a guest actually touched instead of
-        // memsetting the whole kept-resident region.
-        .pagemap_scan(wasmtime::Enabled::Auto);
+        // memsetting the whole kept-resident region; but not on a machine that swaps (see `SlotReset::Auto`).
+        .pagemap_scan(if resets_by_scan(limits.slot_reset, &swaps()) {
+            wasmtime::Enabled::Auto
+        } else {
+            wasmtime::Enabled::No
+        });
     let mut config = Config::new();
     config
         .wasm_component_model(true)
@@ -200,6 +204,23 @@ fn engine_config(abi: Abi, limits: &RuntimeLimits) -> Config {
     config
 }
 
+/// Whether a freed slot may be reset by PAGEMAP_SCAN (where the kernel has it), given the configured mode and the
+/// text of `/proc/swaps`: not when asked for `in-place`, and not while any swap space is on.
+pub(super) fn resets_by_scan(mode: SlotReset, swaps: &str) -> bool {
+    let swap_on = swaps.lines().skip(1).any(|line| !line.trim().is_empty());
+    mode == SlotReset::Auto && !swap_on
+}
+
+/// `/proc/swaps` (empty where it cannot be read: no swap to worry about there).
+fn swaps() -> String {
+    std::fs::read_to_string("/proc/swaps").unwrap_or_default()
+}
+
+/// Whether freed slots are reset by PAGEMAP_SCAN on this machine with `limits`.
+pub(super) fn slots_reset_by_scan(limits: &RuntimeLimits) -> bool {
+    resets_by_scan(limits.slot_reset, &swaps()) && PoolingAllocationConfig::is_pagemap_scan_available()
+}
+
 /// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
 fn spawn_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
@@ -213,4 +234,19 @@ fn spawn_epoch_ticker(engine: &Engine) {
             }
         })
         .expect("failed to spawn the epoch thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_reset_by_scan_only_when_asked_to_and_nothing_swaps() {
+        let no_swap = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+        let swapping = format!("{no_swap}/swapfile                               file\t\t1048572\t\t0\t\t-2\n");
+        assert!(resets_by_scan(SlotReset::Auto, no_swap));
+        assert!(resets_by_scan(SlotReset::Auto, ""), "no /proc/swaps: nothing swaps");
+        assert!(!resets_by_scan(SlotReset::Auto, &swapping), "a swapped page escapes wasmtime 48's scan");
+        assert!(!resets_by_scan(SlotReset::InPlace, no_swap));
+    }
 }

@@ -180,14 +180,15 @@ impl Runtime {
         let lanes = if limits.cpu_lanes == 0 { fairness::Governor::default_lanes() } else { limits.cpu_lanes };
         let governor = fairness::Governor::new(lanes);
         let memory = memory::MemoryBudget::new(limits.memory_budget_bytes());
-        let pagemap_scan = wasmtime::PoolingAllocationConfig::is_pagemap_scan_available();
+        let pagemap_scan = engines::slots_reset_by_scan(&limits);
         tracing::info!(
             pagemap_scan,
             "a freed instance slot is reset by {}",
             if pagemap_scan {
                 "resetting the pages it touched (PAGEMAP_SCAN)"
             } else {
-                "resetting its first keep_resident_kib in place (this kernel has no PAGEMAP_SCAN)"
+                "resetting its first keep_resident_kib in place (slot_reset = in-place, swap is on, or this kernel \
+                 has no PAGEMAP_SCAN)"
             }
         );
         tracing::info!(

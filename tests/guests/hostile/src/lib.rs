@@ -120,3 +120,52 @@ fn settle_over_and_over(batch: Batch<serde_json::Value>) -> Result<()> {
     }
     Ok(())
 }
+
+/// What a marker word starts with: a constant in the code, so never in linear memory until a marker is written.
+const MARKER_MAGIC: u64 = 0x4544_4745_464e_4d4b;
+
+/// Checks that this instance's memory holds nothing an earlier instance wrote: scans all of its linear memory for
+/// markers (`MARKER_MAGIC` followed by a nonce), then writes `?mb=` MiB of its own, with a fresh random nonce, and
+/// scans again. Answers how many markers each scan found: the first must be 0 on a fresh instance, the second the
+/// number written (which proves the scan sees markers at all).
+#[function(trigger = http("/hostile/fresh-memory"))]
+fn fresh_memory(req: Request) -> Result<Response> {
+    let before = markers_in_memory()?;
+    let words = (number(&req, "mb", 4) as usize) << 17;
+    let nonce = {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        // Seeded from the host's randomness (`wasi:random`) in every instance.
+        std::collections::hash_map::RandomState::new().build_hasher().finish()
+    };
+    let mut written = vec![0_u64; words];
+    for pair in written.chunks_exact_mut(2) {
+        pair[0] = MARKER_MAGIC;
+        pair[1] = nonce;
+    }
+    let after = markers_in_memory()?;
+    let pairs = written.len() / 2;
+    drop(std::hint::black_box(written));
+    Response::json(&json!({ "before": before, "after": after, "written": pairs }))
+}
+
+/// How many 8-byte-aligned words of this instance's linear memory hold `MARKER_MAGIC`.
+#[cfg(target_arch = "wasm32")]
+fn markers_in_memory() -> Result<u64> {
+    let end = core::arch::wasm32::memory_size(0) * 65536;
+    let mut found = 0;
+    // From 8: the null address is not a pointer Rust may read through.
+    for address in (8..end).step_by(8) {
+        // SAFETY: on wasm32 every address below the memory's current size is mapped and readable, whatever Rust
+        // allocated there; the read is volatile, so the compiler assumes nothing about what it reads.
+        let word = unsafe { core::ptr::read_volatile(address as *const u64) };
+        if word == MARKER_MAGIC {
+            found += 1;
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn markers_in_memory() -> Result<u64> {
+    Err(Error::internal("only a component can scan its linear memory"))
+}
