@@ -1,8 +1,10 @@
-//! Property tests of what operators and clients feed the host: the config file, the admin API's JSON and
-//! arbitrary request paths. Whatever the input: no panic, no 5xx, and every refusal says why. Bounded so CI
-//! stays fast; the admin API and the router are exercised on a real host, over real HTTP.
+//! Property tests of what operators and clients feed the host: the config file, the admin API's JSON, arbitrary
+//! request paths and the tokens at a JWT route's door. Whatever the input: no panic, no 5xx, and every refusal says
+//! why. 64 cases each by default, so CI stays fast; `EDGEFN_PROPERTY_CASES=5000` runs longer (see the README). The
+//! admin API, the router and the JWT front door are exercised on a real host, over real HTTP.
 
 use crate::support::{Host, component_arg, send};
+use edgefn_host::auth::{Signer, standard_claims};
 use edgefn_host::config::HostConfig;
 use proptest::prelude::*;
 use serde_json::Value;
@@ -11,6 +13,45 @@ use std::sync::OnceLock;
 fn host() -> &'static Host {
     static HOST: OnceLock<Host> = OnceLock::new();
     HOST.get_or_init(|| Host::start(&[&component_arg("hello"), &component_arg("automation")]))
+}
+
+/// Cases per property: `EDGEFN_PROPERTY_CASES`, or 64.
+fn cases() -> u32 {
+    std::env::var("EDGEFN_PROPERTY_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(64)
+}
+
+const JWT_SECRET: &str = "a-property-test-hs256-secret-of-32-bytes";
+
+/// A host serving the `portable` guest, whose `/whoami` only a token of authorizer `main` opens.
+fn jwt_host() -> &'static (Host, tempfile::TempDir) {
+    static HOST: OnceLock<(Host, tempfile::TempDir)> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("edgefn.toml");
+        let text = format!(
+            "[components.portable]\nkey_value_stores = [\"default\"]\n[authorizers.main]\n\
+             issuer = \"https://issuer.test/\"\naudiences = [\"api\"]\nhs256_secret = \"{JWT_SECRET}\"\n"
+        );
+        std::fs::write(&config, text).expect("write config");
+        let host = Host::start(&["--config", config.to_str().expect("utf-8"), &component_arg("portable")]);
+        (host, dir)
+    })
+}
+
+/// A token `main` accepts.
+fn valid_token() -> String {
+    let claims = standard_claims("https://issuer.test/", "api", "ada", &[], std::time::Duration::from_secs(3600));
+    Signer::hmac(JWT_SECRET.as_bytes(), None).sign(&claims).expect("sign")
+}
+
+/// Calls `/whoami` with `authorization` and checks it is refused as a client's fault, saying why.
+fn refused_at_the_door(authorization: &str) -> Result<(), TestCaseError> {
+    let (host, _) = jwt_host();
+    let reply = send("GET", &host.url("/whoami"), &[("authorization", authorization)], b"");
+    prop_assert_eq!(reply.status, 401, "{:?}: {}", authorization, reply.body);
+    prop_assert!(reply.header("www-authenticate").is_some_and(|h| h.starts_with("Bearer")), "{:?}", reply.headers);
+    prop_assert!(!reply.body.is_empty());
+    Ok(())
 }
 
 /// Any JSON value, a few levels deep, with the keys the admin API knows among random ones.
@@ -59,7 +100,30 @@ fn post_admin(path: &str, body: &[u8]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_jwt_front_door_refuses_any_malformed_or_altered_token(
+        header in prop_oneof![
+            "[ -~]{0,80}",
+            "Bearer [A-Za-z0-9_.=+/-]{0,120}",
+            "Bearer [A-Za-z0-9_-]{1,40}\\.[A-Za-z0-9_-]{1,60}\\.[A-Za-z0-9_-]{0,60}",
+        ],
+        altered in any::<prop::sample::Index>(),
+    ) {
+        // The door opens to a valid token: the refusals below are the token's, not a closed door's.
+        let (host, _) = jwt_host();
+        let token = valid_token();
+        let opened = send("GET", &host.url("/whoami"), &[("authorization", &format!("Bearer {token}"))], b"");
+        prop_assert_eq!(opened.status, 200, "{}", opened.body);
+        refused_at_the_door(&header)?;
+        // The valid token with one character changed (not the last, whose spare bits a decoder may ignore).
+        let mut bytes = token.into_bytes();
+        let at = altered.index(bytes.len() - 1);
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(bytes).expect("ASCII");
+        refused_at_the_door(&format!("Bearer {altered}"))?;
+    }
 
     #[test]
     fn any_config_text_loads_or_says_why(text in "[ -~\n]{0,200}") {
