@@ -420,3 +420,62 @@ fn a_freed_slot_hands_the_next_instance_fresh_memory_in_every_reset_mode() {
         }
     }
 }
+
+/// How many times `needle` occurs in every file under `dir`, all together.
+fn occurrences_under(dir: &std::path::Path, needle: &[u8]) -> usize {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).expect("read a data directory") {
+        let path = entry.expect("an entry").path();
+        if path.is_dir() {
+            count += occurrences_under(&path, needle);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            count += bytes.windows(needle.len()).filter(|window| *window == needle).count();
+        }
+    }
+    count
+}
+
+#[test]
+fn secrets_are_sealed_at_rest_and_a_data_directory_without_its_key_yields_none() {
+    const PLAIN: &str = "plain-value-7f3a9c51";
+    let data = tempfile::tempdir().expect("data dir");
+    let dir = tempfile::tempdir().expect("config dir");
+    let config = dir.path().join("edgefn.toml");
+    let text = format!(
+        "[components.automation]\nenv = {{ PLAIN = \"{PLAIN}\" }}\nsecrets = {{ API_SECRET = \"{SECRET}\" }}\n"
+    );
+    std::fs::write(&config, text).expect("write config");
+    let config = config.to_str().expect("utf-8");
+
+    let host = Host::start_in(data.path(), &["--config", config, &component_arg("automation")]);
+    let reply = get(&host.url("/secret"));
+    assert_eq!(
+        (reply.status, reply.json()["length"].clone()),
+        (200, serde_json::json!(SECRET.len())),
+        "{}",
+        reply.body
+    );
+    drop(host);
+    // The scan reaches the stored configuration: its plain value is there; its secret is not, anywhere.
+    assert!(occurrences_under(data.path(), PLAIN.as_bytes()) > 0, "the scan does not see the stored configuration");
+    assert_eq!(occurrences_under(data.path(), SECRET.as_bytes()), 0, "a secret is stored in clear");
+
+    // A copy of the data directory without its key brings back no secret: the version is refused, naming the key.
+    let key = std::fs::read(data.path().join("secrets.key")).expect("the host key");
+    std::fs::remove_file(data.path().join("secrets.key")).expect("remove the key");
+    let keyless = Host::start_in(data.path(), &["--config", config, &component_arg("hello")]);
+    keyless.wait_for_log_line(&["could not bring back a component that was live", "automation", "sealed under key"]);
+    assert_eq!(get(&keyless.url("/secret")).status, 404, "the component with the secret is not served");
+    drop(keyless);
+
+    // With its key, the same directory serves the secret again: nothing was lost.
+    std::fs::write(data.path().join("secrets.key"), key).expect("put the key back");
+    let host = Host::start_in(data.path(), &["--config", config, &component_arg("hello")]);
+    let reply = get(&host.url("/secret"));
+    assert_eq!(
+        (reply.status, reply.json()["length"].clone()),
+        (200, serde_json::json!(SECRET.len())),
+        "{}",
+        reply.body
+    );
+}

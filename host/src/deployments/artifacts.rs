@@ -93,7 +93,7 @@ impl Artifacts {
             }
         };
         let input = if config.snapshot {
-            let env = config.function_env();
+            let env = config.init_env();
             let memory_bytes =
                 usize::try_from(config.settings.memory_mb.unwrap_or(self.runtime.limits().memory_mb) << 20)
                     .unwrap_or(usize::MAX);

@@ -66,7 +66,7 @@ impl Deployments {
         let row = rows.iter().find(|row| row.version == version.version).ok_or_else(|| {
             DeployError::Io(format!("version {} of `{}` is not recorded", version.version, version.component))
         })?;
-        let config = VersionConfig::from_json(&row.config).map_err(DeployError::Io)?;
+        let config = VersionConfig::from_stored_json(&row.config, &self.secrets_key).map_err(DeployError::Io)?;
         // Read from disk only the bytes the cluster does not have yet (a rollback or promote shares known ones).
         if !cluster.has_component(&version.hash).await {
             let path = self.artifacts.stored_component(&version.hash);

@@ -30,6 +30,7 @@ use crate::runtime::{Artifact, Loader, PreparedComponent};
 use crate::storage::backends::jetstream::JetStreamDeployments;
 use crate::storage::deployments::{DeploymentDb, LiveRow, VersionRow};
 use crate::storage::now_ms;
+use crate::storage::sealing::SecretsKey;
 use crate::storage::telemetry::Level;
 use crate::triggers::Trigger;
 use artifacts::Artifacts;
@@ -59,6 +60,8 @@ pub struct PreparedDeploy {
 /// See the module docs.
 pub struct Deployments {
     config: HostConfig,
+    /// Seals the secrets of every version stored (`storage::sealing`).
+    secrets_key: SecretsKey,
     artifacts: Artifacts,
     db: DeploymentDb,
     loader: Arc<Loader>,
@@ -105,8 +108,10 @@ impl Deployments {
     ) -> anyhow::Result<Self> {
         let artifacts = Artifacts::new(loader.runtime().clone(), db.clone(), data_dir)?;
         let route_tokens = RouteTokens::load_or_create(data_dir)?;
+        let secrets_key = SecretsKey::load_or_create(data_dir)?;
         Ok(Self {
             config,
+            secrets_key,
             artifacts,
             db,
             loader,
@@ -217,7 +222,7 @@ impl Deployments {
             .await?
             .ok_or_else(|| DeployError::NoSuchVersion { component: name.to_owned(), version })?;
         let restore_error = |reason: String| DeployError::Restore { component: name.to_owned(), version, reason };
-        let config = VersionConfig::from_json(&row.config).map_err(restore_error)?;
+        let config = VersionConfig::from_stored_json(&row.config, &self.secrets_key).map_err(restore_error)?;
         let functions: Vec<FunctionRecord> = serde_json::from_str(&row.functions)
             .map_err(|e| restore_error(format!("its triggers are unreadable: {e}")))?;
         let installed = self.artifacts.ensure(&format!("{name} v{version}"), &row.hash, &config, None).await?;
@@ -378,7 +383,7 @@ impl Deployments {
             Some(version) => version,
             None => self.db.next_version(&name).await?,
         };
-        let config_json = config.to_json();
+        let config_json = config.to_stored_json(&self.secrets_key);
         let version =
             Arc::new(self.version(&name, number, &hash, config, functions.clone(), installed.artifact.clone())?);
         let current = self.live.load();

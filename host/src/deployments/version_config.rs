@@ -7,6 +7,7 @@ use crate::capabilities::outbound::OutboundPolicy;
 use crate::config::{ComponentConfig, FunctionSettings, HostConfig, RuntimeLimits};
 use crate::live::{FunctionLimits, Mount};
 use crate::runtime::InvocationLimits;
+use crate::storage::sealing::SecretsKey;
 use edgefn_manifest::record::FunctionRecord;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -95,6 +96,57 @@ impl VersionConfig {
         serde_json::from_str(json).map_err(|e| format!("stored version configuration is unreadable: {e}"))
     }
 
+    /// The JSON a version's row stores: [`to_json`](Self::to_json) with every secret value sealed under `key`, in
+    /// the environment and in the deploy's overrides (see `storage::sealing`). The hash stays that of the clear
+    /// form, so sealing (a fresh nonce each time) never makes a version look changed.
+    pub fn to_stored_json(&self, key: &SecretsKey) -> String {
+        let mut stored = self.clone();
+        for name in &self.secrets {
+            if let Some(value) = stored.env.get_mut(name) {
+                *value = key.seal(value);
+            }
+        }
+        if let Some(secrets) =
+            stored.overrides.as_mut().and_then(|o| o.get_mut("secrets")).and_then(|s| s.as_object_mut())
+        {
+            for value in secrets.values_mut() {
+                if let Some(text) = value.as_str() {
+                    *value = serde_json::Value::String(key.seal(text));
+                }
+            }
+        }
+        stored.to_json()
+    }
+
+    /// A version's configuration from its row, its secrets opened with `key`. A row stored before secrets were
+    /// sealed holds them in clear, and reads as it is.
+    pub fn from_stored_json(json: &str, key: &SecretsKey) -> Result<Self, String> {
+        let mut config = Self::from_json(json)?;
+        let open = |name: &str, value: &mut String| -> Result<(), String> {
+            if SecretsKey::is_sealed(value) {
+                *value = key.unseal(value).map_err(|error| format!("secret `{name}` cannot be opened: {error}"))?;
+            }
+            Ok(())
+        };
+        for name in &config.secrets {
+            if let Some(value) = config.env.get_mut(name) {
+                open(name, value)?;
+            }
+        }
+        if let Some(secrets) =
+            config.overrides.as_mut().and_then(|o| o.get_mut("secrets")).and_then(|s| s.as_object_mut())
+        {
+            for (name, value) in secrets.iter_mut() {
+                if let Some(text) = value.as_str() {
+                    let mut text = text.to_owned();
+                    open(name, &mut text)?;
+                    *value = serde_json::Value::String(text);
+                }
+            }
+        }
+        Ok(config)
+    }
+
     /// What the function gets at each invocation: environment, secrets to mask, outbound allowlist.
     pub fn function_env(&self) -> FunctionEnv {
         let secrets = self
@@ -110,6 +162,15 @@ impl VersionConfig {
             kv_stores: self.key_value_stores.iter().cloned().collect(),
             record_failures: self.record_failures,
         }
+    }
+
+    /// What a component's deploy-time init gets: [`function_env`](Self::function_env) without the secret values.
+    /// Init's memory is stored on disk as the snapshot every instance starts from, and a secret must never be
+    /// (secrets are sealed at rest); a function reads its secrets when it runs.
+    pub fn init_env(&self) -> FunctionEnv {
+        let mut env = self.function_env();
+        env.env.retain(|(name, _)| !self.secrets.contains(name));
+        env
     }
 
     /// The settings each of `functions` runs with, checked against the host's maximums; and those of anything
@@ -282,5 +343,29 @@ mod tests {
         let shown = plain.redacted().to_string();
         assert!(!shown.contains("hunter2") && shown.contains("[secret]"), "{shown}");
         assert_eq!(plain.function_env().secrets.as_slice(), [("S".to_owned(), "hunter2".to_owned())]);
+    }
+
+    #[test]
+    fn stored_secrets_are_sealed_in_env_and_overrides_and_init_never_sees_them() {
+        let overrides = ComponentConfig {
+            secrets: BTreeMap::from([("T".to_owned(), "swordfish".to_owned())]),
+            ..Default::default()
+        };
+        let config = config("[components.c]\nenv = { A = \"1\" }\nsecrets = { S = \"hunter2\" }\n", overrides);
+        let key = SecretsKey::from_text("test key", "test".into());
+        let stored = config.to_stored_json(&key);
+        assert!(!stored.contains("hunter2") && !stored.contains("swordfish"), "{stored}");
+        assert!(stored.contains("\"A\":\"1\""), "plain values stay readable: {stored}");
+        let restored = VersionConfig::from_stored_json(&stored, &key).expect("opens with its key");
+        assert_eq!(restored, config);
+        assert_eq!(restored.hash(), config.hash(), "sealing never changes the hash");
+        let other = SecretsKey::from_text("another key", "test".into());
+        let refused = VersionConfig::from_stored_json(&stored, &other).unwrap_err();
+        assert!(refused.contains("sealed under key"), "{refused}");
+        // A row stored before sealing reads as it is.
+        assert_eq!(VersionConfig::from_stored_json(&config.to_json(), &key).expect("clear"), config);
+        let init = config.init_env();
+        assert!(init.env.iter().all(|(name, _)| name != "S" && name != "T"), "{:?}", init.env);
+        assert!(init.env.iter().any(|(name, value)| name == "A" && value == "1"));
     }
 }

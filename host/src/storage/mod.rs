@@ -16,6 +16,7 @@ pub mod cron;
 pub mod deployments;
 pub mod kv;
 pub mod queue;
+pub mod sealing;
 pub mod telemetry;
 
 use rusqlite::Connection;
