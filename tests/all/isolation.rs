@@ -460,9 +460,30 @@ fn secrets_are_sealed_at_rest_and_a_data_directory_without_its_key_yields_none()
     assert!(occurrences_under(data.path(), PLAIN.as_bytes()) > 0, "the scan does not see the stored configuration");
     assert_eq!(occurrences_under(data.path(), SECRET.as_bytes()), 0, "a secret is stored in clear");
 
-    // A copy of the data directory without its key brings back no secret: the version is refused, naming the key.
+    // Rotating the key (offline) re-seals what is stored; the host then opens it with the new key only.
+    let rotated = std::process::Command::new(env!("CARGO_BIN_EXE_edgefn"))
+        .args(["secrets", "rotate-key", "--data", data.path().to_str().expect("utf-8")])
+        .env_remove("EDGEFN_SECRETS_KEY")
+        .output()
+        .expect("run edgefn secrets rotate-key");
+    let said = String::from_utf8_lossy(&rotated.stdout);
+    assert!(rotated.status.success(), "{said}{}", String::from_utf8_lossy(&rotated.stderr));
+    assert!(said.contains("re-sealed the secrets of 1 stored version(s)"), "{said}");
+    assert_eq!(occurrences_under(data.path(), SECRET.as_bytes()), 0, "a secret is stored in clear after rotation");
+    let host = Host::start_in(data.path(), &["--config", config, &component_arg("hello")]);
+    let reply = get(&host.url("/secret"));
+    assert_eq!(
+        (reply.status, reply.json()["length"].clone()),
+        (200, serde_json::json!(SECRET.len())),
+        "{}",
+        reply.body
+    );
+    drop(host);
+
+    // A copy of the data directory without its key (here: with the retired one) brings back no secret: the version
+    // is refused, naming the key that sealed it.
     let key = std::fs::read(data.path().join("secrets.key")).expect("the host key");
-    std::fs::remove_file(data.path().join("secrets.key")).expect("remove the key");
+    std::fs::rename(data.path().join("secrets.key.old"), data.path().join("secrets.key")).expect("the old key");
     let keyless = Host::start_in(data.path(), &["--config", config, &component_arg("hello")]);
     keyless.wait_for_log_line(&["could not bring back a component that was live", "automation", "sealed under key"]);
     assert_eq!(get(&keyless.url("/secret")).status, 404, "the component with the secret is not served");

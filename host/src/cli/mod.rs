@@ -18,6 +18,7 @@ pub mod logs;
 mod new;
 mod nodes;
 mod queues;
+mod secrets;
 mod token;
 mod up;
 mod versions;
@@ -72,6 +73,8 @@ enum Command {
     Kv(kv::KvArgs),
     /// Sign a test token for an authorizer of the host config: `edgefn token mint --authorizer main --sub ada`.
     Token(token::TokenArgs),
+    /// Manage the host key that seals secrets at rest: `edgefn secrets rotate-key` (offline).
+    Secrets(secrets::SecretsArgs),
     /// Read the log of a running host (`--follow` to stream it): `edgefn logs --id 4bf92f35...`.
     Logs(logs::LogsArgs),
     /// What functions used (requests, GB-s, CPU), with an estimated bill: `edgefn usage --since 24h`.
@@ -96,6 +99,7 @@ impl Cli {
             Command::Components(args) => versions::components(args),
             Command::Inspect(args) => inspect::run(args),
             Command::Deployments(args) => deployments::run(args),
+            Command::Secrets(args) => secrets::run(args),
             Command::Send(args) => queues::send(args),
             Command::Publish(args) => queues::publish(args),
             Command::Invoke(args) => functions::invoke(args),

@@ -121,6 +121,36 @@ impl DeploymentDb {
             .await
     }
 
+    /// Every version of every component, oldest first.
+    pub async fn all_versions(&self) -> Result<Vec<VersionRow>, StorageError> {
+        self.db
+            .call(|conn| {
+                let mut statement = conn
+                    .prepare_cached(&format!("SELECT {VERSION_COLUMNS} FROM versions ORDER BY component, version"))?;
+                let rows = statement.query_map([], version_row)?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+    }
+
+    /// Replaces the stored configuration of each `(component, version)` with its new text, all in one transaction
+    /// (re-sealing secrets under a new key: every row moves to it, or none).
+    pub async fn replace_configs(&self, configs: Vec<(String, u32, String)>) -> Result<(), StorageError> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                for (component, version, config) in configs {
+                    tx.execute(
+                        "UPDATE versions SET config = ?3 WHERE component = ?1 AND version = ?2",
+                        params![component, version, config],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
     /// Points `component`'s live entry at `live`.
     pub async fn set_live(&self, component: &str, live: LiveRow) -> Result<(), StorageError> {
         let component = component.to_owned();
