@@ -44,7 +44,16 @@ impl IntoResponse for ApiError {
 
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+        Self::new(storage_status(&error), error.to_string())
+    }
+}
+
+/// The status of a storage failure: 503 when the cluster's NATS server did not answer (down, stalled or
+/// unreachable: worth a retry, and a send retried may be stored twice, as any at-least-once queue), else 500.
+fn storage_status(error: &StorageError) -> StatusCode {
+    match error {
+        StorageError::Cluster { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -85,7 +94,7 @@ impl From<MessagingError> for ApiError {
             MessagingError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             MessagingError::QueueFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
             MessagingError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            MessagingError::Storage { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            MessagingError::Storage { ref source, .. } => storage_status(source),
         };
         Self::new(status, error.to_string())
     }

@@ -645,7 +645,9 @@ impl Drop for WasmtimeServe {
 pub(crate) struct NatsServer {
     child: Child,
     pub(crate) url: String,
-    _store: tempfile::TempDir,
+    program: PathBuf,
+    port: u16,
+    store: tempfile::TempDir,
 }
 
 impl NatsServer {
@@ -711,9 +713,15 @@ impl NatsServer {
         let program = tools::require(Tool::Nats, test, Self::program)?;
         let store = tempfile::tempdir().expect("temp dir");
         let port = free_port();
+        let child = Self::spawn(&program, port, store.path());
+        Some(Self { child, url: format!("nats://127.0.0.1:{port}"), program, port, store })
+    }
+
+    /// Starts the server on `port` with its store in `store`, and waits until it says it is ready.
+    fn spawn(program: &Path, port: u16, store: &Path) -> Child {
         let mut child = Command::new(program)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store.path())
+            .arg(store)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -734,7 +742,25 @@ impl NatsServer {
         }
         // Keep reading its log so the pipe never fills.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        Some(Self { child, url: format!("nats://127.0.0.1:{port}"), _store: store })
+        child
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to its clients).
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port and store, after [`NatsServer::kill`].
+    pub(crate) fn restart(&mut self) {
+        self.child = Self::spawn(&self.program, self.port, self.store.path());
+    }
+
+    /// Stops (SIGSTOP) or continues (SIGCONT) the server: a stalled server keeps its connections and answers
+    /// nothing.
+    pub(crate) fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill {signal} nats-server failed");
     }
 }
 

@@ -37,6 +37,8 @@ const QUEUE_STREAM: &str = "EDGEFN_QUEUES";
 const TOPIC_STREAM: &str = "EDGEFN_TOPICS";
 /// How long an idle consumer sleeps before it pulls again without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// The longest a pull may go unanswered (the server died or stalled with it in flight) before it counts as failed.
+const PULL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Messages one consumer may have pulled and not settled, over every node.
 const MAX_ACK_PENDING: i64 = 100_000;
 
@@ -208,22 +210,30 @@ impl JetStreamQueues {
         Ok(())
     }
 
-    /// Pulls what is ready now, up to `limit`, from `consumer` (without waiting for more).
+    /// Pulls what is ready now, up to `limit`, from `consumer` (without waiting for more). Bounded by
+    /// [`PULL_TIMEOUT`]: a pull in flight when the server died or stalled is never answered, and waiting for it
+    /// would stop this queue's consumer for good (it holds the queue's lock); failing lets the trigger log it and
+    /// pull again once the server is back.
     async fn pull_now(consumer: &PullConsumer, limit: usize) -> Result<Vec<jetstream::Message>, StorageError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut batch = consumer
-            .fetch()
-            .max_messages(limit)
-            .messages()
-            .await
-            .map_err(|error| cluster_error("pull messages", error))?;
-        let mut pulled = Vec::new();
-        while let Some(message) = batch.next().await {
-            pulled.push(message.map_err(|error| cluster_error("pull messages", error))?);
-        }
-        Ok(pulled)
+        let pull = async {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(limit)
+                .messages()
+                .await
+                .map_err(|error| cluster_error("pull messages", error))?;
+            let mut pulled = Vec::new();
+            while let Some(message) = batch.next().await {
+                pulled.push(message.map_err(|error| cluster_error("pull messages", error))?);
+            }
+            Ok(pulled)
+        };
+        tokio::time::timeout(PULL_TIMEOUT, pull).await.unwrap_or_else(|_elapsed| {
+            Err(cluster_error("pull messages", format!("no answer within {PULL_TIMEOUT:?}")))
+        })
     }
 
     /// Moves the due messages of `queue`'s `later` level to their real level and puts the others back until they
