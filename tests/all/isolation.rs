@@ -435,6 +435,17 @@ fn occurrences_under(dir: &std::path::Path, needle: &[u8]) -> usize {
     count
 }
 
+/// Checks that `host` serves the automation guest's `/secret`, which reads `API_SECRET` and answers its length.
+fn assert_serves_the_secret(host: &Host) {
+    let reply = get(&host.url("/secret"));
+    assert_eq!(
+        (reply.status, reply.json()["length"].clone()),
+        (200, serde_json::json!(SECRET.len())),
+        "{}",
+        reply.body
+    );
+}
+
 #[test]
 fn secrets_are_sealed_at_rest_and_a_data_directory_without_its_key_yields_none() {
     const PLAIN: &str = "plain-value-7f3a9c51";
@@ -448,13 +459,7 @@ fn secrets_are_sealed_at_rest_and_a_data_directory_without_its_key_yields_none()
     let config = config.to_str().expect("utf-8");
 
     let host = Host::start_in(data.path(), &["--config", config, &component_arg("automation")]);
-    let reply = get(&host.url("/secret"));
-    assert_eq!(
-        (reply.status, reply.json()["length"].clone()),
-        (200, serde_json::json!(SECRET.len())),
-        "{}",
-        reply.body
-    );
+    assert_serves_the_secret(&host);
     drop(host);
     // The scan reaches the stored configuration: its plain value is there; its secret is not, anywhere.
     assert!(occurrences_under(data.path(), PLAIN.as_bytes()) > 0, "the scan does not see the stored configuration");
@@ -471,13 +476,7 @@ fn secrets_are_sealed_at_rest_and_a_data_directory_without_its_key_yields_none()
     assert!(said.contains("re-sealed the secrets of 1 stored version(s)"), "{said}");
     assert_eq!(occurrences_under(data.path(), SECRET.as_bytes()), 0, "a secret is stored in clear after rotation");
     let host = Host::start_in(data.path(), &["--config", config, &component_arg("hello")]);
-    let reply = get(&host.url("/secret"));
-    assert_eq!(
-        (reply.status, reply.json()["length"].clone()),
-        (200, serde_json::json!(SECRET.len())),
-        "{}",
-        reply.body
-    );
+    assert_serves_the_secret(&host);
     drop(host);
 
     // A copy of the data directory without its key (here: with the retired one) brings back no secret: the version
@@ -492,11 +491,5 @@ fn secrets_are_sealed_at_rest_and_a_data_directory_without_its_key_yields_none()
     // With its key, the same directory serves the secret again: nothing was lost.
     std::fs::write(data.path().join("secrets.key"), key).expect("put the key back");
     let host = Host::start_in(data.path(), &["--config", config, &component_arg("hello")]);
-    let reply = get(&host.url("/secret"));
-    assert_eq!(
-        (reply.status, reply.json()["length"].clone()),
-        (200, serde_json::json!(SECRET.len())),
-        "{}",
-        reply.body
-    );
+    assert_serves_the_secret(&host);
 }

@@ -106,9 +106,7 @@ impl VersionConfig {
                 *value = key.seal(value);
             }
         }
-        if let Some(secrets) =
-            stored.overrides.as_mut().and_then(|o| o.get_mut("secrets")).and_then(|s| s.as_object_mut())
-        {
+        if let Some(secrets) = stored.override_secrets_mut() {
             for value in secrets.values_mut() {
                 if let Some(text) = value.as_str() {
                     *value = serde_json::Value::String(key.seal(text));
@@ -116,6 +114,11 @@ impl VersionConfig {
             }
         }
         stored.to_json()
+    }
+
+    /// The secrets the deploy's overrides set (`overrides.secrets`), to seal or open in place.
+    fn override_secrets_mut(&mut self) -> Option<&mut serde_json::Map<String, serde_json::Value>> {
+        self.overrides.as_mut()?.get_mut("secrets")?.as_object_mut()
     }
 
     /// A version's configuration from its row, its secrets opened with `key`. A row stored before secrets were
@@ -133,9 +136,7 @@ impl VersionConfig {
                 open(name, value)?;
             }
         }
-        if let Some(secrets) =
-            config.overrides.as_mut().and_then(|o| o.get_mut("secrets")).and_then(|s| s.as_object_mut())
-        {
+        if let Some(secrets) = config.override_secrets_mut() {
             for (name, value) in secrets.iter_mut() {
                 if let Some(text) = value.as_str() {
                     let mut text = text.to_owned();
