@@ -1,7 +1,9 @@
 //! End to end: cron, queues, topics, invoke, outbound HTTP and secrets, on real hosts with a real SQLite file.
 //! The functions under test (tests/guests/automation) report what they ran to a collector over real HTTP.
 
-use crate::support::{Abi, Collector, Host, component_arg, component_arg_for, for_both_abis, get, post};
+use crate::support::{
+    Abi, Collector, Host, component_arg, component_arg_for, for_both_abis, get, post, queue_stats, wait_for_dead_letters,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -87,31 +89,6 @@ impl Restartable {
         let args = ["--config", self.config.to_str().expect("utf-8"), &component_arg("automation")];
         Host::start_in(&self.dir.path().join("data"), &args)
     }
-}
-
-/// Polls until `queue` has dead letters; returns them.
-fn wait_for_dead_letters(host: &Host, queue: &str) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let reply = host.admin("GET", &format!("/v1/queues/{queue}/dead-letters"), None);
-        let letters = reply.json()["dead_letters"].as_array().expect("letters").clone();
-        if !letters.is_empty() {
-            return letters;
-        }
-        assert!(std::time::Instant::now() < deadline, "no dead letter in `{queue}` after 30 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn queue_stats(host: &Host, queue: &str) -> Value {
-    let reply = host.admin("GET", "/v1/queues", None);
-    reply.json()["queues"]
-        .as_array()
-        .expect("queues")
-        .iter()
-        .find(|q| q["queue"] == queue)
-        .cloned()
-        .unwrap_or(Value::Null)
 }
 
 fn numbers(bodies: &[Value]) -> BTreeSet<u64> {

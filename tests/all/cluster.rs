@@ -2,7 +2,7 @@
 //! own server and hosts (they kill and fill them), with the `cluster` test component reporting to a collector
 //! which node handled what.
 
-use crate::support::{Collector, Host, NatsServer, component_arg};
+use crate::support::{Collector, Host, NatsServer, component_arg, poll_until, queue_stats, wait_for_dead_letters};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -56,13 +56,6 @@ fn send(host: &Host, queue: &str, messages: Vec<Value>) {
 }
 
 /// The counts of `queue`, as `host` reads them.
-fn queue_stats(host: &Host, queue: &str) -> Value {
-    let reply = host.admin("GET", "/v1/queues", None);
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let queues = reply.json()["queues"].as_array().expect("queues").clone();
-    queues.into_iter().find(|q| q["queue"] == queue).unwrap_or_else(|| panic!("no queue {queue} in {}", reply.body))
-}
-
 /// Which numbers each node reported on `path` (bodies `{"node": .., "n": [..]}`), and how many reports in all.
 fn numbers_by_node(collector: &Collector, path: &str) -> (BTreeMap<String, Vec<u64>>, usize) {
     let mut by_node: BTreeMap<String, Vec<u64>> = BTreeMap::new();
@@ -103,7 +96,7 @@ fn ten_thousand_messages_are_shared_by_two_nodes_and_none_is_lost() {
     // Both take a real share: a tenth at least each.
     assert!(share("a") >= 1_000 && share("b") >= 1_000, "a: {}, b: {}", share("a"), share("b"));
     // Every message was acked: the queue is empty on both nodes' view.
-    crate::support::poll_until("the work queue to be empty", Duration::from_secs(20), || {
+    poll_until("the work queue to be empty", Duration::from_secs(20), || {
         let stats = queue_stats(&b, "work");
         stats["ready"] == 0 && stats["in_flight"] == 0
     });
@@ -141,7 +134,7 @@ fn a_killed_nodes_deliveries_finish_on_the_other_node() {
         assert!(Instant::now() < deadline, "only {done:?} of 20 finished");
         std::thread::sleep(Duration::from_millis(100));
     }
-    crate::support::poll_until("the slow queue to be empty", Duration::from_secs(20), || {
+    poll_until("the slow queue to be empty", Duration::from_secs(20), || {
         let stats = queue_stats(&b, "slow");
         stats["ready"] == 0 && stats["in_flight"] == 0
     });
@@ -159,15 +152,7 @@ fn a_poison_message_dead_letters_after_its_attempts_and_redrives_on_any_node() {
     let deliveries = cluster.collector.wait_for("/poison", Duration::from_secs(30), |b| b.len() >= 3);
     let attempts: Vec<&Value> = deliveries.iter().map(|d| &d["attempts"]).collect();
     assert_eq!(attempts, [1, 2, 3], "max_retries = 2: three deliveries");
-    let letters = loop {
-        let reply = b.admin("GET", "/v1/queues/poison/dead-letters", None);
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        let letters = reply.json()["dead_letters"].as_array().expect("dead letters").clone();
-        if !letters.is_empty() {
-            break letters;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let letters = wait_for_dead_letters(&b, "poison");
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!((letters[0]["queue"].as_str(), letters[0]["attempts"].as_u64()), (Some("poison-dlq"), Some(3)));
     let error = letters[0]["error"].as_str().expect("error");
@@ -185,12 +170,15 @@ fn a_poison_message_dead_letters_after_its_attempts_and_redrives_on_any_node() {
     assert_eq!(deliveries[3]["attempts"], 1, "a re-driven message starts over");
     // It fails again and dead-letters again: still one dead letter, never two.
     cluster.collector.wait_for("/poison", Duration::from_secs(30), |b| b.len() >= 6);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while queue_stats(&b, "poison")["dead"] != 1 {
-        let letters = b.admin("GET", "/v1/queues/poison/dead-letters", None).body;
-        assert!(Instant::now() < deadline, "{} / {letters}", queue_stats(&b, "poison"));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Under a loaded CI machine the last failure's settling can trail its report to the collector by seconds.
+    poll_until("the re-driven message dead-lettered again", Duration::from_secs(30), || {
+        let stats = queue_stats(&b, "poison");
+        assert!(stats["dead"].as_u64() <= Some(1), "two dead letters for one message: {stats}");
+        stats["dead"] == 1 && stats["in_flight"] == 0
+    });
+    let letters = wait_for_dead_letters(&b, "poison");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(cluster.collector.bodies("/poison").len(), 6, "no delivery after the second dead letter");
 }
 
 #[test]
@@ -225,7 +213,7 @@ fn a_topic_reaches_every_subscriber_once_across_nodes() {
     let a = cluster.node("a", 30_000, &["cluster"]);
     let _b = cluster.node("b", 30_000, &["cluster"]);
     // The subscriptions are durable in the cluster once a node's consumers have started.
-    crate::support::poll_until("both subscribers of `events`", Duration::from_secs(20), || {
+    poll_until("both subscribers of `events`", Duration::from_secs(20), || {
         let reply = a.admin("POST", "/v1/topics/events/messages", Some(json!({ "body": { "probe": true } })));
         assert_eq!(reply.status, 200, "{}", reply.body);
         reply.json()["subscribers"] == 2
@@ -273,7 +261,7 @@ fn a_cron_tick_fires_on_one_node_and_the_survivor_takes_over_when_it_dies() {
     let a = cluster.node("a", 30_000, &["cluster"]);
     let b = cluster.node("b", 30_000, &["cluster"]);
     // Ten seconds with both nodes up.
-    crate::support::poll_until("ten ticks", Duration::from_secs(30), || ticks(&cluster.collector).len() >= 10);
+    poll_until("ten ticks", Duration::from_secs(30), || ticks(&cluster.collector).len() >= 10);
     let before = ticks(&cluster.collector);
     let (&last_tick, nodes) = before.iter().next_back().expect("a tick");
     let fired_last = nodes[0].clone();
@@ -283,7 +271,7 @@ fn a_cron_tick_fires_on_one_node_and_the_survivor_takes_over_when_it_dies() {
     // its report and its end, that run looks like it is still going until it has not been renewed for 6 s; with
     // `overlap = "skip"` the survivor skips ticks until then, then runs that tick again.)
     let settled = last_tick + 8_000;
-    crate::support::poll_until("ten more ticks", Duration::from_secs(40), || {
+    poll_until("ten more ticks", Duration::from_secs(40), || {
         ticks(&cluster.collector).range(settled..).count() >= 10
     });
     let after = ticks(&cluster.collector);
@@ -367,7 +355,7 @@ fn a_deploy_on_one_node_reaches_every_node_and_a_late_node_catches_up() {
     let c = cluster.node("c", 30_000, &[]);
     wait_for_who(&c, "v1");
     let listed = || c.cli_ok(&["nodes"]);
-    crate::support::poll_until("three nodes serving versioned v1", Duration::from_secs(20), || {
+    poll_until("three nodes serving versioned v1", Duration::from_secs(20), || {
         let out = listed();
         ["a ", "b ", "c "].iter().all(|node| out.lines().any(|l| l.starts_with(node) && l.contains("versioned v1")))
     });

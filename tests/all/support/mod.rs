@@ -430,6 +430,29 @@ pub(crate) fn poll_until(what: &str, timeout: Duration, mut done: impl FnMut() -
     }
 }
 
+/// The admin API's counts of `queue` on `host` (`/v1/queues`); fails the test when the queue is not listed.
+pub(crate) fn queue_stats(host: &Host, queue: &str) -> serde_json::Value {
+    let reply = host.admin("GET", "/v1/queues", None);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let queues = reply.json()["queues"].as_array().expect("queues").clone();
+    queues.into_iter().find(|q| q["queue"] == queue).unwrap_or_else(|| panic!("no queue {queue} in {}", reply.body))
+}
+
+/// Polls until `queue` has dead letters on `host` and returns them; fails the test after 30 s without one.
+pub(crate) fn wait_for_dead_letters(host: &Host, queue: &str) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = host.admin("GET", &format!("/v1/queues/{queue}/dead-letters"), None);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let letters = reply.json()["dead_letters"].as_array().expect("dead letters").clone();
+        if !letters.is_empty() {
+            return letters;
+        }
+        assert!(Instant::now() < deadline, "no dead letter in `{queue}` after 30 s: {}", queue_stats(host, queue));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A response, whatever its status.
 #[derive(Debug)]
 pub(crate) struct Reply {
