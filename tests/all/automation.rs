@@ -2,7 +2,8 @@
 //! The functions under test (tests/guests/automation) report what they ran to a collector over real HTTP.
 
 use crate::support::{
-    Abi, Collector, Host, component_arg, component_arg_for, for_both_abis, get, post, queue_stats, wait_for_dead_letters,
+    Abi, Collector, Host, component_arg, component_arg_for, for_both_abis, get, post, queue_stats,
+    wait_for_dead_letters,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeSet;

@@ -271,9 +271,7 @@ fn a_cron_tick_fires_on_one_node_and_the_survivor_takes_over_when_it_dies() {
     // its report and its end, that run looks like it is still going until it has not been renewed for 6 s; with
     // `overlap = "skip"` the survivor skips ticks until then, then runs that tick again.)
     let settled = last_tick + 8_000;
-    poll_until("ten more ticks", Duration::from_secs(40), || {
-        ticks(&cluster.collector).range(settled..).count() >= 10
-    });
+    poll_until("ten more ticks", Duration::from_secs(40), || ticks(&cluster.collector).range(settled..).count() >= 10);
     let after = ticks(&cluster.collector);
     for (tick, nodes) in &after {
         assert_eq!(nodes.len(), 1, "tick {tick} ran on {nodes:?}: a tick runs once per cluster");

@@ -11,6 +11,7 @@ mod automation;
 mod cluster;
 mod corpus;
 mod deploy;
+mod disk;
 mod examples;
 mod http;
 mod isolation;

@@ -53,6 +53,7 @@ impl From<StorageError> for ApiError {
 fn storage_status(error: &StorageError) -> StatusCode {
     match error {
         StorageError::Cluster { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        StorageError::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -108,7 +109,7 @@ impl From<KvError> for ApiError {
             KvError::Refused(KvRefusal::StoreFull { .. }) => StatusCode::INSUFFICIENT_STORAGE,
             KvError::Refused(KvRefusal::NotAnInteger { .. } | KvRefusal::Overflow { .. }) => StatusCode::CONFLICT,
             KvError::Refused(KvRefusal::KeyTooLong { .. } | KvRefusal::EmptyKey) => StatusCode::BAD_REQUEST,
-            KvError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            KvError::Storage(source) => storage_status(source),
         };
         Self::new(status, error.to_string())
     }
@@ -172,9 +173,9 @@ impl From<DeployError> for ApiError {
             DeployError::NotLive(_) | DeployError::UnknownComponent(_) | DeployError::NoSuchVersion { .. } => {
                 StatusCode::NOT_FOUND
             }
-            DeployError::Restore { .. } | DeployError::Storage(_) | DeployError::Io(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            DeployError::Storage(source) => storage_status(source),
+            DeployError::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            DeployError::Restore { .. } | DeployError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, error.to_string())
     }

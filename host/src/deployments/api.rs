@@ -57,6 +57,10 @@ pub enum DeployError {
     Restore { component: String, version: u32, reason: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A file of the deploy (the component, its compiled artifact) could not be written for want of space; the
+    /// partial file was removed and whatever was live stays live.
+    #[error("the disk holding {} is full: the deploy was not stored (free space there and deploy again)", .path.display())]
+    DiskFull { path: std::path::PathBuf },
     #[error("{0}")]
     Io(String),
 }

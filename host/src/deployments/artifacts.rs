@@ -174,7 +174,7 @@ impl Artifacts {
             Ok((sha256_hex(&bytes), bytes.len() as u64))
         })
         .await
-        .map_err(|e| DeployError::Compile(format!("{e:#}")))?;
+        .map_err(|e| deploy_error(e, DeployError::Compile))?;
         self.db.record_artifact(input_sha256, self.runtime.engine_hash(), &sha256, size).await?;
         tracing::info!(component = label, artifact = %path.display(),
             duration_ms = started.elapsed().as_millis() as u64, "compiled component ahead of time");
@@ -190,7 +190,7 @@ async fn blocking<R: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|join| DeployError::Io(format!("a blocking task failed: {join}")))?
-        .map_err(|e| DeployError::Io(format!("{e:#}")))
+        .map_err(|e| deploy_error(e, DeployError::Io))
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
@@ -198,7 +198,8 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Writes `path` so that no reader ever sees a partial file: a temp file in the same directory, synced, then
-/// renamed over the target.
+/// renamed over the target. A failed write removes its temp file (a full disk must not stay fuller for having
+/// been tried); one for want of space is a [`DiskFullAt`] naming the directory.
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write as _;
     let dir = path.parent().context("artifact path has a parent")?;
@@ -208,10 +209,27 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     ));
-    let mut file = std::fs::File::create(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("failed to write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("failed to move {} into place", path.display()))?;
-    Ok(())
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    let Err(error) = written else { return Ok(()) };
+    let _ = std::fs::remove_file(&tmp);
+    if error.kind() == std::io::ErrorKind::StorageFull {
+        return Err(DiskFullAt(dir.to_owned()).into());
+    }
+    Err(anyhow::Error::new(error).context(format!("failed to write {}", path.display())))
+}
+
+/// A deploy's file could not be written: the disk holding this directory is full.
+#[derive(Debug, thiserror::Error)]
+#[error("the disk holding {} is full", .0.display())]
+pub(crate) struct DiskFullAt(pub(crate) std::path::PathBuf);
+
+/// `error` as a [`DeployError`]: [`DeployError::DiskFull`] when a file could not be written for want of space,
+/// else what `otherwise` makes of its text.
+fn deploy_error(error: anyhow::Error, otherwise: fn(String) -> DeployError) -> DeployError {
+    match error.chain().find_map(|cause| cause.downcast_ref::<DiskFullAt>()) {
+        Some(DiskFullAt(path)) => DeployError::DiskFull { path: path.clone() },
+        None => otherwise(format!("{error:#}")),
+    }
 }

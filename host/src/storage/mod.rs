@@ -197,6 +197,10 @@ pub enum StorageError {
     NewerSchema { found: usize, known: usize },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The filesystem holding the database has no room: SQLite rolled the write back, so nothing of it was stored
+    /// and nothing stored before was touched. It works again once space is freed.
+    #[error("the disk holding {path} is full: nothing was written (free space there and it works again)")]
+    DiskFull { path: PathBuf },
     #[error("a stored record is unreadable: {0}")]
     Corrupt(String),
     /// The blocking task running a statement panicked or was cancelled.
@@ -283,7 +287,23 @@ impl Database {
         &self,
         work: impl FnOnce(&mut Connection) -> Result<R, StorageError>,
     ) -> Result<R, StorageError> {
-        work(&mut self.lock())
+        work(&mut self.lock()).map_err(|error| error.naming_the_disk(&self.path))
+    }
+}
+
+impl StorageError {
+    /// Whether the write failed for want of disk space (and works again once there is some).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StorageError::DiskFull { .. } => true,
+            StorageError::Sqlite(error) => error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            _ => false,
+        }
+    }
+
+    /// SQLite's "database or disk is full" as [`StorageError::DiskFull`], naming the file `path` it failed to grow.
+    fn naming_the_disk(self, path: &Path) -> Self {
+        if self.is_disk_full() { StorageError::DiskFull { path: path.to_owned() } } else { self }
     }
 }
 
@@ -341,6 +361,29 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_past_the_room_left_is_disk_full_naming_the_file_and_stores_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Database::open(dir.path()).expect("open");
+        // SQLite answers a database at its page limit exactly as one on a full disk: SQLITE_FULL.
+        let pages: i64 =
+            db.with_blocking(|c| Ok(c.pragma_query_value(None, "page_count", |r| r.get(0))?)).expect("pages");
+        db.with_blocking(|c| Ok(c.pragma_update(None, "max_page_count", pages)?)).expect("limit");
+        let big = vec![7u8; 64 << 10];
+        let error = db
+            .with_blocking(|c| {
+                c.execute("INSERT INTO kv (store, key, value, version) VALUES ('s', 'k', ?1, 1)", [&big])?;
+                Ok(())
+            })
+            .expect_err("a write past the limit");
+        assert!(error.is_disk_full(), "{error}");
+        let text = error.to_string();
+        assert!(text.contains(&dir.path().join(DB_FILE).display().to_string()) && text.contains("is full"), "{text}");
+        let keys: i64 =
+            db.with_blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0))?)).expect("count");
+        assert_eq!(keys, 0, "the refused write stored nothing");
+    }
 
     #[test]
     fn migrations_apply_once_and_a_newer_schema_is_refused() {

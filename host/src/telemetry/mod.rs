@@ -294,6 +294,7 @@ impl Telemetry {
             retention,
             usage: HashMap::new(),
             last_usage_flush: Instant::now(),
+            lost_to_full_disk: 0,
             last_retention: None,
         };
         std::thread::Builder::new()
@@ -534,6 +535,9 @@ struct Writer {
     usage: HashMap<UsageKey, UsageCounts>,
     last_usage_flush: Instant,
     last_retention: Option<Instant>,
+    /// Log records lost since the disk holding the log store filled up (said once when it fills and once when it
+    /// has room again, instead of an error per batch).
+    lost_to_full_disk: u64,
 }
 
 impl Writer {
@@ -601,7 +605,7 @@ impl Writer {
         }
     }
 
-    fn store(&self, records: Vec<LogRecord>) {
+    fn store(&mut self, records: Vec<LogRecord>) {
         if records.is_empty() {
             return;
         }
@@ -613,19 +617,41 @@ impl Writer {
                         let _ = self.follow.send(Arc::new(log));
                     }
                 }
+                if self.lost_to_full_disk > 0 {
+                    let lost = std::mem::take(&mut self.lost_to_full_disk);
+                    let message =
+                        format!("the log store has room again: {lost} log records were lost while its disk was full");
+                    tracing::warn!(lost, "{message}");
+                    self.store(vec![host_record(Level::Warn, message)]);
+                }
+            }
+            Err(error) if error.is_disk_full() => {
+                if self.lost_to_full_disk == 0 {
+                    tracing::error!(%error, "log records are lost until the log store's disk has room again");
+                }
+                self.lost_to_full_disk += count as u64;
             }
             Err(error) => tracing::error!(%error, records = count, "failed to store log records"),
         }
     }
 
+    /// Adds the usage counted since the last flush to the store. On a full disk the counts stay here, added to
+    /// what comes next, until they can be stored: metering is what a tenant is billed by.
     fn store_usage(&mut self) {
         self.last_usage_flush = Instant::now();
         if self.usage.is_empty() {
             return;
         }
         let minutes: Vec<_> = self.usage.drain().collect();
-        if let Err(error) = self.db.with_blocking(|conn| telemetry::add_usage(conn, minutes)) {
-            tracing::error!(%error, "failed to store usage");
+        let kept = minutes.clone();
+        match self.db.with_blocking(|conn| telemetry::add_usage(conn, minutes)) {
+            Ok(()) => {}
+            Err(error) if error.is_disk_full() => {
+                for (key, counts) in kept {
+                    self.usage.entry(key).or_default().add(&counts);
+                }
+            }
+            Err(error) => tracing::error!(%error, "failed to store usage"),
         }
     }
 

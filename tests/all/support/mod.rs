@@ -177,13 +177,55 @@ impl Host {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Self, (Option<i32>, String)> {
-        Self::launch(data, args, env, true)
+        Self::launch(data, args, env, true, None)
+    }
+
+    /// Starts a host whose data dir is a tmpfs of `size_mb` MiB of its own, as a small disk that a test can fill
+    /// ([`Host::fill_disk`]). The tmpfs lives in a mount namespace of the host process alone (made by `unshare`
+    /// with a user namespace, so no root is needed), and goes away with it; the test reaches it through
+    /// [`Host::data_view`].
+    pub(crate) fn start_on_small_disk(size_mb: u32, args: &[&str]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut host = Self::launch(temp.path(), args, &[], true, Some(size_mb)).unwrap_or_else(|(code, output)| {
+            panic!(
+                "the host on a {size_mb} MiB tmpfs exited with {code:?} (it needs `unshare` from util-linux and \
+                 user namespaces):\n{output}"
+            )
+        });
+        host._temp = Some(temp);
+        host
+    }
+
+    /// The host's data dir as this process reaches it: through `/proc/PID/root` (the host's view of the file
+    /// system), which on a host started with [`Host::start_on_small_disk`] is where its disk is mounted.
+    pub(crate) fn data_view(&self) -> PathBuf {
+        as_seen_by(self.child.id(), &self.data)
+    }
+
+    /// Writes a file to the host's data dir until its file system refuses more for want of space; returns the
+    /// file's path (as [`Host::data_view`] sees it): removing it frees the space.
+    pub(crate) fn fill_disk(&self) -> PathBuf {
+        use std::io::Write as _;
+        let path = self.data_view().join("test-filler");
+        let mut file = std::fs::File::create(&path).expect("create the filler");
+        // Big chunks first, then ever smaller ones, so that not even a page is left.
+        for chunk in [1 << 20, 64 << 10, 4 << 10, 512, 1] {
+            let bytes = vec![0xA5u8; chunk];
+            loop {
+                match file.write_all(&bytes) {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::StorageFull => break,
+                    Err(error) => panic!("filling {}: {error}", path.display()),
+                }
+            }
+        }
+        path
     }
 
     /// Starts a host whose stdout nobody reads once it listens: the pipe fills, as when the host's output is stuck.
     pub(crate) fn start_undrained(args: &[&str], env: &[(&str, &str)]) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
-        let mut host = Self::launch(temp.path(), args, env, false)
+        let mut host = Self::launch(temp.path(), args, env, false, None)
             .unwrap_or_else(|(code, output)| panic!("host exited with {code:?}:\n{output}"));
         host._temp = Some(temp);
         host
@@ -194,8 +236,22 @@ impl Host {
         args: &[&str],
         env: &[(&str, &str)],
         drain_stdout: bool,
+        small_disk_mb: Option<u32>,
     ) -> Result<Self, (Option<i32>, String)> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_edgefn"));
+        let mut command = match small_disk_mb {
+            None => Command::new(env!("CARGO_BIN_EXE_edgefn")),
+            Some(size_mb) => {
+                // `unshare` and `sh` exec in place: the child's id stays the host's.
+                let mut command = Command::new("unshare");
+                command
+                    .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+                    .arg(r#"mount -t tmpfs -o size="$1" edgefn-test-disk "$2" && shift 2 && exec "$@""#)
+                    .args(["sh", &format!("{size_mb}m")])
+                    .arg(data)
+                    .arg(env!("CARGO_BIN_EXE_edgefn"));
+                command
+            }
+        };
         command
             .arg("up")
             // The host exits when this process does (a shared host lives in a static, which is never dropped).
@@ -265,7 +321,12 @@ impl Host {
                     .expect("the host printed its admin address")
                     .trim()
                     .to_owned();
-                let token = std::fs::read_to_string(data.join("admin-token")).expect("admin token").trim().to_owned();
+                let data_view = match small_disk_mb {
+                    None => data.to_owned(),
+                    Some(_) => as_seen_by(child.id(), data),
+                };
+                let token =
+                    std::fs::read_to_string(data_view.join("admin-token")).expect("admin token").trim().to_owned();
                 return Ok(Self {
                     child,
                     base,
@@ -279,6 +340,12 @@ impl Host {
                 });
             }
         }
+    }
+
+    /// Calls the admin API with the host's token and `body` as it is; returns the reply whatever its status.
+    pub(crate) fn admin_bytes(&self, method: &str, path: &str, body: &[u8]) -> Reply {
+        let auth = format!("Bearer {}", self.token);
+        send(method, &format!("{}{path}", self.admin), &[("authorization", &auth)], body)
     }
 
     /// Calls the admin API with the host's token; returns the reply whatever its status.
@@ -419,6 +486,12 @@ pub(crate) struct CliOutput {
     pub(crate) success: bool,
     pub(crate) stdout: String,
     pub(crate) stderr: String,
+}
+
+/// Absolute `path` as process `pid` sees it, reached from this process through `/proc/PID/root` (the same file
+/// unless the process has a mount namespace of its own).
+fn as_seen_by(pid: u32, path: &Path) -> PathBuf {
+    Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").expect("an absolute path"))
 }
 
 /// Polls `done` every 20 ms until it holds; fails the test with `what` after `timeout`.
