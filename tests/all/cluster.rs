@@ -512,3 +512,72 @@ fn a_nats_server_killed_or_stalled_under_load_loses_no_acknowledged_send() {
         }
     });
 }
+
+#[test]
+fn cron_runs_each_tick_once_and_deploys_converge_across_a_killed_and_a_stalled_nats_server() {
+    let _turn = crate::support::one_at_a_time();
+    let test = "cron_runs_each_tick_once_and_deploys_converge_across_a_killed_and_a_stalled_nats_server";
+    let Some(mut cluster) = Cluster::new(test) else { return };
+    let a = cluster.node("a", 30_000, &["cluster"]);
+    let b = cluster.node("b", 30_000, &["cluster"]);
+    let versioned = component_arg("versioned");
+    let deploy = |host: &Host, tag: &str| host.cli(&["deploy", &versioned, "--env", &format!("TAG={tag}")]);
+    assert!(deploy(&a, "v1").success);
+    wait_for_who(&b, "v1");
+    poll_until("five ticks", Duration::from_secs(30), || ticks(&cluster.collector).len() >= 5);
+
+    // Killed: a deploy is refused, naming the server, and neither node changes what it serves.
+    cluster.nats.kill();
+    let refused = deploy(&b, "while-killed");
+    assert!(!refused.success, "a deploy with the cluster's server down succeeded: {}", refused.stdout);
+    assert!(refused.stderr.contains("NATS"), "{}", refused.stderr);
+    assert_eq!((who(&a), who(&b)), ("v1".to_owned(), "v1".to_owned()));
+    std::thread::sleep(Duration::from_secs(4));
+    cluster.nats.restart();
+    // Back: a deploy on either node reaches the other.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !deploy(&b, "after-restart").success {
+        assert!(Instant::now() < deadline, "no deploy succeeded within 30 s of the server's restart");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_for_who(&a, "after-restart");
+    wait_for_who(&b, "after-restart");
+
+    // Stalled (SIGSTOP): a deploy is refused once the server has not answered for 5 s, and changes nothing.
+    cluster.nats.signal("-STOP");
+    let refused = deploy(&a, "while-stalled");
+    cluster.nats.signal("-CONT");
+    assert!(!refused.success, "a deploy with the cluster's server stalled succeeded: {}", refused.stdout);
+    assert!(refused.stderr.contains("NATS") && refused.stderr.contains("503"), "{}", refused.stderr);
+    assert_eq!((who(&a), who(&b)), ("after-restart".to_owned(), "after-restart".to_owned()));
+    // Going on: a deploy made right after reaches both nodes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !deploy(&a, "after-stall").success {
+        assert!(Instant::now() < deadline, "no deploy succeeded within 30 s of the server going on");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_for_who(&a, "after-stall");
+    wait_for_who(&b, "after-stall");
+
+    // Ticks go on after the faults, every second, and no tick of the whole run ran twice.
+    let resumed = ticks(&cluster.collector).keys().next_back().copied().expect("a tick");
+    poll_until("ten ticks after the faults", Duration::from_secs(40), || {
+        ticks(&cluster.collector).range(resumed + 1..).count() >= 10
+    });
+    let all = ticks(&cluster.collector);
+    for (tick, nodes) in &all {
+        assert_eq!(nodes.len(), 1, "tick {tick} ran on {nodes:?}: a tick runs once per cluster");
+    }
+    let after: Vec<u64> = all.range(resumed + 1..).map(|(tick, _)| *tick).collect();
+    for window in after.windows(2).take(9) {
+        assert_eq!(window[1] - window[0], 1_000, "a tick was missed after the faults: {after:?}");
+    }
+    let reruns: Vec<Value> =
+        cluster.collector.bodies("/tick").into_iter().filter(|b| b["reason"] != "schedule").collect();
+    let mut run_ticks: Vec<u64> = cluster.collector.bodies("/tick").iter().filter_map(|b| b["tick"].as_u64()).collect();
+    let total = run_ticks.len();
+    run_ticks.sort_unstable();
+    run_ticks.dedup();
+    assert_eq!(run_ticks.len(), total, "a tick ran twice (as a catch-up too): {reruns:?}");
+    eprintln!("{} ticks, {} after the faults, catch-ups: {reruns:?}", all.len(), after.len());
+}

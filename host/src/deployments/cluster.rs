@@ -12,46 +12,133 @@
 
 use super::{DeployError, DeployRequest, Deployments, VersionConfig};
 use crate::config::ComponentConfig;
-use crate::live::{ComponentVersion, Mount};
+use crate::live::{ComponentVersion, LiveComponent, Mount};
+use crate::storage::StorageError;
 use crate::storage::backends::jetstream::deployments::{LiveEntry, LiveVersion};
 use crate::storage::deployments::VersionRow;
 use futures_util::StreamExt as _;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long a change waits for the cluster's server to say what it records before the change is refused.
+const CLUSTER_ANSWER: Duration = Duration::from_secs(5);
+
+/// How often a change the cluster has not heard of is shared again.
+const SHARE_AGAIN_EVERY: Duration = Duration::from_secs(2);
+
+/// Changes made on this node that could not be shared (the server died or stalled between the change and its
+/// share), by component: the record's revision the change expects to replace, and what was live here after it.
+#[derive(Debug, Default)]
+pub(super) struct Unshared(std::sync::Mutex<HashMap<String, UnsharedChange>>);
+
+/// The record's revision a change expects to replace, and what was live here after it.
+type UnsharedChange = (u64, Option<Arc<LiveComponent>>);
+
+impl Unshared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, UnsharedChange>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 impl Deployments {
-    /// After a change made on this node: records what is live of `component` now for the cluster, unless it says
-    /// so already.
-    pub(super) async fn share_live(&self, component: &str) {
-        let Some(cluster) = &self.cluster else { return };
-        let result = async {
-            let live = self.live.load().component(component).cloned();
-            let entry = match live {
-                None => None,
-                Some(live) => {
-                    let rows = self.db.versions(component).await?;
-                    let active = self.shared_version(&live.active, &rows).await?;
-                    let canary = match &live.canary {
-                        Some(canary) => Some((self.shared_version(&canary.version, &rows).await?, canary.percent)),
-                        None => None,
-                    };
-                    Some(LiveEntry { active, canary, origin: cluster.node().to_owned() })
-                }
-            };
-            let previous = cluster.live(component).await?;
-            let unchanged = match (&previous, &entry) {
-                (Some(previous), Some(entry)) => previous.active == entry.active && previous.canary == entry.canary,
-                (None, None) => true,
-                _ => false,
-            };
-            if !unchanged {
-                cluster.set_live(component, entry.as_ref()).await?;
+    /// Before a change made on this node: on a cluster, the revision of `component`'s shared record, which the
+    /// share afterwards expects to replace. When the cluster's server does not answer, the change is refused
+    /// before anything changes here: a node must not serve what the others will never hear of.
+    pub(super) async fn cluster_revision(&self, component: &str) -> Result<Option<u64>, DeployError> {
+        let Some(cluster) = &self.cluster else { return Ok(None) };
+        match tokio::time::timeout(CLUSTER_ANSWER, cluster.live_revision(component)).await {
+            Ok(revision) => Ok(Some(revision?)),
+            Err(_elapsed) => Err(DeployError::Storage(StorageError::Cluster {
+                action: format!("read what is live of `{component}`"),
+                reason: format!("no answer within {CLUSTER_ANSWER:?}"),
+            })),
+        }
+    }
+
+    /// After a change made on this node: records what is live of `component` now for the cluster, if its record
+    /// is still at `revision`. When another node changed it meanwhile, theirs stands and this node follows it;
+    /// when the server cannot be reached, the share is tried again every [`SHARE_AGAIN_EVERY`] until it is.
+    pub(super) async fn share_live(&self, component: &str, revision: Option<u64>) {
+        let Some(revision) = revision else { return };
+        let live_here = self.live.load().component(component).cloned();
+        match self.share_live_at(component, revision).await {
+            Ok(true) => {}
+            Ok(false) => self.follow_the_cluster_on(component).await,
+            Err(error) => {
+                tracing::error!(%component, %error,
+                    "failed to share a deployment with the cluster; trying again until its server answers");
+                self.unshared.lock().insert(component.to_owned(), (revision, live_here));
             }
-            Ok::<_, DeployError>(())
+        }
+    }
+
+    /// Shares what is live of `component` if the record is at `revision`; `Ok(false)` when another node changed it.
+    async fn share_live_at(&self, component: &str, revision: u64) -> Result<bool, DeployError> {
+        let Some(cluster) = &self.cluster else { return Ok(true) };
+        let live = self.live.load().component(component).cloned();
+        let entry = match live {
+            None => None,
+            Some(live) => {
+                let rows = self.db.versions(component).await?;
+                let active = self.shared_version(&live.active, &rows).await?;
+                let canary = match &live.canary {
+                    Some(canary) => Some((self.shared_version(&canary.version, &rows).await?, canary.percent)),
+                    None => None,
+                };
+                Some(LiveEntry { active, canary, origin: cluster.node().to_owned() })
+            }
         };
-        if let Err(error) = result.await {
-            // This node changed; the others did not hear of it. The next change shares again.
-            tracing::error!(%component, %error, "failed to share a deployment with the cluster; the other nodes keep what they have");
+        let previous = cluster.live(component).await?;
+        let unchanged = match (&previous, &entry) {
+            (Some(previous), Some(entry)) => previous.active == entry.active && previous.canary == entry.canary,
+            (None, None) => true,
+            _ => false,
+        };
+        if unchanged {
+            return Ok(true);
+        }
+        Ok(cluster.set_live_if(component, entry.as_ref(), revision).await?)
+    }
+
+    /// Another node changed `component` after this node read its record: its change stands, and this node
+    /// serves it (the watch may have brought it before this node's own change, which then replaced it here).
+    async fn follow_the_cluster_on(&self, component: &str) {
+        tracing::warn!(%component, "another node changed this component meanwhile; its change stands, following it");
+        let Some(cluster) = &self.cluster else { return };
+        let converged = match cluster.live(component).await {
+            Ok(entry) => self.converge(component, entry).await,
+            Err(error) => Err(error.into()),
+        };
+        if let Err(error) = converged {
+            tracing::error!(%component, %error, "could not make this node serve what the cluster deployed");
+        }
+    }
+
+    /// Shares again, every [`SHARE_AGAIN_EVERY`], each change the cluster has not heard of, for as long as the node
+    /// runs. A change replaced here since (its own share is tried on its own) is dropped.
+    async fn share_again(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(SHARE_AGAIN_EVERY).await;
+            let pending: Vec<_> = self.unshared.lock().drain().collect();
+            for (component, (revision, live_then)) in pending {
+                let live_now = self.live.load().component(&component).cloned();
+                let same = match (&live_then, &live_now) {
+                    (Some(then), Some(now)) => Arc::ptr_eq(then, now),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if !same {
+                    continue;
+                }
+                match self.share_live_at(&component, revision).await {
+                    Ok(true) => tracing::info!(%component, "shared a deployment with the cluster after all"),
+                    Ok(false) => self.follow_the_cluster_on(&component).await,
+                    Err(_) => {
+                        self.unshared.lock().entry(component).or_insert((revision, live_then));
+                    }
+                }
+            }
         }
     }
 
@@ -87,6 +174,7 @@ impl Deployments {
     /// converges on every change. A change that cannot be applied here is logged and left; the next one is tried.
     pub async fn follow_cluster(self: Arc<Self>) {
         let Some(cluster) = self.cluster.clone() else { return };
+        tokio::spawn(self.clone().share_again());
         loop {
             let mut changes = match cluster.watch_live().await {
                 Ok(changes) => changes,

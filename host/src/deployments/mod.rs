@@ -74,6 +74,8 @@ pub struct Deployments {
     switching: tokio::sync::Mutex<()>,
     /// On a cluster: where what is live is shared (see `cluster`).
     cluster: Option<Arc<JetStreamDeployments>>,
+    /// On a cluster: changes made here that the cluster has not heard of yet, tried again until it has.
+    unshared: cluster::Unshared,
 }
 
 impl std::fmt::Debug for Deployments {
@@ -121,6 +123,7 @@ impl Deployments {
             route_tokens,
             switching: tokio::sync::Mutex::new(()),
             cluster: None,
+            unshared: cluster::Unshared::default(),
         })
     }
 
@@ -264,8 +267,10 @@ impl Deployments {
 
     /// Deploys: [`Deployments::prepare`], then [`Deployments::apply`].
     pub async fn deploy(&self, request: DeployRequest) -> Result<DeployOutcome, DeployError> {
+        validate_name(&request.name)?;
+        let revision = self.cluster_revision(&request.name).await?;
         let outcome = self.deploy_here(request).await?;
-        self.share_live(&outcome.component).await;
+        self.share_live(&outcome.component, revision).await;
         Ok(outcome)
     }
 
@@ -357,8 +362,9 @@ impl Deployments {
     /// Makes a prepared deploy live: numbers and records the version, swaps the live set, switches the triggers.
     /// On a cluster, every node follows.
     pub async fn apply(&self, prepared: PreparedDeploy) -> Result<DeployOutcome, DeployError> {
+        let revision = self.cluster_revision(&prepared.name).await?;
         let outcome = self.apply_here(prepared).await?;
-        self.share_live(&outcome.component).await;
+        self.share_live(&outcome.component, revision).await;
         Ok(outcome)
     }
 
@@ -481,8 +487,9 @@ impl Deployments {
     /// Rolls `component` back: with a canary, ends it (the live version stays); otherwise to version `to`, or to
     /// the version before the live one. Instant: the artifact is cached, nothing compiles.
     pub async fn rollback(&self, component: &str, to: Option<u32>) -> Result<SwitchOutcome, DeployError> {
+        let revision = self.cluster_revision(component).await?;
         let outcome = self.rollback_here(component, to).await?;
-        self.share_live(component).await;
+        self.share_live(component, revision).await;
         Ok(outcome)
     }
 
@@ -510,8 +517,9 @@ impl Deployments {
 
     /// Makes `component`'s canary its live version.
     pub async fn promote(&self, component: &str) -> Result<SwitchOutcome, DeployError> {
+        let revision = self.cluster_revision(component).await?;
         let outcome = self.promote_here(component).await?;
-        self.share_live(component).await;
+        self.share_live(component, revision).await;
         Ok(outcome)
     }
 
@@ -530,8 +538,9 @@ impl Deployments {
     /// Takes `component` out of what is live: its routes answer 404, its triggers stop. Its versions, its queues
     /// and their messages stay.
     pub async fn undeploy(&self, component: &str) -> Result<SwitchOutcome, DeployError> {
+        let revision = self.cluster_revision(component).await?;
         let outcome = self.undeploy_here(component).await?;
-        self.share_live(component).await;
+        self.share_live(component, revision).await;
         Ok(outcome)
     }
 

@@ -189,17 +189,38 @@ impl JetStreamDeployments {
         serde_json::from_slice(&value).map(Some).map_err(|error| cluster_error(action(), error))
     }
 
-    /// Records what should be live of `component` (`None`: nothing).
-    pub async fn set_live(&self, component: &str, entry: Option<&LiveEntry>) -> Result<(), StorageError> {
+    /// The revision of `component`'s record (0 when none was ever written): what a change made on this node
+    /// expects to replace ([`JetStreamDeployments::set_live_if`]). Reading it also proves the server answers.
+    pub async fn live_revision(&self, component: &str) -> Result<u64, StorageError> {
+        let entry = self
+            .live
+            .entry(component)
+            .await
+            .map_err(|error| cluster_error(format!("read what is live of `{component}`"), error))?;
+        Ok(entry.map_or(0, |entry| entry.revision))
+    }
+
+    /// Records what should be live of `component` (`None`: nothing), only if `component`'s record is still at `revision`: `Ok(false)` when
+    /// another node changed it since, and its change stands.
+    pub async fn set_live_if(
+        &self,
+        component: &str,
+        entry: Option<&LiveEntry>,
+        revision: u64,
+    ) -> Result<bool, StorageError> {
         let action = || format!("record what is live of `{component}`");
-        match entry {
+        let written = match entry {
             Some(entry) => {
                 let value = serde_json::to_vec(entry).map_err(|error| cluster_error(action(), error))?;
-                self.live.put(component, value.into()).await.map_err(|error| cluster_error(action(), error))?;
+                self.live.update(component, value.into(), revision).await.map(drop)
             }
-            None => self.live.delete(component).await.map_err(|error| cluster_error(action(), error))?,
+            None => self.live.delete_expect_revision(component, Some(revision)).await,
+        };
+        match written {
+            Ok(()) => Ok(true),
+            Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+            Err(error) => Err(cluster_error(action(), error)),
         }
-        Ok(())
     }
 
     /// Every change to what should be live, starting with the current value of each component.
