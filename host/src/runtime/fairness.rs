@@ -15,7 +15,7 @@
 //! Long-running means computing without a pause. Whoever drives the store tells its [`Pace`] when the store's future
 //! returned `Pending` for a reason other than the governor's own yield (the guest awaits the network, a timer, or
 //! has nothing to do, as a reused instance between requests): the guest then gives its lane back at once and counts
-//! as short again. Without that, a guest that once computed 10 ms would keep a lane through every wait after it,
+//! as short again. Without that, a guest that once computed 3 ms would keep a lane through every wait after it,
 //! and an idle reused instance would hold one until it retired, stalling every other long-running guest.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -24,12 +24,15 @@ use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-/// A guest yields (and, long-running, gives up its lane) every this many epoch ticks: 5 ms slices. Short requests
-/// (well under a slice) almost never yield, and a thread waits at most a slice for a computing guest.
-pub const SLICE_TICKS: u32 = 5;
+/// A guest yields (and, long-running, gives up its lane) every this many epoch ticks: 1 ms slices. Short requests
+/// (well under a slice) almost never yield, and a thread waits at most a slice for a computing guest. (5 ms slices
+/// let a tenant churning 120 MiB take a neighbour's p99 to 21x its value at rest; see BENCHMARKS.md (k).)
+pub const SLICE_TICKS: u32 = 1;
 
-/// A guest that has run through this many epoch ticks (about 10 ms of computing) is long-running.
-pub const LONG_RUNNING_TICKS: u32 = 10;
+/// A guest that has run through this many epoch ticks (about 3 ms of computing without a pause) is long-running.
+/// Every new instance computes this long before a lane holds it: the shorter, the less two newly started hogs can
+/// take both threads from short requests.
+pub const LONG_RUNNING_TICKS: u32 = 3;
 
 /// Hands lanes to long-running guests. Shared by every invocation of a runtime.
 #[derive(Debug, Clone)]

@@ -413,7 +413,6 @@ impl Runtime {
         abi: Abi,
         call: impl AsyncFnOnce(&mut Store<InvocationState>) -> wasmtime::Result<GuestOutcome>,
     ) -> (Result<GuestOutcome, InvokeError>, Vec<(String, Settlement)>) {
-        let _slot = slot;
         let secrets = invocation.env.secrets.clone();
         let timeout = invocation.limits.timeout;
         let started = std::time::Instant::now();
@@ -439,6 +438,8 @@ impl Runtime {
             });
         }
         let mut settlements = std::mem::take(&mut store.data_mut().call.settlements);
+        let peak = store.data().limits.peak;
+        phases::release(store, slot, peak);
         phases::cleaned_settlements(&mut settlements, &secrets, max_error);
         (outcome, settlements)
     }

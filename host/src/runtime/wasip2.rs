@@ -79,9 +79,8 @@ impl Runtime {
         // a host call (epochs do not interrupt those), including after it has sent its response head.
         let hard_deadline = timeout + HARD_DEADLINE_SLACK;
         let run = async move {
-            // The slot is held until the guest is done, body streaming included. The store is rebound after it
-            // so it drops first: the pool slot is free before the permit lets the next request instantiate.
-            let _slot = slot;
+            // The slot is held until the guest is done, body streaming included, and given back after the store
+            // (`phases::release`).
             let mut store = store;
             let started = std::time::Instant::now();
             let mut busy = Duration::ZERO;
@@ -101,6 +100,8 @@ impl Runtime {
                     }
                 });
             }
+            let peak = store.data().limits.peak;
+            phases::release(store, slot, peak);
             ended
         };
         // Most functions answer and return in one go: run them right here, on the request's own task, with no

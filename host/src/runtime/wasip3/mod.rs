@@ -74,9 +74,8 @@ impl Runtime {
         let run = {
             let (pre, runtime, report, ended) = (pre.clone(), self.clone(), report.clone(), ended.clone());
             async move {
-                // The slot is held until the guest is done, body included; the store is dropped before it, so the
-                // pool slot is free before the permit lets the next request instantiate.
-                let _slot = slot;
+                // The slot is held until the guest is done, body included, and given back after the store
+                // (`phases::release`).
                 let mut busy = Duration::ZERO;
                 let call = async {
                     let service = pre.instantiate_async(&mut store).await?;
@@ -114,7 +113,8 @@ impl Runtime {
                         }
                     });
                 }
-                drop(store);
+                let peak = store.data().limits.peak;
+                phases::release(store, slot, peak);
                 outcome
             }
         };

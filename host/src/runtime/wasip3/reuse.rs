@@ -455,8 +455,8 @@ async fn serve_on_one_instance(pool: &Arc<Pool>, first: Option<Job>) -> Result<(
     drop(available);
     let outcome = phases::ended(ran.ok().map(|ran| ran.and_then(|ran| ran)), lifetime, runtime.budget_state(&store));
     let _ = ended.set(outcome.as_ref().map(|_| ()).map_err(ToString::to_string));
-    drop(store);
-    drop(slot);
+    let peak = store.data().limits.peak;
+    crate::runtime::phases::release(store, slot, peak);
     outcome
 }
 
