@@ -111,6 +111,35 @@ pub(crate) fn http_outcome(run: Outcome, status: Option<u16>) -> Outcome {
     if run == Outcome::Ok && status.is_some_and(|status| status >= 500) { Outcome::Error } else { run }
 }
 
+/// Linear memory past which a store is given back off the async threads: [`release`].
+const RELEASE_INLINE_BYTES: usize = 8 << 20;
+
+/// Gives back a finished invocation's `store`, then its `slot`. Dropping a store resets its pool slot, which for a
+/// guest that touched a lot of memory is milliseconds of madvise and page-table work in one piece; done on an
+/// async worker it would hold up every short request queued there (a neighbour's p99 under a tenant that churns
+/// memory). A store whose memory grew past [`RELEASE_INLINE_BYTES`] is therefore dropped on the blocking pool, the
+/// slot after it: the pool's slot is free before the permit lets another instance in. A small store is dropped
+/// here, cheaper than handing it over.
+pub(super) fn release<T: Send + 'static>(store: wasmtime::Store<T>, slot: super::Slot, peak_memory_bytes: usize) {
+    if peak_memory_bytes <= RELEASE_INLINE_BYTES {
+        drop(store);
+        drop(slot);
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn_blocking(move || {
+                drop(store);
+                drop(slot);
+            });
+        }
+        Err(_) => {
+            drop(store);
+            drop(slot);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,34 +216,5 @@ mod tests {
         assert_eq!(http_outcome(Outcome::Ok, Some(503)), Outcome::Error);
         assert_eq!(http_outcome(Outcome::Ok, None), Outcome::Ok);
         assert_eq!(http_outcome(Outcome::Trap, Some(500)), Outcome::Trap, "the run's own failure is kept");
-    }
-}
-
-/// Linear memory past which a store is given back off the async threads: [`release`].
-const RELEASE_INLINE_BYTES: usize = 8 << 20;
-
-/// Gives back a finished invocation's `store`, then its `slot`. Dropping a store resets its pool slot, which for a
-/// guest that touched a lot of memory is milliseconds of madvise and page-table work in one piece; done on an
-/// async worker it would hold up every short request queued there (a neighbour's p99 under a tenant that churns
-/// memory). A store whose memory grew past [`RELEASE_INLINE_BYTES`] is therefore dropped on the blocking pool, the
-/// slot after it: the pool's slot is free before the permit lets another instance in. A small store is dropped
-/// here, cheaper than handing it over.
-pub(super) fn release<T: Send + 'static>(store: wasmtime::Store<T>, slot: super::Slot, peak_memory_bytes: usize) {
-    if peak_memory_bytes <= RELEASE_INLINE_BYTES {
-        drop(store);
-        drop(slot);
-        return;
-    }
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            runtime.spawn_blocking(move || {
-                drop(store);
-                drop(slot);
-            });
-        }
-        Err(_) => {
-            drop(store);
-            drop(slot);
-        }
     }
 }
