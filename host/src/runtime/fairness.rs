@@ -123,6 +123,11 @@ impl Pace {
         self.give_back_lane();
     }
 
+    /// Epoch ticks the guest has computed through since it last paused.
+    pub fn ticks(&self) -> u32 {
+        self.ticks.load(Ordering::Relaxed)
+    }
+
     fn give_back_lane(&self) {
         self.lane().take();
     }

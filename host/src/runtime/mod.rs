@@ -17,6 +17,7 @@ mod engines;
 pub mod fairness;
 pub mod guest;
 pub mod loader;
+mod long_running;
 pub mod memory;
 mod metering;
 pub mod output;

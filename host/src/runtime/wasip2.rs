@@ -4,6 +4,7 @@
 
 use super::engines::Abi;
 use super::guest::{GuestCall, GuestOutcome, Settlement};
+use super::long_running::Migrating;
 use super::state::InvocationState;
 use super::{HARD_DEADLINE_SLACK, Invocation, InvokeError, Runtime, Slot, host_error, metering, phases};
 use crate::capabilities::bindings::p2::SdkPre;
@@ -78,6 +79,7 @@ impl Runtime {
         // The epoch deadline stops a guest that computes forever; the hard deadline also stops a guest blocked in
         // a host call (epochs do not interrupt those), including after it has sent its response head.
         let hard_deadline = timeout + HARD_DEADLINE_SLACK;
+        let run_pace = pace.clone();
         let run = async move {
             // The slot is held until the guest is done, body streaming included, and given back after the store
             // (`phases::release`).
@@ -108,7 +110,8 @@ impl Runtime {
         // task to spawn and no thread to wake. One that sets its response and keeps streaming the body goes on
         // in a task of its own; so does one whose caller goes away (the client hung up): a function always runs
         // to its end, as it would have with nobody waiting.
-        let mut run = Detached::new(run);
+        // Once it computes long, on the long-running guests' threads (`long_running`).
+        let mut run = Detached::new(Migrating::new(run, run_pace));
         let answer = tokio::select! {
             biased;
             finished = &mut run => match receiver.try_recv() {

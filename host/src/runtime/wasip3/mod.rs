@@ -18,6 +18,7 @@ pub use reuse::ReusePool;
 
 use super::engines::Abi;
 use super::guest::{GuestCall, GuestOutcome, Settlement};
+use super::long_running::Migrating;
 use super::metering::PendingReport;
 use super::state::InvocationState;
 use super::{HARD_DEADLINE_SLACK, Invocation, InvokeError, RequestBody, Runtime, Slot, metering, phases};
@@ -71,6 +72,7 @@ impl Runtime {
         });
         let ended: RunEnd = Arc::default();
         let (answer_tx, answer_rx) = tokio::sync::oneshot::channel::<Answer>();
+        let run_pace = pace.clone();
         let run = {
             let (pre, runtime, report, ended) = (pre.clone(), self.clone(), report.clone(), ended.clone());
             async move {
@@ -118,7 +120,8 @@ impl Runtime {
                 outcome
             }
         };
-        let task = tokio::spawn(run);
+        // Once it computes long, on the long-running guests' threads (`long_running`).
+        let task = tokio::spawn(Migrating::new(run, run_pace));
         // Dropped before the response is handed over (the client went away, the head never came): the instance
         // goes with it.
         let mut guard = Cancel::new(Some(task.abort_handle()), report.clone());
