@@ -535,13 +535,16 @@ fn cron_runs_each_tick_once_and_deploys_converge_across_a_killed_and_a_stalled_n
     std::thread::sleep(Duration::from_secs(4));
     cluster.nats.restart();
     // Back: a deploy on either node reaches the other.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !deploy(&b, "after-restart").success {
-        assert!(Instant::now() < deadline, "no deploy succeeded within 30 s of the server's restart");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    wait_for_who(&a, "after-restart");
-    wait_for_who(&b, "after-restart");
+    let deploy_to_both = |on: &Host, tag: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !deploy(on, tag).success {
+            assert!(Instant::now() < deadline, "no deploy of {tag} succeeded within 30 s of the server's return");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        wait_for_who(&a, tag);
+        wait_for_who(&b, tag);
+    };
+    deploy_to_both(&b, "after-restart");
 
     // Stalled (SIGSTOP): a deploy is refused once the server has not answered for 5 s, and changes nothing.
     cluster.nats.signal("-STOP");
@@ -551,13 +554,7 @@ fn cron_runs_each_tick_once_and_deploys_converge_across_a_killed_and_a_stalled_n
     assert!(refused.stderr.contains("NATS") && refused.stderr.contains("503"), "{}", refused.stderr);
     assert_eq!((who(&a), who(&b)), ("after-restart".to_owned(), "after-restart".to_owned()));
     // Going on: a deploy made right after reaches both nodes.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !deploy(&a, "after-stall").success {
-        assert!(Instant::now() < deadline, "no deploy succeeded within 30 s of the server going on");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    wait_for_who(&a, "after-stall");
-    wait_for_who(&b, "after-stall");
+    deploy_to_both(&a, "after-stall");
 
     // Ticks go on after the faults, every second, and no tick of the whole run ran twice.
     let resumed = ticks(&cluster.collector).keys().next_back().copied().expect("a tick");

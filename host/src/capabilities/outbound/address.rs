@@ -106,7 +106,7 @@ impl NamedAddresses {
     /// The addresses `entry` names, if it names any (a host name names none).
     pub(super) fn parse(entry: &str) -> Option<Self> {
         if let Some((network, prefix)) = entry.split_once('/') {
-            let network: IpAddr = network.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+            let network: IpAddr = bare_host(network).parse().ok()?;
             let prefix: u8 = prefix.parse().ok()?;
             let bits = if network.is_ipv4() { 32 } else { 128 };
             return (prefix <= bits).then_some(NamedAddresses::Range { network: network.to_canonical(), prefix });
@@ -114,7 +114,7 @@ impl NamedAddresses {
         if let Ok(address) = entry.parse::<SocketAddr>() {
             return Some(NamedAddresses::Ip { ip: address.ip().to_canonical(), port: Some(address.port()) });
         }
-        if let Ok(ip) = entry.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        if let Ok(ip) = bare_host(entry).parse::<IpAddr>() {
             return Some(NamedAddresses::Ip { ip: ip.to_canonical(), port: None });
         }
         let (host, port) = match entry.rsplit_once(':') {
@@ -164,10 +164,15 @@ pub fn pin_names(names: impl IntoIterator<Item = (String, Vec<IpAddr>)>) {
     }
 }
 
+/// `host` without the brackets a URI puts around an IPv6 address (`[::1]` is `::1`).
+pub(super) fn bare_host(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 /// The addresses a connection to `host:port` would use: the IP itself, a pinned name's addresses, or what the
 /// system resolver answers.
 pub(super) async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let bare = bare_host(host);
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }

@@ -49,7 +49,7 @@ pub(super) async fn send(
         let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
         let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let bare = super::address::bare_host(&host);
         let name = match bare.parse::<std::net::IpAddr>() {
             Ok(ip) => rustls::pki_types::ServerName::from(ip),
             Err(_) => rustls::pki_types::ServerName::try_from(bare.to_owned()).map_err(Error::InvalidDnsNameError)?,

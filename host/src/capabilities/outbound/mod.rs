@@ -45,9 +45,21 @@ pub fn protect(address: SocketAddr) {
 /// Whether `host:port` is one of the host's own listeners. A listener on an unspecified address (`0.0.0.0`)
 /// answers on every local address; one on a loopback address answers on every loopback name.
 fn is_protected(host: &str, port: u16) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let ip: Option<IpAddr> = host.parse().ok();
-    let local = host.eq_ignore_ascii_case("localhost") || ip.is_some_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    let host = address::bare_host(host);
+    match host.parse::<IpAddr>() {
+        Ok(ip) => is_protected_ip(ip, port),
+        Err(_) => host.eq_ignore_ascii_case("localhost") && a_listener_answers(None, true, port),
+    }
+}
+
+/// [`is_protected`] for an address already parsed (what a name resolved to).
+fn is_protected_ip(ip: IpAddr, port: u16) -> bool {
+    a_listener_answers(Some(ip), ip.is_loopback() || ip.is_unspecified(), port)
+}
+
+/// Whether one of the host's listeners answers on `port` at `ip`, or, for a `local` destination, on any loopback
+/// or unspecified address.
+fn a_listener_answers(ip: Option<IpAddr>, local: bool, port: u16) -> bool {
     protected().read().unwrap_or_else(|poisoned| poisoned.into_inner()).iter().any(|listener| {
         listener.port() == port
             && (Some(listener.ip()) == ip || (local && (listener.ip().is_loopback() || listener.ip().is_unspecified())))
@@ -83,7 +95,7 @@ impl OutboundPolicy {
                     format!("{range} addresses are reachable only when allowed_outbound_hosts names them"),
                 ));
             }
-            if is_protected(&address.ip().to_string(), address.port()) {
+            if is_protected_ip(address.ip(), address.port()) {
                 return Err((address, "the host's own listeners are reachable only when named with their port".into()));
             }
         }
