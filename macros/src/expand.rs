@@ -255,9 +255,11 @@ fn expand_http(func: &ItemFn, http: &HttpTrigger) -> syn::Result<TokenStream> {
     let guard = match &http.auth {
         Some(auth) => {
             let name = &auth.authorizer;
+            let scopes = &auth.scopes;
             quote! {
                 ::core::option::Option::Some(::edgefn::__private::Guard {
                     authorizer: #name,
+                    scopes: &[#(#scopes),*],
                     host_verified: ::edgefn::__private::host_verified,
                 })
             }

@@ -10,6 +10,8 @@
 //!   uses it to dispatch inside a component, the host to pick the component; both route the same way, which is what
 //!   makes a component answer identically under `edgefn` and under `wasmtime serve`.
 //!
+//! - [`scopes`]: which scopes a verified token grants and whether a route's list is met, so the host and native
+//!   tests refuse the same requests.
 //! - [`schedule`] (feature `schedule`): cron expressions in IANA time zones, with daylight-saving rules.
 //!
 //! ```
@@ -29,6 +31,7 @@ pub mod route;
 pub mod router;
 #[cfg(feature = "schedule")]
 pub mod schedule;
+pub mod scopes;
 
 /// Name of the custom section that holds the manifest records.
 pub const SECTION_NAME: &str = "edgefn-manifest";

@@ -32,6 +32,8 @@ pub enum HttpHandler {
 #[derive(Debug)]
 pub struct Guard {
     pub authorizer: &'static str,
+    /// `scopes = [...]`: a token needs one of them (none listed: any verified token).
+    pub scopes: &'static [&'static str],
     /// [`host_verified`], referenced only by protected routes: a component without any does not import
     /// `wasi:cli/environment` for it.
     pub host_verified: fn(Option<&HeaderValue>) -> bool,
@@ -189,8 +191,8 @@ pub(crate) fn dispatch_streamed(
     finish(response, &request_id)
 }
 
-/// A protected route's claims, if the host verified its token; otherwise the 401 that refuses it. A route without
-/// `auth` has none.
+/// A protected route's claims, if the host verified its token and they grant one of the route's scopes; otherwise
+/// the 401 or 403 that refuses it, as the host words it. A route without `auth` has none.
 ///
 /// In a component, "the host verified it" means the request carries the component's host-auth token, which only
 /// an edgefn host that enforced the route's authorizer sends: under any other host a protected route fails closed.
@@ -217,6 +219,13 @@ fn verified_claims(
         })
         .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok());
     match decoded {
+        // The host checked the scopes before passing the claims; natively nobody has, and a unit test of a scope
+        // rule must see the host's 403.
+        Some(claims) if !edgefn_manifest::scopes::allows(&claims, guard.scopes) => {
+            let challenge = edgefn_manifest::scopes::insufficient_scope_challenge(guard.scopes);
+            let refusal = error_response(&Error::new(403, edgefn_manifest::scopes::INSUFFICIENT_SCOPE));
+            Err(Box::new(refusal.with_header("www-authenticate", &challenge)))
+        }
         Some(claims) => Ok(Some(claims)),
         None => refuse("a valid bearer token is required".to_owned()),
     }

@@ -71,7 +71,7 @@ impl Store {
     /// The value of `key` parsed as JSON into `T`.
     pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         match self.get(key)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Some(bytes) => crate::request::from_json(&bytes).map(Some).map_err(|e| {
                 Error::internal(format!("the value of `{key}` in store `{}` is not this JSON: {e}", self.name))
             }),
             None => Ok(None),
@@ -120,6 +120,10 @@ impl Store {
 
     /// Adds `delta` to the integer at `key` (0 when it does not exist) and returns the result. Atomic: concurrent
     /// increments from any number of instances all count. Portable (`wasi:keyvalue/atomics`).
+    ///
+    /// The counter is stored as its decimal text (`b"42"`), which is also valid JSON: read it back with
+    /// `store.get_json::<u64>(key)`, or with `edgefn kv get STORE KEY` from the CLI. A value that is not a decimal
+    /// integer makes the increment fail with an error naming the key, and leaves the value as it was.
     pub fn increment(&self, key: &str, delta: u64) -> Result<u64> {
         self.inner.increment(key, delta)
     }

@@ -73,6 +73,9 @@ pub use futures;
 pub use invoke::invoke;
 pub use queue::{Batch, Message};
 
+/// Cookies for [`Request::cookie`] and [`Response::with_cookie`]: the `cookie` crate, with its `time` for
+/// `Max-Age` and `Expires`.
+pub use cookie;
 pub use edgefn_macros::{function, init};
 pub use error::{Error, Result};
 pub use http;

@@ -22,6 +22,8 @@ pub struct Request {
     params: Vec<(String, String)>,
     /// Decoded once, when the request is built.
     query: Vec<(String, String)>,
+    /// The `cookie` header(s), decoded once, when the request is built.
+    cookies: Vec<(String, String)>,
     /// On a protected route: the claims of the token the host verified.
     claims: Option<serde_json::Value>,
     /// The body, when it is still arriving: not read yet.
@@ -41,10 +43,12 @@ impl Request {
     /// Wraps a request with the parameters its route matched.
     pub fn with_params(inner: http::Request<Vec<u8>>, params: Vec<(String, String)>) -> Self {
         let query = decode_query(inner.uri().query());
+        let cookies = decode_cookies(inner.headers());
         Self {
             inner,
             params,
             query,
+            cookies,
             claims: None,
             #[cfg(edgefn_async)]
             unread: std::cell::RefCell::new(None),
@@ -178,9 +182,50 @@ impl Request {
         self.inner.method()
     }
 
-    /// The full URI (path and query).
+    /// The URI as the host passed it: on edgefn and `wasmtime serve` absolute (`http://example.com/a?b=1`, with the
+    /// authority the client sent in `Host`), in a native test as given to `edgefn::testing`. For the whole URL as a
+    /// string, whatever the source, use [`Request::url`].
     pub fn uri(&self) -> &Uri {
         self.inner.uri()
+    }
+
+    /// The full URL the client asked for: scheme, host, port, path and query, e.g.
+    /// `http://links.example.com:8080/s/abc?ref=mail`. Build absolute links, redirects and OAuth callbacks from it.
+    /// The host is the one the client sent (its `Host` header); a request that names none (a native test of
+    /// `/path`) is `http://localhost/path`.
+    ///
+    /// ```
+    /// let req = edgefn::testing::request("GET", "/s/abc?ref=mail").header("host", "links.example.com:8080").build();
+    /// assert_eq!(req.url(), "http://links.example.com:8080/s/abc?ref=mail");
+    /// assert_eq!(req.host(), Some("links.example.com:8080"));
+    /// ```
+    pub fn url(&self) -> String {
+        let path = self.inner.uri().path_and_query().map_or("/", |p| p.as_str());
+        format!("{}{path}", self.origin())
+    }
+
+    /// Scheme and host of [`Request::url`], without a trailing slash: `http://links.example.com:8080`. Prefix a path
+    /// with it for an absolute link back to this host.
+    pub fn origin(&self) -> String {
+        let scheme = self.inner.uri().scheme_str().unwrap_or("http");
+        format!("{scheme}://{}", self.host().unwrap_or("localhost"))
+    }
+
+    /// The host (and port, if not the scheme's default) the client asked for: the URI's authority, else the `Host`
+    /// header. `None` only where no client named one (a native test without a `host` header).
+    pub fn host(&self) -> Option<&str> {
+        self.inner.uri().authority().map(|a| a.as_str()).or_else(|| self.header("host"))
+    }
+
+    /// A cookie's value, percent-decoded: `req.cookie("session")`. The first one wins if the client sent a name
+    /// twice. Set cookies with [`crate::Response::with_cookie`].
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Every cookie the client sent, decoded, in order.
+    pub fn cookies(&self) -> &[(String, String)] {
+        &self.cookies
     }
 
     /// The path, without the query.
@@ -199,9 +244,11 @@ impl Request {
             .map_err(|e| Error::bad_request(format!("request body is not valid UTF-8: {e}")))
     }
 
-    /// The body parsed as JSON into `T`; a body that does not parse or does not fit `T` is a 400 that says why.
+    /// The body parsed as JSON into `T`; a body that does not parse or does not fit `T` is a 400 that says why and
+    /// where: `request body is not valid JSON for this endpoint: at `items[1].qty`: invalid value: integer `-1`,
+    /// expected u64 at line 1 column 31`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_slice(self.whole_body()?)
+        from_json(self.whole_body()?)
             .map_err(|e| Error::bad_request(format!("request body is not valid JSON for this endpoint: {e}")))
     }
 
@@ -234,6 +281,46 @@ impl Request {
 #[cfg(edgefn_async)]
 fn read_result(read: &Result<Vec<u8>, (u16, String)>) -> Result<&[u8]> {
     read.as_deref().map_err(|(status, message)| Error::new(*status, message.clone()))
+}
+
+/// `bytes` parsed as JSON into `T`; the error names the path of the field that failed (`at `a.b[2]`: ...`), or
+/// is serde_json's own where the JSON itself is broken.
+pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        // `.` is serde_path_to_error's name for the top level: no field to name there.
+        if path == "." || inner.is_syntax() || inner.is_eof() {
+            inner.to_string()
+        } else {
+            format!("at `{path}`: {inner}")
+        }
+    })?;
+    deserializer.end().map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
+/// The URI of an incoming request from its `wasi:http` parts: absolute when the host names the authority (edgefn
+/// and `wasmtime serve` do, from the client's `Host`), so [`Request::uri`] and [`Request::url`] carry it.
+#[cfg_attr(not(target_family = "wasm"), allow(dead_code))]
+pub(crate) fn incoming_uri(scheme: Option<&str>, authority: Option<&str>, path_with_query: Option<String>) -> String {
+    let path = path_with_query.unwrap_or_else(|| "/".to_owned());
+    match authority.filter(|a| !a.is_empty()) {
+        Some(authority) => format!("{}://{authority}{path}", scheme.unwrap_or("http")),
+        None => path,
+    }
+}
+
+/// The cookies of every `cookie` header, percent-decoded; a malformed pair is skipped, not the request.
+fn decode_cookies(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| cookie::Cookie::split_parse_encoded(value.to_owned()).filter_map(|c| c.ok()))
+        .map(|c| (c.name().to_owned(), c.value().to_owned()))
+        .collect()
 }
 
 /// `a=1&b=x+y` as decoded pairs.
@@ -274,5 +361,51 @@ mod tests {
         assert_eq!(request.query("missing").unwrap_or("1"), "1");
         assert_eq!(request.query("note"), Some("a b!"));
         assert_eq!(request.query_pairs().len(), 3);
+    }
+
+    #[test]
+    fn the_url_is_whole_whether_the_uri_is_absolute_or_the_host_is_a_header() {
+        let absolute = http::Request::builder().uri("https://a.example:8443/x?y=1").body(Vec::new()).expect("req");
+        assert_eq!(Request::new(absolute).url(), "https://a.example:8443/x?y=1");
+        let relative =
+            http::Request::builder().uri("/x?y=1").header("host", "b.example").body(Vec::new()).expect("req");
+        let relative = Request::new(relative);
+        assert_eq!((relative.url().as_str(), relative.host()), ("http://b.example/x?y=1", Some("b.example")));
+        let bare = Request::new(http::Request::builder().uri("/").body(Vec::new()).expect("req"));
+        assert_eq!((bare.url().as_str(), bare.host()), ("http://localhost/", None));
+    }
+
+    #[test]
+    fn cookies_are_decoded_from_every_cookie_header() {
+        let inner = http::Request::builder()
+            .header("cookie", "session=abc%20def; theme=dark")
+            .header("cookie", "broken; lang=de")
+            .body(Vec::new())
+            .expect("request");
+        let request = Request::new(inner);
+        assert_eq!(request.cookie("session"), Some("abc def"));
+        assert_eq!(request.cookie("lang"), Some("de"));
+        assert_eq!(request.cookie("missing"), None);
+        assert_eq!(request.cookies().len(), 3);
+    }
+
+    #[test]
+    fn a_json_error_names_the_field_that_failed() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Line {
+            #[allow(dead_code)]
+            qty: u64,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Order {
+            #[allow(dead_code)]
+            lines: Vec<Line>,
+        }
+        let error = from_json::<Order>(br#"{"lines": [{"qty": 1}, {"qty": -1}]}"#).expect_err("negative qty");
+        assert!(error.starts_with("at `lines[1].qty`: invalid value: integer `-1`, expected u64"), "{error}");
+        let error = from_json::<Order>(br#"{"lines": [{"qty": 1}"#).expect_err("cut short");
+        assert!(error.starts_with("EOF while parsing"), "{error}");
+        let error = from_json::<Order>(br#"{"lines": []} trailing"#).expect_err("trailing");
+        assert!(error.contains("trailing characters"), "{error}");
     }
 }

@@ -91,6 +91,38 @@ impl Response {
         Ok(Self::bytes(body).with_header(CONTENT_TYPE.as_str(), "application/json"))
     }
 
+    /// 302 Found to `location` (absolute, or relative to the request: build absolute ones from
+    /// [`crate::Request::url`]). Browsers follow it with a GET.
+    ///
+    /// ```
+    /// let response = edgefn::Response::redirect("https://example.com/login?next=%2Fcart");
+    /// assert_eq!((response.status(), response.header("location")), (302, Some("https://example.com/login?next=%2Fcart")));
+    /// ```
+    pub fn redirect(location: &str) -> Self {
+        Self::redirect_with_status(location, 302)
+    }
+
+    /// A redirect with its status: 301 (moved permanently), 302 (found), 303 (see other: after a POST, GET the
+    /// result), 307 or 308 (temporary or permanent, keeping the method and body). Any other status, or a location
+    /// that cannot be a header value, is a bug in the handler: the response is a 500 and stderr says why.
+    pub fn redirect_with_status(location: &str, status: u16) -> Self {
+        if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+            eprintln!("edgefn: {status} is not a redirect status (301, 302, 303, 307 or 308)");
+            return Self::new(500);
+        }
+        match HeaderValue::try_from(location) {
+            Ok(value) => {
+                let mut response = Self::new(status);
+                response.inner.headers_mut().insert(http::header::LOCATION, value);
+                response
+            }
+            Err(_) => {
+                eprintln!("edgefn: redirect location {location:?} is not a valid header value");
+                Self::new(500)
+            }
+        }
+    }
+
     /// 200 with a raw body (`application/octet-stream` unless a content type is set).
     pub fn bytes(body: impl Into<Vec<u8>>) -> Self {
         Self::from(http::Response::new(body.into()))
@@ -226,6 +258,40 @@ impl Response {
             _ => eprintln!("edgefn: dropped invalid response header `{name}`"),
         }
         self
+    }
+
+    /// Adds a header value, keeping the ones already there (for headers that may repeat, such as `link`). An invalid
+    /// name or value is dropped and reported on stderr.
+    pub fn with_appended_header(mut self, name: &str, value: &str) -> Self {
+        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            (Ok(name), Ok(value)) => {
+                self.inner.headers_mut().append(name, value);
+            }
+            _ => eprintln!("edgefn: dropped invalid response header `{name}`"),
+        }
+        self
+    }
+
+    /// Sets a cookie: one `set-cookie` header per call, its value percent-encoded (as [`crate::Request::cookie`]
+    /// decodes it). Build one with its attributes from [`crate::cookie::Cookie`]:
+    ///
+    /// ```
+    /// use edgefn::cookie::{Cookie, SameSite, time::Duration};
+    /// let session = Cookie::build(("session", "s 1"))
+    ///     .path("/")
+    ///     .http_only(true)
+    ///     .secure(true)
+    ///     .same_site(SameSite::Lax)
+    ///     .max_age(Duration::hours(12));
+    /// let response = edgefn::Response::text("signed in").with_cookie(session).with_cookie(Cookie::new("theme", "dark"));
+    /// let set: Vec<_> = response.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    /// assert_eq!(set, ["session=s%201; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=43200", "theme=dark"]);
+    /// ```
+    ///
+    /// To delete a cookie in the browser, send it again expired: [`crate::cookie::Cookie::make_removal`].
+    pub fn with_cookie<'c>(self, cookie: impl Into<cookie::Cookie<'c>>) -> Self {
+        let cookie = cookie.into();
+        self.with_appended_header(http::header::SET_COOKIE.as_str(), &cookie.encoded().to_string())
     }
 
     /// Removes a header (every value of it), if it is there.

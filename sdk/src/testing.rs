@@ -41,9 +41,10 @@ impl TestRequest {
     }
 
     /// The claims of a verified token, as the host passes them to a route with `auth = "..."`: e.g.
-    /// `json!({"sub": "ada", "scope": "todos:write"})`. Without them, [`call`] answers a protected route with 401,
-    /// as the host does for a request without a valid token. (Scopes are the host's to check: here every route
-    /// accepts whatever claims you give.)
+    /// `json!({"sub": "ada", "scope": "todos:write"})`. [`call`] then decides as the host does: a protected route
+    /// without claims is a 401, and claims without one of the route's `scopes` (in `scope`, space-separated, or
+    /// `scp`) a 403 with the same `WWW-Authenticate` challenge, so scope rules can be unit-tested. (Calling a
+    /// handler function directly skips both checks, as calling any function does.)
     pub fn claims(mut self, claims: serde_json::Value) -> Self {
         self.claims = Some(claims);
         self

@@ -48,6 +48,38 @@ for_both_abis! {
     }
 }
 
+for_both_abis! {
+    fn a_function_sees_the_url_the_client_asked_for_and_redirects_with_a_cookie(abi) {
+        let host = shared(abi);
+        let header = |head: &[String], name: &str| {
+            head.iter()
+                .find_map(|line| line.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)))
+                .map(|(_, value)| value.trim().to_owned())
+        };
+        // The Host the client sent, port and all, is in the function's `req.url()`.
+        let request = "GET /go/grace%20hopper?from=mail HTTP/1.1\r\nhost: links.example:8080\r\nconnection: close\r\n\r\n";
+        let head = crate::support::wire::read_head(&mut crate::support::wire::connect(host, request));
+        assert!(head[0].contains(" 302 "), "{head:#?}");
+        assert_eq!(header(&head, "location").as_deref(), Some("http://links.example:8080/hello/grace%20hopper"));
+        assert_eq!(header(&head, "set-cookie").as_deref(), Some("last=grace%20hopper; HttpOnly; SameSite=Lax; Path=/"));
+        // The cookie comes back decoded.
+        let reply = send("GET", &host.url("/hello/_"), &[("cookie", "theme=dark; last=grace%20hopper")], b"");
+        assert_eq!((reply.status, reply.body.as_str()), (200, "Hello, grace hopper!"));
+        // An absolute-form target names its own authority, which wins over `Host`.
+        let request = "GET http://abs.example/go/ada HTTP/1.1\r\nhost: elsewhere.example\r\nconnection: close\r\n\r\n";
+        let head = crate::support::wire::read_head(&mut crate::support::wire::connect(host, request));
+        assert_eq!(header(&head, "location").as_deref(), Some("http://abs.example/hello/ada"), "{head:#?}");
+        // A Host that is no host[:port] is the client's error, said so.
+        let request = "GET /go/ada HTTP/1.1\r\nhost: not a host\r\nconnection: close\r\n\r\n";
+        let mut reader = crate::support::wire::connect(host, request);
+        let head = crate::support::wire::read_head(&mut reader);
+        assert!(head[0].contains(" 400 "), "{head:#?}");
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut body).expect("read the body");
+        assert!(body.contains("the Host header is not a valid host[:port]"), "{body}");
+    }
+}
+
 #[test]
 fn startup_prints_each_function_with_its_trigger_and_url() {
     let host = shared(Abi::P2);

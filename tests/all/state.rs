@@ -144,6 +144,32 @@ fn the_jwt_matrix_on_a_real_host() {
     }
 }
 
+/// `examples/todo-api/access.json`, the table of who may do what that the example's native unit test also runs:
+/// with real signed tokens on a real host, every status the table lists.
+#[test]
+fn the_access_table_holds_on_a_host_as_in_native_tests() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = Host::start(&["--config", &todo_config(dir.path(), true), &component_arg("todo_api")]);
+    let table = std::fs::read_to_string(workspace().join("examples/todo-api/access.json")).expect("the table");
+    let table: Vec<Value> = serde_json::from_str(&table).expect("the table parses");
+    assert!(table.len() >= 10, "the table lost its rows");
+    for row in &table {
+        let case = row["case"].as_str().expect("case");
+        let authorization = row["token"].as_object().map(|token| {
+            let mut claims = claims("table", &[]);
+            claims.as_object_mut().expect("claims object").extend(token.clone());
+            signed("rsa-1.pem", "rsa-1", &claims)
+        });
+        let body = row.get("body").map(Value::to_string).unwrap_or_default();
+        let method = row["method"].as_str().expect("method");
+        let reply = call(&host, method, row["path"].as_str().expect("path"), authorization.as_deref(), &body);
+        assert_eq!(u64::from(reply.status), row["status"].as_u64().expect("status"), "{case}: {}", reply.body);
+        if let Some(error) = row.get("error").and_then(Value::as_str) {
+            assert!(reply.body.contains(error), "{case}: {}", reply.body);
+        }
+    }
+}
+
 #[test]
 fn jwks_rotation_needs_no_restart() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -1,7 +1,8 @@
-//! The hello example: path parameters, a JSON POST and an error path.
+//! The hello example: path parameters, a redirect with a cookie, a JSON POST and an error path.
 //!
 //! ```text
 //! curl localhost:8080/hello/ada                                  # Hello, ada!
+//! curl -i localhost:8080/go/ada                                  # 302 to http://localhost:8080/hello/ada, a cookie
 //! curl -X POST localhost:8080/orders -d '{"item":"tea","quantity":2}'   # 201 with the order echoed, with an id
 //! curl localhost:8080/orders/0                                   # 404 with a JSON error body
 //! ```
@@ -11,7 +12,25 @@ use serde::{Deserialize, Serialize};
 
 #[function(trigger = http("/hello/{name}"))]
 fn hello(req: Request) -> Response {
-    Response::text(format!("Hello, {}!", req.param("name").unwrap_or("world")))
+    let name = match req.param("name") {
+        Some("_") => req.cookie("last").unwrap_or("stranger"),
+        name => name.unwrap_or("world"),
+    };
+    Response::text(format!("Hello, {name}!"))
+}
+
+/// A short link to `/hello/{name}` on this same host: the absolute `Location` is built from the URL the client
+/// asked for (its host and port), and the name is remembered in a cookie, which `/hello` reads when the path
+/// names nobody (`/hello/_`).
+#[function(trigger = http("/go/{name}"))]
+fn go(req: Request) -> Response {
+    // The raw (still percent-encoded) segment, so the Location stays a valid URL.
+    let segment = req.path().trim_start_matches("/go/");
+    let last = edgefn::cookie::Cookie::build(("last", req.param("name").unwrap_or_default().to_owned()))
+        .path("/")
+        .http_only(true)
+        .same_site(edgefn::cookie::SameSite::Lax);
+    Response::redirect(&format!("{}/hello/{segment}", req.origin())).with_cookie(last)
 }
 
 /// An order as posted by a client.
@@ -59,6 +78,18 @@ mod tests {
         let response = hello(testing::get("/hello/ada"));
         assert_eq!(response.status(), 200);
         assert_eq!(response.text_body(), "Hello, ada!");
+    }
+
+    #[test]
+    fn go_redirects_to_this_host_and_remembers_the_name() {
+        let request = testing::request("GET", "/go/grace%20hopper").header("host", "links.example:8080");
+        let response = testing::call(request);
+        assert_eq!(response.status(), 302);
+        assert_eq!(response.header("location"), Some("http://links.example:8080/hello/grace%20hopper"));
+        assert_eq!(response.header("set-cookie"), Some("last=grace%20hopper; HttpOnly; SameSite=Lax; Path=/"));
+        let back = testing::call(testing::request("GET", "/hello/_").header("cookie", "last=grace%20hopper"));
+        assert_eq!(back.text_body(), "Hello, grace hopper!");
+        assert_eq!(testing::call(testing::get("/hello/_")).text_body(), "Hello, stranger!");
     }
 
     #[test]

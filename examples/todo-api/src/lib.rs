@@ -200,6 +200,36 @@ mod tests {
         serde_json::from_value(body["todos"].clone()).unwrap()
     }
 
+    /// `access.json` is the table of who may do what; `tests/all/state.rs` runs the same table on a real host with
+    /// signed tokens. Both must see every status it lists, so a scope rule that passes here passes on a host.
+    #[test]
+    fn the_access_table_holds_natively() {
+        testing::kv_clear();
+        let table: Vec<serde_json::Value> = serde_json::from_str(include_str!("../access.json")).unwrap();
+        for row in &table {
+            let case = row["case"].as_str().unwrap();
+            let mut request = request(row["method"].as_str().unwrap(), row["path"].as_str().unwrap());
+            if let Some(token) = row["token"].as_object() {
+                let mut claims = json!({ "sub": "table" });
+                claims.as_object_mut().unwrap().extend(token.clone());
+                request = request.claims(claims);
+            }
+            if let Some(body) = row.get("body") {
+                request = request.json(body);
+            }
+            let response = call(request);
+            assert_eq!(
+                u64::from(response.status()),
+                row["status"].as_u64().unwrap(),
+                "{case}: {}",
+                response.text_body()
+            );
+            if let Some(error) = row.get("error").and_then(|e| e.as_str()) {
+                assert!(response.text_body().contains(error), "{case}: {}", response.text_body());
+            }
+        }
+    }
+
     #[test]
     fn create_list_complete_delete() {
         testing::kv_clear();

@@ -25,7 +25,7 @@ use crate::config::AuthorizerConfig;
 use arc_swap::ArcSwap;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -230,11 +230,8 @@ impl Authorizer {
                 Err(reason) => return Verdict::Unauthorized(reason),
             },
         };
-        if !scopes.is_empty() {
-            let granted = token_scopes(&claims);
-            if !scopes.iter().any(|scope| granted.contains(scope.as_str())) {
-                return Verdict::Forbidden;
-            }
+        if !edgefn_manifest::scopes::allows(&claims, scopes) {
+            return Verdict::Forbidden;
         }
         Verdict::Allowed(claims)
     }
@@ -262,19 +259,6 @@ impl Authorizer {
 fn bearer(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(' ')?;
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
-}
-
-/// The scopes a token grants: `scope` (space-separated) and `scp` (a list, or space-separated).
-fn token_scopes(claims: &Value) -> HashSet<&str> {
-    let mut scopes = HashSet::new();
-    for claim in ["scope", "scp"] {
-        match claims.get(claim) {
-            Some(Value::String(text)) => scopes.extend(text.split_whitespace()),
-            Some(Value::Array(items)) => scopes.extend(items.iter().filter_map(Value::as_str)),
-            _ => {}
-        }
-    }
-    scopes
 }
 
 fn file_stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {

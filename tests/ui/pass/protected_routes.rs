@@ -17,7 +17,10 @@ fn me(req: Request) -> Response {
 }
 
 fn main() {
-    let ada = edgefn::testing::request("POST", "/orders").claims(serde_json::json!({ "sub": "ada" }));
+    // Scopes are checked natively as on a host: none of the route's is a 403, any one of them is enough.
+    let unscoped = edgefn::testing::request("POST", "/orders").claims(serde_json::json!({ "sub": "ada" }));
+    assert_eq!(edgefn::testing::call(unscoped).status(), 403);
+    let ada = edgefn::testing::request("POST", "/orders").claims(serde_json::json!({ "sub": "ada", "scope": "admin" }));
     assert_eq!(edgefn::testing::call(ada).text_body(), "ada");
     assert_eq!(edgefn::testing::call(edgefn::testing::get("/me")).status(), 401);
 }

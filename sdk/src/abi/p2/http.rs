@@ -4,7 +4,7 @@
 use crate::dispatch;
 use std::io::{Read, Write};
 use wasip2::http::types::{
-    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam, Scheme,
 };
 
 struct Component;
@@ -37,10 +37,22 @@ fn read_request(incoming: &IncomingRequest) -> Result<http::Request<Vec<u8>>, St
         Method::Patch => http::Method::PATCH,
         Method::Other(other) => http::Method::from_bytes(other.as_bytes()).map_err(|e| e.to_string())?,
     };
-    let uri = incoming.path_with_query().unwrap_or_else(|| "/".to_owned());
+    let scheme = incoming.scheme().map(|scheme| match scheme {
+        Scheme::Http => "http".to_owned(),
+        Scheme::Https => "https".to_owned(),
+        Scheme::Other(other) => other,
+    });
+    let authority = incoming.authority();
+    let uri = crate::request::incoming_uri(scheme.as_deref(), authority.as_deref(), incoming.path_with_query());
     let mut builder = http::Request::builder().method(method).uri(uri);
+    let mut has_host = false;
     for (name, value) in incoming.headers().entries() {
+        has_host |= name.eq_ignore_ascii_case("host");
         builder = builder.header(name, value);
+    }
+    // Hosts may hold `host` back (it is forbidden in wasi:http fields): the authority is what the client sent in it.
+    if let Some(authority) = authority.filter(|_| !has_host) {
+        builder = builder.header(http::header::HOST, authority);
     }
     let body = read_body(incoming)?;
     builder.body(body).map_err(|e| e.to_string())

@@ -61,13 +61,21 @@ fn head_of(request: &wasi::Request) -> Result<http::Request<Vec<u8>>, String> {
         wasi::Method::Patch => http::Method::PATCH,
         wasi::Method::Other(other) => http::Method::from_bytes(other.as_bytes()).map_err(|e| e.to_string())?,
     };
-    let uri = request.get_path_with_query().unwrap_or_else(|| "/".to_owned());
+    let scheme = request.get_scheme().map(|scheme| match scheme {
+        wasi::Scheme::Http => "http".to_owned(),
+        wasi::Scheme::Https => "https".to_owned(),
+        wasi::Scheme::Other(other) => other,
+    });
+    let authority = request.get_authority();
+    let uri = crate::request::incoming_uri(scheme.as_deref(), authority.as_deref(), request.get_path_with_query());
     let mut builder = http::Request::builder().method(method).uri(uri);
+    let mut has_host = false;
     for (name, value) in request.get_headers().copy_all() {
+        has_host |= name.eq_ignore_ascii_case("host");
         builder = builder.header(name, value);
     }
     // `host` is a forbidden header in wasi:http: the client's host arrives as the authority.
-    if let Some(authority) = request.get_authority() {
+    if let Some(authority) = authority.filter(|_| !has_host) {
         builder = builder.header(http::header::HOST, authority);
     }
     builder.body(Vec::new()).map_err(|e| e.to_string())
