@@ -12,8 +12,8 @@ use tracing_subscriber::EnvFilter;
 /// The writer thread's guard: dropping it writes every queued line and waits for the writer to finish.
 static WRITER: Mutex<Option<WorkerGuard>> = Mutex::new(None);
 
-/// Logs to stderr at the level `EDGEFN_LOG` names (default `info`), through the writer thread.
-pub fn init() {
+/// Logs to stderr at the level `EDGEFN_LOG` names (else `default`, e.g. `info`), through the writer thread.
+pub fn init(default: &str) {
     let stderr = std::io::BufWriter::with_capacity(64 << 10, std::io::stderr());
     // `lossy(false)`: a full queue (128k lines) makes the logging thread wait rather than drop lines.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -21,7 +21,7 @@ pub fn init() {
         .thread_name("edgefn-log")
         .finish(stderr);
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("EDGEFN_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(EnvFilter::try_from_env("EDGEFN_LOG").unwrap_or_else(|_| EnvFilter::new(default)))
         .with_writer(writer)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())

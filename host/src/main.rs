@@ -3,8 +3,9 @@
 use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
-    edgefn_host::logging::init();
-    let outcome = edgefn_host::cli::Cli::parse().run();
+    let cli = edgefn_host::cli::Cli::parse();
+    edgefn_host::logging::init(cli.default_log_level());
+    let outcome = cli.run();
     // Every log line first, then the error that ends the run.
     edgefn_host::logging::flush();
     match outcome {

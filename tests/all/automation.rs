@@ -2,7 +2,7 @@
 //! The functions under test (tests/guests/automation) report what they ran to a collector over real HTTP.
 
 use crate::support::{
-    Abi, Collector, Host, component_arg, component_arg_for, for_both_abis, get, post, queue_stats,
+    Abi, Collector, Host, component_arg, component_arg_for, for_both_abis, get, poll_until, post, queue_stats,
     wait_for_dead_letters,
 };
 use serde_json::{Value, json};
@@ -236,6 +236,12 @@ for_both_abis! {
         let letters = wait_for_dead_letters(host, "poison");
         assert_eq!(letters[0]["id"], id);
         assert_eq!(letters[0]["queue"], "poison-dlq");
+        // The deliveries it failed, as the log counts them (not the dead-letter queue's own, which start over).
+        assert_eq!(letters[0]["attempts"], 3, "{letters:?}");
+        let said = format!("message {id} from poison was dead-lettered to poison-dlq after 3 attempts");
+        poll_until("the log to say how many attempts the dead letter had", Duration::from_secs(10), || {
+            host.cli_ok(&["logs", "automation/poison", "--limit", "1000"]).contains(&said)
+        });
         let error = letters[0]["error"].as_str().expect("error");
         assert!(error.contains("this message is poison") && error.contains("max_retries = 2"), "{error}");
         assert_eq!(queue_stats(host, "poison")["dead"], 1);

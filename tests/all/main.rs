@@ -8,6 +8,7 @@
 mod support;
 
 mod automation;
+mod cli;
 mod cluster;
 mod corpus;
 mod deploy;
@@ -17,6 +18,7 @@ mod http;
 mod isolation;
 mod new;
 mod observability;
+mod outcomes;
 mod properties;
 mod registry;
 mod snapshot;

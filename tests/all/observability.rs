@@ -108,7 +108,7 @@ fn one_order_is_followed_through_http_queue_topic_and_invoke_with_one_id() {
     let fresh = reply.header("x-request-id").expect("an id").to_owned();
     assert_eq!(fresh.len(), 32, "{fresh}");
     poll_until("the refused order's record", Duration::from_secs(10), || {
-        log_records(&host, &["--id", &fresh]).iter().any(|r| field(r, "message").contains(": ok 400 in "))
+        log_records(&host, &["--id", &fresh]).iter().any(|r| field(r, "message").contains(": client_error 400 in "))
     });
 }
 
@@ -379,7 +379,14 @@ fn metrics_are_valid_prometheus_text_that_counts_what_ran() {
         assert_eq!(reply.status, 200, "{}", reply.body);
         reply.body
     };
-    let text = scrape();
+    // An invocation is counted, and its instance given back, just after its response is sent: the client can read
+    // the third answer a moment before the host has counted it.
+    let mut text = String::new();
+    poll_until("the three requests counted and their instances given back", Duration::from_secs(10), || {
+        text = scrape();
+        text.contains(r#"edgefn_invocations_total{function="hello/hello",trigger="http",outcome="ok"} 3"#)
+            && text.lines().any(|line| line == "edgefn_instances_in_use 0")
+    });
     let lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let scrape = prometheus_parse::Scrape::parse(lines.into_iter().map(Ok)).expect("a valid exposition");
     let value = |name: &str, labels: &[(&str, &str)]| {

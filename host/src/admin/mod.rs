@@ -61,6 +61,17 @@ use std::sync::Arc;
 /// The token file in the data dir.
 pub const TOKEN_FILE: &str = "admin-token";
 
+/// The file in the data dir where `edgefn up` writes the admin API's URL once it listens, so that the CLI finds the
+/// address the same way it finds the token (a host on `--admin-listen 127.0.0.1:0` included).
+pub const URL_FILE: &str = "admin-url";
+
+/// Writes the admin API's `url` into `data_dir` (atomically: a CLI reading it never sees half a URL).
+pub fn write_url(data_dir: &std::path::Path, url: &str) -> std::io::Result<()> {
+    let temp = data_dir.join(format!("{URL_FILE}.tmp"));
+    std::fs::write(&temp, format!("{url}\n"))?;
+    std::fs::rename(temp, data_dir.join(URL_FILE))
+}
+
 /// The largest deploy upload: a component, base64-encoded in JSON.
 const MAX_DEPLOY_BODY: usize = 256 << 20;
 

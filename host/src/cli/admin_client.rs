@@ -5,24 +5,34 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 use std::path::PathBuf;
 
-/// Where the admin API is and how to authenticate.
+/// Where `edgefn up` listens for the admin API unless told otherwise.
+const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8081";
+
+/// Where the admin API is and how to authenticate: flags, then the environment, then what `edgefn up` wrote into
+/// the data dir (`admin-url`, `admin-token`), then the default address.
 #[derive(Debug, clap::Args)]
 pub(crate) struct AdminArgs {
-    /// The admin API of the running host.
-    #[arg(long, env = "EDGEFN_ADMIN_URL", default_value = "http://127.0.0.1:8081", global = true)]
-    admin: String,
+    /// The admin API of the running host [default: the data dir's `admin-url`, else http://127.0.0.1:8081].
+    #[arg(long, env = "EDGEFN_ADMIN_URL", global = true)]
+    admin: Option<String>,
     /// The admin token; read from `<data>/admin-token` when not given.
     #[arg(long, env = "EDGEFN_ADMIN_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
-    /// The host's data directory, where its admin token is.
+    /// The host's data directory, where `edgefn up` wrote its admin URL and token.
     #[arg(long, default_value = "./.edgefn", global = true)]
     data: PathBuf,
+    /// Print the admin API's exact answer as JSON (for scripts) instead of a table or summary.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
 }
 
 impl AdminArgs {
-    /// The admin API's base URL.
-    pub(crate) fn url(&self) -> &str {
-        self.admin.trim_end_matches('/')
+    /// The admin API's base URL: `--admin` (or `EDGEFN_ADMIN_URL`), else the one the host wrote into its data
+    /// dir, else the default.
+    pub(crate) fn url(&self) -> String {
+        let written = || std::fs::read_to_string(self.data.join(crate::admin::URL_FILE)).ok();
+        let url = self.admin.clone().or_else(written).unwrap_or_else(|| DEFAULT_ADMIN_URL.to_owned());
+        url.trim().trim_end_matches('/').to_owned()
     }
 
     fn token(&self) -> anyhow::Result<String> {
@@ -108,9 +118,4 @@ fn with_query(mut request: ureq::Request, query: &[(&str, Option<String>)]) -> u
 
 pub(crate) fn parse_json(what: &str, text: &str) -> anyhow::Result<Value> {
     serde_json::from_str(text).with_context(|| format!("{what} is not valid JSON: {text}"))
-}
-
-pub(crate) fn print(value: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
 }

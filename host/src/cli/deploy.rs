@@ -146,25 +146,55 @@ pub(crate) fn ms(value: &Value) -> String {
 pub(crate) fn run(args: DeployArgs) -> anyhow::Result<()> {
     let (wasm_path, default_name) = resolve_component(&args.path)?;
     let name = args.name.clone().unwrap_or(default_name);
-    let wasm = std::fs::read(&wasm_path).with_context(|| format!("failed to read {}", wasm_path.display()))?;
-    eprintln!("uploading {name} ({} KiB) to {}", wasm.len().div_ceil(1024), args.admin.url());
-    let body = DeployBody {
-        wasm_base64: base64::engine::general_purpose::STANDARD.encode(&wasm),
-        source: Some(args.path.display().to_string()),
-        deployed_by: Some(deployer()),
-        config: args.overrides(),
-        mount: args.mount.clone().map(|route| Mount { route, strip_prefix: args.strip_prefix }),
-        canary_percent: args.canary,
-    };
-    drop(wasm);
-    let outcome =
-        args.admin.call("POST", &format!("/v1/components/{name}/versions"), Some(serde_json::to_value(body)?))?;
+    let mount = args.mount.clone().map(|route| Mount { route, strip_prefix: args.strip_prefix });
+    let upload = Upload { source: &args.path, config: args.overrides(), mount, canary_percent: args.canary };
+    let outcome = upload.send(&args.admin, &wasm_path, &name)?;
+    if args.admin.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        println!("{}", summary(&name, &outcome));
+    }
+    Ok(())
+}
+
+/// What goes up with a component besides its bytes.
+pub(crate) struct Upload<'a> {
+    /// Where it came from (a crate directory or a .wasm), for the version's record.
+    pub source: &'a Path,
+    pub config: ComponentConfig,
+    pub mount: Option<Mount>,
+    pub canary_percent: Option<u8>,
+}
+
+impl Upload<'_> {
+    /// Uploads `wasm_path` as a new version of component `name`, which the host validates, snapshots, compiles and
+    /// makes live; returns the host's answer. A spinner shows on a terminal meanwhile.
+    pub(crate) fn send(self, admin: &AdminArgs, wasm_path: &Path, name: &str) -> anyhow::Result<Value> {
+        let wasm = std::fs::read(wasm_path).with_context(|| format!("failed to read {}", wasm_path.display()))?;
+        eprintln!("uploading {name} ({} KiB) to {}", wasm.len().div_ceil(1024), admin.url());
+        let body = DeployBody {
+            wasm_base64: base64::engine::general_purpose::STANDARD.encode(&wasm),
+            source: Some(self.source.display().to_string()),
+            deployed_by: Some(deployer()),
+            config: self.config,
+            mount: self.mount,
+            canary_percent: self.canary_percent,
+        };
+        drop(wasm);
+        let progress = super::output::Spinner::start(format!("uploading and compiling {name}"));
+        let outcome = admin.call("POST", &format!("/v1/components/{name}/versions"), Some(serde_json::to_value(body)?));
+        drop(progress);
+        outcome
+    }
+}
+
+/// A deploy's answer as one line: the version, whether it compiled (and how long that took), how fast it went live.
+pub(crate) fn summary(name: &str, outcome: &Value) -> String {
     let field = |key: &str| outcome.get(key).cloned().unwrap_or(Value::Null);
     let version = field("version");
     let hash = field("hash").as_str().map(|h| h[..h.len().min(12)].to_owned()).unwrap_or_default();
     if field("unchanged") == Value::Bool(true) {
-        println!("{name}: unchanged, version {version} (sha256 {hash}) is live");
-        return Ok(());
+        return format!("{name}: unchanged, version {version} (sha256 {hash}) is live");
     }
     let compile = if field("compiled") == Value::Bool(true) {
         format!("compiled in {} ms", field("compile_ms"))
@@ -172,17 +202,14 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<()> {
         "cached artifact, no compile".to_owned()
     };
     match field("canary_percent").as_u64() {
-        Some(percent) => println!(
+        Some(percent) => format!(
             "deployed {name} version {version} (sha256 {hash}) as a canary taking {percent}% of traffic: {compile}, \
              live in {} ms",
             ms(&field("switch_ms"))
         ),
-        None => {
-            println!(
-                "deployed {name} version {version} (sha256 {hash}): {compile}, live in {} ms",
-                ms(&field("switch_ms"))
-            )
-        }
+        None => format!(
+            "deployed {name} version {version} (sha256 {hash}): {compile}, live in {} ms",
+            ms(&field("switch_ms"))
+        ),
     }
-    Ok(())
 }

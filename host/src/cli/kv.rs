@@ -1,6 +1,7 @@
 //! `edgefn kv get|set|delete|list STORE ...`: a running host's key-value stores, from the command line.
 
-use super::admin_client::{AdminArgs, print};
+use super::admin_client::AdminArgs;
+use super::output::{answer, text};
 use anyhow::Context as _;
 use serde_json::Value;
 
@@ -58,23 +59,26 @@ pub(crate) fn run(args: KvArgs) -> anyhow::Result<()> {
     match args.command {
         KvCommand::Get { store, key } => {
             let found = admin.call("GET", &format!("/v1/kv/{}/keys/{}", segment(&store), segment(&key)), None)?;
-            match found.get("value").and_then(Value::as_str) {
-                Some(text) => println!("{text}"),
-                None => println!(
-                    "(binary, base64) {}",
-                    found.get("value_base64").and_then(Value::as_str).unwrap_or_default()
-                ),
-            }
-            eprintln!("version {}", found.get("version").cloned().unwrap_or(Value::Null));
-            Ok(())
+            answer(admin.json, &found, |found| {
+                match found.get("value").and_then(Value::as_str) {
+                    Some(text) => println!("{text}"),
+                    None => println!(
+                        "(binary, base64) {}",
+                        found.get("value_base64").and_then(Value::as_str).unwrap_or_default()
+                    ),
+                }
+                eprintln!("version {}", found.get("version").cloned().unwrap_or(Value::Null));
+            })
         }
         KvCommand::Set { store, key, value, ttl_ms } => {
             let ttl = ttl_ms.map(|ms| format!("?ttl_ms={ms}")).unwrap_or_default();
             let path = format!("/v1/kv/{}/keys/{}{ttl}", segment(&store), segment(&key));
-            print(&admin.call_raw("PUT", &path, value.into_bytes()).context("set failed")?)
+            let set = admin.call_raw("PUT", &path, value.into_bytes()).context("set failed")?;
+            answer(admin.json, &set, |set| println!("set {store} {key} (version {})", text(set, "version")))
         }
         KvCommand::Delete { store, key } => {
-            print(&admin.call("DELETE", &format!("/v1/kv/{}/keys/{}", segment(&store), segment(&key)), None)?)
+            let deleted = admin.call("DELETE", &format!("/v1/kv/{}/keys/{}", segment(&store), segment(&key)), None)?;
+            answer(admin.json, &deleted, |_| println!("deleted {store} {key}"))
         }
         KvCommand::List { store, prefix, cursor, limit } => {
             let mut path = format!("/v1/kv/{}/keys?limit={limit}&prefix={}", segment(&store), segment(&prefix));
@@ -82,13 +86,14 @@ pub(crate) fn run(args: KvArgs) -> anyhow::Result<()> {
                 path.push_str(&format!("&cursor={}", segment(&cursor)));
             }
             let page = admin.call("GET", &path, None)?;
-            for key in page.get("keys").and_then(Value::as_array).into_iter().flatten() {
-                println!("{}", key.as_str().unwrap_or_default());
-            }
-            if let Some(cursor) = page.get("cursor").and_then(Value::as_str) {
-                eprintln!("more: --cursor {cursor}");
-            }
-            Ok(())
+            answer(admin.json, &page, |page| {
+                for key in page.get("keys").and_then(Value::as_array).into_iter().flatten() {
+                    println!("{}", key.as_str().unwrap_or_default());
+                }
+                if let Some(cursor) = page.get("cursor").and_then(Value::as_str) {
+                    eprintln!("more: --cursor {cursor}");
+                }
+            })
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `edgefn logs`, `edgefn replay` and `edgefn usage`: read a running host's log (or follow it), run a kept failure
 //! again, and what its functions used, with an estimated bill.
 
-use super::admin_client::{AdminArgs, print};
+use super::admin_client::AdminArgs;
+use super::output::Table;
 use crate::storage::telemetry::{StoredLog, UsageRow};
 use crate::telemetry::billing::{Prices, bills};
 use anyhow::Context as _;
@@ -27,9 +28,6 @@ pub(crate) struct LogsArgs {
     /// How many records at most (the newest).
     #[arg(long, default_value_t = 100)]
     limit: u32,
-    /// One JSON object per record, per line.
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     admin: AdminArgs,
 }
@@ -47,7 +45,7 @@ pub(crate) fn logs(args: LogsArgs) -> anyhow::Result<()> {
         let logs: Vec<StoredLog> =
             serde_json::from_value(answer.get("logs").cloned().unwrap_or(Value::Null)).context("unexpected answer")?;
         for log in &logs {
-            println!("{}", render(log, args.json)?);
+            println!("{}", render(log, args.admin.json)?);
         }
         return Ok(());
     }
@@ -61,7 +59,7 @@ pub(crate) fn logs(args: LogsArgs) -> anyhow::Result<()> {
             match event.as_str() {
                 "log" => {
                     let log: StoredLog = serde_json::from_str(data).context("unexpected record")?;
-                    println!("{}", render(&log, args.json)?);
+                    println!("{}", render(&log, args.admin.json)?);
                 }
                 "dropped" => eprintln!("edgefn: this follower fell behind and missed records: {data}"),
                 _ => {}
@@ -100,9 +98,6 @@ pub(crate) struct ReplayArgs {
     /// Run it on this version (deployed or not) instead of the live one: check a fix before it goes live.
     #[arg(long)]
     version: Option<u32>,
-    /// The whole answer as JSON.
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     admin: AdminArgs,
 }
@@ -116,8 +111,8 @@ pub(crate) fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let path = format!("/v1/failures/{}/replay", args.id.replace('/', "%2F"));
     let answer = args.admin.call("POST", &path, Some(body))?;
     let outcome = &answer["outcome"];
-    if args.json {
-        print(&answer)?;
+    if args.admin.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
         let failure = &answer["failure"];
         println!(
@@ -160,9 +155,6 @@ pub(crate) struct UsageArgs {
     /// `per_million_cpu_ms` (e.g. 0.02 for Cloudflare Workers' CPU time).
     #[arg(long)]
     prices: Option<PathBuf>,
-    /// The totals per function as JSON.
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     admin: AdminArgs,
 }
@@ -181,28 +173,38 @@ pub(crate) fn usage(args: UsageArgs) -> anyhow::Result<()> {
     let rows: Vec<UsageRow> =
         serde_json::from_value(answer.get("usage").cloned().unwrap_or(Value::Null)).context("unexpected answer")?;
     let (bills, total) = bills(&rows, &prices);
-    if args.json {
-        return print(
-            &serde_json::json!({ "since": args.since, "prices": prices, "functions": bills, "total": total }),
-        );
+    let bill_json = serde_json::json!({ "since": args.since, "prices": prices, "functions": bills, "total": total });
+    if args.admin.json {
+        println!("{}", serde_json::to_string_pretty(&bill_json)?);
+        return Ok(());
     }
-    println!(
-        "{:<32} {:>10} {:>8} {:>9} {:>6} {:>14} {:>14} {:>12}",
-        "FUNCTION", "REQUESTS", "ERRORS", "THROTTLED", "COLD", "GB-S", "CPU MS", "EST. USD"
-    );
+    let mut table = Table::new(&[
+        "FUNCTION",
+        ">REQUESTS",
+        ">4XX",
+        ">ERRORS",
+        ">THROTTLED",
+        ">UNAUTHORIZED",
+        ">COLD",
+        ">GB-S",
+        ">CPU MS",
+        ">EST. USD",
+    ]);
     for bill in bills.iter().chain(std::iter::once(&total)) {
-        println!(
-            "{:<32} {:>10} {:>8} {:>9} {:>6} {:>14.6} {:>14.3} {:>12.8}",
-            bill.function,
-            bill.requests,
-            bill.errors,
-            bill.throttled,
-            bill.cold_starts,
-            bill.gb_seconds,
-            bill.guest_cpu_ms,
-            bill.cost_usd
-        );
+        table.row(vec![
+            bill.function.clone(),
+            bill.requests.to_string(),
+            bill.client_errors.to_string(),
+            bill.errors.to_string(),
+            bill.throttled.to_string(),
+            bill.unauthorized.to_string(),
+            bill.cold_starts.to_string(),
+            format!("{:.6}", bill.gb_seconds),
+            format!("{:.3}", bill.guest_cpu_ms),
+            format!("{:.8}", bill.cost_usd),
+        ]);
     }
+    table.print();
     println!(
         "prices: ${} per million requests, ${} per GB-s, ${} per million CPU ms",
         prices.per_million_requests, prices.per_gb_second, prices.per_million_cpu_ms

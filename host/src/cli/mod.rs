@@ -17,6 +17,7 @@ mod kv;
 pub mod logs;
 mod new;
 mod nodes;
+mod output;
 mod queues;
 mod secrets;
 mod token;
@@ -26,8 +27,14 @@ mod versions;
 use clap::{Parser, Subcommand};
 
 /// edgefn: run WebAssembly edge functions on a machine you own.
+///
+/// Commands that talk to a running host find its admin API and token in the data dir (`--data`, default
+/// `./.edgefn`, where `edgefn up` writes `admin-url` and `admin-token`); `--admin`, `--token`, `EDGEFN_ADMIN_URL`
+/// and `EDGEFN_ADMIN_TOKEN` override them. They print a table or a summary, or the exact JSON with `--json`.
+/// Results go to stdout, errors to stderr. Exit codes: 0 done, 1 failed (refused, or the host not reachable),
+/// 2 bad usage.
 #[derive(Debug, Parser)]
-#[command(name = "edgefn", version, about)]
+#[command(name = "edgefn", version, about, long_about)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,56 +43,99 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve what was live in the data dir, plus these function crates or components, and take live deploys.
+    #[command(after_help = "Example: edgefn up examples/hello examples/todo-api --config examples/edgefn.toml")]
     Up(Box<up::UpArgs>),
     /// Write a new function crate from a template: `edgefn new my-fn --template http`.
+    #[command(after_help = "Example: edgefn new my-fn --template http && edgefn up my-fn")]
     New(new::NewArgs),
     /// Build (a crate) and deploy a component to a running host, as a new version: `edgefn deploy examples/hello`.
+    #[command(after_help = "Example: edgefn deploy examples/hello --env GREETING=hi --canary 10")]
     Deploy(Box<deploy::DeployArgs>),
     /// List a component's versions and which one is live.
+    #[command(after_help = "Example: edgefn versions hello --json")]
     Versions(versions::ComponentArgs),
     /// Go back to the previous version (or `--to N`), or end a canary. Nothing compiles.
+    #[command(after_help = "Example: edgefn rollback hello --to 3")]
     Rollback(versions::RollbackArgs),
     /// Make a component's canary its live version.
+    #[command(after_help = "Example: edgefn promote hello")]
     Promote(versions::ComponentArgs),
     /// Take a component out of service: its routes answer 404, its triggers stop; versions and queues are kept.
+    #[command(after_help = "Example: edgefn undeploy hello")]
     Undeploy(versions::ComponentArgs),
     /// List what is live on a running host.
+    #[command(after_help = "Example: edgefn components --data /var/lib/edgefn")]
     Components(versions::ComponentsArgs),
     /// Print the functions and triggers a component declares, without running it.
+    #[command(after_help = "Example: edgefn inspect target/wasm32-wasip2/release/hello.wasm")]
     Inspect(inspect::InspectArgs),
     /// List the versions a data dir's database records (offline).
+    #[command(after_help = "Example: edgefn deployments --data /var/lib/edgefn")]
     Deployments(deployments::DeploymentsArgs),
     /// Send a message to a queue of the running host: `edgefn send orders '{"id":1}'`.
+    #[command(after_help = "Example: edgefn send orders '{\"id\":1}' --delay-ms 5000")]
     Send(queues::SendArgs),
     /// Publish a message to a topic of the running host.
+    #[command(after_help = "Example: edgefn publish order.created '{\"id\":1,\"state\":\"paid\"}'")]
     Publish(queues::PublishArgs),
     /// Call an `invoke` function with a JSON payload, or fire a cron function now with `--cron`.
+    #[command(
+        after_help = "Example: edgefn invoke order-pipeline/tax '{\"country\":\"DE\",\"amount_cents\":1000}'   or   edgefn invoke heartbeat --cron"
+    )]
     Invoke(functions::InvokeArgs),
     /// Show every queue's ready, in-flight, delayed and dead counts.
+    #[command(after_help = "Example: edgefn queues --json")]
     Queues(queues::QueuesArgs),
     /// List a queue's dead letters.
+    #[command(after_help = "Example: edgefn dead-letters orders")]
     DeadLetters(queues::QueueArgs),
     /// Move a queue's dead letters back into it.
+    #[command(after_help = "Example: edgefn redrive orders")]
     Redrive(queues::QueueArgs),
     /// Show a cron function's run history.
+    #[command(after_help = "Example: edgefn runs heartbeat --limit 50")]
     Runs(functions::RunsArgs),
     /// Read and write a running host's key-value stores: `edgefn kv get|set|delete|list STORE ...`.
+    #[command(after_help = "Example: edgefn kv list todos --prefix todo:ada:")]
     Kv(kv::KvArgs),
     /// Sign a test token for an authorizer of the host config: `edgefn token mint --authorizer main --sub ada`.
+    #[command(
+        after_help = "Example: edgefn token mint --config edgefn.toml --authorizer main --sub ada --scope orders:write"
+    )]
     Token(token::TokenArgs),
     /// Manage the host key that seals secrets at rest: `edgefn secrets rotate-key` (offline).
+    #[command(after_help = "Example: edgefn secrets rotate-key --data /var/lib/edgefn")]
     Secrets(secrets::SecretsArgs),
     /// Read the log of a running host (`--follow` to stream it): `edgefn logs --id 4bf92f35...`.
+    #[command(after_help = "Example: edgefn logs hello --since 10m --level warn   or   edgefn logs --follow")]
     Logs(logs::LogsArgs),
     /// What functions used (requests, GB-s, CPU), with an estimated bill: `edgefn usage --since 24h`.
+    #[command(after_help = "Example: edgefn usage --since 7d --prices cloudflare.toml")]
     Usage(logs::UsageArgs),
     /// Run a kept failure's input again, on the live version or `--version N`: `edgefn replay 17`.
+    #[command(after_help = "Example: edgefn replay 17 --version 4")]
     Replay(logs::ReplayArgs),
+    /// Print a shell's completion script: `edgefn completions bash > ~/.local/share/bash-completion/completions/edgefn`.
+    #[command(after_help = "Example: edgefn completions zsh > ~/.zfunc/_edgefn")]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// List the members of the host's cluster, with their live versions and load.
+    #[command(after_help = "Example: edgefn nodes --admin http://10.0.0.2:8081")]
     Nodes(nodes::NodesArgs),
 }
 
 impl Cli {
+    /// The log level unless `EDGEFN_LOG` says otherwise: `info` for the host (`up`), which is a server and logs
+    /// what it does; `warn` for the commands a person or a script runs, whose result is what they print.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.command {
+            Command::Up(_) => "info",
+            _ => "warn",
+        }
+    }
+
     /// Runs the chosen subcommand to completion.
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
@@ -113,6 +163,11 @@ impl Cli {
             Command::Usage(args) => logs::usage(args),
             Command::Replay(args) => logs::replay(args),
             Command::Nodes(args) => nodes::run(args),
+            Command::Completions { shell } => {
+                let mut command = <Self as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut command, "edgefn", &mut std::io::stdout());
+                Ok(())
+            }
         }
     }
 }

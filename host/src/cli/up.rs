@@ -178,7 +178,11 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         } else {
             println!("admin token: {token} (from {})", token_path.display());
         }
-        println!("edgefn admin API on http://{admin_address}");
+        let admin_url = format!("http://{admin_address}");
+        admin::write_url(&args.data, &admin_url).with_context(|| {
+            format!("failed to write {} into the data dir {}", admin::URL_FILE, args.data.display())
+        })?;
+        println!("edgefn admin API on {admin_url}");
         println!("edgefn listening on http://{address} (data: {})", args.data.display());
         let admin_app = node.admin_app(token);
         let admin_limits = node.http.server_limits();

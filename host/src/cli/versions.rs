@@ -2,6 +2,7 @@
 //! it without a deploy.
 
 use super::admin_client::AdminArgs;
+use super::output::{Table, answer, date, text};
 use serde_json::{Value, json};
 
 #[derive(Debug, clap::Args)]
@@ -29,18 +30,6 @@ pub(crate) struct ComponentsArgs {
     admin: AdminArgs,
 }
 
-fn text(value: &Value, key: &str) -> String {
-    match value.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn date(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
-}
-
 fn triggers(functions: Option<&Value>) -> String {
     let records: Vec<edgefn_manifest::record::FunctionRecord> =
         functions.and_then(|f| serde_json::from_value(f.clone()).ok()).unwrap_or_default();
@@ -49,27 +38,33 @@ fn triggers(functions: Option<&Value>) -> String {
 
 pub(crate) fn versions(args: ComponentArgs) -> anyhow::Result<()> {
     let response = args.admin.call("GET", &format!("/v1/components/{}/versions", args.name), None)?;
-    println!("{:>7}  {:12}  {:19}  {:20}  {:12}  TRIGGERS", "VERSION", "STATUS", "DEPLOYED (UTC)", "BY", "SHA256");
-    for version in response.get("versions").and_then(Value::as_array).into_iter().flatten() {
-        let status = match (text(version, "status").as_str(), version.get("canary_percent").and_then(Value::as_u64)) {
-            ("canary", Some(percent)) => format!("canary {percent}%"),
-            (status, _) => status.to_owned(),
-        };
-        let hash = text(version, "hash");
-        println!(
-            "{:>7}  {:12}  {:19}  {:20}  {:12}  {}",
-            text(version, "version"),
-            status,
-            date(version.get("deployed_at").and_then(Value::as_i64).unwrap_or_default()),
-            text(version, "deployed_by"),
-            &hash[..hash.len().min(12)],
-            triggers(version.get("functions")),
-        );
-    }
-    Ok(())
+    answer(args.admin.json, &response, |response| {
+        let mut table = Table::new(&[">VERSION", "STATUS", "DEPLOYED (UTC)", "BY", "SHA256", "TRIGGERS"]);
+        for version in response.get("versions").and_then(Value::as_array).into_iter().flatten() {
+            let status = match (text(version, "status").as_str(), version.get("canary_percent").and_then(Value::as_u64))
+            {
+                ("canary", Some(percent)) => format!("canary {percent}%"),
+                (status, _) => status.to_owned(),
+            };
+            let hash = text(version, "hash");
+            table.row(vec![
+                text(version, "version"),
+                status,
+                date(version.get("deployed_at").and_then(Value::as_i64).unwrap_or_default()),
+                text(version, "deployed_by"),
+                hash[..hash.len().min(12)].to_owned(),
+                triggers(version.get("functions")),
+            ]);
+        }
+        table.print();
+    })
 }
 
-fn print_switch(what: &str, outcome: &Value) {
+fn print_switch(json: bool, what: &str, outcome: &Value) -> anyhow::Result<()> {
+    answer(json, outcome, |outcome| print_switch_summary(what, outcome))
+}
+
+fn print_switch_summary(what: &str, outcome: &Value) {
     let name = text(outcome, "component");
     match outcome.get("version").and_then(Value::as_u64) {
         Some(version) => {
@@ -83,38 +78,36 @@ fn print_switch(what: &str, outcome: &Value) {
 pub(crate) fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     let body = json!({ "to": args.to });
     let outcome = args.admin.call("POST", &format!("/v1/components/{}/rollback", args.name), Some(body))?;
-    print_switch("rolled back", &outcome);
-    Ok(())
+    print_switch(args.admin.json, "rolled back", &outcome)
 }
 
 pub(crate) fn promote(args: ComponentArgs) -> anyhow::Result<()> {
     let outcome = args.admin.call("POST", &format!("/v1/components/{}/promote", args.name), Some(json!({})))?;
-    print_switch("promoted", &outcome);
-    Ok(())
+    print_switch(args.admin.json, "promoted", &outcome)
 }
 
 pub(crate) fn undeploy(args: ComponentArgs) -> anyhow::Result<()> {
     let outcome = args.admin.call("DELETE", &format!("/v1/components/{}", args.name), None)?;
-    print_switch("undeployed", &outcome);
-    Ok(())
+    print_switch(args.admin.json, "undeployed", &outcome)
 }
 
 pub(crate) fn components(args: ComponentsArgs) -> anyhow::Result<()> {
     let response = args.admin.call("GET", "/v1/components", None)?;
-    println!("{:24} {:>7}  {:14}  TRIGGERS", "COMPONENT", "VERSION", "CANARY");
-    for component in response.get("components").and_then(Value::as_array).into_iter().flatten() {
-        let canary = component
-            .get("canary")
-            .filter(|c| !c.is_null())
-            .map(|c| format!("v{} at {}%", text(c, "version"), text(c, "percent")))
-            .unwrap_or_default();
-        println!(
-            "{:24} {:>7}  {:14}  {}",
-            text(component, "name"),
-            text(component, "version"),
-            canary,
-            triggers(component.get("functions"))
-        );
-    }
-    Ok(())
+    answer(args.admin.json, &response, |response| {
+        let mut table = Table::new(&["COMPONENT", ">VERSION", "CANARY", "TRIGGERS"]);
+        for component in response.get("components").and_then(Value::as_array).into_iter().flatten() {
+            let canary = component
+                .get("canary")
+                .filter(|c| !c.is_null())
+                .map(|c| format!("v{} at {}%", text(c, "version"), text(c, "percent")))
+                .unwrap_or_default();
+            table.row(vec![
+                text(component, "name"),
+                text(component, "version"),
+                canary,
+                triggers(component.get("functions")),
+            ]);
+        }
+        table.print();
+    })
 }

@@ -106,9 +106,14 @@ pub(crate) fn record_failure(report: &mut InvocationReport, error: &InvokeError)
     report.error = Some(error.to_string());
 }
 
-/// The outcome an HTTP invocation is billed and counted under: its run's, except that a 5xx answer is an error.
+/// The outcome an HTTP invocation is billed and counted under: its run's, except that a run that answered 5xx is
+/// an error and one that answered 4xx a client error.
 pub(crate) fn http_outcome(run: Outcome, status: Option<u16>) -> Outcome {
-    if run == Outcome::Ok && status.is_some_and(|status| status >= 500) { Outcome::Error } else { run }
+    match status {
+        Some(500..) if run == Outcome::Ok => Outcome::Error,
+        Some(400..=499) if run == Outcome::Ok => Outcome::ClientError,
+        _ => run,
+    }
 }
 
 /// Linear memory past which a store is given back off the async threads: [`release`].
@@ -214,6 +219,9 @@ mod tests {
     fn a_5xx_answer_is_an_error_whatever_the_run_says() {
         assert_eq!(http_outcome(Outcome::Ok, Some(200)), Outcome::Ok);
         assert_eq!(http_outcome(Outcome::Ok, Some(503)), Outcome::Error);
+        assert_eq!(http_outcome(Outcome::Ok, Some(404)), Outcome::ClientError);
+        assert_eq!(http_outcome(Outcome::Ok, Some(302)), Outcome::Ok);
+        assert_eq!(http_outcome(Outcome::Trap, Some(400)), Outcome::Trap);
         assert_eq!(http_outcome(Outcome::Ok, None), Outcome::Ok);
         assert_eq!(http_outcome(Outcome::Trap, Some(500)), Outcome::Trap, "the run's own failure is kept");
     }

@@ -170,6 +170,9 @@ const MIGRATIONS: &[&str] = &[
     END;",
     // 8. The correlation id of the work that sent a message (telemetry/correlation.rs), handed to its delivery.
     "ALTER TABLE queue_messages ADD COLUMN correlation_id TEXT;",
+    // 9. The deliveries a dead letter failed before it died (its `attempts` start over in the dead-letter queue):
+    // what `dead-letters` shows, so it agrees with the log's "dead-lettered after N attempts".
+    "ALTER TABLE queue_messages ADD COLUMN dead_after_attempts INTEGER;",
 ];
 
 /// What went wrong in the database.

@@ -202,7 +202,8 @@ impl QueueDb {
         self.db
             .call(move |conn| {
                 let mut statement = conn.prepare_cached(
-                    "SELECT id, queue, origin_queue, body, attempts, priority, enqueued_at, last_error
+                    "SELECT id, queue, origin_queue, body, COALESCE(dead_after_attempts, attempts), priority,
+                            enqueued_at, last_error
                      FROM queue_messages WHERE origin_queue = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
                 )?;
                 let mut rows = statement.query(params![origin_queue, after, i64::from(limit) + 1])?;
@@ -241,7 +242,7 @@ impl QueueDb {
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 let sql = "UPDATE queue_messages SET queue = origin_queue, origin_queue = NULL, attempts = 0,
-                           visible_at = ?2, leased = 0 WHERE origin_queue = ?1";
+                           dead_after_attempts = NULL, visible_at = ?2, leased = 0 WHERE origin_queue = ?1";
                 let moved = match ids {
                     None => tx.execute(sql, params![origin_queue, now])?,
                     Some(ids) => {
@@ -351,7 +352,8 @@ fn settle(conn: &mut Connection, outcomes: &[SettleRow], now: i64) -> Result<usi
         // own consumer still re-drives to its origin) and starts its attempts over in the new queue.
         let mut dead = tx.prepare_cached(
             "UPDATE queue_messages SET origin_queue = COALESCE(origin_queue, queue), queue = ?3, visible_at = ?4,
-             leased = 0, attempts = 0, last_error = ?5 WHERE id = ?1 AND leased = 1 AND visible_at = ?2",
+             leased = 0, dead_after_attempts = attempts, attempts = 0, last_error = ?5
+             WHERE id = ?1 AND leased = 1 AND visible_at = ?2",
         )?;
         for SettleRow { id, lease_until, outcome } in outcomes {
             let applied = match outcome {

@@ -68,6 +68,9 @@ const MIGRATIONS: &[&str] = &[
     // 4. No index by time: records are stored in time order, so the sequence number is one (see
     // `first_seq_since`), and every record stored paid for the index.
     "DROP INDEX logs_by_time;",
+    // 5. Outcomes counted apart: an HTTP function's 4xx, and requests its route's authorizer refused.
+    "ALTER TABLE usage ADD COLUMN client_errors INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage ADD COLUMN unauthorized INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// A failed invocation, kept to be replayed.
@@ -355,12 +358,19 @@ impl LogQuery {
 /// The counts of one function, version and trigger over some time: one minute, as stored, or a sum of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UsageCounts {
+    /// Every invocation, whatever its outcome: the sum of the outcome counts below (and cancelled ones).
     pub invocations: u64,
     pub ok: u64,
+    /// HTTP answers 4xx.
+    #[serde(default)]
+    pub client_errors: u64,
     pub errors: u64,
     pub traps: u64,
     pub timeouts: u64,
     pub throttled: u64,
+    /// Refused by the route's authorizer, before the function ran.
+    #[serde(default)]
+    pub unauthorized: u64,
     pub cold_starts: u64,
     /// Wall time, in microseconds.
     pub wall_us: u64,
@@ -378,6 +388,8 @@ impl UsageCounts {
     pub fn add(&mut self, other: &Self) {
         self.invocations += other.invocations;
         self.ok += other.ok;
+        self.client_errors += other.client_errors;
+        self.unauthorized += other.unauthorized;
         self.errors += other.errors;
         self.traps += other.traps;
         self.timeouts += other.timeouts;
@@ -602,10 +614,13 @@ pub fn add_usage(conn: &mut Connection, minutes: Vec<(UsageKey, UsageCounts)>) -
     {
         let mut upsert = tx.prepare_cached(
             "INSERT INTO usage (minute, function, version, trigger, invocations, ok, errors, traps, timeouts,
-                                throttled, cold_starts, wall_us, guest_cpu_us, mb_ms, peak_memory_bytes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                                throttled, cold_starts, wall_us, guest_cpu_us, mb_ms, peak_memory_bytes,
+                                client_errors, unauthorized)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
              ON CONFLICT (minute, function, version, trigger) DO UPDATE SET
                 invocations = invocations + excluded.invocations, ok = ok + excluded.ok,
+                client_errors = client_errors + excluded.client_errors,
+                unauthorized = unauthorized + excluded.unauthorized,
                 errors = errors + excluded.errors, traps = traps + excluded.traps,
                 timeouts = timeouts + excluded.timeouts, throttled = throttled + excluded.throttled,
                 cold_starts = cold_starts + excluded.cold_starts, wall_us = wall_us + excluded.wall_us,
@@ -629,6 +644,8 @@ pub fn add_usage(conn: &mut Connection, minutes: Vec<(UsageKey, UsageCounts)>) -
                 counts.guest_cpu_us as i64,
                 counts.mb_ms as i64,
                 counts.peak_memory_bytes as i64,
+                counts.client_errors as i64,
+                counts.unauthorized as i64,
             ])?;
         }
     }
@@ -640,7 +657,7 @@ pub fn add_usage(conn: &mut Connection, minutes: Vec<(UsageKey, UsageCounts)>) -
 pub fn query_usage(conn: &mut Connection, since: i64, function: Option<&str>) -> Result<Vec<UsageRow>, StorageError> {
     let sql = format!(
         "SELECT minute, function, version, trigger, invocations, ok, errors, traps, timeouts, throttled, cold_starts,
-                wall_us, guest_cpu_us, mb_ms, peak_memory_bytes
+                wall_us, guest_cpu_us, mb_ms, peak_memory_bytes, client_errors, unauthorized
          FROM usage
          WHERE minute >= ?1 AND (?2 IS NULL OR {})
          ORDER BY minute, function, version, trigger",
@@ -663,6 +680,8 @@ pub fn query_usage(conn: &mut Connection, since: i64, function: Option<&str>) ->
                 guest_cpu_us: count(12)?,
                 mb_ms: count(13)?,
                 peak_memory_bytes: count(14)?,
+                client_errors: count(15)?,
+                unauthorized: count(16)?,
             },
         })
     })?;

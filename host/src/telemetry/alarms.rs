@@ -98,9 +98,11 @@ impl Alarms {
             let Some(bucket) = rule.buckets.back_mut() else { continue };
             match report.outcome {
                 Outcome::Throttled => bucket.throttles += 1,
+                // Never ran: neither an invocation of the function nor a failure of it.
+                Outcome::Unauthorized => {}
                 outcome => {
                     bucket.invocations += 1;
-                    if !matches!(outcome, Outcome::Ok | Outcome::Cancelled) {
+                    if outcome.is_failure() {
                         bucket.failures += 1;
                     }
                     if bucket.durations_us.len() < MAX_DURATIONS_PER_SECOND {

@@ -24,10 +24,15 @@ impl Default for Prices {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Bill {
     pub function: String,
-    /// Invocations that ran (throttled ones are not billed).
+    /// Invocations that ran (throttled and unauthorized ones are not billed).
     pub requests: u64,
+    /// HTTP answers 4xx (billed: the function ran).
+    pub client_errors: u64,
+    /// Errors, traps and timeouts.
     pub errors: u64,
     pub throttled: u64,
+    /// Refused by the route's authorizer before the function ran.
+    pub unauthorized: u64,
     pub cold_starts: u64,
     pub gb_seconds: f64,
     pub guest_cpu_ms: f64,
@@ -36,7 +41,7 @@ pub struct Bill {
 
 impl Bill {
     pub fn new(function: String, counts: &UsageCounts, prices: &Prices) -> Self {
-        let requests = counts.invocations - counts.throttled;
+        let requests = counts.invocations.saturating_sub(counts.throttled + counts.unauthorized);
         let gb_seconds = counts.mb_ms as f64 / 1024.0 / 1000.0;
         let guest_cpu_ms = counts.guest_cpu_us as f64 / 1000.0;
         let cost_usd = requests as f64 / 1e6 * prices.per_million_requests
@@ -45,8 +50,10 @@ impl Bill {
         Self {
             function,
             requests,
+            client_errors: counts.client_errors,
             errors: counts.errors + counts.traps + counts.timeouts,
             throttled: counts.throttled,
+            unauthorized: counts.unauthorized,
             cold_starts: counts.cold_starts,
             gb_seconds,
             guest_cpu_ms,

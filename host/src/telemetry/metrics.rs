@@ -2,7 +2,7 @@
 //! the tests and benchmarks, stay apart). Invocation metrics are updated as each invocation ends; the gauges that
 //! describe a state (instances in use, queues) are set when the metrics are read ([`Snapshot`]).
 
-use super::{InvocationReport, Outcome};
+use super::InvocationReport;
 use crate::storage::backends::QueueStats;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -105,7 +105,8 @@ impl Metrics {
         let invocations = Family::<InvocationLabels, Counter>::default();
         registry.register(
             "invocations",
-            "Invocations that ended, by function, trigger and outcome (ok, error, trap, timeout, throttled, cancelled)",
+            "Invocations that ended, by function, trigger and outcome (ok, client_error, error, trap, timeout, throttled, \
+             unauthorized, cancelled)",
             invocations.clone(),
         );
         let duration = HistogramFamily::<FunctionLabels>::new_with_constructor(duration_histogram);
@@ -181,7 +182,7 @@ impl Metrics {
             outcome: report.outcome.as_str(),
         };
         self.invocations.get_or_create(&labels).inc();
-        if report.outcome != Outcome::Throttled {
+        if !report.outcome.never_ran() {
             let labels = FunctionLabels { function: labels.function, trigger: labels.trigger };
             self.duration.get_or_create(&labels).observe(report.wall.as_secs_f64());
         }

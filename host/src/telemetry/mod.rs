@@ -67,17 +67,22 @@ pub struct Trace {
     pub detail: String,
 }
 
-/// How an invocation ended.
+/// How an invocation ended. The same names in the log, `/metrics`, `usage`, the dashboard and alarms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    /// It ran to its end (for HTTP: answered 1xx, 2xx or 3xx).
     Ok,
+    /// An HTTP function answered 4xx: it ran as written, the request was at fault.
+    ClientError,
     /// The function returned an error (or answered 5xx).
     Error,
     Trap,
     Timeout,
     /// Refused before it ran: the function's `max_concurrency`, the instance pool or the memory budget was full.
     Throttled,
+    /// Refused before it ran by the route's authorizer: no valid token (401) or not the scope (403).
+    Unauthorized,
     /// Stopped because its caller went away (an HTTP client that hung up before the response was complete).
     Cancelled,
 }
@@ -86,12 +91,25 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
+            Self::ClientError => "client_error",
             Self::Error => "error",
             Self::Trap => "trap",
             Self::Timeout => "timeout",
             Self::Throttled => "throttled",
+            Self::Unauthorized => "unauthorized",
             Self::Cancelled => "cancelled",
         }
+    }
+
+    /// Whether the function failed (what error alarms count): not for a client's error, a refusal before it ran,
+    /// or a caller that left.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Self::Error | Self::Trap | Self::Timeout)
+    }
+
+    /// Whether the function never ran (nothing to bill).
+    pub fn never_ran(self) -> bool {
+        matches!(self, Self::Throttled | Self::Unauthorized)
     }
 }
 
@@ -131,7 +149,7 @@ impl InvocationReport {
 
     /// Billed milliseconds: the wall time rounded up to the next millisecond (at least 1 for a run).
     pub fn billed_ms(&self) -> u64 {
-        if self.outcome == Outcome::Throttled {
+        if self.outcome.never_ran() {
             return 0;
         }
         let micros = self.wall.as_micros() as u64;
@@ -143,10 +161,12 @@ impl InvocationReport {
         UsageCounts {
             invocations: 1,
             ok: one(Outcome::Ok),
+            client_errors: one(Outcome::ClientError),
             errors: one(Outcome::Error),
             traps: one(Outcome::Trap),
             timeouts: one(Outcome::Timeout),
             throttled: one(Outcome::Throttled),
+            unauthorized: one(Outcome::Unauthorized),
             cold_starts: u64::from(self.cold_start),
             wall_us: self.wall.as_micros() as u64,
             guest_cpu_us: self.guest_cpu.as_micros() as u64,
@@ -165,7 +185,7 @@ impl InvocationReport {
             let _ = write!(message, " {status}");
         }
         let _ = write!(message, " in {} ms", Millis(self.wall));
-        if self.outcome != Outcome::Throttled {
+        if !self.outcome.never_ran() {
             let _ = write!(
                 message,
                 " (billed {} ms at {} MB, cpu {} ms, peak memory {} KiB{})",
@@ -181,9 +201,9 @@ impl InvocationReport {
             message.push_str(error);
         }
         let level = match self.outcome {
-            Outcome::Ok => Level::Info,
-            Outcome::Throttled | Outcome::Cancelled => Level::Warn,
-            _ => Level::Error,
+            Outcome::Ok | Outcome::ClientError => Level::Info,
+            Outcome::Throttled | Outcome::Unauthorized | Outcome::Cancelled => Level::Warn,
+            Outcome::Error | Outcome::Trap | Outcome::Timeout => Level::Error,
         };
         LogRecord {
             at,

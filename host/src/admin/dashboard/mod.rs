@@ -212,9 +212,15 @@ struct FunctionRow {
     version: u32,
     canary: bool,
     trigger: String,
+    /// Every invocation that ended, whatever its outcome.
     invocations: u64,
+    /// HTTP answers 4xx.
+    client_errors: u64,
+    /// Errors, traps and timeouts.
     errors: u64,
     throttled: u64,
+    /// Refused by the route's authorizer.
+    unauthorized: u64,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
     gb_seconds: f64,
@@ -270,8 +276,10 @@ async fn gather(admin: &Admin, query: OverviewQuery) -> Result<Overview, ApiErro
                     canary: version.version != component.active.version,
                     trigger: function.trigger.to_string(),
                     invocations: 0,
+                    client_errors: 0,
                     errors: 0,
                     throttled: 0,
+                    unauthorized: 0,
                     p50_ms: None,
                     p99_ms: None,
                     gb_seconds: 0.0,
@@ -283,7 +291,9 @@ async fn gather(admin: &Admin, query: OverviewQuery) -> Result<Overview, ApiErro
                     let failed = counts.errors + counts.traps + counts.timeouts;
                     row.invocations += counts.invocations;
                     row.errors += failed;
+                    row.client_errors += counts.client_errors;
                     row.throttled += counts.throttled;
+                    row.unauthorized += counts.unauthorized;
                     mb_ms += counts.mb_ms;
                     let age = this_minute - usage.key.minute;
                     if (0..60).contains(&age) {

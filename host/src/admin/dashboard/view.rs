@@ -98,8 +98,10 @@ fn function_row(row: &FunctionRow) -> Markup {
             td { code { (row.label) } " " span.muted { "v" (row.version) } @if row.canary { " " span.tag { "canary" } } }
             td.muted { (row.trigger) }
             td.n.invocations { (row.invocations) }
+            td.n.client-errors { (row.client_errors) }
             td.n.errors { @if row.errors > 0 { span.err { (row.errors) } } @else { "0" } }
-            td.n { (row.throttled) }
+            td.n.throttled { (row.throttled) }
+            td.n.unauthorized { (row.unauthorized) }
             td.n { (ms(row.p50_ms)) }
             td.n { (ms(row.p99_ms)) }
             td.n { (format!("{:.6}", row.gb_seconds)) }
@@ -142,7 +144,7 @@ pub(super) fn overview(data: &Overview, csrf: &str) -> String {
                 section id="functions" {
                     h2 { "Functions · last hour" }
                     table {
-                        thead { tr { th { "Function" } th { "Trigger" } th { "Invocations" } th { "Errors" } th { "Throttled" }
+                        thead { tr { th { "Function" } th { "Trigger" } th { "Invocations" } th { "4xx" } th { "Errors" } th { "Throttled" } th { "Unauthorized" }
                             th { "p50 ms" } th { "p99 ms" } th { "GB-s" } th { "Per minute" } } }
                         tbody { @for row in &data.functions { (function_row(row)) } }
                     }
@@ -211,12 +213,13 @@ pub(super) fn overview(data: &Overview, csrf: &str) -> String {
                 section id="usage" {
                     h2 { "Usage · last 24 hours" }
                     table {
-                        thead { tr { th { "Function" } th { "Requests" } th { "Errors" } th { "Throttled" } th { "GB-s" } th { "CPU ms" } th { "Est. USD" } } }
+                        thead { tr { th { "Function" } th { "Requests" } th { "4xx" } th { "Errors" } th { "Throttled" } th { "Unauthorized" } th { "GB-s" } th { "CPU ms" } th { "Est. USD" } } }
                         tbody {
                             @for bill in data.usage.0.iter().chain(std::iter::once(&data.usage.1)) {
                                 tr {
                                     td { @if bill.function == "total" { strong { "total" } } @else { code { (bill.function) } } }
-                                    td.n { (bill.requests) } td.n { (bill.errors) } td.n { (bill.throttled) }
+                                    td.n { (bill.requests) } td.n { (bill.client_errors) } td.n { (bill.errors) }
+                                    td.n { (bill.throttled) } td.n { (bill.unauthorized) }
                                     td.n { (format!("{:.6}", bill.gb_seconds)) } td.n { (format!("{:.3}", bill.guest_cpu_ms)) }
                                     td.n { (format!("{:.8}", bill.cost_usd)) }
                                 }

@@ -13,6 +13,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use edgefn_manifest::record::{CLAIMS_HEADER, HOST_AUTH_HEADER};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
+/// A request the gate answered itself, and why (for the operator's log and the invocation record; the caller
+/// learns only what the response says).
+pub(super) struct Refusal {
+    pub response: Box<Response>,
+    pub reason: String,
+}
+
 /// Lets the request through (with the verified claims added to `headers`) or answers it: 401 without a valid
 /// token, 403 without a listed scope.
 pub(super) fn gate(
@@ -21,7 +28,8 @@ pub(super) fn gate(
     function: &str,
     headers: &mut HeaderMap,
     request_id: &str,
-) -> Result<(), Box<Response>> {
+) -> Result<(), Refusal> {
+    let refuse = |response: Response, reason: String| Err(Refusal { response: Box::new(response), reason });
     headers.remove(HOST_AUTH_HEADER);
     headers.remove(CLAIMS_HEADER);
     let Some(auth) = version.route_auth(function) else { return Ok(()) };
@@ -29,7 +37,7 @@ pub(super) fn gate(
         // Deploys refuse this; should it happen anyway, refuse the request rather than serve it open.
         tracing::error!(request_id = %request_id, authorizer = %auth.authorizer, "route names an unknown authorizer");
         let message = "the route's authorizer is missing";
-        return Err(Box::new(error_response(StatusCode::INTERNAL_SERVER_ERROR, message, request_id)));
+        return refuse(error_response(StatusCode::INTERNAL_SERVER_ERROR, message, request_id), message.to_owned());
     };
     let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
     match authorizer.check(authorization, &auth.scopes) {
@@ -44,7 +52,7 @@ pub(super) fn gate(
                 }
                 _ => {
                     let message = "failed to pass on the claims";
-                    Err(Box::new(error_response(StatusCode::INTERNAL_SERVER_ERROR, message, request_id)))
+                    refuse(error_response(StatusCode::INTERNAL_SERVER_ERROR, message, request_id), message.to_owned())
                 }
             }
         }
@@ -54,20 +62,18 @@ pub(super) fn gate(
             let mut response = error_response(StatusCode::UNAUTHORIZED, "a valid bearer token is required", request_id);
             let challenge = HeaderValue::from_static(r#"Bearer error="invalid_token""#);
             response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
-            Err(Box::new(response))
+            refuse(response, format!("token refused by authorizer `{}`: {reason}", auth.authorizer))
         }
         Verdict::Forbidden => {
             tracing::info!(request_id = %request_id, authorizer = %auth.authorizer, "token lacks the route's scopes");
-            let mut response = error_response(
-                StatusCode::FORBIDDEN,
-                "the token does not grant the scope this route needs",
-                request_id,
-            );
-            let challenge = format!(r#"Bearer error="insufficient_scope", scope="{}""#, auth.scopes.join(" "));
+            let message = edgefn_manifest::scopes::INSUFFICIENT_SCOPE;
+            let mut response = error_response(StatusCode::FORBIDDEN, message, request_id);
+            let challenge = edgefn_manifest::scopes::insufficient_scope_challenge(&auth.scopes);
             if let Ok(challenge) = HeaderValue::try_from(challenge) {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
             }
-            Err(Box::new(response))
+            let reason = format!("the token lacks every scope of {:?} (authorizer `{}`)", auth.scopes, auth.authorizer);
+            refuse(response, reason)
         }
     }
 }

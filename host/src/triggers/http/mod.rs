@@ -15,7 +15,7 @@ use crate::live::{ComponentVersion, LiveHandle, LiveSet, RouteLookup};
 use crate::runtime::{Abi, InvokeError, PreparedComponent, RequestBody, Reuse, ReusePool, SlotKind, Start};
 use crate::storage::telemetry::FailedInput;
 use crate::telemetry::correlation;
-use crate::telemetry::{InvocationReport, Trace};
+use crate::telemetry::{InvocationReport, Outcome, Trace};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -134,8 +134,25 @@ async fn route_and_invoke(
     let label = version.label(&function);
     served.function = Some(label.clone());
     served.version = Some(version.version);
-    if let Err(refused) = auth::gate(&trigger.authorizers, &version, &function, request.headers_mut(), request_id) {
-        return *refused;
+    let gated = Instant::now();
+    if let Err(refusal) = auth::gate(&trigger.authorizers, &version, &function, request.headers_mut(), request_id) {
+        // Counted like any invocation (log, usage, metrics), under its own outcome: the function never ran.
+        let telemetry = trigger.runner.runtime().telemetry();
+        if telemetry.is_enabled() {
+            let status = refusal.response.status();
+            let outcome = if status.is_client_error() { Outcome::Unauthorized } else { Outcome::Error };
+            let trace = Arc::new(Trace {
+                correlation_id: Arc::from(request_id),
+                trigger: "http",
+                function: label,
+                version: version.version,
+                detail: format!("{} {}", request.method(), request.uri().path()),
+            });
+            let mut report = InvocationReport::refused(trace, outcome, refusal.reason, gated.elapsed());
+            report.status = Some(status.as_u16());
+            telemetry.invocation(report);
+        }
+        return *refusal.response;
     }
     let limits = &trigger.limits;
     let work = Work {
@@ -296,7 +313,7 @@ fn stream_request(
         return Err(Box::new(error_response(StatusCode::PAYLOAD_TOO_LARGE, &message, request_id)));
     }
     let (mut parts, body) = request.into_parts();
-    rebuild_head(&mut parts, request_id, version);
+    rebuild_head(&mut parts, request_id, version)?;
     let idle = Duration::from_millis(limits.body_read_timeout_ms);
     Ok(http::Request::from_parts(parts, RequestBody::Streaming(body::streaming(body, max_body, idle))))
 }
@@ -345,13 +362,18 @@ async fn read_request(
             return Err(error_response(StatusCode::BAD_REQUEST, &message, request_id));
         }
     };
-    rebuild_head(&mut parts, request_id, version);
+    rebuild_head(&mut parts, request_id, version).map_err(|response| *response)?;
     Ok((http::Request::from_parts(parts, body), held))
 }
 
-/// The request head as the guest sees it: with its request id, a host, and for a mount that strips its prefix, the
-/// path below the prefix.
-fn rebuild_head(parts: &mut http::request::Parts, request_id: &str, version: &ComponentVersion) {
+/// The request head as the guest sees it: with its request id, an absolute URI (`http://` and the authority the
+/// client sent in `Host`, so a function can build absolute links), and for a mount that strips its prefix, the path
+/// below the prefix. A `Host` that is not an authority is the client's error: 400.
+fn rebuild_head(
+    parts: &mut http::request::Parts,
+    request_id: &str,
+    version: &ComponentVersion,
+) -> Result<(), Box<Response>> {
     if let Ok(value) = HeaderValue::try_from(request_id) {
         parts.headers.insert(REQUEST_ID_HEADER, value);
     }
@@ -359,12 +381,31 @@ fn rebuild_head(parts: &mut http::request::Parts, request_id: &str, version: &Co
     if !parts.headers.contains_key(header::HOST) {
         parts.headers.insert(header::HOST, HeaderValue::from_static("localhost"));
     }
+    // An absolute-form request (`GET http://a/b HTTP/1.1`) already names its authority, which wins over `Host`.
+    if parts.uri.authority().is_none() {
+        let host = parts.headers.get(header::HOST).and_then(|value| value.to_str().ok());
+        let Some(authority) = host.and_then(|host| host.parse::<http::uri::Authority>().ok()) else {
+            let message = "the Host header is not a valid host[:port]";
+            return Err(Box::new(error_response(StatusCode::BAD_REQUEST, message, request_id)));
+        };
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(authority);
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        parts.uri = Uri::from_parts(uri).map_err(|error| {
+            let message = format!("the request target cannot be made absolute: {error}");
+            Box::new(error_response(StatusCode::BAD_REQUEST, &message, request_id))
+        })?;
+    }
     if let Some(mount) = version.mount.as_ref().filter(|m| m.strip_prefix && m.route != "/") {
         parts.uri = strip_prefix(&parts.uri, &mount.route);
         if let Ok(prefix) = HeaderValue::try_from(mount.route.as_str()) {
             parts.headers.insert(FORWARDED_PREFIX_HEADER, prefix);
         }
     }
+    Ok(())
 }
 
 /// `uri` with `prefix` taken off its path: `/sample/echo?x=1` under `/sample` is `/echo?x=1`, `/sample` is `/`.
