@@ -111,6 +111,7 @@ fn help_shows_an_example_per_command_and_completions_cover_every_command() {
     };
     let commands = [
         "up",
+        "dev",
         "new",
         "deploy",
         "versions",

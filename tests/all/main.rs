@@ -12,6 +12,7 @@ mod cli;
 mod cluster;
 mod corpus;
 mod deploy;
+mod dev;
 mod disk;
 mod examples;
 mod http;

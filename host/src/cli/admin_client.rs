@@ -10,7 +10,7 @@ const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8081";
 
 /// Where the admin API is and how to authenticate: flags, then the environment, then what `edgefn up` wrote into
 /// the data dir (`admin-url`, `admin-token`), then the default address.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct AdminArgs {
     /// The admin API of the running host [default: the data dir's `admin-url`, else http://127.0.0.1:8081].
     #[arg(long, env = "EDGEFN_ADMIN_URL", global = true)]
@@ -27,6 +27,11 @@ pub(crate) struct AdminArgs {
 }
 
 impl AdminArgs {
+    /// The host's data dir.
+    pub(crate) fn data(&self) -> &std::path::Path {
+        &self.data
+    }
+
     /// The admin API's base URL: `--admin` (or `EDGEFN_ADMIN_URL`), else the one the host wrote into its data
     /// dir, else the default.
     pub(crate) fn url(&self) -> String {

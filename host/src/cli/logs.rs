@@ -70,7 +70,7 @@ pub(crate) fn logs(args: LogsArgs) -> anyhow::Result<()> {
 }
 
 /// One record as a line: `time level function vN trigger id message`, or its JSON.
-fn render(log: &StoredLog, json: bool) -> anyhow::Result<String> {
+pub(crate) fn render(log: &StoredLog, json: bool) -> anyhow::Result<String> {
     if json {
         return Ok(serde_json::to_string(log)?);
     }

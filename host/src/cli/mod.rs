@@ -1,7 +1,7 @@
 //! The command line, one file per group of subcommands:
 //!
-//! - `up` starts a host and serves it; `new` writes a function crate; `inspect` reads a component; `deployments`
-//!   reads a data dir offline;
+//! - `up` starts a host and serves it; `dev` builds, deploys and watches a crate (on a host it starts or finds);
+//!   `new` writes a function crate; `inspect` reads a component; `deployments` reads a data dir offline;
 //! - everything else is a thin client of a running host's admin API ([`admin_client`]): `deploy`, `versions`,
 //!   `rollback`, `promote`, `undeploy`, `components`, `send`, `publish`, `invoke`, `queues`, `dead-letters`,
 //!   `redrive`, `runs`, `kv`, `logs`, `usage`, `replay`, `nodes`;
@@ -11,6 +11,7 @@ mod admin_client;
 mod build;
 mod deploy;
 mod deployments;
+mod dev;
 mod functions;
 mod inspect;
 mod kv;
@@ -46,6 +47,9 @@ enum Command {
     #[command(after_help = "Example: edgefn up examples/hello examples/todo-api --config examples/edgefn.toml")]
     Up(Box<up::UpArgs>),
     /// Write a new function crate from a template: `edgefn new my-fn --template http`.
+    #[command(after_help = "Example: edgefn dev examples/hello   (then edit src/lib.rs and save)")]
+    /// Build, deploy and watch a crate: redeploy on every save, with cargo's errors and the live log.
+    Dev(Box<dev::DevArgs>),
     #[command(after_help = "Example: edgefn new my-fn --template http && edgefn up my-fn")]
     New(new::NewArgs),
     /// Build (a crate) and deploy a component to a running host, as a new version: `edgefn deploy examples/hello`.
@@ -131,7 +135,7 @@ impl Cli {
     /// what it does; `warn` for the commands a person or a script runs, whose result is what they print.
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
-            Command::Up(_) => "info",
+            Command::Up(_) | Command::Dev(_) => "info",
             _ => "warn",
         }
     }
@@ -141,6 +145,7 @@ impl Cli {
         match self.command {
             Command::Up(args) => up::run(*args),
             Command::New(args) => new::run(args),
+            Command::Dev(args) => dev::run(*args),
             Command::Deploy(args) => deploy::run(*args),
             Command::Versions(args) => versions::versions(args),
             Command::Rollback(args) => versions::rollback(args),
