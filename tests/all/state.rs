@@ -150,6 +150,10 @@ fn the_jwt_matrix_on_a_real_host() {
 fn the_access_table_holds_on_a_host_as_in_native_tests() {
     let dir = tempfile::tempdir().expect("temp dir");
     let host = Host::start(&["--config", &todo_config(dir.path(), true), &component_arg("todo_api")]);
+    // The start-up listing shows each route's protection, scopes and all.
+    for guard in ["/me  (auth: todo, any scope)", "/todos  (auth: todo, scopes: todos:read | todos:write)"] {
+        assert!(host.banner.contains(guard), "no `{guard}` in:\n{}", host.banner);
+    }
     let table = std::fs::read_to_string(workspace().join("examples/todo-api/access.json")).expect("the table");
     let table: Vec<Value> = serde_json::from_str(&table).expect("the table parses");
     assert!(table.len() >= 10, "the table lost its rows");

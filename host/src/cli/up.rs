@@ -266,7 +266,11 @@ fn print_functions(live: &Arc<LiveSet>, address: SocketAddr) {
             match &function.trigger {
                 Trigger::Http { route, method, auth } => {
                     let method = if method == "*" { "ANY" } else { method };
-                    let guard = auth.as_ref().map(|a| format!("  (auth: {})", a.authorizer)).unwrap_or_default();
+                    let guard = match auth {
+                        Some(auth) if auth.scopes.is_empty() => format!("  (auth: {}, any scope)", auth.authorizer),
+                        Some(auth) => format!("  (auth: {}, scopes: {})", auth.authorizer, auth.scopes.join(" | ")),
+                        None => String::new(),
+                    };
                     println!("  {:24} {method:7} http://{address}{route}{guard}", function.name);
                 }
                 Trigger::Init => println!("  {:24} init    snapshot taken at deploy", function.name),
