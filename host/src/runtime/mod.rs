@@ -21,6 +21,8 @@ mod long_running;
 pub mod memory;
 mod metering;
 pub mod output;
+#[doc(hidden)]
+pub mod phase_bench;
 mod phases;
 pub(crate) mod redact;
 mod state;
