@@ -17,6 +17,8 @@ bash bench/heavy-init.sh 8 8 | tee -a "$log"
 section "(c) in-process invocation (criterion)"
 cargo build --release --target wasm32-wasip2 -p misbehave -p bench-sink >&2
 cargo bench -p edgefn-host --bench invoke 2>&1 | grep -A3 "^invoke" | tee -a "$log"
+echo "== (c) per phase (issue 25): bench/phases.rs" | tee -a "$log"
+cargo bench -p edgefn-host --bench phases 2>&1 | grep -A1 "^phases/" | grep -E "phases/|time:" | tee -a "$log"
 section "(d) cold start over 100 functions, defaults"
 bash bench/cold-start.sh 100 | tee -a "$log"
 section "(e) density: 1,000 functions, defaults (at most 256 loaded at once), then all 1,000 kept loaded"
