@@ -11,40 +11,19 @@
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use edgefn_host::capabilities::FunctionEnv;
 use edgefn_host::config::RuntimeLimits;
-use edgefn_host::runtime::{Artifact, Invocation, InvocationLimits, Loader, RequestBody, Runtime, SlotKind};
+use edgefn_host::runtime::{RequestBody, Runtime, SlotKind};
 use http_body_util::BodyExt as _;
-use std::path::Path;
-use std::sync::Arc;
+
+#[path = "support.rs"]
+mod support;
 
 fn invoke(c: &mut Criterion) {
-    let wasm_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/misbehave.wasm");
-    let wasm = std::fs::read(&wasm_path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build it first: cargo build --release --target wasm32-wasip2 -p misbehave",
-            wasm_path.display()
-        )
-    });
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
     let _entered = tokio.enter();
     let limits = RuntimeLimits::default();
     let runtime = Runtime::new(limits.clone()).expect("runtime");
-    let env = FunctionEnv::default();
-    let snapshot = tokio.block_on(runtime.snapshot(&wasm, &env, limits.memory_bytes())).expect("snapshot");
-    let file = tempfile::NamedTempFile::new().expect("temp file");
-    let compiled = runtime.precompile(&snapshot).expect("compile");
-    std::fs::write(file.path(), &compiled).expect("write artifact");
-    let artifact = Artifact { path: file.path().to_owned(), sha256: sha256_hex(&compiled), checked: None };
-    let prepared = Loader::new(runtime.clone()).load_verified(&artifact).expect("load");
-    let invocation = Invocation {
-        env: Arc::new(env),
-        capabilities: Default::default(),
-        limits: InvocationLimits::defaults(&limits),
-        caller: Default::default(),
-        trace: Default::default(),
-        cold_start: false,
-    };
+    let (prepared, invocation, _artifact) = support::loaded_misbehave(&runtime, &tokio, &limits);
 
     let request = || {
         http::Request::builder()
@@ -65,8 +44,3 @@ fn invoke(c: &mut Criterion) {
 
 criterion_group!(benches, invoke);
 criterion_main!(benches);
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
-}

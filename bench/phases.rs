@@ -12,42 +12,21 @@
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use edgefn_host::capabilities::FunctionEnv;
 use edgefn_host::config::RuntimeLimits;
+use edgefn_host::runtime::Runtime;
 use edgefn_host::runtime::phase_bench::Phases;
-use edgefn_host::runtime::{Artifact, Invocation, InvocationLimits, Loader, Runtime};
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "support.rs"]
+mod support;
+
 fn phases(c: &mut Criterion) {
-    let wasm_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/misbehave.wasm");
-    let wasm = std::fs::read(&wasm_path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build it first: cargo build --release --target wasm32-wasip2 -p misbehave",
-            wasm_path.display()
-        )
-    });
     // One thread: the phases run where they are called, with no worker to wake (block_on costs well under 1 µs).
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
     let _entered = tokio.enter();
     let limits = RuntimeLimits::default();
     let runtime = Runtime::new(limits.clone()).expect("runtime");
-    let env = FunctionEnv::default();
-    let snapshot = tokio.block_on(runtime.snapshot(&wasm, &env, limits.memory_bytes())).expect("snapshot");
-    let file = tempfile::NamedTempFile::new().expect("temp file");
-    let compiled = runtime.precompile(&snapshot).expect("compile");
-    std::fs::write(file.path(), &compiled).expect("write artifact");
-    let artifact = Artifact { path: file.path().to_owned(), sha256: sha256_hex(&compiled), checked: None };
-    let prepared = Loader::new(runtime.clone()).load_verified(&artifact).expect("load");
-    let invocation = Invocation {
-        env: Arc::new(env),
-        capabilities: Default::default(),
-        limits: InvocationLimits::defaults(&limits),
-        caller: Default::default(),
-        trace: Default::default(),
-        cold_start: false,
-    };
+    let (prepared, invocation, _artifact) = support::loaded_misbehave(&runtime, &tokio, &limits);
     let phases = Phases::new(&runtime, &prepared, invocation).expect("a WASI 0.2 component");
     let request = || {
         http::Request::builder()
@@ -176,8 +155,3 @@ fn phases(c: &mut Criterion) {
 
 criterion_group!(benches, phases);
 criterion_main!(benches);
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
-}

@@ -47,3 +47,40 @@ pub(crate) fn quantile<T: Copy>(sorted: &[T], q: f64) -> T {
     let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted[index.min(sorted.len() - 1)]
 }
+
+/// `misbehave` as the host deploys it (snapshot, ahead-of-time compile) on `runtime`, loaded, with an invocation on
+/// the defaults: what the in-process benchmarks of figure (c) call. Keep the artifact file alive while it runs.
+pub(crate) fn loaded_misbehave(
+    runtime: &edgefn_host::runtime::Runtime,
+    tokio: &tokio::runtime::Runtime,
+    limits: &edgefn_host::config::RuntimeLimits,
+) -> (edgefn_host::runtime::PreparedComponent, edgefn_host::runtime::Invocation, tempfile::NamedTempFile) {
+    use edgefn_host::runtime::{Artifact, Invocation, InvocationLimits, Loader};
+    let wasm_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/misbehave.wasm");
+    let wasm = std::fs::read(&wasm_path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build it first: cargo build --release --target wasm32-wasip2 -p misbehave",
+            wasm_path.display()
+        )
+    });
+    let env = edgefn_host::capabilities::FunctionEnv::default();
+    let snapshot = tokio.block_on(runtime.snapshot(&wasm, &env, limits.memory_bytes())).expect("snapshot");
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    let compiled = runtime.precompile(&snapshot).expect("compile");
+    std::fs::write(file.path(), &compiled).expect("write artifact");
+    let sha256 = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&compiled))
+    };
+    let artifact = Artifact { path: file.path().to_owned(), sha256, checked: None };
+    let prepared = Loader::new(runtime.clone()).load_verified(&artifact).expect("load");
+    let invocation = Invocation {
+        env: std::sync::Arc::new(env),
+        capabilities: Default::default(),
+        limits: InvocationLimits::defaults(limits),
+        caller: Default::default(),
+        trace: Default::default(),
+        cold_start: false,
+    };
+    (prepared, invocation, file)
+}

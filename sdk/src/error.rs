@@ -101,3 +101,46 @@ impl fmt::Debug for Error {
             .finish()
     }
 }
+
+/// `bytes` parsed as JSON into `T`; the error names the path of the field that failed (`at `a.b[2]`: ...`), or
+/// is serde_json's own where the JSON itself is broken.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        // `.` is serde_path_to_error's name for the top level: no field to name there.
+        if path == "." || inner.is_syntax() || inner.is_eof() {
+            inner.to_string()
+        } else {
+            format!("at `{path}`: {inner}")
+        }
+    })?;
+    deserializer.end().map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_error_names_the_field_that_failed() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Line {
+            #[allow(dead_code)]
+            qty: u64,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Order {
+            #[allow(dead_code)]
+            lines: Vec<Line>,
+        }
+        let error = from_json::<Order>(br#"{"lines": [{"qty": 1}, {"qty": -1}]}"#).expect_err("negative qty");
+        assert!(error.starts_with("at `lines[1].qty`: invalid value: integer `-1`, expected u64"), "{error}");
+        let error = from_json::<Order>(br#"{"lines": [{"qty": 1}"#).expect_err("cut short");
+        assert!(error.starts_with("EOF while parsing"), "{error}");
+        let error = from_json::<Order>(br#"{"lines": []} trailing"#).expect_err("trailing");
+        assert!(error.contains("trailing characters"), "{error}");
+    }
+}

@@ -155,7 +155,7 @@ impl Fetched {
     /// The whole body parsed as JSON into `T`.
     pub async fn json<T: serde::de::DeserializeOwned>(self) -> Result<T, Error> {
         let bytes = self.body.bytes().await?;
-        crate::request::from_json(&bytes).map_err(|e| {
+        crate::error::from_json(&bytes).map_err(|e| {
             Error::new(502, format!("the fetched body is not a valid {}: {e}", std::any::type_name::<T>()))
         })
     }

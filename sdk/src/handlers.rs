@@ -95,7 +95,7 @@ impl<T: serde::Serialize, E: Into<Error>> IntoInvokeResult for Result<T, E> {
 
 /// Decodes an `invoke` payload; a payload that is not the expected JSON is the caller's error.
 pub fn decode_payload<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Error> {
-    crate::request::from_json(payload)
+    crate::error::from_json(payload)
         .map_err(|e| Error::bad_request(format!("the payload is not a valid {}: {e}", std::any::type_name::<T>())))
 }
 

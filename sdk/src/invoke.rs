@@ -35,7 +35,7 @@ fn encode<P: Serialize + ?Sized>(payload: &P) -> Result<Vec<u8>, Error> {
 }
 
 fn decode<R: DeserializeOwned>(function: &str, result: &[u8]) -> Result<R, Error> {
-    crate::request::from_json(result).map_err(|e| {
+    crate::error::from_json(result).map_err(|e| {
         Error::internal(format!(
             "`{function}` answered with something that is not a valid {}: {e}",
             std::any::type_name::<R>()

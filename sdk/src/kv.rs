@@ -71,7 +71,7 @@ impl Store {
     /// The value of `key` parsed as JSON into `T`.
     pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         match self.get(key)? {
-            Some(bytes) => crate::request::from_json(&bytes).map(Some).map_err(|e| {
+            Some(bytes) => crate::error::from_json(&bytes).map(Some).map_err(|e| {
                 Error::internal(format!("the value of `{key}` in store `{}` is not this JSON: {e}", self.name))
             }),
             None => Ok(None),

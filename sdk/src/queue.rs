@@ -25,7 +25,7 @@ pub trait MessageBody: Sized {
 
 impl<T: DeserializeOwned> MessageBody for T {
     fn decode(bytes: Vec<u8>) -> Result<Self, String> {
-        crate::request::from_json(&bytes)
+        crate::error::from_json(&bytes)
             .map_err(|e| format!("the body is not a valid {}: {e}", std::any::type_name::<T>()))
     }
 }

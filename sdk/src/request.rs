@@ -248,7 +248,7 @@ impl Request {
     /// where: `request body is not valid JSON for this endpoint: at `items[1].qty`: invalid value: integer `-1`,
     /// expected u64 at line 1 column 31`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
-        from_json(self.whole_body()?)
+        crate::error::from_json(self.whole_body()?)
             .map_err(|e| Error::bad_request(format!("request body is not valid JSON for this endpoint: {e}")))
     }
 
@@ -281,35 +281,6 @@ impl Request {
 #[cfg(edgefn_async)]
 fn read_result(read: &Result<Vec<u8>, (u16, String)>) -> Result<&[u8]> {
     read.as_deref().map_err(|(status, message)| Error::new(*status, message.clone()))
-}
-
-/// `bytes` parsed as JSON into `T`; the error names the path of the field that failed (`at `a.b[2]`: ...`), or
-/// is serde_json's own where the JSON itself is broken.
-pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, String> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        // `.` is serde_path_to_error's name for the top level: no field to name there.
-        if path == "." || inner.is_syntax() || inner.is_eof() {
-            inner.to_string()
-        } else {
-            format!("at `{path}`: {inner}")
-        }
-    })?;
-    deserializer.end().map_err(|e| e.to_string())?;
-    Ok(value)
-}
-
-/// The URI of an incoming request from its `wasi:http` parts: absolute when the host names the authority (edgefn
-/// and `wasmtime serve` do, from the client's `Host`), so [`Request::uri`] and [`Request::url`] carry it.
-#[cfg_attr(not(target_family = "wasm"), allow(dead_code))]
-pub(crate) fn incoming_uri(scheme: Option<&str>, authority: Option<&str>, path_with_query: Option<String>) -> String {
-    let path = path_with_query.unwrap_or_else(|| "/".to_owned());
-    match authority.filter(|a| !a.is_empty()) {
-        Some(authority) => format!("{}://{authority}{path}", scheme.unwrap_or("http")),
-        None => path,
-    }
 }
 
 /// The cookies of every `cookie` header, percent-decoded; a malformed pair is skipped, not the request.
@@ -387,25 +358,5 @@ mod tests {
         assert_eq!(request.cookie("lang"), Some("de"));
         assert_eq!(request.cookie("missing"), None);
         assert_eq!(request.cookies().len(), 3);
-    }
-
-    #[test]
-    fn a_json_error_names_the_field_that_failed() {
-        #[derive(Debug, serde::Deserialize)]
-        struct Line {
-            #[allow(dead_code)]
-            qty: u64,
-        }
-        #[derive(Debug, serde::Deserialize)]
-        struct Order {
-            #[allow(dead_code)]
-            lines: Vec<Line>,
-        }
-        let error = from_json::<Order>(br#"{"lines": [{"qty": 1}, {"qty": -1}]}"#).expect_err("negative qty");
-        assert!(error.starts_with("at `lines[1].qty`: invalid value: integer `-1`, expected u64"), "{error}");
-        let error = from_json::<Order>(br#"{"lines": [{"qty": 1}"#).expect_err("cut short");
-        assert!(error.starts_with("EOF while parsing"), "{error}");
-        let error = from_json::<Order>(br#"{"lines": []} trailing"#).expect_err("trailing");
-        assert!(error.contains("trailing characters"), "{error}");
     }
 }

@@ -251,11 +251,8 @@ impl Response {
     /// Sets (replaces) a header. An invalid name or value is dropped and reported on stderr rather than failing
     /// the whole response.
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            (Ok(name), Ok(value)) => {
-                self.inner.headers_mut().insert(name, value);
-            }
-            _ => eprintln!("edgefn: dropped invalid response header `{name}`"),
+        if let Some((name, value)) = valid_header(name, value) {
+            self.inner.headers_mut().insert(name, value);
         }
         self
     }
@@ -263,11 +260,8 @@ impl Response {
     /// Adds a header value, keeping the ones already there (for headers that may repeat, such as `link`). An invalid
     /// name or value is dropped and reported on stderr.
     pub fn with_appended_header(mut self, name: &str, value: &str) -> Self {
-        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            (Ok(name), Ok(value)) => {
-                self.inner.headers_mut().append(name, value);
-            }
-            _ => eprintln!("edgefn: dropped invalid response header `{name}`"),
+        if let Some((name, value)) = valid_header(name, value) {
+            self.inner.headers_mut().append(name, value);
         }
         self
     }
@@ -333,6 +327,18 @@ impl Response {
     /// The underlying `http` response (a streamed body is left out: see [`Response::is_streamed`]).
     pub fn into_inner(self) -> http::Response<Vec<u8>> {
         self.inner
+    }
+}
+
+/// `name: value` as a header, or `None` (said on stderr) when either is invalid: a handler bug must not fail the
+/// whole response.
+fn valid_header(name: &str, value: &str) -> Option<(HeaderName, HeaderValue)> {
+    match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+        (Ok(name), Ok(value)) => Some((name, value)),
+        _ => {
+            eprintln!("edgefn: dropped invalid response header `{name}`");
+            None
+        }
     }
 }
 

@@ -65,3 +65,13 @@ mod p3;
 pub(crate) use p2::bindings;
 #[cfg(edgefn_p3)]
 pub(crate) use p3::{bindings, body, fetch};
+
+/// The URI of an incoming request from its `wasi:http` parts: absolute when the host names the authority (edgefn
+/// and `wasmtime serve` do, from the client's `Host`), so [`Request::uri`] and [`Request::url`] carry it.
+pub(crate) fn incoming_uri(scheme: Option<&str>, authority: Option<&str>, path_with_query: Option<String>) -> String {
+    let path = path_with_query.unwrap_or_else(|| "/".to_owned());
+    match authority.filter(|a| !a.is_empty()) {
+        Some(authority) => format!("{}://{authority}{path}", scheme.unwrap_or("http")),
+        None => path,
+    }
+}

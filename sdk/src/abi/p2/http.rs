@@ -43,7 +43,7 @@ fn read_request(incoming: &IncomingRequest) -> Result<http::Request<Vec<u8>>, St
         Scheme::Other(other) => other,
     });
     let authority = incoming.authority();
-    let uri = crate::request::incoming_uri(scheme.as_deref(), authority.as_deref(), incoming.path_with_query());
+    let uri = crate::abi::incoming_uri(scheme.as_deref(), authority.as_deref(), incoming.path_with_query());
     let mut builder = http::Request::builder().method(method).uri(uri);
     let mut has_host = false;
     for (name, value) in incoming.headers().entries() {

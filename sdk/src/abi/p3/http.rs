@@ -67,7 +67,7 @@ fn head_of(request: &wasi::Request) -> Result<http::Request<Vec<u8>>, String> {
         wasi::Scheme::Other(other) => other,
     });
     let authority = request.get_authority();
-    let uri = crate::request::incoming_uri(scheme.as_deref(), authority.as_deref(), request.get_path_with_query());
+    let uri = crate::abi::incoming_uri(scheme.as_deref(), authority.as_deref(), request.get_path_with_query());
     let mut builder = http::Request::builder().method(method).uri(uri);
     let mut has_host = false;
     for (name, value) in request.get_headers().copy_all() {
