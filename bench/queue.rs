@@ -32,7 +32,13 @@ fn main() {
     let send = |queue: &str, messages: Vec<NewMessage>| {
         bench.tokio.block_on(queues.send_many(queue, messages)).expect("send");
     };
-    let message = |body: String| NewMessage { body: body.into_bytes(), delay_ms: 0, priority: 0, correlation_id: None };
+    let message = |body: String| NewMessage {
+        body: body.into_bytes(),
+        delay_ms: 0,
+        priority: 0,
+        correlation_id: None,
+        parent_span: 0,
+    };
     let mut raw = Vec::new();
     println!("raw SQLite, same work (insert by 1,000, lease B, delete B; same schema, indexes and triggers):");
     for batch in [1usize, 10, 100] {

@@ -63,7 +63,7 @@ async fn notify(telemetry: &Telemetry, queues: &Queues, transition: Transition) 
     }
     telemetry.host_event(level, None, summary);
     if let Some(queue) = &transition.notify_queue {
-        let message = NewMessage { body: body.clone(), delay_ms: 0, priority: 0, correlation_id: None };
+        let message = NewMessage { body: body.clone(), delay_ms: 0, priority: 0, correlation_id: None, parent_span: 0 };
         if let Err(error) = queues.send_many(queue, vec![message]).await {
             let text =
                 format!("alarm `{}`: failed to send its notification to queue {queue}: {error}", transition.alarm);

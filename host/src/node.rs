@@ -72,6 +72,8 @@ impl Node {
             anyhow::Ok((db, Database::connect(&dir)?, Database::connect(&dir)?, Database::connect(&dir)?))
         })
         .await??;
+        let node_name = config.cluster.node.clone().unwrap_or_else(default_node_name);
+        crate::telemetry::otel::install(&config.otel, &node_name)?;
         let mut telemetry = open_telemetry(data_dir, &config.logs).await?;
         if config.metrics.enabled {
             telemetry = telemetry.with_metrics(Arc::new(Metrics::new()));

@@ -63,6 +63,7 @@ pub mod rt;
 pub mod sse;
 pub mod testing;
 pub mod topic;
+pub mod trace;
 
 pub use cron::CronEvent;
 pub use dispatch::correlation_id;

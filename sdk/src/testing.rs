@@ -215,6 +215,15 @@ pub fn settlements() -> Vec<(String, crate::queue::Settled)> {
     crate::host::imp::SETTLED.with(|settled| std::mem::take(&mut *settled.borrow_mut()))
 }
 
+#[cfg(not(target_family = "wasm"))]
+pub use crate::trace::imp::FinishedSpan;
+
+/// Takes the spans (`edgefn::trace::span`) finished on this thread so far, in the order they closed.
+#[cfg(not(target_family = "wasm"))]
+pub fn spans() -> Vec<FinishedSpan> {
+    crate::trace::imp::FINISHED.with(|finished| std::mem::take(&mut *finished.borrow_mut()))
+}
+
 /// Empties this thread's in-memory key-value stores (what [`crate::kv::Store`] uses natively).
 #[cfg(not(target_family = "wasm"))]
 pub fn kv_clear() {

@@ -19,6 +19,7 @@ mod http;
 mod isolation;
 mod new;
 mod observability;
+mod otel;
 mod outcomes;
 mod properties;
 mod registry;

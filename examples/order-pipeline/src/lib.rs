@@ -55,6 +55,7 @@ pub struct Tax {
     pub tax_cents: u64,
 }
 
+// ANCHOR: accept
 #[function(trigger = http("/pipeline/orders", method = "POST"))]
 fn accept(req: Request) -> Result<Response> {
     let order: Order = req.json()?;
@@ -64,7 +65,9 @@ fn accept(req: Request) -> Result<Response> {
     let message_id = edgefn::queue::send("orders", &order)?;
     Ok(Response::json(&json!({ "accepted": order.id, "message_id": message_id }))?.with_status(202))
 }
+// ANCHOR_END: accept
 
+// ANCHOR: enrich
 #[function(trigger = queue("orders", batch_size = 10, max_wait_ms = 200, max_retries = 5, dead_letter = "orders-dlq"))]
 fn enrich(batch: Batch<Order>) -> Result<()> {
     for message in &batch {
@@ -73,11 +76,16 @@ fn enrich(batch: Batch<Order>) -> Result<()> {
             message.dead_letter(format!("item `{}` has quantity 0", item.sku));
             continue;
         }
+        // A span of its own in the trace the host exports (OpenTelemetry, when `[otel]` is on).
+        let mut span = edgefn::trace::span("price order");
         let created = OrderCreated {
             order: order.clone(),
             subtotal_cents: order.items.iter().map(|i| i.unit_price_cents * u64::from(i.quantity)).sum(),
             item_count: order.items.iter().map(|i| i.quantity).sum(),
         };
+        span.set("order", order.id);
+        span.set("subtotal_cents", created.subtotal_cents);
+        span.end();
         // Printed lines land in the host's log under this work's correlation id: `edgefn logs --id ID`.
         println!("enriched order {}: {} items, {} cents", order.id, created.item_count, created.subtotal_cents);
         edgefn::topic::publish("order.created", &created)?;
@@ -86,7 +94,9 @@ fn enrich(batch: Batch<Order>) -> Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: enrich
 
+// ANCHOR: tax
 /// The command: VAT by country.
 #[function(trigger = invoke)]
 fn tax(request: TaxRequest) -> Result<Tax> {
@@ -98,6 +108,7 @@ fn tax(request: TaxRequest) -> Result<Tax> {
     };
     Ok(Tax { rate_percent, tax_cents: request.amount_cents * rate_percent / 100 })
 }
+// ANCHOR_END: tax
 
 fn deliver(webhook_key: &str, value: &serde_json::Value) -> Result<()> {
     match edgefn::config::get(webhook_key) {
@@ -115,6 +126,7 @@ fn deliver(webhook_key: &str, value: &serde_json::Value) -> Result<()> {
     }
 }
 
+// ANCHOR: invoice
 #[function(trigger = topic("order.created"))]
 fn invoice(batch: Batch<OrderCreated>) -> Result<()> {
     for message in &batch {
@@ -133,6 +145,7 @@ fn invoice(batch: Batch<OrderCreated>) -> Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: invoice
 
 #[function(trigger = topic("order.created"))]
 fn notify(batch: Batch<OrderCreated>) -> Result<()> {
@@ -161,6 +174,7 @@ mod tests {
         }
     }
 
+    // ANCHOR: native_tests
     #[test]
     fn accept_enqueues_the_order() {
         let response = accept(edgefn::testing::post_json("/pipeline/orders", &order(2)));
@@ -193,4 +207,5 @@ mod tests {
         let via_invoke: Tax = edgefn::invoke("tax", &TaxRequest { country: "FR".into(), amount_cents: 1000 }).unwrap();
         assert_eq!(via_invoke.tax_cents, 200);
     }
+    // ANCHOR_END: native_tests
 }

@@ -58,6 +58,7 @@ fn to_new_message(message: OutgoingMessage, correlation_id: &str) -> Result<NewM
         delay_ms: message.delay_ms,
         priority: message.priority,
         correlation_id: Some(correlation_id.to_owned()),
+        parent_span: 0,
     })
 }
 
@@ -144,6 +145,6 @@ pub(super) async fn publish(
     let correlation_id = correlation::from_headers(&headers);
     let request: PublishRequest = parse_body("publish", &body, false)?;
     let body = serde_json::to_vec(&request.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let subscribers = admin.queues.publish_to_subscribers(&topic, body, Some(correlation_id.clone())).await?;
+    let subscribers = admin.queues.publish_to_subscribers(&topic, body, Some(correlation_id.clone()), 0).await?;
     Ok(Json(json!({ "subscribers": subscribers, "correlation_id": correlation_id })))
 }

@@ -30,6 +30,7 @@ pub mod p3 {
         with: {
             "edgefn:function/types": super::p2::edgefn::function::types,
             "edgefn:function/host": super::p2::edgefn::function::host,
+            "edgefn:function/trace": super::p2::edgefn::function::trace,
             "edgefn:function/kv": super::p2::edgefn::function::kv,
             "wasi:keyvalue/store": super::p2::wasi::keyvalue::store,
             "wasi:keyvalue/atomics": super::p2::wasi::keyvalue::atomics,

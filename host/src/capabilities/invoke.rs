@@ -3,6 +3,9 @@
 //! The invoke trigger implements [`Invoker`]; the runtime only sees the trait.
 
 use super::BoxFuture;
+use crate::telemetry::otel;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 use std::any::Any;
 use std::sync::Arc;
 
@@ -17,6 +20,8 @@ pub struct Caller {
     pub chain: Vec<String>,
     pub origin: Option<Origin>,
     pub correlation_id: Arc<str>,
+    /// The span of the work this caller is doing now (see `telemetry::otel`): the parent of what it starts.
+    pub span_id: u64,
 }
 
 impl std::fmt::Debug for Caller {
@@ -79,7 +84,12 @@ pub async fn invoke_apart(
     payload: Vec<u8>,
 ) -> Result<Vec<u8>, String> {
     let invoker = invoker.ok_or_else(|| super::unavailable("invoke"))?;
-    tokio::spawn(async move { invoker.invoke(caller, function, payload).await })
+    let span = otel::start(&caller.correlation_id, caller.span_id, SpanKind::Client, format!("invoke {function}"));
+    let attributes = vec![KeyValue::new("edgefn.invoked", function.clone())];
+    let caller = Caller { span_id: span.id(), ..caller };
+    let result = tokio::spawn(async move { invoker.invoke(caller, function, payload).await })
         .await
-        .unwrap_or_else(|join| Err(format!("the invoked function's task failed: {join}")))
+        .unwrap_or_else(|join| Err(format!("the invoked function's task failed: {join}")));
+    span.end(attributes, result.as_ref().err().cloned());
+    result
 }

@@ -21,6 +21,7 @@ pub mod invoke;
 pub mod kv;
 pub mod messaging;
 pub mod outbound;
+pub mod trace;
 
 pub use environment::FunctionEnv;
 pub use invoke::Invoker;

@@ -141,6 +141,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
     if args.exit_on_stdin_close {
         std::thread::spawn(|| {
             let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            crate::telemetry::otel::flush();
             crate::logging::flush();
             std::process::exit(0);
         });
@@ -195,7 +196,12 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         });
         let limits = node.http.server_limits();
         let app = node.http.clone().app();
-        crate::triggers::http::server::serve(listener, app, limits, shutdown_signal()).await.context("server failed")
+        let served = crate::triggers::http::server::serve(listener, app, limits, shutdown_signal())
+            .await
+            .context("server failed");
+        // Spans and metrics still batched go out before the host does.
+        tokio::task::spawn_blocking(crate::telemetry::otel::flush).await?;
+        served
     })
 }
 

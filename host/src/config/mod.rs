@@ -300,6 +300,48 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `[otel]`: OpenTelemetry export of traces and metrics over OTLP/HTTP (protobuf). Off unless `endpoint` is set.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtelConfig {
+    /// The collector's OTLP/HTTP base URL (`http://127.0.0.1:4318`): spans go to `/v1/traces`, metrics to
+    /// `/v1/metrics` under it, as `OTEL_EXPORTER_OTLP_ENDPOINT` would have them.
+    pub endpoint: Option<String>,
+    /// The `service.name` of what is exported (default `edgefn`); the node's name is `service.instance.id`.
+    pub service_name: String,
+    /// Headers every export carries (an API key a hosted collector wants). Never logged.
+    pub headers: BTreeMap<String, String>,
+    /// How often batched spans and the metrics are sent, in milliseconds (default 5000).
+    pub export_interval_ms: u64,
+    /// How long one export may take before it is given up, in milliseconds (default 10000).
+    pub timeout_ms: u64,
+    /// Spans waiting to be sent at most; past it, new spans are dropped (and counted by the SDK) rather than
+    /// growing the host's memory while a collector is down (default 65536).
+    pub max_queued_spans: usize,
+}
+
+impl Default for OtelConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            service_name: "edgefn".to_owned(),
+            headers: BTreeMap::new(),
+            export_interval_ms: 5000,
+            timeout_ms: 10_000,
+            max_queued_spans: 65_536,
+        }
+    }
+}
+
+impl OtelConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.export_interval_ms == 0 || self.timeout_ms == 0 || self.max_queued_spans == 0 {
+            anyhow::bail!("[otel] export_interval_ms, timeout_ms and max_queued_spans must be at least 1");
+        }
+        Ok(())
+    }
+}
+
 /// `[outbound]`: how functions' outbound requests find their hosts.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -460,6 +502,7 @@ pub struct HostConfig {
     pub alarms: Vec<AlarmConfig>,
     pub cluster: ClusterConfig,
     pub outbound: OutboundConfig,
+    pub otel: OtelConfig,
 }
 
 impl Default for HostConfig {
@@ -474,6 +517,7 @@ impl Default for HostConfig {
             alarms: Vec::new(),
             cluster: ClusterConfig::default(),
             outbound: OutboundConfig::default(),
+            otel: OtelConfig::default(),
         }
     }
 }
@@ -501,6 +545,7 @@ impl HostConfig {
         config.limits.validate()?;
         config.logs.validate()?;
         config.cluster.validate()?;
+        config.otel.validate()?;
         for (index, alarm) in config.alarms.iter_mut().enumerate() {
             alarm.validate(index)?;
         }

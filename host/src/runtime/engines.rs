@@ -136,10 +136,11 @@ impl Backend {
         link("WASI 0.2", wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
         link("wasi:http@0.2", wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))?;
         // The edgefn:function imports, one capability at a time: each gets its own view of the store's data.
-        use bindings::p2::edgefn::function::{host, types};
+        use bindings::p2::edgefn::function::{host, trace, types};
         type Whole = wasmtime::component::HasSelf<InvocationState>;
         link("edgefn:function/types", types::add_to_linker::<InvocationState, Whole>(&mut linker, |state| state))?;
         link("edgefn:function/host", host::add_to_linker::<InvocationState, Whole>(&mut linker, |state| state))?;
+        link("edgefn:function/trace", trace::add_to_linker::<InvocationState, Whole>(&mut linker, |state| state))?;
         link("wasi:keyvalue", crate::capabilities::kv::add_to_linker(&mut linker, InvocationState::kv_view))?;
         if abi == Abi::P3 {
             use bindings::p3::edgefn::function::async_host;

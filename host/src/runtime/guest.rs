@@ -9,6 +9,7 @@ use crate::capabilities::Capabilities;
 use crate::capabilities::bindings::p2::edgefn;
 use crate::capabilities::invoke::{Caller, invoke_apart};
 use crate::capabilities::messaging::{MessagingView, SendAllowance};
+use crate::capabilities::trace::GuestSpans;
 
 pub use edgefn::function::types::{CronEvent, Delivery, Message, SendOptions, Settlement};
 
@@ -28,6 +29,8 @@ pub struct CallContext {
     pub(crate) sends: SendAllowance,
     /// The longest dead-letter reason kept: longer ones are cut as they are settled, not after.
     pub(crate) max_error_bytes: usize,
+    /// The spans the function opened (the `trace` import).
+    pub(crate) spans: GuestSpans,
 }
 
 impl CallContext {
@@ -37,7 +40,16 @@ impl CallContext {
         sends: SendAllowance,
         max_error_bytes: usize,
     ) -> Self {
-        Self { capabilities, caller, settlements: Vec::new(), settlements_overflowed: false, sends, max_error_bytes }
+        let spans = GuestSpans::new(caller.span_id);
+        Self {
+            capabilities,
+            caller,
+            settlements: Vec::new(),
+            settlements_overflowed: false,
+            sends,
+            max_error_bytes,
+            spans,
+        }
     }
 
     /// What the `send` and `publish` imports act on.
@@ -87,6 +99,19 @@ impl edgefn::function::host::Host for InvocationState {
 
     async fn invoke(&mut self, function: String, payload: Vec<u8>) -> Result<Vec<u8>, String> {
         invoke_apart(self.call.capabilities.invoker.clone(), self.call.caller.clone(), function, payload).await
+    }
+}
+
+impl edgefn::function::trace::Host for InvocationState {
+    async fn enter(&mut self, name: String) -> u64 {
+        let span = self.call.spans.enter(&self.call.caller.correlation_id, name);
+        self.follow_current_span();
+        span
+    }
+
+    async fn exit(&mut self, span: u64, attributes: Vec<(String, String)>, error: Option<String>) {
+        self.call.spans.exit(span, attributes, error);
+        self.follow_current_span();
     }
 }
 

@@ -70,12 +70,20 @@ impl InvocationState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             env: invocation.env.clone(),
-            hooks: PolicyHooks::new(env.outbound.clone(), invocation.trace.correlation_id.clone()),
+            hooks: PolicyHooks::new(
+                env.outbound.clone(),
+                invocation.trace.correlation_id.clone(),
+                invocation.trace.span_id,
+            ),
             limits: Limiter::new(invocation.limits.memory_bytes, parts.budget.clone(), parts.budget.function(label)),
             call: CallContext::new(
                 invocation.capabilities.clone(),
                 // What the function sends and invokes continues the work of its trace: the one place that says it.
-                Caller { correlation_id: invocation.trace.correlation_id.clone(), ..invocation.caller.clone() },
+                Caller {
+                    correlation_id: invocation.trace.correlation_id.clone(),
+                    span_id: invocation.trace.span_id,
+                    ..invocation.caller.clone()
+                },
                 parts.sends,
                 parts.max_error_bytes,
             ),
@@ -92,6 +100,8 @@ impl InvocationState {
             kv: self.call.capabilities.kv.as_ref(),
             granted: &self.env.kv_stores,
             function: self.call.caller.chain.last().map(String::as_str),
+            correlation_id: &self.call.caller.correlation_id,
+            span: self.call.caller.span_id,
         }
     }
 
@@ -100,10 +110,22 @@ impl InvocationState {
     /// on the instance at once, the one that started last is the instance's current work.
     pub(crate) fn begin(&mut self, trace: Arc<crate::telemetry::Trace>) {
         self.call.caller.correlation_id = trace.correlation_id.clone();
+        self.call.caller.span_id = trace.span_id;
+        self.call.spans = crate::capabilities::trace::GuestSpans::new(trace.span_id);
         self.call.sends = self.sends;
-        self.hooks.set_correlation_id(trace.correlation_id.clone());
+        self.hooks.set_work(trace.correlation_id.clone(), trace.span_id);
         self.allowance.reset();
         self.work.set(trace);
+    }
+}
+
+impl InvocationState {
+    /// Makes what the function does next a child of its innermost open span (or of the invocation's): what it
+    /// sends and invokes, and the calls it makes out.
+    pub(crate) fn follow_current_span(&mut self) {
+        let current = self.call.spans.current();
+        self.call.caller.span_id = current;
+        self.hooks.set_work(self.call.caller.correlation_id.clone(), current);
     }
 }
 

@@ -173,6 +173,8 @@ const MIGRATIONS: &[&str] = &[
     // 9. The deliveries a dead letter failed before it died (its `attempts` start over in the dead-letter queue):
     // what `dead-letters` shows, so it agrees with the log's "dead-lettered after N attempts".
     "ALTER TABLE queue_messages ADD COLUMN dead_after_attempts INTEGER;",
+    // 10. The span that sent a message (telemetry/otel.rs), so its delivery's span continues the sender's trace.
+    "ALTER TABLE queue_messages ADD COLUMN parent_span INTEGER;",
 ];
 
 /// What went wrong in the database.

@@ -16,6 +16,8 @@ pub struct LeasedRow {
     pub enqueued_at: i64,
     /// The work that sent it, if it said.
     pub correlation_id: Option<String>,
+    /// The span that sent it, 0 for none.
+    pub parent_span: u64,
     /// The end of this lease: also its token. A settle only applies while the message still holds this lease, so
     /// a delivery whose lease expired (and was handed out again) or whose message was re-driven changes nothing.
     pub lease_until: i64,
@@ -71,6 +73,7 @@ impl QueueDb {
         queues: Vec<String>,
         body: Vec<u8>,
         correlation_id: Option<String>,
+        parent_span: u64,
         now: i64,
         capacity: QueueCapacity,
     ) -> Result<Result<(), QueueFull>, StorageError> {
@@ -84,11 +87,12 @@ impl QueueDb {
                 }
                 {
                     let mut insert = tx.prepare_cached(
-                        "INSERT INTO queue_messages (queue, body, priority, enqueued_at, visible_at, correlation_id)
-                         VALUES (?1, ?2, 0, ?3, ?3, ?4)",
+                        "INSERT INTO queue_messages
+                           (queue, body, priority, enqueued_at, visible_at, correlation_id, parent_span)
+                         VALUES (?1, ?2, 0, ?3, ?3, ?4, ?5)",
                     )?;
                     for queue in &queues {
-                        insert.execute(params![queue, body, now, correlation_id])?;
+                        insert.execute(params![queue, body, now, correlation_id, span_column(parent_span)])?;
                     }
                 }
                 tx.commit()?;
@@ -294,17 +298,32 @@ fn send(
     let mut ids = Vec::with_capacity(messages.len());
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO queue_messages (queue, body, priority, enqueued_at, visible_at, correlation_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO queue_messages
+               (queue, body, priority, enqueued_at, visible_at, correlation_id, parent_span)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for message in messages {
             let visible_at = now.saturating_add(i64::try_from(message.delay_ms).unwrap_or(i64::MAX));
-            insert.execute(params![queue, message.body, message.priority, now, visible_at, message.correlation_id])?;
+            let span = span_column(message.parent_span);
+            insert.execute(params![
+                queue,
+                message.body,
+                message.priority,
+                now,
+                visible_at,
+                message.correlation_id,
+                span
+            ])?;
             ids.push(tx.last_insert_rowid());
         }
     }
     tx.commit()?;
     Ok(Ok(ids))
+}
+
+/// A span id as stored: its 64 bits as SQLite's signed integer, NULL for none.
+fn span_column(span: u64) -> Option<i64> {
+    (span != 0).then_some(span as i64)
 }
 
 fn lease(
@@ -318,7 +337,7 @@ fn lease(
         "UPDATE queue_messages SET visible_at = ?4, attempts = attempts + 1, leased = 1
          WHERE id IN (SELECT id FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2
                       ORDER BY priority DESC, id LIMIT ?3)
-         RETURNING id, body, attempts, priority, enqueued_at, correlation_id",
+         RETURNING id, body, attempts, priority, enqueued_at, correlation_id, parent_span",
     )?;
     let mut messages = statement
         .query_map(params![queue, now, limit, lease_until], |row| {
@@ -329,6 +348,7 @@ fn lease(
                 priority: row.get(3)?,
                 enqueued_at: row.get(4)?,
                 correlation_id: row.get(5)?,
+                parent_span: row.get::<_, Option<i64>>(6)?.map_or(0, |span| span as u64),
                 lease_until,
             })
         })?
@@ -403,7 +423,7 @@ mod tests {
     use super::*;
 
     fn message(body: &str, priority: i32) -> NewMessage {
-        NewMessage { body: body.as_bytes().to_vec(), delay_ms: 0, priority, correlation_id: None }
+        NewMessage { body: body.as_bytes().to_vec(), delay_ms: 0, priority, correlation_id: None, parent_span: 0 }
     }
 
     const ROOMY: QueueCapacity = QueueCapacity { max_messages: 1_000, max_bytes: 1 << 20 };
@@ -460,7 +480,8 @@ mod tests {
         let ids = queues.send("q", vec![message("x", 0); 3], 3, small).await.expect("send").expect("room");
         assert_eq!(ids.len(), 3);
         let bytes = QueueCapacity { max_messages: 100, max_bytes: 4 };
-        let full = queues.fan_out(vec!["q".into(), "r".into()], b"yy".to_vec(), None, 4, bytes).await.expect("fan out");
+        let full =
+            queues.fan_out(vec!["q".into(), "r".into()], b"yy".to_vec(), None, 0, 4, bytes).await.expect("fan out");
         assert!(matches!(full, Err(QueueFull { ref queue, .. }) if queue == "q"), "{full:?}");
         assert_eq!(
             queues.stats(5, vec![]).await.expect("stats").iter().map(|s| s.queue.as_str()).collect::<Vec<_>>(),

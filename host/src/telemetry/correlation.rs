@@ -61,15 +61,31 @@ fn trace_id(traceparent: &str) -> Option<&str> {
     well_formed.then_some(trace)
 }
 
-/// A `traceparent` for an outbound call made on behalf of `id`: its trace id is `id` when `id` is one (32 hex
-/// digits, as edgefn's own ids are), else derived from it (the first 16 bytes of its SHA-256), so that the same
-/// work always carries the same trace id; the parent id is new for each call; sampled.
-pub fn traceparent(id: &str) -> String {
+/// The trace id of the work `id`: `id` itself when it is one (32 hex digits, as edgefn's own ids are), else derived
+/// from it (the first 16 bytes of its SHA-256), so that the same work always has the same trace id.
+pub fn trace_id_of(id: &str) -> [u8; 16] {
     use sha2::Digest as _;
     let is_trace_id = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !id.bytes().all(|b| b == b'0');
-    let trace = if is_trace_id { id.to_ascii_lowercase() } else { hex::encode(&sha2::Sha256::digest(id)[..16]) };
-    let span = uuid::Uuid::new_v4().as_u64_pair().0 | 1;
-    format!("00-{trace}-{span:016x}-01")
+    let mut bytes = [0; 16];
+    if is_trace_id && hex::decode_to_slice(id, &mut bytes).is_ok() {
+        return bytes;
+    }
+    bytes.copy_from_slice(&sha2::Sha256::digest(id)[..16]);
+    bytes
+}
+
+/// The parent span id of an incoming request's well-formed `traceparent`, if it has one (the span in the caller
+/// that this request continues).
+pub fn parent_span(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(TRACEPARENT_HEADER)?.to_str().ok()?;
+    trace_id(value)?;
+    let parent = value.trim().split('-').nth(2)?;
+    u64::from_str_radix(parent, 16).ok().filter(|id| *id != 0)
+}
+
+/// A `traceparent` for a call made on behalf of work `id` from the span `span` (see [`trace_id_of`]); sampled.
+pub fn traceparent(id: &str, span: u64) -> String {
+    format!("00-{}-{span:016x}-01", hex::encode(trace_id_of(id)))
 }
 
 #[cfg(test)]
@@ -125,13 +141,24 @@ mod tests {
     }
 
     #[test]
-    fn outbound_traceparents_carry_the_id_or_a_stable_derivation_of_it() {
+    fn outbound_traceparents_carry_the_id_or_a_stable_derivation_of_it_and_the_calling_span() {
         let id = new_id();
-        let out = traceparent(&id);
+        let out = traceparent(&id, 0xab);
         assert_eq!(trace_id(&out), Some(id.as_str()), "{out}");
-        let derived = traceparent("order-42");
-        assert_eq!(trace_id(&derived), trace_id(&traceparent("order-42")), "the same id, the same trace");
+        assert_eq!(out, format!("00-{id}-00000000000000ab-01"));
+        let derived = traceparent("order-42", 1);
+        assert_eq!(trace_id(&derived), trace_id(&traceparent("order-42", 2)), "the same id, the same trace");
         assert!(trace_id(&derived).is_some(), "{derived}");
-        assert_ne!(traceparent(&id), out, "each call has a parent id of its own");
+    }
+
+    #[test]
+    fn an_incoming_traceparent_names_the_parent_span_only_when_well_formed() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let good = headers(&[("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01"))]);
+        assert_eq!(parent_span(&good), Some(0x00f0_67aa_0ba9_02b7));
+        let zero = headers(&[("traceparent", &format!("00-{trace}-0000000000000000-01"))]);
+        assert_eq!(parent_span(&zero), None);
+        assert_eq!(parent_span(&headers(&[("traceparent", "garbage")])), None);
+        assert_eq!(parent_span(&headers(&[])), None);
     }
 }

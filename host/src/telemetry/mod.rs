@@ -16,6 +16,7 @@ pub mod alarms;
 pub mod billing;
 pub mod correlation;
 pub mod metrics;
+pub mod otel;
 
 use crate::storage::telemetry::{
     self, Failure, Level, LogKind, LogQuery, LogRecord, StoredLog, UsageCounts, UsageKey, UsageRow,
@@ -65,6 +66,10 @@ pub struct Trace {
     pub version: u32,
     /// What the trigger ran it for: `GET /orders/42`, `3 messages from orders`, `tick 12:05:00 (schedule)`.
     pub detail: String,
+    /// This invocation's span (see [`otel`]); 0 for none (the record of a host event).
+    pub span_id: u64,
+    /// The span it continues.
+    pub parent: otel::Parent,
 }
 
 /// How an invocation ended. The same names in the log, `/metrics`, `usage`, the dashboard and alarms.
@@ -381,6 +386,7 @@ impl Telemetry {
 
     /// Logs the end of an invocation, meters it and counts it.
     pub fn invocation(&self, report: InvocationReport) {
+        otel::invocation(&report);
         if let Some(metrics) = &self.metrics {
             metrics.invocation(&report);
         }

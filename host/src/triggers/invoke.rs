@@ -7,6 +7,7 @@ use crate::capabilities::{BoxFuture, Invoker};
 use crate::live::{ComponentVersion, LiveHandle, LiveSet, LookupError};
 use crate::runtime::{GuestCall, InvokeError, SlotKind};
 use crate::storage::telemetry::FailedInput;
+use crate::telemetry::otel;
 use edgefn_manifest::record::Trigger as TriggerKind;
 use std::sync::Arc;
 use std::time::Instant;
@@ -58,6 +59,7 @@ impl InvokeTrigger {
         payload: Vec<u8>,
         origin: Option<&Arc<ComponentVersion>>,
         correlation_id: Arc<str>,
+        parent: otel::Parent,
     ) -> Result<Vec<u8>, InvokeFailure> {
         let live = self.live.load();
         let (component, function) = live.find(name, "invoke", is_invoke)?;
@@ -81,7 +83,12 @@ impl InvokeTrigger {
         chain.push(label.clone());
         let depth = chain.len();
         let caller = if depth > 1 { chain[depth - 2].clone() } else { "the admin API".to_owned() };
-        let work = Work { correlation_id: correlation_id.clone(), trigger: "invoke", detail: format!("from {caller}") };
+        let work = Work {
+            correlation_id: correlation_id.clone(),
+            trigger: "invoke",
+            detail: format!("from {caller}"),
+            parent,
+        };
         let kept = version.env.record_failures.then(|| payload.clone());
         let run = async {
             let prepared = self.runner.prepare(&version, &function, SlotKind::Request, chain, work).await?;
@@ -126,7 +133,8 @@ impl Invoker for InvokeTrigger {
         let origin = caller.origin.and_then(|origin| origin.downcast::<ComponentVersion>().ok());
         Box::pin(async move {
             let correlation_id = caller.correlation_id.clone();
-            this.invoke(&caller.chain, &function, payload, origin.as_ref(), correlation_id)
+            let parent = otel::Parent::local(caller.span_id);
+            this.invoke(&caller.chain, &function, payload, origin.as_ref(), correlation_id, parent)
                 .await
                 .map_err(|e| e.to_string())
         })

@@ -22,7 +22,7 @@ use crate::capabilities::{BoxFuture, Capabilities};
 use crate::live::{ComponentVersion, LiveSet};
 use crate::runtime::{Invocation, InvokeError, Loader, PreparedComponent, Runtime, Slot, SlotKind, Start};
 use crate::storage::telemetry::Level;
-use crate::telemetry::{InvocationReport, Trace};
+use crate::telemetry::{InvocationReport, Trace, otel};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
@@ -57,6 +57,8 @@ pub struct Work {
     pub trigger: &'static str,
     /// What the trigger runs it for, for the log: `GET /orders/42`, `3 messages from orders`.
     pub detail: String,
+    /// The span it continues (see `telemetry::otel`).
+    pub parent: otel::Parent,
 }
 
 /// A function of a version, ready to be called: its component loaded, a slot (with the function's concurrency
@@ -130,6 +132,8 @@ impl Runner {
             function: version.label(function),
             version: version.version,
             detail: work.detail,
+            span_id: otel::new_span_id(),
+            parent: work.parent,
         });
         let prepared = self.reserve(version, function, kind, chain, trace.clone(), loaded).await;
         if let Err(error) = &prepared {

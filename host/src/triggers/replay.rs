@@ -166,6 +166,7 @@ impl Replayer {
             correlation_id: Arc::from(correlation_id.as_str()),
             trigger: trigger_of(input),
             detail: format!("replay of failure #{}", failure.id),
+            parent: Default::default(),
         };
         let label = version.label(&failure.function);
         let kind = if matches!(input, FailedInput::Http { .. } | FailedInput::Invoke { .. }) {

@@ -585,6 +585,8 @@ pub(crate) struct Collector {
 pub(crate) struct Received {
     pub(crate) path: String,
     pub(crate) body: serde_json::Value,
+    /// The body as it came (an OTLP export is protobuf, not JSON).
+    pub(crate) raw: Vec<u8>,
     /// Every header, names in lower case.
     pub(crate) headers: Vec<(String, String)>,
 }
@@ -672,7 +674,7 @@ fn serve_one(stream: std::net::TcpStream, sink: &Mutex<Vec<Received>>) {
             return;
         }
         let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-        sink.lock().expect("collector lock").push(Received { path, body: value, headers });
+        sink.lock().expect("collector lock").push(Received { path, body: value, raw: body, headers });
         let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
     }
 }

@@ -10,6 +10,9 @@ use super::{KeyValue, KvError, Put, validate_store_name};
 use crate::capabilities::bindings::p2::edgefn::function::kv as edgefn_kv;
 use crate::capabilities::bindings::p2::wasi::keyvalue::{atomics, batch, store};
 use crate::capabilities::unavailable;
+use crate::telemetry::otel;
+use opentelemetry::KeyValue as Attribute;
+use opentelemetry::trace::SpanKind;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
@@ -22,6 +25,9 @@ pub struct KvView<'a> {
     pub granted: &'a [String],
     /// The function, for the host's log.
     pub function: Option<&'a str>,
+    /// The work it does, and its span: each operation is a child span of it (see `telemetry::otel`).
+    pub correlation_id: &'a Arc<str>,
+    pub span: u64,
 }
 
 impl std::fmt::Debug for KvView<'_> {
@@ -75,6 +81,30 @@ impl KvView<'_> {
     fn bucket_store(&self, bucket: &Resource<KvBucket>) -> Result<String, store::Error> {
         Ok(self.table.get(bucket).map_err(other)?.store.clone())
     }
+
+    /// Begins the operation `operation` on `store`: a child span of the invocation's (see `telemetry::otel`).
+    fn begin(&self, operation: &'static str, store: &str) -> Operation {
+        let span = otel::start(self.correlation_id, self.span, SpanKind::Client, format!("kv {operation} {store}"));
+        let attributes = vec![
+            Attribute::new("db.system.name", "edgefn-kv"),
+            Attribute::new("db.operation.name", operation),
+            Attribute::new("db.namespace", store.to_owned()),
+        ];
+        Operation { span, attributes }
+    }
+}
+
+/// A key-value operation begun, as its span will say.
+struct Operation {
+    span: otel::Started,
+    attributes: Vec<Attribute>,
+}
+
+/// Runs `work`, then ends the span of `operation` with its outcome.
+async fn traced<T>(operation: Operation, work: impl Future<Output = Result<T, KvError>>) -> Result<T, store::Error> {
+    let result = work.await;
+    operation.span.end(operation.attributes, result.as_ref().err().map(ToString::to_string));
+    result.map_err(kv_error)
 }
 
 impl store::Host for KvView<'_> {
@@ -96,23 +126,23 @@ impl store::Host for KvView<'_> {
 impl store::HostBucket for KvView<'_> {
     async fn get(&mut self, bucket: Resource<KvBucket>, key: String) -> Result<Option<Vec<u8>>, store::Error> {
         let store = self.bucket_store(&bucket)?;
-        Ok(self.kv()?.get(store, key).await.map_err(kv_error)?.map(|v| v.value))
+        Ok(traced(self.begin("get", &store), self.kv()?.get(store.clone(), key)).await?.map(|v| v.value))
     }
 
     async fn set(&mut self, bucket: Resource<KvBucket>, key: String, value: Vec<u8>) -> Result<(), store::Error> {
         let store = self.bucket_store(&bucket)?;
         let put = Put { value, ttl_ms: None, expected: None };
-        self.kv()?.put(store, key, put).await.map_err(kv_error).map(|_| ())
+        traced(self.begin("set", &store), self.kv()?.put(store.clone(), key, put)).await.map(|_| ())
     }
 
     async fn delete(&mut self, bucket: Resource<KvBucket>, key: String) -> Result<(), store::Error> {
         let store = self.bucket_store(&bucket)?;
-        self.kv()?.delete(store, vec![key]).await.map_err(kv_error)
+        traced(self.begin("delete", &store), self.kv()?.delete(store.clone(), vec![key])).await
     }
 
     async fn exists(&mut self, bucket: Resource<KvBucket>, key: String) -> Result<bool, store::Error> {
         let store = self.bucket_store(&bucket)?;
-        Ok(self.kv()?.get(store, key).await.map_err(kv_error)?.is_some())
+        Ok(traced(self.begin("get", &store), self.kv()?.get(store.clone(), key)).await?.is_some())
     }
 
     async fn list_keys(
@@ -122,7 +152,7 @@ impl store::HostBucket for KvView<'_> {
     ) -> Result<store::KeyResponse, store::Error> {
         let store = self.bucket_store(&bucket)?;
         let offset = cursor.unwrap_or(0);
-        let (keys, more) = self.kv()?.keys_from(store, offset).await.map_err(kv_error)?;
+        let (keys, more) = traced(self.begin("list", &store), self.kv()?.keys_from(store.clone(), offset)).await?;
         let cursor = more.then(|| offset + keys.len() as u64);
         Ok(store::KeyResponse { keys, cursor })
     }
@@ -136,7 +166,8 @@ impl store::HostBucket for KvView<'_> {
 impl atomics::Host for KvView<'_> {
     async fn increment(&mut self, bucket: Resource<KvBucket>, key: String, delta: u64) -> Result<u64, store::Error> {
         let store = self.bucket_store(&bucket)?;
-        let value = self.kv()?.add(store, key.clone(), i128::from(delta)).await.map_err(kv_error)?;
+        let value =
+            traced(self.begin("add", &store), self.kv()?.add(store.clone(), key.clone(), i128::from(delta))).await?;
         u64::try_from(value).map_err(|_| other(format!("`{key}` holds a negative number: use the edgefn `add`")))
     }
 }
@@ -148,7 +179,7 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> Result<Vec<Option<(String, Vec<u8>)>>, store::Error> {
         let store = self.bucket_store(&bucket)?;
-        let values = self.kv()?.get_many(store, keys.clone()).await.map_err(kv_error)?;
+        let values = traced(self.begin("get_many", &store), self.kv()?.get_many(store.clone(), keys.clone())).await?;
         Ok(keys.into_iter().zip(values).map(|(key, value)| value.map(|value| (key, value))).collect())
     }
 
@@ -158,12 +189,12 @@ impl batch::Host for KvView<'_> {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> Result<(), store::Error> {
         let store = self.bucket_store(&bucket)?;
-        self.kv()?.put_many(store, key_values).await.map_err(kv_error)
+        traced(self.begin("set_many", &store), self.kv()?.put_many(store.clone(), key_values)).await
     }
 
     async fn delete_many(&mut self, bucket: Resource<KvBucket>, keys: Vec<String>) -> Result<(), store::Error> {
         let store = self.bucket_store(&bucket)?;
-        self.kv()?.delete(store, keys).await.map_err(kv_error)
+        traced(self.begin("delete", &store), self.kv()?.delete(store.clone(), keys)).await
     }
 }
 
@@ -177,7 +208,7 @@ impl edgefn_kv::Host for KvView<'_> {
     ) -> Result<(), store::Error> {
         let store = self.bucket_store(&bucket)?;
         let put = Put { value, ttl_ms: (ttl_ms > 0).then_some(ttl_ms), expected: None };
-        self.kv()?.put(store, key, put).await.map_err(kv_error).map(|_| ())
+        traced(self.begin("set", &store), self.kv()?.put(store.clone(), key, put)).await.map(|_| ())
     }
 
     async fn get_versioned(
@@ -186,7 +217,7 @@ impl edgefn_kv::Host for KvView<'_> {
         key: String,
     ) -> Result<Option<edgefn_kv::Versioned>, store::Error> {
         let store = self.bucket_store(&bucket)?;
-        let found = self.kv()?.get(store, key).await.map_err(kv_error)?;
+        let found = traced(self.begin("get", &store), self.kv()?.get(store.clone(), key)).await?;
         Ok(found.map(|v| edgefn_kv::Versioned { value: v.value, version: v.version }))
     }
 
@@ -200,7 +231,7 @@ impl edgefn_kv::Host for KvView<'_> {
     ) -> Result<Option<u64>, store::Error> {
         let store = self.bucket_store(&bucket)?;
         let put = Put { value, ttl_ms: (ttl_ms > 0).then_some(ttl_ms), expected: Some(expected) };
-        self.kv()?.put(store, key, put).await.map_err(kv_error)
+        traced(self.begin("set", &store), self.kv()?.put(store.clone(), key, put)).await
     }
 
     async fn list_prefix(
@@ -211,14 +242,16 @@ impl edgefn_kv::Host for KvView<'_> {
         limit: u32,
     ) -> Result<edgefn_kv::KeyPage, store::Error> {
         let store = self.bucket_store(&bucket)?;
-        let (keys, more) = self.kv()?.list(store, prefix, cursor, limit).await.map_err(kv_error)?;
+        let (keys, more) =
+            traced(self.begin("list", &store), self.kv()?.list(store.clone(), prefix, cursor, limit)).await?;
         let cursor = if more { keys.last().cloned() } else { None };
         Ok(edgefn_kv::KeyPage { keys, cursor })
     }
 
     async fn add(&mut self, bucket: Resource<KvBucket>, key: String, delta: i64) -> Result<i64, store::Error> {
         let store = self.bucket_store(&bucket)?;
-        let value = self.kv()?.add(store, key.clone(), i128::from(delta)).await.map_err(kv_error)?;
+        let value =
+            traced(self.begin("add", &store), self.kv()?.add(store.clone(), key.clone(), i128::from(delta))).await?;
         i64::try_from(value).map_err(|_| other(format!("`{key}` is past the largest i64")))
     }
 }

@@ -8,6 +8,9 @@ use crate::capabilities::bindings::p2::edgefn::function::types::SendOptions;
 use crate::capabilities::invoke::Caller;
 use crate::capabilities::unavailable;
 use crate::storage::backends::NewMessage;
+use crate::telemetry::otel;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 use std::sync::Arc;
 
 /// Messages and bytes one invocation may still send or publish.
@@ -76,23 +79,51 @@ impl MessagingView<'_> {
     pub async fn send(mut self, queue: String, body: Vec<u8>, options: SendOptions) -> Result<String, String> {
         let messaging = self.messaging.cloned().ok_or_else(|| unavailable("send"))?;
         self.take(body.len())?;
+        let span = self.span(SpanKind::Producer, format!("send {queue}"));
+        let mut attributes = vec![
+            KeyValue::new("messaging.system", "edgefn"),
+            KeyValue::new("messaging.destination.name", queue.clone()),
+            KeyValue::new("messaging.message.body.size", body.len() as i64),
+        ];
         let message = NewMessage {
             body,
             delay_ms: options.delay_ms,
             priority: options.priority,
             correlation_id: correlation_id(self.caller),
+            parent_span: span.id(),
         };
-        messaging.send(sender(self.caller), queue, message).await.map(|id| id.to_string()).map_err(|e| e.to_string())
+        let sent = messaging.send(sender(self.caller), queue, message).await.map_err(|e| e.to_string());
+        if let Ok(id) = &sent {
+            attributes.push(KeyValue::new("messaging.message.id", id.clone()));
+        }
+        span.end(attributes, sent.as_ref().err().cloned());
+        sent
     }
 
     /// `publish(topic, body)`: how many subscribers it reached, or why nothing was published.
     pub async fn publish(mut self, topic: String, body: Vec<u8>) -> Result<u32, String> {
         let messaging = self.messaging.cloned().ok_or_else(|| unavailable("publish"))?;
         self.take(body.len())?;
-        messaging
-            .publish(sender(self.caller), topic, body, correlation_id(self.caller))
+        let span = self.span(SpanKind::Producer, format!("publish {topic}"));
+        let mut attributes = vec![
+            KeyValue::new("messaging.system", "edgefn"),
+            KeyValue::new("messaging.destination.name", topic.clone()),
+            KeyValue::new("messaging.message.body.size", body.len() as i64),
+        ];
+        let published = messaging
+            .publish(sender(self.caller), topic, body, correlation_id(self.caller), span.id())
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        if let Ok(subscribers) = &published {
+            attributes.push(KeyValue::new("edgefn.subscribers", i64::from(*subscribers)));
+        }
+        span.end(attributes, published.as_ref().err().cloned());
+        published
+    }
+
+    /// A child span of the sender's invocation.
+    fn span(&self, kind: SpanKind, name: String) -> otel::Started {
+        otel::start(&self.caller.correlation_id, self.caller.span_id, kind, name)
     }
 
     /// Counts a message of `len` bytes against the allowance; a refusal is logged as a warning.

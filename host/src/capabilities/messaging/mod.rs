@@ -65,14 +65,15 @@ pub trait Messaging: Send + Sync + 'static {
     /// Stores one message in `queue`; returns its id.
     fn send(&self, sender: String, queue: String, message: NewMessage)
     -> BoxFuture<'_, Result<String, MessagingError>>;
-    /// Stores a copy of `body` for every subscriber of `topic`, each carrying `correlation_id`; returns how many
-    /// there are.
+    /// Stores a copy of `body` for every subscriber of `topic`, each carrying `correlation_id` and `parent_span`
+    /// (the span that published it, 0 for none); returns how many there are.
     fn publish(
         &self,
         sender: String,
         topic: String,
         body: Vec<u8>,
         correlation_id: Option<String>,
+        parent_span: u64,
     ) -> BoxFuture<'_, Result<u32, MessagingError>>;
 }
 
@@ -187,17 +188,19 @@ impl Queues {
         topic: &str,
         body: Vec<u8>,
         correlation_id: Option<String>,
+        parent_span: u64,
     ) -> Result<u32, MessagingError> {
         validate_queue_name("topic", topic).map_err(MessagingError::InvalidName)?;
         self.check_size("topic", topic, body.len())?;
-        let stored = self.backend.publish(topic, body, correlation_id, self.capacity).await.map_err(|source| {
-            MessagingError::Storage {
-                action: "store the message for",
-                kind: "topic",
-                name: topic.to_owned(),
-                source: Box::new(source),
-            }
-        })?;
+        let stored =
+            self.backend.publish(topic, body, correlation_id, parent_span, self.capacity).await.map_err(|source| {
+                MessagingError::Storage {
+                    action: "store the message for",
+                    kind: "topic",
+                    name: topic.to_owned(),
+                    source: Box::new(source),
+                }
+            })?;
         let subscribers = stored.map_err(|full| MessagingError::QueueFull { full, capacity: self.capacity })?;
         if subscribers.is_empty() {
             tracing::debug!(%topic, "published to a topic with no subscribers");
@@ -306,10 +309,11 @@ impl Messaging for Queues {
         topic: String,
         body: Vec<u8>,
         correlation_id: Option<String>,
+        parent_span: u64,
     ) -> BoxFuture<'_, Result<u32, MessagingError>> {
         Box::pin(async move {
             self.rate_limit(&sender)?;
-            self.publish_to_subscribers(&topic, body, correlation_id).await
+            self.publish_to_subscribers(&topic, body, correlation_id, parent_span).await
         })
     }
 }

@@ -8,7 +8,10 @@ mod client;
 
 pub use address::pin_names;
 
+use crate::telemetry::otel;
 use address::NamedAddresses;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock, RwLock};
 use wasmtime_wasi_http::WasiHttpHooks;
@@ -118,21 +121,25 @@ impl OutboundPolicy {
 
 /// `wasi:http` hooks: outbound requests pass through the function's [`OutboundPolicy`], and those it lets through
 /// carry the invocation's correlation id (`traceparent` and `x-request-id`, unless the function set its own), so
-/// the service called can tie its logs to the work that called it.
+/// the service called can tie its logs to the work that called it; each is a client span of the invocation's
+/// span (see `telemetry::otel`), whose id its `traceparent` carries.
 #[derive(Debug)]
 pub struct PolicyHooks {
     policy: OutboundPolicy,
     correlation_id: std::sync::Arc<str>,
+    /// The invocation's span: the parent of each call's span.
+    span: u64,
 }
 
 impl PolicyHooks {
-    pub fn new(policy: OutboundPolicy, correlation_id: std::sync::Arc<str>) -> Self {
-        Self { policy, correlation_id }
+    pub fn new(policy: OutboundPolicy, correlation_id: std::sync::Arc<str>, span: u64) -> Self {
+        Self { policy, correlation_id, span }
     }
 
-    /// The work the calls now made are part of (a reused instance's next request).
-    pub fn set_correlation_id(&mut self, correlation_id: std::sync::Arc<str>) {
+    /// The work the calls now made are part of (a reused instance's next request), and its span.
+    pub fn set_work(&mut self, correlation_id: std::sync::Arc<str>, span: u64) {
         self.correlation_id = correlation_id;
+        self.span = span;
     }
 }
 
@@ -171,17 +178,20 @@ impl WasiHttpHooks for PolicyHooks {
         // The request's own `x-request-id` names its work when the guest set one (the SDK does, per task, which is
         // what tells apart the requests of a reused instance); otherwise the invocation's.
         use crate::telemetry::correlation::{REQUEST_ID_HEADER, TRACEPARENT_HEADER, traceparent};
-        let own = request.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let correlation_id = own.unwrap_or_else(|| self.correlation_id.to_string());
+        let own = request.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).map(std::sync::Arc::from);
+        let correlation_id = own.unwrap_or_else(|| self.correlation_id.clone());
+        let method = request.method().to_string();
+        let span = otel::start(&correlation_id, self.span, SpanKind::Client, format!("{method} {host}"));
+        let url = request.uri().to_string();
         if !correlation_id.is_empty() {
             let headers = request.headers_mut();
             if !headers.contains_key(TRACEPARENT_HEADER)
-                && let Ok(value) = http::HeaderValue::try_from(traceparent(&correlation_id))
+                && let Ok(value) = http::HeaderValue::try_from(traceparent(&correlation_id, span.id()))
             {
                 headers.insert(TRACEPARENT_HEADER, value);
             }
             if !headers.contains_key(REQUEST_ID_HEADER)
-                && let Ok(value) = http::HeaderValue::try_from(&correlation_id)
+                && let Ok(value) = http::HeaderValue::try_from(&*correlation_id)
             {
                 headers.insert(REQUEST_ID_HEADER, value);
             }
@@ -190,22 +200,49 @@ impl WasiHttpHooks for PolicyHooks {
         let policy = self.policy.clone();
         let port = port.unwrap_or_else(|| default_port(scheme.as_deref()));
         Box::new(async move {
-            use wasmtime_wasi_http::Error;
-            let addresses = address::resolve(&host, port).await.map_err(|error| {
-                tracing::warn!(%host, port, %error, "outbound request failed: its host did not resolve");
-                Error::DnsError { rcode: Some(error.to_string()), info_code: None }
-            })?;
-            if addresses.is_empty() {
-                tracing::warn!(%host, port, "outbound request failed: its host resolved to no address");
-                return Err(Error::DestinationNotFound);
-            }
-            if let Err((address, rule)) = policy.check_addresses(scheme.as_deref(), &addresses) {
-                tracing::warn!(%host, port, %address, %rule, "outbound request denied: its host resolves to a protected address");
-                return Err(Error::DestinationIpProhibited);
-            }
-            client::send(request, options, addresses).await
+            let sent = send_checked(request, options, &policy, &host, port, scheme.as_deref()).await;
+            let mut attributes = vec![
+                KeyValue::new("http.request.method", method),
+                KeyValue::new("url.full", url),
+                KeyValue::new("server.address", host),
+                KeyValue::new("server.port", i64::from(port)),
+            ];
+            let error = match &sent {
+                Ok((response, _)) => {
+                    attributes.push(KeyValue::new("http.response.status_code", i64::from(response.status().as_u16())));
+                    response.status().is_server_error().then(|| response.status().to_string())
+                }
+                Err(error) => Some(error.to_string()),
+            };
+            span.end(attributes, error);
+            sent
         })
     }
+}
+
+/// Resolves `host`, checks every address against `policy`, and sends `request` to the first that answers.
+async fn send_checked(
+    request: http::Request<wasmtime_wasi_http::WasiBody>,
+    options: Option<wasmtime_wasi_http::RequestOptions>,
+    policy: &OutboundPolicy,
+    host: &str,
+    port: u16,
+    scheme: Option<&str>,
+) -> Result<(http::Response<wasmtime_wasi_http::WasiBody>, SendFuture), wasmtime_wasi_http::Error> {
+    use wasmtime_wasi_http::Error;
+    let addresses = address::resolve(host, port).await.map_err(|error| {
+        tracing::warn!(%host, port, %error, "outbound request failed: its host did not resolve");
+        Error::DnsError { rcode: Some(error.to_string()), info_code: None }
+    })?;
+    if addresses.is_empty() {
+        tracing::warn!(%host, port, "outbound request failed: its host resolved to no address");
+        return Err(Error::DestinationNotFound);
+    }
+    if let Err((address, rule)) = policy.check_addresses(scheme, &addresses) {
+        tracing::warn!(%host, port, %address, %rule, "outbound request denied: its host resolves to a protected address");
+        return Err(Error::DestinationIpProhibited);
+    }
+    client::send(request, options, addresses).await
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub struct NewMessage {
     pub priority: i32,
     /// The work that sent it (see `telemetry::correlation`); its delivery continues that work.
     pub correlation_id: Option<String>,
+    /// The span that sent it (see `telemetry::otel`), 0 for none: its delivery's span is a child of it.
+    pub parent_span: u64,
 }
 
 /// A message handed to a consumer.
@@ -48,6 +50,8 @@ pub struct LeasedMessage {
     pub enqueued_at: i64,
     /// The work that sent it, if it said.
     pub correlation_id: Option<String>,
+    /// The span that sent it, 0 for none.
+    pub parent_span: u64,
 }
 
 /// What to do with one leased message.
@@ -161,6 +165,7 @@ pub trait QueueBackend: Send + Sync + std::fmt::Debug + 'static {
         topic: &str,
         body: Vec<u8>,
         correlation_id: Option<String>,
+        parent_span: u64,
         capacity: QueueCapacity,
     ) -> BoxFuture<'_, Result<Sent<Vec<String>>, StorageError>>;
 

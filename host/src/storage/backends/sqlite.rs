@@ -52,6 +52,7 @@ fn leased(row: LeasedRow) -> LeasedMessage {
         priority: row.priority,
         enqueued_at: row.enqueued_at,
         correlation_id: row.correlation_id,
+        parent_span: row.parent_span,
     }
 }
 
@@ -74,6 +75,7 @@ impl QueueBackend for SqliteQueues {
         topic: &str,
         body: Vec<u8>,
         correlation_id: Option<String>,
+        parent_span: u64,
         capacity: QueueCapacity,
     ) -> BoxFuture<'_, Result<Sent<Vec<String>>, StorageError>> {
         let queues = self.subscribers(topic);
@@ -81,7 +83,7 @@ impl QueueBackend for SqliteQueues {
             if queues.is_empty() {
                 return Ok(Ok(queues));
             }
-            let stored = self.db.fan_out(queues.clone(), body, correlation_id, now_ms(), capacity).await?;
+            let stored = self.db.fan_out(queues.clone(), body, correlation_id, parent_span, now_ms(), capacity).await?;
             Ok(stored.map(|()| queues))
         })
     }

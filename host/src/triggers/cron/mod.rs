@@ -543,6 +543,7 @@ async fn run_once(db: &CronBackend, runner: &Runner, job: &Job, attempt: Attempt
     let work = Work {
         correlation_id,
         trigger: "cron",
+        parent: Default::default(),
         detail: format!(
             "{} tick {} (attempt {attempt})",
             reason,

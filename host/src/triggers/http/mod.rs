@@ -14,8 +14,8 @@ use crate::config::HttpLimits;
 use crate::live::{ComponentVersion, LiveHandle, LiveSet, RouteLookup};
 use crate::runtime::{Abi, InvokeError, PreparedComponent, RequestBody, Reuse, ReusePool, SlotKind, Start};
 use crate::storage::telemetry::FailedInput;
-use crate::telemetry::correlation;
 use crate::telemetry::{InvocationReport, Outcome, Trace};
+use crate::telemetry::{correlation, otel};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -147,6 +147,8 @@ async fn route_and_invoke(
                 function: label,
                 version: version.version,
                 detail: format!("{} {}", request.method(), request.uri().path()),
+                span_id: otel::new_span_id(),
+                parent: incoming_parent(request.headers()),
             });
             let mut report = InvocationReport::refused(trace, outcome, refusal.reason, gated.elapsed());
             report.status = Some(status.as_u16());
@@ -159,6 +161,7 @@ async fn route_and_invoke(
         correlation_id: Arc::from(request_id),
         trigger: "http",
         detail: format!("{} {}", request.method(), request.uri().path()),
+        parent: incoming_parent(request.headers()),
     };
     let loaded = match trigger.runner.load(&version, &function).await {
         Ok(loaded) => loaded,
@@ -264,6 +267,8 @@ async fn serve_reused(
         function: label.clone(),
         version: version.version,
         detail: work.detail,
+        span_id: otel::new_span_id(),
+        parent: work.parent,
     });
     let started = Instant::now();
     let _permit = match runner.permit(version, function, SlotKind::Request).await {
@@ -454,6 +459,11 @@ fn invoke_error(error: InvokeError, label: &str, request_id: &str) -> Response {
 pub fn error_response(status: StatusCode, message: &str, request_id: &str) -> Response {
     let body = serde_json::json!({ "error": message, "status": status.as_u16(), "request_id": request_id });
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// The span of the caller a request continues: its `traceparent`'s parent id, if it sent a well-formed one.
+fn incoming_parent(headers: &http::HeaderMap) -> otel::Parent {
+    correlation::parent_span(headers).map_or_else(otel::Parent::default, |span| otel::Parent { span, remote: true })
 }
 
 #[cfg(test)]

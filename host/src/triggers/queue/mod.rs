@@ -297,6 +297,7 @@ async fn next_batch(
             correlation_id: correlation::new_id().into(),
             trigger: consumer.trigger_kind(),
             detail: format!("delivery from {}", consumer.source),
+            parent: Default::default(),
         };
         let prepare = context.runner.prepare(
             &version,
@@ -378,9 +379,14 @@ fn delivery_trace(
         [one] => format!("message {} from {} (attempt {})", one.id, consumer.source, one.attempts),
         _ => format!("{} messages from {}", leased.len(), consumer.source),
     };
+    // Its span continues the span that sent the messages, when they share one (a batch of one, or a batch one
+    // send made); otherwise it starts a trace of its own, as its correlation id does.
+    let parent = leased.first().map_or(0, |m| m.parent_span);
+    let parent = if shared.is_some() && leased.iter().all(|m| m.parent_span == parent) { parent } else { 0 };
     let trace = Arc::new(Trace {
         correlation_id: shared.map_or_else(|| prepared.correlation_id.clone(), Arc::from),
         detail,
+        parent: crate::telemetry::otel::Parent::local(parent),
         ..(**prepared).clone()
     });
     let telemetry = context.runner.runtime().telemetry();

@@ -110,6 +110,7 @@ mod tests {
             priority: 0,
             enqueued_at: 0,
             correlation_id: None,
+            parent_span: 0,
         }
     }
 

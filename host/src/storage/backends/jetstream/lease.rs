@@ -126,6 +126,7 @@ mod tests {
             priority,
             enqueued_at: 0,
             correlation_id: None,
+            parent_span: 0,
         };
         let mut batch = vec![message("12", 0), message("9", 0), message("30", 5), message("2", -1), message("10", 5)];
         order_batch(&mut batch);

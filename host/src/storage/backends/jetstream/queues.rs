@@ -14,8 +14,8 @@
 
 use super::lease::{self, ReadyTimes};
 use super::wire::{
-    self, ATTEMPTS, CORRELATION_ID, ENQUEUED_AT, ERROR, LATER, LEVELS, MSG_ID, NOT_BEFORE, ORIGIN, PRIORITY, header,
-    header_text, level, queue_subject, wake_subject, without,
+    self, ATTEMPTS, CORRELATION_ID, ENQUEUED_AT, ERROR, LATER, LEVELS, MSG_ID, NOT_BEFORE, ORIGIN, PARENT_SPAN,
+    PRIORITY, header, header_text, level, queue_subject, wake_subject, without,
 };
 use super::{Cluster, cluster_error, consumer_name, from_subject_token, publish_stored, subject_token};
 use crate::storage::backends::{
@@ -315,7 +315,8 @@ impl QueueBackend for JetStreamQueues {
             // Publish them all, then wait for the stream's acks: one round trip for the lot, not one each.
             let mut pending = Vec::with_capacity(messages.len());
             for message in messages {
-                let mut headers = wire::headers_of(message.priority, message.correlation_id.as_deref(), now);
+                let mut headers =
+                    wire::headers_of(message.priority, message.correlation_id.as_deref(), message.parent_span, now);
                 let subject = if message.delay_ms > 0 {
                     let due = now.saturating_add(i64::try_from(message.delay_ms).unwrap_or(i64::MAX));
                     headers.insert(NOT_BEFORE, due.to_string().as_str());
@@ -350,13 +351,14 @@ impl QueueBackend for JetStreamQueues {
         topic: &str,
         body: Vec<u8>,
         correlation_id: Option<String>,
+        parent_span: u64,
         _capacity: QueueCapacity,
     ) -> BoxFuture<'_, Result<Sent<Vec<String>>, StorageError>> {
         let topic = topic.to_owned();
         Box::pin(async move {
             // Published whatever the count says: with no subscriber the stream keeps nothing (interest retention),
             // and a subscriber newer than the cached count still gets it.
-            let headers = wire::headers_of(0, correlation_id.as_deref(), now_ms());
+            let headers = wire::headers_of(0, correlation_id.as_deref(), parent_span, now_ms());
             let subject = format!("edgefn.t.{}", subject_token(&topic));
             publish_stored(&self.cluster.jetstream, subject, headers, body.into())
                 .await
@@ -468,6 +470,9 @@ impl QueueBackend for JetStreamQueues {
                     priority: header(headers, PRIORITY).unwrap_or(0),
                     enqueued_at: header(headers, ENQUEUED_AT).unwrap_or(0),
                     correlation_id: header_text(headers, CORRELATION_ID),
+                    parent_span: header_text(headers, PARENT_SPAN)
+                        .and_then(|span| u64::from_str_radix(&span, 16).ok())
+                        .unwrap_or(0),
                 });
                 in_flight.push((token, message));
             }

@@ -14,6 +14,8 @@ pub(super) const LATER: &str = "later";
 pub(super) const PRIORITY: &str = "Edgefn-Priority";
 pub(super) const ENQUEUED_AT: &str = "Edgefn-Enqueued-At";
 pub(super) const CORRELATION_ID: &str = "Edgefn-Correlation-Id";
+/// The span that sent the message, 16 hex digits (see `telemetry::otel`).
+pub(super) const PARENT_SPAN: &str = "Edgefn-Parent-Span";
 pub(super) const NOT_BEFORE: &str = "Edgefn-Not-Before";
 pub(super) const ORIGIN: &str = "Edgefn-Origin";
 pub(super) const ERROR: &str = "Edgefn-Error";
@@ -66,12 +68,15 @@ pub(super) fn without(headers: Option<&HeaderMap>, names: &[&str]) -> HeaderMap 
 }
 
 /// The headers a message is stored with.
-pub(super) fn headers_of(priority: i32, correlation_id: Option<&str>, now: i64) -> HeaderMap {
+pub(super) fn headers_of(priority: i32, correlation_id: Option<&str>, parent_span: u64, now: i64) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(PRIORITY, priority.to_string().as_str());
     headers.insert(ENQUEUED_AT, now.to_string().as_str());
     if let Some(id) = correlation_id {
         headers.insert(CORRELATION_ID, id);
+    }
+    if parent_span != 0 {
+        headers.insert(PARENT_SPAN, format!("{parent_span:016x}").as_str());
     }
     headers
 }
@@ -95,11 +100,13 @@ mod tests {
 
     #[test]
     fn headers_carry_priority_time_and_correlation_and_read_back() {
-        let headers = headers_of(-3, Some("req-1"), 1_700_000_000_000);
+        let headers = headers_of(-3, Some("req-1"), 0xab, 1_700_000_000_000);
         assert_eq!(header::<i32>(Some(&headers), PRIORITY), Some(-3));
         assert_eq!(header::<i64>(Some(&headers), ENQUEUED_AT), Some(1_700_000_000_000));
         assert_eq!(header_text(Some(&headers), CORRELATION_ID).as_deref(), Some("req-1"));
-        assert_eq!(header_text(Some(&headers_of(0, None, 1)), CORRELATION_ID), None);
+        assert_eq!(header_text(Some(&headers), PARENT_SPAN).as_deref(), Some("00000000000000ab"));
+        assert_eq!(header_text(Some(&headers_of(0, None, 0, 1)), CORRELATION_ID), None);
+        assert_eq!(header_text(Some(&headers_of(0, None, 0, 1)), PARENT_SPAN), None);
         assert_eq!(header::<i32>(None, PRIORITY), None);
     }
 
