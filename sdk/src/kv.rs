@@ -118,6 +118,7 @@ impl Store {
         self.inner.keys()
     }
 
+    // ANCHOR: increment
     /// Adds `delta` to the integer at `key` (0 when it does not exist) and returns the result. Atomic: concurrent
     /// increments from any number of instances all count. Portable (`wasi:keyvalue/atomics`).
     ///
@@ -127,6 +128,7 @@ impl Store {
     pub fn increment(&self, key: &str, delta: u64) -> Result<u64> {
         self.inner.increment(key, delta)
     }
+    // ANCHOR_END: increment
 
     /// Like [`Store::increment`], with a delta that may be negative (edgefn's extension).
     pub fn add(&self, key: &str, delta: i64) -> Result<i64> {

@@ -14,6 +14,7 @@ mod corpus;
 mod deploy;
 mod dev;
 mod disk;
+mod docs;
 mod examples;
 mod http;
 mod isolation;

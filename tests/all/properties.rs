@@ -1,6 +1,6 @@
 //! Property tests of what operators and clients feed the host: the config file, the admin API's JSON, arbitrary
 //! request paths and the tokens at a JWT route's door. Whatever the input: no panic, no 5xx, and every refusal says
-//! why. 64 cases each by default, so CI stays fast; `EDGEFN_PROPERTY_CASES=5000` runs longer (see the README). The
+//! why. 64 cases each by default, so CI stays fast; `EDGEFN_PROPERTY_CASES=5000` runs longer (see `docs/src/contributing.md`). The
 //! admin API, the router and the JWT front door are exercised on a real host, over real HTTP.
 
 use crate::support::{Host, component_arg, send};

@@ -244,7 +244,7 @@ fn protected_routes_fail_closed() {
 
 #[test]
 fn the_todo_api_walkthrough_with_a_minted_token() {
-    // Exactly as the README: the examples' config, a token from `edgefn token mint`.
+    // Exactly as the book (`docs/src/examples.md`): the examples' config, a token from `edgefn token mint`.
     let config = workspace().join("examples/edgefn.toml");
     let config = config.to_str().expect("utf-8 path");
     let host = Host::start(&["--config", config, &component_arg("todo_api")]);

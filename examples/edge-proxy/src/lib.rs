@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 /// What the proxy adds to every response.
 const VIA: &str = "1.1 edgefn";
 
+// ANCHOR: proxy
 #[function(trigger = http("/edge/{*path}", method = "*"))]
 async fn proxy(req: Request) -> Result<Response> {
     let origin = edgefn::config::require("ORIGIN_URL")?.trim_end_matches('/').to_owned();
@@ -46,6 +47,7 @@ async fn proxy(req: Request) -> Result<Response> {
         .with_header("via", VIA)
         .with_header("x-edge", "edgefn"))
 }
+// ANCHOR_END: proxy
 
 /// `fetched`'s HTML, rewritten while it streams through: see the module docs.
 fn rewrite_html(fetched: edgefn::fetch::Fetched, origin: String) -> Response {
@@ -110,6 +112,7 @@ fn at_the_edge(url: &str, origin: &str) -> String {
     }
 }
 
+// ANCHOR: aggregate
 #[function(trigger = http("/aggregate"))]
 async fn aggregate(_req: Request) -> Result<Response> {
     let urls: Vec<String> = edgefn::config::require("AGGREGATE_URLS")?
@@ -136,6 +139,7 @@ async fn aggregate(_req: Request) -> Result<Response> {
     let elapsed_ms = started.elapsed().as_millis() as u64;
     Response::json(&serde_json::json!({ "sources": sources, "elapsed_ms": elapsed_ms }))
 }
+// ANCHOR_END: aggregate
 
 #[cfg(test)]
 mod tests {

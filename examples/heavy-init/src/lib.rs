@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 const TABLE_LEN: usize = 1 << 16;
 const ROUNDS: u32 = 3_000;
 
+// ANCHOR: init
 static TABLE: OnceLock<Vec<u64>> = OnceLock::new();
 static INIT_COUNT: AtomicU32 = AtomicU32::new(0);
 
@@ -37,6 +38,7 @@ fn init() {
     INIT_COUNT.fetch_add(1, Ordering::SeqCst);
     TABLE.get_or_init(|| (0..TABLE_LEN as u64).map(expensive).collect());
 }
+// ANCHOR_END: init
 
 #[function(trigger = http("/heavy/lookup/{n}"))]
 fn lookup(req: Request) -> Result<Response> {
@@ -50,6 +52,7 @@ fn init_count(_req: Request) -> String {
     INIT_COUNT.load(Ordering::SeqCst).to_string()
 }
 
+// ANCHOR: random
 #[function(trigger = http("/heavy/random"))]
 fn random(_req: Request) -> String {
     edgefn::random::id()
@@ -59,6 +62,7 @@ fn random(_req: Request) -> String {
 fn hash(_req: Request) -> String {
     edgefn::collections::RandomState::new().hash_one("probe").to_string()
 }
+// ANCHOR_END: random
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,7 @@
 use edgefn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+// ANCHOR: hello
 #[function(trigger = http("/hello/{name}"))]
 fn hello(req: Request) -> Response {
     let name = match req.param("name") {
@@ -18,7 +19,9 @@ fn hello(req: Request) -> Response {
     };
     Response::text(format!("Hello, {name}!"))
 }
+// ANCHOR_END: hello
 
+// ANCHOR: go
 /// A short link to `/hello/{name}` on this same host: the absolute `Location` is built from the URL the client
 /// asked for (its host and port), and the name is remembered in a cookie, which `/hello` reads when the path
 /// names nobody (`/hello/_`).
@@ -32,7 +35,9 @@ fn go(req: Request) -> Response {
         .same_site(edgefn::cookie::SameSite::Lax);
     Response::redirect(&format!("{}/hello/{segment}", req.origin())).with_cookie(last)
 }
+// ANCHOR_END: go
 
+// ANCHOR: orders
 /// An order as posted by a client.
 #[derive(Debug, Deserialize)]
 struct NewOrder {
@@ -67,19 +72,23 @@ fn get_order(req: Request) -> Result<Response> {
     // This example keeps no state, so every lookup is a miss: the error path, with a JSON body and request id.
     Err(Error::not_found(format!("order {id} does not exist")))
 }
+// ANCHOR_END: orders
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use edgefn::testing;
 
+    // ANCHOR: test_hello
     #[test]
     fn hello_uses_the_path_parameter() {
         let response = hello(testing::get("/hello/ada"));
         assert_eq!(response.status(), 200);
         assert_eq!(response.text_body(), "Hello, ada!");
     }
+    // ANCHOR_END: test_hello
 
+    // ANCHOR: test_go
     #[test]
     fn go_redirects_to_this_host_and_remembers_the_name() {
         let request = testing::request("GET", "/go/grace%20hopper").header("host", "links.example:8080");
@@ -91,6 +100,7 @@ mod tests {
         assert_eq!(back.text_body(), "Hello, grace hopper!");
         assert_eq!(testing::call(testing::get("/hello/_")).text_body(), "Hello, stranger!");
     }
+    // ANCHOR_END: test_go
 
     #[test]
     fn create_order_echoes_the_order_with_201() {
@@ -100,19 +110,23 @@ mod tests {
         assert_eq!((order.item.as_str(), order.quantity), ("tea", 2));
     }
 
+    // ANCHOR: test_bad_json
     #[test]
     fn bad_json_is_400() {
         let response = testing::call(testing::post("/orders", "{not json"));
         assert_eq!(response.status(), 400);
         assert!(response.text_body().contains("not valid JSON"), "{}", response.text_body());
     }
+    // ANCHOR_END: test_bad_json
 
+    // ANCHOR: test_404
     #[test]
     fn missing_order_is_404_with_a_json_error() {
         let response = testing::call(testing::get("/orders/7"));
         assert_eq!(response.status(), 404);
         assert!(response.text_body().contains("order 7 does not exist"));
     }
+    // ANCHOR_END: test_404
 
     #[derive(Serialize)]
     struct NewOrderBody {

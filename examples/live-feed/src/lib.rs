@@ -13,6 +13,7 @@
 use edgefn::prelude::*;
 use std::time::Duration;
 
+// ANCHOR: clock
 #[function(trigger = http("/feed/clock"))]
 async fn clock(req: Request) -> Result<Response> {
     let count: Option<u64> = req.query("count").map(str::parse).transpose().map_err(|_| bad("count"))?;
@@ -39,6 +40,7 @@ async fn clock(req: Request) -> Result<Response> {
         }
     }))
 }
+// ANCHOR_END: clock
 
 #[function(trigger = http("/feed/answer"))]
 async fn answer(req: Request) -> Result<Response> {
@@ -89,6 +91,7 @@ const PAGE: &str = r#"<!doctype html>
 
 #[cfg(test)]
 mod tests {
+    // ANCHOR: test_resume
     #[test]
     fn the_clock_resumes_after_the_last_event_a_browser_saw() {
         let request = edgefn::testing::request("GET", "/feed/clock?count=2&every_ms=1").header("last-event-id", "41");
@@ -97,6 +100,7 @@ mod tests {
         assert_eq!(ids, ["42", "43"]);
         assert!(events.iter().all(|e| e.event_type() == Some("tick")));
     }
+    // ANCHOR_END: test_resume
 
     #[test]
     fn an_answer_arrives_word_by_word_then_says_it_is_done() {

@@ -76,6 +76,7 @@ fn enrich(batch: Batch<Order>) -> Result<()> {
             message.dead_letter(format!("item `{}` has quantity 0", item.sku));
             continue;
         }
+        // ANCHOR: price_span
         // A span of its own in the trace the host exports (OpenTelemetry, when `[otel]` is on).
         let mut span = edgefn::trace::span("price order");
         let created = OrderCreated {
@@ -86,6 +87,7 @@ fn enrich(batch: Batch<Order>) -> Result<()> {
         span.set("order", order.id);
         span.set("subtotal_cents", created.subtotal_cents);
         span.end();
+        // ANCHOR_END: price_span
         // Printed lines land in the host's log under this work's correlation id: `edgefn logs --id ID`.
         println!("enriched order {}: {} items, {} cents", order.id, created.item_count, created.subtotal_cents);
         edgefn::topic::publish("order.created", &created)?;

@@ -54,6 +54,7 @@ struct User {
 }
 
 impl User {
+    // ANCHOR: user_from
     fn from(req: &Request) -> Result<Self> {
         let claims: Claims = req.claims_as()?;
         if claims.sub.is_empty() {
@@ -61,6 +62,7 @@ impl User {
         }
         Ok(Self { key: escape(&claims.sub) })
     }
+    // ANCHOR_END: user_from
 
     fn todos_prefix(&self) -> String {
         format!("todo:{}:", self.key)
@@ -86,13 +88,16 @@ pub fn escape(part: &str) -> String {
     part.replace('%', "%25").replace(':', "%3A")
 }
 
+// ANCHOR: me
 /// Who the token says you are: its verified claims, as the host passed them.
 #[function(trigger = http("/me", auth = "todo"))]
 fn me(req: Request) -> Result<Response> {
     let claims = req.claims().ok_or_else(|| Error::new(401, "no verified token"))?;
     Response::json(claims)
 }
+// ANCHOR_END: me
 
+// ANCHOR: list_todos
 #[function(trigger = http("/todos", method = "GET", auth = "todo", scopes = ["todos:read", "todos:write"]))]
 fn list_todos(req: Request) -> Result<Response> {
     let user = User::from(&req)?;
@@ -114,7 +119,9 @@ fn list_todos(req: Request) -> Result<Response> {
     }
     Response::json(&serde_json::json!({ "todos": todos }))
 }
+// ANCHOR_END: list_todos
 
+// ANCHOR: create_todo
 #[function(trigger = http("/todos", method = "POST", auth = "todo", scopes = ["todos:write"]))]
 fn create_todo(req: Request) -> Result<Response> {
     let user = User::from(&req)?;
@@ -145,7 +152,9 @@ fn create_todo(req: Request) -> Result<Response> {
     store.set_json(&user.todo_key(id), &todo)?;
     Ok(Response::json(&todo)?.with_status(201))
 }
+// ANCHOR_END: create_todo
 
+// ANCHOR: complete_todo
 #[function(trigger = http("/todos/{id}/complete", method = "POST", auth = "todo", scopes = ["todos:write"]))]
 fn complete_todo(req: Request) -> Result<Response> {
     let user = User::from(&req)?;
@@ -164,6 +173,7 @@ fn complete_todo(req: Request) -> Result<Response> {
         }
     }
 }
+// ANCHOR_END: complete_todo
 
 #[function(trigger = http("/todos/{id}", method = "DELETE", auth = "todo", scopes = ["todos:write"]))]
 fn delete_todo(req: Request) -> Result<Response> {
@@ -189,9 +199,11 @@ mod tests {
     use edgefn::testing::{self, call, request};
     use serde_json::json;
 
+    // ANCHOR: as_user
     fn as_user(method: &str, uri: &str, sub: &str) -> testing::TestRequest {
         request(method, uri).claims(json!({ "sub": sub, "scope": "todos:write" }))
     }
+    // ANCHOR_END: as_user
 
     fn todos(sub: &str) -> Vec<Todo> {
         let response = call(as_user("GET", "/todos", sub));
@@ -200,6 +212,7 @@ mod tests {
         serde_json::from_value(body["todos"].clone()).unwrap()
     }
 
+    // ANCHOR: access_table
     /// `access.json` is the table of who may do what; `tests/all/state.rs` runs the same table on a real host with
     /// signed tokens. Both must see every status it lists, so a scope rule that passes here passes on a host.
     #[test]
@@ -229,6 +242,7 @@ mod tests {
             }
         }
     }
+    // ANCHOR_END: access_table
 
     #[test]
     fn create_list_complete_delete() {
@@ -273,6 +287,7 @@ mod tests {
         assert_eq!(todos("ada").len(), 1);
     }
 
+    // ANCHOR: no_token
     #[test]
     fn without_a_verified_token_nothing_runs() {
         testing::kv_clear();
@@ -280,4 +295,5 @@ mod tests {
         assert_eq!(response.status(), 401);
         assert_eq!(todos("ada"), []);
     }
+    // ANCHOR_END: no_token
 }

@@ -28,6 +28,7 @@ fn problem_with(url: &str) -> Option<String> {
     }
 }
 
+// ANCHOR: check
 #[function(trigger = cron("*/5 * * * * *"))]
 fn check(event: CronEvent) -> Result<()> {
     let url = edgefn::config::require("CHECK_URL")?;
@@ -37,7 +38,9 @@ fn check(event: CronEvent) -> Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: check
 
+// ANCHOR: notify
 #[function(trigger = queue("alerts", batch_size = 10, max_retries = 5, backoff_ms = 2000))]
 fn notify(batch: Batch<Alert>) -> Result<()> {
     let webhook = edgefn::config::require("ALERT_WEBHOOK_URL")?;
@@ -59,6 +62,7 @@ fn notify(batch: Batch<Alert>) -> Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: notify
 
 /// A stand-in alert webhook, so the example runs with nothing else: prints what it receives.
 #[function(trigger = http("/uptime/inbox", method = "POST"))]

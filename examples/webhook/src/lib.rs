@@ -19,6 +19,7 @@ pub const SECRET_KEY: &str = "WEBHOOK_SECRET";
 /// The header GitHub signs deliveries with.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
+// ANCHOR: github_webhook
 #[function(trigger = http("/webhooks/github", method = "POST"))]
 fn github_webhook(req: Request) -> Result<Response> {
     let secret = edgefn::config::require(SECRET_KEY)?;
@@ -28,6 +29,7 @@ fn github_webhook(req: Request) -> Result<Response> {
     let action = payload.get("action").and_then(|a| a.as_str()).unwrap_or("none");
     Response::json(&serde_json::json!({ "accepted": true, "event": event, "action": action }))
 }
+// ANCHOR_END: github_webhook
 
 /// Checks `header` (`sha256=<hex>`) against the HMAC-SHA256 of `body`, in constant time. 401 when it is missing,
 /// malformed or wrong: the caller must not learn which.

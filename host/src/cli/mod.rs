@@ -46,10 +46,10 @@ enum Command {
     /// Serve what was live in the data dir, plus these function crates or components, and take live deploys.
     #[command(after_help = "Example: edgefn up examples/hello examples/todo-api --config examples/edgefn.toml")]
     Up(Box<up::UpArgs>),
-    /// Write a new function crate from a template: `edgefn new my-fn --template http`.
-    #[command(after_help = "Example: edgefn dev examples/hello   (then edit src/lib.rs and save)")]
     /// Build, deploy and watch a crate: redeploy on every save, with cargo's errors and the live log.
+    #[command(after_help = "Example: edgefn dev examples/hello   (then edit src/lib.rs and save)")]
     Dev(Box<dev::DevArgs>),
+    /// Write a new function crate from a template: `edgefn new my-fn --template http`.
     #[command(after_help = "Example: edgefn new my-fn --template http && edgefn up my-fn")]
     New(new::NewArgs),
     /// Build (a crate) and deploy a component to a running host, as a new version: `edgefn deploy examples/hello`.

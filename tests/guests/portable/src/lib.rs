@@ -10,6 +10,7 @@ use edgefn::kv::Store;
 use edgefn::prelude::*;
 use serde_json::json;
 
+// ANCHOR: portable
 /// Reads `greeting` (preset by the test), then exercises each portable operation and reports what it saw.
 #[function(trigger = http("/kv"))]
 fn portable(_req: Request) -> Result<Response> {
@@ -36,6 +37,7 @@ fn portable(_req: Request) -> Result<Response> {
         "exists_after_delete": exists_after_delete,
     }))
 }
+// ANCHOR_END: portable
 
 #[function(trigger = http("/whoami", auth = "main"))]
 fn whoami(req: Request) -> Result<Response> {

@@ -27,6 +27,7 @@ async fn echo(req: Request) -> Response {
     Response::from_stream(200, req.body_stream())
 }
 
+// ANCHOR: hash
 /// Reads the body chunk by chunk and answers its length, its sha256 and how many chunks it came in.
 #[function(trigger = http("/s/hash", method = "POST"))]
 async fn hash(req: Request) -> Result<Response> {
@@ -41,6 +42,7 @@ async fn hash(req: Request) -> Result<Response> {
     let sha256 = hex::encode(hasher.finalize());
     Response::json(&serde_json::json!({ "bytes": bytes, "chunks": chunks, "sha256": sha256 }))
 }
+// ANCHOR_END: hash
 
 /// Computes (no await) for `ms` milliseconds, then answers how long it computed: a guest that counts as
 /// long-running for the host's CPU lanes.
@@ -91,6 +93,7 @@ async fn json_async(req: Request) -> Result<Response> {
     Response::json(&serde_json::json!({ "got": value }))
 }
 
+// ANCHOR: generate
 /// `bytes` bytes of `0123456789`, made while they are sent, 64 KiB at a time.
 #[function(trigger = http("/s/generate/{bytes}"))]
 async fn generate(req: Request) -> Result<Response> {
@@ -107,7 +110,9 @@ async fn generate(req: Request) -> Result<Response> {
     })
     .with_header("content-type", "application/octet-stream"))
 }
+// ANCHOR_END: generate
 
+// ANCHOR: sse
 /// `count` events, `every_ms` apart (default 20), with a keep-alive comment after `keepalive_ms` of quiet.
 #[function(trigger = http("/s/sse/{count}"))]
 async fn sse(req: Request) -> Result<Response> {
@@ -125,6 +130,7 @@ async fn sse(req: Request) -> Result<Response> {
     })
     .with_keep_alive(keep_alive))
 }
+// ANCHOR_END: sse
 
 /// How many requests this instance has served, this one included.
 #[function(trigger = http("/s/counter"))]
@@ -133,6 +139,7 @@ async fn counter(_req: Request) -> Response {
     Response::text(served.to_string())
 }
 
+// ANCHOR: fanout
 /// Fetches every `url` at once and answers their bodies and how long the whole took inside the guest.
 #[function(trigger = http("/s/fanout"))]
 async fn fanout(req: Request) -> Result<Response> {
@@ -153,7 +160,9 @@ async fn fanout(req: Request) -> Result<Response> {
     }
     Response::json(&serde_json::json!({ "elapsed_ms": elapsed_ms, "answers": bodies }))
 }
+// ANCHOR_END: fanout
 
+// ANCHOR: fetch_timeout
 /// Fetches `url` with a `timeout_ms` timeout and answers its body.
 #[function(trigger = http("/s/fetch-timeout"))]
 async fn fetch_timeout(req: Request) -> Result<Response> {
@@ -163,7 +172,9 @@ async fn fetch_timeout(req: Request) -> Result<Response> {
     let fetched = edgefn::fetch::send_with(request, edgefn::fetch::Options::new().timeout(limit)).await?;
     Ok(Response::text(fetched.text().await?))
 }
+// ANCHOR_END: fetch_timeout
 
+// ANCHOR: proxy
 /// `url`'s response, passed on as it arrives.
 #[function(trigger = http("/s/proxy"))]
 async fn proxy(req: Request) -> Result<Response> {
@@ -171,6 +182,7 @@ async fn proxy(req: Request) -> Result<Response> {
     let fetched = edgefn::fetch::send(edgefn::http::Request::get(url).body(Vec::new())?).await?;
     Ok(Response::forward(fetched).with_header("x-proxied-by", "streaming"))
 }
+// ANCHOR_END: proxy
 
 /// Sleeps `ms`, then answers.
 #[function(trigger = http("/s/slow"))]
@@ -212,6 +224,7 @@ async fn correlation(_req: Request) -> Response {
     Response::text(edgefn::correlation_id())
 }
 
+// ANCHOR: async_invoke
 #[derive(serde::Deserialize, serde::Serialize)]
 struct Sum {
     a: u64,
@@ -232,7 +245,9 @@ async fn add_over_http(req: Request) -> Result<Response> {
     let sum: u64 = edgefn::invoke::call("add", &Sum { a: parse("a")?, b: parse("b")? }).await?;
     Ok(Response::text(sum.to_string()))
 }
+// ANCHOR_END: async_invoke
 
+// ANCHOR: async_queue
 #[derive(serde::Deserialize, serde::Serialize)]
 struct Job {
     id: u64,
@@ -249,6 +264,7 @@ async fn jobs(batch: Batch<Job>) -> Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: async_queue
 
 /// Sends a job to `s-jobs` and answers its message id.
 #[function(trigger = http("/s/jobs/{id}", method = "POST"))]
