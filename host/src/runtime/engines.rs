@@ -250,4 +250,76 @@ mod tests {
         assert!(!resets_by_scan(SlotReset::Auto, &swapping), "a swapped page escapes wasmtime 48's scan");
         assert!(!resets_by_scan(SlotReset::InPlace, no_swap));
     }
+
+    /// A component whose one core instance has a mutable global and a table of 8 (growable to 16). `probe(marker)`
+    /// answers what the instance found when it started (its global `<< 16`, its table's size `<< 8`, how many
+    /// table entries were set), then leaves its mark everywhere: the global set to `marker`, every entry set, and
+    /// the table grown by 8 set entries. A fresh instance answers `8 << 8`: global 0, size 8, nothing set.
+    const MARKING_COMPONENT: &str = r#"
+        (component
+          (core module $m
+            (global $marker (mut i64) (i64.const 0))
+            (table $t 8 16 funcref)
+            (func $noop)
+            (elem declare func $noop)
+            (func (export "probe") (param $new i64) (result i64)
+              (local $i i32) (local $set i64) (local $found i64)
+              (block $done
+                (loop $each
+                  (br_if $done (i32.ge_u (local.get $i) (table.size $t)))
+                  (if (i32.eqz (ref.is_null (table.get $t (local.get $i))))
+                    (then (local.set $set (i64.add (local.get $set) (i64.const 1)))))
+                  (table.set $t (local.get $i) (ref.func $noop))
+                  (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                  (br $each)))
+              (local.set $found
+                (i64.or (i64.shl (global.get $marker) (i64.const 16))
+                  (i64.or (i64.shl (i64.extend_i32_u (table.size $t)) (i64.const 8)) (local.get $set))))
+              (drop (table.grow $t (ref.func $noop) (i32.const 8)))
+              (global.set $marker (local.get $new))
+              (local.get $found)))
+          (core instance $i (instantiate $m))
+          (func (export "probe") (param "marker" u64) (result u64) (canon lift (core func $i "probe"))))
+    "#;
+
+    #[test]
+    fn a_freed_slot_hands_the_next_instance_fresh_tables_and_globals_in_every_reset_mode() {
+        // The pool the host configures, with two slots so they are reused instance after instance, in each mode a
+        // slot can be reset by and with each amount kept resident.
+        let mut runs = 0;
+        for slot_reset in [SlotReset::Auto, SlotReset::InPlace] {
+            for keep_resident_kib in [0, 2048, 65536] {
+                let limits = RuntimeLimits { max_instances: 2, slot_reset, keep_resident_kib, ..Default::default() };
+                let engine = Engine::new(&engine_config(Abi::P2, &limits)).expect("engine");
+                let component =
+                    wasmtime::component::Component::new(&engine, MARKING_COMPONENT).expect("the marking component");
+                let linker = Linker::<()>::new(&engine);
+                let pre = linker.instantiate_pre(&component).expect("pre-instance");
+                for run in 1..=1000_u64 {
+                    let mut store = wasmtime::Store::new(&engine, ());
+                    store.set_epoch_deadline(1 << 20);
+                    let instance = pre.instantiate(&mut store).expect("instantiate");
+                    let probe =
+                        instance.get_typed_func::<(u64,), (u64,)>(&mut store, "probe").expect("the probe export");
+                    // A marker of this run, never 0: an earlier one found would say which run left it.
+                    let marker = (run << 4) | 1;
+                    let (found,) = probe.call(&mut store, (marker,)).expect("probe");
+                    assert_eq!(
+                        found,
+                        8 << 8,
+                        "run {run} ({slot_reset:?}, {keep_resident_kib} KiB kept) found an earlier instance's state: \
+                         global {}, table size {}, {} entries set",
+                        found >> 16,
+                        (found >> 8) & 0xff,
+                        found & 0xff
+                    );
+                    // The probe sees what it leaves: the same instance, probed again, finds all of it.
+                    let (again,) = probe.call(&mut store, (marker,)).expect("probe again");
+                    assert_eq!(again, (marker << 16) | (16 << 8) | 16, "run {run}: the probe reads its own marks");
+                    runs += 1;
+                }
+            }
+        }
+        assert_eq!(runs, 6000);
+    }
 }
