@@ -26,6 +26,8 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 const MAX_PIECE: usize = 8 << 10;
 /// Pieces the writer thread may have queued: at most 8 MiB of output waits for the host's streams.
 const QUEUE_PIECES: usize = 1024;
+/// The writer thread's nice value, as the log writer's (telemetry's `WRITER_NICE`).
+const OUTPUT_NICE: libc::c_int = 5;
 
 /// Where a piece goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,10 @@ fn writer() -> &'static Writer {
         std::thread::Builder::new()
             .name("edgefn-guest-output".into())
             .spawn(move || {
+                // Serving comes first: a tenant that prints without end makes this thread busy, and what it does
+                // (copying into the host's own output) must not take the cores that answer the neighbours. Its
+                // queue holds (then drops and counts) what it cannot write meanwhile.
+                crate::priority::lower_this_thread(OUTPUT_NICE, "the guest output writer");
                 for (target, piece) in pieces {
                     let lost = counted.swap(0, Ordering::Relaxed);
                     // The host's own streams: a write that fails has nowhere to be reported.
