@@ -14,11 +14,11 @@
 //! # assert_eq!(total, 3);
 //! ```
 //!
-//! When the host exports nothing, opening and closing a span costs one host call each and records nothing.
+//! When the host exports nothing, opening a span costs one host call and records nothing.
 //! Natively (unit tests), finished spans are recorded per thread: [`crate::testing::spans`] takes them.
 //!
 //! Spans nest as a stack per instance: on an instance that serves several requests at once (WASI 0.3 reuse), a span
-//! opened by one request's task is the parent of what any of its tasks does while it is open.
+//! opened by one request's task is the parent of what any task of the instance does while it is open.
 
 use std::fmt::Display;
 
@@ -44,7 +44,7 @@ pub fn in_span<T>(name: &str, work: impl FnOnce() -> T) -> T {
 }
 
 impl Span {
-    /// Sets attribute `key` (a later `set` of the same key adds another; the host keeps the first 32).
+    /// Sets attribute `key` (a later `set` of the same key adds another; the host keeps the first 16, values cut at 256 bytes).
     pub fn set(&mut self, key: &str, value: impl Display) {
         self.attributes.push((key.to_owned(), value.to_string()));
     }

@@ -2,12 +2,14 @@
 //! starts, which decodes it with the `opentelemetry-proto` types. One order is followed as one trace through HTTP,
 //! a queue, a topic and an invoke, with the spans of what each function did (sends, publishes, the invoke, a
 //! webhook fetch, a span the function opened itself) hanging under the right parents; key-value operations are
-//! spans too; and the invocation metrics arrive.
+//! spans too, a failed one with its reason; and the invocation metrics arrive.
 
 use crate::support::{Collector, Host, component_arg, poll_until, send};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::number_data_point;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message as _;
 use serde_json::json;
@@ -167,47 +169,91 @@ fn one_order_is_one_trace_through_http_queue_topic_and_invoke_exported_over_otlp
         assert!(ids.contains(&span.parent.as_str()), "an orphan: {span:#?}");
     }
 
-    // The metrics: invocations counted by function, trigger and outcome.
-    poll_until("the invocation counter of accept in a metrics export", Duration::from_secs(30), || {
-        receiver.requests("/v1/metrics").iter().any(|request| {
+    // The metrics: invocations counted by function, trigger and outcome; durations in seconds.
+    poll_until("accept's invocation count and duration in a metrics export", Duration::from_secs(30), || {
+        let (mut count, mut durations) = (0, 0);
+        for request in receiver.requests("/v1/metrics") {
             let export = ExportMetricsServiceRequest::decode(request.raw.as_slice()).expect("an OTLP metrics export");
-            format!("{export:?}").contains("edgefn.invocations")
-                && format!("{export:?}").contains("order_pipeline/accept")
-        })
+            let metrics = export.resource_metrics.into_iter().flat_map(|r| r.scope_metrics).flat_map(|s| s.metrics);
+            for metric in metrics {
+                let is_accept = |attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue]| {
+                    let value = |key: &str| {
+                        attributes.iter().find(|a| a.key == key).map(|a| text(a.value.as_ref())).unwrap_or_default()
+                    };
+                    value("edgefn.function") == "order_pipeline/accept"
+                        && value("edgefn.trigger") == "http"
+                        && value("edgefn.outcome") == "ok"
+                };
+                match metric.data {
+                    Some(Data::Sum(sum)) if metric.name == "edgefn.invocations" => {
+                        for point in sum.data_points.iter().filter(|p| is_accept(&p.attributes)) {
+                            if let Some(number_data_point::Value::AsInt(n)) = point.value {
+                                count = count.max(n);
+                            }
+                        }
+                    }
+                    Some(Data::Histogram(histogram)) if metric.name == "edgefn.invocation.duration" => {
+                        assert_eq!(metric.unit, "s");
+                        for point in histogram.data_points.iter().filter(|p| is_accept(&p.attributes)) {
+                            assert!(point.explicit_bounds.first().is_some_and(|b| *b < 0.01), "{point:?}");
+                            durations = durations.max(point.count);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        count == 1 && durations == 1
     });
 }
 
 #[test]
-fn key_value_operations_and_failures_are_spans_of_their_invocation() {
+fn key_value_operations_are_spans_and_a_failed_one_says_why_even_with_logs_and_metrics_off() {
     let receiver = Collector::start();
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("edgefn.toml");
-    std::fs::write(&config, format!("[otel]\nendpoint = \"{}\"\nexport_interval_ms = 200\n", receiver.url))
-        .expect("config");
+    // Spans do not depend on the log or the Prometheus metrics.
+    let text = format!(
+        "[logs]\nenabled = false\n\n[metrics]\nenabled = false\n\n[otel]\nendpoint = \"{}\"\nexport_interval_ms = 200\n",
+        receiver.url
+    );
+    std::fs::write(&config, text).expect("config");
     let host = Host::start(&["--config", config.to_str().expect("utf-8")]);
     host.cli_ok(&["deploy", &component_arg("kv_probe"), "--name", "kv-a", "--kv-store", "a"]);
-    let incr = json!({"op": "incr", "store": "a", "key": "visits", "delta": 41});
-    let reply = host.admin("POST", "/v1/functions/kv-a%2Fkv/invoke", Some(incr));
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    // A store it was not granted: the operation is refused, and its invocation fails.
-    let denied = json!({"op": "get", "store": "b", "key": "visits"});
-    let refused = host.admin("POST", "/v1/functions/kv-a%2Fkv/invoke", Some(denied));
+    let invoke = |op: serde_json::Value| host.admin("POST", "/v1/functions/kv-a%2Fkv/invoke", Some(op));
+    let added = invoke(json!({"op": "incr", "store": "a", "key": "visits", "delta": 41}));
+    assert_eq!(added.status, 200, "{}", added.body);
+    let set = invoke(json!({"op": "set", "store": "a", "key": "name", "value": "ada"}));
+    assert_eq!(set.status, 200, "{}", set.body);
+    // Adding to a key that holds no number: the store refuses, the function fails.
+    let refused = invoke(json!({"op": "incr", "store": "a", "key": "name", "delta": 1}));
     assert_ne!(refused.status, 200, "{}", refused.body);
 
-    poll_until("the spans of both invocations", Duration::from_secs(30), || {
-        spans(&receiver).iter().filter(|s| s.name == "invoke kv-a/kv").count() == 2
+    poll_until("the spans of the three invocations", Duration::from_secs(30), || {
+        spans(&receiver).iter().filter(|s| s.name == "invoke kv-a/kv").count() == 3
     });
     let all = spans(&receiver);
     assert!(all.iter().all(|s| s.service == "edgefn"), "the default service name: {all:#?}");
-    let added = one(&all, "kv add a");
-    let parent = all.iter().find(|s| s.id == added.parent).unwrap_or_else(|| panic!("no parent: {all:#?}"));
-    assert_eq!((parent.name.as_str(), &parent.trace), ("invoke kv-a/kv", &added.trace), "{added:#?}");
-    assert_eq!(added.attribute("db.operation.name"), Some("add"));
-    assert_eq!(added.attribute("db.namespace"), Some("a"));
-    assert_eq!(added.error, None);
-    let failed = all
-        .iter()
-        .find(|s| s.name == "invoke kv-a/kv" && s.error.is_some())
-        .unwrap_or_else(|| panic!("the refused invocation's span is failed: {all:#?}"));
-    assert!(failed.attribute("edgefn.outcome").is_some_and(|o| o != "ok"), "{failed:#?}");
+    let parent_of = |span: &Exported| {
+        all.iter().find(|s| s.id == span.parent).unwrap_or_else(|| panic!("no parent of {span:#?} in {all:#?}")).clone()
+    };
+    let adds: Vec<&Exported> = all.iter().filter(|s| s.name == "kv add a").collect();
+    assert_eq!(adds.len(), 2, "{all:#?}");
+    let (ok, failed) = if adds[0].error.is_none() { (adds[0], adds[1]) } else { (adds[1], adds[0]) };
+    for span in [ok, failed] {
+        let parent = parent_of(span);
+        assert_eq!((parent.name.as_str(), &parent.trace), ("invoke kv-a/kv", &span.trace), "{span:#?}");
+        assert_eq!(span.kind, SpanKind::Client);
+        assert_eq!(span.attribute("db.operation.name"), Some("add"));
+        assert_eq!(span.attribute("db.namespace"), Some("a"));
+    }
+    assert_eq!(ok.error, None, "{ok:#?}");
+    let why = failed.error.as_deref().unwrap_or_default();
+    assert!(why.contains("name"), "the failed add says which key and why: {failed:#?}");
+    let failed_invocation = parent_of(failed);
+    assert!(failed_invocation.error.is_some(), "{failed_invocation:#?}");
+    assert_eq!(failed_invocation.attribute("edgefn.outcome"), Some("error"), "{failed_invocation:#?}");
+    assert_eq!(parent_of(ok).error, None);
+    let set = one(&all, "kv set a");
+    assert_eq!(set.attribute("db.operation.name"), Some("set"));
 }

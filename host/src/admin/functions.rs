@@ -49,9 +49,10 @@ pub(super) async fn invoke(
         return Err(ApiError::bad_request(format!("the payload is not JSON: {e}")));
     }
     // The call is work of its own (or continues the caller's `traceparent` / `x-request-id`).
-    let correlation_id = crate::telemetry::correlation::from_headers(&headers);
-    let result =
-        admin.invoke.invoke(&[], &name, payload, None, correlation_id.as_str().into(), Default::default()).await?;
+    use crate::telemetry::{correlation, otel};
+    let correlation_id = correlation::from_headers(&headers);
+    let parent = otel::Parent::of_request(&headers);
+    let result = admin.invoke.invoke(&[], &name, payload, None, correlation_id.as_str().into(), parent).await?;
     let value = serde_json::from_slice::<Value>(&result)
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("`{name}` answered with invalid JSON: {e}")))?;
     Ok(Json(json!({ "result": value, "correlation_id": correlation_id })))

@@ -45,7 +45,8 @@ impl Default for SendRequest {
     }
 }
 
-fn to_new_message(message: OutgoingMessage, correlation_id: &str) -> Result<NewMessage, ApiError> {
+/// `parent_span`: the caller's span, from its `traceparent` (0 without one).
+fn to_new_message(message: OutgoingMessage, correlation_id: &str, parent_span: u64) -> Result<NewMessage, ApiError> {
     let body = match (message.body, message.body_base64) {
         (Some(value), None) => serde_json::to_vec(&value).map_err(|e| ApiError::bad_request(e.to_string()))?,
         (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
@@ -58,7 +59,7 @@ fn to_new_message(message: OutgoingMessage, correlation_id: &str) -> Result<NewM
         delay_ms: message.delay_ms,
         priority: message.priority,
         correlation_id: Some(correlation_id.to_owned()),
-        parent_span: 0,
+        parent_span,
     })
 }
 
@@ -76,7 +77,9 @@ pub(super) async fn send(
         SendRequest::Many { messages } => messages,
         SendRequest::One(message) => vec![message],
     };
-    let messages = outgoing.into_iter().map(|m| to_new_message(m, &correlation_id)).collect::<Result<Vec<_>, _>>()?;
+    let parent_span = correlation::parent_span(&headers).unwrap_or(0);
+    let messages =
+        outgoing.into_iter().map(|m| to_new_message(m, &correlation_id, parent_span)).collect::<Result<Vec<_>, _>>()?;
     let ids = admin.queues.send_many(&queue, messages).await?;
     Ok((StatusCode::CREATED, Json(json!({ "ids": ids, "correlation_id": correlation_id }))))
 }
@@ -145,6 +148,8 @@ pub(super) async fn publish(
     let correlation_id = correlation::from_headers(&headers);
     let request: PublishRequest = parse_body("publish", &body, false)?;
     let body = serde_json::to_vec(&request.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let subscribers = admin.queues.publish_to_subscribers(&topic, body, Some(correlation_id.clone()), 0).await?;
+    let parent_span = correlation::parent_span(&headers).unwrap_or(0);
+    let subscribers =
+        admin.queues.publish_to_subscribers(&topic, body, Some(correlation_id.clone()), parent_span).await?;
     Ok(Json(json!({ "subscribers": subscribers, "correlation_id": correlation_id })))
 }

@@ -3,8 +3,13 @@
 //! does (fetches, key-value operations, sends, invokes) is its child.
 //!
 //! A guest decides how many spans it opens, so every part is bounded: spans open at once, spans per invocation,
-//! the length of names, and the number and size of attributes. Past a bound a span is not opened (`enter` answers
-//! 0) or its extra attributes are dropped; the function itself goes on.
+//! the length of names, the number and size of attributes, and the bytes of all of them in one invocation (what the
+//! exporter's queue may hold for it). Past a bound a span is not opened (`enter` answers 0) or its extra
+//! attributes are dropped; the function itself goes on.
+//!
+//! On a WASI 0.3 instance reused by several requests at once, the spans are one stack for the instance: what any
+//! request does is a child of the innermost span open (or of the request that started last), as its log lines are
+//! logged under the request that started last.
 
 use crate::telemetry::otel;
 use opentelemetry::KeyValue;
@@ -17,9 +22,11 @@ const MAX_OPEN: usize = 32;
 const MAX_PER_INVOCATION: u32 = 1000;
 /// The longest span name, attribute key and attribute value kept (longer ones are cut).
 const MAX_NAME_BYTES: usize = 128;
-const MAX_VALUE_BYTES: usize = 1024;
+const MAX_VALUE_BYTES: usize = 256;
 /// Attributes one span keeps, at most.
-const MAX_ATTRIBUTES: usize = 32;
+const MAX_ATTRIBUTES: usize = 16;
+/// The bytes of names, attributes and errors one invocation's spans keep, all together.
+const MAX_BYTES_PER_INVOCATION: usize = 64 << 10;
 
 /// The spans one invocation opened and has not closed, innermost last.
 #[derive(Debug, Default)]
@@ -28,12 +35,22 @@ pub struct GuestSpans {
     /// The invocation's own span: the parent when none is open.
     base: u64,
     opened: u32,
+    /// What its spans keep, in bytes (see [`MAX_BYTES_PER_INVOCATION`]).
+    bytes: usize,
 }
 
 impl GuestSpans {
     /// No span open yet, in the invocation whose span is `base`.
     pub fn new(base: u64) -> Self {
-        Self { open: Vec::new(), base, opened: 0 }
+        Self { open: Vec::new(), base, opened: 0, bytes: 0 }
+    }
+
+    /// Moves on to the request whose span is `base` (a reused instance's next one): spans still open stay open (a
+    /// request still running may close them), and its own spans are counted afresh.
+    pub fn rebase(&mut self, base: u64) {
+        self.base = base;
+        self.opened = 0;
+        self.bytes = 0;
     }
 
     /// The span what the function does now belongs to: the innermost open one, else the invocation's.
@@ -44,11 +61,17 @@ impl GuestSpans {
     /// Opens a span named `name` under [`current`](Self::current) in the work `correlation_id`; its handle, or 0
     /// past a bound (or when nothing is exported: there is nothing to keep).
     pub fn enter(&mut self, correlation_id: &Arc<str>, name: String) -> u64 {
-        if !otel::enabled() || self.open.len() >= MAX_OPEN || self.opened >= MAX_PER_INVOCATION {
+        let name = cut(name, MAX_NAME_BYTES);
+        if !otel::enabled()
+            || self.open.len() >= MAX_OPEN
+            || self.opened >= MAX_PER_INVOCATION
+            || self.bytes + name.len() > MAX_BYTES_PER_INVOCATION
+        {
             return 0;
         }
         self.opened += 1;
-        let span = otel::start(correlation_id, self.current(), SpanKind::Internal, cut(name, MAX_NAME_BYTES));
+        self.bytes += name.len();
+        let span = otel::start(correlation_id, self.current(), SpanKind::Internal, name);
         let id = span.id();
         self.open.push(span);
         id
@@ -61,13 +84,19 @@ impl GuestSpans {
         for span in inner.into_iter().rev() {
             span.end(Vec::new(), Some("still open when its parent span closed".to_owned()));
         }
-        let attributes = attributes
-            .into_iter()
-            .take(MAX_ATTRIBUTES)
-            .map(|(key, value)| KeyValue::new(cut(key, MAX_NAME_BYTES), cut(value, MAX_VALUE_BYTES)))
-            .collect();
+        let mut kept = Vec::new();
+        for (key, value) in attributes.into_iter().take(MAX_ATTRIBUTES) {
+            let (key, value) = (cut(key, MAX_NAME_BYTES), cut(value, MAX_VALUE_BYTES));
+            if self.bytes + key.len() + value.len() > MAX_BYTES_PER_INVOCATION {
+                break;
+            }
+            self.bytes += key.len() + value.len();
+            kept.push(KeyValue::new(key, value));
+        }
+        let error = error.map(|e| cut(e, MAX_VALUE_BYTES));
+        self.bytes += error.as_ref().map_or(0, String::len);
         if let Some(span) = self.open.pop() {
-            span.end(attributes, error.map(|e| cut(e, MAX_VALUE_BYTES)));
+            span.end(kept, error);
         }
     }
 }

@@ -301,7 +301,7 @@ impl Default for MetricsConfig {
 }
 
 /// `[otel]`: OpenTelemetry export of traces and metrics over OTLP/HTTP (protobuf). Off unless `endpoint` is set.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OtelConfig {
     /// The collector's OTLP/HTTP base URL (`http://127.0.0.1:4318`): spans go to `/v1/traces`, metrics to
@@ -315,8 +315,8 @@ pub struct OtelConfig {
     pub export_interval_ms: u64,
     /// How long one export may take before it is given up, in milliseconds (default 10000).
     pub timeout_ms: u64,
-    /// Spans waiting to be sent at most; past it, new spans are dropped (and counted by the SDK) rather than
-    /// growing the host's memory while a collector is down (default 65536).
+    /// Spans waiting to be sent at most; past it, new spans are dropped (the SDK logs how many) rather than
+    /// growing the host's memory while a collector is down (default 16384: a span holds at most about 6 KiB).
     pub max_queued_spans: usize,
 }
 
@@ -328,8 +328,29 @@ impl Default for OtelConfig {
             headers: BTreeMap::new(),
             export_interval_ms: 5000,
             timeout_ms: 10_000,
-            max_queued_spans: 65_536,
+            max_queued_spans: 16_384,
         }
+    }
+}
+
+/// Without the headers' values (API keys) or the endpoint's credentials: a config may be printed with `{:?}`.
+impl std::fmt::Debug for OtelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let endpoint = self.endpoint.as_deref().map(|url| match url.split_once("://") {
+            Some((scheme, rest)) => match rest.split_once('@') {
+                Some((_credentials, host)) => format!("{scheme}://[credentials]@{host}"),
+                None => url.to_owned(),
+            },
+            None => url.to_owned(),
+        });
+        f.debug_struct("OtelConfig")
+            .field("endpoint", &endpoint)
+            .field("service_name", &self.service_name)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("export_interval_ms", &self.export_interval_ms)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("max_queued_spans", &self.max_queued_spans)
+            .finish()
     }
 }
 

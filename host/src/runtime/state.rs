@@ -111,7 +111,7 @@ impl InvocationState {
     pub(crate) fn begin(&mut self, trace: Arc<crate::telemetry::Trace>) {
         self.call.caller.correlation_id = trace.correlation_id.clone();
         self.call.caller.span_id = trace.span_id;
-        self.call.spans = crate::capabilities::trace::GuestSpans::new(trace.span_id);
+        self.call.spans.rebase(trace.span_id);
         self.call.sends = self.sends;
         self.hooks.set_work(trace.correlation_id.clone(), trace.span_id);
         self.allowance.reset();

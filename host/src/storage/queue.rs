@@ -445,6 +445,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_message_keeps_the_span_that_sent_it_all_64_bits_of_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let queues = QueueDb::new(Database::open(dir.path()).expect("db"));
+        // A span id with its top bit set is a negative number to SQLite: it must come back as it went in.
+        let high = 0xf00d_0000_0000_00ab_u64;
+        let sent = NewMessage { parent_span: high, correlation_id: Some("work".into()), ..message("a", 0) };
+        queues.send("q", vec![sent, message("b", 0)], 1_000, ROOMY).await.expect("send").expect("room");
+        queues.fan_out(vec!["r".into()], b"c".to_vec(), None, 7, 1_000, ROOMY).await.expect("fan out").expect("room");
+        let leased = queues.lease("q", 1_000, 10, 2_000).await.expect("lease");
+        assert_eq!(leased.iter().map(|m| m.parent_span).collect::<Vec<_>>(), [high, 0]);
+        let leased = queues.lease("r", 1_000, 10, 2_000).await.expect("lease");
+        assert_eq!(leased[0].parent_span, 7);
+    }
+
+    #[tokio::test]
     async fn dead_letters_keep_their_origin_and_redrive_back_to_it() {
         let dir = tempfile::tempdir().expect("temp dir");
         let queues = QueueDb::new(Database::open(dir.path()).expect("db"));

@@ -70,6 +70,8 @@ pub struct Trace {
     pub span_id: u64,
     /// The span it continues.
     pub parent: otel::Parent,
+    /// Other spans it continues (a batch whose messages were sent from several): their work ids and span ids.
+    pub links: Vec<(Arc<str>, u64)>,
 }
 
 /// How an invocation ended. The same names in the log, `/metrics`, `usage`, the dashboard and alarms.
@@ -338,7 +340,7 @@ impl Telemetry {
 
     /// Whether invocation reports are wanted (by the log, or the metrics).
     pub fn is_enabled(&self) -> bool {
-        self.store.is_some() || self.metrics.is_some() || self.alarms.is_some()
+        self.store.is_some() || self.metrics.is_some() || self.alarms.is_some() || otel::enabled()
     }
 
     /// Whether log records are kept: guest output and host events are worth building.

@@ -84,20 +84,30 @@ pub fn install(config: &OtelConfig, node: &str) -> anyhow::Result<()> {
     let duration = meter
         .f64_histogram("edgefn.invocation.duration")
         .with_unit("s")
+        // In seconds (the SDK's default buckets are for milliseconds): 1 ms to 15 min, as functions take.
+        .with_boundaries(vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+        ])
         .with_description("Wall time of invocations, by function, trigger and outcome")
         .build();
     let exporter = Exporter { spans, meters, invocations, duration, scope };
     if EXPORTER.set(exporter).is_ok() {
-        tracing::info!(endpoint = %base, "exporting traces and metrics over OTLP/HTTP");
+        // Not the endpoint as written: it may carry credentials (`https://user:key@...`).
+        let shown = format!("{}://{}", uri.scheme_str().unwrap_or("http"), uri.host().unwrap_or_default());
+        tracing::info!(collector = %shown, "exporting traces and metrics over OTLP/HTTP");
     }
     Ok(())
 }
 
-/// Sends what is batched (at shutdown, so a host that stops loses no span it recorded).
+/// Sends what is batched (at shutdown, so a host that stops loses no span it recorded); a failure is logged.
 pub fn flush() {
     if let Some(exporter) = EXPORTER.get() {
-        let _ = exporter.spans.force_flush();
-        let _ = exporter.meters.force_flush();
+        if let Err(error) = exporter.spans.force_flush() {
+            tracing::warn!(%error, "could not send the last spans to the OpenTelemetry collector");
+        }
+        if let Err(error) = exporter.meters.force_flush() {
+            tracing::warn!(%error, "could not send the last metrics to the OpenTelemetry collector");
+        }
     }
 }
 
@@ -119,11 +129,21 @@ impl Parent {
     pub fn local(span: u64) -> Self {
         Self { span, remote: false }
     }
+
+    /// The caller's span that a request continues: its `traceparent`'s parent id, if it sent a well-formed one.
+    pub fn of_request(headers: &http::HeaderMap) -> Self {
+        correlation::parent_span(headers).map_or_else(Self::default, |span| Self { span, remote: true })
+    }
 }
 
 /// A new span id: 64 random bits, never zero.
 pub fn new_span_id() -> u64 {
     uuid::Uuid::new_v4().as_u64_pair().0 | 1
+}
+
+/// The id of a new invocation's span: a new one when spans are exported, else 0 (none).
+pub fn invocation_span_id() -> u64 {
+    if enabled() { new_span_id() } else { 0 }
 }
 
 /// What one finished span says. `parent` 0 is a root.
@@ -139,13 +159,20 @@ pub struct SpanRecord {
     pub start: SystemTime,
     pub end: SystemTime,
     pub attributes: Vec<KeyValue>,
+    /// Other spans it continues besides its parent (a batch's messages sent from several spans): work id and span.
+    pub links: Vec<(std::sync::Arc<str>, u64)>,
     /// Why it failed, if it did.
     pub error: Option<String>,
 }
 
-/// A span begun: its id is known (to hand on as a parent) before it ends.
+/// A span begun: its id is known (to hand on as a parent) before it ends. One dropped without [`Started::end`]
+/// (its work was cancelled: a timeout, a client that left) is recorded then, failed as cancelled, so the slow
+/// call that caused a timeout is in the trace.
 #[derive(Debug)]
-pub struct Started {
+pub struct Started(Option<Open>);
+
+#[derive(Debug)]
+struct Open {
     correlation_id: std::sync::Arc<str>,
     parent: u64,
     id: u64,
@@ -154,35 +181,51 @@ pub struct Started {
     start: SystemTime,
 }
 
-/// Begins a child span of `parent` in the work `correlation_id`. Cheap when nothing is exported (an id and a clock
-/// read), so callers do not branch.
+/// Begins a child span of `parent` in the work `correlation_id`. When nothing is exported it is empty (id 0) and
+/// costs nothing, so callers do not branch.
 pub fn start(
     correlation_id: &std::sync::Arc<str>,
     parent: u64,
     kind: SpanKind,
     name: impl Into<Cow<'static, str>>,
 ) -> Started {
-    Started {
+    if !enabled() || correlation_id.is_empty() {
+        return Started(None);
+    }
+    Started(Some(Open {
         correlation_id: correlation_id.clone(),
         parent,
         id: new_span_id(),
         kind,
         name: name.into(),
         start: SystemTime::now(),
-    }
+    }))
 }
 
 impl Started {
-    /// Its id: what the work it starts elsewhere names as its parent.
+    /// Its id (0 when nothing is exported): what the work it starts elsewhere names as its parent.
     pub fn id(&self) -> u64 {
-        self.id
+        self.0.as_ref().map_or(0, |open| open.id)
     }
 
     /// Ends it now, with `attributes`, failed with `error` if there is one.
-    pub fn end(self, attributes: Vec<KeyValue>, error: Option<String>) {
-        if !enabled() || self.correlation_id.is_empty() {
-            return;
+    pub fn end(mut self, attributes: Vec<KeyValue>, error: Option<String>) {
+        if let Some(open) = self.0.take() {
+            open.record(attributes, error);
         }
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if let Some(open) = self.0.take() {
+            open.record(Vec::new(), Some("cancelled before it ended".to_owned()));
+        }
+    }
+}
+
+impl Open {
+    fn record(self, attributes: Vec<KeyValue>, error: Option<String>) {
         record(SpanRecord {
             correlation_id: self.correlation_id,
             id: self.id,
@@ -193,6 +236,7 @@ impl Started {
             start: self.start,
             end: SystemTime::now(),
             attributes,
+            links: Vec::new(),
             error,
         });
     }
@@ -215,6 +259,24 @@ pub fn record(span: SpanRecord) {
         Some(error) => Status::error(error),
         None => Status::Unset,
     };
+    let links = span
+        .links
+        .iter()
+        .map(|(work, id)| {
+            let trace_id = TraceId::from_bytes(correlation::trace_id_of(work));
+            let linked = SpanContext::new(
+                trace_id,
+                SpanId::from_bytes(id.to_be_bytes()),
+                TraceFlags::SAMPLED,
+                true,
+                TraceState::default(),
+            );
+            opentelemetry::trace::Link::with_context(linked)
+        })
+        .collect();
+    // Non-exhaustive, with public fields: filled in, not built.
+    let mut span_links = SpanLinks::default();
+    span_links.links = links;
     exporter.spans.on_end(SpanData {
         span_context: context,
         parent_span_id: if span.parent == 0 { SpanId::INVALID } else { SpanId::from_bytes(span.parent.to_be_bytes()) },
@@ -226,7 +288,7 @@ pub fn record(span: SpanRecord) {
         attributes,
         dropped_attributes_count: 0,
         events: SpanEvents::default(),
-        links: SpanLinks::default(),
+        links: span_links,
         status,
         instrumentation_scope: exporter.scope.clone(),
     });
@@ -269,6 +331,7 @@ pub fn invocation(report: &InvocationReport) {
         start: end - report.wall,
         end,
         attributes,
+        links: trace.links.clone(),
         error,
     });
 }

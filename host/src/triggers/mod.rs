@@ -132,8 +132,9 @@ impl Runner {
             function: version.label(function),
             version: version.version,
             detail: work.detail,
-            span_id: otel::new_span_id(),
+            span_id: otel::invocation_span_id(),
             parent: work.parent,
+            links: Vec::new(),
         });
         let prepared = self.reserve(version, function, kind, chain, trace.clone(), loaded).await;
         if let Err(error) = &prepared {

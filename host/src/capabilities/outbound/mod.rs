@@ -182,11 +182,22 @@ impl WasiHttpHooks for PolicyHooks {
         let correlation_id = own.unwrap_or_else(|| self.correlation_id.clone());
         let method = request.method().to_string();
         let span = otel::start(&correlation_id, self.span, SpanKind::Client, format!("{method} {host}"));
-        let url = request.uri().to_string();
+        // The call's span id, which the service called sees as its parent; a new one when spans are not exported.
+        let parent_id = match span.id() {
+            0 => otel::new_span_id(),
+            id => id,
+        };
+        // Without the query or credentials: a collector is often a third party's, and they may hold tokens.
+        let url = format!(
+            "{}://{}{}",
+            request.uri().scheme_str().unwrap_or("http"),
+            request.uri().host().unwrap_or_default(),
+            request.uri().port_u16().map(|port| format!(":{port}")).unwrap_or_default()
+        ) + request.uri().path();
         if !correlation_id.is_empty() {
             let headers = request.headers_mut();
             if !headers.contains_key(TRACEPARENT_HEADER)
-                && let Ok(value) = http::HeaderValue::try_from(traceparent(&correlation_id, span.id()))
+                && let Ok(value) = http::HeaderValue::try_from(traceparent(&correlation_id, parent_id))
             {
                 headers.insert(TRACEPARENT_HEADER, value);
             }

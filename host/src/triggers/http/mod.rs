@@ -147,8 +147,9 @@ async fn route_and_invoke(
                 function: label,
                 version: version.version,
                 detail: format!("{} {}", request.method(), request.uri().path()),
-                span_id: otel::new_span_id(),
-                parent: incoming_parent(request.headers()),
+                span_id: otel::invocation_span_id(),
+                parent: otel::Parent::of_request(request.headers()),
+                links: Vec::new(),
             });
             let mut report = InvocationReport::refused(trace, outcome, refusal.reason, gated.elapsed());
             report.status = Some(status.as_u16());
@@ -161,7 +162,7 @@ async fn route_and_invoke(
         correlation_id: Arc::from(request_id),
         trigger: "http",
         detail: format!("{} {}", request.method(), request.uri().path()),
-        parent: incoming_parent(request.headers()),
+        parent: otel::Parent::of_request(request.headers()),
     };
     let loaded = match trigger.runner.load(&version, &function).await {
         Ok(loaded) => loaded,
@@ -267,8 +268,9 @@ async fn serve_reused(
         function: label.clone(),
         version: version.version,
         detail: work.detail,
-        span_id: otel::new_span_id(),
+        span_id: otel::invocation_span_id(),
         parent: work.parent,
+        links: Vec::new(),
     });
     let started = Instant::now();
     let _permit = match runner.permit(version, function, SlotKind::Request).await {
@@ -459,11 +461,6 @@ fn invoke_error(error: InvokeError, label: &str, request_id: &str) -> Response {
 pub fn error_response(status: StatusCode, message: &str, request_id: &str) -> Response {
     let body = serde_json::json!({ "error": message, "status": status.as_u16(), "request_id": request_id });
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
-}
-
-/// The span of the caller a request continues: its `traceparent`'s parent id, if it sent a well-formed one.
-fn incoming_parent(headers: &http::HeaderMap) -> otel::Parent {
-    correlation::parent_span(headers).map_or_else(otel::Parent::default, |span| otel::Parent { span, remote: true })
 }
 
 #[cfg(test)]

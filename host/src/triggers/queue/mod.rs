@@ -379,14 +379,29 @@ fn delivery_trace(
         [one] => format!("message {} from {} (attempt {})", one.id, consumer.source, one.attempts),
         _ => format!("{} messages from {}", leased.len(), consumer.source),
     };
-    // Its span continues the span that sent the messages, when they share one (a batch of one, or a batch one
-    // send made); otherwise it starts a trace of its own, as its correlation id does.
+    // Its span continues the span that sent the messages, when they share one (a batch of one, or messages one
+    // span sent); otherwise it is in a trace of its own, as its correlation id is, linked to every span that sent
+    // one of its messages (OpenTelemetry's way for a batch).
     let parent = leased.first().map_or(0, |m| m.parent_span);
     let parent = if shared.is_some() && leased.iter().all(|m| m.parent_span == parent) { parent } else { 0 };
+    let links = if parent == 0 {
+        let mut links: Vec<(Arc<str>, u64)> = leased
+            .iter()
+            .filter(|m| m.parent_span != 0)
+            .map(|m| {
+                (m.correlation_id.as_deref().map_or_else(|| prepared.correlation_id.clone(), Arc::from), m.parent_span)
+            })
+            .collect();
+        links.dedup();
+        links
+    } else {
+        Vec::new()
+    };
     let trace = Arc::new(Trace {
         correlation_id: shared.map_or_else(|| prepared.correlation_id.clone(), Arc::from),
         detail,
         parent: crate::telemetry::otel::Parent::local(parent),
+        links,
         ..(**prepared).clone()
     });
     let telemetry = context.runner.runtime().telemetry();
