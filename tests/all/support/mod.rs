@@ -148,6 +148,17 @@ pub(crate) struct Host {
     stderr: std::sync::Arc<Mutex<String>>,
 }
 
+/// What becomes of a started host's stdout once it listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stdout {
+    /// Read into a buffer the test can look at (the functions' stdout arrives there).
+    Kept,
+    /// Read and thrown away.
+    Discarded,
+    /// Never read: the pipe fills.
+    Stuck,
+}
+
 impl Host {
     /// Starts a host with `args` (after `up`) and waits until it listens.
     pub(crate) fn start(args: &[&str]) -> Self {
@@ -177,7 +188,7 @@ impl Host {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Self, (Option<i32>, String)> {
-        Self::launch(data, args, env, true, None)
+        Self::launch(data, args, env, Stdout::Kept, None)
     }
 
     /// Starts a host whose data dir is a tmpfs of `size_mb` MiB of its own, as a small disk that a test can fill
@@ -186,12 +197,13 @@ impl Host {
     /// [`Host::data_view`].
     pub(crate) fn start_on_small_disk(size_mb: u32, args: &[&str]) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
-        let mut host = Self::launch(temp.path(), args, &[], true, Some(size_mb)).unwrap_or_else(|(code, output)| {
-            panic!(
-                "the host on a {size_mb} MiB tmpfs exited with {code:?} (it needs `unshare` from util-linux and \
+        let mut host =
+            Self::launch(temp.path(), args, &[], Stdout::Kept, Some(size_mb)).unwrap_or_else(|(code, output)| {
+                panic!(
+                    "the host on a {size_mb} MiB tmpfs exited with {code:?} (it needs `unshare` from util-linux and \
                  user namespaces):\n{output}"
-            )
-        });
+                )
+            });
         host._temp = Some(temp);
         host
     }
@@ -222,10 +234,21 @@ impl Host {
         path
     }
 
+    /// Starts a host whose stdout is read and thrown away once it listens, as a log collector that keeps up would
+    /// take it: what the functions print costs the host, not this process (benchmarks of the host use it).
+    #[allow(dead_code)] // Only the benchmarks use it.
+    pub(crate) fn start_discarding_stdout(args: &[&str]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut host = Self::launch(temp.path(), args, &[], Stdout::Discarded, None)
+            .unwrap_or_else(|(code, output)| panic!("host exited with {code:?}:\n{output}"));
+        host._temp = Some(temp);
+        host
+    }
+
     /// Starts a host whose stdout nobody reads once it listens: the pipe fills, as when the host's output is stuck.
     pub(crate) fn start_undrained(args: &[&str], env: &[(&str, &str)]) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
-        let mut host = Self::launch(temp.path(), args, env, false, None)
+        let mut host = Self::launch(temp.path(), args, env, Stdout::Stuck, None)
             .unwrap_or_else(|(code, output)| panic!("host exited with {code:?}:\n{output}"));
         host._temp = Some(temp);
         host
@@ -235,7 +258,7 @@ impl Host {
         data: &Path,
         args: &[&str],
         env: &[(&str, &str)],
-        drain_stdout: bool,
+        stdout_mode: Stdout,
         small_disk_mb: Option<u32>,
     ) -> Result<Self, (Option<i32>, String)> {
         let mut command = match small_disk_mb {
@@ -300,15 +323,17 @@ impl Host {
                 let base = address.split_whitespace().next().expect("address").to_owned();
                 // Keep draining stdout, into a buffer the tests can read (the functions' stdout arrives there).
                 let printed: std::sync::Arc<Mutex<Vec<u8>>> = std::sync::Arc::default();
-                if drain_stdout {
-                    let sink = printed.clone();
+                if stdout_mode != Stdout::Stuck {
+                    let sink = (stdout_mode == Stdout::Kept).then(|| printed.clone());
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 65536];
                         while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
                             if n == 0 {
                                 break;
                             }
-                            sink.lock().expect("stdout lock").extend_from_slice(&buf[..n]);
+                            if let Some(sink) = &sink {
+                                sink.lock().expect("stdout lock").extend_from_slice(&buf[..n]);
+                            }
                         }
                     });
                 } else {
