@@ -15,7 +15,7 @@
 //! ```
 //!
 //! When the host exports nothing, opening a span costs one host call and records nothing.
-//! Natively (unit tests), finished spans are recorded per thread: [`crate::testing::spans`] takes them.
+//! Natively (unit tests), finished spans are recorded per thread: `edgefn::testing::spans()` takes them.
 //!
 //! Spans nest as a stack per instance: on an instance that serves several requests at once (WASI 0.3 reuse), a span
 //! opened by one request's task is the parent of what any task of the instance does while it is open.
@@ -83,7 +83,7 @@ mod imp {
 pub(crate) mod imp {
     use std::cell::RefCell;
 
-    /// A span finished natively, for [`crate::testing::spans`].
+    /// A span finished natively, for `edgefn::testing::spans()`.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct FinishedSpan {
         pub name: String,
@@ -107,16 +107,19 @@ pub(crate) mod imp {
 
 #[cfg(all(test, not(target_family = "wasm")))]
 mod tests {
+    use super::imp;
+
     #[test]
     fn a_span_records_its_attributes_and_failure_when_it_closes() {
-        crate::testing::spans();
+        let take = || imp::FINISHED.with(|finished| std::mem::take(&mut *finished.borrow_mut()));
+        take();
         {
             let mut outer = super::span("outer");
             outer.set("items", 3);
             super::in_span("inner", || ());
             outer.fail("out of stock");
         }
-        let spans = crate::testing::spans();
+        let spans = take();
         let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["inner", "outer"], "inner closes first");
         assert_eq!(spans[1].attributes, [("items".to_owned(), "3".to_owned())]);
