@@ -11,18 +11,3 @@ pub fn lower_this_thread(nice: libc::c_int, what: &str) {
         tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the priority of {what}");
     }
 }
-
-/// Moves the calling thread to the idle scheduling class (`SCHED_IDLE`): it runs only on cycles no other thread
-/// wants, and a thread of the normal class that wakes takes its core at once. A high nice value is not enough for
-/// that: the kernel's scheduler (EEVDF) lets a running thread of any weight finish its time slice (about a
-/// millisecond or more) before a woken one takes over, which is a millisecond added to a neighbour's request.
-/// Logs at debug level if the system refuses.
-pub fn idle_this_thread(what: &str) {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler reads `param` for the duration of the call only; pid 0 is the calling thread on
-    // Linux, and SCHED_IDLE needs no privilege.
-    let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-    if result != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "could not move {what} to the idle class");
-    }
-}

@@ -1,18 +1,15 @@
-//! Long-running guests compute on threads of their own, in the kernel's idle scheduling class, below the threads
-//! that answer requests.
+//! Long-running guests compute on threads of their own, at a lower scheduling priority than the threads that
+//! answer requests.
 //!
 //! The governor (`fairness`) already keeps long-running guests to a few lanes, but on the executor's own threads:
 //! the kernel still sees a thread computing a hog (and taking its page faults) as the equal of one answering a
 //! short request, and on a busy machine a woken request thread can wait a whole scheduler slice behind it. A
 //! guest's run is therefore wrapped in a [`Migrating`] future: polled in place while it is short, and handed to
-//! the long-running threads (one per core) the first time it computes through an epoch tick (1 ms) without a pause.
-//! There the lanes still decide how many compute at once, and the threads are `SCHED_IDLE` (see
-//! `priority::idle_this_thread`): a request thread that wakes takes a core from them at once. A high nice value
-//! alone (10, as they had before) left a neighbour's p99 at 3-5x its value at rest under a memory-churning tenant:
-//! the kernel's EEVDF scheduler lets a running thread of any weight finish its slice first. Their nice value still
-//! orders them against other idle-class threads. Its timers and sockets keep working there: tokio's resources stay
-//! bound to the runtime that created them, whichever thread polls them. A store dropped there (a big one is dropped
-//! on the blocking pool: `phases::release`) is reset on those threads too.
+//! the long-running threads (one per core, niced to [`LONG_RUNNING_NICE`]) the first time it computes through an
+//! epoch tick (1 ms) without a pause. There the lanes still decide how many compute at once; the nice value makes
+//! the kernel put the threads answering short requests first. Its timers and sockets keep working there: tokio's
+//! resources stay bound to the runtime that created them, whichever thread polls them. A store dropped there (a
+//! big one is dropped on the blocking pool: `phases::release`) is reset on those niced threads too.
 
 use super::InvokeError;
 use super::fairness::Pace;
@@ -21,8 +18,8 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
-/// The nice value of the long-running guests' threads, which orders them against the host's other idle-class
-/// threads (the log and output writers, nice 5).
+/// The nice value of the long-running guests' threads: a nice-10 thread gets about a tenth of a core a nice-0
+/// thread competes for, and a woken nice-0 thread preempts it.
 const LONG_RUNNING_NICE: libc::c_int = 10;
 
 /// A guest that computes through this many epoch ticks without a pause moves (1 ms: a hello-world request never
@@ -38,10 +35,7 @@ fn long_running_runtime() -> &'static tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(std::thread::available_parallelism().map_or(2, usize::from))
             .thread_name("edgefn-long-running")
-            .on_thread_start(|| {
-                crate::priority::lower_this_thread(LONG_RUNNING_NICE, "long-running guests");
-                crate::priority::idle_this_thread("long-running guests");
-            })
+            .on_thread_start(|| crate::priority::lower_this_thread(LONG_RUNNING_NICE, "long-running guests"))
             .enable_all()
             .build()
             .unwrap_or_else(|error| panic!("failed to start the long-running guests' threads: {error}"))

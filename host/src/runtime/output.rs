@@ -55,7 +55,6 @@ fn writer() -> &'static Writer {
                 // (copying into the host's own output) must not take the cores that answer the neighbours. Its
                 // queue holds (then drops and counts) what it cannot write meanwhile.
                 crate::priority::lower_this_thread(OUTPUT_NICE, "the guest output writer");
-                crate::priority::idle_this_thread("the guest output writer");
                 for (target, piece) in pieces {
                     let lost = counted.swap(0, Ordering::Relaxed);
                     // The host's own streams: a write that fails has nowhere to be reported.

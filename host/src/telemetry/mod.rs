@@ -330,7 +330,6 @@ impl Telemetry {
                 // Serving comes first: under full load the writer takes what the request threads leave, and its
                 // queue holds the records meanwhile.
                 crate::priority::lower_this_thread(WRITER_NICE, "the log writer");
-                crate::priority::idle_this_thread("the log writer");
                 writer.run(events)
             })
             .map_err(|error| StorageError::Task(format!("failed to start the telemetry writer: {error}")))?;
