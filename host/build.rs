@@ -27,9 +27,12 @@ fn main() {
         manifests.insert(format!("{name}/Cargo.toml"), manifest);
         collect(&crate_dir.join("src"), &format!("{name}/src"), &mut files);
         // A crate's build script (the SDK's names the ABI it builds for) goes with it.
+        // Watched only where it exists: cargo counts a watched file that is missing as changed on every build,
+        // which rebuilt the host each time. A build script added later is picked up at the next change to its
+        // crate's manifest or sources.
         let build_script = crate_dir.join("build.rs");
-        println!("cargo::rerun-if-changed={}", build_script.display());
         if build_script.is_file() {
+            println!("cargo::rerun-if-changed={}", build_script.display());
             files.push((format!("{name}/build.rs"), build_script));
         }
     }

@@ -49,13 +49,14 @@ fn a_restarted_host_reuses_artifacts_and_rebuilds_a_corrupt_one() {
 
 #[test]
 fn components_load_on_first_use_and_reload_after_eviction() {
+    // Deployed in this order with room for one: hello is kept loaded from its deploy, misbehave finds no room.
     let host = Host::start(&["--max-loaded", "1", &component_arg("hello"), &component_arg("misbehave")]);
-    assert!(!host.logs().contains("loaded component"), "nothing loads before it is triggered");
+    assert!(!host.logs().contains("loaded component"), "nothing loads from disk before it is triggered");
 
-    let first = get(&host.url("/hello/one"));
-    let second = get(&host.url("/hello/two"));
-    assert_eq!(get(&host.url("/ok")).body, "still here"); // loads misbehave, evicting hello
-    let third = get(&host.url("/hello/three"));
+    let first = get(&host.url("/ok"));
+    assert_eq!(first.body, "still here");
+    let second = get(&host.url("/ok"));
+    let third = get(&host.url("/hello/three")); // hello was evicted when misbehave loaded
     assert_eq!(third.body, "Hello, three!");
 
     assert_eq!(start_of(&host, &first), "cold");
@@ -63,6 +64,19 @@ fn components_load_on_first_use_and_reload_after_eviction() {
     assert_eq!(start_of(&host, &third), "cold");
     let logs = host.wait_for_log("unloaded least recently used component");
     assert!(logs.contains("unloaded least recently used component"), "{logs}");
+}
+
+#[test]
+fn a_deployed_component_is_kept_loaded_for_its_first_request_while_there_is_room() {
+    let host = Host::start(&["--max-loaded", "1", &component_arg("hello"), &component_arg("misbehave")]);
+    // hello took the one place at its deploy: its first request is warm, and nothing was loaded from disk for it.
+    let first = get(&host.url("/hello/first"));
+    assert_eq!(first.body, "Hello, first!");
+    assert_eq!(start_of(&host, &first), "warm");
+    assert!(!host.logs().contains("loaded component"), "{}", host.logs());
+    // misbehave found no room (keeping it would have unloaded hello): its first request loads it.
+    let ok = get(&host.url("/ok"));
+    assert_eq!(start_of(&host, &ok), "cold");
 }
 
 #[test]

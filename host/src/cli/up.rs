@@ -149,7 +149,11 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut sources: Vec<Source> = args.paths.iter().map(|path| Source { path: path.clone(), mount: None }).collect();
     sources.extend(args.mount.iter().map(|(mount, path)| Source { path: path.clone(), mount: Some(mount.clone()) }));
 
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start tokio")?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(|| crate::priority::shorten_this_threads_slice(crate::priority::SERVING_SLICE))
+        .build()
+        .context("failed to start tokio")?;
     tokio.block_on(async move {
         let node = Node::start(&args.data, config).await?;
         for error in &node.restore_failures {

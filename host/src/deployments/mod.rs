@@ -329,7 +329,8 @@ impl Deployments {
         };
         let installed = self.artifacts.ensure(&name, &inspection.hash, &config, Some(&wasm)).await?;
         // Link it once now so a component whose imports the host cannot satisfy is refused at deploy, not at its
-        // first request. It is not kept: components load on demand, and a thousand deploys must not fill memory.
+        // first request. Once live it is kept loaded if that unloads nothing (see below), never beyond
+        // `max_loaded`: a thousand deploys must not fill memory.
         let (loader, artifact) = (self.loader.clone(), installed.artifact.clone());
         let linked = tokio::task::spawn_blocking(move || loader.load_verified(&artifact))
             .await
@@ -416,9 +417,17 @@ impl Deployments {
         }
         if !already_live {
             // A version that takes over traffic is loaded before it gets any: no cold start right after the
-            // switch. A component that serves nothing yet loads on demand, like everything else.
+            // switch. A new component is kept loaded too while that unloads nothing else (the loader has room):
+            // its first request is then no cold start either. Past `max_loaded` it loads on demand.
+            let label = format!("{name} v{number}");
             if current.component(&name).is_some() {
-                self.loader.insert(&installed.artifact, linked, &format!("{name} v{number}"));
+                self.loader.insert(&installed.artifact, linked, &label);
+            } else if self.loader.insert_if_room(&installed.artifact, linked, &label) {
+                self.event(
+                    &name,
+                    Some(number),
+                    format!("loaded v{number} at deploy: its first request is no cold start"),
+                );
             }
             self.switch(&name, &current, set).await;
         }

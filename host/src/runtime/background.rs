@@ -4,17 +4,73 @@
 //!
 //! On Linux, a thread's nice value is its own (`setpriority(PRIO_PROCESS, 0, n)` changes only the calling
 //! thread). The work runs on a thread started for it, niced, which ends with it; wasmtime compiles functions in
-//! parallel on rayon's global pool, whose threads are niced as they start.
+//! parallel on a rayon pool, whose threads are niced as they start.
+//!
+//! A lower priority alone did not keep deploys off the requests' cores: a running thread keeps its slice whatever
+//! its nice value, and on 2 cores a deploy compiling on both took serving to 0.80x. So deploy work that starts
+//! while the host is serving requests (one began in the last [`SERVING_WINDOW`]) has a budget: every core but one
+//! ([`serving_budget`]). It runs inside a pool of that many threads, and no more pieces run at once, so serving
+//! always has a core no deploy work runs on. Deploy work that starts on an idle host (`edgefn up` preparing a
+//! thousand components) uses every core.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Once};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 /// How much deploy work runs at once: one piece per core. `edgefn up` with a thousand components prepares them
 /// all together; unbounded, that was a thousand threads compiling at once, and rayon threads waiting inside one
 /// compilation stole jobs of the others onto their own stacks until one overflowed.
-static DEPLOY_WORK_SLOTS: LazyLock<Arc<Semaphore>> =
-    LazyLock::new(|| Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from))));
+static DEPLOY_WORK_SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(cores())));
+
+/// How much deploy work runs at once while the host serves: [`serving_budget`] pieces (each also holds one of
+/// [`DEPLOY_WORK_SLOTS`]).
+static SERVING_WORK_SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(serving_budget())));
+
+/// The pool deploy work runs in while the host serves: [`serving_budget`] threads, at the deploy priority. The
+/// piece itself runs on one of its threads (the deploy thread waits, asleep), and wasmtime's parallel compile
+/// inside it uses this pool, not the global one.
+static SERVING_POOL: LazyLock<Option<rayon::ThreadPool>> = LazyLock::new(|| {
+    compile_pool_builder("edgefn-compile-budget", serving_budget())
+        .build()
+        .inspect_err(
+            |error| tracing::warn!(%error, "could not start the deploy pool for busy times; using the global one"),
+        )
+        .ok()
+});
+
+/// A request started this recently means the host is serving.
+const SERVING_WINDOW: Duration = Duration::from_secs(1);
+
+/// When the last request began, in milliseconds since [`CLOCK_ORIGIN`] (0: none yet).
+static LAST_REQUEST_MS: AtomicU64 = AtomicU64::new(0);
+static CLOCK_ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn now_ms() -> u64 {
+    // At least 1, so that 0 keeps meaning "no request yet".
+    u64::try_from(CLOCK_ORIGIN.elapsed().as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Notes that a request (someone waiting on a function) has just begun: deploy work starting in the next
+/// [`SERVING_WINDOW`] keeps to the serving budget. One relaxed store.
+pub(crate) fn note_request() {
+    LAST_REQUEST_MS.store(now_ms(), Ordering::Relaxed);
+}
+
+/// Whether a request began within [`SERVING_WINDOW`].
+fn serving() -> bool {
+    let last = LAST_REQUEST_MS.load(Ordering::Relaxed);
+    last != 0 && now_ms().saturating_sub(last) < SERVING_WINDOW.as_millis() as u64
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Every core but one, and at least one: what deploy work may keep busy while the host serves.
+fn serving_budget() -> usize {
+    cores().saturating_sub(1).max(1)
+}
 
 /// Stack of rayon's compile threads: Cranelift recurses on large functions, and a thread waiting on a parallel
 /// join runs other compile jobs on top of its own.
@@ -27,36 +83,45 @@ fn lower_this_threads_priority() {
     crate::priority::lower_this_thread(DEPLOY_NICE, "deploy work");
 }
 
-/// Makes rayon's global pool (where wasmtime compiles in parallel) run at the deploy priority. The pool serves
-/// nothing else in the host.
+fn compile_pool_builder(name: &'static str, threads: usize) -> rayon::ThreadPoolBuilder {
+    rayon::ThreadPoolBuilder::new()
+        .thread_name(move |index| format!("{name}-{index}"))
+        .num_threads(threads)
+        .stack_size(COMPILE_THREAD_STACK_BYTES)
+        .start_handler(|_| lower_this_threads_priority())
+}
+
+/// Makes rayon's global pool (where wasmtime compiles in parallel when the host is idle) run at the deploy
+/// priority, one thread per core. The pool serves nothing else in the host.
 pub(super) fn configure_compile_pool() {
     static CONFIGURED: Once = Once::new();
     CONFIGURED.call_once(|| {
-        let built = rayon::ThreadPoolBuilder::new()
-            .thread_name(|index| format!("edgefn-compile-{index}"))
-            .stack_size(COMPILE_THREAD_STACK_BYTES)
-            .start_handler(|_| lower_this_threads_priority())
-            .build_global();
-        if let Err(error) = built {
+        if let Err(error) = compile_pool_builder("edgefn-compile", cores()).build_global() {
             tracing::debug!(%error, "rayon's global pool was already built; compiling at its priority");
         }
     });
 }
 
-/// Runs `work` on a thread of its own at the deploy priority and returns its result.
-/// At most one piece of deploy work per core runs at once; the rest wait their turn here. Never call it from
-/// inside such work (it would wait for a slot it holds).
+/// Runs `work` on a thread of its own at the deploy priority and returns its result. At most one piece of deploy
+/// work per core runs at once, and while the host serves, at most [`serving_budget`] on as many threads (see the
+/// module docs); the rest wait their turn here. Never call it from inside such work (it would wait for a slot it
+/// holds).
 pub async fn run<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
     // Counted from here, waiting included: the count is zero only once every queued piece has run.
     let pending = PendingWork::enter();
-    // The semaphore is never closed, so acquiring only waits. The slot goes with the work, so it is held until
-    // the work ends even if the caller stops waiting.
+    // The semaphores are never closed, so acquiring only waits. The slots go with the work, so they are held
+    // until the work ends even if the caller stops waiting.
+    let budgeted = if serving() { SERVING_WORK_SLOTS.clone().acquire_owned().await.ok() } else { None };
     let slot = DEPLOY_WORK_SLOTS.clone().acquire_owned().await.ok();
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new().name("edgefn-deploy".into()).spawn(move || {
         lower_this_threads_priority();
-        let _ = sender.send(work());
-        drop(slot);
+        let result = match (&budgeted, SERVING_POOL.as_ref()) {
+            (Some(_), Some(pool)) => pool.install(work),
+            _ => work(),
+        };
+        let _ = sender.send(result);
+        drop((slot, budgeted));
         drop(pending);
     });
     if let Err(error) = spawned {

@@ -264,6 +264,20 @@ impl Loader {
         loaded.insert(artifact.path.clone(), entry);
     }
 
+    /// Keeps `prepared` loaded for `artifact` if that unloads nothing: the LRU has room, or already holds it. A
+    /// deploy links its component anyway (to refuse one whose imports the host cannot satisfy), so keeping it
+    /// costs no work, and the function's first request is not a cold start. Returns whether it was kept.
+    pub fn insert_if_room(&self, artifact: &Artifact, prepared: PreparedComponent, label: &str) -> bool {
+        let max_loaded = self.runtime.limits().max_loaded;
+        let mut loaded = self.lock();
+        if loaded.len() >= max_loaded && !loaded.contains_key(&artifact.path) {
+            return false;
+        }
+        let entry = Loaded { label: label.to_owned(), prepared, last_used: Instant::now() };
+        loaded.insert(artifact.path.clone(), entry);
+        true
+    }
+
     /// Unloads `artifact` (a version that is no longer live).
     pub fn unload(&self, artifact: &Artifact) {
         if let Some(entry) = self.lock().remove(&artifact.path) {

@@ -315,6 +315,8 @@ impl Runtime {
                 Slot { _instance: instance, _background: Some(background), _held: Vec::new() }
             }
             SlotKind::Request => {
+                // Someone waits on this one: deploy work starting now keeps a core free (see background.rs).
+                background::note_request();
                 let acquire = self.instance_slots.clone().acquire_owned();
                 match tokio::time::timeout(self.limits.queue_timeout(), acquire).await {
                     Ok(instance) => Slot { _instance: instance.map_err(closed)?, _background: None, _held: Vec::new() },
