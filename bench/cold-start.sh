@@ -43,6 +43,9 @@ args=()
 for i in $(seq 0 $((count - 1))); do args+=(--mount "/fn$i=$work/fn$i.wasm"); done
 # start_host LOG: the host with the mounts on $work/data, until it listens.
 start_host() {
+    # Emptied here, not by the redirection below: that one runs in the background child, and the wait could read
+    # the previous run's "edgefn listening" before the child got to it.
+    : >"$work/stdout"
     ./target/release/edgefn up --listen 127.0.0.1:$port --data "$work/data" $extra_args \
         "${args[@]}" >"$work/stdout" 2>"$1" &
     host_pid=$!

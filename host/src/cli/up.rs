@@ -151,7 +151,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_start(|| crate::priority::shorten_this_threads_slice(crate::priority::SERVING_SLICE))
+        .on_thread_start(crate::priority::give_this_thread_a_serving_slice)
         .build()
         .context("failed to start tokio")?;
     tokio.block_on(async move {
@@ -160,6 +160,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
             eprintln!("error: could not bring back a component that was live: {error}");
         }
         let deployed = deploy_sources(&node, sources).await?;
+        crate::runtime::background::release_freed_heap();
         if deployed == Some(0) && node.deployments.live().components().next().is_none() {
             bail!("no component could be deployed");
         }
