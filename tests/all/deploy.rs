@@ -98,7 +98,7 @@ fn a_request_in_flight_finishes_on_the_version_it_started_on() {
     // It sleeps, then invokes a function of its own component: after the switch, that must still be version 1.
     let url = host.url("/versioned/slow-invoke?ms=4000");
     let slow = std::thread::spawn(move || get(&url));
-    poll_until("the slow request to start", Duration::from_secs(10), || host.logs().contains("loaded component"));
+    poll_until("the slow request to start", Duration::from_secs(10), || host.instances_in_use() >= 1);
     std::thread::sleep(Duration::from_millis(200));
     deploy_versioned(&host, "v2", None, &[]);
     assert_eq!(who(&host), "v2");

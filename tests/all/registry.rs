@@ -103,7 +103,7 @@ fn a_full_pool_answers_503_and_the_host_recovers() {
     let url = host.url("/loop");
     let busy = std::thread::spawn(move || get(&url).status);
     // Wait until the looping request holds the only slot (its component is loaded and instantiated).
-    poll_until("the loop to start", Duration::from_secs(20), || host.logs().contains("loaded component"));
+    poll_until("the loop to start", Duration::from_secs(20), || host.instances_in_use() == 1);
     let mut saw_503 = false;
     while !busy.is_finished() && !saw_503 {
         let reply = get(&host.url("/ok"));

@@ -435,11 +435,7 @@ fn a_deploy_retires_the_old_versions_reused_instances_once_they_drain() {
     let (host, _dir) = host_with(&origin, extra);
     assert_eq!(get(&host.url("/s/counter")).body, "1");
     assert_eq!(get(&host.url("/s/counter")).body, "2");
-    let in_use = || {
-        let metrics = host.admin("GET", "/metrics", None).body;
-        let line = metrics.lines().find(|l| l.starts_with("edgefn_instances_in_use ")).expect("the gauge");
-        line.split_whitespace().nth(1).expect("a value").parse::<f64>().expect("a number") as u64
-    };
+    let in_use = || host.instances_in_use();
     assert_eq!(in_use(), 1, "the reused instance waits for more (idle for up to ten minutes)");
     // A new version (another environment): the old one's idle instance is retired, not kept for its idle time.
     host.cli_ok(&["deploy", &component_arg("streaming"), "--name", "streaming", "--env", "VERSION=2"]);

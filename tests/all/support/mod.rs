@@ -385,6 +385,14 @@ impl Host {
         )
     }
 
+    /// How many instances the host runs right now (its `edgefn_instances_in_use` gauge): a request that has
+    /// begun holds one. (Waiting for its component's load no longer tells that: a deploy keeps it loaded.)
+    pub(crate) fn instances_in_use(&self) -> u64 {
+        let metrics = self.admin("GET", "/metrics", None).body;
+        let line = metrics.lines().find(|l| l.starts_with("edgefn_instances_in_use ")).expect("the gauge");
+        line.split_whitespace().nth(1).expect("a value").parse::<f64>().expect("a number") as u64
+    }
+
     /// Runs the `edgefn` CLI against this host's admin API; returns what it printed, whatever its exit status.
     pub(crate) fn cli(&self, args: &[&str]) -> CliOutput {
         let output = Command::new(env!("CARGO_BIN_EXE_edgefn"))
