@@ -435,11 +435,12 @@ fn a_deploy_retires_the_old_versions_reused_instances_once_they_drain() {
     let (host, _dir) = host_with(&origin, extra);
     assert_eq!(get(&host.url("/s/counter")).body, "1");
     assert_eq!(get(&host.url("/s/counter")).body, "2");
-    let in_use = || host.instances_in_use();
-    assert_eq!(in_use(), 1, "the reused instance waits for more (idle for up to ten minutes)");
+    assert_eq!(host.instances_in_use(), 1, "the reused instance waits for more (idle for up to ten minutes)");
     // A new version (another environment): the old one's idle instance is retired, not kept for its idle time.
     host.cli_ok(&["deploy", &component_arg("streaming"), "--name", "streaming", "--env", "VERSION=2"]);
-    poll_until("the old version's reused instance to be retired", Duration::from_secs(20), || in_use() == 0);
+    poll_until("the old version's reused instance to be retired", Duration::from_secs(20), || {
+        host.instances_in_use() == 0
+    });
     assert_eq!(get(&host.url("/s/counter")).body, "1", "the new version starts its own instance");
 }
 
