@@ -75,6 +75,9 @@ run() { # label -> "req/s errors"
     printf '  %-34s %10s req/s  p99 %8s  errors: %s\n' "$1" "$rps" "$(awk '$1=="99%" {print $2}' <<<"$out")" \
         "${errors:-none}"
     echo "$rps" >>"$data/rps"
+    # Every failed request as one number: non-2xx responses plus socket errors of any kind.
+    awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}' <<<"$out" \
+        >>"$data/errors"
 }
 run "steady, before (${seconds}s)"
 ( sleep 0.2; for i in $(seq 1 "$deploys"); do n=$((n + 1000)); edgefn deploy "$wasm" --name hello --env "DEPLOY=$n" >/dev/null; done ) &
@@ -93,4 +96,7 @@ run "during $deploys cached deploys (${seconds}s)"
 wait $deploying
 run "steady, after (${seconds}s)"
 # Steady state is the mean of the runs before and after, which brackets any drift of the machine.
-awk '{r[NR]=$1} END {s=(r[1]+r[4])/2; printf "  ratio to steady (%.0f req/s): during deploys %.2fx, during cached deploys %.2fx\n", s, r[2]/s, r[3]/s}' "$data/rps"
+awk '{r[NR]=$1} END {s=(r[1]+r[4])/2; printf "  ratio to steady (%.0f req/s): during deploys %.2fx, during cached deploys %.2fx\n", s, r[2]/s, r[3]/s;
+     printf "figure: deploys_vs_steady %.3f\n", r[2]/s}' "$data/rps"
+# Failed requests while the compiling deploys ran (the second run).
+echo "figure: deploys_errors $(sed -n 2p "$data/errors")"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every benchmark of BENCHMARKS.md in order, then prints one table: each figure with a target, the target,
-# the result, met or missed, and the machine it ran on. Takes about 35 minutes on the 2-core machine.
+# the result, met or missed, and the machine it ran on. Takes about 60 minutes on the 2-core machine.
 #   bash bench/run-all.sh
 # Needs wrk (apt-get install wrk) and wasmtime-cli 48.0.8 (cargo install wasmtime-cli --version 48.0.8 --locked).
 # Every script prints its own figures as it goes; lines starting with `figure:` feed the table.
@@ -72,6 +72,8 @@ rows = [
     ("6", "queue msg/s at batch 100 / raw SQLite loop doing the same work", "queue_batch100_vs_raw", ">=", 0.5, "x"),
     ("6", "enqueue -> handler p99, idle host", "enqueue_to_handler_p99_ms", "<=", 2.0, " ms"),
     ("h", "cron tick -> guest's first statement p99", "cron_tick_to_guest_p99_ms", "<=", 5.0, " ms"),
+    ("j", "hello req/s during 10 back-to-back deploys / steady", "deploys_vs_steady", ">=", 0.9, "x"),
+    ("j", "failed requests during those deploys", "deploys_errors", "<=", 0, ""),
     ("q", "hello req/s, logs+metering+metrics on / off", "observability_on_vs_off", ">=", 0.97, "x"),
     ("u", "hello req/s, WASI 0.3 fresh / WASI 0.2 fresh", "p3_fresh_vs_p2", ">=", 1.0, "x"),
     ("u", "hello req/s, WASI 0.3 with reuse / native axum handler", "p3_reuse_vs_native", ">=", 0.5, "x"),
