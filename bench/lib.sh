@@ -12,10 +12,12 @@ require_wasmtime() { require wasmtime "cargo install wasmtime-cli --version 48.0
 # wasm32-wasip2.
 build_release() {
     rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-    local crate native=() guests=()
-    for crate in $1; do native+=(-p "$crate"); done
+    local crate guests=()
+    # One crate per build: cargo unifies the features of every crate it builds at once, so `-p edgefn-host -p
+    # bench-ceiling` would give the host a feature set of its own, and the next script's `-p edgefn-host` would
+    # rebuild it (4-5 minutes here) and measure a different binary.
+    for crate in $1; do cargo build --release -p "$crate" >&2; done
     for crate in ${2:-}; do guests+=(-p "$crate"); done
-    cargo build --release "${native[@]}" >&2
     if [ ${#guests[@]} -gt 0 ]; then cargo build --release --target wasm32-wasip2 "${guests[@]}" >&2; fi
 }
 
