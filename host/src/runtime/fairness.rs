@@ -57,11 +57,11 @@ impl Governor {
         self.count
     }
 
-    /// Makes `store` yield at every epoch tick, trap at `deadline`, and queue for a lane once long-running. The
-    /// returned [`Pace`] is for whoever drives the store (see the module docs).
-    pub fn govern<T>(&self, store: &mut Store<T>, deadline: Instant) -> Arc<Pace> {
+    /// Makes `store` yield at every epoch tick, trap at `deadline`, and queue for a lane once long-running, keeping
+    /// count in `pace`, which whoever drives the store tells when it is pending (see the module docs). The pace is
+    /// made before the store, so that what the store holds (its output streams) can mark their own yields.
+    pub fn govern<T>(&self, store: &mut Store<T>, deadline: Instant, pace: &Arc<Pace>) {
         let lanes = self.lanes.clone();
-        let pace = Arc::new(Pace::default());
         store.set_epoch_deadline(u64::from(SLICE_TICKS));
         let governed = pace.clone();
         store.epoch_deadline_callback(move |_store| {
@@ -93,7 +93,6 @@ impl Governor {
                 }),
             ))
         });
-        pace
     }
 }
 
@@ -123,6 +122,19 @@ impl Pace {
         self.give_back_lane();
     }
 
+    /// The store's next `Pending` is the guest taking turns while it goes on computing (a guest that prints lets
+    /// its thread's other tasks run every few KiB: `output`), not a pause: it keeps its ticks and its lane, so one
+    /// that prints without end becomes long-running like any other hog, and moves off the request threads.
+    pub fn yield_without_pausing(&self) {
+        self.yielding.store(true, Ordering::Relaxed);
+    }
+
+    /// Sets the ticks computed so far, for tests of what reads them.
+    #[cfg(test)]
+    pub(crate) fn computed_for(&self, ticks: u32) {
+        self.ticks.store(ticks, Ordering::Relaxed);
+    }
+
     /// Epoch ticks the guest has computed through since it last paused.
     pub fn ticks(&self) -> u32 {
         self.ticks.load(Ordering::Relaxed)
@@ -150,6 +162,11 @@ mod tests {
 
         // The `Pending` of the governor's own yield: the guest is still computing.
         pace.yielding.store(true, Ordering::Relaxed);
+        pace.pending();
+        assert_eq!((lanes.available_permits(), pace.ticks.load(Ordering::Relaxed)), (0, LONG_RUNNING_TICKS));
+
+        // Nor is a turn the guest gives while it goes on computing.
+        pace.yield_without_pausing();
         pace.pending();
         assert_eq!((lanes.available_permits(), pace.ticks.load(Ordering::Relaxed)), (0, LONG_RUNNING_TICKS));
 

@@ -274,7 +274,8 @@ impl Runtime {
             cold_start: false,
         };
         let backend = self.engines.backend(Abi::of(wasm));
-        let state = InvocationState::new(&invocation, self.store_parts(), Some(stderr.clone()));
+        // Init is not governed (its deadline is a plain epoch trap): its pace is never read.
+        let state = InvocationState::new(&invocation, self.store_parts(), Some(stderr.clone()), &Arc::default());
         let mut store = Store::new(&backend.engine, state);
         store.limiter(|state| &mut state.limits);
         let init_timeout = self.limits.init_timeout();
@@ -354,10 +355,11 @@ impl Runtime {
         abi: Abi,
         deadline: std::time::Instant,
     ) -> (Store<InvocationState>, Arc<fairness::Pace>) {
-        let state = InvocationState::new(invocation, self.store_parts(), None);
+        let pace = Arc::new(fairness::Pace::default());
+        let state = InvocationState::new(invocation, self.store_parts(), None, &pace);
         let mut store = Store::new(&self.engines.backend(abi).engine, state);
         store.limiter(|state| &mut state.limits);
-        let pace = self.governor.govern(&mut store, deadline);
+        self.governor.govern(&mut store, deadline, &pace);
         (store, pace)
     }
 

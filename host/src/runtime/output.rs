@@ -12,6 +12,7 @@
 //!   `AsyncStdoutStream` spawns a task per stream, which every invocation would pay twice whether it prints or
 //!   not.)
 
+use super::fairness::Pace;
 use super::redact::mask_bytes;
 use crate::telemetry::{Telemetry, Trace};
 use std::io::Write as _;
@@ -142,12 +143,14 @@ impl CurrentWork {
 
 /// A WASI output stream for one invocation's `target`: see the module docs. `label` names the function in the
 /// host's log when its output is cut. With `log`, each piece is also logged there, under the current work's trace.
+/// `pace` is the guest's (`fairness`): the turns its printing gives are no pause in its computing.
 pub(crate) fn stream(
     target: Target,
     secrets: Arc<Vec<(String, String)>>,
     allowance: Allowance,
     label: &str,
     log: Option<(Telemetry, CurrentWork)>,
+    pace: &Arc<Pace>,
 ) -> GuestOutput {
     let keep_back = secrets.iter().map(|(_, value)| value.len()).max().unwrap_or(0).saturating_sub(1);
     let capture = Capture {
@@ -166,7 +169,7 @@ pub(crate) fn stream(
             }),
         },
     };
-    GuestOutput::new(capture)
+    GuestOutput::new(capture, pace.clone())
 }
 
 /// One invocation's stdout or stderr, as WASI sees it: every handle the guest opens writes to the same [`Capture`],
@@ -175,17 +178,19 @@ pub(crate) struct GuestOutput {
     capture: Arc<Mutex<Capture>>,
     /// Bytes this handle took since it last let the thread go.
     since_yield: usize,
+    /// The guest's pace, told that those turns are no pause.
+    pace: Arc<Pace>,
 }
 
 impl Clone for GuestOutput {
     fn clone(&self) -> Self {
-        Self { capture: self.capture.clone(), since_yield: 0 }
+        Self { capture: self.capture.clone(), since_yield: 0, pace: self.pace.clone() }
     }
 }
 
 impl GuestOutput {
-    fn new(capture: Capture) -> Self {
-        Self { capture: Arc::new(Mutex::new(capture)), since_yield: 0 }
+    fn new(capture: Capture, pace: Arc<Pace>) -> Self {
+        Self { capture: Arc::new(Mutex::new(capture)), since_yield: 0, pace }
     }
 
     fn absorb(&mut self, buf: &[u8]) {
@@ -214,10 +219,13 @@ impl StdoutStream for GuestOutput {
 impl Pollable for GuestOutput {
     /// A write never waits for room. But a guest that prints in a loop spends its time in host calls, where
     /// epochs do not interrupt it: every [`MAX_PIECE`] bytes, it lets the other tasks of its thread run first
-    /// (the neighbours' requests), as if its output had to wait for the writer.
+    /// (the neighbours' requests), as if its output had to wait for the writer. That turn is no pause: the guest
+    /// keeps counting as computing, so one that prints without end becomes long-running, moves to the niced
+    /// threads and waits for a lane like any hog (it used to look short forever, and print on the request threads).
     async fn ready(&mut self) {
         if self.since_yield >= MAX_PIECE {
             self.since_yield = 0;
+            self.pace.yield_without_pausing();
             tokio::task::yield_now().await;
         }
     }
@@ -380,5 +388,26 @@ mod tests {
         drop(capture);
         let out = String::from_utf8(out.lock().expect("lock").clone()).expect("utf-8");
         assert_eq!(out, "0123456789\n[edgefn: output truncated: the function printed over 10 bytes]\n");
+    }
+
+    #[test]
+    fn a_guest_printing_without_end_takes_turns_but_keeps_counting_as_computing() {
+        use futures_util::FutureExt as _;
+        let pace = Arc::new(Pace::default());
+        pace.computed_for(crate::runtime::fairness::LONG_RUNNING_TICKS);
+        let (capture, _out) = capture(&[], 1 << 20);
+        let mut output = GuestOutput::new(capture, pace.clone());
+        // Under a piece since the last turn: no turn.
+        output.write(bytes::Bytes::from(vec![b'x'; MAX_PIECE - 1])).expect("write");
+        assert!(output.ready().now_or_never().is_some(), "a turn before a whole piece was printed");
+        // A whole piece: the stream gives its thread's other tasks a turn (its future is pending once)...
+        output.write(bytes::Bytes::from_static(b"x")).expect("write");
+        assert!(output.ready().now_or_never().is_none(), "no turn after a whole piece");
+        // ...and whoever drives the store, seeing that `Pending`, does not count it as the guest pausing.
+        pace.pending();
+        assert_eq!(pace.ticks(), crate::runtime::fairness::LONG_RUNNING_TICKS, "the turn reset the guest's ticks");
+        // A `Pending` of any other kind still is a pause.
+        pace.pending();
+        assert_eq!(pace.ticks(), 0);
     }
 }

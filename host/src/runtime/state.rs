@@ -1,6 +1,7 @@
 //! Per-invocation state: what lives in one `wasmtime::Store`, and dies with it.
 
 use super::Invocation;
+use super::fairness::Pace;
 use super::guest::CallContext;
 use super::memory::{Limiter, MemoryBudget};
 use super::output::{self, Target};
@@ -41,11 +42,13 @@ pub(crate) struct InvocationState {
 }
 
 impl InvocationState {
-    /// The state of `invocation`; with `stderr`, the guest's stderr is captured there instead of printed.
+    /// The state of `invocation`, whose guest is governed by `pace`; with `stderr`, the guest's stderr is captured
+    /// there instead of printed.
     pub(crate) fn new(
         invocation: &Invocation,
         parts: StoreParts,
         stderr: Option<wasmtime_wasi::p2::pipe::MemoryOutputPipe>,
+        pace: &Arc<Pace>,
     ) -> Self {
         let env = &invocation.env;
         let label = invocation.caller.chain.last().map_or("init", String::as_str);
@@ -57,10 +60,11 @@ impl InvocationState {
         let work = output::CurrentWork::new(invocation.trace.clone());
         let log = (parts.telemetry.logs_enabled() && !invocation.trace.function.is_empty())
             .then(|| (parts.telemetry.clone(), work.clone()));
-        wasi.stdout(output::stream(Target::Stdout, env.secrets.clone(), allowance.clone(), label, log.clone()));
+        let stream = |target, log| output::stream(target, env.secrets.clone(), allowance.clone(), label, log, pace);
+        wasi.stdout(stream(Target::Stdout, log.clone()));
         match stderr {
             Some(pipe) => wasi.stderr(pipe),
-            None => wasi.stderr(output::stream(Target::Stderr, env.secrets.clone(), allowance.clone(), label, log)),
+            None => wasi.stderr(stream(Target::Stderr, log)),
         };
         for (key, value) in &env.env {
             wasi.env(key, value);
