@@ -44,18 +44,69 @@ fn rss_mib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU time and run-queue wait, in nanoseconds, of each kind of thread of process `pid` (threads grouped by name,
+/// as the kernel keeps it: 15 bytes), from `/proc/<pid>/task/*/schedstat`. Threads that ended are not counted.
+fn sched_by_thread_name(pid: u32) -> BTreeMap<String, (u64, u64)> {
+    let mut by_name = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return by_name };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default().trim().to_owned();
+        let (run, wait) = schedstat(&path.join("schedstat"));
+        let entry: &mut (u64, u64) = by_name.entry(name).or_default();
+        entry.0 += run;
+        entry.1 += wait;
+    }
+    by_name
+}
+
+/// The first two fields of a schedstat file: time on a CPU and time waiting for one, in nanoseconds.
+fn schedstat(path: &std::path::Path) -> (u64, u64) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut fields = text.split_whitespace().map(|field| field.parse::<u64>().unwrap_or(0));
+    (fields.next().unwrap_or(0), fields.next().unwrap_or(0))
+}
+
+/// Where the machine's time went during a phase, per neighbour request: this client's own wait for a CPU, and each
+/// kind of host thread's CPU time and wait. Read with the p99: a neighbour request that waits for a CPU on the host
+/// (or in its own client) is what a scheduler change can fix; one that waits for nothing and still takes long is
+/// slowed by what it shares (caches, memory bandwidth, the other hyperthread).
+fn where_time_went(
+    requests: usize,
+    own: ((u64, u64), (u64, u64)),
+    host: (&BTreeMap<String, (u64, u64)>, &BTreeMap<String, (u64, u64)>),
+) -> String {
+    let per_request = |ns: u64| ns as f64 / 1000.0 / requests.max(1) as f64;
+    let ((own_run_before, own_wait_before), (own_run, own_wait)) = own;
+    let mut line = format!(
+        "    per neighbour request (us): client cpu {:.0}, client wait {:.0}",
+        per_request(own_run.saturating_sub(own_run_before)),
+        per_request(own_wait.saturating_sub(own_wait_before))
+    );
+    let (before, after) = host;
+    for (name, (run, wait)) in after {
+        let (run_before, wait_before) = before.get(name).copied().unwrap_or_default();
+        let (run, wait) = (run.saturating_sub(run_before), wait.saturating_sub(wait_before));
+        if per_request(run) >= 1.0 || per_request(wait) >= 1.0 {
+            line.push_str(&format!("; {name} cpu {:.0} wait {:.0}", per_request(run), per_request(wait)));
+        }
+    }
+    line
+}
+
 fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
 }
 
 /// Runs `attack` (on its own threads, until told to stop) while timing the neighbour, one request at a time, and
-/// sampling the host's RSS. Returns the neighbour's p50 and p99, its errors, and the peak RSS (MiB).
+/// sampling the host's RSS. Returns the neighbour's p50 and p99, its errors, the peak RSS (MiB), and where the
+/// machine's time went ([`where_time_went`]).
 fn phase(
     host: &Host,
     pid: u32,
     length: Duration,
     attack: impl FnOnce(Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>>,
-) -> (Duration, Duration, usize, u64) {
+) -> (Duration, Duration, usize, u64, String) {
     let stop = Arc::new(AtomicBool::new(false));
     let attackers = attack(stop.clone());
     std::thread::sleep(Duration::from_millis(500));
@@ -64,6 +115,8 @@ fn phase(
     let mut peak = 0;
     let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
     let url = host.url("/hello/neighbour");
+    let own_before = schedstat(std::path::Path::new("/proc/thread-self/schedstat"));
+    let host_before = sched_by_thread_name(pid);
     let started = Instant::now();
     while started.elapsed() < length {
         let sent = Instant::now();
@@ -74,12 +127,15 @@ fn phase(
         peak = peak.max(rss_mib(pid).0);
         std::thread::sleep(Duration::from_millis(5));
     }
+    let own_after = schedstat(std::path::Path::new("/proc/thread-self/schedstat"));
+    let host_after = sched_by_thread_name(pid);
     stop.store(true, Ordering::Relaxed);
     for attacker in attackers {
         let _ = attacker.join();
     }
+    let time = where_time_went(latencies.len() + errors, (own_before, own_after), (&host_before, &host_after));
     latencies.sort();
-    (quantile(&latencies, 0.5), quantile(&latencies, 0.99), errors, peak)
+    (quantile(&latencies, 0.5), quantile(&latencies, 0.99), errors, peak, time)
 }
 
 /// `n` threads requesting `path` over and over until stopped.
@@ -164,7 +220,7 @@ fn neighbour_latency() {
     let chosen =
         |name: &str| name == "at rest" || wanted.is_empty() || wanted.split(',').any(|word| name.contains(word.trim()));
     for (name, attack) in attacks.into_iter().filter(|(name, _)| chosen(name.as_str())) {
-        let (p50, p99, errors, peak) = phase(&host, pid, length, attack);
+        let (p50, p99, errors, peak, time) = phase(&host, pid, length, attack);
         if name == "at rest" {
             rest_p99 = p99;
         }
@@ -174,6 +230,7 @@ fn neighbour_latency() {
             format!("{:.2?}", p99),
             p99.as_secs_f64() / rest_p99.as_secs_f64().max(1e-9)
         );
+        println!("{time}");
     }
     let (_, hwm) = rss_mib(pid);
     println!("host peak RSS over all attacks: {hwm} MiB");
