@@ -125,6 +125,9 @@ impl ReusePool {
         timeout: Duration,
     ) -> Result<http::Response<ResponseBody>, InvokeError> {
         let runtime = &self.inner.runtime;
+        // A reused instance takes no new slot, where requests are usually noted: note this one here, or a host
+        // serving only reused instances would count as idle and give its deploys every core.
+        crate::runtime::background::note_request();
         let started = Instant::now();
         let report = runtime.telemetry().is_enabled().then(|| {
             PendingReport::new(
