@@ -44,9 +44,12 @@ fn rss_mib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU time and run-queue wait, in nanoseconds, per thread name.
+type SchedByThreadName = BTreeMap<String, (u64, u64)>;
+
 /// CPU time and run-queue wait, in nanoseconds, of each kind of thread of process `pid` (threads grouped by name,
 /// as the kernel keeps it: 15 bytes), from `/proc/<pid>/task/*/schedstat`. Threads that ended are not counted.
-fn sched_by_thread_name(pid: u32) -> BTreeMap<String, (u64, u64)> {
+fn sched_by_thread_name(pid: u32) -> SchedByThreadName {
     let mut by_name = BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return by_name };
     for task in tasks.flatten() {
@@ -74,7 +77,7 @@ fn schedstat(path: &std::path::Path) -> (u64, u64) {
 fn where_time_went(
     requests: usize,
     own: ((u64, u64), (u64, u64)),
-    host: (&BTreeMap<String, (u64, u64)>, &BTreeMap<String, (u64, u64)>),
+    host: (&SchedByThreadName, &SchedByThreadName),
 ) -> String {
     let per_request = |ns: u64| ns as f64 / 1000.0 / requests.max(1) as f64;
     let ((own_run_before, own_wait_before), (own_run, own_wait)) = own;
