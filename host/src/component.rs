@@ -81,7 +81,18 @@ fn check_functions(functions: &[FunctionRecord]) -> anyhow::Result<()> {
             Trigger::Queue { queue: name, delivery } | Trigger::Topic { topic: name, delivery } => {
                 edgefn_manifest::record::validate_queue_name("queue or topic", name)
                     .and_then(|()| delivery.validate(name))
+                    .and_then(|()| match name.starts_with(edgefn_manifest::record::RESERVED_QUEUE_PREFIX) {
+                        true => Err(format!("queue or topic `{name}` is the host's own (object changes)")),
+                        false => Ok(()),
+                    })
                     .map_err(|e| anyhow!("function `{}`: {e}", function.name))?;
+            }
+            Trigger::Object { bucket, events, prefix, delivery } => {
+                edgefn_manifest::record::validate_object_trigger(bucket, events, prefix)
+                    .and_then(|()| {
+                        delivery.validate(&edgefn_manifest::record::object_queue(bucket, "component", &function.name))
+                    })
+                    .map_err(|e| anyhow!("object function `{}`: {e}", function.name))?;
             }
             Trigger::Init | Trigger::Invoke => {}
         }

@@ -21,6 +21,8 @@ use tokio::sync::Semaphore;
 
 /// Routes the host answers itself; no function may claim them.
 pub const RESERVED_ROUTES: &[&str] = &["/healthz"];
+/// Paths the host answers itself (signed object URLs among them); no function route may start with it.
+pub const RESERVED_PREFIX: &str = "/_edgefn/";
 
 /// A plain wasi:http component served under a route prefix.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -290,11 +292,15 @@ fn known_list(known: &[String]) -> String {
     if known.is_empty() { String::new() } else { format!(" (there are: {})", known.join(", ")) }
 }
 
-/// The queue a queue or topic function consumes: the queue itself, or `<topic>@<function>` for a subscriber.
-pub fn consumed_queue(function: &FunctionRecord) -> Option<(String, &'static str)> {
+/// The queue a queue, topic or object function consumes: the queue itself, `<topic>@<function>` for a subscriber,
+/// `objects.<bucket>@<component>.<function>` for an object trigger.
+pub fn consumed_queue(component: &str, function: &FunctionRecord) -> Option<(String, &'static str)> {
     match &function.trigger {
         Trigger::Queue { queue, .. } => Some((queue.clone(), "queue")),
         Trigger::Topic { topic, .. } => Some((format!("{topic}@{}", function.name), "topic")),
+        Trigger::Object { bucket, .. } => {
+            Some((edgefn_manifest::record::object_queue(bucket, component, &function.name), "object"))
+        }
         _ => None,
     }
 }
@@ -315,7 +321,7 @@ impl LiveSet {
             for version in live.versions() {
                 for function in &version.functions {
                     let label = version.label(&function.name);
-                    if let Some((queue, kind)) = consumed_queue(function) {
+                    if let Some((queue, kind)) = consumed_queue(&version.component, function) {
                         match queues.get(&queue) {
                             // The same function in the active version and its canary is one consumer.
                             Some(owner) if *owner != label => {
@@ -338,6 +344,7 @@ impl LiveSet {
                     if RESERVED_ROUTES
                         .iter()
                         .any(|reserved| RoutePattern::parse(reserved).is_ok_and(|r| r.shape() == pattern.shape()))
+                        || route.starts_with(RESERVED_PREFIX)
                     {
                         return Err(LiveSetError::ReservedRoute { route: route.clone(), claimant: label });
                     }

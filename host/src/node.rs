@@ -9,6 +9,7 @@ use crate::auth::Authorizers;
 use crate::capabilities::invoke::DeferredInvoker;
 use crate::capabilities::kv::KvStores;
 use crate::capabilities::messaging::{MessagingLimits, Queues, SendAllowance};
+use crate::capabilities::objects::{Objects, UrlSigner};
 use crate::capabilities::{Capabilities, Invoker};
 use crate::config::HostConfig;
 use crate::deployments::{DeployError, Deployments};
@@ -22,6 +23,7 @@ use crate::storage::backends::sqlite::SqliteQueues;
 use crate::storage::cron::CronDb;
 use crate::storage::deployments::DeploymentDb;
 use crate::storage::kv::{KvDb, KvLimits};
+use crate::storage::objects::ObjectDb;
 use crate::storage::queue::QueueDb;
 use crate::storage::{Database, create_private_dir, now_ms};
 use crate::telemetry::alarms::Alarms;
@@ -48,6 +50,8 @@ pub struct Node {
     pub queue_trigger: Arc<QueueTrigger>,
     pub queues: Arc<Queues>,
     pub kv: Arc<KvStores>,
+    /// This node's object store (functions reach it only when not on a cluster).
+    pub objects: Arc<Objects>,
     pub authorizers: Arc<Authorizers>,
     pub loader: Arc<Loader>,
     pub telemetry: Telemetry,
@@ -67,9 +71,19 @@ impl Node {
         let lock = lock_data_dir(data_dir)?;
         // Opening migrates the schema: SQLite work, so not on an async worker thread either.
         let dir = data_dir.to_owned();
-        let (db, queue_db, cron_db, kv_db) = tokio::task::spawn_blocking(move || {
+        let object_limits = config.limits.objects.clone();
+        let (db, queue_db, cron_db, kv_db, object_db) = tokio::task::spawn_blocking(move || {
             let db = Database::open(&dir)?;
-            anyhow::Ok((db, Database::connect(&dir)?, Database::connect(&dir)?, Database::connect(&dir)?))
+            let object_limits = crate::storage::objects::ObjectLimits {
+                max_object_bytes: object_limits.objects_max_object_mb.saturating_mul(1 << 20),
+                max_bucket_bytes: object_limits.objects_max_bucket_mb.saturating_mul(1 << 20),
+                max_objects: object_limits.objects_max_objects,
+            };
+            // Opening the object store removes what a crash left half-written: before anything can write.
+            let objects = ObjectDb::open(&dir, Database::connect(&dir)?, object_limits)?;
+            let (queue_db, cron_db, kv_db) =
+                (Database::connect(&dir)?, Database::connect(&dir)?, Database::connect(&dir)?);
+            anyhow::Ok((db, queue_db, cron_db, kv_db, objects))
         })
         .await??;
         let node_name = config.cluster.node.clone().unwrap_or_else(default_node_name);
@@ -130,15 +144,24 @@ impl Node {
         )));
         spawn_kv_sweeper(kv.clone());
         let deferred = Arc::new(DeferredInvoker::default());
-        let capabilities =
-            Capabilities { messaging: Some(queues.clone()), invoker: Some(deferred.clone()), kv: Some(kv.clone()) };
+        let objects = Arc::new(Objects::new(object_db, UrlSigner::load_or_create(data_dir)?));
+        // Object bytes are files on this node: on a cluster they would be missing on the others (the JetStream
+        // object store is not built yet), so a cluster serves no object storage rather than a split one.
+        let served_objects = cluster.is_none().then(|| objects.clone());
+        let capabilities = Capabilities {
+            messaging: Some(queues.clone()),
+            invoker: Some(deferred.clone()),
+            kv: Some(kv.clone()),
+            objects: served_objects.clone(),
+        };
         let runner = Runner { loader: loader.clone(), capabilities };
         let live = LiveHandle::default();
         let invoke = InvokeTrigger::new(live.clone(), runner.clone());
         deferred.set(&(invoke.clone() as Arc<dyn Invoker>));
         let authorizers = Arc::new(Authorizers::from_config(&config.authorizers)?);
         authorizers.spawn_watcher();
-        let http = HttpTrigger::new(live.clone(), runner.clone(), authorizers.clone(), config.limits.http.clone());
+        let http_limits = config.limits.http.clone();
+        let http = HttpTrigger::new(live.clone(), runner.clone(), authorizers.clone(), http_limits, served_objects);
         let cron = CronTrigger::new(cron_backend, runner.clone(), live.clone());
         let replayer = Replayer::new(runner.clone());
         let queue_trigger = QueueTrigger::new(queues.clone(), runner);
@@ -156,6 +179,10 @@ impl Node {
             .with_cluster(cluster_deployments.clone()),
         );
         let restore_failures = deployments.restore().await?;
+        // After the restore: changes waiting in the outbox go to the triggers that were live, not to none.
+        if cluster_deployments.is_none() {
+            crate::capabilities::objects::events::spawn_dispatcher(objects.clone(), queues.clone());
+        }
         if cluster_deployments.is_some() {
             // What the cluster has live comes on top of what this node had: it catches up, then follows.
             tokio::spawn(deployments.clone().follow_cluster());
@@ -169,6 +196,7 @@ impl Node {
             queue_trigger,
             queues,
             kv,
+            objects,
             authorizers,
             loader,
             telemetry,
@@ -227,6 +255,7 @@ impl Node {
             queue_trigger: self.queue_trigger.clone(),
             queues: self.queues.clone(),
             kv: self.kv.clone(),
+            objects: self.cluster.is_none().then(|| self.objects.clone()),
             authorizers: self.authorizers.clone(),
             telemetry: self.telemetry.clone(),
             runtime: self.loader.runtime().clone(),

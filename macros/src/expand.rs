@@ -61,6 +61,15 @@ fn expand(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
         TriggerArgs::Topic { topic, delivery } => {
             expand_messages(func, "topic", Trigger::Topic { topic: topic.clone(), delivery: delivery.clone() })
         }
+        TriggerArgs::Object { bucket, events, prefix, delivery } => {
+            let trigger = Trigger::Object {
+                bucket: bucket.clone(),
+                events: events.clone(),
+                prefix: prefix.clone(),
+                delivery: delivery.clone(),
+            };
+            expand_messages(func, "object", trigger)
+        }
         TriggerArgs::Invoke => expand_invoke(func),
     }
 }

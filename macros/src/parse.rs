@@ -1,7 +1,10 @@
-//! Parsing `#[function(trigger = ...)]` (`http`, `cron`, `queue`, `topic`, `invoke`) into [`FunctionArgs`], with
+//! Parsing `#[function(trigger = ...)]` (`http`, `cron`, `queue`, `topic`, `object`, `invoke`) into [`FunctionArgs`], with
 //! every value checked: a bad route, cron expression, time zone or queue name is a compile error at the literal.
 
-use edgefn_manifest::record::{CatchUp, CronPolicy, Delivery, Overlap, RouteAuth, validate_queue_name};
+use edgefn_manifest::record::{
+    CatchUp, CronPolicy, Delivery, Overlap, RESERVED_QUEUE_PREFIX, RouteAuth, validate_object_trigger,
+    validate_queue_name,
+};
 use edgefn_manifest::route::RoutePattern;
 use edgefn_manifest::router::{KNOWN_METHODS, MethodFilter};
 use edgefn_manifest::schedule::Schedule;
@@ -11,7 +14,7 @@ use syn::punctuated::Punctuated;
 use syn::{Ident, Lit, LitStr, Token, parenthesized};
 
 /// The trigger kinds the macro accepts. A closed set: adding one means teaching the host about it too.
-const TRIGGER_KINDS: &[&str] = &["http", "cron", "queue", "topic", "invoke"];
+const TRIGGER_KINDS: &[&str] = &["http", "cron", "queue", "topic", "object", "invoke"];
 
 /// Everything the attribute said, validated.
 pub(crate) struct FunctionArgs {
@@ -24,6 +27,7 @@ pub(crate) enum TriggerArgs {
     Cron { expression: String, timezone: String, policy: CronPolicy },
     Queue { queue: String, span: Span, delivery: Delivery },
     Topic { topic: String, delivery: Delivery },
+    Object { bucket: String, events: Vec<String>, prefix: String, delivery: Delivery },
     Invoke,
 }
 
@@ -152,7 +156,7 @@ impl Parse for FunctionArgs {
         if input.is_empty() {
             return Err(syn::Error::new(
                 Span::call_site(),
-                "missing trigger: write `#[function(trigger = http(\"/path\"))]` (or `cron(...)`, `queue(...)`, `topic(...)`, `invoke`)",
+                "missing trigger: write `#[function(trigger = http(\"/path\"))]` (or `cron(...)`, `queue(...)`, `topic(...)`, `object(...)`, `invoke`)",
             ));
         }
         let mut trigger = None;
@@ -340,12 +344,24 @@ fn parse_cron(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
 const DELIVERY_KEYS: &[&str] =
     &["batch_size", "max_wait_ms", "max_retries", "dead_letter", "concurrency", "backoff_ms"];
 
+/// What an object trigger takes besides the delivery settings.
+const OBJECT_KEYS: &[&str] = &["events", "prefix"];
+
+/// `queue("orders", ...)`, `topic("news", ...)` and `object("photos", events = [...], prefix = "...", ...)`.
 fn parse_messages(input: ParseStream<'_>, kind: &str) -> syn::Result<TriggerArgs> {
-    let example = format!("`{kind}` takes the {kind} name first, as a string literal: `{kind}(\"orders\")`");
+    let what = if kind == "object" { "bucket" } else { kind };
+    let example = format!("`{kind}` takes the {what} name first, as a string literal: `{kind}(\"orders\")`");
     let args = TriggerCall::parse(input, &example)?;
     let name = args.first.value();
-    validate_queue_name(kind, &name).map_err(|e| syn::Error::new(args.first.span(), e))?;
+    if kind != "object" {
+        validate_queue_name(kind, &name).map_err(|e| syn::Error::new(args.first.span(), e))?;
+        if name.starts_with(RESERVED_QUEUE_PREFIX) {
+            let error = format!("{kind} names starting with `{RESERVED_QUEUE_PREFIX}` are the host's own");
+            return Err(syn::Error::new(args.first.span(), error));
+        }
+    }
     let mut delivery = Delivery::default();
+    let (mut events, mut prefix) = (Vec::new(), String::new());
     for option in &args.options {
         match option.key.to_string().as_str() {
             "batch_size" => delivery.batch_size = option.integer()?,
@@ -354,26 +370,46 @@ fn parse_messages(input: ParseStream<'_>, kind: &str) -> syn::Result<TriggerArgs
             "concurrency" => delivery.concurrency = option.integer()?,
             "backoff_ms" => delivery.backoff_ms = option.integer()?,
             "dead_letter" => delivery.dead_letter = Some(option.string()?.value()),
+            "events" if kind == "object" => events = option.strings()?.iter().map(LitStr::value).collect(),
+            "prefix" if kind == "object" => prefix = option.string()?.value(),
             other => {
+                let mut keys = DELIVERY_KEYS.to_vec();
+                if kind == "object" {
+                    keys.extend(OBJECT_KEYS);
+                }
                 return Err(syn::Error::new(
                     option.key.span(),
                     format!(
-                        "unknown key `{other}` for a {kind} trigger; expected one of {}",
-                        quoted_list(DELIVERY_KEYS)
+                        "unknown key `{other}` for {} {kind} trigger; expected one of {}",
+                        article(kind),
+                        quoted_list(&keys)
                     ),
                 ));
             }
         }
     }
-    delivery.validate(&name).map_err(|error| {
+    if kind == "object" {
+        validate_object_trigger(&name, &events, &prefix).map_err(|error| {
+            let key = if error.contains("event") { "events" } else { "prefix" };
+            let span = args.options.iter().find(|o| o.key == key).map_or(args.first.span(), |o| o.key.span());
+            syn::Error::new(if error.contains("bucket name") { args.first.span() } else { span }, error)
+        })?;
+    }
+    let consumed = if kind == "object" { edgefn_manifest::record::object_queue(&name, "c", "f") } else { name.clone() };
+    delivery.validate(&consumed).map_err(|error| {
         let key = error.split_whitespace().next().unwrap_or_default();
         let span = args.options.iter().find(|o| o.key == key).map_or(args.first.span(), |o| o.key.span());
         syn::Error::new(span, error)
     })?;
     Ok(match kind {
         "queue" => TriggerArgs::Queue { queue: name, span: args.first.span(), delivery },
+        "object" => TriggerArgs::Object { bucket: name, events, prefix, delivery },
         _ => TriggerArgs::Topic { topic: name, delivery },
     })
+}
+
+fn article(kind: &str) -> &'static str {
+    if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
 }
 
 fn quoted_list(items: &[&str]) -> String {

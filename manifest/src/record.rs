@@ -11,14 +11,15 @@
 //! lowest version that can carry it: version 1 unless it uses something a version-1 host would misread. A route's
 //! `auth` is such a thing: version-1 hosts ignore unknown keys, and would serve a protected route open, so a record
 //! with `auth` is version 2, which they refuse. From version 2 on, unknown keys are refused too
-//! (`deny_unknown_fields`), so a later key fails closed on this host without another version bump.
+//! (`deny_unknown_fields`), so a later key fails closed on this host without another version bump. An `object`
+//! trigger is version 3, so a version-2 host says "upgrade the host" instead of "unknown variant".
 
 use serde::{Deserialize, Serialize};
 
 /// Leading bytes of every record; a section that does not start with them is not ours (or is corrupt).
 pub const MAGIC: &[u8; 3] = b"EFN";
 /// The newest record format this crate writes and reads (it reads every version from 1).
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 const HEADER_LEN: usize = MAGIC.len() + 1 + 4;
 
 /// One function of a component: its exported name and what triggers it.
@@ -68,6 +69,56 @@ pub enum Trigger {
     /// A command: called by name with a JSON payload (`edgefn::invoke`, the admin API, `edgefn invoke`), answers
     /// with a JSON result.
     Invoke,
+    /// Changes to the objects of a bucket: each change whose kind is in `events` (empty: every kind) and whose key
+    /// starts with `prefix` is delivered at least once, as a message, through the same retries and dead letters as
+    /// a queue's (the consumed queue is [`object_queue`]).
+    Object {
+        bucket: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        events: Vec<String>,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        prefix: String,
+        #[serde(default)]
+        delivery: Delivery,
+    },
+}
+
+/// The kinds of object change a trigger can ask for.
+pub const OBJECT_EVENTS: &[&str] = &["created", "deleted"];
+
+/// Queue names starting with this are the host's own (object triggers' queues): functions cannot send to them.
+pub const RESERVED_QUEUE_PREFIX: &str = "objects.";
+
+/// The queue that holds the change events of `bucket` for `function` of `component`: one per follower, so two
+/// components whose functions share a name can follow one bucket.
+pub fn object_queue(bucket: &str, component: &str, function: &str) -> String {
+    format!("{RESERVED_QUEUE_PREFIX}{bucket}@{component}.{function}")
+}
+
+/// Checks an object bucket name: 1 to 64 letters, digits, `-`, `_` and `.`, starting with a letter or a digit (the
+/// rule of key-value stores).
+pub fn validate_bucket_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("invalid object bucket name `{name}`: use 1 to 64 letters, digits, `-`, `_` and `.`"))
+    }
+}
+
+/// Checks an object trigger's settings; the error names the setting.
+pub fn validate_object_trigger(bucket: &str, events: &[String], prefix: &str) -> Result<(), String> {
+    validate_bucket_name(bucket)?;
+    if let Some(unknown) = events.iter().find(|event| !OBJECT_EVENTS.contains(&event.as_str())) {
+        return Err(format!("unknown object event `{unknown}`: use {}", OBJECT_EVENTS.join(" or ")));
+    }
+    if prefix.len() > 1024 || prefix.chars().any(char::is_control) {
+        return Err("an object trigger's prefix must be at most 1024 bytes with no control characters".to_owned());
+    }
+    Ok(())
 }
 
 /// The header with which an edgefn host tells a component that it verified the request's token: the value is the
@@ -93,6 +144,7 @@ impl FunctionRecord {
     /// The lowest record version that carries this record faithfully.
     pub fn required_version(&self) -> u8 {
         match &self.trigger {
+            Trigger::Object { .. } => 3,
             Trigger::Http { auth: Some(_), .. } => 2,
             _ => 1,
         }
@@ -322,6 +374,10 @@ impl std::fmt::Display for Trigger {
             Trigger::Queue { queue, .. } => write!(f, "queue {queue}"),
             Trigger::Topic { topic, .. } => write!(f, "topic {topic}"),
             Trigger::Invoke => f.write_str("invoke"),
+            Trigger::Object { bucket, events, prefix, .. } => {
+                let events = if events.is_empty() { "created | deleted".to_owned() } else { events.join(" | ") };
+                write!(f, "object {bucket}/{prefix}* ({events})")
+            }
         }
     }
 }
@@ -537,6 +593,30 @@ mod tests {
         assert_eq!(decode_section(&section).unwrap(), vec![protected]);
         // A public route stays version 1: a version-1 host still loads it.
         assert_eq!(encode_record(&http("a", "/a"))[3], 1);
+    }
+
+    #[test]
+    fn an_object_trigger_is_a_version_3_record_and_its_settings_are_checked() {
+        let follower = FunctionRecord {
+            name: "thumbnail".into(),
+            trigger: Trigger::Object {
+                bucket: "photos".into(),
+                events: vec!["created".into()],
+                prefix: "uploads/".into(),
+                delivery: Delivery::default(),
+            },
+        };
+        let section = encode_record(&follower);
+        // A version-2 host refuses it with "upgrade the host", never a misread trigger.
+        assert_eq!(section[3], 3);
+        assert_eq!(decode_section(&section).unwrap(), vec![follower]);
+        assert_eq!(object_queue("photos", "gallery", "thumbnail"), "objects.photos@gallery.thumbnail");
+        assert!(validate_queue_name("queue", &object_queue("photos", "gallery", "thumbnail")).is_ok());
+        assert!(validate_object_trigger("photos", &["created".into(), "deleted".into()], "a/").is_ok());
+        let unknown = validate_object_trigger("photos", &["updated".into()], "").unwrap_err();
+        assert!(unknown.contains("unknown object event `updated`"), "{unknown}");
+        assert!(validate_object_trigger("no/slash", &[], "").unwrap_err().contains("invalid object bucket name"));
+        assert!(validate_object_trigger("photos", &[], "a\nb").is_err());
     }
 
     #[test]

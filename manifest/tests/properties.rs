@@ -45,6 +45,9 @@ fn trigger() -> impl Strategy<Value = Trigger> {
                 }
             }
         ),
+        ("[a-z0-9._-]{1,20}", proptest::collection::vec("created|deleted|[a-z]{1,8}", 0..3), "[ -~]{0,20}").prop_map(
+            |(bucket, events, prefix)| Trigger::Object { bucket, events, prefix, delivery: Delivery::default() }
+        ),
     ]
 }
 

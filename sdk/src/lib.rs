@@ -56,6 +56,7 @@ pub mod cron;
 pub mod fetch;
 pub mod invoke;
 pub mod kv;
+pub mod objects;
 pub mod queue;
 pub mod random;
 pub mod rt;
@@ -90,6 +91,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub mod prelude {
     #[cfg(edgefn_async)]
     pub use crate::body::{BodyStream, BodyWriter};
+    pub use crate::objects::ObjectEvent;
     #[cfg(edgefn_async)]
     pub use crate::sse::{Event, Events};
     pub use crate::{Batch, CronEvent, Error, IntoResponse, Message, Request, Response, Result, function};

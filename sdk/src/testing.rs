@@ -229,3 +229,9 @@ pub fn spans() -> Vec<FinishedSpan> {
 pub fn kv_clear() {
     crate::kv::imp::STORES.with(|stores| *stores.borrow_mut() = Default::default());
 }
+
+#[cfg(not(target_family = "wasm"))]
+/// Empties every object bucket of this thread (natively, `edgefn::objects` keeps them in memory per thread).
+pub fn objects_clear() {
+    crate::objects::imp::clear();
+}

@@ -19,6 +19,7 @@ mod examples;
 mod http;
 mod isolation;
 mod new;
+mod objects;
 mod observability;
 mod otel;
 mod outcomes;

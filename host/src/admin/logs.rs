@@ -145,6 +145,10 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Result<axum::response
         instances_in_use: admin.runtime.instances_in_use(),
         instances_max: u64::from(admin.runtime.limits().max_instances),
         queues: admin.queues.stats(admin.queue_trigger.consumed_queues()).await?,
+        buckets: match &admin.objects {
+            Some(objects) => objects.db.usage().await?,
+            None => Vec::new(),
+        },
         now: now_ms(),
     };
     let text = metrics.encode(&snapshot);

@@ -21,6 +21,9 @@
 //! | `POST /v1/topics/{topic}/messages` | publish `{"body": any JSON}` |
 //! | `GET /v1/kv/{store}/keys?prefix=&cursor=&limit=` | a page of a key-value store's keys |
 //! | `GET`, `PUT` (body: the value; `?ttl_ms=`), `DELETE /v1/kv/{store}/keys/{key}` | one key |
+//! | `GET /v1/objects` | every object bucket's objects and bytes |
+//! | `GET /v1/objects/{bucket}?prefix=&cursor=&limit=` | a page of a bucket's objects, with their metadata |
+//! | `GET` (a `Range` too), `PUT` (body: the bytes, streamed), `DELETE /v1/objects/{bucket}/{key}` | one object |
 //! | `GET /v1/nodes` | a cluster's members: each node's addresses, live versions and load |
 //! | `GET /v1/authorizers` | the configured JWT authorizers |
 //! | `POST /v1/authorizers/{name}/reload` | load an authorizer's JWKS file (and secret) again, now |
@@ -38,6 +41,7 @@ pub mod error;
 mod functions;
 mod kv;
 pub mod logs;
+mod objects;
 mod queues;
 
 pub use components::DeployBody;
@@ -87,6 +91,8 @@ pub struct Admin {
     pub queue_trigger: Arc<QueueTrigger>,
     pub queues: Arc<Queues>,
     pub kv: Arc<KvStores>,
+    /// The node's object store; `None` on a cluster (it has none yet).
+    pub objects: Option<Arc<crate::capabilities::objects::Objects>>,
     pub authorizers: Arc<Authorizers>,
     pub telemetry: crate::telemetry::Telemetry,
     pub runtime: crate::runtime::Runtime,
@@ -127,6 +133,12 @@ pub fn app(admin: Admin, token: String) -> axum::Router {
         .route(
             "/v1/kv/{store}/keys/{key}",
             get(kv::get).put(kv::put).delete(kv::delete).layer(DefaultBodyLimit::max(MAX_KV_VALUE_BODY)),
+        )
+        .route("/v1/objects", get(objects::usage))
+        .route("/v1/objects/{bucket}", get(objects::list))
+        .route(
+            "/v1/objects/{bucket}/{*key}",
+            get(objects::get).put(objects::put).delete(objects::delete).layer(DefaultBodyLimit::disable()),
         )
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/authorizers", get(list_authorizers))

@@ -16,7 +16,10 @@ pub mod p2 {
         imports: { default: async },
         exports: { default: async },
         require_store_data_send: true,
-        with: { "wasi:keyvalue/store.bucket": crate::capabilities::kv::KvBucket },
+        with: {
+            "wasi:keyvalue/store.bucket": crate::capabilities::kv::KvBucket,
+            "edgefn:function/objects.upload": crate::capabilities::objects::ObjectUpload,
+        },
     });
 }
 
@@ -32,6 +35,7 @@ pub mod p3 {
             "edgefn:function/host": super::p2::edgefn::function::host,
             "edgefn:function/trace": super::p2::edgefn::function::trace,
             "edgefn:function/kv": super::p2::edgefn::function::kv,
+            "edgefn:function/objects": super::p2::edgefn::function::objects,
             "wasi:keyvalue/store": super::p2::wasi::keyvalue::store,
             "wasi:keyvalue/atomics": super::p2::wasi::keyvalue::atomics,
             "wasi:keyvalue/batch": super::p2::wasi::keyvalue::batch,

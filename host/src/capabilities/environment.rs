@@ -16,6 +16,8 @@ pub struct FunctionEnv {
     pub outbound: OutboundPolicy,
     /// The key-value stores the function may open.
     pub kv_stores: Arc<[String]>,
+    /// The object buckets the function may use.
+    pub object_buckets: Arc<[String]>,
     /// Whether a failed invocation keeps its input for replay.
     pub record_failures: bool,
 }

@@ -6,6 +6,7 @@
 //! - [`invoke`]: `invoke` another function by name ([`Invoker`], implemented by the invoke trigger), and the import
 //!   that runs the call apart from the caller's store;
 //! - [`kv`]: key-value stores ([`KeyValue`]), `wasi:keyvalue` and edgefn's extension, over SQLite;
+//! - [`objects`]: object buckets ([`objects::Objects`]) over files and SQLite, and signed URLs;
 //! - [`environment`]: configuration and secrets, handed to the guest as its WASI environment;
 //! - [`outbound`]: which hosts `wasi:http/outgoing-handler` may reach.
 //!
@@ -20,6 +21,7 @@ pub mod environment;
 pub mod invoke;
 pub mod kv;
 pub mod messaging;
+pub mod objects;
 pub mod outbound;
 pub mod trace;
 
@@ -43,6 +45,8 @@ pub struct Capabilities {
     pub invoker: Option<Arc<dyn Invoker>>,
     /// Key-value stores; `None` during init.
     pub kv: Option<Arc<dyn KeyValue>>,
+    /// Object buckets; `None` during init.
+    pub objects: Option<Arc<objects::Objects>>,
 }
 
 impl std::fmt::Debug for Capabilities {
@@ -51,6 +55,7 @@ impl std::fmt::Debug for Capabilities {
             .field("messaging", &self.messaging.is_some())
             .field("invoker", &self.invoker.is_some())
             .field("kv", &self.kv.is_some())
+            .field("objects", &self.objects.is_some())
             .finish()
     }
 }

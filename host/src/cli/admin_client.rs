@@ -91,6 +91,31 @@ impl AdminArgs {
         self.send(method, path, |request| request.send_bytes(&body).map_err(Box::new))
     }
 
+    /// A call whose body streams from `reader` (an object of any size), with its content type.
+    pub(crate) fn call_reader(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        reader: impl std::io::Read,
+    ) -> anyhow::Result<Value> {
+        self.send(method, path, |request| request.set("content-type", content_type).send(reader).map_err(Box::new))
+    }
+
+    /// A `GET` whose answer is bytes, read as they come.
+    pub(crate) fn get_reader(&self, path: &str) -> anyhow::Result<Box<dyn std::io::Read + Send + Sync>> {
+        let url = format!("{}{path}", self.url());
+        let request = ureq::request("GET", &url).set("authorization", &format!("Bearer {}", self.token()?));
+        match request.call() {
+            Ok(response) => Ok(response.into_reader()),
+            Err(ureq::Error::Status(status, response)) => {
+                let body: Value = response.into_json().unwrap_or(Value::Null);
+                bail!("{status}: {}", body.get("error").and_then(Value::as_str).unwrap_or("no details"));
+            }
+            Err(error) => bail!("could not reach the admin API at {url}: {error} (is `edgefn up` running?)"),
+        }
+    }
+
     fn send(
         &self,
         method: &str,

@@ -42,6 +42,9 @@ pub(crate) struct DeployArgs {
     /// A key-value store the component may open, over the host config's (repeatable).
     #[arg(long = "kv-store", value_name = "NAME")]
     kv_stores: Vec<String>,
+    /// An object bucket the component may use, over the host config's (repeatable).
+    #[arg(long = "object-bucket", value_name = "NAME")]
+    object_buckets: Vec<String>,
     /// The component's deadline per invocation, in milliseconds.
     #[arg(long)]
     timeout_ms: Option<u64>,
@@ -118,6 +121,7 @@ impl DeployArgs {
             reuse: self.reuse,
             functions,
             key_value_stores: self.kv_stores.clone(),
+            object_buckets: self.object_buckets.clone(),
             record_failures: self.record_failures,
             ..ComponentConfig::default()
         }

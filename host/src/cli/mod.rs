@@ -18,6 +18,7 @@ mod kv;
 pub mod logs;
 mod new;
 mod nodes;
+mod objects;
 mod output;
 mod queues;
 mod secrets;
@@ -102,6 +103,9 @@ enum Command {
     /// Read and write a running host's key-value stores: `edgefn kv get|set|delete|list STORE ...`.
     #[command(after_help = "Example: edgefn kv list todos --prefix todo:ada:")]
     Kv(kv::KvArgs),
+    /// Read and write a running host's object buckets: `edgefn objects ls|get|put|rm|usage BUCKET ...`.
+    #[command(after_help = "Example: edgefn objects put photos uploads/cat.png ./cat.png --type image/png")]
+    Objects(objects::ObjectsArgs),
     /// Sign a test token for an authorizer of the host config: `edgefn token mint --authorizer main --sub ada`.
     #[command(
         after_help = "Example: edgefn token mint --config edgefn.toml --authorizer main --sub ada --scope orders:write"
@@ -163,6 +167,7 @@ impl Cli {
             Command::Redrive(args) => queues::redrive(args),
             Command::Runs(args) => functions::runs(args),
             Command::Kv(args) => kv::run(args),
+            Command::Objects(args) => objects::run(args),
             Command::Token(args) => token::run(args),
             Command::Logs(args) => logs::logs(args),
             Command::Usage(args) => logs::usage(args),

@@ -7,6 +7,7 @@
 //! - [`QueueLimits`]: message sizes, queue capacity, what a function may send. Owner: `capabilities::messaging`
 //!   (and the runtime hands each invocation its send allowance from it).
 //! - [`KvLimits`]: key and value sizes, keys and bytes per store. Owner: `capabilities::kv` (over `storage::kv`).
+//! - [`ObjectLimits`]: object sizes, bytes and objects per bucket. Owner: `capabilities::objects`.
 //! - [`DeployLimits`]: how long a deploy waits for the old version to drain. Owner: `deployments`.
 //!
 //! The types live here, in the configuration leaf every layer may use, because the file is parsed here; each owner
@@ -25,6 +26,7 @@ pub struct Limits {
     pub http: HttpLimits,
     pub queues: QueueLimits,
     pub kv: KvLimits,
+    pub objects: ObjectLimits,
     pub deploys: DeployLimits,
 }
 
@@ -134,6 +136,18 @@ pub struct KvLimits {
     pub kv_max_store_mb: u64,
 }
 
+/// Object sizes. Owner: `capabilities::objects` (over `storage::objects`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectLimits {
+    /// The largest object, in MiB.
+    pub objects_max_object_mb: u64,
+    /// Bytes one bucket may hold, in MiB.
+    pub objects_max_bucket_mb: u64,
+    /// Objects one bucket may hold.
+    pub objects_max_objects: u64,
+}
+
 /// Deploys. Owner: `deployments`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -200,6 +214,12 @@ impl Default for KvLimits {
     }
 }
 
+impl Default for ObjectLimits {
+    fn default() -> Self {
+        Self { objects_max_object_mb: 5 * 1024, objects_max_bucket_mb: 100 * 1024, objects_max_objects: 10_000_000 }
+    }
+}
+
 impl Default for DeployLimits {
     fn default() -> Self {
         Self { drain_timeout_ms: 30_000 }
@@ -218,6 +238,7 @@ impl<'de> Deserialize<'de> for Limits {
             keys_of(&defaults.queues),
             keys_of(&defaults.kv),
             keys_of(&defaults.deploys),
+            keys_of(&defaults.objects),
         ];
         if let Some(unknown) = table.keys().find(|key| !parts.iter().any(|keys| keys.contains(key))) {
             let mut known: Vec<&str> = parts.iter().flatten().map(String::as_str).collect();
@@ -230,6 +251,7 @@ impl<'de> Deserialize<'de> for Limits {
             queues: part(&table, &parts[2])?,
             kv: part(&table, &parts[3])?,
             deploys: part(&table, &parts[4])?,
+            objects: part(&table, &parts[5])?,
         })
     }
 }
@@ -263,6 +285,9 @@ impl Limits {
             ("kv_max_value_bytes", kv.kv_max_value_bytes as u64),
             ("kv_max_keys", kv.kv_max_keys),
             ("kv_max_store_mb", kv.kv_max_store_mb),
+            ("objects_max_object_mb", self.objects.objects_max_object_mb),
+            ("objects_max_bucket_mb", self.objects.objects_max_bucket_mb),
+            ("objects_max_objects", self.objects.objects_max_objects),
         ];
         at_least_one_each(&at_least_one)
     }
@@ -416,6 +441,7 @@ mod tests {
             keys_of(&defaults.queues),
             keys_of(&defaults.kv),
             keys_of(&defaults.deploys),
+            keys_of(&defaults.objects),
         ]
         .concat();
         let all = keys.len();

@@ -30,6 +30,7 @@
 //! memory_mb = 64              # this component's memory cap (default: limits.memory_mb)
 //! max_concurrency = 16        # invocations of each of its functions at once (default: half of max_instances)
 //! key_value_stores = ["default"]   # the key-value stores it may open (default: none)
+//! object_buckets = ["photos"]      # the object buckets it may use (default: none)
 //!
 //! [components.webhook.functions.github]   # one function's own settings, over the component's
 //! timeout_ms = 1000
@@ -151,6 +152,8 @@ pub struct ComponentConfig {
     pub functions: BTreeMap<String, FunctionSettings>,
     /// The key-value stores the component may open.
     pub key_value_stores: Vec<String>,
+    /// The object buckets the component may use (and whose changes its `object` triggers may follow).
+    pub object_buckets: Vec<String>,
     /// Keep the input of each failed invocation (size-capped, credentials left out, with the log's retention), so
     /// that `edgefn replay ID` can run it again.
     pub record_failures: bool,
@@ -189,6 +192,11 @@ impl ComponentConfig {
         for store in &overrides.key_value_stores {
             if !merged.key_value_stores.contains(store) {
                 merged.key_value_stores.push(store.clone());
+            }
+        }
+        for bucket in &overrides.object_buckets {
+            if !merged.object_buckets.contains(bucket) {
+                merged.object_buckets.push(bucket.clone());
             }
         }
         // A deploy may turn recording on; it cannot turn off what the host's config asks for.

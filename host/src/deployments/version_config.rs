@@ -35,6 +35,9 @@ pub struct VersionConfig {
     /// keep their hash.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub key_value_stores: BTreeSet<String>,
+    /// The object buckets it may use. Left out of the JSON when empty, for the same reason.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub object_buckets: BTreeSet<String>,
     /// Keep failed invocations' input for replay. Left out of the JSON when off, for the same reason.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub record_failures: bool,
@@ -57,6 +60,9 @@ impl VersionConfig {
         for store in &merged.key_value_stores {
             crate::capabilities::kv::validate_store_name(store).map_err(DeployError::Config)?;
         }
+        for bucket in &merged.object_buckets {
+            edgefn_manifest::record::validate_bucket_name(bucket).map_err(DeployError::Config)?;
+        }
         Ok(Self {
             env,
             secrets: merged.secret_names(),
@@ -67,6 +73,7 @@ impl VersionConfig {
             snapshot: host.snapshot && mount.is_none(),
             mount,
             key_value_stores: merged.key_value_stores.iter().cloned().collect(),
+            object_buckets: merged.object_buckets.iter().cloned().collect(),
             record_failures: merged.record_failures,
             overrides: Self::overrides_json(overrides),
         })
@@ -161,6 +168,7 @@ impl VersionConfig {
             secrets: Arc::new(secrets),
             outbound: OutboundPolicy::allow(self.allowed_outbound_hosts.iter().cloned()),
             kv_stores: self.key_value_stores.iter().cloned().collect(),
+            object_buckets: self.object_buckets.iter().cloned().collect(),
             record_failures: self.record_failures,
         }
     }
@@ -194,6 +202,15 @@ impl VersionConfig {
         let default = resolve(&format!("component `{component}`"), &self.settings, host)?;
         let mut limits = HashMap::new();
         for function in functions {
+            if let edgefn_manifest::record::Trigger::Object { bucket, .. } = &function.trigger
+                && !self.object_buckets.contains(bucket)
+            {
+                return Err(DeployError::Config(format!(
+                    "function `{component}/{}` follows object bucket `{bucket}`, which the component is not granted: \
+                     add it to `object_buckets` in [components.{component}] (or `edgefn deploy --object-bucket {bucket}`)",
+                    function.name
+                )));
+            }
             let own = self.functions.get(&function.name).cloned().unwrap_or_default();
             let settings = own.or(&self.settings);
             limits.insert(

@@ -142,6 +142,10 @@ impl Backend {
         link("edgefn:function/host", host::add_to_linker::<InvocationState, Whole>(&mut linker, |state| state))?;
         link("edgefn:function/trace", trace::add_to_linker::<InvocationState, Whole>(&mut linker, |state| state))?;
         link("wasi:keyvalue", crate::capabilities::kv::add_to_linker(&mut linker, InvocationState::kv_view))?;
+        link(
+            "edgefn:function/objects",
+            crate::capabilities::objects::add_to_linker(&mut linker, InvocationState::objects_view),
+        )?;
         if abi == Abi::P3 {
             use bindings::p3::edgefn::function::async_host;
             link("WASI 0.3", wasmtime_wasi::p3::add_to_linker(&mut linker))?;

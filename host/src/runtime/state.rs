@@ -39,6 +39,8 @@ pub(crate) struct InvocationState {
     allowance: output::Allowance,
     /// What one invocation may send, to start each request of a reused instance with.
     sends: crate::capabilities::messaging::SendAllowance,
+    /// Object uploads it holds open (bounded: each holds a file open).
+    open_uploads: usize,
 }
 
 impl InvocationState {
@@ -94,6 +96,7 @@ impl InvocationState {
             work,
             allowance,
             sends: parts.sends,
+            open_uploads: 0,
         }
     }
 
@@ -106,6 +109,18 @@ impl InvocationState {
             function: self.call.caller.chain.last().map(String::as_str),
             correlation_id: &self.call.caller.correlation_id,
             span: self.call.caller.span_id,
+        }
+    }
+
+    /// What the object imports act on: see [`crate::capabilities::objects::ObjectsView`].
+    pub(crate) fn objects_view(&mut self) -> crate::capabilities::objects::ObjectsView<'_> {
+        crate::capabilities::objects::ObjectsView {
+            table: &mut self.table,
+            objects: self.call.capabilities.objects.as_ref(),
+            granted: &self.env.object_buckets,
+            open_uploads: &mut self.open_uploads,
+            function: self.call.caller.chain.last().map(String::as_str),
+            correlation_id: &self.call.caller.correlation_id,
         }
     }
 

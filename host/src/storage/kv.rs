@@ -58,7 +58,7 @@ const LIVE: &str = "(expires_at IS NULL OR expires_at > ?)";
 /// The least string greater than every string that starts with `prefix` (`None` for the empty prefix, or one
 /// made only of `char::MAX`): `prefix` with its last raisable character raised. SQLite compares text byte-wise,
 /// and UTF-8 byte order is code-point order, so `prefix <= key < bound` is exactly "starts with `prefix`".
-fn prefix_upper_bound(prefix: &str) -> Option<String> {
+pub(super) fn prefix_upper_bound(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
     while let Some(last) = chars.pop() {
         // The next scalar value: surrogates are not chars, so skip over them.

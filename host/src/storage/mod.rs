@@ -15,6 +15,7 @@ pub mod backends;
 pub mod cron;
 pub mod deployments;
 pub mod kv;
+pub mod objects;
 pub mod queue;
 pub mod sealing;
 pub mod telemetry;
@@ -175,6 +176,38 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE queue_messages ADD COLUMN dead_after_attempts INTEGER;",
     // 10. The span that sent a message (telemetry/otel.rs), so its delivery's span continues the sender's trace.
     "ALTER TABLE queue_messages ADD COLUMN parent_span INTEGER;",
+    // 11. Object storage (storage/objects.rs): metadata per object (its bytes are files), sizes per bucket kept by
+    // triggers, and the outbox of changes for object triggers.
+    "CREATE TABLE objects (
+        bucket TEXT NOT NULL,
+        key TEXT NOT NULL,
+        blob TEXT NOT NULL UNIQUE,
+        size INTEGER NOT NULL,
+        etag TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (bucket, key)
+    );
+    CREATE TABLE object_sizes (
+        bucket TEXT PRIMARY KEY,
+        objects INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TRIGGER object_sizes_after_insert AFTER INSERT ON objects BEGIN
+        INSERT OR IGNORE INTO object_sizes (bucket) VALUES (NEW.bucket);
+        UPDATE object_sizes SET objects = objects + 1, bytes = bytes + NEW.size WHERE bucket = NEW.bucket;
+    END;
+    CREATE TRIGGER object_sizes_after_delete AFTER DELETE ON objects BEGIN
+        UPDATE object_sizes SET objects = objects - 1, bytes = bytes - OLD.size WHERE bucket = OLD.bucket;
+    END;
+    CREATE TRIGGER object_sizes_after_update AFTER UPDATE OF size ON objects BEGIN
+        UPDATE object_sizes SET bytes = bytes - OLD.size + NEW.size WHERE bucket = NEW.bucket;
+    END;
+    CREATE TABLE object_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        body TEXT NOT NULL
+    );",
 ];
 
 /// What went wrong in the database.

@@ -36,6 +36,11 @@ struct QueueLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BucketLabels {
+    bucket: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueStateLabels {
     queue: String,
     state: String,
@@ -64,6 +69,8 @@ pub struct Snapshot {
     pub instances_in_use: u64,
     pub instances_max: u64,
     pub queues: Vec<QueueStats>,
+    /// What each object bucket holds.
+    pub buckets: Vec<crate::storage::objects::BucketUsage>,
     /// Now, in ms since the epoch, for the age of the oldest messages.
     pub now: i64,
 }
@@ -79,6 +86,8 @@ pub struct Metrics {
     queue_messages: Family<QueueStateLabels, Gauge>,
     queue_dead_letters: Family<QueueLabels, Gauge>,
     queue_oldest_age: Family<QueueLabels, Gauge<f64, AtomicU64>>,
+    bucket_objects: Family<BucketLabels, Gauge>,
+    bucket_bytes: Family<BucketLabels, Gauge>,
     cron_lag: HistogramFamily<CronLabels>,
     cron_failures: Family<CronLabels, Counter>,
     log_records_dropped: Counter,
@@ -141,6 +150,15 @@ impl Metrics {
             Unit::Seconds,
             queue_oldest_age.clone(),
         );
+        let bucket_objects = Family::<BucketLabels, Gauge>::default();
+        registry.register("object_bucket_objects", "Objects a bucket holds", bucket_objects.clone());
+        let bucket_bytes = Family::<BucketLabels, Gauge>::default();
+        registry.register_with_unit(
+            "object_bucket",
+            "Bytes of the objects a bucket holds",
+            prometheus_client::registry::Unit::Bytes,
+            bucket_bytes.clone(),
+        );
         let cron_lag = HistogramFamily::<CronLabels>::new_with_constructor(lag_histogram);
         registry.register_with_unit(
             "cron_lag",
@@ -166,6 +184,8 @@ impl Metrics {
             queue_messages,
             queue_dead_letters,
             queue_oldest_age,
+            bucket_objects,
+            bucket_bytes,
             cron_lag,
             cron_failures,
             log_records_dropped,
@@ -224,6 +244,13 @@ impl Metrics {
             self.queue_dead_letters.get_or_create(&labels).set(count(stats.dead));
             let age = stats.oldest_enqueued_at.map_or(0.0, |at| (snapshot.now - at).max(0) as f64 / 1000.0);
             self.queue_oldest_age.get_or_create(&labels).set(age);
+        }
+        self.bucket_objects.clear();
+        self.bucket_bytes.clear();
+        for usage in &snapshot.buckets {
+            let labels = BucketLabels { bucket: usage.bucket.clone() };
+            self.bucket_objects.get_or_create(&labels).set(i64::try_from(usage.objects).unwrap_or(i64::MAX));
+            self.bucket_bytes.get_or_create(&labels).set(i64::try_from(usage.bytes).unwrap_or(i64::MAX));
         }
         let mut text = String::new();
         // Writing to a String cannot fail.

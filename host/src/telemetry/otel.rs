@@ -340,7 +340,7 @@ pub fn invocation(report: &InvocationReport) {
 fn kind_of(trace: &Trace) -> SpanKind {
     match trace.trigger {
         "http" => SpanKind::Server,
-        "queue" | "topic" => SpanKind::Consumer,
+        "queue" | "topic" | "object" => SpanKind::Consumer,
         "invoke" => SpanKind::Server,
         _ => SpanKind::Internal,
     }

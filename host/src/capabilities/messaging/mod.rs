@@ -135,6 +135,26 @@ pub struct Queues {
     rate: SendRate,
     /// Wake-ups by queue: a consumer sleeps on its queue's, a send wakes it.
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The live `object` triggers, by component: which changes go to which queue.
+    object_followers: Mutex<HashMap<String, Vec<ObjectFollower>>>,
+}
+
+/// A function that follows changes to a bucket (an `object` trigger), and the queue it consumes them from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectFollower {
+    pub bucket: String,
+    /// The kinds of change it wants; empty: every kind.
+    pub events: Vec<String>,
+    pub prefix: String,
+    pub queue: String,
+}
+
+impl ObjectFollower {
+    fn wants(&self, bucket: &str, event: &str, key: &str) -> bool {
+        self.bucket == bucket
+            && key.starts_with(&self.prefix)
+            && (self.events.is_empty() || self.events.iter().any(|e| e == event))
+    }
 }
 
 impl Queues {
@@ -145,7 +165,24 @@ impl Queues {
             capacity: limits.capacity,
             rate: SendRate { rate: limits.max_sends_per_second, buckets: Mutex::default() },
             wakers: Mutex::default(),
+            object_followers: Mutex::default(),
         }
+    }
+
+    /// Sets the `object` triggers of `component` (none: it has none any more).
+    pub fn follow_objects(&self, component: &str, followers: Vec<ObjectFollower>) {
+        let mut all = self.object_followers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if followers.is_empty() {
+            all.remove(component);
+        } else {
+            all.insert(component.to_owned(), followers);
+        }
+    }
+
+    /// The queues that must get a change of kind `event` to `bucket`/`key`.
+    pub fn object_event_queues(&self, bucket: &str, event: &str, key: &str) -> Vec<String> {
+        let all = self.object_followers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        all.values().flatten().filter(|f| f.wants(bucket, event, key)).map(|f| f.queue.clone()).collect()
     }
 
     /// The backend underneath, for the queue trigger's leases and settlements.
@@ -289,6 +326,17 @@ impl Queues {
     }
 }
 
+/// Refuses the host's own queues (object triggers'): a function forging a change event there is refused.
+fn reserved(kind: &str, name: &str) -> Result<(), MessagingError> {
+    let prefix = edgefn_manifest::record::RESERVED_QUEUE_PREFIX;
+    if name.starts_with(prefix) {
+        return Err(MessagingError::InvalidName(format!(
+            "{kind} `{name}` is the host's own (names starting with `{prefix}` carry object changes)"
+        )));
+    }
+    Ok(())
+}
+
 impl Messaging for Queues {
     fn send(
         &self,
@@ -297,6 +345,7 @@ impl Messaging for Queues {
         message: NewMessage,
     ) -> BoxFuture<'_, Result<String, MessagingError>> {
         Box::pin(async move {
+            reserved("queue", &queue)?;
             self.rate_limit(&sender)?;
             let ids = self.send_many(&queue, vec![message]).await?;
             Ok(ids.into_iter().next().unwrap_or_default())
@@ -312,6 +361,7 @@ impl Messaging for Queues {
         parent_span: u64,
     ) -> BoxFuture<'_, Result<u32, MessagingError>> {
         Box::pin(async move {
+            reserved("topic", &topic)?;
             self.rate_limit(&sender)?;
             self.publish_to_subscribers(&topic, body, correlation_id, parent_span).await
         })

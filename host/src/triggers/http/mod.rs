@@ -5,6 +5,7 @@
 
 mod auth;
 pub mod body;
+mod objects;
 pub mod server;
 
 use super::{Runner, Trigger, Work, replay};
@@ -38,12 +39,22 @@ pub struct HttpTrigger {
     authorizers: Arc<Authorizers>,
     /// Connections, bodies and slow clients (`[limits]`).
     limits: HttpLimits,
+    /// Signed object URLs, which the host serves itself.
+    objects: Arc<objects::ObjectRoutes>,
 }
 
 impl HttpTrigger {
-    pub fn new(live: LiveHandle, runner: Runner, authorizers: Arc<Authorizers>, limits: HttpLimits) -> Arc<Self> {
+    pub fn new(
+        live: LiveHandle,
+        runner: Runner,
+        authorizers: Arc<Authorizers>,
+        limits: HttpLimits,
+        objects: Option<Arc<crate::capabilities::objects::Objects>>,
+    ) -> Arc<Self> {
         let bodies = body::BodyBudget::new(usize::try_from(limits.max_buffered_body_mb << 20).unwrap_or(usize::MAX));
-        Arc::new(Self { live, runner, bodies, authorizers, limits })
+        let body_read_timeout = Duration::from_millis(limits.body_read_timeout_ms);
+        let objects = Arc::new(objects::ObjectRoutes { objects, body_read_timeout });
+        Arc::new(Self { live, runner, bodies, authorizers, limits, objects })
     }
 
     /// The bounds of the listener that serves this trigger.
@@ -54,9 +65,16 @@ impl HttpTrigger {
         }
     }
 
-    /// The axum app: `/healthz` plus every function route.
+    /// The axum app: `/healthz`, signed object URLs (`/_edgefn/objects/...`), and every function route.
     pub fn app(self: Arc<Self>) -> axum::Router {
-        axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" })).fallback(handle).with_state(self)
+        let objects = axum::Router::new()
+            .route("/_edgefn/objects/{bucket}/{*key}", axum::routing::put(objects::put).get(objects::get))
+            .with_state(self.objects.clone());
+        axum::Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .fallback(handle)
+            .with_state(self)
+            .merge(objects)
     }
 }
 

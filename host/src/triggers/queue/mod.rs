@@ -16,7 +16,7 @@ mod settle;
 
 use super::{Prepared, Runner, Trigger, Work, replay};
 use crate::capabilities::BoxFuture;
-use crate::capabilities::messaging::Queues;
+use crate::capabilities::messaging::{ObjectFollower, Queues};
 use crate::live::{ComponentVersion, LiveComponent, LiveSet, consumed_queue};
 use crate::runtime::{Delivery, GuestCall, InvokeError, Message, SlotKind};
 use crate::storage::backends::{BatchPolicy, LeasedMessage, Outcome, QueueBackend, Settle};
@@ -42,16 +42,21 @@ struct Consumer {
     label: String,
     /// The queue or topic named in the trigger, as the function sees it.
     source: String,
-    /// The queue its messages are stored in: `source` for a queue, `<topic>@<function>` for a subscriber.
+    /// The queue its messages are stored in: `source` for a queue, `<topic>@<function>` for a subscriber,
+    /// `objects.<bucket>@<component>.<function>` for an object trigger.
     queue: String,
+    /// `queue`, `topic` or `object`.
+    kind: &'static str,
+    /// For an object trigger: which changes it follows.
+    follows: Option<ObjectFollower>,
     delivery: DeliveryPolicy,
     dead_letter_queue: String,
 }
 
 impl Consumer {
-    /// `queue` or `topic`, for the log.
+    /// `queue`, `topic` or `object`, for the log.
     fn trigger_kind(&self) -> &'static str {
-        if self.queue == self.source { "queue" } else { "topic" }
+        self.kind
     }
 
     /// How its failed messages are retried and dead-lettered.
@@ -60,7 +65,7 @@ impl Consumer {
     }
 
     fn consumes(&self, trigger: &TriggerKind) -> bool {
-        matches!(trigger, TriggerKind::Queue { .. } | TriggerKind::Topic { .. })
+        matches!(trigger, TriggerKind::Queue { .. } | TriggerKind::Topic { .. } | TriggerKind::Object { .. })
     }
 }
 
@@ -136,14 +141,24 @@ impl QueueTrigger {
         let mut consumers: Vec<Consumer> = Vec::new();
         for version in live.versions() {
             for function in &version.functions {
-                let Some((queue, _)) = consumed_queue(function) else { continue };
+                let Some((queue, kind)) = consumed_queue(&version.component, function) else { continue };
                 if consumers.iter().any(|c| c.queue == queue) {
                     continue;
                 }
-                let (TriggerKind::Queue { queue: source, delivery } | TriggerKind::Topic { topic: source, delivery }) =
-                    &function.trigger
-                else {
-                    continue;
+                let (source, delivery, follows) = match &function.trigger {
+                    TriggerKind::Queue { queue: source, delivery } | TriggerKind::Topic { topic: source, delivery } => {
+                        (source, delivery, None)
+                    }
+                    TriggerKind::Object { bucket, events, prefix, delivery } => {
+                        let follower = ObjectFollower {
+                            bucket: bucket.clone(),
+                            events: events.clone(),
+                            prefix: prefix.clone(),
+                            queue: queue.clone(),
+                        };
+                        (bucket, delivery, Some(follower))
+                    }
+                    _ => continue,
                 };
                 consumers.push(Consumer {
                     component: live.clone(),
@@ -152,6 +167,8 @@ impl QueueTrigger {
                     source: source.clone(),
                     dead_letter_queue: delivery.dead_letter_queue(&queue),
                     queue,
+                    kind,
+                    follows,
                     delivery: delivery.clone(),
                 });
             }
@@ -169,7 +186,9 @@ impl Trigger for QueueTrigger {
         let consumers = live.component(component).map(Self::consumers_of).unwrap_or_default();
         // Subscriptions: add the new ones first, then drop those no live version has any more.
         let wanted: BTreeSet<(String, String)> =
-            consumers.iter().filter(|c| c.queue != c.source).map(|c| (c.source.clone(), c.queue.clone())).collect();
+            consumers.iter().filter(|c| c.kind == "topic").map(|c| (c.source.clone(), c.queue.clone())).collect();
+        // Object triggers: the changes each follows (replacing what the component followed before).
+        self.queues.follow_objects(component, consumers.iter().filter_map(|c| c.follows.clone()).collect());
         for (topic, queue) in &wanted {
             self.queues.subscribe(topic, queue);
         }
