@@ -1,5 +1,6 @@
 //! The SQL of the telemetry database, `<data dir>/telemetry.db`: the log (guest output, one record per invocation,
-//! host events) and usage per function, version, trigger and minute.
+//! host events, here), usage per function, version, trigger and minute (`usage.rs`), and failed invocations kept
+//! for replay (`failures.rs`).
 //!
 //! A file of its own, not a table of `edgefn.db`: logs are written all the time and deleted by retention, and
 //! SQLite has one writer per file, so a burst of logs must never make a queue send or a deploy wait.
@@ -7,6 +8,12 @@
 use super::{Database, StorageError};
 use rusqlite::{Connection, params};
 use std::path::Path;
+
+mod failures;
+mod usage;
+
+pub use failures::{FailedInput, FailedMessage, Failure, find_failure, insert_failure};
+pub use usage::{UsageCounts, UsageKey, UsageRow, add_usage, delete_usage_before, query_usage};
 
 /// The telemetry database file in a data dir.
 pub const TELEMETRY_FILE: &str = "telemetry.db";
@@ -72,141 +79,6 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE usage ADD COLUMN client_errors INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE usage ADD COLUMN unauthorized INTEGER NOT NULL DEFAULT 0;",
 ];
-
-/// A failed invocation, kept to be replayed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Failure {
-    /// Assigned when stored.
-    pub id: i64,
-    pub at: i64,
-    pub correlation_id: String,
-    pub component: String,
-    /// The function's name in its component.
-    pub function: String,
-    pub version: u32,
-    pub trigger: String,
-    pub error: String,
-    /// What it was called with; `None` when that was over the cap (see `input_bytes`), or when it was a request
-    /// body the function read as a stream (then `input_bytes` is 0: the host never held it whole).
-    pub input: Option<FailedInput>,
-    /// The size of the input's bodies, kept or not; 0 for a streamed request body.
-    pub input_bytes: u64,
-}
-
-impl Failure {
-    /// Whether its input was a request body streamed to the function, and so never kept.
-    pub fn input_was_streamed(&self) -> bool {
-        self.input.is_none() && self.input_bytes == 0
-    }
-}
-
-/// What a failed invocation was called with. Bodies are base64 in the JSON.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum FailedInput {
-    /// The request as the function got it, credentials left out.
-    Http {
-        method: String,
-        /// Path and query.
-        uri: String,
-        headers: Vec<(String, String)>,
-        #[serde(with = "base64_bytes")]
-        body: Vec<u8>,
-    },
-    Messages {
-        source: String,
-        messages: Vec<FailedMessage>,
-    },
-    Cron {
-        expression: String,
-        timezone: String,
-        scheduled_at: i64,
-        attempt: u32,
-        reason: String,
-    },
-    Invoke {
-        #[serde(with = "base64_bytes")]
-        payload: Vec<u8>,
-    },
-}
-
-/// One message of a failed delivery.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FailedMessage {
-    pub id: String,
-    #[serde(with = "base64_bytes")]
-    pub body: Vec<u8>,
-    pub attempts: u32,
-    pub priority: i32,
-    pub enqueued_at: i64,
-    pub correlation_id: String,
-}
-
-mod base64_bytes {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
-
-    pub(super) fn serialize<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&STANDARD.encode(bytes))
-    }
-
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
-        let text: String = serde::Deserialize::deserialize(deserializer)?;
-        STANDARD.decode(text).map_err(serde::de::Error::custom)
-    }
-}
-
-/// Stores `failure` (its `id` is ignored); returns its id.
-pub fn insert_failure(conn: &mut Connection, failure: &Failure) -> Result<i64, StorageError> {
-    let input = match &failure.input {
-        Some(input) => Some(serde_json::to_string(input).map_err(|e| StorageError::Corrupt(e.to_string()))?),
-        None => None,
-    };
-    conn.prepare_cached(
-        "INSERT INTO failures (at, correlation_id, component, function, version, trigger, error, input, input_bytes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        failure.at,
-        failure.correlation_id,
-        failure.component,
-        failure.function,
-        failure.version,
-        failure.trigger,
-        failure.error,
-        input,
-        failure.input_bytes as i64,
-    ])?;
-    Ok(conn.last_insert_rowid())
-}
-
-/// The failure `id`, or the newest failure of correlation id `id`.
-pub fn find_failure(conn: &mut Connection, id: &str) -> Result<Option<Failure>, StorageError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT id, at, correlation_id, component, function, version, trigger, error, input, input_bytes
-         FROM failures WHERE id = ?1 OR correlation_id = ?2 ORDER BY (id = ?1) DESC, id DESC LIMIT 1",
-    )?;
-    let numeric = id.parse::<i64>().ok();
-    let mut rows = statement.query(params![numeric, id])?;
-    let Some(row) = rows.next()? else { return Ok(None) };
-    let input: Option<String> = row.get(8)?;
-    let input = match input {
-        Some(json) => Some(serde_json::from_str(&json).map_err(|e| StorageError::Corrupt(e.to_string()))?),
-        None => None,
-    };
-    Ok(Some(Failure {
-        id: row.get(0)?,
-        at: row.get(1)?,
-        correlation_id: row.get(2)?,
-        component: row.get(3)?,
-        function: row.get(4)?,
-        version: row.get(5)?,
-        trigger: row.get(6)?,
-        error: row.get(7)?,
-        input,
-        input_bytes: row.get::<_, i64>(9)?.max(0) as u64,
-    }))
-}
 
 /// How severe a log record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -335,7 +207,7 @@ pub fn names_function(wanted: &str, label: &str) -> bool {
 }
 
 /// [`names_function`] as an SQL condition on the `function` column, `wanted` being the parameter `param` (`?2`).
-fn function_condition(param: &str) -> String {
+pub(super) fn function_condition(param: &str) -> String {
     format!(
         "(function = {param} OR substr(function, 1, length({param}) + 1) = {param} || '/' \
          OR substr(function, -length({param}) - 1) = '/' || {param})"
@@ -353,72 +225,6 @@ impl LogQuery {
             && self.since.is_none_or(|since| record.at >= since)
             && self.level.is_none_or(|level| record.level <= level)
     }
-}
-
-/// The counts of one function, version and trigger over some time: one minute, as stored, or a sum of them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UsageCounts {
-    /// Every invocation, whatever its outcome: the sum of the outcome counts below (and cancelled ones).
-    pub invocations: u64,
-    pub ok: u64,
-    /// HTTP answers 4xx.
-    #[serde(default)]
-    pub client_errors: u64,
-    pub errors: u64,
-    pub traps: u64,
-    pub timeouts: u64,
-    pub throttled: u64,
-    /// Refused by the route's authorizer, before the function ran.
-    #[serde(default)]
-    pub unauthorized: u64,
-    pub cold_starts: u64,
-    /// Wall time, in microseconds.
-    pub wall_us: u64,
-    /// Time spent running the function (its instance being polled), in microseconds.
-    pub guest_cpu_us: u64,
-    /// Configured memory (MB) times billed duration (ms, each invocation rounded up to 1 ms): GB-s is this over
-    /// 1024 x 1000.
-    pub mb_ms: u64,
-    /// The largest linear memory one invocation reached.
-    pub peak_memory_bytes: u64,
-}
-
-impl UsageCounts {
-    /// Adds `other` in: sums, except the peak, which is the larger.
-    pub fn add(&mut self, other: &Self) {
-        self.invocations += other.invocations;
-        self.ok += other.ok;
-        self.client_errors += other.client_errors;
-        self.unauthorized += other.unauthorized;
-        self.errors += other.errors;
-        self.traps += other.traps;
-        self.timeouts += other.timeouts;
-        self.throttled += other.throttled;
-        self.cold_starts += other.cold_starts;
-        self.wall_us += other.wall_us;
-        self.guest_cpu_us += other.guest_cpu_us;
-        self.mb_ms += other.mb_ms;
-        self.peak_memory_bytes = self.peak_memory_bytes.max(other.peak_memory_bytes);
-    }
-}
-
-/// Where a minute of usage is counted.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct UsageKey {
-    /// Minutes since the Unix epoch.
-    pub minute: i64,
-    pub function: String,
-    pub version: u32,
-    pub trigger: String,
-}
-
-/// One stored row of usage.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UsageRow {
-    #[serde(flatten)]
-    pub key: UsageKey,
-    #[serde(flatten)]
-    pub counts: UsageCounts,
 }
 
 /// Opens (creating and migrating) the telemetry database of `data_dir`.
@@ -608,91 +414,6 @@ pub fn apply_retention(conn: &mut Connection, cutoff: i64, max_bytes: u64) -> Re
     Ok(deleted)
 }
 
-/// Adds `minutes` into the stored usage (one transaction).
-pub fn add_usage(conn: &mut Connection, minutes: Vec<(UsageKey, UsageCounts)>) -> Result<(), StorageError> {
-    let tx = conn.transaction()?;
-    {
-        let mut upsert = tx.prepare_cached(
-            "INSERT INTO usage (minute, function, version, trigger, invocations, ok, errors, traps, timeouts,
-                                throttled, cold_starts, wall_us, guest_cpu_us, mb_ms, peak_memory_bytes,
-                                client_errors, unauthorized)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-             ON CONFLICT (minute, function, version, trigger) DO UPDATE SET
-                invocations = invocations + excluded.invocations, ok = ok + excluded.ok,
-                client_errors = client_errors + excluded.client_errors,
-                unauthorized = unauthorized + excluded.unauthorized,
-                errors = errors + excluded.errors, traps = traps + excluded.traps,
-                timeouts = timeouts + excluded.timeouts, throttled = throttled + excluded.throttled,
-                cold_starts = cold_starts + excluded.cold_starts, wall_us = wall_us + excluded.wall_us,
-                guest_cpu_us = guest_cpu_us + excluded.guest_cpu_us, mb_ms = mb_ms + excluded.mb_ms,
-                peak_memory_bytes = MAX(peak_memory_bytes, excluded.peak_memory_bytes)",
-        )?;
-        for (key, counts) in minutes {
-            upsert.execute(params![
-                key.minute,
-                key.function,
-                key.version,
-                key.trigger,
-                counts.invocations as i64,
-                counts.ok as i64,
-                counts.errors as i64,
-                counts.traps as i64,
-                counts.timeouts as i64,
-                counts.throttled as i64,
-                counts.cold_starts as i64,
-                counts.wall_us as i64,
-                counts.guest_cpu_us as i64,
-                counts.mb_ms as i64,
-                counts.peak_memory_bytes as i64,
-                counts.client_errors as i64,
-                counts.unauthorized as i64,
-            ])?;
-        }
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-/// The usage rows from minute `since` on, of `function` (matched as in [`LogQuery::function`]) if set.
-pub fn query_usage(conn: &mut Connection, since: i64, function: Option<&str>) -> Result<Vec<UsageRow>, StorageError> {
-    let sql = format!(
-        "SELECT minute, function, version, trigger, invocations, ok, errors, traps, timeouts, throttled, cold_starts,
-                wall_us, guest_cpu_us, mb_ms, peak_memory_bytes, client_errors, unauthorized
-         FROM usage
-         WHERE minute >= ?1 AND (?2 IS NULL OR {})
-         ORDER BY minute, function, version, trigger",
-        function_condition("?2")
-    );
-    let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map(params![since, function], |row| {
-        let count = |index: usize| row.get::<_, i64>(index).map(|value| value.max(0) as u64);
-        Ok(UsageRow {
-            key: UsageKey { minute: row.get(0)?, function: row.get(1)?, version: row.get(2)?, trigger: row.get(3)? },
-            counts: UsageCounts {
-                invocations: count(4)?,
-                ok: count(5)?,
-                errors: count(6)?,
-                traps: count(7)?,
-                timeouts: count(8)?,
-                throttled: count(9)?,
-                cold_starts: count(10)?,
-                wall_us: count(11)?,
-                guest_cpu_us: count(12)?,
-                mb_ms: count(13)?,
-                peak_memory_bytes: count(14)?,
-                client_errors: count(15)?,
-                unauthorized: count(16)?,
-            },
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
-}
-
-/// Deletes usage before minute `cutoff`.
-pub fn delete_usage_before(conn: &mut Connection, cutoff: i64) -> Result<u64, StorageError> {
-    Ok(conn.execute("DELETE FROM usage WHERE minute < ?1", [cutoff])? as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -804,36 +525,5 @@ mod tests {
         assert_eq!(deleted as i64 + left, 1_500);
         assert!(left > 0 && left < 600, "{left} records left");
         assert_eq!(oldest, 2_000 - left, "the newest records are the ones kept");
-    }
-
-    #[test]
-    fn usage_adds_up_per_minute_and_keeps_the_larger_peak() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = open(dir.path()).expect("open");
-        let key = UsageKey { minute: 7, function: "a/b".into(), version: 2, trigger: "http".into() };
-        let one = UsageCounts {
-            invocations: 1,
-            ok: 1,
-            wall_us: 1_500,
-            mb_ms: 256,
-            peak_memory_bytes: 100,
-            ..UsageCounts::default()
-        };
-        let two = UsageCounts {
-            invocations: 2,
-            errors: 2,
-            wall_us: 500,
-            mb_ms: 512,
-            peak_memory_bytes: 50,
-            ..UsageCounts::default()
-        };
-        db.with_blocking(|conn| add_usage(conn, vec![(key.clone(), one)])).expect("add");
-        db.with_blocking(|conn| add_usage(conn, vec![(key.clone(), two)])).expect("add");
-        let rows = db.with_blocking(|conn| query_usage(conn, 0, Some("b"))).expect("query");
-        let mut expected = one;
-        expected.add(&two);
-        assert_eq!(rows, vec![UsageRow { key, counts: expected }]);
-        assert_eq!((expected.invocations, expected.mb_ms, expected.peak_memory_bytes), (3, 768, 100));
-        assert!(db.with_blocking(|conn| query_usage(conn, 8, None)).expect("query").is_empty());
     }
 }
