@@ -388,3 +388,27 @@ fn a_kill_during_an_upload_leaves_the_old_object_whole_and_no_leftovers() {
     assert_eq!(files_under(&data.path().join("objects/tmp")), Vec::<String>::new(), "the torn upload is swept");
     assert_eq!(files_under(&data.path().join("objects/blobs")).len(), 1, "one file: the old object's");
 }
+
+#[test]
+fn a_wasi_0_3_component_uses_objects_the_same_way() {
+    use crate::support::{Abi, component_arg_for};
+    let host = Host::start(&[]);
+    let probe = component_arg_for(Abi::P3, "object_probe");
+    host.cli_ok(&["deploy", &probe, "--name", "probe3", "--object-bucket", "photos", "--kv-store", "seen"]);
+    let put = obj_ok(&host, "probe3", json!({"op": "put_pattern", "bucket": "photos", "key": "p3.bin", "mib": 3}));
+    let checked = obj_ok(&host, "probe3", json!({"op": "check_pattern", "bucket": "photos", "key": "p3.bin"}));
+    assert_eq!((checked["size"].as_u64(), checked["etag"].clone()), (Some(3 << 20), put["etag"].clone()));
+    obj_ok(&host, "probe3", json!({"op": "abandon", "bucket": "photos", "key": "dropped"}));
+    assert_eq!(obj_ok(&host, "probe3", json!({"op": "head", "bucket": "photos", "key": "dropped"})), Value::Null);
+    let denied = obj(&host, "probe3", json!({"op": "head", "bucket": "docs", "key": "x"})).expect_err("not granted");
+    assert!(denied.contains("may not use object bucket `docs`"), "{denied}");
+    // Its object trigger runs too.
+    obj_ok(
+        &host,
+        "probe3",
+        json!({"op": "put", "bucket": "photos", "key": "uploads/a.png", "text": "a", "content_type": ""}),
+    );
+    poll_until("the WASI 0.3 object trigger to run", Duration::from_secs(30), || {
+        host.admin("GET", "/v1/kv/seen/keys/runs:uploads%2Fa.png", None).status == 200
+    });
+}

@@ -20,7 +20,6 @@
 
 use super::{Database, StorageError};
 use rusqlite::{Connection, OptionalExtension as _, Row, params};
-use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 
 mod upload;
@@ -281,7 +280,7 @@ impl ObjectDb {
             options,
             file: Some(file),
             temp,
-            hasher: Sha256::new(),
+            hasher: upload::Hasher::new(),
             written: 0,
             limit,
         }))
@@ -296,7 +295,9 @@ impl ObjectDb {
         let store = self.clone();
         let file = upload.file.take();
         let temp = upload.temp.clone();
-        let etag = hex::encode(std::mem::take(&mut upload.hasher).finalize());
+        let Some(etag) = upload.hasher.finish() else {
+            return Err(StorageError::Task(format!("hashing `{}` failed: nothing was stored", upload.key)));
+        };
         let blob = uuid::Uuid::new_v4().simple().to_string();
         let content_type = if upload.options.content_type.is_empty() {
             "application/octet-stream".to_owned()

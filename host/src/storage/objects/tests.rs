@@ -1,6 +1,7 @@
 //! The object store's atomicity, sweeping, limits, listing, copies and outbox, on real files and SQLite.
 
 use super::*;
+use sha2::{Digest as _, Sha256};
 
 const LIMITS: ObjectLimits = ObjectLimits { max_object_bytes: 1 << 20, max_bucket_bytes: 64, max_objects: 3 };
 
@@ -137,4 +138,26 @@ async fn listing_pages_by_prefix_copies_share_bytes_and_each_change_is_an_event(
     assert!(store.pending_events(100).await.expect("events").is_empty());
     let usage = store.usage().await.expect("usage");
     assert_eq!(usage.iter().map(|u| (u.bucket.as_str(), u.objects)).collect::<Vec<_>>(), [("b", 3), ("c", 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_large_upload_hashed_on_its_own_thread_has_the_same_etag_and_a_dropped_one_stores_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = Database::open(dir.path()).expect("db");
+    let limits = ObjectLimits { max_object_bytes: 64 << 20, max_bucket_bytes: 64 << 20, max_objects: 10 };
+    let store = ObjectDb::open(dir.path(), db, limits).expect("store");
+    let bytes: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut upload = store.begin("b", "large", PutOptions::default()).expect("begin").expect("valid");
+    for chunk in bytes.chunks(64 << 10) {
+        upload.write(chunk).expect("write").expect("room");
+    }
+    let info = store.finish(upload, 1).await.expect("finish").expect("room");
+    assert_eq!(info.etag, hex::encode(Sha256::digest(&bytes)), "the threaded hash is the hash of every byte, in order");
+    let mut dropped = store.begin("b", "dropped", PutOptions::default()).expect("begin").expect("valid");
+    for chunk in bytes.chunks(1 << 20) {
+        dropped.write(chunk).expect("write").expect("room");
+    }
+    drop(dropped);
+    assert_eq!(files(dir.path(), "tmp"), Vec::<String>::new());
+    assert!(store.head("b", "dropped").await.expect("head").is_none());
 }

@@ -162,7 +162,7 @@ fn obj(op: Op) -> Result<Value> {
 }
 
 // ANCHOR: trigger
-#[function(trigger = object("photos", events = ["created"], prefix = "uploads/", max_retries = 2, backoff_ms = 50))]
+#[function(trigger = object("photos", events = ["created"], prefix = "uploads/", batch_size = 1, max_retries = 2, backoff_ms = 50))]
 fn on_upload(batch: Batch<ObjectEvent>) -> Result<()> {
     let seen = Store::open("seen")?;
     for message in &batch {
