@@ -41,6 +41,9 @@ section "(r) log queries over a million stored records"
 cargo bench -p edgefn-host --bench log_query 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)" | tee -a "$log"
 section "(s) JetStream queue throughput on one and two nodes vs SQLite, (t) enqueue to handler"
 cargo bench -p edgefn-host --bench cluster 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)" | tee -a "$log"
+section "(w) object storage: put and get vs raw file I/O, put to trigger"
+cargo build --release --target wasm32-wasip2 -p bench-sink -p object-probe >&2
+cargo bench -p edgefn-host --bench objects 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)" | tee -a "$log"
 section "(u) WASI 0.3: fresh vs WASI 0.2, reuse vs wasmtime serve and native, streaming proxy, SSE, fan-out"
 bash bench/wasip3.sh 3 10 16 | tee -a "$log"
 
@@ -81,6 +84,8 @@ rows = [
     ("u", "streaming proxy MB/s, 1 GiB / native axum streaming proxy", "proxy_vs_native", ">=", 0.8, "x"),
     ("u", "SSE time to first byte, extra over native", "sse_ttfb_extra_ms", "<=", 1.0, " ms"),
     ("u", "three concurrent fetches of a 50 ms origin, wall in the guest", "fanout_3x50_ms", "<=", 60.0, " ms"),
+    ("w", "object put MB/s, 256 MiB / raw file write, sync, rename", "objects_put_vs_raw", ">=", 0.7, "x"),
+    ("w", "object get MB/s, 256 MiB / raw file read", "objects_get_vs_raw", ">=", 0.7, "x"),
 ]
 print(f"| target | figure | wanted | result | |")
 print(f"|---|---|---|---|---|")

@@ -345,6 +345,11 @@ impl Delivery {
         }
         if let Some(dead_letter) = &self.dead_letter {
             validate_queue_name("dead_letter queue", dead_letter)?;
+            if dead_letter.starts_with(RESERVED_QUEUE_PREFIX) {
+                return Err(format!(
+                    "dead_letter `{dead_letter}` is the host's own (queues starting with `{RESERVED_QUEUE_PREFIX}` carry object changes)"
+                ));
+            }
             if dead_letter == queue {
                 return Err(format!("dead_letter is `{queue}` itself: a failing message would never leave it"));
             }
@@ -617,6 +622,9 @@ mod tests {
         assert!(unknown.contains("unknown object event `updated`"), "{unknown}");
         assert!(validate_object_trigger("no/slash", &[], "").unwrap_err().contains("invalid object bucket name"));
         assert!(validate_object_trigger("photos", &[], "a\nb").is_err());
+        // A queue's dead letters cannot be aimed at an object trigger's queue: that would forge changes.
+        let aimed = Delivery { dead_letter: Some("objects.photos@gallery.thumbnail".into()), ..Delivery::default() };
+        assert!(aimed.validate("mine").unwrap_err().contains("is the host's own"));
     }
 
     #[test]

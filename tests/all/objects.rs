@@ -117,6 +117,12 @@ fn objects_round_trip_through_a_function_and_buckets_are_granted_per_component()
     assert_eq!(obj_ok(&host, "probe", json!({"op": "head", "bucket": "docs", "key": "x"})), Value::Null);
     let bad = obj(&host, "probe", json!({"op": "put", "bucket": "docs", "key": "", "text": "x", "content_type": ""}));
     assert!(bad.expect_err("an empty key").contains("the object key is empty"));
+    let dots = obj(
+        &host,
+        "probe",
+        json!({"op": "put", "bucket": "docs", "key": "a/../b/four.txt", "text": "x", "content_type": ""}),
+    );
+    assert!(dots.expect_err("a dot segment").contains("`.` or `..` segment"));
 
     // A deploy whose object trigger follows a bucket the component is not granted is refused, naming both.
     let refused = host.cli(&["deploy", &component_arg("object_probe"), "--name", "ungranted"]);
@@ -232,6 +238,26 @@ fn signed_urls_let_curl_upload_and_download_and_refuse_what_they_do_not_allow() 
     let part = send("GET", &download, &[("range", "bytes=4-5")], b"");
     assert_eq!((part.status, part.body.as_bytes()), (206, [1u8, 2].as_slice()));
     assert_eq!(part.header("content-range"), Some("bytes 4-5/8"));
+    // A range for another version (If-Range with an old ETag) gets the whole object, never pieces of two.
+    let stale = send("GET", &download, &[("range", "bytes=4-5"), ("if-range", "\"an-older-etag\"")], b"");
+    assert_eq!((stale.status, stale.header("content-length")), (200, Some("8")));
+    assert_eq!(whole.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(whole.header("content-disposition"), None, "an image is shown inline");
+    // An uploaded page is never served as the site: a download, sandboxed, not sniffed.
+    obj_ok(
+        &host,
+        "probe",
+        json!({"op": "put", "bucket": "docs", "key": "in/page.html", "text": "<script>alert(1)</script>", "content_type": "text/html"}),
+    );
+    let signed = obj_ok(
+        &host,
+        "probe",
+        json!({"op": "sign_download", "bucket": "docs", "key": "in/page.html", "expires_ms": 60_000}),
+    );
+    let page = send("GET", &host.url(signed["url"].as_str().expect("a url")), &[], b"");
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-disposition"), Some("attachment"));
+    assert_eq!(page.header("content-security-policy"), Some("sandbox; default-src 'none'"));
     let cached = send("GET", &download, &[("if-none-match", &format!("\"{etag}\""))], b"");
     assert_eq!(cached.status, 304);
     assert_eq!(send("GET", &url, &[], b"").status, 403, "an upload URL is not a download URL");

@@ -202,6 +202,12 @@ impl VersionConfig {
         let default = resolve(&format!("component `{component}`"), &self.settings, host)?;
         let mut limits = HashMap::new();
         for function in functions {
+            if let edgefn_manifest::record::Trigger::Object { bucket, .. } = &function.trigger {
+                let queue = edgefn_manifest::record::object_queue(bucket, component, &function.name);
+                edgefn_manifest::record::validate_queue_name("object trigger queue", &queue).map_err(|error| {
+                    DeployError::Config(format!("function `{component}/{}`: {error}", function.name))
+                })?;
+            }
             if let edgefn_manifest::record::Trigger::Object { bucket, .. } = &function.trigger
                 && !self.object_buckets.contains(bucket)
             {

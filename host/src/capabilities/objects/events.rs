@@ -4,8 +4,9 @@
 //! queue's consumer then is too.
 
 use super::Objects;
-use crate::capabilities::messaging::Queues;
+use crate::capabilities::messaging::{MessagingError, Queues};
 use crate::storage::backends::NewMessage;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,17 +19,23 @@ const POLL: Duration = Duration::from_secs(1);
 /// Starts the task that delivers `objects`' changes through `queues`.
 pub fn spawn_dispatcher(objects: Arc<Objects>, queues: Arc<Queues>) {
     tokio::spawn(async move {
+        let mut delivered = Delivered::default();
         loop {
-            let delivered = dispatch_once(&objects, &queues).await;
-            if delivered < BATCH as usize {
+            let moved = dispatch_once(&objects, &queues, &mut delivered).await;
+            if moved < BATCH as usize {
                 let _ = tokio::time::timeout(POLL, objects.changed.notified()).await;
             }
         }
     });
 }
 
-/// Moves one batch of changes; returns how many it moved (0 when a send failed: the rest waits for the next round).
-async fn dispatch_once(objects: &Objects, queues: &Queues) -> usize {
+/// The queues each event still in the outbox has already been given: a retry sends it only to the others, so a
+/// change is delivered twice only when the host died in between.
+type Delivered = HashMap<i64, HashSet<String>>;
+
+/// Moves one batch of changes; returns how many left the outbox. An event whose queue refuses it for now (full, or
+/// the store failed) stays, and is retried next round, without holding back the events after it.
+async fn dispatch_once(objects: &Objects, queues: &Queues, delivered: &mut Delivered) -> usize {
     let events = match objects.db.pending_events(BATCH).await {
         Ok(events) => events,
         Err(error) => {
@@ -38,7 +45,6 @@ async fn dispatch_once(objects: &Objects, queues: &Queues) -> usize {
     };
     let mut done = Vec::new();
     for event in &events {
-        let targets = queues.object_event_queues(&event.bucket, &event.event, &event.key);
         let body = match serde_json::to_vec(event) {
             Ok(body) => body,
             Err(error) => {
@@ -47,8 +53,12 @@ async fn dispatch_once(objects: &Objects, queues: &Queues) -> usize {
                 continue;
             }
         };
-        let mut sent = true;
-        for queue in targets {
+        let given = delivered.entry(event.id).or_default();
+        let mut pending = false;
+        for queue in queues.object_event_queues(&event.bucket, &event.event, &event.key) {
+            if given.contains(&queue) {
+                continue;
+            }
             let message = NewMessage {
                 body: body.clone(),
                 delay_ms: 0,
@@ -56,23 +66,37 @@ async fn dispatch_once(objects: &Objects, queues: &Queues) -> usize {
                 correlation_id: (!event.correlation_id.is_empty()).then(|| event.correlation_id.clone()),
                 parent_span: 0,
             };
-            if let Err(error) = queues.send_many(&queue, vec![message]).await {
-                tracing::warn!(%error, bucket = %event.bucket, key = %event.key, %queue,
-                    "an object change could not be queued for its trigger; it is kept and tried again");
-                sent = false;
-                break;
+            match queues.send_many(&queue, vec![message]).await {
+                Ok(_) => {
+                    given.insert(queue);
+                }
+                // Never accepted, however long it waits: say so and move on.
+                Err(error @ (MessagingError::InvalidName(_) | MessagingError::TooLarge { .. })) => {
+                    tracing::error!(%error, bucket = %event.bucket, key = %event.key, %queue,
+                        "an object change cannot be queued for its trigger; that trigger misses it");
+                    given.insert(queue);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, bucket = %event.bucket, key = %event.key, %queue,
+                        "an object change could not be queued for its trigger yet; it is kept and tried again");
+                    pending = true;
+                }
             }
         }
-        if !sent {
-            break;
+        if !pending {
+            done.push(event.id);
         }
-        done.push(event.id);
     }
     let moved = done.len();
-    if !done.is_empty()
-        && let Err(error) = objects.db.remove_events(done).await
-    {
-        tracing::warn!(%error, "failed to remove delivered object changes; they will be delivered again");
+    if !done.is_empty() {
+        match objects.db.remove_events(done.clone()).await {
+            Ok(()) => {
+                for id in done {
+                    delivered.remove(&id);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "failed to remove delivered object changes; trying again"),
+        }
     }
     moved
 }

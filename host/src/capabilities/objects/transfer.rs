@@ -94,28 +94,30 @@ pub struct Unsatisfiable;
 /// One `bytes=` range of an object of `size` bytes, as `start..end`; `Ok(None)` for a header this does not
 /// serve as a range (several ranges: the whole object, as RFC 9110 allows); `Err` when it is unsatisfiable.
 pub fn parse_range(text: &str, size: u64) -> Result<Option<(u64, u64)>, Unsatisfiable> {
+    // RFC 9110: a Range header that does not parse is ignored (the whole object), and so are several ranges.
     let Some(spec) = text.trim().strip_prefix("bytes=") else { return Ok(None) };
     if spec.contains(',') {
         return Ok(None);
     }
     let Some((first, last)) = spec.split_once('-') else { return Ok(None) };
     let (first, last) = (first.trim(), last.trim());
-    let range = if first.is_empty() {
-        let suffix: u64 = last.parse().map_err(|_| Unsatisfiable)?;
-        if suffix == 0 {
+    if first.is_empty() {
+        let Ok(suffix) = last.parse::<u64>() else { return Ok(None) };
+        if suffix == 0 || size == 0 {
             return Err(Unsatisfiable);
         }
-        (size.saturating_sub(suffix), size)
+        return Ok(Some((size.saturating_sub(suffix), size)));
+    }
+    let Ok(start) = first.parse::<u64>() else { return Ok(None) };
+    let end = if last.is_empty() {
+        size
     } else {
-        let start: u64 = first.parse().map_err(|_| Unsatisfiable)?;
-        let end = if last.is_empty() {
-            size
-        } else {
-            last.parse::<u64>().map_err(|_| Unsatisfiable)?.saturating_add(1).min(size)
-        };
-        (start, end)
+        match last.parse::<u64>() {
+            Ok(last) if last >= start => last.saturating_add(1).min(size),
+            _ => return Ok(None),
+        }
     };
-    if range.0 >= range.1 { Err(Unsatisfiable) } else { Ok(Some(range)) }
+    if start >= size { Err(Unsatisfiable) } else { Ok(Some((start, end))) }
 }
 
 #[cfg(test)]
@@ -131,5 +133,8 @@ mod tests {
         assert_eq!(parse_range("bytes=100-", 100), Err(Unsatisfiable));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
         assert_eq!(parse_range("items=0-1", 100), Ok(None));
+        // Invalid specs are ignored, not refused.
+        assert_eq!(parse_range("bytes=5-3", 100), Ok(None));
+        assert_eq!(parse_range("bytes=abc-", 100), Ok(None));
     }
 }

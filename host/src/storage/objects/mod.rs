@@ -48,6 +48,8 @@ pub enum ObjectRefusal {
     KeyTooLong { len: usize },
     #[error("object key `{0}` holds a control character")]
     ControlInKey(String),
+    #[error("object key `{0}` has a `.` or `..` segment, which URLs would resolve away")]
+    DotSegment(String),
     #[error("the user metadata of `{key}` is {len} bytes; the limit is {MAX_METADATA_BYTES}")]
     MetadataTooLarge { key: String, len: usize },
     #[error("invalid metadata name `{0}`: use letters, digits, `-` and `_`")]
@@ -131,6 +133,10 @@ pub fn check_key(key: &str) -> Result<(), ObjectRefusal> {
     if key.chars().any(char::is_control) {
         return Err(ObjectRefusal::ControlInKey(key.escape_debug().to_string()));
     }
+    // URLs normalise `.` and `..` segments away: such a key would name another object over HTTP.
+    if key.split('/').any(|segment| segment == "." || segment == "..") {
+        return Err(ObjectRefusal::DotSegment(key.to_owned()));
+    }
     Ok(())
 }
 
@@ -167,7 +173,7 @@ pub struct ObjectDb {
 }
 
 pub(super) fn io_error(path: &Path, source: std::io::Error) -> StorageError {
-    if source.raw_os_error() == Some(libc::ENOSPC) {
+    if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
         return StorageError::DiskFull { path: path.to_owned() };
     }
     StorageError::Corrupt(format!("{}: {source}", path.display()))
@@ -223,6 +229,10 @@ impl ObjectDb {
         for sub in ["tmp", "blobs"] {
             super::create_private_dir(&dir.join(sub))?;
         }
+        // A commit must be on disk before the file it replaced is removed: a power cut after the removal but
+        // before a WAL commit reached the disk would leave a row naming a file that is gone. This connection is
+        // the object store's own, so the queues and key-value stores keep `NORMAL`.
+        db.with_blocking(|conn| Ok(conn.pragma_update(None, "synchronous", "FULL")?))?;
         let store = Self { db, dir, limits };
         store.remove_leftovers()?;
         Ok(store)
@@ -281,6 +291,7 @@ impl ObjectDb {
             file: Some(file),
             temp,
             hasher: upload::Hasher::new(),
+            failed: None,
             written: 0,
             limit,
         }))
@@ -292,54 +303,66 @@ impl ObjectDb {
         if upload.written > limit {
             return Ok(Err(ObjectRefusal::ObjectTooLarge { key: upload.key.clone(), limit, why }));
         }
+        if let Some(failed) = &upload.failed {
+            return Err(StorageError::Corrupt(format!(
+                "an earlier write of `{}` failed ({failed}): nothing was stored",
+                upload.key
+            )));
+        }
         let store = self.clone();
-        let file = upload.file.take();
-        let temp = upload.temp.clone();
-        let Some(etag) = upload.hasher.finish() else {
-            return Err(StorageError::Task(format!("hashing `{}` failed: nothing was stored", upload.key)));
-        };
-        let blob = uuid::Uuid::new_v4().simple().to_string();
-        let content_type = if upload.options.content_type.is_empty() {
-            "application/octet-stream".to_owned()
-        } else {
-            upload.options.content_type.clone()
-        };
-        let info = ObjectInfo {
-            bucket: upload.bucket.clone(),
-            key: upload.key.clone(),
-            size: upload.written,
-            etag,
-            content_type,
-            metadata: upload.options.metadata.clone(),
-            updated_at: now,
-            blob: blob.clone(),
-        };
-        let correlation_id = upload.options.correlation_id.clone();
         tokio::task::spawn_blocking(move || {
-            let path = store.blob_path(&blob);
-            let stored = (|| {
-                if let Some(file) = file {
-                    file.sync_all().map_err(|e| io_error(&temp, e))?;
-                }
-                std::fs::rename(&temp, &path).map_err(|e| io_error(&path, e))?;
-                store.commit_put(&info, now, &correlation_id)
-            })();
-            let _ = std::fs::remove_file(&temp);
-            match stored {
-                Ok(Ok(old_blob)) => {
-                    if let Some(old) = old_blob {
-                        let _ = std::fs::remove_file(store.blob_path(&old));
-                    }
-                    Ok(Ok(info))
-                }
-                other => {
-                    let _ = std::fs::remove_file(&path);
-                    other.map(|refused| refused.map(|_| info))
-                }
+            // The upload's Drop removes its temporary file on every early return; once renamed, there is none.
+            let Some(etag) = upload.hasher.finish() else {
+                return Err(StorageError::Task(format!("hashing `{}` failed: nothing was stored", upload.key)));
+            };
+            if let Some(file) = &upload.file {
+                file.sync_all().map_err(|e| io_error(&upload.temp, e))?;
             }
+            let blob = uuid::Uuid::new_v4().simple().to_string();
+            let content_type = if upload.options.content_type.is_empty() {
+                "application/octet-stream".to_owned()
+            } else {
+                upload.options.content_type.clone()
+            };
+            let info = ObjectInfo {
+                bucket: upload.bucket.clone(),
+                key: upload.key.clone(),
+                size: upload.written,
+                etag,
+                content_type,
+                metadata: upload.options.metadata.clone(),
+                updated_at: now,
+                blob: blob.clone(),
+            };
+            let path = store.blob_path(&blob);
+            std::fs::rename(&upload.temp, &path).map_err(|e| io_error(&path, e))?;
+            upload.file = None;
+            store.commit_new_blob(info, now, &upload.options.correlation_id)
         })
         .await
         .map_err(|join| StorageError::Task(join.to_string()))?
+    }
+
+    /// Makes the file `info.blob` (just renamed or linked into `blobs/`) the object: syncs the folder so the name is
+    /// on disk before the row that names it, commits, then removes the file it replaced; on a refusal or an error,
+    /// removes the new file instead.
+    fn commit_new_blob(&self, info: ObjectInfo, now: i64, correlation_id: &str) -> ObjectResult<ObjectInfo> {
+        let path = self.blob_path(&info.blob);
+        let blobs = self.dir.join("blobs");
+        let synced = std::fs::File::open(&blobs).and_then(|dir| dir.sync_all()).map_err(|e| io_error(&blobs, e));
+        let stored = synced.and_then(|()| self.commit_put(&info, now, correlation_id));
+        match stored {
+            Ok(Ok(old_blob)) => {
+                if let Some(old) = old_blob {
+                    let _ = std::fs::remove_file(self.blob_path(&old));
+                }
+                Ok(Ok(info))
+            }
+            other => {
+                let _ = std::fs::remove_file(&path);
+                other.map(|refused| refused.map(|_| info))
+            }
+        }
     }
 
     /// Points `info.key`'s row at `info.blob`, if the bucket has room; returns the blob it replaced.
@@ -522,21 +545,18 @@ impl ObjectDb {
             ..source.clone()
         };
         let (store, correlation_id) = (self.clone(), correlation_id.to_owned());
+        let (from_bucket, from_key) = (from.0.to_owned(), from.1.to_owned());
         tokio::task::spawn_blocking(move || {
             let path = store.blob_path(&blob);
-            std::fs::hard_link(store.blob_path(&source.blob), &path).map_err(|e| io_error(&path, e))?;
-            match store.commit_put(&info, now, &correlation_id) {
-                Ok(Ok(old)) => {
-                    if let Some(old) = old {
-                        let _ = std::fs::remove_file(store.blob_path(&old));
-                    }
-                    Ok(Ok(info))
+            match std::fs::hard_link(store.blob_path(&source.blob), &path) {
+                Ok(()) => {}
+                // Replaced or deleted since it was looked up.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(Err(ObjectRefusal::NotFound { bucket: from_bucket, key: from_key }));
                 }
-                other => {
-                    let _ = std::fs::remove_file(&path);
-                    other.map(|refused| refused.map(|_| info))
-                }
+                Err(error) => return Err(io_error(&path, error)),
             }
+            store.commit_new_blob(info, now, &correlation_id)
         })
         .await
         .map_err(|join| StorageError::Task(join.to_string()))?

@@ -37,11 +37,38 @@ fn refuse(status: StatusCode, message: &str, request_id: &str) -> Response {
     error_response(status, message, request_id)
 }
 
+/// The client learns that the store failed, and the request id to find it in the host's log; the details (paths
+/// of the data directory among them) stay in the log.
 fn storage_failed(error: &StorageError, request_id: &str) -> Response {
     tracing::warn!(%error, %request_id, "the object store failed a signed URL's request");
-    let status =
-        if error.is_disk_full() { StatusCode::INSUFFICIENT_STORAGE } else { StatusCode::INTERNAL_SERVER_ERROR };
-    error_response(status, &format!("the object store failed: {error}"), request_id)
+    let (status, what) = if error.is_disk_full() {
+        (StatusCode::INSUFFICIENT_STORAGE, "the object store's disk is full: nothing was stored")
+    } else {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the object store failed; the host's log has the details under this request id",
+        )
+    };
+    error_response(status, what, request_id)
+}
+
+/// Content types a browser may show inline from the app's own origin: none of them runs script. Anything else
+/// (HTML, SVG, XML, scripts) is served as a download, so an uploaded file can never act as the site.
+fn shown_inline(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "image/png"
+            | "image/jpeg"
+            | "image/gif"
+            | "image/webp"
+            | "image/avif"
+            | "text/plain"
+            | "application/pdf"
+            | "application/json"
+            | "application/octet-stream"
+    ) || essence.starts_with("video/")
+        || essence.starts_with("audio/")
 }
 
 fn quoted(etag: &str) -> String {
@@ -161,7 +188,11 @@ pub(super) async fn get(
     if matches {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+    // A `Range` for another version than this one (`If-Range` names an older ETag) is ignored: the whole object,
+    // never pieces of two versions.
+    let if_range_holds =
+        headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|tag| tag.trim() == etag);
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| if_range_holds) {
         None => None,
         Some(text) => match parse_range(text, info.size) {
             Ok(range) => range,
@@ -186,7 +217,13 @@ pub(super) async fn get(
         .header(header::CONTENT_TYPE, &info.content_type)
         .header(header::ETAG, &etag)
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CONTENT_LENGTH, end - start);
+        .header(header::CONTENT_LENGTH, end - start)
+        // Served from the app's own origin: never sniffed into something runnable, and sandboxed if opened.
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+        .header(header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'");
+    if !shown_inline(&info.content_type) {
+        response = response.header(header::CONTENT_DISPOSITION, "attachment");
+    }
     if status == StatusCode::PARTIAL_CONTENT {
         response = response.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{}", end - 1, info.size));
     }
