@@ -95,9 +95,9 @@ pub fn object_queue(bucket: &str, component: &str, function: &str) -> String {
     format!("{RESERVED_QUEUE_PREFIX}{bucket}@{component}.{function}")
 }
 
-/// Checks an object bucket name: 1 to 64 letters, digits, `-`, `_` and `.`, starting with a letter or a digit (the
-/// rule of key-value stores).
-pub fn validate_bucket_name(name: &str) -> Result<(), String> {
+/// Checks the name of a store of `kind` (an object bucket, a key-value store): 1 to 64 letters, digits, `-`, `_` and
+/// `.`, starting with a letter or a digit.
+pub fn validate_store_name(kind: &str, name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -105,8 +105,13 @@ pub fn validate_bucket_name(name: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("invalid object bucket name `{name}`: use 1 to 64 letters, digits, `-`, `_` and `.`"))
+        Err(format!("invalid {kind} name `{name}`: use 1 to 64 letters, digits, `-`, `_` and `.`"))
     }
+}
+
+/// Checks an object bucket name (see [`validate_store_name`]).
+pub fn validate_bucket_name(name: &str) -> Result<(), String> {
+    validate_store_name("object bucket", name)
 }
 
 /// Checks an object trigger's settings; the error names the setting.

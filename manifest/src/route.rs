@@ -211,6 +211,20 @@ pub fn split_path(path: &str) -> Option<Vec<&str>> {
     Some(parts)
 }
 
+/// Percent-encodes every byte but the unreserved characters (letters, digits, `-._~`) and, with `keep_slash`, `/`
+/// (a key that is a path of segments): what [`percent_decode`] turns back.
+pub fn percent_encode(input: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(input.len());
+    for byte in input.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) || (keep_slash && byte == b'/') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// Decodes `%XX` escapes; malformed escapes and invalid UTF-8 are kept as they are rather than refused, since a
 /// handler can always validate a parameter further.
 pub fn percent_decode(input: &str) -> String {
@@ -236,6 +250,16 @@ pub fn percent_decode(input: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_encoding_round_trips_and_keeps_slashes_only_when_asked() {
+        assert_eq!(percent_encode("uploads/a b+c.png", true), "uploads/a%20b%2Bc.png");
+        assert_eq!(percent_encode("a/b", false), "a%2Fb");
+        for text in ["uploads/a b+c.png", "ünï/cödé?&=#%", ""] {
+            assert_eq!(percent_decode(&percent_encode(text, false)), text);
+            assert_eq!(percent_decode(&percent_encode(text, true)), text);
+        }
+    }
 
     fn p(s: &str) -> RoutePattern {
         RoutePattern::parse(s).unwrap()

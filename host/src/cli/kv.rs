@@ -43,15 +43,7 @@ enum KvCommand {
 
 /// A path segment, percent-encoded: keys may hold `/`, spaces and anything else.
 fn segment(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    edgefn_manifest::route::percent_encode(text, false)
 }
 
 pub(crate) fn run(args: KvArgs) -> anyhow::Result<()> {

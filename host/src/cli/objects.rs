@@ -52,15 +52,7 @@ enum ObjectsCommand {
 
 /// A key as a URL path: each character percent-encoded but letters, digits, `-._~` and `/`.
 fn key_path(key: &str) -> String {
-    key.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    edgefn_manifest::route::percent_encode(key, true)
 }
 
 pub(crate) fn run(args: ObjectsArgs) -> anyhow::Result<()> {

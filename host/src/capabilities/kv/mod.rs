@@ -136,13 +136,5 @@ impl KeyValue for KvStores {
 
 /// Checks a store name: 1 to 64 letters, digits, `-`, `_` and `.`, starting with a letter or a digit.
 pub fn validate_store_name(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!("invalid key-value store name `{name}`: use 1 to 64 letters, digits, `-`, `_` and `.`"))
-    }
+    edgefn_manifest::record::validate_store_name("key-value store", name)
 }

@@ -7,6 +7,7 @@
 //! the secrets key: rotating the secrets key re-seals secrets and need not void every URL handed out, and a leak of
 //! one does not give the other.
 
+use edgefn_manifest::route::percent_encode;
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 use std::path::Path;
@@ -93,12 +94,12 @@ impl UrlSigner {
         let mut url = format!(
             "{PATH_PREFIX}{}/{}?op={}&expires={}",
             grant.bucket,
-            encode(&grant.key, true),
+            percent_encode(&grant.key, true),
             grant.op,
             grant.expires
         );
         if grant.op == "put" {
-            url.push_str(&format!("&max={}&type={}", grant.max_bytes, encode(&grant.content_type, false)));
+            url.push_str(&format!("&max={}&type={}", grant.max_bytes, percent_encode(&grant.content_type, false)));
         }
         url.push_str(&format!("&sig={signature}"));
         url
@@ -134,19 +135,6 @@ impl UrlSigner {
         }
         Ok(grant)
     }
-}
-
-/// Percent-encodes everything but unreserved characters (and `/` in a key's path).
-pub fn encode(text: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) || (keep_slash && byte == b'/') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
