@@ -3,6 +3,7 @@
 //! twice) and/or a message in its `notify_queue`, and a host event in the log either way.
 
 use crate::capabilities::messaging::Queues;
+use crate::capabilities::streams::Streams;
 use crate::storage::backends::NewMessage;
 use crate::storage::now_ms;
 use crate::storage::telemetry::Level;
@@ -19,7 +20,7 @@ const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 const NOTIFY_ATTEMPTS: u32 = 3;
 
 /// Evaluates `alarms` every second for as long as the runtime runs.
-pub fn spawn(alarms: Arc<Alarms>, telemetry: Telemetry, queues: Arc<Queues>) {
+pub fn spawn(alarms: Arc<Alarms>, telemetry: Telemetry, queues: Arc<Queues>, streams: Option<Arc<Streams>>) {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(EVALUATE_EVERY);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -36,8 +37,18 @@ pub fn spawn(alarms: Arc<Alarms>, telemetry: Telemetry, queues: Arc<Queues>) {
             } else {
                 Vec::new()
             };
+            let streams = match (&streams, alarms.reads_streams()) {
+                (Some(streams), true) => match streams.db.describe(None).await {
+                    Ok(streams) => streams,
+                    Err(error) => {
+                        tracing::warn!(%error, "alarms: failed to read the streams; skipping this evaluation");
+                        continue;
+                    }
+                },
+                _ => Vec::new(),
+            };
             let now = now_ms();
-            for transition in alarms.evaluate(now.div_euclid(1000) as u64, now, &stats) {
+            for transition in alarms.evaluate(now.div_euclid(1000) as u64, now, &stats, &streams) {
                 notify(&telemetry, &queues, transition).await;
             }
         }

@@ -94,6 +94,11 @@ fn check_functions(functions: &[FunctionRecord]) -> anyhow::Result<()> {
                     })
                     .map_err(|e| anyhow!("object function `{}`: {e}", function.name))?;
             }
+            Trigger::Stream { stream, delivery } => {
+                edgefn_manifest::record::validate_queue_name("stream", stream)
+                    .and_then(|()| delivery.validate(stream))
+                    .map_err(|e| anyhow!("stream function `{}`: {e}", function.name))?;
+            }
             Trigger::Init | Trigger::Invoke => {}
         }
     }

@@ -10,6 +10,7 @@ use crate::capabilities::invoke::DeferredInvoker;
 use crate::capabilities::kv::KvStores;
 use crate::capabilities::messaging::{MessagingLimits, Queues, SendAllowance};
 use crate::capabilities::objects::{Objects, UrlSigner};
+use crate::capabilities::streams::Streams;
 use crate::capabilities::{Capabilities, Invoker};
 use crate::config::HostConfig;
 use crate::deployments::{DeployError, Deployments};
@@ -24,6 +25,7 @@ use crate::storage::cron::CronDb;
 use crate::storage::deployments::DeploymentDb;
 use crate::storage::kv::{KvDb, KvLimits};
 use crate::storage::objects::ObjectDb;
+use crate::storage::streams::{StreamCatalog, StreamDb};
 use crate::storage::queue::QueueDb;
 use crate::storage::{Database, create_private_dir, now_ms};
 use crate::telemetry::alarms::Alarms;
@@ -32,6 +34,7 @@ use crate::telemetry::{Retention, Telemetry};
 use crate::triggers::cron::CronTrigger;
 use crate::triggers::http::HttpTrigger;
 use crate::triggers::invoke::InvokeTrigger;
+use crate::triggers::stream::StreamTrigger;
 use crate::triggers::queue::QueueTrigger;
 use crate::triggers::replay::Replayer;
 use crate::triggers::{Runner, Trigger};
@@ -52,6 +55,8 @@ pub struct Node {
     pub kv: Arc<KvStores>,
     /// This node's object store (functions reach it only when not on a cluster).
     pub objects: Arc<Objects>,
+    pub streams: Arc<Streams>,
+    pub stream_trigger: Arc<StreamTrigger>,
     pub authorizers: Arc<Authorizers>,
     pub loader: Arc<Loader>,
     pub telemetry: Telemetry,
@@ -72,7 +77,7 @@ impl Node {
         // Opening migrates the schema: SQLite work, so not on an async worker thread either.
         let dir = data_dir.to_owned();
         let object_limits = config.limits.objects.clone();
-        let (db, queue_db, cron_db, kv_db, object_db) = tokio::task::spawn_blocking(move || {
+        let (db, queue_db, cron_db, kv_db, object_db, stream_db) = tokio::task::spawn_blocking(move || {
             let db = Database::open(&dir)?;
             let object_limits = crate::storage::objects::ObjectLimits {
                 max_object_bytes: object_limits.objects_max_object_mb.saturating_mul(1 << 20),
@@ -83,7 +88,7 @@ impl Node {
             let objects = ObjectDb::open(&dir, Database::connect(&dir)?, object_limits)?;
             let (queue_db, cron_db, kv_db) =
                 (Database::connect(&dir)?, Database::connect(&dir)?, Database::connect(&dir)?);
-            anyhow::Ok((db, queue_db, cron_db, kv_db, objects))
+            anyhow::Ok((db, queue_db, cron_db, kv_db, objects, Database::connect(&dir)?))
         })
         .await??;
         let node_name = config.cluster.node.clone().unwrap_or_else(default_node_name);
@@ -129,9 +134,6 @@ impl Node {
             }
         };
         let queues = Arc::new(Queues::new(backend, messaging_limits));
-        if let Some(rules) = alarm_rules {
-            crate::alarms::spawn(rules, telemetry.clone(), queues.clone());
-        }
         let limits = &config.limits.kv;
         let kv = Arc::new(KvStores::new(KvDb::new(
             kv_db,
@@ -148,11 +150,21 @@ impl Node {
         // Object bytes are files on this node: on a cluster they would be missing on the others (the JetStream
         // object store is not built yet), so a cluster serves no object storage rather than a split one.
         let served_objects = cluster.is_none().then(|| objects.clone());
+        // Streams are SQLite on this node too: a cluster has none yet (puts are refused, saying so).
+        let streams = Arc::new(Streams::new(StreamDb::new(stream_db, stream_catalog(&config))));
+        let served_streams = cluster.is_none().then(|| streams.clone());
+        if served_streams.is_some() {
+            crate::capabilities::streams::spawn_sweeper(streams.clone());
+        }
+        if let Some(rules) = alarm_rules {
+            crate::alarms::spawn(rules, telemetry.clone(), queues.clone(), served_streams.clone());
+        }
         let capabilities = Capabilities {
             messaging: Some(queues.clone()),
             invoker: Some(deferred.clone()),
             kv: Some(kv.clone()),
             objects: served_objects.clone(),
+            streams: served_streams.clone(),
         };
         let runner = Runner { loader: loader.clone(), capabilities };
         let live = LiveHandle::default();
@@ -164,8 +176,10 @@ impl Node {
         let http = HttpTrigger::new(live.clone(), runner.clone(), authorizers.clone(), http_limits, served_objects);
         let cron = CronTrigger::new(cron_backend, runner.clone(), live.clone());
         let replayer = Replayer::new(runner.clone());
-        let queue_trigger = QueueTrigger::new(queues.clone(), runner);
-        let triggers: Vec<Arc<dyn Trigger>> = vec![http.clone(), invoke.clone(), cron.clone(), queue_trigger.clone()];
+        let queue_trigger = QueueTrigger::new(queues.clone(), runner.clone());
+        let stream_trigger = StreamTrigger::new(streams.clone(), queues.clone(), runner, cluster.is_some());
+        let triggers: Vec<Arc<dyn Trigger>> =
+            vec![http.clone(), invoke.clone(), cron.clone(), queue_trigger.clone(), stream_trigger.clone()];
         let deployments = Arc::new(
             Deployments::new(
                 config,
@@ -194,7 +208,9 @@ impl Node {
             invoke,
             cron,
             queue_trigger,
+            stream_trigger,
             queues,
+            streams,
             kv,
             objects,
             authorizers,
@@ -256,6 +272,7 @@ impl Node {
             queues: self.queues.clone(),
             kv: self.kv.clone(),
             objects: self.cluster.is_none().then(|| self.objects.clone()),
+            streams: self.cluster.is_none().then(|| self.streams.clone()),
             authorizers: self.authorizers.clone(),
             telemetry: self.telemetry.clone(),
             runtime: self.loader.runtime().clone(),
@@ -350,4 +367,13 @@ fn default_node_name() -> String {
     let host = if host.is_empty() { "node".to_owned() } else { host };
     let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
     format!("{host}-{}", std::process::id())
+}
+
+/// The settings of every stream, from `[streams.NAME]` (and the defaults for the rest).
+fn stream_catalog(config: &HostConfig) -> StreamCatalog {
+    StreamCatalog {
+        default: crate::config::StreamConfig::default().settings(),
+        named: config.streams.iter().map(|(name, stream)| (name.clone(), stream.settings())).collect(),
+        max_record_bytes: config.limits.queues.max_message_bytes,
+    }
 }

@@ -70,6 +70,9 @@ fn expand(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
             };
             expand_messages(func, "object", trigger)
         }
+        TriggerArgs::Stream { stream, delivery } => {
+            expand_messages(func, "stream", Trigger::Stream { stream: stream.clone(), delivery: delivery.clone() })
+        }
         TriggerArgs::Invoke => expand_invoke(func),
     }
 }

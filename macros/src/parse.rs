@@ -1,9 +1,9 @@
-//! Parsing `#[function(trigger = ...)]` (`http`, `cron`, `queue`, `topic`, `object`, `invoke`) into [`FunctionArgs`], with
+//! Parsing `#[function(trigger = ...)]` (`http`, `cron`, `queue`, `topic`, `object`, `stream`, `invoke`) into [`FunctionArgs`], with
 //! every value checked: a bad route, cron expression, time zone or queue name is a compile error at the literal.
 
 use edgefn_manifest::record::{
-    CatchUp, CronPolicy, Delivery, Overlap, RESERVED_QUEUE_PREFIX, RouteAuth, validate_object_trigger,
-    validate_queue_name,
+    CatchUp, CronPolicy, Delivery, Overlap, RESERVED_QUEUE_PREFIX, RouteAuth, StreamDelivery, StreamStart,
+    validate_object_trigger, validate_queue_name,
 };
 use edgefn_manifest::route::RoutePattern;
 use edgefn_manifest::router::{KNOWN_METHODS, MethodFilter};
@@ -14,7 +14,7 @@ use syn::punctuated::Punctuated;
 use syn::{Ident, Lit, LitStr, Token, parenthesized};
 
 /// The trigger kinds the macro accepts. A closed set: adding one means teaching the host about it too.
-const TRIGGER_KINDS: &[&str] = &["http", "cron", "queue", "topic", "object", "invoke"];
+const TRIGGER_KINDS: &[&str] = &["http", "cron", "queue", "topic", "object", "stream", "invoke"];
 
 /// Everything the attribute said, validated.
 pub(crate) struct FunctionArgs {
@@ -28,6 +28,7 @@ pub(crate) enum TriggerArgs {
     Queue { queue: String, span: Span, delivery: Delivery },
     Topic { topic: String, delivery: Delivery },
     Object { bucket: String, events: Vec<String>, prefix: String, delivery: Delivery },
+    Stream { stream: String, delivery: StreamDelivery },
     Invoke,
 }
 
@@ -156,7 +157,7 @@ impl Parse for FunctionArgs {
         if input.is_empty() {
             return Err(syn::Error::new(
                 Span::call_site(),
-                "missing trigger: write `#[function(trigger = http(\"/path\"))]` (or `cron(...)`, `queue(...)`, `topic(...)`, `object(...)`, `invoke`)",
+                "missing trigger: write `#[function(trigger = http(\"/path\"))]` (or `cron(...)`, `queue(...)`, `topic(...)`, `object(...)`, `stream(...)`, `invoke`)",
             ));
         }
         let mut trigger = None;
@@ -215,6 +216,7 @@ fn parse_trigger(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
     match kind_str.as_str() {
         "http" => parse_http(&content),
         "cron" => parse_cron(&content),
+        "stream" => parse_stream(&content),
         _ => parse_messages(&content, &kind_str),
     }
 }
@@ -406,6 +408,50 @@ fn parse_messages(input: ParseStream<'_>, kind: &str) -> syn::Result<TriggerArgs
         "object" => TriggerArgs::Object { bucket: name, events, prefix, delivery },
         _ => TriggerArgs::Topic { topic: name, delivery },
     })
+}
+
+const STREAM_KEYS: &[&str] =
+    &["batch_size", "max_wait_ms", "start", "max_retries", "max_record_age_ms", "bisect", "on_failure", "backoff_ms"];
+
+/// `stream("clicks", batch_size = 100, max_wait_ms = 500, start = "latest", ...)`.
+fn parse_stream(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
+    let args = TriggerCall::parse(input, "`stream` takes the stream name first, as a string literal: `stream(\"clicks\")`")?;
+    let name = args.first.value();
+    validate_queue_name("stream", &name).map_err(|e| syn::Error::new(args.first.span(), e))?;
+    let mut delivery = StreamDelivery::default();
+    for option in &args.options {
+        match option.key.to_string().as_str() {
+            "batch_size" => delivery.batch_size = option.integer()?,
+            "max_wait_ms" => delivery.max_wait_ms = option.integer()?,
+            "max_retries" => delivery.max_retries = option.integer()?,
+            "max_record_age_ms" => delivery.max_record_age_ms = option.integer()?,
+            "backoff_ms" => delivery.backoff_ms = option.integer()?,
+            "on_failure" => delivery.on_failure = Some(option.string()?.value()),
+            "start" => {
+                let value = option.string()?;
+                delivery.start = StreamStart::parse(&value.value()).ok_or_else(|| {
+                    syn::Error::new(value.span(), format!("`start` is one of {}", quoted_list(StreamStart::NAMES)))
+                })?;
+            }
+            "bisect" => match &option.value {
+                Value::Literal(Lit::Bool(value)) => delivery.bisect = value.value,
+                other => return Err(syn::Error::new(other.span(), "`bisect` takes `true` or `false`")),
+            },
+            other => {
+                return Err(syn::Error::new(
+                    option.key.span(),
+                    format!("unknown key `{other}` for a stream trigger; expected one of {}", quoted_list(STREAM_KEYS)),
+                ));
+            }
+        }
+    }
+    delivery.validate(&name).map_err(|error| {
+        let key = error.split_whitespace().next().unwrap_or_default();
+        let key = if key == "on_failure" || error.contains("on_failure") { "on_failure" } else { key };
+        let span = args.options.iter().find(|o| o.key == key).map_or(args.first.span(), |o| o.key.span());
+        syn::Error::new(span, error)
+    })?;
+    Ok(TriggerArgs::Stream { stream: name, delivery })
 }
 
 fn article(kind: &str) -> &'static str {

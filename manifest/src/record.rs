@@ -12,14 +12,15 @@
 //! `auth` is such a thing: version-1 hosts ignore unknown keys, and would serve a protected route open, so a record
 //! with `auth` is version 2, which they refuse. From version 2 on, unknown keys are refused too
 //! (`deny_unknown_fields`), so a later key fails closed on this host without another version bump. An `object`
-//! trigger is version 3, so a version-2 host says "upgrade the host" instead of "unknown variant".
+//! trigger is version 3 and a `stream` trigger version 4, so an older host says "upgrade the host" instead of
+//! "unknown variant".
 
 use serde::{Deserialize, Serialize};
 
 /// Leading bytes of every record; a section that does not start with them is not ours (or is corrupt).
 pub const MAGIC: &[u8; 3] = b"EFN";
 /// The newest record format this crate writes and reads (it reads every version from 1).
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 const HEADER_LEN: usize = MAGIC.len() + 1 + 4;
 
 /// One function of a component: its exported name and what triggers it.
@@ -81,6 +82,102 @@ pub enum Trigger {
         #[serde(default)]
         delivery: Delivery,
     },
+    /// The consumer of an ordered stream: records in put order per partition key, one batch in flight per shard,
+    /// a checkpoint per shard after each success (see [`StreamDelivery`]).
+    Stream {
+        stream: String,
+        #[serde(default)]
+        delivery: StreamDelivery,
+    },
+}
+
+/// Where a stream consumer with no checkpoint yet starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamStart {
+    /// At the records put after the consumer first started (the default).
+    #[default]
+    Latest,
+    /// At the oldest record the stream still keeps.
+    Oldest,
+}
+
+impl StreamStart {
+    pub const NAMES: &[&str] = &["latest", "oldest"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "latest" => Some(Self::Latest),
+            "oldest" => Some(Self::Oldest),
+            _ => None,
+        }
+    }
+}
+
+/// How a stream delivers its records to a consumer: per shard, in order, one batch at a time. A failed batch is
+/// retried (split in halves first when `bisect`), and a record that still fails after `max_retries`, or is older
+/// than `max_record_age_ms`, goes to the `on_failure` queue so the shard moves on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamDelivery {
+    /// At most this many records per invocation.
+    pub batch_size: u32,
+    /// How long a partial batch waits for more records before it is delivered anyway.
+    pub max_wait_ms: u64,
+    /// Where a consumer without a checkpoint starts.
+    pub start: StreamStart,
+    /// Retries of a failing record (a batch of one) before it goes to the on-failure queue.
+    pub max_retries: u32,
+    /// A failing record older than this goes to the on-failure queue without more retries (0: no age limit).
+    pub max_record_age_ms: u64,
+    /// Split a failing batch in halves to find the record that fails, delivering the good ones.
+    pub bisect: bool,
+    /// The queue failed records go to; `<stream>-failed` when not set.
+    pub on_failure: Option<String>,
+    /// The first retry waits this long; each next one twice as long (capped at 15 minutes).
+    pub backoff_ms: u64,
+}
+
+impl Default for StreamDelivery {
+    fn default() -> Self {
+        Self {
+            batch_size: 100,
+            max_wait_ms: 500,
+            start: StreamStart::Latest,
+            max_retries: 3,
+            max_record_age_ms: 0,
+            bisect: true,
+            on_failure: None,
+            backoff_ms: 1_000,
+        }
+    }
+}
+
+impl StreamDelivery {
+    /// Checks the settings of a consumer of `stream`; the error names the setting.
+    pub fn validate(&self, stream: &str) -> Result<(), String> {
+        let as_queue = Delivery {
+            batch_size: self.batch_size,
+            max_wait_ms: self.max_wait_ms,
+            max_retries: self.max_retries,
+            dead_letter: None,
+            concurrency: 1,
+            backoff_ms: self.backoff_ms,
+        };
+        as_queue.validate(stream)?;
+        if let Some(queue) = &self.on_failure {
+            validate_queue_name("on_failure queue", queue)?;
+            if queue.starts_with(RESERVED_QUEUE_PREFIX) {
+                return Err(format!("on_failure `{queue}` is the host's own (queues starting with `{RESERVED_QUEUE_PREFIX}` carry object changes)"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The queue `stream`'s failed records go to.
+    pub fn on_failure_queue(&self, stream: &str) -> String {
+        self.on_failure.clone().unwrap_or_else(|| format!("{stream}-failed"))
+    }
 }
 
 /// The kinds of object change a trigger can ask for.
@@ -149,6 +246,7 @@ impl FunctionRecord {
     /// The lowest record version that carries this record faithfully.
     pub fn required_version(&self) -> u8 {
         match &self.trigger {
+            Trigger::Stream { .. } => 4,
             Trigger::Object { .. } => 3,
             Trigger::Http { auth: Some(_), .. } => 2,
             _ => 1,
@@ -273,6 +371,20 @@ pub mod bounds {
     pub const MAX_QUEUE_NAME: usize = 200;
 }
 
+/// The longest partition key of a stream record, in bytes.
+pub const MAX_PARTITION_KEY: usize = 256;
+
+/// Checks a stream record's partition key: 1 to [`MAX_PARTITION_KEY`] bytes, no control characters.
+pub fn validate_partition_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_PARTITION_KEY || key.chars().any(char::is_control) {
+        return Err(format!(
+            "a partition key must be 1 to {MAX_PARTITION_KEY} bytes with no control characters (got {} bytes)",
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a queue or topic name: 1 to 200 characters from `A-Z a-z 0-9 . _ - @ /`, starting with a letter or a
 /// digit, with no empty, `.` or `..` part between slashes (a name is never a path).
 pub fn validate_queue_name(kind: &str, name: &str) -> Result<(), String> {
@@ -388,6 +500,7 @@ impl std::fmt::Display for Trigger {
                 let events = if events.is_empty() { "created | deleted".to_owned() } else { events.join(" | ") };
                 write!(f, "object {bucket}/{prefix}* ({events})")
             }
+            Trigger::Stream { stream, .. } => write!(f, "stream {stream}"),
         }
     }
 }
@@ -510,6 +623,19 @@ mod tests {
             minimal,
             Trigger::Cron { expression: "@hourly".into(), timezone: "UTC".into(), policy: CronPolicy::default() }
         );
+    }
+
+    #[test]
+    fn a_stream_trigger_is_version_4_fills_its_defaults_and_checks_its_settings() {
+        let minimal: Trigger = serde_json::from_str(r#"{"kind":"stream","stream":"clicks"}"#).unwrap();
+        assert_eq!(minimal, Trigger::Stream { stream: "clicks".into(), delivery: StreamDelivery::default() });
+        let record = FunctionRecord { name: "count".into(), trigger: minimal };
+        assert_eq!(record.required_version(), 4);
+        assert_eq!(encode_record(&record)[3], 4);
+        let delivery = StreamDelivery { on_failure: Some("objects.x".into()), ..StreamDelivery::default() };
+        assert!(delivery.validate("clicks").unwrap_err().contains("host's own"));
+        assert!(StreamDelivery { batch_size: 0, ..StreamDelivery::default() }.validate("clicks").is_err());
+        assert_eq!(StreamDelivery::default().on_failure_queue("clicks"), "clicks-failed");
     }
 
     #[test]

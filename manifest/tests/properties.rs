@@ -2,7 +2,7 @@
 //! input, no panic, and every refusal says why. Bounded (256 cases each) so CI stays fast.
 
 use edgefn_manifest::record::{
-    CatchUp, CronPolicy, Delivery, FunctionRecord, Overlap, RouteAuth, Trigger, decode_section, encode_record,
+    CatchUp, CronPolicy, Delivery, FunctionRecord, Overlap, RouteAuth, StreamDelivery, StreamStart, Trigger, decode_section, encode_record,
     validate_queue_name,
 };
 use edgefn_manifest::route::RoutePattern;
@@ -47,6 +47,18 @@ fn trigger() -> impl Strategy<Value = Trigger> {
         ),
         ("[a-z0-9._-]{1,20}", proptest::collection::vec("created|deleted|[a-z]{1,8}", 0..3), "[ -~]{0,20}").prop_map(
             |(bucket, events, prefix)| Trigger::Object { bucket, events, prefix, delivery: Delivery::default() }
+        ),
+        ("[a-z0-9._-]{1,20}", any::<u32>(), any::<bool>(), proptest::option::of("[a-z]{1,8}")).prop_map(
+            |(stream, batch_size, bisect, on_failure)| Trigger::Stream {
+                stream,
+                delivery: StreamDelivery {
+                    batch_size,
+                    bisect,
+                    on_failure,
+                    start: if bisect { StreamStart::Oldest } else { StreamStart::Latest },
+                    ..StreamDelivery::default()
+                },
+            }
         ),
     ]
 }

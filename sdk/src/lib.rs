@@ -62,6 +62,7 @@ pub mod random;
 pub mod rt;
 #[cfg(edgefn_async)]
 pub mod sse;
+pub mod stream;
 pub mod testing;
 pub mod topic;
 pub mod trace;

@@ -58,6 +58,14 @@ pub struct RawMessage {
     pub correlation_id: String,
 }
 
+/// A stream record's id, as the host writes it: `stream:SHARD:SEQUENCE:PARTITION_KEY`.
+fn stream_position(id: &str) -> Option<(u32, u64, &str)> {
+    let mut parts = id.strip_prefix("stream:")?.splitn(3, ':');
+    let shard = parts.next()?.parse().ok()?;
+    let sequence = parts.next()?.parse().ok()?;
+    Some((shard, sequence, parts.next()?))
+}
+
 /// One delivered message.
 #[derive(Debug)]
 pub struct Message<T> {
@@ -74,6 +82,16 @@ impl<T> Message<T> {
     /// The message's id, stable across redeliveries.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// For a stream record: its partition key (`None` for a queue or topic message).
+    pub fn partition_key(&self) -> Option<&str> {
+        stream_position(&self.id).map(|(_, _, key)| key)
+    }
+
+    /// For a stream record: its shard and its sequence number in the shard (`None` for a queue or topic message).
+    pub fn stream_position(&self) -> Option<crate::stream::Position> {
+        stream_position(&self.id).map(|(shard, sequence, _)| crate::stream::Position { shard, sequence })
     }
 
     /// The correlation id of the work that sent it (the HTTP request, cron run or delivery), empty if it had none:

@@ -235,3 +235,10 @@ pub fn kv_clear() {
 pub fn objects_clear() {
     crate::objects::imp::clear();
 }
+
+/// The records put to `stream` on this thread so far, as (partition key, body) in put order (natively,
+/// `edgefn::stream` keeps them in memory per thread).
+#[cfg(not(target_family = "wasm"))]
+pub fn stream_records(stream: &str) -> Vec<(String, Vec<u8>)> {
+    crate::stream::imp::STREAMS.with(|streams| streams.borrow().get(stream).cloned().unwrap_or_default())
+}

@@ -149,6 +149,10 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Result<axum::response
             Some(objects) => objects.db.usage().await?,
             None => Vec::new(),
         },
+        streams: match &admin.streams {
+            Some(streams) => streams.db.describe(None).await?,
+            None => Vec::new(),
+        },
         now: now_ms(),
     };
     let text = metrics.encode(&snapshot);

@@ -43,6 +43,7 @@ mod kv;
 pub mod logs;
 mod objects;
 mod queues;
+mod streams;
 
 pub use components::DeployBody;
 pub use queues::{OutgoingMessage, SendRequest};
@@ -93,6 +94,8 @@ pub struct Admin {
     pub kv: Arc<KvStores>,
     /// The node's object store; `None` on a cluster (it has none yet).
     pub objects: Option<Arc<crate::capabilities::objects::Objects>>,
+    /// The node's streams; `None` on a cluster (it has none yet).
+    pub streams: Option<Arc<crate::capabilities::streams::Streams>>,
     pub authorizers: Arc<Authorizers>,
     pub telemetry: crate::telemetry::Telemetry,
     pub runtime: crate::runtime::Runtime,
@@ -140,6 +143,10 @@ pub fn app(admin: Admin, token: String) -> axum::Router {
             "/v1/objects/{bucket}/{*key}",
             get(objects::get).put(objects::put).delete(objects::delete).layer(DefaultBodyLimit::disable()),
         )
+        .route("/v1/streams", get(streams::list))
+        .route("/v1/streams/replay", post(streams::replay))
+        .route("/v1/streams/{stream}", get(streams::describe))
+        .route("/v1/streams/{stream}/records", post(streams::put))
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/authorizers", get(list_authorizers))
         .route("/v1/authorizers/{name}/reload", post(reload_authorizer))

@@ -7,6 +7,7 @@
 //!   that runs the call apart from the caller's store;
 //! - [`kv`]: key-value stores ([`KeyValue`]), `wasi:keyvalue` and edgefn's extension, over SQLite;
 //! - [`objects`]: object buckets ([`objects::Objects`]) over files and SQLite, and signed URLs;
+//! - [`streams`]: ordered streams ([`streams::Streams`]) over SQLite;
 //! - [`environment`]: configuration and secrets, handed to the guest as its WASI environment;
 //! - [`outbound`]: which hosts `wasi:http/outgoing-handler` may reach.
 //!
@@ -22,6 +23,7 @@ pub mod invoke;
 pub mod kv;
 pub mod messaging;
 pub mod objects;
+pub mod streams;
 pub mod outbound;
 pub mod trace;
 
@@ -47,6 +49,8 @@ pub struct Capabilities {
     pub kv: Option<Arc<dyn KeyValue>>,
     /// Object buckets; `None` during init.
     pub objects: Option<Arc<objects::Objects>>,
+    /// Ordered streams; `None` during init.
+    pub streams: Option<Arc<streams::Streams>>,
 }
 
 impl std::fmt::Debug for Capabilities {
@@ -56,6 +60,7 @@ impl std::fmt::Debug for Capabilities {
             .field("invoker", &self.invoker.is_some())
             .field("kv", &self.kv.is_some())
             .field("objects", &self.objects.is_some())
+            .field("streams", &self.streams.is_some())
             .finish()
     }
 }

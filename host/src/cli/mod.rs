@@ -19,6 +19,7 @@ pub mod logs;
 mod new;
 mod nodes;
 mod objects;
+mod streams;
 mod output;
 mod queues;
 mod secrets;
@@ -106,6 +107,9 @@ enum Command {
     /// Read and write a running host's object buckets: `edgefn objects ls|get|put|rm|usage BUCKET ...`.
     #[command(after_help = "Example: edgefn objects put photos uploads/cat.png ./cat.png --type image/png")]
     Objects(objects::ObjectsArgs),
+    /// Inspect, feed and replay a running host's ordered streams: `edgefn streams list|describe|put|replay`.
+    #[command(after_help = "Example: edgefn streams replay count --from 15m")]
+    Streams(streams::StreamsArgs),
     /// Sign a test token for an authorizer of the host config: `edgefn token mint --authorizer main --sub ada`.
     #[command(
         after_help = "Example: edgefn token mint --config edgefn.toml --authorizer main --sub ada --scope orders:write"
@@ -168,6 +172,7 @@ impl Cli {
             Command::Runs(args) => functions::runs(args),
             Command::Kv(args) => kv::run(args),
             Command::Objects(args) => objects::run(args),
+            Command::Streams(args) => streams::run(args),
             Command::Token(args) => token::run(args),
             Command::Logs(args) => logs::logs(args),
             Command::Usage(args) => logs::usage(args),

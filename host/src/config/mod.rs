@@ -43,6 +43,11 @@
 //! algorithms = ["RS256"]      # default: what the keys allow
 //! leeway_s = 60               # clock skew allowed on exp and nbf
 //!
+//! [streams.clicks]           # an ordered stream (a stream not named here gets these defaults)
+//! shards = 4                  # fixed when the stream is first used: a key always maps to the same shard
+//! retention_hours = 24        # records older than this are dropped
+//! max_mb = 1024               # the most the stream keeps; past it, each shard drops its oldest records
+//!
 //! [outbound]
 //! resolve = { "billing.internal" = ["10.0.0.7"] }   # names pinned to addresses, never looked up in DNS
 //! ```
@@ -248,6 +253,46 @@ impl ClusterConfig {
     }
 }
 
+/// One `[streams.NAME]` table (and the defaults of a stream that has none).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    pub shards: u32,
+    pub retention_hours: u64,
+    pub max_mb: u64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self { shards: 4, retention_hours: 24, max_mb: 1024 }
+    }
+}
+
+impl StreamConfig {
+    fn validate(&self, name: &str) -> anyhow::Result<()> {
+        edgefn_manifest::record::validate_queue_name("stream", name).map_err(|e| anyhow::anyhow!("[streams.{name}]: {e}"))?;
+        if !(1..=256).contains(&self.shards) {
+            anyhow::bail!("[streams.{name}]: shards must be 1 to 256, not {}", self.shards);
+        }
+        if !(1..=24 * 365).contains(&self.retention_hours) {
+            anyhow::bail!("[streams.{name}]: retention_hours must be 1 to 8760 (a year), not {}", self.retention_hours);
+        }
+        if self.max_mb == 0 {
+            anyhow::bail!("[streams.{name}]: max_mb must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// As the stream store takes it.
+    pub fn settings(&self) -> crate::storage::streams::StreamSettings {
+        crate::storage::streams::StreamSettings {
+            shards: self.shards,
+            retention_ms: i64::try_from(self.retention_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX),
+            max_bytes: self.max_mb.saturating_mul(1 << 20),
+        }
+    }
+}
+
 /// What an alarm watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -268,11 +313,17 @@ pub enum AlarmMetric {
     QueueDepth,
     /// Dead letters of a queue, now.
     DeadLetters,
+    /// The oldest iterator age of a stream's consumers (optionally only `function`), in milliseconds, now.
+    StreamIteratorAgeMs,
 }
 
 impl AlarmMetric {
     pub fn is_queue_metric(self) -> bool {
         matches!(self, Self::QueueDepth | Self::DeadLetters)
+    }
+
+    pub fn is_stream_metric(self) -> bool {
+        self == Self::StreamIteratorAgeMs
     }
 }
 
@@ -289,6 +340,8 @@ pub struct AlarmConfig {
     pub function: Option<String>,
     /// For queue metrics: the queue.
     pub queue: Option<String>,
+    /// For stream metrics: the stream.
+    pub stream: Option<String>,
     pub threshold: f64,
     /// The sliding window function metrics count over, in seconds.
     #[serde(default = "default_alarm_window")]
@@ -328,9 +381,19 @@ impl AlarmConfig {
             (false, Some(_), _) => anyhow::bail!("{what}: metric {:?} is about functions, not a queue", self.metric),
             _ => {}
         }
+        match (self.metric.is_stream_metric(), &self.stream) {
+            (true, None) => anyhow::bail!("{what}: metric {:?} needs `stream`", self.metric),
+            (false, Some(_)) => anyhow::bail!("{what}: metric {:?} is not about a stream", self.metric),
+            _ => {}
+        }
         if self.name.is_empty() {
             let metric = serde_json::to_value(self.metric).ok().and_then(|v| v.as_str().map(str::to_owned));
-            let subject = self.function.as_deref().or(self.queue.as_deref()).unwrap_or("all functions");
+            let subject = self
+                .function
+                .as_deref()
+                .or(self.queue.as_deref())
+                .or(self.stream.as_deref())
+                .unwrap_or("all functions");
             self.name = format!("{} {subject}", metric.unwrap_or_default());
         }
         Ok(())
@@ -353,6 +416,7 @@ pub struct HostConfig {
     pub cluster: ClusterConfig,
     pub outbound: OutboundConfig,
     pub otel: OtelConfig,
+    pub streams: BTreeMap<String, StreamConfig>,
 }
 
 impl Default for HostConfig {
@@ -368,6 +432,7 @@ impl Default for HostConfig {
             cluster: ClusterConfig::default(),
             outbound: OutboundConfig::default(),
             otel: OtelConfig::default(),
+            streams: BTreeMap::new(),
         }
     }
 }
@@ -398,6 +463,9 @@ impl HostConfig {
         config.otel.validate()?;
         for (index, alarm) in config.alarms.iter_mut().enumerate() {
             alarm.validate(index)?;
+        }
+        for (name, stream) in &config.streams {
+            stream.validate(name)?;
         }
         Ok(config)
     }
@@ -437,6 +505,16 @@ mod tests {
         assert!(config.component("other").is_none());
         let dashed = HostConfig::parse("[components.order-pipeline]\nenv = { A = \"1\" }").unwrap();
         assert!(dashed.component("order_pipeline").is_some());
+    }
+
+    #[test]
+    fn stream_tables_are_checked_and_named_in_their_errors() {
+        let config = HostConfig::parse("[streams.clicks]\nshards = 8\n").unwrap();
+        assert_eq!(config.streams["clicks"], StreamConfig { shards: 8, ..StreamConfig::default() });
+        let e = HostConfig::parse("[streams.clicks]\nshards = 0\n").unwrap_err().to_string();
+        assert!(e.contains("[streams.clicks]: shards"), "{e}");
+        let e = HostConfig::parse("[streams.\"a b\"]\n").unwrap_err().to_string();
+        assert!(e.contains("stream name"), "{e}");
     }
 
     #[test]

@@ -124,6 +124,15 @@ impl InvocationState {
         }
     }
 
+    /// What the stream imports act on: see [`crate::capabilities::streams::StreamsView`].
+    pub(crate) fn streams_view(&mut self) -> crate::capabilities::streams::StreamsView<'_> {
+        crate::capabilities::streams::StreamsView {
+            streams: self.call.capabilities.streams.as_ref(),
+            caller: &self.call.caller,
+            sends: &mut self.call.sends,
+        }
+    }
+
     /// Moves a reused instance on to the work of `trace`: what it prints is logged under it, what it sends and
     /// fetches carries its correlation id, and its output and send allowances start again. With several requests
     /// on the instance at once, the one that started last is the instance's current work.

@@ -1,5 +1,5 @@
 //! Persistent state in SQLite (`<data dir>/edgefn.db`): deployed versions and what is live, compiled artifacts,
-//! the queues, the cron schedules and their run history.
+//! the queues, the cron schedules and their run history, key-value stores, object metadata and streams.
 //!
 //! One connection policy for all of it ([`Database`]): WAL (readers never block the writer), `synchronous =
 //! NORMAL` (a commit survives the process being killed, not a power cut), a busy timeout instead of instant
@@ -18,6 +18,7 @@ pub mod kv;
 pub mod objects;
 pub mod queue;
 pub mod sealing;
+pub mod streams;
 pub mod telemetry;
 
 use rusqlite::Connection;
@@ -208,6 +209,41 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         body TEXT NOT NULL
     );",
+    // 12. Ordered streams (storage/streams.rs): each stream's shard count (fixed when it is first used), each shard's
+    // next sequence number and what it holds, the records, and each consumer's checkpoint per shard. `epoch` grows
+    // with each replay, so a delivery that ran across a replay cannot move the checkpoint the replay set.
+    "CREATE TABLE streams (
+        name TEXT PRIMARY KEY,
+        shards INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE stream_shards (
+        stream TEXT NOT NULL,
+        shard INTEGER NOT NULL,
+        next_seq INTEGER NOT NULL,
+        records INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (stream, shard)
+    ) WITHOUT ROWID;
+    CREATE TABLE stream_records (
+        id INTEGER PRIMARY KEY,
+        stream TEXT NOT NULL,
+        shard INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        body BLOB NOT NULL,
+        at INTEGER NOT NULL,
+        correlation_id TEXT
+    );
+    CREATE UNIQUE INDEX stream_records_by_position ON stream_records (stream, shard, seq);
+    CREATE TABLE stream_checkpoints (
+        stream TEXT NOT NULL,
+        consumer TEXT NOT NULL,
+        shard INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        epoch INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (stream, consumer, shard)
+    ) WITHOUT ROWID;",
 ];
 
 /// What went wrong in the database.

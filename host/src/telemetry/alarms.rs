@@ -4,12 +4,14 @@
 //! Function metrics (`invocations`, `errors`, `error_rate`, `throttles`, `p99_ms`, `cron_failures`) are counted
 //! from invocation reports as they end, in per-second buckets (bounded: one bucket per second of the window, and at
 //! most [`MAX_DURATIONS_PER_SECOND`] durations each for the percentile). Queue metrics (`queue_depth`,
-//! `dead_letters`) are read from the queues when the rules are evaluated. [`Alarms::evaluate`] turns the values
+//! `dead_letters`) are read from the queues, and `stream_iterator_age_ms` from the streams, when the rules are
+//! evaluated. [`Alarms::evaluate`] turns the values
 //! into transitions; whoever runs it (see `crate::alarms`) delivers the notifications.
 
 use super::{InvocationReport, Outcome};
 use crate::config::{AlarmConfig, AlarmMetric};
 use crate::storage::backends::QueueStats;
+use crate::storage::streams::StreamInfo;
 use crate::storage::telemetry::names_function;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -45,6 +47,8 @@ pub struct Transition {
     pub function: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
     pub value: f64,
     pub threshold: f64,
     pub window_s: u64,
@@ -77,12 +81,19 @@ impl Alarms {
         rules.iter().any(|rule| rule.config.metric.is_queue_metric())
     }
 
+    /// Whether any rule reads the streams.
+    pub fn reads_streams(&self) -> bool {
+        let rules = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        rules.iter().any(|rule| rule.config.metric.is_stream_metric())
+    }
+
     /// Counts an invocation that ended, `now_s` seconds into the host's clock.
     pub fn observe(&self, report: &InvocationReport, now_s: u64) {
         let mut rules = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         for rule in rules.iter_mut() {
             let config = &rule.config;
             if config.metric.is_queue_metric()
+                || config.metric.is_stream_metric()
                 || (config.metric == AlarmMetric::CronFailures && report.trace.trigger != "cron")
                 || config.function.as_deref().is_some_and(|wanted| !names_function(wanted, &report.trace.function))
             {
@@ -113,9 +124,9 @@ impl Alarms {
         }
     }
 
-    /// Evaluates every rule at `now_s` (and `now_ms`, for the notification), with the queues as `queues` are now;
-    /// returns the rules whose state changed.
-    pub fn evaluate(&self, now_s: u64, now_ms: i64, queues: &[QueueStats]) -> Vec<Transition> {
+    /// Evaluates every rule at `now_s` (and `now_ms`, for the notification), with the queues and streams as
+    /// `queues` and `streams` are now; returns the rules whose state changed.
+    pub fn evaluate(&self, now_s: u64, now_ms: i64, queues: &[QueueStats], streams: &[StreamInfo]) -> Vec<Transition> {
         let mut rules = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut transitions = Vec::new();
         for rule in rules.iter_mut() {
@@ -145,6 +156,14 @@ impl Alarms {
                 }
                 AlarmMetric::QueueDepth => queue().map_or(0, |q| q.ready + q.in_flight + q.delayed) as f64,
                 AlarmMetric::DeadLetters => queue().map_or(0, |q| q.dead) as f64,
+                AlarmMetric::StreamIteratorAgeMs => streams
+                    .iter()
+                    .filter(|s| Some(&s.name) == config.stream.as_ref())
+                    .flat_map(|s| s.consumers.iter())
+                    .filter(|c| config.function.as_deref().is_none_or(|wanted| names_function(wanted, &c.consumer)))
+                    .map(|c| c.iterator_age_ms)
+                    .max()
+                    .unwrap_or(0) as f64,
             };
             let breach = value > config.threshold;
             if breach != rule.in_breach {
@@ -155,6 +174,7 @@ impl Alarms {
                     metric: config.metric,
                     function: config.function.clone(),
                     queue: config.queue.clone(),
+                    stream: config.stream.clone(),
                     value,
                     threshold: config.threshold,
                     window_s: window,
@@ -181,6 +201,7 @@ mod tests {
             metric,
             function: Some("shop/order".into()),
             queue: None,
+            stream: None,
             threshold,
             window_s: 10,
             notify_url: Some("http://127.0.0.1:9/alarms".into()),
@@ -203,16 +224,16 @@ mod tests {
         }
         alarms.observe(&report("other/fn", Outcome::Error, 5), 101);
         alarms.observe(&report("shop/order", Outcome::Ok, 5), 101);
-        let transitions = alarms.evaluate(102, 0, &[]);
+        let transitions = alarms.evaluate(102, 0, &[], &[]);
         assert_eq!(transitions.len(), 1);
         assert_eq!((transitions[0].state, transitions[0].value), ("breach", 3.0));
         // Still in breach: nothing new.
         alarms.observe(&report("shop/order", Outcome::Trap, 5), 105);
-        assert!(alarms.evaluate(106, 0, &[]).is_empty());
+        assert!(alarms.evaluate(106, 0, &[], &[]).is_empty());
         // The window (10 s) slides past all the errors but the last: 1 <= 2.
-        let transitions = alarms.evaluate(111, 0, &[]);
+        let transitions = alarms.evaluate(111, 0, &[], &[]);
         assert_eq!(transitions.iter().map(|t| (t.state, t.value)).collect::<Vec<_>>(), [("recovered", 1.0)]);
-        assert!(alarms.evaluate(120, 0, &[]).is_empty());
+        assert!(alarms.evaluate(120, 0, &[], &[]).is_empty());
     }
 
     #[test]
@@ -227,8 +248,32 @@ mod tests {
         alarms.observe(&report("shop/order", Outcome::Throttled, 0), 1);
         let queues = [QueueStats { queue: "orders".into(), dead: 2, ..QueueStats::default() }];
         let values: Vec<(&str, f64)> =
-            alarms.evaluate(2, 0, &queues).iter().map(|t| (t.state, t.value)).collect::<Vec<_>>();
+            alarms.evaluate(2, 0, &queues, &[]).iter().map(|t| (t.state, t.value)).collect::<Vec<_>>();
         // 1 of 2 failed is not over 0.5; the p99 of [10, 80] is 80; 2 dead letters.
         assert_eq!(values, [("breach", 80.0), ("breach", 2.0)]);
+    }
+
+    #[test]
+    fn a_stream_alarm_watches_the_oldest_iterator_age_of_the_consumers_it_names() {
+        use crate::storage::streams::ConsumerShard;
+        let alarms = Alarms::new(&[AlarmConfig {
+            function: Some("shop/count".into()),
+            stream: Some("clicks".into()),
+            ..rule(AlarmMetric::StreamIteratorAgeMs, 1_000.0)
+        }]);
+        let place = |consumer: &str, age: i64| ConsumerShard {
+            consumer: consumer.into(),
+            shard: 0,
+            checkpoint: 0,
+            behind: 1,
+            iterator_age_ms: age,
+        };
+        let stream = |consumers| StreamInfo { name: "clicks".into(), shards: Vec::new(), consumers };
+        // Another consumer's lag is not this alarm's.
+        assert!(alarms.evaluate(1, 0, &[], &[stream(vec![place("shop/other", 9_000)])]).is_empty());
+        let breach = alarms.evaluate(2, 0, &[], &[stream(vec![place("shop/count", 5_000), place("shop/count", 10)])]);
+        assert_eq!(breach.iter().map(|t| (t.state, t.value)).collect::<Vec<_>>(), [("breach", 5_000.0)]);
+        let recovered = alarms.evaluate(3, 0, &[], &[stream(vec![place("shop/count", 0)])]);
+        assert_eq!(recovered[0].state, "recovered");
     }
 }

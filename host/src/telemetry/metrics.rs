@@ -41,6 +41,18 @@ struct BucketLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabels {
+    stream: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamConsumerLabels {
+    stream: String,
+    consumer: String,
+    shard: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueStateLabels {
     queue: String,
     state: String,
@@ -71,6 +83,8 @@ pub struct Snapshot {
     pub queues: Vec<QueueStats>,
     /// What each object bucket holds.
     pub buckets: Vec<crate::storage::objects::BucketUsage>,
+    /// Every stream, its shards and its consumers' places.
+    pub streams: Vec<crate::storage::streams::StreamInfo>,
     /// Now, in ms since the epoch, for the age of the oldest messages.
     pub now: i64,
 }
@@ -88,6 +102,10 @@ pub struct Metrics {
     queue_oldest_age: Family<QueueLabels, Gauge<f64, AtomicU64>>,
     bucket_objects: Family<BucketLabels, Gauge>,
     bucket_bytes: Family<BucketLabels, Gauge>,
+    stream_records: Family<StreamLabels, Gauge>,
+    stream_bytes: Family<StreamLabels, Gauge>,
+    stream_iterator_age: Family<StreamConsumerLabels, Gauge<f64, AtomicU64>>,
+    stream_behind: Family<StreamConsumerLabels, Gauge>,
     cron_lag: HistogramFamily<CronLabels>,
     cron_failures: Family<CronLabels, Counter>,
     log_records_dropped: Counter,
@@ -159,6 +177,28 @@ impl Metrics {
             prometheus_client::registry::Unit::Bytes,
             bucket_bytes.clone(),
         );
+        let stream_records = Family::<StreamLabels, Gauge>::default();
+        registry.register("stream_records", "Records a stream keeps", stream_records.clone());
+        let stream_bytes = Family::<StreamLabels, Gauge>::default();
+        registry.register_with_unit(
+            "stream",
+            "Bytes of the records a stream keeps",
+            prometheus_client::registry::Unit::Bytes,
+            stream_bytes.clone(),
+        );
+        let stream_iterator_age = Family::<StreamConsumerLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register_with_unit(
+            "stream_iterator_age",
+            "How long the oldest record a stream consumer has not handled has waited, per shard (0: caught up)",
+            Unit::Seconds,
+            stream_iterator_age.clone(),
+        );
+        let stream_behind = Family::<StreamConsumerLabels, Gauge>::default();
+        registry.register(
+            "stream_records_behind",
+            "Records of a shard after a stream consumer's checkpoint",
+            stream_behind.clone(),
+        );
         let cron_lag = HistogramFamily::<CronLabels>::new_with_constructor(lag_histogram);
         registry.register_with_unit(
             "cron_lag",
@@ -186,6 +226,10 @@ impl Metrics {
             queue_oldest_age,
             bucket_objects,
             bucket_bytes,
+            stream_records,
+            stream_bytes,
+            stream_iterator_age,
+            stream_behind,
             cron_lag,
             cron_failures,
             log_records_dropped,
@@ -251,6 +295,25 @@ impl Metrics {
             let labels = BucketLabels { bucket: usage.bucket.clone() };
             self.bucket_objects.get_or_create(&labels).set(i64::try_from(usage.objects).unwrap_or(i64::MAX));
             self.bucket_bytes.get_or_create(&labels).set(i64::try_from(usage.bytes).unwrap_or(i64::MAX));
+        }
+        self.stream_records.clear();
+        self.stream_bytes.clear();
+        self.stream_iterator_age.clear();
+        self.stream_behind.clear();
+        for stream in &snapshot.streams {
+            let labels = StreamLabels { stream: stream.name.clone() };
+            let (records, bytes) = stream.shards.iter().fold((0u64, 0u64), |(r, b), s| (r + s.records, b + s.bytes));
+            self.stream_records.get_or_create(&labels).set(i64::try_from(records).unwrap_or(i64::MAX));
+            self.stream_bytes.get_or_create(&labels).set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            for place in &stream.consumers {
+                let labels = StreamConsumerLabels {
+                    stream: stream.name.clone(),
+                    consumer: place.consumer.clone(),
+                    shard: place.shard.to_string(),
+                };
+                self.stream_iterator_age.get_or_create(&labels).set(place.iterator_age_ms as f64 / 1000.0);
+                self.stream_behind.get_or_create(&labels).set(i64::try_from(place.behind).unwrap_or(i64::MAX));
+            }
         }
         let mut text = String::new();
         // Writing to a String cannot fail.

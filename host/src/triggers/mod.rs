@@ -4,6 +4,7 @@
 //! - [`http`]: the HTTP server; every request routes through the live set it started with;
 //! - [`cron`]: one schedule per cron function, with catch-up, overlap and retry policies, history in SQLite;
 //! - [`queue`]: one consumer loop per queue (and per topic subscriber), leases, settlements, dead letters;
+//! - [`stream`]: one loop per stream consumer and shard, in order, with checkpoints and an on-failure queue;
 //! - [`invoke`]: calls by name, from functions (the [`crate::capabilities::Invoker`] they reach) and the admin API.
 //!
 //! Deployments drive them: when what is live for a component changes, each trigger is asked to [`Trigger::drain`]
@@ -15,6 +16,7 @@ pub mod cron;
 pub mod http;
 pub mod invoke;
 pub mod queue;
+pub mod stream;
 pub mod replay;
 
 use crate::capabilities::invoke::{Caller, Origin};

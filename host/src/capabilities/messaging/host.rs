@@ -34,7 +34,7 @@ impl SendAllowance {
     }
 
     /// Takes one message of `len` bytes, or says which limit it would pass (and takes nothing).
-    fn take(&mut self, len: usize) -> Result<(), String> {
+    pub(crate) fn take(&mut self, len: usize) -> Result<(), String> {
         if self.messages == 0 {
             return Err(format!(
                 "this invocation already sent {} messages, the most one may (limits.max_sends_per_invocation); nothing \
