@@ -28,3 +28,4 @@ mod registry;
 mod snapshot;
 mod state;
 mod streaming;
+mod streams;
