@@ -17,6 +17,11 @@ pub(crate) struct Bench {
 }
 
 pub(crate) fn start() -> Bench {
+    start_with(HostConfig::default())
+}
+
+/// [`start`] with a host configuration of the benchmark's own.
+pub(crate) fn start_with(config: HostConfig) -> Bench {
     let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/bench_sink.wasm");
     assert!(
         wasm.is_file(),
@@ -26,7 +31,7 @@ pub(crate) fn start() -> Bench {
     let data = tempfile::tempdir().expect("temp dir");
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
     let node = tokio.block_on(async {
-        let node = Node::start(data.path(), HostConfig::default()).await.expect("node");
+        let node = Node::start(data.path(), config).await.expect("node");
         let request = DeployRequest {
             name: "bench_sink".into(),
             wasm: std::fs::read(&wasm).expect("read bench_sink.wasm"),

@@ -25,8 +25,8 @@ use crate::storage::cron::CronDb;
 use crate::storage::deployments::DeploymentDb;
 use crate::storage::kv::{KvDb, KvLimits};
 use crate::storage::objects::ObjectDb;
-use crate::storage::streams::{StreamCatalog, StreamDb};
 use crate::storage::queue::QueueDb;
+use crate::storage::streams::{StreamCatalog, StreamDb};
 use crate::storage::{Database, create_private_dir, now_ms};
 use crate::telemetry::alarms::Alarms;
 use crate::telemetry::metrics::Metrics;
@@ -34,9 +34,9 @@ use crate::telemetry::{Retention, Telemetry};
 use crate::triggers::cron::CronTrigger;
 use crate::triggers::http::HttpTrigger;
 use crate::triggers::invoke::InvokeTrigger;
-use crate::triggers::stream::StreamTrigger;
 use crate::triggers::queue::QueueTrigger;
 use crate::triggers::replay::Replayer;
+use crate::triggers::stream::StreamTrigger;
 use crate::triggers::{Runner, Trigger};
 use anyhow::{Context as _, bail};
 use std::path::Path;
@@ -77,7 +77,7 @@ impl Node {
         // Opening migrates the schema: SQLite work, so not on an async worker thread either.
         let dir = data_dir.to_owned();
         let object_limits = config.limits.objects.clone();
-        let (db, queue_db, cron_db, kv_db, object_db, stream_db) = tokio::task::spawn_blocking(move || {
+        let (db, queue_db, cron_db, kv_db, object_db, stream_dbs) = tokio::task::spawn_blocking(move || {
             let db = Database::open(&dir)?;
             let object_limits = crate::storage::objects::ObjectLimits {
                 max_object_bytes: object_limits.objects_max_object_mb.saturating_mul(1 << 20),
@@ -88,7 +88,8 @@ impl Node {
             let objects = ObjectDb::open(&dir, Database::connect(&dir)?, object_limits)?;
             let (queue_db, cron_db, kv_db) =
                 (Database::connect(&dir)?, Database::connect(&dir)?, Database::connect(&dir)?);
-            anyhow::Ok((db, queue_db, cron_db, kv_db, objects, Database::connect(&dir)?))
+            let stream_dbs = (Database::connect(&dir)?, Database::connect(&dir)?);
+            anyhow::Ok((db, queue_db, cron_db, kv_db, objects, stream_dbs))
         })
         .await??;
         let node_name = config.cluster.node.clone().unwrap_or_else(default_node_name);
@@ -151,7 +152,7 @@ impl Node {
         // object store is not built yet), so a cluster serves no object storage rather than a split one.
         let served_objects = cluster.is_none().then(|| objects.clone());
         // Streams are SQLite on this node too: a cluster has none yet (puts are refused, saying so).
-        let streams = Arc::new(Streams::new(StreamDb::new(stream_db, stream_catalog(&config))));
+        let streams = Arc::new(Streams::new(StreamDb::new(stream_dbs.0, stream_dbs.1, stream_catalog(&config))));
         let served_streams = cluster.is_none().then(|| streams.clone());
         if served_streams.is_some() {
             crate::capabilities::streams::spawn_sweeper(streams.clone());

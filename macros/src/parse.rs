@@ -415,7 +415,8 @@ const STREAM_KEYS: &[&str] =
 
 /// `stream("clicks", batch_size = 100, max_wait_ms = 500, start = "latest", ...)`.
 fn parse_stream(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
-    let args = TriggerCall::parse(input, "`stream` takes the stream name first, as a string literal: `stream(\"clicks\")`")?;
+    let args =
+        TriggerCall::parse(input, "`stream` takes the stream name first, as a string literal: `stream(\"clicks\")`")?;
     let name = args.first.value();
     validate_queue_name("stream", &name).map_err(|e| syn::Error::new(args.first.span(), e))?;
     let mut delivery = StreamDelivery::default();

@@ -168,7 +168,9 @@ impl StreamDelivery {
         if let Some(queue) = &self.on_failure {
             validate_queue_name("on_failure queue", queue)?;
             if queue.starts_with(RESERVED_QUEUE_PREFIX) {
-                return Err(format!("on_failure `{queue}` is the host's own (queues starting with `{RESERVED_QUEUE_PREFIX}` carry object changes)"));
+                return Err(format!(
+                    "on_failure `{queue}` is the host's own (queues starting with `{RESERVED_QUEUE_PREFIX}` carry object changes)"
+                ));
             }
         }
         Ok(())

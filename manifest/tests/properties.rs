@@ -2,8 +2,8 @@
 //! input, no panic, and every refusal says why. Bounded (256 cases each) so CI stays fast.
 
 use edgefn_manifest::record::{
-    CatchUp, CronPolicy, Delivery, FunctionRecord, Overlap, RouteAuth, StreamDelivery, StreamStart, Trigger, decode_section, encode_record,
-    validate_queue_name,
+    CatchUp, CronPolicy, Delivery, FunctionRecord, Overlap, RouteAuth, StreamDelivery, StreamStart, Trigger,
+    decode_section, encode_record, validate_queue_name,
 };
 use edgefn_manifest::route::RoutePattern;
 use edgefn_manifest::router::{Lookup, Router};

@@ -49,15 +49,10 @@ pub fn put_bytes(stream: &str, partition_key: &str, body: Vec<u8>) -> Result<Pos
 /// Appends `(partition key, value)` records as JSON in one transaction: all are stored, in this order, or none.
 pub fn put_batch<K: AsRef<str>, T: Serialize>(stream: &str, records: &[(K, T)]) -> Result<Vec<Position>> {
     if records.len() > MAX_BATCH {
-        return Err(Error::bad_request(format!(
-            "{} records in one put_batch; the most is {MAX_BATCH}",
-            records.len()
-        )));
+        return Err(Error::bad_request(format!("{} records in one put_batch; the most is {MAX_BATCH}", records.len())));
     }
-    let encoded = records
-        .iter()
-        .map(|(key, value)| Ok((key.as_ref().to_owned(), encode(value)?)))
-        .collect::<Result<Vec<_>>>()?;
+    let encoded =
+        records.iter().map(|(key, value)| Ok((key.as_ref().to_owned(), encode(value)?))).collect::<Result<Vec<_>>>()?;
     imp::put_batch(stream, encoded)
 }
 
@@ -93,8 +88,11 @@ pub(crate) mod imp {
     use std::cell::RefCell;
     use std::collections::BTreeMap;
 
+    /// A stream's records: (partition key, body), in put order.
+    pub(crate) type Records = Vec<(String, Vec<u8>)>;
+
     thread_local! {
-        pub(crate) static STREAMS: RefCell<BTreeMap<String, Vec<(String, Vec<u8>)>>> = RefCell::default();
+        pub(crate) static STREAMS: RefCell<BTreeMap<String, Records>> = RefCell::default();
     }
 
     pub(super) fn put(stream: &str, key: &str, body: Vec<u8>) -> Result<Position> {

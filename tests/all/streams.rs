@@ -65,7 +65,9 @@ fn a_hundred_thousand_records_over_a_thousand_keys_arrive_in_order_per_key_acros
         feed(&host, "clicks", from, BATCH, KEYS, &[]);
     }
     // Kill the host while the consumer is half-way through what is stored: no drain, no flush.
-    poll_until("the consumer is under way", Duration::from_secs(120), || handled(&host, "clicks", "probe/ordered") >= 10_000);
+    poll_until("the consumer is under way", Duration::from_secs(120), || {
+        handled(&host, "clicks", "probe/ordered") >= 10_000
+    });
     eprintln!("killing the host with {} records handled", handled(&host, "clicks", "probe/ordered"));
     host.kill();
     let host = start(data.path());
@@ -133,7 +135,10 @@ fn two_consumers_each_read_the_whole_stream_and_a_replay_delivers_again_from_a_s
         count(&host, "tally_a") == 21 && count(&host, "tally_b") == 11
     });
     let described = host.cli_ok(&["streams", "describe", "tally"]);
-    assert!(described.contains("consumer probe/tally_a") && described.contains("consumer probe/tally_b"), "{described}");
+    assert!(
+        described.contains("consumer probe/tally_a") && described.contains("consumer probe/tally_b"),
+        "{described}"
+    );
     let metrics = host.admin("GET", "/metrics", None).body;
     assert!(metrics.contains(r#"edgefn_stream_records{stream="tally"} 11"#), "{metrics}");
     assert!(metrics.contains("edgefn_stream_iterator_age_seconds{"), "{metrics}");

@@ -17,9 +17,10 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 fn streams(admin: &Admin) -> Result<Arc<Streams>, ApiError> {
-    admin.streams.clone().ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "this node serves no streams (a cluster has none yet)")
-    })
+    admin
+        .streams
+        .clone()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "this node serves no streams (a cluster has none yet)"))
 }
 
 impl From<StreamError> for ApiError {

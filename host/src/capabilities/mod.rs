@@ -23,8 +23,8 @@ pub mod invoke;
 pub mod kv;
 pub mod messaging;
 pub mod objects;
-pub mod streams;
 pub mod outbound;
+pub mod streams;
 pub mod trace;
 
 pub use environment::FunctionEnv;

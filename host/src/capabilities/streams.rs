@@ -63,8 +63,8 @@ impl Streams {
             return Err(StreamError::TooMany { stream: stream.to_owned(), count: records.len() });
         }
         let stored = self.db.put(stream, records, correlation_id).await;
-        let positions = stored
-            .map_err(|source| StreamError::Storage { stream: stream.to_owned(), source: Box::new(source) })??;
+        let positions =
+            stored.map_err(|source| StreamError::Storage { stream: stream.to_owned(), source: Box::new(source) })??;
         self.waker(stream).notify_waiters();
         Ok(positions)
     }
@@ -79,7 +79,9 @@ pub fn spawn_sweeper(streams: Arc<Streams>) {
             match streams.db.sweep().await {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(records = removed, "swept stream records past their retention"),
-                Err(error) => tracing::warn!(%error, "failed to sweep expired stream records; trying again in a minute"),
+                Err(error) => {
+                    tracing::warn!(%error, "failed to sweep expired stream records; trying again in a minute")
+                }
             }
         }
     });

@@ -270,7 +270,8 @@ impl Default for StreamConfig {
 
 impl StreamConfig {
     fn validate(&self, name: &str) -> anyhow::Result<()> {
-        edgefn_manifest::record::validate_queue_name("stream", name).map_err(|e| anyhow::anyhow!("[streams.{name}]: {e}"))?;
+        edgefn_manifest::record::validate_queue_name("stream", name)
+            .map_err(|e| anyhow::anyhow!("[streams.{name}]: {e}"))?;
         if !(1..=256).contains(&self.shards) {
             anyhow::bail!("[streams.{name}]: shards must be 1 to 256, not {}", self.shards);
         }

@@ -133,10 +133,13 @@ fn fnv1a(key: &str) -> u64 {
     key.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
-/// The stream tables, behind one connection.
+/// The stream tables, behind two connections: puts (and the rare calls) on one, the consumers' reads and
+/// checkpoints on the other, so a producer and the consumers never queue on one mutex (SQLite's WAL lets them
+/// read while the other writes; their writes take turns at SQLite's write lock).
 #[derive(Debug, Clone)]
 pub struct StreamDb {
     db: Database,
+    readers: Database,
     catalog: Arc<StreamCatalog>,
 }
 
@@ -147,11 +150,10 @@ fn shard_count(conn: &Connection, stream: &str, settings: StreamSettings) -> Res
     if let Some(stored) = stored {
         return Ok(stored);
     }
-    conn.execute("INSERT INTO streams (name, shards, created_at) VALUES (?, ?, ?)", params![
-        stream,
-        settings.shards,
-        now_ms()
-    ])?;
+    conn.execute(
+        "INSERT INTO streams (name, shards, created_at) VALUES (?, ?, ?)",
+        params![stream, settings.shards, now_ms()],
+    )?;
     for shard in 0..settings.shards {
         conn.execute("INSERT INTO stream_shards (stream, shard, next_seq) VALUES (?, ?, 1)", params![stream, shard])?;
     }
@@ -159,8 +161,9 @@ fn shard_count(conn: &Connection, stream: &str, settings: StreamSettings) -> Res
 }
 
 impl StreamDb {
-    pub fn new(db: Database, catalog: StreamCatalog) -> Self {
-        Self { db, catalog: Arc::new(catalog) }
+    /// `db` (the writers') and `readers` are two connections to the same (migrated) database.
+    pub fn new(db: Database, readers: Database, catalog: StreamCatalog) -> Self {
+        Self { db, readers, catalog: Arc::new(catalog) }
     }
 
     pub fn catalog(&self) -> &StreamCatalog {
@@ -259,7 +262,8 @@ impl StreamDb {
     }
 
     /// `consumer`'s checkpoint in `shard` of `stream` (created where `start` says when it has none) and up to
-    /// `limit` records after it, at most `max_bytes` of bodies (always at least one record, if there is one).
+    /// `limit` records after it, at most `max_bytes` of bodies (always at least one record, if there is one). Reads
+    /// on the readers' connection; only a missing checkpoint is written, on the writers'.
     pub async fn read_from_checkpoint(
         &self,
         stream: &str,
@@ -269,41 +273,43 @@ impl StreamDb {
         limit: u32,
         max_bytes: usize,
     ) -> Result<(Checkpoint, Vec<StoredRecord>), StorageError> {
-        let (stream, consumer) = (stream.to_owned(), consumer.to_owned());
-        self.db
+        let (stream, consumer) = (Arc::<str>::from(stream), Arc::<str>::from(consumer));
+        let (s, c) = (stream.clone(), consumer.clone());
+        let found = self
+            .readers
             .call(move |conn| {
-                let found = conn
-                    .query_row(
-                        "SELECT seq, epoch FROM stream_checkpoints WHERE stream = ? AND consumer = ? AND shard = ?",
-                        params![stream, consumer, shard],
-                        |row| Ok(Checkpoint { seq: row.get(0)?, epoch: row.get(1)? }),
-                    )
-                    .optional()?;
-                let checkpoint = match found {
-                    Some(checkpoint) => checkpoint,
-                    None => {
-                        let seq = match start {
-                            StreamStart::Oldest => 0,
-                            StreamStart::Latest => conn
-                                .query_row(
-                                    "SELECT next_seq - 1 FROM stream_shards WHERE stream = ? AND shard = ?",
-                                    params![stream, shard],
-                                    |row| row.get(0),
-                                )
-                                .optional()?
-                                .unwrap_or(0),
-                        };
-                        conn.execute(
-                            "INSERT INTO stream_checkpoints (stream, consumer, shard, seq) VALUES (?, ?, ?, ?)",
-                            params![stream, consumer, shard, seq],
-                        )?;
-                        Checkpoint { seq, epoch: 0 }
-                    }
-                };
-                let records = read_after(conn, &stream, shard, checkpoint.seq, limit, max_bytes)?;
-                Ok((checkpoint, records))
+                let Some(checkpoint) = checkpoint(conn, &s, &c, shard)? else { return Ok(None) };
+                Ok(Some((checkpoint, read_after(conn, &s, shard, checkpoint.seq, limit, max_bytes)?)))
             })
-            .await
+            .await?;
+        if let Some(found) = found {
+            return Ok(found);
+        }
+        let (s, c) = (stream.clone(), consumer.clone());
+        let created = self
+            .db
+            .call(move |conn| {
+                let seq: u64 = match start {
+                    StreamStart::Oldest => 0,
+                    StreamStart::Latest => conn
+                        .query_row(
+                            "SELECT next_seq - 1 FROM stream_shards WHERE stream = ? AND shard = ?",
+                            params![&*s, shard],
+                            |row| row.get(0),
+                        )
+                        .optional()?
+                        .unwrap_or(0),
+                };
+                conn.execute(
+                    "INSERT OR IGNORE INTO stream_checkpoints (stream, consumer, shard, seq) VALUES (?, ?, ?, ?)",
+                    params![&*s, &*c, shard, seq],
+                )?;
+                checkpoint(conn, &s, &c, shard)?.ok_or_else(|| StorageError::Corrupt("a checkpoint vanished".into()))
+            })
+            .await?;
+        let records =
+            self.readers.call(move |conn| read_after(conn, &stream, shard, created.seq, limit, max_bytes)).await?;
+        Ok((created, records))
     }
 
     /// Moves `consumer`'s checkpoint in `shard` to `seq`, unless a replay changed its epoch since it was read
@@ -317,7 +323,7 @@ impl StreamDb {
         epoch: u64,
     ) -> Result<bool, StorageError> {
         let (stream, consumer) = (stream.to_owned(), consumer.to_owned());
-        self.db
+        self.readers
             .call(move |conn| {
                 let changed = conn.execute(
                     "UPDATE stream_checkpoints SET seq = ? WHERE stream = ? AND consumer = ? AND shard = ? AND epoch = ?",
@@ -421,8 +427,17 @@ impl StreamDb {
     /// Every stream (or the one named), with its shards and its consumers' places.
     pub async fn describe(&self, only: Option<&str>) -> Result<Vec<StreamInfo>, StorageError> {
         let only = only.map(str::to_owned);
-        self.db.call(move |conn| describe(conn, only.as_deref(), now_ms())).await
+        self.readers.call(move |conn| describe(conn, only.as_deref(), now_ms())).await
     }
+}
+
+/// `consumer`'s checkpoint in a shard, if it has one.
+fn checkpoint(conn: &Connection, stream: &str, consumer: &str, shard: u32) -> Result<Option<Checkpoint>, StorageError> {
+    let found = conn
+        .prepare_cached("SELECT seq, epoch FROM stream_checkpoints WHERE stream = ? AND consumer = ? AND shard = ?")?
+        .query_row(params![stream, consumer, shard], |row| Ok(Checkpoint { seq: row.get(0)?, epoch: row.get(1)? }))
+        .optional()?;
+    Ok(found)
 }
 
 /// Up to `limit` records of a shard after `after`, stopping once `max_bytes` of bodies are read.
@@ -481,9 +496,10 @@ fn trim_to(conn: &Connection, stream: &str, shard: u32, share: u64) -> Result<()
             count += 1;
         }
     }
-    conn.execute("DELETE FROM stream_records WHERE stream = ? AND shard = ? AND seq <= ?", params![
-        stream, shard, cutoff
-    ])?;
+    conn.execute(
+        "DELETE FROM stream_records WHERE stream = ? AND shard = ? AND seq <= ?",
+        params![stream, shard, cutoff],
+    )?;
     conn.execute(
         "UPDATE stream_shards SET records = records - ?, bytes = bytes - ? WHERE stream = ? AND shard = ?",
         params![count, freed, stream, shard],

@@ -16,8 +16,8 @@ pub mod cron;
 pub mod http;
 pub mod invoke;
 pub mod queue;
-pub mod stream;
 pub mod replay;
+pub mod stream;
 
 use crate::capabilities::invoke::{Caller, Origin};
 use crate::capabilities::{BoxFuture, Capabilities};

@@ -9,8 +9,9 @@ fn settings(shards: u32) -> StreamSettings {
 
 fn store(dir: &std::path::Path, default: StreamSettings) -> StreamDb {
     let db = Database::open(dir).expect("open");
+    let readers = Database::connect(dir).expect("connect");
     let named = BTreeMap::from([("tiny".to_owned(), StreamSettings { shards: 1, max_bytes: 100, ..default })]);
-    StreamDb::new(db, StreamCatalog { default, named, max_record_bytes: 1 << 16 })
+    StreamDb::new(db, readers, StreamCatalog { default, named, max_record_bytes: 1 << 16 })
 }
 
 fn records(keys: &[&str]) -> Vec<(String, Vec<u8>)> {
@@ -39,8 +40,10 @@ async fn records_keep_put_order_per_shard_with_sequences_that_never_repeat() {
         assert_eq!(position.shard, shard_of(key, 4), "{key}");
     }
     for shard in 0..4 {
-        let (checkpoint, read) =
-            streams.read_from_checkpoint("clicks", "c/f", shard, StreamStart::Oldest, 1000, 1 << 20).await.expect("read");
+        let (checkpoint, read) = streams
+            .read_from_checkpoint("clicks", "c/f", shard, StreamStart::Oldest, 1000, 1 << 20)
+            .await
+            .expect("read");
         assert_eq!(checkpoint, Checkpoint { seq: 0, epoch: 0 });
         let expected: Vec<u64> = (1..=read.len() as u64).collect();
         assert_eq!(read.iter().map(|r| r.seq).collect::<Vec<_>>(), expected, "dense sequences in shard {shard}");
@@ -59,7 +62,10 @@ async fn records_keep_put_order_per_shard_with_sequences_that_never_repeat() {
     assert!(refused.unwrap_err().to_string().contains("partition key"));
     let big = vec![("k".to_owned(), vec![0u8; 1 << 17])];
     assert!(matches!(streams.put("clicks", big, None).await.expect("db"), Err(StreamRefusal::TooLarge { .. })));
-    assert_eq!(streams.describe(Some("clicks")).await.expect("describe")[0].shards.iter().map(|s| s.records).sum::<u64>(), 40);
+    assert_eq!(
+        streams.describe(Some("clicks")).await.expect("describe")[0].shards.iter().map(|s| s.records).sum::<u64>(),
+        40
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
@@ -70,14 +76,16 @@ async fn checkpoints_start_where_asked_and_a_replay_wins_over_a_delivery_that_ra
     let (latest, unread) =
         streams.read_from_checkpoint("s", "late/f", 0, StreamStart::Latest, 10, 1 << 20).await.expect("read");
     assert_eq!((latest.seq, unread.len()), (3, 0), "a new consumer starting at the latest skips what is there");
-    let (oldest, read) = streams.read_from_checkpoint("s", "early/f", 0, StreamStart::Oldest, 2, 1 << 20).await.expect("read");
+    let (oldest, read) =
+        streams.read_from_checkpoint("s", "early/f", 0, StreamStart::Oldest, 2, 1 << 20).await.expect("read");
     assert_eq!((oldest.seq, read.len()), (0, 2), "batch size bounds the read");
     assert!(streams.advance("s", "early/f", 0, 2, oldest.epoch).await.expect("advance"));
     // A replay from sequence 1 moves it back and bumps the epoch: the advance of a delivery read before it fails.
     let moved = streams.replay("s", "early/f", None, ReplayFrom::Sequence(1)).await.expect("replay");
     assert_eq!(moved, [(0, 0)]);
     assert!(!streams.advance("s", "early/f", 0, 3, oldest.epoch).await.expect("advance"), "stale epoch");
-    let (after, read) = streams.read_from_checkpoint("s", "early/f", 0, StreamStart::Oldest, 10, 1 << 20).await.expect("read");
+    let (after, read) =
+        streams.read_from_checkpoint("s", "early/f", 0, StreamStart::Oldest, 10, 1 << 20).await.expect("read");
     assert_eq!((after.seq, after.epoch, read.len()), (0, 1, 3));
     // A replay by time finds the first record at or after it; after the last, the checkpoint is the head.
     let moved = streams.replay("s", "early/f", Some(0), ReplayFrom::Time(now_ms() + 60_000)).await.expect("replay");
@@ -106,11 +114,15 @@ async fn retention_drops_the_oldest_records_past_the_bytes_and_the_age_but_never
     let refused = streams.put("tiny", vec![("k".to_owned(), vec![0; 100])], None).await.expect("db");
     assert!(matches!(refused, Err(StreamRefusal::TooLarge { limit: 100, .. })), "{refused:?}");
     // Age: records put before the retention window are swept.
-    let aged = StreamDb::new(streams.db.clone(), StreamCatalog {
-        default: StreamSettings { retention_ms: -1, ..settings(1) },
-        named: BTreeMap::new(),
-        max_record_bytes: 1 << 16,
-    });
+    let aged = StreamDb::new(
+        streams.db.clone(),
+        streams.readers.clone(),
+        StreamCatalog {
+            default: StreamSettings { retention_ms: -1, ..settings(1) },
+            named: BTreeMap::new(),
+            max_record_bytes: 1 << 16,
+        },
+    );
     assert_eq!(aged.sweep().await.expect("sweep"), 5);
     let shard = &aged.describe(Some("tiny")).await.expect("describe")[0].shards[0];
     assert_eq!((shard.records, shard.bytes, shard.last_seq), (0, 0, 10));

@@ -83,8 +83,7 @@ pub struct StreamTrigger {
 
 impl StreamTrigger {
     pub fn new(streams: Arc<Streams>, queues: Arc<Queues>, runner: Runner, on_cluster: bool) -> Arc<Self> {
-        let shared =
-            Shared { streams, queues, runner, handled: AtomicU64::new(0), failed: AtomicU64::new(0) };
+        let shared = Shared { streams, queues, runner, handled: AtomicU64::new(0), failed: AtomicU64::new(0) };
         Arc::new(Self { shared: Arc::new(shared), running: Mutex::default(), on_cluster })
     }
 
@@ -196,12 +195,7 @@ struct ShardState {
 }
 
 /// Delivers one shard of `consumer`'s stream, in order, until `stopped`.
-async fn run_shard(
-    shared: Arc<Shared>,
-    consumer: Arc<StreamConsumer>,
-    shard: u32,
-    mut stopped: watch::Receiver<bool>,
-) {
+async fn run_shard(shared: Arc<Shared>, consumer: Arc<StreamConsumer>, shard: u32, mut stopped: watch::Receiver<bool>) {
     let waker = shared.streams.waker(&consumer.stream);
     let policy = &consumer.delivery;
     let mut state = ShardState { limit: policy.batch_size, attempts: 0 };
@@ -260,7 +254,9 @@ async fn run_shard(
         // queue before the checkpoint moves past them: if the queue refuses them, the batch runs again.
         if !decided.to_on_failure.is_empty() {
             let failed: Vec<&StoredRecord> = decided.to_on_failure.iter().map(|(i, _)| &records[*i]).collect();
-            if let Err(error) = send_to_on_failure(&shared, &consumer, shard, &decided.to_on_failure, &failed, &outcome.trace).await {
+            if let Err(error) =
+                send_to_on_failure(&shared, &consumer, shard, &decided.to_on_failure, &failed, &outcome.trace).await
+            {
                 tracing::error!(stream = %consumer.stream, shard, queue = %consumer.on_failure, %error,
                     "cannot hand failed records to the on-failure queue; the shard waits and tries again");
                 if pause(&mut stopped, ERROR_PAUSE).await.is_none() {
@@ -346,7 +342,13 @@ async fn deliver(
             ),
             parent: Default::default(),
         };
-        let prepare = shared.runner.prepare(&version, &consumer.function, SlotKind::Background, vec![consumer.label.clone()], work);
+        let prepare = shared.runner.prepare(
+            &version,
+            &consumer.function,
+            SlotKind::Background,
+            vec![consumer.label.clone()],
+            work,
+        );
         let prepared = tokio::select! {
             biased;
             _ = stopped.wait_for(|stop| *stop) => return None,
@@ -410,9 +412,15 @@ async fn deliver(
                     records = records.len(), duration_ms, %error, "stream delivery failed");
                 if let Some((bytes, messages)) = kept {
                     let source = consumer.stream.clone();
-                    shared.runner.record_failure(&version, &consumer.function, &trace.correlation_id, "stream", error, bytes, || {
-                        Some(FailedInput::Messages { source, messages })
-                    });
+                    shared.runner.record_failure(
+                        &version,
+                        &consumer.function,
+                        &trace.correlation_id,
+                        "stream",
+                        error,
+                        bytes,
+                        || Some(FailedInput::Messages { source, messages }),
+                    );
                 }
             }
         }
@@ -447,7 +455,10 @@ async fn send_to_on_failure(
             queue = %consumer.on_failure, %reason, "a stream record went to the on-failure queue");
         if telemetry.logs_enabled() {
             let own = Trace {
-                correlation_id: record.correlation_id.as_deref().map_or_else(|| trace.correlation_id.clone(), Arc::from),
+                correlation_id: record
+                    .correlation_id
+                    .as_deref()
+                    .map_or_else(|| trace.correlation_id.clone(), Arc::from),
                 ..trace.clone()
             };
             let text = format!(

@@ -120,7 +120,13 @@ mod tests {
 
     fn records(count: u64) -> Vec<StoredRecord> {
         (1..=count)
-            .map(|seq| StoredRecord { seq: seq + 10, key: "k".into(), body: Vec::new(), at: NOW - 10, correlation_id: None })
+            .map(|seq| StoredRecord {
+                seq: seq + 10,
+                key: "k".into(),
+                body: Vec::new(),
+                at: NOW - 10,
+                correlation_id: None,
+            })
             .collect()
     }
 
@@ -172,7 +178,8 @@ mod tests {
         let settled = HashMap::from([(0, Settlement::Retry(5_000))]);
         let decided = decide(&policy(false), &records(3), settled, None, FRESH, NOW);
         assert_eq!((decided.checkpoint_to, decided.backoff), (None, Some(Duration::from_secs(5))));
-        let exhausted = decide(&policy(false), &records(3), HashMap::new(), Some("x"), ShardState { limit: 8, attempts: 2 }, NOW);
+        let exhausted =
+            decide(&policy(false), &records(3), HashMap::new(), Some("x"), ShardState { limit: 8, attempts: 2 }, NOW);
         assert_eq!(exhausted.to_on_failure.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1, 2]);
         assert_eq!(exhausted.checkpoint_to, Some(13));
     }

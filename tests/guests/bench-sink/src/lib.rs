@@ -1,5 +1,5 @@
 //! Benchmark-only functions: queue consumers that ack every batch and do nothing else, at batch sizes 1, 10 and
-//! 100; a consumer and ten per-second cron jobs that stop a benchmark's clock at their first statement. See
+//! 100; stream consumers that do nothing, of a 1-shard and a 4-shard stream (bench/streams.rs); a consumer and ten per-second cron jobs that stop a benchmark's clock at their first statement. See
 //! bench/queue.rs and bench/cron_jitter.rs.
 //!
 //! A clock stopped inside the guest reads the wall clock (wasi:clocks, the host's `CLOCK_REALTIME`), so the
@@ -25,6 +25,12 @@ fn sink10(_batch: Batch<Raw>) {}
 
 #[function(trigger = queue("batch100", batch_size = 100, max_wait_ms = 0, concurrency = 4))]
 fn sink100(_batch: Batch<Raw>) {}
+
+#[function(trigger = stream("bench1", batch_size = 100, max_wait_ms = 0, start = "oldest"))]
+fn stream_sink1(_batch: Batch<Raw>) {}
+
+#[function(trigger = stream("bench4", batch_size = 100, max_wait_ms = 0, start = "oldest"))]
+fn stream_sink4(_batch: Batch<Raw>) {}
 
 /// Benchmark (g): the body is the wall-clock time of the send, in ns since the epoch; the handler's first statement
 /// takes the time again, and the difference (enqueue -> handler, in ns) goes to `latency_results`.
