@@ -61,6 +61,7 @@ pub struct ComponentVersion {
     pub host_auth_token: Option<String>,
     limits: HashMap<String, FunctionLimits>,
     default_limits: FunctionLimits,
+    cors: HashMap<String, Arc<crate::config::CorsPolicy>>,
     /// Per function with a `max_concurrency`: one permit per invocation that may run.
     concurrency: HashMap<String, Arc<Semaphore>>,
     /// Per HTTP function with `reuse`: its reused instances, started with its first request. They retire when this
@@ -96,6 +97,8 @@ pub struct VersionParts {
     /// Resolved settings by function name; functions not listed get `default_limits`.
     pub limits: HashMap<String, FunctionLimits>,
     pub default_limits: FunctionLimits,
+    /// The CORS policy of each function that has one.
+    pub cors: HashMap<String, Arc<crate::config::CorsPolicy>>,
 }
 
 impl ComponentVersion {
@@ -119,6 +122,7 @@ impl ComponentVersion {
             host_auth_token: parts.host_auth_token,
             limits: parts.limits,
             default_limits: parts.default_limits,
+            cors: parts.cors,
             concurrency,
             reuse_pools: std::sync::Mutex::default(),
             reuse_retired: std::sync::atomic::AtomicBool::new(false),
@@ -163,6 +167,11 @@ impl ComponentVersion {
     /// The settings `function` runs with.
     pub fn limits(&self, function: &str) -> FunctionLimits {
         self.limits.get(function).copied().unwrap_or(self.default_limits)
+    }
+
+    /// The CORS policy of `function`, if it has one (then the host answers its preflights).
+    pub fn cors(&self, function: &str) -> Option<&Arc<crate::config::CorsPolicy>> {
+        self.cors.get(function)
     }
 
     /// The permits of `function`'s `max_concurrency`, if it has one.
@@ -524,6 +533,7 @@ mod tests {
             host_auth_token: None,
             limits: HashMap::new(),
             default_limits: limits,
+            cors: HashMap::new(),
         }))
     }
 

@@ -16,6 +16,7 @@ mod dev;
 mod disk;
 mod docs;
 mod examples;
+mod gateway;
 mod http;
 mod isolation;
 mod new;

@@ -23,6 +23,10 @@ pub struct FunctionSettings {
     /// Let one instance serve several HTTP requests (WASI 0.3 components only); unset, each gets a fresh instance.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reuse: Option<ReuseSettings>,
+    /// Which browser origins may call its HTTP functions (see [`super::CorsSettings`]); unset, the host adds no
+    /// CORS headers and leaves `OPTIONS` to the function.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<super::CorsSettings>,
 }
 
 /// How far one instance of a WASI 0.3 function may be reused: `reuse = { max_requests = 128, max_concurrent = 16,
@@ -79,6 +83,7 @@ impl FunctionSettings {
             memory_mb: self.memory_mb.or(fallback.memory_mb),
             max_concurrency: self.max_concurrency.or(fallback.max_concurrency),
             reuse: self.reuse.or(fallback.reuse),
+            cors: self.cors.clone().or_else(|| fallback.cors.clone()),
         }
     }
 }
@@ -98,6 +103,8 @@ pub struct ComponentConfig {
     pub max_concurrency: Option<u32>,
     /// Instance reuse for every HTTP function of a WASI 0.3 component (see [`ReuseSettings`]).
     pub reuse: Option<ReuseSettings>,
+    /// Which browser origins may call its HTTP functions (see [`super::CorsSettings`]).
+    pub cors: Option<super::CorsSettings>,
     /// Settings of single functions, by function name, over the component's.
     pub functions: BTreeMap<String, FunctionSettings>,
     /// The key-value stores the component may open.
@@ -117,6 +124,7 @@ impl ComponentConfig {
             memory_mb: self.memory_mb,
             max_concurrency: self.max_concurrency,
             reuse: self.reuse,
+            cors: self.cors.clone(),
         }
     }
 
@@ -152,8 +160,8 @@ impl ComponentConfig {
         // A deploy may turn recording on; it cannot turn off what the host's config asks for.
         merged.record_failures |= overrides.record_failures;
         let settings = overrides.settings().or(&self.settings());
-        (merged.timeout_ms, merged.memory_mb, merged.max_concurrency, merged.reuse) =
-            (settings.timeout_ms, settings.memory_mb, settings.max_concurrency, settings.reuse);
+        (merged.timeout_ms, merged.memory_mb, merged.max_concurrency, merged.reuse, merged.cors) =
+            (settings.timeout_ms, settings.memory_mb, settings.max_concurrency, settings.reuse, settings.cors);
         for (function, settings) in &overrides.functions {
             let base = merged.functions.get(function).cloned().unwrap_or_default();
             merged.functions.insert(function.clone(), settings.or(&base));

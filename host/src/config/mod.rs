@@ -31,6 +31,7 @@
 //! max_concurrency = 16        # invocations of each of its functions at once (default: half of max_instances)
 //! key_value_stores = ["default"]   # the key-value stores it may open (default: none)
 //! object_buckets = ["photos"]      # the object buckets it may use (default: none)
+//! cors = { allowed_origins = ["https://app.example.com"] }   # browser origins that may call it (see config/cors.rs)
 //!
 //! [components.webhook.functions.github]   # one function's own settings, over the component's
 //! timeout_ms = 1000
@@ -55,8 +56,10 @@
 mod limits;
 
 mod component;
+mod cors;
 
 pub use component::{ComponentConfig, FunctionSettings, ReuseSettings};
+pub use cors::{CorsHeaders, CorsPolicy, CorsSettings, DEFAULT_CORS_METHODS};
 pub use limits::{DeployLimits, HttpLimits, KvLimits, Limits, ObjectLimits, QueueLimits, RuntimeLimits, SlotReset};
 
 use anyhow::Context as _;
@@ -468,6 +471,16 @@ impl HostConfig {
         for (name, stream) in &config.streams {
             stream.validate(name)?;
         }
+        for (name, component) in &config.components {
+            if let Some(cors) = &component.cors {
+                cors.validate(&format!("[components.{name}]")).map_err(anyhow::Error::msg)?;
+            }
+            for (function, settings) in &component.functions {
+                if let Some(cors) = &settings.cors {
+                    cors.validate(&format!("[components.{name}.functions.{function}]")).map_err(anyhow::Error::msg)?;
+                }
+            }
+        }
         Ok(config)
     }
 
@@ -546,7 +559,13 @@ mod tests {
         assert_eq!((merged.timeout_ms, merged.max_concurrency), (Some(500), Some(4)));
         assert_eq!(
             merged.functions["f"],
-            FunctionSettings { timeout_ms: Some(10), memory_mb: Some(32), max_concurrency: None, reuse: None }
+            FunctionSettings {
+                timeout_ms: Some(10),
+                memory_mb: Some(32),
+                max_concurrency: None,
+                reuse: None,
+                cors: None
+            }
         );
     }
 

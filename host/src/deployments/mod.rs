@@ -243,6 +243,7 @@ impl Deployments {
         artifact: Artifact,
     ) -> Result<ComponentVersion, DeployError> {
         let (limits, default_limits) = config.limits(name, &functions, self.loader.runtime().limits())?;
+        let cors = config.cors(name, &functions)?;
         let host_auth_token =
             plan::check_authorizers(&self.authorizers, name, &functions)?.then(|| self.route_tokens.token_for(name));
         let mut env = config.function_env();
@@ -263,6 +264,7 @@ impl Deployments {
             host_auth_token,
             limits,
             default_limits,
+            cors,
         }))
     }
 

@@ -227,6 +227,23 @@ impl VersionConfig {
         Ok((limits, default))
     }
 
+    /// The CORS policy of each function that has one: its own `cors`, else the component's. Settings that do not
+    /// hold (an origin that is not one, `*` with credentials) refuse the deploy, naming the function.
+    pub fn cors(
+        &self,
+        component: &str,
+        functions: &[FunctionRecord],
+    ) -> Result<HashMap<String, Arc<crate::config::CorsPolicy>>, DeployError> {
+        let mut policies = HashMap::new();
+        for function in functions {
+            let own = self.functions.get(&function.name).and_then(|settings| settings.cors.as_ref());
+            let Some(settings) = own.or(self.settings.cors.as_ref()) else { continue };
+            settings.validate(&format!("function `{component}/{}`", function.name)).map_err(DeployError::Config)?;
+            policies.insert(function.name.clone(), Arc::new(crate::config::CorsPolicy::new(settings)));
+        }
+        Ok(policies)
+    }
+
     /// The configuration as an operator may see it: secret values replaced.
     pub fn redacted(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).unwrap_or_default();

@@ -5,6 +5,7 @@
 
 mod auth;
 pub mod body;
+mod cors;
 mod objects;
 pub mod server;
 
@@ -98,6 +99,8 @@ struct Served {
     function: Option<String>,
     version: Option<u32>,
     start: Option<Start>,
+    /// The function's CORS policy, if it has one.
+    cors: Option<Arc<crate::config::CorsPolicy>>,
 }
 
 async fn handle(State(trigger): State<Arc<HttpTrigger>>, request: Request) -> Response {
@@ -106,7 +109,11 @@ async fn handle(State(trigger): State<Arc<HttpTrigger>>, request: Request) -> Re
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let mut served = Served::default();
+    let origin = cors::origin(&request);
     let mut response = route_and_invoke(&trigger, request, &request_id, &mut served).await;
+    if let (Some(origin), Some(policy), Some(function)) = (&origin, &served.cors, &served.function) {
+        response = cors::decorate(&trigger, policy, function, origin, response);
+    }
     if let Ok(value) = HeaderValue::try_from(request_id.as_str()) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
@@ -133,6 +140,9 @@ async fn route_and_invoke(
 ) -> Response {
     // The set live now serves this request to its end, whatever deploys happen meanwhile.
     let live = trigger.live.load();
+    if let Some(answer) = cors::preflight(trigger, &live, &request, request_id) {
+        return answer;
+    }
     let (version, function) = match live.route(request.method().as_str(), request.uri().path()) {
         RouteLookup::Found { version, function, .. } => (version, function),
         RouteLookup::MethodNotAllowed { allowed } => {
@@ -152,6 +162,7 @@ async fn route_and_invoke(
     let label = version.label(&function);
     served.function = Some(label.clone());
     served.version = Some(version.version);
+    served.cors = version.cors(&function).cloned();
     let gated = Instant::now();
     if let Err(refusal) = auth::gate(&trigger.authorizers, &version, &function, request.headers_mut(), request_id) {
         // Counted like any invocation (log, usage, metrics), under its own outcome: the function never ran.
