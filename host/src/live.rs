@@ -62,6 +62,7 @@ pub struct ComponentVersion {
     limits: HashMap<String, FunctionLimits>,
     default_limits: FunctionLimits,
     cors: HashMap<String, Arc<crate::config::CorsPolicy>>,
+    rate_limits: HashMap<String, Arc<crate::config::RateLimitSettings>>,
     /// Per function with a `max_concurrency`: one permit per invocation that may run.
     concurrency: HashMap<String, Arc<Semaphore>>,
     /// Per HTTP function with `reuse`: its reused instances, started with its first request. They retire when this
@@ -99,6 +100,8 @@ pub struct VersionParts {
     pub default_limits: FunctionLimits,
     /// The CORS policy of each function that has one.
     pub cors: HashMap<String, Arc<crate::config::CorsPolicy>>,
+    /// The rate limit of each function that has one.
+    pub rate_limits: HashMap<String, Arc<crate::config::RateLimitSettings>>,
 }
 
 impl ComponentVersion {
@@ -123,6 +126,7 @@ impl ComponentVersion {
             limits: parts.limits,
             default_limits: parts.default_limits,
             cors: parts.cors,
+            rate_limits: parts.rate_limits,
             concurrency,
             reuse_pools: std::sync::Mutex::default(),
             reuse_retired: std::sync::atomic::AtomicBool::new(false),
@@ -172,6 +176,11 @@ impl ComponentVersion {
     /// The CORS policy of `function`, if it has one (then the host answers its preflights).
     pub fn cors(&self, function: &str) -> Option<&Arc<crate::config::CorsPolicy>> {
         self.cors.get(function)
+    }
+
+    /// The rate limit of `function`, if it has one.
+    pub fn rate_limit(&self, function: &str) -> Option<&Arc<crate::config::RateLimitSettings>> {
+        self.rate_limits.get(function)
     }
 
     /// The permits of `function`'s `max_concurrency`, if it has one.
@@ -534,6 +543,7 @@ mod tests {
             limits: HashMap::new(),
             default_limits: limits,
             cors: HashMap::new(),
+            rate_limits: HashMap::new(),
         }))
     }
 

@@ -92,3 +92,45 @@ fn a_cors_policy_that_would_open_every_site_with_credentials_is_refused_at_start
     };
     assert!(output.contains("[components.hello]: cors.allow_credentials with allowed_origins \"*\""), "{output}");
 }
+
+const RATE_LIMITS: &str = r#"
+[components.hello.functions.hello.rate_limit]
+requests = 1
+window_s = 2
+burst = 3
+
+[components.hello.functions.get_order.rate_limit]
+requests = 1
+window_s = 60
+burst = 2
+key = "header:x-api-key"
+"#;
+
+#[test]
+fn a_rate_limited_route_answers_429_after_its_burst_and_recovers_and_keys_by_client() {
+    let (_dir, config) = config_file(RATE_LIMITS);
+    let host = Host::start(&["--config", &config, &component_arg("hello")]);
+    let hello = || send("GET", &host.url("/hello/ada"), &[], b"");
+    for remaining in ["2", "1", "0"] {
+        let allowed = hello();
+        assert_eq!(allowed.status, 200, "{}", allowed.body);
+        assert_eq!(allowed.header("ratelimit-limit"), Some("3"));
+        assert_eq!(allowed.header("ratelimit-remaining"), Some(remaining));
+    }
+    let refused = hello();
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    let retry_after = refused.header("retry-after").and_then(|s| s.parse::<u64>().ok());
+    assert!(matches!(retry_after, Some(1 | 2)), "a token every 2 s: {retry_after:?}");
+    assert_eq!(refused.header("ratelimit-remaining"), Some("0"));
+    assert!(refused.body.contains("too many requests to hello/hello"), "{}", refused.body);
+    // A token comes back within 2 s (one request per 2 s).
+    crate::support::poll_until("the bucket refills", std::time::Duration::from_secs(10), || hello().status == 200);
+    // By API key: one client's burst does not touch another's, and requests without a key share a bucket.
+    let order = |key: Option<&str>| {
+        let headers: Vec<(&str, &str)> = key.map(|k| vec![("x-api-key", k)]).unwrap_or_default();
+        send("GET", &host.url("/orders/7"), &headers, b"").status
+    };
+    assert_eq!([order(Some("a")), order(Some("a")), order(Some("a"))], [404, 404, 429]);
+    assert_eq!(order(Some("b")), 404, "another key has its own bucket");
+    assert_eq!([order(None), order(None), order(None)], [404, 404, 429]);
+}

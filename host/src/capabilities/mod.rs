@@ -8,6 +8,7 @@
 //! - [`kv`]: key-value stores ([`KeyValue`]), `wasi:keyvalue` and edgefn's extension, over SQLite;
 //! - [`objects`]: object buckets ([`objects::Objects`]) over files and SQLite, and signed URLs;
 //! - [`streams`]: ordered streams ([`streams::Streams`]) over SQLite;
+//! - [`ratelimit`]: token buckets in memory, for routes' rate limits and functions' named limiters;
 //! - [`environment`]: configuration and secrets, handed to the guest as its WASI environment;
 //! - [`outbound`]: which hosts `wasi:http/outgoing-handler` may reach.
 //!
@@ -24,6 +25,7 @@ pub mod kv;
 pub mod messaging;
 pub mod objects;
 pub mod outbound;
+pub mod ratelimit;
 pub mod streams;
 pub mod trace;
 

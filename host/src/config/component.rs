@@ -27,6 +27,9 @@ pub struct FunctionSettings {
     /// CORS headers and leaves `OPTIONS` to the function.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<super::CorsSettings>,
+    /// How many requests a client may make to its HTTP functions (see [`super::RateLimitSettings`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<super::RateLimitSettings>,
 }
 
 /// How far one instance of a WASI 0.3 function may be reused: `reuse = { max_requests = 128, max_concurrent = 16,
@@ -84,6 +87,7 @@ impl FunctionSettings {
             max_concurrency: self.max_concurrency.or(fallback.max_concurrency),
             reuse: self.reuse.or(fallback.reuse),
             cors: self.cors.clone().or_else(|| fallback.cors.clone()),
+            rate_limit: self.rate_limit.clone().or_else(|| fallback.rate_limit.clone()),
         }
     }
 }
@@ -105,6 +109,8 @@ pub struct ComponentConfig {
     pub reuse: Option<ReuseSettings>,
     /// Which browser origins may call its HTTP functions (see [`super::CorsSettings`]).
     pub cors: Option<super::CorsSettings>,
+    /// How many requests a client may make to its HTTP functions (see [`super::RateLimitSettings`]).
+    pub rate_limit: Option<super::RateLimitSettings>,
     /// Settings of single functions, by function name, over the component's.
     pub functions: BTreeMap<String, FunctionSettings>,
     /// The key-value stores the component may open.
@@ -125,6 +131,7 @@ impl ComponentConfig {
             max_concurrency: self.max_concurrency,
             reuse: self.reuse,
             cors: self.cors.clone(),
+            rate_limit: self.rate_limit.clone(),
         }
     }
 
@@ -160,8 +167,9 @@ impl ComponentConfig {
         // A deploy may turn recording on; it cannot turn off what the host's config asks for.
         merged.record_failures |= overrides.record_failures;
         let settings = overrides.settings().or(&self.settings());
-        (merged.timeout_ms, merged.memory_mb, merged.max_concurrency, merged.reuse, merged.cors) =
-            (settings.timeout_ms, settings.memory_mb, settings.max_concurrency, settings.reuse, settings.cors);
+        (merged.timeout_ms, merged.memory_mb, merged.max_concurrency, merged.reuse) =
+            (settings.timeout_ms, settings.memory_mb, settings.max_concurrency, settings.reuse);
+        (merged.cors, merged.rate_limit) = (settings.cors, settings.rate_limit);
         for (function, settings) in &overrides.functions {
             let base = merged.functions.get(function).cloned().unwrap_or_default();
             merged.functions.insert(function.clone(), settings.or(&base));

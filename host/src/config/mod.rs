@@ -32,6 +32,7 @@
 //! key_value_stores = ["default"]   # the key-value stores it may open (default: none)
 //! object_buckets = ["photos"]      # the object buckets it may use (default: none)
 //! cors = { allowed_origins = ["https://app.example.com"] }   # browser origins that may call it (see config/cors.rs)
+//! rate_limit = { requests = 10, burst = 20, key = "ip" }     # per client, 429 past it (see config/rate_limit.rs)
 //!
 //! [components.webhook.functions.github]   # one function's own settings, over the component's
 //! timeout_ms = 1000
@@ -57,10 +58,12 @@ mod limits;
 
 mod component;
 mod cors;
+mod rate_limit;
 
 pub use component::{ComponentConfig, FunctionSettings, ReuseSettings};
 pub use cors::{CorsHeaders, CorsPolicy, CorsSettings, DEFAULT_CORS_METHODS};
 pub use limits::{DeployLimits, HttpLimits, KvLimits, Limits, ObjectLimits, QueueLimits, RuntimeLimits, SlotReset};
+pub use rate_limit::{BucketRule, RateKey, RateLimitSettings};
 
 use anyhow::Context as _;
 use serde::Deserialize;
@@ -472,12 +475,17 @@ impl HostConfig {
             stream.validate(name)?;
         }
         for (name, component) in &config.components {
-            if let Some(cors) = &component.cors {
-                cors.validate(&format!("[components.{name}]")).map_err(anyhow::Error::msg)?;
-            }
-            for (function, settings) in &component.functions {
+            let own = std::iter::once((format!("[components.{name}]"), component.settings()));
+            let functions = component
+                .functions
+                .iter()
+                .map(|(function, settings)| (format!("[components.{name}.functions.{function}]"), settings.clone()));
+            for (what, settings) in own.chain(functions) {
                 if let Some(cors) = &settings.cors {
-                    cors.validate(&format!("[components.{name}.functions.{function}]")).map_err(anyhow::Error::msg)?;
+                    cors.validate(&what).map_err(anyhow::Error::msg)?;
+                }
+                if let Some(limit) = &settings.rate_limit {
+                    limit.validate(&what).map_err(anyhow::Error::msg)?;
                 }
             }
         }
@@ -559,13 +567,7 @@ mod tests {
         assert_eq!((merged.timeout_ms, merged.max_concurrency), (Some(500), Some(4)));
         assert_eq!(
             merged.functions["f"],
-            FunctionSettings {
-                timeout_ms: Some(10),
-                memory_mb: Some(32),
-                max_concurrency: None,
-                reuse: None,
-                cors: None
-            }
+            FunctionSettings { timeout_ms: Some(10), memory_mb: Some(32), ..FunctionSettings::default() }
         );
     }
 

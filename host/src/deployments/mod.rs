@@ -244,6 +244,7 @@ impl Deployments {
     ) -> Result<ComponentVersion, DeployError> {
         let (limits, default_limits) = config.limits(name, &functions, self.loader.runtime().limits())?;
         let cors = config.cors(name, &functions)?;
+        let rate_limits = config.rate_limits(name, &functions)?;
         let host_auth_token =
             plan::check_authorizers(&self.authorizers, name, &functions)?.then(|| self.route_tokens.token_for(name));
         let mut env = config.function_env();
@@ -265,6 +266,7 @@ impl Deployments {
             limits,
             default_limits,
             cors,
+            rate_limits,
         }))
     }
 

@@ -244,6 +244,23 @@ impl VersionConfig {
         Ok(policies)
     }
 
+    /// The rate limit of each function that has one: its own, else the component's; settings that do not hold
+    /// refuse the deploy, naming the function.
+    pub fn rate_limits(
+        &self,
+        component: &str,
+        functions: &[FunctionRecord],
+    ) -> Result<HashMap<String, Arc<crate::config::RateLimitSettings>>, DeployError> {
+        let mut limits = HashMap::new();
+        for function in functions {
+            let own = self.functions.get(&function.name).and_then(|settings| settings.rate_limit.as_ref());
+            let Some(settings) = own.or(self.settings.rate_limit.as_ref()) else { continue };
+            settings.validate(&format!("function `{component}/{}`", function.name)).map_err(DeployError::Config)?;
+            limits.insert(function.name.clone(), Arc::new(settings.clone()));
+        }
+        Ok(limits)
+    }
+
     /// The configuration as an operator may see it: secret values replaced.
     pub fn redacted(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).unwrap_or_default();

@@ -7,6 +7,7 @@ mod auth;
 pub mod body;
 mod cors;
 mod objects;
+mod rate_limit;
 pub mod server;
 
 use super::{Runner, Trigger, Work, replay};
@@ -42,6 +43,8 @@ pub struct HttpTrigger {
     limits: HttpLimits,
     /// Signed object URLs, which the host serves itself.
     objects: Arc<objects::ObjectRoutes>,
+    /// The buckets of routes' rate limits.
+    rate_limiter: crate::capabilities::ratelimit::RateLimiter,
 }
 
 impl HttpTrigger {
@@ -55,7 +58,8 @@ impl HttpTrigger {
         let bodies = body::BodyBudget::new(usize::try_from(limits.max_buffered_body_mb << 20).unwrap_or(usize::MAX));
         let body_read_timeout = Duration::from_millis(limits.body_read_timeout_ms);
         let objects = Arc::new(objects::ObjectRoutes { objects, body_read_timeout });
-        Arc::new(Self { live, runner, bodies, authorizers, limits, objects })
+        let rate_limiter = crate::capabilities::ratelimit::RateLimiter::default();
+        Arc::new(Self { live, runner, bodies, authorizers, limits, objects, rate_limiter })
     }
 
     /// The bounds of the listener that serves this trigger.
@@ -101,6 +105,8 @@ struct Served {
     start: Option<Start>,
     /// The function's CORS policy, if it has one.
     cors: Option<Arc<crate::config::CorsPolicy>>,
+    /// What its rate limit decided, if it has one.
+    rate: Option<crate::capabilities::ratelimit::Decision>,
 }
 
 async fn handle(State(trigger): State<Arc<HttpTrigger>>, request: Request) -> Response {
@@ -111,6 +117,9 @@ async fn handle(State(trigger): State<Arc<HttpTrigger>>, request: Request) -> Re
     let mut served = Served::default();
     let origin = cors::origin(&request);
     let mut response = route_and_invoke(&trigger, request, &request_id, &mut served).await;
+    if let Some(decision) = served.rate.filter(|decision| decision.allowed) {
+        rate_limit::add_headers(&mut response, &decision);
+    }
     if let (Some(origin), Some(policy), Some(function)) = (&origin, &served.cors, &served.function) {
         response = cors::decorate(&trigger, policy, function, origin, response);
     }
@@ -185,6 +194,16 @@ async fn route_and_invoke(
             telemetry.invocation(report);
         }
         return *refusal.response;
+    }
+    if let Some(limit) = version.rate_limit(&function) {
+        // After the gate: a limit by subject or claim counts what the authorizer verified.
+        let key = format!("{label}\n{}", rate_limit::client_key(limit, &request));
+        let decision = trigger.rate_limiter.check(&key, limit.rule(), Instant::now());
+        served.rate = Some(decision);
+        if !decision.allowed {
+            tracing::info!(function = %label, request_id, "rate limited: 429");
+            return rate_limit::too_many(&decision, &label, request_id);
+        }
     }
     let limits = &trigger.limits;
     let work = Work {

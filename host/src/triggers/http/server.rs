@@ -18,6 +18,36 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
 }
 
+/// The client's address, in every request's extensions (what rate limits keyed by client IP count by).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+/// `app`, handing each request of one connection its client's address.
+#[derive(Clone)]
+struct WithPeer {
+    app: axum::Router,
+    peer: std::net::SocketAddr,
+}
+
+impl<B> tower_service::Service<http::Request<B>> for WithPeer
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = <axum::Router as tower_service::Service<http::Request<B>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        tower_service::Service::<http::Request<B>>::poll_ready(&mut self.app, cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(ClientAddr(self.peer));
+        self.app.call(request)
+    }
+}
+
 /// How long shutdown waits for the requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -42,7 +72,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -55,7 +85,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(WithPeer { app: app.clone(), peer });
         let connection =
             graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
         tokio::spawn(async move {

@@ -1,0 +1,102 @@
+//! Token buckets, in this node's memory: what HTTP routes with a `rate_limit` are counted by, and what functions
+//! reach through `edgefn:function/ratelimit` (named limiters, `[rate_limits.NAME]`, each key scoped to the calling
+//! component so that tenants never share a bucket).
+//!
+//! Per node: on a cluster of N nodes behind a load balancer, a client can get up to N times a limit through.
+
+use crate::config::BucketRule;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Buckets kept at most; past it, the ones that are full again (idle long enough) are forgotten first.
+const MAX_BUCKETS: usize = 100_000;
+
+/// What one check decided.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// Whole tokens left after this request.
+    pub remaining: u32,
+    /// The bucket's size.
+    pub limit: u32,
+    /// When refused: how long until a token is there.
+    pub retry_after: Duration,
+    /// How long until the bucket is full again.
+    pub reset: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    rule: BucketRule,
+}
+
+impl Bucket {
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rule.per_second).min(self.rule.burst);
+        self.at = now;
+    }
+
+    fn is_full(&self, now: Instant) -> bool {
+        let mut copy = *self;
+        copy.refill(now);
+        copy.tokens >= copy.rule.burst
+    }
+}
+
+/// See the module docs.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl RateLimiter {
+    /// Takes a token from the bucket of `key` under `rule`, if it has one.
+    pub fn check(&self, key: &str, rule: BucketRule, now: Instant) -> Decision {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
+            buckets.retain(|_, bucket| !bucket.is_full(now));
+        }
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: rule.burst, at: now, rule });
+        bucket.rule = rule;
+        bucket.refill(now);
+        let allowed = bucket.tokens >= 1.0;
+        if allowed {
+            bucket.tokens -= 1.0;
+        }
+        let seconds = |tokens: f64| Duration::from_secs_f64((tokens.max(0.0) / rule.per_second).min(86_400.0));
+        Decision {
+            allowed,
+            remaining: bucket.tokens.floor() as u32,
+            limit: rule.burst as u32,
+            retry_after: if allowed { Duration::ZERO } else { seconds(1.0 - bucket.tokens) },
+            reset: seconds(rule.burst - bucket.tokens),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_refills_at_its_rate() {
+        let limiter = RateLimiter::default();
+        let rule = BucketRule { per_second: 2.0, burst: 3.0 };
+        let start = Instant::now();
+        let decisions: Vec<bool> = (0..4).map(|_| limiter.check("k", rule, start).allowed).collect();
+        assert_eq!(decisions, [true, true, true, false]);
+        let refused = limiter.check("k", rule, start);
+        assert_eq!((refused.remaining, refused.limit), (0, 3));
+        assert_eq!(refused.retry_after, Duration::from_millis(500), "one token at 2 per second");
+        // Half a second later one token is back; another key has its own bucket.
+        assert!(limiter.check("k", rule, start + Duration::from_millis(500)).allowed);
+        assert!(!limiter.check("k", rule, start + Duration::from_millis(500)).allowed);
+        assert!(limiter.check("other", rule, start).allowed);
+        let full = limiter.check("k", rule, start + Duration::from_secs(10));
+        assert_eq!(full.remaining, 2, "refilled to the burst, not past it");
+    }
+}
