@@ -166,6 +166,9 @@ impl Node {
             kv: Some(kv.clone()),
             objects: served_objects.clone(),
             streams: served_streams.clone(),
+            limiters: Some(Arc::new(crate::capabilities::ratelimit::Limiters::new(
+                config.rate_limits.iter().map(|(name, limit)| (name.clone(), limit.rule())).collect(),
+            ))),
         };
         let runner = Runner { loader: loader.clone(), capabilities };
         let live = LiveHandle::default();

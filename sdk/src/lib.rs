@@ -59,6 +59,7 @@ pub mod kv;
 pub mod objects;
 pub mod queue;
 pub mod random;
+pub mod ratelimit;
 pub mod rt;
 #[cfg(edgefn_async)]
 pub mod sse;

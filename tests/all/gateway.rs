@@ -134,3 +134,20 @@ fn a_rate_limited_route_answers_429_after_its_burst_and_recovers_and_keys_by_cli
     assert_eq!(order(Some("b")), 404, "another key has its own bucket");
     assert_eq!([order(None), order(None), order(None)], [404, 404, 429]);
 }
+
+#[test]
+fn a_function_checks_a_named_limiter_of_the_host_per_key() {
+    let (_dir, config) = config_file("[rate_limits.per-user]\nrequests = 1\nwindow_s = 60\nburst = 2\n");
+    let host = Host::start(&["--config", &config, &component_arg("gateway_probe")]);
+    let call = |who: &str| send("GET", &host.url(&format!("/limited/per-user/{who}")), &[], b"");
+    let first = call("ada");
+    assert_eq!((first.status, first.json()["remaining"].as_u64()), (200, Some(1)), "{}", first.body);
+    assert_eq!(call("ada").status, 200);
+    let refused = call("ada");
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(refused.json()["allowed"], false);
+    assert_eq!(call("grace").status, 200, "another key has its own bucket");
+    let unknown = send("GET", &host.url("/limited/nope/ada"), &[], b"");
+    assert_eq!(unknown.status, 500);
+    host.wait_for_log("no rate limiter `nope`: the host configures [rate_limits.NAME] (it has: per-user)");
+}

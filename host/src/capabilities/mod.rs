@@ -53,6 +53,8 @@ pub struct Capabilities {
     pub objects: Option<Arc<objects::Objects>>,
     /// Ordered streams; `None` during init.
     pub streams: Option<Arc<streams::Streams>>,
+    /// Named rate limiters; `None` during init.
+    pub limiters: Option<Arc<ratelimit::Limiters>>,
 }
 
 impl std::fmt::Debug for Capabilities {
@@ -63,6 +65,7 @@ impl std::fmt::Debug for Capabilities {
             .field("kv", &self.kv.is_some())
             .field("objects", &self.objects.is_some())
             .field("streams", &self.streams.is_some())
+            .field("limiters", &self.limiters.is_some())
             .finish()
     }
 }

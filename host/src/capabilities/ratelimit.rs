@@ -100,3 +100,85 @@ mod tests {
         assert_eq!(full.remaining, 2, "refilled to the burst, not past it");
     }
 }
+
+/// The named limiters functions call (`[rate_limits.NAME]`), over one [`RateLimiter`].
+#[derive(Debug, Default)]
+pub struct Limiters {
+    limiter: RateLimiter,
+    named: HashMap<String, BucketRule>,
+}
+
+impl Limiters {
+    pub fn new(named: HashMap<String, BucketRule>) -> Self {
+        Self { limiter: RateLimiter::default(), named }
+    }
+
+    /// Checks `key` of `limiter` for `component`: its buckets are its own, whatever keys other components use.
+    pub fn check(&self, component: &str, limiter: &str, key: &str) -> Result<Decision, String> {
+        let rule = self.named.get(limiter).ok_or_else(|| {
+            let mut known: Vec<&str> = self.named.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            format!(
+                "no rate limiter `{limiter}`: the host configures [rate_limits.NAME] (it has: {})",
+                known.join(", ")
+            )
+        })?;
+        Ok(self.limiter.check(&format!("{component}\n{limiter}\n{key}"), *rule, Instant::now()))
+    }
+}
+
+use super::bindings::p2::edgefn::function::ratelimit as wit;
+
+/// What the rate-limit import of one invocation acts on.
+#[derive(Debug)]
+pub struct RateLimitView<'a> {
+    pub limiters: Option<&'a std::sync::Arc<Limiters>>,
+    /// `component/function` of the caller: the component scopes its keys.
+    pub caller: Option<&'a str>,
+}
+
+/// The [`wasmtime::component::HasData`] of the rate-limit import.
+#[derive(Debug)]
+pub struct RateLimitHost;
+
+impl wasmtime::component::HasData for RateLimitHost {
+    type Data<'a> = RateLimitView<'a>;
+}
+
+/// Links `edgefn:function/ratelimit`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    view: fn(&mut T) -> RateLimitView<'_>,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, RateLimitHost>(linker, view)
+}
+
+impl wit::Host for RateLimitView<'_> {
+    async fn check(&mut self, limiter: String, key: String) -> Result<wit::Decision, String> {
+        let limiters = self.limiters.ok_or_else(|| super::unavailable("rate limiting"))?;
+        let component = self.caller.and_then(|caller| caller.split('/').next()).unwrap_or_default();
+        let decision = limiters.check(component, &limiter, &key)?;
+        Ok(wit::Decision {
+            allowed: decision.allowed,
+            remaining: decision.remaining,
+            limit: decision.limit,
+            retry_after_ms: decision.retry_after.as_millis() as u64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod limiter_tests {
+    use super::*;
+
+    #[test]
+    fn named_limiters_scope_keys_to_the_calling_component_and_name_what_they_know() {
+        let limiters =
+            Limiters::new(HashMap::from([("per-user".to_owned(), BucketRule { per_second: 0.001, burst: 1.0 })]));
+        assert!(limiters.check("shop", "per-user", "ada").expect("known").allowed);
+        assert!(!limiters.check("shop", "per-user", "ada").expect("known").allowed);
+        assert!(limiters.check("blog", "per-user", "ada").expect("known").allowed, "another component, another bucket");
+        let unknown = limiters.check("shop", "nope", "ada").unwrap_err();
+        assert!(unknown.contains("no rate limiter `nope`") && unknown.contains("(it has: per-user)"), "{unknown}");
+    }
+}

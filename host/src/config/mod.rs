@@ -50,6 +50,10 @@
 //! retention_hours = 24        # records older than this are dropped
 //! max_mb = 1024               # the most the stream keeps; past it, each shard drops its oldest records
 //!
+//! [rate_limits.per-user]      # a limiter functions call: edgefn::ratelimit::check("per-user", key)
+//! requests = 5
+//! window_s = 60
+//!
 //! [outbound]
 //! resolve = { "billing.internal" = ["10.0.0.7"] }   # names pinned to addresses, never looked up in DNS
 //! ```
@@ -424,6 +428,9 @@ pub struct HostConfig {
     pub outbound: OutboundConfig,
     pub otel: OtelConfig,
     pub streams: BTreeMap<String, StreamConfig>,
+    /// Named rate limiters functions call (`edgefn::ratelimit::check`); a `key` here is ignored (the function
+    /// gives the key).
+    pub rate_limits: BTreeMap<String, RateLimitSettings>,
 }
 
 impl Default for HostConfig {
@@ -440,6 +447,7 @@ impl Default for HostConfig {
             outbound: OutboundConfig::default(),
             otel: OtelConfig::default(),
             streams: BTreeMap::new(),
+            rate_limits: BTreeMap::new(),
         }
     }
 }
@@ -473,6 +481,9 @@ impl HostConfig {
         }
         for (name, stream) in &config.streams {
             stream.validate(name)?;
+        }
+        for (name, limit) in &config.rate_limits {
+            limit.validate(&format!("[rate_limits.{name}]")).map_err(anyhow::Error::msg)?;
         }
         for (name, component) in &config.components {
             let own = std::iter::once((format!("[components.{name}]"), component.settings()));

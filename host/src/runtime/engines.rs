@@ -150,6 +150,10 @@ impl Backend {
             "edgefn:function/streams",
             crate::capabilities::streams::add_to_linker(&mut linker, InvocationState::streams_view),
         )?;
+        link(
+            "edgefn:function/ratelimit",
+            crate::capabilities::ratelimit::add_to_linker(&mut linker, InvocationState::ratelimit_view),
+        )?;
         if abi == Abi::P3 {
             use bindings::p3::edgefn::function::async_host;
             link("WASI 0.3", wasmtime_wasi::p3::add_to_linker(&mut linker))?;

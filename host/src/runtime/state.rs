@@ -133,6 +133,14 @@ impl InvocationState {
         }
     }
 
+    /// What the rate-limit import acts on: see [`crate::capabilities::ratelimit::RateLimitView`].
+    pub(crate) fn ratelimit_view(&mut self) -> crate::capabilities::ratelimit::RateLimitView<'_> {
+        crate::capabilities::ratelimit::RateLimitView {
+            limiters: self.call.capabilities.limiters.as_ref(),
+            caller: self.call.caller.chain.last().map(String::as_str),
+        }
+    }
+
     /// Moves a reused instance on to the work of `trace`: what it prints is logged under it, what it sends and
     /// fetches carries its correlation id, and its output and send allowances start again. With several requests
     /// on the instance at once, the one that started last is the instance's current work.
