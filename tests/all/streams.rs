@@ -148,3 +148,15 @@ fn two_consumers_each_read_the_whole_stream_and_a_replay_delivers_again_from_a_s
     let bad = host.cli(&["streams", "replay", "tally_a", "--from", "whenever"]);
     assert!(!bad.success && bad.stderr.contains("--from `whenever`"), "{}", bad.stderr);
 }
+
+#[test]
+fn a_wasi_0_3_component_puts_and_consumes_streams_the_same_way() {
+    use crate::support::{Abi, component_arg_for};
+    let host = Host::start(&[]);
+    let probe = component_arg_for(Abi::P3, "stream_probe");
+    host.cli_ok(&["deploy", &probe, "--name", "probe", "--kv-store", "seen"]);
+    feed(&host, "tally", 0, 12, 4, &[]);
+    poll_until("both WASI 0.3 consumers counted every record", Duration::from_secs(60), || {
+        count(&host, "tally_a") == 12 && count(&host, "tally_b") == 12
+    });
+}
