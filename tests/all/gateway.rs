@@ -123,6 +123,12 @@ fn a_rate_limited_route_answers_429_after_its_burst_and_recovers_and_keys_by_cli
     assert!(matches!(retry_after, Some(1 | 2)), "a token every 2 s: {retry_after:?}");
     assert_eq!(refused.header("ratelimit-remaining"), Some("0"));
     assert!(refused.body.contains("too many requests to hello/hello"), "{}", refused.body);
+    // Counted as a throttled invocation of the function, which did not run.
+    let metrics = host.admin("GET", "/metrics", None).body;
+    assert!(
+        metrics.contains(r#"edgefn_invocations_total{function="hello/hello",trigger="http",outcome="throttled"} 1"#),
+        "{metrics}"
+    );
     // A token comes back within 2 s (one request per 2 s).
     crate::support::poll_until("the bucket refills", std::time::Duration::from_secs(10), || hello().status == 200);
     // By API key: one client's burst does not touch another's, and requests without a key share a bucket.

@@ -174,25 +174,10 @@ async fn route_and_invoke(
     served.cors = version.cors(&function).cloned();
     let gated = Instant::now();
     if let Err(refusal) = auth::gate(&trigger.authorizers, &version, &function, request.headers_mut(), request_id) {
-        // Counted like any invocation (log, usage, metrics), under its own outcome: the function never ran.
-        let telemetry = trigger.runner.runtime().telemetry();
-        if telemetry.is_enabled() {
-            let status = refusal.response.status();
-            let outcome = if status.is_client_error() { Outcome::Unauthorized } else { Outcome::Error };
-            let trace = Arc::new(Trace {
-                correlation_id: Arc::from(request_id),
-                trigger: "http",
-                function: label,
-                version: version.version,
-                detail: format!("{} {}", request.method(), request.uri().path()),
-                span_id: otel::invocation_span_id(),
-                parent: otel::Parent::of_request(request.headers()),
-                links: Vec::new(),
-            });
-            let mut report = InvocationReport::refused(trace, outcome, refusal.reason, gated.elapsed());
-            report.status = Some(status.as_u16());
-            telemetry.invocation(report);
-        }
+        let status = refusal.response.status();
+        let outcome = if status.is_client_error() { Outcome::Unauthorized } else { Outcome::Error };
+        let refused = Refused { outcome, reason: refusal.reason, status, since: gated };
+        report_refused(trigger, &version, &label, &request, request_id, refused);
         return *refusal.response;
     }
     if let Some(limit) = version.rate_limit(&function) {
@@ -201,8 +186,14 @@ async fn route_and_invoke(
         let decision = trigger.rate_limiter.check(&key, limit.rule(), Instant::now());
         served.rate = Some(decision);
         if !decision.allowed {
-            tracing::info!(function = %label, request_id, "rate limited: 429");
-            return rate_limit::too_many(&decision, &label, request_id);
+            let response = rate_limit::too_many(&decision, &label, request_id);
+            let reason = format!(
+                "over its rate_limit ({} requests per {} s, burst {})",
+                limit.requests, limit.window_s, decision.limit
+            );
+            let refused = Refused { outcome: Outcome::Throttled, reason, status: response.status(), since: gated };
+            report_refused(trigger, &version, &label, &request, request_id, refused);
+            return response;
         }
     }
     let limits = &trigger.limits;
@@ -283,6 +274,43 @@ async fn route_and_invoke(
         }
         Err(error) => invoke_error(error, &label, request_id),
     }
+}
+
+/// Why the host answered a routed request itself, without running its function.
+struct Refused {
+    outcome: Outcome,
+    reason: String,
+    status: StatusCode,
+    since: Instant,
+}
+
+/// Counts a request the host refused before its function ran like any invocation (log, usage, metrics), under
+/// its own outcome: unauthorized, throttled (a rate limit), or error.
+fn report_refused(
+    trigger: &HttpTrigger,
+    version: &ComponentVersion,
+    label: &str,
+    request: &Request,
+    request_id: &str,
+    refused: Refused,
+) {
+    let telemetry = trigger.runner.runtime().telemetry();
+    if !telemetry.is_enabled() {
+        return;
+    }
+    let trace = Arc::new(Trace {
+        correlation_id: Arc::from(request_id),
+        trigger: "http",
+        function: label.to_owned(),
+        version: version.version,
+        detail: format!("{} {}", request.method(), request.uri().path()),
+        span_id: otel::invocation_span_id(),
+        parent: otel::Parent::of_request(request.headers()),
+        links: Vec::new(),
+    });
+    let mut report = InvocationReport::refused(trace, refused.outcome, refused.reason, refused.since.elapsed());
+    report.status = Some(refused.status.as_u16());
+    telemetry.invocation(report);
 }
 
 /// Serves a request of a WASI 0.3 function that reuses its instances (see `runtime::ReusePool`).
