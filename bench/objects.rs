@@ -54,6 +54,7 @@ fn main() {
         overrides,
         mount: None,
         canary_percent: None,
+        assets: None,
     };
     bench.tokio.block_on(bench.node.deployments.deploy(request)).expect("deploy object-probe");
     let store = &bench.node.objects.db;

@@ -40,6 +40,7 @@ pub(crate) fn start_with(config: HostConfig) -> Bench {
             overrides: ComponentConfig::default(),
             mount: None,
             canary_percent: None,
+            assets: None,
         };
         node.deployments.deploy(request).await.expect("deploy bench_sink");
         node

@@ -6,7 +6,7 @@
 
 /// The top-level modules of the host, lowest layer first; modules in one inner slice are peers of one layer.
 pub const LAYERS: &[&[&str]] = &[
-    &["storage", "config", "component", "logging", "priority", "layers"],
+    &["storage", "config", "component", "logging", "priority", "layers", "assets"],
     &["telemetry", "auth"],
     &["capabilities"],
     &["runtime"],

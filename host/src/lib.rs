@@ -17,13 +17,14 @@
 //!
 //! [`layers`] lists the layers, and its test holds every module to them.
 //!
-//! [`config`] (the host's configuration file), [`component`] (reading a component's manifest), [`logging`] (the
-//! host's own log) and [`priority`] (thread nice values) are leaves any layer may use; [`auth`] (JWT authorizers
+//! [`config`] (the host's configuration file), [`component`] (reading a component's manifest), [`assets`] (static
+//! files deployed with a component), [`logging`] (the host's own log) and [`priority`] (thread nice values) are leaves any layer may use; [`auth`] (JWT authorizers
 //! and host-auth tokens, over [`config`] and [`storage`]) is used by the HTTP trigger, deployments and the admin
 //! API; [`node`] is the composition root that wires the layers together.
 
 pub mod admin;
 pub mod alarms;
+pub mod assets;
 pub mod auth;
 pub mod capabilities;
 pub mod cli;

@@ -63,6 +63,8 @@ pub struct ComponentVersion {
     default_limits: FunctionLimits,
     cors: HashMap<String, Arc<crate::config::CorsPolicy>>,
     rate_limits: HashMap<String, Arc<crate::config::RateLimitSettings>>,
+    /// Its static files, served by the host when no function route matches.
+    pub assets: Option<Arc<crate::assets::AssetSite>>,
     /// Per function with a `max_concurrency`: one permit per invocation that may run.
     concurrency: HashMap<String, Arc<Semaphore>>,
     /// Per HTTP function with `reuse`: its reused instances, started with its first request. They retire when this
@@ -102,6 +104,7 @@ pub struct VersionParts {
     pub cors: HashMap<String, Arc<crate::config::CorsPolicy>>,
     /// The rate limit of each function that has one.
     pub rate_limits: HashMap<String, Arc<crate::config::RateLimitSettings>>,
+    pub assets: Option<Arc<crate::assets::AssetSite>>,
 }
 
 impl ComponentVersion {
@@ -127,6 +130,7 @@ impl ComponentVersion {
             default_limits: parts.default_limits,
             cors: parts.cors,
             rate_limits: parts.rate_limits,
+            assets: parts.assets,
             concurrency,
             reuse_pools: std::sync::Mutex::default(),
             reuse_retired: std::sync::atomic::AtomicBool::new(false),
@@ -295,6 +299,11 @@ pub enum LiveSetError {
          without --canary"
     )]
     CanaryRouteMismatch { route: String, method: String, component: String },
+    #[error(
+        "the static files of `{claimant}` would be served at `{route}`, where `{owner}` serves its own: give one \
+             of them another assets.route"
+    )]
+    AssetRouteConflict { route: String, claimant: String, owner: String },
 }
 
 /// Why a function could not be found by name.
@@ -328,6 +337,8 @@ pub fn consumed_queue(component: &str, function: &FunctionRecord) -> Option<(Str
 pub struct LiveSet {
     components: BTreeMap<String, Arc<LiveComponent>>,
     routes: Router<RouteTarget>,
+    /// `(route, component)` of every component with static files, the longest route first.
+    asset_routes: Vec<(String, String)>,
 }
 
 impl LiveSet {
@@ -335,8 +346,22 @@ impl LiveSet {
     pub fn build(components: BTreeMap<String, Arc<LiveComponent>>) -> Result<Self, LiveSetError> {
         let mut routes: Router<RouteTarget> = Router::new();
         let mut queues: HashMap<String, String> = HashMap::new();
+        let mut asset_routes: Vec<(String, String)> = Vec::new();
         for live in components.values() {
             for version in live.versions() {
+                if let Some(site) = &version.assets {
+                    match asset_routes.iter().find(|(route, _)| *route == site.route) {
+                        Some((_, owner)) if *owner != version.component => {
+                            return Err(LiveSetError::AssetRouteConflict {
+                                route: site.route.clone(),
+                                claimant: version.component.clone(),
+                                owner: owner.clone(),
+                            });
+                        }
+                        Some(_) => {}
+                        None => asset_routes.push((site.route.clone(), version.component.clone())),
+                    }
+                }
                 for function in &version.functions {
                     let label = version.label(&function.name);
                     if let Some((queue, kind)) = consumed_queue(&version.component, function) {
@@ -392,7 +417,8 @@ impl LiveSet {
                 }
             }
         }
-        Ok(Self { components, routes })
+        asset_routes.sort_by_key(|(route, _)| std::cmp::Reverse(route.len()));
+        Ok(Self { components, routes, asset_routes })
     }
 
     /// This set with `live` in place of (or next to) what `live.name()` had.
@@ -437,6 +463,19 @@ impl LiveSet {
             Lookup::MethodNotAllowed { allowed } => RouteLookup::MethodNotAllowed { allowed },
             Lookup::NotFound => RouteLookup::NotFound,
         }
+    }
+
+    /// The version whose static files answer `path`: the component with the longest assets route above it (its
+    /// canary's files for the canary's share of requests).
+    pub fn assets_for(&self, path: &str) -> Option<Arc<ComponentVersion>> {
+        self.asset_routes.iter().find_map(|(route, component)| {
+            let below = route == "/"
+                || path.strip_prefix(route.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            if !below {
+                return None;
+            }
+            self.components.get(component)?.pick(|version| version.assets.is_some()).cloned()
+        })
     }
 
     /// Finds the function `name` (or `component/name`) whose trigger `accepts`, among every live version; `kind`
@@ -544,6 +583,7 @@ mod tests {
             default_limits: limits,
             cors: HashMap::new(),
             rate_limits: HashMap::new(),
+            assets: None,
         }))
     }
 

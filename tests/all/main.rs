@@ -7,6 +7,7 @@
 
 mod support;
 
+mod assets;
 mod automation;
 mod cli;
 mod cluster;

@@ -34,19 +34,35 @@ pub struct DeployBody {
     /// Send this share of the component's traffic to the new version.
     #[serde(default)]
     pub canary_percent: Option<u8>,
+    /// Its static files: a bundle (`edgefn_host::assets::bundle`, a tar), base64-encoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assets_base64: Option<String>,
 }
+
+/// A deploy's body, its component and its static files bundle decoded.
+type DecodedDeploy = (DeployBody, Vec<u8>, Option<Vec<u8>>);
 
 pub(super) async fn deploy(State(admin): State<Admin>, Path(name): Path<String>, body: axum::body::Bytes) -> Response {
     // Decoding an upload of megabytes is CPU work: not on the threads that answer requests.
-    let decoded = tokio::task::spawn_blocking(move || -> Result<(DeployBody, Vec<u8>), ApiError> {
-        let request: DeployBody = parse_body("deploy", &body, false)?;
-        let wasm = base64::engine::general_purpose::STANDARD
-            .decode(request.wasm_base64.as_bytes())
-            .map_err(|e| ApiError::bad_request(format!("`wasm_base64` is not base64: {e}")))?;
-        Ok((request, wasm))
+    let decoded = tokio::task::spawn_blocking(move || -> Result<DecodedDeploy, ApiError> {
+        let mut request: DeployBody = parse_body("deploy", &body, false)?;
+        let decode = |field: &str, text: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(text.as_bytes())
+                .map_err(|e| ApiError::bad_request(format!("`{field}` is not base64: {e}")))
+        };
+        let wasm = decode("wasm_base64", &request.wasm_base64)?;
+        let assets = request.assets_base64.take().map(|text| decode("assets_base64", &text)).transpose()?;
+        if request.config.assets.as_ref().is_some_and(|assets| assets.dir.is_some()) {
+            return Err(ApiError::bad_request(
+                "`config.assets.dir` names a folder on the deploying machine: send its files as `assets_base64` \
+                 (`edgefn deploy --assets DIR` does)",
+            ));
+        }
+        Ok((request, wasm, assets))
     })
     .await;
-    let (request, wasm) = match decoded {
+    let (request, wasm, assets) = match decoded {
         Ok(Ok(decoded)) => decoded,
         Ok(Err(error)) => return error.into_response(),
         Err(join) => return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()).into_response(),
@@ -59,6 +75,7 @@ pub(super) async fn deploy(State(admin): State<Admin>, Path(name): Path<String>,
         overrides: request.config,
         mount: request.mount,
         canary_percent: request.canary_percent,
+        assets,
     };
     let deployments = admin.deployments.clone();
     match detached(async move { deployments.deploy(request).await }).await {

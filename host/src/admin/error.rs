@@ -166,6 +166,7 @@ impl From<DeployError> for ApiError {
             | DeployError::Init(_)
             | DeployError::Compile(_)
             | DeployError::Link(_)
+            | DeployError::Assets(_)
             | DeployError::UnknownAuthorizer { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             DeployError::Conflict(_) | DeployError::NothingToRollBackTo { .. } | DeployError::NoCanary(_) => {
                 StatusCode::CONFLICT

@@ -51,3 +51,28 @@ pub(crate) fn build_crate(dir: &Path) -> anyhow::Result<PathBuf> {
         format!("building {} produced no .wasm: its [lib] needs `crate-type = [\"cdylib\"]`", dir.display())
     })
 }
+
+/// The static files a crate declares in its Cargo.toml, their folder made absolute:
+///
+/// ```toml
+/// [package.metadata.edgefn]
+/// assets = "public"
+/// # or: assets = { dir = "public", spa_fallback = "index.html", cache = { "/assets/**" = "max-age=31536000" } }
+/// ```
+pub(crate) fn declared_assets(crate_dir: &Path) -> anyhow::Result<Option<crate::config::AssetSettings>> {
+    let manifest = crate_dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).with_context(|| format!("failed to read {}", manifest.display()))?;
+    let value: toml::Value =
+        toml::from_str(&text).with_context(|| format!("failed to parse {}", manifest.display()))?;
+    let declared = value.get("package").and_then(|p| p.get("metadata")).and_then(|m| m.get("edgefn"));
+    let Some(declared) = declared.and_then(|edgefn| edgefn.get("assets")) else { return Ok(None) };
+    let what = || format!("[package.metadata.edgefn] assets in {}", manifest.display());
+    let mut settings: crate::config::AssetSettings = match declared {
+        toml::Value::String(dir) => crate::config::AssetSettings { dir: Some(dir.into()), ..Default::default() },
+        other => other.clone().try_into().with_context(what)?,
+    };
+    let dir = settings.dir.take().with_context(|| format!("{}: name the folder, `dir = \"public\"`", what()))?;
+    settings.dir = Some(if dir.is_relative() { crate_dir.join(dir) } else { dir });
+    settings.validate(&what()).map_err(anyhow::Error::msg)?;
+    Ok(Some(settings))
+}

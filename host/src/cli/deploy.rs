@@ -26,6 +26,10 @@ pub(crate) struct DeployArgs {
     /// Serve a plain wasi:http component (no edgefn manifest) at this route and everything below it.
     #[arg(long, value_name = "ROUTE")]
     mount: Option<String>,
+    /// A folder of static files to deploy with it, served by the host (default: the crate's
+    /// `[package.metadata.edgefn] assets`).
+    #[arg(long, value_name = "DIR")]
+    assets: Option<PathBuf>,
     /// With --mount: the component sees paths without the route prefix (it gets it in `x-forwarded-prefix`).
     #[arg(long, requires = "mount")]
     strip_prefix: bool,
@@ -151,7 +155,9 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<()> {
     let (wasm_path, default_name) = resolve_component(&args.path)?;
     let name = args.name.clone().unwrap_or(default_name);
     let mount = args.mount.clone().map(|route| Mount { route, strip_prefix: args.strip_prefix });
-    let upload = Upload { source: &args.path, config: args.overrides(), mount, canary_percent: args.canary };
+    let mut config = args.overrides();
+    let assets = static_files(&args.path, args.assets.as_deref(), &mut config)?;
+    let upload = Upload { source: &args.path, config, mount, canary_percent: args.canary, assets };
     let outcome = upload.send(&args.admin, &wasm_path, &name)?;
     if args.admin.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
@@ -161,6 +167,25 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The static files to deploy from `source` (a crate directory or a .wasm): the folder `flag` names, else the one
+/// the crate declares, packed into a bundle; their settings go into `config`.
+pub(crate) fn static_files(
+    source: &Path,
+    flag: Option<&Path>,
+    config: &mut ComponentConfig,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let declared = if source.is_dir() { build::declared_assets(source)? } else { None };
+    let Some(dir) = flag.map(Path::to_owned).or_else(|| declared.as_ref()?.dir.clone()) else { return Ok(None) };
+    let bundle = crate::assets::bundle::pack(&dir)?;
+    let mut settings = declared.unwrap_or_default();
+    if let Some(given) = &config.assets {
+        settings = settings.merged_with(given);
+    }
+    settings.dir = None;
+    config.assets = Some(settings);
+    Ok(Some(bundle))
+}
+
 /// What goes up with a component besides its bytes.
 pub(crate) struct Upload<'a> {
     /// Where it came from (a crate directory or a .wasm), for the version's record.
@@ -168,6 +193,8 @@ pub(crate) struct Upload<'a> {
     pub config: ComponentConfig,
     pub mount: Option<Mount>,
     pub canary_percent: Option<u8>,
+    /// Its static files, as a bundle.
+    pub assets: Option<Vec<u8>>,
 }
 
 impl Upload<'_> {
@@ -183,6 +210,7 @@ impl Upload<'_> {
             config: self.config,
             mount: self.mount,
             canary_percent: self.canary_percent,
+            assets_base64: self.assets.map(|bundle| base64::engine::general_purpose::STANDARD.encode(bundle)),
         };
         drop(wasm);
         let progress = super::output::Spinner::start(format!("uploading and compiling {name}"));

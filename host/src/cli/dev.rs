@@ -179,7 +179,15 @@ fn deploy_once(args: &DevArgs, dir: &Path) -> Option<String> {
         .name
         .clone()
         .unwrap_or_else(|| wasm.file_stem().map_or_else(|| "component".into(), |s| s.to_string_lossy().into_owned()));
-    let upload = Upload { source: dir, config: Default::default(), mount: None, canary_percent: None };
+    let mut config = crate::config::ComponentConfig::default();
+    let assets = match super::deploy::static_files(dir, None, &mut config) {
+        Ok(assets) => assets,
+        Err(error) => {
+            eprintln!("dev: {error:#}; the live version keeps serving");
+            return None;
+        }
+    };
+    let upload = Upload { source: dir, config, mount: None, canary_percent: None, assets };
     match upload.send(&args.admin, &wasm, &name) {
         Ok(outcome) => {
             let deployed = begun.elapsed() - built;

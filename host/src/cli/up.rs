@@ -228,14 +228,18 @@ async fn deploy_sources(node: &Node, sources: Vec<Source>) -> anyhow::Result<Opt
         };
         let request = resolved.and_then(|(wasm_path, name)| {
             let wasm = std::fs::read(&wasm_path).with_context(|| format!("failed to read {}", wasm_path.display()))?;
+            // A crate's own static files; the host config's `assets.dir` is read by the deploy itself.
+            let mut overrides = ComponentConfig::default();
+            let assets = super::deploy::static_files(&path, None, &mut overrides)?;
             Ok(DeployRequest {
                 name,
                 wasm,
                 source: wasm_path.display().to_string(),
                 deployed_by: deployer.clone(),
-                overrides: ComponentConfig::default(),
+                overrides,
                 mount: source.mount,
                 canary_percent: None,
+                assets,
             })
         });
         let deployments = node.deployments.clone();

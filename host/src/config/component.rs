@@ -113,6 +113,10 @@ pub struct ComponentConfig {
     pub rate_limit: Option<super::RateLimitSettings>,
     /// Settings of single functions, by function name, over the component's.
     pub functions: BTreeMap<String, FunctionSettings>,
+    /// Its static files (see [`super::AssetSettings`]). Left out of the JSON when unset, so stored overrides from
+    /// before it existed read the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assets: Option<super::AssetSettings>,
     /// The key-value stores the component may open.
     pub key_value_stores: Vec<String>,
     /// The object buckets the component may use (and whose changes its `object` triggers may follow).
@@ -164,6 +168,10 @@ impl ComponentConfig {
                 merged.object_buckets.push(bucket.clone());
             }
         }
+        merged.assets = match (&self.assets, &overrides.assets) {
+            (Some(host), Some(deploy)) => Some(host.merged_with(deploy)),
+            (host, deploy) => deploy.clone().or_else(|| host.clone()),
+        };
         // A deploy may turn recording on; it cannot turn off what the host's config asks for.
         merged.record_failures |= overrides.record_failures;
         let settings = overrides.settings().or(&self.settings());

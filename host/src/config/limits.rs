@@ -155,6 +155,10 @@ pub struct DeployLimits {
     /// How long a deploy waits for the old version's cron runs and queue deliveries to finish before it starts the
     /// new version's anyway (the old ones still end by their own deadline, and settle under their own lease).
     pub drain_timeout_ms: u64,
+    /// The most a deploy's static files may hold, unpacked.
+    pub max_assets_mb: u64,
+    /// The most files a deploy's static files may have.
+    pub max_asset_files: u32,
 }
 
 impl Default for RuntimeLimits {
@@ -222,7 +226,7 @@ impl Default for ObjectLimits {
 
 impl Default for DeployLimits {
     fn default() -> Self {
-        Self { drain_timeout_ms: 30_000 }
+        Self { drain_timeout_ms: 30_000, max_assets_mb: 256, max_asset_files: 20_000 }
     }
 }
 

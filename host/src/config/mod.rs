@@ -17,6 +17,8 @@
 //! max_timeout_ms = 900000     # the most a component or function may set as its timeout_ms
 //! max_memory_mb = 512         # the most a component or function may set as its memory_mb
 //! drain_timeout_ms = 30000    # how long a deploy waits for the old version's cron runs and deliveries
+//! max_assets_mb = 256         # the most a deploy's static files may hold, unpacked
+//! max_asset_files = 20000     # the most files they may have
 //!
 //! [components.webhook]        # a component, by name (crate name or .wasm file stem)
 //! env = { GREETING = "hi" }   # handed to the function as its environment
@@ -33,6 +35,7 @@
 //! object_buckets = ["photos"]      # the object buckets it may use (default: none)
 //! cors = { allowed_origins = ["https://app.example.com"] }   # browser origins that may call it (see config/cors.rs)
 //! rate_limit = { requests = 10, burst = 20, key = "ip" }     # per client, 429 past it (see config/rate_limit.rs)
+//! assets = { dir = "public", spa_fallback = "index.html" }  # static files the host serves (see config/assets.rs)
 //!
 //! [components.webhook.functions.github]   # one function's own settings, over the component's
 //! timeout_ms = 1000
@@ -60,10 +63,12 @@
 
 mod limits;
 
+mod assets;
 mod component;
 mod cors;
 mod rate_limit;
 
+pub use assets::{AssetSettings, DEFAULT_ASSET_CACHE_CONTROL};
 pub use component::{ComponentConfig, FunctionSettings, ReuseSettings};
 pub use cors::{CorsHeaders, CorsPolicy, CorsSettings, DEFAULT_CORS_METHODS};
 pub use limits::{DeployLimits, HttpLimits, KvLimits, Limits, ObjectLimits, QueueLimits, RuntimeLimits, SlotReset};
@@ -467,6 +472,14 @@ impl HostConfig {
                 *file = base.join(&*file);
             }
         }
+        // So is a component's folder of static files.
+        for component in config.components.values_mut() {
+            if let Some(dir) = component.assets.as_mut().and_then(|assets| assets.dir.as_mut())
+                && dir.is_relative()
+            {
+                *dir = base.join(&*dir);
+            }
+        }
         Ok(config)
     }
 
@@ -486,6 +499,9 @@ impl HostConfig {
             limit.validate(&format!("[rate_limits.{name}]")).map_err(anyhow::Error::msg)?;
         }
         for (name, component) in &config.components {
+            if let Some(assets) = &component.assets {
+                assets.validate(&format!("[components.{name}]")).map_err(anyhow::Error::msg)?;
+            }
             let own = std::iter::once((format!("[components.{name}]"), component.settings()));
             let functions = component
                 .functions

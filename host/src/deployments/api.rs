@@ -61,6 +61,9 @@ pub enum DeployError {
     /// partial file was removed and whatever was live stays live.
     #[error("the disk holding {} is full: the deploy was not stored (free space there and deploy again)", .path.display())]
     DiskFull { path: std::path::PathBuf },
+    /// The static files could not be taken: the reason names the file or the limit.
+    #[error("its static files were refused: {0}")]
+    Assets(String),
     #[error("{0}")]
     Io(String),
 }
@@ -80,6 +83,9 @@ pub struct DeployRequest {
     pub mount: Option<Mount>,
     /// Give the new version this share of traffic, next to the live one, instead of all of it.
     pub canary_percent: Option<u8>,
+    /// Its static files, as a bundle (`crate::assets::bundle`); without one, the folder of the host config's
+    /// `[components.NAME.assets] dir`, if it names one.
+    pub assets: Option<Vec<u8>>,
 }
 
 /// What a deploy did.

@@ -162,6 +162,17 @@ impl Deployments {
                 .map_err(|error| DeployError::Io(format!("failed to read {}: {error}", path.display())))?;
             cluster.put_component(&version.hash, wasm).await?;
         }
+        if let Some(bundle) = config.assets.as_ref().and_then(|assets| assets.bundle.as_deref())
+            && !cluster.has_assets(bundle).await
+        {
+            let store = self.assets.clone();
+            let sha = bundle.to_owned();
+            let bytes = tokio::task::spawn_blocking(move || store.bundle(&sha))
+                .await
+                .map_err(|join| DeployError::Io(join.to_string()))?
+                .map_err(|error| DeployError::Io(format!("failed to read static files bundle {bundle}: {error}")))?;
+            cluster.put_assets(bundle, bytes).await?;
+        }
         Ok(LiveVersion {
             hash: version.hash.clone(),
             overrides: config.overrides.clone(),
@@ -268,14 +279,21 @@ impl Deployments {
         canary_percent: Option<u8>,
     ) -> Result<DeployRequest, DeployError> {
         let cluster = self.cluster.as_ref().ok_or_else(|| DeployError::Io("not a cluster member".into()))?;
+        let overrides = overrides_of(component, version)?;
+        // Static files this node does not have yet come from the cluster too.
+        let assets = match overrides.assets.as_ref().and_then(|assets| assets.bundle.as_deref()) {
+            Some(bundle) if !self.assets.has(bundle) => Some(cluster.assets(bundle).await?),
+            _ => None,
+        };
         Ok(DeployRequest {
             name: component.to_owned(),
             wasm: cluster.component(&version.hash).await?,
             source: format!("cluster (deployed on node {})", entry.origin),
             deployed_by: version.deployed_by.clone(),
-            overrides: overrides_of(component, version)?,
+            overrides,
             mount: mount_of(component, version)?,
             canary_percent,
+            assets,
         })
     }
 }

@@ -23,9 +23,11 @@ pub use api::{DeployError, DeployOutcome, DeployRequest, SwitchOutcome, VersionI
 pub use artifacts::Installed;
 pub use version_config::VersionConfig;
 
+use crate::assets::AssetStore;
+use crate::assets::bundle::BundleLimits;
 use crate::auth::{Authorizers, RouteTokens};
 use crate::component;
-use crate::config::HostConfig;
+use crate::config::{ComponentConfig, HostConfig};
 use crate::live::{Canary, ComponentVersion, LiveComponent, LiveHandle, LiveSet, VersionParts};
 use crate::runtime::{Artifact, Loader, PreparedComponent};
 use crate::storage::backends::jetstream::JetStreamDeployments;
@@ -63,6 +65,8 @@ pub struct Deployments {
     config: HostConfig,
     /// Seals the secrets of every version stored (`storage::sealing`).
     secrets_key: SecretsKey,
+    /// The static files of every version, by bundle.
+    assets: AssetStore,
     artifacts: Artifacts,
     db: DeploymentDb,
     loader: Arc<Loader>,
@@ -112,9 +116,11 @@ impl Deployments {
         let artifacts = Artifacts::new(loader.runtime().clone(), db.clone(), data_dir)?;
         let route_tokens = RouteTokens::load_or_create(data_dir)?;
         let secrets_key = SecretsKey::load_or_create(data_dir)?;
+        let assets = AssetStore::new(data_dir)?;
         Ok(Self {
             config,
             secrets_key,
+            assets,
             artifacts,
             db,
             loader,
@@ -243,6 +249,13 @@ impl Deployments {
         artifact: Artifact,
     ) -> Result<ComponentVersion, DeployError> {
         let (limits, default_limits) = config.limits(name, &functions, self.loader.runtime().limits())?;
+        let assets = match config.assets.as_ref() {
+            Some(settings) => {
+                let bundle = settings.bundle.as_deref().unwrap_or_default();
+                Some(Arc::new(self.assets.site(bundle, settings).map_err(DeployError::Assets)?))
+            }
+            None => None,
+        };
         let cors = config.cors(name, &functions)?;
         let rate_limits = config.rate_limits(name, &functions)?;
         let host_auth_token =
@@ -267,7 +280,52 @@ impl Deployments {
             default_limits,
             cors,
             rate_limits,
+            assets,
         }))
+    }
+
+    /// Stores the static files a deploy of `name` brings (the bundle it carries, or the folder the host config
+    /// names) and records their bundle in `overrides`, so that the version, and every node of a cluster, serves
+    /// exactly them. A deploy that names a bundle (a cluster's, a redeploy) needs it here or carried along.
+    async fn take_assets(
+        &self,
+        name: &str,
+        overrides: &mut ComponentConfig,
+        carried: Option<Vec<u8>>,
+    ) -> Result<(), DeployError> {
+        let named = overrides.assets.as_ref().and_then(|assets| assets.bundle.clone());
+        let bundle = match carried {
+            Some(bytes) => bytes,
+            None => match &named {
+                Some(sha) if self.assets.has(sha) => return Ok(()),
+                Some(sha) => {
+                    return Err(DeployError::Assets(format!(
+                        "bundle {sha} is not on this node, and the deploy did not carry it"
+                    )));
+                }
+                None => {
+                    let host_dir = self.config.component(name).and_then(|c| c.assets.as_ref()?.dir.clone());
+                    let Some(dir) = host_dir else { return Ok(()) };
+                    tokio::task::spawn_blocking(move || crate::assets::bundle::pack(&dir))
+                        .await
+                        .map_err(|join| DeployError::Io(join.to_string()))?
+                        .map_err(|error| DeployError::Assets(format!("{error:#}")))?
+                }
+            },
+        };
+        let deploys = &self.config.limits.deploys;
+        let limits = BundleLimits { max_bytes: deploys.max_assets_mb << 20, max_files: deploys.max_asset_files };
+        let store = self.assets.clone();
+        let sha = tokio::task::spawn_blocking(move || store.install(&bundle, limits))
+            .await
+            .map_err(|join| DeployError::Io(join.to_string()))?
+            .map_err(DeployError::Assets)?;
+        if named.as_ref().is_some_and(|named| *named != sha) {
+            return Err(DeployError::Assets(format!("the files carried are bundle {sha}, not the one named")));
+        }
+        let settings = overrides.assets.get_or_insert_with(Default::default);
+        (settings.bundle, settings.dir) = (Some(sha), None);
+        Ok(())
     }
 
     /// Deploys: [`Deployments::prepare`], then [`Deployments::apply`].
@@ -289,8 +347,9 @@ impl Deployments {
     /// conflicts with what is live, snapshot and compile (or reuse the cached artifact), and check that the host
     /// can link it. Several run in parallel.
     pub async fn prepare(&self, request: DeployRequest) -> Result<PreparedDeploy, DeployError> {
-        let DeployRequest { name, wasm, source, deployed_by, overrides, mount, canary_percent } = request;
+        let DeployRequest { name, wasm, source, deployed_by, mut overrides, mount, canary_percent, assets } = request;
         validate_name(&name)?;
+        self.take_assets(&name, &mut overrides, assets).await?;
         if let Some(percent) = canary_percent
             && !(1..=99).contains(&percent)
         {

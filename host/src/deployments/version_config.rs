@@ -41,6 +41,10 @@ pub struct VersionConfig {
     /// Keep failed invocations' input for replay. Left out of the JSON when off, for the same reason.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub record_failures: bool,
+    /// Its static files: the bundle they were deployed in, where and how they are served. Left out when it has
+    /// none, for the same reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assets: Option<crate::config::AssetSettings>,
     /// What the deploy set over the host's `[components.NAME]`, as given (JSON of a `ComponentConfig`), so that a
     /// cluster can deploy this version on nodes with their own host config. Left out when there were none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,6 +67,9 @@ impl VersionConfig {
         for bucket in &merged.object_buckets {
             edgefn_manifest::record::validate_bucket_name(bucket).map_err(DeployError::Config)?;
         }
+        if let Some(assets) = &merged.assets {
+            assets.validate(&format!("component `{name}`")).map_err(DeployError::Config)?;
+        }
         Ok(Self {
             env,
             secrets: merged.secret_names(),
@@ -75,6 +82,8 @@ impl VersionConfig {
             key_value_stores: merged.key_value_stores.iter().cloned().collect(),
             object_buckets: merged.object_buckets.iter().cloned().collect(),
             record_failures: merged.record_failures,
+            // Settings without deployed files serve nothing (a deploy with a folder sets the bundle).
+            assets: merged.assets.filter(|assets| assets.bundle.is_some()).map(|assets| assets.for_version()),
             overrides: Self::overrides_json(overrides),
         })
     }

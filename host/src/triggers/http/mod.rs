@@ -3,6 +3,7 @@
 //! runs the function, hands its response to the client through
 //! a bounded buffer, and logs one line per request. [`server`] runs it with connection and header-time bounds.
 
+mod assets;
 mod auth;
 pub mod body;
 mod cors;
@@ -163,7 +164,21 @@ async fn route_and_invoke(
             return response;
         }
         RouteLookup::NotFound => {
-            let message = format!("no function at {}", request.uri().path());
+            let message = format!("no function or file at {}", request.uri().path());
+            // No function answers: a component's static files may.
+            let static_files = (request.method() == http::Method::GET || request.method() == http::Method::HEAD)
+                .then(|| live.assets_for(request.uri().path()))
+                .flatten();
+            drop(live);
+            if let Some(version) = static_files
+                && let Some(site) = &version.assets
+            {
+                served.function = Some(format!("{}:static", version.component));
+                served.version = Some(version.version);
+                if let Some(response) = assets::serve(site, request).await {
+                    return response;
+                }
+            }
             return error_response(StatusCode::NOT_FOUND, &message, request_id);
         }
     };

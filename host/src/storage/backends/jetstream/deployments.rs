@@ -157,24 +157,53 @@ impl JetStreamDeployments {
 
     /// Stores a component's bytes under their sha256 `hash`.
     pub async fn put_component(&self, hash: &str, wasm: Vec<u8>) -> Result<(), StorageError> {
-        self.components
-            .put(hash, &mut wasm.as_slice())
-            .await
-            .map_err(|error| cluster_error(format!("store component {hash}"), error))?;
-        Ok(())
+        self.put_object(hash, "component", wasm).await
     }
 
     /// The bytes of component `hash`, checked against it.
     pub async fn component(&self, hash: &str) -> Result<Vec<u8>, StorageError> {
-        let action = || format!("read component {hash}");
-        let mut object = self.components.get(hash).await.map_err(|error| cluster_error(action(), error))?;
-        let mut wasm = Vec::new();
-        object.read_to_end(&mut wasm).await.map_err(|error| cluster_error(action(), error))?;
-        let found = hex::encode(Sha256::digest(&wasm));
+        self.checked_object(hash, hash, "component").await
+    }
+
+    /// The object name of the static files bundle `hash`, next to the components.
+    fn assets_name(hash: &str) -> String {
+        format!("assets-{hash}")
+    }
+
+    /// Whether the static files bundle `hash` is stored.
+    pub async fn has_assets(&self, hash: &str) -> bool {
+        self.components.info(&Self::assets_name(hash)).await.is_ok()
+    }
+
+    /// Stores a static files bundle under its sha256 `hash`.
+    pub async fn put_assets(&self, hash: &str, bundle: Vec<u8>) -> Result<(), StorageError> {
+        self.put_object(&Self::assets_name(hash), "static files", bundle).await
+    }
+
+    /// The static files bundle `hash`, checked against it.
+    pub async fn assets(&self, hash: &str) -> Result<Vec<u8>, StorageError> {
+        self.checked_object(&Self::assets_name(hash), hash, "static files").await
+    }
+
+    async fn put_object(&self, name: &str, what: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        self.components
+            .put(name, &mut bytes.as_slice())
+            .await
+            .map_err(|error| cluster_error(format!("store {what} {name}"), error))?;
+        Ok(())
+    }
+
+    /// Object `name`, whose bytes must hash to `hash`.
+    async fn checked_object(&self, name: &str, hash: &str, what: &str) -> Result<Vec<u8>, StorageError> {
+        let action = || format!("read {what} {name}");
+        let mut object = self.components.get(name).await.map_err(|error| cluster_error(action(), error))?;
+        let mut bytes = Vec::new();
+        object.read_to_end(&mut bytes).await.map_err(|error| cluster_error(action(), error))?;
+        let found = hex::encode(Sha256::digest(&bytes));
         if found != hash {
             return Err(cluster_error(action(), format!("its bytes hash to {found}")));
         }
-        Ok(wasm)
+        Ok(bytes)
     }
 
     /// What should be live of `component`, if anything.
