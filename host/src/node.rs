@@ -58,6 +58,8 @@ pub struct Node {
     pub streams: Arc<Streams>,
     pub stream_trigger: Arc<StreamTrigger>,
     pub authorizers: Arc<Authorizers>,
+    /// The HTTP response cache.
+    pub cache: Arc<crate::capabilities::cache::ResponseCache>,
     pub loader: Arc<Loader>,
     pub telemetry: Telemetry,
     pub replayer: Replayer,
@@ -160,6 +162,7 @@ impl Node {
         if let Some(rules) = alarm_rules {
             crate::alarms::spawn(rules, telemetry.clone(), queues.clone(), served_streams.clone());
         }
+        let response_cache = Arc::new(crate::capabilities::cache::ResponseCache::new(config.cache));
         let capabilities = Capabilities {
             messaging: Some(queues.clone()),
             invoker: Some(deferred.clone()),
@@ -169,6 +172,7 @@ impl Node {
             limiters: Some(Arc::new(crate::capabilities::ratelimit::Limiters::new(
                 config.rate_limits.iter().map(|(name, limit)| (name.clone(), limit.rule())).collect(),
             ))),
+            cache: Some(response_cache.clone()),
         };
         let runner = Runner { loader: loader.clone(), capabilities };
         let live = LiveHandle::default();
@@ -177,7 +181,14 @@ impl Node {
         let authorizers = Arc::new(Authorizers::from_config(&config.authorizers)?);
         authorizers.spawn_watcher();
         let http_limits = config.limits.http.clone();
-        let http = HttpTrigger::new(live.clone(), runner.clone(), authorizers.clone(), http_limits, served_objects);
+        let http = HttpTrigger::new(
+            live.clone(),
+            runner.clone(),
+            authorizers.clone(),
+            http_limits,
+            served_objects,
+            Some(response_cache.clone()),
+        );
         let cron = CronTrigger::new(cron_backend, runner.clone(), live.clone());
         let replayer = Replayer::new(runner.clone());
         let queue_trigger = QueueTrigger::new(queues.clone(), runner.clone());
@@ -218,6 +229,7 @@ impl Node {
             kv,
             objects,
             authorizers,
+            cache: response_cache,
             loader,
             telemetry,
             replayer,
@@ -281,6 +293,7 @@ impl Node {
             telemetry: self.telemetry.clone(),
             runtime: self.loader.runtime().clone(),
             replayer: self.replayer.clone(),
+            cache: self.cache.clone(),
             sessions: Arc::default(),
             cluster: self.cluster.clone(),
         }

@@ -132,7 +132,19 @@ impl<T> Router<T> {
     }
 
     /// Finds the most specific route for a request.
+    /// A `HEAD` with no route of its own goes to the `GET` route of its path, as RFC 9110 (9.3.2) has servers do.
     pub fn lookup(&self, method: &str, path: &str) -> Lookup<'_, T> {
+        let found = self.lookup_method(method, path);
+        if method == "HEAD"
+            && !matches!(found, Lookup::Found { .. })
+            && let get @ Lookup::Found { .. } = self.lookup_method("GET", path)
+        {
+            return get;
+        }
+        found
+    }
+
+    fn lookup_method(&self, method: &str, path: &str) -> Lookup<'_, T> {
         let Some(parts) = crate::route::split_path(path) else { return Lookup::NotFound };
         let mut allowed: Vec<String> = Vec::new();
         let mut path_matched = false;
@@ -182,6 +194,14 @@ mod tests {
         assert_eq!(found(&r, "GET", "/hello/world"), Some(1));
         assert_eq!(found(&r, "GET", "/hello/ada"), Some(0));
         assert_eq!(found(&r, "GET", "/elsewhere"), Some(2));
+    }
+
+    #[test]
+    fn a_head_without_its_own_route_goes_to_the_get_route() {
+        let r = router(&[("/a", "GET"), ("/b", "POST"), ("/c", "GET"), ("/c", "HEAD")]);
+        assert_eq!(found(&r, "HEAD", "/a"), Some(0));
+        assert_eq!(found(&r, "HEAD", "/b"), None, "POST answers no HEAD");
+        assert_eq!(found(&r, "HEAD", "/c"), Some(3), "a HEAD route of its own wins");
     }
 
     #[test]

@@ -50,6 +50,7 @@ mod response;
 
 #[cfg(edgefn_async)]
 pub mod body;
+pub mod cache;
 pub mod collections;
 pub mod config;
 pub mod cron;

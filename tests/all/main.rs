@@ -9,6 +9,7 @@ mod support;
 
 mod assets;
 mod automation;
+mod cache;
 mod cli;
 mod cluster;
 mod corpus;

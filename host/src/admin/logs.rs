@@ -153,6 +153,16 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Result<axum::response
             Some(streams) => streams.db.describe(None).await?,
             None => Vec::new(),
         },
+        cache: {
+            let stats = admin.cache.stats();
+            crate::telemetry::metrics::CacheCounts {
+                entries: stats.entries,
+                bytes: stats.bytes,
+                hits: stats.hits,
+                misses: stats.misses,
+                stale: stats.stale,
+            }
+        },
         now: now_ms(),
     };
     let text = metrics.encode(&snapshot);

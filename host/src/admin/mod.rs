@@ -35,6 +35,7 @@
 //! | `GET /dashboard` | the dashboard (see [`dashboard`]): sign in with the token, then a session cookie |
 //! | `GET /metrics` | Prometheus text format (see [`crate::telemetry::metrics`]) |
 
+mod cache;
 mod components;
 pub mod dashboard;
 pub mod error;
@@ -100,6 +101,8 @@ pub struct Admin {
     pub telemetry: crate::telemetry::Telemetry,
     pub runtime: crate::runtime::Runtime,
     pub replayer: crate::triggers::replay::Replayer,
+    /// The HTTP response cache.
+    pub cache: Arc<crate::capabilities::cache::ResponseCache>,
     /// The dashboard's signed-in browsers.
     pub sessions: Arc<dashboard::Sessions>,
     /// On a cluster: its shared deployments and members (`GET /v1/nodes`).
@@ -132,6 +135,8 @@ pub fn app(admin: Admin, token: String) -> axum::Router {
         .route("/v1/queues/{queue}/dead-letters", get(queues::dead_letters))
         .route("/v1/queues/{queue}/redrive", post(queues::redrive))
         .route("/v1/topics/{topic}/messages", post(queues::publish))
+        .route("/v1/cache", get(cache::stats))
+        .route("/v1/cache/purge", post(cache::purge))
         .route("/v1/kv/{store}/keys", get(kv::list))
         .route(
             "/v1/kv/{store}/keys/{key}",

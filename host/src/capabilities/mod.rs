@@ -9,6 +9,7 @@
 //! - [`objects`]: object buckets ([`objects::Objects`]) over files and SQLite, and signed URLs;
 //! - [`streams`]: ordered streams ([`streams::Streams`]) over SQLite;
 //! - [`ratelimit`]: token buckets in memory, for routes' rate limits and functions' named limiters;
+//! - [`cache`]: the HTTP response cache's store, and the purges functions make;
 //! - [`environment`]: configuration and secrets, handed to the guest as its WASI environment;
 //! - [`outbound`]: which hosts `wasi:http/outgoing-handler` may reach.
 //!
@@ -19,6 +20,7 @@
 //! is one line in `runtime/guest.rs`).
 
 pub mod bindings;
+pub mod cache;
 pub mod environment;
 pub mod invoke;
 pub mod kv;
@@ -55,6 +57,8 @@ pub struct Capabilities {
     pub streams: Option<Arc<streams::Streams>>,
     /// Named rate limiters; `None` during init.
     pub limiters: Option<Arc<ratelimit::Limiters>>,
+    /// The response cache, for purges; `None` during init.
+    pub cache: Option<Arc<cache::ResponseCache>>,
 }
 
 impl std::fmt::Debug for Capabilities {
@@ -66,6 +70,7 @@ impl std::fmt::Debug for Capabilities {
             .field("objects", &self.objects.is_some())
             .field("streams", &self.streams.is_some())
             .field("limiters", &self.limiters.is_some())
+            .field("cache", &self.cache.is_some())
             .finish()
     }
 }

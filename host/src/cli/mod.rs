@@ -4,11 +4,12 @@
 //!   `new` writes a function crate; `inspect` reads a component; `deployments` reads a data dir offline;
 //! - everything else is a thin client of a running host's admin API ([`admin_client`]): `deploy`, `versions`,
 //!   `rollback`, `promote`, `undeploy`, `components`, `send`, `publish`, `invoke`, `queues`, `dead-letters`,
-//!   `redrive`, `runs`, `kv`, `logs`, `usage`, `replay`, `nodes`;
+//!   `redrive`, `runs`, `cache`, `kv`, `logs`, `usage`, `replay`, `nodes`;
 //! - `token mint` signs a test token for an authorizer of the host config, offline.
 
 mod admin_client;
 mod build;
+mod cache;
 mod deploy;
 mod deployments;
 mod dev;
@@ -101,6 +102,9 @@ enum Command {
     /// Show a cron function's run history.
     #[command(after_help = "Example: edgefn runs heartbeat --limit 50")]
     Runs(functions::RunsArgs),
+    /// See and purge a running host's HTTP response cache: `edgefn cache stats|purge COMPONENT [--path P|--tag T]`.
+    #[command(after_help = "Example: edgefn cache purge shop --tag product-42")]
+    Cache(cache::CacheArgs),
     /// Read and write a running host's key-value stores: `edgefn kv get|set|delete|list STORE ...`.
     #[command(after_help = "Example: edgefn kv list todos --prefix todo:ada:")]
     Kv(kv::KvArgs),
@@ -170,6 +174,7 @@ impl Cli {
             Command::DeadLetters(args) => queues::dead_letters(args),
             Command::Redrive(args) => queues::redrive(args),
             Command::Runs(args) => functions::runs(args),
+            Command::Cache(args) => cache::run(args),
             Command::Kv(args) => kv::run(args),
             Command::Objects(args) => objects::run(args),
             Command::Streams(args) => streams::run(args),

@@ -57,6 +57,9 @@
 //! requests = 5
 //! window_s = 60
 //!
+//! [cache]                     # the HTTP response cache (see config/cache.rs)
+//! memory_mb = 64              # GET responses with Cache-Control s-maxage / max-age, in memory, LRU
+//!
 //! [outbound]
 //! resolve = { "billing.internal" = ["10.0.0.7"] }   # names pinned to addresses, never looked up in DNS
 //! ```
@@ -64,11 +67,13 @@
 mod limits;
 
 mod assets;
+mod cache;
 mod component;
 mod cors;
 mod rate_limit;
 
 pub use assets::{AssetSettings, DEFAULT_ASSET_CACHE_CONTROL};
+pub use cache::CacheSettings;
 pub use component::{ComponentConfig, FunctionSettings, ReuseSettings};
 pub use cors::{CorsHeaders, CorsPolicy, CorsSettings, DEFAULT_CORS_METHODS};
 pub use limits::{DeployLimits, HttpLimits, KvLimits, Limits, ObjectLimits, QueueLimits, RuntimeLimits, SlotReset};
@@ -436,6 +441,8 @@ pub struct HostConfig {
     /// Named rate limiters functions call (`edgefn::ratelimit::check`); a `key` here is ignored (the function
     /// gives the key).
     pub rate_limits: BTreeMap<String, RateLimitSettings>,
+    /// The HTTP response cache (see [`CacheSettings`]).
+    pub cache: CacheSettings,
 }
 
 impl Default for HostConfig {
@@ -453,6 +460,7 @@ impl Default for HostConfig {
             otel: OtelConfig::default(),
             streams: BTreeMap::new(),
             rate_limits: BTreeMap::new(),
+            cache: CacheSettings::default(),
         }
     }
 }

@@ -154,6 +154,10 @@ impl Backend {
             "edgefn:function/ratelimit",
             crate::capabilities::ratelimit::add_to_linker(&mut linker, InvocationState::ratelimit_view),
         )?;
+        link(
+            "edgefn:function/cache",
+            crate::capabilities::cache::add_to_linker(&mut linker, InvocationState::cache_view),
+        )?;
         if abi == Abi::P3 {
             use bindings::p3::edgefn::function::async_host;
             link("WASI 0.3", wasmtime_wasi::p3::add_to_linker(&mut linker))?;

@@ -141,6 +141,14 @@ impl InvocationState {
         }
     }
 
+    /// What the response cache's purge import acts on: see [`crate::capabilities::cache::CacheView`].
+    pub(crate) fn cache_view(&mut self) -> crate::capabilities::cache::CacheView<'_> {
+        crate::capabilities::cache::CacheView {
+            cache: self.call.capabilities.cache.as_ref(),
+            caller: self.call.caller.chain.last().map(String::as_str),
+        }
+    }
+
     /// Moves a reused instance on to the work of `trace`: what it prints is logged under it, what it sends and
     /// fetches carries its correlation id, and its output and send allowances start again. With several requests
     /// on the instance at once, the one that started last is the instance's current work.

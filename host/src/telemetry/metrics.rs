@@ -85,8 +85,26 @@ pub struct Snapshot {
     pub buckets: Vec<crate::storage::objects::BucketUsage>,
     /// Every stream, its shards and its consumers' places.
     pub streams: Vec<crate::storage::streams::StreamInfo>,
+    /// The HTTP response cache's counts.
+    pub cache: CacheCounts,
     /// Now, in ms since the epoch, for the age of the oldest messages.
     pub now: i64,
+}
+
+/// What the HTTP response cache holds and has answered (counts since the host started).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheCounts {
+    pub entries: u64,
+    pub bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub stale: u64,
+}
+
+/// `status` of a cache answer: hit, miss or stale.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    status: String,
 }
 
 /// The metrics; see the module docs.
@@ -107,6 +125,9 @@ pub struct Metrics {
     stream_iterator_age: Family<StreamConsumerLabels, Gauge<f64, AtomicU64>>,
     stream_behind: Family<StreamConsumerLabels, Gauge>,
     cron_lag: HistogramFamily<CronLabels>,
+    cache_responses: Family<CacheLabels, Counter>,
+    cache_entries: Gauge,
+    cache_bytes: Gauge,
     cron_failures: Family<CronLabels, Counter>,
     log_records_dropped: Counter,
     /// One scrape at a time: each clears the queue gauges and sets them again, and two at once would each see the
@@ -199,6 +220,21 @@ impl Metrics {
             "Records of a shard after a stream consumer's checkpoint",
             stream_behind.clone(),
         );
+        let cache_responses = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "http_cache_responses",
+            "GET and HEAD requests to functions the response cache saw, by how it answered (hit, miss, stale)",
+            cache_responses.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register("http_cache_entries", "Responses the response cache holds", cache_entries.clone());
+        let cache_bytes = Gauge::default();
+        registry.register_with_unit(
+            "http_cache",
+            "Memory the response cache's entries take",
+            prometheus_client::registry::Unit::Bytes,
+            cache_bytes.clone(),
+        );
         let cron_lag = HistogramFamily::<CronLabels>::new_with_constructor(lag_histogram);
         registry.register_with_unit(
             "cron_lag",
@@ -231,6 +267,9 @@ impl Metrics {
             stream_iterator_age,
             stream_behind,
             cron_lag,
+            cache_responses,
+            cache_entries,
+            cache_bytes,
             cron_failures,
             log_records_dropped,
             scraping: std::sync::Mutex::new(()),
@@ -315,6 +354,14 @@ impl Metrics {
                 self.stream_behind.get_or_create(&labels).set(i64::try_from(place.behind).unwrap_or(i64::MAX));
             }
         }
+        let cache = &snapshot.cache;
+        for (status, count) in [("hit", cache.hits), ("miss", cache.misses), ("stale", cache.stale)] {
+            // The cache counts; the counter catches up with it.
+            let counter = self.cache_responses.get_or_create(&CacheLabels { status: status.to_owned() });
+            counter.inc_by(count.saturating_sub(counter.get()));
+        }
+        self.cache_entries.set(i64::try_from(cache.entries).unwrap_or(i64::MAX));
+        self.cache_bytes.set(i64::try_from(cache.bytes).unwrap_or(i64::MAX));
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

@@ -6,6 +6,7 @@
 mod assets;
 mod auth;
 pub mod body;
+pub mod cache;
 mod cors;
 mod objects;
 mod rate_limit;
@@ -46,6 +47,8 @@ pub struct HttpTrigger {
     objects: Arc<objects::ObjectRoutes>,
     /// The buckets of routes' rate limits.
     rate_limiter: crate::capabilities::ratelimit::RateLimiter,
+    /// Responses functions let a shared cache keep ([`cache`]).
+    cache: Option<Arc<crate::capabilities::cache::ResponseCache>>,
 }
 
 impl HttpTrigger {
@@ -55,12 +58,13 @@ impl HttpTrigger {
         authorizers: Arc<Authorizers>,
         limits: HttpLimits,
         objects: Option<Arc<crate::capabilities::objects::Objects>>,
+        cache: Option<Arc<crate::capabilities::cache::ResponseCache>>,
     ) -> Arc<Self> {
         let bodies = body::BodyBudget::new(usize::try_from(limits.max_buffered_body_mb << 20).unwrap_or(usize::MAX));
         let body_read_timeout = Duration::from_millis(limits.body_read_timeout_ms);
         let objects = Arc::new(objects::ObjectRoutes { objects, body_read_timeout });
         let rate_limiter = crate::capabilities::ratelimit::RateLimiter::default();
-        Arc::new(Self { live, runner, bodies, authorizers, limits, objects, rate_limiter })
+        Arc::new(Self { live, runner, bodies, authorizers, limits, objects, rate_limiter, cache })
     }
 
     /// The bounds of the listener that serves this trigger.
@@ -89,11 +93,20 @@ impl Trigger for HttpTrigger {
         "http"
     }
 
-    /// Nothing to start: each request reads the live set when it arrives.
-    fn start(&self, _component: &str, _live: &Arc<LiveSet>) {}
+    /// Each request reads the live set when it arrives; what the cache kept of the component's versions before
+    /// goes.
+    fn start(&self, component: &str, _live: &Arc<LiveSet>) {
+        if let Some(cache) = &self.cache {
+            cache.purge_component(component);
+        }
+    }
 
-    /// Nothing to drain: a request in flight holds the version it started on until it ends.
-    fn drain(&self, _component: &str, _deadline: Instant) -> BoxFuture<'_, ()> {
+    /// A request in flight holds the version it started on until it ends; the cache forgets the component (an
+    /// undeploy starts nothing after).
+    fn drain(&self, component: &str, _deadline: Instant) -> BoxFuture<'_, ()> {
+        if let Some(cache) = &self.cache {
+            cache.purge_component(component);
+        }
         Box::pin(async {})
     }
 }
@@ -211,6 +224,28 @@ async fn route_and_invoke(
             return response;
         }
     }
+    let credentials = request.headers().contains_key(header::AUTHORIZATION) || version.route_auth(&function).is_some();
+    let mut caching = cache::Caching::for_request(trigger.cache.as_ref(), &version, &request, credentials);
+    if let Some(answer) = caching.as_mut().and_then(cache::Caching::fresh_answer) {
+        return answer;
+    }
+    let response = run_function(trigger, request, request_id, served, version, function, label).await;
+    match caching {
+        Some(caching) => caching.finish(response),
+        None => response,
+    }
+}
+
+/// Runs `function` of `version` for `request`: its instance, its body read or streamed, its answer handed over.
+async fn run_function(
+    trigger: &HttpTrigger,
+    request: Request,
+    request_id: &str,
+    served: &mut Served,
+    version: Arc<ComponentVersion>,
+    function: String,
+    label: String,
+) -> Response {
     let limits = &trigger.limits;
     let work = Work {
         correlation_id: Arc::from(request_id),
