@@ -99,6 +99,10 @@ fn check_functions(functions: &[FunctionRecord]) -> anyhow::Result<()> {
                     .and_then(|()| delivery.validate(stream))
                     .map_err(|e| anyhow!("stream function `{}`: {e}", function.name))?;
             }
+            Trigger::WebSocket { route, .. } => {
+                edgefn_manifest::route::RoutePattern::parse(route)
+                    .map_err(|e| anyhow!("websocket function `{}`: route `{route}`: {e}", function.name))?;
+            }
             Trigger::Init | Trigger::Invoke => {}
         }
     }

@@ -195,7 +195,7 @@ impl ComponentVersion {
     /// The authorizer and scopes that guard HTTP function `function`, if it is protected.
     pub fn route_auth(&self, function: &str) -> Option<&RouteAuth> {
         self.functions.iter().find(|f| f.name == function).and_then(|f| match &f.trigger {
-            Trigger::Http { auth, .. } => auth.as_ref(),
+            Trigger::Http { auth, .. } | Trigger::WebSocket { auth, .. } => auth.as_ref(),
             _ => None,
         })
     }
@@ -339,6 +339,24 @@ pub struct LiveSet {
     routes: Router<RouteTarget>,
     /// `(route, component)` of every component with static files, the longest route first.
     asset_routes: Vec<(String, String)>,
+    /// WebSocket routes: which component's functions hold the connections made there.
+    websocket_routes: Router<WebSocketTarget>,
+}
+
+/// Where a WebSocket connection goes: the component whose `websocket` functions hold it, the route they declare,
+/// and the route's parameters in the path it was made to.
+#[derive(Debug, Clone)]
+pub struct WebSocketRoute {
+    pub component: String,
+    pub route: String,
+    pub params: Vec<(String, String)>,
+}
+
+/// The component whose `websocket` functions declare a route, and the route as they write it.
+#[derive(Debug, Clone)]
+struct WebSocketTarget {
+    component: String,
+    route: String,
 }
 
 impl LiveSet {
@@ -347,6 +365,7 @@ impl LiveSet {
         let mut routes: Router<RouteTarget> = Router::new();
         let mut queues: HashMap<String, String> = HashMap::new();
         let mut asset_routes: Vec<(String, String)> = Vec::new();
+        let mut websocket_routes: Router<WebSocketTarget> = Router::new();
         for live in components.values() {
             for version in live.versions() {
                 if let Some(site) = &version.assets {
@@ -379,6 +398,23 @@ impl LiveSet {
                                 queues.insert(queue, label.clone());
                             }
                         }
+                    }
+                    if let Trigger::WebSocket { route, .. } = &function.trigger {
+                        let invalid = |reason: String| LiveSetError::Invalid { function: label.clone(), reason };
+                        let pattern = RoutePattern::parse(route).map_err(|e| invalid(e.to_string()))?;
+                        let target = WebSocketTarget { component: version.component.clone(), route: route.clone() };
+                        if let Err(conflict) = websocket_routes.insert(pattern, MethodFilter::Any, target) {
+                            let owner = &conflict.existing.value;
+                            if owner.component != version.component {
+                                return Err(LiveSetError::RouteConflict {
+                                    method: "WEBSOCKET".into(),
+                                    route: route.clone(),
+                                    claimant: label,
+                                    owner: owner.component.clone(),
+                                });
+                            }
+                        }
+                        continue;
                     }
                     let Trigger::Http { route, method, .. } = &function.trigger else { continue };
                     let invalid = |reason: String| LiveSetError::Invalid { function: label.clone(), reason };
@@ -418,7 +454,7 @@ impl LiveSet {
             }
         }
         asset_routes.sort_by_key(|(route, _)| std::cmp::Reverse(route.len()));
-        Ok(Self { components, routes, asset_routes })
+        Ok(Self { components, routes, asset_routes, websocket_routes })
     }
 
     /// This set with `live` in place of (or next to) what `live.name()` had.
@@ -462,6 +498,19 @@ impl LiveSet {
             }
             Lookup::MethodNotAllowed { allowed } => RouteLookup::MethodNotAllowed { allowed },
             Lookup::NotFound => RouteLookup::NotFound,
+        }
+    }
+
+    /// The component whose `websocket` functions hold connections made to `path`, the route they declare, and the
+    /// route's parameters.
+    pub fn websocket_route(&self, path: &str) -> Option<WebSocketRoute> {
+        match self.websocket_routes.lookup("GET", path) {
+            Lookup::Found { route, params } => Some(WebSocketRoute {
+                component: route.value.component.clone(),
+                route: route.value.route.clone(),
+                params,
+            }),
+            _ => None,
         }
     }
 

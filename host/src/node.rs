@@ -163,6 +163,7 @@ impl Node {
             crate::alarms::spawn(rules, telemetry.clone(), queues.clone(), served_streams.clone());
         }
         let response_cache = Arc::new(crate::capabilities::cache::ResponseCache::new(config.cache));
+        let websockets = Arc::new(crate::capabilities::websocket::Connections::default());
         let capabilities = Capabilities {
             messaging: Some(queues.clone()),
             invoker: Some(deferred.clone()),
@@ -173,6 +174,7 @@ impl Node {
                 config.rate_limits.iter().map(|(name, limit)| (name.clone(), limit.rule())).collect(),
             ))),
             cache: Some(response_cache.clone()),
+            websockets: Some(websockets.clone()),
         };
         let runner = Runner { loader: loader.clone(), capabilities };
         let live = LiveHandle::default();
@@ -188,6 +190,7 @@ impl Node {
             http_limits,
             served_objects,
             Some(response_cache.clone()),
+            websockets.clone(),
         );
         let cron = CronTrigger::new(cron_backend, runner.clone(), live.clone());
         let replayer = Replayer::new(runner.clone());

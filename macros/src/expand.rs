@@ -73,7 +73,11 @@ fn expand(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
         TriggerArgs::Stream { stream, delivery } => {
             expand_messages(func, "stream", Trigger::Stream { stream: stream.clone(), delivery: delivery.clone() })
         }
-        TriggerArgs::Invoke => expand_invoke(func),
+        TriggerArgs::Invoke => expand_invoke(func, "invoke", Trigger::Invoke),
+        TriggerArgs::WebSocket { route, on, auth } => {
+            let trigger = Trigger::WebSocket { route: route.clone(), on: *on, auth: auth.clone() };
+            expand_invoke(func, "websocket", trigger)
+        }
     }
 }
 
@@ -162,12 +166,18 @@ fn expand_messages(func: &ItemFn, kind: &str, trigger: Trigger) -> syn::Result<T
     })
 }
 
-fn expand_invoke(func: &ItemFn) -> syn::Result<TokenStream> {
-    let signature = "fn name(input: T) -> Result<R> (T: Deserialize, R: Serialize)";
-    let input_ty = validate::handler(func, "invoke", "the input", signature)?;
+/// An `invoke` function, or a `websocket` one (the host calls it the same way, with the event as its input).
+fn expand_invoke(func: &ItemFn, kind: &str, trigger: Trigger) -> syn::Result<TokenStream> {
+    let signature = if kind == "websocket" {
+        "fn name(event: WebSocketEvent) -> Result<()>"
+    } else {
+        "fn name(input: T) -> Result<R> (T: Deserialize, R: Serialize)"
+    };
+    let input_ty =
+        validate::handler(func, kind, if kind == "websocket" { "the event" } else { "the input" }, signature)?;
     let name = &func.sig.ident;
     let name_str = name.to_string();
-    let record = FunctionRecord { name: name_str.clone(), trigger: Trigger::Invoke };
+    let record = FunctionRecord { name: name_str.clone(), trigger };
     let manifest = manifest_static(name, &encode_record(&record));
     let caller = if func.sig.asyncness.is_some() {
         let call = quote_spanned! {input_ty.span()=> #name(::edgefn::__private::decode_payload(&payload)?) };

@@ -3,7 +3,7 @@
 
 use edgefn_manifest::record::{
     CatchUp, CronPolicy, Delivery, Overlap, RESERVED_QUEUE_PREFIX, RouteAuth, StreamDelivery, StreamStart,
-    validate_object_trigger, validate_queue_name,
+    WebSocketEventKind, validate_object_trigger, validate_queue_name,
 };
 use edgefn_manifest::route::RoutePattern;
 use edgefn_manifest::router::{KNOWN_METHODS, MethodFilter};
@@ -14,7 +14,7 @@ use syn::punctuated::Punctuated;
 use syn::{Ident, Lit, LitStr, Token, parenthesized};
 
 /// The trigger kinds the macro accepts. A closed set: adding one means teaching the host about it too.
-const TRIGGER_KINDS: &[&str] = &["http", "cron", "queue", "topic", "object", "stream", "invoke"];
+const TRIGGER_KINDS: &[&str] = &["http", "cron", "queue", "topic", "object", "stream", "invoke", "websocket"];
 
 /// Everything the attribute said, validated.
 pub(crate) struct FunctionArgs {
@@ -30,6 +30,7 @@ pub(crate) enum TriggerArgs {
     Object { bucket: String, events: Vec<String>, prefix: String, delivery: Delivery },
     Stream { stream: String, delivery: StreamDelivery },
     Invoke,
+    WebSocket { route: String, on: WebSocketEventKind, auth: Option<RouteAuth> },
 }
 
 pub(crate) struct HttpTrigger {
@@ -217,6 +218,7 @@ fn parse_trigger(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
         "http" => parse_http(&content),
         "cron" => parse_cron(&content),
         "stream" => parse_stream(&content),
+        "websocket" => parse_websocket(&content),
         _ => parse_messages(&content, &kind_str),
     }
 }
@@ -226,27 +228,14 @@ fn parse_http(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
         TriggerCall::parse(input, "`http` takes the route first, as a string literal: `http(\"/hello/{name}\")`")?;
     let route = RoutePattern::parse(&args.first.value()).map_err(|e| syn::Error::new(args.first.span(), e))?;
     let mut method = None;
-    let mut authorizer = None;
-    let mut scopes: Option<(Vec<String>, Span)> = None;
+    let mut guard = Guard::default();
     for option in &args.options {
         match option.key.to_string().as_str() {
             "method" => {
                 let value = option.string()?;
                 method = Some(MethodFilter::parse(&value.value()).map_err(|e| syn::Error::new(value.span(), e))?);
             }
-            "auth" => {
-                let value = option.string()?;
-                validate_authorizer_name(&value.value()).map_err(|e| syn::Error::new(value.span(), e))?;
-                authorizer = Some(value.value());
-            }
-            "scopes" => {
-                let mut list = Vec::new();
-                for scope in option.strings()? {
-                    validate_scope(&scope.value()).map_err(|e| syn::Error::new(scope.span(), e))?;
-                    list.push(scope.value());
-                }
-                scopes = Some((list, option.value.span()));
-            }
+            "auth" | "scopes" => guard.take(option)?,
             other => {
                 return Err(syn::Error::new(
                     option.key.span(),
@@ -259,24 +248,91 @@ fn parse_http(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
             }
         }
     }
-    let auth = match (authorizer, scopes) {
-        (Some(authorizer), scopes) => {
-            Some(RouteAuth { authorizer, scopes: scopes.map(|(list, _)| list).unwrap_or_default() })
-        }
-        (None, Some((_, span))) => {
-            return Err(syn::Error::new(
-                span,
-                "`scopes` needs `auth = \"AUTHORIZER\"`: scopes are checked by the authorizer that verifies the token",
-            ));
-        }
-        (None, None) => None,
-    };
     Ok(TriggerArgs::Http(HttpTrigger {
         route,
         route_span: args.first.span(),
         method: method.unwrap_or_else(|| MethodFilter::Only("GET".into())),
-        auth,
+        auth: guard.finish()?,
     }))
+}
+
+/// `auth = "NAME", scopes = [...]` of a route, as an `http` or `websocket` trigger takes them.
+#[derive(Default)]
+struct Guard {
+    authorizer: Option<String>,
+    scopes: Option<(Vec<String>, Span)>,
+}
+
+impl Guard {
+    fn take(&mut self, option: &KeyValue) -> syn::Result<()> {
+        if option.key == "auth" {
+            let value = option.string()?;
+            validate_authorizer_name(&value.value()).map_err(|e| syn::Error::new(value.span(), e))?;
+            self.authorizer = Some(value.value());
+        } else {
+            let mut list = Vec::new();
+            for scope in option.strings()? {
+                validate_scope(&scope.value()).map_err(|e| syn::Error::new(scope.span(), e))?;
+                list.push(scope.value());
+            }
+            self.scopes = Some((list, option.value.span()));
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> syn::Result<Option<RouteAuth>> {
+        match (self.authorizer, self.scopes) {
+            (Some(authorizer), scopes) => {
+                Ok(Some(RouteAuth { authorizer, scopes: scopes.map(|(list, _)| list).unwrap_or_default() }))
+            }
+            (None, Some((_, span))) => Err(syn::Error::new(
+                span,
+                "`scopes` needs `auth = \"AUTHORIZER\"`: scopes are checked by the authorizer that verifies the token",
+            )),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+fn parse_websocket(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
+    let args = TriggerCall::parse(
+        input,
+        "`websocket` takes the route first, as a string literal: `websocket(\"/chat\", on = \"message\")`",
+    )?;
+    RoutePattern::parse(&args.first.value()).map_err(|e| syn::Error::new(args.first.span(), e))?;
+    let mut on = None;
+    let mut guard = Guard::default();
+    for option in &args.options {
+        match option.key.to_string().as_str() {
+            "on" => {
+                let value = option.string()?;
+                on = Some(WebSocketEventKind::parse(&value.value()).ok_or_else(|| {
+                    syn::Error::new(
+                        value.span(),
+                        format!(
+                            "unknown event `{}`; expected one of {}",
+                            value.value(),
+                            quoted_list(WebSocketEventKind::NAMES)
+                        ),
+                    )
+                })?);
+            }
+            "auth" | "scopes" => guard.take(option)?,
+            other => {
+                return Err(syn::Error::new(
+                    option.key.span(),
+                    format!("unknown key `{other}` for a websocket trigger; expected `on`, `auth` or `scopes`"),
+                ));
+            }
+        }
+    }
+    let on = on.ok_or_else(|| {
+        syn::Error::new(
+            args.first.span(),
+            format!("a websocket trigger names its event: `on = ` one of {}", quoted_list(WebSocketEventKind::NAMES)),
+        )
+    })?;
+    Ok(TriggerArgs::WebSocket { route: args.first.value(), on, auth: guard.finish()? })
 }
 
 /// An authorizer name as the host's config spells `[authorizers.NAME]`.

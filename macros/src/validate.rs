@@ -73,7 +73,7 @@ pub(crate) fn handler(func: &ItemFn, kind: &str, what: &str, signature: &str) ->
             format!("take {what} by value, not a reference: expected `{signature}`"),
         ));
     }
-    // Cron, queue and topic functions may return nothing (success); http and invoke functions must answer.
+    // Cron, queue, topic and websocket functions may return nothing (success); http and invoke ones must answer.
     if matches!(sig.output, ReturnType::Default) && matches!(kind, "http" | "invoke") {
         return Err(syn::Error::new_spanned(
             &sig.ident,

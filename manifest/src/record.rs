@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 /// Leading bytes of every record; a section that does not start with them is not ours (or is corrupt).
 pub const MAGIC: &[u8; 3] = b"EFN";
 /// The newest record format this crate writes and reads (it reads every version from 1).
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 const HEADER_LEN: usize = MAGIC.len() + 1 + 4;
 
 /// One function of a component: its exported name and what triggers it.
@@ -89,6 +89,49 @@ pub enum Trigger {
         #[serde(default)]
         delivery: StreamDelivery,
     },
+    /// One event of the WebSocket connections at `route` (a GET upgraded to a WebSocket): the host holds the
+    /// connections and runs this function for each `on` event; `auth` guards the connect as it guards an HTTP
+    /// route.
+    WebSocket {
+        route: String,
+        on: WebSocketEventKind,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        auth: Option<RouteAuth>,
+    },
+}
+
+/// Which event of a WebSocket connection a function handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebSocketEventKind {
+    /// The client asks to connect: the function's `Err` refuses it.
+    Connect,
+    /// A text or binary message from the client.
+    Message,
+    /// The connection ended (the client closed or dropped it, it stayed idle, or a function closed it).
+    Disconnect,
+}
+
+impl WebSocketEventKind {
+    /// The names a trigger may give, as written in `on = "..."`.
+    pub const NAMES: &[&str] = &["connect", "message", "disconnect"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "connect" => Some(Self::Connect),
+            "message" => Some(Self::Message),
+            "disconnect" => Some(Self::Disconnect),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Message => "message",
+            Self::Disconnect => "disconnect",
+        }
+    }
 }
 
 /// Where a stream consumer with no checkpoint yet starts reading.
@@ -248,6 +291,7 @@ impl FunctionRecord {
     /// The lowest record version that carries this record faithfully.
     pub fn required_version(&self) -> u8 {
         match &self.trigger {
+            Trigger::WebSocket { .. } => 5,
             Trigger::Stream { .. } => 4,
             Trigger::Object { .. } => 3,
             Trigger::Http { auth: Some(_), .. } => 2,
@@ -503,6 +547,7 @@ impl std::fmt::Display for Trigger {
                 write!(f, "object {bucket}/{prefix}* ({events})")
             }
             Trigger::Stream { stream, .. } => write!(f, "stream {stream}"),
+            Trigger::WebSocket { route, on, .. } => write!(f, "websocket {route} ({})", on.as_str()),
         }
     }
 }

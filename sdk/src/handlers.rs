@@ -93,6 +93,13 @@ impl<T: serde::Serialize, E: Into<Error>> IntoInvokeResult for Result<T, E> {
     }
 }
 
+/// A websocket function that returns nothing has handled its event.
+impl IntoInvokeResult for () {
+    fn into_invoke_result(self) -> Result<Vec<u8>, Error> {
+        Ok(b"null".to_vec())
+    }
+}
+
 /// Decodes an `invoke` payload; a payload that is not the expected JSON is the caller's error.
 pub fn decode_payload<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Error> {
     crate::error::from_json(payload)

@@ -68,6 +68,7 @@ pub mod stream;
 pub mod testing;
 pub mod topic;
 pub mod trace;
+pub mod websocket;
 
 pub use cron::CronEvent;
 pub use dispatch::correlation_id;

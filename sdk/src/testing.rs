@@ -242,3 +242,10 @@ pub fn objects_clear() {
 pub fn stream_records(stream: &str) -> Vec<(String, Vec<u8>)> {
     crate::stream::imp::STREAMS.with(|streams| streams.borrow().get(stream).cloned().unwrap_or_default())
 }
+
+/// What this thread's functions sent over WebSockets so far, as (connection id, bytes) in order (natively,
+/// `edgefn::websocket` keeps them in memory per thread).
+#[cfg(not(target_family = "wasm"))]
+pub fn websocket_sent() -> Vec<(String, Vec<u8>)> {
+    crate::websocket::sent()
+}

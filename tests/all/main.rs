@@ -32,3 +32,4 @@ mod snapshot;
 mod state;
 mod streaming;
 mod streams;
+mod websocket;

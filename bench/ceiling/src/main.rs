@@ -6,10 +6,12 @@
 //! - `GET /hello/{name}`: `Hello, {name}!` as `text/plain; charset=utf-8`, what the hello example answers (a);
 //! - `GET /proxy/{*path}`: a streaming reverse proxy to `$ORIGIN/{path}` (the edge-proxy example's native twin);
 //! - `GET /sse`: one server-sent event, `data: tick 0`, sent at once (the live-feed example's first event);
-//! - as an origin: `GET /bytes/{n}` (`n` bytes, 64 KiB at a time) and `GET /delay/{ms}` (answers after `ms`).
+//! - as an origin: `GET /bytes/{n}` (`n` bytes, 64 KiB at a time) and `GET /delay/{ms}` (answers after `ms`);
+//! - with `STATIC_DIR` set, every other path from that folder by tower-http's `ServeDir` with its defaults (the
+//!   static files' twin).
 //!
 //! ```text
-//! ORIGIN=http://127.0.0.1:18190 bench-ceiling 127.0.0.1:18182
+//! ORIGIN=http://127.0.0.1:18190 STATIC_DIR=./site bench-ceiling 127.0.0.1:18182
 //! ```
 
 use axum::body::Body;
@@ -67,6 +69,11 @@ async fn main() -> std::io::Result<()> {
     let origin = std::env::var("ORIGIN").unwrap_or_else(|_| format!("http://{address}"));
     let listener = tokio::net::TcpListener::bind(&address).await?;
     println!("bench-ceiling listening on {}", listener.local_addr()?);
+    // As edgefn's server does: without it, a response written in two pieces (ServeDir's headers, then the file)
+    // waits out Nagle's algorithm against the client's delayed ACK, about 40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
+        let _ = stream.set_nodelay(true);
+    });
     let upstream = Upstream { origin, client: Client::builder(TokioExecutor::new()).build_http() };
     let app = Router::new()
         .route("/hello/{name}", get(hello))
@@ -75,5 +82,9 @@ async fn main() -> std::io::Result<()> {
         .route("/bytes/{n}", get(bytes))
         .route("/delay/{ms}", get(delay))
         .with_state(upstream);
+    let app = match std::env::var_os("STATIC_DIR") {
+        Some(dir) => app.fallback_service(tower_http::services::ServeDir::new(dir)),
+        None => app,
+    };
     axum::serve(listener, app).await
 }

@@ -39,6 +39,7 @@ pub mod p3 {
             "edgefn:function/streams": super::p2::edgefn::function::streams,
             "edgefn:function/ratelimit": super::p2::edgefn::function::ratelimit,
             "edgefn:function/cache": super::p2::edgefn::function::cache,
+            "edgefn:function/websocket": super::p2::edgefn::function::websocket,
             "wasi:keyvalue/store": super::p2::wasi::keyvalue::store,
             "wasi:keyvalue/atomics": super::p2::wasi::keyvalue::atomics,
             "wasi:keyvalue/batch": super::p2::wasi::keyvalue::batch,

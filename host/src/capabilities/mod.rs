@@ -10,6 +10,7 @@
 //! - [`streams`]: ordered streams ([`streams::Streams`]) over SQLite;
 //! - [`ratelimit`]: token buckets in memory, for routes' rate limits and functions' named limiters;
 //! - [`cache`]: the HTTP response cache's store, and the purges functions make;
+//! - [`websocket`]: the WebSocket connections this node holds, and the sends and closes functions make;
 //! - [`environment`]: configuration and secrets, handed to the guest as its WASI environment;
 //! - [`outbound`]: which hosts `wasi:http/outgoing-handler` may reach.
 //!
@@ -30,6 +31,7 @@ pub mod outbound;
 pub mod ratelimit;
 pub mod streams;
 pub mod trace;
+pub mod websocket;
 
 pub use environment::FunctionEnv;
 pub use invoke::Invoker;
@@ -59,6 +61,8 @@ pub struct Capabilities {
     pub limiters: Option<Arc<ratelimit::Limiters>>,
     /// The response cache, for purges; `None` during init.
     pub cache: Option<Arc<cache::ResponseCache>>,
+    /// The WebSocket connections, for sends and closes; `None` during init.
+    pub websockets: Option<Arc<websocket::Connections>>,
 }
 
 impl std::fmt::Debug for Capabilities {
@@ -71,6 +75,7 @@ impl std::fmt::Debug for Capabilities {
             .field("streams", &self.streams.is_some())
             .field("limiters", &self.limiters.is_some())
             .field("cache", &self.cache.is_some())
+            .field("websockets", &self.websockets.is_some())
             .finish()
     }
 }

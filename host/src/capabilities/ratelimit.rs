@@ -26,14 +26,31 @@ pub struct Decision {
     pub reset: Duration,
 }
 
+/// One token bucket.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
+pub struct Bucket {
     tokens: f64,
     at: Instant,
     rule: BucketRule,
 }
 
 impl Bucket {
+    /// A bucket that starts full.
+    pub fn full(rule: BucketRule, now: Instant) -> Self {
+        Self { tokens: rule.burst, at: now, rule }
+    }
+
+    /// Takes a token if there is one.
+    pub fn take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rule.per_second).min(self.rule.burst);

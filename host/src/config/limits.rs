@@ -102,6 +102,16 @@ pub struct HttpLimits {
     pub response_buffer_kib: usize,
     /// Client connections open at once; the next ones wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// WebSocket connections this node holds at most.
+    pub max_websockets: usize,
+    /// A WebSocket connection with no message either way for this long is closed (1001).
+    pub websocket_idle_timeout_s: u64,
+    /// The largest WebSocket message (1009 past it).
+    pub websocket_max_message_kb: u64,
+    /// The largest WebSocket frame.
+    pub websocket_max_frame_kb: u64,
+    /// Messages one connection may send per second, with as much burst (1008 past it).
+    pub websocket_messages_per_s: u32,
 }
 
 /// Message sizes, queue capacity and what a function may send. Owner: `capabilities::messaging`.
@@ -195,6 +205,11 @@ impl Default for HttpLimits {
             response_write_timeout_ms: 10_000,
             response_buffer_kib: 256,
             max_connections: 4096,
+            max_websockets: 10_000,
+            websocket_idle_timeout_s: 600,
+            websocket_max_message_kb: 128,
+            websocket_max_frame_kb: 64,
+            websocket_messages_per_s: 100,
         }
     }
 }

@@ -42,7 +42,11 @@ pub(super) fn check_authorizers(
 ) -> Result<bool, DeployError> {
     let mut protected = false;
     for function in functions {
-        let TriggerKind::Http { auth: Some(auth), .. } = &function.trigger else { continue };
+        let (TriggerKind::Http { auth: Some(auth), .. } | TriggerKind::WebSocket { auth: Some(auth), .. }) =
+            &function.trigger
+        else {
+            continue;
+        };
         if authorizers.get(&auth.authorizer).is_none() {
             let known = authorizers.names();
             return Err(DeployError::UnknownAuthorizer {

@@ -158,6 +158,10 @@ impl Backend {
             "edgefn:function/cache",
             crate::capabilities::cache::add_to_linker(&mut linker, InvocationState::cache_view),
         )?;
+        link(
+            "edgefn:function/websocket",
+            crate::capabilities::websocket::add_to_linker(&mut linker, InvocationState::websocket_view),
+        )?;
         if abi == Abi::P3 {
             use bindings::p3::edgefn::function::async_host;
             link("WASI 0.3", wasmtime_wasi::p3::add_to_linker(&mut linker))?;

@@ -149,6 +149,14 @@ impl InvocationState {
         }
     }
 
+    /// What the WebSocket imports act on: see [`crate::capabilities::websocket::WebSocketView`].
+    pub(crate) fn websocket_view(&mut self) -> crate::capabilities::websocket::WebSocketView<'_> {
+        crate::capabilities::websocket::WebSocketView {
+            connections: self.call.capabilities.websockets.as_ref(),
+            caller: self.call.caller.chain.last().map(String::as_str),
+        }
+    }
+
     /// Moves a reused instance on to the work of `trace`: what it prints is logged under it, what it sends and
     /// fetches carries its correlation id, and its output and send allowances start again. With several requests
     /// on the instance at once, the one that started last is the instance's current work.

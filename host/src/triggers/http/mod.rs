@@ -11,6 +11,7 @@ mod cors;
 mod objects;
 mod rate_limit;
 pub mod server;
+mod websocket;
 
 use super::{Runner, Trigger, Work, replay};
 use crate::auth::Authorizers;
@@ -49,6 +50,8 @@ pub struct HttpTrigger {
     rate_limiter: crate::capabilities::ratelimit::RateLimiter,
     /// Responses functions let a shared cache keep ([`cache`]).
     cache: Option<Arc<crate::capabilities::cache::ResponseCache>>,
+    /// The WebSocket connections this node holds ([`websocket`]).
+    connections: Arc<crate::capabilities::websocket::Connections>,
 }
 
 impl HttpTrigger {
@@ -59,12 +62,13 @@ impl HttpTrigger {
         limits: HttpLimits,
         objects: Option<Arc<crate::capabilities::objects::Objects>>,
         cache: Option<Arc<crate::capabilities::cache::ResponseCache>>,
+        connections: Arc<crate::capabilities::websocket::Connections>,
     ) -> Arc<Self> {
         let bodies = body::BodyBudget::new(usize::try_from(limits.max_buffered_body_mb << 20).unwrap_or(usize::MAX));
         let body_read_timeout = Duration::from_millis(limits.body_read_timeout_ms);
         let objects = Arc::new(objects::ObjectRoutes { objects, body_read_timeout });
         let rate_limiter = crate::capabilities::ratelimit::RateLimiter::default();
-        Arc::new(Self { live, runner, bodies, authorizers, limits, objects, rate_limiter, cache })
+        Arc::new(Self { live, runner, bodies, authorizers, limits, objects, rate_limiter, cache, connections })
     }
 
     /// The bounds of the listener that serves this trigger.
@@ -130,7 +134,12 @@ async fn handle(State(trigger): State<Arc<HttpTrigger>>, request: Request) -> Re
     let path = request.uri().path().to_owned();
     let mut served = Served::default();
     let origin = cors::origin(&request);
-    let mut response = route_and_invoke(&trigger, request, &request_id, &mut served).await;
+    let websocket_route =
+        websocket::is_upgrade(&request).then(|| trigger.live.load().websocket_route(request.uri().path())).flatten();
+    let mut response = match websocket_route {
+        Some(target) => websocket::accept(&trigger, target, request, &request_id, &mut served).await,
+        None => route_and_invoke(&trigger, request, &request_id, &mut served).await,
+    };
     if let Some(decision) = served.rate.filter(|decision| decision.allowed) {
         rate_limit::add_headers(&mut response, &decision);
     }

@@ -1,8 +1,10 @@
 //! A test guest for the gateway: `GET /limited/{limiter}/{who}` takes a token from `who`'s bucket of the host's
 //! limiter `limiter` and answers 200 with what is left, or 429 with `Retry-After`. The `/cached/...` routes answer
-//! with what a cache may keep, each answer unique (the time it was made), and `/purge` purges the host's cache.
+//! with what a cache may keep, each answer unique (the time it was made), and `/purge` purges the host's cache. The
+//! `/ws/{room}` functions are a chat room over WebSockets, and `/broadcast` sends to every connection of it.
 
 use edgefn::prelude::*;
+use edgefn::websocket::{self, WebSocketEvent};
 
 // ANCHOR: limited
 #[function(trigger = http("/limited/{limiter}/{who}"))]
@@ -57,3 +59,56 @@ fn purge(req: Request) -> Result<Response> {
     };
     Ok(Response::text(purged.to_string()))
 }
+
+// ANCHOR: websocket
+/// A chat room's connect: `/ws/closed` is refused; every other room's connection is recorded in the store and
+/// welcomed.
+#[function(trigger = websocket("/ws/{room}", on = "connect"))]
+fn ws_connect(event: WebSocketEvent) -> Result<()> {
+    let room = event.param("room").unwrap_or_default();
+    if room == "closed" {
+        return Err(Error::new(403, "room `closed` is closed"));
+    }
+    edgefn::kv::Store::open("default")?.set(&format!("ws:{}", event.connection_id), room)?;
+    websocket::send(&event.connection_id, "welcome")
+}
+
+/// Echoes each message (naming the version's `GENERATION`); `close me` makes the function close the connection.
+#[function(trigger = websocket("/ws/{room}", on = "message"))]
+fn ws_message(event: WebSocketEvent) -> Result<()> {
+    let text = event.text().unwrap_or_default();
+    if text == "close me" {
+        return websocket::close(&event.connection_id, 4000, "asked to");
+    }
+    let generation = std::env::var("GENERATION").unwrap_or_else(|_| "1".into());
+    websocket::send(&event.connection_id, &format!("echo {text} from generation {generation}"))
+}
+
+/// Records that the connection's disconnect ran.
+#[function(trigger = websocket("/ws/{room}", on = "disconnect"))]
+fn ws_disconnect(event: WebSocketEvent) -> Result<()> {
+    let store = edgefn::kv::Store::open("default")?;
+    store.delete(&format!("ws:{}", event.connection_id))?;
+    store.set(&format!("gone:{}", event.connection_id), "")
+}
+
+/// `POST /broadcast` with a text body: sends it to every open connection; answers how many got it.
+#[function(trigger = http("/broadcast", method = "POST"))]
+fn broadcast(req: Request) -> Result<Response> {
+    let text = req.text()?.to_owned();
+    let store = edgefn::kv::Store::open("default")?;
+    let (mut cursor, mut sent) = (None, 0);
+    loop {
+        let page = store.list("ws:", cursor.as_deref(), 500)?;
+        for key in &page.keys {
+            websocket::send(&key["ws:".len()..], &text)?;
+            sent += 1;
+        }
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(Response::text(sent.to_string()))
+}
+// ANCHOR_END: websocket
