@@ -4,6 +4,8 @@
 #
 # - static: a 4 KiB file (`/app.css`) served by edgefn from a component's static files vs tower-http's `ServeDir`
 #   of the same folder in a native axum server (bench/ceiling with STATIC_DIR);
+# - websocket: 1,000 connections to the same guest's `/ws/{room}`, a broadcast from a function to all of them, the
+#   time until the last has it (bench/websocket.rs, median of 5 rounds);
 # - cache: a function's cacheable GET (`/cached/ada` of the gateway-probe guest, `Cache-Control: public,
 #   max-age=60`) from a host with the response cache on (the default: hits) vs the same host config with
 #   `[cache] enabled = false` (every request runs the function).
@@ -21,12 +23,15 @@ threads=2
 
 require_wrk
 build_release "edgefn-host bench-ceiling" gateway-probe
+# The WebSocket client, built now so that nothing compiles while the servers are measured.
+cargo bench --no-run -q -p edgefn-host --bench websocket >&2
 wasm=target/wasm32-wasip2/release/gateway_probe.wasm
 data=$(mktemp -d)
 mkdir -p "$data/site" "$data/on" "$data/off"
 head -c 4096 /dev/urandom | base64 -w 100 | head -c 4096 >"$data/site/app.css"
 echo '<!doctype html><title>bench</title>' >"$data/site/index.html"
-printf '[components.gateway_probe.assets]\ndir = "%s"\n' "$data/site" >"$data/on.toml"
+printf '[components.gateway_probe]\nkey_value_stores = ["default"]\n[components.gateway_probe.assets]\ndir = "%s"\n' \
+    "$data/site" >"$data/on.toml"
 printf '[cache]\nenabled = false\n' >"$data/off.toml"
 
 static_port=18183
@@ -76,3 +81,4 @@ awk '{sum[$1]+=$2; n[$1]++} END {
      printf "mean: static %.0f req/s, ServeDir %.0f req/s; cached %.0f req/s, uncached %.0f req/s\n", s, d, c, u;
      printf "static vs ServeDir %.3fx, cached vs uncached %.2fx\n", s/d, c/u;
      printf "figure: static_vs_servedir %.3f\nfigure: cached_vs_uncached %.3f\n", s/d, c/u}' "$data/rps"
+cargo bench -q -p edgefn-host --bench websocket -- "http://127.0.0.1:$static_port" 1000 5 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)"

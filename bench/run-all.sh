@@ -46,6 +46,8 @@ cargo build --release --target wasm32-wasip2 -p bench-sink -p object-probe >&2
 cargo bench -p edgefn-host --bench objects 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)" | tee -a "$log"
 section "(x) streams: records/s with 1 and 4 shards vs a raw SQLite loop"
 cargo bench -p edgefn-host --bench streams 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)" | tee -a "$log"
+section "(y) the gateway: static files vs ServeDir, cached vs uncached, WebSocket broadcast to 1,000"
+bash bench/gateway.sh 3 10 16 | tee -a "$log"
 section "(u) WASI 0.3: fresh vs WASI 0.2, reuse vs wasmtime serve and native, streaming proxy, SSE, fan-out"
 bash bench/wasip3.sh 3 10 16 | tee -a "$log"
 
@@ -90,6 +92,7 @@ rows = [
     ("w", "object get MB/s, 256 MiB / raw file read", "objects_get_vs_raw", ">=", 0.7, "x"),
     ("x", "stream records/s, 1 shard / raw SQLite loop", "stream_vs_raw_sqlite_1_shards", ">=", 0.5, "x"),
     ("x", "stream records/s, 4 shards / raw SQLite loop", "stream_vs_raw_sqlite_4_shards", ">=", 0.5, "x"),
+    ("y", "static file req/s, 4 KiB / axum ServeDir of the same folder", "static_vs_servedir", ">=", 0.8, "x"),
 ]
 print(f"| target | figure | wanted | result | |")
 print(f"|---|---|---|---|---|")

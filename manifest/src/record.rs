@@ -649,6 +649,24 @@ mod tests {
     }
 
     #[test]
+    fn a_websocket_record_round_trips_and_needs_version_5() {
+        let record = FunctionRecord {
+            name: "said".into(),
+            trigger: Trigger::WebSocket {
+                route: "/chat/{room}".into(),
+                on: WebSocketEventKind::Message,
+                auth: Some(RouteAuth { authorizer: "main".into(), scopes: vec!["chat".into()] }),
+            },
+        };
+        assert_eq!(record.required_version(), 5);
+        assert_eq!(decode_section(&encode_record(&record)).unwrap(), vec![record]);
+        let minimal: Trigger = serde_json::from_str(r#"{"kind":"websocket","route":"/ws","on":"connect"}"#).unwrap();
+        assert_eq!(minimal, Trigger::WebSocket { route: "/ws".into(), on: WebSocketEventKind::Connect, auth: None });
+        assert_eq!(WebSocketEventKind::parse("disconnect").map(WebSocketEventKind::as_str), Some("disconnect"));
+        assert_eq!(WebSocketEventKind::parse("open"), None);
+    }
+
+    #[test]
     fn new_trigger_kinds_round_trip_and_fill_defaults() {
         let cron = FunctionRecord {
             name: "tick".into(),

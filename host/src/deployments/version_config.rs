@@ -243,14 +243,15 @@ impl VersionConfig {
         component: &str,
         functions: &[FunctionRecord],
     ) -> Result<HashMap<String, Arc<crate::config::CorsPolicy>>, DeployError> {
-        let mut policies = HashMap::new();
-        for function in functions {
-            let own = self.functions.get(&function.name).and_then(|settings| settings.cors.as_ref());
-            let Some(settings) = own.or(self.settings.cors.as_ref()) else { continue };
-            settings.validate(&format!("function `{component}/{}`", function.name)).map_err(DeployError::Config)?;
-            policies.insert(function.name.clone(), Arc::new(crate::config::CorsPolicy::new(settings)));
-        }
-        Ok(policies)
+        self.per_function(
+            component,
+            functions,
+            |settings| settings.cors.as_ref(),
+            |cors, what| {
+                cors.validate(what)?;
+                Ok(crate::config::CorsPolicy::new(cors))
+            },
+        )
     }
 
     /// The rate limit of each function that has one: its own, else the component's; settings that do not hold
@@ -260,14 +261,34 @@ impl VersionConfig {
         component: &str,
         functions: &[FunctionRecord],
     ) -> Result<HashMap<String, Arc<crate::config::RateLimitSettings>>, DeployError> {
-        let mut limits = HashMap::new();
+        self.per_function(
+            component,
+            functions,
+            |settings| settings.rate_limit.as_ref(),
+            |limit, what| {
+                limit.validate(what)?;
+                Ok(limit.clone())
+            },
+        )
+    }
+
+    /// For each function with a `setting` (its own, else the component's): what `build` makes of it, or the deploy
+    /// refused with `build`'s reason, naming the function.
+    fn per_function<S, T>(
+        &self,
+        component: &str,
+        functions: &[FunctionRecord],
+        setting: impl Fn(&FunctionSettings) -> Option<&S>,
+        build: impl Fn(&S, &str) -> Result<T, String>,
+    ) -> Result<HashMap<String, Arc<T>>, DeployError> {
+        let mut built = HashMap::new();
         for function in functions {
-            let own = self.functions.get(&function.name).and_then(|settings| settings.rate_limit.as_ref());
-            let Some(settings) = own.or(self.settings.rate_limit.as_ref()) else { continue };
-            settings.validate(&format!("function `{component}/{}`", function.name)).map_err(DeployError::Config)?;
-            limits.insert(function.name.clone(), Arc::new(settings.clone()));
+            let own = self.functions.get(&function.name).and_then(&setting);
+            let Some(value) = own.or(setting(&self.settings)) else { continue };
+            let what = format!("function `{component}/{}`", function.name);
+            built.insert(function.name.clone(), Arc::new(build(value, &what).map_err(DeployError::Config)?));
         }
-        Ok(limits)
+        Ok(built)
     }
 
     /// The configuration as an operator may see it: secret values replaced.
