@@ -58,16 +58,6 @@ curl -s -o /dev/null "http://127.0.0.1:$static_port/cached/ada"
 [ "$(curl -s -D - -o /dev/null "http://127.0.0.1:$uncached_port/cached/ada" | tr -d '\r' | awk -F': ' '$1=="x-edgefn-cache" {print $2}')" = "" ] \
     || { echo "the uncached host has a cache" >&2; exit 1; }
 
-# wrk_url NAME URL: one wrk run, printed and appended to $data/rps as "NAME req/s".
-wrk_url() {
-    local out rps p50 p99
-    out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "$2")
-    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    printf '%-9s round %s  %10s req/s  p50 %8s  p99 %8s\n' "$1" "$round" "$rps" "$p50" "$p99"
-    echo "$1 $rps" >>"$data/rps"
-}
 
 echo "gateway, $connections connections, $threads wrk threads, ${seconds}s per run, $rounds rounds"
 for round in $(seq 1 "$rounds"); do

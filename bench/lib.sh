@@ -31,15 +31,19 @@ wait_for() {
     exit 1
 }
 
-# wrk_round NAME PORT: one wrk run against http://127.0.0.1:PORT/hello/bench with the caller's $threads,
-# $connections and $seconds; prints NAME, the caller's $round, req/s, p50 and p99, and appends "NAME req/s" to
-# $data/rps for the caller's summary.
-wrk_round() {
+# wrk_url NAME URL: one wrk run against URL with the caller's $threads, $connections and $seconds; prints NAME, the
+# caller's $round, req/s, p50 and p99, and appends "NAME req/s" to $data/rps for the caller's summary.
+wrk_url() {
     local out rps p50 p99
-    out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "http://127.0.0.1:$2/hello/bench")
+    out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "$2")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    printf '%-8s round %s  %10s req/s  p50 %8s  p99 %8s\n' "$1" "$round" "$rps" "$p50" "$p99"
+    printf '%-9s round %s  %10s req/s  p50 %8s  p99 %8s\n' "$1" "$round" "$rps" "$p50" "$p99"
     echo "$1 $rps" >>"$data/rps"
+}
+
+# wrk_round NAME PORT: wrk_url against http://127.0.0.1:PORT/hello/bench.
+wrk_round() {
+    wrk_url "$1" "http://127.0.0.1:$2/hello/bench"
 }

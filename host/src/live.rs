@@ -366,6 +366,10 @@ impl LiveSet {
         let mut queues: HashMap<String, String> = HashMap::new();
         let mut asset_routes: Vec<(String, String)> = Vec::new();
         let mut websocket_routes: Router<WebSocketTarget> = Router::new();
+        // The guard of each (component, version, route) of websocket functions: they must agree, or a connection
+        // could pass by the one event whose function names none.
+        let mut websocket_guards: HashMap<(String, u32, String), Option<edgefn_manifest::record::RouteAuth>> =
+            HashMap::new();
         for live in components.values() {
             for version in live.versions() {
                 if let Some(site) = &version.assets {
@@ -399,8 +403,21 @@ impl LiveSet {
                             }
                         }
                     }
-                    if let Trigger::WebSocket { route, .. } = &function.trigger {
+                    if let Trigger::WebSocket { route, auth, .. } = &function.trigger {
                         let invalid = |reason: String| LiveSetError::Invalid { function: label.clone(), reason };
+                        let key = (version.component.clone(), version.version, route.clone());
+                        match websocket_guards.get(&key) {
+                            Some(guard) if guard != auth => {
+                                return Err(invalid(format!(
+                                    "the websocket functions of route `{route}` name different `auth` or `scopes`: one \
+                                     guard protects a connection, so give them all the same"
+                                )));
+                            }
+                            Some(_) => {}
+                            None => {
+                                websocket_guards.insert(key, auth.clone());
+                            }
+                        }
                         let pattern = RoutePattern::parse(route).map_err(|e| invalid(e.to_string()))?;
                         let target = WebSocketTarget { component: version.component.clone(), route: route.clone() };
                         if let Err(conflict) = websocket_routes.insert(pattern, MethodFilter::Any, target) {
@@ -686,6 +703,30 @@ mod tests {
             let RouteLookup::Found { version, function, .. } = live.route("GET", "/new") else { panic!("/new") };
             assert_eq!((version.version, function.as_str()), (2, "new"));
         }
+    }
+
+    #[test]
+    fn websocket_functions_of_one_route_must_share_their_guard() {
+        use edgefn_manifest::record::{RouteAuth, WebSocketEventKind};
+        let ws = |on, authorizer: Option<&str>| Trigger::WebSocket {
+            route: "/chat".into(),
+            on,
+            auth: authorizer.map(|a| RouteAuth { authorizer: a.into(), scopes: Vec::new() }),
+        };
+        let guarded = [
+            ("join", ws(WebSocketEventKind::Connect, Some("main"))),
+            ("said", ws(WebSocketEventKind::Message, Some("main"))),
+        ];
+        assert!(set(vec![LiveComponent::new(version("a", 1, &guarded), None)]).is_ok());
+        let open_message =
+            [("join", ws(WebSocketEventKind::Connect, None)), ("said", ws(WebSocketEventKind::Message, Some("main")))];
+        let error = set(vec![LiveComponent::new(version("a", 1, &open_message), None)]).unwrap_err();
+        assert!(error.to_string().contains("name different `auth` or `scopes`"), "{error}");
+        // Another component cannot hold connections on the same route.
+        let other =
+            LiveComponent::new(version("b", 1, &[("join", ws(WebSocketEventKind::Connect, Some("main")))]), None);
+        let error = set(vec![LiveComponent::new(version("a", 1, &guarded), None), other]).unwrap_err();
+        assert!(matches!(error, LiveSetError::RouteConflict { .. }), "{error}");
     }
 
     #[test]

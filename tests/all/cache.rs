@@ -35,6 +35,14 @@ fn function_responses_are_cached_per_vary_served_stale_on_error_and_purged_by_ta
     assert!(german.body.starts_with("de ada "), "{}", german.body);
     assert_eq!(get(&host, "/cached/ada", &[("accept-language", "de")]).body, german.body);
     assert_eq!(get(&host, "/cached/ada", &[]).body, first.body, "the English entry is still there");
+    // A write that succeeds drops the path's entries (every variant); the next GET runs the function.
+    assert_eq!(send("POST", &host.url("/cached/carl"), &[], b"").status, 204);
+    let carl = get(&host, "/cached/carl", &[]);
+    assert_eq!((cache_status(&carl), cache_status(&get(&host, "/cached/carl", &[]))), ("miss", "hit"));
+    assert_eq!(send("POST", &host.url("/cached/carl"), &[], b"").status, 204);
+    let rewritten = get(&host, "/cached/carl", &[]);
+    assert_eq!(cache_status(&rewritten), "miss", "the write made the entry stale");
+    assert_ne!(rewritten.body, carl.body);
     // Another query string is another entry.
     assert_eq!(cache_status(&get(&host, "/cached/ada?max_age=60", &[])), "miss");
     assert_eq!(cache_status(&get(&host, "/cached/ada?max_age=60", &[])), "hit");
@@ -67,7 +75,7 @@ fn function_responses_are_cached_per_vary_served_stale_on_error_and_purged_by_ta
     assert!(out.contains("purged 1 entries of gateway_probe"), "{out}");
     assert_eq!(cache_status(&get(&host, "/cached/ada", &[])), "miss");
     let by_prefix = send("POST", &host.url("/purge?path=/cached/*"), &[], b"");
-    assert_eq!(by_prefix.body, "2", "ada and bob");
+    assert_eq!(by_prefix.body, "3", "ada, bob and carl");
     // From the admin API, all of a component's entries; then its stats.
     assert_eq!(cache_status(&get(&host, "/cached/ada", &[])), "miss");
     let all = host.admin("POST", "/v1/cache/purge", Some(serde_json::json!({ "component": "gateway_probe" })));

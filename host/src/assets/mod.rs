@@ -211,9 +211,11 @@ impl AssetSite {
     /// What `path` (the request's path, percent-encoded) is on this site.
     pub fn lookup(&self, path: &str) -> AssetLookup<'_> {
         let Some(below) = self.below_route(path) else { return AssetLookup::NotFound };
-        let Ok(decoded) = percent_encoding::percent_decode_str(below).decode_utf8() else {
-            return AssetLookup::NotFound;
-        };
+        if below.is_empty() && self.route != "/" {
+            // `/app` of a site at `/app`: its index is at `/app/`, where its relative links resolve.
+            return AssetLookup::Redirect(format!("{}/", self.route));
+        }
+        let decoded = edgefn_manifest::route::percent_decode(below);
         let name = decoded.trim_start_matches('/');
         if name.split('/').any(|part| part == ".." || part == ".") {
             return AssetLookup::NotFound;
@@ -223,7 +225,8 @@ impl AssetSite {
             return AssetLookup::File(file);
         }
         if !name.is_empty() && !name.ends_with('/') && self.files.contains_key(&format!("{name}/index.html")) {
-            return AssetLookup::Redirect(format!("{path}/"));
+            // One leading slash: `//docs/` would send the browser to another host.
+            return AssetLookup::Redirect(format!("/{}/", path.trim_start_matches('/')));
         }
         let last = name.rsplit('/').next().unwrap_or_default();
         match &self.spa_fallback {
@@ -276,6 +279,7 @@ mod tests {
         assert_eq!(file_name(site.lookup("/app.js")), "file /nowhere/app.js");
         assert_eq!(file_name(site.lookup("/docs/")), "file /nowhere/docs/index.html");
         assert_eq!(file_name(site.lookup("/docs")), "redirect /docs/");
+        assert_eq!(file_name(site.lookup("//docs")), "redirect /docs/", "never to another host");
         assert_eq!(file_name(site.lookup("/img/a%20b.png")), "file /nowhere/img/a b.png");
         assert_eq!(file_name(site.lookup("/orders/42")), "fallback /nowhere/index.html", "a client-side route");
         assert_eq!(file_name(site.lookup("/missing.png")), "none", "a missing file is not the app");
@@ -286,7 +290,8 @@ mod tests {
     #[test]
     fn a_site_under_a_route_answers_only_below_it() {
         let site = site("/app/", None);
-        assert_eq!(file_name(site.lookup("/app")), "file /nowhere/index.html");
+        assert_eq!(file_name(site.lookup("/app")), "redirect /app/");
+        assert_eq!(file_name(site.lookup("/app/")), "file /nowhere/index.html");
         assert_eq!(file_name(site.lookup("/app/app.js")), "file /nowhere/app.js");
         assert_eq!(file_name(site.lookup("/application")), "none");
         assert_eq!(file_name(site.lookup("/app/orders/42")), "none", "no fallback configured");

@@ -153,7 +153,7 @@ impl ResponseCache {
     pub fn lookup(&self, primary: &str, request: &HeaderMap) -> Option<std::sync::Arc<CachedResponse>> {
         let mut state = self.lock();
         let variants = state.entries.get(primary)?;
-        let values = vary_values(&variants.vary, request);
+        let values = vary_values(&variants.vary, request)?;
         variants.responses.iter().find(|(v, _)| *v == values).map(|(_, response)| response.clone())
     }
 
@@ -170,7 +170,8 @@ impl ResponseCache {
     /// Stores `entry` for `primary`, varying on `vary` of `request`, dropping the least recently used entries
     /// past the budget. An entry too large is not stored.
     pub fn store(&self, primary: &str, vary: Vec<http::HeaderName>, request: &HeaderMap, entry: CachedResponse) {
-        let values = vary_values(&vary, request);
+        // A varying header that is not text cannot be told apart from its absence: such a response is not kept.
+        let Some(values) = vary_values(&vary, request) else { return };
         let weight = entry.weight(&values) + primary.len();
         if entry.body.len() > self.max_entry_bytes() || weight > self.budget() {
             return;
@@ -257,17 +258,17 @@ pub fn primary_key(component: &str, version: u32, path_and_query: &str) -> Strin
     format!("{component}\n{version}\n{path_and_query}")
 }
 
-/// The values `request` has for the headers a response varies on, as one string.
-fn vary_values(vary: &[http::HeaderName], request: &HeaderMap) -> String {
+/// The values `request` has for the headers a response varies on, as one string; `None` when one is not text.
+fn vary_values(vary: &[http::HeaderName], request: &HeaderMap) -> Option<String> {
     let mut key = String::new();
     for name in vary {
         key.push_str(name.as_str());
         key.push('=');
-        let values: Vec<&str> = request.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+        let values = request.get_all(name).iter().map(|v| v.to_str().ok()).collect::<Option<Vec<&str>>>()?;
         key.push_str(&values.join(","));
         key.push('\n');
     }
-    key
+    Some(key)
 }
 
 /// The view the purge import acts on: the cache, and who calls.
@@ -299,7 +300,7 @@ pub fn add_to_linker<T: Send + 'static>(
 impl CacheView<'_> {
     fn scope(&self) -> Result<(&ResponseCache, &str), String> {
         let cache = self.cache.ok_or_else(|| super::unavailable("the response cache"))?;
-        let component = self.caller.and_then(|caller| caller.split('/').next()).unwrap_or_default();
+        let component = super::caller_component(self.caller);
         Ok((cache, component))
     }
 }

@@ -80,6 +80,11 @@ impl std::fmt::Debug for Capabilities {
     }
 }
 
+/// The component of a caller named `component/function`: what scopes its keys, cache entries and connections.
+pub(crate) fn caller_component(caller: Option<&str>) -> &str {
+    caller.and_then(|caller| caller.split('/').next()).unwrap_or_default()
+}
+
 /// The error a guest sees when it calls a capability that is not available where it runs.
 pub(crate) fn unavailable(what: &str) -> String {
     format!("{what} is not available here (a function's init runs at deploy, before anything is live)")

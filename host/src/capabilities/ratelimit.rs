@@ -173,7 +173,7 @@ pub fn add_to_linker<T: Send + 'static>(
 impl wit::Host for RateLimitView<'_> {
     async fn check(&mut self, limiter: String, key: String) -> Result<wit::Decision, String> {
         let limiters = self.limiters.ok_or_else(|| super::unavailable("rate limiting"))?;
-        let component = self.caller.and_then(|caller| caller.split('/').next()).unwrap_or_default();
+        let component = super::caller_component(self.caller);
         let decision = limiters.check(component, &limiter, &key)?;
         Ok(wit::Decision {
             allowed: decision.allowed,

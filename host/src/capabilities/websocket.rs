@@ -104,7 +104,7 @@ pub fn add_to_linker<T: Send + 'static>(
 impl WebSocketView<'_> {
     fn scope(&self) -> Result<(&Connections, &str), String> {
         let connections = self.connections.ok_or_else(|| super::unavailable("WebSockets"))?;
-        let component = self.caller.and_then(|caller| caller.split('/').next()).unwrap_or_default();
+        let component = super::caller_component(self.caller);
         Ok((connections, component))
     }
 }

@@ -184,6 +184,8 @@ fn storable(response: &Response, credentials: bool) -> Option<Policy> {
     if has("no-store") || has("private") || has("no-cache") {
         return None;
     }
+    // A response that must be revalidated once stale is never served stale (RFC 9111 4.2.4).
+    let revalidate = has("must-revalidate") || has("proxy-revalidate");
     let shared_max_age: Option<u64> = seconds("s-maxage");
     if credentials && !(has("public") || shared_max_age.is_some() || has("must-revalidate")) {
         return None;
@@ -203,7 +205,8 @@ fn storable(response: &Response, credentials: bool) -> Option<Policy> {
     }
     vary.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     vary.dedup();
-    let stale_if_error = Duration::from_secs(seconds("stale-if-error").unwrap_or(0));
+    let stale_if_error =
+        if revalidate { Duration::ZERO } else { Duration::from_secs(seconds("stale-if-error").unwrap_or(0)) };
     Some(Policy { fresh_for, stale_if_error, vary })
 }
 
@@ -333,6 +336,8 @@ mod tests {
         assert_eq!(varied.expect("stored").vary, [header::ACCEPT_ENCODING, header::ACCEPT_LANGUAGE]);
         assert_eq!(storable(&response(500, &[("cache-control", "max-age=60")]), false), None);
         assert!(storable(&response(404, &[("cache-control", "max-age=60")]), false).is_some());
+        let strict = policy(&[("cache-control", "max-age=60, must-revalidate, stale-if-error=30")]).expect("stored");
+        assert_eq!(strict.stale_if_error, Duration::ZERO, "must-revalidate: never served stale");
     }
 
     #[test]

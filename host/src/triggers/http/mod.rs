@@ -233,12 +233,24 @@ async fn route_and_invoke(
             return response;
         }
     }
-    let credentials = request.headers().contains_key(header::AUTHORIZATION) || version.route_auth(&function).is_some();
+    // Credentials: what makes a response one user's (RFC 9111 3.5), a cookie included.
+    let credentials = [header::AUTHORIZATION, header::PROXY_AUTHORIZATION, header::COOKIE]
+        .iter()
+        .any(|name| request.headers().contains_key(name))
+        || version.route_auth(&function).is_some();
+    // A write that succeeds makes what the cache holds for its path stale (RFC 9111 4.4).
+    let unsafe_write =
+        (!request.method().is_safe()).then(|| (version.component.clone(), request.uri().path().to_owned()));
     let mut caching = cache::Caching::for_request(trigger.cache.as_ref(), &version, &request, credentials);
     if let Some(answer) = caching.as_mut().and_then(cache::Caching::fresh_answer) {
         return answer;
     }
     let response = run_function(trigger, request, request_id, served, version, function, label).await;
+    if let (Some((component, path)), Some(cache)) = (unsafe_write, &trigger.cache)
+        && response.status().as_u16() < 400
+    {
+        cache.purge_path(&component, &path);
+    }
     match caching {
         Some(caching) => caching.finish(response),
         None => response,

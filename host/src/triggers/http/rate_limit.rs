@@ -14,8 +14,9 @@ use edgefn_manifest::record::CLAIMS_HEADER;
 use http::{HeaderValue, StatusCode, header};
 
 /// The claim `name` of the token the route's authorizer verified, as text.
-fn claim(request: &Request, name: &str) -> Option<String> {
-    let encoded = request.headers().get(CLAIMS_HEADER)?.to_str().ok()?;
+/// Claim `name` of the token the auth gate verified (it passes the claims on in a header only it sets).
+pub(super) fn claim(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    let encoded = headers.get(CLAIMS_HEADER)?.to_str().ok()?;
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
     match claims.get(name)? {
@@ -29,8 +30,8 @@ fn claim(request: &Request, name: &str) -> Option<String> {
 pub(super) fn client_key(limit: &RateLimitSettings, request: &Request) -> String {
     let key = match limit.rate_key() {
         Ok(RateKey::Ip) => request.extensions().get::<ClientAddr>().map(|addr| addr.0.ip().to_string()),
-        Ok(RateKey::Subject) => claim(request, "sub"),
-        Ok(RateKey::Claim(name)) => claim(request, &name),
+        Ok(RateKey::Subject) => claim(request.headers(), "sub"),
+        Ok(RateKey::Claim(name)) => claim(request.headers(), &name),
         Ok(RateKey::Header(name)) => {
             request.headers().get(name.as_str()).and_then(|v| v.to_str().ok()).map(str::to_owned)
         }

@@ -26,7 +26,7 @@ use axum::extract::Request;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse as _, Response};
 use base64::Engine as _;
-use edgefn_manifest::record::{CLAIMS_HEADER, Trigger, WebSocketEventKind};
+use edgefn_manifest::record::{Trigger, WebSocketEventKind};
 use futures_util::{SinkExt as _, StreamExt as _};
 use http::{HeaderMap, StatusCode, header};
 use std::sync::Arc;
@@ -167,7 +167,7 @@ pub(super) async fn accept(
         tracing::info!(request_id, path = %place.path, reason = %refusal.reason, "WebSocket connection refused");
         return *refusal.response;
     }
-    place.subject = subject(&parts.headers);
+    place.subject = super::rate_limit::claim(&parts.headers, "sub");
     let id = format!("ws-{}", uuid::Uuid::new_v4().simple());
     let limits = &trigger.limits;
     if trigger.connections.len() >= limits.max_websockets {
@@ -180,13 +180,14 @@ pub(super) async fn accept(
     };
     // Registered before connect runs, so that what it sends waits for the connection.
     let outgoing = trigger.connections.register(&id, &place.component);
+    let registration = Registration { connections: trigger.connections.clone(), id: id.clone() };
     let live = trigger.live.load();
     if let Some((version, function)) = handler(&live, &place, WebSocketEventKind::Connect) {
         drop(live);
         let headers = kept_headers(&parts.headers);
         let event = event(&id, "connect", &place, &headers);
         if let Err(message) = run_event(trigger, &version, &function, &id, &event).await {
-            trigger.connections.remove(&id);
+            drop(registration);
             tracing::info!(request_id, connection = %id, %message, "WebSocket connect refused by its function");
             return error_response(StatusCode::FORBIDDEN, &message, request_id);
         }
@@ -198,35 +199,32 @@ pub(super) async fn accept(
         .max_message_size(max_message)
         .max_frame_size(max_frame)
         .on_failed_upgrade({
-            let (trigger, id) = (trigger.clone(), id.clone());
-            move |error| {
-                tracing::info!(connection = %id, %error, "WebSocket upgrade failed");
-                trigger.connections.remove(&id);
-            }
+            let id = id.clone();
+            // The registration goes with the dropped `on_upgrade` callback.
+            move |error| tracing::info!(connection = %id, %error, "WebSocket upgrade failed")
         })
-        .on_upgrade(move |socket| async move { serve(trigger, socket, id, place, outgoing).await })
+        .on_upgrade(move |socket| async move { serve(trigger, socket, registration, place, outgoing).await })
 }
 
-/// The verified subject of a protected route's token, from the claims the gate passed on.
-fn subject(headers: &HeaderMap) -> Option<String> {
-    let encoded = headers.get(CLAIMS_HEADER)?.to_str().ok()?;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
-    claims.get("sub")?.as_str().map(str::to_owned)
-}
-
-/// The connect request's headers a function may see: no credentials, no host-internal ones.
+/// The connect request's headers a function may see: no credentials, no host-internal ones (as a failed request
+/// keeps them for replay), no handshake key.
 fn kept_headers(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter(|(name, _)| {
-            let name = name.as_str();
-            !matches!(name, "authorization" | "cookie" | "sec-websocket-key")
-                && !name.starts_with("x-edgefn-")
-                && name != CLAIMS_HEADER
-        })
-        .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
-        .collect()
+    let mut headers = headers.clone();
+    headers.remove(header::SEC_WEBSOCKET_KEY);
+    crate::triggers::replay::kept_headers(&headers, &[])
+}
+
+/// A connection's entry in the node's registry, removed when this is dropped, however the connection ends (a
+/// refused connect, a failed upgrade, a client gone mid-handshake, the end of `serve`, a shutdown).
+struct Registration {
+    connections: Arc<crate::capabilities::websocket::Connections>,
+    id: String,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.connections.remove(&self.id);
+    }
 }
 
 fn event<'a>(id: &'a str, kind: &'a str, place: &'a Place, headers: &'a [(String, String)]) -> Event<'a> {
@@ -270,16 +268,19 @@ impl std::fmt::Display for Ending {
 async fn serve(
     trigger: Arc<HttpTrigger>,
     socket: WebSocket,
-    id: String,
+    registration: Registration,
     place: Place,
     mut outgoing: tokio::sync::mpsc::Receiver<Outgoing>,
 ) {
+    let id = registration.id.clone();
     let limits = &trigger.limits;
     let idle = Duration::from_secs(limits.websocket_idle_timeout_s.max(1));
     let per_second = f64::from(limits.websocket_messages_per_s.max(1));
     let rate = BucketRule { per_second, burst: per_second };
     let (mut sink, mut stream) = socket.split();
     let (closing_tx, mut closing_rx) = tokio::sync::oneshot::channel::<(u16, String)>();
+    // Tells the reader at once when a function closed the connection, however quiet the client is.
+    let closed_by_function = Arc::new(tokio::sync::Notify::new());
     let activity = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
     let touch = {
@@ -289,6 +290,7 @@ async fn serve(
     // The writer: what functions send, in order, until a close (a function's, or the reader's).
     let writer = {
         let touch = touch.clone();
+        let closed_by_function = closed_by_function.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -303,6 +305,9 @@ async fn serve(
                             }
                         };
                         if sink.send(frame).await.is_err() || last {
+                            if last {
+                                closed_by_function.notify_one();
+                            }
                             return last;
                         }
                     }
@@ -322,7 +327,10 @@ async fn serve(
         let quiet_for = started
             .elapsed()
             .saturating_sub(Duration::from_millis(activity.load(std::sync::atomic::Ordering::Relaxed)));
-        let next = tokio::time::timeout(idle.saturating_sub(quiet_for), stream.next()).await;
+        let next = tokio::select! {
+            next = tokio::time::timeout(idle.saturating_sub(quiet_for), stream.next()) => next,
+            () = closed_by_function.notified() => break Ending::ClosedByFunction,
+        };
         let frame = match next {
             Err(_elapsed) => {
                 let quiet =
@@ -373,7 +381,7 @@ async fn serve(
         drop(closing_tx);
     }
     let _ = writer.await;
-    trigger.connections.remove(&id);
+    drop(registration);
     tracing::info!(connection = %id, ending = %ending, "WebSocket connection ended");
     let live = trigger.live.load();
     if let Some((version, function)) = handler(&live, &place, WebSocketEventKind::Disconnect) {

@@ -43,6 +43,12 @@ fn cached(req: Request) -> Response {
 }
 // ANCHOR_END: cached
 
+/// A write to the greeting (answers 204): the host then drops what its cache holds for the path.
+#[function(trigger = http("/cached/{name}", method = "POST"))]
+fn rename(_req: Request) -> Response {
+    Response::text("").with_status(204)
+}
+
 /// Never cached: the answer is this user's.
 #[function(trigger = http("/uncached/private", method = "GET"))]
 fn private(_req: Request) -> Response {
