@@ -108,7 +108,7 @@ fn static_files_are_served_with_etags_ranges_compressed_forms_cache_rules_and_ro
     assert_eq!((deep.status, deep.body.as_str()), (200, "<h1>home</h1>"));
     let missing = get(&host.url("/missing.png"));
     assert_eq!(missing.status, 404, "{}", missing.body);
-    assert!(missing.body.contains("no function or file at /missing.png"), "{}", missing.body);
+    assert!(missing.body.contains("no function at /missing.png"), "{}", missing.body);
     assert_eq!(send("POST", &host.url("/app.js"), &[], b"x").status, 404, "files answer GET and HEAD only");
     host.wait_for_log_line(&["function=\"hello:static\"", "path=/app.js", "status=206"]);
 }

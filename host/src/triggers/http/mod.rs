@@ -186,7 +186,8 @@ async fn route_and_invoke(
             return response;
         }
         RouteLookup::NotFound => {
-            let message = format!("no function or file at {}", request.uri().path());
+            // The same words as the SDK's own 404, so that `wasmtime serve` answers alike.
+            let message = format!("no function at {}", request.uri().path());
             // No function answers: a component's static files may.
             let static_files = (request.method() == http::Method::GET || request.method() == http::Method::HEAD)
                 .then(|| live.assets_for(request.uri().path()))

@@ -55,6 +55,7 @@ fn private(_req: Request) -> Response {
     Response::text(run_mark().to_string()).with_header("cache-control", "private, max-age=60")
 }
 
+// ANCHOR: purge
 /// `POST /purge?tag=T` or `?path=P`: purges the host's cache of this component's entries; answers how many.
 #[function(trigger = http("/purge", method = "POST"))]
 fn purge(req: Request) -> Result<Response> {
@@ -65,6 +66,7 @@ fn purge(req: Request) -> Result<Response> {
     };
     Ok(Response::text(purged.to_string()))
 }
+// ANCHOR_END: purge
 
 // ANCHOR: websocket
 /// A chat room's connect: `/ws/closed` is refused; every other room's connection is recorded in the store and
