@@ -18,6 +18,7 @@ mod dev;
 mod disk;
 mod docs;
 mod examples;
+mod gallery;
 mod gateway;
 mod http;
 mod isolation;

@@ -3,7 +3,8 @@
 //! the connection's id as its correlation id.
 //!
 //! - **connect**: a GET with `Upgrade: websocket` to a route of `websocket` functions passes the route's authorizer
-//!   (if any), then the `connect` function (if any) runs; its `Err` refuses the connection (403 with its message),
+//!   (if any; a browser cannot set headers on a WebSocket, so the bearer token may come as the query's
+//!   `access_token`, RFC 6750 section 2.3, which is then taken out of the query the functions see), then the `connect` function (if any) runs; its `Err` refuses the connection (403 with its message),
 //!   otherwise the host answers 101 and the connection is open. What the connect function sends is queued and
 //!   sent once it is.
 //! - **message**: each text or binary message runs the `message` function, one at a time per connection, in order.
@@ -147,9 +148,15 @@ pub(super) async fn accept(
 ) -> Response {
     let crate::live::WebSocketRoute { component, route, params } = target;
     let path = request.uri().path().to_owned();
-    let query = request.uri().query().unwrap_or_default().to_owned();
+    let (token, query) = split_access_token(request.uri().query().unwrap_or_default());
     let mut place = Place { component, route, path, query, params, subject: None };
     let (mut parts, _body) = request.into_parts();
+    if let Some(token) = token
+        && !parts.headers.contains_key(header::AUTHORIZATION)
+        && let Ok(value) = http::HeaderValue::try_from(format!("Bearer {token}"))
+    {
+        parts.headers.insert(header::AUTHORIZATION, value);
+    }
     // The route's authorizer, as an HTTP route's: any of its functions names it.
     let live = trigger.live.load();
     let guard = handler(&live, &place, WebSocketEventKind::Connect)
@@ -208,6 +215,20 @@ pub(super) async fn accept(
 
 /// The connect request's headers a function may see: no credentials, no host-internal ones (as a failed request
 /// keeps them for replay), no handshake key.
+/// The `access_token` of an upgrade's query (percent-decoded), and the query without it: the token is a
+/// credential, so neither the functions' events nor anything they log ever see it.
+fn split_access_token(query: &str) -> (Option<String>, String) {
+    let mut token = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        match pair.strip_prefix("access_token=") {
+            Some(value) => token = Some(edgefn_manifest::route::percent_decode(value)),
+            None => kept.push(pair),
+        }
+    }
+    (token, kept.join("&"))
+}
+
 fn kept_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     let mut headers = headers.clone();
     headers.remove(header::SEC_WEBSOCKET_KEY);
@@ -390,5 +411,24 @@ async fn serve(
         {
             tracing::info!(connection = %id, %error, "a WebSocket disconnect's function failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_access_token;
+
+    #[test]
+    fn the_access_token_is_taken_out_of_the_query() {
+        assert_eq!(split_access_token(""), (None, String::new()));
+        assert_eq!(split_access_token("room=a&b=2"), (None, "room=a&b=2".into()));
+        assert_eq!(split_access_token("access_token=abc.def"), (Some("abc.def".into()), String::new()));
+        assert_eq!(
+            split_access_token("room=a&access_token=a%2Eb&x=1"),
+            (Some("a.b".into()), "room=a&x=1".into()),
+            "decoded, and the rest kept in order"
+        );
+        // A name that merely starts alike is not the token.
+        assert_eq!(split_access_token("access_token2=z"), (None, "access_token2=z".into()));
     }
 }
