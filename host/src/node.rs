@@ -164,6 +164,10 @@ impl Node {
         }
         let response_cache = Arc::new(crate::capabilities::cache::ResponseCache::new(config.cache));
         let websockets = Arc::new(crate::capabilities::websocket::Connections::default());
+        if let Some(cluster) = &cluster {
+            let relay = crate::capabilities::websocket::relay::Relay::start(cluster.client.clone(), &websockets);
+            websockets.set_relay(relay.await.map_err(anyhow::Error::msg)?);
+        }
         let capabilities = Capabilities {
             messaging: Some(queues.clone()),
             invoker: Some(deferred.clone()),

@@ -20,7 +20,8 @@
 //! ```
 //!
 //! `send`, `send_binary` and `close` work from any function of the component (an HTTP route, a queue consumer), for
-//! any of its connections on this node. A connection survives a deploy: its next event runs the new version.
+//! any of its connections, on any node of a cluster. A connection survives a deploy: its next event runs the new
+//! version.
 
 use crate::Result;
 

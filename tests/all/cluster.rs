@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// A nats-server, a collector and the config dir of the nodes that share them.
-struct Cluster {
+pub(crate) struct Cluster {
     nats: NatsServer,
     collector: Collector,
     dir: tempfile::TempDir,
@@ -16,7 +16,7 @@ struct Cluster {
 
 impl Cluster {
     /// `None` (the test SKIPPED) when there is no nats-server; `.ci/run` makes that a failure.
-    fn new(test: &str) -> Option<Self> {
+    pub(crate) fn new(test: &str) -> Option<Self> {
         let nats = NatsServer::start(test)?;
         Some(Self { nats, collector: Collector::start(), dir: tempfile::tempdir().expect("temp dir") })
     }
@@ -29,10 +29,19 @@ impl Cluster {
 
     /// [`Cluster::node`] with `limits` added to the node's `[limits]`.
     fn node_with(&self, name: &str, ack_wait_ms: u64, components: &[&str], limits: &str) -> Host {
+        self.node_full(name, ack_wait_ms, components, limits, "")
+    }
+
+    /// [`Cluster::node`] with `config` added to the node's configuration (the default `ack_wait_ms`, 30 s).
+    pub(crate) fn node_configured(&self, name: &str, components: &[&str], config: &str) -> Host {
+        self.node_full(name, 30_000, components, "", config)
+    }
+
+    fn node_full(&self, name: &str, ack_wait_ms: u64, components: &[&str], limits: &str, extra: &str) -> Host {
         let config = self.dir.path().join(format!("{name}.toml"));
         let text = format!(
             "[limits]\ntimeout_ms = 10000\n{limits}\n[cluster]\nack_wait_ms = {ack_wait_ms}\n\n[components.cluster]\n\
-             env = {{ COLLECTOR_URL = \"{}\", NODE = \"{name}\" }}\nallowed_outbound_hosts = [\"{}\"]\n",
+             env = {{ COLLECTOR_URL = \"{}\", NODE = \"{name}\" }}\nallowed_outbound_hosts = [\"{}\"]\n{extra}",
             self.collector.url, self.collector.authority
         );
         std::fs::write(&config, text).expect("write config");

@@ -1,6 +1,7 @@
 //! WebSockets in API Gateway's model (issue 24, item 5), on a real host with real WebSocket clients: a connect the
 //! function refuses, messages echoed in order, a close from the function, a connection that survives a deploy, and
-//! 1,000 connections each getting a message another function sends, then every one's disconnect event.
+//! 1,000 connections each getting a message another function sends, then every one's disconnect event; and on a
+//! cluster, a function on one node sending to and closing a connection another node holds.
 
 use crate::support::{Host, component_arg, send};
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -187,4 +188,58 @@ fn idle_flooding_and_oversized_connections_are_closed_with_their_codes_and_disco
     wait_for_keys(&host, "gone:", 3);
     host.wait_for_log("idle past websocket_idle_timeout_s");
     host.wait_for_log("more messages than websocket_messages_per_s");
+}
+
+#[test]
+fn a_function_on_one_node_sends_to_and_closes_a_connection_another_node_holds() {
+    let test = "a_function_on_one_node_sends_to_and_closes_a_connection_another_node_holds";
+    let Some(cluster) = crate::cluster::Cluster::new(test) else { return };
+    let a = cluster.node_configured("a", &["gateway_probe"], CONFIG);
+    let b = cluster.node_configured("b", &["gateway_probe"], CONFIG);
+    let runtime = runtime();
+    runtime.block_on(async {
+        let mut client = connect(&ws_url(&a, "/ws/lobby")).await;
+        assert_eq!(next_text(&mut client).await, "welcome");
+        client.send(Message::text("who am i")).await.expect("send");
+        let id = next_text(&mut client).await;
+        assert!(id.starts_with("ws-"), "a connection id: {id}");
+
+        // A function on node b sends to the connection node a holds.
+        let sent = send("POST", &b.url(&format!("/send/{id}")), &[], b"hello from b");
+        assert_eq!((sent.status, sent.body.as_str()), (200, "sent"));
+        assert_eq!(next_text(&mut client).await, "hello from b");
+        // Node a's own functions still reach it as before.
+        let sent = send("POST", &a.url(&format!("/send/{id}")), &[], b"hello from a");
+        assert_eq!((sent.status, sent.body.as_str()), (200, "sent"));
+        assert_eq!(next_text(&mut client).await, "hello from a");
+
+        // An id no node holds is refused with the reason.
+        let nowhere = send("POST", &b.url("/send/ws-00000000-0123456789abcdef0123456789abcdef"), &[], b"lost");
+        assert_eq!(nowhere.status, 404, "{}", nowhere.body);
+        assert!(nowhere.body.contains("no node of the cluster holds it"), "{}", nowhere.body);
+
+        // Node b closes it; the client gets the code, and its disconnect runs on node a.
+        let closed = send("POST", &b.url(&format!("/send/{id}?close=4001")), &[], b"");
+        assert_eq!((closed.status, closed.body.as_str()), (200, "sent"));
+        let ended = loop {
+            match tokio::time::timeout(Duration::from_secs(10), client.next()).await.expect("closed within 10 s") {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => break other,
+            }
+        };
+        match ended {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!((u16::from(frame.code), frame.reason.as_str()), (4001, "closed from afar"));
+            }
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+        wait_for_keys(&a, "gone:", 1);
+        // Once node a has let go of it, a send says it is not open (before that, that it is closing).
+        let gone = format!("no WebSocket connection `{id}` is open");
+        crate::support::poll_until("node a to let go of the connection", Duration::from_secs(10), || {
+            let after = send("POST", &b.url(&format!("/send/{id}")), &[], b"too late");
+            assert_eq!(after.status, 404, "{}", after.body);
+            after.body.contains(&gone)
+        });
+    });
 }

@@ -14,7 +14,8 @@
 //!   closes it, the `disconnect` function runs once.
 //!
 //! Every event runs the version live at that moment: a connection survives a deploy, and its next event goes to the
-//! new version. Connections and their ids are this node's (`capabilities::websocket`).
+//! new version. Connections are this node's; their ids name it, so a function on any node of a cluster reaches them
+//! (`capabilities::websocket`).
 
 use super::{HttpTrigger, auth, error_response};
 use crate::capabilities::websocket::Outgoing;
@@ -175,7 +176,7 @@ pub(super) async fn accept(
         return *refusal.response;
     }
     place.subject = super::rate_limit::claim(&parts.headers, "sub");
-    let id = format!("ws-{}", uuid::Uuid::new_v4().simple());
+    let id = trigger.connections.new_id();
     let limits = &trigger.limits;
     if trigger.connections.len() >= limits.max_websockets {
         let message = format!("this node holds its most WebSocket connections ({})", limits.max_websockets);

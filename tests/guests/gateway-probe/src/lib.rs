@@ -81,10 +81,14 @@ fn ws_connect(event: WebSocketEvent) -> Result<()> {
     websocket::send(&event.connection_id, "welcome")
 }
 
-/// Echoes each message (naming the version's `GENERATION`); `close me` makes the function close the connection.
+/// Echoes each message (naming the version's `GENERATION`); `who am i` answers the connection's id; `close me`
+/// makes the function close the connection.
 #[function(trigger = websocket("/ws/{room}", on = "message"))]
 fn ws_message(event: WebSocketEvent) -> Result<()> {
     let text = event.text().unwrap_or_default();
+    if text == "who am i" {
+        return websocket::send(&event.connection_id, &event.connection_id);
+    }
     if text == "close me" {
         return websocket::close(&event.connection_id, 4000, "asked to");
     }
@@ -120,3 +124,18 @@ fn broadcast(req: Request) -> Result<Response> {
     Ok(Response::text(sent.to_string()))
 }
 // ANCHOR_END: websocket
+
+/// `POST /send/{connection}` with a text body: sends it to that connection, wherever in the cluster it is held;
+/// `?close=CODE` closes it instead. Answers 200, or 404 with the reason the send failed.
+#[function(trigger = http("/send/{connection}", method = "POST"))]
+fn send_to(req: Request) -> Result<Response> {
+    let connection = req.param("connection").unwrap_or_default();
+    let sent = match req.query("close").and_then(|code| code.parse().ok()) {
+        Some(code) => websocket::close(connection, code, "closed from afar"),
+        None => websocket::send(connection, req.text()?),
+    };
+    Ok(match sent {
+        Ok(()) => Response::text("sent"),
+        Err(error) => Response::text(error.message()).with_status(404),
+    })
+}

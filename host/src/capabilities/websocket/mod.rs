@@ -6,9 +6,14 @@
 //! waits for a slow client, and a client that stops reading gets no more than the queue holds (the send then errs,
 //! naming the connection). A function reaches only its own component's connections; another tenant's ids look like
 //! ids that do not exist.
+//!
+//! On a cluster, a connection held by another node is reached through it ([`relay`]): a connection's id names the
+//! node process that holds it, so a send goes straight to that node.
+
+pub mod relay;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use tokio::sync::mpsc;
 
 /// How many messages may wait for one connection's writer.
@@ -29,12 +34,39 @@ struct Connection {
 }
 
 /// See the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Connections {
     open: Mutex<HashMap<String, Connection>>,
+    /// Random per process, part of every connection id handed out here (`ws-<relay id>-<uuid>`).
+    relay_id: String,
+    /// How sends reach other nodes' connections, on a cluster.
+    relay: OnceLock<relay::Relay>,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        let relay_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        Self { open: Mutex::default(), relay_id, relay: OnceLock::new() }
+    }
 }
 
 impl Connections {
+    /// A new connection id, naming this node process.
+    pub fn new_id(&self) -> String {
+        format!("ws-{}-{}", self.relay_id, uuid::Uuid::new_v4().simple())
+    }
+
+    /// This node process's part of its connection ids.
+    pub fn relay_id(&self) -> &str {
+        &self.relay_id
+    }
+
+    /// Lets sends reach the connections of the cluster's other nodes.
+    pub fn set_relay(&self, relay: relay::Relay) {
+        // Set once at start; a second relay would be a second subscription for the same ids.
+        let _ = self.relay.set(relay);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Connection>> {
         self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -59,13 +91,24 @@ impl Connections {
         self.len() == 0
     }
 
-    /// Queues `message` for connection `id` of `component`.
-    pub fn send(&self, component: &str, id: &str, message: Outgoing) -> Result<(), String> {
+    /// Queues `message` for connection `id` of `component`, here or, on a cluster, on the node that holds it.
+    pub async fn send(&self, component: &str, id: &str, message: Outgoing) -> Result<(), String> {
+        let holder = id.strip_prefix("ws-").and_then(|rest| rest.split_once('-')).map(|(relay_id, _)| relay_id);
+        match (holder, self.relay.get()) {
+            (Some(relay_id), Some(relay)) if relay_id != self.relay_id => {
+                relay.send(relay_id, component, id, message).await
+            }
+            _ => self.send_here(component, id, message),
+        }
+    }
+
+    /// Queues `message` for connection `id` of `component`, if this node holds it.
+    pub fn send_here(&self, component: &str, id: &str, message: Outgoing) -> Result<(), String> {
         let open = self.lock();
         let connection = open
             .get(id)
             .filter(|connection| connection.component == component)
-            .ok_or_else(|| format!("no WebSocket connection `{id}` is open on this node"))?;
+            .ok_or_else(|| format!("no WebSocket connection `{id}` is open"))?;
         connection.outgoing.try_send(message).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => {
                 format!("WebSocket connection `{id}` is not reading: {OUTGOING_QUEUE} messages already wait for it")
@@ -117,7 +160,7 @@ impl wit::Host for WebSocketView<'_> {
         } else {
             Outgoing::Text(String::from_utf8(message).map_err(|_| "a text message must be UTF-8".to_owned())?)
         };
-        connections.send(component, &connection, message)
+        connections.send(component, &connection, message).await
     }
 
     async fn close(&mut self, connection: String, code: u16, reason: String) -> Result<(), String> {
@@ -128,7 +171,7 @@ impl wit::Host for WebSocketView<'_> {
             return Err("a close reason is at most 123 bytes".into());
         }
         let (connections, component) = self.scope()?;
-        connections.send(component, &connection, Outgoing::Close { code, reason })
+        connections.send(component, &connection, Outgoing::Close { code, reason }).await
     }
 }
 
@@ -140,16 +183,26 @@ mod tests {
     fn a_component_reaches_only_its_own_connections_and_a_full_queue_errs() {
         let connections = Connections::default();
         let mut receiver = connections.register("c1", "chat");
-        connections.send("chat", "c1", Outgoing::Text("hi".into())).expect("queued");
+        connections.send_here("chat", "c1", Outgoing::Text("hi".into())).expect("queued");
         assert_eq!(receiver.try_recv().expect("received"), Outgoing::Text("hi".into()));
-        let error = connections.send("other", "c1", Outgoing::Text("x".into())).unwrap_err();
-        assert_eq!(error, "no WebSocket connection `c1` is open on this node", "no hint it exists");
+        let error = connections.send_here("other", "c1", Outgoing::Text("x".into())).unwrap_err();
+        assert_eq!(error, "no WebSocket connection `c1` is open", "no hint it exists");
         for _ in 0..OUTGOING_QUEUE {
-            connections.send("chat", "c1", Outgoing::Text("x".into())).expect("queued");
+            connections.send_here("chat", "c1", Outgoing::Text("x".into())).expect("queued");
         }
-        let error = connections.send("chat", "c1", Outgoing::Text("x".into())).unwrap_err();
+        let error = connections.send_here("chat", "c1", Outgoing::Text("x".into())).unwrap_err();
         assert!(error.contains("is not reading"), "{error}");
         connections.remove("c1");
         assert!(connections.is_empty());
+    }
+
+    #[test]
+    fn a_connection_id_names_its_node_process() {
+        let (here, there) = (Connections::default(), Connections::default());
+        let id = here.new_id();
+        let (relay_id, uuid) = id.strip_prefix("ws-").and_then(|rest| rest.split_once('-')).expect("ws-<relay>-<uuid>");
+        assert_eq!((relay_id, uuid.len()), (here.relay_id(), 32));
+        assert_ne!(here.relay_id(), there.relay_id(), "each process its own");
+        assert_ne!(here.new_id(), id);
     }
 }
