@@ -89,6 +89,13 @@ fn static_files_are_served_with_etags_ranges_compressed_forms_cache_rules_and_ro
     assert_eq!(revalidated.status, 304);
     let cross = send("GET", &host.url("/app.js"), &[("accept-encoding", "br"), ("if-none-match", &plain_etag)], b"");
     assert_eq!(cross.status, 200, "the identity form's ETag does not validate the Brotli form");
+    // If-Range holds for the form being served only: the Brotli form's ETag gets a range of the Brotli form, and
+    // the whole identity form when that is what is served.
+    let ranged = [("range", "bytes=0-6"), ("if-range", brotli_etag.as_str()), ("accept-encoding", "br")];
+    let brotli_range = send("GET", &host.url("/app.js"), &ranged, b"");
+    assert_eq!((brotli_range.status, brotli_range.body.as_str()), (206, "brotli "));
+    let identity = send("GET", &host.url("/app.js"), &ranged[..2], b"");
+    assert_eq!((identity.status, identity.body.as_str()), (200, APP_JS), "another form's ETag: the whole file");
 
     let head = send("HEAD", &host.url("/app.js"), &[], b"");
     assert_eq!((head.status, head.body.as_str()), (200, ""));

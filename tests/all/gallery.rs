@@ -46,8 +46,8 @@ fn evaluate(tab: &Tab, expression: &str) -> Value {
     tab.evaluate(expression, false).expect("evaluate").value.unwrap_or(Value::Null)
 }
 
-/// Opens the gallery in a new tab and signs in; answers once the page's WebSocket is open.
-fn signed_in_page(browser: &Browser, host: &Host, user: &str, password: &str) -> std::sync::Arc<Tab> {
+/// Opens the gallery in a new tab and fills in and sends its sign-in form.
+fn sign_in(browser: &Browser, host: &Host, user: &str, password: &str) -> std::sync::Arc<Tab> {
     let tab = browser.new_tab().expect("a tab");
     tab.navigate_to(&host.url("/")).expect("navigate").wait_until_navigated().expect("loaded");
     tab.wait_for_element("#sign-in-form:not([hidden]) #user").expect("the sign-in form").click().expect("focus");
@@ -55,6 +55,12 @@ fn signed_in_page(browser: &Browser, host: &Host, user: &str, password: &str) ->
     tab.wait_for_element("#password").expect("password field").click().expect("focus");
     tab.type_str(password).expect("type");
     tab.wait_for_element("#sign-in").expect("button").click().expect("sign in");
+    tab
+}
+
+/// Opens the gallery in a new tab and signs in; answers once the page's WebSocket is open.
+fn signed_in_page(browser: &Browser, host: &Host, user: &str, password: &str) -> std::sync::Arc<Tab> {
+    let tab = sign_in(browser, host, user, password);
     tab.wait_for_element("#gallery:not([hidden])").expect("the gallery after signing in");
     let who = tab.wait_for_element("#who").expect("who").get_inner_text().expect("text");
     assert_eq!(who, format!("Signed in as {user}"));
@@ -106,13 +112,7 @@ fn the_photo_gallery_signs_in_uploads_a_png_and_every_open_page_shows_its_thumbn
     let browser = Browser::new(options).expect("start chromium");
 
     // A wrong password is refused on the page.
-    let tab = browser.new_tab().expect("a tab");
-    tab.navigate_to(&host.url("/")).expect("navigate").wait_until_navigated().expect("loaded");
-    tab.wait_for_element("#sign-in-form:not([hidden]) #user").expect("the sign-in form").click().expect("focus");
-    tab.type_str("ada").expect("type");
-    tab.wait_for_element("#password").expect("password field").click().expect("focus");
-    tab.type_str("not-her-password").expect("type");
-    tab.wait_for_element("#sign-in").expect("button").click().expect("sign in");
+    let tab = sign_in(&browser, &host, "ada", "not-her-password");
     let refused = tab.wait_for_element("#login-error:not([hidden])").expect("an error").get_inner_text().expect("text");
     assert_eq!(refused, "Wrong name or password.");
     tab.close(true).expect("close");

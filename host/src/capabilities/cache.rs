@@ -221,8 +221,11 @@ impl ResponseCache {
     }
 
     /// Drops `component`'s entries for `path` (every query and variant of it); a path ending in `*` drops those
-    /// below the prefix before it.
+    /// below the prefix before it. A full URL or a path with a query is taken for its path, and a path without its
+    /// leading slash gets one: they name the same entries as the path a request arrived at.
     pub fn purge_path(&self, component: &str, path: &str) -> u64 {
+        let path = normalized_purge_path(path);
+        let path = path.as_str();
         match path.strip_suffix('*') {
             Some(prefix) => self.purge_where(component, |entry| entry.path.starts_with(prefix)),
             None => self.purge_where(component, |entry| entry.path == path),
@@ -323,6 +326,17 @@ impl wit::Host for CacheView<'_> {
     }
 }
 
+/// The path a purge names, as requests arrive at it: `https://host/a?x=1` and `a` are `/a`.
+fn normalized_purge_path(path: &str) -> String {
+    let path = path.trim();
+    let path = match path.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |slash| &rest[slash..]),
+        None => path,
+    };
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    if path.starts_with('/') { path.to_owned() } else { format!("/{path}") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,8 +409,25 @@ mod tests {
         assert_eq!(cache.purge_path("a", "/products/*"), 1);
         assert_eq!(body(&cache, "b", "/products/1").as_deref(), Some("other tenant"));
         assert_eq!(cache.purge_path("a", "/about"), 1);
+        put(&cache, "a", "/about", "about again", &[]);
+        assert_eq!(cache.purge_path("a", "https://example.test/about?x=1"), 1, "a URL names its path");
         assert_eq!(cache.purge_component("b"), 1);
         assert_eq!(cache.stats().entries, 0);
         assert_eq!(cache.stats().bytes, 0);
+    }
+
+    #[test]
+    fn a_purge_names_a_path_as_requests_arrive_at_it() {
+        for (given, path) in [
+            ("/a/b", "/a/b"),
+            ("a/b", "/a/b"),
+            ("/a?x=1", "/a"),
+            ("https://example.test/a/b?x#y", "/a/b"),
+            ("http://example.test", "/"),
+            ("/a/*", "/a/*"),
+            (" /a ", "/a"),
+        ] {
+            assert_eq!(normalized_purge_path(given), path, "{given}");
+        }
     }
 }

@@ -33,30 +33,40 @@ async fn serve_file(file: &SiteFile, request: Request) -> Response {
     if if_none_match.is_some() {
         parts.headers.remove(header::IF_MODIFIED_SINCE);
     }
-    // `If-Range` with an ETag: the range only if the client's copy is this one (ServeFile knows dates only).
-    if let Some(if_range) = parts.headers.get(header::IF_RANGE).cloned()
-        && is_etag(&if_range)
-    {
-        parts.headers.remove(header::IF_RANGE);
-        let current = [Some(&file.etag), file.brotli.as_ref(), file.gzip.as_ref()];
-        if !current.into_iter().flatten().any(|etag| *etag == if_range) {
-            parts.headers.remove(header::RANGE);
+    // `If-Range` with an ETag: the range only if the client's copy is the form being served (ServeFile knows dates
+    // only, and which form it serves is known once it answers): a range of another form is served whole instead.
+    let if_range = parts.headers.remove(header::IF_RANGE);
+    let if_range = match if_range {
+        Some(value) if is_etag(&value) => Some(value),
+        Some(date) => {
+            parts.headers.insert(header::IF_RANGE, date);
+            None
         }
-    }
-    let mut serve = tower_http::services::ServeFile::new(&file.path);
-    if file.brotli.is_some() {
-        serve = serve.precompressed_br();
-    }
-    if file.gzip.is_some() {
-        serve = serve.precompressed_gzip();
-    }
-    let response = match serve.try_call(http::Request::from_parts(parts, body)).await {
-        Ok(response) => response.map(Body::new),
-        Err(error) => {
-            tracing::error!(file = %file.path.display(), %error, "a static file could not be read");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "a static file could not be read").into_response();
-        }
+        None => None,
     };
+    let whole = if_range.as_ref().map(|_| {
+        let mut headers = parts.headers.clone();
+        headers.remove(header::RANGE);
+        (parts.method.clone(), parts.uri.clone(), headers)
+    });
+    let mut response = match serve_form(file, http::Request::from_parts(parts, body)).await {
+        Ok(response) => response,
+        Err(failed) => return failed,
+    };
+    if let (Some(if_range), Some((method, uri, headers))) = (if_range, whole)
+        && response.status() == StatusCode::PARTIAL_CONTENT
+    {
+        let encoding = response.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+        // A strong comparison (RFC 9110 13.1.5): a weak tag never matches, and these ETags are all strong.
+        if *file.etag_for(encoding) != if_range {
+            let mut request = http::Request::new(Body::empty());
+            (*request.method_mut(), *request.uri_mut(), *request.headers_mut()) = (method, uri, headers);
+            response = match serve_form(file, request).await {
+                Ok(response) => response,
+                Err(failed) => return failed,
+            };
+        }
+    }
     let encoding = response.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let etag = file.etag_for(encoding.as_deref()).clone();
     let unchanged = response.status().is_success() && if_none_match.as_ref().is_some_and(|tags| matches(tags, &etag));
@@ -75,6 +85,25 @@ async fn serve_file(file: &SiteFile, request: Request) -> Response {
         add_headers(response.headers_mut(), file, etag);
     }
     response
+}
+
+/// ServeFile's answer for `request`: the form the client accepts, ranges, content type, `If-Modified-Since`; or the
+/// 500 a file that cannot be read gets.
+async fn serve_form(file: &SiteFile, request: http::Request<Body>) -> Result<Response, Response> {
+    let mut serve = tower_http::services::ServeFile::new(&file.path);
+    if file.brotli.is_some() {
+        serve = serve.precompressed_br();
+    }
+    if file.gzip.is_some() {
+        serve = serve.precompressed_gzip();
+    }
+    match serve.try_call(request).await {
+        Ok(response) => Ok(response.map(Body::new)),
+        Err(error) => {
+            tracing::error!(file = %file.path.display(), %error, "a static file could not be read");
+            Err((StatusCode::INTERNAL_SERVER_ERROR, "a static file could not be read").into_response())
+        }
+    }
 }
 
 fn add_headers(headers: &mut HeaderMap, file: &SiteFile, etag: HeaderValue) {
