@@ -96,6 +96,18 @@ fn static_files_are_served_with_etags_ranges_compressed_forms_cache_rules_and_ro
     assert_eq!((brotli_range.status, brotli_range.body.as_str()), (206, "brotli "));
     let identity = send("GET", &host.url("/app.js"), &ranged[..2], b"");
     assert_eq!((identity.status, identity.body.as_str()), (200, APP_JS), "another form's ETag: the whole file");
+    // A range past the end with a stale ETag is no 416: the client's copy is gone, it gets the file.
+    let stale = send("GET", &host.url("/app.js"), &[("range", "bytes=5000-"), ("if-range", "\"old\"")], b"");
+    assert_eq!((stale.status, stale.body.as_str()), (200, APP_JS));
+    let unsatisfiable = send("GET", &host.url("/app.js"), &[("range", "bytes=5000-"), ("if-range", &plain_etag)], b"");
+    assert_eq!(unsatisfiable.status, 416, "the current ETag and a range past the end");
+    // If-Range by date: exactly the Last-Modified date gets the range, another date the whole file.
+    let modified = plain.header("last-modified").expect("last-modified").to_owned();
+    let by_date = send("GET", &host.url("/app.js"), &[("range", "bytes=0-6"), ("if-range", &modified)], b"");
+    assert_eq!(by_date.status, 206);
+    let old_date = [("range", "bytes=0-6"), ("if-range", "Wed, 21 Oct 2015 07:28:00 GMT")];
+    let by_old_date = send("GET", &host.url("/app.js"), &old_date, b"");
+    assert_eq!((by_old_date.status, by_old_date.body.as_str()), (200, APP_JS));
 
     let head = send("HEAD", &host.url("/app.js"), &[], b"");
     assert_eq!((head.status, head.body.as_str()), (200, ""));

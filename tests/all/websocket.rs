@@ -214,7 +214,12 @@ fn a_function_on_one_node_sends_to_and_closes_a_connection_another_node_holds() 
         assert_eq!(next_text(&mut client).await, "hello from a");
 
         // An id no node holds is refused with the reason.
-        let nowhere = send("POST", &b.url("/send/ws-00000000-0123456789abcdef0123456789abcdef"), &[], b"lost");
+        let nowhere = send(
+            "POST",
+            &b.url("/send/ws-00000000000000000000000000000000-0123456789abcdef0123456789abcdef"),
+            &[],
+            b"lost",
+        );
         assert_eq!(nowhere.status, 404, "{}", nowhere.body);
         assert!(nowhere.body.contains("no node of the cluster holds it"), "{}", nowhere.body);
 
@@ -239,6 +244,7 @@ fn a_function_on_one_node_sends_to_and_closes_a_connection_another_node_holds() 
         crate::support::poll_until("node a to let go of the connection", Duration::from_secs(10), || {
             let after = send("POST", &b.url(&format!("/send/{id}")), &[], b"too late");
             assert_eq!(after.status, 404, "{}", after.body);
+            assert!(!after.body.contains("no node of the cluster"), "node a answers for it: {}", after.body);
             after.body.contains(&gone)
         });
     });

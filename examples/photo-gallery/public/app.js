@@ -38,7 +38,14 @@ function signOut() {
   session.token = session.user = null;
   sessionStorage.removeItem("gallery-token");
   sessionStorage.removeItem("gallery-user");
-  if (socket) socket.close();
+  if (socket) {
+    const closing = socket;
+    socket = null;
+    clearInterval(pinger);
+    closing.close();
+  }
+  $("live").dataset.state = "closed";
+  $("live").textContent = "offline";
   $("photos").replaceChildren();
   show();
 }
@@ -76,14 +83,20 @@ function connect() {
   if (!session.token) return;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const url = `${scheme}://${location.host}/api/live?access_token=${encodeURIComponent(session.token)}`;
-  socket = new WebSocket(url);
-  socket.addEventListener("open", () => {
+  // Each handler checks it still belongs to the current connection: a late event of an earlier one changes nothing.
+  const current = new WebSocket(url);
+  let opened = false;
+  socket = current;
+  current.addEventListener("open", () => {
+    if (socket !== current) return;
+    opened = true;
     $("live").dataset.state = "open";
     $("live").textContent = "live";
     loadPhotos().catch((error) => { $("status").textContent = error.message; });
-    pinger = setInterval(() => socket.send("ping"), 30000);
+    pinger = setInterval(() => current.send("ping"), 30000);
   });
-  socket.addEventListener("message", (message) => {
+  current.addEventListener("message", (message) => {
+    if (socket !== current) return;
     const event = JSON.parse(message.data);
     if (event.type === "photo") {
       addPhoto(event, true);
@@ -91,17 +104,24 @@ function connect() {
         $("status").textContent = `${waiting.get(event.photo.id)} is ready.`;
         waiting.delete(event.photo.id);
       }
+    } else if (event.type === "removed") {
+      const figure = document.querySelector(`figure[data-id="${CSS.escape(event.id)}"]`);
+      if (figure) figure.remove();
     } else if (event.type === "refused" && waiting.has(event.id)) {
       $("status").textContent = `${waiting.get(event.id)} was refused: ${event.reason}`;
       waiting.delete(event.id);
     }
   });
-  socket.addEventListener("close", () => {
+  current.addEventListener("close", () => {
+    if (socket !== current) return;
     clearInterval(pinger);
     $("live").dataset.state = "closed";
     $("live").textContent = "offline";
     socket = null;
-    if (session.token) setTimeout(connect, 2000);
+    if (!session.token) return;
+    // Refused before it opened: perhaps the session ended. The API says so (and signs the page out on a 401).
+    const check = opened ? Promise.resolve() : api("/api/photos");
+    check.then(() => setTimeout(connect, 2000), () => { if (session.token) setTimeout(connect, 2000); });
   });
 }
 

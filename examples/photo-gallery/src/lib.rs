@@ -170,7 +170,15 @@ fn make_thumbnail(batch: Batch<ObjectEvent>) -> Result<()> {
                 eprintln!("upload {id} ({name}) by {owner} is refused: {reason}");
                 bucket.delete(&event.key)?;
                 store.delete(&format!("pending:{id}"))?;
-                tell_pages(&store, &json!({ "type": "refused", "id": id, "owner": owner, "reason": reason }))?;
+                // Its upload URL used again with a file that is not a photo: the photo it held is gone too.
+                if let Some(key) = store.get(&index_key)? {
+                    store.delete(&String::from_utf8_lossy(&key))?;
+                    store.delete(&index_key)?;
+                    bucket.delete(&thumb_key(&id))?;
+                    tell_pages(&store, &json!({ "type": "removed", "id": id }), None)?;
+                }
+                let refused = json!({ "type": "refused", "id": id, "reason": reason });
+                tell_pages(&store, &refused, Some(&owner))?;
                 continue;
             }
         };
@@ -192,20 +200,25 @@ fn make_thumbnail(batch: Batch<ObjectEvent>) -> Result<()> {
         println!("photo {id} ({}) by {} is ready: {}x{}", photo.name, photo.owner, photo.width, photo.height);
         let mut ready = photo.for_page()?;
         ready["type"] = json!("photo");
-        tell_pages(&store, &ready)?;
+        tell_pages(&store, &ready, None)?;
     }
     Ok(())
 }
 
-/// Sends `message` to every open page. A page that cannot take it (gone with a restarted node before its
-/// disconnect ran, or not reading) is skipped: it reloads the listing when it reconnects, and its entry expires
-/// unless its keep-alives renew it.
-fn tell_pages(store: &Store, message: &serde_json::Value) -> Result<()> {
+/// Sends `message` to every open page, or only to `user`'s. A page that cannot take it (gone with a restarted node
+/// before its disconnect ran, or not reading) is skipped: it reloads the listing when it reconnects, and its entry
+/// expires unless its keep-alives renew it.
+fn tell_pages(store: &Store, message: &serde_json::Value, user: Option<&str>) -> Result<()> {
     let text = message.to_string();
     let mut cursor = None;
     loop {
         let page = store.list("live:", cursor.as_deref(), 500)?;
         for key in &page.keys {
+            if let Some(user) = user
+                && store.get(key)?.as_deref() != Some(user.as_bytes())
+            {
+                continue;
+            }
             if let Err(error) = websocket::send(&key["live:".len()..], &text) {
                 eprintln!("a page missed the news: {}", error.message());
             }

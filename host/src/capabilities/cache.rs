@@ -222,7 +222,7 @@ impl ResponseCache {
 
     /// Drops `component`'s entries for `path` (every query and variant of it); a path ending in `*` drops those
     /// below the prefix before it. A full URL or a path with a query is taken for its path, and a path without its
-    /// leading slash gets one: they name the same entries as the path a request arrived at.
+    /// leading slash gets one. The path is compared as requests sent it, percent-encoding included (`/a%20b`).
     pub fn purge_path(&self, component: &str, path: &str) -> u64 {
         let path = normalized_purge_path(path);
         let path = path.as_str();
@@ -329,9 +329,14 @@ impl wit::Host for CacheView<'_> {
 /// The path a purge names, as requests arrive at it: `https://host/a?x=1` and `a` are `/a`.
 fn normalized_purge_path(path: &str) -> String {
     let path = path.trim();
+    // A URL only when what comes before `://` is a scheme: `/proxy/https://x/a` is a path.
+    let is_scheme = |scheme: &str| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    };
     let path = match path.split_once("://") {
-        Some((_, rest)) => rest.find('/').map_or("/", |slash| &rest[slash..]),
-        None => path,
+        Some((scheme, rest)) if is_scheme(scheme) => rest.find('/').map_or("/", |slash| &rest[slash..]),
+        _ => path,
     };
     let path = path.split(['?', '#']).next().unwrap_or_default();
     if path.starts_with('/') { path.to_owned() } else { format!("/{path}") }
@@ -426,6 +431,7 @@ mod tests {
             ("http://example.test", "/"),
             ("/a/*", "/a/*"),
             (" /a ", "/a"),
+            ("/proxy/https://x.test/a", "/proxy/https://x.test/a"),
         ] {
             assert_eq!(normalized_purge_path(given), path, "{given}");
         }

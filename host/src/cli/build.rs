@@ -76,3 +76,36 @@ pub(crate) fn declared_assets(crate_dir: &Path) -> anyhow::Result<Option<crate::
     settings.validate(&what()).map_err(anyhow::Error::msg)?;
     Ok(Some(settings))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::declared_assets;
+    use std::path::Path;
+
+    fn crate_with(dir: &Path, metadata: &str) {
+        let manifest = format!("[package]\nname = \"site\"\nversion = \"0.1.0\"\n{metadata}");
+        std::fs::write(dir.join("Cargo.toml"), manifest).expect("write Cargo.toml");
+    }
+
+    #[test]
+    fn a_crate_declares_its_static_files_by_folder_or_by_table() {
+        // The photo gallery example, as `edgefn up examples/photo-gallery` reads it.
+        let gallery = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/photo-gallery");
+        let settings = declared_assets(&gallery).expect("parses").expect("declared");
+        assert_eq!(settings.dir, Some(gallery.join("public")));
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        crate_with(dir.path(), "");
+        assert!(declared_assets(dir.path()).expect("parses").is_none(), "nothing declared");
+        crate_with(
+            dir.path(),
+            "[package.metadata.edgefn.assets]\ndir = \"site\"\nroute = \"/app\"\nspa_fallback = \"index.html\"\n",
+        );
+        let settings = declared_assets(dir.path()).expect("parses").expect("declared");
+        assert_eq!(settings.dir, Some(dir.path().join("site")));
+        assert_eq!((settings.route.as_deref(), settings.spa_fallback.as_deref()), (Some("/app"), Some("index.html")));
+        crate_with(dir.path(), "[package.metadata.edgefn.assets]\nroute = \"/app\"\n");
+        let error = declared_assets(dir.path()).expect_err("no folder").to_string();
+        assert!(error.contains("name the folder"), "{error}");
+    }
+}

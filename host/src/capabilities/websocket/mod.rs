@@ -45,7 +45,7 @@ pub struct Connections {
 
 impl Default for Connections {
     fn default() -> Self {
-        let relay_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let relay_id = uuid::Uuid::new_v4().simple().to_string();
         Self { open: Mutex::default(), relay_id, relay: OnceLock::new() }
     }
 }
@@ -93,7 +93,12 @@ impl Connections {
 
     /// Queues `message` for connection `id` of `component`, here or, on a cluster, on the node that holds it.
     pub async fn send(&self, component: &str, id: &str, message: Outgoing) -> Result<(), String> {
-        let holder = id.strip_prefix("ws-").and_then(|rest| rest.split_once('-')).map(|(relay_id, _)| relay_id);
+        // Only an id of the form this host hands out is relayed: its relay id goes into a NATS subject.
+        let holder = id
+            .strip_prefix("ws-")
+            .and_then(|rest| rest.split_once('-'))
+            .map(|(relay_id, _)| relay_id)
+            .filter(|relay_id| relay_id.len() == 32 && relay_id.bytes().all(|b| b.is_ascii_hexdigit()));
         match (holder, self.relay.get()) {
             (Some(relay_id), Some(relay)) if relay_id != self.relay_id => {
                 relay.send(relay_id, component, id, message).await
@@ -201,7 +206,7 @@ mod tests {
         let (here, there) = (Connections::default(), Connections::default());
         let id = here.new_id();
         let (relay_id, uuid) = id.strip_prefix("ws-").and_then(|rest| rest.split_once('-')).expect("ws-<relay>-<uuid>");
-        assert_eq!((relay_id, uuid.len()), (here.relay_id(), 32));
+        assert_eq!((relay_id, relay_id.len(), uuid.len()), (here.relay_id(), 32, 32));
         assert_ne!(here.relay_id(), there.relay_id(), "each process its own");
         assert_ne!(here.new_id(), id);
     }

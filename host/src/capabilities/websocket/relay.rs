@@ -1,66 +1,75 @@
 //! Sends to another node's WebSocket connections, over the cluster's NATS server (core request and reply, nothing
 //! stored: a connection lives as long as its node's process, and so does what is sent to it).
 //!
-//! Every node listens on `edgefn.ws.<relay id>`, its relay id being random per process and part of each connection
-//! id it hands out (`ws-<relay id>-<uuid>`). A send to a connection of another relay id is a request to that
+//! Every node listens on `edgefn.ws.<relay id>`, its relay id being random per process (128 bits) and part of each
+//! connection id it hands out (`ws-<relay id>-<uuid>`). A send to a connection of another relay id is a request to that
 //! subject; the node holding the connection queues the message exactly as a local send would (the same component
 //! check, the same bounded queue) and answers an empty body, or the reason it could not. The cluster's NATS server
 //! is trusted as its JetStream is: a node acts on what another node relays.
 
 use super::{Connections, Outgoing};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use async_nats::HeaderMap;
 use futures_util::StreamExt as _;
-use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// How long a relayed send waits for the node holding the connection.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The headers a relayed send travels with; its payload is the message's bytes as they are (text, binary, or a
+/// close's reason), so a relayed message is as large as the NATS server's `max_payload` allows (1 MiB by default).
+const COMPONENT: &str = "Edgefn-Component";
+const CONNECTION: &str = "Edgefn-Connection";
+const KIND: &str = "Edgefn-Kind";
+const CLOSE_CODE: &str = "Edgefn-Close-Code";
+
 fn subject(relay_id: &str) -> String {
     format!("edgefn.ws.{relay_id}")
 }
 
-/// One relayed send, as it travels.
-#[derive(Debug, Serialize, Deserialize)]
-struct Relayed {
-    component: String,
-    connection: String,
-    #[serde(flatten)]
-    message: Wire,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Wire {
-    Text { text: String },
-    Binary { base64: String },
-    Close { code: u16, reason: String },
-}
-
-impl From<Outgoing> for Wire {
-    fn from(message: Outgoing) -> Self {
-        match message {
-            Outgoing::Text(text) => Self::Text { text },
-            Outgoing::Binary(bytes) => Self::Binary { base64: STANDARD.encode(bytes) },
-            Outgoing::Close { code, reason } => Self::Close { code, reason },
+/// One relayed send as it travels: its headers and payload.
+fn encode(component: &str, connection: &str, message: Outgoing) -> (HeaderMap, Vec<u8>) {
+    let mut headers = HeaderMap::new();
+    headers.insert(COMPONENT, component);
+    headers.insert(CONNECTION, connection);
+    let payload = match message {
+        Outgoing::Text(text) => {
+            headers.insert(KIND, "text");
+            text.into_bytes()
         }
-    }
+        Outgoing::Binary(bytes) => {
+            headers.insert(KIND, "binary");
+            bytes
+        }
+        Outgoing::Close { code, reason } => {
+            headers.insert(KIND, "close");
+            headers.insert(CLOSE_CODE, code.to_string().as_str());
+            reason.into_bytes()
+        }
+    };
+    (headers, payload)
 }
 
-impl TryFrom<Wire> for Outgoing {
-    type Error = String;
-
-    fn try_from(wire: Wire) -> Result<Self, String> {
-        Ok(match wire {
-            Wire::Text { text } => Self::Text(text),
-            Wire::Binary { base64 } => {
-                Self::Binary(STANDARD.decode(base64).map_err(|error| format!("a relayed binary message: {error}"))?)
-            }
-            Wire::Close { code, reason } => Self::Close { code, reason },
-        })
-    }
+/// The component, connection and message of a relayed send, or why it does not decode.
+fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<(String, String, Outgoing), String> {
+    let header = |name: &str| {
+        headers
+            .and_then(|headers| headers.get(name))
+            .map(|value| value.as_str().to_owned())
+            .ok_or_else(|| format!("a relayed WebSocket send without its {name} header"))
+    };
+    let text =
+        || String::from_utf8(payload.to_vec()).map_err(|_| "a relayed text message that is not UTF-8".to_owned());
+    let message = match header(KIND)?.as_str() {
+        "text" => Outgoing::Text(text()?),
+        "binary" => Outgoing::Binary(payload.to_vec()),
+        "close" => {
+            let code = header(CLOSE_CODE)?.parse().map_err(|_| "a relayed close with a bad code".to_owned())?;
+            Outgoing::Close { code, reason: text()? }
+        }
+        other => return Err(format!("a relayed WebSocket send of unknown kind `{other}`")),
+    };
+    Ok((header(COMPONENT)?, header(CONNECTION)?, message))
 }
 
 /// This node's side of the relay: its client of the cluster's NATS server.
@@ -82,11 +91,10 @@ impl Relay {
         tokio::spawn(async move {
             while let Some(request) = requests.next().await {
                 let Some(connections) = Weak::upgrade(&held) else { break };
-                let answer = match serde_json::from_slice::<Relayed>(&request.payload) {
-                    Ok(relayed) => Outgoing::try_from(relayed.message)
-                        .and_then(|message| connections.send_here(&relayed.component, &relayed.connection, message)),
-                    Err(error) => Err(format!("a relayed WebSocket send that does not decode: {error}")),
-                };
+                let answer =
+                    decode(request.headers.as_ref(), &request.payload).and_then(|(component, connection, message)| {
+                        connections.send_here(&component, &connection, message)
+                    });
                 if let Some(reply) = request.reply {
                     let body = answer.err().unwrap_or_default();
                     if let Err(error) = answering.publish(reply, body.into()).await {
@@ -106,10 +114,8 @@ impl Relay {
         connection: &str,
         message: Outgoing,
     ) -> Result<(), String> {
-        let relayed =
-            Relayed { component: component.to_owned(), connection: connection.to_owned(), message: message.into() };
-        let body = serde_json::to_vec(&relayed).map_err(|error| error.to_string())?;
-        let request = self.client.request(subject(relay_id), body.into());
+        let (headers, payload) = encode(component, connection, message);
+        let request = self.client.request_with_headers(subject(relay_id), headers, payload.into());
         let answer = match tokio::time::timeout(ANSWER_TIMEOUT, request).await {
             Err(_) => {
                 return Err(format!(
@@ -143,15 +149,13 @@ mod tests {
             Outgoing::Binary(vec![0, 1, 254, 255]),
             Outgoing::Close { code: 4001, reason: "bye".into() },
         ] {
-            let relayed =
-                Relayed { component: "chat".into(), connection: "ws-a-b".into(), message: message.clone().into() };
-            let wire = serde_json::to_vec(&relayed).expect("encode");
-            let back: Relayed = serde_json::from_slice(&wire).expect("decode");
-            assert_eq!((back.component.as_str(), back.connection.as_str()), ("chat", "ws-a-b"));
-            assert_eq!(Outgoing::try_from(back.message), Ok(message));
+            let (headers, payload) = encode("chat", "ws-a-b", message.clone());
+            assert_eq!(decode(Some(&headers), &payload), Ok(("chat".into(), "ws-a-b".into(), message)));
         }
-        let bad: Relayed = serde_json::from_str(r#"{"component":"c","connection":"x","kind":"binary","base64":"!!"}"#)
-            .expect("decode");
-        assert!(Outgoing::try_from(bad.message).unwrap_err().contains("a relayed binary message"));
+        let (mut headers, _) = encode("chat", "ws-a-b", Outgoing::Text(String::new()));
+        assert!(decode(Some(&headers), &[0xff]).unwrap_err().contains("not UTF-8"));
+        headers.insert(KIND, "smoke");
+        assert!(decode(Some(&headers), b"").unwrap_err().contains("unknown kind `smoke`"));
+        assert!(decode(None, b"").unwrap_err().contains("without its Edgefn-Kind header"));
     }
 }

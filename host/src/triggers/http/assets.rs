@@ -33,17 +33,10 @@ async fn serve_file(file: &SiteFile, request: Request) -> Response {
     if if_none_match.is_some() {
         parts.headers.remove(header::IF_MODIFIED_SINCE);
     }
-    // `If-Range` with an ETag: the range only if the client's copy is the form being served (ServeFile knows dates
-    // only, and which form it serves is known once it answers): a range of another form is served whole instead.
+    // `If-Range`: the range only if the client's copy is the one being served, by the ETag of the form served
+    // (known once ServeFile has picked it) or by its exact Last-Modified date; else the whole file (RFC 9110 13.1.5).
+    // ServeFile does not look at If-Range itself.
     let if_range = parts.headers.remove(header::IF_RANGE);
-    let if_range = match if_range {
-        Some(value) if is_etag(&value) => Some(value),
-        Some(date) => {
-            parts.headers.insert(header::IF_RANGE, date);
-            None
-        }
-        None => None,
-    };
     let whole = if_range.as_ref().map(|_| {
         let mut headers = parts.headers.clone();
         headers.remove(header::RANGE);
@@ -54,18 +47,15 @@ async fn serve_file(file: &SiteFile, request: Request) -> Response {
         Err(failed) => return failed,
     };
     if let (Some(if_range), Some((method, uri, headers))) = (if_range, whole)
-        && response.status() == StatusCode::PARTIAL_CONTENT
+        && matches!(response.status(), StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE)
+        && !if_range_holds(&if_range, file, &response)
     {
-        let encoding = response.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
-        // A strong comparison (RFC 9110 13.1.5): a weak tag never matches, and these ETags are all strong.
-        if *file.etag_for(encoding) != if_range {
-            let mut request = http::Request::new(Body::empty());
-            (*request.method_mut(), *request.uri_mut(), *request.headers_mut()) = (method, uri, headers);
-            response = match serve_form(file, request).await {
-                Ok(response) => response,
-                Err(failed) => return failed,
-            };
-        }
+        let mut request = http::Request::new(Body::empty());
+        (*request.method_mut(), *request.uri_mut(), *request.headers_mut()) = (method, uri, headers);
+        response = match serve_form(file, request).await {
+            Ok(response) => response,
+            Err(failed) => return failed,
+        };
     }
     let encoding = response.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let etag = file.etag_for(encoding.as_deref()).clone();
@@ -112,6 +102,16 @@ fn add_headers(headers: &mut HeaderMap, file: &SiteFile, etag: HeaderValue) {
     if file.has_variants() {
         headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
+}
+
+/// Whether an `If-Range` validator names what `response` carries: strongly the ETag of its form (a weak tag never
+/// does), or exactly its Last-Modified date.
+fn if_range_holds(validator: &HeaderValue, file: &SiteFile, response: &Response) -> bool {
+    if is_etag(validator) {
+        let encoding = response.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+        return file.etag_for(encoding) == validator;
+    }
+    response.headers().get(header::LAST_MODIFIED) == Some(validator)
 }
 
 /// Whether a header value is an entity tag (`"..."` or `W/"..."`) rather than a date.
