@@ -163,6 +163,11 @@ impl Node {
             crate::alarms::spawn(rules, telemetry.clone(), queues.clone(), served_streams.clone());
         }
         let response_cache = Arc::new(crate::capabilities::cache::ResponseCache::new(config.cache));
+        if let Some(cluster) = &cluster {
+            crate::capabilities::cache::peers::join(cluster.client.clone(), &response_cache)
+                .await
+                .map_err(anyhow::Error::msg)?;
+        }
         let websockets = Arc::new(crate::capabilities::websocket::Connections::default());
         if let Some(cluster) = &cluster {
             let relay = crate::capabilities::websocket::relay::Relay::start(cluster.client.clone(), &websockets);

@@ -100,3 +100,38 @@ fn function_responses_are_cached_per_vary_served_stale_on_error_and_purged_by_ta
         .unwrap_or_else(|| panic!("no hit counter in:\n{metrics}"));
     assert!(!hits.ends_with(" 0"), "{hits}");
 }
+
+#[test]
+fn a_purge_on_one_node_reaches_the_cache_of_every_node_of_a_cluster() {
+    let test = "a_purge_on_one_node_reaches_the_cache_of_every_node_of_a_cluster";
+    let Some(cluster) = crate::cluster::Cluster::new(test) else { return };
+    let a = cluster.node_configured("a", &["gateway_probe"], "");
+    let b = cluster.node_configured("b", &["gateway_probe"], "");
+    // Each node keeps its own copies.
+    for host in [&a, &b] {
+        for name in ["ada", "bob"] {
+            let path = format!("/cached/{name}");
+            assert_eq!(cache_status(&get(host, &path, &[])), "miss");
+            assert_eq!(cache_status(&get(host, &path, &[])), "hit", "{path} cached on {}", host.base);
+        }
+    }
+    // A purge is a miss on the node that asked at once, and on the other moments later.
+    let missed_on = |host: &Host, path: &str, what: &str| {
+        crate::support::poll_until(what, std::time::Duration::from_secs(10), || {
+            cache_status(&get(host, path, &[])) == "miss"
+        });
+    };
+
+    // A function on node a purges a tag: node b's entry goes too, and only that one.
+    let purged = send("POST", &a.url("/purge?tag=greeting-ada"), &[], b"");
+    assert_eq!((purged.status, purged.body.as_str()), (200, "1"), "node a's own count");
+    assert_eq!(cache_status(&get(&a, "/cached/ada", &[])), "miss");
+    missed_on(&b, "/cached/ada", "node b to drop /cached/ada after node a purged its tag");
+    assert_eq!(cache_status(&get(&b, "/cached/bob", &[])), "hit", "another tag's entry stays");
+
+    // The admin API of node b purges a path: node a's entry goes too.
+    let body = serde_json::json!({ "component": "gateway_probe", "path": "/cached/bob" });
+    let reply = b.admin("POST", "/v1/cache/purge", Some(body));
+    assert_eq!((reply.status, reply.json()["purged"].as_u64()), (200, Some(1)), "{}", reply.body);
+    missed_on(&a, "/cached/bob", "node a to drop /cached/bob after node b's admin API purged it");
+}

@@ -2,6 +2,7 @@
 
 use super::error::ApiError;
 use super::{Admin, parse_body};
+use crate::capabilities::cache::Purge;
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
@@ -32,10 +33,10 @@ pub(super) async fn purge(State(admin): State<Admin>, body: axum::body::Bytes) -
         (Some(path), None) if !path.starts_with('/') => {
             return Err(ApiError::bad_request(format!("cache purge path `{path}` must start with `/`")));
         }
-        (Some(path), None) => admin.cache.purge_path(&body.component, path),
+        (Some(path), None) => admin.cache.purge(&body.component, &Purge::Path(path.clone())),
         (None, Some(tag)) if tag.is_empty() => return Err(ApiError::bad_request("cache purge tag is empty")),
-        (None, Some(tag)) => admin.cache.purge_tag(&body.component, tag),
-        (None, None) => admin.cache.purge_component(&body.component),
+        (None, Some(tag)) => admin.cache.purge(&body.component, &Purge::Tag(tag.clone())),
+        (None, None) => admin.cache.purge(&body.component, &Purge::All),
     };
     Ok(Json(json!({ "component": body.component, "purged": purged })))
 }

@@ -250,7 +250,7 @@ async fn route_and_invoke(
     if let (Some((component, path)), Some(cache)) = (unsafe_write, &trigger.cache)
         && response.status().as_u16() < 400
     {
-        cache.purge_path(&component, &path);
+        cache.purge(&component, &crate::capabilities::cache::Purge::Path(path));
     }
     match caching {
         Some(caching) => caching.finish(response),

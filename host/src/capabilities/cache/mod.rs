@@ -5,7 +5,9 @@
 //! Entries live in the node's memory, in least-recently-used order under a byte budget (`[cache] memory_mb`); one
 //! larger than `max_entry_kb` is never stored. Nothing is written to disk. Each entry belongs to one version of
 //! one component: a deploy, a rollback or an undeploy purges the component's entries, and a function can purge only
-//! its own component's.
+//! its own component's. On a cluster, a purge made on one node reaches every node ([`peers`]).
+
+pub mod peers;
 
 pub use crate::config::CacheSettings;
 use bytes::Bytes;
@@ -75,6 +77,17 @@ pub struct ResponseCache {
     stale: AtomicU64,
     stored: AtomicU64,
     purged: AtomicU64,
+    /// On a cluster: where this node's purges go to reach the other nodes.
+    peers: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<(String, Purge)>>,
+}
+
+/// What a purge drops of a component's entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purge {
+    /// A path (every query and variant of it), or every path below a prefix ending in `*`.
+    Path(String),
+    Tag(String),
+    All,
 }
 
 #[derive(Debug)]
@@ -129,6 +142,26 @@ impl ResponseCache {
             stale: AtomicU64::new(0),
             stored: AtomicU64::new(0),
             purged: AtomicU64::new(0),
+            peers: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Drops `component`'s entries that `purge` names, here and, on a cluster, on every other node (which happens
+    /// moments later); returns how many were dropped here.
+    pub fn purge(&self, component: &str, purge: &Purge) -> u64 {
+        if let Some(peers) = self.peers.get() {
+            // The receiving task ends only with the node: a send that fails finds nothing left to tell.
+            let _ = peers.send((component.to_owned(), purge.clone()));
+        }
+        self.purge_here(component, purge)
+    }
+
+    /// Drops `component`'s entries that `purge` names, on this node only.
+    pub fn purge_here(&self, component: &str, purge: &Purge) -> u64 {
+        match purge {
+            Purge::Path(path) => self.purge_path(component, path),
+            Purge::Tag(tag) => self.purge_tag(component, tag),
+            Purge::All => self.purge_component(component),
         }
     }
 
@@ -314,7 +347,7 @@ impl wit::Host for CacheView<'_> {
             return Err(format!("cache purge path `{path}` must start with `/`"));
         }
         let (cache, component) = self.scope()?;
-        Ok(cache.purge_path(component, &path))
+        Ok(cache.purge(component, &Purge::Path(path)))
     }
 
     async fn purge_tag(&mut self, tag: String) -> Result<u64, String> {
@@ -322,7 +355,7 @@ impl wit::Host for CacheView<'_> {
             return Err("cache purge tag is empty".into());
         }
         let (cache, component) = self.scope()?;
-        Ok(cache.purge_tag(component, &tag))
+        Ok(cache.purge(component, &Purge::Tag(tag)))
     }
 }
 
