@@ -4,6 +4,7 @@
 
 use crate::support::{Host, component_arg, get, send};
 use std::path::Path;
+use std::time::Duration;
 
 fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -167,4 +168,35 @@ fn a_rollback_serves_the_files_of_the_version_it_goes_back_to_and_limits_refuse_
     host.cli_ok(&["deploy", &wasm, "--name", "hello"]);
     assert_eq!(get(&host.url("/")).status, 404);
     assert_eq!(get(&host.url("/hello/ada")).body, "Hello, ada!");
+}
+
+#[test]
+fn static_files_deployed_on_one_node_are_served_by_every_node_of_a_cluster_and_roll_back_there() {
+    let test = "static_files_deployed_on_one_node_are_served_by_every_node_of_a_cluster_and_roll_back_there";
+    let Some(cluster) = crate::cluster::Cluster::new(test) else { return };
+    let a = cluster.node_configured("a", &[], "");
+    let b = cluster.node_configured("b", &[], "");
+    let wasm = component_arg("hello");
+    let deploy = |dir: &Path| a.cli_ok(&["deploy", &wasm, "--name", "hello", "--assets", dir.to_str().expect("utf-8")]);
+    let served = |host: &Host, path: &str, body: &str| {
+        crate::support::poll_until(&format!("{path} = {body:?} on {}", host.base), Duration::from_secs(30), || {
+            get(&host.url(path)).body == body
+        });
+    };
+    let first = folder(&[("index.html", "first")]);
+    let second = folder(&[("index.html", "second"), ("app/extra.css", "body{}")]);
+    deploy(first.path());
+    // Node b had none of these files: it fetched the bundle through the cluster before going live with them.
+    served(&b, "/", "first");
+    deploy(second.path());
+    served(&b, "/", "second");
+    assert_eq!(get(&b.url("/app/extra.css")).body, "body{}");
+    let etag = |host: &Host| get(&host.url("/")).header("etag").map(str::to_owned);
+    assert_eq!(etag(&a), etag(&b), "the same bytes on both nodes");
+    // A rollback on node b: both serve the first files again.
+    b.cli_ok(&["rollback", "hello"]);
+    served(&a, "/", "first");
+    served(&b, "/", "first");
+    assert_eq!(get(&a.url("/app/extra.css")).status, 404);
+    assert_eq!(get(&a.url("/hello/ada")).body, "Hello, ada!", "the functions are there too");
 }
