@@ -184,10 +184,12 @@ fn idle_flooding_and_oversized_connections_are_closed_with_their_codes_and_disco
         let _ = big.send(Message::text("x".repeat(4096))).await;
         let ended = tokio::time::timeout(Duration::from_secs(10), big.next()).await.expect("ended within 10 s");
         assert!(!matches!(ended, Some(Ok(Message::Text(_)))), "an oversized message was handled: {ended:?}");
+        assert_eq!(close_code(ended), Some(1009), "closed as too big");
     });
     wait_for_keys(&host, "gone:", 3);
     host.wait_for_log("idle past websocket_idle_timeout_s");
     host.wait_for_log("more messages than websocket_messages_per_s");
+    host.wait_for_log("over websocket_max_message_kb or websocket_max_frame_kb");
 }
 
 #[test]

@@ -269,6 +269,8 @@ enum Ending {
     Dropped(String),
     Idle,
     TooFast,
+    /// A message or frame over its size limit (the reader's error says which).
+    TooBig(String),
     ClosedByFunction,
     NoHandler,
 }
@@ -280,6 +282,7 @@ impl std::fmt::Display for Ending {
             Ending::Dropped(why) => write!(f, "dropped: {why}"),
             Ending::Idle => f.write_str("idle past websocket_idle_timeout_s"),
             Ending::TooFast => f.write_str("more messages than websocket_messages_per_s"),
+            Ending::TooBig(why) => write!(f, "over websocket_max_message_kb or websocket_max_frame_kb: {why}"),
             Ending::ClosedByFunction => f.write_str("a function closed it"),
             Ending::NoHandler => f.write_str("no function handles its messages"),
         }
@@ -363,6 +366,11 @@ async fn serve(
                 continue;
             }
             Ok(None) => break Ending::Dropped("the connection ended".into()),
+            // tungstenite reports a message or frame over its bound as a capacity error ("Space limit exceeded");
+            // its type is not ours to name (axum wraps it), so its words tell it from a dropped connection.
+            Ok(Some(Err(error))) if error.to_string().contains("Space limit exceeded") => {
+                break Ending::TooBig(error.to_string());
+            }
             Ok(Some(Err(error))) => break Ending::Dropped(error.to_string()),
             Ok(Some(Ok(frame))) => frame,
         };
@@ -394,6 +402,7 @@ async fn serve(
     let close = match &ending {
         Ending::Idle => Some((1001, "idle".to_owned())),
         Ending::TooFast => Some((1008, "too many messages".to_owned())),
+        Ending::TooBig(_) => Some((1009, "message too big".to_owned())),
         Ending::NoHandler => Some((1011, "no function handles messages here".to_owned())),
         _ => None,
     };
