@@ -103,7 +103,7 @@ fn check_functions(functions: &[FunctionRecord]) -> anyhow::Result<()> {
                 edgefn_manifest::route::RoutePattern::parse(route)
                     .map_err(|e| anyhow!("websocket function `{}`: route `{route}`: {e}", function.name))?;
             }
-            Trigger::Init | Trigger::Invoke => {}
+            Trigger::Init | Trigger::Invoke | Trigger::Workflow => {}
         }
     }
     Ok(())

@@ -49,6 +49,8 @@ pub struct Node {
     pub deployments: Arc<Deployments>,
     pub http: Arc<HttpTrigger>,
     pub invoke: Arc<InvokeTrigger>,
+    /// Durable workflow runs: started, signalled and resumed here.
+    pub workflows: Arc<crate::triggers::workflow::WorkflowEngine>,
     pub cron: Arc<CronTrigger>,
     pub queue_trigger: Arc<QueueTrigger>,
     pub queues: Arc<Queues>,
@@ -79,21 +81,23 @@ impl Node {
         // Opening migrates the schema: SQLite work, so not on an async worker thread either.
         let dir = data_dir.to_owned();
         let object_limits = config.limits.objects.clone();
-        let (db, queue_db, cron_db, kv_db, object_db, stream_dbs) = tokio::task::spawn_blocking(move || {
-            let db = Database::open(&dir)?;
-            let object_limits = crate::storage::objects::ObjectLimits {
-                max_object_bytes: object_limits.objects_max_object_mb.saturating_mul(1 << 20),
-                max_bucket_bytes: object_limits.objects_max_bucket_mb.saturating_mul(1 << 20),
-                max_objects: object_limits.objects_max_objects,
-            };
-            // Opening the object store removes what a crash left half-written: before anything can write.
-            let objects = ObjectDb::open(&dir, Database::connect(&dir)?, object_limits)?;
-            let (queue_db, cron_db, kv_db) =
-                (Database::connect(&dir)?, Database::connect(&dir)?, Database::connect(&dir)?);
-            let stream_dbs = (Database::connect(&dir)?, Database::connect(&dir)?);
-            anyhow::Ok((db, queue_db, cron_db, kv_db, objects, stream_dbs))
-        })
-        .await??;
+        let (db, queue_db, cron_db, kv_db, object_db, stream_dbs, workflow_db) =
+            tokio::task::spawn_blocking(move || {
+                let db = Database::open(&dir)?;
+                let object_limits = crate::storage::objects::ObjectLimits {
+                    max_object_bytes: object_limits.objects_max_object_mb.saturating_mul(1 << 20),
+                    max_bucket_bytes: object_limits.objects_max_bucket_mb.saturating_mul(1 << 20),
+                    max_objects: object_limits.objects_max_objects,
+                };
+                // Opening the object store removes what a crash left half-written: before anything can write.
+                let objects = ObjectDb::open(&dir, Database::connect(&dir)?, object_limits)?;
+                let (queue_db, cron_db, kv_db) =
+                    (Database::connect(&dir)?, Database::connect(&dir)?, Database::connect(&dir)?);
+                let stream_dbs = (Database::connect(&dir)?, Database::connect(&dir)?);
+                let workflow_db = crate::storage::workflows::WorkflowDb::new(Database::connect(&dir)?);
+                anyhow::Ok((db, queue_db, cron_db, kv_db, objects, stream_dbs, workflow_db))
+            })
+            .await??;
         let node_name = config.cluster.node.clone().unwrap_or_else(default_node_name);
         crate::telemetry::otel::install(&config.otel, &node_name)?;
         let mut telemetry = open_telemetry(data_dir, &config.logs).await?;
@@ -188,6 +192,7 @@ impl Node {
         let runner = Runner { loader: loader.clone(), capabilities };
         let live = LiveHandle::default();
         let invoke = InvokeTrigger::new(live.clone(), runner.clone());
+        let workflows = crate::triggers::workflow::WorkflowEngine::new(workflow_db, live.clone(), runner.clone());
         deferred.set(&(invoke.clone() as Arc<dyn Invoker>));
         let authorizers = Arc::new(Authorizers::from_config(&config.authorizers)?);
         authorizers.spawn_watcher();
@@ -229,10 +234,13 @@ impl Node {
             tokio::spawn(deployments.clone().follow_cluster());
         }
         spawn_idle_sweeper(loader.clone());
+        // After the restore: runs resume on the functions that were live.
+        workflows.spawn();
         Ok(Self {
             deployments,
             http,
             invoke,
+            workflows,
             cron,
             queue_trigger,
             stream_trigger,
@@ -295,6 +303,7 @@ impl Node {
         Admin {
             deployments: self.deployments.clone(),
             invoke: self.invoke.clone(),
+            workflows: self.workflows.clone(),
             cron: self.cron.clone(),
             queue_trigger: self.queue_trigger.clone(),
             queues: self.queues.clone(),

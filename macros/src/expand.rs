@@ -78,7 +78,39 @@ fn expand(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
             let trigger = Trigger::WebSocket { route: route.clone(), on: *on, auth: auth.clone() };
             expand_invoke(func, "websocket", trigger)
         }
+        TriggerArgs::Workflow => expand_workflow(func),
     }
+}
+
+/// A `workflow` function: the host calls it like an `invoke` one, with the run's journal as the payload, and gets
+/// back what the resume came to (`edgefn_manifest::workflow`).
+fn expand_workflow(func: &ItemFn) -> syn::Result<TokenStream> {
+    let input_ty = validate::workflow_function(func)?;
+    let name = &func.sig.ident;
+    let name_str = name.to_string();
+    let record = FunctionRecord { name: name_str.clone(), trigger: Trigger::Workflow };
+    let manifest = manifest_static(name, &encode_record(&record));
+    let call = quote_spanned! {input_ty.span()=> #name(__workflow.clone(), __input) };
+    let finish = quote_spanned! {output_span(func)=> ::edgefn::__private::workflow_finish(&__workflow, #call.await) };
+    Ok(quote! {
+        const _: () = {
+            fn __edgefn_call(payload: ::std::vec::Vec<u8>) -> ::edgefn::__private::Pending<::std::vec::Vec<u8>> {
+                ::edgefn::__private::boxed(async move {
+                    let (__workflow, __input) = match ::edgefn::__private::workflow_begin(&payload) {
+                        ::core::result::Result::Ok(begun) => begun,
+                        ::core::result::Result::Err(refused) => return refused,
+                    };
+                    #finish
+                })
+            }
+            const __EDGEFN_HANDLER: ::edgefn::__private::InvokeHandler =
+                ::edgefn::__private::Handler::Async(__edgefn_call);
+            ::edgefn::__private::inventory::submit! {
+                ::edgefn::__private::InvokeFunction { name: #name_str, handler: __EDGEFN_HANDLER }
+            }
+        };
+        #manifest
+    })
 }
 
 const CRON_SIGNATURE: &str = "fn name(event: CronEvent) -> Result<()>";

@@ -14,7 +14,8 @@ use syn::punctuated::Punctuated;
 use syn::{Ident, Lit, LitStr, Token, parenthesized};
 
 /// The trigger kinds the macro accepts. A closed set: adding one means teaching the host about it too.
-const TRIGGER_KINDS: &[&str] = &["http", "cron", "queue", "topic", "object", "stream", "invoke", "websocket"];
+const TRIGGER_KINDS: &[&str] =
+    &["http", "cron", "queue", "topic", "object", "stream", "invoke", "websocket", "workflow"];
 
 /// Everything the attribute said, validated.
 pub(crate) struct FunctionArgs {
@@ -31,6 +32,7 @@ pub(crate) enum TriggerArgs {
     Stream { stream: String, delivery: StreamDelivery },
     Invoke,
     WebSocket { route: String, on: WebSocketEventKind, auth: Option<RouteAuth> },
+    Workflow,
 }
 
 pub(crate) struct HttpTrigger {
@@ -201,16 +203,16 @@ fn parse_trigger(input: ParseStream<'_>) -> syn::Result<TriggerArgs> {
             format!("unknown trigger `{kind}`; expected one of {}", quoted_list(TRIGGER_KINDS)),
         ));
     }
-    if kind_str == "invoke" {
-        // `invoke` or `invoke()`: it takes no arguments.
+    if kind_str == "invoke" || kind_str == "workflow" {
+        // `invoke` or `invoke()`, `workflow` or `workflow()`: they take no arguments.
         if input.peek(syn::token::Paren) {
             let content;
             parenthesized!(content in input);
             if !content.is_empty() {
-                return Err(content.error("`invoke` takes no arguments: `trigger = invoke`"));
+                return Err(content.error(format!("`{kind_str}` takes no arguments: `trigger = {kind_str}`")));
             }
         }
-        return Ok(TriggerArgs::Invoke);
+        return Ok(if kind_str == "invoke" { TriggerArgs::Invoke } else { TriggerArgs::Workflow });
     }
     let content;
     parenthesized!(content in input);

@@ -87,6 +87,73 @@ pub(crate) fn handler(func: &ItemFn, kind: &str, what: &str, signature: &str) ->
     Ok(ty)
 }
 
+/// The shape of a workflow function, quoted in its signature errors.
+const WORKFLOW_SIGNATURE: &str = "async fn name(wf: Workflow, input: T) -> Result<R> (T: Deserialize, R: Serialize)";
+
+/// Validates a workflow function and returns the type of its input (its second argument).
+pub(crate) fn workflow_function(func: &ItemFn) -> syn::Result<Type> {
+    let sig = &func.sig;
+    if sig.asyncness.is_none() {
+        return Err(syn::Error::new_spanned(
+            &sig.ident,
+            format!("a workflow function is `async` (its steps are awaited): expected `{WORKFLOW_SIGNATURE}`"),
+        ));
+    }
+    if let Some(asyncness) = &sig.asyncness
+        && !cfg!(feature = "wasip3")
+    {
+        return Err(syn::Error::new_spanned(
+            asyncness,
+            "a workflow function needs a WASI 0.3 component: turn on the SDK's `wasip3` feature \
+             (`edgefn = { ..., features = [\"wasip3\"] }`)",
+        ));
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        return Err(syn::Error::new_spanned(unsafety, "an edgefn function cannot be `unsafe`"));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return Err(syn::Error::new_spanned(
+            &sig.generics,
+            format!("an edgefn function cannot be generic (expected `{WORKFLOW_SIGNATURE}`)"),
+        ));
+    }
+    let typed: Vec<&syn::PatType> = sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(typed) => Some(typed),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    if typed.len() != 2 || typed.len() != sig.inputs.len() {
+        let spanned: &dyn quote::ToTokens = if sig.inputs.is_empty() { &sig.ident } else { &sig.inputs };
+        return Err(syn::Error::new_spanned(
+            spanned,
+            format!(
+                "a workflow function takes two arguments, the workflow and the input, but `{}` takes {}: \
+                 expected `{WORKFLOW_SIGNATURE}`",
+                sig.ident,
+                sig.inputs.len()
+            ),
+        ));
+    }
+    for typed in &typed {
+        if let Type::Reference(reference) = &*typed.ty {
+            return Err(syn::Error::new_spanned(
+                reference,
+                format!("take the workflow and the input by value, not by reference: expected `{WORKFLOW_SIGNATURE}`"),
+            ));
+        }
+    }
+    if matches!(sig.output, ReturnType::Default) {
+        return Err(syn::Error::new_spanned(
+            &sig.ident,
+            format!("`{}` returns nothing; a workflow returns its result: expected `{WORKFLOW_SIGNATURE}`", sig.ident),
+        ));
+    }
+    Ok((*typed[1].ty).clone())
+}
+
 /// "an http function", "a cron function", "an invoke function".
 fn article(kind: &str) -> &'static str {
     if kind == "http" || kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }

@@ -13,6 +13,7 @@
 //! - [`scopes`]: which scopes a verified token grants and whether a route's list is met, so the host and native
 //!   tests refuse the same requests.
 //! - [`schedule`] (feature `schedule`): cron expressions in IANA time zones, with daylight-saving rules.
+//! - [`workflow`]: what the host and a workflow function exchange on each resume of a run (the journal).
 //!
 //! ```
 //! use edgefn_manifest::record::{FunctionRecord, Trigger, decode_section, encode_record};
@@ -32,6 +33,7 @@ pub mod router;
 #[cfg(feature = "schedule")]
 pub mod schedule;
 pub mod scopes;
+pub mod workflow;
 
 /// Name of the custom section that holds the manifest records.
 pub const SECTION_NAME: &str = "edgefn-manifest";

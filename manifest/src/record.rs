@@ -12,15 +12,15 @@
 //! `auth` is such a thing: version-1 hosts ignore unknown keys, and would serve a protected route open, so a record
 //! with `auth` is version 2, which they refuse. From version 2 on, unknown keys are refused too
 //! (`deny_unknown_fields`), so a later key fails closed on this host without another version bump. An `object`
-//! trigger is version 3 and a `stream` trigger version 4, so an older host says "upgrade the host" instead of
-//! "unknown variant".
+//! trigger is version 3, a `stream` trigger version 4, a `websocket` trigger 5 and a `workflow` 6, so an older host
+//! says "upgrade the host" instead of "unknown variant".
 
 use serde::{Deserialize, Serialize};
 
 /// Leading bytes of every record; a section that does not start with them is not ours (or is corrupt).
 pub const MAGIC: &[u8; 3] = b"EFN";
 /// The newest record format this crate writes and reads (it reads every version from 1).
-pub const VERSION: u8 = 5;
+pub const VERSION: u8 = 6;
 const HEADER_LEN: usize = MAGIC.len() + 1 + 4;
 
 /// One function of a component: its exported name and what triggers it.
@@ -98,6 +98,9 @@ pub enum Trigger {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         auth: Option<RouteAuth>,
     },
+    /// A durable workflow: runs started by name (the admin API, `edgefn workflows start`), each resumed in a fresh
+    /// instance that replays its journal (see [`crate::workflow`]).
+    Workflow,
 }
 
 /// Which event of a WebSocket connection a function handles.
@@ -291,6 +294,7 @@ impl FunctionRecord {
     /// The lowest record version that carries this record faithfully.
     pub fn required_version(&self) -> u8 {
         match &self.trigger {
+            Trigger::Workflow => 6,
             Trigger::WebSocket { .. } => 5,
             Trigger::Stream { .. } => 4,
             Trigger::Object { .. } => 3,
@@ -548,6 +552,7 @@ impl std::fmt::Display for Trigger {
             }
             Trigger::Stream { stream, .. } => write!(f, "stream {stream}"),
             Trigger::WebSocket { route, on, .. } => write!(f, "websocket {route} ({})", on.as_str()),
+            Trigger::Workflow => f.write_str("workflow"),
         }
     }
 }
@@ -646,6 +651,14 @@ mod tests {
         let mut section = encode_record(&b);
         section.extend(encode_record(&a));
         assert_eq!(decode_section(&section).unwrap(), vec![b, a]);
+    }
+
+    #[test]
+    fn a_workflow_record_round_trips_and_needs_version_6() {
+        let record = FunctionRecord { name: "checkout".into(), trigger: Trigger::Workflow };
+        assert_eq!(record.required_version(), 6);
+        assert_eq!(decode_section(&encode_record(&record)).unwrap(), vec![record]);
+        assert_eq!(Trigger::Workflow.to_string(), "workflow");
     }
 
     #[test]

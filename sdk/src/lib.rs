@@ -37,6 +37,8 @@
 //! - [`init`] marks a one-time initialization function. The host runs it once at deploy and snapshots the memory
 //!   it leaves, so every invocation starts warm. [`random`] and [`collections`] stay random across such
 //!   snapshots.
+//! - `workflow` (async, the `wasip3` feature): `#[function(trigger = workflow)]` durable workflows whose steps are
+//!   journaled once, with retries, durable sleeps and waits for events.
 
 #[cfg(target_family = "wasm")]
 mod abi;
@@ -69,6 +71,8 @@ pub mod testing;
 pub mod topic;
 pub mod trace;
 pub mod websocket;
+#[cfg(edgefn_async)]
+pub mod workflow;
 
 pub use cron::CronEvent;
 pub use dispatch::correlation_id;
@@ -112,6 +116,9 @@ pub mod __private {
     pub use crate::init::InitFunction;
     pub use crate::queue::{Batch, RawMessage};
     pub use inventory;
+
+    #[cfg(edgefn_async)]
+    pub use crate::workflow::{begin as workflow_begin, finish as workflow_finish};
 
     /// Boxes an async handler's future for the registry.
     pub fn boxed<'a, T>(future: impl Future<Output = T> + 'a) -> crate::rt::LocalBoxFuture<'a, T> {

@@ -34,3 +34,4 @@ mod state;
 mod streaming;
 mod streams;
 mod websocket;
+mod workflows;

@@ -24,6 +24,11 @@
 //! | `GET /v1/objects` | every object bucket's objects and bytes |
 //! | `GET /v1/objects/{bucket}?prefix=&cursor=&limit=` | a page of a bucket's objects, with their metadata |
 //! | `GET` (a `Range` too), `PUT` (body: the bytes, streamed), `DELETE /v1/objects/{bucket}/{key}` | one object |
+//! | `POST /v1/workflows/runs` | start a workflow run: `{"workflow": NAME, "input": any, "id": optional}` |
+//! | `GET /v1/workflows/runs?state=&limit=` | runs, newest first |
+//! | `GET /v1/workflows/runs/{run}` | a run with its journal (the timeline) and its steps' failed attempts |
+//! | `POST /v1/workflows/runs/{run}/signals/{event}` | send an event (body: its JSON payload) |
+//! | `POST /v1/workflows/runs/{run}/cancel` | cancel a run |
 //! | `GET /v1/nodes` | a cluster's members: each node's addresses, live versions and load |
 //! | `GET /v1/authorizers` | the configured JWT authorizers |
 //! | `POST /v1/authorizers/{name}/reload` | load an authorizer's JWKS file (and secret) again, now |
@@ -45,6 +50,7 @@ pub mod logs;
 mod objects;
 mod queues;
 mod streams;
+mod workflows;
 
 pub use components::DeployBody;
 pub use queues::{OutgoingMessage, SendRequest};
@@ -89,6 +95,7 @@ const MAX_KV_VALUE_BODY: usize = 64 << 20;
 pub struct Admin {
     pub deployments: Arc<Deployments>,
     pub invoke: Arc<InvokeTrigger>,
+    pub workflows: Arc<crate::triggers::workflow::WorkflowEngine>,
     pub cron: Arc<CronTrigger>,
     pub queue_trigger: Arc<QueueTrigger>,
     pub queues: Arc<Queues>,
@@ -135,6 +142,10 @@ pub fn app(admin: Admin, token: String) -> axum::Router {
         .route("/v1/queues/{queue}/dead-letters", get(queues::dead_letters))
         .route("/v1/queues/{queue}/redrive", post(queues::redrive))
         .route("/v1/topics/{topic}/messages", post(queues::publish))
+        .route("/v1/workflows/runs", get(workflows::list).post(workflows::start))
+        .route("/v1/workflows/runs/{run}", get(workflows::show))
+        .route("/v1/workflows/runs/{run}/signals/{event}", post(workflows::signal))
+        .route("/v1/workflows/runs/{run}/cancel", post(workflows::cancel))
         .route("/v1/cache", get(cache::stats))
         .route("/v1/cache/purge", post(cache::purge))
         .route("/v1/kv/{store}/keys", get(kv::list))

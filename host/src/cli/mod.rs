@@ -4,7 +4,7 @@
 //!   `new` writes a function crate; `inspect` reads a component; `deployments` reads a data dir offline;
 //! - everything else is a thin client of a running host's admin API ([`admin_client`]): `deploy`, `versions`,
 //!   `rollback`, `promote`, `undeploy`, `components`, `send`, `publish`, `invoke`, `queues`, `dead-letters`,
-//!   `redrive`, `runs`, `cache`, `kv`, `logs`, `usage`, `replay`, `nodes`;
+//!   `redrive`, `runs`, `cache`, `kv`, `logs`, `usage`, `replay`, `nodes`, `workflows`;
 //! - `token mint` signs a test token for an authorizer of the host config, offline.
 
 mod admin_client;
@@ -27,6 +27,7 @@ mod streams;
 mod token;
 mod up;
 mod versions;
+mod workflows;
 
 use clap::{Parser, Subcommand};
 
@@ -102,6 +103,9 @@ enum Command {
     /// Show a cron function's run history.
     #[command(after_help = "Example: edgefn runs heartbeat --limit 50")]
     Runs(functions::RunsArgs),
+    /// Durable workflow runs: `edgefn workflows list|show RUN|start WORKFLOW INPUT|signal RUN EVENT PAYLOAD|cancel RUN`.
+    #[command(after_help = "Example: edgefn workflows start checkout '{\"order\": 42}' --id order-42")]
+    Workflows(workflows::WorkflowsArgs),
     /// See and purge a running host's HTTP response cache: `edgefn cache stats|purge COMPONENT [--path P|--tag T]`.
     #[command(after_help = "Example: edgefn cache purge shop --tag product-42")]
     Cache(cache::CacheArgs),
@@ -174,6 +178,7 @@ impl Cli {
             Command::DeadLetters(args) => queues::dead_letters(args),
             Command::Redrive(args) => queues::redrive(args),
             Command::Runs(args) => functions::runs(args),
+            Command::Workflows(args) => workflows::run(args),
             Command::Cache(args) => cache::run(args),
             Command::Kv(args) => kv::run(args),
             Command::Objects(args) => objects::run(args),

@@ -295,6 +295,9 @@ fn print_functions(live: &Arc<LiveSet>, address: SocketAddr) {
                 Trigger::Queue { queue, .. } => println!("  {:24} queue   {queue}", function.name),
                 Trigger::Topic { topic, .. } => println!("  {:24} topic   {topic}", function.name),
                 Trigger::Invoke => println!("  {:24} invoke  edgefn invoke {}", function.name, function.name),
+                Trigger::Workflow => {
+                    println!("  {:24} workflow  edgefn workflows start {} INPUT", function.name, function.name)
+                }
                 trigger @ (Trigger::Object { .. } | Trigger::Stream { .. } | Trigger::WebSocket { .. }) => {
                     println!("  {:24} {trigger}", function.name)
                 }

@@ -1,5 +1,6 @@
 //! Persistent state in SQLite (`<data dir>/edgefn.db`): deployed versions and what is live, compiled artifacts,
-//! the queues, the cron schedules and their run history, key-value stores, object metadata and streams.
+//! the queues, the cron schedules and their run history, key-value stores, object metadata, streams and workflow
+//! runs.
 //!
 //! One connection policy for all of it ([`Database`]): WAL (readers never block the writer), `synchronous =
 //! NORMAL` (a commit survives the process being killed, not a power cut), a busy timeout instead of instant
@@ -20,6 +21,7 @@ pub mod queue;
 pub mod sealing;
 pub mod streams;
 pub mod telemetry;
+pub mod workflows;
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -244,6 +246,49 @@ const MIGRATIONS: &[&str] = &[
         epoch INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (stream, consumer, shard)
     ) WITHOUT ROWID;",
+    // 13. Durable workflows (storage/workflows.rs): each run (its state, when it is due, what it waits for, its
+    // result), its journal (one row per entry, JSON), the failed attempts of its steps (for the timeline), and
+    // signals that came before the run waited for them.
+    "CREATE TABLE workflow_runs (
+        id TEXT PRIMARY KEY,
+        component TEXT NOT NULL,
+        function TEXT NOT NULL,
+        input TEXT NOT NULL,
+        state TEXT NOT NULL,
+        due_at INTEGER,
+        waiting_for TEXT,
+        retry_step TEXT,
+        retry_attempts INTEGER NOT NULL DEFAULT 0,
+        result TEXT,
+        error TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX workflow_runs_due ON workflow_runs (due_at) WHERE due_at IS NOT NULL;
+    CREATE TABLE workflow_journal (
+        run TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        entry TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (run, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE workflow_attempts (
+        run TEXT NOT NULL,
+        step TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX workflow_attempts_by_run ON workflow_attempts (run);
+    CREATE TABLE workflow_signals (
+        id INTEGER PRIMARY KEY,
+        run TEXT NOT NULL,
+        event TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX workflow_signals_by_run ON workflow_signals (run, event);",
 ];
 
 /// What went wrong in the database.

@@ -18,6 +18,7 @@ pub mod invoke;
 pub mod queue;
 pub mod replay;
 pub mod stream;
+pub mod workflow;
 
 use crate::capabilities::invoke::{Caller, Origin};
 use crate::capabilities::{BoxFuture, Capabilities};

@@ -1,0 +1,538 @@
+//! Workflow runs in SQLite: each run's state and when it is next due, its journal, its steps' failed attempts, and
+//! signals kept for a wait that has not begun. Every change a resume makes is one transaction ([`WorkflowDb::apply`]),
+//! checked against the journal length the resume started from, so two resumes of one run can never both commit.
+
+use super::{Database, StorageError};
+use edgefn_manifest::workflow::{Entry, Next, Outcome, Retry, StepError};
+use rusqlite::{OptionalExtension as _, params};
+use serde_json::Value;
+
+/// The most entries one run's journal may hold.
+pub const MAX_JOURNAL_ENTRIES: usize = 10_000;
+/// The most bytes one run's journal may hold.
+pub const MAX_JOURNAL_BYTES: usize = 16 << 20;
+/// The most bytes of a run's input, or of a signal's payload.
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Due to be resumed now.
+    Ready,
+    /// A step's attempt failed; due again at its backoff.
+    Retrying,
+    Sleeping,
+    /// Waiting for an event (due when it times out).
+    Waiting,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl RunState {
+    pub const NAMES: &[&str] = &["ready", "retrying", "sleeping", "waiting", "done", "failed", "cancelled"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Retrying => "retrying",
+            Self::Sleeping => "sleeping",
+            Self::Waiting => "waiting",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "ready" => Self::Ready,
+            "retrying" => Self::Retrying,
+            "sleeping" => Self::Sleeping,
+            "waiting" => Self::Waiting,
+            "done" => Self::Done,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// Whether the run has ended (nothing resumes it again).
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Done | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// A run, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub id: String,
+    pub component: String,
+    pub function: String,
+    pub input: Value,
+    pub state: RunState,
+    /// When it is next resumed (for a wait: when it times out); `None` once finished.
+    pub due_at: Option<i64>,
+    pub waiting_for: Option<String>,
+    pub retry: Option<Retry>,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A failed attempt of a step, for the run's timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRow {
+    pub step: String,
+    pub attempt: u32,
+    pub error: StepError,
+    pub at: i64,
+}
+
+/// One journal entry with when it was recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalRow {
+    pub seq: u64,
+    pub entry: Entry,
+    pub at: i64,
+}
+
+/// Why a signal was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    #[error("no workflow run `{0}`")]
+    NotFound(String),
+    #[error("workflow run `{run}` is {state}: it takes no more signals")]
+    Finished { run: String, state: &'static str },
+    #[error("the payload is {size} bytes; a signal's payload is at most {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// What became of a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signalled {
+    /// The run was waiting for it: it resumes now.
+    Delivered,
+    /// The run is not waiting for it yet: kept until it does.
+    Kept,
+}
+
+const RUN_COLUMNS: &str = "id, component, function, input, state, due_at, waiting_for, retry_step, retry_attempts, \
+                           result, error, created_at, updated_at";
+
+fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    let text = |index: usize| -> rusqlite::Result<Option<String>> { row.get(index) };
+    let json = |index: usize| -> rusqlite::Result<Option<Value>> {
+        Ok(text(index)?.and_then(|text| serde_json::from_str(&text).ok()))
+    };
+    let state: String = row.get(4)?;
+    let retry_step: Option<String> = row.get(7)?;
+    let retry_attempts: u32 = row.get(8)?;
+    Ok(RunRow {
+        id: row.get(0)?,
+        component: row.get(1)?,
+        function: row.get(2)?,
+        input: json(3)?.unwrap_or(Value::Null),
+        state: RunState::parse(&state).unwrap_or(RunState::Failed),
+        due_at: row.get(5)?,
+        waiting_for: row.get(6)?,
+        retry: retry_step.map(|name| Retry { name, attempts: retry_attempts }),
+        result: json(9)?,
+        error: text(10)?,
+        created_at: row.get(11)?,
+        updated_at: row.get(12)?,
+    })
+}
+
+fn load_run(conn: &rusqlite::Connection, id: &str) -> Result<Option<RunRow>, StorageError> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM workflow_runs WHERE id = ?1");
+    Ok(conn.query_row(&sql, params![id], run_row).optional()?)
+}
+
+fn decode_entry(text: &str) -> Result<Entry, StorageError> {
+    serde_json::from_str(text).map_err(|error| StorageError::Corrupt(format!("a workflow journal entry: {error}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+/// Sets the run's state and when it is due (`None`: not due again), clearing a retry and a wait.
+fn set_state(
+    conn: &rusqlite::Connection,
+    id: &str,
+    state: RunState,
+    due_at: Option<i64>,
+    now: i64,
+) -> Result<(), StorageError> {
+    conn.execute(
+        "UPDATE workflow_runs SET state = ?2, due_at = ?3, waiting_for = NULL, retry_step = NULL, retry_attempts = 0,
+             updated_at = ?4 WHERE id = ?1",
+        params![id, state.as_str(), due_at, now],
+    )?;
+    Ok(())
+}
+
+/// Resolves the wait that ends the journal with `value` (absent: it timed out).
+fn resolve_wait(conn: &rusqlite::Connection, id: &str, value: Option<Value>) -> Result<(), StorageError> {
+    let last: Option<(u64, String)> = conn
+        .query_row(
+            "SELECT seq, entry FROM workflow_journal WHERE run = ?1 ORDER BY seq DESC LIMIT 1",
+            params![id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let Some((seq, text)) = last else {
+        return Err(StorageError::Corrupt(format!("run `{id}` waits with no journal")));
+    };
+    let Entry::Event { name, until_ms, .. } = decode_entry(&text)? else {
+        return Err(StorageError::Corrupt(format!("run `{id}` waits, but its journal does not end with a wait")));
+    };
+    let resolved = Entry::Event { name, until_ms, resolved: true, value };
+    conn.execute(
+        "UPDATE workflow_journal SET entry = ?3 WHERE run = ?1 AND seq = ?2",
+        params![id, seq, encode(&resolved)],
+    )?;
+    Ok(())
+}
+
+fn error_text(error: &StepError) -> String {
+    format!("{} ({})", error.message, error.status)
+}
+
+/// The workflow runs of this node.
+#[derive(Debug, Clone)]
+pub struct WorkflowDb {
+    db: Database,
+}
+
+impl WorkflowDb {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Starts a run of `component/function` with `input`, due now, named `id` (else a new id). A run by that id
+    /// already started is answered instead, unchanged (`false`): the same id twice starts one run.
+    pub async fn start(
+        &self,
+        id: Option<String>,
+        component: &str,
+        function: &str,
+        input: &Value,
+        now: i64,
+    ) -> Result<(RunRow, bool), StorageError> {
+        let id = id.unwrap_or_else(|| format!("run-{}", uuid::Uuid::new_v4().simple()));
+        let (component, function, input) = (component.to_owned(), function.to_owned(), encode(input));
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let inserted = tx.execute(
+                    "INSERT OR IGNORE INTO workflow_runs (id, component, function, input, state, due_at, created_at,
+                         updated_at) VALUES (?1, ?2, ?3, ?4, 'ready', ?5, ?5, ?5)",
+                    params![id, component, function, input, now],
+                )?;
+                let run = load_run(&tx, &id)?.ok_or_else(|| StorageError::Corrupt(format!("run `{id}` vanished")))?;
+                tx.commit()?;
+                Ok((run, inserted == 1))
+            })
+            .await
+    }
+
+    /// The runs due at `now`, soonest first, at most `limit`, but none of `busy` (being resumed already).
+    pub async fn due(&self, now: i64, limit: usize, busy: Vec<String>) -> Result<Vec<String>, StorageError> {
+        self.db
+            .call(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT id FROM workflow_runs WHERE due_at IS NOT NULL AND due_at <= ?1 ORDER BY due_at LIMIT ?2",
+                )?;
+                let wanted = (limit + busy.len()) as i64;
+                let ids = statement.query_map(params![now, wanted], |row| row.get::<_, String>(0))?;
+                let ids = ids.collect::<rusqlite::Result<Vec<String>>>()?;
+                Ok(ids.into_iter().filter(|id| !busy.contains(id)).take(limit).collect())
+            })
+            .await
+    }
+
+    /// When the next run is due, if any is, leaving out `busy` ones (being resumed already).
+    pub async fn next_due(&self, busy: Vec<String>) -> Result<Option<i64>, StorageError> {
+        self.db
+            .call(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT id, due_at FROM workflow_runs WHERE due_at IS NOT NULL ORDER BY due_at LIMIT ?1",
+                )?;
+                let rows = statement.query_map(params![(busy.len() + 1) as i64], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })?;
+                let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows.into_iter().find(|(id, _)| !busy.contains(id)).map(|(_, due)| due))
+            })
+            .await
+    }
+
+    /// A run and its journal.
+    pub async fn load(&self, id: &str) -> Result<Option<(RunRow, Vec<JournalRow>)>, StorageError> {
+        let id = id.to_owned();
+        self.db
+            .call(move |conn| {
+                let Some(run) = load_run(conn, &id)? else { return Ok(None) };
+                let mut statement =
+                    conn.prepare_cached("SELECT seq, entry, at FROM workflow_journal WHERE run = ?1 ORDER BY seq")?;
+                let rows = statement
+                    .query_map(params![id], |row| Ok((row.get::<_, u64>(0)?, row.get::<_, String>(1)?, row.get(2)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let journal = rows
+                    .into_iter()
+                    .map(|(seq, text, at)| Ok(JournalRow { seq, entry: decode_entry(&text)?, at }))
+                    .collect::<Result<Vec<_>, StorageError>>()?;
+                Ok(Some((run, journal)))
+            })
+            .await
+    }
+
+    /// A waiting run whose time ran out: its wait resolves with no value and it is due now. `false` when it is not
+    /// (or no longer) such a run.
+    pub async fn time_out(&self, id: &str, now: i64) -> Result<bool, StorageError> {
+        let id = id.to_owned();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let Some(run) = load_run(&tx, &id)? else { return Ok(false) };
+                if run.state != RunState::Waiting || run.due_at.is_none_or(|due| due > now) {
+                    return Ok(false);
+                }
+                resolve_wait(&tx, &id, None)?;
+                set_state(&tx, &id, RunState::Ready, Some(now), now)?;
+                tx.commit()?;
+                Ok(true)
+            })
+            .await
+    }
+
+    /// Records what a resume of run `id` came to, if the run is where the resume found it (not finished, its
+    /// journal `journal_len` entries long); `false` otherwise (a cancel or another resume came first: nothing is
+    /// written). A journal past its limits fails the run instead, saying which.
+    pub async fn apply(&self, id: &str, journal_len: usize, outcome: Outcome, now: i64) -> Result<bool, StorageError> {
+        let id = id.to_owned();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let Some(run) = load_run(&tx, &id)? else { return Ok(false) };
+                let (count, bytes): (usize, usize) = tx.query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(entry)), 0) FROM workflow_journal WHERE run = ?1",
+                    params![id],
+                    |row| Ok((row.get::<_, i64>(0)? as usize, row.get::<_, i64>(1)? as usize)),
+                )?;
+                if run.state.is_finished() || count != journal_len {
+                    return Ok(false);
+                }
+                let mut added_bytes = 0;
+                for (offset, entry) in outcome.entries.iter().enumerate() {
+                    let text = encode(entry);
+                    added_bytes += text.len();
+                    tx.execute(
+                        "INSERT INTO workflow_journal (run, seq, entry, at) VALUES (?1, ?2, ?3, ?4)",
+                        params![id, (count + offset) as i64, text, now],
+                    )?;
+                }
+                let entries = count + outcome.entries.len();
+                if entries > MAX_JOURNAL_ENTRIES || bytes + added_bytes > MAX_JOURNAL_BYTES {
+                    let error = format!(
+                        "the run's journal is past its limit ({entries} entries of at most {MAX_JOURNAL_ENTRIES}, \
+                         {} bytes of at most {MAX_JOURNAL_BYTES})",
+                        bytes + added_bytes
+                    );
+                    fail(&tx, &id, &error, now)?;
+                    tx.commit()?;
+                    return Ok(true);
+                }
+                match outcome.next {
+                    Next::Continue => set_state(&tx, &id, RunState::Ready, Some(now), now)?,
+                    Next::Retry { name, attempt, error, at_ms } => {
+                        tx.execute(
+                            "INSERT INTO workflow_attempts (run, step, attempt, status, error, at)
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![id, name, attempt, error.status, error.message, now],
+                        )?;
+                        tx.execute(
+                            "UPDATE workflow_runs SET state = 'retrying', due_at = ?2, waiting_for = NULL,
+                                 retry_step = ?3, retry_attempts = ?4, updated_at = ?5 WHERE id = ?1",
+                            params![id, at_ms, name, attempt, now],
+                        )?;
+                    }
+                    Next::Sleep { until_ms } => set_state(&tx, &id, RunState::Sleeping, Some(until_ms), now)?,
+                    Next::Wait { event, until_ms } => {
+                        let kept: Option<(i64, String)> = tx
+                            .query_row(
+                                "SELECT id, payload FROM workflow_signals WHERE run = ?1 AND event = ?2
+                                     ORDER BY id LIMIT 1",
+                                params![id, event],
+                                |row| Ok((row.get(0)?, row.get(1)?)),
+                            )
+                            .optional()?;
+                        match kept {
+                            Some((signal, payload)) => {
+                                tx.execute("DELETE FROM workflow_signals WHERE id = ?1", params![signal])?;
+                                resolve_wait(&tx, &id, serde_json::from_str(&payload).ok())?;
+                                set_state(&tx, &id, RunState::Ready, Some(now), now)?;
+                            }
+                            None => {
+                                tx.execute(
+                                    "UPDATE workflow_runs SET state = 'waiting', due_at = ?2, waiting_for = ?3,
+                                         retry_step = NULL, retry_attempts = 0, updated_at = ?4 WHERE id = ?1",
+                                    params![id, until_ms, event, now],
+                                )?;
+                            }
+                        }
+                    }
+                    Next::Done { result } => {
+                        tx.execute(
+                            "UPDATE workflow_runs SET state = 'done', due_at = NULL, waiting_for = NULL,
+                                 retry_step = NULL, result = ?2, updated_at = ?3 WHERE id = ?1",
+                            params![id, encode(&result), now],
+                        )?;
+                        tx.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
+                    }
+                    Next::Failed { error } => fail(&tx, &id, &error_text(&error), now)?,
+                    Next::NonDeterministic { error } => fail(&tx, &id, &error, now)?,
+                }
+                tx.commit()?;
+                Ok(true)
+            })
+            .await
+    }
+
+    /// Fails run `id` with `error` unless it has finished (a resume that cannot run at all: its function is gone).
+    pub async fn fail(&self, id: &str, error: &str, now: i64) -> Result<bool, StorageError> {
+        let (id, error) = (id.to_owned(), error.to_owned());
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let Some(run) = load_run(&tx, &id)? else { return Ok(false) };
+                if run.state.is_finished() {
+                    return Ok(false);
+                }
+                fail(&tx, &id, &error, now)?;
+                tx.commit()?;
+                Ok(true)
+            })
+            .await
+    }
+
+    /// Puts a resume off until `at` (its function is busy or the host could not run it), keeping the run's state.
+    pub async fn postpone(&self, id: &str, at: i64) -> Result<(), StorageError> {
+        let id = id.to_owned();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "UPDATE workflow_runs SET due_at = ?2 WHERE id = ?1 AND due_at IS NOT NULL",
+                    params![id, at],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Sends event `event` with `payload` to run `id`.
+    pub async fn signal(&self, id: &str, event: &str, payload: &Value, now: i64) -> Result<Signalled, SignalError> {
+        let (id, event, payload) = (id.to_owned(), event.to_owned(), encode(payload));
+        let signalled = self
+            .db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let Some(run) = load_run(&tx, &id)? else { return Ok(Err(SignalError::NotFound(id))) };
+                if run.state.is_finished() {
+                    return Ok(Err(SignalError::Finished { run: id, state: run.state.as_str() }));
+                }
+                let signalled = if run.state == RunState::Waiting && run.waiting_for.as_deref() == Some(event.as_str())
+                {
+                    resolve_wait(&tx, &id, serde_json::from_str(&payload).ok())?;
+                    set_state(&tx, &id, RunState::Ready, Some(now), now)?;
+                    Signalled::Delivered
+                } else {
+                    tx.execute(
+                        "INSERT INTO workflow_signals (run, event, payload, at) VALUES (?1, ?2, ?3, ?4)",
+                        params![id, event, payload, now],
+                    )?;
+                    Signalled::Kept
+                };
+                tx.commit()?;
+                Ok(Ok(signalled))
+            })
+            .await??;
+        Ok(signalled)
+    }
+
+    /// Cancels run `id`: `false` when it had finished already.
+    pub async fn cancel(&self, id: &str, now: i64) -> Result<Option<bool>, StorageError> {
+        let id = id.to_owned();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let Some(run) = load_run(&tx, &id)? else { return Ok(None) };
+                if run.state.is_finished() {
+                    return Ok(Some(false));
+                }
+                tx.execute(
+                    "UPDATE workflow_runs SET state = 'cancelled', due_at = NULL, waiting_for = NULL,
+                         retry_step = NULL, error = 'cancelled', updated_at = ?2 WHERE id = ?1",
+                    params![id, now],
+                )?;
+                tx.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
+                tx.commit()?;
+                Ok(Some(true))
+            })
+            .await
+    }
+
+    /// The runs in `state` (any), newest first, at most `limit`.
+    pub async fn list(&self, state: Option<RunState>, limit: usize) -> Result<Vec<RunRow>, StorageError> {
+        self.db
+            .call(move |conn| {
+                let sql = format!(
+                    "SELECT {RUN_COLUMNS} FROM workflow_runs WHERE ?1 IS NULL OR state = ?1
+                         ORDER BY created_at DESC, id LIMIT ?2"
+                );
+                let mut statement = conn.prepare_cached(&sql)?;
+                let rows = statement.query_map(params![state.map(RunState::as_str), limit as i64], run_row)?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    /// The failed attempts of run `id`'s steps, in order.
+    pub async fn attempts(&self, id: &str) -> Result<Vec<AttemptRow>, StorageError> {
+        let id = id.to_owned();
+        self.db
+            .call(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT step, attempt, status, error, at FROM workflow_attempts WHERE run = ?1 ORDER BY rowid",
+                )?;
+                let rows = statement.query_map(params![id], |row| {
+                    Ok(AttemptRow {
+                        step: row.get(0)?,
+                        attempt: row.get(1)?,
+                        error: StepError { status: row.get(2)?, message: row.get(3)? },
+                        at: row.get(4)?,
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+}
+
+fn fail(conn: &rusqlite::Connection, id: &str, error: &str, now: i64) -> Result<(), StorageError> {
+    conn.execute(
+        "UPDATE workflow_runs SET state = 'failed', due_at = NULL, waiting_for = NULL, retry_step = NULL,
+             error = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, error, now],
+    )?;
+    conn.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,141 @@
+//! Workflow runs on a real SQLite file: starting by id once, what each outcome does to a run, signals before and
+//! during a wait, time-outs, stale resumes and the journal's limit.
+
+use super::*;
+use serde_json::json;
+
+fn store(dir: &std::path::Path) -> WorkflowDb {
+    WorkflowDb::new(Database::open(dir).expect("open"))
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+fn step(name: &str) -> Entry {
+    Entry::Step { name: name.into(), value: Some(json!(name)), error: None, attempts: 1 }
+}
+
+fn outcome(entries: Vec<Entry>, next: Next) -> Outcome {
+    Outcome { entries, next }
+}
+
+#[test]
+fn the_same_id_starts_one_run_and_outcomes_move_it_along() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = store(dir.path());
+    rt().block_on(async {
+        let (run, created) = db.start(Some("order-1".into()), "shop", "checkout", &json!({"n": 1}), 10).await.unwrap();
+        assert!(created);
+        assert_eq!((run.state, run.due_at), (RunState::Ready, Some(10)));
+        let (again, created) =
+            db.start(Some("order-1".into()), "shop", "checkout", &json!({"n": 2}), 11).await.unwrap();
+        assert!(!created, "the same id twice starts one run");
+        assert_eq!(again.input, json!({"n": 1}));
+        assert_eq!(db.due(10, 10, vec![]).await.unwrap(), ["order-1"]);
+        assert!(db.due(9, 10, vec![]).await.unwrap().is_empty());
+
+        // A step ends: due again at once.
+        assert!(db.apply("order-1", 0, outcome(vec![step("charge")], Next::Continue), 20).await.unwrap());
+        // A resume that started from the old journal is stale: nothing is written.
+        assert!(!db.apply("order-1", 0, outcome(vec![step("charge")], Next::Continue), 21).await.unwrap());
+        // An attempt fails: retried at its backoff, the attempt kept for the timeline.
+        let failed = StepError { status: 503, message: "down".into() };
+        let retry = Next::Retry { name: "ship".into(), attempt: 1, error: failed.clone(), at_ms: 500 };
+        assert!(db.apply("order-1", 1, outcome(vec![], retry), 30).await.unwrap());
+        let (run, journal) = db.load("order-1").await.unwrap().expect("the run");
+        assert_eq!((run.state, run.due_at), (RunState::Retrying, Some(500)));
+        assert_eq!(run.retry, Some(Retry { name: "ship".into(), attempts: 1 }));
+        assert_eq!(journal.len(), 1);
+        assert_eq!(db.attempts("order-1").await.unwrap()[0].error, failed);
+        // Sleep, then done.
+        let sleep = Entry::Sleep { until_ms: 900 };
+        assert!(
+            db.apply("order-1", 1, outcome(vec![step("ship"), sleep], Next::Sleep { until_ms: 900 }), 40)
+                .await
+                .unwrap()
+        );
+        let (run, _) = db.load("order-1").await.unwrap().expect("the run");
+        assert_eq!((run.state, run.due_at, run.retry), (RunState::Sleeping, Some(900), None));
+        assert_eq!(db.next_due(vec![]).await.unwrap(), Some(900));
+        assert_eq!(db.next_due(vec!["order-1".into()]).await.unwrap(), None, "a busy run is left out");
+        assert!(db.due(1_000, 10, vec!["order-1".into()]).await.unwrap().is_empty());
+        assert!(db.apply("order-1", 3, outcome(vec![], Next::Done { result: json!("ok") }), 950).await.unwrap());
+        let (run, _) = db.load("order-1").await.unwrap().expect("the run");
+        assert_eq!((run.state, run.due_at, run.result), (RunState::Done, None, Some(json!("ok"))));
+        assert_eq!(db.next_due(vec![]).await.unwrap(), None);
+        assert!(matches!(
+            db.signal("order-1", "late", &json!(1), 960).await,
+            Err(SignalError::Finished { state: "done", .. })
+        ));
+        assert_eq!(db.list(Some(RunState::Done), 10).await.unwrap().len(), 1);
+        assert!(db.list(Some(RunState::Failed), 10).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn a_signal_resolves_a_wait_or_waits_for_it_and_a_wait_times_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = store(dir.path());
+    let wait = |name: &str| Entry::Event { name: name.into(), until_ms: 1_000, resolved: false, value: None };
+    let waiting = |name: &str| Next::Wait { event: name.into(), until_ms: 1_000 };
+    rt().block_on(async {
+        db.start(Some("a".into()), "c", "f", &json!(null), 0).await.unwrap();
+        assert!(db.apply("a", 0, outcome(vec![wait("approved")], waiting("approved")), 1).await.unwrap());
+        let (run, _) = db.load("a").await.unwrap().expect("run");
+        assert_eq!(
+            (run.state, run.waiting_for.as_deref(), run.due_at),
+            (RunState::Waiting, Some("approved"), Some(1_000))
+        );
+        // Another event is kept; the awaited one is delivered.
+        assert_eq!(db.signal("a", "other", &json!(1), 2).await.unwrap(), Signalled::Kept);
+        assert_eq!(db.signal("a", "approved", &json!(true), 3).await.unwrap(), Signalled::Delivered);
+        let (run, journal) = db.load("a").await.unwrap().expect("run");
+        assert_eq!((run.state, run.due_at), (RunState::Ready, Some(3)));
+        assert_eq!(
+            journal[0].entry,
+            Entry::Event { name: "approved".into(), until_ms: 1_000, resolved: true, value: Some(json!(true)) }
+        );
+        // The kept signal answers the next wait for it at once.
+        assert!(db.apply("a", 1, outcome(vec![wait("other")], waiting("other")), 4).await.unwrap());
+        let (run, journal) = db.load("a").await.unwrap().expect("run");
+        assert_eq!(run.state, RunState::Ready, "resolved by the kept signal");
+        assert_eq!(
+            journal[1].entry,
+            Entry::Event { name: "other".into(), until_ms: 1_000, resolved: true, value: Some(json!(1)) }
+        );
+        // A wait nobody answers times out when due.
+        assert!(db.apply("a", 2, outcome(vec![wait("never")], waiting("never")), 5).await.unwrap());
+        assert!(!db.time_out("a", 999).await.unwrap(), "not yet");
+        assert!(db.time_out("a", 1_000).await.unwrap());
+        let (run, journal) = db.load("a").await.unwrap().expect("run");
+        assert_eq!(run.state, RunState::Ready);
+        assert_eq!(
+            journal[2].entry,
+            Entry::Event { name: "never".into(), until_ms: 1_000, resolved: true, value: None }
+        );
+        assert!(matches!(db.signal("b", "x", &json!(1), 6).await, Err(SignalError::NotFound(_))));
+        assert_eq!(db.cancel("a", 7).await.unwrap(), Some(true));
+        assert_eq!(db.cancel("a", 8).await.unwrap(), Some(false), "cancelled already");
+        assert!(!db.apply("a", 3, outcome(vec![], Next::Continue), 9).await.unwrap(), "a cancelled run takes no more");
+    });
+}
+
+#[test]
+fn a_journal_past_its_limit_fails_the_run_saying_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = store(dir.path());
+    rt().block_on(async {
+        db.start(Some("big".into()), "c", "f", &json!(null), 0).await.unwrap();
+        let huge = Entry::Step {
+            name: "x".into(),
+            value: Some(json!("a".repeat(MAX_JOURNAL_BYTES))),
+            error: None,
+            attempts: 1,
+        };
+        assert!(db.apply("big", 0, outcome(vec![huge], Next::Continue), 1).await.unwrap());
+        let (run, _) = db.load("big").await.unwrap().expect("run");
+        assert_eq!(run.state, RunState::Failed);
+        assert!(run.error.as_deref().unwrap_or_default().contains("journal is past its limit"), "{:?}", run.error);
+    });
+}

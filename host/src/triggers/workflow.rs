@@ -1,0 +1,296 @@
+//! Durable workflows: starts runs, and resumes each when it is due, in a fresh instance of its function that
+//! replays the run's journal (`edgefn_manifest::workflow` has the protocol, `storage::workflows` the runs).
+//!
+//! One driver task per node: it picks the runs that are due (ready now, a retry's backoff over, a sleep over, a
+//! wait timed out), at most [`MAX_RESUMING`] at once and never one run twice at once, calls the function and commits
+//! what it answers in one transaction. A run holds no instance while it sleeps or waits. A crash of the host between
+//! the call and the commit loses that call's work, which the next resume does again (at least once for a step's
+//! side effects, exactly once for its journaled result). Every log record of a resume carries the run's id as its
+//! correlation id.
+//!
+//! A run resumes on the version of its function live at that moment (pinning a run to the version it started on
+//! is not built yet): a deploy that changes its steps fails old runs with the "non-deterministic" error.
+
+use super::{Runner, Work};
+use crate::live::LiveHandle;
+use crate::runtime::{GuestCall, InvokeError, SlotKind};
+use crate::storage::now_ms;
+use crate::storage::workflows::{MAX_PAYLOAD_BYTES, RunRow, RunState, SignalError, Signalled, WorkflowDb};
+use crate::telemetry::otel;
+use edgefn_manifest::record::Trigger as TriggerKind;
+use edgefn_manifest::workflow::{Call, Entry, Outcome};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+
+/// How many runs resume at once on a node.
+pub const MAX_RESUMING: usize = 16;
+/// How many times in a row a resume may crash (trap, time out) before its run fails.
+pub const MAX_CRASHES: u32 = 5;
+/// How long a run waits when its function is busy, or not deployed, before it is tried again.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
+const MISSING_RETRY: Duration = Duration::from_secs(10);
+
+fn is_workflow(trigger: &TriggerKind) -> bool {
+    matches!(trigger, TriggerKind::Workflow)
+}
+
+/// Why a run was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+}
+
+/// Whether `id` may name a run: 1 to 128 letters, digits and `-_.:`.
+fn valid_run_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct WorkflowEngine {
+    db: WorkflowDb,
+    live: LiveHandle,
+    runner: Runner,
+    wake: Notify,
+    resuming: Mutex<HashSet<String>>,
+    permits: Arc<Semaphore>,
+    /// Crashes in a row, by run.
+    crashes: Mutex<HashMap<String, u32>>,
+}
+
+impl WorkflowEngine {
+    pub fn new(db: WorkflowDb, live: LiveHandle, runner: Runner) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            live,
+            runner,
+            wake: Notify::new(),
+            resuming: Mutex::default(),
+            permits: Arc::new(Semaphore::new(MAX_RESUMING)),
+            crashes: Mutex::default(),
+        })
+    }
+
+    pub fn db(&self) -> &WorkflowDb {
+        &self.db
+    }
+
+    /// Starts the driver; it runs for the life of the process.
+    pub fn spawn(self: &Arc<Self>) {
+        tokio::spawn(self.clone().drive());
+    }
+
+    /// Starts a run of the workflow `name` (`function` or `component/function`) with `input`, named `id` if given:
+    /// the same id twice starts one run (the second answers the first, `false`).
+    pub async fn start(&self, name: &str, input: Value, id: Option<String>) -> Result<(RunRow, bool), StartError> {
+        if let Some(id) = &id
+            && !valid_run_id(id)
+        {
+            return Err(StartError::Invalid(format!(
+                "run id `{id}` is not 1 to 128 letters, digits, `-`, `_`, `.` or `:`"
+            )));
+        }
+        let size = serde_json::to_vec(&input).map_or(0, |bytes| bytes.len());
+        if size > MAX_PAYLOAD_BYTES {
+            return Err(StartError::Invalid(format!(
+                "the input is {size} bytes; a workflow's input is at most {MAX_PAYLOAD_BYTES}"
+            )));
+        }
+        let (component, function) = {
+            let live = self.live.load();
+            let (component, function) =
+                live.find(name, "workflow", is_workflow).map_err(|error| StartError::NotFound(error.to_string()))?;
+            (component.name().to_owned(), function)
+        };
+        let started = self.db.start(id, &component, &function, &input, now_ms()).await?;
+        if started.1 {
+            tracing::info!(correlation_id = %started.0.id, workflow = %format!("{component}/{function}"), "workflow run started");
+            self.wake.notify_one();
+        }
+        Ok(started)
+    }
+
+    /// Sends event `event` with `payload` to run `run`.
+    pub async fn signal(&self, run: &str, event: &str, payload: Value) -> Result<Signalled, SignalError> {
+        let size = serde_json::to_vec(&payload).map_or(0, |bytes| bytes.len());
+        if size > MAX_PAYLOAD_BYTES {
+            return Err(SignalError::TooLarge { size, max: MAX_PAYLOAD_BYTES });
+        }
+        let signalled = self.db.signal(run, event, &payload, now_ms()).await?;
+        tracing::info!(correlation_id = %run, event, ?signalled, "workflow signal");
+        if signalled == Signalled::Delivered {
+            self.wake.notify_one();
+        }
+        Ok(signalled)
+    }
+
+    /// Cancels run `run`: `None` when there is none, `Some(false)` when it had ended.
+    pub async fn cancel(&self, run: &str) -> Result<Option<bool>, crate::storage::StorageError> {
+        let cancelled = self.db.cancel(run, now_ms()).await?;
+        if cancelled == Some(true) {
+            tracing::info!(correlation_id = %run, "workflow run cancelled");
+        }
+        Ok(cancelled)
+    }
+
+    async fn drive(self: Arc<Self>) {
+        loop {
+            let now = now_ms();
+            let busy: Vec<String> = self.lock_resuming().iter().cloned().collect();
+            match self.db.due(now, MAX_RESUMING * 4, busy).await {
+                Ok(due) => {
+                    for id in due {
+                        if !self.lock_resuming().insert(id.clone()) {
+                            continue;
+                        }
+                        let Ok(permit) = self.permits.clone().acquire_owned().await else { return };
+                        let engine = self.clone();
+                        tokio::spawn(async move {
+                            engine.resume(&id).await;
+                            engine.lock_resuming().remove(&id);
+                            drop(permit);
+                            engine.wake.notify_one();
+                        });
+                    }
+                }
+                Err(error) => tracing::error!(%error, "failed to read the due workflow runs; trying again"),
+            }
+            let busy: Vec<String> = self.lock_resuming().iter().cloned().collect();
+            let next = self.db.next_due(busy).await.unwrap_or(Some(now_ms() + 1_000));
+            let wait = next.map_or(Duration::from_secs(60), |at| {
+                Duration::from_millis(u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0).min(60_000))
+            });
+            if wait.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn lock_resuming(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.resuming.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_crashes(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.crashes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// One resume of run `id`; every failure is logged, and the run is left due again or failed with the reason.
+    async fn resume(&self, id: &str) {
+        if let Err(error) = self.try_resume(id).await {
+            tracing::error!(correlation_id = %id, %error, "a workflow resume failed to record; it runs again");
+            let _ = self.db.postpone(id, now_ms() + BUSY_RETRY.as_millis() as i64).await;
+        }
+    }
+
+    async fn try_resume(&self, id: &str) -> Result<(), crate::storage::StorageError> {
+        let now = now_ms();
+        // A wait whose time ran out resolves (with nothing) before the run goes on.
+        self.db.time_out(id, now).await?;
+        let Some((run, journal)) = self.db.load(id).await? else { return Ok(()) };
+        if run.state.is_finished() || run.due_at.is_none_or(|due| due > now) {
+            return Ok(());
+        }
+        let label = format!("{}/{}", run.component, run.function);
+        let found = {
+            let live = self.live.load();
+            live.find(&label, "workflow", is_workflow).ok().and_then(|(component, function)| {
+                component.pick(|version| version.has(&function, is_workflow)).cloned().map(|v| (v, function))
+            })
+        };
+        let Some((version, function)) = found else {
+            tracing::warn!(correlation_id = %id, workflow = %label, "the run's workflow is not deployed; it waits");
+            return self.db.postpone(id, now + MISSING_RETRY.as_millis() as i64).await;
+        };
+        let journal_len = journal.len();
+        let retry = if run.state == RunState::Retrying { run.retry.clone() } else { None };
+        let entries: Vec<Entry> = journal.into_iter().map(|row| row.entry).collect();
+        let call = Call { run: id.to_owned(), input: run.input, journal: entries, retry, now_ms: now };
+        let payload = serde_json::to_vec(&call).unwrap_or_default();
+        let work = Work {
+            correlation_id: Arc::from(id),
+            trigger: "workflow",
+            detail: format!("run {id} at entry {journal_len}"),
+            parent: otel::Parent::default(),
+        };
+        let answer =
+            match self.runner.prepare(&version, &function, SlotKind::Background, vec![label.clone()], work).await {
+                Ok(prepared) => {
+                    let call = GuestCall::Invoke { function: function.clone(), payload, correlation_id: id.to_owned() };
+                    let runtime = self.runner.runtime();
+                    runtime.call_guest(&prepared.component, &prepared.invocation, prepared.slot, call).await.0
+                }
+                Err(error) => Err(error),
+            };
+        match answer {
+            Ok(Ok(bytes)) => {
+                self.lock_crashes().remove(id);
+                let outcome: Outcome = match serde_json::from_slice(&bytes) {
+                    Ok(outcome) => outcome,
+                    Err(error) => {
+                        let message = format!("the function's answer is not a workflow outcome: {error}");
+                        self.db.fail(id, &message, now_ms()).await?;
+                        return Ok(());
+                    }
+                };
+                let next = format!("{:?}", outcome.next);
+                if self.db.apply(id, journal_len, outcome, now_ms()).await? {
+                    tracing::info!(correlation_id = %id, workflow = %label, version = version.version, next = %next,
+                        "workflow resumed");
+                }
+            }
+            Ok(Err(message)) => {
+                self.lock_crashes().remove(id);
+                self.db.fail(id, &format!("the function failed outside its steps: {message}"), now_ms()).await?;
+            }
+            Err(error @ (InvokeError::Busy(_) | InvokeError::Throttled(_) | InvokeError::MemoryBudget(_))) => {
+                tracing::info!(correlation_id = %id, workflow = %label, %error, "workflow resume put off: busy");
+                self.db.postpone(id, now_ms() + BUSY_RETRY.as_millis() as i64).await?;
+            }
+            Err(error) => {
+                let crashes = {
+                    let mut crashes = self.lock_crashes();
+                    let count = crashes.entry(id.to_owned()).or_default();
+                    *count += 1;
+                    *count
+                };
+                tracing::warn!(correlation_id = %id, workflow = %label, %error, crashes, "a workflow resume crashed");
+                if crashes >= MAX_CRASHES {
+                    self.lock_crashes().remove(id);
+                    let message =
+                        format!("the function crashed {crashes} times in a row at entry {journal_len}: {error}");
+                    self.db.fail(id, &message, now_ms()).await?;
+                } else {
+                    let backoff = BUSY_RETRY.as_millis() as i64 * (1 << crashes.min(6));
+                    self.db.postpone(id, now_ms() + backoff).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_run_id;
+
+    #[test]
+    fn a_run_id_is_short_and_plain() {
+        assert!(valid_run_id("order-42:retry.1_a"));
+        assert!(!valid_run_id(""));
+        assert!(!valid_run_id("has space"));
+        assert!(!valid_run_id("slash/y"));
+        assert!(!valid_run_id(&"x".repeat(129)));
+    }
+}

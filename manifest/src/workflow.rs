@@ -1,0 +1,154 @@
+//! What the host and a workflow function say to each other on every resume of a run: the host calls the function
+//! with the run's input and its journal so far ([`Call`]); the function replays the journal (each journaled step
+//! answers with its recorded result, never running again), does at most one piece of new work (a step's attempt, or
+//! the start of a sleep or of a wait for an event), and answers what it did and what the run waits for next
+//! ([`Outcome`]). The host commits that in one transaction and resumes the run, in a fresh instance, when it is due.
+//!
+//! A crash between the function's work and the host's commit loses that one piece of work, which then runs again:
+//! a step's side effects are at least once, its journaled result exactly once.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One resume of a run, as the workflow function receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Call {
+    /// The run's id: the correlation id of its logs and the prefix of its steps' idempotency keys.
+    pub run: String,
+    pub input: Value,
+    /// What the run did so far, in order.
+    pub journal: Vec<Entry>,
+    /// The step after the journal's last entry when its earlier attempts failed and it is being retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    /// The host's clock at this resume, milliseconds since the Unix epoch.
+    pub now_ms: i64,
+}
+
+/// A step being retried: its name and how many attempts failed so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    pub name: String,
+    pub attempts: u32,
+}
+
+/// One entry of a run's journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    /// A step that ended: its result (`Ok`, JSON) or its error after its last attempt.
+    Step {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<StepError>,
+        /// How many attempts it took.
+        attempts: u32,
+    },
+    /// A durable sleep until `until_ms`.
+    Sleep { until_ms: i64 },
+    /// A wait for the event `name` until `until_ms`: `resolved` once the event came (`value`, its payload) or the
+    /// time ran out (`value` absent).
+    Event {
+        name: String,
+        until_ms: i64,
+        #[serde(default)]
+        resolved: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<Value>,
+    },
+    /// `wf.now()`: the time the run saw, the same on every replay.
+    Now { ms: i64 },
+    /// `wf.random()`: the number the run drew, the same on every replay.
+    Random { value: u64 },
+}
+
+impl Entry {
+    /// What the entry is, as the non-determinism error names it: `step \`charge\``, `sleep`, ...
+    pub fn describe(&self) -> String {
+        match self {
+            Entry::Step { name, .. } => format!("step `{name}`"),
+            Entry::Sleep { .. } => "a sleep".into(),
+            Entry::Event { name, .. } => format!("a wait for event `{name}`"),
+            Entry::Now { .. } => "wf.now()".into(),
+            Entry::Random { .. } => "wf.random()".into(),
+        }
+    }
+}
+
+/// A step's error after its last attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepError {
+    pub status: u16,
+    pub message: String,
+}
+
+/// What one resume came to: the entries to append to the journal, and the run's next state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    #[serde(default)]
+    pub entries: Vec<Entry>,
+    pub next: Next,
+}
+
+/// What a run does after a resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Next {
+    /// Resume again at once (a step just ended).
+    Continue,
+    /// Attempt `attempt` of step `name` failed with `error`: try again at `at_ms`.
+    Retry { name: String, attempt: u32, error: StepError, at_ms: i64 },
+    /// Sleeping until `until_ms`.
+    Sleep { until_ms: i64 },
+    /// Waiting for event `event` until `until_ms`.
+    Wait { event: String, until_ms: i64 },
+    /// The function returned its result.
+    Done { result: Value },
+    /// The function returned an error.
+    Failed { error: StepError },
+    /// The code no longer does what the journal says it did: the run cannot go on.
+    NonDeterministic { error: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn calls_and_outcomes_travel_as_json_unchanged() {
+        let call = Call {
+            run: "r1".into(),
+            input: json!({ "order": 7 }),
+            journal: vec![
+                Entry::Step { name: "charge".into(), value: Some(json!("ch_1")), error: None, attempts: 2 },
+                Entry::Sleep { until_ms: 5 },
+                Entry::Event { name: "approved".into(), until_ms: 9, resolved: true, value: None },
+                Entry::Now { ms: 3 },
+                Entry::Random { value: 42 },
+            ],
+            retry: Some(Retry { name: "ship".into(), attempts: 1 }),
+            now_ms: 10,
+        };
+        let text = serde_json::to_string(&call).expect("encode");
+        assert_eq!(serde_json::from_str::<Call>(&text).expect("decode"), call);
+        assert!(text.contains(r#"{"kind":"step","name":"charge","value":"ch_1","attempts":2}"#), "{text}");
+        let outcome = Outcome {
+            entries: vec![],
+            next: Next::Retry {
+                name: "ship".into(),
+                attempt: 2,
+                error: StepError { status: 503, message: "down".into() },
+                at_ms: 20,
+            },
+        };
+        let text = serde_json::to_string(&outcome).expect("encode");
+        assert_eq!(serde_json::from_str::<Outcome>(&text).expect("decode"), outcome);
+        assert_eq!(
+            Entry::Event { name: "a".into(), until_ms: 0, resolved: false, value: None }.describe(),
+            "a wait for event `a`"
+        );
+    }
+}

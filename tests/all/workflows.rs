@@ -1,0 +1,190 @@
+//! Durable workflows (issue 22) on a real host with a real SQLite file: the workflow-probe's order saga takes each
+//! step once (a retried one twice), sleeps, waits for a signal, survives a SIGKILL of its host, times out and
+//! compensates, keeps a signal sent before its wait, and a redeploy that reorders its steps fails old runs as
+//! non-deterministic, naming both.
+
+use crate::support::{Host, component_arg};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const CONFIG: &str = "[components.workflow_probe]\nkey_value_stores = [\"default\"]\n";
+
+fn config(dir: &std::path::Path) -> String {
+    let path = dir.join("edgefn.toml");
+    std::fs::write(&path, CONFIG).expect("write config");
+    path.to_str().expect("utf-8").to_owned()
+}
+
+fn run(host: &Host, id: &str) -> Value {
+    let reply = host.admin("GET", &format!("/v1/workflows/runs/{id}"), None);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()
+}
+
+/// Waits until run `id` is in `state`; fails naming the run as it stands when it never gets there.
+fn wait_for_state(host: &Host, id: &str, state: &str) -> Value {
+    let mut last = Value::Null;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        last = run(host, id);
+        if last["state"] == state {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("run {id} never got to {state}; it is {last:#}\n{}", host.logs());
+}
+
+/// How many attempts of `step` of order `order` ran, as the guest counted them.
+fn attempts(host: &Host, order: &str, step: &str) -> u64 {
+    let reply = host.admin("GET", &format!("/v1/kv/default/keys/count:{order}:{step}"), None);
+    match reply.status {
+        404 => 0,
+        200 => reply.json()["value"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("a count: {}", reply.body)),
+        other => panic!("{other}: {}", reply.body),
+    }
+}
+
+fn start(host: &Host, id: &str, input: Value) -> String {
+    host.cli_ok(&["workflows", "start", "checkout", &input.to_string(), "--id", id])
+}
+
+#[test]
+fn a_run_takes_each_step_once_retries_sleeps_waits_for_its_signal_and_survives_a_kill() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let config = config(dir.path());
+    let wasm = component_arg("workflow_probe");
+    let host = Host::start_in(&data, &["--config", &config, &wasm]);
+    let started = start(&host, "order-1", json!({ "id": "order-1", "sleep_ms": 1500 }));
+    assert!(started.contains("started run order-1 of workflow_probe/checkout"), "{started}");
+    let again = start(&host, "order-1", json!({ "id": "order-1", "sleep_ms": 1 }));
+    assert!(again.contains("already started run order-1"), "the same id twice starts one run: {again}");
+
+    // It charges, retries the reservation once, then sleeps: kill the host in the sleep.
+    let sleeping = wait_for_state(&host, "order-1", "sleeping");
+    assert_eq!(sleeping["input"], json!({ "id": "order-1", "sleep_ms": 1500 }));
+    host.kill();
+    let host = Host::start_in(&data, &["--config", &config, &wasm]);
+    // After the restart the sleep ends and the run waits for its approval, holding no instance.
+    wait_for_state(&host, "order-1", "waiting");
+    assert_eq!(host.instances_in_use(), 0, "a waiting run holds no instance");
+    let signalled = host.cli_ok(&["workflows", "signal", "order-1", "approved", "true"]);
+    assert!(signalled.contains("event approved to run order-1: delivered"), "{signalled}");
+    let done = wait_for_state(&host, "order-1", "done");
+    assert_eq!(done["result"]["reserved_on_attempt"], json!(2));
+    assert_eq!(done["result"]["charged"], json!("charge for order-1 (order-1:charge:1)"));
+    assert_eq!(
+        ["charge", "reserve", "refund", "ship"].map(|step| attempts(&host, "order-1", step)),
+        [1, 2, 0, 1],
+        "each step ran once, the reservation twice (its first attempt fails on purpose), across the restart"
+    );
+
+    // The timeline says what happened, in order.
+    let shown = host.cli_ok(&["workflows", "show", "order-1"]);
+    let expected = [
+        "run order-1 of workflow_probe/checkout: done",
+        "step charge: ok after 1 attempt(s)",
+        "step reserve attempt 1 failed: the stock service is down (500)",
+        "step reserve: ok after 2 attempt(s): 2",
+        "sleep until",
+        "event approved: true",
+        "step ship: ok after 1 attempt(s): \"shipped\"",
+        "result: {",
+    ];
+    let mut rest = shown.as_str();
+    for line in expected {
+        let at = rest.find(line).unwrap_or_else(|| panic!("`{line}` (in this order) is not in:\n{shown}"));
+        rest = &rest[at + line.len()..];
+    }
+    let listed = host.cli_ok(&["workflows", "list", "--state", "done"]);
+    assert!(listed.lines().any(|l| l.starts_with("order-1") && l.contains("done")), "{listed}");
+    // The run's resumes are logged under its id, as workflow invocations of its function (at least the three
+    // after the restart: the end of the sleep, the shipment, the result).
+    let records = host.work_log("order-1");
+    let resumes = records
+        .iter()
+        .filter(|r| {
+            r["kind"] == "invocation" && r["trigger"] == "workflow" && r["function"] == "workflow_probe/checkout"
+        })
+        .count();
+    assert!(resumes >= 3, "{records:#?}");
+    // An ended run takes no more signals.
+    let late = host.admin("POST", "/v1/workflows/runs/order-1/signals/approved", Some(json!(true)));
+    assert_eq!(late.status, 409, "{}", late.body);
+}
+
+#[test]
+fn a_wait_times_out_and_compensates_and_a_signal_sent_early_is_kept_for_its_wait() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(dir.path());
+    let host = Host::start(&["--config", &config, &component_arg("workflow_probe")]);
+    // No approval within 300 ms: refunded, and the run fails with the code's own error.
+    start(&host, "late", json!({ "id": "late", "approve_within_ms": 300 }));
+    let failed = wait_for_state(&host, "late", "failed");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("no approval in time: refunded charge for late"), "{failed:#}");
+    assert!(error.ends_with("(409)"), "{error}");
+    assert_eq!(attempts(&host, "late", "refund"), 1);
+    assert_eq!(attempts(&host, "late", "ship"), 0);
+
+    // An approval sent before the run waits for it is kept, and answers the wait at once.
+    start(&host, "early", json!({ "id": "early", "sleep_ms": 500 }));
+    let kept = host.admin("POST", "/v1/workflows/runs/early/signals/approved", Some(json!(true)));
+    assert_eq!((kept.status, kept.json()["signal"].as_str()), (202, Some("kept until the run waits for it")));
+    wait_for_state(&host, "early", "done");
+
+    // A shipment that fails for good is compensated: one attempt (a 4xx is not retried), then the refund.
+    start(&host, "lost", json!({ "id": "lost", "fail_ship": true }));
+    wait_for_state(&host, "lost", "waiting");
+    host.cli_ok(&["workflows", "signal", "lost", "approved", "true"]);
+    let failed = wait_for_state(&host, "lost", "failed");
+    assert!(failed["error"].as_str().unwrap_or_default().starts_with("the address is unknown: refunded"), "{failed:#}");
+    assert_eq!([attempts(&host, "lost", "ship"), attempts(&host, "lost", "refund")], [1, 1]);
+
+    // Refusals name the thing and the reason.
+    let unknown = host.admin("POST", "/v1/workflows/runs", Some(json!({ "workflow": "nope", "input": {} })));
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    let bad_id = host.admin("POST", "/v1/workflows/runs", Some(json!({ "workflow": "checkout", "id": "a b" })));
+    assert_eq!(bad_id.status, 400, "{}", bad_id.body);
+    assert!(bad_id.body.contains("run id `a b` is not"), "{}", bad_id.body);
+    // A bad input fails its run at once, saying why.
+    start(&host, "bad", json!({ "sleep_ms": 1 }));
+    let failed = wait_for_state(&host, "bad", "failed");
+    assert!(failed["error"].as_str().unwrap_or_default().contains("missing field `id`"), "{failed:#}");
+    // A cancelled run stops where it is.
+    start(&host, "stopped", json!({ "id": "stopped" }));
+    wait_for_state(&host, "stopped", "waiting");
+    host.cli_ok(&["workflows", "cancel", "stopped"]);
+    assert_eq!(run(&host, "stopped")["state"], "cancelled");
+    let again = host.admin("POST", "/v1/workflows/runs/stopped/cancel", None);
+    assert_eq!(again.status, 409, "{}", again.body);
+}
+
+#[test]
+fn a_redeploy_that_reorders_the_steps_fails_old_runs_as_non_deterministic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(dir.path());
+    let wasm = component_arg("workflow_probe");
+    let host = Host::start(&["--config", &config, &wasm]);
+    start(&host, "old", json!({ "id": "old" }));
+    wait_for_state(&host, "old", "waiting");
+    // The new version reserves before it charges; the old run's next resume runs on it.
+    host.cli_ok(&["deploy", &wasm, "--env", "SWAP=1"]);
+    host.cli_ok(&["workflows", "signal", "old", "approved", "true"]);
+    let failed = wait_for_state(&host, "old", "failed");
+    assert_eq!(
+        failed["error"],
+        "non-deterministic: the journal has step `charge` at position 1 where the code now asks for step `reserve`"
+    );
+    assert_eq!(attempts(&host, "old", "ship"), 0, "nothing ran past the mismatch");
+    // A run started on the new version takes its steps in the new order.
+    start(&host, "new", json!({ "id": "new" }));
+    wait_for_state(&host, "new", "waiting");
+    let shown = host.cli_ok(&["workflows", "show", "new"]);
+    let position = |line: &str| shown.find(line).unwrap_or_else(|| panic!("no `{line}` in:\n{shown}"));
+    assert!(position("step reserve: ok") < position("step charge: ok"), "the new version reserves first:\n{shown}");
+}

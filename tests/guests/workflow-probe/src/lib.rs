@@ -1,0 +1,89 @@
+//! A test guest for durable workflows: `checkout`, an order saga. It charges, reserves stock (whose first attempt
+//! always fails, to be retried), sleeps, waits for the event `approved`, then ships; on a rejection, a time-out or a
+//! failed shipment it refunds. Every attempt of every step counts itself in key-value store `default`
+//! (`count:ORDER:STEP`), so a test sees what ran how often. With `SWAP` set (a redeploy), it reserves before it
+//! charges: the same workflow with its steps reordered.
+
+use edgefn::kv::Store;
+use edgefn::prelude::*;
+use edgefn::workflow::{StepOptions, Workflow};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+struct Order {
+    id: String,
+    #[serde(default)]
+    sleep_ms: u64,
+    #[serde(default = "a_minute")]
+    approve_within_ms: u64,
+    #[serde(default)]
+    fail_ship: bool,
+}
+
+fn a_minute() -> u64 {
+    60_000
+}
+
+/// Counts one attempt of `step` for `order`.
+fn count(order: &str, step: &str) -> Result<()> {
+    Store::open("default")?.increment(&format!("count:{order}:{step}"), 1)?;
+    Ok(())
+}
+
+// ANCHOR: workflow
+#[function(trigger = workflow)]
+async fn checkout(wf: Workflow, order: Order) -> Result<Value> {
+    let id = order.id.clone();
+    let charge = || {
+        let id = id.clone();
+        wf.step("charge", StepOptions::default(), move |attempt| async move {
+            count(&id, "charge")?;
+            Ok(format!("charge for {id} ({})", attempt.idempotency_key))
+        })
+    };
+    let retried = StepOptions::default().backoff(Duration::from_millis(100), Duration::from_secs(1));
+    let reserve = || {
+        let id = id.clone();
+        wf.step("reserve", retried, move |attempt| async move {
+            count(&id, "reserve")?;
+            if attempt.number < 2 { Err(Error::internal("the stock service is down")) } else { Ok(attempt.number) }
+        })
+    };
+    let (charged, reserved): (String, u32) = if std::env::var("SWAP").is_ok() {
+        let reserved = reserve().await?;
+        (charge().await?, reserved)
+    } else {
+        let charged = charge().await?;
+        (charged, reserve().await?)
+    };
+    wf.sleep(Duration::from_millis(order.sleep_ms)).await?;
+    let approved = wf.wait_for_event::<bool>("approved", Duration::from_millis(order.approve_within_ms)).await?;
+    let refund = || {
+        let id = id.clone();
+        wf.step("refund", StepOptions::default(), move |_| async move { count(&id, "refund") })
+    };
+    if approved != Some(true) {
+        refund().await?;
+        let why = if approved.is_none() { "no approval in time" } else { "rejected" };
+        return Err(Error::new(409, format!("{why}: refunded {charged}")));
+    }
+    let (fail_ship, ship_id) = (order.fail_ship, id.clone());
+    let shipped = wf
+        .step("ship", StepOptions::once(), |_| async move {
+            count(&ship_id, "ship")?;
+            if fail_ship { Err(Error::new(422, "the address is unknown")) } else { Ok("shipped".to_owned()) }
+        })
+        .await;
+    if let Err(error) = shipped {
+        refund().await?;
+        return Err(Error::new(error.status(), format!("{}: refunded {charged}", error.message())));
+    }
+    Ok(json!({ "charged": charged, "reserved_on_attempt": reserved, "approved_at_ms": ms(wf.now()?) }))
+}
+// ANCHOR_END: workflow
+
+fn ms(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
