@@ -292,7 +292,8 @@ fn the_todo_api_walkthrough_with_a_minted_token() {
         .output()
         .expect("run edgefn token mint");
     assert!(!unknown.status.success());
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("defines no authorizer `nope` (it defines: todo)"));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("defines no authorizer `nope` (it defines: gallery, todo)"), "{stderr}");
 }
 
 // --- the key-value store ---
