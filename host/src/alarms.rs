@@ -7,8 +7,9 @@ use crate::capabilities::streams::Streams;
 use crate::storage::backends::NewMessage;
 use crate::storage::now_ms;
 use crate::storage::telemetry::Level;
+use crate::storage::workflows::{RunStats, WorkflowDb};
 use crate::telemetry::Telemetry;
-use crate::telemetry::alarms::{Alarms, Transition};
+use crate::telemetry::alarms::{Alarms, StateNow, Transition};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,13 @@ const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 const NOTIFY_ATTEMPTS: u32 = 3;
 
 /// Evaluates `alarms` every second for as long as the runtime runs.
-pub fn spawn(alarms: Arc<Alarms>, telemetry: Telemetry, queues: Arc<Queues>, streams: Option<Arc<Streams>>) {
+pub fn spawn(
+    alarms: Arc<Alarms>,
+    telemetry: Telemetry,
+    queues: Arc<Queues>,
+    streams: Option<Arc<Streams>>,
+    workflows: WorkflowDb,
+) {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(EVALUATE_EVERY);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -47,8 +54,20 @@ pub fn spawn(alarms: Arc<Alarms>, telemetry: Telemetry, queues: Arc<Queues>, str
                 },
                 _ => Vec::new(),
             };
+            let runs = if alarms.reads_workflows() {
+                match workflows.stats().await {
+                    Ok(runs) => runs,
+                    Err(error) => {
+                        tracing::warn!(%error, "alarms: failed to read the workflow runs; skipping this evaluation");
+                        continue;
+                    }
+                }
+            } else {
+                RunStats::default()
+            };
             let now = now_ms();
-            for transition in alarms.evaluate(now.div_euclid(1000) as u64, now, &stats, &streams) {
+            let state = StateNow { queues: &stats, streams: &streams, workflows: &runs };
+            for transition in alarms.evaluate(now.div_euclid(1000) as u64, now, &state) {
                 notify(&telemetry, &queues, transition).await;
             }
         }

@@ -153,6 +153,7 @@ impl Node {
         )));
         spawn_kv_sweeper(kv.clone());
         let deferred = Arc::new(DeferredInvoker::default());
+        let deferred_workflows = Arc::new(crate::capabilities::workflows::DeferredWorkflows::default());
         let objects = Arc::new(Objects::new(object_db, UrlSigner::load_or_create(data_dir)?));
         // Object bytes are files on this node: on a cluster they would be missing on the others (the JetStream
         // object store is not built yet), so a cluster serves no object storage rather than a split one.
@@ -164,7 +165,7 @@ impl Node {
             crate::capabilities::streams::spawn_sweeper(streams.clone());
         }
         if let Some(rules) = alarm_rules {
-            crate::alarms::spawn(rules, telemetry.clone(), queues.clone(), served_streams.clone());
+            crate::alarms::spawn(rules, telemetry.clone(), queues.clone(), served_streams.clone(), workflow_db.clone());
         }
         let response_cache = Arc::new(crate::capabilities::cache::ResponseCache::new(config.cache));
         if let Some(cluster) = &cluster {
@@ -188,12 +189,14 @@ impl Node {
             ))),
             cache: Some(response_cache.clone()),
             websockets: Some(websockets.clone()),
+            workflows: Some(deferred_workflows.clone()),
         };
         let runner = Runner { loader: loader.clone(), capabilities };
         let live = LiveHandle::default();
         let invoke = InvokeTrigger::new(live.clone(), runner.clone());
         let workflows = crate::triggers::workflow::WorkflowEngine::new(workflow_db, live.clone(), runner.clone());
         deferred.set(&(invoke.clone() as Arc<dyn Invoker>));
+        deferred_workflows.set(&(workflows.clone() as Arc<dyn crate::capabilities::workflows::Workflows>));
         let authorizers = Arc::new(Authorizers::from_config(&config.authorizers)?);
         authorizers.spawn_watcher();
         let http_limits = config.limits.http.clone();
@@ -235,6 +238,7 @@ impl Node {
         }
         spawn_idle_sweeper(loader.clone());
         // After the restore: runs resume on the functions that were live.
+        workflows.set_stored_versions(Arc::new(crate::deployments::WorkflowVersions(deployments.clone())));
         workflows.spawn();
         Ok(Self {
             deployments,

@@ -71,7 +71,6 @@ pub mod testing;
 pub mod topic;
 pub mod trace;
 pub mod websocket;
-#[cfg(edgefn_async)]
 pub mod workflow;
 
 pub use cron::CronEvent;

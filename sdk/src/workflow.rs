@@ -41,331 +41,70 @@
 //! - while a run sleeps or waits it holds no instance.
 //!
 //! Every future this type returns ends the call with an error when the run has to wait: propagate it with `?`.
+//!
+//! Starting and signalling runs works from any function of the component, async or not (an HTTP route, a queue
+//! consumer, a cron job), with [`start`], [`start_with_id`] and [`signal`]:
+//!
+//! ```no_run
+//! # fn run() -> edgefn::Result<()> {
+//! let run = edgefn::workflow::start_with_id("checkout", &serde_json::json!({"id": "o1", "cents": 500}), "order-o1")?;
+//! edgefn::workflow::signal(&run, "approved", &true)?;
+//! # Ok(()) }
+//! ```
 
 use crate::{Error, Result};
-use edgefn_manifest::workflow::{Call, Entry, Next, Outcome, Retry, StepError};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
-use std::cell::RefCell;
-use std::future::Future;
-use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The status of the error a workflow's futures return when the run must wait (propagate it with `?`).
-const SUSPENDED_STATUS: u16 = 503;
+#[cfg(edgefn_async)]
+mod durable;
+#[cfg(edgefn_async)]
+pub use durable::*;
 
-/// How a step is retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StepOptions {
-    /// Attempts after the first (3: four attempts in all).
-    pub retries: u32,
-    /// The wait before the first retry; each next one doubles, up to `max_backoff`.
-    pub backoff: Duration,
-    pub max_backoff: Duration,
+/// Starts a run of the workflow function `workflow` of this component with `input`; returns the run's id.
+pub fn start<T: Serialize + ?Sized>(workflow: &str, input: &T) -> Result<String> {
+    imp::start(workflow, &encode("input", input)?, None)
 }
 
-impl Default for StepOptions {
-    fn default() -> Self {
-        Self { retries: 3, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(300) }
-    }
+/// [`start`] with the run's id chosen by the caller (1 to 128 letters, digits, `-_.:`): the same id twice starts
+/// one run, and the second call answers the first run's id. Use the id of what the run is for (`order-42`).
+pub fn start_with_id<T: Serialize + ?Sized>(workflow: &str, input: &T, id: &str) -> Result<String> {
+    imp::start(workflow, &encode("input", input)?, Some(id))
 }
 
-impl StepOptions {
-    /// No retries: one attempt.
-    pub fn once() -> Self {
-        Self { retries: 0, ..Self::default() }
+/// Sends event `event` with `payload` to run `run` of this component. Returns `true` when the run waited for it
+/// (it resumes now), `false` when it is kept until the run waits for it.
+pub fn signal<T: Serialize + ?Sized>(run: &str, event: &str, payload: &T) -> Result<bool> {
+    imp::signal(run, event, &encode("payload", payload)?)
+}
+
+fn encode<T: Serialize + ?Sized>(what: &str, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::bad_request(format!("the workflow {what} does not encode: {e}")))
+}
+
+#[cfg(target_family = "wasm")]
+mod imp {
+    use crate::abi::bindings::edgefn::function::workflows;
+    use crate::{Error, Result};
+
+    pub(super) fn start(workflow: &str, input: &[u8], id: Option<&str>) -> Result<String> {
+        workflows::start(workflow, input, id).map_err(Error::internal)
     }
 
-    pub fn retries(mut self, retries: u32) -> Self {
-        self.retries = retries;
-        self
-    }
-
-    /// The first retry's wait, and the most any retry waits.
-    pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
-        self.backoff = first;
-        self.max_backoff = max.max(first);
-        self
-    }
-
-    /// The wait before attempt `next` (2 for the first retry).
-    fn delay_before(&self, next: u32) -> Duration {
-        let doublings = next.saturating_sub(2).min(32);
-        self.backoff.saturating_mul(1u32 << doublings.min(31)).min(self.max_backoff)
+    pub(super) fn signal(run: &str, event: &str, payload: &[u8]) -> Result<bool> {
+        workflows::signal(run, event, payload).map_err(Error::internal)
     }
 }
 
-/// One attempt of a step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attempt {
-    /// 1 for the first attempt.
-    pub number: u32,
-    /// `RUN:STEP:ATTEMPT`: the same for a re-run of an attempt that crashed, another for the next attempt.
-    pub idempotency_key: String,
-}
+/// Natively (unit tests) there is no host to run workflows: starts and signals are refused, saying so.
+#[cfg(not(target_family = "wasm"))]
+mod imp {
+    use crate::{Error, Result};
 
-#[derive(Debug)]
-struct State {
-    run: String,
-    journal: Vec<Entry>,
-    /// The next journal entry replay reaches.
-    cursor: usize,
-    retry: Option<Retry>,
-    now_ms: i64,
-    /// Entries this call adds (`now` and `random` ones, and at most one step, sleep or wait).
-    added: Vec<Entry>,
-    /// Set once the call has done its new piece of work (or found the run must wait): it ends here.
-    next: Option<Next>,
-}
-
-/// A run of a workflow, as its function sees it. Cheap to clone (a handle).
-#[derive(Debug, Clone)]
-pub struct Workflow {
-    state: Rc<RefCell<State>>,
-}
-
-fn suspended() -> Error {
-    Error::new(SUSPENDED_STATUS, "the workflow run waits here; it resumes in a fresh instance")
-}
-
-impl Workflow {
-    fn new(call: Call) -> Self {
-        let state = State {
-            run: call.run,
-            journal: call.journal,
-            cursor: 0,
-            retry: call.retry,
-            now_ms: call.now_ms,
-            added: Vec::new(),
-            next: None,
-        };
-        Self { state: Rc::new(RefCell::new(state)) }
+    pub(super) fn start(workflow: &str, _input: &[u8], _id: Option<&str>) -> Result<String> {
+        Err(Error::internal(format!("cannot start workflow `{workflow}` natively: workflows run on an edgefn host")))
     }
 
-    /// The run's id (its logs' correlation id).
-    pub fn run_id(&self) -> String {
-        self.state.borrow().run.clone()
-    }
-
-    /// The next journal entry on replay (checked against `expected`), `Ok(None)` when the journal is used up, or the
-    /// error that ends the call (the run already waits, or the code asks for something else than the journal has).
-    fn replay(&self, expected: &Entry) -> Result<Option<Entry>> {
-        let mut state = self.state.borrow_mut();
-        if state.next.is_some() {
-            return Err(suspended());
-        }
-        let Some(entry) = state.journal.get(state.cursor).cloned() else { return Ok(None) };
-        let same = match (&entry, expected) {
-            (Entry::Step { name: a, .. }, Entry::Step { name: b, .. }) => a == b,
-            (Entry::Event { name: a, .. }, Entry::Event { name: b, .. }) => a == b,
-            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
-        };
-        if !same {
-            let error = format!(
-                "non-deterministic: the journal has {} at position {} where the code now asks for {}",
-                entry.describe(),
-                state.cursor + 1,
-                expected.describe()
-            );
-            state.next = Some(Next::NonDeterministic { error });
-            return Err(suspended());
-        }
-        state.cursor += 1;
-        Ok(Some(entry))
-    }
-
-    /// Ends this call with `next`, adding `entry` (if any) to the journal.
-    fn stop(&self, entry: Option<Entry>, next: Next) -> Error {
-        let mut state = self.state.borrow_mut();
-        state.added.extend(entry);
-        state.next = Some(next);
-        suspended()
-    }
-
-    /// Runs the step `name` once, ever: its journaled result on replay, else an attempt of `run` (retried as
-    /// `options` says when it fails).
-    pub async fn step<T, F, Fut>(&self, name: &str, options: StepOptions, run: F) -> Result<T>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce(Attempt) -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        let expected = Entry::Step { name: name.to_owned(), value: None, error: None, attempts: 0 };
-        if let Some(Entry::Step { value, error, .. }) = self.replay(&expected)? {
-            return match (value, error) {
-                (_, Some(error)) => Err(Error::new(error.status, error.message)),
-                (value, None) => serde_json::from_value(value.unwrap_or(serde_json::Value::Null))
-                    .map_err(|e| Error::internal(format!("step `{name}`: its journaled result does not decode: {e}"))),
-            };
-        }
-        let (run_id, retry, now_ms) = {
-            let state = self.state.borrow();
-            (state.run.clone(), state.retry.clone(), state.now_ms)
-        };
-        let failed_before = match retry {
-            Some(retry) if retry.name == name => retry.attempts,
-            Some(retry) => {
-                let error = format!(
-                    "non-deterministic: step `{}` was being retried where the code now asks for step `{name}`",
-                    retry.name
-                );
-                return Err(self.stop(None, Next::NonDeterministic { error }));
-            }
-            None => 0,
-        };
-        let number = failed_before + 1;
-        let attempt = Attempt { number, idempotency_key: format!("{run_id}:{name}:{number}") };
-        let outcome = run(attempt).await;
-        let (entry, next) = match outcome {
-            Ok(value) => {
-                let value = serde_json::to_value(&value)
-                    .map_err(|e| Error::internal(format!("step `{name}`: its result does not encode: {e}")))?;
-                let entry = Entry::Step { name: name.to_owned(), value: Some(value), error: None, attempts: number };
-                (Some(entry), Next::Continue)
-            }
-            Err(error) => {
-                let retryable = !(400..500).contains(&error.status());
-                let step_error = StepError { status: error.status(), message: error.message().to_owned() };
-                if retryable && number <= options.retries {
-                    let delay = i64::try_from(options.delay_before(number + 1).as_millis()).unwrap_or(i64::MAX);
-                    let at_ms = now_ms.saturating_add(delay);
-                    (None, Next::Retry { name: name.to_owned(), attempt: number, error: step_error, at_ms })
-                } else {
-                    let entry =
-                        Entry::Step { name: name.to_owned(), value: None, error: Some(step_error), attempts: number };
-                    (Some(entry), Next::Continue)
-                }
-            }
-        };
-        Err(self.stop(entry, next))
-    }
-
-    /// Sleeps for `duration`, durably: the run holds no instance meanwhile and survives restarts.
-    pub async fn sleep(&self, duration: Duration) -> Result<()> {
-        let now = self.state.borrow().now_ms;
-        self.sleep_until_ms(now.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX))).await
-    }
-
-    /// Sleeps until `time`, durably.
-    pub async fn sleep_until(&self, time: SystemTime) -> Result<()> {
-        self.sleep_until_ms(millis(time)).await
-    }
-
-    async fn sleep_until_ms(&self, until_ms: i64) -> Result<()> {
-        match self.replay(&Entry::Sleep { until_ms })? {
-            Some(Entry::Sleep { until_ms }) => {
-                if self.state.borrow().now_ms >= until_ms {
-                    Ok(())
-                } else {
-                    Err(self.stop(None, Next::Sleep { until_ms }))
-                }
-            }
-            _ => Err(self.stop(Some(Entry::Sleep { until_ms }), Next::Sleep { until_ms })),
-        }
-    }
-
-    /// Waits for the event `name` (`edgefn workflows signal RUN NAME PAYLOAD`) for at most `timeout`: its payload,
-    /// or `None` when the time ran out. A signal sent before the run waits for it is kept for it.
-    pub async fn wait_for_event<T: DeserializeOwned>(&self, name: &str, timeout: Duration) -> Result<Option<T>> {
-        let now = self.state.borrow().now_ms;
-        let until_ms = now.saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
-        let expected = Entry::Event { name: name.to_owned(), until_ms, resolved: false, value: None };
-        match self.replay(&expected)? {
-            Some(Entry::Event { resolved: true, value, .. }) => match value {
-                None => Ok(None),
-                Some(value) => serde_json::from_value(value)
-                    .map(Some)
-                    .map_err(|e| Error::bad_request(format!("event `{name}`: its payload does not decode: {e}"))),
-            },
-            Some(Entry::Event { until_ms, .. }) => {
-                Err(self.stop(None, Next::Wait { event: name.to_owned(), until_ms }))
-            }
-            _ => Err(self.stop(Some(expected), Next::Wait { event: name.to_owned(), until_ms })),
-        }
-    }
-
-    /// The time, the same on every replay of this point of the run.
-    pub fn now(&self) -> Result<SystemTime> {
-        let now_ms = self.state.borrow().now_ms;
-        let ms = match self.replay(&Entry::Now { ms: now_ms })? {
-            Some(Entry::Now { ms }) => ms,
-            _ => {
-                self.state.borrow_mut().added.push(Entry::Now { ms: now_ms });
-                now_ms
-            }
-        };
-        Ok(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
-    }
-
-    /// A random number, the same on every replay of this point of the run.
-    pub fn random(&self) -> Result<u64> {
-        match self.replay(&Entry::Random { value: 0 })? {
-            Some(Entry::Random { value }) => Ok(value),
-            _ => {
-                let value = crate::random::u64();
-                self.state.borrow_mut().added.push(Entry::Random { value });
-                Ok(value)
-            }
-        }
+    pub(super) fn signal(run: &str, _event: &str, _payload: &[u8]) -> Result<bool> {
+        Err(Error::internal(format!("cannot signal run `{run}` natively: workflows run on an edgefn host")))
     }
 }
-
-fn millis(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Starts a call: the run as the host sent it, and its input; or, when the input does not decode, the answer that
-/// fails the run (a bad input never gets better).
-pub fn begin<T: DeserializeOwned>(payload: &[u8]) -> std::result::Result<(Workflow, T), Result<Vec<u8>>> {
-    let call: Call = match serde_json::from_slice(payload) {
-        Ok(call) => call,
-        Err(error) => return Err(Err(Error::bad_request(format!("not a workflow call: {error}")))),
-    };
-    let input = serde_json::from_value::<T>(call.input.clone());
-    let workflow = Workflow::new(call);
-    match input {
-        Ok(input) => Ok((workflow, input)),
-        Err(error) => {
-            let message = format!("the input is not a valid {}: {error}", std::any::type_name::<T>());
-            let failed = Next::Failed { error: StepError { status: 400, message } };
-            Err(encode(Outcome { entries: Vec::new(), next: failed }))
-        }
-    }
-}
-
-/// Ends a call: what the function's `result` and its workflow's state come to, for the host.
-pub fn finish<R: Serialize, E: Into<Error>>(workflow: &Workflow, result: std::result::Result<R, E>) -> Result<Vec<u8>> {
-    let mut state = workflow.state.borrow_mut();
-    let entries = std::mem::take(&mut state.added);
-    let next = match state.next.take() {
-        Some(next) => next,
-        None if state.cursor < state.journal.len() => Next::NonDeterministic {
-            error: format!(
-                "non-deterministic: the code ended after {} of the journal's {} entries (the next is {})",
-                state.cursor,
-                state.journal.len(),
-                state.journal[state.cursor].describe()
-            ),
-        },
-        None => match result {
-            Ok(value) => match serde_json::to_value(&value) {
-                Ok(result) => Next::Done { result },
-                Err(e) => Next::Failed {
-                    error: StepError { status: 500, message: format!("the result does not encode: {e}") },
-                },
-            },
-            Err(error) => {
-                let error: Error = error.into();
-                Next::Failed { error: StepError { status: error.status(), message: error.message().to_owned() } }
-            }
-        },
-    };
-    encode(Outcome { entries, next })
-}
-
-fn encode(outcome: Outcome) -> Result<Vec<u8>> {
-    serde_json::to_vec(&outcome).map_err(|e| Error::internal(format!("failed to encode the outcome: {e}")))
-}
-
-#[cfg(test)]
-mod tests;

@@ -1,9 +1,11 @@
 //! Durable workflows (issue 22) on a real host with a real SQLite file: the workflow-probe's order saga takes each
 //! step once (a retried one twice), sleeps, waits for a signal, survives a SIGKILL of its host, times out and
-//! compensates, keeps a signal sent before its wait, and a redeploy that reorders its steps fails old runs as
-//! non-deterministic, naming both.
+//! compensates, keeps a signal sent before its wait, is started and signalled by the component's own functions,
+//! stays on the version it started on across a redeploy (moved to a version whose steps differ, it fails as
+//! non-deterministic, naming both, and a retry on its own version finishes it), and holds its component's undeploy
+//! back unless forced.
 
-use crate::support::{Host, component_arg};
+use crate::support::{Host, component_arg, post};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -86,7 +88,7 @@ fn a_run_takes_each_step_once_retries_sleeps_waits_for_its_signal_and_survives_a
     // The timeline says what happened, in order.
     let shown = host.cli_ok(&["workflows", "show", "order-1"]);
     let expected = [
-        "run order-1 of workflow_probe/checkout: done",
+        "run order-1 of workflow_probe/checkout on v1: done",
         "step charge: ok after 1 attempt(s)",
         "step reserve attempt 1 failed: the stock service is down (500)",
         "step reserve: ok after 2 attempt(s): 2",
@@ -162,29 +164,112 @@ fn a_wait_times_out_and_compensates_and_a_signal_sent_early_is_kept_for_its_wait
     assert_eq!(run(&host, "stopped")["state"], "cancelled");
     let again = host.admin("POST", "/v1/workflows/runs/stopped/cancel", None);
     assert_eq!(again.status, 409, "{}", again.body);
+
+    // The metrics count the runs by state and the failed attempts (each run's reservation fails once).
+    let metrics = host.admin("GET", "/metrics", None).body;
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in\n{metrics}"));
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+    };
+    assert_eq!(value("edgefn_workflow_runs{state=\"failed\"}"), 3.0);
+    assert_eq!(value("edgefn_workflow_runs{state=\"done\"}"), 1.0);
+    assert_eq!(value("edgefn_workflow_runs{state=\"cancelled\"}"), 1.0);
+    assert_eq!(value("edgefn_workflow_runs{state=\"waiting\"}"), 0.0);
+    assert_eq!(value("edgefn_workflow_oldest_wait_seconds "), 0.0, "no run waits");
+    assert!(value("edgefn_workflow_step_failures_total ") >= 4.0, "{metrics}");
 }
 
 #[test]
-fn a_redeploy_that_reorders_the_steps_fails_old_runs_as_non_deterministic() {
+fn functions_start_runs_by_id_and_signal_them_but_reach_no_other_components_workflows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(dir.path());
+    let host = Host::start(&["--config", &config, &component_arg("workflow_probe")]);
+    // An HTTP function starts the order's run; the same request again starts nothing new.
+    let placed = post(&host.url("/orders/o7"), r#"{"sleep_ms": 1}"#);
+    assert_eq!((placed.status, placed.json()["run"].as_str()), (200, Some("order-o7")), "{}", placed.body);
+    let again = post(&host.url("/orders/o7"), r#"{"sleep_ms": 1}"#);
+    assert_eq!(again.json()["run"], "order-o7", "{}", again.body);
+    let waiting = wait_for_state(&host, "order-o7", "waiting");
+    assert_eq!(waiting["input"], json!({ "id": "o7", "sleep_ms": 1 }));
+    assert_eq!(attempts(&host, "o7", "charge"), 1, "one run for the two requests");
+    // A queue consumer approves it.
+    let sent = host.admin(
+        "POST",
+        "/v1/queues/approvals/messages",
+        Some(json!({ "body": { "run": "order-o7", "approved": true } })),
+    );
+    assert!(sent.status < 300, "{}", sent.body);
+    let done = wait_for_state(&host, "order-o7", "done");
+    assert_eq!(done["result"]["reserved_on_attempt"], json!(2));
+    // Another component's workflow is refused, and a run id the component does not own is as good as none.
+    let refused = post(&host.url("/foreign/someone-elses-run"), "");
+    assert!(
+        refused.body.contains("start: a function starts only its own component's workflows (`workflow_probe`)"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("signal: no workflow run `someone-elses-run`"), "{}", refused.body);
+}
+
+#[test]
+fn runs_stay_on_their_version_a_moved_run_fails_as_non_deterministic_and_undeploys_wait_for_runs() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = config(dir.path());
     let wasm = component_arg("workflow_probe");
     let host = Host::start(&["--config", &config, &wasm]);
-    start(&host, "old", json!({ "id": "old" }));
-    wait_for_state(&host, "old", "waiting");
-    // The new version reserves before it charges; the old run's next resume runs on it.
+    for id in ["old", "stays"] {
+        start(&host, id, json!({ "id": id }));
+        assert_eq!(wait_for_state(&host, id, "waiting")["version"], 1);
+    }
+    // The new version reserves before it charges. Old runs stay on theirs and finish there.
     host.cli_ok(&["deploy", &wasm, "--env", "SWAP=1"]);
+    host.cli_ok(&["workflows", "signal", "stays", "approved", "true"]);
+    let done = wait_for_state(&host, "stays", "done");
+    assert_eq!(done["version"], 1);
+    assert_eq!(attempts(&host, "stays", "ship"), 1);
+    // A run started now is on the new version and takes its steps in the new order.
+    start(&host, "new", json!({ "id": "new" }));
+    assert_eq!(wait_for_state(&host, "new", "waiting")["version"], 2);
+    let shown = host.cli_ok(&["workflows", "show", "new"]);
+    assert!(shown.contains("run new of workflow_probe/checkout on v2: waiting"), "{shown}");
+    let position = |line: &str| shown.find(line).unwrap_or_else(|| panic!("no `{line}` in:\n{shown}"));
+    assert!(position("step reserve: ok") < position("step charge: ok"), "the new version reserves first:\n{shown}");
+
+    // Moved to the new code, the old run's replay does not match its journal: it fails, naming both.
+    let moved = host.cli_ok(&["workflows", "retry", "old", "--version", "2"]);
+    assert!(moved.contains("run old: moved"), "{moved}");
     host.cli_ok(&["workflows", "signal", "old", "approved", "true"]);
     let failed = wait_for_state(&host, "old", "failed");
     assert_eq!(
         failed["error"],
         "non-deterministic: the journal has step `charge` at position 1 where the code now asks for step `reserve`"
     );
-    assert_eq!(attempts(&host, "old", "ship"), 0, "nothing ran past the mismatch");
-    // A run started on the new version takes its steps in the new order.
-    start(&host, "new", json!({ "id": "new" }));
-    wait_for_state(&host, "new", "waiting");
-    let shown = host.cli_ok(&["workflows", "show", "new"]);
-    let position = |line: &str| shown.find(line).unwrap_or_else(|| panic!("no `{line}` in:\n{shown}"));
-    assert!(position("step reserve: ok") < position("step charge: ok"), "the new version reserves first:\n{shown}");
+    assert_eq!((failed["retryable"].as_bool(), attempts(&host, "old", "ship")), (Some(true), 0), "nothing ran past it");
+    let shown = host.cli_ok(&["workflows", "show", "old"]);
+    assert!(shown.contains("`edgefn workflows retry old` resumes it"), "{shown}");
+    // Retried on its own version it goes on from its journal (its approval is journaled) and finishes.
+    let retried = host.cli_ok(&["workflows", "retry", "old", "--version", "1"]);
+    assert!(retried.contains("run old: resumed from its journal"), "{retried}");
+    assert_eq!(wait_for_state(&host, "old", "done")["version"], 1);
+    assert_eq!([attempts(&host, "old", "charge"), attempts(&host, "old", "ship")], [1, 1]);
+    // A run its own code failed is final; a version the component never had is named.
+    start(&host, "late", json!({ "id": "late", "approve_within_ms": 1 }));
+    wait_for_state(&host, "late", "failed");
+    let refused = host.admin("POST", "/v1/workflows/runs/late/retry", Some(json!({})));
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(refused.body.contains("it failed in its own code, so its journal is final"), "{}", refused.body);
+    let refused = host.admin("POST", "/v1/workflows/runs/new/retry", Some(json!({ "version": 9 })));
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("version 9"), "{}", refused.body);
+
+    // Run `new` still waits: the undeploy is refused, saying how many, until forced (which cancels it).
+    let refused = host.cli(&["undeploy", "workflow_probe"]);
+    assert!(!refused.success, "{refused:?}");
+    assert!(refused.stderr.contains("has 1 workflow run(s) not finished"), "{refused:?}");
+    assert_eq!(run(&host, "new")["state"], "waiting", "a refused undeploy changes nothing");
+    let forced = host.cli_ok(&["undeploy", "workflow_probe", "--force"]);
+    assert!(forced.contains("cancelled 1 workflow run(s) of workflow_probe"), "{forced}");
+    let cancelled = run(&host, "new");
+    assert_eq!(cancelled["state"], "cancelled");
+    assert!(cancelled["error"].as_str().unwrap_or_default().contains("undeployed"), "{cancelled:#}");
 }

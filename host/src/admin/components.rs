@@ -6,7 +6,7 @@ use crate::config::ComponentConfig;
 use crate::deployments::DeployRequest;
 use crate::live::Mount;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -113,9 +113,38 @@ pub(super) async fn promote(State(admin): State<Admin>, Path(name): Path<String>
     Ok(Json(json!(detached(async move { deployments.promote(&name).await }).await?)))
 }
 
-pub(super) async fn undeploy(State(admin): State<Admin>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UndeployQuery {
+    /// Undeploy even with workflow runs not finished, cancelling them.
+    #[serde(default)]
+    force: bool,
+}
+
+/// Undeploys a component. Refused (409, saying how many) while its workflow runs have not finished, unless forced:
+/// then they are cancelled, since nothing would resume them.
+pub(super) async fn undeploy(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+    Query(query): Query<UndeployQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let unfinished = admin.workflows.unfinished(&name).await?;
+    if unfinished > 0 && !query.force {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "component `{name}` has {unfinished} workflow run(s) not finished; undeploying would leave them with \
+                 nothing to resume them: wait for them, cancel them, or undeploy with --force (which cancels them)"
+            ),
+        ));
+    }
     let deployments = admin.deployments.clone();
-    Ok(Json(json!(detached(async move { deployments.undeploy(&name).await }).await?)))
+    let (name, outcome) =
+        detached(async move { deployments.undeploy(&name).await.map(|outcome| (name, outcome)) }).await?;
+    let cancelled = if unfinished > 0 { admin.workflows.cancel_component(&name).await? } else { 0 };
+    let mut answer = json!(outcome);
+    answer["cancelled_workflow_runs"] = json!(cancelled);
+    Ok(Json(answer))
 }
 
 /// What is live: each component with its version, canary and functions.

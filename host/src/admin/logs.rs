@@ -163,6 +163,7 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Result<axum::response
                 stale: stats.stale,
             }
         },
+        workflows: admin.workflows.db().stats().await?,
         now: now_ms(),
     };
     let text = metrics.encode(&snapshot);

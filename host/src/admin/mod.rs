@@ -10,7 +10,7 @@
 //! | `GET /v1/components/{name}/versions` | every version, newest first, with which is live |
 //! | `POST /v1/components/{name}/rollback` | `{"to": N}` optional: end a canary, or go back a version |
 //! | `POST /v1/components/{name}/promote` | make the canary the live version |
-//! | `DELETE /v1/components/{name}` | undeploy: routes 404, triggers stop, queues kept |
+//! | `DELETE /v1/components/{name}?force=` | undeploy: routes 404, triggers stop, queues kept; refused with unfinished workflow runs unless forced |
 //! | `GET /v1/functions` | live functions and their triggers |
 //! | `POST /v1/functions/{name}/invoke` | call an `invoke` function with the JSON body; `?cron` fires a cron function |
 //! | `GET /v1/functions/{name}/runs?limit=N` | a cron function's run history, newest first |
@@ -29,6 +29,7 @@
 //! | `GET /v1/workflows/runs/{run}` | a run with its journal (the timeline) and its steps' failed attempts |
 //! | `POST /v1/workflows/runs/{run}/signals/{event}` | send an event (body: its JSON payload) |
 //! | `POST /v1/workflows/runs/{run}/cancel` | cancel a run |
+//! | `POST /v1/workflows/runs/{run}/retry` | resume a run that crashed, or move one: `{"version": optional}` |
 //! | `GET /v1/nodes` | a cluster's members: each node's addresses, live versions and load |
 //! | `GET /v1/authorizers` | the configured JWT authorizers |
 //! | `POST /v1/authorizers/{name}/reload` | load an authorizer's JWKS file (and secret) again, now |
@@ -146,6 +147,7 @@ pub fn app(admin: Admin, token: String) -> axum::Router {
         .route("/v1/workflows/runs/{run}", get(workflows::show))
         .route("/v1/workflows/runs/{run}/signals/{event}", post(workflows::signal))
         .route("/v1/workflows/runs/{run}/cancel", post(workflows::cancel))
+        .route("/v1/workflows/runs/{run}/retry", post(workflows::retry))
         .route("/v1/cache", get(cache::stats))
         .route("/v1/cache/purge", post(cache::purge))
         .route("/v1/kv/{store}/keys", get(kv::list))

@@ -1,9 +1,9 @@
 //! `/v1/workflows`: durable workflow runs (`edgefn workflows`): start one, list them, show one's timeline, signal
-//! it, cancel it.
+//! it, cancel it, retry it.
 
 use super::error::ApiError;
 use super::{Admin, parse_body};
-use crate::storage::workflows::{RunRow, RunState, SignalError, Signalled};
+use crate::storage::workflows::{Retried, RetryRefused, RunRow, RunState, SignalError, Signalled};
 use crate::triggers::workflow::StartError;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -32,6 +32,17 @@ impl From<SignalError> for ApiError {
     }
 }
 
+impl From<RetryRefused> for ApiError {
+    fn from(error: RetryRefused) -> Self {
+        match error {
+            RetryRefused::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, error.to_string()),
+            RetryRefused::Final { .. } => ApiError::new(StatusCode::CONFLICT, error.to_string()),
+            RetryRefused::NoVersion(message) => ApiError::bad_request(message),
+            RetryRefused::Storage(error) => error.into(),
+        }
+    }
+}
+
 fn run_json(run: &RunRow) -> Value {
     json!({
         "run": run.id,
@@ -42,6 +53,8 @@ fn run_json(run: &RunRow) -> Value {
         "retrying": run.retry.as_ref().map(|retry| json!({ "step": retry.name, "failed_attempts": retry.attempts })),
         "result": run.result,
         "error": run.error,
+        "retryable": run.retryable,
+        "version": run.version,
         "created_at": run.created_at,
         "updated_at": run.updated_at,
     })
@@ -161,4 +174,27 @@ pub(super) async fn cancel(State(admin): State<Admin>, Path(id): Path<String>) -
         Some(false) => Err(ApiError::new(StatusCode::CONFLICT, format!("workflow run `{id}` has ended already"))),
         Some(true) => Ok(Json(json!({ "run": id, "state": "cancelled" }))),
     }
+}
+
+/// `POST /v1/workflows/runs/{run}/retry {"version": optional}`: resumes a run that failed outside its own code from
+/// its journal (on `version` if given), or moves an unfinished run to `version`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RetryBody {
+    #[serde(default)]
+    version: Option<u32>,
+}
+
+pub(super) async fn retry(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: RetryBody = parse_body("workflow retry", &body, true)?;
+    let retried = admin.workflows.retry(&id, body.version).await?;
+    let what = match retried {
+        Retried::Resumed => "resumed from its journal",
+        Retried::Moved => "moved: its next resume runs on the version",
+    };
+    Ok(Json(json!({ "run": id, "version": body.version, "retry": what })))
 }

@@ -40,6 +40,7 @@ pub mod p3 {
             "edgefn:function/ratelimit": super::p2::edgefn::function::ratelimit,
             "edgefn:function/cache": super::p2::edgefn::function::cache,
             "edgefn:function/websocket": super::p2::edgefn::function::websocket,
+            "edgefn:function/workflows": super::p2::edgefn::function::workflows,
             "wasi:keyvalue/store": super::p2::wasi::keyvalue::store,
             "wasi:keyvalue/atomics": super::p2::wasi::keyvalue::atomics,
             "wasi:keyvalue/batch": super::p2::wasi::keyvalue::batch,

@@ -11,6 +11,8 @@
 //! - [`ratelimit`]: token buckets in memory, for routes' rate limits and functions' named limiters;
 //! - [`cache`]: the HTTP response cache's store, and the purges functions make;
 //! - [`websocket`]: the WebSocket connections this node holds, and the sends and closes functions make;
+//! - [`workflows`]: starting and signalling durable workflow runs of the caller's component ([`workflows::Workflows`],
+//!   implemented by the workflow engine);
 //! - [`environment`]: configuration and secrets, handed to the guest as its WASI environment;
 //! - [`outbound`]: which hosts `wasi:http/outgoing-handler` may reach.
 //!
@@ -32,6 +34,7 @@ pub mod ratelimit;
 pub mod streams;
 pub mod trace;
 pub mod websocket;
+pub mod workflows;
 
 pub use environment::FunctionEnv;
 pub use invoke::Invoker;
@@ -63,6 +66,8 @@ pub struct Capabilities {
     pub cache: Option<Arc<cache::ResponseCache>>,
     /// The WebSocket connections, for sends and closes; `None` during init.
     pub websockets: Option<Arc<websocket::Connections>>,
+    /// Durable workflows, to start and signal runs; `None` during init.
+    pub workflows: Option<Arc<dyn workflows::Workflows>>,
 }
 
 impl std::fmt::Debug for Capabilities {
@@ -76,6 +81,7 @@ impl std::fmt::Debug for Capabilities {
             .field("limiters", &self.limiters.is_some())
             .field("cache", &self.cache.is_some())
             .field("websockets", &self.websockets.is_some())
+            .field("workflows", &self.workflows.is_some())
             .finish()
     }
 }

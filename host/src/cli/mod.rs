@@ -69,8 +69,9 @@ enum Command {
     #[command(after_help = "Example: edgefn promote hello")]
     Promote(versions::ComponentArgs),
     /// Take a component out of service: its routes answer 404, its triggers stop; versions and queues are kept.
+    /// Refused while workflow runs of it have not finished, unless `--force` (which cancels them).
     #[command(after_help = "Example: edgefn undeploy hello")]
-    Undeploy(versions::ComponentArgs),
+    Undeploy(versions::UndeployArgs),
     /// List what is live on a running host.
     #[command(after_help = "Example: edgefn components --data /var/lib/edgefn")]
     Components(versions::ComponentsArgs),

@@ -86,8 +86,25 @@ pub(crate) fn promote(args: ComponentArgs) -> anyhow::Result<()> {
     print_switch(args.admin.json, "promoted", &outcome)
 }
 
-pub(crate) fn undeploy(args: ComponentArgs) -> anyhow::Result<()> {
-    let outcome = args.admin.call("DELETE", &format!("/v1/components/{}", args.name), None)?;
+#[derive(Debug, clap::Args)]
+pub(crate) struct UndeployArgs {
+    /// The component.
+    name: String,
+    /// Undeploy even while workflow runs of the component have not finished: they are cancelled.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+pub(crate) fn undeploy(args: UndeployArgs) -> anyhow::Result<()> {
+    let path = format!("/v1/components/{}{}", args.name, if args.force { "?force=true" } else { "" });
+    let outcome = args.admin.call("DELETE", &path, None)?;
+    if let Some(cancelled) = outcome["cancelled_workflow_runs"].as_u64().filter(|n| *n > 0)
+        && !args.admin.json
+    {
+        println!("cancelled {cancelled} workflow run(s) of {}", args.name);
+    }
     print_switch(args.admin.json, "undeployed", &outcome)
 }
 

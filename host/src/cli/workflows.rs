@@ -1,4 +1,4 @@
-//! `edgefn workflows list|show|start|signal|cancel`: a running host's durable workflow runs.
+//! `edgefn workflows list|show|start|signal|cancel|retry`: a running host's durable workflow runs.
 
 use super::admin_client::AdminArgs;
 use super::output::{Table, answer, date, short, text};
@@ -41,6 +41,14 @@ enum WorkflowsCommand {
     },
     /// Cancel a run.
     Cancel { run: String },
+    /// Resume a run that failed outside its own code (it crashed, or its replay was non-deterministic) from its
+    /// journal; with `--version`, on that version of its component (also for a run that has not failed: its next
+    /// resume runs there).
+    Retry {
+        run: String,
+        #[arg(long, value_name = "N")]
+        version: Option<u32>,
+    },
 }
 
 fn segment(text: &str) -> String {
@@ -70,7 +78,7 @@ pub(crate) fn run(args: WorkflowsArgs) -> anyhow::Result<()> {
             let found =
                 admin.get_with("/v1/workflows/runs", &[("state", state), ("limit", Some(limit.to_string()))])?;
             answer(admin.json, &found, |found| {
-                let mut table = Table::new(&["RUN", "WORKFLOW", "STATE", "STARTED", "UPDATED", "DETAIL"]);
+                let mut table = Table::new(&["RUN", "WORKFLOW", ">VERSION", "STATE", "STARTED", "UPDATED", "DETAIL"]);
                 for run in found["runs"].as_array().into_iter().flatten() {
                     let detail = match text(run, "state").as_str() {
                         "waiting" => format!("event {}", text(run, "waiting_for")),
@@ -81,6 +89,7 @@ pub(crate) fn run(args: WorkflowsArgs) -> anyhow::Result<()> {
                     table.row(vec![
                         text(run, "run"),
                         text(run, "workflow"),
+                        run["version"].as_u64().map(|v| v.to_string()).unwrap_or_default(),
                         text(run, "state"),
                         date(run["created_at"].as_i64().unwrap_or_default()),
                         date(run["updated_at"].as_i64().unwrap_or_default()),
@@ -93,7 +102,14 @@ pub(crate) fn run(args: WorkflowsArgs) -> anyhow::Result<()> {
         WorkflowsCommand::Show { run } => {
             let found = admin.call("GET", &format!("/v1/workflows/runs/{}", segment(&run)), None)?;
             answer(admin.json, &found, |found| {
-                println!("run {} of {}: {}", text(found, "run"), text(found, "workflow"), text(found, "state"));
+                let version =
+                    found["version"].as_u64().map_or_else(|| "the live version".to_owned(), |v| format!("v{v}"));
+                println!(
+                    "run {} of {} on {version}: {}",
+                    text(found, "run"),
+                    text(found, "workflow"),
+                    text(found, "state")
+                );
                 println!("input: {}", found["input"]);
                 let attempts = found["failed_attempts"].as_array().cloned().unwrap_or_default();
                 for entry in found["journal"].as_array().into_iter().flatten() {
@@ -120,6 +136,12 @@ pub(crate) fn run(args: WorkflowsArgs) -> anyhow::Result<()> {
                         println!("retries step {} at {due}", found["retrying"]["step"].as_str().unwrap_or(""))
                     }
                     "done" => println!("result: {}", found["result"]),
+                    "failed" if found["retryable"] == json!(true) => {
+                        println!(
+                            "error: {} (outside its code: `edgefn workflows retry {run}` resumes it)",
+                            text(found, "error")
+                        )
+                    }
                     "failed" | "cancelled" => println!("error: {}", text(found, "error")),
                     _ => println!("due {due}"),
                 }
@@ -141,6 +163,11 @@ pub(crate) fn run(args: WorkflowsArgs) -> anyhow::Result<()> {
         WorkflowsCommand::Cancel { run } => {
             let cancelled = admin.call("POST", &format!("/v1/workflows/runs/{}/cancel", segment(&run)), None)?;
             answer(admin.json, &cancelled, |_| println!("cancelled run {run}"))
+        }
+        WorkflowsCommand::Retry { run, version } => {
+            let path = format!("/v1/workflows/runs/{}/retry", segment(&run));
+            let retried = admin.call("POST", &path, Some(json!({ "version": version })))?;
+            answer(admin.json, &retried, |retried| println!("run {run}: {}", text(retried, "retry")))
         }
     }
 }

@@ -336,6 +336,10 @@ pub enum AlarmMetric {
     DeadLetters,
     /// The oldest iterator age of a stream's consumers (optionally only `function`), in milliseconds, now.
     StreamIteratorAgeMs,
+    /// How long the workflow run waiting longest for an event has waited, in milliseconds, now.
+    WorkflowOldestWaitMs,
+    /// Workflow runs whose step is failing and waits for its next attempt, now.
+    WorkflowRunsRetrying,
 }
 
 impl AlarmMetric {
@@ -345,6 +349,10 @@ impl AlarmMetric {
 
     pub fn is_stream_metric(self) -> bool {
         self == Self::StreamIteratorAgeMs
+    }
+
+    pub fn is_workflow_metric(self) -> bool {
+        matches!(self, Self::WorkflowOldestWaitMs | Self::WorkflowRunsRetrying)
     }
 }
 
@@ -407,6 +415,9 @@ impl AlarmConfig {
             (false, Some(_)) => anyhow::bail!("{what}: metric {:?} is not about a stream", self.metric),
             _ => {}
         }
+        if self.metric.is_workflow_metric() && self.function.is_some() {
+            anyhow::bail!("{what}: metric {:?} is about every workflow run of the host, not one function", self.metric);
+        }
         if self.name.is_empty() {
             let metric = serde_json::to_value(self.metric).ok().and_then(|v| v.as_str().map(str::to_owned));
             let subject = self
@@ -414,7 +425,7 @@ impl AlarmConfig {
                 .as_deref()
                 .or(self.queue.as_deref())
                 .or(self.stream.as_deref())
-                .unwrap_or("all functions");
+                .unwrap_or(if self.metric.is_workflow_metric() { "all workflows" } else { "all functions" });
             self.name = format!("{} {subject}", metric.unwrap_or_default());
         }
         Ok(())

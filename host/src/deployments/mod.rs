@@ -219,6 +219,11 @@ impl Deployments {
         }
     }
 
+    /// Version `version` of `component` loaded from its kept artifact, whether or not it is live.
+    pub async fn stored_version(&self, component: &str, version: u32) -> Result<Arc<ComponentVersion>, DeployError> {
+        self.find_version(component, Some(version)).await
+    }
+
     /// Logs a change of what is live in the host's log store, where `edgefn logs COMPONENT` finds it.
     fn event(&self, component: &str, version: Option<u32>, message: String) {
         self.loader.runtime().telemetry().component_event(Level::Info, component, version, message);
@@ -547,5 +552,21 @@ impl Deployments {
                 }
             })
             .collect())
+    }
+}
+
+/// Workflow runs stay on the version they started on: the deployments load it for them once it is no longer live.
+/// Every version's artifact is kept (nothing deletes a version), so a run's version is always there to load.
+#[derive(Debug, Clone)]
+pub struct WorkflowVersions(pub Arc<Deployments>);
+
+impl crate::triggers::workflow::StoredVersions for WorkflowVersions {
+    fn load(
+        &self,
+        component: &str,
+        version: u32,
+    ) -> crate::capabilities::BoxFuture<'static, Result<Arc<ComponentVersion>, String>> {
+        let (deployments, component) = (self.0.clone(), component.to_owned());
+        Box::pin(async move { deployments.stored_version(&component, version).await.map_err(|e| e.to_string()) })
     }
 }

@@ -162,6 +162,10 @@ impl Backend {
             "edgefn:function/websocket",
             crate::capabilities::websocket::add_to_linker(&mut linker, InvocationState::websocket_view),
         )?;
+        link(
+            "edgefn:function/workflows",
+            crate::capabilities::workflows::add_to_linker(&mut linker, InvocationState::workflows_view),
+        )?;
         if abi == Abi::P3 {
             use bindings::p3::edgefn::function::async_host;
             link("WASI 0.3", wasmtime_wasi::p3::add_to_linker(&mut linker))?;

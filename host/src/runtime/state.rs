@@ -157,6 +157,14 @@ impl InvocationState {
         }
     }
 
+    /// What the workflow imports act on: see [`crate::capabilities::workflows::WorkflowsView`].
+    pub(crate) fn workflows_view(&mut self) -> crate::capabilities::workflows::WorkflowsView<'_> {
+        crate::capabilities::workflows::WorkflowsView {
+            workflows: self.call.capabilities.workflows.as_ref(),
+            caller: self.call.caller.chain.last().map(String::as_str),
+        }
+    }
+
     /// Moves a reused instance on to the work of `trace`: what it prints is logged under it, what it sends and
     /// fetches carries its correlation id, and its output and send allowances start again. With several requests
     /// on the instance at once, the one that started last is the instance's current work.

@@ -289,6 +289,11 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL
     );
     CREATE INDEX workflow_signals_by_run ON workflow_signals (run, event);",
+    // 14. Workflow runs keep the version they started on (they resume on it), and whether a failure happened outside
+    // the workflow's own code (a crash, a non-deterministic replay), which `edgefn workflows retry` may resume.
+    "ALTER TABLE workflow_runs ADD COLUMN version INTEGER;
+    ALTER TABLE workflow_runs ADD COLUMN retryable INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX workflow_runs_by_component ON workflow_runs (component) WHERE due_at IS NOT NULL;",
 ];
 
 /// What went wrong in the database.

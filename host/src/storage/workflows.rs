@@ -79,6 +79,12 @@ pub struct RunRow {
     pub error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The version of its component it runs on; `None` for a run started before runs kept theirs (it runs on the
+    /// live version).
+    pub version: Option<u32>,
+    /// A failed run that failed outside its own code (a crash, a non-deterministic replay, an unreadable answer):
+    /// its journal is not final, and `edgefn workflows retry` may resume it.
+    pub retryable: bool,
 }
 
 /// A failed attempt of a step, for the run's timeline.
@@ -111,6 +117,25 @@ pub enum SignalError {
     Storage(#[from] StorageError),
 }
 
+/// A run to start: see [`WorkflowDb::start`].
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: Option<String>,
+    pub component: String,
+    pub function: String,
+    pub version: Option<u32>,
+    pub input: Value,
+}
+
+/// Why a run was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartRefused {
+    #[error("run id `{id}` is taken by a run of workflow `{workflow}`")]
+    IdTaken { id: String, workflow: String },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
 /// What became of a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signalled {
@@ -121,7 +146,7 @@ pub enum Signalled {
 }
 
 const RUN_COLUMNS: &str = "id, component, function, input, state, due_at, waiting_for, retry_step, retry_attempts, \
-                           result, error, created_at, updated_at";
+                           result, error, created_at, updated_at, version, retryable";
 
 fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     let text = |index: usize| -> rusqlite::Result<Option<String>> { row.get(index) };
@@ -144,6 +169,8 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         error: text(10)?,
         created_at: row.get(11)?,
         updated_at: row.get(12)?,
+        version: row.get(13)?,
+        retryable: row.get(14)?,
     })
 }
 
@@ -214,31 +241,32 @@ impl WorkflowDb {
         Self { db }
     }
 
-    /// Starts a run of `component/function` with `input`, due now, named `id` (else a new id). A run by that id
-    /// already started is answered instead, unchanged (`false`): the same id twice starts one run.
-    pub async fn start(
-        &self,
-        id: Option<String>,
-        component: &str,
-        function: &str,
-        input: &Value,
-        now: i64,
-    ) -> Result<(RunRow, bool), StorageError> {
+    /// Starts a run of `component/function` (on `version` of the component) with `input`, due now, named `id`
+    /// (else a new id). A run of the same workflow by that id, already started, is answered instead, unchanged
+    /// (`false`): the same id twice starts one run. An id a run of another workflow holds is refused.
+    pub async fn start(&self, new: NewRun, now: i64) -> Result<(RunRow, bool), StartRefused> {
+        let NewRun { id, component, function, version, input } = new;
         let id = id.unwrap_or_else(|| format!("run-{}", uuid::Uuid::new_v4().simple()));
-        let (component, function, input) = (component.to_owned(), function.to_owned(), encode(input));
+        let input = encode(&input);
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 let inserted = tx.execute(
                     "INSERT OR IGNORE INTO workflow_runs (id, component, function, input, state, due_at, created_at,
-                         updated_at) VALUES (?1, ?2, ?3, ?4, 'ready', ?5, ?5, ?5)",
-                    params![id, component, function, input, now],
+                         updated_at, version) VALUES (?1, ?2, ?3, ?4, 'ready', ?5, ?5, ?5, ?6)",
+                    params![id, component, function, input, now, version],
                 )?;
                 let run = load_run(&tx, &id)?.ok_or_else(|| StorageError::Corrupt(format!("run `{id}` vanished")))?;
+                if run.component != component || run.function != function {
+                    return Ok(Err(StartRefused::IdTaken {
+                        id,
+                        workflow: format!("{}/{}", run.component, run.function),
+                    }));
+                }
                 tx.commit()?;
-                Ok((run, inserted == 1))
+                Ok(Ok((run, inserted == 1)))
             })
-            .await
+            .await?
     }
 
     /// The runs due at `now`, soonest first, at most `limit`, but none of `busy` (being resumed already).
@@ -344,7 +372,7 @@ impl WorkflowDb {
                          {} bytes of at most {MAX_JOURNAL_BYTES})",
                         bytes + added_bytes
                     );
-                    fail(&tx, &id, &error, now)?;
+                    fail(&tx, &id, &error, false, now)?;
                     tx.commit()?;
                     return Ok(true);
                 }
@@ -395,8 +423,8 @@ impl WorkflowDb {
                         )?;
                         tx.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
                     }
-                    Next::Failed { error } => fail(&tx, &id, &error_text(&error), now)?,
-                    Next::NonDeterministic { error } => fail(&tx, &id, &error, now)?,
+                    Next::Failed { error } => fail(&tx, &id, &error_text(&error), false, now)?,
+                    Next::NonDeterministic { error } => fail(&tx, &id, &error, true, now)?,
                 }
                 tx.commit()?;
                 Ok(true)
@@ -404,7 +432,8 @@ impl WorkflowDb {
             .await
     }
 
-    /// Fails run `id` with `error` unless it has finished (a resume that cannot run at all: its function is gone).
+    /// Fails run `id` with `error` unless it has finished: a failure outside the workflow's code (it crashed, its
+    /// answer was unreadable), which `edgefn workflows retry` may resume.
     pub async fn fail(&self, id: &str, error: &str, now: i64) -> Result<bool, StorageError> {
         let (id, error) = (id.to_owned(), error.to_owned());
         self.db
@@ -414,7 +443,7 @@ impl WorkflowDb {
                 if run.state.is_finished() {
                     return Ok(false);
                 }
-                fail(&tx, &id, &error, now)?;
+                fail(&tx, &id, &error, true, now)?;
                 tx.commit()?;
                 Ok(true)
             })
@@ -464,75 +493,21 @@ impl WorkflowDb {
             .await??;
         Ok(signalled)
     }
-
-    /// Cancels run `id`: `false` when it had finished already.
-    pub async fn cancel(&self, id: &str, now: i64) -> Result<Option<bool>, StorageError> {
-        let id = id.to_owned();
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let Some(run) = load_run(&tx, &id)? else { return Ok(None) };
-                if run.state.is_finished() {
-                    return Ok(Some(false));
-                }
-                tx.execute(
-                    "UPDATE workflow_runs SET state = 'cancelled', due_at = NULL, waiting_for = NULL,
-                         retry_step = NULL, error = 'cancelled', updated_at = ?2 WHERE id = ?1",
-                    params![id, now],
-                )?;
-                tx.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
-                tx.commit()?;
-                Ok(Some(true))
-            })
-            .await
-    }
-
-    /// The runs in `state` (any), newest first, at most `limit`.
-    pub async fn list(&self, state: Option<RunState>, limit: usize) -> Result<Vec<RunRow>, StorageError> {
-        self.db
-            .call(move |conn| {
-                let sql = format!(
-                    "SELECT {RUN_COLUMNS} FROM workflow_runs WHERE ?1 IS NULL OR state = ?1
-                         ORDER BY created_at DESC, id LIMIT ?2"
-                );
-                let mut statement = conn.prepare_cached(&sql)?;
-                let rows = statement.query_map(params![state.map(RunState::as_str), limit as i64], run_row)?;
-                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-            })
-            .await
-    }
-
-    /// The failed attempts of run `id`'s steps, in order.
-    pub async fn attempts(&self, id: &str) -> Result<Vec<AttemptRow>, StorageError> {
-        let id = id.to_owned();
-        self.db
-            .call(move |conn| {
-                let mut statement = conn.prepare_cached(
-                    "SELECT step, attempt, status, error, at FROM workflow_attempts WHERE run = ?1 ORDER BY rowid",
-                )?;
-                let rows = statement.query_map(params![id], |row| {
-                    Ok(AttemptRow {
-                        step: row.get(0)?,
-                        attempt: row.get(1)?,
-                        error: StepError { status: row.get(2)?, message: row.get(3)? },
-                        at: row.get(4)?,
-                    })
-                })?;
-                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-            })
-            .await
-    }
 }
 
-fn fail(conn: &rusqlite::Connection, id: &str, error: &str, now: i64) -> Result<(), StorageError> {
+/// Fails run `id`; `retryable` when it failed outside its own code (its journal is not final).
+fn fail(conn: &rusqlite::Connection, id: &str, error: &str, retryable: bool, now: i64) -> Result<(), StorageError> {
     conn.execute(
         "UPDATE workflow_runs SET state = 'failed', due_at = NULL, waiting_for = NULL, retry_step = NULL,
-             error = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, error, now],
+             error = ?2, updated_at = ?3, retryable = ?4 WHERE id = ?1",
+        params![id, error, now, retryable],
     )?;
     conn.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
     Ok(())
 }
 
+mod operations;
 #[cfg(test)]
 mod tests;
+
+pub use operations::{Retried, RetryRefused, RunStats};

@@ -4,8 +4,8 @@
 //! Function metrics (`invocations`, `errors`, `error_rate`, `throttles`, `p99_ms`, `cron_failures`) are counted
 //! from invocation reports as they end, in per-second buckets (bounded: one bucket per second of the window, and at
 //! most [`MAX_DURATIONS_PER_SECOND`] durations each for the percentile). Queue metrics (`queue_depth`,
-//! `dead_letters`) are read from the queues, and `stream_iterator_age_ms` from the streams, when the rules are
-//! evaluated. [`Alarms::evaluate`] turns the values
+//! `dead_letters`) are read from the queues, `stream_iterator_age_ms` from the streams, and the workflow metrics
+//! (`workflow_oldest_wait_ms`, `workflow_runs_retrying`) from the workflow runs, when the rules are evaluated. [`Alarms::evaluate`] turns the values
 //! into transitions; whoever runs it (see `crate::alarms`) delivers the notifications.
 
 use super::{InvocationReport, Outcome};
@@ -13,6 +13,7 @@ use crate::config::{AlarmConfig, AlarmMetric};
 use crate::storage::backends::QueueStats;
 use crate::storage::streams::StreamInfo;
 use crate::storage::telemetry::names_function;
+use crate::storage::workflows::RunStats;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
@@ -81,6 +82,12 @@ impl Alarms {
         rules.iter().any(|rule| rule.config.metric.is_queue_metric())
     }
 
+    /// Whether any rule reads the workflow runs.
+    pub fn reads_workflows(&self) -> bool {
+        let rules = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        rules.iter().any(|rule| rule.config.metric.is_workflow_metric())
+    }
+
     /// Whether any rule reads the streams.
     pub fn reads_streams(&self) -> bool {
         let rules = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -94,6 +101,7 @@ impl Alarms {
             let config = &rule.config;
             if config.metric.is_queue_metric()
                 || config.metric.is_stream_metric()
+                || config.metric.is_workflow_metric()
                 || (config.metric == AlarmMetric::CronFailures && report.trace.trigger != "cron")
                 || config.function.as_deref().is_some_and(|wanted| !names_function(wanted, &report.trace.function))
             {
@@ -124,9 +132,10 @@ impl Alarms {
         }
     }
 
-    /// Evaluates every rule at `now_s` (and `now_ms`, for the notification), with the queues and streams as
-    /// `queues` and `streams` are now; returns the rules whose state changed.
-    pub fn evaluate(&self, now_s: u64, now_ms: i64, queues: &[QueueStats], streams: &[StreamInfo]) -> Vec<Transition> {
+    /// Evaluates every rule at `now_s` (and `now_ms`, for the notification and the age of waits), with the queues,
+    /// streams and workflow runs as they are now; returns the rules whose state changed.
+    pub fn evaluate(&self, now_s: u64, now_ms: i64, state: &StateNow<'_>) -> Vec<Transition> {
+        let StateNow { queues, streams, workflows } = *state;
         let mut rules = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut transitions = Vec::new();
         for rule in rules.iter_mut() {
@@ -164,6 +173,12 @@ impl Alarms {
                     .map(|c| c.iterator_age_ms)
                     .max()
                     .unwrap_or(0) as f64,
+                AlarmMetric::WorkflowOldestWaitMs => {
+                    workflows.oldest_wait_since.map_or(0, |since| now_ms.saturating_sub(since).max(0)) as f64
+                }
+                AlarmMetric::WorkflowRunsRetrying => {
+                    workflows.by_state.iter().find(|(state, _)| state == "retrying").map_or(0, |(_, n)| *n) as f64
+                }
             };
             let breach = value > config.threshold;
             if breach != rule.in_breach {
@@ -188,12 +203,41 @@ impl Alarms {
     }
 }
 
+/// What the rules about state (not invocations) read: the queues, the streams and the workflow runs as they are.
+#[derive(Debug, Clone, Copy)]
+pub struct StateNow<'a> {
+    pub queues: &'a [QueueStats],
+    pub streams: &'a [StreamInfo],
+    pub workflows: &'a RunStats,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::telemetry::Trace;
     use std::sync::Arc;
     use std::time::Duration;
+
+    static NO_RUNS: RunStats = RunStats { by_state: Vec::new(), step_failures: 0, oldest_wait_since: None };
+
+    fn now<'a>(queues: &'a [QueueStats], streams: &'a [StreamInfo]) -> StateNow<'a> {
+        StateNow { queues, streams, workflows: &NO_RUNS }
+    }
+
+    #[test]
+    fn workflow_alarms_watch_the_oldest_wait_and_the_retrying_runs() {
+        let oldest = AlarmConfig { function: None, ..rule(AlarmMetric::WorkflowOldestWaitMs, 60_000.0) };
+        let retrying = AlarmConfig { name: "b".into(), function: None, ..rule(AlarmMetric::WorkflowRunsRetrying, 0.0) };
+        let alarms = Alarms::new(&[oldest, retrying]);
+        let runs =
+            RunStats { by_state: vec![("retrying".into(), 2)], step_failures: 5, oldest_wait_since: Some(1_000) };
+        let state = StateNow { queues: &[], streams: &[], workflows: &runs };
+        let breaches: Vec<(String, f64)> =
+            alarms.evaluate(1, 61_001, &state).into_iter().map(|t| (t.alarm, t.value)).collect();
+        assert_eq!(breaches, [("a".to_owned(), 60_001.0), ("b".to_owned(), 2.0)]);
+        let recovered = alarms.evaluate(2, 61_002, &now(&[], &[]));
+        assert!(recovered.iter().all(|t| t.state == "recovered") && recovered.len() == 2, "{recovered:?}");
+    }
 
     fn rule(metric: AlarmMetric, threshold: f64) -> AlarmConfig {
         AlarmConfig {
@@ -224,16 +268,16 @@ mod tests {
         }
         alarms.observe(&report("other/fn", Outcome::Error, 5), 101);
         alarms.observe(&report("shop/order", Outcome::Ok, 5), 101);
-        let transitions = alarms.evaluate(102, 0, &[], &[]);
+        let transitions = alarms.evaluate(102, 0, &now(&[], &[]));
         assert_eq!(transitions.len(), 1);
         assert_eq!((transitions[0].state, transitions[0].value), ("breach", 3.0));
         // Still in breach: nothing new.
         alarms.observe(&report("shop/order", Outcome::Trap, 5), 105);
-        assert!(alarms.evaluate(106, 0, &[], &[]).is_empty());
+        assert!(alarms.evaluate(106, 0, &now(&[], &[])).is_empty());
         // The window (10 s) slides past all the errors but the last: 1 <= 2.
-        let transitions = alarms.evaluate(111, 0, &[], &[]);
+        let transitions = alarms.evaluate(111, 0, &now(&[], &[]));
         assert_eq!(transitions.iter().map(|t| (t.state, t.value)).collect::<Vec<_>>(), [("recovered", 1.0)]);
-        assert!(alarms.evaluate(120, 0, &[], &[]).is_empty());
+        assert!(alarms.evaluate(120, 0, &now(&[], &[])).is_empty());
     }
 
     #[test]
@@ -248,7 +292,7 @@ mod tests {
         alarms.observe(&report("shop/order", Outcome::Throttled, 0), 1);
         let queues = [QueueStats { queue: "orders".into(), dead: 2, ..QueueStats::default() }];
         let values: Vec<(&str, f64)> =
-            alarms.evaluate(2, 0, &queues, &[]).iter().map(|t| (t.state, t.value)).collect::<Vec<_>>();
+            alarms.evaluate(2, 0, &now(&queues, &[])).iter().map(|t| (t.state, t.value)).collect::<Vec<_>>();
         // 1 of 2 failed is not over 0.5; the p99 of [10, 80] is 80; 2 dead letters.
         assert_eq!(values, [("breach", 80.0), ("breach", 2.0)]);
     }
@@ -270,10 +314,11 @@ mod tests {
         };
         let stream = |consumers| StreamInfo { name: "clicks".into(), shards: Vec::new(), consumers };
         // Another consumer's lag is not this alarm's.
-        assert!(alarms.evaluate(1, 0, &[], &[stream(vec![place("shop/other", 9_000)])]).is_empty());
-        let breach = alarms.evaluate(2, 0, &[], &[stream(vec![place("shop/count", 5_000), place("shop/count", 10)])]);
+        assert!(alarms.evaluate(1, 0, &now(&[], &[stream(vec![place("shop/other", 9_000)])])).is_empty());
+        let breach =
+            alarms.evaluate(2, 0, &now(&[], &[stream(vec![place("shop/count", 5_000), place("shop/count", 10)])]));
         assert_eq!(breach.iter().map(|t| (t.state, t.value)).collect::<Vec<_>>(), [("breach", 5_000.0)]);
-        let recovered = alarms.evaluate(3, 0, &[], &[stream(vec![place("shop/count", 0)])]);
+        let recovered = alarms.evaluate(3, 0, &now(&[], &[stream(vec![place("shop/count", 0)])]));
         assert_eq!(recovered[0].state, "recovered");
     }
 }

@@ -87,6 +87,8 @@ pub struct Snapshot {
     pub streams: Vec<crate::storage::streams::StreamInfo>,
     /// The HTTP response cache's counts.
     pub cache: CacheCounts,
+    /// Workflow runs by state, failed step attempts, and the oldest wait.
+    pub workflows: crate::storage::workflows::RunStats,
     /// Now, in ms since the epoch, for the age of the oldest messages.
     pub now: i64,
 }
@@ -99,6 +101,12 @@ pub struct CacheCounts {
     pub hits: u64,
     pub misses: u64,
     pub stale: u64,
+}
+
+/// `state` of workflow runs.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunStateLabels {
+    state: String,
 }
 
 /// `status` of a cache answer: hit, miss or stale.
@@ -126,6 +134,9 @@ pub struct Metrics {
     stream_behind: Family<StreamConsumerLabels, Gauge>,
     cron_lag: HistogramFamily<CronLabels>,
     cache_responses: Family<CacheLabels, Counter>,
+    workflow_runs: Family<RunStateLabels, Gauge>,
+    workflow_step_failures: Counter,
+    workflow_oldest_wait: Gauge<f64, AtomicU64>,
     cache_entries: Gauge,
     cache_bytes: Gauge,
     cron_failures: Family<CronLabels, Counter>,
@@ -226,6 +237,21 @@ impl Metrics {
             "GET and HEAD requests to functions the response cache saw, by how it answered (hit, miss, stale)",
             cache_responses.clone(),
         );
+        let workflow_runs = Family::<RunStateLabels, Gauge>::default();
+        registry.register("workflow_runs", "Workflow runs, by state", workflow_runs.clone());
+        let workflow_step_failures = Counter::default();
+        registry.register(
+            "workflow_step_failures",
+            "Failed attempts of workflow steps (each one retried, or its step's last)",
+            workflow_step_failures.clone(),
+        );
+        let workflow_oldest_wait = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "workflow_oldest_wait",
+            "How long the workflow run waiting longest for an event has waited (0: none waits)",
+            Unit::Seconds,
+            workflow_oldest_wait.clone(),
+        );
         let cache_entries = Gauge::default();
         registry.register("http_cache_entries", "Responses the response cache holds", cache_entries.clone());
         let cache_bytes = Gauge::default();
@@ -266,6 +292,9 @@ impl Metrics {
             stream_bytes,
             stream_iterator_age,
             stream_behind,
+            workflow_runs,
+            workflow_step_failures,
+            workflow_oldest_wait,
             cron_lag,
             cache_responses,
             cache_entries,
@@ -354,6 +383,16 @@ impl Metrics {
                 self.stream_behind.get_or_create(&labels).set(i64::try_from(place.behind).unwrap_or(i64::MAX));
             }
         }
+        let workflows = &snapshot.workflows;
+        for state in crate::storage::workflows::RunState::NAMES {
+            let count = workflows.by_state.iter().find(|(name, _)| name == state).map_or(0, |(_, count)| *count);
+            let labels = RunStateLabels { state: (*state).to_owned() };
+            self.workflow_runs.get_or_create(&labels).set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        // The store counts; the counter catches up with it.
+        self.workflow_step_failures.inc_by(workflows.step_failures.saturating_sub(self.workflow_step_failures.get()));
+        let oldest = workflows.oldest_wait_since.map_or(0.0, |since| (snapshot.now - since).max(0) as f64 / 1000.0);
+        self.workflow_oldest_wait.set(oldest);
         let cache = &snapshot.cache;
         for (status, count) in [("hit", cache.hits), ("miss", cache.misses), ("stale", cache.stale)] {
             // The cache counts; the counter catches up with it.

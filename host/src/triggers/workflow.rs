@@ -8,20 +8,27 @@
 //! side effects, exactly once for its journaled result). Every log record of a resume carries the run's id as its
 //! correlation id.
 //!
-//! A run resumes on the version of its function live at that moment (pinning a run to the version it started on
-//! is not built yet): a deploy that changes its steps fails old runs with the "non-deterministic" error.
+//! A run resumes on the version of its component it started on (the live one, or the canary's, when it started):
+//! a deploy or a rollback starts new runs on the new version and leaves old runs on theirs, loaded from their kept
+//! artifact once they are no longer live. `edgefn workflows retry RUN --version N` moves a run to another version;
+//! one whose steps differ from the run's journal fails it with the "non-deterministic" error, which a retry on the
+//! old version undoes.
 
 use super::{Runner, Work};
-use crate::live::LiveHandle;
+use crate::capabilities::BoxFuture;
+use crate::live::{ComponentVersion, LiveHandle};
 use crate::runtime::{GuestCall, InvokeError, SlotKind};
 use crate::storage::now_ms;
-use crate::storage::workflows::{MAX_PAYLOAD_BYTES, RunRow, RunState, SignalError, Signalled, WorkflowDb};
+use crate::storage::workflows::{
+    MAX_PAYLOAD_BYTES, NewRun, Retried, RetryRefused, RunRow, RunState, SignalError, Signalled, StartRefused,
+    WorkflowDb,
+};
 use crate::telemetry::otel;
 use edgefn_manifest::record::Trigger as TriggerKind;
 use edgefn_manifest::workflow::{Call, Entry, Outcome};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 
@@ -32,6 +39,15 @@ pub const MAX_CRASHES: u32 = 5;
 /// How long a run waits when its function is busy, or not deployed, before it is tried again.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
 const MISSING_RETRY: Duration = Duration::from_secs(10);
+/// Versions that are no longer live kept loaded for the runs still on them; past it, all are let go (and loaded
+/// again when next needed).
+const MAX_PINNED_LOADED: usize = 32;
+
+/// Loads a stored version of a component that is no longer live, for the runs that still run on it (implemented
+/// by the deployments, which keep every version's artifact).
+pub trait StoredVersions: std::fmt::Debug + Send + Sync + 'static {
+    fn load(&self, component: &str, version: u32) -> BoxFuture<'static, Result<Arc<ComponentVersion>, String>>;
+}
 
 fn is_workflow(trigger: &TriggerKind) -> bool {
     matches!(trigger, TriggerKind::Workflow)
@@ -46,6 +62,15 @@ pub enum StartError {
     Invalid(String),
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+}
+
+impl From<StartRefused> for StartError {
+    fn from(refused: StartRefused) -> Self {
+        match refused {
+            StartRefused::IdTaken { .. } => Self::Invalid(refused.to_string()),
+            StartRefused::Storage(error) => Self::Storage(error),
+        }
+    }
 }
 
 /// Whether `id` may name a run: 1 to 128 letters, digits and `-_.:`.
@@ -64,11 +89,17 @@ pub struct WorkflowEngine {
     permits: Arc<Semaphore>,
     /// Crashes in a row, by run.
     crashes: Mutex<HashMap<String, u32>>,
+    /// Where versions that are no longer live come from; set once the deployments exist.
+    stored: OnceLock<Arc<dyn StoredVersions>>,
+    /// Versions that are no longer live, loaded for the runs on them.
+    pinned: Mutex<HashMap<(String, u32), Arc<ComponentVersion>>>,
+    /// This engine, for the futures its capability answers (which outlive a borrow of it).
+    me: std::sync::Weak<Self>,
 }
 
 impl WorkflowEngine {
     pub fn new(db: WorkflowDb, live: LiveHandle, runner: Runner) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
             db,
             live,
             runner,
@@ -76,7 +107,19 @@ impl WorkflowEngine {
             resuming: Mutex::default(),
             permits: Arc::new(Semaphore::new(MAX_RESUMING)),
             crashes: Mutex::default(),
+            stored: OnceLock::new(),
+            pinned: Mutex::default(),
+            me: me.clone(),
         })
+    }
+
+    fn me(&self) -> Result<Arc<Self>, String> {
+        self.me.upgrade().ok_or_else(|| "workflows are not available: the host is stopping".to_owned())
+    }
+
+    /// Plugs in where versions that are no longer live come from (the deployments, built after this engine).
+    pub fn set_stored_versions(&self, stored: Arc<dyn StoredVersions>) {
+        let _ = self.stored.set(stored);
     }
 
     pub fn db(&self) -> &WorkflowDb {
@@ -89,7 +132,8 @@ impl WorkflowEngine {
     }
 
     /// Starts a run of the workflow `name` (`function` or `component/function`) with `input`, named `id` if given:
-    /// the same id twice starts one run (the second answers the first, `false`).
+    /// the same id twice starts one run (the second answers the first, `false`). The run stays on the version that
+    /// starts it (the live one, or the canary's share).
     pub async fn start(&self, name: &str, input: Value, id: Option<String>) -> Result<(RunRow, bool), StartError> {
         if let Some(id) = &id
             && !valid_run_id(id)
@@ -104,18 +148,82 @@ impl WorkflowEngine {
                 "the input is {size} bytes; a workflow's input is at most {MAX_PAYLOAD_BYTES}"
             )));
         }
-        let (component, function) = {
+        let (component, function, version) = {
             let live = self.live.load();
             let (component, function) =
                 live.find(name, "workflow", is_workflow).map_err(|error| StartError::NotFound(error.to_string()))?;
-            (component.name().to_owned(), function)
+            let version = component.pick(|v| v.has(&function, is_workflow)).map(|v| v.version);
+            (component.name().to_owned(), function, version)
         };
-        let started = self.db.start(id, &component, &function, &input, now_ms()).await?;
+        let new = NewRun { id, component: component.clone(), function: function.clone(), version, input };
+        let started = self.db.start(new, now_ms()).await?;
         if started.1 {
-            tracing::info!(correlation_id = %started.0.id, workflow = %format!("{component}/{function}"), "workflow run started");
+            tracing::info!(correlation_id = %started.0.id, workflow = %format!("{component}/{function}"),
+                version, "workflow run started");
             self.wake.notify_one();
         }
         Ok(started)
+    }
+
+    /// Resumes run `run` from its journal (one that failed outside its own code), or moves an unfinished one to
+    /// `version`, checked to exist and to have the run's workflow.
+    pub async fn retry(&self, run: &str, version: Option<u32>) -> Result<Retried, RetryRefused> {
+        if let Some(wanted) = version {
+            let Some((row, _)) = self.db.load(run).await? else { return Err(RetryRefused::NotFound(run.to_owned())) };
+            let loaded = self.version_of(&row.component, wanted).await.map_err(RetryRefused::NoVersion)?;
+            if !loaded.has(&row.function, is_workflow) {
+                return Err(RetryRefused::NoVersion(format!(
+                    "version {wanted} of `{}` has no workflow `{}`",
+                    row.component, row.function
+                )));
+            }
+        }
+        let retried = self.db.retry(run, version, now_ms()).await?;
+        tracing::info!(correlation_id = %run, ?retried, version, "workflow run retried");
+        self.lock_crashes().remove(run);
+        self.wake.notify_one();
+        Ok(retried)
+    }
+
+    /// How many runs of `component` have not finished: an undeploy is refused while there are any, unless forced.
+    pub async fn unfinished(&self, component: &str) -> Result<u64, crate::storage::StorageError> {
+        self.db.unfinished(component).await
+    }
+
+    /// Cancels every unfinished run of `component`: it was undeployed by force.
+    pub async fn cancel_component(&self, component: &str) -> Result<u64, crate::storage::StorageError> {
+        let cancelled =
+            self.db.cancel_component(component, "cancelled: its component was undeployed", now_ms()).await?;
+        if cancelled > 0 {
+            tracing::warn!(component, cancelled, "workflow runs cancelled: their component was undeployed");
+        }
+        Ok(cancelled)
+    }
+
+    /// Version `version` of `component`: a live one as it is, another loaded from its kept artifact (and kept
+    /// loaded while there is room).
+    async fn version_of(&self, component: &str, version: u32) -> Result<Arc<ComponentVersion>, String> {
+        let live =
+            self.live.load().component(component).and_then(|c| c.versions().find(|v| v.version == version).cloned());
+        if let Some(live) = live {
+            return Ok(live);
+        }
+        let key = (component.to_owned(), version);
+        if let Some(loaded) = self.lock_pinned().get(&key) {
+            return Ok(loaded.clone());
+        }
+        let stored = self.stored.get().ok_or_else(|| "stored versions are not loaded yet".to_owned())?;
+        let loaded = stored.load(component, version).await?;
+        let mut pinned = self.lock_pinned();
+        if pinned.len() >= MAX_PINNED_LOADED {
+            pinned.clear();
+        }
+        pinned.insert(key, loaded.clone());
+        Ok(loaded)
+    }
+
+    fn lock_pinned(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Arc<ComponentVersion>>> {
+        self.pinned.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Sends event `event` with `payload` to run `run`.
@@ -203,11 +311,26 @@ impl WorkflowEngine {
             return Ok(());
         }
         let label = format!("{}/{}", run.component, run.function);
-        let found = {
-            let live = self.live.load();
-            live.find(&label, "workflow", is_workflow).ok().and_then(|(component, function)| {
-                component.pick(|version| version.has(&function, is_workflow)).cloned().map(|v| (v, function))
-            })
+        let found = match run.version {
+            Some(pinned) => match self.version_of(&run.component, pinned).await {
+                Ok(version) if version.has(&run.function, is_workflow) => Some((version, run.function.clone())),
+                Ok(_) => {
+                    let message = format!("version {pinned} of `{}` has no workflow `{}`", run.component, run.function);
+                    self.db.fail(id, &message, now_ms()).await?;
+                    return Ok(());
+                }
+                Err(error) => {
+                    tracing::warn!(correlation_id = %id, workflow = %label, version = pinned, %error,
+                        "the run's version cannot be loaded; it waits");
+                    return self.db.postpone(id, now + MISSING_RETRY.as_millis() as i64).await;
+                }
+            },
+            None => {
+                let live = self.live.load();
+                live.find(&label, "workflow", is_workflow).ok().and_then(|(component, function)| {
+                    component.pick(|version| version.has(&function, is_workflow)).cloned().map(|v| (v, function))
+                })
+            }
         };
         let Some((version, function)) = found else {
             tracing::warn!(correlation_id = %id, workflow = %label, "the run's workflow is not deployed; it waits");
@@ -278,6 +401,48 @@ impl WorkflowEngine {
             }
         }
         Ok(())
+    }
+}
+
+/// What functions reach through `edgefn:function/workflows`: runs of their own component only.
+impl crate::capabilities::workflows::Workflows for WorkflowEngine {
+    fn start(
+        &self,
+        component: String,
+        workflow: String,
+        input: Vec<u8>,
+        id: Option<String>,
+    ) -> BoxFuture<'static, Result<String, String>> {
+        let engine = self.me();
+        Box::pin(async move {
+            let engine = engine?;
+            let input: Value =
+                serde_json::from_slice(&input).map_err(|e| format!("the workflow's input is not JSON: {e}"))?;
+            let name = format!("{component}/{workflow}");
+            let (run, _) = engine.start(&name, input, id).await.map_err(|e| e.to_string())?;
+            Ok(run.id)
+        })
+    }
+
+    fn signal(
+        &self,
+        component: String,
+        run: String,
+        event: String,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'static, Result<bool, String>> {
+        let engine = self.me();
+        Box::pin(async move {
+            let engine = engine?;
+            let payload: Value =
+                serde_json::from_slice(&payload).map_err(|e| format!("the signal's payload is not JSON: {e}"))?;
+            // Another component's run is answered as none at all.
+            if engine.db.owner(&run).await.map_err(|e| e.to_string())?.as_deref() != Some(component.as_str()) {
+                return Err(SignalError::NotFound(run).to_string());
+            }
+            let signalled = engine.signal(&run, &event, payload).await.map_err(|e| e.to_string())?;
+            Ok(signalled == Signalled::Delivered)
+        })
     }
 }
 

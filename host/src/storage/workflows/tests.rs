@@ -8,6 +8,10 @@ fn store(dir: &std::path::Path) -> WorkflowDb {
     WorkflowDb::new(Database::open(dir).expect("open"))
 }
 
+fn new_run(id: &str, component: &str, function: &str, input: serde_json::Value) -> NewRun {
+    NewRun { id: Some(id.into()), component: component.into(), function: function.into(), version: Some(1), input }
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }
@@ -25,11 +29,10 @@ fn the_same_id_starts_one_run_and_outcomes_move_it_along() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = store(dir.path());
     rt().block_on(async {
-        let (run, created) = db.start(Some("order-1".into()), "shop", "checkout", &json!({"n": 1}), 10).await.unwrap();
+        let (run, created) = db.start(new_run("order-1", "shop", "checkout", json!({"n": 1})), 10).await.unwrap();
         assert!(created);
         assert_eq!((run.state, run.due_at), (RunState::Ready, Some(10)));
-        let (again, created) =
-            db.start(Some("order-1".into()), "shop", "checkout", &json!({"n": 2}), 11).await.unwrap();
+        let (again, created) = db.start(new_run("order-1", "shop", "checkout", json!({"n": 2})), 11).await.unwrap();
         assert!(!created, "the same id twice starts one run");
         assert_eq!(again.input, json!({"n": 1}));
         assert_eq!(db.due(10, 10, vec![]).await.unwrap(), ["order-1"]);
@@ -80,7 +83,7 @@ fn a_signal_resolves_a_wait_or_waits_for_it_and_a_wait_times_out() {
     let wait = |name: &str| Entry::Event { name: name.into(), until_ms: 1_000, resolved: false, value: None };
     let waiting = |name: &str| Next::Wait { event: name.into(), until_ms: 1_000 };
     rt().block_on(async {
-        db.start(Some("a".into()), "c", "f", &json!(null), 0).await.unwrap();
+        db.start(new_run("a", "c", "f", json!(null)), 0).await.unwrap();
         assert!(db.apply("a", 0, outcome(vec![wait("approved")], waiting("approved")), 1).await.unwrap());
         let (run, _) = db.load("a").await.unwrap().expect("run");
         assert_eq!(
@@ -126,7 +129,7 @@ fn a_journal_past_its_limit_fails_the_run_saying_so() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = store(dir.path());
     rt().block_on(async {
-        db.start(Some("big".into()), "c", "f", &json!(null), 0).await.unwrap();
+        db.start(new_run("big", "c", "f", json!(null)), 0).await.unwrap();
         let huge = Entry::Step {
             name: "x".into(),
             value: Some(json!("a".repeat(MAX_JOURNAL_BYTES))),
@@ -137,5 +140,61 @@ fn a_journal_past_its_limit_fails_the_run_saying_so() {
         let (run, _) = db.load("big").await.unwrap().expect("run");
         assert_eq!(run.state, RunState::Failed);
         assert!(run.error.as_deref().unwrap_or_default().contains("journal is past its limit"), "{:?}", run.error);
+    });
+}
+
+#[test]
+fn retries_resume_only_runs_that_failed_outside_their_code_and_undeploys_count_and_cancel_runs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = store(dir.path());
+    rt().block_on(async {
+        for id in ["in-code", "replay", "waiting"] {
+            db.start(new_run(id, "shop", "checkout", json!(null)), 0).await.unwrap();
+        }
+        db.start(new_run("other", "blog", "publish", json!(null)), 0).await.unwrap();
+        // An id is one workflow's: another workflow cannot take it, nor be answered its run.
+        let taken = db.start(new_run("other", "shop", "checkout", json!(null)), 1).await;
+        assert!(
+            matches!(&taken, Err(StartRefused::IdTaken { workflow, .. }) if workflow == "blog/publish"),
+            "{taken:?}"
+        );
+
+        // A run its own code failed is final.
+        let failed = Next::Failed { error: StepError { status: 402, message: "declined".into() } };
+        assert!(db.apply("in-code", 0, outcome(vec![], failed), 10).await.unwrap());
+        let refused = db.retry("in-code", None, 11).await;
+        assert!(matches!(&refused, Err(RetryRefused::Final { state: "failed", .. })), "{refused:?}");
+        // A non-deterministic replay is not: a retry resumes it, on the version named.
+        let replay = Next::NonDeterministic { error: "non-deterministic".into() };
+        assert!(db.apply("replay", 0, outcome(vec![], replay), 10).await.unwrap());
+        let (run, _) = db.load("replay").await.unwrap().expect("run");
+        assert!(run.retryable && run.state == RunState::Failed);
+        assert_eq!(db.retry("replay", Some(7), 20).await.unwrap(), Retried::Resumed);
+        let (run, _) = db.load("replay").await.unwrap().expect("run");
+        assert_eq!(
+            (run.state, run.due_at, run.version, run.error, run.retryable),
+            (RunState::Ready, Some(20), Some(7), None, false)
+        );
+        // An unfinished run only moves, and only to a version named.
+        let wait = Next::Wait { event: "approved".into(), until_ms: 5_000 };
+        let entry = Entry::Event { name: "approved".into(), until_ms: 5_000, resolved: false, value: None };
+        assert!(db.apply("waiting", 0, outcome(vec![entry], wait), 10).await.unwrap());
+        assert!(matches!(db.retry("waiting", None, 30).await, Err(RetryRefused::Final { state: "waiting", .. })));
+        assert_eq!(db.retry("waiting", Some(2), 30).await.unwrap(), Retried::Moved);
+        let (run, _) = db.load("waiting").await.unwrap().expect("run");
+        assert_eq!((run.state, run.due_at, run.version), (RunState::Waiting, Some(5_000), Some(2)));
+        assert!(matches!(db.retry("nope", None, 30).await, Err(RetryRefused::NotFound(_))));
+
+        let stats = db.stats().await.unwrap();
+        assert_eq!(stats.oldest_wait_since, Some(10));
+        assert!(stats.by_state.contains(&("waiting".to_owned(), 1)), "{stats:?}");
+        // An undeploy counts the unfinished runs of its component, and a forced one cancels them, no other's.
+        assert_eq!(db.unfinished("shop").await.unwrap(), 2);
+        db.signal("waiting", "later", &json!(1), 31).await.unwrap();
+        assert_eq!(db.cancel_component("shop", "undeployed", 40).await.unwrap(), 2);
+        assert_eq!(db.unfinished("shop").await.unwrap(), 0);
+        assert_eq!(db.unfinished("blog").await.unwrap(), 1);
+        let (run, _) = db.load("waiting").await.unwrap().expect("run");
+        assert_eq!((run.state, run.error.as_deref()), (RunState::Cancelled, Some("undeployed")));
     });
 }

@@ -3,6 +3,10 @@
 //! failed shipment it refunds. Every attempt of every step counts itself in key-value store `default`
 //! (`count:ORDER:STEP`), so a test sees what ran how often. With `SWAP` set (a redeploy), it reserves before it
 //! charges: the same workflow with its steps reordered.
+//!
+//! Runs are also started and signalled by the component's own functions: `POST /orders/{id}` starts `checkout`
+//! for the order (run id `order-ID`: twice starts one run), queue `approvals` signals a run (`{"run", "approved"}`),
+//! and `POST /foreign/{run}` tries another component's workflow and a run id it names, to be refused.
 
 use edgefn::kv::Store;
 use edgefn::prelude::*;
@@ -83,6 +87,42 @@ async fn checkout(wf: Workflow, order: Order) -> Result<Value> {
     Ok(json!({ "charged": charged, "reserved_on_attempt": reserved, "approved_at_ms": ms(wf.now()?) }))
 }
 // ANCHOR_END: workflow
+
+// ANCHOR: start
+/// `POST /orders/{id}` with the order: starts its checkout, named after the order so a retried request starts one.
+#[function(trigger = http("/orders/{id}", method = "POST"))]
+async fn place(req: Request) -> Result<Response> {
+    let id = req.param("id").unwrap_or_default().to_owned();
+    req.read_body().await?;
+    let mut order: Value = req.json()?;
+    order["id"] = json!(id);
+    let run = edgefn::workflow::start_with_id("checkout", &order, &format!("order-{id}"))?;
+    Response::json(&json!({ "run": run }))
+}
+
+/// Each message `{"run": ID, "approved": bool}` approves or rejects that run.
+#[function(trigger = queue("approvals", max_wait_ms = 0))]
+async fn approvals(batch: Batch<Value>) -> Result<()> {
+    for message in &batch {
+        let run = message.body()["run"].as_str().unwrap_or_default().to_owned();
+        edgefn::workflow::signal(&run, "approved", &message.body()["approved"])?;
+    }
+    Ok(())
+}
+// ANCHOR_END: start
+
+/// `POST /foreign/{run}`: what another component's workflow and an unknown run answer, as text.
+#[function(trigger = http("/foreign/{run}", method = "POST"))]
+async fn foreign(req: Request) -> Response {
+    let run = req.param("run").unwrap_or_default();
+    let started = edgefn::workflow::start("gallery/checkout", &json!({}));
+    let signalled = edgefn::workflow::signal(run, "approved", &true);
+    Response::text(format!(
+        "start: {}\nsignal: {}",
+        started.err().map(|e| e.message().to_owned()).unwrap_or_default(),
+        signalled.err().map(|e| e.message().to_owned()).unwrap_or_default()
+    ))
+}
 
 fn ms(time: std::time::SystemTime) -> u64 {
     time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
