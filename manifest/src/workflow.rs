@@ -1,11 +1,15 @@
 //! What the host and a workflow function say to each other on every resume of a run: the host calls the function
 //! with the run's input and its journal so far ([`Call`]); the function replays the journal (each journaled step
-//! answers with its recorded result, never running again), does at most one piece of new work (a step's attempt, or
-//! the start of a sleep or of a wait for an event), and answers what it did and what the run waits for next
-//! ([`Outcome`]). The host commits that in one transaction and resumes the run, in a fresh instance, when it is due.
+//! answers with its recorded result, never running again) and goes on from there. Each step it ends is journaled at
+//! once through the host's `journal` import under the resume's [`Call::lease`] (one transaction per step), and the
+//! function goes on to the next, until the run has to wait (a sleep, a wait for an event, a failed attempt's backoff),
+//! ends, or the host says the resume has had its share ([`Journaled::go_on`]). It then answers what is left to
+//! journal and what the run waits for next ([`Outcome`]); the host commits that in one transaction and resumes the
+//! run, in a fresh instance, when it is due. Without a lease (a host that does not lend one, and the SDK's own unit
+//! tests), each resume does one piece of new work and answers it in its outcome.
 //!
-//! A crash between the function's work and the host's commit loses that one piece of work, which then runs again:
-//! a step's side effects are at least once, its journaled result exactly once.
+//! A crash between a step's work and its journal write loses that step's work, which then runs again: a step's side
+//! effects are at least once, its journaled result exactly once.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,6 +27,20 @@ pub struct Call {
     pub retry: Option<Retry>,
     /// The host's clock at this resume, milliseconds since the Unix epoch.
     pub now_ms: i64,
+    /// What lets this resume journal the steps it ends as it goes (the `journal` import), so that one resume runs
+    /// several steps; absent: one piece of new work per resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
+}
+
+/// What the host answers a resume that journaled entries under its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journaled {
+    /// The host's clock now, milliseconds since the Unix epoch: the resume's clock from here on.
+    pub now_ms: i64,
+    /// Whether the resume may go on to its next step; otherwise it ends (answering `Continue`) and the run resumes
+    /// again at once in a fresh instance, so that one long run does not hold its instance, or others up, for long.
+    pub go_on: bool,
 }
 
 /// A step being retried: its name and how many attempts failed so far.

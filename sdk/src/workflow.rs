@@ -93,6 +93,17 @@ mod imp {
     pub(super) fn signal(run: &str, event: &str, payload: &[u8]) -> Result<bool> {
         workflows::signal(run, event, payload).map_err(Error::internal)
     }
+
+    /// Journals `entries` under `lease` (see `edgefn_manifest::workflow`).
+    #[cfg(edgefn_async)]
+    pub(super) fn journal(
+        lease: &str,
+        entries: &[edgefn_manifest::workflow::Entry],
+    ) -> Result<edgefn_manifest::workflow::Journaled> {
+        let entries = serde_json::to_vec(entries).map_err(|e| Error::internal(format!("journal entries: {e}")))?;
+        let answer = workflows::journal(lease, &entries).map_err(Error::internal)?;
+        serde_json::from_slice(&answer).map_err(|e| Error::internal(format!("the host's journal answer: {e}")))
+    }
 }
 
 /// Natively (unit tests) there is no host to run workflows: starts and signals are refused, saying so.
@@ -106,5 +117,13 @@ mod imp {
 
     pub(super) fn signal(run: &str, _event: &str, _payload: &[u8]) -> Result<bool> {
         Err(Error::internal(format!("cannot signal run `{run}` natively: workflows run on an edgefn host")))
+    }
+
+    /// Natively there is no host to journal to (native calls carry no lease, so this is never reached).
+    pub(super) fn journal(
+        _lease: &str,
+        _entries: &[edgefn_manifest::workflow::Entry],
+    ) -> Result<edgefn_manifest::workflow::Journaled> {
+        Err(Error::internal("workflows run on an edgefn host"))
     }
 }

@@ -3,7 +3,8 @@
 //! compensates, keeps a signal sent before its wait, is started and signalled by the component's own functions,
 //! stays on the version it started on across a redeploy (moved to a version whose steps differ, it fails as
 //! non-deterministic, naming both, and a retry on its own version finishes it), and holds its component's undeploy
-//! back unless forced.
+//! back unless forced; 200 runs finish across random kills with their side effects at most once more per kill, and
+//! 1,000 sleeping runs hold no instance and all wake after a restart.
 
 use crate::support::{Host, component_arg, post};
 use serde_json::{Value, json};
@@ -272,4 +273,133 @@ fn runs_stay_on_their_version_a_moved_run_fails_as_non_deterministic_and_undeplo
     let cancelled = run(&host, "new");
     assert_eq!(cancelled["state"], "cancelled");
     assert!(cancelled["error"].as_str().unwrap_or_default().contains("undeployed"), "{cancelled:#}");
+}
+
+#[test]
+fn a_resume_goes_on_from_step_to_step_journaling_each_and_a_long_run_takes_turns() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(dir.path());
+    let host = Host::start(&["--config", &config, &component_arg("workflow_probe")]);
+    let started =
+        host.admin("POST", "/v1/workflows/runs", Some(json!({ "workflow": "noop", "input": 2_500, "id": "long" })));
+    assert_eq!(started.status, 201, "{}", started.body);
+    let done = wait_for_state(&host, "long", "done");
+    assert_eq!(done["result"], 2_500);
+    // Every step journaled once, in order, although one resume runs many steps and ends after its share (a second
+    // or 1,000 steps): one resume per step would be 2,501.
+    let names: Vec<String> = done["journal"]
+        .as_array()
+        .expect("journal")
+        .iter()
+        .map(|entry| entry["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(names, (0..2_500).map(|i| format!("s{i}")).collect::<Vec<_>>());
+    let logs = host.admin("GET", "/v1/logs?id=long&limit=10000", None);
+    assert_eq!(logs.status, 200, "{}", logs.body);
+    let resumes = logs.body.matches("\"kind\":\"invocation\"").count();
+    assert!((3..=100).contains(&resumes), "{resumes} resumes for 2,500 steps:\n{}", logs.body);
+}
+
+/// Every run listed in `state` (at most 5,000).
+fn runs_in(host: &Host, state: &str) -> Vec<Value> {
+    let reply = host.admin("GET", &format!("/v1/workflows/runs?state={state}&limit=5000"), None);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["runs"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until `count` runs are in `state`; fails saying how many are where when they never are.
+fn wait_for_count(host: &Host, state: &str, count: usize, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let found = runs_in(host, state).len();
+        if found == count {
+            return;
+        }
+        let by_state: Vec<String> = ["ready", "retrying", "sleeping", "waiting", "done", "failed", "cancelled"]
+            .iter()
+            .map(|state| format!("{state} {}", runs_in(host, state).len()))
+            .collect();
+        assert!(std::time::Instant::now() < deadline, "{found} runs {state}, not {count}: {by_state:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A pause of 30 to 400 ms, different on every call and every test run (the clock's nanoseconds), printed.
+fn random_pause() -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").subsec_nanos();
+    Duration::from_millis(30 + u64::from(nanos) % 371)
+}
+
+#[test]
+fn two_hundred_runs_finish_across_random_kills_with_each_result_journaled_once_and_side_effects_at_most_once_more_per_kill()
+ {
+    const RUNS: usize = 200;
+    const KILLS: u64 = 3;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let config = config(dir.path());
+    let wasm = component_arg("workflow_probe");
+    let mut host = Host::start_in(&data, &["--config", &config, &wasm]);
+    for i in 0..RUNS {
+        let body = json!({ "workflow": "five", "input": i, "id": format!("five-{i}") });
+        let started = host.admin("POST", "/v1/workflows/runs", Some(body));
+        assert_eq!(started.status, 201, "{}", started.body);
+    }
+    // Kill the host at random points while the runs are in flight, and start it again each time.
+    for kill in 0..KILLS {
+        let pause = random_pause();
+        std::thread::sleep(pause);
+        let done = runs_in(&host, "done").len();
+        eprintln!("kill {kill} after {pause:?}, {done} of {RUNS} runs done");
+        assert!(kill > 0 || done < RUNS, "the first kill comes while runs are in flight");
+        host.kill();
+        host = Host::start_in(&data, &["--config", &config, &wasm]);
+    }
+    wait_for_count(&host, "done", RUNS, Duration::from_secs(120));
+    let mut reruns = 0;
+    for i in 0..RUNS {
+        let run = run(&host, &format!("five-{i}"));
+        assert_eq!(run["result"], json!(15), "{run:#}");
+        // Each step's result is journaled once, in order.
+        let steps: Vec<&str> =
+            run["journal"].as_array().expect("journal").iter().filter_map(|entry| entry["name"].as_str()).collect();
+        assert_eq!(steps, ["s1", "s2", "s3", "s4", "s5"], "five-{i}: {run:#}");
+        // Each step's side effect happened at least once and at most once more per kill.
+        for step in 1..=5 {
+            let count = attempts(&host, &format!("five-{i}"), &format!("s{step}"));
+            assert!((1..=1 + KILLS).contains(&count), "five-{i} step s{step} ran {count} times");
+            reruns += count - 1;
+        }
+    }
+    eprintln!("{RUNS} runs of five steps done across {KILLS} kills; {reruns} step attempts ran again");
+}
+
+#[test]
+fn a_thousand_sleeping_runs_hold_no_instance_and_all_wake_after_a_restart() {
+    const RUNS: usize = 1_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let config = config(dir.path());
+    let wasm = component_arg("workflow_probe");
+    let host = Host::start_in(&data, &["--config", &config, &wasm]);
+    // Long enough a sleep for the last start to come while the first run still sleeps.
+    let started = std::time::Instant::now();
+    for i in 0..RUNS {
+        let body = json!({ "workflow": "nap", "input": 15_000, "id": format!("nap-{i}") });
+        let started = host.admin("POST", "/v1/workflows/runs", Some(body));
+        assert_eq!(started.status, 201, "{}", started.body);
+    }
+    eprintln!("{RUNS} runs started in {:?}", started.elapsed());
+    wait_for_count(&host, "sleeping", RUNS, Duration::from_secs(60));
+    assert_eq!(host.instances_in_use(), 0, "sleeping runs hold no instance");
+    // A restart in the middle of the sleep: every run wakes and finishes on the new process.
+    host.kill();
+    let host = Host::start_in(&data, &["--config", &config, &wasm]);
+    wait_for_count(&host, "done", RUNS, Duration::from_secs(120));
+    for i in [0, 500, 999] {
+        let woke = run(&host, &format!("nap-{i}"));
+        assert_eq!(woke["result"], "awake", "{woke:#}");
+        let (until, woke_at) = (woke["journal"][0]["until_ms"].as_i64(), woke["journal"][1]["at"].as_i64());
+        assert!(woke_at >= until && until.is_some(), "nap-{i} woke before its sleep ended: {woke:#}");
+    }
 }

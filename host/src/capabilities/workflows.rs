@@ -1,5 +1,5 @@
 //! `edgefn:function/workflows`: a function starts a durable workflow run of its own component, or sends one an
-//! event ([`Workflows`], implemented by the workflow engine in `triggers::workflow`, plugged in after it is built
+//! event, and a workflow function journals the steps it ends under its resume's lease ([`Workflows`], implemented by the workflow engine in `triggers::workflow`, plugged in after it is built
 //! through [`DeferredWorkflows`]). A function reaches only its own component's workflows and runs: another
 //! component's run is answered as not found, so run ids say nothing across tenants.
 
@@ -25,6 +25,15 @@ pub trait Workflows: Send + Sync + 'static {
         event: String,
         payload: Vec<u8>,
     ) -> BoxFuture<'static, Result<bool, String>>;
+
+    /// Journals `entries` (JSON) for the resume of a run of `component` that holds `lease`; answers the JSON
+    /// `edgefn_manifest::workflow::Journaled`.
+    fn journal(
+        &self,
+        component: String,
+        lease: String,
+        entries: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, String>>;
 }
 
 /// A [`Workflows`] plugged in after it is built (the engine runs guests whose capabilities include it).
@@ -74,6 +83,18 @@ impl Workflows for DeferredWorkflows {
     ) -> BoxFuture<'static, Result<bool, String>> {
         match self.get() {
             Ok(workflows) => workflows.signal(component, run, event, payload),
+            Err(error) => Box::pin(async move { Err(error) }),
+        }
+    }
+
+    fn journal(
+        &self,
+        component: String,
+        lease: String,
+        entries: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+        match self.get() {
+            Ok(workflows) => workflows.journal(component, lease, entries),
             Err(error) => Box::pin(async move { Err(error) }),
         }
     }
@@ -144,6 +165,13 @@ impl wit::Host for WorkflowsView<'_> {
         tokio::spawn(workflows.signal(component, run, event, payload))
             .await
             .unwrap_or_else(|join| Err(format!("the workflow signal failed: {join}")))
+    }
+
+    async fn journal(&mut self, lease: String, entries: Vec<u8>) -> Result<Vec<u8>, String> {
+        let (workflows, component) = self.scope()?;
+        tokio::spawn(workflows.journal(component, lease, entries))
+            .await
+            .unwrap_or_else(|join| Err(format!("the workflow journal write failed: {join}")))
     }
 }
 

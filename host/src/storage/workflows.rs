@@ -85,6 +85,9 @@ pub struct RunRow {
     /// A failed run that failed outside its own code (a crash, a non-deterministic replay, an unreadable answer):
     /// its journal is not final, and `edgefn workflows retry` may resume it.
     pub retryable: bool,
+    /// How many entries its journal holds, and their bytes (as stored).
+    pub journal_entries: usize,
+    pub journal_bytes: usize,
 }
 
 /// A failed attempt of a step, for the run's timeline.
@@ -146,7 +149,8 @@ pub enum Signalled {
 }
 
 const RUN_COLUMNS: &str = "id, component, function, input, state, due_at, waiting_for, retry_step, retry_attempts, \
-                           result, error, created_at, updated_at, version, retryable";
+                           result, error, created_at, updated_at, version, retryable, journal_entries, \
+                           journal_bytes";
 
 fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     let text = |index: usize| -> rusqlite::Result<Option<String>> { row.get(index) };
@@ -171,12 +175,14 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         updated_at: row.get(12)?,
         version: row.get(13)?,
         retryable: row.get(14)?,
+        journal_entries: row.get::<_, i64>(15)?.max(0) as usize,
+        journal_bytes: row.get::<_, i64>(16)?.max(0) as usize,
     })
 }
 
 fn load_run(conn: &rusqlite::Connection, id: &str) -> Result<Option<RunRow>, StorageError> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM workflow_runs WHERE id = ?1");
-    Ok(conn.query_row(&sql, params![id], run_row).optional()?)
+    Ok(conn.prepare_cached(&sql)?.query_row(params![id], run_row).optional()?)
 }
 
 fn decode_entry(text: &str) -> Result<Entry, StorageError> {
@@ -218,10 +224,11 @@ fn resolve_wait(conn: &rusqlite::Connection, id: &str, value: Option<Value>) -> 
     let Entry::Event { name, until_ms, .. } = decode_entry(&text)? else {
         return Err(StorageError::Corrupt(format!("run `{id}` waits, but its journal does not end with a wait")));
     };
-    let resolved = Entry::Event { name, until_ms, resolved: true, value };
+    let resolved = encode(&Entry::Event { name, until_ms, resolved: true, value });
+    conn.execute("UPDATE workflow_journal SET entry = ?3 WHERE run = ?1 AND seq = ?2", params![id, seq, resolved])?;
     conn.execute(
-        "UPDATE workflow_journal SET entry = ?3 WHERE run = ?1 AND seq = ?2",
-        params![id, seq, encode(&resolved)],
+        "UPDATE workflow_runs SET journal_bytes = journal_bytes + ?2 WHERE id = ?1",
+        params![id, resolved.len() as i64 - text.len() as i64],
     )?;
     Ok(())
 }
@@ -348,11 +355,7 @@ impl WorkflowDb {
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 let Some(run) = load_run(&tx, &id)? else { return Ok(false) };
-                let (count, bytes): (usize, usize) = tx.query_row(
-                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(entry)), 0) FROM workflow_journal WHERE run = ?1",
-                    params![id],
-                    |row| Ok((row.get::<_, i64>(0)? as usize, row.get::<_, i64>(1)? as usize)),
-                )?;
+                let (count, bytes) = (run.journal_entries, run.journal_bytes);
                 if run.state.is_finished() || count != journal_len {
                     return Ok(false);
                 }
@@ -360,10 +363,15 @@ impl WorkflowDb {
                 for (offset, entry) in outcome.entries.iter().enumerate() {
                     let text = encode(entry);
                     added_bytes += text.len();
-                    tx.execute(
-                        "INSERT INTO workflow_journal (run, seq, entry, at) VALUES (?1, ?2, ?3, ?4)",
-                        params![id, (count + offset) as i64, text, now],
-                    )?;
+                    tx.prepare_cached("INSERT INTO workflow_journal (run, seq, entry, at) VALUES (?1, ?2, ?3, ?4)")?
+                        .execute(params![id, (count + offset) as i64, text, now])?;
+                }
+                if !outcome.entries.is_empty() {
+                    tx.prepare_cached(
+                        "UPDATE workflow_runs SET journal_entries = journal_entries + ?2,
+                             journal_bytes = journal_bytes + ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![id, outcome.entries.len() as i64, added_bytes as i64])?;
                 }
                 let entries = count + outcome.entries.len();
                 if entries > MAX_JOURNAL_ENTRIES || bytes + added_bytes > MAX_JOURNAL_BYTES {

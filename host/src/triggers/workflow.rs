@@ -2,8 +2,9 @@
 //! replays the run's journal (`edgefn_manifest::workflow` has the protocol, `storage::workflows` the runs).
 //!
 //! One driver task per node: it picks the runs that are due (ready now, a retry's backoff over, a sleep over, a
-//! wait timed out), at most [`MAX_RESUMING`] at once and never one run twice at once, calls the function and commits
-//! what it answers in one transaction. A run holds no instance while it sleeps or waits. A crash of the host between
+//! wait timed out), at most [`MAX_RESUMING`] at once and never one run twice at once, and calls the function with a
+//! lease: each step the function ends is journaled through it at once (one transaction each), and the function goes
+//! on to its next step for up to [`RESUME_SHARE`]; what it answers at the end is committed in one transaction. A run holds no instance while it sleeps or waits. A crash of the host between
 //! the call and the commit loses that call's work, which the next resume does again (at least once for a step's
 //! side effects, exactly once for its journaled result). Every log record of a resume carries the run's id as its
 //! correlation id.
@@ -25,7 +26,7 @@ use crate::storage::workflows::{
 };
 use crate::telemetry::otel;
 use edgefn_manifest::record::Trigger as TriggerKind;
-use edgefn_manifest::workflow::{Call, Entry, Outcome};
+use edgefn_manifest::workflow::{Call, Entry, Journaled, Outcome};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -39,6 +40,11 @@ pub const MAX_CRASHES: u32 = 5;
 /// How long a run waits when its function is busy, or not deployed, before it is tried again.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
 const MISSING_RETRY: Duration = Duration::from_secs(10);
+/// How long one resume may go on from step to step (journaling each through its lease) before it ends and the run
+/// resumes again in a fresh instance: long runs take turns, and a resume stays well inside an invocation's timeout.
+const RESUME_SHARE: Duration = Duration::from_secs(1);
+/// The most steps one resume journals before it ends, for the same reason.
+const STEPS_PER_RESUME: u32 = 1_000;
 /// Versions that are no longer live kept loaded for the runs still on them; past it, all are let go (and loaded
 /// again when next needed).
 const MAX_PINNED_LOADED: usize = 32;
@@ -78,6 +84,16 @@ fn valid_run_id(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
+/// A resume under way: the run, its component, how long its journal is now, and how far the resume has gone.
+#[derive(Debug)]
+struct Lease {
+    run: String,
+    component: String,
+    journal_len: usize,
+    began: std::time::Instant,
+    steps: u32,
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub struct WorkflowEngine {
@@ -93,6 +109,8 @@ pub struct WorkflowEngine {
     stored: OnceLock<Arc<dyn StoredVersions>>,
     /// Versions that are no longer live, loaded for the runs on them.
     pinned: Mutex<HashMap<(String, u32), Arc<ComponentVersion>>>,
+    /// The resumes under way, by lease: what their function's `journal` calls name.
+    leases: Mutex<HashMap<String, Lease>>,
     /// This engine, for the futures its capability answers (which outlive a borrow of it).
     me: std::sync::Weak<Self>,
 }
@@ -109,6 +127,7 @@ impl WorkflowEngine {
             crashes: Mutex::default(),
             stored: OnceLock::new(),
             pinned: Mutex::default(),
+            leases: Mutex::default(),
             me: me.clone(),
         })
     }
@@ -220,6 +239,34 @@ impl WorkflowEngine {
         }
         pinned.insert(key, loaded.clone());
         Ok(loaded)
+    }
+
+    fn lock_leases(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lease>> {
+        self.leases.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Journals `entries` for the resume holding `lease` (of a run of `component`), in one transaction, and says
+    /// whether it may go on to its next step.
+    async fn journal(&self, component: &str, lease: &str, entries: Vec<Entry>) -> Result<Journaled, String> {
+        let (run, journal_len) = {
+            let leases = self.lock_leases();
+            let held = leases.get(lease).filter(|held| held.component == component);
+            let held = held.ok_or_else(|| "this is not a workflow resume under way".to_owned())?;
+            (held.run.clone(), held.journal_len)
+        };
+        let added = entries.len();
+        let outcome = Outcome { entries, next: edgefn_manifest::workflow::Next::Continue };
+        let now = now_ms();
+        let applied = self.db.apply(&run, journal_len, outcome, now).await.map_err(|e| e.to_string())?;
+        let mut leases = self.lock_leases();
+        let Some(held) = leases.get_mut(lease).filter(|_| applied) else {
+            leases.remove(lease);
+            return Err(format!("run `{run}` moved on without this resume (cancelled, or its journal changed)"));
+        };
+        held.journal_len += added;
+        held.steps += 1;
+        let go_on = held.began.elapsed() < RESUME_SHARE && held.steps < STEPS_PER_RESUME;
+        Ok(Journaled { now_ms: now, go_on })
     }
 
     fn lock_pinned(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Arc<ComponentVersion>>> {
@@ -339,7 +386,23 @@ impl WorkflowEngine {
         let journal_len = journal.len();
         let retry = if run.state == RunState::Retrying { run.retry.clone() } else { None };
         let entries: Vec<Entry> = journal.into_iter().map(|row| row.entry).collect();
-        let call = Call { run: id.to_owned(), input: run.input, journal: entries, retry, now_ms: now };
+        let lease = uuid::Uuid::new_v4().simple().to_string();
+        let held = Lease {
+            run: id.to_owned(),
+            component: run.component.clone(),
+            journal_len,
+            began: std::time::Instant::now(),
+            steps: 0,
+        };
+        self.lock_leases().insert(lease.clone(), held);
+        let call = Call {
+            run: id.to_owned(),
+            input: run.input,
+            journal: entries,
+            retry,
+            now_ms: now,
+            lease: Some(lease.clone()),
+        };
         let payload = serde_json::to_vec(&call).unwrap_or_default();
         let work = Work {
             correlation_id: Arc::from(id),
@@ -356,6 +419,8 @@ impl WorkflowEngine {
                 }
                 Err(error) => Err(error),
             };
+        // What the resume journaled as it went is committed; the rest of its work is answered after it.
+        let journal_len = self.lock_leases().remove(&lease).map_or(journal_len, |held| held.journal_len);
         match answer {
             Ok(Ok(bytes)) => {
                 self.lock_crashes().remove(id);
@@ -406,6 +471,22 @@ impl WorkflowEngine {
 
 /// What functions reach through `edgefn:function/workflows`: runs of their own component only.
 impl crate::capabilities::workflows::Workflows for WorkflowEngine {
+    fn journal(
+        &self,
+        component: String,
+        lease: String,
+        entries: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+        let engine = self.me();
+        Box::pin(async move {
+            let engine = engine?;
+            let entries: Vec<Entry> =
+                serde_json::from_slice(&entries).map_err(|e| format!("the journal entries do not decode: {e}"))?;
+            let journaled = engine.journal(&component, &lease, entries).await?;
+            serde_json::to_vec(&journaled).map_err(|e| e.to_string())
+        })
+    }
+
     fn start(
         &self,
         component: String,

@@ -71,8 +71,10 @@ struct State {
     cursor: usize,
     retry: Option<Retry>,
     now_ms: i64,
-    /// Entries this call adds (`now` and `random` ones, and at most one step, sleep or wait).
+    /// Entries this call adds that are not journaled yet (`now` and `random` ones, and a step, sleep or wait).
     added: Vec<Entry>,
+    /// What lets this call journal the steps it ends as it goes (see `edgefn_manifest::workflow`).
+    lease: Option<String>,
     /// Set once the call has done its new piece of work (or found the run must wait): it ends here.
     next: Option<Next>,
 }
@@ -96,6 +98,7 @@ impl Workflow {
             retry: call.retry,
             now_ms: call.now_ms,
             added: Vec::new(),
+            lease: call.lease,
             next: None,
         };
         Self { state: Rc::new(RefCell::new(state)) }
@@ -175,9 +178,9 @@ impl Workflow {
         let number = failed_before + 1;
         let attempt = Attempt { number, idempotency_key: format!("{run_id}:{name}:{number}") };
         let outcome = run(attempt).await;
-        let (entry, next) = match outcome {
+        let (entry, next) = match &outcome {
             Ok(value) => {
-                let value = serde_json::to_value(&value)
+                let value = serde_json::to_value(value)
                     .map_err(|e| Error::internal(format!("step `{name}`: its result does not encode: {e}")))?;
                 let entry = Entry::Step { name: name.to_owned(), value: Some(value), error: None, attempts: number };
                 (Some(entry), Next::Continue)
@@ -196,7 +199,45 @@ impl Workflow {
                 }
             }
         };
-        Err(self.stop(entry, next))
+        let lease = self.state.borrow().lease.clone();
+        match (entry, next, lease) {
+            (Some(entry), Next::Continue, Some(lease)) => {
+                if self.journal_now(&lease, entry) {
+                    outcome
+                } else {
+                    Err(suspended())
+                }
+            }
+            (entry, next, _) => Err(self.stop(entry, next)),
+        }
+    }
+
+    /// Journals `entry` (after what this call added before it) through the host under `lease`, and moves this call
+    /// on past it: `true` when the code may go on to its next step. `false` when the host refused (the run moved on
+    /// without this call: `entry` goes in the outcome, which the host then ignores) or once the call has had its
+    /// share: the call then ends.
+    fn journal_now(&self, lease: &str, entry: Entry) -> bool {
+        let mut state = self.state.borrow_mut();
+        let mut entries = std::mem::take(&mut state.added);
+        entries.push(entry);
+        match super::imp::journal(lease, &entries) {
+            Ok(journaled) => {
+                state.journal.extend(entries);
+                state.cursor = state.journal.len();
+                state.retry = None;
+                state.now_ms = journaled.now_ms;
+                if !journaled.go_on {
+                    state.next = Some(Next::Continue);
+                }
+                journaled.go_on
+            }
+            Err(_) => {
+                // Answered in the outcome instead, which the host takes only if the run is still where it was.
+                state.added = entries;
+                state.next = Some(Next::Continue);
+                false
+            }
+        }
     }
 
     /// Sleeps for `duration`, durably: the run holds no instance meanwhile and survives restarts.

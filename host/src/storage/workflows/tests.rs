@@ -113,6 +113,9 @@ fn a_signal_resolves_a_wait_or_waits_for_it_and_a_wait_times_out() {
         assert!(db.time_out("a", 1_000).await.unwrap());
         let (run, journal) = db.load("a").await.unwrap().expect("run");
         assert_eq!(run.state, RunState::Ready);
+        // The run's own counts follow its journal through every write, resolved waits included.
+        let bytes: usize = journal.iter().map(|row| encode(&row.entry).len()).sum();
+        assert_eq!((run.journal_entries, run.journal_bytes), (3, bytes));
         assert_eq!(
             journal[2].entry,
             Entry::Event { name: "never".into(), until_ms: 1_000, resolved: true, value: None }

@@ -10,7 +10,8 @@ type Body = fn(Workflow, Value) -> crate::rt::LocalBoxFuture<'static, Result<Val
 
 /// One call of `body` on the run as it stands.
 fn call(body: Body, input: &Value, journal: &[Entry], retry: Option<Retry>, now_ms: i64) -> Outcome {
-    let call = Call { run: "run-1".into(), input: input.clone(), journal: journal.to_vec(), retry, now_ms };
+    let call =
+        Call { run: "run-1".into(), input: input.clone(), journal: journal.to_vec(), retry, now_ms, lease: None };
     let payload = serde_json::to_vec(&call).expect("encode");
     let answer = futures::executor::block_on(async {
         let (workflow, input) = match begin::<Value>(&payload) {
@@ -197,7 +198,14 @@ fn an_input_that_does_not_decode_fails_the_run_at_once() {
     struct Order {
         cents: u64,
     }
-    let call = Call { run: "r".into(), input: json!({ "cents": "many" }), journal: vec![], retry: None, now_ms: 0 };
+    let call = Call {
+        run: "r".into(),
+        input: json!({ "cents": "many" }),
+        journal: vec![],
+        retry: None,
+        now_ms: 0,
+        lease: None,
+    };
     let refused = begin::<Order>(&serde_json::to_vec(&call).expect("encode")).expect_err("refused");
     let outcome: Outcome = serde_json::from_slice(&refused.expect("an outcome")).expect("decode");
     let Next::Failed { error } = outcome.next else { panic!("not failed") };

@@ -7,6 +7,9 @@
 //! Runs are also started and signalled by the component's own functions: `POST /orders/{id}` starts `checkout`
 //! for the order (run id `order-ID`: twice starts one run), queue `approvals` signals a run (`{"run", "approved"}`),
 //! and `POST /foreign/{run}` tries another component's workflow and a run id it names, to be refused.
+//!
+//! For kills, crowds and benchmarks: `five` takes five steps that each count themselves in KV (`count:RUN:sN`);
+//! `nap` sleeps, then takes one step; `noop` takes `n` steps that do nothing.
 
 use edgefn::kv::Store;
 use edgefn::prelude::*;
@@ -110,6 +113,39 @@ async fn approvals(batch: Batch<Value>) -> Result<()> {
     Ok(())
 }
 // ANCHOR_END: start
+
+/// Five steps of a little work each, every attempt counted in KV `count:RUN:sN`: what a kill in the middle re-runs.
+#[function(trigger = workflow)]
+async fn five(wf: Workflow, _input: Value) -> Result<u32> {
+    let run = wf.run_id();
+    let mut total = 0;
+    for step in 1..=5u32 {
+        let key = format!("count:{run}:s{step}");
+        let work = move |_| async move {
+            Store::open("default")?.increment(&key, 1)?;
+            edgefn::rt::sleep(Duration::from_millis(20)).await;
+            Ok(step)
+        };
+        total += wf.step(&format!("s{step}"), StepOptions::default(), work).await?;
+    }
+    Ok(total)
+}
+
+/// Sleeps `ms`, then takes one step.
+#[function(trigger = workflow)]
+async fn nap(wf: Workflow, ms: u64) -> Result<String> {
+    wf.sleep(Duration::from_millis(ms)).await?;
+    wf.step("woke", StepOptions::default(), |_| async { Ok("awake".to_owned()) }).await
+}
+
+/// `n` steps that do nothing: what journaling a step costs.
+#[function(trigger = workflow)]
+async fn noop(wf: Workflow, n: u32) -> Result<u32> {
+    for i in 0..n {
+        wf.step(&format!("s{i}"), StepOptions::default(), |_| async { Ok(()) }).await?;
+    }
+    Ok(n)
+}
 
 /// `POST /foreign/{run}`: what another component's workflow and an unknown run answer, as text.
 #[function(trigger = http("/foreign/{run}", method = "POST"))]
