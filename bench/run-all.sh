@@ -46,6 +46,9 @@ cargo build --release --target wasm32-wasip2 -p bench-sink -p object-probe >&2
 cargo bench -p edgefn-host --bench objects 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)" | tee -a "$log"
 section "(x) streams: records/s with 1 and 4 shards vs a raw SQLite loop"
 cargo bench -p edgefn-host --bench streams 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)" | tee -a "$log"
+section "(z) durable workflows: per-step overhead vs a raw SQLite loop, runs/s, resume after a restart"
+cargo build --release --target wasm32-wasip2 -p workflow-probe >&2
+cargo bench -p edgefn-host --bench workflows 2>&1 | grep -v "^ *\(Compiling\|Finished\|Running\)" | tee -a "$log"
 section "(y) the gateway: static files vs ServeDir, cached vs uncached, WebSocket broadcast to 1,000"
 bash bench/gateway.sh 3 10 16 | tee -a "$log"
 section "(u) WASI 0.3: fresh vs WASI 0.2, reuse vs wasmtime serve and native, streaming proxy, SSE, fan-out"

@@ -149,9 +149,13 @@ mod tests {
             ],
             retry: Some(Retry { name: "ship".into(), attempts: 1 }),
             now_ms: 10,
+            lease: Some("l1".into()),
         };
         let text = serde_json::to_string(&call).expect("encode");
         assert_eq!(serde_json::from_str::<Call>(&text).expect("decode"), call);
+        // A call from a host that lends no lease still decodes: one piece of work per resume.
+        let old = text.replace(r#","lease":"l1""#, "");
+        assert_eq!(serde_json::from_str::<Call>(&old).expect("decode").lease, None);
         assert!(text.contains(r#"{"kind":"step","name":"charge","value":"ch_1","attempts":2}"#), "{text}");
         let outcome = Outcome {
             entries: vec![],

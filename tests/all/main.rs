@@ -29,6 +29,7 @@ mod otel;
 mod outcomes;
 mod properties;
 mod registry;
+mod saga;
 mod snapshot;
 mod state;
 mod streaming;

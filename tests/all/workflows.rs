@@ -210,6 +210,19 @@ fn functions_start_runs_by_id_and_signal_them_but_reach_no_other_components_work
         refused.body
     );
     assert!(refused.body.contains("signal: no workflow run `someone-elses-run`"), "{}", refused.body);
+
+    // A step's attempt past its timeout fails (504) and is retried; `wf.invoke` calls a function as a step.
+    let started =
+        host.admin("POST", "/v1/workflows/runs", Some(json!({ "workflow": "helpers", "input": 21, "id": "h" })));
+    assert_eq!(started.status, 201, "{}", started.body);
+    let done = wait_for_state(&host, "h", "done");
+    assert_eq!(done["result"], json!({ "slow_attempts": 2, "doubled": 42 }));
+    assert_eq!(done["failed_attempts"][0]["status"], 504, "{done:#}");
+    assert!(
+        done["failed_attempts"][0]["error"].as_str().unwrap_or_default().contains("timed out after 200ms"),
+        "{done:#}"
+    );
+    assert_eq!(done["journal"][1]["name"], "double");
 }
 
 #[test]

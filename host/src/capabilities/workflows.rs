@@ -168,10 +168,9 @@ impl wit::Host for WorkflowsView<'_> {
     }
 
     async fn journal(&mut self, lease: String, entries: Vec<u8>) -> Result<Vec<u8>, String> {
+        // In the caller's task: one of these per step, and the write calls no guest.
         let (workflows, component) = self.scope()?;
-        tokio::spawn(workflows.journal(component, lease, entries))
-            .await
-            .unwrap_or_else(|join| Err(format!("the workflow journal write failed: {join}")))
+        workflows.journal(component, lease, entries).await
     }
 }
 

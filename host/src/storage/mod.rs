@@ -412,6 +412,20 @@ impl Database {
             .map_err(|join| StorageError::Task(join.to_string()))?
     }
 
+    /// Runs `work` on the connection from async code without waiting for a blocking-pool thread to wake: on a
+    /// multi-threaded runtime the worker says it blocks (`block_in_place`: tokio moves its other tasks to another
+    /// worker) and runs `work` itself; elsewhere as [`Database::call`]. For short writes on a hot path, where a
+    /// thread hand-off would cost more than the write (a workflow step's journal write).
+    pub async fn call_in_place<R, F>(&self, work: F) -> Result<R, StorageError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StorageError> + Send + 'static,
+    {
+        let multi_threaded = tokio::runtime::Handle::try_current()
+            .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_threaded { tokio::task::block_in_place(|| self.with_blocking(work)) } else { self.call(work).await }
+    }
+
     /// Runs `work` on the connection in the calling thread. Only for threads that may block: start-up before the
     /// servers run, the CLI, blocking-pool tasks, benchmarks.
     pub fn with_blocking<R>(

@@ -201,11 +201,11 @@ fn set_state(
     due_at: Option<i64>,
     now: i64,
 ) -> Result<(), StorageError> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE workflow_runs SET state = ?2, due_at = ?3, waiting_for = NULL, retry_step = NULL, retry_attempts = 0,
              updated_at = ?4 WHERE id = ?1",
-        params![id, state.as_str(), due_at, now],
-    )?;
+    )?
+    .execute(params![id, state.as_str(), due_at, now])?;
     Ok(())
 }
 
@@ -351,12 +351,18 @@ impl WorkflowDb {
     /// written). A journal past its limits fails the run instead, saying which.
     pub async fn apply(&self, id: &str, journal_len: usize, outcome: Outcome, now: i64) -> Result<bool, StorageError> {
         let id = id.to_owned();
+        // In place: one of these per step of a run, where a hand-off to the blocking pool would cost more than it.
         self.db
-            .call(move |conn| {
+            .call_in_place(move |conn| {
                 let tx = conn.transaction()?;
-                let Some(run) = load_run(&tx, &id)? else { return Ok(false) };
-                let (count, bytes) = (run.journal_entries, run.journal_bytes);
-                if run.state.is_finished() || count != journal_len {
+                // Only what the check needs: not the run's input, which may be a megabyte of JSON.
+                let found: Option<(String, i64, i64)> = tx
+                    .prepare_cached("SELECT state, journal_entries, journal_bytes FROM workflow_runs WHERE id = ?1")?
+                    .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                    .optional()?;
+                let Some((state, count, bytes)) = found else { return Ok(false) };
+                let (count, bytes) = (count.max(0) as usize, bytes.max(0) as usize);
+                if RunState::parse(&state).is_none_or(RunState::is_finished) || count != journal_len {
                     return Ok(false);
                 }
                 let mut added_bytes = 0;
@@ -366,6 +372,24 @@ impl WorkflowDb {
                     tx.prepare_cached("INSERT INTO workflow_journal (run, seq, entry, at) VALUES (?1, ?2, ?3, ?4)")?
                         .execute(params![id, (count + offset) as i64, text, now])?;
                 }
+                let entries = count + outcome.entries.len();
+                let within_limits = entries <= MAX_JOURNAL_ENTRIES && bytes + added_bytes <= MAX_JOURNAL_BYTES;
+                if within_limits && matches!(outcome.next, Next::Continue) {
+                    // A step ended and the run goes on (every step of a resume but its last): one statement.
+                    tx.prepare_cached(
+                        "UPDATE workflow_runs SET journal_entries = journal_entries + ?2,
+                             journal_bytes = journal_bytes + ?3, state = 'ready', due_at = ?4, waiting_for = NULL,
+                             retry_step = NULL, retry_attempts = 0, updated_at = ?4 WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        id,
+                        outcome.entries.len() as i64,
+                        added_bytes as i64,
+                        now
+                    ])?;
+                    tx.commit()?;
+                    return Ok(true);
+                }
                 if !outcome.entries.is_empty() {
                     tx.prepare_cached(
                         "UPDATE workflow_runs SET journal_entries = journal_entries + ?2,
@@ -373,8 +397,7 @@ impl WorkflowDb {
                     )?
                     .execute(params![id, outcome.entries.len() as i64, added_bytes as i64])?;
                 }
-                let entries = count + outcome.entries.len();
-                if entries > MAX_JOURNAL_ENTRIES || bytes + added_bytes > MAX_JOURNAL_BYTES {
+                if !within_limits {
                     let error = format!(
                         "the run's journal is past its limit ({entries} entries of at most {MAX_JOURNAL_ENTRIES}, \
                          {} bytes of at most {MAX_JOURNAL_BYTES})",

@@ -21,11 +21,14 @@ pub struct StepOptions {
     /// The wait before the first retry; each next one doubles, up to `max_backoff`.
     pub backoff: Duration,
     pub max_backoff: Duration,
+    /// How long one attempt may take; past it the attempt fails (504, retried like any other failure). None: the
+    /// host's invocation timeout bounds it.
+    pub timeout: Option<Duration>,
 }
 
 impl Default for StepOptions {
     fn default() -> Self {
-        Self { retries: 3, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(300) }
+        Self { retries: 3, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(300), timeout: None }
     }
 }
 
@@ -37,6 +40,12 @@ impl StepOptions {
 
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
+        self
+    }
+
+    /// Fails an attempt that takes longer than `limit` (a 504, retried as the other failures are).
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
         self
     }
 
@@ -177,7 +186,12 @@ impl Workflow {
         };
         let number = failed_before + 1;
         let attempt = Attempt { number, idempotency_key: format!("{run_id}:{name}:{number}") };
-        let outcome = run(attempt).await;
+        let outcome = match options.timeout {
+            None => run(attempt).await,
+            Some(limit) => crate::rt::timeout(limit, run(attempt))
+                .await
+                .unwrap_or_else(|elapsed| Err(Error::new(504, format!("step `{name}`: attempt {number} {elapsed}")))),
+        };
         let (entry, next) = match &outcome {
             Ok(value) => {
                 let value = serde_json::to_value(value)
@@ -238,6 +252,18 @@ impl Workflow {
                 false
             }
         }
+    }
+
+    /// Calls the `invoke` function `function` with `payload` as step `name`: its answer is journaled like any step's
+    /// (the call is made once, retried as `options` says, and never again once it answered).
+    pub async fn invoke<R, P>(&self, name: &str, options: StepOptions, function: &str, payload: &P) -> Result<R>
+    where
+        R: Serialize + DeserializeOwned,
+        P: Serialize + ?Sized,
+    {
+        let payload = serde_json::to_value(payload)
+            .map_err(|e| Error::bad_request(format!("step `{name}`: the payload does not encode: {e}")))?;
+        self.step(name, options, |_| crate::invoke::call::<R, _>(function, &payload)).await
     }
 
     /// Sleeps for `duration`, durably: the run holds no instance meanwhile and survives restarts.

@@ -138,6 +138,29 @@ async fn nap(wf: Workflow, ms: u64) -> Result<String> {
     wf.step("woke", StepOptions::default(), |_| async { Ok("awake".to_owned()) }).await
 }
 
+/// A step whose first attempt outlasts its 200 ms timeout (retried), then a call to `double` as a step.
+#[function(trigger = workflow)]
+async fn helpers(wf: Workflow, n: u64) -> Result<Value> {
+    let timed = StepOptions::default()
+        .timeout(Duration::from_millis(200))
+        .backoff(Duration::from_millis(50), Duration::from_secs(1));
+    let attempts = wf
+        .step("slow", timed, |attempt| async move {
+            if attempt.number == 1 {
+                edgefn::rt::sleep(Duration::from_secs(5)).await;
+            }
+            Ok(attempt.number)
+        })
+        .await?;
+    let doubled: u64 = wf.invoke("double", StepOptions::default(), "double", &n).await?;
+    Ok(json!({ "slow_attempts": attempts, "doubled": doubled }))
+}
+
+#[function(trigger = invoke)]
+async fn double(n: u64) -> Result<u64> {
+    Ok(n * 2)
+}
+
 /// `n` steps that do nothing: what journaling a step costs.
 #[function(trigger = workflow)]
 async fn noop(wf: Workflow, n: u32) -> Result<u32> {
