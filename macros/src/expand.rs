@@ -91,7 +91,8 @@ fn expand_workflow(func: &ItemFn) -> syn::Result<TokenStream> {
     let record = FunctionRecord { name: name_str.clone(), trigger: Trigger::Workflow };
     let manifest = manifest_static(name, &encode_record(&record));
     let call = quote_spanned! {input_ty.span()=> #name(__workflow.clone(), __input) };
-    let finish = quote_spanned! {output_span(func)=> ::edgefn::__private::workflow_finish(&__workflow, #call.await) };
+    let finish =
+        quote_spanned! {output_span(func)=> ::edgefn::__private::workflow_finish(&__workflow, #call.await).await };
     Ok(quote! {
         const _: () = {
             fn __edgefn_call(payload: ::std::vec::Vec<u8>) -> ::edgefn::__private::Pending<::std::vec::Vec<u8>> {

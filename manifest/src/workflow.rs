@@ -27,6 +27,10 @@ pub struct Call {
     pub retry: Option<Retry>,
     /// The host's clock at this resume, milliseconds since the Unix epoch.
     pub now_ms: i64,
+    /// The run was cancelled: the code replays its journal to where it was, then runs the compensations it
+    /// registered (newest first) instead of going on, and the run ends cancelled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelling: bool,
     /// What lets this resume journal the steps it ends as it goes (the `journal` import), so that one resume runs
     /// several steps; absent: one piece of new work per resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,7 +132,16 @@ pub enum Next {
     Failed { error: StepError },
     /// The code no longer does what the journal says it did: the run cannot go on.
     NonDeterministic { error: String },
+    /// A cancelled run ran the compensations its code registered (`failed`: those that failed after their retries,
+    /// by name): it ends cancelled.
+    Cancelled {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failed: Vec<String>,
+    },
 }
+
+/// The prefix of the journaled steps a cancelled run's compensations take.
+pub const COMPENSATION_PREFIX: &str = "compensate:";
 
 #[cfg(test)]
 mod tests {
@@ -149,6 +162,7 @@ mod tests {
             ],
             retry: Some(Retry { name: "ship".into(), attempts: 1 }),
             now_ms: 10,
+            cancelling: true,
             lease: Some("l1".into()),
         };
         let text = serde_json::to_string(&call).expect("encode");

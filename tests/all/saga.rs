@@ -2,7 +2,8 @@
 //! configuration, against a fake payment and shipping service this test runs on 127.0.0.1: an order is charged,
 //! reserved, approved and shipped; a card the service declines fails the order at once; a charge the service fails
 //! once is retried with a new idempotency key; a rejection, a missing approval and a failed shipment are undone
-//! (stock released, charge refunded); a host killed while an order waits for its approval finishes it after the
+//! (stock released, charge refunded), and so is a cancelled order, by the compensations its code registered; a
+//! host killed while an order waits for its approval finishes it after the
 //! restart; the same order posted twice is one run.
 
 use crate::support::{Host, component_arg, post, workspace};
@@ -218,6 +219,19 @@ fn the_order_saga_charges_reserves_waits_ships_and_undoes_what_a_later_failure_l
     assert_eq!(stock(&host), 8);
     assert_eq!(calls_for(&ledger, "4", Some("ch_3")), pairs(&[("charges", 200), ("refunds", 200)]));
 
+    // Cancelled while it waits: its compensations release the stock and refund the charge.
+    place(&host, "7", 700, "1 Main St");
+    wait_for_state(&host, "order-7", "waiting");
+    assert_eq!(stock(&host), 6);
+    host.cli_ok(&["workflows", "cancel", "order-7"]);
+    let cancelled = wait_for_state(&host, "order-7", "cancelled");
+    assert_eq!(cancelled["error"], "cancelled: its compensation ran", "{cancelled:#}");
+    assert_eq!(stock(&host), 8);
+    assert_eq!(calls_for(&ledger, "7", Some("ch_5")), pairs(&[("charges", 200), ("refunds", 200)]));
+    let refund_key =
+        lock(&ledger).calls.iter().find(|c| c.0 == "refunds" && c.2["charge"] == "ch_5").map(|c| c.1.clone());
+    assert_eq!(refund_key.as_deref(), Some("order-7:compensate:refund"));
+
     // Killed while an order waits for its approval: after the restart the approval finishes it.
     place(&host, "6", 700, "1 Main St");
     wait_for_state(&host, "order-6", "waiting");
@@ -227,6 +241,7 @@ fn the_order_saga_charges_reserves_waits_ships_and_undoes_what_a_later_failure_l
     let done = wait_for_state(&host, "order-6", "done");
     assert_eq!(done["result"]["tracking"], "tr_6");
     assert_eq!(stock(&host), 6);
+    assert_eq!(done["result"]["charge"], "ch_6");
     let shown = host.cli_ok(&["workflows", "show", "order-6"]);
     for line in ["step charge: ok", "step reserve: ok", "event approved: true", "step ship: ok"] {
         assert!(shown.contains(line), "no `{line}` in\n{shown}");

@@ -158,11 +158,18 @@ fn a_wait_times_out_and_compensates_and_a_signal_sent_early_is_kept_for_its_wait
     start(&host, "bad", json!({ "sleep_ms": 1 }));
     let failed = wait_for_state(&host, "bad", "failed");
     assert!(failed["error"].as_str().unwrap_or_default().contains("missing field `id`"), "{failed:#}");
-    // A cancelled run stops where it is.
+    // A cancelled run stops where it is and runs the compensations its code registered, newest first, once.
     start(&host, "stopped", json!({ "id": "stopped" }));
     wait_for_state(&host, "stopped", "waiting");
-    host.cli_ok(&["workflows", "cancel", "stopped"]);
-    assert_eq!(run(&host, "stopped")["state"], "cancelled");
+    let cancelled = host.cli_ok(&["workflows", "cancel", "stopped"]);
+    assert!(cancelled.contains("cancelling run stopped: its compensations run"), "{cancelled}");
+    let stopped = wait_for_state(&host, "stopped", "cancelled");
+    assert_eq!(stopped["error"], "cancelled: its compensation ran", "{stopped:#}");
+    let steps: Vec<&str> =
+        stopped["journal"].as_array().expect("journal").iter().filter_map(|e| e["name"].as_str()).collect();
+    assert_eq!(steps, ["charge", "reserve", "approved", "compensate:release", "compensate:refund"], "{stopped:#}");
+    assert_eq!([attempts(&host, "stopped", "cancel-release"), attempts(&host, "stopped", "cancel-refund")], [1, 1]);
+    assert_eq!(attempts(&host, "stopped", "ship"), 0);
     let again = host.admin("POST", "/v1/workflows/runs/stopped/cancel", None);
     assert_eq!(again.status, 409, "{}", again.body);
 
@@ -176,6 +183,7 @@ fn a_wait_times_out_and_compensates_and_a_signal_sent_early_is_kept_for_its_wait
     assert_eq!(value("edgefn_workflow_runs{state=\"done\"}"), 1.0);
     assert_eq!(value("edgefn_workflow_runs{state=\"cancelled\"}"), 1.0);
     assert_eq!(value("edgefn_workflow_runs{state=\"waiting\"}"), 0.0);
+    assert_eq!(value("edgefn_workflow_runs{state=\"cancelling\"}"), 0.0);
     assert_eq!(value("edgefn_workflow_oldest_wait_seconds "), 0.0, "no run waits");
     assert!(value("edgefn_workflow_step_failures_total ") >= 4.0, "{metrics}");
 }

@@ -6,6 +6,8 @@
 //! - `POST /saga/orders` with `{"id", "sku", "qty", "cents", "address"}` starts the order's run (`order-ID`; the
 //!   same order twice starts one run); `POST /saga/orders/{id}/approval` with `true` or `false` approves it.
 //! - `POST /saga/stock/{sku}` with `{"qty": N}` sets a product's stock (key-value store `inventory`).
+//! - `edgefn workflows cancel order-ID` while an order waits: it releases the stock and refunds the charge (what the
+//!   code registered with `on_cancel`), then ends cancelled.
 //! - The payment and shipping service is `PAYMENTS_URL`. Out of the box it is this component's own stand-in under
 //!   `/saga/fake-payments/` (charges remembered by idempotency key in key-value store `saga-payments`; a charge over
 //!   100,000 cents is declined, a shipment to `nowhere` refused), so the example runs with nothing else.
@@ -86,7 +88,15 @@ async fn checkout(wf: Workflow, order: Order) -> Result<Receipt> {
         refund().await?;
         return Err(Error::new(error.status(), format!("{}; the charge was refunded", error.message())));
     }
-    let release = || wf.step("release", retried, |_| async { release(&order.sku, order.qty) });
+    let release = || wf.step("release", retried, |_| async { put_back(&order.sku, order.qty) });
+    // Cancelled from here on (`edgefn workflows cancel order-ID`), the run undoes both, newest first.
+    let run = wf.run_id();
+    let (refunded, sku, qty) = (charge.clone(), order.sku.clone(), order.qty);
+    wf.on_cancel("refund", move || async move {
+        let attempt = Attempt { number: 1, idempotency_key: format!("{run}:compensate:refund") };
+        call_service("/refunds", json!({ "charge": refunded }), &attempt).await.map(|_| ())
+    });
+    wf.on_cancel("release", move || async move { put_back(&sku, qty) });
 
     let approved = wf.wait_for_event::<bool>("approved", approval_timeout()).await?;
     if approved != Some(true) {
@@ -132,7 +142,7 @@ fn reserve(sku: &str, qty: u64) -> Result<()> {
 }
 
 /// Puts `qty` of `sku` back.
-fn release(sku: &str, qty: u64) -> Result<()> {
+fn put_back(sku: &str, qty: u64) -> Result<()> {
     let delta = i64::try_from(qty).map_err(|_| Error::bad_request("qty is too large"))?;
     Store::open("inventory")?.add(&format!("stock:{sku}"), delta)?;
     Ok(())

@@ -171,8 +171,11 @@ pub(super) async fn signal(
 pub(super) async fn cancel(State(admin): State<Admin>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     match admin.workflows.cancel(&id).await? {
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no workflow run `{id}`"))),
-        Some(false) => Err(ApiError::new(StatusCode::CONFLICT, format!("workflow run `{id}` has ended already"))),
-        Some(true) => Ok(Json(json!({ "run": id, "state": "cancelled" }))),
+        Some(false) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("workflow run `{id}` has ended already, or is being cancelled"),
+        )),
+        Some(true) => Ok(Json(json!({ "run": id, "state": "cancelling" }))),
     }
 }
 

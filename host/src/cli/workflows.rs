@@ -16,7 +16,7 @@ pub(crate) struct WorkflowsArgs {
 enum WorkflowsCommand {
     /// Runs, newest first.
     List {
-        /// Only runs in this state: ready, retrying, sleeping, waiting, done, failed or cancelled.
+        /// Only runs in this state: ready, retrying, sleeping, waiting, done, failed, cancelling or cancelled.
         #[arg(long)]
         state: Option<String>,
         #[arg(long, default_value_t = 50)]
@@ -39,7 +39,7 @@ enum WorkflowsCommand {
         #[arg(default_value = "null")]
         payload: String,
     },
-    /// Cancel a run.
+    /// Cancel a run: it runs the compensations its code registered (`wf.on_cancel`), then ends cancelled.
     Cancel { run: String },
     /// Resume a run that failed outside its own code (it crashed, or its replay was non-deterministic) from its
     /// journal; with `--version`, on that version of its component (also for a run that has not failed: its next
@@ -162,7 +162,9 @@ pub(crate) fn run(args: WorkflowsArgs) -> anyhow::Result<()> {
         }
         WorkflowsCommand::Cancel { run } => {
             let cancelled = admin.call("POST", &format!("/v1/workflows/runs/{}/cancel", segment(&run)), None)?;
-            answer(admin.json, &cancelled, |_| println!("cancelled run {run}"))
+            answer(admin.json, &cancelled, |_| {
+                println!("cancelling run {run}: its compensations run, then it ends cancelled")
+            })
         }
         WorkflowsCommand::Retry { run, version } => {
             let path = format!("/v1/workflows/runs/{}/retry", segment(&run));

@@ -26,11 +26,14 @@ pub enum RunState {
     Waiting,
     Done,
     Failed,
+    /// Cancelled, and due to run the compensations its code registered.
+    Cancelling,
     Cancelled,
 }
 
 impl RunState {
-    pub const NAMES: &[&str] = &["ready", "retrying", "sleeping", "waiting", "done", "failed", "cancelled"];
+    pub const NAMES: &[&str] =
+        &["ready", "retrying", "sleeping", "waiting", "done", "failed", "cancelling", "cancelled"];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,6 +43,7 @@ impl RunState {
             Self::Waiting => "waiting",
             Self::Done => "done",
             Self::Failed => "failed",
+            Self::Cancelling => "cancelling",
             Self::Cancelled => "cancelled",
         }
     }
@@ -52,6 +56,7 @@ impl RunState {
             "waiting" => Self::Waiting,
             "done" => Self::Done,
             "failed" => Self::Failed,
+            "cancelling" => Self::Cancelling,
             "cancelled" => Self::Cancelled,
             _ => return None,
         })
@@ -378,7 +383,9 @@ impl WorkflowDb {
                     // A step ended and the run goes on (every step of a resume but its last): one statement.
                     tx.prepare_cached(
                         "UPDATE workflow_runs SET journal_entries = journal_entries + ?2,
-                             journal_bytes = journal_bytes + ?3, state = 'ready', due_at = ?4, waiting_for = NULL,
+                             journal_bytes = journal_bytes + ?3,
+                             state = CASE state WHEN 'cancelling' THEN 'cancelling' ELSE 'ready' END,
+                             due_at = ?4, waiting_for = NULL,
                              retry_step = NULL, retry_attempts = 0, updated_at = ?4 WHERE id = ?1",
                     )?
                     .execute(params![
@@ -407,7 +414,36 @@ impl WorkflowDb {
                     tx.commit()?;
                     return Ok(true);
                 }
+                let cancelling = RunState::parse(&state) == Some(RunState::Cancelling);
                 match outcome.next {
+                    // A cancelled run's compensation goes on (or a resume that began before the cancel ended): it
+                    // stays cancelling, due at once.
+                    Next::Continue if cancelling => set_state(&tx, &id, RunState::Cancelling, Some(now), now)?,
+                    // Code that sleeps or waits while cancelling does not run compensation (an SDK from before
+                    // it did): the run ends cancelled without it.
+                    Next::Sleep { .. } | Next::Wait { .. } if cancelling => {
+                        cancel_now(&tx, &id, "cancelled (its code ran no compensation)", now)?
+                    }
+                    Next::Retry { name, attempt, error, at_ms } if cancelling => {
+                        tx.execute(
+                            "INSERT INTO workflow_attempts (run, step, attempt, status, error, at)
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![id, name, attempt, error.status, error.message, now],
+                        )?;
+                        tx.execute(
+                            "UPDATE workflow_runs SET due_at = ?2, retry_step = ?3, retry_attempts = ?4,
+                                 updated_at = ?5 WHERE id = ?1",
+                            params![id, at_ms, name, attempt, now],
+                        )?;
+                    }
+                    Next::Cancelled { failed } => {
+                        let error = if failed.is_empty() {
+                            "cancelled: its compensation ran".to_owned()
+                        } else {
+                            format!("cancelled: compensation {} failed after its retries", failed.join(", "))
+                        };
+                        cancel_now(&tx, &id, &error, now)?;
+                    }
                     Next::Continue => set_state(&tx, &id, RunState::Ready, Some(now), now)?,
                     Next::Retry { name, attempt, error, at_ms } => {
                         tx.execute(
@@ -503,7 +539,7 @@ impl WorkflowDb {
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 let Some(run) = load_run(&tx, &id)? else { return Ok(Err(SignalError::NotFound(id))) };
-                if run.state.is_finished() {
+                if run.state.is_finished() || run.state == RunState::Cancelling {
                     return Ok(Err(SignalError::Finished { run: id, state: run.state.as_str() }));
                 }
                 let signalled = if run.state == RunState::Waiting && run.waiting_for.as_deref() == Some(event.as_str())
@@ -524,6 +560,17 @@ impl WorkflowDb {
             .await??;
         Ok(signalled)
     }
+}
+
+/// Ends run `id` cancelled, saying `why`.
+fn cancel_now(conn: &rusqlite::Connection, id: &str, why: &str, now: i64) -> Result<(), StorageError> {
+    conn.execute(
+        "UPDATE workflow_runs SET state = 'cancelled', due_at = NULL, waiting_for = NULL, retry_step = NULL,
+             error = ?2, retryable = 0, updated_at = ?3 WHERE id = ?1",
+        params![id, why, now],
+    )?;
+    conn.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
+    Ok(())
 }
 
 /// Fails run `id`; `retryable` when it failed outside its own code (its journal is not final).

@@ -287,11 +287,13 @@ impl WorkflowEngine {
         Ok(signalled)
     }
 
-    /// Cancels run `run`: `None` when there is none, `Some(false)` when it had ended.
+    /// Cancels run `run` (it runs its compensations, then ends cancelled): `None` when there is none, `Some(false)`
+    /// when it had ended or is being cancelled.
     pub async fn cancel(&self, run: &str) -> Result<Option<bool>, crate::storage::StorageError> {
         let cancelled = self.db.cancel(run, now_ms()).await?;
         if cancelled == Some(true) {
-            tracing::info!(correlation_id = %run, "workflow run cancelled");
+            tracing::info!(correlation_id = %run, "workflow run cancelled: its compensation runs");
+            self.wake.notify_one();
         }
         Ok(cancelled)
     }
@@ -384,7 +386,8 @@ impl WorkflowEngine {
             return self.db.postpone(id, now + MISSING_RETRY.as_millis() as i64).await;
         };
         let journal_len = journal.len();
-        let retry = if run.state == RunState::Retrying { run.retry.clone() } else { None };
+        let retry =
+            if matches!(run.state, RunState::Retrying | RunState::Cancelling) { run.retry.clone() } else { None };
         let entries: Vec<Entry> = journal.into_iter().map(|row| row.entry).collect();
         let lease = uuid::Uuid::new_v4().simple().to_string();
         let held = Lease {
@@ -401,6 +404,7 @@ impl WorkflowEngine {
             journal: entries,
             retry,
             now_ms: now,
+            cancelling: run.state == RunState::Cancelling,
             lease: Some(lease.clone()),
         };
         let payload = serde_json::to_vec(&call).unwrap_or_default();

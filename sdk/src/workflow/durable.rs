@@ -1,8 +1,9 @@
 //! The workflow function's side of a run: [`Workflow`] (steps, sleeps, waits, journaled values) replaying and
 //! extending the journal the host hands each resume (`edgefn_manifest::workflow` has the protocol).
 
+use crate::rt::LocalBoxFuture;
 use crate::{Error, Result};
-use edgefn_manifest::workflow::{Call, Entry, Next, Outcome, Retry, StepError};
+use edgefn_manifest::workflow::{COMPENSATION_PREFIX, Call, Entry, Next, Outcome, Retry, StepError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
@@ -72,6 +73,19 @@ pub struct Attempt {
     pub idempotency_key: String,
 }
 
+/// What a cancelled run does to undo a step: registered with [`Workflow::on_cancel`].
+type Compensation = Box<dyn FnOnce() -> LocalBoxFuture<'static, Result<()>>>;
+
+/// The compensations registered so far, oldest first.
+#[derive(Default)]
+struct Compensations(Vec<(String, Compensation)>);
+
+impl std::fmt::Debug for Compensations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(name, _)| name)).finish()
+    }
+}
+
 #[derive(Debug)]
 struct State {
     run: String,
@@ -84,6 +98,11 @@ struct State {
     added: Vec<Entry>,
     /// What lets this call journal the steps it ends as it goes (see `edgefn_manifest::workflow`).
     lease: Option<String>,
+    /// The run was cancelled: the code replays to where it was, then its compensations run.
+    cancelling: bool,
+    /// The compensations are running (replay goes through their journaled steps as usual).
+    compensating: bool,
+    compensations: Compensations,
     /// Set once the call has done its new piece of work (or found the run must wait): it ends here.
     next: Option<Next>,
 }
@@ -108,6 +127,9 @@ impl Workflow {
             now_ms: call.now_ms,
             added: Vec::new(),
             lease: call.lease,
+            cancelling: call.cancelling,
+            compensating: false,
+            compensations: Compensations::default(),
             next: None,
         };
         Self { state: Rc::new(RefCell::new(state)) }
@@ -124,6 +146,18 @@ impl Workflow {
         let mut state = self.state.borrow_mut();
         if state.next.is_some() {
             return Err(suspended());
+        }
+        if state.cancelling && !state.compensating {
+            // A cancelled run's code stops where the run was: at the journal's end, or where its compensations
+            // began journaling on an earlier resume.
+            let at_compensation = match state.journal.get(state.cursor) {
+                None => true,
+                Some(Entry::Step { name, .. }) => name.starts_with(COMPENSATION_PREFIX),
+                Some(_) => false,
+            };
+            if at_compensation {
+                return Err(suspended());
+            }
         }
         let Some(entry) = state.journal.get(state.cursor).cloned() else { return Ok(None) };
         let same = match (&entry, expected) {
@@ -145,12 +179,53 @@ impl Workflow {
         Ok(Some(entry))
     }
 
-    /// Ends this call with `next`, adding `entry` (if any) to the journal.
+    /// Ends this call with `next`, adding `entry` (if any) to the journal. A cancelled run that would wait (a sleep
+    /// or an event it was waiting for when it was cancelled) stops here instead, for its compensations.
     fn stop(&self, entry: Option<Entry>, next: Next) -> Error {
         let mut state = self.state.borrow_mut();
+        let waits = matches!(next, Next::Sleep { .. } | Next::Wait { .. } | Next::Retry { .. });
+        if state.cancelling && !state.compensating && waits {
+            return suspended();
+        }
         state.added.extend(entry);
         state.next = Some(next);
         suspended()
+    }
+
+    /// Registers what undoes the work done so far if the run is cancelled (`edgefn workflows cancel`): on cancel,
+    /// the code replays to where the run was, then each registered compensation runs as a step of its own
+    /// (`compensate:NAME`, journaled once, retried like a step), newest first, and the run ends cancelled. Register
+    /// right after the step it undoes; registering is not journaled, so it must happen on every replay alike.
+    pub fn on_cancel<F, Fut>(&self, name: &str, undo: F)
+    where
+        F: FnOnce() -> Fut + 'static,
+        Fut: Future<Output = Result<()>> + 'static,
+    {
+        let undo: Compensation = Box::new(move || Box::pin(undo()));
+        self.state.borrow_mut().compensations.0.push((name.to_owned(), undo));
+    }
+
+    /// Runs the compensations registered, newest first, each as a journaled step; answers the cancelled outcome,
+    /// or where the resume ends when one must wait (a retry's backoff, the resume's share).
+    async fn compensate(&self) -> Result<Vec<u8>> {
+        let compensations = {
+            let mut state = self.state.borrow_mut();
+            state.compensating = true;
+            std::mem::take(&mut state.compensations.0)
+        };
+        let mut failed = Vec::new();
+        for (name, undo) in compensations.into_iter().rev() {
+            let step = format!("{COMPENSATION_PREFIX}{name}");
+            match self.step(&step, StepOptions::default(), |_| undo()).await {
+                Ok(()) => {}
+                // Suspended: the resume ends here and goes on next time.
+                Err(_) if self.state.borrow().next.is_some() => break,
+                Err(_) => failed.push(name),
+            }
+        }
+        let mut state = self.state.borrow_mut();
+        let next = state.next.take().unwrap_or(Next::Cancelled { failed });
+        encode(Outcome { entries: std::mem::take(&mut state.added), next })
     }
 
     /// Runs the step `name` once, ever: its journaled result on replay, else an attempt of `run` (retried as
@@ -359,8 +434,19 @@ pub fn begin<T: DeserializeOwned>(payload: &[u8]) -> std::result::Result<(Workfl
     }
 }
 
-/// Ends a call: what the function's `result` and its workflow's state come to, for the host.
-pub fn finish<R: Serialize, E: Into<Error>>(workflow: &Workflow, result: std::result::Result<R, E>) -> Result<Vec<u8>> {
+/// Ends a call: what the function's `result` and its workflow's state come to, for the host (for a cancelled
+/// run: its compensations, run here).
+pub async fn finish<R: Serialize, E: Into<Error>>(
+    workflow: &Workflow,
+    result: std::result::Result<R, E>,
+) -> Result<Vec<u8>> {
+    let compensate = {
+        let state = workflow.state.borrow();
+        state.cancelling && state.next.is_none()
+    };
+    if compensate {
+        return workflow.compensate().await;
+    }
     let mut state = workflow.state.borrow_mut();
     let entries = std::mem::take(&mut state.added);
     let next = match state.next.take() {

@@ -41,19 +41,21 @@ pub struct RunStats {
 }
 
 impl WorkflowDb {
-    /// Cancels run `id`: `false` when it had finished already.
+    /// Cancels run `id`: it is due at once to run its compensations (`cancelling`), then ends `cancelled`. `false`
+    /// when it had finished or is being cancelled already.
     pub async fn cancel(&self, id: &str, now: i64) -> Result<Option<bool>, StorageError> {
         let id = id.to_owned();
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 let Some(run) = load_run(&tx, &id)? else { return Ok(None) };
-                if run.state.is_finished() {
+                if run.state.is_finished() || run.state == RunState::Cancelling {
                     return Ok(Some(false));
                 }
+                // Due at once, to run the compensations its code registered; then it ends cancelled.
                 tx.execute(
-                    "UPDATE workflow_runs SET state = 'cancelled', due_at = NULL, waiting_for = NULL,
-                         retry_step = NULL, error = 'cancelled', retryable = 0, updated_at = ?2 WHERE id = ?1",
+                    "UPDATE workflow_runs SET state = 'cancelling', due_at = ?2, waiting_for = NULL,
+                         retry_step = NULL, retry_attempts = 0, error = NULL, updated_at = ?2 WHERE id = ?1",
                     params![id, now],
                 )?;
                 tx.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;

@@ -10,8 +10,27 @@ type Body = fn(Workflow, Value) -> crate::rt::LocalBoxFuture<'static, Result<Val
 
 /// One call of `body` on the run as it stands.
 fn call(body: Body, input: &Value, journal: &[Entry], retry: Option<Retry>, now_ms: i64) -> Outcome {
-    let call =
-        Call { run: "run-1".into(), input: input.clone(), journal: journal.to_vec(), retry, now_ms, lease: None };
+    call_as(body, input, journal, retry, now_ms, false)
+}
+
+/// [`call`], for a run that is `cancelling` or not.
+fn call_as(
+    body: Body,
+    input: &Value,
+    journal: &[Entry],
+    retry: Option<Retry>,
+    now_ms: i64,
+    cancelling: bool,
+) -> Outcome {
+    let call = Call {
+        run: "run-1".into(),
+        input: input.clone(),
+        journal: journal.to_vec(),
+        retry,
+        now_ms,
+        cancelling,
+        lease: None,
+    };
     let payload = serde_json::to_vec(&call).expect("encode");
     let answer = futures::executor::block_on(async {
         let (workflow, input) = match begin::<Value>(&payload) {
@@ -19,7 +38,7 @@ fn call(body: Body, input: &Value, journal: &[Entry], retry: Option<Retry>, now_
             Err(refused) => return refused,
         };
         let result = body(workflow.clone(), input).await;
-        finish(&workflow, result)
+        finish(&workflow, result).await
     });
     serde_json::from_slice(&answer.expect("an outcome")).expect("decode")
 }
@@ -204,6 +223,7 @@ fn an_input_that_does_not_decode_fails_the_run_at_once() {
         journal: vec![],
         retry: None,
         now_ms: 0,
+        cancelling: false,
         lease: None,
     };
     let refused = begin::<Order>(&serde_json::to_vec(&call).expect("encode")).expect_err("refused");
@@ -211,4 +231,55 @@ fn an_input_that_does_not_decode_fails_the_run_at_once() {
     let Next::Failed { error } = outcome.next else { panic!("not failed") };
     assert_eq!(error.status, 400);
     assert!(error.message.contains("the input is not a valid"), "{}", error.message);
+}
+
+#[test]
+fn a_cancelled_run_replays_to_where_it_was_then_runs_its_compensations_newest_first() {
+    thread_local! {
+        static UNDONE: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    async fn undo(what: &'static str) -> Result<()> {
+        UNDONE.with(|undone| undone.borrow_mut().push(what.to_owned()));
+        Ok(())
+    }
+    fn body(wf: Workflow, _input: Value) -> crate::rt::LocalBoxFuture<'static, Result<Value>> {
+        Box::pin(async move {
+            wf.step("charge", StepOptions::default(), |_| async { Ok(1) }).await?;
+            wf.on_cancel("refund", || undo("refund"));
+            wf.step("reserve", StepOptions::default(), |_| async { Ok(2) }).await?;
+            wf.on_cancel("release", || undo("release"));
+            wf.wait_for_event::<bool>("approved", Duration::from_secs(60)).await?;
+            wf.step("ship", StepOptions::default(), |_| async { Ok(3) }).await?;
+            Ok(Value::Null)
+        })
+    }
+    let mut journal = Vec::new();
+    // Not cancelled: it charges, reserves and waits.
+    let waiting = drive(body, Value::Null, &mut journal);
+    assert!(matches!(waiting.next, Next::Wait { .. }), "{waiting:?}");
+    // Cancelled while it waits: each resume replays to the wait, then the compensations run, newest first, one
+    // new one per resume here (no lease); the journaled ones replay and never run again.
+    let mut outcomes = Vec::new();
+    for _ in 0..5 {
+        let outcome = call_as(body, &Value::Null, &journal, None, 2_000, true);
+        journal.extend(outcome.entries.clone());
+        let ended = matches!(outcome.next, Next::Cancelled { .. });
+        outcomes.push(outcome);
+        if ended {
+            break;
+        }
+    }
+    let names: Vec<String> = journal.iter().map(Entry::describe).collect();
+    assert_eq!(
+        names,
+        [
+            "step `charge`",
+            "step `reserve`",
+            "a wait for event `approved`",
+            "step `compensate:release`",
+            "step `compensate:refund`"
+        ]
+    );
+    assert_eq!(outcomes.last().map(|o| o.next.clone()), Some(Next::Cancelled { failed: vec![] }), "{outcomes:?}");
+    assert_eq!(UNDONE.with(|undone| undone.borrow().clone()), ["release", "refund"], "each compensation ran once");
 }

@@ -1,6 +1,6 @@
 //! A test guest for durable workflows: `checkout`, an order saga. It charges, reserves stock (whose first attempt
 //! always fails, to be retried), sleeps, waits for the event `approved`, then ships; on a rejection, a time-out or a
-//! failed shipment it refunds. Every attempt of every step counts itself in key-value store `default`
+//! failed shipment it refunds; cancelled after its reservation, it runs its compensations (release, then refund). Every attempt of every step counts itself in key-value store `default`
 //! (`count:ORDER:STEP`), so a test sees what ran how often. With `SWAP` set (a redeploy), it reserves before it
 //! charges: the same workflow with its steps reordered.
 //!
@@ -65,6 +65,10 @@ async fn checkout(wf: Workflow, order: Order) -> Result<Value> {
         let charged = charge().await?;
         (charged, reserve().await?)
     };
+    // Cancelled from here on, the run undoes both, newest first (each counted as `cancel-release`, `cancel-refund`).
+    let (refund_id, release_id) = (id.clone(), id.clone());
+    wf.on_cancel("refund", move || async move { count(&refund_id, "cancel-refund") });
+    wf.on_cancel("release", move || async move { count(&release_id, "cancel-release") });
     wf.sleep(Duration::from_millis(order.sleep_ms)).await?;
     let approved = wf.wait_for_event::<bool>("approved", Duration::from_millis(order.approve_within_ms)).await?;
     let refund = || {
