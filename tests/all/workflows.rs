@@ -6,7 +6,7 @@
 //! back unless forced; 200 runs finish across random kills with their side effects at most once more per kill, and
 //! 1,000 sleeping runs hold no instance and all wake after a restart.
 
-use crate::support::{Host, component_arg, post};
+use crate::support::{Host, component_arg, post, send};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -118,6 +118,32 @@ fn a_run_takes_each_step_once_retries_sleeps_waits_for_its_signal_and_survives_a
     // An ended run takes no more signals.
     let late = host.admin("POST", "/v1/workflows/runs/order-1/signals/approved", Some(json!(true)));
     assert_eq!(late.status, 409, "{}", late.body);
+
+    // The dashboard lists the run and has a page with its timeline, behind its sign-in.
+    let page = format!("{}/dashboard/workflows/order-1", host.admin);
+    let (status, location, _) = unredirected("GET", &page, &[], "");
+    assert_eq!((status, location.as_deref()), (303, Some("/dashboard/login")), "no session, no page");
+    let form = format!("token={}", host.token);
+    let login = format!("{}/dashboard/login", host.admin);
+    let (_, _, cookie) = unredirected("POST", &login, &[("content-type", "application/x-www-form-urlencoded")], &form);
+    let cookie = cookie.expect("a session cookie");
+    let overview = send("GET", &format!("{}/dashboard", host.admin), &[("cookie", &cookie)], b"");
+    assert!(overview.body.contains(r#"<tr data-run="order-1">"#), "{}", overview.body);
+    let timeline = send("GET", &page, &[("cookie", &cookie)], b"");
+    assert_eq!(timeline.status, 200, "{}", timeline.body);
+    let expected = [
+        "Run <code>order-1</code> of workflow_probe/checkout on v1",
+        "step charge: ok after 1 attempt(s)",
+        "step reserve attempt 1 failed: the stock service is down (500)",
+        "step reserve: ok after 2 attempt(s): 2",
+        "event approved: true",
+        "step ship: ok after 1 attempt(s)",
+    ];
+    let mut rest = timeline.body.as_str();
+    for line in expected {
+        let at = rest.find(line).unwrap_or_else(|| panic!("`{line}` (in this order) is not in:\n{}", timeline.body));
+        rest = &rest[at + line.len()..];
+    }
 }
 
 #[test]
@@ -319,6 +345,26 @@ fn a_resume_goes_on_from_step_to_step_journaling_each_and_a_long_run_takes_turns
     assert_eq!(logs.status, 200, "{}", logs.body);
     let resumes = logs.body.matches("\"kind\":\"invocation\"").count();
     assert!((3..=100).contains(&resumes), "{resumes} resumes for 2,500 steps:\n{}", logs.body);
+}
+
+/// A request whose redirect is not followed: its status, `location` and the `name=value` of its `set-cookie`.
+fn unredirected(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Option<String>, Option<String>) {
+    let agent = ureq::AgentBuilder::new().redirects(0).timeout(Duration::from_secs(30)).build();
+    let mut request = agent.request(method, url);
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    let response = match request.send_string(body) {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(error) => panic!("{method} {url}: {error}"),
+    };
+    let cookie = response.header("set-cookie").and_then(|c| c.split(';').next()).map(str::to_owned);
+    (response.status(), response.header("location").map(str::to_owned), cookie)
 }
 
 /// Every run listed in `state` (at most 5,000).

@@ -128,8 +128,8 @@ pub(super) async fn show(State(admin): State<Admin>, Path(id): Path<String>) -> 
     Ok(Json(answer))
 }
 
-/// One line of a run's timeline, as `edgefn workflows show` prints it.
-fn describe(entry: &Entry) -> String {
+/// One line of a run's timeline, as `edgefn workflows show` prints it (and the dashboard shows it).
+pub(super) fn describe(entry: &Entry) -> String {
     match entry {
         Entry::Step { name, error: Some(error), attempts, .. } => {
             format!("step {name}: failed after {attempts} attempt(s): {} ({})", error.message, error.status)

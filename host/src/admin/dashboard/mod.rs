@@ -7,10 +7,11 @@
 //!   time; a form without it, or with another session's, is refused (403). `SameSite=Strict` is a second fence.
 //! - **What it shows**: functions with their versions and triggers; per function over the last hour, invocations,
 //!   errors, p50/p99 duration and GB-s, with an inline SVG chart per minute; cron run history; queues with depth
-//!   and dead letters, with a redrive button; the log, searchable by correlation id; usage and estimated cost over
-//!   the last 24 hours.
+//!   and dead letters, with a redrive button; the newest workflow runs, each with a page of its timeline
+//!   ([`workflows`]); the log, searchable by correlation id; usage and estimated cost over the last 24 hours.
 
 mod view;
+mod workflows;
 
 use super::Admin;
 use super::error::ApiError;
@@ -89,6 +90,7 @@ pub(super) fn router(token: Arc<str>) -> axum::Router<Admin> {
         )
         .route("/dashboard/logout", post(logout))
         .route("/dashboard/queues/{queue}/redrive", post(redrive))
+        .route("/dashboard/workflows/{run}", get(workflows::run_page))
 }
 
 /// The session of this request's cookie, if it is a live one.
@@ -240,6 +242,8 @@ struct Overview {
     usage: (Vec<crate::telemetry::billing::Bill>, crate::telemetry::billing::Bill),
     prices: Prices,
     logs_enabled: bool,
+    /// The newest workflow runs.
+    runs: Vec<crate::storage::workflows::RunRow>,
 }
 
 /// The value at `fraction` of sorted `values` (nearest rank).
@@ -336,6 +340,7 @@ async fn gather(admin: &Admin, query: OverviewQuery) -> Result<Overview, ApiErro
         usage: bills(&day, &prices),
         prices,
         logs_enabled,
+        runs: admin.workflows.db().list(None, workflows::OVERVIEW_RUNS).await?,
     })
 }
 

@@ -42,6 +42,11 @@ fn page(title: &str, body: Markup) -> String {
     .into_string()
 }
 
+/// A page of the dashboard with `title` and `body`.
+pub(super) fn titled(title: &str, body: Markup) -> String {
+    page(title, body)
+}
+
 /// A page that only says something.
 pub(super) fn message_page(title: &str, message: &str) -> String {
     page(
@@ -150,6 +155,7 @@ pub(super) fn overview(data: &Overview, csrf: &str) -> String {
                     }
                     @if data.functions.is_empty() { p.muted { "Nothing is deployed. " code { "edgefn deploy PATH" } } }
                 }
+                (super::workflows::runs_section(&data.runs))
                 section id="queues" {
                     h2 { "Queues" }
                     table {
