@@ -81,6 +81,7 @@ impl Node {
         // Opening migrates the schema: SQLite work, so not on an async worker thread either.
         let dir = data_dir.to_owned();
         let object_limits = config.limits.objects.clone();
+        let max_run_age_ms = config.workflows.max_run_age_s.saturating_mul(1000);
         let (db, queue_db, cron_db, kv_db, object_db, stream_dbs, workflow_db) =
             tokio::task::spawn_blocking(move || {
                 let db = Database::open(&dir)?;
@@ -94,7 +95,8 @@ impl Node {
                 let (queue_db, cron_db, kv_db) =
                     (Database::connect(&dir)?, Database::connect(&dir)?, Database::connect(&dir)?);
                 let stream_dbs = (Database::connect(&dir)?, Database::connect(&dir)?);
-                let workflow_db = crate::storage::workflows::WorkflowDb::new(Database::connect(&dir)?);
+                let workflow_db = crate::storage::workflows::WorkflowDb::new(Database::connect(&dir)?)
+                    .with_max_age(i64::try_from(max_run_age_ms).unwrap_or(i64::MAX));
                 anyhow::Ok((db, queue_db, cron_db, kv_db, objects, stream_dbs, workflow_db))
             })
             .await??;

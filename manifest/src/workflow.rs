@@ -140,6 +140,21 @@ pub enum Next {
     },
 }
 
+impl Next {
+    /// This `next` with any time it waits until (a sleep's end, a wait's time-out, a retry's backoff) no later than
+    /// `deadline`.
+    pub fn due_by(self, deadline: i64) -> Self {
+        match self {
+            Self::Retry { name, attempt, error, at_ms } => {
+                Self::Retry { name, attempt, error, at_ms: at_ms.min(deadline) }
+            }
+            Self::Sleep { until_ms } => Self::Sleep { until_ms: until_ms.min(deadline) },
+            Self::Wait { event, until_ms } => Self::Wait { event, until_ms: until_ms.min(deadline) },
+            other => other,
+        }
+    }
+}
+
 /// The prefix of the journaled steps a cancelled run's compensations take.
 pub const COMPENSATION_PREFIX: &str = "compensate:";
 

@@ -454,6 +454,23 @@ pub struct HostConfig {
     pub rate_limits: BTreeMap<String, RateLimitSettings>,
     /// The HTTP response cache (see [`CacheSettings`]).
     pub cache: CacheSettings,
+    /// Durable workflow runs (see [`WorkflowSettings`]).
+    pub workflows: WorkflowSettings,
+}
+
+/// `[workflows]`: limits of durable workflow runs.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkflowSettings {
+    /// A run older than this (seconds since it started) fails, saying so, at its next resume or when it is due
+    /// (its sleeps, waits and retries end no later). Default: 365 days.
+    pub max_run_age_s: u64,
+}
+
+impl Default for WorkflowSettings {
+    fn default() -> Self {
+        Self { max_run_age_s: 365 * 86_400 }
+    }
 }
 
 impl Default for HostConfig {
@@ -472,6 +489,7 @@ impl Default for HostConfig {
             streams: BTreeMap::new(),
             rate_limits: BTreeMap::new(),
             cache: CacheSettings::default(),
+            workflows: WorkflowSettings::default(),
         }
     }
 }
@@ -508,6 +526,9 @@ impl HostConfig {
         config.logs.validate()?;
         config.cluster.validate()?;
         config.otel.validate()?;
+        if !(1..=100 * 365 * 86_400).contains(&config.workflows.max_run_age_s) {
+            anyhow::bail!("[workflows] max_run_age_s must be 1 s to 100 years, not {}", config.workflows.max_run_age_s);
+        }
         for (index, alarm) in config.alarms.iter_mut().enumerate() {
             alarm.validate(index)?;
         }

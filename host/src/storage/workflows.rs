@@ -242,15 +242,45 @@ fn error_text(error: &StepError) -> String {
     format!("{} ({})", error.message, error.status)
 }
 
+/// How old a run may get by default (`[workflows] max_run_age_s`).
+pub const DEFAULT_MAX_RUN_AGE_MS: i64 = 365 * 86_400_000;
+
 /// The workflow runs of this node.
 #[derive(Debug, Clone)]
 pub struct WorkflowDb {
     db: Database,
+    /// A run older than this fails: see [`WorkflowDb::expire`].
+    max_age_ms: i64,
 }
 
 impl WorkflowDb {
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self { db, max_age_ms: DEFAULT_MAX_RUN_AGE_MS }
+    }
+
+    /// With runs older than `max_age_ms` failing.
+    pub fn with_max_age(mut self, max_age_ms: i64) -> Self {
+        self.max_age_ms = max_age_ms.max(1);
+        self
+    }
+
+    /// Fails run `id` if it is older than the limit at `now`, saying so (its journal is final: a retry would be as
+    /// old); `true` when it did.
+    pub async fn expire(&self, id: &str, now: i64) -> Result<bool, StorageError> {
+        let (id, max_age) = (id.to_owned(), self.max_age_ms);
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let Some(run) = load_run(&tx, &id)? else { return Ok(false) };
+                if run.state.is_finished() || now.saturating_sub(run.created_at) < max_age {
+                    return Ok(false);
+                }
+                let error = format!("the run is older than its limit ([workflows] max_run_age_s = {})", max_age / 1000);
+                fail(&tx, &id, &error, false, now)?;
+                tx.commit()?;
+                Ok(true)
+            })
+            .await
     }
 
     /// Starts a run of `component/function` (on `version` of the component) with `input`, due now, named `id`
@@ -355,17 +385,22 @@ impl WorkflowDb {
     /// journal `journal_len` entries long); `false` otherwise (a cancel or another resume came first: nothing is
     /// written). A journal past its limits fails the run instead, saying which.
     pub async fn apply(&self, id: &str, journal_len: usize, outcome: Outcome, now: i64) -> Result<bool, StorageError> {
-        let id = id.to_owned();
+        let (id, max_age) = (id.to_owned(), self.max_age_ms);
         // In place: one of these per step of a run, where a hand-off to the blocking pool would cost more than it.
         self.db
             .call_in_place(move |conn| {
                 let tx = conn.transaction()?;
                 // Only what the check needs: not the run's input, which may be a megabyte of JSON.
-                let found: Option<(String, i64, i64)> = tx
-                    .prepare_cached("SELECT state, journal_entries, journal_bytes FROM workflow_runs WHERE id = ?1")?
-                    .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                let found: Option<(String, i64, i64, i64)> = tx
+                    .prepare_cached(
+                        "SELECT state, journal_entries, journal_bytes, created_at FROM workflow_runs WHERE id = ?1",
+                    )?
+                    .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
                     .optional()?;
-                let Some((state, count, bytes)) = found else { return Ok(false) };
+                let Some((state, count, bytes, created_at)) = found else { return Ok(false) };
+                // Nothing a run waits for ends after its age limit: it is due then, and fails (`expire`).
+                let deadline = created_at.saturating_add(max_age);
+                let outcome = Outcome { next: outcome.next.due_by(deadline), ..outcome };
                 let (count, bytes) = (count.max(0) as usize, bytes.max(0) as usize);
                 if RunState::parse(&state).is_none_or(RunState::is_finished) || count != journal_len {
                     return Ok(false);

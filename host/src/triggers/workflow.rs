@@ -353,6 +353,11 @@ impl WorkflowEngine {
 
     async fn try_resume(&self, id: &str) -> Result<(), crate::storage::StorageError> {
         let now = now_ms();
+        // A run past its age limit fails (before a wait it is in could time out and let it go on).
+        if self.db.expire(id, now).await? {
+            tracing::warn!(correlation_id = %id, "a workflow run failed: it is older than its limit");
+            return Ok(());
+        }
         // A wait whose time ran out resolves (with nothing) before the run goes on.
         self.db.time_out(id, now).await?;
         let Some((run, journal)) = self.db.load(id).await? else { return Ok(()) };

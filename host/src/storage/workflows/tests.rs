@@ -123,7 +123,13 @@ fn a_signal_resolves_a_wait_or_waits_for_it_and_a_wait_times_out() {
         assert!(matches!(db.signal("b", "x", &json!(1), 6).await, Err(SignalError::NotFound(_))));
         assert_eq!(db.cancel("a", 7).await.unwrap(), Some(true));
         assert_eq!(db.cancel("a", 8).await.unwrap(), Some(false), "cancelled already");
-        assert!(!db.apply("a", 3, outcome(vec![], Next::Continue), 9).await.unwrap(), "a cancelled run takes no more");
+        // Cancelling: its compensation's outcome ends it cancelled; then it takes no more.
+        let (run, _) = db.load("a").await.unwrap().expect("run");
+        assert_eq!((run.state, run.due_at), (RunState::Cancelling, Some(7)));
+        assert!(db.apply("a", 3, outcome(vec![], Next::Cancelled { failed: vec![] }), 9).await.unwrap());
+        let (run, _) = db.load("a").await.unwrap().expect("run");
+        assert_eq!((run.state, run.error.as_deref()), (RunState::Cancelled, Some("cancelled: its compensation ran")));
+        assert!(!db.apply("a", 3, outcome(vec![], Next::Continue), 10).await.unwrap(), "a cancelled run takes no more");
     });
 }
 
@@ -199,5 +205,27 @@ fn retries_resume_only_runs_that_failed_outside_their_code_and_undeploys_count_a
         assert_eq!(db.unfinished("blog").await.unwrap(), 1);
         let (run, _) = db.load("waiting").await.unwrap().expect("run");
         assert_eq!((run.state, run.error.as_deref()), (RunState::Cancelled, Some("undeployed")));
+    });
+}
+
+#[test]
+fn a_run_past_its_age_limit_is_due_by_then_and_fails_saying_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = store(dir.path()).with_max_age(1_000);
+    rt().block_on(async {
+        db.start(new_run("old", "c", "f", json!(null)), 0).await.unwrap();
+        // A wait past the limit is due by the limit, and a sleep too.
+        let wait = Entry::Event { name: "approved".into(), until_ms: 60_000, resolved: false, value: None };
+        let next = Next::Wait { event: "approved".into(), until_ms: 60_000 };
+        assert!(db.apply("old", 0, outcome(vec![wait], next), 10).await.unwrap());
+        let (run, _) = db.load("old").await.unwrap().expect("run");
+        assert_eq!((run.state, run.due_at), (RunState::Waiting, Some(1_000)));
+        assert!(!db.expire("old", 999).await.unwrap(), "not yet");
+        assert!(db.expire("old", 1_000).await.unwrap());
+        let (run, _) = db.load("old").await.unwrap().expect("run");
+        assert_eq!(run.state, RunState::Failed);
+        assert!(!run.retryable, "as old on a retry");
+        assert_eq!(run.error.as_deref(), Some("the run is older than its limit ([workflows] max_run_age_s = 1)"));
+        assert!(!db.expire("old", 2_000).await.unwrap(), "failed once");
     });
 }
