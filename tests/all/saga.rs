@@ -7,12 +7,12 @@
 //! restart; the same order posted twice is one run.
 
 use crate::support::{Host, component_arg, post, workspace};
+use crate::workflows::wait_for_state;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post as route_post;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// What the fake service was asked: every call with its idempotency key, and what it answered.
 #[derive(Debug, Default)]
@@ -107,24 +107,6 @@ fn saga_config(dir: &std::path::Path, payments: &str) -> String {
     let path = dir.join("edgefn.toml");
     std::fs::write(&path, toml::to_string(&config).expect("toml")).expect("write config");
     path.to_str().expect("utf-8").to_owned()
-}
-
-fn run(host: &Host, id: &str) -> Value {
-    let reply = host.admin("GET", &format!("/v1/workflows/runs/{id}"), None);
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.json()
-}
-
-fn wait_for_state(host: &Host, id: &str, state: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let found = run(host, id);
-        if found["state"] == state {
-            return found;
-        }
-        assert!(std::time::Instant::now() < deadline, "run {id} never got to {state}: {found:#}\n{}", host.logs());
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn stock(host: &Host) -> i64 {

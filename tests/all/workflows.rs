@@ -25,7 +25,7 @@ fn run(host: &Host, id: &str) -> Value {
 }
 
 /// Waits until run `id` is in `state`; fails naming the run as it stands when it never gets there.
-fn wait_for_state(host: &Host, id: &str, state: &str) -> Value {
+pub(crate) fn wait_for_state(host: &Host, id: &str, state: &str) -> Value {
     let mut last = Value::Null;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::time::Instant::now() < deadline {

@@ -459,17 +459,9 @@ impl WorkflowDb {
                     Next::Sleep { .. } | Next::Wait { .. } if cancelling => {
                         cancel_now(&tx, &id, "cancelled (its code ran no compensation)", now)?
                     }
+                    // A compensation's attempt failed: retried at its backoff, the run still cancelling.
                     Next::Retry { name, attempt, error, at_ms } if cancelling => {
-                        tx.execute(
-                            "INSERT INTO workflow_attempts (run, step, attempt, status, error, at)
-                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                            params![id, name, attempt, error.status, error.message, now],
-                        )?;
-                        tx.execute(
-                            "UPDATE workflow_runs SET due_at = ?2, retry_step = ?3, retry_attempts = ?4,
-                                 updated_at = ?5 WHERE id = ?1",
-                            params![id, at_ms, name, attempt, now],
-                        )?;
+                        retry_later(&tx, &id, RunState::Cancelling, (&name, attempt, &error), at_ms, now)?
                     }
                     Next::Cancelled { failed } => {
                         let error = if failed.is_empty() {
@@ -481,16 +473,7 @@ impl WorkflowDb {
                     }
                     Next::Continue => set_state(&tx, &id, RunState::Ready, Some(now), now)?,
                     Next::Retry { name, attempt, error, at_ms } => {
-                        tx.execute(
-                            "INSERT INTO workflow_attempts (run, step, attempt, status, error, at)
-                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                            params![id, name, attempt, error.status, error.message, now],
-                        )?;
-                        tx.execute(
-                            "UPDATE workflow_runs SET state = 'retrying', due_at = ?2, waiting_for = NULL,
-                                 retry_step = ?3, retry_attempts = ?4, updated_at = ?5 WHERE id = ?1",
-                            params![id, at_ms, name, attempt, now],
-                        )?;
+                        retry_later(&tx, &id, RunState::Retrying, (&name, attempt, &error), at_ms, now)?
                     }
                     Next::Sleep { until_ms } => set_state(&tx, &id, RunState::Sleeping, Some(until_ms), now)?,
                     Next::Wait { event, until_ms } => {
@@ -595,6 +578,28 @@ impl WorkflowDb {
             .await??;
         Ok(signalled)
     }
+}
+
+/// Keeps the failed attempt (`step`, its number, its error) for the timeline and makes run `id` due again at `at_ms`
+/// in `state`, to retry that step.
+fn retry_later(
+    conn: &rusqlite::Connection,
+    id: &str,
+    state: RunState,
+    (step, attempt, error): (&str, u32, &StepError),
+    at_ms: i64,
+    now: i64,
+) -> Result<(), StorageError> {
+    conn.execute(
+        "INSERT INTO workflow_attempts (run, step, attempt, status, error, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id, step, attempt, error.status, error.message, now],
+    )?;
+    conn.execute(
+        "UPDATE workflow_runs SET state = ?2, due_at = ?3, waiting_for = NULL, retry_step = ?4, retry_attempts = ?5,
+             updated_at = ?6 WHERE id = ?1",
+        params![id, state.as_str(), at_ms, step, attempt, now],
+    )?;
+    Ok(())
 }
 
 /// Ends run `id` cancelled, saying `why`.
