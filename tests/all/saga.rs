@@ -119,7 +119,12 @@ fn place(host: &Host, id: &str, cents: u64, address: &str) {
     let order = json!({ "id": id, "sku": "widget", "qty": 2, "cents": cents, "address": address });
     let placed = post(&host.url("/saga/orders"), &order.to_string());
     assert_eq!(placed.status, 202, "{}", placed.body);
-    assert_eq!(placed.json()["run"], format!("order-{id}"));
+    assert_eq!(placed.json()["run"], run_id(id), "the run id is scoped to the component");
+}
+
+/// The run of order `id`: the id the example's HTTP function chose, scoped to its component.
+fn run_id(id: &str) -> String {
+    format!("order_saga:order-{id}")
 }
 
 fn approve(host: &Host, id: &str, approved: bool) {
@@ -157,30 +162,30 @@ fn the_order_saga_charges_reserves_waits_ships_and_undoes_what_a_later_failure_l
     lock(&ledger).flaky_orders.push("1".into());
     place(&host, "1", 1_999, "1 Main St");
     place(&host, "1", 1_999, "1 Main St");
-    let waiting = wait_for_state(&host, "order-1", "waiting");
+    let waiting = wait_for_state(&host, &run_id("1"), "waiting");
     assert_eq!(waiting["waiting_for"], "approved");
     assert_eq!(stock(&host), 8, "reserved before the approval");
     approve(&host, "1", true);
-    let done = wait_for_state(&host, "order-1", "done");
+    let done = wait_for_state(&host, &run_id("1"), "done");
     assert_eq!(done["result"], json!({ "charge": "ch_1", "tracking": "tr_1" }));
     assert_eq!(calls_for(&ledger, "1", None), pairs(&[("charges", 503), ("charges", 200), ("shipments", 200)]));
     let keys: Vec<String> =
         lock(&ledger).calls.iter().filter(|c| c.0 == "charges" && c.2["order"] == "1").map(|c| c.1.clone()).collect();
-    assert_eq!(keys, ["order-1:charge:1", "order-1:charge:2"], "each attempt its own idempotency key");
+    assert_eq!(keys, ["order_saga:order-1:charge:1", "order_saga:order-1:charge:2"], "each attempt its own key");
 
     // A card the service declines (a 402) fails the order at once: no retry, nothing reserved.
     place(&host, "2", 500_000, "1 Main St");
-    let failed = wait_for_state(&host, "order-2", "failed");
+    let failed = wait_for_state(&host, &run_id("2"), "failed");
     assert!(failed["error"].as_str().unwrap_or_default().contains("card declined"), "{failed:#}");
     assert_eq!(calls_for(&ledger, "2", None), pairs(&[("charges", 402)]));
     assert_eq!(stock(&host), 8);
 
     // A shipment that fails is undone: the stock comes back and the charge is refunded.
     place(&host, "3", 700, "nowhere");
-    wait_for_state(&host, "order-3", "waiting");
+    wait_for_state(&host, &run_id("3"), "waiting");
     assert_eq!(stock(&host), 6);
     approve(&host, "3", true);
-    let failed = wait_for_state(&host, "order-3", "failed");
+    let failed = wait_for_state(&host, &run_id("3"), "failed");
     let error = failed["error"].as_str().unwrap_or_default();
     assert!(error.contains("unknown address; the stock was released and the charge refunded"), "{error}");
     assert_eq!(calls_for(&ledger, "3", Some("ch_2")), pairs(&[("charges", 200), ("shipments", 422), ("refunds", 200)]));
@@ -189,42 +194,42 @@ fn the_order_saga_charges_reserves_waits_ships_and_undoes_what_a_later_failure_l
     // A rejection and a missing approval are undone alike.
     place(&host, "4", 700, "1 Main St");
     place(&host, "5", 700, "1 Main St");
-    wait_for_state(&host, "order-4", "waiting");
+    wait_for_state(&host, &run_id("4"), "waiting");
     approve(&host, "4", false);
-    let rejected = wait_for_state(&host, "order-4", "failed");
+    let rejected = wait_for_state(&host, &run_id("4"), "failed");
     assert!(
         rejected["error"].as_str().unwrap_or_default().starts_with("rejected: the stock was released"),
         "{rejected:#}"
     );
-    let timed_out = wait_for_state(&host, "order-5", "failed");
+    let timed_out = wait_for_state(&host, &run_id("5"), "failed");
     assert!(timed_out["error"].as_str().unwrap_or_default().starts_with("no approval in time"), "{timed_out:#}");
     assert_eq!(stock(&host), 8);
     assert_eq!(calls_for(&ledger, "4", Some("ch_3")), pairs(&[("charges", 200), ("refunds", 200)]));
 
     // Cancelled while it waits: its compensations release the stock and refund the charge.
     place(&host, "7", 700, "1 Main St");
-    wait_for_state(&host, "order-7", "waiting");
+    wait_for_state(&host, &run_id("7"), "waiting");
     assert_eq!(stock(&host), 6);
-    host.cli_ok(&["workflows", "cancel", "order-7"]);
-    let cancelled = wait_for_state(&host, "order-7", "cancelled");
+    host.cli_ok(&["workflows", "cancel", &run_id("7")]);
+    let cancelled = wait_for_state(&host, &run_id("7"), "cancelled");
     assert_eq!(cancelled["error"], "cancelled: its compensation ran", "{cancelled:#}");
     assert_eq!(stock(&host), 8);
     assert_eq!(calls_for(&ledger, "7", Some("ch_5")), pairs(&[("charges", 200), ("refunds", 200)]));
     let refund_key =
         lock(&ledger).calls.iter().find(|c| c.0 == "refunds" && c.2["charge"] == "ch_5").map(|c| c.1.clone());
-    assert_eq!(refund_key.as_deref(), Some("order-7:compensate:refund"));
+    assert_eq!(refund_key, Some(format!("{}:compensate:refund", run_id("7"))));
 
     // Killed while an order waits for its approval: after the restart the approval finishes it.
     place(&host, "6", 700, "1 Main St");
-    wait_for_state(&host, "order-6", "waiting");
+    wait_for_state(&host, &run_id("6"), "waiting");
     host.kill();
     let host = Host::start_in(&data, &["--config", &config, &wasm]);
     approve(&host, "6", true);
-    let done = wait_for_state(&host, "order-6", "done");
+    let done = wait_for_state(&host, &run_id("6"), "done");
     assert_eq!(done["result"]["tracking"], "tr_6");
     assert_eq!(stock(&host), 6);
     assert_eq!(done["result"]["charge"], "ch_6");
-    let shown = host.cli_ok(&["workflows", "show", "order-6"]);
+    let shown = host.cli_ok(&["workflows", "show", &run_id("6")]);
     for line in ["step charge: ok", "step reserve: ok", "event approved: true", "step ship: ok"] {
         assert!(shown.contains(line), "no `{line}` in\n{shown}");
     }

@@ -218,32 +218,44 @@ fn a_wait_times_out_and_compensates_and_a_signal_sent_early_is_kept_for_its_wait
 fn functions_start_runs_by_id_and_signal_them_but_reach_no_other_components_workflows() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = config(dir.path());
-    let host = Host::start(&["--config", &config, &component_arg("workflow_probe")]);
-    // An HTTP function starts the order's run; the same request again starts nothing new.
+    // A second tenant with a workflow of its own.
+    let host = Host::start(&["--config", &config, &component_arg("workflow_probe"), &component_arg("order_saga")]);
+    // An HTTP function starts the order's run, under an id scoped to its component; the same request again starts
+    // nothing new.
     let placed = post(&host.url("/orders/o7"), r#"{"sleep_ms": 1}"#);
-    assert_eq!((placed.status, placed.json()["run"].as_str()), (200, Some("order-o7")), "{}", placed.body);
+    assert_eq!(
+        (placed.status, placed.json()["run"].as_str()),
+        (200, Some("workflow_probe:order-o7")),
+        "{}",
+        placed.body
+    );
     let again = post(&host.url("/orders/o7"), r#"{"sleep_ms": 1}"#);
-    assert_eq!(again.json()["run"], "order-o7", "{}", again.body);
-    let waiting = wait_for_state(&host, "order-o7", "waiting");
+    assert_eq!(again.json()["run"], "workflow_probe:order-o7", "{}", again.body);
+    let waiting = wait_for_state(&host, "workflow_probe:order-o7", "waiting");
     assert_eq!(waiting["input"], json!({ "id": "o7", "sleep_ms": 1 }));
     assert_eq!(attempts(&host, "o7", "charge"), 1, "one run for the two requests");
-    // A queue consumer approves it.
+    // A queue consumer approves it, naming it by the component's own id.
     let sent = host.admin(
         "POST",
         "/v1/queues/approvals/messages",
         Some(json!({ "body": { "run": "order-o7", "approved": true } })),
     );
     assert!(sent.status < 300, "{}", sent.body);
-    let done = wait_for_state(&host, "order-o7", "done");
+    let done = wait_for_state(&host, "workflow_probe:order-o7", "done");
     assert_eq!(done["result"]["reserved_on_attempt"], json!(2));
-    // Another component's workflow is refused, and a run id the component does not own is as good as none.
-    let refused = post(&host.url("/foreign/someone-elses-run"), "");
+    // The other tenant's run exists, and is as good as none to this component; its workflow cannot be started
+    // from here.
+    let theirs = json!({ "workflow": "order_saga/checkout", "input": {}, "id": "victim" });
+    assert_eq!(host.admin("POST", "/v1/workflows/runs", Some(theirs)).status, 201);
+    let refused = post(&host.url("/foreign/victim"), "");
     assert!(
         refused.body.contains("start: a function starts only its own component's workflows (`workflow_probe`)"),
         "{}",
         refused.body
     );
-    assert!(refused.body.contains("signal: no workflow run `someone-elses-run`"), "{}", refused.body);
+    assert!(refused.body.contains("signal: no workflow run `victim`"), "{}", refused.body);
+    let victim = run(&host, "victim");
+    assert_ne!(victim["waiting_for"], "approved", "{victim:#}");
 
     // A step's attempt past its timeout fails (504) and is retried; `wf.invoke` calls a function as a step.
     let started =

@@ -77,31 +77,24 @@ async fn checkout(wf: Workflow, order: Order) -> Result<Receipt> {
             }
         })
         .await?;
-    let refund = || {
-        wf.step("refund", retried, |attempt| {
-            let charge = charge.clone();
-            async move { call_service("/refunds", json!({ "charge": charge }), &attempt).await.map(|_| ()) }
-        })
-    };
-    let reserved = wf.step("reserve", StepOptions::once(), |_| async { reserve(&order.sku, order.qty) }).await;
-    if let Err(error) = reserved {
-        refund().await?;
-        return Err(Error::new(error.status(), format!("{}; the charge was refunded", error.message())));
-    }
-    let release = || wf.step("release", retried, |_| async { put_back(&order.sku, order.qty) });
-    // Cancelled from here on (`edgefn workflows cancel order-ID`), the run undoes both, newest first.
-    let run = wf.run_id();
-    let (refunded, sku, qty) = (charge.clone(), order.sku.clone(), order.qty);
+    // What undoes the charge: run by `wf.undo()` when a later step fails, or on a cancel
+    // (`edgefn workflows cancel RUN`); either way once, with the same idempotency key.
+    let (run, refunded) = (wf.run_id(), charge.clone());
     wf.on_cancel("refund", move || async move {
         let attempt = Attempt { number: 1, idempotency_key: format!("{run}:compensate:refund") };
         call_service("/refunds", json!({ "charge": refunded }), &attempt).await.map(|_| ())
     });
+    let reserved = wf.step("reserve", StepOptions::once(), |_| async { reserve(&order.sku, order.qty) }).await;
+    if let Err(error) = reserved {
+        wf.undo().await?;
+        return Err(Error::new(error.status(), format!("{}; the charge was refunded", error.message())));
+    }
+    let (sku, qty) = (order.sku.clone(), order.qty);
     wf.on_cancel("release", move || async move { put_back(&sku, qty) });
 
     let approved = wf.wait_for_event::<bool>("approved", approval_timeout()).await?;
     if approved != Some(true) {
-        release().await?;
-        refund().await?;
+        wf.undo().await?;
         let why = if approved.is_none() { "no approval in time" } else { "rejected" };
         return Err(Error::new(409, format!("{why}: the stock was released and the charge refunded")));
     }
@@ -118,8 +111,7 @@ async fn checkout(wf: Workflow, order: Order) -> Result<Receipt> {
     match shipped {
         Ok(tracking) => Ok(Receipt { charge, tracking }),
         Err(error) => {
-            release().await?;
-            refund().await?;
+            wf.undo().await?;
             Err(Error::new(
                 error.status(),
                 format!("{}; the stock was released and the charge refunded", error.message()),

@@ -141,7 +141,9 @@ pub(super) async fn undeploy(
     let deployments = admin.deployments.clone();
     let (name, outcome) =
         detached(async move { deployments.undeploy(&name).await.map(|outcome| (name, outcome)) }).await?;
-    let cancelled = if unfinished > 0 { admin.workflows.cancel_component(&name).await? } else { 0 };
+    // Forced, the unfinished runs are cancelled; and runs its functions started since the count above would have
+    // nothing to resume them either.
+    let cancelled = admin.workflows.cancel_component(&name).await?;
     let mut answer = json!(outcome);
     answer["cancelled_workflow_runs"] = json!(cancelled);
     Ok(Json(answer))

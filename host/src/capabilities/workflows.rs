@@ -1,7 +1,8 @@
 //! `edgefn:function/workflows`: a function starts a durable workflow run of its own component, or sends one an
 //! event, and a workflow function journals the steps it ends under its resume's lease ([`Workflows`], implemented by the workflow engine in `triggers::workflow`, plugged in after it is built
-//! through [`DeferredWorkflows`]). A function reaches only its own component's workflows and runs: another
-//! component's run is answered as not found, so run ids say nothing across tenants.
+//! through [`DeferredWorkflows`]). A function reaches only its own component's workflows and runs: the ids it
+//! chooses are scoped to its component (stored as `COMPONENT:ID`), and another component's run is answered as not
+//! found, so run ids say nothing across tenants.
 
 use super::BoxFuture;
 use std::sync::{Arc, OnceLock, Weak};

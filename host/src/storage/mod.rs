@@ -292,14 +292,17 @@ const MIGRATIONS: &[&str] = &[
     // 14. Workflow runs keep the version they started on (they resume on it), and whether a failure happened outside
     // the workflow's own code (a crash, a non-deterministic replay), which `edgefn workflows retry` may resume.
     // Each run also counts its journal's entries and bytes, so that checking a resume against them costs the same
-    // at the 10th step as at the 10,000th.
+    // at the 10th step as at the 10,000th, and remembers a cancel (a retry of a run that failed while cancelling
+    // goes on cancelling).
     "ALTER TABLE workflow_runs ADD COLUMN version INTEGER;
     ALTER TABLE workflow_runs ADD COLUMN retryable INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE workflow_runs ADD COLUMN journal_entries INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE workflow_runs ADD COLUMN journal_bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workflow_runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
     UPDATE workflow_runs SET
         journal_entries = (SELECT COUNT(*) FROM workflow_journal WHERE run = workflow_runs.id),
-        journal_bytes = (SELECT COALESCE(SUM(LENGTH(entry)), 0) FROM workflow_journal WHERE run = workflow_runs.id);
+        journal_bytes = (SELECT COALESCE(SUM(LENGTH(CAST(entry AS BLOB))), 0) FROM workflow_journal
+                         WHERE run = workflow_runs.id);
     CREATE INDEX workflow_runs_by_component ON workflow_runs (component) WHERE due_at IS NOT NULL;",
 ];
 

@@ -138,10 +138,20 @@ pub struct NewRun {
 /// Why a run was not started.
 #[derive(Debug, thiserror::Error)]
 pub enum StartRefused {
-    #[error("run id `{id}` is taken by a run of workflow `{workflow}`")]
-    IdTaken { id: String, workflow: String },
+    /// (Which workflow holds it is not said: the id may be another tenant's.)
+    #[error("run id `{id}` is taken by a run of another workflow")]
+    IdTaken { id: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// What [`WorkflowDb::apply_as`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Nothing: the run had moved on (finished, cancelled, or another resume committed first).
+    Stale,
+    /// Recorded; `cancelling`: the run was being cancelled.
+    Applied { cancelling: bool },
 }
 
 /// What became of a signal.
@@ -300,10 +310,7 @@ impl WorkflowDb {
                 )?;
                 let run = load_run(&tx, &id)?.ok_or_else(|| StorageError::Corrupt(format!("run `{id}` vanished")))?;
                 if run.component != component || run.function != function {
-                    return Ok(Err(StartRefused::IdTaken {
-                        id,
-                        workflow: format!("{}/{}", run.component, run.function),
-                    }));
+                    return Ok(Err(StartRefused::IdTaken { id }));
                 }
                 tx.commit()?;
                 Ok(Ok((run, inserted == 1)))
@@ -385,6 +392,20 @@ impl WorkflowDb {
     /// journal `journal_len` entries long); `false` otherwise (a cancel or another resume came first: nothing is
     /// written). A journal past its limits fails the run instead, saying which.
     pub async fn apply(&self, id: &str, journal_len: usize, outcome: Outcome, now: i64) -> Result<bool, StorageError> {
+        Ok(self.apply_as(id, journal_len, outcome, now, None).await? != Applied::Stale)
+    }
+
+    /// [`WorkflowDb::apply`] for a resume that was called `cancelling` or not (`None`: whatever the run is now). A
+    /// run cancelled while a resume that did not know it was under way keeps what that resume did, but goes on to
+    /// its compensation (due at once, `cancelling`) instead of waiting or retrying as the resume said.
+    pub async fn apply_as(
+        &self,
+        id: &str,
+        journal_len: usize,
+        outcome: Outcome,
+        now: i64,
+        resume_cancelling: Option<bool>,
+    ) -> Result<Applied, StorageError> {
         let (id, max_age) = (id.to_owned(), self.max_age_ms);
         // In place: one of these per step of a run, where a hand-off to the blocking pool would cost more than it.
         self.db
@@ -397,14 +418,24 @@ impl WorkflowDb {
                     )?
                     .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
                     .optional()?;
-                let Some((state, count, bytes, created_at)) = found else { return Ok(false) };
+                let Some((state, count, bytes, created_at)) = found else { return Ok(Applied::Stale) };
                 // Nothing a run waits for ends after its age limit: it is due then, and fails (`expire`).
                 let deadline = created_at.saturating_add(max_age);
                 let outcome = Outcome { next: outcome.next.due_by(deadline), ..outcome };
                 let (count, bytes) = (count.max(0) as usize, bytes.max(0) as usize);
                 if RunState::parse(&state).is_none_or(RunState::is_finished) || count != journal_len {
-                    return Ok(false);
+                    return Ok(Applied::Stale);
                 }
+                let cancelling = RunState::parse(&state) == Some(RunState::Cancelling);
+                let applied = Applied::Applied { cancelling };
+                let outcome = match outcome.next {
+                    Next::Done { .. }
+                    | Next::Failed { .. }
+                    | Next::NonDeterministic { .. }
+                    | Next::Cancelled { .. } => outcome,
+                    _ if cancelling && resume_cancelling == Some(false) => Outcome { next: Next::Continue, ..outcome },
+                    _ => outcome,
+                };
                 let mut added_bytes = 0;
                 for (offset, entry) in outcome.entries.iter().enumerate() {
                     let text = encode(entry);
@@ -430,7 +461,7 @@ impl WorkflowDb {
                         now
                     ])?;
                     tx.commit()?;
-                    return Ok(true);
+                    return Ok(applied);
                 }
                 if !outcome.entries.is_empty() {
                     tx.prepare_cached(
@@ -447,9 +478,8 @@ impl WorkflowDb {
                     );
                     fail(&tx, &id, &error, false, now)?;
                     tx.commit()?;
-                    return Ok(true);
+                    return Ok(applied);
                 }
-                let cancelling = RunState::parse(&state) == Some(RunState::Cancelling);
                 match outcome.next {
                     // A cancelled run's compensation goes on (or a resume that began before the cancel ended): it
                     // stays cancelling, due at once.
@@ -512,7 +542,7 @@ impl WorkflowDb {
                     Next::NonDeterministic { error } => fail(&tx, &id, &error, true, now)?,
                 }
                 tx.commit()?;
-                Ok(true)
+                Ok(applied)
             })
             .await
     }

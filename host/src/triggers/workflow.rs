@@ -21,7 +21,7 @@ use crate::live::{ComponentVersion, LiveHandle};
 use crate::runtime::{GuestCall, InvokeError, SlotKind};
 use crate::storage::now_ms;
 use crate::storage::workflows::{
-    MAX_PAYLOAD_BYTES, NewRun, Retried, RetryRefused, RunRow, RunState, SignalError, Signalled, StartRefused,
+    Applied, MAX_PAYLOAD_BYTES, NewRun, Retried, RetryRefused, RunRow, RunState, SignalError, Signalled, StartRefused,
     WorkflowDb,
 };
 use crate::telemetry::otel;
@@ -79,9 +79,13 @@ impl From<StartRefused> for StartError {
     }
 }
 
-/// Whether `id` may name a run: 1 to 128 letters, digits and `-_.:`.
+/// The longest run id a caller names (a function's is then scoped: `COMPONENT:ID`, at most 64 + 1 + 128).
+const MAX_RUN_ID: usize = 128;
+
+/// Whether `id` may name a run: 1 to 200 letters, digits and `-_.:` (a function's own ids are at most
+/// [`MAX_RUN_ID`] before they are scoped).
 fn valid_run_id(id: &str) -> bool {
-    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    (1..=200).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 /// A resume under way: the run, its component, how long its journal is now, and how far the resume has gone.
@@ -89,6 +93,8 @@ fn valid_run_id(id: &str) -> bool {
 struct Lease {
     run: String,
     component: String,
+    /// The resume was called to run the run's compensations.
+    cancelling: bool,
     journal_len: usize,
     began: std::time::Instant,
     steps: u32,
@@ -158,7 +164,7 @@ impl WorkflowEngine {
             && !valid_run_id(id)
         {
             return Err(StartError::Invalid(format!(
-                "run id `{id}` is not 1 to 128 letters, digits, `-`, `_`, `.` or `:`"
+                "run id `{id}` is not 1 to 200 letters, digits, `-`, `_`, `.` or `:`"
             )));
         }
         let size = serde_json::to_vec(&input).map_or(0, |bytes| bytes.len());
@@ -248,24 +254,32 @@ impl WorkflowEngine {
     /// Journals `entries` for the resume holding `lease` (of a run of `component`), in one transaction, and says
     /// whether it may go on to its next step.
     async fn journal(&self, component: &str, lease: &str, entries: Vec<Entry>) -> Result<Journaled, String> {
-        let (run, journal_len) = {
+        let (run, journal_len, knows_cancel) = {
             let leases = self.lock_leases();
             let held = leases.get(lease).filter(|held| held.component == component);
             let held = held.ok_or_else(|| "this is not a workflow resume under way".to_owned())?;
-            (held.run.clone(), held.journal_len)
+            (held.run.clone(), held.journal_len, held.cancelling)
         };
         let added = entries.len();
         let outcome = Outcome { entries, next: edgefn_manifest::workflow::Next::Continue };
         let now = now_ms();
-        let applied = self.db.apply(&run, journal_len, outcome, now).await.map_err(|e| e.to_string())?;
+        let applied =
+            self.db.apply_as(&run, journal_len, outcome, now, Some(knows_cancel)).await.map_err(|e| e.to_string())?;
         let mut leases = self.lock_leases();
-        let Some(held) = leases.get_mut(lease).filter(|_| applied) else {
-            leases.remove(lease);
-            return Err(format!("run `{run}` moved on without this resume (cancelled, or its journal changed)"));
+        let cancelled_meanwhile = match (applied, leases.get_mut(lease)) {
+            (Applied::Applied { cancelling }, Some(held)) => {
+                held.journal_len += added;
+                held.steps += 1;
+                cancelling && !knows_cancel
+            }
+            _ => {
+                leases.remove(lease);
+                return Err(format!("run `{run}` moved on without this resume (cancelled, or its journal changed)"));
+            }
         };
-        held.journal_len += added;
-        held.steps += 1;
-        let go_on = held.began.elapsed() < RESUME_SHARE && held.steps < STEPS_PER_RESUME;
+        let Some(held) = leases.get(lease) else { return Err(format!("run `{run}`: the resume's lease is gone")) };
+        // Cancelled since this resume began: it stops here, and the next resume runs the compensations.
+        let go_on = !cancelled_meanwhile && held.began.elapsed() < RESUME_SHARE && held.steps < STEPS_PER_RESUME;
         Ok(Journaled { now_ms: now, go_on })
     }
 
@@ -395,9 +409,11 @@ impl WorkflowEngine {
             if matches!(run.state, RunState::Retrying | RunState::Cancelling) { run.retry.clone() } else { None };
         let entries: Vec<Entry> = journal.into_iter().map(|row| row.entry).collect();
         let lease = uuid::Uuid::new_v4().simple().to_string();
+        let cancelling = run.state == RunState::Cancelling;
         let held = Lease {
             run: id.to_owned(),
             component: run.component.clone(),
+            cancelling,
             journal_len,
             began: std::time::Instant::now(),
             steps: 0,
@@ -409,7 +425,7 @@ impl WorkflowEngine {
             journal: entries,
             retry,
             now_ms: now,
-            cancelling: run.state == RunState::Cancelling,
+            cancelling,
             lease: Some(lease.clone()),
         };
         let payload = serde_json::to_vec(&call).unwrap_or_default();
@@ -442,7 +458,7 @@ impl WorkflowEngine {
                     }
                 };
                 let next = format!("{:?}", outcome.next);
-                if self.db.apply(id, journal_len, outcome, now_ms()).await? {
+                if self.db.apply_as(id, journal_len, outcome, now_ms(), Some(cancelling)).await? != Applied::Stale {
                     tracing::info!(correlation_id = %id, workflow = %label, version = version.version, next = %next,
                         "workflow resumed");
                 }
@@ -508,6 +524,17 @@ impl crate::capabilities::workflows::Workflows for WorkflowEngine {
             let engine = engine?;
             let input: Value =
                 serde_json::from_slice(&input).map_err(|e| format!("the workflow's input is not JSON: {e}"))?;
+            // A function's ids are its component's: stored as `COMPONENT:ID`, so that no tenant can take, or learn
+            // of, another's.
+            let id = match id {
+                Some(id) if id.len() > MAX_RUN_ID || !valid_run_id(&id) => {
+                    return Err(format!(
+                        "run id `{id}` is not 1 to {MAX_RUN_ID} letters, digits, `-`, `_`, `.` or `:`"
+                    ));
+                }
+                Some(id) => Some(format!("{component}:{id}")),
+                None => None,
+            };
             let name = format!("{component}/{workflow}");
             let (run, _) = engine.start(&name, input, id).await.map_err(|e| e.to_string())?;
             Ok(run.id)
@@ -526,11 +553,18 @@ impl crate::capabilities::workflows::Workflows for WorkflowEngine {
             let engine = engine?;
             let payload: Value =
                 serde_json::from_slice(&payload).map_err(|e| format!("the signal's payload is not JSON: {e}"))?;
-            // Another component's run is answered as none at all.
-            if engine.db.owner(&run).await.map_err(|e| e.to_string())?.as_deref() != Some(component.as_str()) {
-                return Err(SignalError::NotFound(run).to_string());
+            // The run as named, or as the component's own id names it (`COMPONENT:ID`); another component's run
+            // is answered as none at all.
+            let mut found = None;
+            for candidate in [run.clone(), format!("{component}:{run}")] {
+                if engine.db.owner(&candidate).await.map_err(|e| e.to_string())?.as_deref() == Some(component.as_str())
+                {
+                    found = Some(candidate);
+                    break;
+                }
             }
-            let signalled = engine.signal(&run, &event, payload).await.map_err(|e| e.to_string())?;
+            let Some(owned) = found else { return Err(SignalError::NotFound(run).to_string()) };
+            let signalled = engine.signal(&owned, &event, payload).await.map_err(|e| e.to_string())?;
             Ok(signalled == Signalled::Delivered)
         })
     }
@@ -546,6 +580,7 @@ mod tests {
         assert!(!valid_run_id(""));
         assert!(!valid_run_id("has space"));
         assert!(!valid_run_id("slash/y"));
-        assert!(!valid_run_id(&"x".repeat(129)));
+        assert!(valid_run_id(&"x".repeat(200)));
+        assert!(!valid_run_id(&"x".repeat(201)));
     }
 }

@@ -205,24 +205,43 @@ impl Workflow {
         self.state.borrow_mut().compensations.0.push((name.to_owned(), undo));
     }
 
-    /// Runs the compensations registered, newest first, each as a journaled step; answers the cancelled outcome,
-    /// or where the resume ends when one must wait (a retry's backoff, the resume's share).
-    async fn compensate(&self) -> Result<Vec<u8>> {
-        let compensations = {
-            let mut state = self.state.borrow_mut();
-            state.compensating = true;
-            std::mem::take(&mut state.compensations.0)
-        };
+    /// Runs the compensations registered so far, newest first, each as a journaled step (`compensate:NAME`, retried,
+    /// run once), and forgets them: what the code calls when it undoes its work itself (after a later step failed),
+    /// so that a cancel meanwhile undoes nothing twice. Errs when one failed after its retries (naming it), or when
+    /// the run must wait here (propagate that with `?`).
+    pub async fn undo(&self) -> Result<()> {
+        let failed = self.run_compensations().await?;
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::internal(format!("compensation {} failed after its retries", failed.join(", "))))
+        }
+    }
+
+    /// Runs the registered compensations newest first, each as a journaled step, and forgets each as it goes;
+    /// answers those that failed after their retries, or the error that ends the call when the run must wait.
+    async fn run_compensations(&self) -> Result<Vec<String>> {
+        let was_compensating = std::mem::replace(&mut self.state.borrow_mut().compensating, true);
         let mut failed = Vec::new();
-        for (name, undo) in compensations.into_iter().rev() {
+        loop {
+            let next = self.state.borrow_mut().compensations.0.pop();
+            let Some((name, undo)) = next else { break };
             let step = format!("{COMPENSATION_PREFIX}{name}");
             match self.step(&step, StepOptions::default(), |_| undo()).await {
                 Ok(()) => {}
-                // Suspended: the resume ends here and goes on next time.
-                Err(_) if self.state.borrow().next.is_some() => break,
+                // Suspended: the resume ends here and goes on next time (the step is journaled or retried then).
+                Err(error) if self.state.borrow().next.is_some() => return Err(error),
                 Err(_) => failed.push(name),
             }
         }
+        self.state.borrow_mut().compensating = was_compensating;
+        Ok(failed)
+    }
+
+    /// A cancelled run's end: the compensations still registered run, and the run ends cancelled (or the call ends
+    /// where one must wait).
+    async fn compensate(&self) -> Result<Vec<u8>> {
+        let failed = self.run_compensations().await.unwrap_or_default();
         let mut state = self.state.borrow_mut();
         let next = state.next.take().unwrap_or(Next::Cancelled { failed });
         encode(Outcome { entries: std::mem::take(&mut state.added), next })

@@ -55,7 +55,8 @@ impl WorkflowDb {
                 // Due at once, to run the compensations its code registered; then it ends cancelled.
                 tx.execute(
                     "UPDATE workflow_runs SET state = 'cancelling', due_at = ?2, waiting_for = NULL,
-                         retry_step = NULL, retry_attempts = 0, error = NULL, updated_at = ?2 WHERE id = ?1",
+                         retry_step = NULL, retry_attempts = 0, error = NULL, cancel_requested = 1, updated_at = ?2
+                         WHERE id = ?1",
                     params![id, now],
                 )?;
                 tx.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
@@ -118,8 +119,10 @@ impl WorkflowDb {
                     }
                     RunState::Failed => {
                         tx.execute(
-                            "UPDATE workflow_runs SET state = 'ready', due_at = ?2, error = NULL, retryable = 0,
-                                 updated_at = ?2, version = COALESCE(?3, version) WHERE id = ?1",
+                            // A run that failed while cancelling goes on cancelling, never forward.
+                            "UPDATE workflow_runs SET due_at = ?2, error = NULL, retryable = 0, updated_at = ?2,
+                                 state = CASE cancel_requested WHEN 1 THEN 'cancelling' ELSE 'ready' END,
+                                 version = COALESCE(?3, version) WHERE id = ?1",
                             params![id, now, version],
                         )?;
                         Retried::Resumed

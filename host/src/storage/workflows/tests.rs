@@ -163,10 +163,7 @@ fn retries_resume_only_runs_that_failed_outside_their_code_and_undeploys_count_a
         db.start(new_run("other", "blog", "publish", json!(null)), 0).await.unwrap();
         // An id is one workflow's: another workflow cannot take it, nor be answered its run.
         let taken = db.start(new_run("other", "shop", "checkout", json!(null)), 1).await;
-        assert!(
-            matches!(&taken, Err(StartRefused::IdTaken { workflow, .. }) if workflow == "blog/publish"),
-            "{taken:?}"
-        );
+        assert!(matches!(&taken, Err(StartRefused::IdTaken { id }) if id == "other"), "{taken:?}");
 
         // A run its own code failed is final.
         let failed = Next::Failed { error: StepError { status: 402, message: "declined".into() } };
@@ -227,5 +224,35 @@ fn a_run_past_its_age_limit_is_due_by_then_and_fails_saying_so() {
         assert!(!run.retryable, "as old on a retry");
         assert_eq!(run.error.as_deref(), Some("the run is older than its limit ([workflows] max_run_age_s = 1)"));
         assert!(!db.expire("old", 2_000).await.unwrap(), "failed once");
+    });
+}
+
+#[test]
+fn a_cancel_during_a_resume_that_did_not_know_leads_to_compensation_and_a_retry_keeps_cancelling() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = store(dir.path());
+    rt().block_on(async {
+        db.start(new_run("r", "c", "f", json!(null)), 0).await.unwrap();
+        // Cancelled while a resume (called not cancelling) ran a step; it answers that it waits for an event.
+        assert_eq!(db.cancel("r", 5).await.unwrap(), Some(true));
+        let wait = Entry::Event { name: "approved".into(), until_ms: 60_000, resolved: false, value: None };
+        let next = Next::Wait { event: "approved".into(), until_ms: 60_000 };
+        let applied = db.apply_as("r", 0, outcome(vec![step("charge"), wait], next), 6, Some(false)).await.unwrap();
+        assert_eq!(applied, Applied::Applied { cancelling: true });
+        // Its work is kept, and the run is due at once to compensate, not waiting.
+        let (run, journal) = db.load("r").await.unwrap().expect("run");
+        assert_eq!((run.state, run.due_at, run.waiting_for, journal.len()), (RunState::Cancelling, Some(6), None, 2));
+        // The compensating resume crashes for good: failed, retryable; a retry goes on cancelling, never forward.
+        assert!(db.fail("r", "crashed 5 times", 7).await.unwrap());
+        assert_eq!(db.retry("r", None, 8).await.unwrap(), Retried::Resumed);
+        let (run, _) = db.load("r").await.unwrap().expect("run");
+        assert_eq!((run.state, run.due_at), (RunState::Cancelling, Some(8)));
+        // A compensation's failed attempt is retried at its backoff, still cancelling.
+        let failed = StepError { status: 503, message: "down".into() };
+        let retry = Next::Retry { name: "compensate:refund".into(), attempt: 1, error: failed, at_ms: 100 };
+        assert_eq!(db.apply_as("r", 2, outcome(vec![], retry), 9, Some(true)).await.unwrap(), applied);
+        let (run, _) = db.load("r").await.unwrap().expect("run");
+        assert_eq!((run.state, run.due_at), (RunState::Cancelling, Some(100)));
+        assert_eq!(run.retry, Some(Retry { name: "compensate:refund".into(), attempts: 1 }));
     });
 }

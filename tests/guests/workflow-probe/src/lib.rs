@@ -178,7 +178,7 @@ async fn noop(wf: Workflow, n: u32) -> Result<u32> {
 #[function(trigger = http("/foreign/{run}", method = "POST"))]
 async fn foreign(req: Request) -> Response {
     let run = req.param("run").unwrap_or_default();
-    let started = edgefn::workflow::start("gallery/checkout", &json!({}));
+    let started = edgefn::workflow::start("order_saga/checkout", &json!({}));
     let signalled = edgefn::workflow::signal(run, "approved", &true);
     Response::text(format!(
         "start: {}\nsignal: {}",
