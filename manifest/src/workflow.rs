@@ -126,6 +126,10 @@ pub enum Next {
     Sleep { until_ms: i64 },
     /// Waiting for event `event` until `until_ms`.
     Wait { event: String, until_ms: i64 },
+    /// Start child run `name` of the workflow `workflow` (of the same component, on the same version) with `input`,
+    /// and wait for it to end: its end comes as the event [`child_event`]`(name)`, whose payload is a
+    /// [`ChildEnd`]. The outcome's entries end with that wait (an unresolved [`Entry::Event`]).
+    Child { name: String, workflow: String, input: Value },
     /// The function returned its result.
     Done { result: Value },
     /// The function returned an error.
@@ -157,6 +161,34 @@ impl Next {
 
 /// The prefix of the journaled steps a cancelled run's compensations take.
 pub const COMPENSATION_PREFIX: &str = "compensate:";
+
+/// The prefix of the retry a `join` of several steps takes: its steps are retried together, as one.
+pub const JOIN_PREFIX: &str = "join:";
+
+/// The event a parent run waits for while its child `name` runs.
+pub fn child_event(name: &str) -> String {
+    format!("child:{name}")
+}
+
+/// The id of the child run `name` of run `parent`.
+pub fn child_run_id(parent: &str, name: &str) -> String {
+    format!("{parent}:{name}")
+}
+
+/// How a child run ended, as its parent receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChildEnd {
+    /// The child run's id.
+    pub run: String,
+    /// `done`, `failed` or `cancelled`.
+    pub state: String,
+    /// What its function returned, when done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Why it failed or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
 
 #[cfg(test)]
 mod tests {

@@ -29,7 +29,10 @@ pub(crate) fn wait_for_state(host: &Host, id: &str, state: &str) -> Value {
     let mut last = Value::Null;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::time::Instant::now() < deadline {
-        last = run(host, id);
+        // (A run may not be there yet: a child run starts when its parent gets to it.)
+        let reply = host.admin("GET", &format!("/v1/workflows/runs/{id}"), None);
+        assert!(matches!(reply.status, 200 | 404), "{}: {}", reply.status, reply.body);
+        last = if reply.status == 200 { reply.json() } else { Value::Null };
         if last["state"] == state {
             return last;
         }
@@ -481,4 +484,48 @@ fn a_thousand_sleeping_runs_hold_no_instance_and_all_wake_after_a_restart() {
         let (until, woke_at) = (woke["journal"][0]["until_ms"].as_i64(), woke["journal"][1]["at"].as_i64());
         assert!(woke_at >= until && until.is_some(), "nap-{i} woke before its sleep ended: {woke:#}");
     }
+}
+
+#[test]
+fn a_join_runs_steps_at_once_and_child_runs_answer_their_parent_and_are_cancelled_with_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(dir.path());
+    let host = Host::start(&["--config", &config, &component_arg("workflow_probe")]);
+    let started = host.cli_ok(&["workflows", "start", "fanout", "0", "--id", "fan-1"]);
+    assert_eq!(started.trim(), "started run fan-1 of workflow_probe/fanout");
+    let done = wait_for_state(&host, "fan-1", "done");
+    assert_eq!(
+        done["result"],
+        json!({
+            "stock_attempts": 2,
+            "quote": 1_250,
+            "label": "label for fan-1",
+            "broken": "child run `fan-1:broken` failed: out of ink (422)",
+            "napped": "awake",
+        })
+    );
+    // The join's steps are journaled as they ended (quote first), and replay found them by name.
+    let names: Vec<&str> = done["journal"].as_array().expect("journal")[..2]
+        .iter()
+        .map(|entry| entry["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(names, ["quote", "stock"]);
+    // The join was retried for stock alone: quote, journaled when it ended, never ran again.
+    assert_eq!((attempts(&host, "fan-1", "stock"), attempts(&host, "fan-1", "quote")), (2, 1));
+    assert_eq!(attempts(&host, "fan-1", "label"), 1, "a child runs once");
+    let label = run(&host, "fan-1:label");
+    assert_eq!((label["state"].as_str(), label["parent"].as_str()), (Some("done"), Some("fan-1")));
+    let shown = host.cli_ok(&["workflows", "show", "fan-1"]);
+    assert!(shown.contains("child:label: {"), "the timeline says how each child ended:\n{shown}");
+    let shown = host.cli_ok(&["workflows", "show", "fan-1:nap"]);
+    assert!(shown.contains("child of run fan-1"), "{shown}");
+
+    // A parent cancelled while its child sleeps: the child is cancelled with it, and both end cancelled.
+    host.cli_ok(&["workflows", "start", "fanout", "600000", "--id", "fan-2"]);
+    wait_for_state(&host, "fan-2:nap", "sleeping");
+    let parent = wait_for_state(&host, "fan-2", "waiting");
+    assert_eq!(parent["waiting_for"], "child:nap");
+    host.cli_ok(&["workflows", "cancel", "fan-2"]);
+    wait_for_state(&host, "fan-2:nap", "cancelled");
+    wait_for_state(&host, "fan-2", "cancelled");
 }

@@ -55,6 +55,7 @@ fn run_json(run: &RunRow) -> Value {
         "error": run.error,
         "retryable": run.retryable,
         "version": run.version,
+        "parent": run.parent,
         "created_at": run.created_at,
         "updated_at": run.updated_at,
     })
@@ -139,6 +140,9 @@ pub(super) fn describe(entry: &Entry) -> String {
             format!("step {name}: ok after {attempts} attempt(s): {value}")
         }
         Entry::Sleep { until_ms } => format!("sleep until {until_ms}"),
+        Entry::Event { name, resolved: false, .. } if name.starts_with("child:") => {
+            format!("waiting for {name} to end")
+        }
         Entry::Event { name, resolved: false, until_ms, .. } => format!("waiting for event {name} until {until_ms}"),
         Entry::Event { name, value: None, .. } => format!("event {name}: timed out"),
         Entry::Event { name, value: Some(value), .. } => format!("event {name}: {value}"),

@@ -110,6 +110,9 @@ pub(crate) fn run(args: WorkflowsArgs) -> anyhow::Result<()> {
                     text(found, "workflow"),
                     text(found, "state")
                 );
+                if let Some(parent) = found["parent"].as_str() {
+                    println!("child of run {parent}");
+                }
                 println!("input: {}", found["input"]);
                 let attempts = found["failed_attempts"].as_array().cloned().unwrap_or_default();
                 for entry in found["journal"].as_array().into_iter().flatten() {

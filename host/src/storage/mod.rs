@@ -304,6 +304,11 @@ const MIGRATIONS: &[&str] = &[
         journal_bytes = (SELECT COALESCE(SUM(LENGTH(CAST(entry AS BLOB))), 0) FROM workflow_journal
                          WHERE run = workflow_runs.id);
     CREATE INDEX workflow_runs_by_component ON workflow_runs (component) WHERE due_at IS NOT NULL;",
+    // 15. Child workflow runs: the run that started one (`wf.child`), and the event it waits for, which the child's
+    // end sends it.
+    "ALTER TABLE workflow_runs ADD COLUMN parent TEXT;
+    ALTER TABLE workflow_runs ADD COLUMN parent_event TEXT;
+    CREATE INDEX workflow_runs_by_parent ON workflow_runs (parent) WHERE parent IS NOT NULL;",
 ];
 
 /// What went wrong in the database.

@@ -3,7 +3,7 @@
 //! checked against the journal length the resume started from, so two resumes of one run can never both commit.
 
 use super::{Database, StorageError};
-use edgefn_manifest::workflow::{Entry, Next, Outcome, Retry, StepError};
+use edgefn_manifest::workflow::{ChildEnd, Entry, Next, Outcome, Retry, StepError, child_event, child_run_id};
 use rusqlite::{OptionalExtension as _, params};
 use serde_json::Value;
 
@@ -93,6 +93,8 @@ pub struct RunRow {
     /// How many entries its journal holds, and their bytes (as stored).
     pub journal_entries: usize,
     pub journal_bytes: usize,
+    /// The run that started this one as its child (`wf.child`).
+    pub parent: Option<String>,
 }
 
 /// A failed attempt of a step, for the run's timeline.
@@ -165,7 +167,7 @@ pub enum Signalled {
 
 const RUN_COLUMNS: &str = "id, component, function, input, state, due_at, waiting_for, retry_step, retry_attempts, \
                            result, error, created_at, updated_at, version, retryable, journal_entries, \
-                           journal_bytes";
+                           journal_bytes, parent";
 
 fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     let text = |index: usize| -> rusqlite::Result<Option<String>> { row.get(index) };
@@ -192,6 +194,7 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         retryable: row.get(14)?,
         journal_entries: row.get::<_, i64>(15)?.max(0) as usize,
         journal_bytes: row.get::<_, i64>(16)?.max(0) as usize,
+        parent: row.get(17)?,
     })
 }
 
@@ -486,7 +489,7 @@ impl WorkflowDb {
                     Next::Continue if cancelling => set_state(&tx, &id, RunState::Cancelling, Some(now), now)?,
                     // Code that sleeps or waits while cancelling does not run compensation (an SDK from before
                     // it did): the run ends cancelled without it.
-                    Next::Sleep { .. } | Next::Wait { .. } if cancelling => {
+                    Next::Sleep { .. } | Next::Wait { .. } | Next::Child { .. } if cancelling => {
                         cancel_now(&tx, &id, "cancelled (its code ran no compensation)", now)?
                     }
                     // A compensation's attempt failed: retried at its backoff, the run still cancelling.
@@ -506,28 +509,27 @@ impl WorkflowDb {
                         retry_later(&tx, &id, RunState::Retrying, (&name, attempt, &error), at_ms, now)?
                     }
                     Next::Sleep { until_ms } => set_state(&tx, &id, RunState::Sleeping, Some(until_ms), now)?,
-                    Next::Wait { event, until_ms } => {
-                        let kept: Option<(i64, String)> = tx
-                            .query_row(
-                                "SELECT id, payload FROM workflow_signals WHERE run = ?1 AND event = ?2
-                                     ORDER BY id LIMIT 1",
-                                params![id, event],
-                                |row| Ok((row.get(0)?, row.get(1)?)),
-                            )
-                            .optional()?;
-                        match kept {
-                            Some((signal, payload)) => {
-                                tx.execute("DELETE FROM workflow_signals WHERE id = ?1", params![signal])?;
-                                resolve_wait(&tx, &id, serde_json::from_str(&payload).ok())?;
-                                set_state(&tx, &id, RunState::Ready, Some(now), now)?;
-                            }
-                            None => {
-                                tx.execute(
-                                    "UPDATE workflow_runs SET state = 'waiting', due_at = ?2, waiting_for = ?3,
-                                         retry_step = NULL, retry_attempts = 0, updated_at = ?4 WHERE id = ?1",
-                                    params![id, until_ms, event, now],
-                                )?;
-                            }
+                    Next::Wait { event, until_ms } => wait_for(&tx, &id, &event, until_ms, now)?,
+                    Next::Child { name, workflow, input } => {
+                        // Started in the same transaction as the parent's wait: once, however often this replays.
+                        let child = child_run_id(&id, &name);
+                        tx.execute(
+                            "INSERT OR IGNORE INTO workflow_runs (id, component, function, input, state, due_at,
+                                 created_at, updated_at, version, parent, parent_event)
+                             SELECT ?2, component, ?3, ?4, 'ready', ?5, ?5, ?5, version, id, ?6
+                             FROM workflow_runs WHERE id = ?1",
+                            params![id, child, workflow, encode(&input), now, child_event(&name)],
+                        )?;
+                        let parent: Option<String> = tx
+                            .query_row("SELECT parent FROM workflow_runs WHERE id = ?1", params![child], |row| {
+                                row.get(0)
+                            })
+                            .optional()?
+                            .flatten();
+                        if parent.as_deref() == Some(id.as_str()) {
+                            wait_for(&tx, &id, &child_event(&name), deadline, now)?;
+                        } else {
+                            fail(&tx, &id, &format!("child run id `{child}` is taken by another run"), false, now)?;
                         }
                     }
                     Next::Done { result } => {
@@ -537,6 +539,7 @@ impl WorkflowDb {
                             params![id, encode(&result), now],
                         )?;
                         tx.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
+                        tell_parent(&tx, &id, now)?;
                     }
                     Next::Failed { error } => fail(&tx, &id, &error_text(&error), false, now)?,
                     Next::NonDeterministic { error } => fail(&tx, &id, &error, true, now)?,
@@ -586,28 +589,88 @@ impl WorkflowDb {
             .db
             .call(move |conn| {
                 let tx = conn.transaction()?;
-                let Some(run) = load_run(&tx, &id)? else { return Ok(Err(SignalError::NotFound(id))) };
-                if run.state.is_finished() || run.state == RunState::Cancelling {
-                    return Ok(Err(SignalError::Finished { run: id, state: run.state.as_str() }));
-                }
-                let signalled = if run.state == RunState::Waiting && run.waiting_for.as_deref() == Some(event.as_str())
-                {
-                    resolve_wait(&tx, &id, serde_json::from_str(&payload).ok())?;
-                    set_state(&tx, &id, RunState::Ready, Some(now), now)?;
-                    Signalled::Delivered
-                } else {
-                    tx.execute(
-                        "INSERT INTO workflow_signals (run, event, payload, at) VALUES (?1, ?2, ?3, ?4)",
-                        params![id, event, payload, now],
-                    )?;
-                    Signalled::Kept
-                };
+                let signalled = deliver(&tx, &id, &event, &payload, now)?;
                 tx.commit()?;
-                Ok(Ok(signalled))
+                Ok(signalled)
             })
             .await??;
         Ok(signalled)
     }
+}
+
+/// Sends event `event` with `payload` (JSON) to run `id`, in `conn`'s transaction: it resumes now if it waits for
+/// it, else the signal is kept until it does.
+fn deliver(
+    conn: &rusqlite::Connection,
+    id: &str,
+    event: &str,
+    payload: &str,
+    now: i64,
+) -> Result<Result<Signalled, SignalError>, StorageError> {
+    let Some(run) = load_run(conn, id)? else { return Ok(Err(SignalError::NotFound(id.to_owned()))) };
+    if run.state.is_finished() || run.state == RunState::Cancelling {
+        return Ok(Err(SignalError::Finished { run: id.to_owned(), state: run.state.as_str() }));
+    }
+    if run.state == RunState::Waiting && run.waiting_for.as_deref() == Some(event) {
+        resolve_wait(conn, id, serde_json::from_str(payload).ok())?;
+        set_state(conn, id, RunState::Ready, Some(now), now)?;
+        return Ok(Ok(Signalled::Delivered));
+    }
+    conn.execute(
+        "INSERT INTO workflow_signals (run, event, payload, at) VALUES (?1, ?2, ?3, ?4)",
+        params![id, event, payload, now],
+    )?;
+    Ok(Ok(Signalled::Kept))
+}
+
+/// Makes run `id` wait for `event` until `until_ms`, or resumes it at once with a signal kept for that event.
+fn wait_for(conn: &rusqlite::Connection, id: &str, event: &str, until_ms: i64, now: i64) -> Result<(), StorageError> {
+    let kept: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT id, payload FROM workflow_signals WHERE run = ?1 AND event = ?2 ORDER BY id LIMIT 1",
+            params![id, event],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    match kept {
+        Some((signal, payload)) => {
+            conn.execute("DELETE FROM workflow_signals WHERE id = ?1", params![signal])?;
+            resolve_wait(conn, id, serde_json::from_str(&payload).ok())?;
+            set_state(conn, id, RunState::Ready, Some(now), now)?;
+        }
+        None => {
+            conn.execute(
+                "UPDATE workflow_runs SET state = 'waiting', due_at = ?2, waiting_for = ?3, retry_step = NULL,
+                     retry_attempts = 0, updated_at = ?4 WHERE id = ?1",
+                params![id, until_ms, event, now],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Tells the run that started run `id` as its child (if one did) how `id` ended: it has just finished.
+fn tell_parent(conn: &rusqlite::Connection, id: &str, now: i64) -> Result<(), StorageError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT parent, parent_event, state, result, error FROM workflow_runs
+             WHERE id = ?1 AND parent IS NOT NULL AND parent_event IS NOT NULL",
+        )?
+        .query_row(params![id], |row| {
+            let result: Option<String> = row.get(3)?;
+            let end = ChildEnd {
+                run: id.to_owned(),
+                state: row.get(2)?,
+                result: result.and_then(|text| serde_json::from_str(&text).ok()),
+                error: row.get(4)?,
+            };
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, end))
+        })
+        .optional()?;
+    let Some((parent, event, end)) = row else { return Ok(()) };
+    // A parent that ended, or is being cancelled, waits for nothing: it is not told.
+    let _ = deliver(conn, &parent, &event, &encode(&end), now)?;
+    Ok(())
 }
 
 /// Keeps the failed attempt (`step`, its number, its error) for the timeline and makes run `id` due again at `at_ms`
@@ -640,7 +703,7 @@ fn cancel_now(conn: &rusqlite::Connection, id: &str, why: &str, now: i64) -> Res
         params![id, why, now],
     )?;
     conn.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
-    Ok(())
+    tell_parent(conn, id, now)
 }
 
 /// Fails run `id`; `retryable` when it failed outside its own code (its journal is not final).
@@ -651,7 +714,7 @@ fn fail(conn: &rusqlite::Connection, id: &str, error: &str, retryable: bool, now
         params![id, error, now, retryable],
     )?;
     conn.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
-    Ok(())
+    tell_parent(conn, id, now)
 }
 
 mod operations;

@@ -26,7 +26,7 @@ use crate::storage::workflows::{
 };
 use crate::telemetry::otel;
 use edgefn_manifest::record::Trigger as TriggerKind;
-use edgefn_manifest::workflow::{Call, Entry, Journaled, Outcome};
+use edgefn_manifest::workflow::{Call, Entry, Journaled, Next, Outcome, StepError};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -261,7 +261,7 @@ impl WorkflowEngine {
             (held.run.clone(), held.journal_len, held.cancelling)
         };
         let added = entries.len();
-        let outcome = Outcome { entries, next: edgefn_manifest::workflow::Next::Continue };
+        let outcome = Outcome { entries, next: Next::Continue };
         let now = now_ms();
         let applied =
             self.db.apply_as(&run, journal_len, outcome, now, Some(knows_cancel)).await.map_err(|e| e.to_string())?;
@@ -450,7 +450,7 @@ impl WorkflowEngine {
             Ok(Ok(bytes)) => {
                 self.lock_crashes().remove(id);
                 let outcome: Outcome = match serde_json::from_slice(&bytes) {
-                    Ok(outcome) => outcome,
+                    Ok(outcome) => child_checked(outcome, &version),
                     Err(error) => {
                         let message = format!("the function's answer is not a workflow outcome: {error}");
                         self.db.fail(id, &message, now_ms()).await?;
@@ -492,6 +492,21 @@ impl WorkflowEngine {
         }
         Ok(())
     }
+}
+
+/// `outcome`, or, when it starts a child run that cannot be (a workflow its version does not have, an input past
+/// the limit), the same outcome failing the run, saying why.
+fn child_checked(outcome: Outcome, version: &ComponentVersion) -> Outcome {
+    let Next::Child { name, workflow, input } = &outcome.next else { return outcome };
+    let size = serde_json::to_vec(input).map_or(0, |bytes| bytes.len());
+    let problem = if !version.has(workflow, is_workflow) {
+        format!("child `{name}`: version {} of this component has no workflow `{workflow}`", version.version)
+    } else if size > MAX_PAYLOAD_BYTES {
+        format!("child `{name}`: its input is {size} bytes; a workflow's input is at most {MAX_PAYLOAD_BYTES}")
+    } else {
+        return outcome;
+    };
+    Outcome { next: Next::Failed { error: StepError { status: 400, message: problem } }, ..outcome }
 }
 
 /// What functions reach through `edgefn:function/workflows`: runs of their own component only.

@@ -4,6 +4,7 @@
 use crate::rt::LocalBoxFuture;
 use crate::{Error, Result};
 use edgefn_manifest::workflow::{COMPENSATION_PREFIX, Call, Entry, Next, Outcome, Retry, StepError};
+use join::JoinState;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
@@ -103,6 +104,8 @@ struct State {
     /// The compensations are running (replay goes through their journaled steps as usual).
     compensating: bool,
     compensations: Compensations,
+    /// The `join` under way: its steps replay by name, not position, and are retried together.
+    join: Option<JoinState>,
     /// Set once the call has done its new piece of work (or found the run must wait): it ends here.
     next: Option<Next>,
 }
@@ -130,6 +133,7 @@ impl Workflow {
             cancelling: call.cancelling,
             compensating: false,
             compensations: Compensations::default(),
+            join: None,
             next: None,
         };
         Self { state: Rc::new(RefCell::new(state)) }
@@ -155,9 +159,12 @@ impl Workflow {
                 Some(Entry::Step { name, .. }) => name.starts_with(COMPENSATION_PREFIX),
                 Some(_) => false,
             };
-            if at_compensation {
+            if at_compensation && state.join.is_none() {
                 return Err(suspended());
             }
+        }
+        if state.join.is_some() {
+            return join::replay_member(&mut state, expected);
         }
         let Some(entry) = state.journal.get(state.cursor).cloned() else { return Ok(None) };
         let same = match (&entry, expected) {
@@ -183,7 +190,7 @@ impl Workflow {
     /// or an event it was waiting for when it was cancelled) stops here instead, for its compensations.
     fn stop(&self, entry: Option<Entry>, next: Next) -> Error {
         let mut state = self.state.borrow_mut();
-        let waits = matches!(next, Next::Sleep { .. } | Next::Wait { .. } | Next::Retry { .. });
+        let waits = matches!(next, Next::Sleep { .. } | Next::Wait { .. } | Next::Retry { .. } | Next::Child { .. });
         if state.cancelling && !state.compensating && waits {
             return suspended();
         }
@@ -267,8 +274,13 @@ impl Workflow {
             let state = self.state.borrow();
             (state.run.clone(), state.retry.clone(), state.now_ms)
         };
+        // Inside a join, the join is what is retried (its steps together).
+        let (retried_as, join_attempt) = match self.state.borrow().join.as_ref() {
+            Some(join) => (join.retry_name(), Some(join.attempt())),
+            None => (name.to_owned(), None),
+        };
         let failed_before = match retry {
-            Some(retry) if retry.name == name => retry.attempts,
+            Some(retry) if retry.name == retried_as => retry.attempts,
             Some(retry) => {
                 let error = format!(
                     "non-deterministic: step `{}` was being retried where the code now asks for step `{name}`",
@@ -278,6 +290,8 @@ impl Workflow {
             }
             None => 0,
         };
+        // (A join counts its attempts from when it began: a step of it that journaled meanwhile ended the retry.)
+        let failed_before = join_attempt.map_or(failed_before, |attempt| attempt - 1);
         let number = failed_before + 1;
         let attempt = Attempt { number, idempotency_key: format!("{run_id}:{name}:{number}") };
         let outcome = match options.timeout {
@@ -297,7 +311,13 @@ impl Workflow {
                 let retryable = !(400..500).contains(&error.status());
                 let step_error = StepError { status: error.status(), message: error.message().to_owned() };
                 if retryable && number <= options.retries {
-                    let delay = i64::try_from(options.delay_before(number + 1).as_millis()).unwrap_or(i64::MAX);
+                    let delay = options.delay_before(number + 1);
+                    if let Some(join) = self.state.borrow_mut().join.as_mut() {
+                        // Retried with the join's other failed steps once the join has run all of them.
+                        join.failed(name, step_error, delay);
+                        return Err(suspended());
+                    }
+                    let delay = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
                     let at_ms = now_ms.saturating_add(delay);
                     (None, Next::Retry { name: name.to_owned(), attempt: number, error: step_error, at_ms })
                 } else {
@@ -430,7 +450,7 @@ impl Workflow {
     }
 }
 
-fn millis(time: SystemTime) -> i64 {
+pub(super) fn millis(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
@@ -498,5 +518,7 @@ fn encode(outcome: Outcome) -> Result<Vec<u8>> {
     serde_json::to_vec(&outcome).map_err(|e| Error::internal(format!("failed to encode the outcome: {e}")))
 }
 
+mod child;
+mod join;
 #[cfg(test)]
 mod tests;

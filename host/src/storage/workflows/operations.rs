@@ -52,14 +52,22 @@ impl WorkflowDb {
                 if run.state.is_finished() || run.state == RunState::Cancelling {
                     return Ok(Some(false));
                 }
-                // Due at once, to run the compensations its code registered; then it ends cancelled.
+                // Due at once, to run the compensations its code registered; then it ends cancelled. So do its
+                // children that have not ended, and theirs.
                 tx.execute(
-                    "UPDATE workflow_runs SET state = 'cancelling', due_at = ?2, waiting_for = NULL,
+                    "WITH RECURSIVE tree(id) AS (
+                         SELECT ?1 UNION SELECT runs.id FROM workflow_runs runs JOIN tree ON runs.parent = tree.id)
+                     UPDATE workflow_runs SET state = 'cancelling', due_at = ?2, waiting_for = NULL,
                          retry_step = NULL, retry_attempts = 0, error = NULL, cancel_requested = 1, updated_at = ?2
-                         WHERE id = ?1",
+                     WHERE id IN tree AND state NOT IN ('done', 'failed', 'cancelled', 'cancelling')",
                     params![id, now],
                 )?;
-                tx.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
+                tx.execute(
+                    "WITH RECURSIVE tree(id) AS (
+                         SELECT ?1 UNION SELECT runs.id FROM workflow_runs runs JOIN tree ON runs.parent = tree.id)
+                     DELETE FROM workflow_signals WHERE run IN tree",
+                    params![id],
+                )?;
                 tx.commit()?;
                 Ok(Some(true))
             })

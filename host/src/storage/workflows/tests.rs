@@ -256,3 +256,49 @@ fn a_cancel_during_a_resume_that_did_not_know_leads_to_compensation_and_a_retry_
         assert_eq!(run.retry, Some(Retry { name: "compensate:refund".into(), attempts: 1 }));
     });
 }
+
+#[test]
+fn a_child_run_starts_with_its_parents_wait_and_its_end_resumes_the_parent() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = store(dir.path());
+    rt().block_on(async {
+        db.start(new_run("p1", "shop", "checkout", json!(null)), 10).await.unwrap();
+        let wait = Entry::Event { name: "child:label".into(), until_ms: i64::MAX, resolved: false, value: None };
+        let child = Next::Child { name: "label".into(), workflow: "make-label".into(), input: json!({"n": 7}) };
+        assert!(db.apply("p1", 0, outcome(vec![wait.clone()], child.clone()), 20).await.unwrap());
+        let (parent, _) = db.load("p1").await.unwrap().expect("the parent");
+        assert_eq!((parent.state, parent.waiting_for.as_deref()), (RunState::Waiting, Some("child:label")));
+        let (started, _) = db.load("p1:label").await.unwrap().expect("the child");
+        assert_eq!(
+            (started.state, started.function.as_str(), started.input.clone(), started.version, started.parent),
+            (RunState::Ready, "make-label", json!({"n": 7}), Some(1), Some("p1".to_owned())),
+            "on the parent's version, due now"
+        );
+        // The child ends: the parent resumes with how.
+        assert!(db.apply("p1:label", 0, outcome(vec![], Next::Done { result: json!("L-7") }), 30).await.unwrap());
+        let (parent, journal) = db.load("p1").await.unwrap().expect("the parent");
+        assert_eq!((parent.state, parent.due_at), (RunState::Ready, Some(30)));
+        let Entry::Event { resolved: true, value: Some(end), .. } = &journal[0].entry else { panic!("{journal:?}") };
+        assert_eq!(end, &json!({"run": "p1:label", "state": "done", "result": "L-7"}));
+
+        // A second child that fails before its parent waits: the parent is told when it does.
+        let child2 = Next::Child { name: "box".into(), workflow: "make-label".into(), input: json!(null) };
+        let wait2 = Entry::Event { name: "child:box".into(), until_ms: i64::MAX, resolved: false, value: None };
+        assert!(db.apply("p1", 1, outcome(vec![wait2], child2), 40).await.unwrap());
+        assert!(db.fail("p1:box", "it crashed", 50).await.unwrap());
+        let (parent, journal) = db.load("p1").await.unwrap().expect("the parent");
+        assert_eq!(parent.state, RunState::Ready);
+        let Entry::Event { value: Some(end), .. } = &journal[1].entry else { panic!("{journal:?}") };
+        assert_eq!((end["state"].as_str(), end["error"].as_str()), (Some("failed"), Some("it crashed")));
+
+        // Cancelling a parent cancels its children that have not ended.
+        let child3 = Next::Child { name: "gift".into(), workflow: "wrap".into(), input: json!(null) };
+        let wait3 = Entry::Event { name: "child:gift".into(), until_ms: i64::MAX, resolved: false, value: None };
+        assert!(db.apply("p1", 2, outcome(vec![wait3], child3), 60).await.unwrap());
+        assert_eq!(db.cancel("p1", 70).await.unwrap(), Some(true));
+        let (gift, _) = db.load("p1:gift").await.unwrap().expect("the child");
+        assert_eq!(gift.state, RunState::Cancelling);
+        let (done_child, _) = db.load("p1:label").await.unwrap().expect("the child");
+        assert_eq!(done_child.state, RunState::Done, "an ended child stays as it ended");
+    });
+}

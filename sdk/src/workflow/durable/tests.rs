@@ -283,3 +283,128 @@ fn a_cancelled_run_replays_to_where_it_was_then_runs_its_compensations_newest_fi
     assert_eq!(outcomes.last().map(|o| o.next.clone()), Some(Next::Cancelled { failed: vec![] }), "{outcomes:?}");
     assert_eq!(UNDONE.with(|undone| undone.borrow().clone()), ["release", "refund"], "each compensation ran once");
 }
+
+thread_local! {
+    static STOCK: Cell<u32> = const { Cell::new(0) };
+    static QUOTE: Cell<u32> = const { Cell::new(0) };
+}
+
+fn reserve_together(wf: Workflow, _: Value) -> crate::rt::LocalBoxFuture<'static, Result<Value>> {
+    Box::pin(async move {
+        let fast = StepOptions::default().backoff(Duration::from_millis(10), Duration::from_millis(40));
+        let (stock, quote) = wf
+            .join(
+                "reserve",
+                wf.step("stock", fast, |a| async move {
+                    STOCK.with(|c| c.set(c.get() + 1));
+                    Ok(format!("held ({})", a.idempotency_key))
+                }),
+                wf.step("quote", fast, |a| async move {
+                    QUOTE.with(|c| c.set(c.get() + 1));
+                    if a.number < 3 { Err(Error::internal("quotes down")) } else { Ok(a.number) }
+                }),
+            )
+            .await?;
+        let total: u32 = wf.step("total", StepOptions::default(), |_| async move { Ok(quote * 10) }).await?;
+        Ok(json!({ "stock": stock, "total": total }))
+    })
+}
+
+#[test]
+fn a_join_runs_each_step_once_retries_the_failed_ones_together_and_replays_in_any_order() {
+    STOCK.with(|c| c.set(0));
+    QUOTE.with(|c| c.set(0));
+    let mut journal = Vec::new();
+    let outcome = drive(reserve_together, Value::Null, &mut journal);
+    assert_eq!(outcome.next, Next::Done { result: json!({ "stock": "held (run-1:stock:1)", "total": 30 }) });
+    assert_eq!(STOCK.with(Cell::get), 1, "the step that succeeded is journaled and never runs again");
+    assert_eq!(QUOTE.with(Cell::get), 3, "the failed step gets its next attempt each time the join is retried");
+    let names: Vec<String> = journal.iter().map(Entry::describe).collect();
+    assert_eq!(names, ["step `stock`", "step `quote`", "step `total`"]);
+    // The retry names the join, and its backoff is the failed step's.
+    let first = call(reserve_together, &Value::Null, &journal[..1], None, 0);
+    assert!(
+        matches!(&first.next, Next::Retry { name, attempt: 1, at_ms: 10, error } if name == "join:reserve"
+            && error.message == "step `quote`: quotes down"),
+        "{first:?}"
+    );
+    // The journal may hold a join's steps in the order they ended: replay finds them by name.
+    STOCK.with(|c| c.set(0));
+    QUOTE.with(|c| c.set(0));
+    let mut swapped = journal.clone();
+    swapped.swap(0, 1);
+    let again = call(reserve_together, &Value::Null, &swapped, None, 5_000);
+    assert_eq!(again.next, outcome.next);
+    assert_eq!((STOCK.with(Cell::get), QUOTE.with(Cell::get)), (0, 0), "replay runs nothing");
+}
+
+#[test]
+fn a_join_whose_steps_are_not_the_journals_fails_the_run_saying_why() {
+    // The journal has a step `hold` where the join's steps are now `stock` and `quote`.
+    let journal = vec![
+        Entry::Step { name: "hold".into(), value: Some(json!("x")), error: None, attempts: 1 },
+        Entry::Step { name: "stock".into(), value: Some(json!("held")), error: None, attempts: 1 },
+    ];
+    let outcome = call(reserve_together, &Value::Null, &journal, None, 0);
+    let Next::NonDeterministic { error } = &outcome.next else { panic!("{outcome:?}") };
+    assert!(error.contains("step `hold` in join `reserve`"), "{error}");
+
+    fn sleeps_in_a_join(wf: Workflow, _: Value) -> crate::rt::LocalBoxFuture<'static, Result<Value>> {
+        Box::pin(async move {
+            wf.join("odd", wf.step("a", StepOptions::default(), |_| async { Ok(1) }), async {
+                wf.sleep(Duration::from_secs(1)).await.map(|()| 2)
+            })
+            .await?;
+            Ok(Value::Null)
+        })
+    }
+    let a = Entry::Step { name: "a".into(), value: Some(json!(1)), error: None, attempts: 1 };
+    let outcome = call(sleeps_in_a_join, &Value::Null, &[a], None, 0);
+    let Next::Failed { error } = &outcome.next else { panic!("{outcome:?}") };
+    assert!(error.message.contains("join `odd` runs only steps") && error.message.contains("a sleep"), "{error:?}");
+}
+
+fn with_a_child(wf: Workflow, input: Value) -> crate::rt::LocalBoxFuture<'static, Result<Value>> {
+    Box::pin(async move {
+        let label: String = wf.child("label", "make-label", &input).await?;
+        Ok(json!({ "label": label }))
+    })
+}
+
+#[test]
+fn a_child_run_starts_once_and_its_end_answers_the_parent() {
+    let input = json!({ "order": 7 });
+    let first = call(with_a_child, &input, &[], None, 0);
+    assert_eq!(
+        first.next,
+        Next::Child { name: "label".into(), workflow: "make-label".into(), input: input.clone() },
+        "the host starts the child with the parent's wait"
+    );
+    let mut journal = first.entries.clone();
+    assert!(matches!(&journal[..], [Entry::Event { name, resolved: false, .. }] if name == "child:label"));
+    // Still running: the parent waits on, starting nothing again.
+    let waiting = call(with_a_child, &input, &journal, None, 10);
+    assert!(matches!(&waiting.next, Next::Wait { event, .. } if event == "child:label"), "{waiting:?}");
+    assert!(waiting.entries.is_empty());
+    let end = |state: &str, result: Option<Value>, error: Option<&str>| {
+        serde_json::to_value(edgefn_manifest::workflow::ChildEnd {
+            run: "run-1:label".into(),
+            state: state.into(),
+            result,
+            error: error.map(str::to_owned),
+        })
+        .expect("encode")
+    };
+    let Entry::Event { resolved, value, .. } = &mut journal[0] else { panic!("an event entry") };
+    (*resolved, *value) = (true, Some(end("done", Some(json!("L-7")), None)));
+    assert_eq!(call(with_a_child, &input, &journal, None, 20).next, Next::Done { result: json!({ "label": "L-7" }) });
+    let Entry::Event { value, .. } = &mut journal[0] else { panic!("an event entry") };
+    *value = Some(end("failed", None, Some("no ink (500)")));
+    let failed = call(with_a_child, &input, &journal, None, 20);
+    assert_eq!(
+        failed.next,
+        Next::Failed {
+            error: StepError { status: 502, message: "child run `run-1:label` failed: no ink (500)".into() }
+        }
+    );
+}

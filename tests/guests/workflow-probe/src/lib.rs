@@ -9,7 +9,8 @@
 //! and `POST /foreign/{run}` tries another component's workflow and a run id it names, to be refused.
 //!
 //! For kills, crowds and benchmarks: `five` takes five steps that each count themselves in KV (`count:RUN:sN`);
-//! `nap` sleeps, then takes one step; `noop` takes `n` steps that do nothing.
+//! `nap` sleeps, then takes one step; `noop` takes `n` steps that do nothing. `fanout` runs two steps at once and
+//! three child runs (`label`, `broken`, `nap`).
 
 use edgefn::kv::Store;
 use edgefn::prelude::*;
@@ -173,6 +174,59 @@ async fn noop(wf: Workflow, n: u32) -> Result<u32> {
     }
     Ok(n)
 }
+
+// ANCHOR: together
+/// Reserves stock and gets a shipping quote at once (a join: quote ends first, so the journal has it before stock;
+/// stock's first attempt fails, so the join is retried, and quote, already journaled, is not run again), then has its child `label` make a label, tries a child that
+/// fails, and naps in a third child for `nap_ms`. Each attempt is counted in KV (`count:RUN:STEP`).
+#[function(trigger = workflow)]
+async fn fanout(wf: Workflow, nap_ms: u64) -> Result<Value> {
+    let run = wf.run_id();
+    let retried = StepOptions::default().backoff(Duration::from_millis(100), Duration::from_secs(1));
+    let (stock_run, quote_run) = (run.clone(), run.clone());
+    let (stock, quote) = wf
+        .join(
+            "prepare",
+            wf.step("stock", retried, move |attempt| async move {
+                count(&stock_run, "stock")?;
+                edgefn::rt::sleep(Duration::from_millis(100)).await;
+                if attempt.number < 2 { Err(Error::internal("the stock service is down")) } else { Ok(attempt.number) }
+            }),
+            wf.step("quote", retried, move |_| async move {
+                count(&quote_run, "quote")?;
+                edgefn::rt::sleep(Duration::from_millis(20)).await;
+                Ok(1_250u32)
+            }),
+        )
+        .await?;
+    let label: String = wf.child("label", "label", &run).await?;
+    let broken = wf.child::<Value, _>("broken", "broken", &()).await.expect_err("the child fails");
+    let napped: String = wf.child("nap", "nap", &nap_ms).await?;
+    Ok(json!({
+        "stock_attempts": stock,
+        "quote": quote,
+        "label": label,
+        "broken": broken.message(),
+        "napped": napped,
+    }))
+}
+
+/// A child: makes the label for `order`, counting itself.
+#[function(trigger = workflow)]
+async fn label(wf: Workflow, order: String) -> Result<String> {
+    wf.step("print", StepOptions::default(), move |_| async move {
+        count(&order, "label")?;
+        Ok(format!("label for {order}"))
+    })
+    .await
+}
+
+/// A child that fails.
+#[function(trigger = workflow)]
+async fn broken(_wf: Workflow, _input: Value) -> Result<Value> {
+    Err(Error::new(422, "out of ink"))
+}
+// ANCHOR_END: together
 
 /// `POST /foreign/{run}`: what another component's workflow and an unknown run answer, as text.
 #[function(trigger = http("/foreign/{run}", method = "POST"))]
