@@ -350,6 +350,9 @@ pub enum StorageError {
     Cluster { action: String, reason: String },
 }
 
+/// How long a connection waits for another's write lock before it fails ("database is locked").
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One SQLite connection, shared by the tasks of one part of the host behind a mutex; each method holds it for one
 /// transaction. Cloning shares the connection.
 #[derive(Clone)]
@@ -392,7 +395,7 @@ impl Database {
             let mut conn = Connection::open(&path)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
-            conn.busy_timeout(Duration::from_secs(10))?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
             // Transactions take the write lock when they begin. A deferred one that reads, then writes, fails at
             // once ("database is locked", without waiting) when another connection committed in between: the queue's
             // capacity check before an insert is such a transaction.
@@ -420,15 +423,29 @@ impl Database {
             .map_err(|join| StorageError::Task(join.to_string()))?
     }
 
-    /// Runs `work` on the connection from async code without waiting for a blocking-pool thread to wake: on a
-    /// multi-threaded runtime the worker says it blocks (`block_in_place`: tokio moves its other tasks to another
-    /// worker) and runs `work` itself; elsewhere as [`Database::call`]. For short writes on a hot path, where a
-    /// thread hand-off would cost more than the write (a workflow step's journal write).
-    pub async fn call_in_place<R, F>(&self, work: F) -> Result<R, StorageError>
+    /// Runs `work` on the connection from async code, for writes of a few tens of microseconds on the hottest path
+    /// (a workflow step's journal write), where a hand-off to another thread costs as much as the write. When the
+    /// connection is free and SQLite's write lock can be had at once, `work` runs right here in the worker, held
+    /// that long as by any guest code (a WAL checkpoint SQLite runs in a commit, every 1,000 pages of log, holds it
+    /// for about one `fsync`; the other workers take its queued tasks meanwhile). Otherwise, another connection
+    /// writing, it waits as usual without holding the worker: `block_in_place` on a multi-threaded runtime, else
+    /// [`Database::call`]. `work` may so be called twice, the first time failing at its transaction's start.
+    pub async fn call_in_place<R, F>(&self, mut work: F) -> Result<R, StorageError>
     where
         R: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<R, StorageError> + Send + 'static,
+        F: FnMut(&mut Connection) -> Result<R, StorageError> + Send + 'static,
     {
+        if let Ok(mut conn) = self.conn.try_lock() {
+            // Transactions begin IMMEDIATE: with no wait allowed, one that cannot have the lock fails at its start.
+            let _ = conn.busy_timeout(Duration::ZERO);
+            let result = work(&mut conn);
+            let _ = conn.busy_timeout(BUSY_TIMEOUT);
+            let busy = matches!(&result, Err(StorageError::Sqlite(error))
+                if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy));
+            if !busy {
+                return result.map_err(|error| error.naming_the_disk(&self.path));
+            }
+        }
         let multi_threaded = tokio::runtime::Handle::try_current()
             .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if multi_threaded { tokio::task::block_in_place(|| self.with_blocking(work)) } else { self.call(work).await }
@@ -536,6 +553,60 @@ mod tests {
         let keys: i64 =
             db.with_blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0))?)).expect("count");
         assert_eq!(keys, 0, "the refused write stored nothing");
+    }
+
+    #[test]
+    fn a_write_in_place_waits_for_another_connections_write_without_failing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Database::open(dir.path()).expect("open");
+        let other = Database::connect(dir.path()).expect("connect");
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+        let insert = |conn: &mut Connection, key: &str| -> Result<(), StorageError> {
+            let tx = conn.transaction()?;
+            tx.execute("INSERT INTO kv (store, key, value, version) VALUES ('s', ?1, x'00', 1)", [key])?;
+            tx.commit()?;
+            Ok(())
+        };
+        // Free: it runs at once, in the calling worker.
+        runtime.block_on(db.call_in_place(move |conn| insert(conn, "a"))).expect("a write in place");
+        // Another connection holds SQLite's write lock for a while: the first try fails at its start, and the
+        // write then waits for the lock as any other does, and lands once.
+        let (locked, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let holder = std::thread::spawn(move || {
+            other
+                .with_blocking(|conn| {
+                    let tx = conn.transaction()?;
+                    tx.execute("INSERT INTO kv (store, key, value, version) VALUES ('s', 'held', x'00', 1)", [])?;
+                    locked.0.send(()).expect("tell");
+                    release.1.recv().expect("wait");
+                    tx.commit()?;
+                    Ok(())
+                })
+                .expect("the other write");
+        });
+        locked.1.recv().expect("the lock is held");
+        let tries = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = tries.clone();
+        let write = runtime.spawn({
+            let db = db.clone();
+            async move {
+                db.call_in_place(move |conn| {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    insert(conn, "b")
+                })
+                .await
+            }
+        });
+        // The write waits (it has not failed) until the lock is let go.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!write.is_finished(), "the write waits for the lock");
+        release.0.send(()).expect("let go");
+        runtime.block_on(write).expect("join").expect("the write lands after the other");
+        holder.join().expect("holder");
+        assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 2, "tried at once, then waited");
+        let keys: i64 =
+            db.with_blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0))?)).expect("count");
+        assert_eq!(keys, 3);
     }
 
     #[test]

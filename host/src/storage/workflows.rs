@@ -352,6 +352,12 @@ impl WorkflowDb {
             .await
     }
 
+    /// A run, without its journal.
+    pub async fn run(&self, id: &str) -> Result<Option<RunRow>, StorageError> {
+        let id = id.to_owned();
+        self.db.call(move |conn| load_run(conn, &id)).await
+    }
+
     /// A run and its journal.
     pub async fn load(&self, id: &str) -> Result<Option<(RunRow, Vec<JournalRow>)>, StorageError> {
         let id = id.to_owned();
@@ -413,7 +419,15 @@ impl WorkflowDb {
         // In place: one of these per step of a run, where a hand-off to the blocking pool would cost more than it.
         self.db
             .call_in_place(move |conn| {
+                // (Called again when SQLite's write lock was taken the first time: the outcome is kept for that.)
+                let outcome = outcome.clone();
                 let tx = conn.transaction()?;
+                if matches!(outcome.next, Next::Continue)
+                    && let Some(applied) = journal_and_go_on(&tx, &id, journal_len, &outcome.entries, now)?
+                {
+                    tx.commit()?;
+                    return Ok(applied);
+                }
                 // Only what the check needs: not the run's input, which may be a megabyte of JSON.
                 let found: Option<(String, i64, i64, i64)> = tx
                     .prepare_cached(
@@ -596,6 +610,51 @@ impl WorkflowDb {
             .await??;
         Ok(signalled)
     }
+}
+
+/// The common case of [`WorkflowDb::apply_as`], a step ended and the run goes on (each step of a resume but its
+/// last), in as little as SQLite can do it: one UPDATE that checks the run is where the resume found it and within
+/// its limits, and the journal's inserts. It leaves `due_at` as it is (the run was due, so it stays due: a crash
+/// before the resume's end resumes it at once) so that no index changes. `None` when the check fails: the caller
+/// then takes the slow path, which says why.
+fn journal_and_go_on(
+    conn: &rusqlite::Connection,
+    id: &str,
+    journal_len: usize,
+    entries: &[Entry],
+    now: i64,
+) -> Result<Option<Applied>, StorageError> {
+    let texts: Vec<String> = entries.iter().map(encode).collect();
+    let added_bytes: usize = texts.iter().map(String::len).sum();
+    let state: Option<String> = conn
+        .prepare_cached(
+            "UPDATE workflow_runs SET journal_entries = journal_entries + ?2, journal_bytes = journal_bytes + ?3,
+                 state = CASE state WHEN 'cancelling' THEN 'cancelling' ELSE 'ready' END, waiting_for = NULL,
+                 retry_step = NULL, retry_attempts = 0, updated_at = ?4
+             WHERE id = ?1 AND journal_entries = ?5 AND due_at IS NOT NULL AND due_at <= ?4
+                 AND state NOT IN ('done', 'failed', 'cancelled')
+                 AND journal_entries + ?2 <= ?6 AND journal_bytes + ?3 <= ?7
+             RETURNING state",
+        )?
+        .query_row(
+            params![
+                id,
+                texts.len() as i64,
+                added_bytes as i64,
+                now,
+                journal_len as i64,
+                MAX_JOURNAL_ENTRIES as i64,
+                MAX_JOURNAL_BYTES as i64
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(state) = state else { return Ok(None) };
+    for (offset, text) in texts.iter().enumerate() {
+        conn.prepare_cached("INSERT INTO workflow_journal (run, seq, entry, at) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![id, (journal_len + offset) as i64, text, now])?;
+    }
+    Ok(Some(Applied::Applied { cancelling: state == "cancelling" }))
 }
 
 /// Sends event `event` with `payload` (JSON) to run `id`, in `conn`'s transaction: it resumes now if it waits for
