@@ -3,7 +3,7 @@
 //! checked against the journal length the resume started from, so two resumes of one run can never both commit.
 
 use super::{Database, StorageError};
-use edgefn_manifest::workflow::{ChildEnd, Entry, Next, Outcome, Retry, StepError, child_event, child_run_id};
+use edgefn_manifest::workflow::{ChildEnd, Entry, Retry, StepError};
 use rusqlite::{OptionalExtension as _, params};
 use serde_json::Value;
 
@@ -114,6 +114,17 @@ pub struct JournalRow {
     pub at: i64,
 }
 
+/// What [`WorkflowDb::prepare_resume`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    /// Nothing to resume: no such run, it ended, or it is not due.
+    NotDue,
+    /// It was past its age limit: it failed, saying so.
+    Expired,
+    /// Resume it from this journal.
+    Resume(Box<RunRow>, Vec<JournalRow>),
+}
+
 /// Why a signal was not taken.
 #[derive(Debug, thiserror::Error)]
 pub enum SignalError {
@@ -203,6 +214,16 @@ fn load_run(conn: &rusqlite::Connection, id: &str) -> Result<Option<RunRow>, Sto
     Ok(conn.prepare_cached(&sql)?.query_row(params![id], run_row).optional()?)
 }
 
+/// Run `id`'s journal, in order.
+fn read_journal(conn: &rusqlite::Connection, id: &str) -> Result<Vec<JournalRow>, StorageError> {
+    let mut statement =
+        conn.prepare_cached("SELECT seq, entry, at FROM workflow_journal WHERE run = ?1 ORDER BY seq")?;
+    let rows = statement
+        .query_map(params![id], |row| Ok((row.get::<_, u64>(0)?, row.get::<_, String>(1)?, row.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter().map(|(seq, text, at)| Ok(JournalRow { seq, entry: decode_entry(&text)?, at })).collect()
+}
+
 fn decode_entry(text: &str) -> Result<Entry, StorageError> {
     serde_json::from_str(text).map_err(|error| StorageError::Corrupt(format!("a workflow journal entry: {error}")))
 }
@@ -262,7 +283,7 @@ pub const DEFAULT_MAX_RUN_AGE_MS: i64 = 365 * 86_400_000;
 #[derive(Debug, Clone)]
 pub struct WorkflowDb {
     db: Database,
-    /// A run older than this fails: see [`WorkflowDb::expire`].
+    /// A run older than this fails: see [`WorkflowDb::prepare_resume`].
     max_age_ms: i64,
 }
 
@@ -275,25 +296,6 @@ impl WorkflowDb {
     pub fn with_max_age(mut self, max_age_ms: i64) -> Self {
         self.max_age_ms = max_age_ms.max(1);
         self
-    }
-
-    /// Fails run `id` if it is older than the limit at `now`, saying so (its journal is final: a retry would be as
-    /// old); `true` when it did.
-    pub async fn expire(&self, id: &str, now: i64) -> Result<bool, StorageError> {
-        let (id, max_age) = (id.to_owned(), self.max_age_ms);
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let Some(run) = load_run(&tx, &id)? else { return Ok(false) };
-                if run.state.is_finished() || now.saturating_sub(run.created_at) < max_age {
-                    return Ok(false);
-                }
-                let error = format!("the run is older than its limit ([workflows] max_run_age_s = {})", max_age / 1000);
-                fail(&tx, &id, &error, false, now)?;
-                tx.commit()?;
-                Ok(true)
-            })
-            .await
     }
 
     /// Starts a run of `component/function` (on `version` of the component) with `input`, due now, named `id`
@@ -364,202 +366,7 @@ impl WorkflowDb {
         self.db
             .call(move |conn| {
                 let Some(run) = load_run(conn, &id)? else { return Ok(None) };
-                let mut statement =
-                    conn.prepare_cached("SELECT seq, entry, at FROM workflow_journal WHERE run = ?1 ORDER BY seq")?;
-                let rows = statement
-                    .query_map(params![id], |row| Ok((row.get::<_, u64>(0)?, row.get::<_, String>(1)?, row.get(2)?)))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                let journal = rows
-                    .into_iter()
-                    .map(|(seq, text, at)| Ok(JournalRow { seq, entry: decode_entry(&text)?, at }))
-                    .collect::<Result<Vec<_>, StorageError>>()?;
-                Ok(Some((run, journal)))
-            })
-            .await
-    }
-
-    /// A waiting run whose time ran out: its wait resolves with no value and it is due now. `false` when it is not
-    /// (or no longer) such a run.
-    pub async fn time_out(&self, id: &str, now: i64) -> Result<bool, StorageError> {
-        let id = id.to_owned();
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let Some(run) = load_run(&tx, &id)? else { return Ok(false) };
-                if run.state != RunState::Waiting || run.due_at.is_none_or(|due| due > now) {
-                    return Ok(false);
-                }
-                resolve_wait(&tx, &id, None)?;
-                set_state(&tx, &id, RunState::Ready, Some(now), now)?;
-                tx.commit()?;
-                Ok(true)
-            })
-            .await
-    }
-
-    /// Records what a resume of run `id` came to, if the run is where the resume found it (not finished, its
-    /// journal `journal_len` entries long); `false` otherwise (a cancel or another resume came first: nothing is
-    /// written). A journal past its limits fails the run instead, saying which.
-    pub async fn apply(&self, id: &str, journal_len: usize, outcome: Outcome, now: i64) -> Result<bool, StorageError> {
-        Ok(self.apply_as(id, journal_len, outcome, now, None).await? != Applied::Stale)
-    }
-
-    /// [`WorkflowDb::apply`] for a resume that was called `cancelling` or not (`None`: whatever the run is now). A
-    /// run cancelled while a resume that did not know it was under way keeps what that resume did, but goes on to
-    /// its compensation (due at once, `cancelling`) instead of waiting or retrying as the resume said.
-    pub async fn apply_as(
-        &self,
-        id: &str,
-        journal_len: usize,
-        outcome: Outcome,
-        now: i64,
-        resume_cancelling: Option<bool>,
-    ) -> Result<Applied, StorageError> {
-        let (id, max_age) = (id.to_owned(), self.max_age_ms);
-        // In place: one of these per step of a run, where a hand-off to the blocking pool would cost more than it.
-        self.db
-            .call_in_place(move |conn| {
-                // (Called again when SQLite's write lock was taken the first time: the outcome is kept for that.)
-                let outcome = outcome.clone();
-                let tx = conn.transaction()?;
-                if matches!(outcome.next, Next::Continue)
-                    && let Some(applied) = journal_and_go_on(&tx, &id, journal_len, &outcome.entries, now)?
-                {
-                    tx.commit()?;
-                    return Ok(applied);
-                }
-                // Only what the check needs: not the run's input, which may be a megabyte of JSON.
-                let found: Option<(String, i64, i64, i64)> = tx
-                    .prepare_cached(
-                        "SELECT state, journal_entries, journal_bytes, created_at FROM workflow_runs WHERE id = ?1",
-                    )?
-                    .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
-                    .optional()?;
-                let Some((state, count, bytes, created_at)) = found else { return Ok(Applied::Stale) };
-                // Nothing a run waits for ends after its age limit: it is due then, and fails (`expire`).
-                let deadline = created_at.saturating_add(max_age);
-                let outcome = Outcome { next: outcome.next.due_by(deadline), ..outcome };
-                let (count, bytes) = (count.max(0) as usize, bytes.max(0) as usize);
-                if RunState::parse(&state).is_none_or(RunState::is_finished) || count != journal_len {
-                    return Ok(Applied::Stale);
-                }
-                let cancelling = RunState::parse(&state) == Some(RunState::Cancelling);
-                let applied = Applied::Applied { cancelling };
-                let outcome = match outcome.next {
-                    Next::Done { .. }
-                    | Next::Failed { .. }
-                    | Next::NonDeterministic { .. }
-                    | Next::Cancelled { .. } => outcome,
-                    _ if cancelling && resume_cancelling == Some(false) => Outcome { next: Next::Continue, ..outcome },
-                    _ => outcome,
-                };
-                let mut added_bytes = 0;
-                for (offset, entry) in outcome.entries.iter().enumerate() {
-                    let text = encode(entry);
-                    added_bytes += text.len();
-                    tx.prepare_cached("INSERT INTO workflow_journal (run, seq, entry, at) VALUES (?1, ?2, ?3, ?4)")?
-                        .execute(params![id, (count + offset) as i64, text, now])?;
-                }
-                let entries = count + outcome.entries.len();
-                let within_limits = entries <= MAX_JOURNAL_ENTRIES && bytes + added_bytes <= MAX_JOURNAL_BYTES;
-                if within_limits && matches!(outcome.next, Next::Continue) {
-                    // A step ended and the run goes on (every step of a resume but its last): one statement.
-                    tx.prepare_cached(
-                        "UPDATE workflow_runs SET journal_entries = journal_entries + ?2,
-                             journal_bytes = journal_bytes + ?3,
-                             state = CASE state WHEN 'cancelling' THEN 'cancelling' ELSE 'ready' END,
-                             due_at = ?4, waiting_for = NULL,
-                             retry_step = NULL, retry_attempts = 0, updated_at = ?4 WHERE id = ?1",
-                    )?
-                    .execute(params![
-                        id,
-                        outcome.entries.len() as i64,
-                        added_bytes as i64,
-                        now
-                    ])?;
-                    tx.commit()?;
-                    return Ok(applied);
-                }
-                if !outcome.entries.is_empty() {
-                    tx.prepare_cached(
-                        "UPDATE workflow_runs SET journal_entries = journal_entries + ?2,
-                             journal_bytes = journal_bytes + ?3 WHERE id = ?1",
-                    )?
-                    .execute(params![id, outcome.entries.len() as i64, added_bytes as i64])?;
-                }
-                if !within_limits {
-                    let error = format!(
-                        "the run's journal is past its limit ({entries} entries of at most {MAX_JOURNAL_ENTRIES}, \
-                         {} bytes of at most {MAX_JOURNAL_BYTES})",
-                        bytes + added_bytes
-                    );
-                    fail(&tx, &id, &error, false, now)?;
-                    tx.commit()?;
-                    return Ok(applied);
-                }
-                match outcome.next {
-                    // A cancelled run's compensation goes on (or a resume that began before the cancel ended): it
-                    // stays cancelling, due at once.
-                    Next::Continue if cancelling => set_state(&tx, &id, RunState::Cancelling, Some(now), now)?,
-                    // Code that sleeps or waits while cancelling does not run compensation (an SDK from before
-                    // it did): the run ends cancelled without it.
-                    Next::Sleep { .. } | Next::Wait { .. } | Next::Child { .. } if cancelling => {
-                        cancel_now(&tx, &id, "cancelled (its code ran no compensation)", now)?
-                    }
-                    // A compensation's attempt failed: retried at its backoff, the run still cancelling.
-                    Next::Retry { name, attempt, error, at_ms } if cancelling => {
-                        retry_later(&tx, &id, RunState::Cancelling, (&name, attempt, &error), at_ms, now)?
-                    }
-                    Next::Cancelled { failed } => {
-                        let error = if failed.is_empty() {
-                            "cancelled: its compensation ran".to_owned()
-                        } else {
-                            format!("cancelled: compensation {} failed after its retries", failed.join(", "))
-                        };
-                        cancel_now(&tx, &id, &error, now)?;
-                    }
-                    Next::Continue => set_state(&tx, &id, RunState::Ready, Some(now), now)?,
-                    Next::Retry { name, attempt, error, at_ms } => {
-                        retry_later(&tx, &id, RunState::Retrying, (&name, attempt, &error), at_ms, now)?
-                    }
-                    Next::Sleep { until_ms } => set_state(&tx, &id, RunState::Sleeping, Some(until_ms), now)?,
-                    Next::Wait { event, until_ms } => wait_for(&tx, &id, &event, until_ms, now)?,
-                    Next::Child { name, workflow, input } => {
-                        // Started in the same transaction as the parent's wait: once, however often this replays.
-                        let child = child_run_id(&id, &name);
-                        tx.execute(
-                            "INSERT OR IGNORE INTO workflow_runs (id, component, function, input, state, due_at,
-                                 created_at, updated_at, version, parent, parent_event)
-                             SELECT ?2, component, ?3, ?4, 'ready', ?5, ?5, ?5, version, id, ?6
-                             FROM workflow_runs WHERE id = ?1",
-                            params![id, child, workflow, encode(&input), now, child_event(&name)],
-                        )?;
-                        let parent: Option<String> = tx
-                            .query_row("SELECT parent FROM workflow_runs WHERE id = ?1", params![child], |row| {
-                                row.get(0)
-                            })
-                            .optional()?
-                            .flatten();
-                        if parent.as_deref() == Some(id.as_str()) {
-                            wait_for(&tx, &id, &child_event(&name), deadline, now)?;
-                        } else {
-                            fail(&tx, &id, &format!("child run id `{child}` is taken by another run"), false, now)?;
-                        }
-                    }
-                    Next::Done { result } => {
-                        tx.execute(
-                            "UPDATE workflow_runs SET state = 'done', due_at = NULL, waiting_for = NULL,
-                                 retry_step = NULL, result = ?2, updated_at = ?3 WHERE id = ?1",
-                            params![id, encode(&result), now],
-                        )?;
-                        tx.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
-                        tell_parent(&tx, &id, now)?;
-                    }
-                    Next::Failed { error } => fail(&tx, &id, &error_text(&error), false, now)?,
-                    Next::NonDeterministic { error } => fail(&tx, &id, &error, true, now)?,
-                }
-                tx.commit()?;
-                Ok(applied)
+                Ok(Some((run, read_journal(conn, &id)?)))
             })
             .await
     }
@@ -610,51 +417,6 @@ impl WorkflowDb {
             .await??;
         Ok(signalled)
     }
-}
-
-/// The common case of [`WorkflowDb::apply_as`], a step ended and the run goes on (each step of a resume but its
-/// last), in as little as SQLite can do it: one UPDATE that checks the run is where the resume found it and within
-/// its limits, and the journal's inserts. It leaves `due_at` as it is (the run was due, so it stays due: a crash
-/// before the resume's end resumes it at once) so that no index changes. `None` when the check fails: the caller
-/// then takes the slow path, which says why.
-fn journal_and_go_on(
-    conn: &rusqlite::Connection,
-    id: &str,
-    journal_len: usize,
-    entries: &[Entry],
-    now: i64,
-) -> Result<Option<Applied>, StorageError> {
-    let texts: Vec<String> = entries.iter().map(encode).collect();
-    let added_bytes: usize = texts.iter().map(String::len).sum();
-    let state: Option<String> = conn
-        .prepare_cached(
-            "UPDATE workflow_runs SET journal_entries = journal_entries + ?2, journal_bytes = journal_bytes + ?3,
-                 state = CASE state WHEN 'cancelling' THEN 'cancelling' ELSE 'ready' END, waiting_for = NULL,
-                 retry_step = NULL, retry_attempts = 0, updated_at = ?4
-             WHERE id = ?1 AND journal_entries = ?5 AND due_at IS NOT NULL AND due_at <= ?4
-                 AND state NOT IN ('done', 'failed', 'cancelled')
-                 AND journal_entries + ?2 <= ?6 AND journal_bytes + ?3 <= ?7
-             RETURNING state",
-        )?
-        .query_row(
-            params![
-                id,
-                texts.len() as i64,
-                added_bytes as i64,
-                now,
-                journal_len as i64,
-                MAX_JOURNAL_ENTRIES as i64,
-                MAX_JOURNAL_BYTES as i64
-            ],
-            |row| row.get(0),
-        )
-        .optional()?;
-    let Some(state) = state else { return Ok(None) };
-    for (offset, text) in texts.iter().enumerate() {
-        conn.prepare_cached("INSERT INTO workflow_journal (run, seq, entry, at) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![id, (journal_len + offset) as i64, text, now])?;
-    }
-    Ok(Some(Applied::Applied { cancelling: state == "cancelling" }))
 }
 
 /// Sends event `event` with `payload` (JSON) to run `id`, in `conn`'s transaction: it resumes now if it waits for
@@ -777,6 +539,7 @@ fn fail(conn: &rusqlite::Connection, id: &str, error: &str, retryable: bool, now
 }
 
 mod operations;
+mod resume;
 #[cfg(test)]
 mod tests;
 

@@ -21,8 +21,8 @@ use crate::live::{ComponentVersion, LiveHandle};
 use crate::runtime::{GuestCall, InvokeError, SlotKind};
 use crate::storage::now_ms;
 use crate::storage::workflows::{
-    Applied, MAX_PAYLOAD_BYTES, NewRun, Retried, RetryRefused, RunRow, RunState, SignalError, Signalled, StartRefused,
-    WorkflowDb,
+    Applied, MAX_PAYLOAD_BYTES, NewRun, Prepared, Retried, RetryRefused, RunRow, RunState, SignalError, Signalled,
+    StartRefused, WorkflowDb,
 };
 use crate::telemetry::otel;
 use edgefn_manifest::record::Trigger as TriggerKind;
@@ -266,21 +266,21 @@ impl WorkflowEngine {
         let applied =
             self.db.apply_as(&run, journal_len, outcome, now, Some(knows_cancel)).await.map_err(|e| e.to_string())?;
         let mut leases = self.lock_leases();
-        let cancelled_meanwhile = match (applied, leases.get_mut(lease)) {
+        match (applied, leases.get_mut(lease)) {
             (Applied::Applied { cancelling }, Some(held)) => {
                 held.journal_len += added;
                 held.steps += 1;
-                cancelling && !knows_cancel
+                // Cancelled since this resume began: it stops here, and the next resume runs the compensations.
+                let cancelled_meanwhile = cancelling && !knows_cancel;
+                let go_on =
+                    !cancelled_meanwhile && held.began.elapsed() < RESUME_SHARE && held.steps < STEPS_PER_RESUME;
+                Ok(Journaled { now_ms: now, go_on })
             }
             _ => {
                 leases.remove(lease);
-                return Err(format!("run `{run}` moved on without this resume (cancelled, or its journal changed)"));
+                Err(format!("run `{run}` moved on without this resume (cancelled, or its journal changed)"))
             }
-        };
-        let Some(held) = leases.get(lease) else { return Err(format!("run `{run}`: the resume's lease is gone")) };
-        // Cancelled since this resume began: it stops here, and the next resume runs the compensations.
-        let go_on = !cancelled_meanwhile && held.began.elapsed() < RESUME_SHARE && held.steps < STEPS_PER_RESUME;
-        Ok(Journaled { now_ms: now, go_on })
+        }
     }
 
     fn lock_pinned(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Arc<ComponentVersion>>> {
@@ -367,17 +367,14 @@ impl WorkflowEngine {
 
     async fn try_resume(&self, id: &str) -> Result<(), crate::storage::StorageError> {
         let now = now_ms();
-        // A run past its age limit fails (before a wait it is in could time out and let it go on).
-        if self.db.expire(id, now).await? {
-            tracing::warn!(correlation_id = %id, "a workflow run failed: it is older than its limit");
-            return Ok(());
-        }
-        // A wait whose time ran out resolves (with nothing) before the run goes on.
-        self.db.time_out(id, now).await?;
-        let Some((run, journal)) = self.db.load(id).await? else { return Ok(()) };
-        if run.state.is_finished() || run.due_at.is_none_or(|due| due > now) {
-            return Ok(());
-        }
+        let (run, journal) = match self.db.prepare_resume(id, now).await? {
+            Prepared::Resume(run, journal) => (run, journal),
+            Prepared::NotDue => return Ok(()),
+            Prepared::Expired => {
+                tracing::warn!(correlation_id = %id, "a workflow run failed: it is older than its limit");
+                return Ok(());
+            }
+        };
         let label = format!("{}/{}", run.component, run.function);
         let found = match run.version {
             Some(pinned) => match self.version_of(&run.component, pinned).await {

@@ -2,6 +2,7 @@
 //! during a wait, time-outs, stale resumes and the journal's limit.
 
 use super::*;
+use edgefn_manifest::workflow::{Next, Outcome};
 use serde_json::json;
 
 fn store(dir: &std::path::Path) -> WorkflowDb {
@@ -109,9 +110,8 @@ fn a_signal_resolves_a_wait_or_waits_for_it_and_a_wait_times_out() {
         );
         // A wait nobody answers times out when due.
         assert!(db.apply("a", 2, outcome(vec![wait("never")], waiting("never")), 5).await.unwrap());
-        assert!(!db.time_out("a", 999).await.unwrap(), "not yet");
-        assert!(db.time_out("a", 1_000).await.unwrap());
-        let (run, journal) = db.load("a").await.unwrap().expect("run");
+        assert_eq!(db.prepare_resume("a", 999).await.unwrap(), Prepared::NotDue, "not yet");
+        let Prepared::Resume(run, journal) = db.prepare_resume("a", 1_000).await.unwrap() else { panic!("due") };
         assert_eq!(run.state, RunState::Ready);
         // The run's own counts follow its journal through every write, resolved waits included.
         let bytes: usize = journal.iter().map(|row| encode(&row.entry).len()).sum();
@@ -217,13 +217,13 @@ fn a_run_past_its_age_limit_is_due_by_then_and_fails_saying_so() {
         assert!(db.apply("old", 0, outcome(vec![wait], next), 10).await.unwrap());
         let (run, _) = db.load("old").await.unwrap().expect("run");
         assert_eq!((run.state, run.due_at), (RunState::Waiting, Some(1_000)));
-        assert!(!db.expire("old", 999).await.unwrap(), "not yet");
-        assert!(db.expire("old", 1_000).await.unwrap());
+        assert_eq!(db.prepare_resume("old", 999).await.unwrap(), Prepared::NotDue, "not yet");
+        assert_eq!(db.prepare_resume("old", 1_000).await.unwrap(), Prepared::Expired);
         let (run, _) = db.load("old").await.unwrap().expect("run");
         assert_eq!(run.state, RunState::Failed);
         assert!(!run.retryable, "as old on a retry");
         assert_eq!(run.error.as_deref(), Some("the run is older than its limit ([workflows] max_run_age_s = 1)"));
-        assert!(!db.expire("old", 2_000).await.unwrap(), "failed once");
+        assert_eq!(db.prepare_resume("old", 2_000).await.unwrap(), Prepared::NotDue, "failed once");
     });
 }
 
