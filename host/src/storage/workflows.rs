@@ -470,6 +470,13 @@ fn wait_for(conn: &rusqlite::Connection, id: &str, event: &str, until_ms: i64, n
     Ok(())
 }
 
+/// What follows every end of run `id` (done, failed, cancelled): its kept signals go, and the run that started it
+/// as its child, if one did, is told how it ended.
+fn ended(conn: &rusqlite::Connection, id: &str, now: i64) -> Result<(), StorageError> {
+    conn.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
+    tell_parent(conn, id, now)
+}
+
 /// Tells the run that started run `id` as its child (if one did) how `id` ended: it has just finished.
 fn tell_parent(conn: &rusqlite::Connection, id: &str, now: i64) -> Result<(), StorageError> {
     let row = conn
@@ -523,8 +530,7 @@ fn cancel_now(conn: &rusqlite::Connection, id: &str, why: &str, now: i64) -> Res
              error = ?2, retryable = 0, updated_at = ?3 WHERE id = ?1",
         params![id, why, now],
     )?;
-    conn.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
-    tell_parent(conn, id, now)
+    ended(conn, id, now)
 }
 
 /// Fails run `id`; `retryable` when it failed outside its own code (its journal is not final).
@@ -534,8 +540,7 @@ fn fail(conn: &rusqlite::Connection, id: &str, error: &str, retryable: bool, now
              error = ?2, updated_at = ?3, retryable = ?4 WHERE id = ?1",
         params![id, error, now, retryable],
     )?;
-    conn.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
-    tell_parent(conn, id, now)
+    ended(conn, id, now)
 }
 
 mod operations;

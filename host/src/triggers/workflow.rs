@@ -167,11 +167,8 @@ impl WorkflowEngine {
                 "run id `{id}` is not 1 to 200 letters, digits, `-`, `_`, `.` or `:`"
             )));
         }
-        let size = serde_json::to_vec(&input).map_or(0, |bytes| bytes.len());
-        if size > MAX_PAYLOAD_BYTES {
-            return Err(StartError::Invalid(format!(
-                "the input is {size} bytes; a workflow's input is at most {MAX_PAYLOAD_BYTES}"
-            )));
+        if let Some(why) = oversize_input(&input) {
+            return Err(StartError::Invalid(format!("the input is {why}")));
         }
         let (component, function, version) = {
             let live = self.live.load();
@@ -491,15 +488,20 @@ impl WorkflowEngine {
     }
 }
 
+/// Why `input` cannot start a run (`N bytes; a workflow's input is at most M`), if it is too large.
+fn oversize_input(input: &Value) -> Option<String> {
+    let size = serde_json::to_vec(input).map_or(0, |bytes| bytes.len());
+    (size > MAX_PAYLOAD_BYTES).then(|| format!("{size} bytes; a workflow's input is at most {MAX_PAYLOAD_BYTES}"))
+}
+
 /// `outcome`, or, when it starts a child run that cannot be (a workflow its version does not have, an input past
 /// the limit), the same outcome failing the run, saying why.
 fn child_checked(outcome: Outcome, version: &ComponentVersion) -> Outcome {
     let Next::Child { name, workflow, input } = &outcome.next else { return outcome };
-    let size = serde_json::to_vec(input).map_or(0, |bytes| bytes.len());
     let problem = if !version.has(workflow, is_workflow) {
         format!("child `{name}`: version {} of this component has no workflow `{workflow}`", version.version)
-    } else if size > MAX_PAYLOAD_BYTES {
-        format!("child `{name}`: its input is {size} bytes; a workflow's input is at most {MAX_PAYLOAD_BYTES}")
+    } else if let Some(why) = oversize_input(input) {
+        format!("child `{name}`: its input is {why}")
     } else {
         return outcome;
     };

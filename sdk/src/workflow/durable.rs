@@ -450,7 +450,7 @@ impl Workflow {
     }
 }
 
-pub(super) fn millis(time: SystemTime) -> i64 {
+fn millis(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 

@@ -40,6 +40,10 @@ pub struct RunStats {
     pub oldest_wait_since: Option<i64>,
 }
 
+/// `tree`: run `?1` and its child runs, theirs, and so on.
+const RUN_AND_DESCENDANTS: &str = "WITH RECURSIVE tree(id) AS (
+    SELECT ?1 UNION SELECT runs.id FROM workflow_runs runs JOIN tree ON runs.parent = tree.id)";
+
 impl WorkflowDb {
     /// Cancels run `id`: it is due at once to run its compensations (`cancelling`), then ends `cancelled`. `false`
     /// when it had finished or is being cancelled already.
@@ -55,17 +59,16 @@ impl WorkflowDb {
                 // Due at once, to run the compensations its code registered; then it ends cancelled. So do its
                 // children that have not ended, and theirs.
                 tx.execute(
-                    "WITH RECURSIVE tree(id) AS (
-                         SELECT ?1 UNION SELECT runs.id FROM workflow_runs runs JOIN tree ON runs.parent = tree.id)
-                     UPDATE workflow_runs SET state = 'cancelling', due_at = ?2, waiting_for = NULL,
-                         retry_step = NULL, retry_attempts = 0, error = NULL, cancel_requested = 1, updated_at = ?2
-                     WHERE id IN tree AND state NOT IN ('done', 'failed', 'cancelled', 'cancelling')",
+                    &format!(
+                        "{RUN_AND_DESCENDANTS} UPDATE workflow_runs SET state = 'cancelling', due_at = ?2,
+                             waiting_for = NULL, retry_step = NULL, retry_attempts = 0, error = NULL,
+                             cancel_requested = 1, updated_at = ?2
+                         WHERE id IN tree AND state NOT IN ('done', 'failed', 'cancelled', 'cancelling')"
+                    ),
                     params![id, now],
                 )?;
                 tx.execute(
-                    "WITH RECURSIVE tree(id) AS (
-                         SELECT ?1 UNION SELECT runs.id FROM workflow_runs runs JOIN tree ON runs.parent = tree.id)
-                     DELETE FROM workflow_signals WHERE run IN tree",
+                    &format!("{RUN_AND_DESCENDANTS} DELETE FROM workflow_signals WHERE run IN tree"),
                     params![id],
                 )?;
                 tx.commit()?;

@@ -2,8 +2,8 @@
 //! each step it journals under its lease and for what it answers at the end; the other half of [`WorkflowDb`].
 
 use super::{
-    Applied, MAX_JOURNAL_BYTES, MAX_JOURNAL_ENTRIES, Prepared, RunState, WorkflowDb, cancel_now, encode, error_text,
-    fail, load_run, read_journal, resolve_wait, retry_later, set_state, tell_parent, wait_for,
+    Applied, MAX_JOURNAL_BYTES, MAX_JOURNAL_ENTRIES, Prepared, RunState, WorkflowDb, cancel_now, encode, ended,
+    error_text, fail, load_run, read_journal, resolve_wait, retry_later, set_state, wait_for,
 };
 use crate::storage::StorageError;
 use edgefn_manifest::workflow::{Entry, Next, Outcome, child_event, child_run_id};
@@ -63,8 +63,6 @@ impl WorkflowDb {
         // In place: one of these per step of a run, where a hand-off to the blocking pool would cost more than it.
         self.db
             .call_in_place(move |conn| {
-                // (Called again when SQLite's write lock was taken the first time: the outcome is kept for that.)
-                let outcome = outcome.clone();
                 let tx = conn.transaction()?;
                 if matches!(outcome.next, Next::Continue)
                     && let Some(applied) = journal_and_go_on(&tx, &id, journal_len, &outcome.entries, now)?
@@ -72,6 +70,8 @@ impl WorkflowDb {
                     tx.commit()?;
                     return Ok(applied);
                 }
+                // (This closure runs again when SQLite's write lock was taken the first time: the outcome is kept.)
+                let outcome = outcome.clone();
                 // Only what the check needs: not the run's input, which may be a megabyte of JSON.
                 let found: Option<(String, i64, i64, i64)> = tx
                     .prepare_cached(
@@ -106,24 +106,6 @@ impl WorkflowDb {
                 }
                 let entries = count + outcome.entries.len();
                 let within_limits = entries <= MAX_JOURNAL_ENTRIES && bytes + added_bytes <= MAX_JOURNAL_BYTES;
-                if within_limits && matches!(outcome.next, Next::Continue) {
-                    // A step ended and the run goes on (every step of a resume but its last): one statement.
-                    tx.prepare_cached(
-                        "UPDATE workflow_runs SET journal_entries = journal_entries + ?2,
-                             journal_bytes = journal_bytes + ?3,
-                             state = CASE state WHEN 'cancelling' THEN 'cancelling' ELSE 'ready' END,
-                             due_at = ?4, waiting_for = NULL,
-                             retry_step = NULL, retry_attempts = 0, updated_at = ?4 WHERE id = ?1",
-                    )?
-                    .execute(params![
-                        id,
-                        outcome.entries.len() as i64,
-                        added_bytes as i64,
-                        now
-                    ])?;
-                    tx.commit()?;
-                    return Ok(applied);
-                }
                 if !outcome.entries.is_empty() {
                     tx.prepare_cached(
                         "UPDATE workflow_runs SET journal_entries = journal_entries + ?2,
@@ -171,20 +153,16 @@ impl WorkflowDb {
                     Next::Child { name, workflow, input } => {
                         // Started in the same transaction as the parent's wait: once, however often this replays.
                         let child = child_run_id(&id, &name);
-                        tx.execute(
+                        // Not inserted: the id is another run's (this apply cannot have started it before: the
+                        // journal it checked would have had this wait).
+                        let started = tx.execute(
                             "INSERT OR IGNORE INTO workflow_runs (id, component, function, input, state, due_at,
                                  created_at, updated_at, version, parent, parent_event)
                              SELECT ?2, component, ?3, ?4, 'ready', ?5, ?5, ?5, version, id, ?6
                              FROM workflow_runs WHERE id = ?1",
                             params![id, child, workflow, encode(&input), now, child_event(&name)],
                         )?;
-                        let parent: Option<String> = tx
-                            .query_row("SELECT parent FROM workflow_runs WHERE id = ?1", params![child], |row| {
-                                row.get(0)
-                            })
-                            .optional()?
-                            .flatten();
-                        if parent.as_deref() == Some(id.as_str()) {
+                        if started == 1 {
                             wait_for(&tx, &id, &child_event(&name), deadline, now)?;
                         } else {
                             fail(&tx, &id, &format!("child run id `{child}` is taken by another run"), false, now)?;
@@ -196,8 +174,7 @@ impl WorkflowDb {
                                  retry_step = NULL, result = ?2, updated_at = ?3 WHERE id = ?1",
                             params![id, encode(&result), now],
                         )?;
-                        tx.execute("DELETE FROM workflow_signals WHERE run = ?1", params![id])?;
-                        tell_parent(&tx, &id, now)?;
+                        ended(&tx, &id, now)?;
                     }
                     Next::Failed { error } => fail(&tx, &id, &error_text(&error), false, now)?,
                     Next::NonDeterministic { error } => fail(&tx, &id, &error, true, now)?,
