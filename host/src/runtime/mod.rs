@@ -13,6 +13,7 @@
 //! above it.
 
 pub mod background;
+mod contained;
 mod engines;
 pub mod fairness;
 pub mod guest;
@@ -287,7 +288,13 @@ impl Runtime {
         let linker = backend.linker.clone();
         let run = wizer
             .run_component(&mut store, wasm, async |store, component| linker.instantiate_async(store, component).await);
-        let ran = tokio::time::timeout(init_timeout + HARD_DEADLINE_SLACK, run).await.ok();
+        // Wizer unwraps some of its own steps (see contained.rs): a component that makes one fail is refused with
+        // the panic's message instead of ending the deploy in a panic.
+        let ran = match tokio::time::timeout(init_timeout + HARD_DEADLINE_SLACK, contained::Contained::new(run)).await {
+            Ok(Err(panic)) => anyhow::bail!("the snapshot failed inside wasmtime-wizer: {panic}"),
+            Ok(Ok(ran)) => Some(ran),
+            Err(_elapsed) => None,
+        };
         match phases::ended(ran, init_timeout, self.budget_state(&store)) {
             Ok((snapshot, _results)) => Ok(snapshot),
             Err(error) => {
