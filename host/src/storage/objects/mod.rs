@@ -293,6 +293,7 @@ impl ObjectDb {
             hasher: upload::Hasher::new(),
             failed: None,
             written: 0,
+            writeback_from: 0,
             limit,
         }))
     }
