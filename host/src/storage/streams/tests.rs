@@ -129,3 +129,21 @@ async fn retention_drops_the_oldest_records_past_the_bytes_and_the_age_but_never
     let next = aged.put("tiny", vec![("k".to_owned(), b"x".to_vec())], None).await.expect("put").expect("valid");
     assert_eq!(next[0].seq, 11, "sequences go on after a sweep");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_checkpoint_write_reads_the_next_batch_after_it_unless_a_replay_moved_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let streams = store(dir.path(), settings(1));
+    streams.put("s", records(&["a", "b", "c", "d", "e"]), None).await.expect("put").expect("valid");
+    let (start, first) =
+        streams.read_from_checkpoint("s", "f/f", 0, StreamStart::Oldest, 2, 1 << 20).await.expect("read");
+    assert_eq!(first.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+    let to = Checkpoint { seq: 2, epoch: start.epoch };
+    let next = streams.advance_and_read("s", "f/f", 0, to, 2, 1 << 20).await.expect("advance").expect("moved");
+    assert_eq!(next.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["c", "d"], "the two after the checkpoint");
+    let (stored, _) = streams.read_from_checkpoint("s", "f/f", 0, StreamStart::Oldest, 2, 1 << 20).await.expect("read");
+    assert_eq!(stored, to, "the checkpoint was written, not only read past");
+    streams.replay("s", "f/f", None, ReplayFrom::Sequence(1)).await.expect("replay");
+    let stale = Checkpoint { seq: 4, epoch: start.epoch };
+    assert_eq!(streams.advance_and_read("s", "f/f", 0, stale, 2, 1 << 20).await.expect("advance"), None);
+}

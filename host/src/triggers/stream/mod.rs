@@ -24,7 +24,7 @@ use crate::live::{LiveComponent, LiveSet};
 use crate::runtime::{Delivery, GuestCall, InvokeError, Message, SlotKind};
 use crate::storage::backends::NewMessage;
 use crate::storage::now_ms;
-use crate::storage::streams::StoredRecord;
+use crate::storage::streams::{Checkpoint, StoredRecord};
 use crate::storage::telemetry::{FailedInput, Level};
 use crate::telemetry::{Trace, correlation};
 use edgefn_manifest::record::{StreamDelivery, Trigger as TriggerKind};
@@ -199,6 +199,8 @@ async fn run_shard(shared: Arc<Shared>, consumer: Arc<StreamConsumer>, shard: u3
     let waker = shared.streams.waker(&consumer.stream);
     let policy = &consumer.delivery;
     let mut state = ShardState { limit: policy.batch_size, attempts: 0 };
+    // The batch read with the last checkpoint's write (see below), while nothing said to wait.
+    let mut read_ahead: Option<(Checkpoint, Vec<StoredRecord>)> = None;
     loop {
         if *stopped.borrow() {
             return;
@@ -207,11 +209,28 @@ async fn run_shard(shared: Arc<Shared>, consumer: Arc<StreamConsumer>, shard: u3
         let notified = waker.notified();
         let mut notified = std::pin::pin!(notified);
         notified.as_mut().enable();
-        let read = shared
-            .streams
-            .db
-            .read_from_checkpoint(&consumer.stream, &consumer.label, shard, policy.start, state.limit, MAX_BATCH_BYTES)
-            .await;
+        // A batch read ahead is delivered only if it is ready as it is; one that would wait is read again, after
+        // the registration above, so a put in between cannot be missed.
+        let ready = read_ahead.take().filter(|(_, records)| {
+            !records.is_empty() && batch_wait(records, state.limit, policy.max_wait_ms).is_none()
+        });
+        let read = match ready {
+            Some(ready) => Ok(ready),
+            None => {
+                shared
+                    .streams
+                    .db
+                    .read_from_checkpoint(
+                        &consumer.stream,
+                        &consumer.label,
+                        shard,
+                        policy.start,
+                        state.limit,
+                        MAX_BATCH_BYTES,
+                    )
+                    .await
+            }
+        };
         let (checkpoint, records) = match read {
             Ok(read) => read,
             Err(error) => {
@@ -222,17 +241,7 @@ async fn run_shard(shared: Arc<Shared>, consumer: Arc<StreamConsumer>, shard: u3
                 continue;
             }
         };
-        let wait = match records.first() {
-            None => Some(IDLE_POLL),
-            // A partial batch waits for more until its oldest record has waited `max_wait_ms`.
-            Some(oldest) if records.len() < state.limit as usize => {
-                let due = oldest.at.saturating_add(i64::try_from(policy.max_wait_ms).unwrap_or(i64::MAX));
-                let now = now_ms();
-                (now < due).then(|| Duration::from_millis((due - now) as u64))
-            }
-            Some(_) => None,
-        };
-        if let Some(wait) = wait {
+        if let Some(wait) = batch_wait(&records, state.limit, policy.max_wait_ms) {
             tokio::select! {
                 biased;
                 _ = stopped.wait_for(|stop| *stop) => return,
@@ -266,12 +275,20 @@ async fn run_shard(shared: Arc<Shared>, consumer: Arc<StreamConsumer>, shard: u3
             }
         }
         if let Some(done) = decided.checkpoint_to {
-            match shared.streams.db.advance(&consumer.stream, &consumer.label, shard, done, checkpoint.epoch).await {
-                Ok(true) => {
+            // The checkpoint's write also reads the next batch: one trip to the blocking pool, not two.
+            let to = Checkpoint { seq: done, epoch: checkpoint.epoch };
+            let advanced = shared
+                .streams
+                .db
+                .advance_and_read(&consumer.stream, &consumer.label, shard, to, decided.next.limit, MAX_BATCH_BYTES)
+                .await;
+            match advanced {
+                Ok(Some(next)) => {
                     let handled = records.iter().take_while(|r| r.seq <= done).count() as u64;
                     shared.handled.fetch_add(handled, Ordering::Relaxed);
+                    read_ahead = Some((to, next));
                 }
-                Ok(false) => {
+                Ok(None) => {
                     tracing::info!(stream = %consumer.stream, shard, consumer = %consumer.label,
                         "a replay moved the checkpoint while a batch ran; reading on from the replay's position");
                     state = ShardState { limit: policy.batch_size, attempts: 0 };
@@ -294,6 +311,21 @@ async fn run_shard(shared: Arc<Shared>, consumer: Arc<StreamConsumer>, shard: u3
         {
             return;
         }
+    }
+}
+
+/// How long a batch read now waits for more records before it is delivered: `None` to deliver it at once (it is
+/// full, or its oldest record has waited `max_wait_ms`), [`IDLE_POLL`] when there is none.
+fn batch_wait(records: &[StoredRecord], limit: u32, max_wait_ms: u64) -> Option<Duration> {
+    match records.first() {
+        None => Some(IDLE_POLL),
+        // A partial batch waits for more until its oldest record has waited `max_wait_ms`.
+        Some(oldest) if records.len() < limit as usize => {
+            let due = oldest.at.saturating_add(i64::try_from(max_wait_ms).unwrap_or(i64::MAX));
+            let now = now_ms();
+            (now < due).then(|| Duration::from_millis((due - now) as u64))
+        }
+        Some(_) => None,
     }
 }
 
