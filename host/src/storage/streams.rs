@@ -11,7 +11,7 @@
 //! them reads on from the oldest record left (the gap is logged by the trigger).
 //!
 //! A consumer's checkpoint per shard is the last sequence it handled. A replay moves it back and bumps its epoch, so
-//! a delivery that was running across the replay cannot move it forward again ([`StreamDb::advance`]).
+//! a delivery that was running across the replay cannot move it forward again ([`StreamDb::advance_and_read`]).
 
 use super::{Database, StorageError, now_ms};
 use edgefn_manifest::record::StreamStart;
@@ -143,10 +143,10 @@ pub struct StreamDb {
     catalog: Arc<StreamCatalog>,
     /// Whose turn it is to write: puts and checkpoints take turns here, first come first served, before they ask
     /// SQLite for its write lock. Taken on the blocking pool's thread that writes (`blocking_lock`), so a turn lasts
-    /// as long as the SQL, not the hop to that thread. Without it, a checkpoint that found the lock taken waited in SQLite's busy handler,
-    /// which sleeps 1, 2, 5, 10 ms between tries; back-to-back puts took the lock each time in between, and the
-    /// consumers starved while a producer ran (bench/streams.rs: 7,000 of 100,000 records handled in the half second
-    /// the puts took).
+    /// as long as the SQL, not the hop to that thread. Without it, a checkpoint that found the lock taken waited in
+    /// SQLite's busy handler, which sleeps 1, 2, 5, 10 ms between tries; back-to-back puts took the lock each time
+    /// in between, and the consumers starved while a producer ran (bench/streams.rs: 7,000 of 100,000 records
+    /// handled in the half second the puts took).
     write_turns: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -324,23 +324,10 @@ impl StreamDb {
         Ok((created, records))
     }
 
-    /// Moves `consumer`'s checkpoint in `shard` to `seq`, unless a replay changed its epoch since it was read
-    /// (then nothing changes and this says `false`).
-    pub async fn advance(
-        &self,
-        stream: &str,
-        consumer: &str,
-        shard: u32,
-        seq: u64,
-        epoch: u64,
-    ) -> Result<bool, StorageError> {
-        let moved = self.advance_and_read(stream, consumer, shard, Checkpoint { seq, epoch }, 0, 0).await?;
-        Ok(moved.is_some())
-    }
-
-    /// [`StreamDb::advance`] to `to`, then, in the same trip to the blocking pool, the next `limit` records after it
-    /// (at most `max_bytes` of bodies, always one if there is one): what a consumer that keeps up reads next.
-    /// `None` when a replay changed the epoch (nothing moved).
+    /// Moves `consumer`'s checkpoint in `shard` to `to.seq`, unless a replay changed its epoch since `to.epoch` was
+    /// read (then nothing changes and this answers `None`); then, in the same trip to the blocking pool, reads the
+    /// next `limit` records after it (at most `max_bytes` of bodies, always one if there is one): what a consumer
+    /// that keeps up reads next.
     pub async fn advance_and_read(
         &self,
         stream: &str,
@@ -364,9 +351,6 @@ impl StreamDb {
                 drop(turn);
                 if changed != 1 {
                     return Ok(None);
-                }
-                if limit == 0 {
-                    return Ok(Some(Vec::new()));
                 }
                 read_after(conn, &stream, shard, to.seq, limit, max_bytes).map(Some)
             })

@@ -79,11 +79,16 @@ async fn checkpoints_start_where_asked_and_a_replay_wins_over_a_delivery_that_ra
     let (oldest, read) =
         streams.read_from_checkpoint("s", "early/f", 0, StreamStart::Oldest, 2, 1 << 20).await.expect("read");
     assert_eq!((oldest.seq, read.len()), (0, 2), "batch size bounds the read");
-    assert!(streams.advance("s", "early/f", 0, 2, oldest.epoch).await.expect("advance"));
+    let to = Checkpoint { seq: 2, epoch: oldest.epoch };
+    assert!(streams.advance_and_read("s", "early/f", 0, to, 10, 1 << 20).await.expect("advance").is_some());
     // A replay from sequence 1 moves it back and bumps the epoch: the advance of a delivery read before it fails.
     let moved = streams.replay("s", "early/f", None, ReplayFrom::Sequence(1)).await.expect("replay");
     assert_eq!(moved, [(0, 0)]);
-    assert!(!streams.advance("s", "early/f", 0, 3, oldest.epoch).await.expect("advance"), "stale epoch");
+    let stale = Checkpoint { seq: 3, epoch: oldest.epoch };
+    assert!(
+        streams.advance_and_read("s", "early/f", 0, stale, 10, 1 << 20).await.expect("advance").is_none(),
+        "stale epoch"
+    );
     let (after, read) =
         streams.read_from_checkpoint("s", "early/f", 0, StreamStart::Oldest, 10, 1 << 20).await.expect("read");
     assert_eq!((after.seq, after.epoch, read.len()), (0, 1, 3));
