@@ -19,8 +19,12 @@ use crate::runtime::{Loader, Runtime};
 use crate::storage::backends::QueueBackend;
 use crate::storage::backends::cron::CronBackend;
 use crate::storage::backends::jetstream::deployments::{NodeComponent, NodeEntry};
-use crate::storage::backends::jetstream::{Cluster, JetStreamCron, JetStreamDeployments, JetStreamQueues};
+use crate::storage::backends::jetstream::{
+    Cluster, JetStreamCron, JetStreamDeployments, JetStreamObjects, JetStreamQueues, JetStreamStreams,
+};
+use crate::storage::backends::objects::ObjectStore;
 use crate::storage::backends::sqlite::SqliteQueues;
+use crate::storage::backends::streams::StreamStore;
 use crate::storage::cron::CronDb;
 use crate::storage::deployments::DeploymentDb;
 use crate::storage::kv::{KvDb, KvLimits};
@@ -156,18 +160,30 @@ impl Node {
         spawn_kv_sweeper(kv.clone());
         let deferred = Arc::new(DeferredInvoker::default());
         let deferred_workflows = Arc::new(crate::capabilities::workflows::DeferredWorkflows::default());
-        let objects = Arc::new(Objects::new(object_db, UrlSigner::load_or_create(data_dir)?));
-        // Object bytes are files on this node: on a cluster they would be missing on the others (the JetStream
-        // object store is not built yet), so a cluster serves no object storage rather than a split one.
-        let served_objects = cluster.is_none().then(|| objects.clone());
-        // Streams are SQLite on this node too: a cluster has none yet (puts are refused, saying so).
-        let streams = Arc::new(Streams::new(StreamDb::new(stream_dbs.0, stream_dbs.1, stream_catalog(&config))));
-        let served_streams = cluster.is_none().then(|| streams.clone());
-        if served_streams.is_some() {
+        // Alone, object bytes are files on this node; on a cluster, JetStream object stores every node reads. A
+        // cluster's nodes accept each other's signed URLs when they share EDGEFN_URL_SIGNING_KEY.
+        let object_store = match &cluster {
+            None => ObjectStore::Local(object_db),
+            Some(cluster) => ObjectStore::Cluster(Box::new(JetStreamObjects::new(cluster.clone(), object_db))),
+        };
+        let objects = Arc::new(Objects::new(object_store, UrlSigner::load_or_create(data_dir)?));
+        // Streams: SQLite alone; on a cluster, JetStream, each shard delivered by one node at a time (a dead node's
+        // shards move to the others once its leases lapse, after `ack_wait_ms`).
+        let stream_store = match &cluster {
+            None => StreamStore::Local(StreamDb::new(stream_dbs.0, stream_dbs.1, stream_catalog(&config))),
+            Some(cluster) => {
+                let lease = Duration::from_millis(config.cluster.ack_wait_ms);
+                StreamStore::Cluster(Box::new(
+                    JetStreamStreams::open(cluster.clone(), stream_catalog(&config), lease).await?,
+                ))
+            }
+        };
+        let streams = Arc::new(Streams::new(stream_store));
+        if cluster.is_none() {
             crate::capabilities::streams::spawn_sweeper(streams.clone());
         }
         if let Some(rules) = alarm_rules {
-            crate::alarms::spawn(rules, telemetry.clone(), queues.clone(), served_streams.clone(), workflow_db.clone());
+            crate::alarms::spawn(rules, telemetry.clone(), queues.clone(), Some(streams.clone()), workflow_db.clone());
         }
         let response_cache = Arc::new(crate::capabilities::cache::ResponseCache::new(config.cache));
         if let Some(cluster) = &cluster {
@@ -184,8 +200,8 @@ impl Node {
             messaging: Some(queues.clone()),
             invoker: Some(deferred.clone()),
             kv: Some(kv.clone()),
-            objects: served_objects.clone(),
-            streams: served_streams.clone(),
+            objects: Some(objects.clone()),
+            streams: Some(streams.clone()),
             limiters: Some(Arc::new(crate::capabilities::ratelimit::Limiters::new(
                 config.rate_limits.iter().map(|(name, limit)| (name.clone(), limit.rule())).collect(),
             ))),
@@ -207,14 +223,14 @@ impl Node {
             runner.clone(),
             authorizers.clone(),
             http_limits,
-            served_objects,
+            Some(objects.clone()),
             Some(response_cache.clone()),
             websockets.clone(),
         );
         let cron = CronTrigger::new(cron_backend, runner.clone(), live.clone());
         let replayer = Replayer::new(runner.clone());
         let queue_trigger = QueueTrigger::new(queues.clone(), runner.clone());
-        let stream_trigger = StreamTrigger::new(streams.clone(), queues.clone(), runner, cluster.is_some());
+        let stream_trigger = StreamTrigger::new(streams.clone(), queues.clone(), runner);
         let triggers: Vec<Arc<dyn Trigger>> =
             vec![http.clone(), invoke.clone(), cron.clone(), queue_trigger.clone(), stream_trigger.clone()];
         let deployments = Arc::new(
@@ -231,9 +247,7 @@ impl Node {
         );
         let restore_failures = deployments.restore().await?;
         // After the restore: changes waiting in the outbox go to the triggers that were live, not to none.
-        if cluster_deployments.is_none() {
-            crate::capabilities::objects::events::spawn_dispatcher(objects.clone(), queues.clone());
-        }
+        crate::capabilities::objects::events::spawn_dispatcher(objects.clone(), queues.clone());
         if cluster_deployments.is_some() {
             // What the cluster has live comes on top of what this node had: it catches up, then follows.
             tokio::spawn(deployments.clone().follow_cluster());
@@ -314,8 +328,8 @@ impl Node {
             queue_trigger: self.queue_trigger.clone(),
             queues: self.queues.clone(),
             kv: self.kv.clone(),
-            objects: self.cluster.is_none().then(|| self.objects.clone()),
-            streams: self.cluster.is_none().then(|| self.streams.clone()),
+            objects: Some(self.objects.clone()),
+            streams: Some(self.streams.clone()),
             authorizers: self.authorizers.clone(),
             telemetry: self.telemetry.clone(),
             runtime: self.loader.runtime().clone(),

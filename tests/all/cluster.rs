@@ -21,23 +21,41 @@ impl Cluster {
         Some(Self { nats, collector: Collector::start(), dir: tempfile::tempdir().expect("temp dir") })
     }
 
+    /// What the nodes' components reported.
+    pub(crate) fn collector(&self) -> &Collector {
+        &self.collector
+    }
+
     /// Starts node `name` of the cluster, serving `components`. A delivery a dead node held goes to another after
     /// `ack_wait_ms`.
-    fn node(&self, name: &str, ack_wait_ms: u64, components: &[&str]) -> Host {
+    pub(crate) fn node(&self, name: &str, ack_wait_ms: u64, components: &[&str]) -> Host {
         self.node_with(name, ack_wait_ms, components, "")
     }
 
     /// [`Cluster::node`] with `limits` added to the node's `[limits]`.
     fn node_with(&self, name: &str, ack_wait_ms: u64, components: &[&str], limits: &str) -> Host {
-        self.node_full(name, ack_wait_ms, components, limits, "")
+        self.node_full(name, ack_wait_ms, components, limits, "", &[])
     }
 
     /// [`Cluster::node`] with `config` added to the node's configuration (the default `ack_wait_ms`, 30 s).
     pub(crate) fn node_configured(&self, name: &str, components: &[&str], config: &str) -> Host {
-        self.node_full(name, 30_000, components, "", config)
+        self.node_full(name, 30_000, components, "", config, &[])
     }
 
-    fn node_full(&self, name: &str, ack_wait_ms: u64, components: &[&str], limits: &str, extra: &str) -> Host {
+    /// [`Cluster::node`] (the default `ack_wait_ms`) with `env` set for the host process.
+    pub(crate) fn node_with_env(&self, name: &str, components: &[&str], env: &[(&str, &str)]) -> Host {
+        self.node_full(name, 30_000, components, "", "", env)
+    }
+
+    fn node_full(
+        &self,
+        name: &str,
+        ack_wait_ms: u64,
+        components: &[&str],
+        limits: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Host {
         let config = self.dir.path().join(format!("{name}.toml"));
         let text = format!(
             "[limits]\ntimeout_ms = 10000\n{limits}\n[cluster]\nack_wait_ms = {ack_wait_ms}\n\n[components.cluster]\n\
@@ -54,7 +72,7 @@ impl Cluster {
             name.to_owned(),
         ];
         args.extend(components.iter().map(|c| component_arg(c)));
-        Host::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        Host::start_with_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), env)
     }
 }
 

@@ -12,6 +12,7 @@ mod automation;
 mod cache;
 mod cli;
 mod cluster;
+mod cluster_storage;
 mod corpus;
 mod deploy;
 mod dev;

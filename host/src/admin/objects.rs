@@ -21,9 +21,7 @@ const QUIET: Duration = Duration::from_secs(60);
 
 fn store(admin: &Admin, bucket: &str) -> Result<Arc<Objects>, ApiError> {
     edgefn_manifest::record::validate_bucket_name(bucket).map_err(ApiError::bad_request)?;
-    admin.objects.clone().ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "this node serves no object storage (a cluster has none yet)")
-    })
+    admin.objects.clone().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "this node serves no object storage"))
 }
 
 /// `GET /v1/objects`: every bucket that holds something, with its objects and bytes.

@@ -10,7 +10,8 @@ use crate::capabilities::invoke::Caller;
 use crate::capabilities::messaging::SendAllowance;
 use crate::capabilities::unavailable;
 use crate::storage::StorageError;
-use crate::storage::streams::{Position, StreamDb, StreamRefusal};
+use crate::storage::backends::streams::StreamStore;
+use crate::storage::streams::{Position, StreamRefusal};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
@@ -37,19 +38,26 @@ pub enum StreamError {
 /// The node's streams: what functions, the admin API and the stream trigger share.
 #[derive(Debug)]
 pub struct Streams {
-    pub db: StreamDb,
-    /// One wake-up per stream, notified after each put.
+    pub db: StreamStore,
+    /// One wake-up per stream, notified after each put (on a cluster, also after each put on another node).
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl Streams {
-    pub fn new(db: StreamDb) -> Self {
+    pub fn new(db: StreamStore) -> Self {
         Self { db, wakers: Mutex::default() }
     }
 
     /// Notified (every waiter) after each put to `stream`.
     pub fn waker(&self, stream: &str) -> Arc<Notify> {
-        self.wakers.lock().unwrap_or_else(|p| p.into_inner()).entry(stream.to_owned()).or_default().clone()
+        let mut wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(waker) = wakers.get(stream) {
+            return waker.clone();
+        }
+        let waker = Arc::new(Notify::new());
+        self.db.forward_wakes(stream, waker.clone());
+        wakers.insert(stream.to_owned(), waker.clone());
+        waker
     }
 
     /// Appends `records` to `stream`, all or none, and wakes its consumers.

@@ -237,7 +237,8 @@ pub struct ClusterConfig {
     /// This node's name in the cluster (`edgefn nodes`); the host name and the process id when not set.
     pub node: Option<String>,
     /// How long a delivery pulled by a node stays its own without news from it: a node that dies holds its
-    /// messages this long before another node gets them. A running delivery renews it every third of it.
+    /// messages (and the stream shards it delivers) this long before another node gets them. A running delivery
+    /// renews it every third of it.
     pub ack_wait_ms: u64,
     /// JetStream replicas of each stream and bucket (1 for a single nats-server; 3 for a NATS cluster).
     pub replicas: usize,

@@ -112,6 +112,9 @@ pub struct ConsumerShard {
     pub behind: u64,
     /// How long the oldest record it has not handled has waited (0 when it is caught up): Kinesis' iterator age.
     pub iterator_age_ms: i64,
+    /// On a cluster, the node that delivers this shard now (none while no node holds it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A stream, its shards and its consumers.
@@ -126,6 +129,29 @@ pub struct StreamInfo {
 /// forever: records already stored depend on it.
 pub fn shard_of(key: &str, shards: u32) -> u32 {
     (fnv1a(key) % u64::from(shards.max(1))) as u32
+}
+
+/// Checks a put before anything is stored: the stream's name, each partition key, and each record's size against
+/// `max_message_bytes` and the shard's share of the stream's `max_mb`.
+pub(crate) fn check_put(
+    catalog: &StreamCatalog,
+    stream: &str,
+    records: &[(String, Vec<u8>)],
+) -> Result<(), StreamRefusal> {
+    edgefn_manifest::record::validate_queue_name("stream", stream).map_err(StreamRefusal::Invalid)?;
+    let settings = catalog.settings(stream);
+    let share = settings.max_bytes / u64::from(settings.shards.max(1));
+    let limit = (catalog.max_record_bytes as u64).min(share);
+    for (key, body) in records {
+        if let Err(error) = edgefn_manifest::record::validate_partition_key(key) {
+            return Err(StreamRefusal::Invalid(format!("stream `{stream}`: {error}")));
+        }
+        let len = key.len() + body.len();
+        if len as u64 > limit {
+            return Err(StreamRefusal::TooLarge { stream: stream.to_owned(), len, limit });
+        }
+    }
+    Ok(())
 }
 
 /// FNV-1a, 64 bits: a fixed, well-specified hash (no seed, unlike std's), so a key's shard never changes.
@@ -185,21 +211,10 @@ impl StreamDb {
         records: Vec<(String, Vec<u8>)>,
         correlation_id: Option<String>,
     ) -> Result<Result<Vec<Position>, StreamRefusal>, StorageError> {
-        if let Err(error) = edgefn_manifest::record::validate_queue_name("stream", stream) {
-            return Ok(Err(StreamRefusal::Invalid(error)));
+        if let Err(refusal) = check_put(&self.catalog, stream, &records) {
+            return Ok(Err(refusal));
         }
         let settings = self.catalog.settings(stream);
-        let share = settings.max_bytes / u64::from(settings.shards.max(1));
-        let limit = (self.catalog.max_record_bytes as u64).min(share);
-        for (key, body) in &records {
-            if let Err(error) = edgefn_manifest::record::validate_partition_key(key) {
-                return Ok(Err(StreamRefusal::Invalid(format!("stream `{stream}`: {error}"))));
-            }
-            let len = key.len() + body.len();
-            if len as u64 > limit {
-                return Ok(Err(StreamRefusal::TooLarge { stream: stream.to_owned(), len, limit }));
-            }
-        }
         let stream = stream.to_owned();
         let turns = self.write_turns.clone();
         self.db
@@ -561,6 +576,7 @@ fn describe(conn: &Connection, only: Option<&str>, now: i64) -> Result<Vec<Strea
             checkpoint: row.get(3)?,
             behind: row.get(4)?,
             iterator_age_ms: oldest.map_or(0, |at| (now - at).max(0)),
+            owner: None,
         };
         if let Some(stream) = streams.iter_mut().find(|s| s.name == name) {
             stream.consumers.push(place);

@@ -311,6 +311,7 @@ mod tests {
             checkpoint: 0,
             behind: 1,
             iterator_age_ms: age,
+            owner: None,
         };
         let stream = |consumers| StreamInfo { name: "clicks".into(), shards: Vec::new(), consumers };
         // Another consumer's lag is not this alarm's.

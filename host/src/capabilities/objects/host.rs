@@ -60,12 +60,7 @@ fn info(info: ObjectInfo) -> wit::ObjectInfo {
 impl ObjectsView<'_> {
     /// The store, if `bucket` is granted.
     fn store(&self, bucket: &str) -> Result<Arc<Objects>, ObjectError> {
-        let objects = self.objects.cloned().ok_or_else(|| {
-            ObjectError::Invalid(format!(
-                "{}; nor on a cluster yet (object bytes are files on one node: the JetStream object store is not built)",
-                unavailable("object storage")
-            ))
-        })?;
+        let objects = self.objects.cloned().ok_or_else(|| ObjectError::Invalid(unavailable("object storage")))?;
         edgefn_manifest::record::validate_bucket_name(bucket).map_err(ObjectError::Invalid)?;
         if !self.granted.iter().any(|granted| granted == bucket) {
             tracing::warn!(bucket, function = ?self.function, "a function used an object bucket it was not granted");

@@ -1,5 +1,5 @@
 //! Object storage: the host side of `edgefn:function/objects` (buckets of streamed objects, signed URLs) over the
-//! embedded store ([`crate::storage::objects`]: files under the data directory, metadata in SQLite). One folder: the
+//! node's store ([`ObjectStore`]: files under the data directory and SQLite alone, JetStream on a cluster). One folder: the
 //! capability (this file), the imports a component calls (`host.rs`), the resource they hand out (`upload.rs`) and
 //! the signed URLs (`signing.rs`).
 //!
@@ -18,7 +18,8 @@ pub use signing::UrlSigner;
 pub use upload::ObjectUpload;
 
 use crate::storage::StorageError;
-use crate::storage::objects::{ObjectDb, ObjectRefusal};
+use crate::storage::backends::objects::ObjectStore;
+use crate::storage::objects::ObjectRefusal;
 use std::sync::Arc;
 
 /// How many uploads one invocation may hold open at once (each holds a file open on the host).
@@ -50,14 +51,14 @@ impl From<StorageError> for ObjectError {
 /// The node's object store and URL signer: what functions, the admin API and the HTTP trigger share.
 #[derive(Debug, Clone)]
 pub struct Objects {
-    pub db: ObjectDb,
+    pub db: ObjectStore,
     pub signer: UrlSigner,
     /// Woken after each change, so the change's events reach their triggers at once.
     pub changed: Arc<tokio::sync::Notify>,
 }
 
 impl Objects {
-    pub fn new(db: ObjectDb, signer: UrlSigner) -> Self {
+    pub fn new(db: ObjectStore, signer: UrlSigner) -> Self {
         Self { db, signer, changed: Arc::new(tokio::sync::Notify::new()) }
     }
 }

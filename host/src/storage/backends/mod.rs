@@ -16,7 +16,9 @@
 
 pub mod cron;
 pub mod jetstream;
+pub mod objects;
 pub mod sqlite;
+pub mod streams;
 
 use super::StorageError;
 use futures_util::future::BoxFuture;

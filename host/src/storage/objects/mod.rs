@@ -26,6 +26,19 @@ mod upload;
 
 pub use upload::Upload;
 
+/// See [`ObjectDb::temporary_file`]. The name goes when this is dropped; the open file stays readable.
+#[derive(Debug)]
+pub struct TemporaryFile {
+    pub path: PathBuf,
+    pub file: std::fs::File,
+}
+
+impl Drop for TemporaryFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// The bounds of every bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ObjectLimits {
@@ -299,42 +312,17 @@ impl ObjectDb {
     }
 
     /// Stores what `upload` holds as its object (replacing any before it), atomically; see the module docs.
-    pub async fn finish(&self, mut upload: Upload, now: i64) -> ObjectResult<ObjectInfo> {
-        let (limit, why) = upload.limit;
-        if upload.written > limit {
-            return Ok(Err(ObjectRefusal::ObjectTooLarge { key: upload.key.clone(), limit, why }));
-        }
-        if let Some(failed) = &upload.failed {
-            return Err(StorageError::Corrupt(format!(
-                "an earlier write of `{}` failed ({failed}): nothing was stored",
-                upload.key
-            )));
-        }
+    pub async fn finish(&self, upload: Upload, now: i64) -> ObjectResult<ObjectInfo> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
+            let mut upload = upload;
             // The upload's Drop removes its temporary file on every early return; once renamed, there is none.
-            let Some(etag) = upload.hasher.finish() else {
-                return Err(StorageError::Task(format!("hashing `{}` failed: nothing was stored", upload.key)));
+            let etag = match upload.seal()? {
+                Ok(etag) => etag,
+                Err(refusal) => return Ok(Err(refusal)),
             };
-            if let Some(file) = &upload.file {
-                file.sync_all().map_err(|e| io_error(&upload.temp, e))?;
-            }
             let blob = uuid::Uuid::new_v4().simple().to_string();
-            let content_type = if upload.options.content_type.is_empty() {
-                "application/octet-stream".to_owned()
-            } else {
-                upload.options.content_type.clone()
-            };
-            let info = ObjectInfo {
-                bucket: upload.bucket.clone(),
-                key: upload.key.clone(),
-                size: upload.written,
-                etag,
-                content_type,
-                metadata: upload.options.metadata.clone(),
-                updated_at: now,
-                blob: blob.clone(),
-            };
+            let info = upload.info(etag, blob.clone(), now);
             let path = store.blob_path(&blob);
             std::fs::rename(&upload.temp, &path).map_err(|e| io_error(&path, e))?;
             upload.file = None;
@@ -342,6 +330,27 @@ impl ObjectDb {
         })
         .await
         .map_err(|join| StorageError::Task(join.to_string()))?
+    }
+
+    /// Records a change made elsewhere (on a cluster, in JetStream) in this node's outbox, for its triggers.
+    pub async fn record_change(&self, kind: &str, info: &ObjectInfo, correlation_id: &str) -> Result<(), StorageError> {
+        let event = event(kind, info, info.updated_at, correlation_id);
+        self.db.call(move |conn| record_event(conn, &event)).await
+    }
+
+    /// A temporary file of its own under `objects/tmp`, removed when dropped: what a cluster node downloads an
+    /// object into before serving it.
+    pub fn temporary_file(&self) -> Result<TemporaryFile, StorageError> {
+        let path = self.dir.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        Ok(TemporaryFile { path, file })
     }
 
     /// Makes the file `info.blob` (just renamed or linked into `blobs/`) the object: syncs the folder so the name is

@@ -1,6 +1,6 @@
 //! An object being written: its temporary file, the hash of what came so far, and its size bound.
 
-use super::{ObjectRefusal, PutOptions, io_error};
+use super::{ObjectInfo, ObjectRefusal, PutOptions, io_error};
 use crate::storage::StorageError;
 use sha2::{Digest as _, Sha256};
 use std::io::Write as _;
@@ -49,6 +49,56 @@ pub struct Upload {
 }
 
 impl Upload {
+    /// Checks the upload can be stored (within its limit, every write whole), then syncs its file: its ETag.
+    /// Blocks: call it off the async threads.
+    pub fn seal(&mut self) -> Result<Result<String, ObjectRefusal>, StorageError> {
+        let (limit, why) = self.limit;
+        if self.written > limit {
+            return Ok(Err(ObjectRefusal::ObjectTooLarge { key: self.key.clone(), limit, why }));
+        }
+        if let Some(failed) = &self.failed {
+            return Err(StorageError::Corrupt(format!(
+                "an earlier write of `{}` failed ({failed}): nothing was stored",
+                self.key
+            )));
+        }
+        let Some(etag) = self.hasher.finish() else {
+            return Err(StorageError::Task(format!("hashing `{}` failed: nothing was stored", self.key)));
+        };
+        if let Some(file) = &self.file {
+            file.sync_all().map_err(|e| io_error(&self.temp, e))?;
+        }
+        Ok(Ok(etag))
+    }
+
+    /// The object this upload makes, once sealed with `etag`, its bytes in `blob`, stored at `now`.
+    pub fn info(&self, etag: String, blob: String, now: i64) -> ObjectInfo {
+        let content_type = if self.options.content_type.is_empty() {
+            "application/octet-stream".to_owned()
+        } else {
+            self.options.content_type.clone()
+        };
+        ObjectInfo {
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            size: self.written,
+            etag,
+            content_type,
+            metadata: self.options.metadata.clone(),
+            updated_at: now,
+            blob,
+        }
+    }
+
+    /// Where its bytes are until it is finished.
+    pub fn temp_path(&self) -> &std::path::Path {
+        &self.temp
+    }
+
+    pub fn correlation_id(&self) -> &str {
+        &self.options.correlation_id
+    }
+
     pub fn bucket(&self) -> &str {
         &self.bucket
     }

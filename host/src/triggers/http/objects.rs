@@ -85,7 +85,7 @@ impl ObjectRoutes {
         request_id: &str,
     ) -> Result<(Arc<Objects>, Grant), Box<Response>> {
         let Some(objects) = self.objects.clone() else {
-            let message = "this node serves no object storage (a cluster has none yet)";
+            let message = "this node serves no object storage";
             return Err(Box::new(refuse(StatusCode::NOT_FOUND, message, request_id)));
         };
         match objects.signer.verify(bucket, key, query, used, now_ms()) {

@@ -13,7 +13,11 @@
 //!
 //! A deploy drains the component's loops (each finishes the batch it is delivering) before the new version's
 //! loops start, so two batches of one shard never run at once; the checkpoints carry over.
+//!
+//! On a cluster every node that runs the consumer has these loops, but a loop delivers only while its node holds
+//! the shard's lease ([`balance`]): the shards are spread over the nodes and move when one dies or leaves.
 
+mod balance;
 mod outcome;
 
 use super::{Runner, Trigger, Work};
@@ -77,14 +81,12 @@ struct Shared {
 pub struct StreamTrigger {
     shared: Arc<Shared>,
     running: Mutex<HashMap<String, Vec<Running>>>,
-    /// On a cluster streams are not served yet (they are SQLite on one node): consumers are not started.
-    on_cluster: bool,
 }
 
 impl StreamTrigger {
-    pub fn new(streams: Arc<Streams>, queues: Arc<Queues>, runner: Runner, on_cluster: bool) -> Arc<Self> {
+    pub fn new(streams: Arc<Streams>, queues: Arc<Queues>, runner: Runner) -> Arc<Self> {
         let shared = Shared { streams, queues, runner, handled: AtomicU64::new(0), failed: AtomicU64::new(0) };
-        Arc::new(Self { shared: Arc::new(shared), running: Mutex::default(), on_cluster })
+        Arc::new(Self { shared: Arc::new(shared), running: Mutex::default() })
     }
 
     /// Records handled since start (every consumer), and records sent to on-failure queues.
@@ -122,13 +124,6 @@ impl Trigger for StreamTrigger {
 
     fn start(&self, component: &str, live: &Arc<LiveSet>) {
         let consumers = live.component(component).map(Self::consumers_of).unwrap_or_default();
-        if self.on_cluster {
-            for consumer in &consumers {
-                tracing::error!(function = %consumer.label, stream = %consumer.stream,
-                    "stream triggers do not run on a cluster yet (streams are SQLite on one node): not consumed");
-            }
-            return;
-        }
         let started: Vec<Running> = consumers
             .into_iter()
             .map(|consumer| {
@@ -171,11 +166,23 @@ async fn run_consumer(shared: Arc<Shared>, consumer: Arc<StreamConsumer>, stoppe
             }
         }
     };
+    // On a cluster, a shard is delivered by the node that holds its lease (see `balance`).
+    let leased = shared.streams.db.leases().map(|leases| {
+        let shards = balance::Shards::new(leases, &consumer.stream, &consumer.label, shards);
+        let (stop_balancer, balancer_stopped) = watch::channel(false);
+        (shards.clone(), stop_balancer, tokio::spawn(balance::balance(shards, balancer_stopped)))
+    });
     let mut loops = tokio::task::JoinSet::new();
     for shard in 0..shards {
-        loops.spawn(run_shard(shared.clone(), consumer.clone(), shard, stopped.clone()));
+        let leases = leased.as_ref().map(|(shards, _, _)| shards.clone());
+        loops.spawn(run_shard(shared.clone(), consumer.clone(), shard, leases, stopped.clone()));
     }
     while loops.join_next().await.is_some() {}
+    // Every batch has finished: the leases go back now, not when they lapse.
+    if let Some((_, stop_balancer, balancer)) = leased {
+        let _ = stop_balancer.send(true);
+        let _ = balancer.await;
+    }
 }
 
 /// Sleeps `duration` unless stopped first (`None`).
@@ -195,7 +202,13 @@ struct ShardState {
 }
 
 /// Delivers one shard of `consumer`'s stream, in order, until `stopped`.
-async fn run_shard(shared: Arc<Shared>, consumer: Arc<StreamConsumer>, shard: u32, mut stopped: watch::Receiver<bool>) {
+async fn run_shard(
+    shared: Arc<Shared>,
+    consumer: Arc<StreamConsumer>,
+    shard: u32,
+    leases: Option<Arc<balance::Shards>>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let waker = shared.streams.waker(&consumer.stream);
     let policy = &consumer.delivery;
     let mut state = ShardState { limit: policy.batch_size, attempts: 0 };
@@ -204,6 +217,17 @@ async fn run_shard(shared: Arc<Shared>, consumer: Arc<StreamConsumer>, shard: u3
     loop {
         if *stopped.borrow() {
             return;
+        }
+        if let Some(leases) = &leases {
+            match leases.hold(shard, &mut stopped).await {
+                None => return,
+                // Newly this node's: another node may have moved the checkpoint meanwhile.
+                Some(true) => {
+                    read_ahead = None;
+                    state = ShardState { limit: policy.batch_size, attempts: 0 };
+                }
+                Some(false) => {}
+            }
         }
         // Registered before the read: a put between the read and the wait still wakes us.
         let notified = waker.notified();
@@ -242,10 +266,17 @@ async fn run_shard(shared: Arc<Shared>, consumer: Arc<StreamConsumer>, shard: u3
             }
         };
         if let Some(wait) = batch_wait(&records, state.limit, policy.max_wait_ms) {
+            let asked_to_give_back = async {
+                match &leases {
+                    Some(leases) => leases.asked_to_give_back(shard).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = stopped.wait_for(|stop| *stop) => return,
                 () = &mut notified => {}
+                () = asked_to_give_back => {}
                 () = tokio::time::sleep(wait) => {}
             }
             continue;
@@ -286,11 +317,11 @@ async fn run_shard(shared: Arc<Shared>, consumer: Arc<StreamConsumer>, shard: u3
                 Ok(Some(next)) => {
                     let handled = records.iter().take_while(|r| r.seq <= done).count() as u64;
                     shared.handled.fetch_add(handled, Ordering::Relaxed);
-                    read_ahead = Some((to, next));
+                    read_ahead = Some(next);
                 }
                 Ok(None) => {
                     tracing::info!(stream = %consumer.stream, shard, consumer = %consumer.label,
-                        "a replay moved the checkpoint while a batch ran; reading on from the replay's position");
+                        "a replay (or, on a cluster, another node) moved the checkpoint while a batch ran; reading on from there");
                     state = ShardState { limit: policy.batch_size, attempts: 0 };
                     continue;
                 }

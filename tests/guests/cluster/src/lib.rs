@@ -85,3 +85,31 @@ fn slow_tick(event: CronEvent) -> Result<()> {
     std::thread::sleep(Duration::from_millis(3_000));
     report("/slow-tick-done", json!({ "tick": tick_ms, "reason": event.reason() }))
 }
+
+#[derive(Debug, Deserialize)]
+struct Feed {
+    from: u64,
+    count: u64,
+    keys: u64,
+}
+
+/// Puts `count` records to stream `moves` from record `from`: record `i` has key `k{i % keys}` and is that key's
+/// number `i / keys`, so each key's numbers count up from 0 in put order.
+#[function(trigger = invoke)]
+fn feed_moves(feed: Feed) -> Result<u64> {
+    let records: Vec<(String, Value)> = (feed.from..feed.from + feed.count)
+        .map(|i| (format!("k{}", i % feed.keys), json!({ "key": format!("k{}", i % feed.keys), "n": i / feed.keys })))
+        .collect();
+    Ok(edgefn::stream::put_batch("moves", &records)?.len() as u64)
+}
+
+/// Consumes stream `moves`: takes 40 ms per batch (so a node is mid-batch when the test kills it), then reports
+/// the batch's shard and records, in the order they came.
+#[function(trigger = stream("moves", batch_size = 25, max_wait_ms = 20, start = "oldest"))]
+fn moves(batch: Batch<Value>) -> Result<()> {
+    std::thread::sleep(Duration::from_millis(40));
+    // A stream record's id is `stream:SHARD:SEQ:KEY`.
+    let shard = batch.iter().next().and_then(|m| m.id().split(':').nth(1).map(str::to_owned));
+    let records: Vec<Value> = batch.iter().map(|m| json!([m.body()["key"], m.body()["n"]])).collect();
+    report("/moves", json!({ "shard": shard, "records": records }))
+}

@@ -14,7 +14,6 @@ use super::{Cluster, cluster_error};
 use crate::storage::StorageError;
 use async_nats::jetstream::kv::{self, Operation};
 use async_nats::jetstream::object_store::ObjectStore;
-use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -97,52 +96,10 @@ impl std::fmt::Debug for JetStreamDeployments {
 
 impl JetStreamDeployments {
     pub async fn open(cluster: Cluster) -> Result<Self, StorageError> {
-        let live = Self::bucket(&cluster, LIVE_BUCKET, Duration::ZERO).await?;
-        let nodes = Self::bucket(&cluster, NODES_BUCKET, NODE_TTL).await?;
-        let stream_name = format!("OBJ_{COMPONENTS_BUCKET}");
-        cluster
-            .jetstream
-            .get_or_create_stream(stream::Config {
-                name: stream_name.clone(),
-                subjects: vec![format!("$O.{COMPONENTS_BUCKET}.C.>"), format!("$O.{COMPONENTS_BUCKET}.M.>")],
-                storage: StorageType::File,
-                num_replicas: cluster.replicas,
-                discard: DiscardPolicy::New,
-                allow_rollup: true,
-                allow_direct: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|error| cluster_error(format!("create stream {stream_name}"), error))?;
-        let components = cluster
-            .jetstream
-            .get_object_store(COMPONENTS_BUCKET)
-            .await
-            .map_err(|error| cluster_error(format!("open object store {COMPONENTS_BUCKET}"), error))?;
+        let live = super::bucket(&cluster, LIVE_BUCKET, Duration::ZERO).await?;
+        let nodes = super::bucket(&cluster, NODES_BUCKET, NODE_TTL).await?;
+        let components = super::object_store(&cluster, COMPONENTS_BUCKET).await?;
         Ok(Self { cluster, live, nodes, components })
-    }
-
-    /// KV bucket `name` (one value per key; `max_age` zero keeps them for ever).
-    async fn bucket(cluster: &Cluster, name: &str, max_age: Duration) -> Result<kv::Store, StorageError> {
-        let stream_name = format!("KV_{name}");
-        cluster
-            .jetstream
-            .get_or_create_stream(stream::Config {
-                name: stream_name.clone(),
-                subjects: vec![format!("$KV.{name}.>")],
-                storage: StorageType::File,
-                num_replicas: cluster.replicas,
-                max_messages_per_subject: 1,
-                max_age,
-                discard: DiscardPolicy::New,
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|error| cluster_error(format!("create stream {stream_name}"), error))?;
-        cluster.jetstream.get_key_value(name).await.map_err(|error| cluster_error(format!("open bucket {name}"), error))
     }
 
     /// This node's name.

@@ -11,6 +11,10 @@
 //! - core subject `edgefn.wake.<queue>`: an empty message after every send, so idle consumers on any node pull at
 //!   once instead of at their next poll.
 //!
+//! - object storage: one object store per bucket (see [`objects`]);
+//! - ordered streams: one JetStream stream per edgefn stream, their checkpoints and shard leases in KV buckets
+//!   (see [`streams`] and [`stream_leases`]).
+//!
 //! Names become subject tokens by [`subject_token`] and consumer names by [`consumer_name`].
 //!
 //! The server needs nothing newer than 2.9 (Debian's nats-server): pull consumers, ack / nak with a delay / in
@@ -20,16 +24,25 @@
 pub mod cron;
 pub mod deployments;
 mod lease;
+pub mod objects;
 mod queue_inspection;
 pub mod queues;
+pub mod stream_leases;
+pub mod streams;
 mod wire;
 
 pub use cron::JetStreamCron;
 pub use deployments::JetStreamDeployments;
+pub use objects::JetStreamObjects;
 pub use queues::JetStreamQueues;
+pub use stream_leases::ShardLeases;
+pub use streams::JetStreamStreams;
 
 use crate::storage::StorageError;
 use async_nats::jetstream;
+use async_nats::jetstream::kv;
+use async_nats::jetstream::object_store::ObjectStore;
+use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use std::time::Duration;
 
 /// A connection to the cluster's NATS server, with its JetStream context.
@@ -73,6 +86,54 @@ pub(crate) async fn publish_stored(
     Ok(context.publish_with_headers(subject, headers, body).await?.await?.sequence)
 }
 
+/// KV bucket `name` (one value per key; `max_age` zero keeps them for ever).
+pub(crate) async fn bucket(cluster: &Cluster, name: &str, max_age: Duration) -> Result<kv::Store, StorageError> {
+    let stream_name = format!("KV_{name}");
+    cluster
+        .jetstream
+        .get_or_create_stream(stream::Config {
+            name: stream_name.clone(),
+            subjects: vec![format!("$KV.{name}.>")],
+            storage: StorageType::File,
+            num_replicas: cluster.replicas,
+            max_messages_per_subject: 1,
+            max_age,
+            discard: DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| cluster_error(format!("create stream {stream_name}"), error))?;
+    cluster.jetstream.get_key_value(name).await.map_err(|error| cluster_error(format!("open bucket {name}"), error))
+}
+
+/// Object store `name`, its stream made here as the NATS object store convention lays it out (ADR-20), because
+/// async-nats makes it only on servers newer than Debian's 2.9.
+pub(crate) async fn object_store(cluster: &Cluster, name: &str) -> Result<ObjectStore, StorageError> {
+    let stream_name = format!("OBJ_{name}");
+    cluster
+        .jetstream
+        .get_or_create_stream(stream::Config {
+            name: stream_name.clone(),
+            subjects: vec![format!("$O.{name}.C.>"), format!("$O.{name}.M.>")],
+            storage: StorageType::File,
+            num_replicas: cluster.replicas,
+            discard: DiscardPolicy::New,
+            allow_rollup: true,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| cluster_error(format!("create stream {stream_name}"), error))?;
+    cluster
+        .jetstream
+        .get_object_store(name)
+        .await
+        .map_err(|error| cluster_error(format!("open object store {name}"), error))
+}
+
 /// A [`StorageError`] for a failed request.
 pub(crate) fn cluster_error(action: impl Into<String>, reason: impl std::fmt::Display) -> StorageError {
     StorageError::Cluster { action: action.into(), reason: reason.to_string() }
@@ -102,6 +163,28 @@ pub fn consumer_name(name: &str) -> String {
     out
 }
 
+/// The name back from [`consumer_name`] (an `=` not followed by two hex digits stays as it is).
+pub fn from_consumer_name(encoded: &str) -> String {
+    let bytes = encoded.as_bytes();
+    let (mut out, mut at) = (Vec::with_capacity(bytes.len()), 0);
+    while at < bytes.len() {
+        let escaped = (bytes[at] == b'=')
+            .then(|| encoded.get(at + 1..at + 3).and_then(|hex| u8::from_str_radix(hex, 16).ok()))
+            .flatten();
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                at += 3;
+            }
+            None => {
+                out.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +195,8 @@ mod tests {
         assert_eq!(from_subject_token(&subject_token("a.b@c/d")), "a.b@c/d");
         assert_eq!(consumer_name("orders.eu@f/x_y-z"), "orders=2Eeu=40f=2Fx_y-z");
         assert_ne!(consumer_name("a.b"), consumer_name("a_b"));
+        for name in ["orders.eu@f/x_y-z", "probe/ordered", "plain", "é/ü"] {
+            assert_eq!(from_consumer_name(&consumer_name(name)), name);
+        }
     }
 }
