@@ -47,6 +47,30 @@ pub struct ObjectLimits {
     pub max_objects: u64,
 }
 
+impl ObjectLimits {
+    /// Whether a bucket holding `held` (objects, bytes), `current` among them, has room for `info` in its place.
+    pub fn check_room(
+        &self,
+        info: &ObjectInfo,
+        current: Option<&ObjectInfo>,
+        held: (u64, u64),
+    ) -> Result<(), ObjectRefusal> {
+        let (objects, bytes) = held;
+        let new_objects = objects + u64::from(current.is_none());
+        let new_bytes = bytes - current.map_or(0, |c| c.size) + info.size;
+        if new_objects > self.max_objects || new_bytes > self.max_bucket_bytes {
+            return Err(ObjectRefusal::BucketFull {
+                bucket: info.bucket.clone(),
+                objects,
+                bytes,
+                max_objects: self.max_objects,
+                max_bytes: self.max_bucket_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Longest key, in bytes (S3's).
 pub const MAX_KEY_BYTES: usize = 1024;
 /// Most bytes of user metadata (names and values together) on one object (S3's).
@@ -387,17 +411,8 @@ impl ObjectDb {
                 })
                 .optional()?
                 .unwrap_or((0, 0));
-            let (objects, bytes) = (objects as u64, bytes as u64);
-            let new_objects = objects + u64::from(current.is_none());
-            let new_bytes = bytes - current.as_ref().map_or(0, |c| c.size) + info.size;
-            if new_objects > limits.max_objects || new_bytes > limits.max_bucket_bytes {
-                return Ok(Err(ObjectRefusal::BucketFull {
-                    bucket: info.bucket.clone(),
-                    objects,
-                    bytes,
-                    max_objects: limits.max_objects,
-                    max_bytes: limits.max_bucket_bytes,
-                }));
+            if let Err(full) = limits.check_room(info, current.as_ref(), (objects as u64, bytes as u64)) {
+                return Ok(Err(full));
             }
             let metadata = serde_json::to_string(&info.metadata).map_err(|e| StorageError::Corrupt(e.to_string()))?;
             tx.prepare_cached(&format!(

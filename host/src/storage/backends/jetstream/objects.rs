@@ -156,20 +156,11 @@ impl JetStreamObjects {
         data: &mut (impl tokio::io::AsyncRead + Unpin),
         correlation_id: &str,
     ) -> ObjectResult<ObjectInfo> {
-        let limits = self.limits();
         let present = self.all(&info.bucket).await?;
         let current = present.iter().find(|o| o.key == info.key);
-        let (objects, bytes) = (present.len() as u64, present.iter().map(|o| o.size).sum::<u64>());
-        let new_objects = objects + u64::from(current.is_none());
-        let new_bytes = bytes - current.map_or(0, |c| c.size) + info.size;
-        if new_objects > limits.max_objects || new_bytes > limits.max_bucket_bytes {
-            return Ok(Err(ObjectRefusal::BucketFull {
-                bucket: info.bucket.clone(),
-                objects,
-                bytes,
-                max_objects: limits.max_objects,
-                max_bytes: limits.max_bucket_bytes,
-            }));
+        let held = (present.len() as u64, present.iter().map(|o| o.size).sum::<u64>());
+        if let Err(full) = self.limits().check_room(&info, current, held) {
+            return Ok(Err(full));
         }
         let store = self.store(&info.bucket).await?;
         let stored = store
