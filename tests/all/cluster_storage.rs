@@ -84,11 +84,11 @@ fn a_killed_nodes_stream_shards_move_to_the_other_node_and_order_per_key_holds()
         let handled: BTreeSet<(String, u64)> = batches(&cluster).into_iter().flat_map(|(_, _, r)| r).collect();
         handled.len() == total
     });
-    let batches = batches(&cluster);
+    let delivered = batches(&cluster);
     // Per key, in the order delivered: the next number, or one already seen (delivered again after the kill).
     let mut last: BTreeMap<String, u64> = BTreeMap::new();
     let mut again = 0;
-    for (node, shard, records) in &batches {
+    for (node, shard, records) in &delivered {
         for (key, number) in records {
             match last.get(key) {
                 Some(seen) if number <= seen => again += 1,
@@ -102,10 +102,10 @@ fn a_killed_nodes_stream_shards_move_to_the_other_node_and_order_per_key_holds()
         }
     }
     assert!(last.values().all(|n| *n == PER_KEY - 1), "every key reached its last record: {last:?}");
-    eprintln!("{} batches, {again} records delivered again", batches.len());
+    eprintln!("{} batches, {again} records delivered again", delivered.len());
     // The shards node a held went on, on node b.
     let after_kill: BTreeSet<u64> =
-        batches[killed_at..].iter().filter(|(node, _, _)| node == "b").map(|(_, shard, _)| *shard).collect();
+        delivered[killed_at..].iter().filter(|(node, _, _)| node == "b").map(|(_, shard, _)| *shard).collect();
     for shard in &held_by_a {
         assert!(after_kill.contains(shard), "shard {shard}, node a's, was not delivered by node b after the kill");
     }
@@ -114,6 +114,16 @@ fn a_killed_nodes_stream_shards_move_to_the_other_node_and_order_per_key_holds()
         let reply = b.admin("GET", "/v1/streams/moves", None);
         let consumers = reply.json()["consumers"].as_array().cloned().unwrap_or_default();
         consumers.len() == 4 && consumers.iter().all(|c| c["owner"] == "b" && c["behind"] == 0)
+    });
+    // A replay from the start, asked on the surviving node, delivers every record again.
+    let replayed = b.cli_ok(&["streams", "replay", "cluster/moves", "--from", "1"]);
+    assert!(replayed.contains("starts again after sequence 0"), "{replayed}");
+    wait_until("every record to be delivered again", Duration::from_secs(120), || {
+        let mut times: BTreeMap<(String, u64), usize> = BTreeMap::new();
+        for record in batches(&cluster).into_iter().flat_map(|(_, _, r)| r) {
+            *times.entry(record).or_default() += 1;
+        }
+        times.len() == total && times.values().all(|n| *n >= 2)
     });
 }
 

@@ -390,9 +390,16 @@ impl JetStreamStreams {
             reader.buffer.pop_front();
         }
         reader.base = after;
-        if reader.buffer.len() < limit as usize {
-            // On an error the reader is dropped: the next read starts a fresh one from the checkpoint.
-            reader.fetch(limit as usize - reader.buffer.len()).await?;
+        if reader.buffer.len() < limit as usize
+            && let Err(error) = reader.fetch(limit as usize - reader.buffer.len()).await
+        {
+            // A reader kept while this node did not hold the shard may have been dropped by the server (idle for a
+            // minute): start a fresh one from `after` once. On a second error the reader is dropped, and the next
+            // read starts afresh too.
+            tracing::debug!(%stream, shard, %error, "a stream reader failed; starting a fresh one");
+            forget(js, &reader.consumer);
+            reader = Reader::start(js, shard_subject(stream, shard), after).await?;
+            reader.fetch(limit as usize).await?;
         }
         let records = take_batch(&reader.buffer, limit, max_bytes);
         self.readers.lock().unwrap_or_else(|p| p.into_inner()).insert(id, reader);
