@@ -107,6 +107,10 @@ fn a_purge_on_one_node_reaches_the_cache_of_every_node_of_a_cluster() {
     let Some(cluster) = crate::cluster::Cluster::new(test) else { return };
     let a = cluster.node_configured("a", &["gateway_probe"], "");
     let b = cluster.node_configured("b", &["gateway_probe"], "");
+    // Node b deploys its own copy at start while following node a's: the same bytes make one version, and the
+    // second deploy switches nothing (a switch would empty the cache under the test).
+    let versions = b.admin("GET", "/v1/components/gateway_probe/versions", None).json();
+    assert_eq!(versions["versions"].as_array().map(Vec::len), Some(1), "{versions}");
     // Each node keeps its own copies.
     for host in [&a, &b] {
         for name in ["ada", "bob"] {

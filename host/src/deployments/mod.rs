@@ -53,8 +53,6 @@ pub struct PreparedDeploy {
     source: String,
     deployed_by: String,
     canary_percent: Option<u8>,
-    /// The latest version has this very component and configuration: make it live, record nothing new.
-    unchanged: Option<u32>,
     /// The component, linked to check that the host can run it.
     linked: PreparedComponent,
     prepared_at: Instant,
@@ -385,17 +383,12 @@ impl Deployments {
             None => inspection.functions,
         };
         let config = VersionConfig::resolve(&name, &self.config, &overrides, mount)?;
-        let config_hash = config.hash();
         // Refuse early what cannot be live next to the rest, before paying for a compile (checked again when it
         // is made live: another deploy may have changed the set meanwhile).
         let placeholder = Artifact { path: Default::default(), sha256: String::new(), checked: None };
         let candidate =
             Arc::new(self.version(&name, 0, &inspection.hash, config.clone(), functions.clone(), placeholder)?);
         plan::candidate_set(&self.live.load(), candidate.clone(), canary_percent)?;
-        let unchanged = match self.db.versions(&name).await?.first() {
-            Some(latest) if latest.hash == inspection.hash && latest.config_hash == config_hash => Some(latest.version),
-            _ => None,
-        };
         let installed = self.artifacts.ensure(&name, &inspection.hash, &config, Some(&wasm)).await?;
         // Link it once now so a component whose imports the host cannot satisfy is refused at deploy, not at its
         // first request. Once live it is kept loaded if that unloads nothing (see below), never beyond
@@ -423,7 +416,6 @@ impl Deployments {
             source,
             deployed_by,
             canary_percent,
-            unchanged,
             linked,
             prepared_at: Instant::now(),
         })
@@ -450,11 +442,17 @@ impl Deployments {
             source,
             deployed_by,
             canary_percent,
-            unchanged,
             linked,
             prepared_at,
         } = prepared;
         let config_hash = config.hash();
+        // The latest version has this very component and configuration: make it live, record nothing new. Read
+        // under the switching lock: two deploys of the same bytes prepared side by side (a node's own at start and
+        // the cluster's it follows) make one version, and the second switches nothing.
+        let unchanged = match self.db.versions(&name).await?.first() {
+            Some(latest) if latest.hash == hash && latest.config_hash == config_hash => Some(latest.version),
+            _ => None,
+        };
         let number = match unchanged {
             Some(version) => version,
             None => self.db.next_version(&name).await?,
