@@ -128,8 +128,10 @@ impl Caching {
         };
         let expected = http_body::Body::size_hint(&body).exact();
         let store: Store = Box::new(store);
-        let recording =
+        let mut recording =
             Recording { inner: body, collected: Some(BytesMut::new()), limit, expected, store: Some(store) };
+        // An empty body of a stated length is whole already: the client has all of it with the headers.
+        recording.store_if_whole(false);
         Response::from_parts(parts, Body::new(recording))
     }
 }
@@ -280,6 +282,9 @@ impl http_body::Body for Recording {
                     }
                     _ => this.collected = None,
                 }
+                // Stored before its last bytes are handed on: a client that has read the whole answer and asks
+                // again at once finds it in the cache (the server drops the body only after sending them).
+                this.store_if_whole(false);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {
@@ -346,6 +351,28 @@ mod tests {
         assert_eq!(with("max-age=60"), None);
         assert!(with("public, max-age=60").is_some());
         assert!(with("s-maxage=60").is_some());
+    }
+
+    #[test]
+    fn a_body_of_a_stated_length_is_stored_before_its_last_bytes_are_handed_on() {
+        use http_body_util::BodyExt as _;
+        let stored = std::sync::Arc::new(std::sync::Mutex::new(None::<Bytes>));
+        let recording = |body: Body| {
+            let into = stored.clone();
+            let store: Store = Box::new(move |bytes| *into.lock().expect("lock") = Some(bytes));
+            let expected = http_body::Body::size_hint(&body).exact();
+            Recording { inner: body, collected: Some(BytesMut::new()), limit: 1024, expected, store: Some(store) }
+        };
+        let mut whole = recording(Body::from("hello"));
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let frame = runtime.block_on(whole.frame()).expect("a frame").expect("data");
+        assert_eq!(frame.into_data().ok().as_deref(), Some(&b"hello"[..]));
+        assert_eq!(stored.lock().expect("lock").as_deref(), Some(&b"hello"[..]), "stored with the last bytes");
+
+        *stored.lock().expect("lock") = None;
+        let mut empty = recording(Body::empty());
+        empty.store_if_whole(false);
+        assert_eq!(stored.lock().expect("lock").as_deref(), Some(&b""[..]), "an empty body is whole at once");
     }
 
     #[test]
