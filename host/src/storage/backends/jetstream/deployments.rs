@@ -237,10 +237,8 @@ impl JetStreamDeployments {
 
     /// The members that renewed their entry within [`NODE_TTL`], by name.
     pub async fn nodes(&self) -> Result<Vec<NodeEntry>, StorageError> {
-        let mut keys = self.nodes.keys().await.map_err(|error| cluster_error("list the nodes", error))?;
         let mut nodes = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(|error| cluster_error("list the nodes", error))?;
+        for key in super::bucket_keys(&self.nodes, "nodes").await? {
             let value = self.nodes.get(&key).await.map_err(|error| cluster_error("read a node", error))?;
             if let Some(node) = value.and_then(|value| serde_json::from_slice::<NodeEntry>(&value).ok()) {
                 nodes.push(node);

@@ -109,6 +109,18 @@ pub(crate) async fn bucket(cluster: &Cluster, name: &str, max_age: Duration) -> 
     cluster.jetstream.get_key_value(name).await.map_err(|error| cluster_error(format!("open bucket {name}"), error))
 }
 
+/// Every key in `bucket` now; `what` names its entries in an error ("shard leases").
+pub(crate) async fn bucket_keys(bucket: &kv::Store, what: &str) -> Result<Vec<String>, StorageError> {
+    use futures_util::StreamExt as _;
+    let action = || format!("list the {what}");
+    let mut listed = bucket.keys().await.map_err(|error| cluster_error(action(), error))?;
+    let mut keys = Vec::new();
+    while let Some(key) = listed.next().await {
+        keys.push(key.map_err(|error| cluster_error(action(), error))?);
+    }
+    Ok(keys)
+}
+
 /// Object store `name`, its stream made here as the NATS object store convention lays it out (ADR-20), because
 /// async-nats makes it only on servers newer than Debian's 2.9.
 pub(crate) async fn object_store(cluster: &Cluster, name: &str) -> Result<ObjectStore, StorageError> {

@@ -14,7 +14,6 @@
 use super::{Cluster, cluster_error, consumer_name, from_consumer_name};
 use crate::storage::StorageError;
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
-use futures_util::StreamExt as _;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -81,12 +80,7 @@ impl ShardLeases {
     }
 
     async fn keys(&self) -> Result<Vec<String>, StorageError> {
-        let mut listed = self.bucket.keys().await.map_err(|error| cluster_error("list shard leases", error))?;
-        let mut keys = Vec::new();
-        while let Some(key) = listed.next().await {
-            keys.push(key.map_err(|error| cluster_error("list shard leases", error))?);
-        }
-        Ok(keys)
+        super::bucket_keys(&self.bucket, "shard leases").await
     }
 
     /// Takes `shard` if no node holds it: the lease's revision, `None` when another node holds it.

@@ -457,14 +457,7 @@ impl JetStreamStreams {
                 names
             }
         };
-        let keys: Vec<String> = {
-            let mut keys = Vec::new();
-            let mut listed = self.checkpoints.keys().await.map_err(|error| cluster_error("list checkpoints", error))?;
-            while let Some(key) = listed.next().await {
-                keys.push(key.map_err(|error| cluster_error("list checkpoints", error))?);
-            }
-            keys
-        };
+        let keys = super::bucket_keys(&self.checkpoints, "checkpoints").await?;
         let mut described = Vec::new();
         for name in names {
             let js_name = format!("{STREAM_PREFIX}{}", consumer_name(&name));
