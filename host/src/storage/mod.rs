@@ -309,6 +309,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE workflow_runs ADD COLUMN parent TEXT;
     ALTER TABLE workflow_runs ADD COLUMN parent_event TEXT;
     CREATE INDEX workflow_runs_by_parent ON workflow_runs (parent) WHERE parent IS NOT NULL;",
+    // 16. On a cluster: the last command of the cluster's workflow log this node's copy of the runs has applied.
+    "CREATE TABLE workflow_log (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);",
 ];
 
 /// What went wrong in the database.

@@ -1,11 +1,16 @@
 //! Workflow runs in SQLite: each run's state and when it is next due, its journal, its steps' failed attempts, and
 //! signals kept for a wait that has not begun. Every change a resume makes is one transaction ([`WorkflowDb::apply`]),
 //! checked against the journal length the resume started from, so two resumes of one run can never both commit.
+//!
+//! Every change is a [`Command`] (see `commands`): alone, a node runs it on its SQLite at once; on a cluster it goes
+//! through the cluster's log first, and every node runs every command in the log's order on its own copy, so all
+//! copies agree and a change two nodes make at once is decided once, the same way everywhere.
 
 use super::{Database, StorageError};
 use edgefn_manifest::workflow::{ChildEnd, Entry, Retry, StepError};
 use rusqlite::{OptionalExtension as _, params};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// The most entries one run's journal may hold.
 pub const MAX_JOURNAL_ENTRIES: usize = 10_000;
@@ -139,7 +144,7 @@ pub enum SignalError {
 }
 
 /// A run to start: see [`WorkflowDb::start`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NewRun {
     pub id: Option<String>,
     pub component: String,
@@ -285,11 +290,13 @@ pub struct WorkflowDb {
     db: Database,
     /// A run older than this fails: see [`WorkflowDb::prepare_resume`].
     max_age_ms: i64,
+    /// On a cluster: the log every change goes through before it is made here.
+    log: Option<Arc<dyn CommandLog>>,
 }
 
 impl WorkflowDb {
     pub fn new(db: Database) -> Self {
-        Self { db, max_age_ms: DEFAULT_MAX_RUN_AGE_MS }
+        Self { db, max_age_ms: DEFAULT_MAX_RUN_AGE_MS, log: None }
     }
 
     /// With runs older than `max_age_ms` failing.
@@ -298,29 +305,88 @@ impl WorkflowDb {
         self
     }
 
+    /// With every change going through a cluster's `log` (which applies it here with [`WorkflowDb::apply_logged`]).
+    pub fn with_log(mut self, log: Arc<dyn CommandLog>) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// Whether this node resumes runs now: always alone; on a cluster, while it holds the runs' lease.
+    pub fn resumes_here(&self) -> bool {
+        self.log.as_ref().is_none_or(|log| log.leading())
+    }
+
+    /// On a cluster: notified when another node's change, or this node taking or losing the runs' lease, may have
+    /// made a run due here.
+    pub fn cluster_changes(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.log.as_ref().map(|log| log.changes())
+    }
+
+    /// Makes `command`'s change: here, or on a cluster through its log.
+    async fn execute(&self, command: Command) -> Result<Answer, StorageError> {
+        match &self.log {
+            Some(log) => log.propose(command).await,
+            None => self.execute_here(command).await,
+        }
+    }
+
+    /// Makes `command`'s change on this node's SQLite, in a transaction of its own.
+    async fn execute_here(&self, command: Command) -> Result<Answer, StorageError> {
+        if matches!(command, Command::Apply { .. }) {
+            // In place: one of these per step of a run, where a hand-off to the blocking pool would cost more than
+            // it. (The closure runs again when SQLite's write lock was taken the first time: the command is kept.)
+            return self.db.call_in_place(move |conn| in_transaction(conn, |tx| command.clone().run(tx))).await;
+        }
+        self.db.call(move |conn| in_transaction(conn, |tx| command.run(tx))).await
+    }
+
+    /// Applies command `seq` of a cluster's log here, and records `seq` with it in one transaction: `None` when it
+    /// was applied before (a node that stopped part-way through the log goes on after the last one it applied).
+    pub async fn apply_logged(&self, seq: u64, command: Command) -> Result<Option<Answer>, StorageError> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                if seq <= applied_seq(&tx)? {
+                    return Ok(None);
+                }
+                let answer = command.run(&tx)?;
+                tx.execute("INSERT OR REPLACE INTO workflow_log (id, seq) VALUES (1, ?1)", params![seq as i64])?;
+                tx.commit()?;
+                Ok(Some(answer))
+            })
+            .await
+    }
+
+    /// Records that command `seq` of a cluster's log was skipped here: every node skips it alike (it is unreadable,
+    /// or the same stored state refuses it everywhere).
+    pub async fn skip_logged(&self, seq: u64) -> Result<(), StorageError> {
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT INTO workflow_log (id, seq) VALUES (1, ?1)
+                         ON CONFLICT (id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+                    params![seq as i64],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// The last command of a cluster's log applied here (0: none).
+    pub async fn logged_until(&self) -> Result<u64, StorageError> {
+        self.db.call(|conn| applied_seq(conn)).await
+    }
+
     /// Starts a run of `component/function` (on `version` of the component) with `input`, due now, named `id`
     /// (else a new id). A run of the same workflow by that id, already started, is answered instead, unchanged
     /// (`false`): the same id twice starts one run. An id a run of another workflow holds is refused.
     pub async fn start(&self, new: NewRun, now: i64) -> Result<(RunRow, bool), StartRefused> {
-        let NewRun { id, component, function, version, input } = new;
-        let id = id.unwrap_or_else(|| format!("run-{}", uuid::Uuid::new_v4().simple()));
-        let input = encode(&input);
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let inserted = tx.execute(
-                    "INSERT OR IGNORE INTO workflow_runs (id, component, function, input, state, due_at, created_at,
-                         updated_at, version) VALUES (?1, ?2, ?3, ?4, 'ready', ?5, ?5, ?5, ?6)",
-                    params![id, component, function, input, now, version],
-                )?;
-                let run = load_run(&tx, &id)?.ok_or_else(|| StorageError::Corrupt(format!("run `{id}` vanished")))?;
-                if run.component != component || run.function != function {
-                    return Ok(Err(StartRefused::IdTaken { id }));
-                }
-                tx.commit()?;
-                Ok(Ok((run, inserted == 1)))
-            })
-            .await?
+        // Named before the change is made: on a cluster every node makes the same run.
+        let id = new.id.clone().unwrap_or_else(|| format!("run-{}", uuid::Uuid::new_v4().simple()));
+        match self.execute(Command::Start { new: NewRun { id: Some(id), ..new }, now }).await? {
+            Answer::Started(started) => started.map(|(run, made)| (*run, made)),
+            other => Err(other.unexpected("start").into()),
+        }
     }
 
     /// The runs due at `now`, soonest first, at most `limit`, but none of `busy` (being resumed already).
@@ -374,49 +440,45 @@ impl WorkflowDb {
     /// Fails run `id` with `error` unless it has finished: a failure outside the workflow's code (it crashed, its
     /// answer was unreadable), which `edgefn workflows retry` may resume.
     pub async fn fail(&self, id: &str, error: &str, now: i64) -> Result<bool, StorageError> {
-        let (id, error) = (id.to_owned(), error.to_owned());
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let Some(run) = load_run(&tx, &id)? else { return Ok(false) };
-                if run.state.is_finished() {
-                    return Ok(false);
-                }
-                fail(&tx, &id, &error, true, now)?;
-                tx.commit()?;
-                Ok(true)
-            })
-            .await
+        match self.execute(Command::Fail { id: id.to_owned(), error: error.to_owned(), now }).await? {
+            Answer::Failed(failed) => Ok(failed),
+            other => Err(other.unexpected("fail")),
+        }
     }
 
     /// Puts a resume off until `at` (its function is busy or the host could not run it), keeping the run's state.
     pub async fn postpone(&self, id: &str, at: i64) -> Result<(), StorageError> {
-        let id = id.to_owned();
-        self.db
-            .call(move |conn| {
-                conn.execute(
-                    "UPDATE workflow_runs SET due_at = ?2 WHERE id = ?1 AND due_at IS NOT NULL",
-                    params![id, at],
-                )?;
-                Ok(())
-            })
-            .await
+        match self.execute(Command::Postpone { id: id.to_owned(), at }).await? {
+            Answer::Postponed => Ok(()),
+            other => Err(other.unexpected("postpone")),
+        }
     }
 
     /// Sends event `event` with `payload` to run `id`.
     pub async fn signal(&self, id: &str, event: &str, payload: &Value, now: i64) -> Result<Signalled, SignalError> {
-        let (id, event, payload) = (id.to_owned(), event.to_owned(), encode(payload));
-        let signalled = self
-            .db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let signalled = deliver(&tx, &id, &event, &payload, now)?;
-                tx.commit()?;
-                Ok(signalled)
-            })
-            .await??;
-        Ok(signalled)
+        let command = Command::Signal { id: id.to_owned(), event: event.to_owned(), payload: payload.clone(), now };
+        match self.execute(command).await? {
+            Answer::Signalled(signalled) => signalled,
+            other => Err(other.unexpected("signal").into()),
+        }
     }
+}
+
+/// Runs `work` in a transaction of `conn`, committed when it succeeds.
+fn in_transaction<R>(
+    conn: &mut rusqlite::Connection,
+    work: impl FnOnce(&rusqlite::Connection) -> Result<R, StorageError>,
+) -> Result<R, StorageError> {
+    let tx = conn.transaction()?;
+    let result = work(&tx)?;
+    tx.commit()?;
+    Ok(result)
+}
+
+fn applied_seq(conn: &rusqlite::Connection) -> Result<u64, StorageError> {
+    let seq: Option<i64> =
+        conn.query_row("SELECT seq FROM workflow_log WHERE id = 1", [], |row| row.get(0)).optional()?;
+    Ok(seq.unwrap_or(0).max(0) as u64)
 }
 
 /// Sends event `event` with `payload` (JSON) to run `id`, in `conn`'s transaction: it resumes now if it waits for
@@ -543,9 +605,11 @@ fn fail(conn: &rusqlite::Connection, id: &str, error: &str, retryable: bool, now
     ended(conn, id, now)
 }
 
+mod commands;
 mod operations;
 mod resume;
 #[cfg(test)]
 mod tests;
 
+pub use commands::{Answer, Command, CommandLog};
 pub use operations::{Retried, RetryRefused, RunStats};

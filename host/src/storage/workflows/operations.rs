@@ -1,7 +1,7 @@
 //! What operators do to runs (`edgefn workflows cancel|retry|list|show`, undeploys) and what metrics read: the
 //! other half of [`WorkflowDb`], beside what resumes do.
 
-use super::{AttemptRow, RUN_COLUMNS, RunRow, RunState, WorkflowDb, load_run, run_row};
+use super::{Answer, AttemptRow, Command, RUN_COLUMNS, RunRow, RunState, WorkflowDb, load_run, run_row};
 use crate::storage::StorageError;
 use edgefn_manifest::workflow::StepError;
 use rusqlite::{OptionalExtension as _, params};
@@ -48,33 +48,10 @@ impl WorkflowDb {
     /// Cancels run `id`: it is due at once to run its compensations (`cancelling`), then ends `cancelled`. `false`
     /// when it had finished or is being cancelled already.
     pub async fn cancel(&self, id: &str, now: i64) -> Result<Option<bool>, StorageError> {
-        let id = id.to_owned();
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let Some(run) = load_run(&tx, &id)? else { return Ok(None) };
-                if run.state.is_finished() || run.state == RunState::Cancelling {
-                    return Ok(Some(false));
-                }
-                // Due at once, to run the compensations its code registered; then it ends cancelled. So do its
-                // children that have not ended, and theirs.
-                tx.execute(
-                    &format!(
-                        "{RUN_AND_DESCENDANTS} UPDATE workflow_runs SET state = 'cancelling', due_at = ?2,
-                             waiting_for = NULL, retry_step = NULL, retry_attempts = 0, error = NULL,
-                             cancel_requested = 1, updated_at = ?2
-                         WHERE id IN tree AND state NOT IN ('done', 'failed', 'cancelled', 'cancelling')"
-                    ),
-                    params![id, now],
-                )?;
-                tx.execute(
-                    &format!("{RUN_AND_DESCENDANTS} DELETE FROM workflow_signals WHERE run IN tree"),
-                    params![id],
-                )?;
-                tx.commit()?;
-                Ok(Some(true))
-            })
-            .await
+        match self.execute(Command::Cancel { id: id.to_owned(), now }).await? {
+            Answer::Cancelled(cancelled) => Ok(cancelled),
+            other => Err(other.unexpected("cancel")),
+        }
     }
 
     /// The runs in `state` (any), newest first, at most `limit`.
@@ -116,43 +93,10 @@ impl WorkflowDb {
     /// Resumes run `id` from its journal now, on `version` if given: a run that failed outside its own code (see
     /// [`RunRow::retryable`]) runs again; an unfinished run only moves to `version` (which its next resume runs).
     pub async fn retry(&self, id: &str, version: Option<u32>, now: i64) -> Result<Retried, RetryRefused> {
-        let id = id.to_owned();
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let Some(run) = load_run(&tx, &id)? else { return Ok(Err(RetryRefused::NotFound(id))) };
-                let refused = |why| Ok(Err(RetryRefused::Final { run: id.clone(), state: run.state.as_str(), why }));
-                let retried = match run.state {
-                    RunState::Done => return refused("it succeeded"),
-                    RunState::Cancelled => return refused("cancelled runs stay cancelled"),
-                    RunState::Failed if !run.retryable => {
-                        return refused("it failed in its own code, so its journal is final; start a new run");
-                    }
-                    RunState::Failed => {
-                        tx.execute(
-                            // A run that failed while cancelling goes on cancelling, never forward.
-                            "UPDATE workflow_runs SET due_at = ?2, error = NULL, retryable = 0, updated_at = ?2,
-                                 state = CASE cancel_requested WHEN 1 THEN 'cancelling' ELSE 'ready' END,
-                                 version = COALESCE(?3, version) WHERE id = ?1",
-                            params![id, now, version],
-                        )?;
-                        Retried::Resumed
-                    }
-                    _ if version.is_none() => {
-                        return refused("it has not failed; name a version (--version) to move it to one");
-                    }
-                    _ => {
-                        tx.execute(
-                            "UPDATE workflow_runs SET version = ?2, updated_at = ?3 WHERE id = ?1",
-                            params![id, version, now],
-                        )?;
-                        Retried::Moved
-                    }
-                };
-                tx.commit()?;
-                Ok(Ok(retried))
-            })
-            .await?
+        match self.execute(Command::Retry { id: id.to_owned(), version, now }).await? {
+            Answer::Retried(retried) => retried,
+            other => Err(other.unexpected("retry").into()),
+        }
     }
 
     /// The component run `id` belongs to, if there is such a run.
@@ -183,25 +127,11 @@ impl WorkflowDb {
 
     /// Cancels every unfinished run of `component`, saying `why`; returns how many.
     pub async fn cancel_component(&self, component: &str, why: &str, now: i64) -> Result<u64, StorageError> {
-        let (component, why) = (component.to_owned(), why.to_owned());
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                tx.execute(
-                    "DELETE FROM workflow_signals WHERE run IN
-                         (SELECT id FROM workflow_runs WHERE component = ?1 AND due_at IS NOT NULL)",
-                    params![component],
-                )?;
-                let cancelled = tx.execute(
-                    "UPDATE workflow_runs SET state = 'cancelled', due_at = NULL, waiting_for = NULL,
-                         retry_step = NULL, error = ?2, retryable = 0, updated_at = ?3
-                         WHERE component = ?1 AND due_at IS NOT NULL",
-                    params![component, why, now],
-                )?;
-                tx.commit()?;
-                Ok(cancelled as u64)
-            })
-            .await
+        let command = Command::CancelComponent { component: component.to_owned(), why: why.to_owned(), now };
+        match self.execute(command).await? {
+            Answer::CancelledComponent(cancelled) => Ok(cancelled),
+            other => Err(other.unexpected("cancel of a component's runs")),
+        }
     }
 
     /// Runs by state, failed step attempts and the oldest wait: what the metrics show.
@@ -229,4 +159,84 @@ impl WorkflowDb {
             })
             .await
     }
+}
+
+/// [`WorkflowDb::cancel`] in `tx`.
+pub(super) fn cancel_in(tx: &rusqlite::Connection, id: &str, now: i64) -> Result<Option<bool>, StorageError> {
+    let Some(run) = load_run(tx, id)? else { return Ok(None) };
+    if run.state.is_finished() || run.state == RunState::Cancelling {
+        return Ok(Some(false));
+    }
+    // Due at once, to run the compensations its code registered; then it ends cancelled. So do its children that
+    // have not ended, and theirs.
+    tx.execute(
+        &format!(
+            "{RUN_AND_DESCENDANTS} UPDATE workflow_runs SET state = 'cancelling', due_at = ?2,
+                 waiting_for = NULL, retry_step = NULL, retry_attempts = 0, error = NULL,
+                 cancel_requested = 1, updated_at = ?2
+             WHERE id IN tree AND state NOT IN ('done', 'failed', 'cancelled', 'cancelling')"
+        ),
+        params![id, now],
+    )?;
+    tx.execute(&format!("{RUN_AND_DESCENDANTS} DELETE FROM workflow_signals WHERE run IN tree"), params![id])?;
+    Ok(Some(true))
+}
+
+/// [`WorkflowDb::retry`] in `tx`.
+pub(super) fn retry_in(
+    tx: &rusqlite::Connection,
+    id: &str,
+    version: Option<u32>,
+    now: i64,
+) -> Result<Result<Retried, RetryRefused>, StorageError> {
+    let Some(run) = load_run(tx, id)? else { return Ok(Err(RetryRefused::NotFound(id.to_owned()))) };
+    let refused = |why| Ok(Err(RetryRefused::Final { run: id.to_owned(), state: run.state.as_str(), why }));
+    let retried = match run.state {
+        RunState::Done => return refused("it succeeded"),
+        RunState::Cancelled => return refused("cancelled runs stay cancelled"),
+        RunState::Failed if !run.retryable => {
+            return refused("it failed in its own code, so its journal is final; start a new run");
+        }
+        RunState::Failed => {
+            tx.execute(
+                // A run that failed while cancelling goes on cancelling, never forward.
+                "UPDATE workflow_runs SET due_at = ?2, error = NULL, retryable = 0, updated_at = ?2,
+                     state = CASE cancel_requested WHEN 1 THEN 'cancelling' ELSE 'ready' END,
+                     version = COALESCE(?3, version) WHERE id = ?1",
+                params![id, now, version],
+            )?;
+            Retried::Resumed
+        }
+        _ if version.is_none() => {
+            return refused("it has not failed; name a version (--version) to move it to one");
+        }
+        _ => {
+            tx.execute(
+                "UPDATE workflow_runs SET version = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, version, now],
+            )?;
+            Retried::Moved
+        }
+    };
+    Ok(Ok(retried))
+}
+
+/// [`WorkflowDb::cancel_component`] in `tx`.
+pub(super) fn cancel_component_in(
+    tx: &rusqlite::Connection,
+    component: &str,
+    why: &str,
+    now: i64,
+) -> Result<u64, StorageError> {
+    tx.execute(
+        "DELETE FROM workflow_signals WHERE run IN
+             (SELECT id FROM workflow_runs WHERE component = ?1 AND due_at IS NOT NULL)",
+        params![component],
+    )?;
+    let cancelled = tx.execute(
+        "UPDATE workflow_runs SET state = 'cancelled', due_at = NULL, waiting_for = NULL, retry_step = NULL,
+             error = ?2, retryable = 0, updated_at = ?3 WHERE component = ?1 AND due_at IS NOT NULL",
+        params![component, why, now],
+    )?;
+    Ok(cancelled as u64)
 }

@@ -302,3 +302,40 @@ fn a_child_run_starts_with_its_parents_wait_and_its_end_resumes_the_parent() {
         assert_eq!(done_child.state, RunState::Done, "an ended child stays as it ended");
     });
 }
+
+#[test]
+fn copies_running_the_same_logged_changes_agree_and_a_deposed_resumes_step_is_refused_on_each() {
+    let dirs = [tempfile::tempdir().expect("temp dir"), tempfile::tempdir().expect("temp dir")];
+    let copies = dirs.each_ref().map(|dir| store(dir.path()));
+    let apply = |entries: Vec<Entry>| Command::Apply {
+        id: "five-1".into(),
+        journal_len: 0,
+        outcome: outcome(entries, Next::Continue),
+        now: 11,
+        resume_cancelling: Some(false),
+        max_age_ms: DEFAULT_MAX_RUN_AGE_MS,
+    };
+    // The new owner's step, then the same step from a resume on a node that lost the runs meanwhile.
+    let log = [
+        Command::Start { new: new_run("five-1", "shop", "five", json!(1)), now: 10 },
+        apply(vec![step("s1")]),
+        apply(vec![Entry::Step { name: "s1".into(), value: Some(json!("again")), error: None, attempts: 1 }]),
+    ];
+    rt().block_on(async {
+        for copy in &copies {
+            for (seq, command) in log.iter().enumerate() {
+                let answer = copy.apply_logged(seq as u64 + 1, command.clone()).await.unwrap().expect("ran");
+                if seq == 2 {
+                    assert!(matches!(answer, Answer::Applied(Applied::Stale)), "{answer:?}");
+                }
+            }
+            assert_eq!(copy.logged_until().await.unwrap(), 3);
+            assert!(copy.apply_logged(2, log[1].clone()).await.unwrap().is_none(), "a change runs once per copy");
+        }
+        let [first, second] = &copies;
+        let (run, journal) = first.load("five-1").await.unwrap().expect("run");
+        assert_eq!(second.load("five-1").await.unwrap(), Some((run.clone(), journal.clone())), "the copies agree");
+        assert_eq!(journal.iter().map(|row| row.entry.clone()).collect::<Vec<_>>(), [step("s1")], "journaled once");
+        assert_eq!(run.journal_entries, 1);
+    });
+}
