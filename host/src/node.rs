@@ -21,6 +21,7 @@ use crate::storage::backends::cron::CronBackend;
 use crate::storage::backends::jetstream::deployments::{NodeComponent, NodeEntry};
 use crate::storage::backends::jetstream::{
     Cluster, JetStreamCron, JetStreamDeployments, JetStreamObjects, JetStreamQueues, JetStreamStreams,
+    JetStreamWorkflowLog,
 };
 use crate::storage::backends::objects::ObjectStore;
 use crate::storage::backends::sqlite::SqliteQueues;
@@ -182,6 +183,17 @@ impl Node {
         if cluster.is_none() {
             crate::capabilities::streams::spawn_sweeper(streams.clone());
         }
+        // Workflow runs: SQLite alone; on a cluster each node's SQLite is a copy that runs the cluster's log of
+        // changes, and the node holding the runs' lease resumes them (another takes over `ack_wait_ms` after it dies).
+        let workflow_db = match &cluster {
+            None => workflow_db,
+            Some(cluster) => {
+                let lease = Duration::from_millis(config.cluster.ack_wait_ms);
+                let log = JetStreamWorkflowLog::open(cluster.clone(), lease).await?;
+                log.spawn(workflow_db.clone());
+                workflow_db.with_log(log)
+            }
+        };
         if let Some(rules) = alarm_rules {
             crate::alarms::spawn(rules, telemetry.clone(), queues.clone(), Some(streams.clone()), workflow_db.clone());
         }

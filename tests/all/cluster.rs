@@ -47,7 +47,7 @@ impl Cluster {
         self.node_full(name, 30_000, components, "", "", env)
     }
 
-    fn node_full(
+    pub(crate) fn node_full(
         &self,
         name: &str,
         ack_wait_ms: u64,

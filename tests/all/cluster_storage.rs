@@ -1,6 +1,7 @@
-//! Streams and object storage on a cluster of two hosts and one real `nats-server -js`. The `cluster` test
-//! component's `moves` consumer reports each stream batch it handled, and on which node, to the collector; the
-//! object-probe puts, reads, copies, signs and deletes objects on one node or the other.
+//! Streams, object storage and workflow runs on a cluster of two hosts and one real `nats-server -js`. The
+//! `cluster` test component's `moves` consumer reports each stream batch it handled, and on which node, to the
+//! collector; the object-probe puts, reads, copies, signs and deletes objects on one node or the other; the
+//! workflow-probe's runs are started on one node, resumed by the other, and taken over when it is killed.
 
 use crate::cluster::Cluster;
 use crate::support::{Host, component_arg};
@@ -231,4 +232,59 @@ fn objects_put_on_one_node_are_read_listed_copied_signed_and_deleted_on_the_othe
         let docs = docs.expect("bucket docs in the usage");
         assert_eq!((docs["objects"].as_u64(), docs["bytes"].as_u64()), (Some(2), Some((5 << 20) + 14)));
     }
+}
+
+/// What node b's copy of run `id` says (every node holds every run).
+fn workflow_run(host: &Host, id: &str) -> Value {
+    let reply = host.admin("GET", &format!("/v1/workflows/runs/{id}"), None);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()
+}
+
+/// The names of the steps run `run`'s journal holds, in order.
+fn journaled_steps(run: &Value) -> Vec<String> {
+    let journal = run["journal"].as_array().expect("journal");
+    journal.iter().filter_map(|entry| entry["name"].as_str().map(str::to_owned)).collect()
+}
+
+/// Issue 22, item 6: one node at a time resumes the workflow runs; when it dies, another takes them over from the
+/// cluster's log, and no step result is journaled twice.
+#[test]
+fn a_killed_nodes_workflow_runs_finish_on_the_other_node_with_each_step_journaled_once() {
+    let test = "a_killed_nodes_workflow_runs_finish_on_the_other_node_with_each_step_journaled_once";
+    let Some(cluster) = Cluster::new(test) else { return };
+    let config = "[components.workflow_probe]\nkey_value_stores = [\"default\"]\n";
+    let a = cluster.node_full("a", 3_000, &["workflow_probe"], "", config, &[]);
+    a.wait_for_log("this node resumes the workflow runs");
+    let b = cluster.node_full("b", 3_000, &["workflow_probe"], "", config, &[]);
+    // Started through node b, which does not resume them: the cluster's log brings each start to node a.
+    const RUNS: usize = 50;
+    for i in 0..RUNS / 2 {
+        for (workflow, input, id) in
+            [("five", json!(i), format!("five-{i}")), ("nap", json!(4_000), format!("nap-{i}"))]
+        {
+            let body = json!({ "workflow": workflow, "input": input, "id": id });
+            let started = b.admin("POST", "/v1/workflows/runs", Some(body));
+            assert_eq!(started.status, 201, "{}", started.body);
+        }
+    }
+    let count = |state: &str| crate::workflows::runs_in(&b, state).len();
+    wait_until("node a to finish some runs and put the naps to sleep", Duration::from_secs(60), || {
+        count("done") >= 5 && count("sleeping") >= 1
+    });
+    assert!(!b.logs().contains("this node resumes the workflow runs"), "node a holds the runs: b resumed none");
+    let done_before = count("done");
+    assert!(done_before < RUNS, "the kill comes while runs are in flight");
+    a.kill();
+    b.wait_for_log("this node resumes the workflow runs");
+    wait_until(&format!("node b to finish all {RUNS} runs"), Duration::from_secs(90), || count("done") == RUNS);
+    for i in 0..RUNS / 2 {
+        let five = workflow_run(&b, &format!("five-{i}"));
+        assert_eq!(five["result"], json!(15), "{five:#}");
+        assert_eq!(journaled_steps(&five), ["s1", "s2", "s3", "s4", "s5"], "each step once, in order: {five:#}");
+        let nap = workflow_run(&b, &format!("nap-{i}"));
+        assert_eq!(nap["result"], json!("awake"), "{nap:#}");
+        assert_eq!(journaled_steps(&nap), ["woke"], "{nap:#}");
+    }
+    eprintln!("{done_before} of {RUNS} runs done on node a when it was killed; node b finished the rest");
 }

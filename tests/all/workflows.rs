@@ -383,7 +383,7 @@ fn unredirected(
 }
 
 /// Every run listed in `state` (at most 5,000).
-fn runs_in(host: &Host, state: &str) -> Vec<Value> {
+pub(crate) fn runs_in(host: &Host, state: &str) -> Vec<Value> {
     let reply = host.admin("GET", &format!("/v1/workflows/runs?state={state}&limit=5000"), None);
     assert_eq!(reply.status, 200, "{}", reply.body);
     reply.json()["runs"].as_array().cloned().unwrap_or_default()

@@ -310,7 +310,16 @@ impl WorkflowEngine {
     }
 
     async fn drive(self: Arc<Self>) {
+        let cluster_changes = self.db.cluster_changes();
         loop {
+            if !self.db.resumes_here() {
+                // On a cluster, another node resumes the runs: wait until this one takes them over.
+                tokio::select! {
+                    () = changed(cluster_changes.as_deref()) => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
             let now = now_ms();
             let busy: Vec<String> = self.lock_resuming().iter().cloned().collect();
             match self.db.due(now, MAX_RESUMING * 4, busy).await {
@@ -341,6 +350,8 @@ impl WorkflowEngine {
             }
             tokio::select! {
                 () = self.wake.notified() => {}
+                // A change another node made (a start, a signal) may make a run due here.
+                () = changed(cluster_changes.as_deref()) => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }
@@ -581,6 +592,14 @@ impl crate::capabilities::workflows::Workflows for WorkflowEngine {
             let signalled = engine.signal(&owned, &event, payload).await.map_err(|e| e.to_string())?;
             Ok(signalled == Signalled::Delivered)
         })
+    }
+}
+
+/// Once `changes` is notified; never when there is none (a node alone).
+async fn changed(changes: Option<&tokio::sync::Notify>) {
+    match changes {
+        Some(changes) => changes.notified().await,
+        None => std::future::pending().await,
     }
 }
 

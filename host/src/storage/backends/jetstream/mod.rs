@@ -13,7 +13,9 @@
 //!
 //! - object storage: one object store per bucket (see [`objects`]);
 //! - ordered streams: one JetStream stream per edgefn stream, their checkpoints and shard leases in KV buckets
-//!   (see [`streams`] and [`stream_leases`]).
+//!   (see [`streams`] and [`stream_leases`]);
+//! - workflow runs: stream `EDGEFN_WORKFLOWS`, the log of every change to them, and the lease of the node that
+//!   resumes them (see [`workflows`]).
 //!
 //! Names become subject tokens by [`subject_token`] and consumer names by [`consumer_name`].
 //!
@@ -30,6 +32,7 @@ pub mod queues;
 pub mod stream_leases;
 pub mod streams;
 mod wire;
+pub mod workflows;
 
 pub use cron::JetStreamCron;
 pub use deployments::JetStreamDeployments;
@@ -37,6 +40,7 @@ pub use objects::JetStreamObjects;
 pub use queues::JetStreamQueues;
 pub use stream_leases::ShardLeases;
 pub use streams::JetStreamStreams;
+pub use workflows::JetStreamWorkflowLog;
 
 use crate::storage::StorageError;
 use async_nats::jetstream;
