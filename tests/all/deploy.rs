@@ -4,7 +4,7 @@
 //! The `versioned` test component answers and reports with `TAG`, which each version is deployed with, so every
 //! answer, cron run and queue delivery says which version produced it.
 
-use crate::support::{Collector, Host, component_arg, get, poll_until, post, send};
+use crate::support::{Collector, Host, component_arg, get, post, send};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -93,16 +93,18 @@ fn a_deploy_and_a_rollback_switch_versions_with_no_failed_request_and_no_mix() {
 
 #[test]
 fn a_request_in_flight_finishes_on_the_version_it_started_on() {
+    let collector = Collector::start();
     let host = Host::start(&[]);
-    deploy_versioned(&host, "v1", None, &[]);
-    // It sleeps, then invokes a function of its own component: after the switch, that must still be version 1.
-    let url = host.url("/versioned/slow-invoke?ms=4000");
+    deploy_versioned(&host, "v1", Some(&collector), &[]);
+    // It waits until the test opens a gate, then invokes a function of its own component: after the switch, that
+    // must still be version 1.
+    let url = host.url("/versioned/slow-invoke?gate=switched");
     let slow = std::thread::spawn(move || get(&url));
-    poll_until("the slow request to start", Duration::from_secs(10), || host.instances_in_use() >= 1);
-    std::thread::sleep(Duration::from_millis(200));
-    deploy_versioned(&host, "v2", None, &[]);
+    collector.wait_for("/waiting", Duration::from_secs(10), |waiting| !waiting.is_empty());
+    deploy_versioned(&host, "v2", Some(&collector), &[]);
     assert_eq!(who(&host), "v2");
     assert!(!slow.is_finished(), "the slow request ended before the switch: this test checked nothing");
+    collector.open_gate("switched");
     let reply = slow.join().expect("slow request");
     assert_eq!((reply.status, reply.body.as_str()), (200, "v1 then v1"), "the request in flight was cut or mixed");
     assert_eq!(get(&host.url("/versioned/slow-invoke")).body, "v2 then v2");

@@ -11,6 +11,8 @@ pub(crate) struct Collector {
     /// `host:port`, for `allowed_outbound_hosts`.
     pub(crate) authority: String,
     received: std::sync::Arc<Mutex<Vec<Received>>>,
+    /// The gates opened so far: a GET of `/gate/<name>` answers `open` once `<name>` is in here, else `closed`.
+    open_gates: std::sync::Arc<Mutex<Vec<String>>>,
 }
 
 /// One request the collector received.
@@ -35,14 +37,21 @@ impl Collector {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind collector");
         let authority = listener.local_addr().expect("address").to_string();
         let received = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let sink = received.clone();
+        let open_gates = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let (sink, gates) = (received.clone(), open_gates.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let sink = sink.clone();
-                std::thread::spawn(move || serve_one(stream, &sink));
+                let (sink, gates) = (sink.clone(), gates.clone());
+                std::thread::spawn(move || serve_one(stream, &sink, &gates));
             }
         });
-        Self { url: format!("http://{authority}"), authority, received }
+        Self { url: format!("http://{authority}"), authority, received, open_gates }
+    }
+
+    /// Opens the gate `name`: a function polling `/gate/<name>` (to hold a request in flight for as long as the
+    /// test needs, however slow the machine) sees `open` from now on.
+    pub(crate) fn open_gate(&self, name: &str) {
+        self.open_gates.lock().expect("collector lock").push(name.to_owned());
     }
 
     /// The bodies POSTed to `path` so far.
@@ -75,7 +84,7 @@ impl Collector {
     }
 }
 
-fn serve_one(stream: std::net::TcpStream, sink: &Mutex<Vec<Received>>) {
+fn serve_one(stream: std::net::TcpStream, sink: &Mutex<Vec<Received>>, open_gates: &Mutex<Vec<String>>) {
     use std::io::Write as _;
     let mut reader = BufReader::new(stream);
     loop {
@@ -105,6 +114,13 @@ fn serve_one(stream: std::net::TcpStream, sink: &Mutex<Vec<Received>>) {
         let mut body = vec![0u8; length];
         if reader.read_exact(&mut body).is_err() {
             return;
+        }
+        if let Some(gate) = path.strip_prefix("/gate/") {
+            let open = open_gates.lock().expect("collector lock").iter().any(|g| g == gate);
+            let answer = if open { "open" } else { "closed" };
+            let reply = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{answer}", answer.len());
+            let _ = reader.get_mut().write_all(reply.as_bytes());
+            continue;
         }
         let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         sink.lock().expect("collector lock").push(Received { path, body: value, raw: body, headers });

@@ -39,13 +39,33 @@ fn tag_of(_payload: serde_json::Value) -> Result<String> {
     Ok(tag())
 }
 
-/// Sleeps `?ms=` milliseconds, then invokes `tag_of` of its own component: answers `<own tag> then <its tag>`.
+/// Sleeps `?ms=` milliseconds, or with `?gate=NAME` waits until the collector's gate `NAME` opens (at most a
+/// minute), then invokes `tag_of` of its own component: answers `<own tag> then <its tag>`.
 #[function(trigger = http("/versioned/slow-invoke"))]
 fn slow_invoke(req: Request) -> Result<String> {
     let ms = req.query("ms").and_then(|ms| ms.parse().ok()).unwrap_or(0);
     std::thread::sleep(Duration::from_millis(ms));
+    if let Some(gate) = req.query("gate") {
+        wait_for_gate(&gate)?;
+    }
     let theirs: String = edgefn::invoke("versioned/tag_of", &())?;
     Ok(format!("{} then {theirs}", tag()))
+}
+
+/// Reports `/waiting` with the gate's name, then polls the collector's gate `name` until it answers `open`: the
+/// test decides when a request in flight goes on, so it stays in flight however long a deploy takes on a loaded
+/// machine.
+fn wait_for_gate(name: &str) -> Result<()> {
+    let collector = edgefn::config::get("COLLECTOR_URL")
+        .ok_or_else(|| Error::bad_request("`?gate=` needs the component deployed with COLLECTOR_URL"))?;
+    report("/waiting", &json!({ "tag": tag(), "gate": name }))?;
+    for _ in 0..1_200 {
+        if edgefn::fetch::get(&format!("{collector}/gate/{name}"))?.body().as_slice() == b"open" {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(Error::internal(format!("the gate {name} stayed closed for a minute")))
 }
 
 /// Computes forever: only its deadline stops it.
