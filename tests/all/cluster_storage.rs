@@ -287,4 +287,19 @@ fn a_killed_nodes_workflow_runs_finish_on_the_other_node_with_each_step_journale
         assert_eq!(journaled_steps(&nap), ["woke"], "{nap:#}");
     }
     eprintln!("{done_before} of {RUNS} runs done on node a when it was killed; node b finished the rest");
+
+    // A step whose result does not fit one message of the cluster's NATS server (1 MiB by default) fails its run,
+    // naming the size and the limit, instead of resuming for ever; a small one goes through.
+    for (id, kib) in [("bulky-small", 4), ("bulky-big", 2_048)] {
+        let body = json!({ "workflow": "bulky", "input": kib, "id": id });
+        let started = b.admin("POST", "/v1/workflows/runs", Some(body));
+        assert_eq!(started.status, 201, "{}", started.body);
+    }
+    let small = crate::workflows::wait_for_state(&b, "bulky-small", "done");
+    assert_eq!(small["result"], json!(4_096), "{small:#}");
+    let big = crate::workflows::wait_for_state(&b, "bulky-big", "failed");
+    let error = big["error"].as_str().unwrap_or_default();
+    assert!(error.contains("bytes, and the cluster's NATS server takes messages of at most"), "{big:#}");
+    assert!(error.contains("max_payload"), "{big:#}");
+    assert!(journaled_steps(&big).is_empty(), "nothing of the step was journaled: {big:#}");
 }

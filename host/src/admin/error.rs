@@ -49,10 +49,12 @@ impl From<StorageError> for ApiError {
 }
 
 /// The status of a storage failure: 503 when the cluster's NATS server did not answer (down, stalled or
-/// unreachable: worth a retry, and a send retried may be stored twice, as any at-least-once queue), else 500.
+/// unreachable: worth a retry, and a send retried may be stored twice, as any at-least-once queue), 413 for a
+/// change too large for the cluster's messages, else 500.
 fn storage_status(error: &StorageError) -> StatusCode {
     match error {
         StorageError::Cluster { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        StorageError::TooLargeForCluster { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         StorageError::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -350,6 +350,13 @@ pub enum StorageError {
     /// The NATS JetStream server of a cluster refused or failed a request (`backends::jetstream`).
     #[error("the cluster's NATS JetStream server failed to {action}: {reason}")]
     Cluster { action: String, reason: String },
+    /// A change too large for one message of the cluster's NATS server: refused every time it is tried, unlike a
+    /// [`StorageError::Cluster`] failure, which may pass once the server is back.
+    #[error(
+        "the cluster cannot {action}: it is {size} bytes, and the cluster's NATS server takes messages of at most \
+         {max} (its max_payload)"
+    )]
+    TooLargeForCluster { action: String, size: usize, max: usize },
 }
 
 /// How long a connection waits for another's write lock before it fails ("database is locked").

@@ -367,9 +367,22 @@ impl WorkflowEngine {
 
     /// One resume of run `id`; every failure is logged, and the run is left due again or failed with the reason.
     async fn resume(&self, id: &str) {
-        if let Err(error) = self.try_resume(id).await {
-            tracing::error!(correlation_id = %id, %error, "a workflow resume failed to record; it runs again");
-            let _ = self.db.postpone(id, now_ms() + BUSY_RETRY.as_millis() as i64).await;
+        match self.try_resume(id).await {
+            Ok(()) => {}
+            // The same resume would make the same change, refused the same way, for ever: the run fails, naming
+            // why (on a cluster, a step whose result does not fit one NATS message).
+            Err(error @ crate::storage::StorageError::TooLargeForCluster { .. }) => {
+                tracing::warn!(correlation_id = %id, %error, "a workflow run failed: its next change cannot be recorded");
+                let message = format!("the run's next change cannot be recorded: {error}");
+                if let Err(error) = self.db.fail(id, &message, now_ms()).await {
+                    tracing::error!(correlation_id = %id, %error, "a workflow run could not be failed; it runs again");
+                    let _ = self.db.postpone(id, now_ms() + BUSY_RETRY.as_millis() as i64).await;
+                }
+            }
+            Err(error) => {
+                tracing::error!(correlation_id = %id, %error, "a workflow resume failed to record; it runs again");
+                let _ = self.db.postpone(id, now_ms() + BUSY_RETRY.as_millis() as i64).await;
+            }
         }
     }
 

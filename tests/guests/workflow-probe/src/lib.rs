@@ -221,6 +221,13 @@ async fn label(wf: Workflow, order: String) -> Result<String> {
     .await
 }
 
+/// One step whose result is `kib` KiB of text: on a cluster, past what one NATS message holds.
+#[function(trigger = workflow)]
+async fn bulky(wf: Workflow, kib: usize) -> Result<usize> {
+    let text = wf.step("bulk", StepOptions::default(), move |_| async move { Ok("x".repeat(kib << 10)) }).await?;
+    Ok(text.len())
+}
+
 /// A child that fails.
 #[function(trigger = workflow)]
 async fn broken(_wf: Workflow, _input: Value) -> Result<Value> {

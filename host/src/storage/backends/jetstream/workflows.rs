@@ -246,10 +246,8 @@ impl CommandLog for JetStreamWorkflowLog {
             let body = serde_json::to_vec(&command).map_err(|error| logging(&error))?;
             let max = self.cluster.client.server_info().max_payload;
             if body.len() + HEADER_ROOM > max {
-                return Err(logging(&format!(
-                    "it is {} bytes, and the cluster's NATS server takes messages of at most {max} (its max_payload)",
-                    body.len()
-                )));
+                let action = "log a workflow change".to_owned();
+                return Err(StorageError::TooLargeForCluster { action, size: body.len(), max });
             }
             let proposal = format!("{}-{}", self.process, self.next_proposal.fetch_add(1, Ordering::Relaxed));
             let (sender, answer) = oneshot::channel();
