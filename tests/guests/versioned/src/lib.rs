@@ -46,7 +46,7 @@ fn slow_invoke(req: Request) -> Result<String> {
     let ms = req.query("ms").and_then(|ms| ms.parse().ok()).unwrap_or(0);
     std::thread::sleep(Duration::from_millis(ms));
     if let Some(gate) = req.query("gate") {
-        wait_for_gate(&gate)?;
+        wait_for_gate(gate)?;
     }
     let theirs: String = edgefn::invoke("versioned/tag_of", &())?;
     Ok(format!("{} then {theirs}", tag()))

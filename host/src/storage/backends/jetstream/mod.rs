@@ -55,7 +55,7 @@ pub struct Cluster {
     pub client: async_nats::Client,
     pub jetstream: jetstream::Context,
     /// This node's name.
-    pub node: String,
+    pub(crate) node: String,
     /// Stream and bucket replicas.
     pub replicas: usize,
 }
@@ -123,6 +123,45 @@ pub(crate) async fn bucket_keys(bucket: &kv::Store, what: &str) -> Result<Vec<St
         keys.push(key.map_err(|error| cluster_error(action(), error))?);
     }
     Ok(keys)
+}
+
+/// A lease on `key` of `bucket` (a bucket made by [`bucket`], whose entries live its `max_age`), held by `node`:
+/// taken with `create` when no node holds it, kept by updating the key at the revision held (which fails once it
+/// lapsed and another node took it), given back with a delete at that revision. `what` names it in errors ("a
+/// stream shard"). The shard leases and the workflow runs' lease are these.
+pub(crate) struct KvLease<'a> {
+    pub(crate) bucket: &'a kv::Store,
+    pub(crate) key: String,
+    pub(crate) node: &'a str,
+    pub(crate) what: &'a str,
+}
+
+impl KvLease<'_> {
+    /// Takes the lease if no node holds it: its revision, `None` when another node holds it.
+    pub(crate) async fn take(&self) -> Result<Option<u64>, StorageError> {
+        match self.bucket.create(&self.key, self.node.to_owned().into()).await {
+            Ok(revision) => Ok(Some(revision)),
+            Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+            Err(error) => Err(cluster_error(format!("claim {}", self.what), error)),
+        }
+    }
+
+    /// Keeps the lease held at `revision`: its new revision, `None` when it was lost (it lapsed and another node
+    /// took it, or it was deleted).
+    pub(crate) async fn renew(&self, revision: u64) -> Result<Option<u64>, StorageError> {
+        match self.bucket.update(&self.key, self.node.to_owned().into(), revision).await {
+            Ok(revision) => Ok(Some(revision)),
+            Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+            Err(error) => Err(cluster_error(format!("renew the lease of {}", self.what), error)),
+        }
+    }
+
+    /// Gives the lease held at `revision` back, so another node may take it at once (else it lapses by itself).
+    pub(crate) async fn release(&self, revision: u64) {
+        if let Err(error) = self.bucket.delete_expect_revision(&self.key, Some(revision)).await {
+            tracing::debug!(key = %self.key, %error, "could not give the lease of {} back; it lapses by itself", self.what);
+        }
+    }
 }
 
 /// Object store `name`, its stream made here as the NATS object store convention lays it out (ADR-20), because

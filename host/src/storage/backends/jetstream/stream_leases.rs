@@ -11,9 +11,9 @@
 //!
 //! Names are written as [`consumer_name`] writes them, so every key is safe whatever the names hold.
 
-use super::{Cluster, cluster_error, consumer_name, from_consumer_name};
+use super::{Cluster, KvLease, cluster_error, consumer_name, from_consumer_name};
 use crate::storage::StorageError;
-use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use async_nats::jetstream::kv;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -85,11 +85,7 @@ impl ShardLeases {
 
     /// Takes `shard` if no node holds it: the lease's revision, `None` when another node holds it.
     pub async fn claim(&self, stream: &str, consumer: &str, shard: u32) -> Result<Option<u64>, StorageError> {
-        match self.bucket.create(shard_key(stream, consumer, shard), self.node.clone().into()).await {
-            Ok(revision) => Ok(Some(revision)),
-            Err(error) if error.kind() == CreateErrorKind::AlreadyExists => Ok(None),
-            Err(error) => Err(cluster_error("claim a stream shard", error)),
-        }
+        self.lease(stream, consumer, shard).take().await
     }
 
     /// Keeps the lease held at `revision`: its new revision, `None` when it was lost (it lapsed and another node
@@ -101,18 +97,20 @@ impl ShardLeases {
         shard: u32,
         revision: u64,
     ) -> Result<Option<u64>, StorageError> {
-        match self.bucket.update(shard_key(stream, consumer, shard), self.node.clone().into(), revision).await {
-            Ok(revision) => Ok(Some(revision)),
-            Err(error) if error.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
-            Err(error) => Err(cluster_error("renew a stream shard's lease", error)),
-        }
+        self.lease(stream, consumer, shard).renew(revision).await
     }
 
     /// Gives the lease held at `revision` back, so another node may take the shard at once.
     pub async fn release(&self, stream: &str, consumer: &str, shard: u32, revision: u64) {
-        if let Err(error) = self.bucket.delete_expect_revision(shard_key(stream, consumer, shard), Some(revision)).await
-        {
-            tracing::debug!(%stream, %consumer, shard, %error, "could not give a shard's lease back; it lapses by itself");
+        self.lease(stream, consumer, shard).release(revision).await;
+    }
+
+    fn lease(&self, stream: &str, consumer: &str, shard: u32) -> KvLease<'_> {
+        KvLease {
+            bucket: &self.bucket,
+            key: shard_key(stream, consumer, shard),
+            node: &self.node,
+            what: "a stream shard",
         }
     }
 

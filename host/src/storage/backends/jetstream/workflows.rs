@@ -17,12 +17,12 @@
 //! that restarts goes on from there. The log keeps every change: a node joining later builds its copy from the
 //! first one.
 
-use super::{Cluster, cluster_error, publish_stored};
+use super::{Cluster, KvLease, cluster_error, publish_stored};
 use crate::storage::StorageError;
 use crate::storage::workflows::{Answer, Command, CommandLog, WorkflowDb};
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{DeliverPolicy, push};
-use async_nats::jetstream::kv::{self, CreateErrorKind};
+use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
@@ -153,9 +153,11 @@ impl JetStreamWorkflowLog {
                 }
             };
             self.applied.send_replace(seq);
-            self.changes.notify_one();
-            if let Some(waiter) = proposal.and_then(|proposal| self.lock_waiting().remove(&proposal)) {
-                let _ = waiter.send(answer);
+            match proposal.and_then(|proposal| self.lock_waiting().remove(&proposal)) {
+                // This node's own change: whoever made it here wakes the engine if it has to.
+                Some(waiter) => drop(waiter.send(answer)),
+                // Another node's (a start, a signal, a cancel): this node may have a run to resume now.
+                None => self.changes.notify_one(),
             }
         }
         Err(reading(&"the server ended the reader"))
@@ -191,31 +193,26 @@ impl JetStreamWorkflowLog {
     /// whole log.
     async fn hold_lease(self: Arc<Self>) {
         let node = self.cluster.node.clone();
+        let lease = KvLease { bucket: &self.lease, key: LEASE_KEY.to_owned(), node: &node, what: "the workflow runs" };
         let mut held: Option<u64> = None;
         let mut ticks = tokio::time::interval(self.period / 3);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
             held = match held {
-                None => match self.lease.create(LEASE_KEY, node.clone().into()).await {
-                    Ok(revision) => Some(revision),
-                    Err(error) if error.kind() == CreateErrorKind::AlreadyExists => None,
-                    Err(error) => {
-                        tracing::warn!(%error, "could not contend for the workflow runs' lease");
-                        None
-                    }
-                },
-                Some(revision) => match self.lease.update(LEASE_KEY, node.clone().into(), revision).await {
-                    Ok(revision) => Some(revision),
-                    Err(error) => {
-                        // Lost (another node took it after it lapsed), or the server cannot say: either way this
-                        // node must not go on as if it held it.
-                        tracing::warn!(%error, "the workflow runs' lease was lost; resuming them stops here");
-                        None
-                    }
-                },
+                None => lease.take().await.unwrap_or_else(|error| {
+                    tracing::warn!(%error, "could not contend for the workflow runs' lease");
+                    None
+                }),
+                // Lost (another node took it after it lapsed), or the server cannot say: either way this node must
+                // not go on as if it held it.
+                Some(revision) => lease.renew(revision).await.unwrap_or_else(|error| {
+                    tracing::warn!(%error, "could not renew the workflow runs' lease");
+                    None
+                }),
             };
-            let leading = held.is_some() && self.caught_up().await;
+            // A node that leads has run every change since (it makes the only ones that resume): it need not ask.
+            let leading = held.is_some() && (self.leading.load(Ordering::SeqCst) || self.caught_up().await);
             if self.leading.swap(leading, Ordering::SeqCst) != leading {
                 tracing::info!(%node, leading, "{}", if leading { "this node resumes the workflow runs" } else { "another node resumes the workflow runs" });
                 self.changes.notify_one();
