@@ -303,3 +303,32 @@ fn a_killed_nodes_workflow_runs_finish_on_the_other_node_with_each_step_journale
     assert!(error.contains("max_payload"), "{big:#}");
     assert!(journaled_steps(&big).is_empty(), "nothing of the step was journaled: {big:#}");
 }
+
+/// A node stopped as an operator stops it (SIGTERM) gives the workflow runs' lease back: the other node takes the
+/// runs over at once, not once the lease lapses (a minute here), and finishes them.
+#[test]
+fn a_node_stopped_gracefully_hands_the_workflow_runs_to_another_at_once() {
+    let test = "a_node_stopped_gracefully_hands_the_workflow_runs_to_another_at_once";
+    let Some(cluster) = Cluster::new(test) else { return };
+    let config = "[components.workflow_probe]\nkey_value_stores = [\"default\"]\n";
+    let mut a = cluster.node_full("a", 60_000, &["workflow_probe"], "", config, &[]);
+    a.wait_for_log("this node resumes the workflow runs");
+    let b = cluster.node_full("b", 60_000, &["workflow_probe"], "", config, &[]);
+    for i in 0..4 {
+        let body = json!({ "workflow": "nap", "input": 15_000, "id": format!("nap-{i}") });
+        let started = b.admin("POST", "/v1/workflows/runs", Some(body));
+        assert_eq!(started.status, 201, "{}", started.body);
+    }
+    wait_until("node a to put the naps to sleep", Duration::from_secs(30), || {
+        crate::workflows::runs_in(&b, "sleeping").len() == 4
+    });
+    a.terminate();
+    assert!(a.logs().contains("this node stops resuming the workflow runs: it is stopping"), "{}", a.logs());
+    // The lease would lapse 40 to 60 s from now; node b asks for it every 20 s.
+    wait_until("node b to take the runs over", Duration::from_secs(32), || {
+        b.logs().contains("this node resumes the workflow runs")
+    });
+    wait_until("node b to finish the naps", Duration::from_secs(40), || {
+        crate::workflows::runs_in(&b, "done").len() == 4
+    });
+}

@@ -204,6 +204,8 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         let served = crate::triggers::http::server::serve(listener, app, limits, shutdown_signal())
             .await
             .context("server failed");
+        // On a cluster, another node takes the workflow runs over now rather than once this one's lease lapses.
+        node.workflows.db().step_down().await;
         // Spans and metrics still batched go out before the host does.
         tokio::task::spawn_blocking(crate::telemetry::otel::flush).await?;
         served

@@ -311,6 +311,14 @@ impl WorkflowDb {
         self
     }
 
+    /// The node is stopping: on a cluster, it resumes no more runs and gives their lease back, so another node
+    /// takes them at once (alone, nothing to do: the runs wait for the next start).
+    pub async fn step_down(&self) {
+        if let Some(log) = &self.log {
+            log.step_down().await;
+        }
+    }
+
     /// Whether this node resumes runs now: always alone; on a cluster, while it holds the runs' lease.
     pub fn resumes_here(&self) -> bool {
         self.log.as_ref().is_none_or(|log| log.leading())

@@ -317,6 +317,19 @@ impl Host {
         let _ = self.child.wait();
     }
 
+    /// Stops the host as an operator would (SIGTERM) and waits for it to exit; fails if it has not within 30 s.
+    /// Its logs stay readable.
+    pub(crate) fn terminate(&mut self) {
+        // SAFETY: kill only sends a signal to the process this test started (and has not reaped yet).
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM to the host: {}", std::io::Error::last_os_error());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().expect("wait for the host").is_none() {
+            assert!(Instant::now() < deadline, "the host did not exit within 30 s of SIGTERM:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The host process's id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()

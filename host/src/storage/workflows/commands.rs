@@ -168,8 +168,11 @@ pub trait CommandLog: Send + Sync + std::fmt::Debug {
     /// Whether this node resumes the runs now (it holds their lease, and has run the whole log).
     fn leading(&self) -> bool;
 
-    /// Notified after each command this node runs, and when it takes or loses the runs' lease.
+    /// Notified after another node's command runs here, and when this node takes or loses the runs' lease.
     fn changes(&self) -> Arc<tokio::sync::Notify>;
+
+    /// This node is stopping: it resumes no more runs, and lets another node take them at once.
+    fn step_down(&self) -> BoxFuture<'_, ()>;
 }
 
 #[cfg(test)]

@@ -55,6 +55,10 @@ pub struct JetStreamWorkflowLog {
     next_proposal: AtomicU64,
     waiting: Mutex<HashMap<String, Waiter>>,
     leading: AtomicBool,
+    /// The revision of the runs' lease this node holds (0: none).
+    held: AtomicU64,
+    /// The node is stopping: it gave the lease back and takes it no more.
+    stepped_down: AtomicBool,
     changes: Arc<Notify>,
     /// The last change of the log run here.
     applied: watch::Sender<u64>,
@@ -96,6 +100,8 @@ impl JetStreamWorkflowLog {
             next_proposal: AtomicU64::new(1),
             waiting: Mutex::default(),
             leading: AtomicBool::new(false),
+            held: AtomicU64::new(0),
+            stepped_down: AtomicBool::new(false),
             changes: Arc::new(Notify::new()),
             applied: watch::Sender::new(0),
         }))
@@ -193,30 +199,57 @@ impl JetStreamWorkflowLog {
     /// whole log.
     async fn hold_lease(self: Arc<Self>) {
         let node = self.cluster.node.clone();
-        let lease = KvLease { bucket: &self.lease, key: LEASE_KEY.to_owned(), node: &node, what: "the workflow runs" };
-        let mut held: Option<u64> = None;
+        let lease = self.runs_lease(&node);
         let mut ticks = tokio::time::interval(self.period / 3);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            held = match held {
-                None => lease.take().await.unwrap_or_else(|error| {
+            let held = match self.held.load(Ordering::SeqCst) {
+                0 => lease.take().await.unwrap_or_else(|error| {
                     tracing::warn!(%error, "could not contend for the workflow runs' lease");
                     None
                 }),
                 // Lost (another node took it after it lapsed), or the server cannot say: either way this node must
                 // not go on as if it held it.
-                Some(revision) => lease.renew(revision).await.unwrap_or_else(|error| {
+                revision => lease.renew(revision).await.unwrap_or_else(|error| {
                     tracing::warn!(%error, "could not renew the workflow runs' lease");
                     None
                 }),
             };
+            self.held.store(held.unwrap_or(0), Ordering::SeqCst);
+            if self.stepped_down.load(Ordering::SeqCst) {
+                // Stepped down while this tick renewed it: give back what it renewed.
+                if let Some(revision) = held.filter(|_| self.held.swap(0, Ordering::SeqCst) != 0) {
+                    lease.release(revision).await;
+                }
+                return;
+            }
             // A node that leads has run every change since (it makes the only ones that resume): it need not ask.
             let leading = held.is_some() && (self.leading.load(Ordering::SeqCst) || self.caught_up().await);
+            let leading = leading && !self.stepped_down.load(Ordering::SeqCst);
             if self.leading.swap(leading, Ordering::SeqCst) != leading {
                 tracing::info!(%node, leading, "{}", if leading { "this node resumes the workflow runs" } else { "another node resumes the workflow runs" });
                 self.changes.notify_one();
             }
+        }
+    }
+
+    fn runs_lease<'a>(&'a self, node: &'a str) -> KvLease<'a> {
+        KvLease { bucket: &self.lease, key: LEASE_KEY.to_owned(), node, what: "the workflow runs" }
+    }
+
+    /// The node is stopping: it resumes no more runs and gives their lease back, so another node takes them at once
+    /// instead of once the lease lapses. (A resume still under way may log its step; the new holder's journal-length
+    /// check refuses it, as it does a stalled node's.)
+    async fn give_the_runs_back(&self) {
+        self.stepped_down.store(true, Ordering::SeqCst);
+        if self.leading.swap(false, Ordering::SeqCst) {
+            tracing::info!(node = %self.cluster.node, "this node stops resuming the workflow runs: it is stopping");
+            self.changes.notify_one();
+        }
+        let revision = self.held.swap(0, Ordering::SeqCst);
+        if revision != 0 {
+            self.runs_lease(&self.cluster.node).release(revision).await;
         }
     }
 
@@ -271,6 +304,10 @@ impl CommandLog for JetStreamWorkflowLog {
 
     fn leading(&self) -> bool {
         self.leading.load(Ordering::SeqCst)
+    }
+
+    fn step_down(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.give_the_runs_back())
     }
 
     fn changes(&self) -> Arc<Notify> {
