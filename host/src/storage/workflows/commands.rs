@@ -130,7 +130,8 @@ fn start_in(
     now: i64,
 ) -> Result<Result<(RunRow, bool), StartRefused>, StorageError> {
     let NewRun { id, component, function, version, input } = new;
-    let id = id.unwrap_or_else(|| format!("run-{}", uuid::Uuid::new_v4().simple()));
+    // `WorkflowDb::start` names every run before the change is made: an id drawn here would differ on each node.
+    let Some(id) = id else { return Err(StorageError::Corrupt("a workflow start without a run id".to_owned())) };
     let input = encode(&input);
     let inserted = tx.execute(
         "INSERT OR IGNORE INTO workflow_runs (id, component, function, input, state, due_at, created_at, updated_at,
